@@ -1,0 +1,63 @@
+"""A change set: quads to delete, quads to insert, and the quads that must exist for it to apply.
+
+The guard turns a write into a compare-and-set: a lifecycle step guards on the current state, so of two
+clients racing for the same step exactly one wins and the other gets :class:`ConflictError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pyoxigraph import BlankNode, DefaultGraph, Quad
+
+from ._errors import InvalidInputError
+
+__all__ = ["ChangeSet"]
+
+
+def _frozen(quads: Iterable[Quad], what: str) -> frozenset[Quad]:
+    result = frozenset(quads)
+    for q in result:
+        if not isinstance(q, Quad):
+            raise InvalidInputError(f"{what} must contain pyoxigraph Quads, got {type(q).__name__}")
+        if isinstance(q.graph_name, DefaultGraph):
+            raise InvalidInputError(f"{what}: {q} is in the default graph; every write names its graph")
+        for term in (q.subject, q.object, q.graph_name):
+            if isinstance(term, BlankNode):
+                raise InvalidInputError(
+                    f"{what}: {q} uses a blank node; give the resource an IRI so that it can be referenced, "
+                    "deleted and pushed idempotently"
+                )
+    return result
+
+
+@dataclass(frozen=True)
+class ChangeSet:
+    """Quads to delete and to insert, applied atomically if every ``guard`` quad is present.
+
+    >>> from pyoxigraph import NamedNode, Quad
+    >>> g = NamedNode("https://example.org/g")
+    >>> q = Quad(NamedNode("https://example.org/s"), NamedNode("https://example.org/p"), NamedNode("https://example.org/o"), g)
+    >>> ChangeSet(insert=[q]).is_empty()
+    False
+    """
+
+    delete: frozenset[Quad] = field(default_factory=frozenset)
+    insert: frozenset[Quad] = field(default_factory=frozenset)
+    guard: frozenset[Quad] = field(default_factory=frozenset)
+
+    def __init__(self, *, delete: Iterable[Quad] = (), insert: Iterable[Quad] = (), guard: Iterable[Quad] = ()) -> None:
+        ins = _frozen(insert, "insert")
+        dele = _frozen(delete, "delete") - ins  # deleting and re-inserting the same quad is a no-op
+        object.__setattr__(self, "delete", dele)
+        object.__setattr__(self, "insert", ins)
+        object.__setattr__(self, "guard", _frozen(guard, "guard"))
+
+    def is_empty(self) -> bool:
+        """True if applying the change set would change nothing."""
+        return not self.delete and not self.insert
+
+    def graphs(self) -> frozenset[object]:
+        """The named graphs the change set writes to."""
+        return frozenset(q.graph_name for q in self.delete | self.insert)

@@ -1,0 +1,61 @@
+"""Conversions between rdflib terms (used to read shapes and by pySHACL) and pyoxigraph terms (used everywhere else).
+
+Plain literals are normalised the RDF 1.1 way: ``"x"`` and ``"x"^^xsd:string`` are the same term.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import rdflib
+from pyoxigraph import BlankNode, Literal, NamedNode
+
+__all__ = ["to_oxi", "to_rdflib", "XSD_STRING", "RDF_LANGSTRING"]
+
+XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+RDF_LANGSTRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
+
+OxiTerm = NamedNode | BlankNode | Literal
+
+
+def to_oxi(term: rdflib.term.Node) -> OxiTerm:
+    """rdflib term -> pyoxigraph term."""
+    if isinstance(term, rdflib.URIRef):
+        return NamedNode(str(term))
+    if isinstance(term, rdflib.BNode):
+        return BlankNode(str(term))
+    if isinstance(term, rdflib.Literal):
+        if term.language:
+            return Literal(str(term), language=term.language)
+        if term.datatype is not None:
+            return Literal(str(term), datatype=NamedNode(str(term.datatype)))
+        return Literal(str(term))
+    raise TypeError(f"cannot convert {term!r} to a pyoxigraph term")
+
+
+def to_rdflib(term: OxiTerm) -> rdflib.term.Identifier:
+    """pyoxigraph term -> rdflib term (``xsd:string`` literals become plain literals, as rdflib parses them)."""
+    if isinstance(term, NamedNode):
+        return rdflib.URIRef(term.value)
+    if isinstance(term, BlankNode):
+        return rdflib.BNode(term.value)
+    if isinstance(term, Literal):
+        if term.language:
+            return rdflib.Literal(term.value, lang=term.language)
+        dt = term.datatype.value
+        if dt == XSD_STRING:
+            return rdflib.Literal(term.value)
+        return rdflib.Literal(term.value, datatype=rdflib.URIRef(dt))
+    raise TypeError(f"cannot convert {term!r} to an rdflib term")
+
+
+class _QuietIllTypedLiterals:
+    """rdflib logs a warning with a traceback for every ill-typed literal it converts; for us an ill-typed
+    literal is an ordinary validation result (sh:datatype), reported to the writer, not a log event."""
+
+    @staticmethod
+    def filter(record: object) -> bool:
+        return not str(getattr(record, "msg", "")).startswith("Failed to convert Literal lexical form")
+
+
+logging.getLogger("rdflib.term").addFilter(_QuietIllTypedLiterals())

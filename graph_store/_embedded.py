@@ -1,0 +1,68 @@
+"""The embedded back-end: pyoxigraph in this process, on disk (RocksDB) or in memory.
+
+Only one process may open a store directory for writing (RocksDB's LOCK); the central service is that
+process. Opening a locked directory raises InvalidInputError with that explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pyoxigraph import NamedNode, Quad, Store
+
+from ._errors import InvalidInputError
+from ._schema import Schema
+from ._store import GraphStore, QueryResult
+
+__all__ = ["EmbeddedStore"]
+
+
+class EmbeddedStore(GraphStore):
+    """pyoxigraph store at ``path`` (created if missing), or in memory if ``path`` is None.
+
+    >>> store = EmbeddedStore()
+    >>> store.load_vocabulary()
+    >>> bool(store.query("ASK { GRAPH ?g { ?s ?p ?o } }"))
+    True
+    """
+
+    def __init__(self, path: Path | str | None = None, *, schema: Schema | None = None) -> None:
+        super().__init__(schema)
+        try:
+            self._store = Store(str(path)) if path is not None else Store()
+        except OSError as e:
+            raise InvalidInputError(
+                f"cannot open the store at {path}: {e} (only one process may open a store directory for writing)"
+            ) from None
+        self.path = Path(path) if path is not None else None
+
+    @property
+    def oxigraph(self) -> Store:
+        """The underlying pyoxigraph Store, for bulk loading trusted data (benchmarks, restores) and dumps."""
+        return self._store
+
+    def _match(self, s: Any, p: Any, o: Any, g: Any = None) -> Iterable[Quad]:
+        return self._store.quads_for_pattern(s, p, o, g)
+
+    def _query(self, text: str, *, default_graph: list[NamedNode] | None, named_graphs: list[NamedNode] | None,
+               union_default_graph: bool) -> QueryResult:
+        try:
+            return self._store.query(text, default_graph=default_graph, named_graphs=named_graphs,
+                                     use_default_graph_as_union=union_default_graph)
+        except SyntaxError as e:
+            raise InvalidInputError(f"malformed SPARQL query: {e}") from None
+
+    def _update(self, text: str) -> None:
+        try:
+            self._store.update(text)
+        except SyntaxError as e:
+            raise InvalidInputError(f"malformed SPARQL update: {e}") from None
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def close(self) -> None:
+        self._store.flush() if self.path is not None else None
+        del self._store

@@ -1,0 +1,165 @@
+"""The store interface every component uses, with the validated, atomic write path shared by both back-ends.
+
+A back-end supplies four primitives (pattern match, query, update, and an optional post-commit check);
+everything that makes a write safe lives here once:
+
+1. the guard (compare-and-set) is checked,
+2. the change set is validated incrementally against the store *as it would be after* the change,
+3. the change is committed as ONE SPARQL Update request (atomic in pyoxigraph and in Oxigraph server),
+   whose WHERE clause repeats the guard so that a racing writer in another process cannot slip in between.
+
+A refused write raises before step 3: nothing is written.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pyoxigraph import DefaultGraph, NamedNode, Quad, QueryBoolean, QuerySolutions, QueryTriples
+
+from ._changeset import ChangeSet
+from ._errors import ConflictError, InvalidInputError, ValidationFailed
+from ._queries import named_query
+from ._report import ValidationReport
+from ._schema import Schema, load_schema
+from ._sparql_text import bind, quad_block
+from ._validator import PostChangeView
+from ._vocab import ONTOLOGY_GRAPH, RDFS_SUBCLASSOF, SHAPES_GRAPH
+
+__all__ = ["GraphStore", "QueryResult"]
+
+QueryResult = QuerySolutions | QueryBoolean | QueryTriples | Iterator[Any]
+"""SELECT: iterable of solutions (``solution["var"]``); ASK: ``bool(result)``; CONSTRUCT: iterable of triples."""
+
+_PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
+
+
+class GraphStore(ABC):
+    """One RDF dataset in the named-graph layout of :mod:`._vocab`, whose every write is validated.
+
+    Writers in one process are serialised by a lock; the guard in the committed update protects against
+    writers in other processes (remote back-end).
+    """
+
+    def __init__(self, schema: Schema | None = None) -> None:
+        self.schema = schema or load_schema()
+        self._write_lock = threading.Lock()
+
+    # -- back-end primitives ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def _match(self, s: Any, p: Any, o: Any, g: Any = None) -> Iterable[Quad]:
+        """Quads matching the pattern (None = any), in every graph."""
+
+    @abstractmethod
+    def _query(self, text: str, *, default_graph: list[NamedNode] | None, named_graphs: list[NamedNode] | None,
+               union_default_graph: bool) -> QueryResult:
+        """Run a SPARQL query (text already bound)."""
+
+    @abstractmethod
+    def _update(self, text: str) -> None:
+        """Run one SPARQL Update request atomically (text already bound)."""
+
+    def _confirm_commit(self, change: ChangeSet) -> None:
+        """Hook for back-ends that cannot tell whether a guarded update matched (remote): raise ConflictError."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store (files, connections)."""
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def quads(self, s: Any = None, p: Any = None, o: Any = None, g: Any = None) -> list[Quad]:
+        """The quads matching a pattern (None = any)."""
+        return list(self._match(s, p, o, g))
+
+    def contains(self, quad: Quad) -> bool:
+        """True if ``quad`` is in the store."""
+        return any(True for _ in self._match(quad.subject, quad.predicate, quad.object, quad.graph_name))
+
+    def query(self, sparql: str, *, bindings: Mapping[str, Any] | None = None,
+              default_graph: list[NamedNode] | None = None, named_graphs: list[NamedNode] | None = None,
+              union_default_graph: bool = False) -> QueryResult:
+        """Run a SPARQL query; ``$name`` parameters are bound as RDF terms from ``bindings``.
+
+        Raises InvalidInputError for a malformed query (with the parser's message).
+        """
+        return self._query(bind(sparql, bindings or {}), default_graph=default_graph, named_graphs=named_graphs,
+                           union_default_graph=union_default_graph)
+
+    def run_query(self, name: str, **bindings: Any) -> QueryResult:
+        """Run the named read-only query ``sparql_queries/<name>.rq`` with its parameters bound."""
+        q = named_query(name)
+        if q.is_update:
+            raise InvalidInputError(f"{name}.rq is an update; updates go through apply()")
+        return self.query(q.text, bindings=bindings)
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def validate(self, change: ChangeSet) -> ValidationReport:
+        """Validate ``change`` against the store as it would be after it, without writing anything."""
+        self._check_writable(change)
+        view = PostChangeView(lambda s, p, o: self._data_match(s, p, o), change)
+        return self.schema.validator.validate_change(view, change)
+
+    def apply(self, change: ChangeSet) -> ValidationReport:
+        """Validate ``change`` and, if it conforms and its guard holds, commit it atomically.
+
+        Raises ValidationFailed (with the report) if it violates the shapes, ConflictError if a guard quad is
+        missing, InvalidInputError if it writes the ontology or shapes graphs. Nothing is written then.
+        """
+        with self._write_lock:
+            missing = [q for q in change.guard if not self.contains(q)]
+            if missing:
+                raise ConflictError("precondition failed: " + "; ".join(str(q) for q in sorted(missing, key=str)))
+            report = self.validate(change)
+            if not report.conforms:
+                raise ValidationFailed(report)
+            if not change.is_empty():
+                self._update(self._commit_text(change))
+                self._confirm_commit(change)
+            return report
+
+    def load_vocabulary(self) -> None:
+        """(Re)write the ontology and shapes graphs from the repository's files, in one atomic update."""
+        text = (f"DROP SILENT GRAPH {ONTOLOGY_GRAPH} ; DROP SILENT GRAPH {SHAPES_GRAPH} ; "
+                f"INSERT DATA {{ {quad_block(self.schema.ontology_quads + self.schema.shapes_quads)} }}")
+        with self._write_lock:
+            self._update(text)
+
+    # -- helpers ------------------------------------------------------------------------------------------
+
+    def _data_match(self, s: Any, p: Any, o: Any) -> Iterator[Quad]:
+        """Quads of the data the shapes apply to: every graph but the shapes graph."""
+        return (q for q in self._match(s, p, o) if q.graph_name != SHAPES_GRAPH)
+
+    @staticmethod
+    def _check_writable(change: ChangeSet) -> None:
+        for q in change.delete | change.insert:
+            if q.graph_name in _PROTECTED or isinstance(q.graph_name, DefaultGraph):
+                raise InvalidInputError(f"{q}: the ontology and shapes graphs are loaded from files, not written")
+            if q.predicate == RDFS_SUBCLASSOF:
+                raise InvalidInputError(f"{q}: the class hierarchy lives in ontology/, data may not change it")
+
+    @staticmethod
+    def _commit_text(change: ChangeSet) -> str:
+        """One update request: a guarded DELETE/INSERT ... WHERE, or DELETE DATA + INSERT DATA without a guard."""
+        if change.guard:
+            delete = f"DELETE {{ {quad_block(change.delete)} }} " if change.delete else ""
+            insert = f"INSERT {{ {quad_block(change.insert)} }} " if change.insert else ""
+            return f"{delete}{insert}WHERE {{ {quad_block(change.guard)} }}"
+        parts = []
+        if change.delete:
+            parts.append(f"DELETE DATA {{ {quad_block(change.delete)} }}")
+        if change.insert:
+            parts.append(f"INSERT DATA {{ {quad_block(change.insert)} }}")
+        return " ; ".join(parts)
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,388 @@
+"""Incremental SHACL validation of a change set against the store *as it would be after* the change.
+
+Why hand-written: pySHACL costs about 3 ms per call even on a tiny graph, and re-validating the whole
+store costs seconds at a million triples. The platform needs thousands of validated writes per second
+whatever the store size, so this module validates only the focus nodes a change can affect, reading the
+store through index lookups, and implements exactly the SHACL Core subset the shapes use
+(:mod:`._shapes` refuses anything else). ``tests/test_validator_differential.py`` proves the results
+equal pySHACL's on the project's shapes.
+
+Affected focus nodes of a change (deleted and inserted quads alike):
+
+* the subject of every changed triple, and its object when some shape has an inverse path on the predicate;
+* nodes whose ``sh:class`` constraint reads the changed node's ``rdf:type`` (walked back along the path);
+* nodes whose ``sh:node`` constraint reads the changed node, transitively through nested shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime, time
+from decimal import Decimal
+
+import rdflib
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad
+from pyshacl.rdfutil.compare import compare_literal
+
+from ._changeset import ChangeSet
+from ._convert import RDF_LANGSTRING, XSD_STRING, to_rdflib
+from ._report import PathTerm, ValidationReport, ValidationResult
+from ._shapes import Constraint, NodeShape, PropertyShape, ShapesModel
+from ._vocab import PHT_NS, RDF_TYPE
+
+__all__ = ["QuadMatcher", "PostChangeView", "IncrementalValidator"]
+
+Node = NamedNode | BlankNode
+Term = NamedNode | BlankNode | Literal
+QuadMatcher = Callable[[Node | None, NamedNode | None, Term | None], Iterable[Quad]]
+"""Reads the stored data graphs: ``match(s, p, o)`` yields the quads matching the pattern (None = any)."""
+
+_SH = "http://www.w3.org/ns/shacl#"
+_XSD = "http://www.w3.org/2001/XMLSchema#"
+_VIOLATION = NamedNode(_SH + "Violation")
+_UNKNOWN_TERM = NamedNode(PHT_NS + "UnknownTermConstraintComponent")
+_VOCABULARY_CHECK = NamedNode(PHT_NS + "VocabularyCheck")
+
+# Python types rdflib gives well-formed literals of these datatypes (pySHACL's DatatypeConstraintComponent).
+_PY_TYPES: dict[str, type | tuple[type, ...]] = {
+    XSD_STRING: (str, bytes),
+    RDF_LANGSTRING: (str, bytes),
+    _XSD + "integer": int,
+    _XSD + "float": float,
+    _XSD + "decimal": Decimal,
+    _XSD + "boolean": bool,
+    _XSD + "date": date,
+    _XSD + "time": time,
+    _XSD + "dateTime": datetime,
+}
+_RDFS_LITERAL = "http://www.w3.org/2000/01/rdf-schema#Literal"
+_RDFS_DATATYPE = "http://www.w3.org/2000/01/rdf-schema#Datatype"
+
+
+class PostChangeView:
+    """The data graphs as they will be once ``change`` is applied, read lazily from the store.
+
+    Graph boundaries are ignored (the data graph is the union of the data graphs), as in pySHACL's view
+    of a merged data graph.
+    """
+
+    def __init__(self, match: QuadMatcher, change: ChangeSet) -> None:
+        self._match = match
+        self._deleted = change.delete
+        self._ins_sp: dict[tuple[Term, Term], set[Term]] = defaultdict(set)
+        self._ins_po: dict[tuple[Term, Term], set[Term]] = defaultdict(set)
+        for q in change.insert:
+            self._ins_sp[(q.subject, q.predicate)].add(q.object)
+            self._ins_po[(q.predicate, q.object)].add(q.subject)
+        self._cache_sp: dict[tuple[Term, Term], frozenset[Term]] = {}
+        self._cache_po: dict[tuple[Term, Term], frozenset[Term]] = {}
+
+    def objects(self, s: Node, p: NamedNode) -> frozenset[Term]:
+        key = (s, p)
+        found = self._cache_sp.get(key)
+        if found is None:
+            values = {q.object for q in self._match(s, p, None) if q not in self._deleted}
+            values |= self._ins_sp.get(key, set())
+            found = self._cache_sp[key] = frozenset(values)
+        return found
+
+    def subjects(self, p: NamedNode, o: Term) -> frozenset[Term]:
+        key = (p, o)
+        found = self._cache_po.get(key)
+        if found is None:
+            values = {q.subject for q in self._match(None, p, o) if q not in self._deleted}
+            values |= self._ins_po.get(key, set())
+            found = self._cache_po[key] = frozenset(values)
+        return found
+
+    def values(self, focus: Node, path: PathTerm) -> frozenset[Term]:
+        """The value nodes of ``focus`` for ``path`` (a predicate or an inverse predicate)."""
+        if isinstance(path, tuple):
+            return self.subjects(path[1], focus)
+        assert path is not None
+        return self.objects(focus, path)
+
+    def back(self, path: PathTerm, value: Term) -> frozenset[Term]:
+        """The focus nodes that have ``value`` as a value of ``path``."""
+        if isinstance(path, tuple):
+            return self.objects(value, path[1]) if not isinstance(value, Literal) else frozenset()
+        assert path is not None
+        return self.subjects(path, value)
+
+
+class IncrementalValidator:
+    """Validates change sets against a compiled shapes model and the ontology's class hierarchy."""
+
+    def __init__(self, model: ShapesModel, *, superclasses: dict[NamedNode, frozenset[NamedNode]],
+                 declared_terms: frozenset[NamedNode]) -> None:
+        self.model = model
+        self._superclasses = superclasses
+        self._declared = declared_terms
+        # Which property shapes read their values' rdf:type (sh:class), and which read a nested shape.
+        self._class_paths: list[PathTerm] = []
+        self._node_users: dict[Node, list[tuple[NodeShape, PropertyShape]]] = defaultdict(list)
+        self._inverse_predicates: set[NamedNode] = set()
+        self._shape_out: dict[Node, set[NamedNode]] = {}
+        self._shape_in: dict[Node, set[NamedNode]] = {}
+        self._shape_class_paths: dict[Node, list[PathTerm]] = defaultdict(list)
+        for shape in model.node_shapes.values():
+            self._shape_out[shape.id] = {RDF_TYPE}
+            self._shape_in[shape.id] = set()
+            for ps in shape.properties:
+                if isinstance(ps.path, tuple):
+                    self._inverse_predicates.add(ps.path[1])
+                    self._shape_in[shape.id].add(ps.path[1])
+                elif ps.path is not None:
+                    self._shape_out[shape.id].add(ps.path)
+                for c in ps.constraints:
+                    if c.kind == "class":
+                        self._class_paths.append(ps.path)
+                        self._shape_class_paths[shape.id].append(ps.path)
+                    elif c.kind == "node":
+                        self._node_users[c.param].append((shape, ps))
+
+    # -- which nodes a change touches -------------------------------------------------------------
+
+    def affected_focus_nodes(self, view: PostChangeView, change: ChangeSet) -> set[Node]:
+        """Every node whose validation result may differ after ``change``."""
+        affected: set[Node] = set()
+        nested_dirty: list[tuple[Term, Node]] = []
+        for q in change.delete | change.insert:
+            s, p, o = q.subject, q.predicate, q.object
+            affected.add(s)
+            if p in self._inverse_predicates and not isinstance(o, Literal):
+                affected.add(o)
+            if p == RDF_TYPE:
+                for path in self._class_paths:
+                    affected.update(self._nodes(view.back(path, s)))
+            for nested in self.model.nested:
+                if p in self._shape_out.get(nested, ()):
+                    nested_dirty.append((s, nested))
+                if p in self._shape_in.get(nested, ()) and not isinstance(o, Literal):
+                    nested_dirty.append((o, nested))
+                if p == RDF_TYPE:
+                    for path in self._shape_class_paths.get(nested, ()):
+                        nested_dirty.extend((v, nested) for v in view.back(path, s))
+        seen: set[tuple[Term, Node]] = set()
+        while nested_dirty:
+            item = nested_dirty.pop()
+            if item in seen:
+                continue
+            seen.add(item)
+            value, nested = item
+            for parent_shape, ps in self._node_users.get(nested, ()):
+                for parent in self._nodes(view.back(ps.path, value)):
+                    affected.add(parent)
+                    if parent_shape.id in self.model.nested:
+                        nested_dirty.append((parent, parent_shape.id))
+        return affected
+
+    @staticmethod
+    def _nodes(terms: Iterable[Term]) -> Iterator[Node]:
+        return (t for t in terms if not isinstance(t, Literal))
+
+    # -- validation ----------------------------------------------------------------------------------
+
+    def validate_change(self, view: PostChangeView, change: ChangeSet) -> ValidationReport:
+        """Validate the affected focus nodes of ``change`` (plus the vocabulary check of its inserts)."""
+        results = list(self._vocabulary_results(change.insert))
+        focus = self.affected_focus_nodes(view, change)
+        results += self.validate_nodes(view, focus)
+        return ValidationReport(tuple(results), focus_nodes_checked=len(focus))
+
+    def validate_nodes(self, view: PostChangeView, focus_nodes: Iterable[Node]) -> list[ValidationResult]:
+        """Validate each node against every shape that targets it."""
+        results: list[ValidationResult] = []
+        run = _Run(self, view)
+        for focus in focus_nodes:
+            for shape in self._targeting_shapes(view, focus):
+                results.extend(run.validate(focus, shape))
+        return results
+
+    def _targeting_shapes(self, view: PostChangeView, focus: Node) -> list[NodeShape]:
+        shapes: dict[Node, NodeShape] = {}
+        for cls in self.classes_of(view, focus):
+            for shape in self.model.by_target_class.get(cls, ()):
+                shapes[shape.id] = shape
+        return list(shapes.values())
+
+    def classes_of(self, view: PostChangeView, node: Term) -> set[NamedNode]:
+        """The node's classes, closed under ``rdfs:subClassOf`` from the ontology."""
+        if isinstance(node, Literal):
+            return set()
+        classes: set[NamedNode] = set()
+        for t in view.objects(node, RDF_TYPE):
+            if isinstance(t, NamedNode):
+                classes |= self._superclasses.get(t, frozenset((t,)))
+        return classes
+
+    def _vocabulary_results(self, quads: Iterable[Quad]) -> Iterator[ValidationResult]:
+        """Project terms that the ontology does not declare: almost always a typo in a class or property."""
+        for q in quads:
+            for term, what in ((q.predicate, "property"), (q.object, "class")):
+                if what == "class" and q.predicate != RDF_TYPE:
+                    continue
+                if isinstance(term, NamedNode) and term.value.startswith(PHT_NS) and term not in self._declared:
+                    yield ValidationResult(
+                        focus_node=q.subject, path=q.predicate, value=term, source_shape=_VOCABULARY_CHECK,
+                        component=_UNKNOWN_TERM, severity=_VIOLATION,
+                        message=f"unknown {what} {term.value}: the ontology (ontology/*.ttl) does not declare it",
+                    )
+
+
+class _Run:
+    """One validation pass: caches nested-shape conformance so each (node, shape) is evaluated once."""
+
+    def __init__(self, validator: IncrementalValidator, view: PostChangeView) -> None:
+        self.v = validator
+        self.view = view
+        self._conforms: dict[tuple[Term, Node], bool] = {}
+
+    def validate(self, focus: Term, shape: NodeShape) -> list[ValidationResult]:
+        results: list[ValidationResult] = []
+        if shape.constraints:
+            results += self._check(focus, None, frozenset((focus,)), shape.constraints, shape.id,
+                                   shape.messages, shape.severity)
+        for ps in shape.properties:
+            values = self.view.values(focus, ps.path)  # type: ignore[arg-type]
+            results += self._check(focus, ps.path, values, ps.constraints, ps.id, ps.messages, ps.severity)
+        return results
+
+    def conforms(self, node: Term, shape_id: Node) -> bool:
+        key = (node, shape_id)
+        if key not in self._conforms:
+            self._conforms[key] = True  # recursion guard: a cycle counts as conforming
+            shape = self.v.model.node_shapes[shape_id]
+            # SHACL: a node conforms to a shape if validating it produces no result at all.
+            self._conforms[key] = not self.validate(node, shape)
+        return self._conforms[key]
+
+    def _check(self, focus: Term, path: PathTerm, values: frozenset[Term], constraints: tuple[Constraint, ...],
+               shape_id: Node, messages: tuple[str, ...], severity: NamedNode) -> list[ValidationResult]:
+        out: list[ValidationResult] = []
+
+        def fail(c: Constraint, value: Term | None, generic: str) -> None:
+            out.append(ValidationResult(
+                focus_node=focus, path=path, value=value, source_shape=shape_id,  # type: ignore[arg-type]
+                component=c.component, severity=severity, message=messages[0] if messages else generic,
+            ))
+
+        for c in constraints:
+            kind, param = c.kind, c.param
+            if kind == "minCount":
+                if len(values) < param:
+                    fail(c, None, f"Less than {param} values")
+            elif kind == "maxCount":
+                if len(values) > param:
+                    fail(c, None, f"More than {param} values")
+            elif kind == "hasValue":
+                if param not in values:
+                    fail(c, None, f"Missing expected value {param}")
+            else:
+                test = _VALUE_TESTS[kind]
+                for value in values:
+                    if not test(self, value, param):
+                        fail(c, value, f"Value {value} does not satisfy sh:{kind} {param}")
+        return out
+
+
+def _datatype_ok(run: _Run, v: Term, dt: NamedNode) -> bool:
+    if not isinstance(v, Literal):
+        return False
+    rule = dt.value
+    if rule == _RDFS_LITERAL:
+        return True
+    if v.language:
+        if rule == RDF_LANGSTRING:
+            return True
+        return False
+    if v.datatype.value != rule:
+        return rule == _RDFS_DATATYPE
+    lit = to_rdflib(v)
+    if getattr(lit, "ill_typed", None) is True:
+        return False
+    expected = _PY_TYPES.get(rule)
+    if expected is None:
+        return True  # as pySHACL: datatypes it cannot check pass when the IRI matches
+    return isinstance(lit.value, expected)
+
+
+def _class_ok(run: _Run, v: Term, cls: NamedNode) -> bool:
+    return not isinstance(v, Literal) and cls in run.v.classes_of(run.view, v)
+
+
+_NODE_KINDS = {
+    "IRI": (NamedNode,), "BlankNode": (BlankNode,), "Literal": (Literal,),
+    "BlankNodeOrIRI": (BlankNode, NamedNode), "BlankNodeOrLiteral": (BlankNode, Literal),
+    "IRIOrLiteral": (NamedNode, Literal),
+}
+
+
+def _node_kind_ok(run: _Run, v: Term, kind: NamedNode) -> bool:
+    return isinstance(v, _NODE_KINDS[kind.value.removeprefix(_SH)])
+
+
+def _string_of(v: Term) -> str | None:
+    """The string SHACL string constraints look at (None for blank nodes, which always fail)."""
+    if isinstance(v, BlankNode):
+        return None
+    if isinstance(v, Literal):
+        lit = to_rdflib(v)
+        if lit.value is not None and (v.language or v.datatype.value in (XSD_STRING, RDF_LANGSTRING)):
+            return str(lit.value)
+        return v.value
+    return v.value
+
+
+def _pattern_ok(run: _Run, v: Term, pattern: re.Pattern[str]) -> bool:
+    text = _string_of(v)
+    return text is not None and pattern.search(text) is not None
+
+
+def _length_test(op: Callable[[int, int], bool]) -> Callable[[_Run, Term, int], bool]:
+    def test(run: _Run, v: Term, bound: int) -> bool:
+        text = _string_of(v)
+        return text is not None and op(len(text), bound)
+    return test
+
+
+def _range_test(ok: Callable[[int], bool]) -> Callable[[_Run, Term, rdflib.Literal], bool]:
+    """``ok(cmp)`` where cmp compares the value with the bound the way pySHACL does."""
+    def test(run: _Run, v: Term, bound: rdflib.Literal) -> bool:
+        if not isinstance(v, Literal):
+            return False
+        lit = to_rdflib(v)
+        if isinstance(lit.value, str) != isinstance(bound.value, str):
+            return False
+        try:
+            return ok(compare_literal(lit, bound))
+        except (TypeError, NotImplementedError):
+            return False
+    return test
+
+
+def _in_ok(run: _Run, v: Term, allowed: frozenset[Term]) -> bool:
+    return v in allowed
+
+
+def _node_ok(run: _Run, v: Term, shape_id: Node) -> bool:
+    return run.conforms(v, shape_id)
+
+
+_VALUE_TESTS: dict[str, Callable[[_Run, Term, object], bool]] = {  # type: ignore[dict-item]
+    "datatype": _datatype_ok,
+    "class": _class_ok,
+    "nodeKind": _node_kind_ok,
+    "in": _in_ok,
+    "pattern": _pattern_ok,
+    "minLength": _length_test(lambda n, b: n >= b),
+    "maxLength": _length_test(lambda n, b: n <= b),
+    # pySHACL: minExclusive passes if v > bound, i.e. compare_literal(v, bound) > 0
+    "minInclusive": _range_test(lambda cmp: cmp >= 0),
+    "maxInclusive": _range_test(lambda cmp: cmp <= 0),
+    "minExclusive": _range_test(lambda cmp: cmp > 0),
+    "maxExclusive": _range_test(lambda cmp: cmp < 0),
+    "node": _node_ok,
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Install the external components that the test suite runs for real.
+#
+# Idempotent; run as root on a Debian bookworm machine (CI runs it from .ci/run).
+# It only installs packages: it never starts a service. The tests start their own
+# throw-away servers on 127.0.0.1 (see tests/servers.py).
+#
+#   virtuoso-opensource  -> /usr/bin/virtuoso-t, /usr/bin/isql-vt (Virtuoso 7)
+#   oxigraph server      -> comes from PyPI (`oxigraph` in the `test` extra), not apt
+#
+# Quiet when there is nothing to do; errors are fatal and loud.
+set -euo pipefail
+
+# Debian package name -> file that proves it is installed and usable.
+declare -A PACKAGES=(
+  [virtuoso-opensource]=/usr/bin/virtuoso-t
+)
+
+die() { echo "install-services: ERROR: $*" >&2; exit 1; }
+
+missing=()
+for pkg in "${!PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+     || [[ ! -x "${PACKAGES[$pkg]}" ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if (( ${#missing[@]} == 0 )); then
+  exit 0
+fi
+
+[[ $(id -u) -eq 0 ]] || die "need root to install: ${missing[*]}"
+command -v apt-get >/dev/null || die "apt-get not found (not a Debian machine?); install by hand: ${missing[*]}"
+
+export DEBIAN_FRONTEND=noninteractive
+
+# virtuoso-opensource-7's postinst runs `invoke-rc.d virtuoso-opensource-7 start`.
+# Forbid service starts for the duration of the install unless a policy already exists.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+cleanup() { if (( created_policy )); then rm -f "$policy"; fi; }
+trap cleanup EXIT
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\n# temporary, written by scripts/install-services.sh\nexit 101\n' >"$policy"
+  chmod 0755 "$policy"
+  created_policy=1
+fi
+
+log=$(mktemp)
+run() {
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    die "command failed: $*"
+  fi
+}
+
+echo "install-services: installing ${missing[*]}"
+run apt-get update -qq
+run apt-get install -y -qq --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+rm -f "$log"
+
+for pkg in "${missing[@]}"; do
+  [[ -x "${PACKAGES[$pkg]}" ]] || die "$pkg installed but ${PACKAGES[$pkg]} is missing"
+done

@@ -1,0 +1,70 @@
+"""Shared fixtures.
+
+Real-server fixtures (one server per test session, started lazily on first use):
+
+* ``oxigraph_endpoint`` -> :class:`servers.OxigraphServer` (``.query_url``, ``.update_url``, ``.store_url``)
+* ``virtuoso_endpoint`` -> :class:`servers.VirtuosoServer` (``.query_url``, ``.update_url``,
+  ``.user``, ``.password``, ``.isql(...)``)
+
+When a component is missing these fixtures skip, except under ``CI=true`` where they fail:
+CI must exercise the real components.  Likewise, under ``CI=true`` a test marked
+``@pytest.mark.real_component(...)`` that ends up skipped for any reason is reported as failed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+
+import pytest
+import servers
+
+
+def in_ci() -> bool:
+    """True when running under CI (``CI=true``), where real components are mandatory."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def require_component(name: str) -> None:
+    """Skip the requesting test if component *name* is unusable here (fail under CI)."""
+    reason = servers.available(name)
+    if reason is None:
+        return
+    message = f"real component {name!r} unavailable: {reason}"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: real components must not be skipped)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def oxigraph_endpoint() -> Iterator[servers.OxigraphServer]:
+    """A real Oxigraph server (empty on-disk store) shared by the whole session."""
+    require_component("oxigraph")
+    with servers.oxigraph_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def virtuoso_endpoint() -> Iterator[servers.VirtuosoServer]:
+    """A real Virtuoso 7 server (fresh database) shared by the whole session."""
+    require_component("virtuoso")
+    with servers.virtuoso_server() as server:
+        yield server
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI=true, turn a skip of a ``real_component`` test into a failure."""
+    report = yield
+    marker = item.get_closest_marker("real_component")
+    if report.skipped and marker is not None and in_ci() and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        component = ", ".join(map(str, marker.args)) or "?"
+        report.outcome = "failed"
+        report.longrepr = (
+            f"test needing real component ({component}) was skipped under CI=true, "
+            f"which counts as a failure. Skip reason: {reason}"
+        )
+    return report

@@ -1,0 +1,490 @@
+"""Throw-away REAL SPARQL servers for tests.
+
+Each context manager starts one server process on ``127.0.0.1`` with a free port and a
+fresh temporary directory, waits until it answers a SPARQL ``ASK``, yields a small
+description of its endpoints, and on exit kills the whole process group and removes the
+directory, whatever happened.  If a server cannot be started, :class:`ServerStartError`
+is raised with the tail of the server's log.
+
+* :func:`oxigraph_server` -- ``oxigraph serve`` (PyPI package ``oxigraph``), endpoints
+  ``/query``, ``/update``, ``/store``; no authentication.
+* :func:`virtuoso_server` -- Debian's Virtuoso 7 (``virtuoso-t``); queries on ``/sparql``,
+  updates on ``/sparql-auth`` with HTTP *digest* authentication as ``dba``/``dba``.
+* :func:`available` -- ``None`` if a component can be started here, else the reason why not.
+
+Client quirks worth knowing (see also shared/reference/semantic-stack.md):
+
+* Virtuoso never answers a POST with ``Content-Type: application/sparql-query``: send
+  queries as GET or form-encoded POST, updates as form-encoded POST (``update=...``).
+* Virtuoso answers in ``text/html`` unless an ``Accept`` header asks for a SPARQL format.
+* Virtuoso has no writable default graph: ``INSERT {...}`` without ``GRAPH`` fails with
+  ``SP031``; ``DROP GRAPH`` of a graph that was only filled implicitly fails with 500
+  (``DROP SILENT GRAPH`` works).  Anonymous updates on ``/sparql`` are refused (``SR186``).
+
+Typical use::
+
+    with oxigraph_server() as ox:
+        SPARQLWrapper(ox.query_url, updateEndpoint=ox.update_url)
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "COMPONENTS",
+    "OxigraphServer",
+    "ServerStartError",
+    "VirtuosoServer",
+    "available",
+    "oxigraph_server",
+    "virtuoso_server",
+]
+
+HOST = "127.0.0.1"
+COMPONENTS = ("oxigraph", "virtuoso")
+
+#: Debian's Virtuoso configuration, used as the template for generated ``virtuoso.ini`` files.
+VIRTUOSO_INI_TEMPLATES = (
+    Path("/etc/virtuoso-opensource-7/virtuoso.ini"),  # written by the package's postinst
+    Path("/usr/share/virtuoso-opensource-7/virtuoso.ini"),  # pristine package copy
+)
+VIRTUOSO_USER = "dba"
+VIRTUOSO_PASSWORD = "dba"  # the default of every freshly created Virtuoso database
+
+_ASK = "ASK {}"
+_PROBE_UPDATE = "DROP SILENT GRAPH <urn:pht:test:readiness-probe>"
+_INSTALL_HINT = "run scripts/install-services.sh as root"
+
+
+class ServerStartError(RuntimeError):
+    """A server process could not be started or did not become ready in time."""
+
+
+@dataclass(frozen=True)
+class OxigraphServer:
+    """A running ``oxigraph serve`` process."""
+
+    base_url: str  #: ``http://127.0.0.1:PORT``
+    query_url: str  #: SPARQL Protocol query endpoint (``/query``)
+    update_url: str  #: SPARQL Protocol update endpoint (``/update``)
+    store_url: str  #: Graph Store Protocol endpoint (``/store``)
+    port: int
+    location: Path  #: the RocksDB directory (inside a temporary directory)
+    pid: int  #: also the process group id
+    startup_seconds: float  #: from spawn until the first successful ASK
+
+
+@dataclass(frozen=True)
+class VirtuosoServer:
+    """A running ``virtuoso-t`` process with a fresh database."""
+
+    base_url: str  #: ``http://127.0.0.1:PORT``
+    query_url: str  #: ``/sparql``: anonymous, read-only
+    update_url: str  #: ``/sparql-auth``: digest auth with :attr:`user` / :attr:`password`
+    user: str
+    password: str
+    port: int  #: HTTP port
+    isql_port: int  #: SQL (ISQL/ODBC) port, also loopback only
+    directory: Path  #: database files, ``virtuoso.ini`` and logs
+    pid: int  #: also the process group id
+    startup_seconds: float  #: from spawn until ASK and an authenticated update both work
+
+    def isql(self, *statements: str, timeout: float = 60.0) -> str:
+        """Run SQL statements (each ending with ``;``) with ``isql-vt`` as dba; return stdout.
+
+        All statements run even if one fails; :class:`RuntimeError` is raised if any failed
+        (``isql-vt`` itself exits 0 then and only prints ``*** Error ...`` on stderr).
+        """
+        isql = _find_isql()
+        if isql is None:
+            raise RuntimeError("isql-vt not found; " + _INSTALL_HINT)
+        # Statements go through stdin: on the command line (EXEC=...) isql-vt mangles some
+        # characters, e.g. "SELECT 40 + 2" arrives as "SELECT 40   2".
+        script = "".join(s.strip().removesuffix(";") + ";\n" for s in statements)
+        proc = subprocess.run(
+            [
+                isql,
+                f"{HOST}:{self.isql_port}",
+                self.user,
+                self.password,
+                "VERBOSE=OFF",
+                "BANNER=OFF",
+                "PROMPT=OFF",
+                "ECHO=OFF",
+            ],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if proc.returncode != 0 or "*** Error" in proc.stderr:
+            raise RuntimeError(f"isql-vt failed (exit {proc.returncode}): {proc.stderr.strip()}")
+        return proc.stdout
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def _find_oxigraph() -> str | None:
+    beside_python = Path(sys.executable).parent / "oxigraph"  # the venv's bin/, unresolved
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return str(beside_python)
+    return shutil.which("oxigraph")
+
+
+def _find_virtuoso() -> str | None:
+    return shutil.which("virtuoso-t") or _executable("/usr/bin/virtuoso-t")
+
+
+def _find_isql() -> str | None:
+    return shutil.which("isql-vt") or _executable("/usr/bin/isql-vt")
+
+
+def _virtuoso_ini_template() -> Path | None:
+    return next((p for p in VIRTUOSO_INI_TEMPLATES if p.is_file()), None)
+
+
+def _executable(path: str) -> str | None:
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def available(name: str) -> str | None:
+    """Return ``None`` if component *name* (one of :data:`COMPONENTS`) can be started here,
+    else a human-readable reason why not (suitable for ``pytest.skip``)."""
+    if name == "oxigraph":
+        if _find_oxigraph() is None:
+            return (
+                "oxigraph server binary not found next to "
+                f"{sys.executable} nor on PATH; pip install 'oxigraph>=0.5,<0.6' (test extra)"
+            )
+        return None
+    if name == "virtuoso":
+        if _find_virtuoso() is None:
+            return f"virtuoso-t not found on PATH nor in /usr/bin; {_INSTALL_HINT}"
+        if _find_isql() is None:
+            return f"isql-vt not found on PATH nor in /usr/bin; {_INSTALL_HINT}"
+        if _virtuoso_ini_template() is None:
+            return f"no Virtuoso ini template ({', '.join(map(str, VIRTUOSO_INI_TEMPLATES))}); {_INSTALL_HINT}"
+        return None
+    raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
+
+
+# --------------------------------------------------------------------------- process helpers
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"<no log: {exc}>"
+    tail = text.splitlines()[-lines:]
+    return "\n".join(tail) if tail else "<empty log>"
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL it after *grace* seconds, reap the leader."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; make sure no child of it survives either.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return
+
+
+@contextlib.contextmanager
+def _process(argv: Sequence[str], cwd: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run *argv* in its own session (so its whole group can be killed), output to *log_path*."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+
+
+def _http_error(
+    url: str,
+    *,
+    data: bytes | None = None,
+    auth: tuple[str, str] | None = None,
+    timeout: float = 2.0,
+) -> str | None:
+    """``None`` if *url* answers 2xx, else a short description of what went wrong."""
+    handlers: list[urllib.request.BaseHandler] = []
+    if auth is not None:
+        mgr = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+        mgr.add_password(None, url, *auth)
+        handlers.append(urllib.request.HTTPDigestAuthHandler(mgr))
+    opener = urllib.request.build_opener(*handlers)
+    headers = {"Accept": "application/sparql-results+json"}
+    if data is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            response.read()
+            return None
+    except urllib.error.HTTPError as exc:
+        with exc:
+            body = exc.read(500).decode(errors="replace").strip()
+        return f"HTTP {exc.code} {exc.reason}: {body}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        # OSError covers resets and timeouts; http.client errors such as
+        # RemoteDisconnected are OSError subclasses too.
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _wait_ready(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    log_path: Path,
+    probes: Sequence[tuple[str, bytes | None, tuple[str, str] | None]],
+    timeout: float,
+    later_probe_timeout: float = 15.0,
+) -> None:
+    """Poll until every probe ``(url, form_body, digest_auth)`` answers 2xx, in order.
+
+    The first probe gets *timeout* seconds (start-up); each later one, run once the
+    server already answers, gets *later_probe_timeout* seconds.
+    """
+    deadline = time.monotonic() + timeout
+    for index, (url, data, auth) in enumerate(probes):
+        if index:
+            deadline = time.monotonic() + later_probe_timeout
+        while True:
+            if proc.poll() is not None:
+                raise ServerStartError(
+                    f"{name} exited with code {proc.returncode} during start-up; "
+                    f"log tail ({log_path}):\n{_log_tail(log_path)}"
+                )
+            error = _http_error(url, data=data, auth=auth)
+            if error is None:
+                break
+            if time.monotonic() > deadline:
+                what = "POST (form, digest auth) to" if auth else "POST to" if data else "GET"
+                raise ServerStartError(
+                    f"{name} did not answer {what} {url} within the time allowed; last error: {error}\n"
+                    f"log tail ({log_path}):\n{_log_tail(log_path)}"
+                )
+            time.sleep(0.1)
+
+
+def _ask_url(query_url: str) -> str:
+    return f"{query_url}?{urllib.parse.urlencode({'query': _ASK})}"
+
+
+def _update_body() -> bytes:
+    return urllib.parse.urlencode({"update": _PROBE_UPDATE}).encode()
+
+
+# --------------------------------------------------------------------------- Oxigraph
+
+
+@contextlib.contextmanager
+def oxigraph_server(*, startup_timeout: float = 30.0, attempts: int = 3) -> Iterator[OxigraphServer]:
+    """Start ``oxigraph serve`` on a free loopback port with an on-disk store in a temp dir.
+
+    Retries (up to *attempts*) when the process dies at once, e.g. because the port
+    picked was taken in the meantime.
+    """
+    binary = _find_oxigraph()
+    if binary is None:
+        raise ServerStartError(available("oxigraph") or "oxigraph not found")
+    last_error: ServerStartError | None = None
+    for _ in range(attempts):
+        tmp = Path(tempfile.mkdtemp(prefix="pht-oxigraph-"))
+        try:
+            port = free_port()
+            base = f"http://{HOST}:{port}"
+            location = tmp / "store"
+            log_path = tmp / "oxigraph.log"
+            argv = [binary, "serve", "--location", str(location), "--bind", f"{HOST}:{port}"]
+            started = time.monotonic()
+            with _process(argv, tmp, log_path) as proc:
+                try:
+                    _wait_ready(
+                        "oxigraph", proc, log_path, [(_ask_url(f"{base}/query"), None, None)], startup_timeout
+                    )
+                except ServerStartError as exc:
+                    if proc.poll() is None:  # alive but not answering: no point in retrying
+                        raise
+                    last_error = exc
+                    continue
+                yield OxigraphServer(
+                    base_url=base,
+                    query_url=f"{base}/query",
+                    update_url=f"{base}/update",
+                    store_url=f"{base}/store",
+                    port=port,
+                    location=location,
+                    pid=proc.pid,
+                    startup_seconds=time.monotonic() - started,
+                )
+                return
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    assert last_error is not None
+    raise last_error
+
+
+# --------------------------------------------------------------------------- Virtuoso
+
+
+def write_virtuoso_ini(directory: Path, http_port: int, isql_port: int, template: Path) -> Path:
+    """Write ``directory/virtuoso.ini``: Debian's defaults, adapted to a throw-away instance.
+
+    Database, log, lock and transaction files live in *directory*; both listeners are
+    bound to 127.0.0.1; small buffers; no VAD auto-install (no Conductor: saves ~3.5 s of
+    start-up), no hosting plugins, no Zero Config (mDNS) announcement.
+    """
+    cp = configparser.RawConfigParser(
+        strict=False,  # Debian's file repeats PrefixResultNames and IndexTreeMaps
+        comment_prefixes=(";", "#"),
+        inline_comment_prefixes=(";",),
+        interpolation=None,
+    )
+    cp.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
+    cp.read(template)
+
+    def section(name: str) -> configparser.SectionProxy:
+        if not cp.has_section(name):
+            cp.add_section(name)
+        return cp[name]
+
+    d = directory
+    vad = d / "vad"
+    vsp = d / "vsp"
+    vad.mkdir()
+    vsp.mkdir()
+    section("Database").update(
+        DatabaseFile=str(d / "virtuoso.db"),
+        ErrorLogFile=str(d / "virtuoso.log"),
+        LockFile=str(d / "virtuoso.lck"),
+        TransactionFile=str(d / "virtuoso.trx"),
+        xa_persistent_file=str(d / "virtuoso.pxa"),
+        Striping="0",
+    )
+    section("TempDatabase").update(
+        DatabaseFile=str(d / "virtuoso-temp.db"),
+        TransactionFile=str(d / "virtuoso-temp.trx"),
+        Striping="0",
+    )
+    section("Parameters").update(
+        ServerPort=f"{HOST}:{isql_port}",
+        DisableUnixSocket="1",
+        NumberOfBuffers="2000",  # x 8 KiB pages = 16 MiB
+        MaxDirtyBuffers="1500",
+        MaxQueryMem="256M",
+        DirsAllowed=f"., {d}",
+        VADInstallDir=f"{vad}/",  # empty: nothing is auto-installed into the fresh db
+    )
+    section("HTTPServer").update(
+        ServerPort=f"{HOST}:{http_port}",
+        ServerRoot=str(vsp),
+    )
+    section("URIQA")["DefaultHost"] = f"{HOST}:{http_port}"
+    for unwanted in ("Plugins", "Zero Config", "Striping", "Mono"):
+        cp.remove_section(unwanted)
+
+    ini = d / "virtuoso.ini"
+    with open(ini, "w") as fh:
+        cp.write(fh)
+    return ini
+
+
+@contextlib.contextmanager
+def virtuoso_server(*, startup_timeout: float = 90.0, attempts: int = 3) -> Iterator[VirtuosoServer]:
+    """Start ``virtuoso-t +foreground`` with a fresh database in a temp dir.
+
+    Ready means: an anonymous ``ASK`` on ``/sparql`` answers and an update on
+    ``/sparql-auth`` with digest auth (``dba``/``dba``) succeeds.  On a fresh database the
+    ``dba`` user may update over ``/sparql-auth`` without any extra grant.
+    """
+    binary = _find_virtuoso()
+    template = _virtuoso_ini_template()
+    reason = available("virtuoso")
+    if binary is None or template is None or reason is not None:
+        raise ServerStartError(reason or "virtuoso not available")
+    last_error: ServerStartError | None = None
+    for _ in range(attempts):
+        tmp = Path(tempfile.mkdtemp(prefix="pht-virtuoso-"))
+        try:
+            http_port = free_port()
+            isql_port = free_port()
+            while isql_port == http_port:
+                isql_port = free_port()
+            ini = write_virtuoso_ini(tmp, http_port, isql_port, template)
+            base = f"http://{HOST}:{http_port}"
+            log_path = tmp / "stdout.log"
+            argv = [binary, "+foreground", "+configfile", str(ini)]
+            started = time.monotonic()
+            with _process(argv, tmp, log_path) as proc:
+                try:
+                    _wait_ready(
+                        "virtuoso",
+                        proc,
+                        log_path,
+                        [
+                            (_ask_url(f"{base}/sparql"), None, None),
+                            (f"{base}/sparql-auth", _update_body(), (VIRTUOSO_USER, VIRTUOSO_PASSWORD)),
+                        ],
+                        startup_timeout,
+                    )
+                except ServerStartError as exc:
+                    if proc.poll() is None:
+                        raise
+                    last_error = exc
+                    continue
+                yield VirtuosoServer(
+                    base_url=base,
+                    query_url=f"{base}/sparql",
+                    update_url=f"{base}/sparql-auth",
+                    user=VIRTUOSO_USER,
+                    password=VIRTUOSO_PASSWORD,
+                    port=http_port,
+                    isql_port=isql_port,
+                    directory=tmp,
+                    pid=proc.pid,
+                    startup_seconds=time.monotonic() - started,
+                )
+                return
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    assert last_error is not None
+    raise last_error
