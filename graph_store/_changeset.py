@@ -1,5 +1,7 @@
 """A change set: quads to delete, quads to insert, and the quads that must exist for it to apply.
 
+Literals are canonicalised on construction the way the store will keep them (see ``_convert.canonical``).
+
 The guard turns a write into a compare-and-set: a lifecycle step guards on the current state, so of two
 clients racing for the same step exactly one wins and the other gets :class:`ConflictError`.
 """
@@ -11,14 +13,15 @@ from dataclasses import dataclass, field
 
 from pyoxigraph import BlankNode, DefaultGraph, Quad
 
+from ._convert import canonical
 from ._errors import InvalidInputError
 
 __all__ = ["ChangeSet"]
 
 
 def _frozen(quads: Iterable[Quad], what: str) -> frozenset[Quad]:
-    result = frozenset(quads)
-    for q in result:
+    result = []
+    for q in quads:
         if not isinstance(q, Quad):
             raise InvalidInputError(f"{what} must contain pyoxigraph Quads, got {type(q).__name__}")
         if isinstance(q.graph_name, DefaultGraph):
@@ -29,7 +32,9 @@ def _frozen(quads: Iterable[Quad], what: str) -> frozenset[Quad]:
                     f"{what}: {q} uses a blank node; give the resource an IRI so that it can be referenced, "
                     "deleted and pushed idempotently"
                 )
-    return result
+        obj = canonical(q.object)
+        result.append(q if obj is q.object else Quad(q.subject, q.predicate, obj, q.graph_name))
+    return frozenset(result)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,13 @@ Plain literals are normalised the RDF 1.1 way: ``"x"`` and ``"x"^^xsd:string`` a
 from __future__ import annotations
 
 import logging
+import threading
+from functools import lru_cache
 
 import rdflib
-from pyoxigraph import BlankNode, Literal, NamedNode
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Store
 
-__all__ = ["to_oxi", "to_rdflib", "XSD_STRING", "RDF_LANGSTRING"]
+__all__ = ["to_oxi", "to_rdflib", "canonical", "XSD_STRING", "RDF_LANGSTRING"]
 
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 RDF_LANGSTRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
@@ -59,3 +61,27 @@ class _QuietIllTypedLiterals:
 
 
 logging.getLogger("rdflib.term").addFilter(_QuietIllTypedLiterals())
+
+
+_XSD_PREFIX = "http://www.w3.org/2001/XMLSchema#"
+_scratch = Store()
+_scratch_lock = threading.Lock()
+_S, _P, _G = NamedNode("urn:x-canonical:s"), NamedNode("urn:x-canonical:p"), NamedNode("urn:x-canonical:g")
+
+
+@lru_cache(maxsize=65536)
+def canonical(term: OxiTerm) -> OxiTerm:
+    """The term as an Oxigraph store will hand it back.
+
+    Oxigraph stores typed literals by value: ``"01"^^xsd:integer`` reads back as ``"1"``, ``xsd:int`` and
+    ``xsd:positiveInteger`` as ``xsd:integer``, ``"1"^^xsd:boolean`` as ``"true"``. Validating a change set
+    must see the values as they will be stored, or a later deletion would not match the stored quad.
+    """
+    if not isinstance(term, Literal) or term.language or not term.datatype.value.startswith(_XSD_PREFIX) \
+            or term.datatype.value == XSD_STRING:
+        return term
+    with _scratch_lock:
+        _scratch.add(Quad(_S, _P, term, _G))
+        stored = next(iter(_scratch)).object
+        _scratch.clear()
+    return stored

@@ -181,7 +181,8 @@ def available(name: str) -> str | None:
         if _find_isql() is None:
             return f"isql-vt not found on PATH nor in /usr/bin; {_INSTALL_HINT}"
         if _virtuoso_ini_template() is None:
-            return f"no Virtuoso ini template ({', '.join(map(str, VIRTUOSO_INI_TEMPLATES))}); {_INSTALL_HINT}"
+            templates = ", ".join(map(str, VIRTUOSO_INI_TEMPLATES))
+            return f"no Virtuoso ini template ({templates}); {_INSTALL_HINT}"
         return None
     raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
 

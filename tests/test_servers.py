@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import socket
+import tempfile
 import time
 import urllib.error
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 import servers
 from SPARQLWrapper import DIGEST, JSON, POST, SPARQLWrapper
+from SPARQLWrapper.SPARQLExceptions import EndPointInternalError
 
 EX = "http://example.org/pht-test/"
 
@@ -53,7 +57,8 @@ def _insert_select_ask(endpoint: servers.OxigraphServer | servers.VirtuosoServer
 
     result = _query(client, f"SELECT ?o WHERE {{ GRAPH <{graph}> {{ <{EX}s> <{EX}p> ?o }} }} ORDER BY ?o")
     assert result["head"]["vars"] == ["o"]
-    values = sorted((b["o"]["value"], b["o"].get("xml:lang"), b["o"].get("datatype")) for b in result["results"]["bindings"])
+    bindings = result["results"]["bindings"]
+    values = sorted((b["o"]["value"], b["o"].get("xml:lang"), b["o"].get("datatype")) for b in bindings)
     assert values == [
         ("42", None, "http://www.w3.org/2001/XMLSchema#integer"),
         ("héllo", "en", None),
@@ -93,7 +98,7 @@ def test_virtuoso_rejects_anonymous_update(virtuoso_endpoint: servers.VirtuosoSe
     client = SPARQLWrapper(virtuoso_endpoint.query_url)
     client.setMethod(POST)
     client.setQuery(f"INSERT DATA {{ GRAPH <{EX}anon> {{ <{EX}s> <{EX}p> <{EX}o> }} }}")
-    with pytest.raises(Exception, match="SR186"):
+    with pytest.raises(EndPointInternalError, match="SR186"):
         client.query()
 
 
@@ -140,6 +145,27 @@ def test_stopped_virtuoso_refuses_connections_quickly() -> None:
     assert not endpoint.directory.exists(), "temporary directory left behind"
     assert not _pid_alive(endpoint.pid), "server process left behind"
     _assert_down_quickly(endpoint)
+
+
+@pytest.mark.real_component("oxigraph")
+def test_start_failure_reports_log_tail_and_cleans_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    _skip_unless_available("oxigraph")
+    created: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def recording_mkdtemp(prefix: str) -> str:
+        created.append(real_mkdtemp(prefix=prefix))
+        return created[-1]
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))  # bound, not listening: connecting is refused, binding fails
+        monkeypatch.setattr(servers, "free_port", lambda: busy.getsockname()[1])
+        with pytest.raises(servers.ServerStartError, match="(?s)exited with code 1.*Address already in use"):
+            with servers.oxigraph_server(attempts=2):
+                pytest.fail("oxigraph started on a port that is already bound")
+    assert len(created) == 2  # one per attempt
+    assert not any(Path(d).exists() for d in created), "temporary directory left behind"
 
 
 def test_available_rejects_unknown_component() -> None:
