@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from pyoxigraph import DefaultGraph, NamedNode, Quad, QueryBoolean, QuerySolutions, QueryTriples
+from pyoxigraph import DefaultGraph, Literal, NamedNode, Quad, QueryBoolean, QuerySolutions, QueryTriples
 
 from ._changeset import ChangeSet
 from ._errors import ConflictError, InvalidInputError, ValidationFailed
@@ -102,8 +102,18 @@ class GraphStore(ABC):
     def validate(self, change: ChangeSet) -> ValidationReport:
         """Validate ``change`` against the store as it would be after it, without writing anything."""
         self._check_writable(change)
-        view = PostChangeView(lambda s, p, o: self._data_match(s, p, o), change)
+        view = PostChangeView(self._match, delete=change.delete, insert=change.insert, exclude_graph=SHAPES_GRAPH)
         return self.schema.validator.validate_change(view, change)
+
+    def validate_everything(self) -> ValidationReport:
+        """Validate every node of the store (cost grows with the store: for audits and after a vocabulary
+        change, never on the write path)."""
+        view = PostChangeView(self._match, exclude_graph=SHAPES_GRAPH)
+        nodes = {q.subject for q in self._match(None, None, None) if q.graph_name != SHAPES_GRAPH}
+        nodes |= {q.object for q in self._match(None, None, None)
+                  if q.graph_name != SHAPES_GRAPH and not isinstance(q.object, Literal)}
+        results = self.schema.validator.validate_nodes(view, nodes)
+        return ValidationReport(tuple(results), focus_nodes_checked=len(nodes))
 
     def apply(self, change: ChangeSet) -> ValidationReport:
         """Validate ``change`` and, if it conforms and its guard holds, commit it atomically.
@@ -131,10 +141,6 @@ class GraphStore(ABC):
             self._update(text)
 
     # -- helpers ------------------------------------------------------------------------------------------
-
-    def _data_match(self, s: Any, p: Any, o: Any) -> Iterator[Quad]:
-        """Quads of the data the shapes apply to: every graph but the shapes graph."""
-        return (q for q in self._match(s, p, o) if q.graph_name != SHAPES_GRAPH)
 
     @staticmethod
     def _check_writable(change: ChangeSet) -> None:

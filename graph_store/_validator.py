@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import date, datetime, time
 from decimal import Decimal
+from functools import lru_cache
 
 import rdflib
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad
@@ -42,6 +43,7 @@ QuadMatcher = Callable[[Node | None, NamedNode | None, Term | None], Iterable[Qu
 _SH = "http://www.w3.org/ns/shacl#"
 _XSD = "http://www.w3.org/2001/XMLSchema#"
 _VIOLATION = NamedNode(_SH + "Violation")
+_EMPTY: frozenset = frozenset()
 _UNKNOWN_TERM = NamedNode(PHT_NS + "UnknownTermConstraintComponent")
 _VOCABULARY_CHECK = NamedNode(PHT_NS + "VocabularyCheck")
 
@@ -64,26 +66,51 @@ _RDFS_DATATYPE = "http://www.w3.org/2000/01/rdf-schema#Datatype"
 class PostChangeView:
     """The data graphs as they will be once ``change`` is applied, read lazily from the store.
 
+    ``exclude_graph`` (the shapes graph) is not data.
+
     Graph boundaries are ignored (the data graph is the union of the data graphs), as in pySHACL's view
     of a merged data graph.
     """
 
-    def __init__(self, match: QuadMatcher, change: ChangeSet) -> None:
+    def __init__(self, match: QuadMatcher, *, delete: Collection[Quad] = (), insert: Iterable[Quad] = (),
+                 exclude_graph: NamedNode | None = None) -> None:
         self._match = match
-        self._deleted = change.delete
+        self._excluded = exclude_graph
+        self._deleted = delete
         self._ins_sp: dict[tuple[Term, Term], set[Term]] = defaultdict(set)
         self._ins_po: dict[tuple[Term, Term], set[Term]] = defaultdict(set)
-        for q in change.insert:
+        self._ins_s: dict[Term, list[Quad]] = defaultdict(list)
+        for q in insert:
             self._ins_sp[(q.subject, q.predicate)].add(q.object)
             self._ins_po[(q.predicate, q.object)].add(q.subject)
+            self._ins_s[q.subject].append(q)
         self._cache_sp: dict[tuple[Term, Term], frozenset[Term]] = {}
         self._cache_po: dict[tuple[Term, Term], frozenset[Term]] = {}
+        self._cache_s: dict[Term, dict[NamedNode, frozenset[Term]]] = {}
+
+    def outgoing(self, s: Node) -> dict[NamedNode, frozenset[Term]]:
+        """All values of all predicates of ``s``, read with one index lookup (used for focus nodes, whose
+        shapes read most of their predicates)."""
+        found = self._cache_s.get(s)
+        if found is None:
+            grouped: dict[NamedNode, set[Term]] = defaultdict(set)
+            for q in self._match(s, None, None):
+                if q not in self._deleted and q.graph_name != self._excluded:
+                    grouped[q.predicate].add(q.object)
+            for q in self._ins_s.get(s, ()):
+                grouped[q.predicate].add(q.object)
+            found = self._cache_s[s] = {p: frozenset(v) for p, v in grouped.items()}
+        return found
 
     def objects(self, s: Node, p: NamedNode) -> frozenset[Term]:
+        cached = self._cache_s.get(s)
+        if cached is not None:
+            return cached.get(p, _EMPTY)
         key = (s, p)
         found = self._cache_sp.get(key)
         if found is None:
-            values = {q.object for q in self._match(s, p, None) if q not in self._deleted}
+            values = {q.object for q in self._match(s, p, None)
+                      if q not in self._deleted and q.graph_name != self._excluded}
             values |= self._ins_sp.get(key, set())
             found = self._cache_sp[key] = frozenset(values)
         return found
@@ -92,7 +119,8 @@ class PostChangeView:
         key = (p, o)
         found = self._cache_po.get(key)
         if found is None:
-            values = {q.subject for q in self._match(None, p, o) if q not in self._deleted}
+            values = {q.subject for q in self._match(None, p, o)
+                      if q not in self._deleted and q.graph_name != self._excluded}
             values |= self._ins_po.get(key, set())
             found = self._cache_po[key] = frozenset(values)
         return found
@@ -102,7 +130,7 @@ class PostChangeView:
         if isinstance(path, tuple):
             return self.subjects(path[1], focus)
         assert path is not None
-        return self.objects(focus, path)
+        return self.outgoing(focus).get(path, _EMPTY)
 
     def back(self, path: PathTerm, value: Term) -> frozenset[Term]:
         """The focus nodes that have ``value`` as a value of ``path``."""
@@ -121,12 +149,13 @@ class IncrementalValidator:
         self._superclasses = superclasses
         self._declared = declared_terms
         # Which property shapes read their values' rdf:type (sh:class), and which read a nested shape.
-        self._class_paths: list[PathTerm] = []
+        # sh:class C on path P, indexed by C: a type change of v to/from a subclass of C affects P^-1(v).
+        self._class_paths: dict[NamedNode, list[PathTerm]] = defaultdict(list)
         self._node_users: dict[Node, list[tuple[NodeShape, PropertyShape]]] = defaultdict(list)
         self._inverse_predicates: set[NamedNode] = set()
         self._shape_out: dict[Node, set[NamedNode]] = {}
         self._shape_in: dict[Node, set[NamedNode]] = {}
-        self._shape_class_paths: dict[Node, list[PathTerm]] = defaultdict(list)
+        self._shape_class_paths: dict[Node, dict[NamedNode, list[PathTerm]]] = defaultdict(lambda: defaultdict(list))
         for shape in model.node_shapes.values():
             self._shape_out[shape.id] = {RDF_TYPE}
             self._shape_in[shape.id] = set()
@@ -138,8 +167,8 @@ class IncrementalValidator:
                     self._shape_out[shape.id].add(ps.path)
                 for c in ps.constraints:
                     if c.kind == "class":
-                        self._class_paths.append(ps.path)
-                        self._shape_class_paths[shape.id].append(ps.path)
+                        self._class_paths[c.param].append(ps.path)
+                        self._shape_class_paths[shape.id][c.param].append(ps.path)
                     elif c.kind == "node":
                         self._node_users[c.param].append((shape, ps))
 
@@ -154,16 +183,18 @@ class IncrementalValidator:
             affected.add(s)
             if p in self._inverse_predicates and not isinstance(o, Literal):
                 affected.add(o)
-            if p == RDF_TYPE:
-                for path in self._class_paths:
+            classes = self._superclasses.get(o, (o,)) if p == RDF_TYPE else ()  # type: ignore[call-overload]
+            for cls in classes:
+                for path in self._class_paths.get(cls, ()):
                     affected.update(self._nodes(view.back(path, s)))
             for nested in self.model.nested:
                 if p in self._shape_out.get(nested, ()):
                     nested_dirty.append((s, nested))
                 if p in self._shape_in.get(nested, ()) and not isinstance(o, Literal):
                     nested_dirty.append((o, nested))
-                if p == RDF_TYPE:
-                    for path in self._shape_class_paths.get(nested, ()):
+                class_paths = self._shape_class_paths.get(nested, {})
+                for cls in classes:
+                    for path in class_paths.get(cls, ()):
                         nested_dirty.extend((v, nested) for v in view.back(path, s))
         seen: set[tuple[Term, Node]] = set()
         while nested_dirty:
@@ -203,6 +234,7 @@ class IncrementalValidator:
 
     def _targeting_shapes(self, view: PostChangeView, focus: Node) -> list[NodeShape]:
         shapes: dict[Node, NodeShape] = {}
+        view.outgoing(focus)  # the shapes will read most of the focus node's predicates: fetch them at once
         for cls in self.classes_of(view, focus):
             for shape in self.model.by_target_class.get(cls, ()):
                 shapes[shape.id] = shape
@@ -243,11 +275,10 @@ class _Run:
     def validate(self, focus: Term, shape: NodeShape) -> list[ValidationResult]:
         results: list[ValidationResult] = []
         if shape.constraints:
-            results += self._check(focus, None, frozenset((focus,)), shape.constraints, shape.id,
-                                   shape.messages, shape.severity)
+            self._check(focus, None, frozenset((focus,)), shape, results)
+        values_of = self.view.values
         for ps in shape.properties:
-            values = self.view.values(focus, ps.path)  # type: ignore[arg-type]
-            results += self._check(focus, ps.path, values, ps.constraints, ps.id, ps.messages, ps.severity)
+            self._check(focus, ps.path, values_of(focus, ps.path), ps, results)  # type: ignore[arg-type]
         return results
 
     def conforms(self, node: Term, shape_id: Node) -> bool:
@@ -259,36 +290,44 @@ class _Run:
             self._conforms[key] = not self.validate(node, shape)
         return self._conforms[key]
 
-    def _check(self, focus: Term, path: PathTerm, values: frozenset[Term], constraints: tuple[Constraint, ...],
-               shape_id: Node, messages: tuple[str, ...], severity: NamedNode) -> list[ValidationResult]:
-        out: list[ValidationResult] = []
-
-        def fail(c: Constraint, value: Term | None, generic: str) -> None:
-            out.append(ValidationResult(
-                focus_node=focus, path=path, value=value, source_shape=shape_id,  # type: ignore[arg-type]
-                component=c.component, severity=severity, message=messages[0] if messages else generic,
-            ))
-
-        for c in constraints:
+    def _check(self, focus: Term, path: PathTerm, values: frozenset[Term], shape: NodeShape | PropertyShape,
+               out: list[ValidationResult]) -> None:
+        """Append to ``out`` one result per failed constraint (and value) of ``shape``."""
+        for c in shape.constraints:
             kind, param = c.kind, c.param
             if kind == "minCount":
                 if len(values) < param:
-                    fail(c, None, f"Less than {param} values")
+                    self._fail(out, focus, path, None, shape, c, f"Less than {param} values")
             elif kind == "maxCount":
                 if len(values) > param:
-                    fail(c, None, f"More than {param} values")
+                    self._fail(out, focus, path, None, shape, c, f"More than {param} values")
             elif kind == "hasValue":
                 if param not in values:
-                    fail(c, None, f"Missing expected value {param}")
-            else:
+                    self._fail(out, focus, path, None, shape, c, f"Missing expected value {param}")
+            elif values:
                 test = _VALUE_TESTS[kind]
                 for value in values:
                     if not test(self, value, param):
-                        fail(c, value, f"Value {value} does not satisfy sh:{kind} {param}")
-        return out
+                        self._fail(out, focus, path, value, shape, c,
+                                   f"Value {value} does not satisfy sh:{kind} {param}")
+
+    @staticmethod
+    def _fail(out: list[ValidationResult], focus: Term, path: PathTerm, value: Term | None,
+              shape: NodeShape | PropertyShape, c: Constraint, generic: str) -> None:
+        out.append(ValidationResult(
+            focus_node=focus, path=path, value=value, source_shape=shape.id,  # type: ignore[arg-type]
+            component=c.component, severity=shape.severity,
+            message=shape.messages[0] if shape.messages else generic,
+        ))
 
 
 def _datatype_ok(run: _Run, v: Term, dt: NamedNode) -> bool:
+    return _datatype_matches(v, dt)
+
+
+@lru_cache(maxsize=65536)
+def _datatype_matches(v: Term, dt: NamedNode) -> bool:
+    """pySHACL's sh:datatype test (cached: the same literals recur in every lifecycle step)."""
     if not isinstance(v, Literal):
         return False
     rule = dt.value
@@ -300,6 +339,8 @@ def _datatype_ok(run: _Run, v: Term, dt: NamedNode) -> bool:
         return False
     if v.datatype.value != rule:
         return rule == _RDFS_DATATYPE
+    if rule == XSD_STRING:
+        return True  # every string is a well-formed xsd:string
     lit = to_rdflib(v)
     if getattr(lit, "ill_typed", None) is True:
         return False
@@ -325,14 +366,10 @@ def _node_kind_ok(run: _Run, v: Term, kind: NamedNode) -> bool:
 
 
 def _string_of(v: Term) -> str | None:
-    """The string SHACL string constraints look at (None for blank nodes, which always fail)."""
+    """The string SHACL string constraints look at (None for blank nodes, which always fail): for a literal its
+    lexical form (what pySHACL's ``str(value)`` gives for every datatype), for an IRI the IRI."""
     if isinstance(v, BlankNode):
         return None
-    if isinstance(v, Literal):
-        lit = to_rdflib(v)
-        if lit.value is not None and (v.language or v.datatype.value in (XSD_STRING, RDF_LANGSTRING)):
-            return str(lit.value)
-        return v.value
     return v.value
 
 
@@ -351,16 +388,24 @@ def _length_test(op: Callable[[int, int], bool]) -> Callable[[_Run, Term, int], 
 def _range_test(ok: Callable[[int], bool]) -> Callable[[_Run, Term, rdflib.Literal], bool]:
     """``ok(cmp)`` where cmp compares the value with the bound the way pySHACL does."""
     def test(run: _Run, v: Term, bound: rdflib.Literal) -> bool:
-        if not isinstance(v, Literal):
-            return False
-        lit = to_rdflib(v)
-        if isinstance(lit.value, str) != isinstance(bound.value, str):
-            return False
-        try:
-            return ok(compare_literal(lit, bound))
-        except (TypeError, NotImplementedError):
-            return False
+        cmp = _compare(v, bound)
+        return cmp is not None and ok(cmp)
     return test
+
+
+@lru_cache(maxsize=65536)
+def _compare(v: Term, bound: rdflib.Literal) -> int | None:
+    """pySHACL's comparison of a value with a range bound; None if they are not comparable (cached: round
+    numbers, sizes and percentages recur)."""
+    if not isinstance(v, Literal):
+        return None
+    lit = to_rdflib(v)
+    if isinstance(lit.value, str) != isinstance(bound.value, str):
+        return None
+    try:
+        return int(compare_literal(lit, bound))
+    except (TypeError, NotImplementedError):
+        return None
 
 
 def _in_ok(run: _Run, v: Term, allowed: frozenset[Term]) -> bool:
