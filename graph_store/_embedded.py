@@ -31,11 +31,13 @@ class EmbeddedStore(GraphStore):
     def __init__(self, path: Path | str | None = None, *, schema: Schema | None = None) -> None:
         super().__init__(schema)
         try:
+            if path is not None:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._store = Store(str(path)) if path is not None else Store()
         except OSError as e:
-            raise InvalidInputError(
-                f"cannot open the store at {path}: {e} (only one process may open a store directory for writing)"
-            ) from None
+            hint = " (it is already open: only one process, and one store object, may open a store directory at a time)" \
+                if "lock" in str(e).lower() else ""
+            raise InvalidInputError(f"cannot open the store at {path}: {e}{hint}") from None
         self.path = Path(path) if path is not None else None
 
     @property

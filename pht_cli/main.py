@@ -18,7 +18,6 @@ from graph_store import (
     ChangeSet,
     EmbeddedStore,
     GraphStoreError,
-    ValidationFailed,
     named_query,
     parse_rdf,
 )
@@ -31,8 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str) -> typer.Exit:
@@ -122,4 +121,4 @@ if __name__ == "__main__":  # pragma: no cover
     app()
 
 
-__all__ = ["app", "ValidationFailed"]
+__all__ = ["app"]

@@ -1,0 +1,81 @@
+"""The ``pht`` command line: the README's demo command, and clear one-sentence errors with exit code 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PHT = [sys.executable, "-m", "pht_cli.main"]
+
+
+def pht(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PHT, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_demo_runs_twice_in_a_row_and_cleans_up() -> None:
+    for _ in range(2):
+        done = pht("demo")
+        assert done.returncode == 0, done.stderr
+        assert "nothing is written (store size" in done.stdout
+        before, after = done.stdout.split("store size ", 1)[1].split(")", 1)[0].split(" -> ")
+        assert before == after
+        assert "Replaying the same step loses the compare-and-set" in done.stdout
+        assert "Demo store removed." in done.stdout
+        assert "Traceback" not in done.stderr
+
+
+def test_demo_keep_leaves_a_store_that_query_reads(tmp_path: Path) -> None:
+    kept = tmp_path / "demo"
+    assert pht("demo", "--keep", str(kept)).returncode == 0
+    done = pht("query", "trains_by_state", "--store", str(kept / "store"))
+    assert done.returncode == 0, done.stderr
+    assert "queued" in done.stdout
+
+
+def test_validate_accepts_the_demo_registry() -> None:
+    done = pht("validate", "examples/registry.ttl")
+    assert done.returncode == 0, done.stderr
+    assert "conforms" in done.stdout
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("@prefix pht: <https://w3id.org/pht-kg/vocab#> .\n<https://x.org/s> a pht:Station .\n",
+     "does not conform to the shapes"),
+    ("<https://x.org/s> <https://x.org/p> \"unterminated .\n", "malformed Turtle: Parser error"),
+    ("@prefix pht: <https://w3id.org/pht-kg/vocab#> .\n<https://x.org/s> a pht:Statoin .\n",
+     "does not conform to the shapes"),
+])
+def test_validate_refuses_bad_files_with_a_sentence(tmp_path: Path, content: str, expected: str) -> None:
+    f = tmp_path / "bad.ttl"
+    f.write_text(content)
+    done = pht("validate", str(f))
+    assert done.returncode == 1
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unknown_term_is_named(tmp_path: Path) -> None:
+    f = tmp_path / "typo.ttl"
+    f.write_text("@prefix pht: <https://w3id.org/pht-kg/vocab#> .\n<https://x.org/s> a pht:Statoin .\n")
+    done = pht("validate", str(f))
+    assert "unknown class https://w3id.org/pht-kg/vocab#Statoin" in done.stderr
+
+
+def test_missing_file_and_unknown_query_fail_cleanly(tmp_path: Path) -> None:
+    done = pht("validate", str(tmp_path / "nope.ttl"))
+    assert done.returncode == 1 and "is not a file" in done.stderr
+    (tmp_path / "store").mkdir()
+    done = pht("query", "no_such_query", "--store", str(tmp_path / "store"))
+    assert done.returncode == 1 and "no SPARQL query named 'no_such_query'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    for command in ("demo", "validate", "query"):
+        done = pht(command, "--help")
+        assert done.returncode == 0
+        assert "Example: pht " in done.stdout
