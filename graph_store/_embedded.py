@@ -39,11 +39,21 @@ class EmbeddedStore(GraphStore):
                 if "lock" in str(e).lower() else ""
             raise InvalidInputError(f"cannot open the store at {path}: {e}{hint}") from None
         self.path = Path(path) if path is not None else None
+        self._types_cache = {}  # this process is the store's only writer (RocksDB lock)
 
     @property
     def oxigraph(self) -> Store:
-        """The underlying pyoxigraph Store, for bulk loading trusted data (benchmarks, restores) and dumps."""
+        """The underlying pyoxigraph Store, for bulk loading trusted data (benchmarks, restores) and dumps.
+
+        Writing through it bypasses validation; taking it forgets the store's caches, so that later
+        validated writes see whatever it changed.
+        """
+        with self._write_lock:
+            self._types_cache.clear()
         return self._store
+
+    def contains(self, quad: Quad) -> bool:
+        return quad in self._store
 
     def _match(self, s: Any, p: Any, o: Any, g: Any = None) -> Iterable[Quad]:
         return self._store.quads_for_pattern(s, p, o, g)

@@ -76,6 +76,9 @@ class RemoteStore(GraphStore):
         client.setMethod(POST)
         client.setRequestMethod(URLENCODED)
         client.setTimeout(int(self._timeout))
+        # Content negotiation by the Accept header only: otherwise SPARQLWrapper adds format=xml&output=xml
+        # (its default return format) to every query, and Virtuoso answers 406 when they contradict Accept.
+        client.setOnlyConneg(True)
         if self._auth is not None and url == self.update_url:
             client.setHTTPAuth(DIGEST)
             client.setCredentials(*self._auth)
@@ -115,7 +118,8 @@ class RemoteStore(GraphStore):
         if graph_query:
             fmt = RdfFormat.N_TRIPLES if "n-triples" in content_type or "text/plain" in content_type \
                 else RdfFormat.TURTLE
-            return iter(list(parse(body, format=fmt)))
+            # parse() yields quads in the default graph; a CONSTRUCT result is triples, as in pyoxigraph.
+            return iter([q.triple for q in parse(body, format=fmt)])
         try:
             return parse_query_results(body, format=QueryResultsFormat.JSON)
         except SyntaxError as e:

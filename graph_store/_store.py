@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from pyoxigraph import DefaultGraph, Literal, NamedNode, Quad, QueryBoolean, QuerySolutions, QueryTriples
+from pyoxigraph import BlankNode, DefaultGraph, Literal, NamedNode, Quad, QueryBoolean, QuerySolutions, QueryTriples
 
 from ._changeset import ChangeSet
 from ._errors import ConflictError, InvalidInputError, ValidationFailed
@@ -27,7 +27,7 @@ from ._report import ValidationReport
 from ._schema import Schema, load_schema
 from ._sparql_text import bind, quad_block
 from ._validator import PostChangeView
-from ._vocab import ONTOLOGY_GRAPH, RDFS_SUBCLASSOF, SHAPES_GRAPH
+from ._vocab import ONTOLOGY_GRAPH, RDF_TYPE, RDFS_SUBCLASSOF, SHAPES_GRAPH
 
 __all__ = ["GraphStore", "QueryResult"]
 
@@ -47,6 +47,8 @@ class GraphStore(ABC):
     def __init__(self, schema: Schema | None = None) -> None:
         self.schema = schema or load_schema()
         self._write_lock = threading.Lock()
+        self._types_cache: dict[Any, frozenset[Any]] | None = None
+        """Set to a dict by back-ends whose process is the store's only writer; see PostChangeView."""
 
     # -- back-end primitives ----------------------------------------------------------------------------
 
@@ -101,8 +103,12 @@ class GraphStore(ABC):
 
     def validate(self, change: ChangeSet) -> ValidationReport:
         """Validate ``change`` against the store as it would be after it, without writing anything."""
+        return self._validate(change, types_cache=None)
+
+    def _validate(self, change: ChangeSet, *, types_cache: dict[Any, frozenset[Any]] | None) -> ValidationReport:
         self._check_writable(change)
-        view = PostChangeView(self._match, delete=change.delete, insert=change.insert, exclude_graph=SHAPES_GRAPH)
+        view = PostChangeView(self._match, delete=change.delete, insert=change.insert, exclude_graph=SHAPES_GRAPH,
+                              types_cache=types_cache)
         return self.schema.validator.validate_change(view, change)
 
     def validate_everything(self) -> ValidationReport:
@@ -125,19 +131,32 @@ class GraphStore(ABC):
             missing = [q for q in change.guard if not self.contains(q)]
             if missing:
                 raise ConflictError("precondition failed: " + "; ".join(str(q) for q in sorted(missing, key=str)))
-            report = self.validate(change)
+            report = self._validate(change, types_cache=self._types_cache)
             if not report.conforms:
                 raise ValidationFailed(report)
             if not change.is_empty():
+                self._forget_types(change)
                 self._update(self._commit_text(change))
                 self._confirm_commit(change)
             return report
 
+    def _forget_types(self, change: ChangeSet) -> None:
+        """Drop cached rdf:type sets of the nodes a change retypes (before the commit, so never stale)."""
+        cache = self._types_cache
+        if cache is not None:
+            if len(cache) > 200_000:
+                cache.clear()
+            for q in change.delete | change.insert:
+                if q.predicate == RDF_TYPE:
+                    cache.pop(q.subject, None)
+
     def load_vocabulary(self) -> None:
         """(Re)write the ontology and shapes graphs from the repository's files, in one atomic update."""
-        text = (f"DROP SILENT GRAPH {ONTOLOGY_GRAPH} ; DROP SILENT GRAPH {SHAPES_GRAPH} ; "
-                f"INSERT DATA {{ {quad_block(self.schema.ontology_quads + self.schema.shapes_quads)} }}")
+        text = " ; ".join([f"DROP SILENT GRAPH {ONTOLOGY_GRAPH}", f"DROP SILENT GRAPH {SHAPES_GRAPH}",
+                           *_insert_operations(self.schema.ontology_quads + self.schema.shapes_quads)])
         with self._write_lock:
+            if self._types_cache is not None:
+                self._types_cache.clear()
             self._update(text)
 
     # -- helpers ------------------------------------------------------------------------------------------
@@ -169,3 +188,38 @@ class GraphStore(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _insert_operations(quads: list[Quad]) -> list[str]:
+    """Update operations that insert ``quads``, which may contain blank nodes (the shapes do).
+
+    Ground quads go into one INSERT DATA. Virtuoso refuses blank nodes in INSERT DATA ("not allowed in a
+    constant clause", SP031) and refuses one template of the whole vocabulary (its SQL compiler stops at
+    10,000 lines), so the quads with blank nodes are split into their connected components (quads linked by
+    a shared blank node), each inserted by its own ``INSERT {...} WHERE {}``: a blank node label is scoped
+    to one operation, and no label is shared between components, so the graph's structure is kept.
+    """
+    parent: dict[BlankNode, BlankNode] = {}
+
+    def root(b: BlankNode) -> BlankNode:
+        while parent.setdefault(b, b) != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        return b
+
+    ground: list[Quad] = []
+    with_blanks: list[tuple[BlankNode, Quad]] = []
+    for q in quads:
+        blanks = [t for t in (q.subject, q.object) if isinstance(t, BlankNode)]
+        if not blanks:
+            ground.append(q)
+            continue
+        for other in blanks[1:]:
+            parent[root(other)] = root(blanks[0])
+        with_blanks.append((blanks[0], q))
+    components: dict[BlankNode, list[Quad]] = {}
+    for b, q in with_blanks:
+        components.setdefault(root(b), []).append(q)
+    ops = [f"INSERT DATA {{ {quad_block(ground)} }}"] if ground else []
+    ops += [f"INSERT {{ {quad_block(c)} }} WHERE {{}}" for c in components.values()]
+    return ops

@@ -73,10 +73,15 @@ class PostChangeView:
     """
 
     def __init__(self, match: QuadMatcher, *, delete: Collection[Quad] = (), insert: Iterable[Quad] = (),
-                 exclude_graph: NamedNode | None = None) -> None:
+                 exclude_graph: NamedNode | None = None,
+                 types_cache: dict[Term, frozenset[Term]] | None = None) -> None:
         self._match = match
         self._excluded = exclude_graph
         self._deleted = delete
+        # rdf:type of nodes the change does not retype, shared across changes by a store that is the only
+        # writer and forgets a node's entry whenever a committed change retypes it (EmbeddedStore.apply).
+        self._types = types_cache
+        self._retyped = {q.subject for q in delete if q.predicate == RDF_TYPE}
         self._ins_sp: dict[tuple[Term, Term], set[Term]] = defaultdict(set)
         self._ins_po: dict[tuple[Term, Term], set[Term]] = defaultdict(set)
         self._ins_s: dict[Term, list[Quad]] = defaultdict(list)
@@ -107,6 +112,12 @@ class PostChangeView:
         if cached is not None:
             return cached.get(p, _EMPTY)
         key = (s, p)
+        if p == RDF_TYPE and self._types is not None and key not in self._ins_sp and s not in self._retyped:
+            types = self._types.get(s)
+            if types is None:
+                types = self._types[s] = frozenset(
+                    q.object for q in self._match(s, p, None) if q.graph_name != self._excluded)
+            return types
         found = self._cache_sp.get(key)
         if found is None:
             values = {q.object for q in self._match(s, p, None)

@@ -1,0 +1,68 @@
+"""Embedded write path details: the cross-change rdf:type cache never lets a stale type through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyoxigraph import NamedNode, Quad, RdfFormat, parse
+
+from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore, ValidationFailed
+
+VALID = sorted((Path(__file__).parent / "fixtures" / "shapes" / "valid").glob("*.ttl"))
+EX = "https://pht.example.org/id/"
+RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+
+
+@pytest.fixture()
+def store() -> EmbeddedStore:
+    s = EmbeddedStore()
+    s.load_vocabulary()
+    quads = []
+    for f in VALID:
+        quads += [Quad(t.subject, t.predicate, t.object, CENTRAL_GRAPH) for t in parse(path=f, format=RdfFormat.TURTLE)]
+    s.apply(ChangeSet(insert=quads))
+    return s
+
+
+def _state_step(execution: NamedNode, old: NamedNode, new: NamedNode) -> ChangeSet:
+    g = CENTRAL_GRAPH
+    return ChangeSet(guard=[Quad(execution, PHT.state, old, g)], delete=[Quad(execution, PHT.state, old, g)],
+                     insert=[Quad(execution, PHT.state, new, g)])
+
+
+def test_retyping_a_referenced_node_is_seen_after_its_type_was_cached(store: EmbeddedStore) -> None:
+    execution, station = NamedNode(EX + "exec-0002-aachen-r2"), NamedNode(EX + "station-aachen")
+    state = store.quads(execution, PHT.state)[0].object
+    other = PHT.Failed if state != PHT.Failed else PHT.Cancelled
+    store.apply(_state_step(execution, state, other))  # validates the execution: caches the station's type
+    retype = ChangeSet(delete=[Quad(station, RDF_TYPE, PHT.Station, CENTRAL_GRAPH)])
+    with pytest.raises(ValidationFailed) as refused:
+        store.apply(retype)  # every execution at the station would point to a non-station
+    assert any(r.component_name == "ClassConstraintComponent" for r in refused.value.report.results)
+
+
+def test_a_type_removed_through_the_raw_store_is_not_served_from_the_cache(store: EmbeddedStore) -> None:
+    execution, station = NamedNode(EX + "exec-0002-aachen-r2"), NamedNode(EX + "station-aachen")
+    state = store.quads(execution, PHT.state)[0].object
+    other = PHT.Failed if state != PHT.Failed else PHT.Cancelled
+    store.apply(_state_step(execution, state, other))  # caches the station's type
+    store.oxigraph.remove(Quad(station, RDF_TYPE, PHT.Station, CENTRAL_GRAPH))  # an unvalidated raw write
+    with pytest.raises(ValidationFailed) as refused:
+        store.apply(_state_step(execution, other, state))
+    assert {r.focus_node for r in refused.value.report.results} == {execution}
+
+
+def test_view_ignores_the_shared_type_cache_for_nodes_the_change_retypes(store: EmbeddedStore) -> None:
+    from graph_store._validator import PostChangeView
+
+    station = NamedNode(EX + "station-aachen")
+    cache = {station: frozenset({PHT.Station})}
+    removed = Quad(station, RDF_TYPE, PHT.Station, CENTRAL_GRAPH)
+    view = PostChangeView(store.quads, delete={removed}, types_cache=cache)
+    assert view.objects(station, RDF_TYPE) == frozenset()
+    added = Quad(station, RDF_TYPE, PHT.Execution, CENTRAL_GRAPH)
+    view = PostChangeView(store.quads, insert=[added], types_cache=cache)
+    assert view.objects(station, RDF_TYPE) == frozenset({PHT.Station, PHT.Execution})
+    untouched = PostChangeView(store.quads, types_cache={})
+    assert untouched.objects(station, RDF_TYPE) == frozenset({PHT.Station})
