@@ -13,7 +13,8 @@ from ._rdf_input import parse_rdf
 from ._report import ValidationReport, ValidationResult
 from ._schema import Schema, load_schema
 from ._sparql_text import bind
-from ._store import GraphStore, QueryResult
+from ._store import GraphStore, QueryResult, UpdateOutcome
+from ._validator import is_well_typed
 from ._vocab import CENTRAL_GRAPH, ONTOLOGY_GRAPH, PHT, PHT_NS, SHAPES_GRAPH, station_graph
 
 __all__ = [
@@ -33,10 +34,12 @@ __all__ = [
     "SHAPES_GRAPH",
     "Schema",
     "StoreUnavailable",
+    "UpdateOutcome",
     "ValidationFailed",
     "ValidationReport",
     "ValidationResult",
     "bind",
+    "is_well_typed",
     "list_named_queries",
     "load_schema",
     "named_query",

@@ -3,7 +3,7 @@ person can act on instead of a parser traceback."""
 
 from __future__ import annotations
 
-from pyoxigraph import BlankNode, NamedNode, Quad, RdfFormat, parse
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse
 
 from ._errors import InvalidInputError
 
@@ -32,9 +32,13 @@ def parse_rdf(data: bytes | str, media_type: str, graph: NamedNode, *, base_iri:
     fmt = FORMATS.get(key)
     if fmt is None:
         raise InvalidInputError(f"unsupported RDF media type {media_type!r}; use one of {', '.join(sorted(FORMATS))}")
+    raw = data.encode() if isinstance(data, str) else data
     try:
-        triples = list(parse(data.encode() if isinstance(data, str) else data, format=fmt, base_iri=base_iri,
-                             without_named_graphs=True))
+        triples = list(parse(raw, format=fmt, base_iri=base_iri, without_named_graphs=True))
+        if fmt == RdfFormat.JSON_LD:
+            _refuse_dropped_statements(raw, base_iri, kept=triples)
+    except InvalidInputError:
+        raise
     except SyntaxError as e:
         raise InvalidInputError(f"malformed {fmt.name}: {e}") from None
     except ValueError as e:
@@ -45,3 +49,32 @@ def parse_rdf(data: bytes | str, media_type: str, graph: NamedNode, *, base_iri:
             raise InvalidInputError(f"blank node in {t}: give every resource an IRI")
         quads.append(Quad(t.subject, t.predicate, t.object, graph))
     return quads
+
+
+def _refuse_dropped_statements(data: bytes, base_iri: str | None, *, kept: list[Quad]) -> None:
+    """Raise InvalidInputError if JSON-LD silently lost statements (``kept``: what the strict parse gave).
+
+    A JSON-LD processor drops, without any error, every statement whose subject, property or object does
+    not expand to an absolute IRI (``"@id": "not an iri"``, a relative ``@id`` without a base IRI, a key that
+    no ``@context`` term or ``@vocab`` maps) or whose literal has an invalid language tag. For a system of
+    record that is silent data loss. Parsed leniently (no such checks), those statements are kept, so the
+    bad "IRI" can be named in the error.
+    """
+    lenient = list(parse(data, format=RdfFormat.JSON_LD, base_iri=base_iri, without_named_graphs=True, lenient=True))
+    for q in lenient:
+        terms = [q.subject, q.predicate, q.object]
+        if isinstance(q.object, Literal):
+            terms.append(q.object.datatype)
+        for term in terms:
+            if isinstance(term, NamedNode):
+                try:
+                    NamedNode(term.value)
+                except ValueError as e:
+                    raise InvalidInputError(
+                        f"invalid JSON-LD: {term.value!r} is not an absolute IRI ({e}); JSON-LD would silently "
+                        "drop the statement using it (give full IRIs, or map the term in @context)") from None
+    if len(lenient) > len(kept):
+        dropped = set(lenient) - set(kept)
+        example = f", e.g. {min(map(str, dropped))}" if dropped else ""
+        raise InvalidInputError(f"invalid JSON-LD: {len(lenient) - len(kept)} statement(s) would be silently "
+                                f"dropped{example} (an invalid language tag or value?)")

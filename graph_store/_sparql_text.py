@@ -16,7 +16,7 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Quad
 
 from ._errors import InvalidInputError
 
-__all__ = ["Term", "parameters_of", "bind", "quad_block", "tokens"]
+__all__ = ["Term", "parameters_of", "bind", "quad_block", "term_text", "tokens"]
 
 Term = NamedNode | Literal
 
@@ -75,6 +75,22 @@ def _term_text(name: str, term: object) -> str:
         raise InvalidInputError(
             f"parameter ${name} must be an RDF term (pyoxigraph NamedNode or Literal), got {type(term).__name__}"
         )
+    return term_text(term)
+
+
+_XSD_DECIMAL = NamedNode("http://www.w3.org/2001/XMLSchema#decimal")
+
+
+def term_text(term: NamedNode | BlankNode | Literal) -> str:
+    """The N-Triples form of ``term``, except that an ``xsd:decimal`` is always written with a decimal point.
+
+    Oxigraph's canonical form of the decimal 5.0 is ``"5"^^xsd:decimal``; Virtuoso 7 stores a decimal
+    whose lexical form has no point as an ``xsd:integer`` (the datatype would be lost, and ``sh:datatype
+    xsd:decimal`` would fail on the stored data), but keeps ``"5.0"^^xsd:decimal`` a decimal. Both are the
+    same value, which every store (Oxigraph too) reads back as ``"5"^^xsd:decimal``.
+    """
+    if isinstance(term, Literal) and term.datatype == _XSD_DECIMAL and "." not in term.value:
+        return str(Literal(term.value.strip() + ".0", datatype=_XSD_DECIMAL))
     return str(term)
 
 
@@ -93,6 +109,9 @@ def bind(text: str, bindings: Mapping[str, object]) -> str:
     unknown = bindings.keys() - wanted
     if unknown:
         raise InvalidInputError(f"unknown parameter(s): {', '.join('$' + u for u in sorted(unknown))}")
+    clash = {text[s + 1:e] for kind, s, e in tokens(text) if kind == "var"} & wanted
+    if clash:
+        raise InvalidInputError(f"?{min(clash)} and ${min(clash)} are the same SPARQL variable: rename one")
     out: list[str] = []
     last = 0
     for kind, s, e in tokens(text):
@@ -109,5 +128,5 @@ def quad_block(quads: Iterable[Quad]) -> str:
     """``GRAPH <g> { s p o . ... }`` blocks for a DELETE DATA / INSERT DATA / template."""
     by_graph: dict[str, list[str]] = defaultdict(list)
     for q in quads:
-        by_graph[str(q.graph_name)].append(f"{q.subject} {q.predicate} {q.object} .")
+        by_graph[str(q.graph_name)].append(f"{q.subject} {q.predicate} {term_text(q.object)} .")
     return " ".join(f"GRAPH {g} {{ {' '.join(lines)} }}" for g, lines in by_graph.items())

@@ -5,8 +5,10 @@ everything that makes a write safe lives here once:
 
 1. the guard (compare-and-set) is checked,
 2. the change set is validated incrementally against the store *as it would be after* the change,
-3. the change is committed as ONE SPARQL Update request (atomic in pyoxigraph and in Oxigraph server),
-   whose WHERE clause repeats the guard so that a racing writer in another process cannot slip in between.
+3. the change is committed as ONE SPARQL Update request (atomic in pyoxigraph, Oxigraph server and
+   Virtuoso), whose WHERE clause repeats the guard so that the update does nothing if a writer in another
+   process changed the guarded data first -- on a server that serialises concurrent updates (Virtuoso with
+   REPEATABLE READ; not Oxigraph server 0.5: see :mod:`._remote`).
 
 A refused write raises before step 3: nothing is written.
 """
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pyoxigraph import BlankNode, DefaultGraph, Literal, NamedNode, Quad, QueryBoolean, QuerySolutions, QueryTriples
@@ -25,11 +28,12 @@ from ._errors import ConflictError, InvalidInputError, ValidationFailed
 from ._queries import named_query
 from ._report import ValidationReport
 from ._schema import Schema, load_schema
-from ._sparql_text import bind, quad_block
+from ._sparql_text import bind, parameters_of, quad_block
+from ._updates import compile_update, solution_lookup
 from ._validator import PostChangeView
 from ._vocab import ONTOLOGY_GRAPH, RDF_TYPE, RDFS_SUBCLASSOF, SHAPES_GRAPH
 
-__all__ = ["GraphStore", "QueryResult"]
+__all__ = ["GraphStore", "QueryResult", "UpdateOutcome"]
 
 QueryResult = QuerySolutions | QueryBoolean | QueryTriples | Iterator[Any]
 """SELECT: iterable of solutions (``solution["var"]``); ASK: ``bool(result)``; CONSTRUCT: iterable of triples."""
@@ -37,16 +41,26 @@ QueryResult = QuerySolutions | QueryBoolean | QueryTriples | Iterator[Any]
 _PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
 
 
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What a validated SPARQL update did: its validation report, how many WHERE solutions it had, and the
+    change set it committed."""
+
+    report: ValidationReport
+    solutions: int
+    change: ChangeSet
+
+
 class GraphStore(ABC):
     """One RDF dataset in the named-graph layout of :mod:`._vocab`, whose every write is validated.
 
-    Writers in one process are serialised by a lock; the guard in the committed update protects against
-    writers in other processes (remote back-end).
+    Writers using one store instance are serialised by a lock; the guard in the committed update protects
+    against writers in other processes only where the server serialises updates (see :mod:`._remote`).
     """
 
     def __init__(self, schema: Schema | None = None) -> None:
         self.schema = schema or load_schema()
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # re-entrant: apply_update() holds it around apply()
         self._types_cache: dict[Any, frozenset[Any]] | None = None
         """Set to a dict by back-ends whose process is the store's only writer; see PostChangeView."""
 
@@ -140,6 +154,62 @@ class GraphStore(ABC):
                 self._confirm_commit(change)
             return report
 
+    def apply_update(self, update: str, *, bindings: Mapping[str, Any] | None = None) -> UpdateOutcome:
+        """Run a SPARQL update as a validated change set (see :mod:`._updates`): its WHERE is evaluated and its
+        templates instantiated under the write lock, then :meth:`apply` validates and commits the result,
+        guarded by the quads it deletes. ``solutions`` = 0 means the WHERE matched nothing (nothing written).
+
+        Raises InvalidInputError (malformed or unsupported update, bad parameters), ValidationFailed,
+        ConflictError (another writer changed the matched data first).
+        """
+        return self.apply_updates([(update, bindings or {})])[0]
+
+    def apply_updates(self, updates: Sequence[tuple[str, Mapping[str, Any]]], *,
+                      extra: ChangeSet | None = None, require_match: bool = False) -> list[UpdateOutcome]:
+        """Several updates (and an ``extra`` change set) as ONE validated, atomic write: all or nothing.
+
+        Each WHERE is evaluated against the store as it is before the write, so the updates must be
+        independent (none reads what another writes) — e.g. a lifecycle step of an execution together with
+        the step it causes for its train. With ``require_match``, an update whose WHERE matches nothing
+        raises ConflictError and nothing at all is written.
+        """
+        compiled = []
+        for text, values in updates:
+            c = compile_update(text)
+            if c.parameters != values.keys():
+                bind(text, values)  # raises the standard message naming missing / unknown parameters
+            compiled.append((c, dict(values)))
+        with self._write_lock:
+            parts = [self._change_of(c, values) for c, values in compiled]
+            if require_match and any(n == 0 for _, n in parts):
+                raise ConflictError("the data changed concurrently: a guarded step no longer applies")
+            delete = set().union(*(ch.delete for ch, _ in parts))
+            insert = set().union(*(ch.insert for ch, _ in parts))
+            if extra is not None:
+                delete |= extra.delete
+                insert |= extra.insert
+            guard = set(extra.guard) if extra is not None else set()
+            existing = {q for q in delete if q in guard or self.contains(q)}
+            change = ChangeSet(delete=existing, insert=insert, guard=guard | existing)
+            report = self.apply(change)
+        return [UpdateOutcome(report=report, solutions=n, change=ch) for ch, n in parts]
+
+    def _change_of(self, compiled: Any, values: dict[str, Any]) -> tuple[ChangeSet, int]:
+        select = compiled.select_text()
+        if select is None:
+            rows: list[Any] = [lambda name: None]
+        else:
+            used = {k: v for k, v in values.items() if k in parameters_of(select)}
+            rows = [solution_lookup(r) for r in self.query(select, bindings=used)]  # type: ignore[union-attr]
+        return compiled.change_set(rows, values), len(rows)
+
+    def run_update(self, name: str, **bindings: Any) -> UpdateOutcome:
+        """Run the named update ``sparql_queries/<name>.rq`` with its parameters bound (see apply_update)."""
+        q = named_query(name)
+        if not q.is_update:
+            raise InvalidInputError(f"{name}.rq is a query; run it with run_query()")
+        return self.apply_update(q.text, bindings=bindings)
+
     def _forget_types(self, change: ChangeSet) -> None:
         """Drop cached rdf:type sets of the nodes a change retypes (before the commit, so never stale)."""
         cache = self._types_cache
@@ -176,12 +246,8 @@ class GraphStore(ABC):
             delete = f"DELETE {{ {quad_block(change.delete)} }} " if change.delete else ""
             insert = f"INSERT {{ {quad_block(change.insert)} }} " if change.insert else ""
             return f"{delete}{insert}WHERE {{ {quad_block(change.guard)} }}"
-        parts = []
-        if change.delete:
-            parts.append(f"DELETE DATA {{ {quad_block(change.delete)} }}")
-        if change.insert:
-            parts.append(f"INSERT DATA {{ {quad_block(change.insert)} }}")
-        return " ; ".join(parts)
+        return " ; ".join([*_data_operations("DELETE DATA", list(change.delete)),
+                           *_data_operations("INSERT DATA", list(change.insert))])
 
     def __enter__(self) -> GraphStore:
         return self
@@ -190,14 +256,27 @@ class GraphStore(ABC):
         self.close()
 
 
+_QUADS_PER_OPERATION = 500
+"""Largest DELETE DATA / INSERT DATA operation we send. Virtuoso 7 compiles each operation of an update
+request to SQL and refuses one of more than 10,000 SQL lines (SP031), about 1,000 quads; several operations in
+one request are still one request (all or nothing). Virtuoso also refuses a whole request of more than about
+3,000 quads (SQ199, code vector size): no SPARQL request can make a larger change atomically there."""
+
+
+def _data_operations(keyword: str, quads: list[Quad]) -> list[str]:
+    """``INSERT DATA`` / ``DELETE DATA`` operations for ``quads``, at most _QUADS_PER_OPERATION each."""
+    return [f"{keyword} {{ {quad_block(quads[i:i + _QUADS_PER_OPERATION])} }}"
+            for i in range(0, len(quads), _QUADS_PER_OPERATION)]
+
+
 def _insert_operations(quads: list[Quad]) -> list[str]:
     """Update operations that insert ``quads``, which may contain blank nodes (the shapes do).
 
-    Ground quads go into one INSERT DATA. Virtuoso refuses blank nodes in INSERT DATA ("not allowed in a
-    constant clause", SP031) and refuses one template of the whole vocabulary (its SQL compiler stops at
-    10,000 lines), so the quads with blank nodes are split into their connected components (quads linked by
-    a shared blank node), each inserted by its own ``INSERT {...} WHERE {}``: a blank node label is scoped
-    to one operation, and no label is shared between components, so the graph's structure is kept.
+    Ground quads go into INSERT DATA operations (see _QUADS_PER_OPERATION). Virtuoso refuses blank nodes in
+    INSERT DATA ("not allowed in a constant clause", SP031), so the quads with blank nodes are split into
+    their connected components (quads linked by a shared blank node), each inserted by its own
+    ``INSERT {...} WHERE {}``: a blank node label is scoped to one operation, and no label is shared between
+    components, so the graph's structure is kept (with fresh blank nodes).
     """
     parent: dict[BlankNode, BlankNode] = {}
 
@@ -220,6 +299,6 @@ def _insert_operations(quads: list[Quad]) -> list[str]:
     components: dict[BlankNode, list[Quad]] = {}
     for b, q in with_blanks:
         components.setdefault(root(b), []).append(q)
-    ops = [f"INSERT DATA {{ {quad_block(ground)} }}"] if ground else []
+    ops = _data_operations("INSERT DATA", ground)
     ops += [f"INSERT {{ {quad_block(c)} }} WHERE {{}}" for c in components.values()]
     return ops

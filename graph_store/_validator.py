@@ -33,7 +33,7 @@ from ._report import PathTerm, ValidationReport, ValidationResult
 from ._shapes import Constraint, NodeShape, PropertyShape, ShapesModel
 from ._vocab import PHT_NS, RDF_TYPE
 
-__all__ = ["QuadMatcher", "PostChangeView", "IncrementalValidator"]
+__all__ = ["QuadMatcher", "PostChangeView", "IncrementalValidator", "is_well_typed"]
 
 Node = NamedNode | BlankNode
 Term = NamedNode | BlankNode | Literal
@@ -334,6 +334,12 @@ class _Run:
 
 def _datatype_ok(run: _Run, v: Term, dt: NamedNode) -> bool:
     return _datatype_matches(v, dt)
+
+
+def is_well_typed(value: Literal) -> bool:
+    """True if the literal's lexical form is valid for its datatype (``"five"^^xsd:integer`` is not), by the
+    same test sh:datatype uses."""
+    return _datatype_matches(value, value.datatype) if not value.language else True
 
 
 @lru_cache(maxsize=65536)

@@ -20,6 +20,9 @@ Client quirks worth knowing (see also shared/reference/semantic-stack.md):
 * Virtuoso has no writable default graph: ``INSERT {...}`` without ``GRAPH`` fails with
   ``SP031``; ``DROP GRAPH`` of a graph that was only filled implicitly fails with 500
   (``DROP SILENT GRAPH`` works).  Anonymous updates on ``/sparql`` are refused (``SR186``).
+* The generated ``virtuoso.ini`` sets ``DefaultIsolation = 4`` (REPEATABLE READ): with
+  Virtuoso's default READ COMMITTED, concurrent ``DELETE/INSERT ... WHERE`` updates on the same
+  triples all see them and all apply, so a guarded write would have several winners.
 
 Typical use::
 
@@ -414,6 +417,9 @@ def write_virtuoso_ini(directory: Path, http_port: int, isql_port: int, template
         MaxQueryMem="256M",
         DirsAllowed=f"., {d}",
         VADInstallDir=f"{vad}/",  # empty: nothing is auto-installed into the fresh db
+        # REPEATABLE READ, as graph_store requires of a Virtuoso (see graph_store/_remote.py): under the
+        # default READ COMMITTED, concurrent guarded DELETE/INSERT ... WHERE updates all match and all apply.
+        DefaultIsolation="4",
     )
     section("HTTPServer").update(
         ServerPort=f"{HOST}:{http_port}",

@@ -1,0 +1,33 @@
+"""What the routers are built with: the services and the role-checking dependency (no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graph_store import GraphStore
+
+from ..auth import RequireRoles
+from ..lifecycle import Lifecycle
+from ..registry import Registry
+from ..settings import Settings
+
+__all__ = ["Services"]
+
+
+@dataclass(frozen=True)
+class Services:
+    store: GraphStore
+    settings: Settings
+    lifecycle: Lifecycle
+    registry: Registry
+    require: RequireRoles
+
+
+def page(items: list, limit: int, offset: int) -> dict:  # type: ignore[type-arg]
+    """One page of an already ordered list (the named queries order their results)."""
+    return {"items": items[offset:offset + limit], "total": len(items), "limit": limit, "offset": offset}
+
+
+def text(term: object) -> str | None:
+    """The lexical value of a term (None stays None)."""
+    return None if term is None else str(getattr(term, "value", term))

@@ -1,0 +1,162 @@
+"""Request and response bodies of the REST API (separate models per use, documented in OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StationIn(Strict):
+    id: Identifier
+    title: Text
+    owner: Text = Field(description="Name of the organisation that runs the station")
+    public_keys: list[Annotated[str, StringConstraints(max_length=10_000)]] = Field(min_length=1, max_length=10)
+    runtimes: list[Literal["docker", "podman", "kubernetes", "process"]] = Field(default=["docker"], min_length=1)
+
+
+class StationOut(BaseModel):
+    id: str
+    title: str | None
+    owner: str | None
+    runtimes: list[str]
+
+
+class DatasetIn(Strict):
+    id: Identifier
+    title: Text
+    station: Identifier
+
+
+class DatasetOut(BaseModel):
+    id: str
+    title: str | None
+    station: str
+
+
+class ParameterIn(Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+    datatype: Literal["integer", "decimal", "string", "boolean", "double", "dateTime", "anyURI"] = "string"
+    required: bool = False
+    default: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class DefinitionIn(Strict):
+    id: Identifier
+    title: Text
+    image_name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    image_digest: Annotated[str, StringConstraints(max_length=100)] = Field(
+        description="sha256:<64 hex digits>; images are referenced by digest, never by tag")
+    mode: Literal["incremental", "federated"]
+    route: list[Identifier] = Field(min_length=1, max_length=100, description="station ids in route order")
+    rounds: int = Field(default=1, ge=1, le=1000)
+    entrypoint: Annotated[str, StringConstraints(max_length=500)] | None = None
+    aggregator: Identifier | None = None
+    parameters: list[ParameterIn] = Field(default=[], max_length=100)
+
+
+class DefinitionOut(BaseModel):
+    id: str
+    title: str | None
+    mode: str
+    rounds: int
+    image_digest: str
+    stops: int
+
+
+class TrainIn(Strict):
+    definition: Identifier
+    parameters: dict[Annotated[str, StringConstraints(max_length=64)],
+                     Annotated[str, StringConstraints(max_length=1000)]] = Field(default={}, max_length=100)
+
+
+class Created(BaseModel):
+    id: str
+    iri: str
+
+
+class ExecutionOut(BaseModel):
+    id: str
+    state: str
+    station: str
+    round: int
+    stop: int | None
+    started: str | None = None
+    ended: str | None = None
+    output: str | None = None
+
+
+class TrainOut(BaseModel):
+    id: str
+    iri: str
+    state: str
+    requester: str
+    definition: str
+    created: str
+    executions: list[ExecutionOut] = []
+
+
+class EventOut(BaseModel):
+    event: str
+    type: str
+    time: str
+    execution: str | None
+    from_state: str | None
+    to_state: str | None
+    agent: str | None
+    role: str | None
+    reason: str | None
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class StepIn(Strict):
+    to: Annotated[str, StringConstraints(pattern=r"^[a-z-]{1,40}$")] = Field(
+        description="target state token, e.g. waiting-for-approval, approved, running, released")
+    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    used: list[Identifier] = Field(default=[], max_length=50, description="dataset ids used (when running)")
+
+
+class StepOut(BaseModel):
+    execution: str
+    state: str
+
+
+class OutputIn(Strict):
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    byte_size: int = Field(ge=0, le=10**13)
+    title: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class CancelIn(Strict):
+    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class WorkItem(BaseModel):
+    execution: str
+    state: str
+    train: str
+    round: int
+    stop: int | None
+    image_name: str
+    image_digest: str
+    entrypoint: str | None
+    inputs: list[str]
+
+
+class Problem(BaseModel):
+    detail: str
+    report: dict | None = None  # type: ignore[type-arg]

@@ -1,0 +1,49 @@
+"""The calls a station makes: fetch its work, report each step, hand over outputs."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from ..lifecycle import Forbidden
+from ..principal import Principal, Role
+from .deps import Services, text
+from .models import OutputIn, Problem, StepIn, StepOut, WorkItem
+
+ERRORS = {400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
+          409: {"model": Problem}, 422: {"model": Problem}}
+STATION_SIDE = (Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
+
+
+def station_router(s: Services) -> APIRouter:
+    router = APIRouter(tags=["station"], responses=ERRORS)
+    life, iris, chart = s.lifecycle, s.lifecycle.iris, s.lifecycle.chart
+
+    @router.get("/stations/{station_id}/work", response_model=list[WorkItem])
+    def station_work(station_id: str,
+                     principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> list[WorkItem]:
+        """The station's executions that are not finished, oldest train first (poll this, outbound)."""
+        if not principal.has(Role.OPERATOR) and principal.station != station_id:
+            raise Forbidden(f"a token of station {principal.station!r} cannot read the work of {station_id!r}")
+        return [WorkItem(execution=iris.local(r["execution"], "executions"), state=chart.token(r["state"]),
+                         train=text(r["trainId"]) or "", round=int(r["round"].value),
+                         stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
+                         image_name=text(r["imageName"]) or "", image_digest=text(r["imageDigest"]) or "",
+                         entrypoint=text(r["entrypoint"]), inputs=(text(r["inputs"]) or "").split())
+                for r in s.store.run_query("station_work", station=iris.station(station_id))]  # type: ignore[union-attr]
+
+    @router.post("/executions/{execution_id}/steps", response_model=StepOut)
+    def step_execution(execution_id: str, body: StepIn,
+                       principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> StepOut:
+        """Move an execution to the next state of the chart; 409 says which state it is in."""
+        state = life.step(principal, execution_id=execution_id, to=body.to, reason=body.reason, used=body.used)
+        return StepOut(execution=execution_id, state=state)
+
+    @router.post("/executions/{execution_id}/outputs", status_code=status.HTTP_201_CREATED, response_model=StepOut)
+    def hand_over_output(execution_id: str, body: OutputIn,
+                         principal: Annotated[Principal, Depends(s.require(Role.STATION, Role.OPERATOR))]) -> StepOut:
+        """Record the output (SHA-256 digest and size) an execution generated, before it is reviewed."""
+        life.add_output(principal, execution_id=execution_id, sha256=body.sha256, byte_size=body.byte_size,
+                        title=body.title)
+        return StepOut(execution=execution_id, state="output-recorded")
+
+    return router

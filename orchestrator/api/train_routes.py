@@ -1,0 +1,99 @@
+"""Trains: submit, list, inspect, cancel, and their events."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, status
+from pyoxigraph import NamedNode
+
+from ..lifecycle import Forbidden, NotFound
+from ..principal import Principal, Role
+from .deps import Services, page, text
+from .models import CancelIn, Created, EventOut, ExecutionOut, Page, Problem, StepOut, TrainIn, TrainOut
+
+ERRORS = {400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
+          409: {"model": Problem}, 422: {"model": Problem}}
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+ANY_ROLE = (Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
+ANY = NamedNode("urn:pht:any")
+
+
+def train_router(s: Services) -> APIRouter:
+    router = APIRouter(tags=["trains"], responses=ERRORS)
+    life, iris, chart = s.lifecycle, s.lifecycle.iris, s.lifecycle.chart
+
+    def executions(train: NamedNode) -> list[ExecutionOut]:
+        return [ExecutionOut(id=iris.local(r["execution"], "executions"), state=chart.token(r["state"]),
+                             station=text(r["stationId"]) or "", round=int(r["round"].value),
+                             stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
+                             started=text(r["started"]), ended=text(r["ended"]), output=text(r["output"]))
+                for r in s.store.run_query("train_executions", train=train)]  # type: ignore[union-attr]
+
+    def visible_train(principal: Principal, train_id: str) -> tuple[NamedNode, object, list[ExecutionOut]]:
+        """The train if the caller may see it: its requester, operators, and stations it visits."""
+        train = iris.train(train_id)
+        rows = list(s.store.run_query("train_context", train=train))  # type: ignore[arg-type]
+        if not rows:
+            raise NotFound(f"no train {train_id}")
+        execs = executions(train)
+        mine = principal.has(Role.RESEARCHER) and rows[0]["requester"] == iris.agent(principal.subject)
+        visits = principal.station is not None and any(e.station == principal.station for e in execs)
+        if not (principal.has(Role.OPERATOR) or mine or visits):
+            raise Forbidden(f"train {train_id} belongs to another requester")
+        return train, rows[0], execs
+
+    @router.post("/trains", status_code=status.HTTP_201_CREATED, response_model=Created)
+    def submit_train(body: TrainIn, principal: Annotated[Principal, Depends(
+            s.require(Role.RESEARCHER, Role.OPERATOR))]) -> Created:
+        """Submit a train of a registered definition; it is queued at once."""
+        train_id = life.submit(principal, definition_id=body.definition, parameters=body.parameters)
+        return Created(id=train_id, iri=iris.train(train_id).value)
+
+    @router.get("/trains", response_model=Page[TrainOut])
+    def list_trains(principal: Annotated[Principal, Depends(s.require(Role.RESEARCHER, Role.OPERATOR))],
+                    state: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
+                    limit: Limit = 50, offset: Offset = 0) -> dict:  # type: ignore[type-arg]
+        """Trains, newest first: a researcher sees their own, an operator all. Filter by ``state``."""
+        requester = ANY if principal.has(Role.OPERATOR) else iris.agent(principal.subject)
+        if state is not None and state not in chart.state_by_token:
+            raise NotFound(f"unknown state {state!r}; known: {', '.join(sorted(chart.state_by_token))}")
+        state_iri = chart.state(state) if state else ANY
+        rows = [TrainOut(id=text(r["id"]) or "", iri=r["train"].value, state=chart.token(r["state"]),
+                         requester=iris.local(r["requester"], "agents"), definition=text(r["definitionId"]) or "",
+                         created=text(r["created"]) or "")
+                for r in s.store.run_query("list_trains", onlyRequester=requester, onlyState=state_iri)]  # type: ignore[union-attr]
+        return page(rows, limit, offset)
+
+    @router.get("/trains/{train_id}", response_model=TrainOut)
+    def get_train(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))]) -> TrainOut:
+        """A train's state and its executions (route, rounds, outputs)."""
+        train, row, execs = visible_train(principal, train_id)
+        created = [q.object for q in s.store.quads(train, NamedNode("http://purl.org/dc/terms/created"))]
+        return TrainOut(id=train_id, iri=train.value, state=chart.token(row["state"]),  # type: ignore[index]
+                        requester=iris.local(row["requester"], "agents"),  # type: ignore[index]
+                        definition=iris.local(row["definition"], "definitions"),  # type: ignore[index]
+                        created=text(created[0]) if created else "", executions=execs)
+
+    @router.get("/trains/{train_id}/events", response_model=Page[EventOut])
+    def train_events(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))],
+                     limit: Limit = 100, offset: Offset = 0) -> dict:  # type: ignore[type-arg]
+        """A train's events, oldest first: every state change with who, when, from, to and why."""
+        train, _, _ = visible_train(principal, train_id)
+        rows = [EventOut(event=r["event"].value, type=(text(r["type"]) or "").rsplit("#", 1)[-1],
+                         time=text(r["time"]) or "",
+                         execution=None if r["execution"] is None else iris.local(r["execution"], "executions"),
+                         from_state=None if r["from"] is None else chart.token(r["from"]),
+                         to_state=None if r["to"] is None else chart.token(r["to"]),
+                         agent=text(r["agent"]), role=None if r["role"] is None else r["role"].value.rsplit("#", 1)[-1],
+                         reason=text(r["reason"]))
+                for r in s.store.run_query("train_events", train=train)]  # type: ignore[union-attr]
+        return page(rows, limit, offset)
+
+    @router.post("/trains/{train_id}/cancel", response_model=StepOut)
+    def cancel_train(train_id: str, body: CancelIn, principal: Annotated[Principal, Depends(
+            s.require(Role.RESEARCHER, Role.OPERATOR))]) -> StepOut:
+        """Cancel a train (its requester or an operator); 409 if it already ended."""
+        visible_train(principal, train_id)
+        return StepOut(execution=train_id, state=life.cancel(principal, train_id=train_id, reason=body.reason))
+
+    return router

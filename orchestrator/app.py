@@ -1,0 +1,164 @@
+"""The central service: one FastAPI application composed from the routers, built from :class:`Settings`.
+
+Durable state lives in the graph store only (no in-memory queues): a restarted service reads everything
+back, and ``Lifecycle.recover`` queues trains a crash left ``submitted``. One process owns an embedded store
+(RocksDB lock), so run one worker per store; scale reads with a remote SPARQL store instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graph_store import (
+    ConflictError,
+    EmbeddedStore,
+    GraphStore,
+    InvalidInputError,
+    RemoteStore,
+    StoreUnavailable,
+    ValidationFailed,
+)
+
+from .api.deps import Services
+from .api.registry_routes import registry_router
+from .api.station_routes import station_router
+from .api.train_routes import train_router
+from .auth import TokenVerifier, principal_dependency, require_roles
+from .lifecycle import Lifecycle, LifecycleError
+from .registry import Registry
+from .settings import Settings
+
+__all__ = ["create_app", "open_store"]
+
+
+def open_store(settings: Settings) -> GraphStore:
+    """The store the settings name: remote SPARQL endpoints, or embedded on disk (in memory if no path)."""
+    if settings.store_query_url:
+        return RemoteStore(settings.store_query_url, settings.store_update_url, user=settings.store_user,
+                           password=settings.store_password)
+    return EmbeddedStore(settings.store_path)
+
+
+class BodyLimit:
+    """Refuse request bodies larger than ``limit`` bytes with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit, send)
+            return
+        seen = 0
+
+        async def counting() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counting, send)
+        except _TooLarge:
+            await _too_large(self.limit, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    response = JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:  # pragma: no cover - a JSONResponse does not read the request
+    return {"type": "http.disconnect"}
+
+
+def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAPI:
+    """Build the central service. ``store`` overrides the one the settings name (tests)."""
+    the_store = store or open_store(settings)
+    lifecycle = Lifecycle(the_store, settings)
+    authenticate = principal_dependency(TokenVerifier(settings))
+    services = Services(the_store, settings, lifecycle, Registry(the_store, lifecycle.iris),
+                        require_roles(authenticate))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        the_store.load_vocabulary()
+        lifecycle.recover()
+        yield
+        if store is None:
+            the_store.close()
+
+    app = FastAPI(
+        title="PHT-KG central service",
+        version="0.1.0",
+        description="Orchestrates Personal Health Trains; the RDF graph is the system of record. Every call "
+                    "needs a bearer token (JWT); roles: researcher, station, station-admin, operator.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    for router in (registry_router(services), train_router(services), station_router(services)):
+        app.include_router(router, prefix="/api")
+    _optional_protocol_routers(app, services, authenticate)
+    _error_handlers(app)
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, str]:
+        """Liveness: the service answers and its store answers a query."""
+        bool(the_store.query("ASK { ?s ?p ?o }"))
+        return {"status": "ok"}
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # type: ignore[arg-type]
+    return app
+
+
+def _optional_protocol_routers(app: FastAPI, services: Services, authenticate: Any) -> None:
+    """The SPARQL Protocol and Graph Store Protocol endpoints."""
+    try:
+        from .graph_store_protocol import graph_store_router
+        from .sparql_protocol import sparql_router
+    except ImportError:  # pragma: no cover - being written
+        return
+    app.include_router(sparql_router(store=services.store, principal=authenticate, settings=services.settings))
+    app.include_router(graph_store_router(store=services.store, principal=authenticate, settings=services.settings))
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every refusal becomes a 4xx with one sentence (and the SHACL report for 422); never a 500."""
+
+    @app.exception_handler(LifecycleError)
+    async def lifecycle_error(_: Request, exc: LifecycleError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(ValidationFailed)
+    async def validation_failed(_: Request, exc: ValidationFailed) -> JSONResponse:
+        return JSONResponse({"detail": "the write violates the shapes; nothing was written",
+                             "report": exc.report.to_dict()}, status_code=422)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(InvalidInputError)
+    async def invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)

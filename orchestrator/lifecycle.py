@@ -1,0 +1,432 @@
+"""The lifecycle engine: submit, step, cancel — each one atomic, validated write of the graph.
+
+Every state change runs ``sparql_queries/fire_transition.rq`` (guarded by the current state, checked against
+the chart's transition and role, recording a ``pht:StateChangeEvent``). A step of an execution and every
+step it causes (its train moving on, the next stop's or round's executions being created, siblings being
+cancelled when the train ends) are committed together with ``GraphStore.apply_updates``: a crash leaves either
+all of it or none, so no train is ever in an impossible state.
+
+Incremental mode: the stops in route order (and the route again for each further round); the released output
+of one execution is ``prov:used`` by the next. Federated mode: each round sends the train to every stop at
+once; when all are released the aggregator station aggregates; then the next round, until the rounds are done.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+from pyoxigraph import Literal, NamedNode, Quad
+
+from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, ConflictError, GraphStore, is_well_typed, named_query
+
+from .chart import Chart, load_chart
+from .principal import Principal, Role
+from .settings import Settings
+
+__all__ = ["Lifecycle", "LifecycleError", "NotFound", "Forbidden", "IllegalTransition", "InvalidValue", "Iris"]
+
+RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+XSD = "http://www.w3.org/2001/XMLSchema#"
+DCT = "http://purl.org/dc/terms/"
+PROV = "http://www.w3.org/ns/prov#"
+G = CENTRAL_GRAPH
+
+
+class LifecycleError(Exception):
+    """A refused lifecycle request; ``status`` is the HTTP status the API answers with."""
+
+    status = 400
+
+
+class NotFound(LifecycleError):
+    status = 404
+
+
+class Forbidden(LifecycleError):
+    status = 403
+
+
+class InvalidValue(LifecycleError):
+    """A value that is not what its declared type says (HTTP 422)."""
+
+    status = 422
+
+
+class IllegalTransition(LifecycleError):
+    """The resource is not in a state from which the requested step is allowed (HTTP 409)."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class Iris:
+    """How resources are named under the deployment's base IRI (one place, so every module agrees)."""
+
+    base: str
+
+    def station(self, sid: str) -> NamedNode:
+        return NamedNode(f"{self.base}stations/{quote(sid, safe='')}")
+
+    def dataset(self, did: str) -> NamedNode:
+        return NamedNode(f"{self.base}datasets/{quote(did, safe='')}")
+
+    def definition(self, did: str) -> NamedNode:
+        return NamedNode(f"{self.base}definitions/{quote(did, safe='')}")
+
+    def train(self, tid: str) -> NamedNode:
+        return NamedNode(f"{self.base}trains/{quote(tid, safe='')}")
+
+    def execution(self, eid: str) -> NamedNode:
+        return NamedNode(f"{self.base}executions/{quote(eid, safe='')}")
+
+    def output(self, eid: str) -> NamedNode:
+        return NamedNode(f"{self.base}outputs/{quote(eid, safe='')}")
+
+    def agent(self, subject: str) -> NamedNode:
+        return NamedNode(f"{self.base}agents/{quote(subject, safe='')}")
+
+    def event(self) -> NamedNode:
+        return NamedNode(f"{self.base}events/{uuid.uuid4()}")
+
+    @property
+    def central(self) -> NamedNode:
+        return NamedNode(f"{self.base}agents/central-service")
+
+    def local(self, iri: NamedNode, kind: str) -> str:
+        """The identifier part of ``iri`` for ``kind`` (``"trains"``...)."""
+        prefix = f"{self.base}{kind}/"
+        return iri.value[len(prefix):] if iri.value.startswith(prefix) else iri.value
+
+
+def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: Lifecycle, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _time(t: datetime) -> Literal:
+    return Literal(t.isoformat(timespec="microseconds").replace("+00:00", "Z"), datatype=NamedNode(XSD + "dateTime"))
+
+
+def _int(term: Any) -> int:
+    return int(term.value)
+
+
+@dataclass
+class _Step:
+    """One transition to fire as part of a combined write."""
+
+    resource: NamedNode
+    frm: NamedNode
+    to: NamedNode
+    role: NamedNode
+    agent: NamedNode
+    reason: str = ""
+
+
+@dataclass
+class Lifecycle:
+    """Advances trains and executions; every method is one atomic, validated, guarded write."""
+
+    store: GraphStore
+    settings: Settings
+    chart: Chart = field(default_factory=load_chart)
+    clock: Callable[[], datetime] = _now
+
+    def __post_init__(self) -> None:
+        self.iris = Iris(self.settings.base_iri)
+        self._fire = named_query("fire_transition").text
+        # Read-decide-commit of one request at a time in this process (the guards keep other processes
+        # honest; this lock only spares clients of one service needless conflicts).
+        self._lock = threading.RLock()
+
+    # -- trains -----------------------------------------------------------------------------------------
+
+    @_serialised
+    def submit(self, principal: Principal, *, definition_id: str, parameters: Mapping[str, str]) -> str:
+        """Create a train of a registered definition for the calling researcher and queue it; returns its id."""
+        if not principal.has(Role.RESEARCHER, Role.OPERATOR):
+            raise Forbidden("only researchers (and operators) submit trains")
+        definition = self.iris.definition(definition_id)
+        params = self._parameters(definition, definition_id)
+        values = self._parameter_values(params, parameters)
+        train_id = str(uuid.uuid4())
+        train = self.iris.train(train_id)
+        agent = self.iris.agent(principal.subject)
+        now = self.clock()
+        quads = [
+            Quad(train, RDF_TYPE, PHT.Train, G),
+            Quad(train, NamedNode(DCT + "identifier"), Literal(train_id), G),
+            Quad(train, PHT.definition, definition, G),
+            Quad(train, NamedNode(PROV + "wasAttributedTo"), agent, G),
+            Quad(train, NamedNode(DCT + "created"), _time(now), G),
+            Quad(train, PHT.state, PHT.Submitted, G),
+        ]
+        for i, (param, value) in enumerate(values):
+            pv = NamedNode(f"{train.value}/parameters/{i}")
+            quads += [Quad(pv, RDF_TYPE, PHT.ParameterValue, G), Quad(pv, PHT.forParameter, param, G),
+                      Quad(pv, PHT.literalValue, value, G), Quad(train, PHT.parameterValue, pv, G)]
+        event = self.iris.event()
+        quads += [Quad(event, RDF_TYPE, PHT.StateChangeEvent, G), Quad(event, PHT.eventTime, _time(now), G),
+                  Quad(event, PHT.aboutTrain, train, G), Quad(event, PHT.emittedBy, self.iris.central, G),
+                  Quad(event, PHT.toState, PHT.Submitted, G), Quad(event, NamedNode(PROV + "wasAssociatedWith"), agent, G),
+                  Quad(event, PHT.actingRole, PHT.Researcher, G)]
+        self.store.apply(ChangeSet(insert=quads))
+        self._queue(train)
+        return train_id
+
+    def _queue(self, train: NamedNode) -> None:
+        """submitted -> queued, creating the first stop's (or round's) executions in the same write."""
+        (ctx,) = self._train_row(train)
+        definition = ctx["definition"]
+        stops = self._route(definition)
+        mode = ctx["mode"]
+        first = stops if mode == PHT.Federated else stops[:1]
+        extra = self._new_executions(train, first, round_=1, used=[])
+        self._commit([_Step(train, PHT.Submitted, PHT.Queued, PHT.Operator, self.iris.central)], extra)
+
+    @_serialised
+    def recover(self) -> int:
+        """Queue trains a crash left ``submitted`` (start-up); returns how many."""
+        rows = list(self.store.query(
+            "PREFIX pht: <https://w3id.org/pht-kg/vocab#> SELECT ?t WHERE { GRAPH $g { ?t a pht:Train ; "
+            "pht:state pht:Submitted } }", bindings={"g": G}))
+        for row in rows:
+            try:
+                self._queue(row["t"])
+            except ConflictError:
+                pass  # queued meanwhile by someone else
+        return len(rows)
+
+    @_serialised
+    def cancel(self, principal: Principal, *, train_id: str, reason: str = "") -> str:
+        """Cancel a train (its requester or an operator) and every execution of it still active."""
+        train = self.iris.train(train_id)
+        rows = self._train_row(train)
+        if not rows:
+            raise NotFound(f"no train {train_id}")
+        state, requester = rows[0]["state"], rows[0]["requester"]
+        if principal.has(Role.OPERATOR):
+            role = PHT.Operator
+        elif principal.has(Role.RESEARCHER) and requester == self.iris.agent(principal.subject):
+            role = PHT.Researcher
+        else:
+            raise Forbidden("only the train's requester or an operator may cancel it")
+        self._check("train", train_id, state, PHT.Cancelled, role)
+        steps = [_Step(train, state, PHT.Cancelled, role, self.iris.agent(principal.subject), reason)]
+        steps += self._cancel_siblings(train, exclude=None, reason=reason or "train cancelled")
+        self._commit(steps, ChangeSet())
+        return "cancelled"
+
+    # -- executions -------------------------------------------------------------------------------------
+
+    @_serialised
+    def step(self, principal: Principal, *, execution_id: str, to: str, reason: str = "",
+             used: Sequence[str] = ()) -> str:
+        """Move an execution to state ``to`` (a chart token) and apply what follows for its train."""
+        execution = self.iris.execution(execution_id)
+        ctx = self._execution_row(execution)
+        if ctx is None:
+            raise NotFound(f"no execution {execution_id}")
+        station_id = ctx["stationId"].value
+        if principal.has(Role.STATION, Role.STATION_ADMIN) and not principal.has(Role.OPERATOR) \
+                and principal.station != station_id:
+            raise Forbidden(f"execution {execution_id} runs at station {station_id!r}, not at {principal.station!r}")
+        try:
+            target = self.chart.state(to)
+        except KeyError as e:
+            raise LifecycleError(str(e.args[0])) from None
+        state = ctx["state"]
+        role = self.chart.role_for("execution", state, target, principal.roles)
+        self._check("execution", execution_id, state, target, role)
+        assert role is not None
+        agent = ctx["station"] if role in (PHT.StationRole, PHT.StationAdmin) else self.iris.agent(principal.subject)
+        steps = [_Step(execution, state, target, role, agent, reason)]
+        now = _time(self.clock())
+        inserts: list[Quad] = []
+        if target == PHT.Running:
+            inserts.append(Quad(execution, NamedNode(PROV + "startedAtTime"), now, G))
+            for did in used:
+                inserts.append(Quad(execution, NamedNode(PROV + "used"), self.iris.dataset(did), G))
+        if target in self.chart.terminal:
+            inserts.append(Quad(execution, NamedNode(PROV + "endedAtTime"), now, G))
+        follow_steps, follow_change = self._consequences(execution, ctx, target, reason)
+        self._commit(steps + follow_steps, ChangeSet(insert=inserts + list(follow_change.insert),
+                                                     guard=follow_change.guard))
+        return to
+
+    @_serialised
+    def add_output(self, principal: Principal, *, execution_id: str, sha256: str, byte_size: int,
+                   title: str = "") -> str:
+        """Record the output an execution generated (before it is released); returns the output's IRI."""
+        execution = self.iris.execution(execution_id)
+        ctx = self._execution_row(execution)
+        if ctx is None:
+            raise NotFound(f"no execution {execution_id}")
+        if not principal.has(Role.OPERATOR) and principal.station != ctx["stationId"].value:
+            raise Forbidden(f"only station {ctx['stationId'].value!r} hands over outputs of {execution_id}")
+        if ctx["state"] not in (PHT.Running, PHT.OutputUnderReview):
+            raise IllegalTransition(f"execution {execution_id} is {self.chart.token(ctx['state'])}: outputs are "
+                                    "handed over while running or under review")
+        output = self.iris.output(execution_id)
+        quads = [Quad(output, RDF_TYPE, PHT.Output, G), Quad(output, NamedNode(PROV + "wasGeneratedBy"), execution, G),
+                 Quad(output, PHT.sha256, Literal(sha256), G),
+                 Quad(output, PHT.byteSize, Literal(str(byte_size), datatype=NamedNode(XSD + "integer")), G)]
+        if title:
+            quads.append(Quad(output, NamedNode(DCT + "title"), Literal(title), G))
+        self.store.apply(ChangeSet(insert=quads, guard=[Quad(execution, PHT.state, ctx["state"], G)]))
+        return output.value
+
+    # -- what follows a step ----------------------------------------------------------------------------
+
+    def _consequences(self, execution: NamedNode, ctx: Mapping[str, Any], target: NamedNode,
+                      reason: str) -> tuple[list[_Step], ChangeSet]:
+        train, train_state = ctx["train"], ctx["trainState"]
+        central = self.iris.central
+        steps: list[_Step] = []
+        if target in (PHT.WaitingForApproval, PHT.Approved) and train_state == PHT.Queued:
+            steps.append(_Step(train, PHT.Queued, PHT.Running, PHT.StationRole, ctx["station"]))
+        elif target in (PHT.Rejected, PHT.Withheld, PHT.Failed, PHT.Cancelled):
+            train_target = {PHT.Rejected: PHT.Rejected, PHT.Withheld: PHT.Withheld, PHT.Failed: PHT.Failed,
+                            PHT.Cancelled: PHT.Cancelled}[target]
+            if self.chart.allows("train", train_state, train_target):
+                steps.append(_Step(train, train_state, train_target, PHT.Operator, central,
+                                   reason or f"execution {self.iris.local(execution, 'executions')} "
+                                             f"{self.chart.token(target)}"))
+            elif train_state not in self.chart.terminal:
+                steps.append(_Step(train, train_state, PHT.Failed, PHT.Operator, central,
+                                   reason or f"execution {self.chart.token(target)}"))
+            steps += self._cancel_siblings(train, exclude=execution, reason="another execution of the train ended it")
+        elif target == PHT.Released:
+            return self._after_release(execution, ctx)
+        return steps, ChangeSet()
+
+    def _after_release(self, execution: NamedNode, ctx: Mapping[str, Any]) -> tuple[list[_Step], ChangeSet]:
+        train, central = ctx["train"], self.iris.central
+        stops = self._route(ctx["definition"])
+        round_, rounds = _int(ctx["round"]), _int(ctx["rounds"])
+        outputs = [NamedNode(self.iris.output(self.iris.local(execution, "executions")).value)]
+        outputs = [o for o in outputs if self.store.contains(Quad(o, RDF_TYPE, PHT.Output, G))]
+        if ctx["mode"] == PHT.Incremental:
+            index = _int(ctx["stopIndex"])
+            if index + 1 < len(stops):
+                nxt, next_round = [stops[index + 1]], round_
+            elif round_ < rounds:
+                nxt, next_round = [stops[0]], round_ + 1
+            else:
+                return [_Step(train, PHT.Running, PHT.Finished, PHT.Operator, central)], ChangeSet()
+            return ([_Step(train, PHT.Running, PHT.Queued, PHT.Operator, central)],
+                    self._new_executions(train, nxt, next_round, outputs))
+        # federated
+        siblings = [r for r in self.store.run_query("train_executions", train=train)  # type: ignore[union-attr]
+                    if _int(r["round"]) == round_ and r["execution"] != execution and r["stopIndex"] is not None]
+        if ctx["stopIndex"] is not None:  # a station of the round finished
+            # The decision depends on the siblings' states: guard on them, so that of two stations releasing
+            # at once the second commit fails (409, retry) instead of both concluding "not everyone is done".
+            guard = [Quad(r["execution"], PHT.state, r["state"], G) for r in siblings]
+            if any(r["state"] != PHT.Released for r in siblings):
+                return [], ChangeSet(guard=guard)
+            round_outputs = outputs + [r["output"] for r in siblings if r["output"] is not None]
+            new = self._new_executions(train, [(None, ctx["aggregator"])], round_, round_outputs)
+            return ([_Step(train, PHT.Running, PHT.Aggregating, PHT.Operator, central)],
+                    ChangeSet(insert=new.insert, guard=guard))
+        if round_ < rounds:  # the aggregator finished a round
+            return ([_Step(train, PHT.Aggregating, PHT.Queued, PHT.Operator, central)],
+                    self._new_executions(train, stops, round_ + 1, outputs))
+        return [_Step(train, PHT.Aggregating, PHT.Finished, PHT.Operator, central)], ChangeSet()
+
+    def _cancel_siblings(self, train: NamedNode, *, exclude: NamedNode | None, reason: str) -> list[_Step]:
+        steps = []
+        for r in self.store.run_query("train_executions", train=train):  # type: ignore[union-attr]
+            if r["execution"] != exclude and r["state"] not in self.chart.terminal:
+                steps.append(_Step(r["execution"], r["state"], PHT.Cancelled, PHT.Operator, self.iris.central, reason))
+        return steps
+
+    def _new_executions(self, train: NamedNode, stops: Sequence[tuple[NamedNode | None, NamedNode]], round_: int,
+                        used: Sequence[NamedNode]) -> ChangeSet:
+        """Executions (state queued) for ``stops`` — (route stop or None for the aggregation, station)."""
+        train_id = self.iris.local(train, "trains")
+        quads: list[Quad] = []
+        for stop, station in stops:
+            label = f"r{round_}-agg" if stop is None else f"r{round_}-s{self._stop_index(stop)}"
+            e = self.iris.execution(f"{train_id}.{label}")
+            quads += [Quad(e, RDF_TYPE, PHT.Execution, G), Quad(e, PHT.ofTrain, train, G),
+                      Quad(e, PHT.atStation, station, G), Quad(e, PHT.state, self.chart.initial["execution"], G),
+                      Quad(e, PHT.round, Literal(str(round_), datatype=NamedNode(XSD + "integer")), G)]
+            if stop is not None:
+                quads.append(Quad(e, PHT.forStop, stop, G))
+            quads += [Quad(e, NamedNode(PROV + "used"), u, G) for u in used]
+        return ChangeSet(insert=quads)
+
+    def _stop_index(self, stop: NamedNode) -> int:
+        (q,) = self.store.quads(stop, PHT.stopIndex, None, G)
+        return int(q.object.value)
+
+    # -- reading and writing helpers -------------------------------------------------------------------
+
+    def _commit(self, steps: Sequence[_Step], extra: ChangeSet) -> None:
+        time = _time(self.clock())
+        updates = [(self._fire, {"graph": G, "resource": s.resource, "from": s.frm, "to": s.to, "role": s.role,
+                                 "agent": s.agent, "event": self.iris.event(), "time": time,
+                                 "reason": Literal(s.reason)}) for s in steps]
+        try:
+            self.store.apply_updates(updates, extra=extra, require_match=True)
+        except ConflictError:
+            raise IllegalTransition("the train changed concurrently; read its state and try again") from None
+
+    def _check(self, kind: str, rid: str, state: NamedNode, target: NamedNode, role: NamedNode | None) -> None:
+        if self.chart.allows(kind, state, target) is None:
+            allowed = ", ".join(self.chart.next_states(kind, state)) or "none (it is finished)"
+            raise IllegalTransition(f"{kind} {rid} is {self.chart.token(state)}; it cannot become "
+                                    f"{self.chart.token(target)} (allowed next: {allowed})")
+        if role is None:
+            roles = ", ".join(sorted(r.value.rsplit('#', 1)[-1] for r in self.chart.allows(kind, state, target) or ()))
+            raise Forbidden(f"{kind} {rid}: {self.chart.token(state)} -> {self.chart.token(target)} may only be "
+                            f"fired by: {roles}")
+
+    def _execution_row(self, execution: NamedNode) -> Any:
+        rows = list(self.store.run_query("execution_context", execution=execution))  # type: ignore[arg-type]
+        return rows[0] if rows else None
+
+    def _train_row(self, train: NamedNode) -> list[Any]:
+        return list(self.store.run_query("train_context", train=train))  # type: ignore[arg-type]
+
+    def _route(self, definition: NamedNode) -> list[tuple[NamedNode, NamedNode]]:
+        return [(r["stop"], r["station"]) for r in self.store.run_query("route", definition=definition)]  # type: ignore[union-attr]
+
+    def _parameters(self, definition: NamedNode, definition_id: str) -> dict[str, tuple[NamedNode, NamedNode, bool]]:
+        rows = list(self.store.run_query("definition_parameters", definition=definition))  # type: ignore[arg-type]
+        if not rows:
+            raise NotFound(f"no train definition {definition_id!r}")
+        return {r["name"].value: (r["parameter"], r["datatype"], r["required"].value == "true")
+                for r in rows if r["parameter"] is not None}
+
+    @staticmethod
+    def _parameter_values(params: Mapping[str, tuple[NamedNode, NamedNode, bool]],
+                          given: Mapping[str, str]) -> list[tuple[NamedNode, Literal]]:
+        unknown = sorted(set(given) - set(params))
+        if unknown:
+            raise LifecycleError(f"unknown parameter(s) {', '.join(unknown)}; the definition has: "
+                                 f"{', '.join(sorted(params)) or 'none'}")
+        missing = sorted(n for n, (_, _, required) in params.items() if required and n not in given)
+        if missing:
+            raise LifecycleError(f"missing required parameter(s): {', '.join(missing)}")
+        values = [(params[n][0], Literal(str(v), datatype=params[n][1])) for n, v in sorted(given.items())]
+        for (name, _), (_, value) in zip(sorted(given.items()), values):
+            if not is_well_typed(value):
+                raise InvalidValue(f"parameter {name}: {value.value!r} is not a valid "
+                                   f"{value.datatype.value.rsplit('#', 1)[-1]}")
+        return values

@@ -1,0 +1,87 @@
+"""Settings of the central service: one frozen object, read once at start-up (the only place that reads
+the environment), validated there so that a misconfiguration stops the service with one clear sentence."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings", "SettingsError", "DEMO_SECRET"]
+
+DEMO_SECRET = "pht-demo-secret-change-me-0123456789abcdef"
+"""HS256 key of the embedded demo. Refused unless ``demo=True``."""
+
+
+class SettingsError(ValueError):
+    """The configuration cannot work; the message says which setting and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the central service needs to know.
+
+    Store: ``store_path`` (embedded pyoxigraph, the default) or ``store_query_url`` (+ update URL, user,
+    password) for a remote SPARQL 1.1 server. Tokens: HS256 with ``jwt_secret`` (local tokens issued by
+    ``pht token``) and/or RS256/ES256 from ``jwks_url`` (Keycloak or any OIDC provider).
+    """
+
+    store_path: Path | None = None
+    store_query_url: str | None = None
+    store_update_url: str | None = None
+    store_user: str | None = None
+    store_password: str | None = None
+    jwt_secret: str | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    max_body_bytes: int = 1_000_000
+    query_timeout_s: float = 10.0
+    query_result_limit: int = 10_000
+    base_iri: str = "https://pht.example.org/id/"
+    demo: bool = False
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.store_path is not None and self.store_query_url is not None:
+            raise SettingsError("set either PHT_STORE_PATH (embedded) or PHT_STORE_QUERY_URL (remote), not both")
+        if not self.jwt_secret and not self.jwks_url:
+            raise SettingsError("no way to verify tokens: set PHT_JWT_SECRET or PHT_JWKS_URL")
+        if self.jwt_secret == DEMO_SECRET and not self.demo:
+            raise SettingsError("PHT_JWT_SECRET is the demo secret; choose your own (at least 32 characters)")
+        if self.jwt_secret and len(self.jwt_secret) < 32:
+            raise SettingsError("PHT_JWT_SECRET must be at least 32 characters long")
+        if self.max_body_bytes <= 0 or self.query_timeout_s <= 0 or self.query_result_limit <= 0:
+            raise SettingsError("PHT_MAX_BODY_BYTES, PHT_QUERY_TIMEOUT_S and PHT_QUERY_RESULT_LIMIT must be positive")
+        if not self.base_iri.endswith(("/", "#")):
+            raise SettingsError("PHT_BASE_IRI must end with '/' or '#'")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``PHT_*`` variables (``os.environ`` by default)."""
+        e = os.environ if env is None else env
+
+        def num(name: str, default: float) -> float:
+            try:
+                return float(e.get(name, default))
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {e[name]!r}") from None
+
+        path = e.get("PHT_STORE_PATH")
+        return cls(
+            store_path=Path(path) if path else None,
+            store_query_url=e.get("PHT_STORE_QUERY_URL") or None,
+            store_update_url=e.get("PHT_STORE_UPDATE_URL") or None,
+            store_user=e.get("PHT_STORE_USER") or None,
+            store_password=e.get("PHT_STORE_PASSWORD") or None,
+            jwt_secret=e.get("PHT_JWT_SECRET") or None,
+            jwks_url=e.get("PHT_JWKS_URL") or None,
+            jwt_issuer=e.get("PHT_JWT_ISSUER") or None,
+            jwt_audience=e.get("PHT_JWT_AUDIENCE") or None,
+            max_body_bytes=int(num("PHT_MAX_BODY_BYTES", 1_000_000)),
+            query_timeout_s=num("PHT_QUERY_TIMEOUT_S", 10.0),
+            query_result_limit=int(num("PHT_QUERY_RESULT_LIMIT", 10_000)),
+            base_iri=e.get("PHT_BASE_IRI", "https://pht.example.org/id/"),
+            demo=e.get("PHT_DEMO", "") == "1",
+        )

@@ -1,0 +1,59 @@
+"""A central service in-process (FastAPI TestClient) with real tokens, for the API tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi.testclient import TestClient
+
+from graph_store import EmbeddedStore
+from orchestrator.app import create_app
+from orchestrator.auth import issue_token
+from orchestrator.principal import Role
+from orchestrator.settings import DEMO_SECRET, Settings
+
+KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
+DIGEST = "sha256:" + "ab" * 32
+SETTINGS = Settings(jwt_secret=DEMO_SECRET, demo=True, max_body_bytes=200_000)
+
+
+def token(subject: str, *roles: Role, station: str | None = None) -> dict[str, str]:
+    """Authorization header of a local token."""
+    return {"Authorization": "Bearer " + issue_token(DEMO_SECRET, subject=subject, roles=roles, station=station)}
+
+
+OPS = token("ops", Role.OPERATOR)
+ALICE = token("alice", Role.RESEARCHER)
+BOB = token("bob", Role.RESEARCHER)
+
+
+def station(sid: str) -> dict[str, str]:
+    return token(f"station-{sid}", Role.STATION, station=sid)
+
+
+def admin(sid: str) -> dict[str, str]:
+    return token(f"admin-{sid}", Role.STATION_ADMIN, station=sid)
+
+
+@contextmanager
+def service(store: EmbeddedStore | None = None) -> Iterator[TestClient]:
+    """A started service with three stations, their datasets, and an incremental and a federated definition."""
+    app = create_app(SETTINGS, store=store or EmbeddedStore())
+    with TestClient(app) as client:
+        for sid in ("aachen", "leipzig", "cologne"):
+            r = client.post("/api/stations", headers=OPS, json={"id": sid, "title": f"{sid} station",
+                                                                 "owner": f"{sid} hospital", "public_keys": [KEY]})
+            assert r.status_code == 201, r.text
+            r = client.post("/api/datasets", headers=OPS, json={"id": f"{sid}-data", "title": "data", "station": sid})
+            assert r.status_code == 201, r.text
+        r = client.post("/api/definitions", headers=ALICE, json={
+            "id": "count", "title": "Cohort count", "image_name": "pht/count", "image_digest": DIGEST,
+            "mode": "incremental", "route": ["aachen", "leipzig", "cologne"],
+            "parameters": [{"name": "MIN", "datatype": "integer", "required": True}]})
+        assert r.status_code == 201, r.text
+        r = client.post("/api/definitions", headers=ALICE, json={
+            "id": "fedavg", "title": "FedAvg", "image_name": "pht/fedavg", "image_digest": DIGEST,
+            "mode": "federated", "route": ["aachen", "leipzig"], "rounds": 2, "aggregator": "cologne"})
+        assert r.status_code == 201, r.text
+        yield client

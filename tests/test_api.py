@@ -1,0 +1,114 @@
+"""The REST API over HTTP (TestClient): a train through its route, and every refusal as a clear 4xx."""
+
+from __future__ import annotations
+
+import pytest
+from api_helpers import ALICE, BOB, DIGEST, OPS, admin, service, station
+from fastapi.testclient import TestClient
+
+
+@pytest.fixture()
+def client() -> TestClient:
+    with service() as c:
+        yield c  # type: ignore[misc]
+
+
+def walk(client: TestClient, eid: str, sid: str) -> None:
+    for to, who in (("waiting-for-approval", station), ("approved", admin), ("pulling", station),
+                    ("running", station)):
+        r = client.post(f"/api/executions/{eid}/steps", headers=who(sid), json={"to": to, "used": []})
+        assert r.status_code == 200, r.text
+    r = client.post(f"/api/executions/{eid}/outputs", headers=station(sid), json={"sha256": "0" * 64, "byte_size": 3})
+    assert r.status_code == 201, r.text
+    for to, who in (("output-under-review", station), ("released", admin)):
+        r = client.post(f"/api/executions/{eid}/steps", headers=who(sid), json={"to": to})
+        assert r.status_code == 200, r.text
+
+
+def test_a_train_travels_its_route_through_the_api(client: TestClient) -> None:
+    r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}})
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    for i, sid in enumerate(("aachen", "leipzig", "cologne")):
+        work = client.get(f"/api/stations/{sid}/work", headers=station(sid)).json()
+        assert [w["execution"] for w in work] == [f"{tid}.r1-s{i}"]
+        assert work[0]["image_digest"] == DIGEST
+        walk(client, f"{tid}.r1-s{i}", sid)
+    train = client.get(f"/api/trains/{tid}", headers=ALICE).json()
+    assert train["state"] == "finished"
+    assert [e["state"] for e in train["executions"]] == ["released"] * 3
+    events = client.get(f"/api/trains/{tid}/events", headers=ALICE, params={"limit": 500}).json()
+    transitions = [(e["from_state"], e["to_state"]) for e in events["items"] if e["type"] == "StateChangeEvent"]
+    assert (None, "submitted") in transitions and ("running", "finished") in transitions
+    assert events["total"] == len(events["items"]) > 20
+
+
+def test_illegal_step_is_409_naming_the_state(client: TestClient) -> None:
+    tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}}).json()["id"]
+    r = client.post(f"/api/executions/{tid}.r1-s0/steps", headers=admin("aachen"), json={"to": "released"})
+    assert r.status_code == 409
+    assert "is queued" in r.json()["detail"]
+
+
+def test_invalid_definition_gets_the_shacl_report(client: TestClient) -> None:
+    r = client.post("/api/definitions", headers=ALICE, json={
+        "id": "bad", "title": "Bad", "image_name": "x", "image_digest": "latest", "mode": "incremental",
+        "route": ["nowhere"]})
+    assert r.status_code == 422
+    body = r.json()
+    components = {x["sourceConstraintComponent"] for x in body["report"]["results"]}
+    assert {"PatternConstraintComponent", "ClassConstraintComponent"} <= components
+    assert client.get("/api/definitions", headers=ALICE).json()["total"] == 2  # nothing written
+
+
+def test_unknown_resources_are_404(client: TestClient) -> None:
+    assert client.get("/api/trains/nope", headers=OPS).status_code == 404
+    assert client.post("/api/executions/nope/steps", headers=OPS, json={"to": "failed"}).status_code == 404
+    r = client.post("/api/trains", headers=ALICE, json={"definition": "nope", "parameters": {}})
+    assert r.status_code == 404 and "no train definition 'nope'" in r.json()["detail"]
+
+
+def test_someone_elses_train_is_refused(client: TestClient) -> None:
+    tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}}).json()["id"]
+    assert client.get(f"/api/trains/{tid}", headers=BOB).status_code == 403
+    assert client.post(f"/api/trains/{tid}/cancel", headers=BOB, json={}).status_code == 403
+    assert client.get("/api/trains", headers=BOB).json()["total"] == 0
+    assert client.get(f"/api/trains/{tid}", headers=station("aachen")).status_code == 200  # it visits aachen
+    assert client.get(f"/api/trains/{tid}", headers=station("cologne")).status_code == 403  # not yet
+
+
+def test_cancel_then_cancel_again_is_409(client: TestClient) -> None:
+    tid = client.post("/api/trains", headers=ALICE, json={"definition": "fedavg"}).json()["id"]
+    assert client.post(f"/api/trains/{tid}/cancel", headers=ALICE, json={"reason": "oops"}).status_code == 200
+    r = client.post(f"/api/trains/{tid}/cancel", headers=ALICE, json={})
+    assert r.status_code == 409 and "is cancelled" in r.json()["detail"]
+
+
+def test_pagination(client: TestClient) -> None:
+    ids = [client.post("/api/trains", headers=ALICE, json={"definition": "fedavg"}).json()["id"] for _ in range(5)]
+    first = client.get("/api/trains", headers=ALICE, params={"limit": 2}).json()
+    second = client.get("/api/trains", headers=ALICE, params={"limit": 2, "offset": 2}).json()
+    rest = client.get("/api/trains", headers=ALICE, params={"limit": 2, "offset": 4}).json()
+    seen = [t["id"] for t in first["items"] + second["items"] + rest["items"]]
+    assert sorted(seen) == sorted(ids) and first["total"] == 5
+    assert client.get("/api/trains", headers=ALICE, params={"limit": 0}).status_code == 422
+    queued = client.get("/api/trains", headers=ALICE, params={"state": "queued"}).json()
+    assert queued["total"] == 5
+
+
+def test_bad_bodies_are_4xx_never_500(client: TestClient) -> None:
+    assert client.post("/api/trains", headers=ALICE, content=b"{not json").status_code == 422
+    assert client.post("/api/trains", headers=ALICE, json={"definition": "count", "extra": 1}).status_code == 422
+    big = {"definition": "count", "parameters": {"MIN": "x" * 1000}, "pad": "y" * 300_000}
+    assert client.post("/api/trains", headers=ALICE, json=big).status_code == 413
+    r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "five"}})
+    assert r.status_code == 422  # ill-typed xsd:integer parameter value
+    r = client.post("/api/stations", headers=OPS, json={"id": "aachen", "title": "again", "owner": "x",
+                                                        "public_keys": ["k"]})
+    assert r.status_code == 409
+
+
+def test_no_or_bad_token_is_401(client: TestClient) -> None:
+    assert client.get("/api/stations").status_code == 401
+    r = client.get("/api/stations", headers={"Authorization": "Bearer nonsense"})
+    assert r.status_code == 401 and "WWW-Authenticate" in r.headers

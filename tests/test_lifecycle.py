@@ -1,0 +1,176 @@
+"""The lifecycle engine: incremental and federated routes, consequences, illegal steps, roles, races."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from pyoxigraph import NamedNode
+
+from graph_store import PHT, EmbeddedStore
+from orchestrator.lifecycle import Forbidden, IllegalTransition, Lifecycle, LifecycleError, NotFound
+from orchestrator.principal import Principal, Role
+from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
+from orchestrator.settings import DEMO_SECRET, Settings
+
+OPERATOR = Principal("ops", frozenset({Role.OPERATOR}))
+ALICE = Principal("alice", frozenset({Role.RESEARCHER}))
+BOB = Principal("bob", frozenset({Role.RESEARCHER}))
+KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
+DIGEST = "sha256:" + "ab" * 32
+STATIONS = ("aachen", "leipzig", "cologne")
+
+
+def station(sid: str) -> Principal:
+    return Principal(f"station-{sid}", frozenset({Role.STATION}), sid)
+
+
+def admin(sid: str) -> Principal:
+    return Principal(f"admin-{sid}", frozenset({Role.STATION_ADMIN}), sid)
+
+
+@pytest.fixture()
+def engine() -> Lifecycle:
+    store = EmbeddedStore()
+    store.load_vocabulary()
+    settings = Settings(jwt_secret=DEMO_SECRET, demo=True)
+    life = Lifecycle(store, settings)
+    reg = Registry(store, life.iris)
+    for sid in STATIONS:
+        reg.station(OPERATOR, StationSpec(sid, f"{sid} station", f"{sid} hospital", [KEY]))
+        reg.dataset(OPERATOR, DatasetSpec(f"{sid}-data", f"{sid} data", sid))
+    reg.definition(ALICE, DefinitionSpec("count", "Cohort count", "pht/count", DIGEST, "incremental",
+                                         list(STATIONS), parameters=[ParameterSpec("MIN", "integer", True)]))
+    reg.definition(ALICE, DefinitionSpec("fedavg", "FedAvg", "pht/fedavg", DIGEST, "federated",
+                                         ["aachen", "leipzig"], rounds=2, aggregator="cologne"))
+    return life
+
+
+def state_of(life: Lifecycle, train_id: str) -> str:
+    (row,) = life._train_row(life.iris.train(train_id))
+    return life.chart.token(row["state"])
+
+
+def executions(life: Lifecycle, train_id: str) -> dict[str, str]:
+    rows = life.store.run_query("train_executions", train=life.iris.train(train_id))
+    return {life.iris.local(r["execution"], "executions"): life.chart.token(r["state"]) for r in rows}
+
+
+def run_through(life: Lifecycle, eid: str, sid: str, *, output: bool = True) -> None:
+    life.step(station(sid), execution_id=eid, to="waiting-for-approval")
+    life.step(admin(sid), execution_id=eid, to="approved", reason="aggregate counts only")
+    life.step(station(sid), execution_id=eid, to="pulling")
+    life.step(station(sid), execution_id=eid, to="running", used=[f"{sid}-data"])
+    if output:
+        life.add_output(station(sid), execution_id=eid, sha256="0" * 64, byte_size=10)
+    life.step(station(sid), execution_id=eid, to="output-under-review")
+    life.step(admin(sid), execution_id=eid, to="released")
+
+
+def test_incremental_train_visits_the_route_in_order_and_finishes(engine: Lifecycle) -> None:
+    tid = engine.submit(ALICE, definition_id="count", parameters={"MIN": "5"})
+    assert state_of(engine, tid) == "queued"
+    assert executions(engine, tid) == {f"{tid}.r1-s0": "queued"}
+    run_through(engine, f"{tid}.r1-s0", "aachen")
+    assert state_of(engine, tid) == "queued"
+    assert executions(engine, tid)[f"{tid}.r1-s1"] == "queued"
+    used = {q.object for q in engine.store.quads(engine.iris.execution(f"{tid}.r1-s1"),
+                                                 NamedNode("http://www.w3.org/ns/prov#used"))}
+    assert engine.iris.output(f"{tid}.r1-s0") in used  # the released output is the next stop's input
+    run_through(engine, f"{tid}.r1-s1", "leipzig")
+    run_through(engine, f"{tid}.r1-s2", "cologne")
+    assert state_of(engine, tid) == "finished"
+    assert set(executions(engine, tid).values()) == {"released"}
+    assert engine.store.validate_everything().conforms
+
+
+def test_federated_train_runs_rounds_in_parallel_then_aggregates(engine: Lifecycle) -> None:
+    tid = engine.submit(ALICE, definition_id="fedavg", parameters={})
+    for round_ in (1, 2):
+        assert set(executions(engine, tid)) >= {f"{tid}.r{round_}-s0", f"{tid}.r{round_}-s1"}
+        run_through(engine, f"{tid}.r{round_}-s0", "aachen")
+        assert state_of(engine, tid) == "running"  # leipzig still working
+        run_through(engine, f"{tid}.r{round_}-s1", "leipzig")
+        assert state_of(engine, tid) == "aggregating"
+        run_through(engine, f"{tid}.r{round_}-agg", "cologne")
+    assert state_of(engine, tid) == "finished"
+    assert len(executions(engine, tid)) == 6
+    assert engine.store.validate_everything().conforms
+
+
+def test_rejection_ends_the_train_with_the_reason(engine: Lifecycle) -> None:
+    tid = engine.submit(ALICE, definition_id="count", parameters={"MIN": "5"})
+    eid = f"{tid}.r1-s0"
+    engine.step(station("aachen"), execution_id=eid, to="waiting-for-approval")
+    engine.step(admin("aachen"), execution_id=eid, to="rejected", reason="No anonymity")
+    assert state_of(engine, tid) == "rejected"
+    reasons = [r["reason"].value for r in engine.store.run_query("train_events", train=engine.iris.train(tid))
+               if r["reason"] is not None]
+    assert "No anonymity" in reasons
+
+
+def test_failure_at_second_station_keeps_first_output_and_fails_train(engine: Lifecycle) -> None:
+    tid = engine.submit(ALICE, definition_id="count", parameters={"MIN": "5"})
+    run_through(engine, f"{tid}.r1-s0", "aachen")
+    engine.step(station("leipzig"), execution_id=f"{tid}.r1-s1", to="failed", reason="container exited 1")
+    assert state_of(engine, tid) == "failed"
+    assert engine.store.quads(engine.iris.output(f"{tid}.r1-s0"))
+
+
+def test_cancel_by_requester_cancels_active_executions(engine: Lifecycle) -> None:
+    tid = engine.submit(ALICE, definition_id="fedavg", parameters={})
+    with pytest.raises(Forbidden):
+        engine.cancel(BOB, train_id=tid)
+    engine.cancel(ALICE, train_id=tid, reason="wrong cohort")
+    assert state_of(engine, tid) == "cancelled"
+    assert set(executions(engine, tid).values()) == {"cancelled"}
+    with pytest.raises(IllegalTransition, match="is cancelled"):
+        engine.cancel(ALICE, train_id=tid)
+
+
+def test_illegal_steps_say_which_state_the_execution_is_in(engine: Lifecycle) -> None:
+    tid = engine.submit(ALICE, definition_id="count", parameters={"MIN": "5"})
+    with pytest.raises(IllegalTransition, match=r"is queued; it cannot become released \(allowed next:"):
+        engine.step(station("aachen"), execution_id=f"{tid}.r1-s0", to="released")
+    with pytest.raises(Forbidden, match="runs at station 'aachen'"):
+        engine.step(station("leipzig"), execution_id=f"{tid}.r1-s0", to="waiting-for-approval")
+    engine.step(station("aachen"), execution_id=f"{tid}.r1-s0", to="waiting-for-approval")
+    with pytest.raises(Forbidden, match="may only be fired by: StationAdmin"):
+        engine.step(station("aachen"), execution_id=f"{tid}.r1-s0", to="approved")
+    with pytest.raises(NotFound):
+        engine.step(station("aachen"), execution_id="nope", to="approved")
+    with pytest.raises(LifecycleError, match="unknown state 'flying'"):
+        engine.step(station("aachen"), execution_id=f"{tid}.r1-s0", to="flying")
+
+
+def test_bad_submissions(engine: Lifecycle) -> None:
+    with pytest.raises(NotFound):
+        engine.submit(ALICE, definition_id="nope", parameters={})
+    with pytest.raises(LifecycleError, match="missing required parameter"):
+        engine.submit(ALICE, definition_id="count", parameters={})
+    with pytest.raises(LifecycleError, match="unknown parameter"):
+        engine.submit(ALICE, definition_id="count", parameters={"MIN": "1", "X": "2"})
+    with pytest.raises(Forbidden):
+        engine.submit(station("aachen"), definition_id="count", parameters={"MIN": "1"})
+
+
+def test_racing_stations_exactly_one_step_wins(engine: Lifecycle) -> None:
+    tid = engine.submit(ALICE, definition_id="count", parameters={"MIN": "5"})
+    outcomes: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            engine.step(station("aachen"), execution_id=f"{tid}.r1-s0", to="waiting-for-approval")
+            outcomes.append("won")
+        except IllegalTransition:
+            outcomes.append("409")
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(outcomes) == ["409"] * 5 + ["won"]
+    assert state_of(engine, tid) == "running"
+    moved = [q for q in engine.store.quads(None, PHT.toState, PHT.WaitingForApproval)]
+    assert len(moved) == 1

@@ -1,0 +1,128 @@
+"""SPARQL updates run as validated change sets, and the generic lifecycle transition (fire_transition.rq)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from pyoxigraph import Literal, NamedNode, Quad
+
+from graph_store import (
+    CENTRAL_GRAPH,
+    PHT,
+    ChangeSet,
+    EmbeddedStore,
+    InvalidInputError,
+    ValidationFailed,
+    parse_rdf,
+)
+from graph_store._paths import REPO_ROOT
+
+DEMO = "https://pht.example.org/demo/"
+TRAIN = NamedNode(DEMO + "train-1")
+XSD_DT = NamedNode("http://www.w3.org/2001/XMLSchema#dateTime")
+
+
+@pytest.fixture()
+def store() -> EmbeddedStore:
+    s = EmbeddedStore()
+    s.load_vocabulary()
+    s.apply(ChangeSet(insert=parse_rdf((REPO_ROOT / "examples" / "registry.ttl").read_bytes(), "text/turtle",
+                                       CENTRAL_GRAPH)))
+    return s
+
+
+def fire(store: EmbeddedStore, frm: NamedNode, to: NamedNode, role: NamedNode, reason: str = "") -> int:
+    outcome = store.run_update(
+        "fire_transition", graph=CENTRAL_GRAPH, resource=TRAIN, to=to, role=role,
+        agent=NamedNode(DEMO + "central"), event=NamedNode(f"{DEMO}event-{uuid.uuid4()}"),
+        time=Literal("2026-11-27T10:00:00Z", datatype=XSD_DT), reason=Literal(reason), **{"from": frm})
+    return outcome.solutions
+
+
+def state(store: EmbeddedStore) -> NamedNode:
+    (q,) = store.quads(TRAIN, PHT.state)
+    return q.object  # type: ignore[return-value]
+
+
+def test_transition_moves_state_and_records_a_prov_event(store: EmbeddedStore) -> None:
+    assert fire(store, PHT.Submitted, PHT.Queued, PHT.Operator) == 1
+    assert state(store) == PHT.Queued
+    rows = list(store.query(
+        "PREFIX pht: <https://w3id.org/pht-kg/vocab#> PREFIX prov: <http://www.w3.org/ns/prov#> "
+        "SELECT ?from ?to ?who ?role WHERE { GRAPH ?g { ?e a pht:StateChangeEvent ; pht:aboutTrain $t ; "
+        "pht:fromState ?from ; pht:toState ?to ; prov:wasAssociatedWith ?who ; pht:actingRole ?role } }",
+        bindings={"t": TRAIN}))
+    assert [(r["from"], r["to"], r["role"]) for r in rows] == [(PHT.Submitted, PHT.Queued, PHT.Operator)]
+
+
+def test_reason_is_recorded_only_when_given(store: EmbeddedStore) -> None:
+    fire(store, PHT.Submitted, PHT.Queued, PHT.Operator)
+    fire(store, PHT.Queued, PHT.Cancelled, PHT.Researcher, reason="wrong cohort")
+    reasons = [q.object for q in store.quads(None, PHT.reason)]
+    assert reasons == [Literal("wrong cohort")]
+
+
+@pytest.mark.parametrize("frm,to,role", [
+    (PHT.Queued, PHT.Running, PHT.StationRole),      # not in that state
+    (PHT.Submitted, PHT.Finished, PHT.Operator),     # no such transition in the chart
+    (PHT.Submitted, PHT.Queued, PHT.Researcher),     # transition exists, role may not fire it
+])
+def test_illegal_transitions_write_nothing(store: EmbeddedStore, frm: NamedNode, to: NamedNode,
+                                           role: NamedNode) -> None:
+    before = len(store)
+    assert fire(store, frm, to, role) == 0
+    assert len(store) == before and state(store) == PHT.Submitted
+
+
+def test_racing_threads_exactly_one_wins(store: EmbeddedStore) -> None:
+    results: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(fire(store, PHT.Submitted, PHT.Queued, PHT.Operator))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0] * 7 + [1]
+    assert len(store.quads(None, PHT.toState, PHT.Queued)) == 1
+
+
+def test_data_updates_and_delete_where(store: EmbeddedStore) -> None:
+    g = CENTRAL_GRAPH
+    store.apply_update(f"INSERT DATA {{ GRAPH {g} {{ {TRAIN} <http://purl.org/dc/terms/title> \"T\" }} }}")
+    assert store.contains(Quad(TRAIN, NamedNode("http://purl.org/dc/terms/title"), Literal("T"), g))
+    out = store.apply_update(f"DELETE WHERE {{ GRAPH {g} {{ {TRAIN} <http://purl.org/dc/terms/title> ?t }} }}")
+    assert out.solutions == 1 and not store.quads(TRAIN, NamedNode("http://purl.org/dc/terms/title"))
+
+
+def test_an_update_that_violates_the_shapes_is_refused_whole(store: EmbeddedStore) -> None:
+    before = len(store)
+    with pytest.raises(ValidationFailed) as refused:
+        store.apply_update(f"DELETE WHERE {{ GRAPH {CENTRAL_GRAPH} {{ {TRAIN} <https://w3id.org/pht-kg/vocab#state> ?s }} }}")
+    assert refused.value.report.results[0].component_name == "MinCountConstraintComponent"
+    assert len(store) == before
+
+
+@pytest.mark.parametrize("update,message", [
+    ("INSERT DATA { <urn:a> <urn:b> <urn:c> }", "writes the default graph"),
+    ("INSERT DATA { GRAPH <urn:g> { _:b <urn:b> <urn:c> } }", "blank node"),
+    ("WITH <urn:g> DELETE { ?s ?p ?o } WHERE { ?s ?p ?o }", "WITH and USING are not supported"),
+    ("DROP GRAPH <urn:g>", "unsupported update"),
+    ("DELETE { GRAPH <urn:g> { ?s ?p ?o } } WHERE { ?s ?p ", "malformed SPARQL update"),
+])
+def test_unsupported_or_malformed_updates_are_refused(store: EmbeddedStore, update: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        store.apply_update(update)
+
+
+def test_update_parameters_are_checked(store: EmbeddedStore) -> None:
+    with pytest.raises(InvalidInputError, match="missing value for parameter"):
+        store.run_update("fire_transition", graph=CENTRAL_GRAPH)
+    with pytest.raises(InvalidInputError, match="is a query"):
+        store.run_update("trains_by_state")
