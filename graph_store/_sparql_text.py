@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
 from collections.abc import Iterable, Iterator, Mapping
 
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad
@@ -63,9 +65,34 @@ def tokens(text: str) -> Iterator[tuple[str, int, int]]:
             i += 1
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    """A query text cut at its ``$name`` tokens: ``chunks[0] $params[0] chunks[1] ... chunks[-1]``."""
+
+    chunks: tuple[str, ...]
+    params: tuple[str, ...]
+    variables: frozenset[str]
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> _Parsed:
+    """Lex ``text`` once (query texts recur: named queries, the transition update)."""
+    chunks, params, variables = [], [], set()
+    last = 0
+    for kind, s, e in tokens(text):
+        if kind == "param":
+            chunks.append(text[last:s])
+            params.append(text[s + 1:e])
+            last = e
+        elif kind == "var":
+            variables.add(text[s + 1:e])
+    chunks.append(text[last:])
+    return _Parsed(tuple(chunks), tuple(params), frozenset(variables))
+
+
 def parameters_of(text: str) -> frozenset[str]:
     """The ``$name`` parameters a query text expects."""
-    return frozenset(text[s + 1:e] for kind, s, e in tokens(text) if kind == "param")
+    return frozenset(_parse(text).params)
 
 
 def _term_text(name: str, term: object) -> str:
@@ -109,18 +136,14 @@ def bind(text: str, bindings: Mapping[str, object]) -> str:
     unknown = bindings.keys() - wanted
     if unknown:
         raise InvalidInputError(f"unknown parameter(s): {', '.join('$' + u for u in sorted(unknown))}")
-    clash = {text[s + 1:e] for kind, s, e in tokens(text) if kind == "var"} & wanted
+    parsed = _parse(text)
+    clash = parsed.variables & wanted
     if clash:
         raise InvalidInputError(f"?{min(clash)} and ${min(clash)} are the same SPARQL variable: rename one")
-    out: list[str] = []
-    last = 0
-    for kind, s, e in tokens(text):
-        if kind == "param":
-            name = text[s + 1:e]
-            out.append(text[last:s])
-            out.append(_term_text(name, bindings[name]))
-            last = e
-    out.append(text[last:])
+    out: list[str] = [parsed.chunks[0]]
+    for name, chunk in zip(parsed.params, parsed.chunks[1:]):
+        out.append(_term_text(name, bindings[name]))
+        out.append(chunk)
     return "".join(out)
 
 

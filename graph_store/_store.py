@@ -199,7 +199,8 @@ class GraphStore(ABC):
         if select is None:
             rows: list[Any] = [lambda name: None]
         else:
-            used = {k: v for k, v in values.items() if k in parameters_of(select)}
+            wanted = parameters_of(select)
+            used = {k: v for k, v in values.items() if k in wanted}
             rows = [solution_lookup(r) for r in self.query(select, bindings=used)]  # type: ignore[union-attr]
         return compiled.change_set(rows, values), len(rows)
 

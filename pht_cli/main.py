@@ -54,6 +54,71 @@ def demo(
         raise fail(str(e)) from None
 
 
+token_app = typer.Typer(help="Local bearer tokens for the embedded default (HS256).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("issue")
+def token_issue(
+    subject: Annotated[str, typer.Option("--sub", help="Who the token is for (JWT sub).")],
+    role: Annotated[list[str], typer.Option("--role", help="researcher, station, station-admin or operator; repeatable.")],
+    station: Annotated[str | None, typer.Option(help="Station id, for station and station-admin tokens.")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Print a bearer token signed with PHT_JWT_SECRET (the demo secret under PHT_DEMO=1).
+
+    Example: PHT_DEMO=1 pht token issue --sub alice --role researcher
+    """
+    from orchestrator.auth import issue_token
+    from orchestrator.principal import Role
+    from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
+
+    import os
+    env = dict(os.environ)
+    if env.get("PHT_DEMO") == "1":
+        env.setdefault("PHT_JWT_SECRET", DEMO_SECRET)
+    try:
+        settings = Settings.from_env(env)
+        roles = [Role(r) for r in role]
+        if not settings.jwt_secret:
+            raise SettingsError("local tokens need PHT_JWT_SECRET")
+        token = issue_token(settings.jwt_secret, subject=subject, roles=roles, station=station, ttl_s=ttl,
+                            issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    except (SettingsError, ValueError) as e:
+        raise fail(str(e)) from None
+    console.print(token, soft_wrap=True)
+
+
+@app.command()
+def serve(
+    store_dir: Annotated[Path, typer.Option("--store", help="Directory of the embedded store.")] = Path("var/store"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Start the central service (REST API under /api, SPARQL at /sparql, OpenAPI at /docs).
+
+    Example: PHT_JWT_SECRET=$(openssl rand -hex 32) pht serve --store var/store --port 8080
+    """
+    import os
+
+    import uvicorn
+
+    from orchestrator.app import create_app
+    from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
+
+    env = dict(os.environ)
+    env.setdefault("PHT_STORE_PATH", str(store_dir))
+    if env.get("PHT_DEMO") == "1":
+        env.setdefault("PHT_JWT_SECRET", DEMO_SECRET)
+    try:
+        settings = Settings.from_env(env)
+        application = create_app(settings)
+    except (SettingsError, GraphStoreError) as e:
+        raise fail(str(e)) from None
+    console.print(f"central service on http://{host}:{port} (store {settings.store_path or settings.store_query_url})")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 @app.command()
 def validate(
     file: Annotated[Path, typer.Argument(help="RDF file (Turtle .ttl, JSON-LD .jsonld, N-Triples .nt).")],

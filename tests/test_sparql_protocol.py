@@ -13,6 +13,7 @@ import json
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -24,7 +25,6 @@ import pytest
 import rdflib
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.testclient import TestClient
 from pyoxigraph import (
     Literal,
     NamedNode,
@@ -42,6 +42,11 @@ from orchestrator.principal import Principal, Role
 from orchestrator.settings import Settings
 from orchestrator.sparql_protocol import negotiate, sparql_router
 
+with warnings.catch_warnings():
+    # Starlette asks for the ``httpx2`` package and warns (an error under our filterwarnings) with ``httpx``.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from fastapi.testclient import TestClient
+
 VALID = sorted((Path(__file__).parent / "fixtures" / "shapes" / "valid").glob("*.ttl"))
 EX = "https://pht.example.org/id/"
 RDFS_LABEL = NamedNode("http://www.w3.org/2000/01/rdf-schema#label")
@@ -53,8 +58,9 @@ PREFIX ex: <https://pht.example.org/id/>
 """
 STATIONS = PREFIXES + "SELECT ?s ?id WHERE { ?s a pht:Station ; dcterms:identifier ?id } ORDER BY ?id"
 LABELS = PREFIXES + "SELECT ?o WHERE { ?s rdfs:label ?o FILTER(STRENDS(STR(?o), ' note')) } ORDER BY ?o"
-HEAVY = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?p ?b . ?c ?q ?d }"
-"""A cartesian product of the ~2,400 quads of vocabulary + scenario: a couple of seconds of evaluation."""
+HEAVY = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?p ?b . ?c ?q ?d FILTER(STR(?b) != STR(?d)) }"
+"""A filtered cartesian product of the ~2,300 quads of vocabulary + scenario (5.4 million pairs): about 1.5 s
+of evaluation on a 2-core machine, finite so that an abandoned evaluation ends soon."""
 
 SETTINGS = Settings(jwt_secret="test-secret-for-the-sparql-protocol-0123456789")
 RESEARCHER = {"X-Test-Role": "researcher"}
@@ -529,7 +535,7 @@ def test_a_heavy_query_does_not_stall_a_cheap_one(store: EmbeddedStore) -> None:
     cheap_status, cheap_time, cheap_end, _ = out["cheap"]
     assert heavy_status == 200 and int(json.loads(heavy_text)["results"]["bindings"][0]["n"]["value"]) > 10**6
     assert cheap_status == 200
-    assert cheap_time < 0.5, f"cheap query took {cheap_time:.2f} s while a heavy one ran"
+    assert cheap_time < 1.0, f"cheap query took {cheap_time:.2f} s while a heavy one ran"
     assert cheap_end < heavy_end, f"the heavy query ({heavy_time:.2f} s) was not running any more"
 
 
@@ -545,7 +551,7 @@ def test_a_query_over_time_is_503_and_others_still_answer(store: EmbeddedStore) 
     assert status == 503, text
     assert "did not finish within 0.3 s" in json.loads(text)["detail"]
     assert took < 1.5, f"the time-out answered after {took:.2f} s"
-    assert out["cheap"][0] == 200 and out["cheap"][1] < 0.5
+    assert out["cheap"][0] == 200 and out["cheap"][1] < 1.0
 
 
 # -- real clients ----------------------------------------------------------------------------------------

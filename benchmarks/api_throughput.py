@@ -1,0 +1,157 @@
+"""Benchmark: the central service over HTTP on loopback (embedded on-disk store).
+
+Median and p95 latency of submit a train, read a train's status, one lifecycle step; and lifecycle steps per
+second with 8 concurrent clients. The service runs as its own process (``python -m orchestrator``), the
+clients are httpx in this process. Last line: one JSON object.
+
+Usage: .venv/bin/python benchmarks/api_throughput.py [--trains 200] [--clients 8] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.auth import issue_token  # noqa: E402
+from orchestrator.principal import Role  # noqa: E402
+from orchestrator.settings import DEMO_SECRET  # noqa: E402
+
+KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
+STEPS = [("waiting-for-approval", "station"), ("approved", "admin"), ("pulling", "station"), ("running", "station"),
+         ("output-under-review", "station"), ("released", "admin")]
+
+
+def auth(subject: str, role: Role, station: str | None = None) -> dict[str, str]:
+    return {"Authorization": "Bearer " + issue_token(DEMO_SECRET, subject=subject, roles=[role], station=station,
+                                                     ttl_s=36000)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(store: Path, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PHT_STORE_PATH=str(store), PHT_PORT=str(port), PHT_DEMO="1", PHT_JWT_SECRET=DEMO_SECRET)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator"], cwd=ROOT, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the service did not start")
+
+
+def pct(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trains", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    port = free_port()
+    proc = start_service(Path(tempfile.mkdtemp(prefix="bench-api-")) / "store", port)
+    base = f"http://127.0.0.1:{port}/api"
+    ops, alice = auth("ops", Role.OPERATOR), auth("alice", Role.RESEARCHER)
+    stations = [f"s{i}" for i in range(args.clients)]
+    try:
+        with httpx.Client(base_url=base, timeout=30) as c:
+            for sid in stations:
+                c.post("/stations", headers=ops, json={"id": sid, "title": sid, "owner": sid,
+                                                        "public_keys": [KEY]}).raise_for_status()
+                c.post("/definitions", headers=alice, json={
+                    "id": f"def-{sid}", "title": "bench", "image_name": "pht/bench",
+                    "image_digest": "sha256:" + "ab" * 32, "mode": "incremental", "route": [sid],
+                    "rounds": 1000}).raise_for_status()
+            submit_ms, status_ms, step_ms = [], [], []
+            train_ids = []
+            for i in range(args.trains):
+                t0 = time.perf_counter()
+                r = c.post("/trains", headers=alice, json={"definition": f"def-{stations[i % len(stations)]}"})
+                submit_ms.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+                train_ids.append(r.json()["id"])
+            for tid in train_ids * 3:
+                t0 = time.perf_counter()
+                c.get(f"/trains/{tid}", headers=alice).raise_for_status()
+                status_ms.append((time.perf_counter() - t0) * 1000)
+            sid = stations[0]
+            who = {"station": auth(f"st-{sid}", Role.STATION, sid), "admin": auth(f"ad-{sid}", Role.STATION_ADMIN, sid)}
+            for tid in train_ids[:: len(stations)][:30]:
+                for to, role in STEPS[:3]:
+                    t0 = time.perf_counter()
+                    c.post(f"/executions/{tid}.r1-s0/steps", headers=who[role], json={"to": to}).raise_for_status()
+                    step_ms.append((time.perf_counter() - t0) * 1000)
+
+        counts = [0] * args.clients
+        errors: list[str] = []
+        stop = time.time() + args.seconds
+
+        def client(k: int) -> None:
+            sid = stations[k]
+            who = {"station": auth(f"st-{sid}", Role.STATION, sid), "admin": auth(f"ad-{sid}", Role.STATION_ADMIN, sid)}
+            with httpx.Client(base_url=base, timeout=30) as c:
+                tid = c.post("/trains", headers=alice, json={"definition": f"def-{sid}"}).json()["id"]
+                round_ = 1
+                while time.time() < stop:  # one train loops over its 1-stop route round after round
+                    for to, role in STEPS:
+                        r = c.post(f"/executions/{tid}.r{round_}-s0/steps", headers=who[role], json={"to": to})
+                        if r.status_code != 200:
+                            errors.append(r.text)
+                            return
+                        counts[k] += 1
+                    round_ += 1
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        steps_per_s = sum(counts) / elapsed
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    print(f"submit a train:       p50 {statistics.median(submit_ms):.2f} ms, p95 {pct(submit_ms, 0.95):.2f} ms "
+          f"({len(submit_ms)} calls)")
+    print(f"read a train's status: p50 {statistics.median(status_ms):.2f} ms, p95 {pct(status_ms, 0.95):.2f} ms "
+          f"({len(status_ms)} calls)")
+    print(f"one lifecycle step:   p50 {statistics.median(step_ms):.2f} ms, p95 {pct(step_ms, 0.95):.2f} ms "
+          f"({len(step_ms)} calls)")
+    print(f"lifecycle steps/s with {args.clients} concurrent clients: {steps_per_s:.0f} "
+          f"({sum(counts)} steps in {elapsed:.1f} s, {len(errors)} errors)")
+    if errors:
+        print("first error:", errors[0][:300])
+    print(json.dumps({
+        "submit_p50_ms": round(statistics.median(submit_ms), 2), "submit_p95_ms": round(pct(submit_ms, 0.95), 2),
+        "status_p50_ms": round(statistics.median(status_ms), 2), "status_p95_ms": round(pct(status_ms, 0.95), 2),
+        "step_p50_ms": round(statistics.median(step_ms), 2), "step_p95_ms": round(pct(step_ms, 0.95), 2),
+        "steps_per_s_8_clients": round(steps_per_s, 1), "clients": args.clients, "errors": len(errors),
+    }))
+
+
+if __name__ == "__main__":
+    main()

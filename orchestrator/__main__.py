@@ -1,0 +1,30 @@
+"""Run the central service: ``python -m orchestrator`` (settings from ``PHT_*`` environment variables).
+
+One process per embedded store (it holds the store's lock): uvicorn runs a single worker here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import uvicorn
+
+from .app import create_app
+from .settings import Settings, SettingsError
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    host = os.environ.get("PHT_HOST", "127.0.0.1")
+    port = int(os.environ.get("PHT_PORT", "8080"))
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=os.environ.get("PHT_LOG_LEVEL", "warning"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
