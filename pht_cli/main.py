@@ -6,10 +6,12 @@ Nothing imports this package; every command's logic lives in ``graph_store`` / `
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
 from rich.console import Console
 from rich.table import Table
 
@@ -21,6 +23,11 @@ from graph_store import (
     named_query,
     parse_rdf,
 )
+
+from orchestrator.app import create_app
+from orchestrator.auth import issue_token
+from orchestrator.principal import Role
+from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
 
 from . import demo as demo_module
 
@@ -69,11 +76,6 @@ def token_issue(
 
     Example: PHT_DEMO=1 pht token issue --sub alice --role researcher
     """
-    from orchestrator.auth import issue_token
-    from orchestrator.principal import Role
-    from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
-
-    import os
     env = dict(os.environ)
     if env.get("PHT_DEMO") == "1":
         env.setdefault("PHT_JWT_SECRET", DEMO_SECRET)
@@ -99,13 +101,6 @@ def serve(
 
     Example: PHT_JWT_SECRET=$(openssl rand -hex 32) pht serve --store var/store --port 8080
     """
-    import os
-
-    import uvicorn
-
-    from orchestrator.app import create_app
-    from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
-
     env = dict(os.environ)
     env.setdefault("PHT_STORE_PATH", str(store_dir))
     if env.get("PHT_DEMO") == "1":

@@ -79,3 +79,31 @@ def test_every_command_has_help_with_an_example() -> None:
         done = pht(command, "--help")
         assert done.returncode == 0
         assert "Example: pht " in done.stdout
+
+
+def test_token_issue_prints_a_token_the_service_accepts() -> None:
+    import os
+
+    from orchestrator.auth import TokenVerifier
+    from orchestrator.principal import Role
+    from orchestrator.settings import DEMO_SECRET, Settings
+
+    env = dict(os.environ, PHT_DEMO="1")
+    done = subprocess.run([*PHT, "token", "issue", "--sub", "st", "--role", "station", "--station", "aachen"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    principal = TokenVerifier(Settings(jwt_secret=DEMO_SECRET, demo=True)).verify(done.stdout.strip())
+    assert principal.roles == frozenset({Role.STATION}) and principal.station == "aachen"
+    bad = subprocess.run([*PHT, "token", "issue", "--sub", "x", "--role", "station"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 1 and "station" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_serve_refuses_a_missing_secret_with_a_sentence(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHT_")}
+    done = subprocess.run([*PHT, "serve", "--store", str(tmp_path / "s")], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert done.returncode == 1
+    assert "set PHT_JWT_SECRET or PHT_JWKS_URL" in done.stderr
