@@ -72,7 +72,7 @@ class PostChangeView:
     of a merged data graph.
     """
 
-    def __init__(self, match: QuadMatcher, *, delete: Collection[Quad] = (), insert: Iterable[Quad] = (),
+    def __init__(self, match: QuadMatcher, *, delete: Collection[Quad] = (), insert: Collection[Quad] = (),
                  exclude_graph: NamedNode | None = None,
                  types_cache: dict[Term, frozenset[Term]] | None = None) -> None:
         self._match = match
@@ -82,13 +82,13 @@ class PostChangeView:
         # writer and forgets a node's entry whenever a committed change retypes it (EmbeddedStore.apply).
         self._types = types_cache
         self._retyped = {q.subject for q in delete if q.predicate == RDF_TYPE}
-        self._ins_sp: dict[tuple[Term, Term], set[Term]] = defaultdict(set)
-        self._ins_po: dict[tuple[Term, Term], set[Term]] = defaultdict(set)
-        self._ins_s: dict[Term, list[Quad]] = defaultdict(list)
+        self._inserted = insert
+        self._ins_sp: dict[tuple[Term, Term], set[Term]] = {}
+        self._ins_s: dict[Term, list[Quad]] = {}
         for q in insert:
-            self._ins_sp[(q.subject, q.predicate)].add(q.object)
-            self._ins_po[(q.predicate, q.object)].add(q.subject)
-            self._ins_s[q.subject].append(q)
+            self._ins_sp.setdefault((q.subject, q.predicate), set()).add(q.object)
+            self._ins_s.setdefault(q.subject, []).append(q)
+        self._ins_po_index: dict[tuple[Term, Term], set[Term]] | None = None
         self._cache_sp: dict[tuple[Term, Term], frozenset[Term]] = {}
         self._cache_po: dict[tuple[Term, Term], frozenset[Term]] = {}
         self._cache_s: dict[Term, dict[NamedNode, frozenset[Term]]] = {}
@@ -126,13 +126,21 @@ class PostChangeView:
             found = self._cache_sp[key] = frozenset(values)
         return found
 
+    @property
+    def _ins_po(self) -> dict[tuple[Term, Term], set[Term]]:
+        if self._ins_po_index is None:
+            self._ins_po_index = {}
+            for q in self._inserted:
+                self._ins_po_index.setdefault((q.predicate, q.object), set()).add(q.subject)
+        return self._ins_po_index
+
     def subjects(self, p: NamedNode, o: Term) -> frozenset[Term]:
         key = (p, o)
         found = self._cache_po.get(key)
         if found is None:
             values = {q.subject for q in self._match(None, p, o)
                       if q not in self._deleted and q.graph_name != self._excluded}
-            values |= self._ins_po.get(key, set())
+            values |= self._ins_po.get(key, set())  # built on first use: most changes never need it
             found = self._cache_po[key] = frozenset(values)
         return found
 
@@ -159,6 +167,7 @@ class IncrementalValidator:
         self.model = model
         self._superclasses = superclasses
         self._declared = declared_terms
+        self._known_terms: set[Term] = set()  # terms that passed the vocabulary check (a bounded cache)
         # Which property shapes read their values' rdf:type (sh:class), and which read a nested shape.
         # sh:class C on path P, indexed by C: a type change of v to/from a subclass of C affects P^-1(v).
         self._class_paths: dict[NamedNode, list[PathTerm]] = defaultdict(list)
@@ -263,9 +272,12 @@ class IncrementalValidator:
 
     def _vocabulary_results(self, quads: Iterable[Quad]) -> Iterator[ValidationResult]:
         """Project terms that the ontology does not declare: almost always a typo in a class or property."""
+        known = self._known_terms
         for q in quads:
-            for term, what in ((q.predicate, "property"), (q.object, "class")):
-                if what == "class" and q.predicate != RDF_TYPE:
+            checks = ((q.predicate, "property"), (q.object, "class")) if q.predicate == RDF_TYPE \
+                else ((q.predicate, "property"),)
+            for term, what in checks:
+                if term in known:
                     continue
                 if isinstance(term, NamedNode) and term.value.startswith(PHT_NS) and term not in self._declared:
                     yield ValidationResult(
@@ -273,6 +285,8 @@ class IncrementalValidator:
                         component=_UNKNOWN_TERM, severity=_VIOLATION,
                         message=f"unknown {what} {term.value}: the ontology (ontology/*.ttl) does not declare it",
                     )
+                elif len(known) < 10_000:
+                    known.add(term)  # type: ignore[arg-type]
 
 
 class _Run:
