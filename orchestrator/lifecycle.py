@@ -253,7 +253,8 @@ class Lifecycle:
         role = self.chart.role_for("execution", state, target, principal.roles)
         self._check("execution", execution_id, state, target, role)
         assert role is not None
-        agent = ctx["station"] if role in (PHT.StationRole, PHT.StationAdmin) else self.iris.agent(principal.subject)
+        # a station acts as itself; an admin or operator is recorded as the person who decided
+        agent = ctx["station"] if role == PHT.StationRole else self.iris.agent(principal.subject)
         steps = [_Step(execution, state, target, role, agent, reason)]
         now = _time(self.clock())
         inserts: list[Quad] = []
