@@ -1,7 +1,8 @@
 """The RDF graph store: the platform's system of record, whose every write is SHACL-validated.
 
 Use :class:`EmbeddedStore` (pyoxigraph, the default) or :class:`RemoteStore` (any SPARQL 1.1 server);
-both implement :class:`GraphStore`. Write with :meth:`GraphStore.apply` and a :class:`ChangeSet`.
+both implement :class:`GraphStore`. Write with :meth:`GraphStore.apply` and a :class:`ChangeSet`, or with a
+SPARQL update run as one (:meth:`GraphStore.apply_update`; :func:`compile_update` parses and checks it once).
 """
 
 from ._changeset import ChangeSet
@@ -13,13 +14,15 @@ from ._rdf_input import parse_rdf
 from ._report import ValidationReport, ValidationResult
 from ._schema import Schema, load_schema
 from ._sparql_text import bind
-from ._store import GraphStore, QueryResult, UpdateOutcome
+from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan
+from ._updates import CompiledUpdate, compile_update
 from ._validator import is_well_typed
 from ._vocab import CENTRAL_GRAPH, ONTOLOGY_GRAPH, PHT, PHT_NS, SHAPES_GRAPH, station_graph
 
 __all__ = [
     "CENTRAL_GRAPH",
     "ChangeSet",
+    "CompiledUpdate",
     "ConflictError",
     "EmbeddedStore",
     "GraphStore",
@@ -35,10 +38,12 @@ __all__ = [
     "Schema",
     "StoreUnavailable",
     "UpdateOutcome",
+    "UpdatePlan",
     "ValidationFailed",
     "ValidationReport",
     "ValidationResult",
     "bind",
+    "compile_update",
     "is_well_typed",
     "list_named_queries",
     "load_schema",

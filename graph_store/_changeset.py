@@ -8,7 +8,7 @@ clients racing for the same step exactly one wins and the other gets :class:`Con
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pyoxigraph import BlankNode, DefaultGraph, Quad
@@ -58,6 +58,22 @@ class ChangeSet:
         object.__setattr__(self, "delete", dele)
         object.__setattr__(self, "insert", ins)
         object.__setattr__(self, "guard", _frozen(guard, "guard"))
+
+    @classmethod
+    def merged(cls, changes: Iterable[ChangeSet], *, keep_delete: Callable[[Quad], bool] | None = None,
+               guard: Iterable[Quad] = ()) -> ChangeSet:
+        """The union of change sets (already checked and canonical, so not checked again), keeping only the
+        deletions ``keep_delete`` accepts; ``guard`` quads are checked like any input."""
+        parts = list(changes)
+        insert = frozenset().union(*(c.insert for c in parts))
+        delete = frozenset().union(*(c.delete for c in parts)) - insert
+        if keep_delete is not None:
+            delete = frozenset(q for q in delete if keep_delete(q))
+        result = cls.__new__(cls)
+        object.__setattr__(result, "delete", delete)
+        object.__setattr__(result, "insert", insert)
+        object.__setattr__(result, "guard", frozenset().union(*(c.guard for c in parts)) | _frozen(guard, "guard"))
+        return result
 
     def is_empty(self) -> bool:
         """True if applying the change set would change nothing."""

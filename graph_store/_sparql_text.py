@@ -22,7 +22,7 @@ __all__ = ["Term", "parameters_of", "bind", "quad_block", "term_text", "tokens"]
 
 Term = NamedNode | Literal
 
-_IRI = re.compile(r"<[^<>\"{}|^`\\\x00-\x20]*>")
+_IRI = re.compile(r'<(?:[^<>"{}|^`\\\x00-\x20]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})*>')  # IRIREF, \u escapes too
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

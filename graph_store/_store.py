@@ -29,11 +29,11 @@ from ._queries import named_query
 from ._report import ValidationReport
 from ._schema import Schema, load_schema
 from ._sparql_text import bind, parameters_of, quad_block
-from ._updates import compile_update, solution_lookup
+from ._updates import CompiledUpdate, WhereDataset, compile_update, solution_lookup
 from ._validator import PostChangeView
 from ._vocab import ONTOLOGY_GRAPH, RDF_TYPE, RDFS_SUBCLASSOF, SHAPES_GRAPH
 
-__all__ = ["GraphStore", "QueryResult", "UpdateOutcome"]
+__all__ = ["GraphStore", "QueryResult", "UpdateOutcome", "UpdatePlan"]
 
 QueryResult = QuerySolutions | QueryBoolean | QueryTriples | Iterator[Any]
 """SELECT: iterable of solutions (``solution["var"]``); ASK: ``bool(result)``; CONSTRUCT: iterable of triples."""
@@ -49,6 +49,15 @@ class UpdateOutcome:
     report: ValidationReport
     solutions: int
     change: ChangeSet
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """What a SPARQL update would do, computed without writing (:meth:`GraphStore.plan_update`): the change
+    set to give to :meth:`GraphStore.apply`, and how many WHERE solutions it had."""
+
+    change: ChangeSet
+    solutions: int
 
 
 class GraphStore(ABC):
@@ -154,15 +163,38 @@ class GraphStore(ABC):
                 self._confirm_commit(change)
             return report
 
-    def apply_update(self, update: str, *, bindings: Mapping[str, Any] | None = None) -> UpdateOutcome:
-        """Run a SPARQL update as a validated change set (see :mod:`._updates`): its WHERE is evaluated and its
-        templates instantiated under the write lock, then :meth:`apply` validates and commits the result,
-        guarded by the quads it deletes. ``solutions`` = 0 means the WHERE matched nothing (nothing written).
+    def plan_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
+                    using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),
+                    max_solutions: int | None = None) -> UpdatePlan:
+        """What a SPARQL update (text, or compiled with :func:`compile_update`) would change, without writing.
 
-        Raises InvalidInputError (malformed or unsupported update, bad parameters), ValidationFailed,
-        ConflictError (another writer changed the matched data first).
+        Its WHERE is evaluated as a SELECT over the graphs its WITH / USING / USING NAMED name or, for an update
+        naming none, ``using`` / ``using_named`` (the SPARQL Protocol's ``using-graph-uri`` /
+        ``using-named-graph-uri``); its templates are instantiated with the solutions (see :mod:`._updates`).
+        The change set deletes only quads that exist, and is guarded by them: :meth:`apply` commits it only if
+        none was removed meanwhile. Takes no lock: a caller may bound the evaluation's time, then apply.
+
+        Raises InvalidInputError: malformed or unsupported update, bad parameters, WITH / USING together with
+        ``using`` / ``using_named``, or a WHERE with more than ``max_solutions`` solutions.
         """
-        return self.apply_updates([(update, bindings or {})])[0]
+        compiled, values = self._compiled(update, bindings or {})
+        change, solutions = self._evaluate(compiled, values, compiled.where_dataset(using, using_named),
+                                           max_solutions)
+        return UpdatePlan(self._guarded(change.delete, change.insert), solutions)
+
+    def apply_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
+                     using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),
+                     max_solutions: int | None = None) -> UpdateOutcome:
+        """Run a SPARQL update as a validated change set: :meth:`plan_update` then :meth:`apply`, under the write
+        lock. ``solutions`` = 0 means the WHERE matched nothing (nothing written).
+
+        Raises InvalidInputError (see plan_update), ValidationFailed, ConflictError (another writer changed the
+        matched data first).
+        """
+        with self._write_lock:
+            plan = self.plan_update(update, bindings=bindings, using=using, using_named=using_named,
+                                    max_solutions=max_solutions)
+            return UpdateOutcome(report=self.apply(plan.change), solutions=plan.solutions, change=plan.change)
 
     def apply_updates(self, updates: Sequence[tuple[str, Mapping[str, Any]]], *,
                       extra: ChangeSet | None = None, require_match: bool = False) -> list[UpdateOutcome]:
@@ -173,14 +205,9 @@ class GraphStore(ABC):
         the step it causes for its train. With ``require_match``, an update whose WHERE matches nothing
         raises ConflictError and nothing at all is written.
         """
-        compiled = []
-        for text, values in updates:
-            c = compile_update(text)
-            if c.parameters != values.keys():
-                bind(text, values)  # raises the standard message naming missing / unknown parameters
-            compiled.append((c, dict(values)))
+        compiled = [self._compiled(text, values) for text, values in updates]
         with self._write_lock:
-            parts = [self._change_of(c, values) for c, values in compiled]
+            parts = [self._evaluate(c, values, c.where_dataset(), None) for c, values in compiled]
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
             delete = set().union(*(ch.delete for ch, _ in parts))
@@ -188,21 +215,44 @@ class GraphStore(ABC):
             if extra is not None:
                 delete |= extra.delete
                 insert |= extra.insert
-            guard = set(extra.guard) if extra is not None else set()
-            existing = {q for q in delete if q in guard or self.contains(q)}
-            change = ChangeSet(delete=existing, insert=insert, guard=guard | existing)
-            report = self.apply(change)
+            report = self.apply(self._guarded(delete, insert, extra.guard if extra is not None else ()))
         return [UpdateOutcome(report=report, solutions=n, change=ch) for ch, n in parts]
 
-    def _change_of(self, compiled: Any, values: dict[str, Any]) -> tuple[ChangeSet, int]:
+    @staticmethod
+    def _compiled(update: str | CompiledUpdate, values: Mapping[str, Any]) -> tuple[CompiledUpdate, dict[str, Any]]:
+        """The compiled update, its parameters checked against ``values``."""
+        compiled = update if isinstance(update, CompiledUpdate) else compile_update(update)
+        if compiled.parameters != values.keys():
+            bind(compiled.text, values)  # raises the standard message naming missing / unknown parameters
+        return compiled, dict(values)
+
+    def _evaluate(self, compiled: CompiledUpdate, values: dict[str, Any], dataset: WhereDataset,
+                  max_solutions: int | None) -> tuple[ChangeSet, int]:
+        """The update's templates instantiated with its WHERE's solutions over ``dataset`` (unguarded)."""
         select = compiled.select_text()
         if select is None:
-            rows: list[Any] = [lambda name: None]
-        else:
-            wanted = parameters_of(select)
-            used = {k: v for k, v in values.items() if k in wanted}
-            rows = [solution_lookup(r) for r in self.query(select, bindings=used)]  # type: ignore[union-attr]
+            return compiled.change_set([lambda name: None], values), 1
+        wanted = parameters_of(select)
+        result = self.query(select, bindings={k: v for k, v in values.items() if k in wanted},
+                            default_graph=_listed(dataset.default_graph), named_graphs=_listed(dataset.named_graphs))
+        rows = []
+        try:
+            for row in result:  # type: ignore[union-attr]  # a SELECT
+                rows.append(solution_lookup(row))
+                if max_solutions is not None and len(rows) > max_solutions:
+                    break
+        finally:  # pyoxigraph's QuerySolutions must be dropped by the thread that made it, not with a traceback
+            del result
+        if max_solutions is not None and len(rows) > max_solutions:
+            raise InvalidInputError(f"the update's WHERE matched more than {max_solutions} solutions; split it "
+                                    "into smaller updates")
         return compiled.change_set(rows, values), len(rows)
+
+    def _guarded(self, delete: Iterable[Quad], insert: Iterable[Quad], guard: Iterable[Quad] = ()) -> ChangeSet:
+        """A change set deleting those of ``delete`` that exist, guarded by them and by ``guard``."""
+        required = set(guard)
+        existing = {q for q in delete if q in required or self.contains(q)}
+        return ChangeSet(delete=existing, insert=insert, guard=required | existing)
 
     def run_update(self, name: str, **bindings: Any) -> UpdateOutcome:
         """Run the named update ``sparql_queries/<name>.rq`` with its parameters bound (see apply_update)."""
@@ -262,6 +312,10 @@ _QUADS_PER_OPERATION = 500
 request to SQL and refuses one of more than 10,000 SQL lines (SP031), about 1,000 quads; several operations in
 one request are still one request (all or nothing). Virtuoso also refuses a whole request of more than about
 3,000 quads (SQ199, code vector size): no SPARQL request can make a larger change atomically there."""
+
+
+def _listed(graphs: tuple[NamedNode, ...] | None) -> list[NamedNode] | None:
+    return None if graphs is None else list(graphs)
 
 
 def _data_operations(keyword: str, quads: list[Quad]) -> list[str]:

@@ -4,23 +4,27 @@ The store's only write path is :meth:`GraphStore.apply` (validate, then commit a
 (a named ``.rq`` file or an operator's request) is therefore not executed as such: its WHERE clause is run
 as a SELECT, its DELETE/INSERT templates are instantiated with each solution, and the resulting concrete
 quads become a :class:`ChangeSet` — validated like any other write, committed in one request, guarded by
-the quads it deletes. The update text is parsed once (rdflib's SPARQL parser) and cached.
+the quads it deletes. The update text is parsed once (rdflib's SPARQL parser) into a :class:`CompiledUpdate`,
+cached by text for texts of up to ``_CACHED_CHARS`` characters (the named updates; not bulk data).
 
-Supported: one ``DELETE {…} INSERT {…} WHERE {…}`` (either template may be absent), one ``DELETE WHERE
-{…}``, or any sequence of ``INSERT DATA`` / ``DELETE DATA``. Every template quad must name its graph
-(``GRAPH … { }``); blank nodes, ``WITH`` and ``USING`` are refused with a sentence.
+Supported: one ``DELETE {…} INSERT {…} WHERE {…}`` (either template may be absent; ``WITH``, ``USING`` and
+``USING NAMED`` allowed), one ``DELETE WHERE {…}``, or any sequence of ``INSERT DATA`` / ``DELETE DATA``. A
+WHERE operation must be the update's only operation: its WHERE is evaluated against the store as it was
+before the update, so it could not see the changes of earlier operations. Every template quad must name its
+graph, with ``GRAPH … { }`` or (for DELETE/INSERT … WHERE) ``WITH``: the default graph holds nothing here.
+Blank nodes, terms pyoxigraph refuses (relative IRIs, bad language tags) and the graph management operations
+(LOAD, CLEAR, DROP, CREATE, ADD, MOVE, COPY) are refused with a sentence (InvalidInputError).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import rdflib
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Variable
-from pyparsing import ParseException
 from rdflib.plugins.sparql.algebra import translateUpdate
 from rdflib.plugins.sparql.parser import parseUpdate
 
@@ -29,15 +33,33 @@ from ._convert import to_oxi
 from ._errors import InvalidInputError
 from ._sparql_text import parameters_of, tokens
 
-__all__ = ["CompiledUpdate", "compile_update"]
+__all__ = ["CompiledUpdate", "WhereDataset", "compile_update", "solution_lookup"]
 
-TemplateTerm = rdflib.term.Identifier  # rdflib Variable, URIRef or Literal
+TemplateTerm = NamedNode | Literal | Variable
 Template = tuple[TemplateTerm, TemplateTerm, TemplateTerm, TemplateTerm]
+
+_CACHED_CHARS = 20_000
+"""Longest update text kept in the compile cache; a longer one (an operator's bulk INSERT DATA) is not kept."""
+
+_DATA, _MODIFY, _DELETE_WHERE = "DATA", "DELETE/INSERT WHERE", "DELETE WHERE"
+"""The kinds of :class:`CompiledUpdate`: INSERT DATA / DELETE DATA operations, or one WHERE operation."""
+
+
+@dataclass(frozen=True)
+class WhereDataset:
+    """The graphs a WHERE clause is evaluated over (arguments of :meth:`GraphStore.query`).
+
+    ``None`` means the store's own: its default graph, every named graph. An empty tuple means none.
+    """
+
+    default_graph: tuple[NamedNode, ...] | None = None
+    named_graphs: tuple[NamedNode, ...] | None = None
 
 
 @dataclass(frozen=True)
 class CompiledUpdate:
-    """An update reduced to: the WHERE pattern (text, or None for DATA operations) and quad templates."""
+    """An update reduced to: the WHERE pattern (text, or None for DATA operations), the dataset its WITH /
+    USING / USING NAMED declare (None if none), and quad templates of pyoxigraph terms and Variables."""
 
     text: str
     prologue: str
@@ -45,10 +67,29 @@ class CompiledUpdate:
     delete: tuple[Template, ...]
     insert: tuple[Template, ...]
     parameters: frozenset[str]
+    dataset: WhereDataset | None = None
+    operation: str = _MODIFY
+    """``DATA`` (a sequence of INSERT DATA / DELETE DATA), ``DELETE/INSERT WHERE`` or ``DELETE WHERE``."""
 
     def select_text(self) -> str | None:
         """``SELECT * WHERE {…}`` for the WHERE pattern, with the update's prefixes."""
         return None if self.where is None else f"{self.prologue}\nSELECT * WHERE {self.where}"
+
+    def where_dataset(self, using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = ()) -> WhereDataset:
+        """The WHERE's dataset: ``using`` / ``using_named`` (the SPARQL Protocol's ``using-graph-uri`` /
+        ``using-named-graph-uri``) if given, else the update's own WITH / USING, else the store's.
+
+        Raises InvalidInputError if both the update and the arguments name graphs (SPARQL 1.1 Protocol
+        §2.2.3), or if arguments are given for a DELETE WHERE. DATA operations ignore them.
+        """
+        if (not using and not using_named) or self.operation == _DATA:
+            return self.dataset or WhereDataset()
+        if self.operation == _DELETE_WHERE:
+            raise InvalidInputError("using-graph-uri / using-named-graph-uri do not apply to DELETE WHERE")
+        if self.dataset is not None:
+            raise InvalidInputError("an update with WITH or USING may not also be sent with using-graph-uri / "
+                                    "using-named-graph-uri (SPARQL 1.1 Protocol §2.2.3)")
+        return WhereDataset(tuple(using), tuple(using_named))
 
     def change_set(self, solutions: list[Callable[[str], Any]], bindings: Mapping[str, Any]) -> ChangeSet:
         """Instantiate the templates with each solution (``lookup(name) -> term | None``)."""
@@ -57,18 +98,49 @@ class CompiledUpdate:
         return ChangeSet(delete=delete, insert=insert)
 
 
-def _templates(clause: Any, what: str) -> list[Template]:
+def _member(comp: Any, key: str) -> Any:
+    """``comp[key]`` of an rdflib CompValue, None if missing (its ``get`` returns the key itself then)."""
+    return comp[key] if key in comp else None
+
+
+def _term(term: Any, what: str) -> TemplateTerm:
+    """An rdflib template term as a pyoxigraph term or Variable; blank nodes and invalid terms refused."""
+    if isinstance(term, rdflib.Variable):
+        return Variable(str(term))
+    if isinstance(term, rdflib.BNode):
+        raise InvalidInputError(f"the {what} template uses a blank node; give the resource an IRI")
+    try:
+        converted = to_oxi(term)
+    except (ValueError, TypeError) as e:  # relative IRI, bad language tag
+        raise InvalidInputError(f"{term.n3() if hasattr(term, 'n3') else term!r} is not a valid RDF term: {e}"
+                                ) from None
+    assert not isinstance(converted, BlankNode)
+    return converted
+
+
+def _iri(term: Any, what: str) -> NamedNode:
+    """The IRI of a WITH / USING clause as a pyoxigraph NamedNode."""
+    converted = _term(term, what)
+    if not isinstance(converted, NamedNode):
+        raise InvalidInputError(f"{what} takes an IRI, not {term!r}")
+    return converted
+
+
+def _templates(clause: Any, what: str, target: NamedNode | None) -> list[Template]:
+    """The quads of an rdflib update clause; triples outside GRAPH go to ``target`` (the WITH graph)."""
     if clause is None:
         return []
-    if "triples" in clause and clause["triples"]:
-        raise InvalidInputError(f"the {what} template writes the default graph; put its triples in GRAPH <…> {{ }}")
     out: list[Template] = []
-    for graph, triples in (clause["quads"] if "quads" in clause else {}).items():
-        for s, p, o in triples:
-            for term in (s, p, o, graph):
-                if isinstance(term, rdflib.BNode):
-                    raise InvalidInputError(f"the {what} template uses a blank node; give the resource an IRI")
-            out.append((s, p, o, graph))
+    triples = _member(clause, "triples") or ()
+    if triples:
+        if target is None:
+            hint = " or name the graph with WITH <…>" if what in ("DELETE", "INSERT") else ""
+            raise InvalidInputError(f"the {what} template writes the default graph, which holds nothing here: "
+                                    f"put its triples in GRAPH <…> {{ }}{hint}")
+        out += [(_term(s, what), _term(p, what), _term(o, what), target) for s, p, o in triples]
+    for graph, quads in (_member(clause, "quads") or {}).items():
+        g = _term(graph, what)
+        out += [(_term(s, what), _term(p, what), _term(o, what), g) for s, p, o in quads]
     return out
 
 
@@ -96,45 +168,66 @@ def _split(text: str) -> tuple[str, str | None]:
     return text[:prologue_end or 0], None
 
 
-@lru_cache(maxsize=256)
+def _data(text: str, algebra: list[Any]) -> CompiledUpdate:
+    """A sequence of INSERT DATA / DELETE DATA, folded into one net deletion and insertion."""
+    delete: dict[Template, None] = {}
+    insert: dict[Template, None] = {}
+    for op in algebra:
+        quads = _templates(op, "DATA", None)
+        added, removed = (insert, delete) if op.name == "InsertData" else (delete, insert)
+        for q in quads:
+            removed.pop(q, None)
+            added[q] = None
+    return CompiledUpdate(text, "", None, tuple(delete), tuple(insert), parameters_of(text), operation=_DATA)
+
+
+def _compile(text: str) -> CompiledUpdate:
+    try:
+        algebra = list(translateUpdate(parseUpdate(text)).algebra)
+    except Exception as e:  # pyparsing's ParseException, and assorted errors for bad IRIs / prefixes
+        raise InvalidInputError(f"malformed SPARQL update: {e}") from None
+    names = [op.name for op in algebra]
+    for name in names:
+        if name not in ("InsertData", "DeleteData", "Modify", "DeleteWhere"):
+            raise InvalidInputError(
+                f"unsupported update operation {name.upper()}: only INSERT DATA, DELETE DATA, DELETE/INSERT … WHERE "
+                "and DELETE WHERE are run (as validated change sets); replace or drop whole graphs with the Graph "
+                "Store Protocol")
+    if all(n in ("InsertData", "DeleteData") for n in names):
+        return _data(text, algebra)
+    if len(algebra) > 1:
+        raise InvalidInputError("a DELETE/INSERT … WHERE or DELETE WHERE operation must be the only operation of "
+                                "its update (its WHERE would have to see the changes of the others); send it alone")
+    op = algebra[0]
+    prologue, where = _split(text)
+    if where is None:
+        raise InvalidInputError("could not find the WHERE clause of the update")
+    if op.name == "DeleteWhere":
+        return CompiledUpdate(text, prologue, where, tuple(_templates(op, "DELETE WHERE", None)), (),
+                              parameters_of(text), operation=_DELETE_WHERE)
+    with_graph = _member(op, "withClause")
+    target = None if with_graph is None else _iri(with_graph, "WITH")
+    using = list(_member(op, "using") or ())
+    dataset = None
+    if using:  # USING replaces the WHERE's dataset; WITH then only names the templates' graph
+        dataset = WhereDataset(tuple(_iri(u["default"], "USING") for u in using if _member(u, "default") is not None),
+                               tuple(_iri(u["named"], "USING") for u in using if _member(u, "named") is not None))
+    elif target is not None:
+        dataset = WhereDataset((target,), None)
+    return CompiledUpdate(text, prologue, where, tuple(_templates(_member(op, "delete"), "DELETE", target)),
+                          tuple(_templates(_member(op, "insert"), "INSERT", target)), parameters_of(text),
+                          dataset, _MODIFY)
+
+
+_compile_cached = lru_cache(maxsize=256)(_compile)
+
+
 def compile_update(text: str) -> CompiledUpdate:
     """Parse ``text`` (``$name`` parameters allowed) into a :class:`CompiledUpdate`; cached by text.
 
     Raises InvalidInputError for malformed or unsupported updates, naming the problem.
     """
-    try:
-        algebra = translateUpdate(parseUpdate(text)).algebra
-    except ParseException as e:
-        raise InvalidInputError(f"malformed SPARQL update: {e}") from None
-    except Exception as e:  # rdflib raises assorted errors for semantically invalid updates
-        raise InvalidInputError(f"malformed SPARQL update: {e}") from None
-    names = [op.name for op in algebra]
-    prologue, where = _split(text)
-    if all(n in ("InsertData", "DeleteData") for n in names):
-        delete: list[Template] = []
-        insert: list[Template] = []
-        for op in algebra:
-            quads = _templates(op, "DATA")
-            if op.name == "InsertData":
-                insert += quads
-                delete = [q for q in delete if q not in quads]
-            else:
-                delete += quads
-                insert = [q for q in insert if q not in quads]
-        return CompiledUpdate(text, prologue, None, tuple(delete), tuple(insert), parameters_of(text))
-    if len(algebra) != 1 or names[0] not in ("Modify", "DeleteWhere"):
-        raise InvalidInputError(
-            f"unsupported update ({', '.join(names)}): send one DELETE/INSERT … WHERE, one DELETE WHERE, "
-            "or INSERT DATA / DELETE DATA operations")
-    op = algebra[0]
-    if "withClause" in op or "using" in op:
-        raise InvalidInputError("WITH and USING are not supported: name the graphs with GRAPH <…> { } instead")
-    if where is None:
-        raise InvalidInputError("could not find the WHERE clause of the update")
-    if op.name == "DeleteWhere":
-        return CompiledUpdate(text, prologue, where, tuple(_templates(op, "DELETE WHERE")), (), parameters_of(text))
-    return CompiledUpdate(text, prologue, where, tuple(_templates(op["delete"] if "delete" in op else None, "DELETE")),
-                          tuple(_templates(op["insert"] if "insert" in op else None, "INSERT")), parameters_of(text))
+    return _compile_cached(text) if len(text) <= _CACHED_CHARS else _compile(text)
 
 
 def _instantiate(templates: tuple[Template, ...], solutions: list[Callable[[str], Any]],
@@ -143,14 +236,14 @@ def _instantiate(templates: tuple[Template, ...], solutions: list[Callable[[str]
         for template in templates:
             terms = []
             for t in template:
-                if isinstance(t, rdflib.Variable):
-                    name = str(t)
+                if isinstance(t, Variable):
+                    name = t.value
                     value = bindings[name] if name in bindings else lookup(name)
+                    if value is None:
+                        break  # an unbound variable drops the triple, as SPARQL says
+                    terms.append(value)
                 else:
-                    value = to_oxi(t)
-                if value is None:
-                    break  # an unbound variable drops the triple, as SPARQL says
-                terms.append(value)
+                    terms.append(t)
             else:
                 s, p, o, g = terms
                 if isinstance(s, Literal) or not isinstance(p, NamedNode) or not isinstance(g, NamedNode):

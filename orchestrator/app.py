@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +28,7 @@ from graph_store import (
 )
 
 from .api.deps import Services
+from .api.models import Problem
 from .api.registry_routes import registry_router
 from .api.station_routes import station_router
 from .api.train_routes import train_router
@@ -91,7 +94,8 @@ async def _no_receive() -> Message:  # pragma: no cover - a JSONResponse does no
 
 def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAPI:
     """Build the central service. ``store`` overrides the one the settings name (tests)."""
-    the_store = store or open_store(settings)
+    # ``is None``, not ``or``: a GraphStore has ``__len__``, so an empty store given here is falsy.
+    the_store = store if store is not None else open_store(settings)
     lifecycle = Lifecycle(the_store, settings)
     authenticate = principal_dependency(TokenVerifier(settings))
     services = Services(the_store, settings, lifecycle, Registry(the_store, lifecycle.iris),
@@ -129,18 +133,43 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
 
 
 def _optional_protocol_routers(app: FastAPI, services: Services, authenticate: Any) -> None:
-    """The SPARQL Protocol and Graph Store Protocol endpoints."""
+    """The SPARQL Protocol and Graph Store Protocol endpoints, with the responses they give documented in
+    the OpenAPI schema (their handlers answer with plain Responses, so FastAPI cannot infer them)."""
     try:
-        from .graph_store_protocol import graph_store_router
-        from .sparql_protocol import sparql_router
+        from .graph_store_protocol import ACCEPTED_RDF, graph_store_router
+        from .sparql_protocol import RDF_FORMATS, RESULTS_FORMATS, sparql_router
     except ImportError:  # pragma: no cover - being written
         return
-    app.include_router(sparql_router(store=services.store, principal=authenticate, settings=services.settings))
-    app.include_router(graph_store_router(store=services.store, principal=authenticate, settings=services.settings))
+
+    def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+        return {status: {"model": Problem} for status in statuses}
+
+    sparql_ok = {"description": "Query results (negotiated from Accept), the service description, or the "
+                                "counts of an update", "content": {m: {} for m in (*RESULTS_FORMATS, *RDF_FORMATS)}}
+    graph_ok = {"description": "The graph (negotiated from Accept)",
+                "content": {m: {} for m in (*ACCEPTED_RDF, *RDF_FORMATS)}}
+    app.include_router(sparql_router(store=services.store, principal=authenticate, settings=services.settings),
+                       tags=["sparql"],
+                       responses={200: sparql_ok, **refusals(400, 401, 403, 406, 409, 413, 415, 422, 503)})
+    app.include_router(graph_store_router(store=services.store, principal=authenticate, settings=services.settings),
+                       tags=["graph store"],
+                       responses={200: graph_ok, 201: {"description": "The graph was created"},
+                                  204: {"description": "The graph was replaced, merged into or dropped"},
+                                  **refusals(400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 503)})
 
 
 def _error_handlers(app: FastAPI) -> None:
     """Every refusal becomes a 4xx with one sentence (and the SHACL report for 422); never a 500."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # A Problem like every other refusal (one sentence), with Pydantic's errors alongside.
+        errors = jsonable_encoder(exc.errors())
+        first = errors[0] if errors else {}
+        where = ".".join(str(part) for part in first.get("loc", ())) or "the request"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return JSONResponse({"detail": f"invalid request: {where}: {first.get('msg', 'not valid')}{more}",
+                             "errors": errors}, status_code=422)
 
     @app.exception_handler(LifecycleError)
     async def lifecycle_error(_: Request, exc: LifecycleError) -> JSONResponse:

@@ -160,7 +160,10 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
         except OSError as e:
             return HttpError(503, f"the graph store failed: {e}").response(head=head)
 
-    @router.api_route("/rdf-graphs", methods=["GET", "HEAD"], summary="Read a graph (?graph=<IRI> or ?default)")
+    # One route per method: a single api_route(methods=["GET", "HEAD"]) gives both OpenAPI operations the
+    # same operationId (FastAPI derives it from the first method), which the OpenAPI spec forbids.
+    @router.get("/rdf-graphs", summary="Read a graph (?graph=<IRI> or ?default)")
+    @router.head("/rdf-graphs", summary="The headers of reading a graph, without the body")
     async def read_graph(request: Request, who: Principal = Depends(principal)) -> Response:
         async def action() -> Response:
             graph = _target(request)

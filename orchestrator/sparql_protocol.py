@@ -12,16 +12,21 @@ Queries
     SELECT/ASK as SPARQL JSON (default), XML, CSV or TSV; CONSTRUCT/DESCRIBE as Turtle (default), N-Triples,
     JSON-LD or RDF/XML. 406 if none is acceptable. GET without a query answers a service description.
 
+    SERVICE (federated query) is refused with 400: pyoxigraph would fetch any URL a caller names, from inside
+    the platform's network.
+
 Updates
     POST form (``update=``) or ``application/sparql-update``, for ``Role.OPERATOR`` only. An update is never
-    run as such: its effect is computed as one :class:`~graph_store.ChangeSet` and written with
-    :meth:`~graph_store.GraphStore.apply`, so it is SHACL-validated and atomic like every other write (422 with
-    the report on a violation, nothing written). Supported operations: INSERT DATA, DELETE DATA,
-    DELETE/INSERT ... WHERE (with WITH / USING) and DELETE WHERE. A WHERE is evaluated as a SELECT and the
-    templates are instantiated with its solutions, so a request may hold at most one WHERE operation, and
-    only as its single operation (a later WHERE would have to see the earlier operations' changes). The
-    graph management operations (LOAD, CLEAR, DROP, CREATE, ADD, MOVE, COPY) are refused with 400: replace or
-    drop graphs with the Graph Store Protocol (``/rdf-graphs``).
+    run as such: :meth:`~graph_store.GraphStore.plan_update` computes its effect as one
+    :class:`~graph_store.ChangeSet` (see ``graph_store/_updates.py`` for what is supported: INSERT DATA,
+    DELETE DATA, DELETE/INSERT ... WHERE with WITH / USING, DELETE WHERE; a WHERE operation only alone), and
+    :meth:`~graph_store.GraphStore.apply` writes it, SHACL-validated and atomic like every other write (422
+    with the report on a violation, nothing written; 409 if the quads it deletes went away meanwhile).
+    ``using-graph-uri`` / ``using-named-graph-uri`` set the WHERE's dataset. The WHERE is evaluated like a
+    query (in the pool, within the time-out, SERVICE refused) and an update whose WHERE has more than
+    ``settings.query_result_limit`` solutions is refused. Writing the ontology or shapes graph is 403; the
+    graph management operations (LOAD, CLEAR, DROP, ...) are refused with 400: replace or drop graphs with
+    the Graph Store Protocol (``/rdf-graphs``).
 
 Run time
     Queries are evaluated in a small pool of worker threads (pyoxigraph releases the GIL while it evaluates,
@@ -35,10 +40,9 @@ Errors are JSON ``{"detail": "<one sentence>"}`` (422 adds ``"report"``); a malf
 answered 400 with the parser's message.
 """
 
-from __future__ import annotations
-
 import asyncio
 import json
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,15 +51,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-import rdflib
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pyoxigraph import (
     BlankNode,
-    DefaultGraph,
     Literal,
     NamedNode,
-    Quad,
     QueryBoolean,
     QueryResultsFormat,
     QuerySolutions,
@@ -64,24 +65,21 @@ from pyoxigraph import (
     parse_query_results,
     serialize,
 )
-from rdflib.plugins.sparql.algebra import translateUpdate
-from rdflib.plugins.sparql.parser import parseUpdate
 from starlette.concurrency import run_in_threadpool
 
 from graph_store import (
     ONTOLOGY_GRAPH,
     SHAPES_GRAPH,
-    ChangeSet,
     ConflictError,
     GraphStore,
     GraphStoreError,
     InvalidInputError,
     StoreUnavailable,
+    UpdatePlan,
     ValidationFailed,
+    compile_update,
     station_graph,
 )
-from graph_store._convert import to_oxi
-from graph_store._sparql_text import tokens
 
 from .principal import Principal, Role
 from .settings import Settings
@@ -122,7 +120,6 @@ _XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 _SD = "http://www.w3.org/ns/sparql-service-description#"
 _RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 _PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
-_GRAPH_OPERATIONS = {"Load", "Clear", "Drop", "Create", "Add", "Move", "Copy"}
 
 
 # -- HTTP helpers shared with the Graph Store Protocol router ---------------------------------------------
@@ -140,10 +137,12 @@ class HttpError(Exception):
         self.extra = extra
 
     def response(self, *, head: bool = False) -> Response:
-        """The JSON error response (no body at all for a HEAD request)."""
+        """The JSON error response; for a HEAD request its headers (Content-Type and -Length included, as
+        RFC 9110 section 9.3.2 asks) without the body."""
+        response = JSONResponse({"detail": self.detail, **self.extra}, status_code=self.status, headers=self.headers)
         if head:
-            return Response(status_code=self.status, headers=self.headers)
-        return JSONResponse({"detail": self.detail, **self.extra}, status_code=self.status, headers=self.headers)
+            return Response(status_code=self.status, headers=dict(response.headers))
+        return response
 
 
 def error_for(e: GraphStoreError) -> HttpError:
@@ -281,7 +280,7 @@ class _Dataset:
 class _Answer:
     """An evaluated query, cut at the row limit."""
 
-    boolean: bool | None = None
+    boolean: QueryBoolean | None = None
     variables: tuple[str, ...] = ()
     rows: tuple[Any, ...] = ()
     triples: tuple[Triple, ...] = ()
@@ -337,10 +336,16 @@ class _QueryRunner:
 
     def evaluate(self, text: str, dataset: _Dataset, cancelled: threading.Event) -> _Answer:
         """Run ``text`` (in a worker thread) and collect at most ``row_limit`` rows / triples."""
-        result = self.store.query(text, default_graph=dataset.default_graph, named_graphs=dataset.named_graphs,
-                                  union_default_graph=dataset.union_default_graph)
+        try:
+            result = self.store.query(text, default_graph=dataset.default_graph,
+                                      named_graphs=dataset.named_graphs,
+                                      union_default_graph=dataset.union_default_graph)
+        except InvalidInputError as e:
+            message = str(e)
+            raise HttpError(400, message if message.startswith("malformed") else f"malformed SPARQL query: {message}"
+                            ) from None
         if isinstance(result, QueryBoolean):
-            return _Answer(boolean=bool(result))
+            return _Answer(boolean=result)
         if isinstance(result, QuerySolutions):
             variables = tuple(v.value for v in result.variables)
             rows, truncated = self._collect(result, cancelled)
@@ -404,40 +409,77 @@ def _answer_response(answer: _Answer, accept: str | None, limit: int) -> Respons
     if chosen is None:
         raise not_acceptable(RESULTS_FORMATS)
     fmt = RESULTS_FORMATS[chosen]
-    if answer.boolean is not None:
-        return Response(_boolean_result(answer.boolean).serialize(format=fmt), media_type=chosen, headers=headers)
-    return Response(_solutions(answer).serialize(format=fmt), media_type=chosen, headers=headers)
+    results = answer.boolean if answer.boolean is not None else _solutions(answer)
+    return Response(results.serialize(format=fmt), media_type=chosen, headers=headers)
 
 
-def _boolean_result(value: bool) -> QueryBoolean:
-    """A QueryBoolean holding ``value`` (pyoxigraph has no public constructor for it)."""
-    doc = {"head": {}, "boolean": value}
-    result = parse_query_results(json.dumps(doc).encode(), format=QueryResultsFormat.JSON)
-    assert isinstance(result, QueryBoolean)
-    return result
+_OPAQUE_START = re.compile(r"[#<\"']")
+_COMMENT = re.compile(r"#[^\r\n]*")
+_STRING_BODY = {q: re.compile(body, re.DOTALL) for q, body in [
+    ('"', r'(?:[^"\\]|\\.)*'), ("'", r"(?:[^'\\]|\\.)*"),
+    ('"""', r'(?:[^"\\]|\\.|"(?!""))*'), ("'''", r"(?:[^'\\]|\\.|'(?!''))*")]}
+_IRIREF = re.compile(r'<(?:[^<>"{}|^`\\\x00-\x20]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})*>')
+_SERVICE = re.compile(r"(?<![\w:?$\-])SERVICE(?![\w:\-])", re.IGNORECASE)
+_FROM = re.compile(r"(?<![\w:?$\-.])FROM(?![\w:\-.])", re.IGNORECASE)
 
 
-def _words(text: str) -> Iterable[tuple[str, int, int]]:
-    """The lexer's tokens of a query or update; 400 if it cannot even be lexed."""
-    try:
-        return list(tokens(text))
-    except InvalidInputError as e:
-        raise HttpError(400, f"malformed SPARQL: {e}") from None
+def _code(text: str) -> str:
+    """``text`` with its IRIs, string literals and comments blanked out (same length, same offsets), so that
+    keywords, braces and ``$`` found in the rest are SPARQL syntax, not data.
+
+    Deliberately conservative where it matters for security (the SERVICE check): IRIs may hold ``\\u``
+    escapes (as pyoxigraph accepts), a comment ends at the first line break, an unterminated string runs to
+    the end (pyoxigraph refuses such a query anyway).
+
+    >>> _code('SELECT * WHERE { <http://a#b> ?p "x } #" } # SERVICE')
+    'SELECT * WHERE {              ?p         }          '
+    """
+    out: list[str] = []
+    i, last, n = 0, 0, len(text)
+    while (start := _OPAQUE_START.search(text, i)) is not None:
+        i = start.start()
+        c = text[i]
+        if c == "#":
+            j = _COMMENT.match(text, i).end()  # type: ignore[union-attr]
+        elif c == "<" and (m := _IRIREF.match(text, i)):
+            j = m.end()
+        elif c in "\"'":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            j = _STRING_BODY[quote].match(text, i + len(quote)).end()  # type: ignore[union-attr]
+            j = j + len(quote) if text.startswith(quote, j) else n
+        else:
+            i += 1
+            continue
+        out += [text[last:i], " " * (j - i)]
+        i = last = j
+    out.append(text[last:])
+    return "".join(out)
 
 
-def _dollar_variables_as_question_marks(text: str) -> str:
-    """``$name`` and ``?name`` are the same SPARQL variable; GraphStore.query reads ``$name`` as a parameter."""
-    out, last = [], 0
-    for kind, start, _ in _words(text):
-        if kind == "param":
-            out += [text[last:start], "?"]
-            last = start + 1
-    return "".join(out) + text[last:]
+def _checked_query_text(text: str) -> str:
+    """A caller's query made ready for GraphStore.query: SERVICE refused, ``$name`` variables as ``?name``.
+
+    pyoxigraph evaluates SERVICE by fetching the named URL: the central service would send requests anywhere a
+    caller asks (its own network included). ``$name`` and ``?name`` are the same SPARQL variable, but
+    GraphStore.query reads ``$name`` as a parameter to bind.
+    """
+    code = _code(text)
+    if _SERVICE.search(code):
+        raise HttpError(400, "federated queries (SERVICE) are not run here: the central service does not send "
+                             "requests to other servers on a caller's behalf")
+    dollars = [m.start() for m in re.finditer(r"\$", code)]
+    if not dollars:
+        return text
+    parts, last = [], 0
+    for k in dollars:
+        parts += [text[last:k], "?"]
+        last = k + 1
+    return "".join(parts) + text[last:]
 
 
 def _has_dataset_clause(text: str) -> bool:
-    """True if the query has FROM / FROM NAMED (the word FROM appears nowhere else in SPARQL 1.1)."""
-    return any(kind == "word" and text[s:e].upper() == "FROM" for kind, s, e in _words(text))
+    """True if the query has FROM / FROM NAMED."""
+    return _FROM.search(_code(text)) is not None
 
 
 def _iris(values: Iterable[str], param: str) -> list[NamedNode]:
@@ -496,155 +538,6 @@ def _service_description(request: Request, who: Principal) -> list[Triple]:
     return triples
 
 
-# -- updates ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Template:
-    """Quad templates of one update clause: rdflib terms (variables allowed) with their graph."""
-
-    quads: tuple[tuple[Any, Any, Any, Any], ...]
-
-
-def _member(comp: Any, key: str) -> Any:
-    """``comp[key]`` of an rdflib CompValue, None if missing (its ``get`` returns the key itself then)."""
-    return comp[key] if key in comp else None
-
-
-def _templates(clause: Any, default_graph: Any) -> _Template:
-    """The quads of an rdflib update clause (``triples`` outside GRAPH go to ``default_graph``)."""
-    if clause is None:
-        return _Template(())
-    quads = [(s, p, o, default_graph) for s, p, o in _member(clause, "triples") or ()]
-    for g, triples in (_member(clause, "quads") or {}).items():
-        quads += [(s, p, o, g) for s, p, o in triples]
-    return _Template(tuple(quads))
-
-
-def _oxi(term: Any, row: Any) -> Any:
-    """An rdflib template term as a pyoxigraph term (variables from ``row``; None if unbound)."""
-    if isinstance(term, rdflib.Variable):
-        return None if row is None else row[str(term)]
-    if isinstance(term, (NamedNode, DefaultGraph)):
-        return term
-    return to_oxi(term)
-
-
-def _instantiate(template: _Template, rows: Sequence[Any]) -> list[Quad]:
-    """Template quads for each solution; a quad with an unbound or ill-placed term is left out (SPARQL 1.1
-    Update §3.1.3)."""
-    quads = []
-    for row in rows:
-        for s, p, o, g in template.quads:
-            terms = [_oxi(t, row) for t in (s, p, o, g)]
-            if any(t is None for t in terms):
-                continue
-            subject, predicate, obj, graph = terms
-            if isinstance(subject, Literal) or not isinstance(predicate, NamedNode) or \
-                    isinstance(graph, (Literal, BlankNode)):
-                continue
-            quads.append(Quad(subject, predicate, obj, graph))
-    return quads
-
-
-def _where_as_select(text: str) -> str:
-    """The WHERE of the request's only operation (a DELETE/INSERT ... WHERE or DELETE WHERE) as SELECT *."""
-    depth, first_op, last_word = 0, None, ""
-    groups: list[tuple[int, int, str]] = []
-    opened_after, opened_at = "", 0
-    for kind, s, e in _words(text):
-        if kind == "{":
-            if depth == 0:
-                opened_at, opened_after = s, last_word
-            depth += 1
-        elif kind == "}":
-            depth -= 1
-            if depth == 0:
-                groups.append((opened_at, e, opened_after))
-        elif kind == "word" and depth == 0:
-            last_word = text[s:e].upper()
-            if first_op is None and last_word in ("WITH", "DELETE", "INSERT"):
-                first_op = s
-    if first_op is None or not groups or groups[-1][2] != "WHERE":
-        raise HttpError(400, "cannot find the WHERE clause of the update")
-    start, end, _ = groups[-1]
-    return text[:first_op] + "SELECT * WHERE " + text[start:end]
-
-
-@dataclass
-class _UpdatePlan:
-    """What an update request does: DATA quads, and at most one WHERE operation (evaluated separately)."""
-
-    delete: set[Quad]
-    insert: set[Quad]
-    where_select: str | None = None
-    where_dataset: _Dataset | None = None
-    delete_template: _Template | None = None
-    insert_template: _Template | None = None
-
-
-def _fold(delete: set[Quad], insert: set[Quad], *, deleted: Iterable[Quad] = (), inserted: Iterable[Quad] = ()) \
-        -> None:
-    """Apply one operation's deletions, then its insertions, to the request's net effect."""
-    for q in deleted:
-        insert.discard(q)
-        delete.add(q)
-    for q in inserted:
-        delete.discard(q)
-        insert.add(q)
-
-
-def _plan_update(text: str, using: list[NamedNode], using_named: list[NamedNode]) -> _UpdatePlan:
-    """Parse an update request into an _UpdatePlan (400 for unsupported forms, with a sentence)."""
-    try:
-        operations = list(translateUpdate(parseUpdate(text)).algebra)
-    except Exception as e:  # rdflib raises pyparsing ParseException, and others for bad IRIs / prefixes
-        raise HttpError(400, f"malformed SPARQL update: {e}") from None
-    plan = _UpdatePlan(set(), set())
-    where_ops = [op for op in operations if op.name in ("Modify", "DeleteWhere")]
-    if where_ops and len(operations) > 1:
-        raise HttpError(400, "a DELETE/INSERT ... WHERE or DELETE WHERE operation must be the only operation of "
-                             "its request (its WHERE would have to see the changes of the others); send it alone")
-    for op in operations:
-        if op.name in _GRAPH_OPERATIONS:
-            raise HttpError(400, f"{op.name.upper()} is not supported here: only INSERT DATA, DELETE DATA, "
-                                 "DELETE/INSERT ... WHERE and DELETE WHERE are; replace or drop graphs with the "
-                                 "Graph Store Protocol at /rdf-graphs")
-        if op.name == "InsertData":
-            _fold(plan.delete, plan.insert, inserted=_instantiate(_templates(op, DefaultGraph()), [None]))
-        elif op.name == "DeleteData":
-            _fold(plan.delete, plan.insert, deleted=_instantiate(_templates(op, DefaultGraph()), [None]))
-        elif op.name == "DeleteWhere":
-            if using or using_named:
-                raise HttpError(400, "using-graph-uri / using-named-graph-uri do not apply to DELETE WHERE")
-            plan.delete_template = _templates(op, DefaultGraph())
-            plan.where_select = _where_as_select(text)
-            plan.where_dataset = _Dataset()
-        elif op.name == "Modify":
-            with_graph = to_oxi(op["withClause"]) if _member(op, "withClause") is not None else None
-            declared_using = list(_member(op, "using") or ())
-            if (using or using_named) and (with_graph is not None or declared_using):
-                raise HttpError(400, "an update with WITH or USING may not also be sent with using-graph-uri / "
-                                     "using-named-graph-uri (SPARQL 1.1 Protocol §2.2.3)")
-            target = with_graph if with_graph is not None else DefaultGraph()
-            plan.delete_template = _templates(_member(op, "delete"), target)
-            plan.insert_template = _templates(_member(op, "insert"), target)
-            plan.where_select = _where_as_select(text)
-            if using or using_named:
-                plan.where_dataset = _Dataset(using, using_named)
-            elif declared_using:
-                plan.where_dataset = _Dataset(
-                    [to_oxi(u["default"]) for u in declared_using if _member(u, "default") is not None],
-                    [to_oxi(u["named"]) for u in declared_using if _member(u, "named") is not None])
-            elif with_graph is not None:
-                plan.where_dataset = _Dataset([with_graph], None)
-            else:
-                plan.where_dataset = _Dataset()
-        else:
-            raise HttpError(400, f"unsupported update operation {op.name}")
-    return plan
-
-
 # -- the router ------------------------------------------------------------------------------------------
 
 
@@ -668,12 +561,14 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
 
     async def answer_query(request: Request, who: Principal, text: str, default_uris: list[str],
                            named_uris: list[str]) -> Response:
-        text = _dollar_variables_as_question_marks(text)
-        dataset = _query_dataset(who, text, default_uris, named_uris)
         accept = request.headers.get("accept")
+        if negotiate(accept, list(RESULTS_FORMATS)) is None and negotiate(accept, list(RDF_FORMATS)) is None:
+            raise not_acceptable([*RESULTS_FORMATS, *RDF_FORMATS])  # refused before any evaluation
 
-        def work(cancelled: threading.Event) -> Response:
-            answer = runner.evaluate(text, dataset, cancelled)
+        def work(cancelled: threading.Event) -> Response:  # all of it off the event loop, within the time-out
+            checked = _checked_query_text(text)
+            dataset = _query_dataset(who, checked, default_uris, named_uris)
+            answer = runner.evaluate(checked, dataset, cancelled)
             return _answer_response(answer, accept, runner.row_limit)
 
         return await runner.run(work)
@@ -681,29 +576,20 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
     async def run_update(who: Principal, text: str, using: list[str], using_named: list[str]) -> Response:
         if not who.has(Role.OPERATOR):
             raise HttpError(403, "only operators may send SPARQL updates")
-        plan = await run_in_threadpool(_plan_update, text, _iris(using, "using-graph-uri"),
-                                       _iris(using_named, "using-named-graph-uri"))
-        delete, insert = set(plan.delete), set(plan.insert)
-        if plan.where_select is not None and plan.where_dataset is not None:
-            select = _dollar_variables_as_question_marks(plan.where_select)
-            where_dataset = plan.where_dataset
-            answer = await runner.run(lambda cancelled: runner.evaluate(select, where_dataset, cancelled))
-            if answer.truncated:
-                raise HttpError(400, f"the update's WHERE matched more than {runner.row_limit} solutions; split "
-                                     "it into smaller updates")
-            _fold(delete, insert,
-                  deleted=_instantiate(plan.delete_template or _Template(()), answer.rows),
-                  inserted=_instantiate(plan.insert_template or _Template(()), answer.rows))
-        for q in delete | insert:
-            if isinstance(q.graph_name, DefaultGraph):
-                raise HttpError(400, f"{q} is in the default graph, which holds nothing here: put the triples "
-                                     "inside GRAPH <...> { } or name the graph with WITH <...>")
-            if q.graph_name in _PROTECTED:
-                raise HttpError(403, f"the graph {q.graph_name} is loaded from the repository's files and is "
-                                     "not written through SPARQL")
-        change = ChangeSet(delete=delete, insert=insert)
-        await run_in_threadpool(store.apply, change)
-        return JSONResponse({"deleted": len(change.delete), "inserted": len(change.insert)})
+        graphs = _iris(using, "using-graph-uri"), _iris(using_named, "using-named-graph-uri")
+        update = await run_in_threadpool(lambda: compile_update(_checked_query_text(text)))  # parsing takes a while
+
+        def plan(_cancelled: threading.Event | None = None) -> UpdatePlan:
+            return store.plan_update(update, using=graphs[0], using_named=graphs[1], max_solutions=runner.row_limit)
+
+        # a WHERE is evaluated like a query: in the pool, within the time-out; nothing is written before the end
+        planned = await (run_in_threadpool(plan) if update.where is None else runner.run(plan))
+        for graph in planned.change.graphs():
+            if graph in _PROTECTED:
+                raise HttpError(403, f"the graph {graph} is loaded from the repository's files and is not "
+                                     "written through SPARQL")
+        await run_in_threadpool(store.apply, planned.change)
+        return JSONResponse({"deleted": len(planned.change.delete), "inserted": len(planned.change.insert)})
 
     async def handle(request: Request, who: Principal) -> Response:
         url_params = request.query_params

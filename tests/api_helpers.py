@@ -39,7 +39,7 @@ def admin(sid: str) -> dict[str, str]:
 @contextmanager
 def service(store: EmbeddedStore | None = None) -> Iterator[TestClient]:
     """A started service with three stations, their datasets, and an incremental and a federated definition."""
-    app = create_app(SETTINGS, store=store or EmbeddedStore())
+    app = create_app(SETTINGS, store=store if store is not None else EmbeddedStore())
     with TestClient(app) as client:
         for sid in ("aachen", "leipzig", "cologne"):
             r = client.post("/api/stations", headers=OPS, json={"id": sid, "title": f"{sid} station",

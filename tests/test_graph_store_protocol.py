@@ -193,7 +193,8 @@ def test_deleting_a_graph_another_graph_depends_on_is_422(env: tuple[EmbeddedSto
     """Validation sees every graph: a station typed in one graph, described in another, keeps its description."""
     store, c = env
     described, typed = station_graph("bonn-description"), station_graph("bonn-type")
-    description = [Triple(ex("station-bonn"), q.predicate, Literal("bonn") if q.predicate == DCT_IDENTIFIER else q.object)
+    description = [Triple(ex("station-bonn"), q.predicate,
+                          Literal("bonn") if q.predicate == DCT_IDENTIFIER else q.object)
                    for q in store.quads(ex("station-aachen"), g=CENTRAL_GRAPH) if q.predicate != RDF_TYPE]
     assert c.put(url(described), content=serialize(description, format=RdfFormat.N_TRIPLES),
                  headers={"Content-Type": "application/n-triples"}).status_code == 201
@@ -201,7 +202,8 @@ def test_deleting_a_graph_another_graph_depends_on_is_422(env: tuple[EmbeddedSto
                  ).status_code == 201
     r = c.delete(url(described))
     assert r.status_code == 422, r.text
-    components = {(x["focusNode"], x["resultPath"], x["sourceConstraintComponent"]) for x in r.json()["report"]["results"]}
+    components = {(x["focusNode"], x["resultPath"], x["sourceConstraintComponent"])
+                  for x in r.json()["report"]["results"]}
     assert (EX + "station-bonn", DCT_IDENTIFIER.value, "MinCountConstraintComponent") in components
     assert triples_of(store, described) == set(description)
     assert c.delete(url(typed)).status_code == 204  # untyped, the description constrains nothing

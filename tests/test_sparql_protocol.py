@@ -361,6 +361,49 @@ def test_protocol_misuse_is_refused(client: TestClient, method: str, kwargs: dic
     assert r.json()["detail"]
 
 
+@pytest.mark.parametrize("template", [
+    "SELECT * WHERE {{ SERVICE <{url}> {{ ?s ?p ?o }} }}",
+    "select * where {{ ?s ?p true.service silent <{url}> {{ ?a ?b ?c }} }}",
+    "SELECT * WHERE {{ BIND(<{url}> AS ?u) SERVICE ?u {{ ?s ?p ?o }} }}",
+    "SELECT * WHERE {{ <http://a\\u0041#> ?p ?o . SERVICE <{url}> {{ ?s ?p ?o }} }}",
+])
+def test_service_is_refused_and_nothing_is_fetched(client: TestClient, template: str) -> None:
+    """pyoxigraph would fetch SERVICE URLs: a caller could make the central service send requests anywhere."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.2)
+        url = "http://127.0.0.1:%d/sparql" % listener.getsockname()[1]
+        r = select(client, template.format(url=url))
+        assert r.status_code == 400 and "SERVICE" in r.json()["detail"], r.text
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    text = PREFIXES + f"DELETE {{ GRAPH {AACHEN} {{ ?s ?p ?o }} }} WHERE {{ SERVICE <{url}> {{ ?s ?p ?o }} }}"
+    assert client.post("/sparql", data={"update": text}, headers=OPERATOR).status_code == 400
+
+
+def test_words_in_iris_strings_and_names_are_not_keywords(client: TestClient) -> None:
+    query = PREFIXES + """SELECT ?from ?service WHERE {  # SERVICE <http://example.org/> FROM <x>
+        VALUES (?from ?service) { ("FROM <x>" <http://example.org/service>) } }"""
+    r = select(client, query)
+    assert r.status_code == 200, r.text
+    assert rows(r) == [{"from": '"FROM <x>"', "service": "<http://example.org/service>"}]
+
+
+ODD_QUERIES = ["", " ", "{", "SELECT", "ASK {} ASK {}", "SELECT * WHERE { ?s ?p ?o } LIMIT -1", "DESCRIBE ?x",
+               "CONSTRUCT {} WHERE {}", "SELECT * WHERE { GRAPH <not iri> {} }", "SELECT (REGEX('a', '((') AS ?x) {}",
+               "\x00", "BASE <rel> SELECT * {}", "SELECT * { VALUES ?x { 1 } } ORDER BY (1/0)", "SELECT $",
+               "SELECT ?x { BIND(BNODE() AS ?x) }", "SELECT ?x WHERE { BIND(<<( <http://a> <http://b> 1 )>> AS ?x) }"]
+
+
+@pytest.mark.parametrize("query", ODD_QUERIES)
+def test_odd_queries_never_give_a_500(client: TestClient, query: str) -> None:
+    for accept in (None, "text/csv", "application/rdf+xml", "application/ld+json", "application/sparql-results+xml"):
+        r = client.get("/sparql", params={"query": query}, headers={"Accept": accept} if accept else {})
+        assert r.status_code < 500, (query, accept, r.text)
+        assert r.status_code in (200, 400, 406), (query, accept, r.text)
+
+
 def test_oversized_body_is_413(store: EmbeddedStore) -> None:
     with TestClient(make_app(store, max_body_bytes=200), headers=RESEARCHER) as c:
         small = c.post("/sparql", content=b"ASK {}", headers={"Content-Type": "application/sparql-query"})
@@ -480,6 +523,9 @@ def test_using_graph_uri_sets_the_where_dataset(writable: tuple[EmbeddedStore, T
     (f"INSERT DATA {{ GRAPH {AACHEN} {{ ex:x rdfs:label \"x\" }} }} ; DELETE WHERE {{ GRAPH {AACHEN} {{ ?s ?p ?o }} }}",
      400, "only operation"),
     ("INSERT DATA { GRAPH ex:g { ex:x rdfs:label } }", 400, "malformed"),
+    (f"INSERT DATA {{ GRAPH {AACHEN} {{ <relative> rdfs:label \"x\" }} }}", 400, "not a valid RDF term"),
+    (f"INSERT DATA {{ GRAPH {AACHEN} {{ ex:x rdfs:label \"x\"@en-US-x }} }}", 400, "not a valid RDF term"),
+    ("WITH <relative> INSERT { ?s rdfs:label \"x\" } WHERE { BIND(ex:x AS ?s) }", 400, "not a valid RDF term"),
     (f"INSERT {{ GRAPH {AACHEN} {{ ?s rdfs:label \"y\" }} }} WHERE {{ GRAPH ?g {{ ?s ?p ?o }} }}", 400, "solutions"),
 ])
 def test_unsupported_or_bad_updates_are_refused_with_a_sentence(
@@ -491,6 +537,19 @@ def test_unsupported_or_bad_updates_are_refused_with_a_sentence(
     assert r.status_code == status, r.text
     assert words in r.json()["detail"]
     assert len(store) == before
+
+
+def test_an_update_whose_where_is_over_time_is_503_and_writes_nothing(
+        writable: tuple[EmbeddedStore, TestClient]) -> None:
+    store, _ = writable
+    before = len(store)
+    heavy = (f"INSERT {{ GRAPH {AACHEN} {{ ex:x rdfs:label ?n }} }} WHERE {{ {{ SELECT (STR(COUNT(*)) AS ?n) "
+             "WHERE { GRAPH ?g { ?a ?p ?b } GRAPH ?h { ?c ?q ?d } FILTER(STR(?b) != STR(?d)) } } }")
+    with TestClient(make_app(store, query_timeout_s=0.2), headers=OPERATOR) as c:
+        r = update(c, heavy)
+    assert r.status_code == 503, r.text
+    time.sleep(3)  # the abandoned evaluation ends in the background; its result is dropped
+    assert len(store) == before and not store.quads(ex("x"))
 
 
 # -- time-outs and concurrency (a real server) -----------------------------------------------------------
@@ -554,6 +613,22 @@ def test_a_query_over_time_is_503_and_others_still_answer(store: EmbeddedStore) 
     assert out["cheap"][0] == 200 and out["cheap"][1] < 1.0
 
 
+def test_the_pool_bounds_concurrent_evaluations(store: EmbeddedStore) -> None:
+    """With one worker busy on a heavy query, a cheap one waits for it and gets 503 at its own deadline."""
+    app = FastAPI()
+    app.include_router(sparql_router(store=store, principal=fake_principal,
+                                     settings=replace(SETTINGS, query_timeout_s=0.3), max_concurrent_queries=1))
+    with serve(app) as url:
+        out: dict[str, Any] = {}
+        heavy = threading.Thread(target=timed_get, args=(url, HEAVY, out, "heavy"))
+        heavy.start()
+        time.sleep(0.1)
+        timed_get(url, STATIONS, out, "cheap")
+        heavy.join(30)
+    assert out["heavy"][0] == 503 and out["cheap"][0] == 503
+    assert out["cheap"][1] < 1.0
+
+
 # -- real clients ----------------------------------------------------------------------------------------
 
 
@@ -584,7 +659,8 @@ def test_sparqlwrapper_select_json_and_xml(endpoint: str) -> None:
 
 
 def test_sparqlwrapper_ask_and_construct(endpoint: str) -> None:
-    assert wrapper(endpoint, PREFIXES + "ASK { ?s a pht:Station }", JSON).queryAndConvert()["boolean"] is True  # type: ignore[index]
+    ask = wrapper(endpoint, PREFIXES + "ASK { ?s a pht:Station }", JSON).queryAndConvert()
+    assert ask["boolean"] is True  # type: ignore[index]
     query = PREFIXES + "CONSTRUCT { ?s dcterms:identifier ?id } WHERE { ?s a pht:Station ; dcterms:identifier ?id }"
     with pytest.warns(DeprecationWarning, match="ConjunctiveGraph"):  # SPARQLWrapper 2.0's RDF/XML conversion
         graph = wrapper(endpoint, query, XML).queryAndConvert()

@@ -12,10 +12,13 @@ from graph_store import (
     CENTRAL_GRAPH,
     PHT,
     ChangeSet,
+    ConflictError,
     EmbeddedStore,
     InvalidInputError,
     ValidationFailed,
+    compile_update,
     parse_rdf,
+    station_graph,
 )
 from graph_store._paths import REPO_ROOT
 
@@ -112,8 +115,11 @@ def test_an_update_that_violates_the_shapes_is_refused_whole(store: EmbeddedStor
 @pytest.mark.parametrize("update,message", [
     ("INSERT DATA { <urn:a> <urn:b> <urn:c> }", "writes the default graph"),
     ("INSERT DATA { GRAPH <urn:g> { _:b <urn:b> <urn:c> } }", "blank node"),
-    ("WITH <urn:g> DELETE { ?s ?p ?o } WHERE { ?s ?p ?o }", "WITH and USING are not supported"),
-    ("DROP GRAPH <urn:g>", "unsupported update"),
+    ("DELETE { ?s ?p ?o } WHERE { GRAPH <urn:g> { ?s ?p ?o } }", "default graph.*or name the graph with WITH"),
+    ("WITH <relative> INSERT { <urn:s> <urn:p> ?o } WHERE { BIND(1 AS ?o) }", "not a valid RDF term"),
+    ("DROP GRAPH <urn:g>", "unsupported update operation DROP"),
+    ("INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:b> <urn:c> } } ; DELETE WHERE { GRAPH <urn:g> { ?s ?p ?o } }",
+     "only operation"),
     ("DELETE { GRAPH <urn:g> { ?s ?p ?o } } WHERE { ?s ?p ", "malformed SPARQL update"),
 ])
 def test_unsupported_or_malformed_updates_are_refused(store: EmbeddedStore, update: str, message: str) -> None:
@@ -126,3 +132,82 @@ def test_update_parameters_are_checked(store: EmbeddedStore) -> None:
         store.run_update("fire_transition", graph=CENTRAL_GRAPH)
     with pytest.raises(InvalidInputError, match="is a query"):
         store.run_update("trains_by_state")
+
+
+# -- WITH, USING and the protocol's USING graphs, the solution limit, plans ------------------------------
+
+TITLE = NamedNode("http://purl.org/dc/terms/title")
+AACHEN, LEIPZIG = station_graph("aachen"), station_graph("leipzig")
+
+
+def titles(store: EmbeddedStore, graph: NamedNode) -> list[str]:
+    return sorted(q.object.value for q in store.quads(None, TITLE, None, graph))
+
+
+@pytest.fixture()
+def titled(store: EmbeddedStore) -> EmbeddedStore:
+    store.apply_update(f"INSERT DATA {{ GRAPH {AACHEN} {{ {TRAIN} {TITLE} \"A\" }} "
+                       f"GRAPH {LEIPZIG} {{ {TRAIN} {TITLE} \"L\" }} }}")
+    return store
+
+
+def test_with_names_the_templates_graph_and_the_where_default_graph(titled: EmbeddedStore) -> None:
+    out = titled.apply_update(f"WITH {AACHEN} DELETE {{ ?s {TITLE} ?t }} INSERT {{ ?s {TITLE} ?new }} "
+                              f"WHERE {{ ?s {TITLE} ?t BIND(CONCAT(\"new \", ?t) AS ?new) }}")
+    assert out.solutions == 1
+    assert titles(titled, AACHEN) == ["new A"] and titles(titled, LEIPZIG) == ["L"]
+
+
+def test_using_and_using_named_set_the_where_dataset(titled: EmbeddedStore) -> None:
+    copy = f"INSERT {{ GRAPH {AACHEN} {{ ?s {TITLE} ?t }} }} USING {LEIPZIG} WHERE {{ ?s {TITLE} ?t }}"
+    assert titled.apply_update(copy).solutions == 1
+    assert titles(titled, AACHEN) == ["A", "L"]
+    named = (f"DELETE {{ GRAPH ?g {{ ?s {TITLE} ?t }} }} USING NAMED {LEIPZIG} "
+             f"WHERE {{ GRAPH ?g {{ ?s {TITLE} ?t }} }}")
+    assert titled.apply_update(named).solutions == 1
+    assert titles(titled, LEIPZIG) == [] and titles(titled, AACHEN) == ["A", "L"]
+
+
+def test_using_arguments_stand_for_the_protocols_using_graph_uri(titled: EmbeddedStore) -> None:
+    text = f"DELETE {{ GRAPH {AACHEN} {{ ?s {TITLE} ?t }} }} WHERE {{ ?s {TITLE} ?t }}"
+    assert titled.apply_update(text).solutions == 0  # the default graph holds nothing
+    assert titled.apply_update(text, using=[AACHEN]).solutions == 1
+    assert titles(titled, AACHEN) == []
+    for refused, message in [(f"WITH {AACHEN} DELETE {{ ?s ?p ?o }} WHERE {{ ?s ?p ?o }}", "WITH or USING"),
+                             (f"DELETE WHERE {{ GRAPH {AACHEN} {{ ?s ?p ?o }} }}", "DELETE WHERE")]:
+        with pytest.raises(InvalidInputError, match=message):
+            titled.apply_update(refused, using=[LEIPZIG])
+
+
+def test_an_update_matching_more_than_max_solutions_is_refused(titled: EmbeddedStore) -> None:
+    text = (f"DELETE {{ GRAPH ?g {{ ?s {TITLE} ?t }} }} WHERE {{ GRAPH ?g {{ ?s {TITLE} ?t }} "
+            f"FILTER(?g IN ({AACHEN}, {LEIPZIG})) }}")
+    before = len(titled)
+    with pytest.raises(InvalidInputError, match="more than 1 solutions"):
+        titled.apply_update(text, max_solutions=1)
+    assert len(titled) == before
+    assert titled.apply_update(text, max_solutions=2).solutions == 2
+
+
+def test_a_plan_writes_nothing_and_is_guarded_by_what_it_deletes(titled: EmbeddedStore) -> None:
+    update = compile_update(f"DELETE WHERE {{ GRAPH {AACHEN} {{ ?s {TITLE} ?t }} }} ")
+    plan = titled.plan_update(update)
+    assert plan.solutions == 1 and titles(titled, AACHEN) == ["A"]
+    assert plan.change.guard == plan.change.delete == {Quad(TRAIN, TITLE, Literal("A"), AACHEN)}
+    titled.apply(plan.change)
+    with pytest.raises(ConflictError):
+        titled.apply(ChangeSet(insert=[Quad(TRAIN, TITLE, Literal("B"), AACHEN)], guard=plan.change.guard))
+    assert titled.plan_update(update).change.is_empty()
+
+
+def test_data_operations_fold_and_delete_only_what_exists(titled: EmbeddedStore) -> None:
+    a, b = Quad(TRAIN, TITLE, Literal("A"), AACHEN), Quad(TRAIN, TITLE, Literal("B"), AACHEN)
+    plan = titled.plan_update(f"INSERT DATA {{ GRAPH {AACHEN} {{ {TRAIN} {TITLE} \"B\" }} }} ; "
+                              f"DELETE DATA {{ GRAPH {AACHEN} {{ {TRAIN} {TITLE} \"B\", \"A\", \"gone\" }} }}")
+    assert plan.change.delete == {a, b} - {b} and not plan.change.insert
+
+
+def test_iris_with_escapes_do_not_confuse_the_where_clause(titled: EmbeddedStore) -> None:
+    out = titled.apply_update(f"DELETE {{ GRAPH {AACHEN} {{ ?s {TITLE} ?t }} }} "
+                              f"WHERE {{ GRAPH {AACHEN} {{ ?s {TITLE} ?t FILTER(?s != <urn:x\\u0041#>) }} }}")
+    assert out.solutions == 1 and titles(titled, AACHEN) == []

@@ -158,5 +158,9 @@ class WorkItem(BaseModel):
 
 
 class Problem(BaseModel):
+    """Every refusal: one sentence; a SHACL refusal adds the validation ``report``, an invalid request (path,
+    query or body not matching this schema) the list of ``errors`` (Pydantic's, one per wrong value)."""
+
     detail: str
     report: dict | None = None  # type: ignore[type-arg]
+    errors: list[dict] | None = None  # type: ignore[type-arg]

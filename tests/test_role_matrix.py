@@ -1,0 +1,291 @@
+"""Who may call what: the role x endpoint matrix of the central service, walked call by call.
+
+``MATRIX`` below is the access policy written out as a table, one row per route (and per variant of a route
+whose policy depends on what the call is about), one column per kind of caller:
+
+* ``anon``   no ``Authorization`` header;            ``bad``    a well-formed token with a wrong signature;
+* ``r-own``  researcher alice, who owns the train;   ``r-oth``  researcher bob, who does not;
+* ``s-own``  station aachen, where the train is;     ``s-oth``  station cologne, which the train has not reached;
+* ``a-own``  aachen's station admin;                  ``a-oth``  cologne's station admin;
+* ``op``     an operator.
+
+``Y`` = allowed: the call must get one of the row's success statuses (so, in particular, not 401/403).
+``.`` = refused: 401 (with ``WWW-Authenticate``) for ``anon`` and ``bad``, 403 for everyone else.
+
+The table follows the routes' ``Depends(require(...))`` plus the ownership rules of ``train_routes``
+(``visible_train``: requester, operators, stations the train visits), ``station_routes`` (a station reads its
+own work, steps and hands over outputs of executions at its station), ``registry.dataset`` (a station admin
+registers datasets of its own station), and the protocol endpoints (``/sparql``: queries for every role, a
+station confined to its own graph, updates for operators; ``/rdf-graphs``: operators write data graphs, a
+station reads and writes its own graph, researchers and station admins read every graph).
+
+``test_the_matrix_covers_every_route`` fails when a route is added without a row (or a row outlives its route).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastapi.routing
+import httpx
+import pytest
+from api_helpers import ALICE, BOB, KEY, OPS, SETTINGS, admin, service, station
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from graph_store import station_graph
+from orchestrator.app import create_app
+from orchestrator.auth import issue_token
+from orchestrator.principal import Role
+
+CALLERS = ("anon", "bad", "r-own", "r-oth", "s-own", "s-oth", "a-own", "a-oth", "op")
+UNAUTHENTICATED = frozenset({"anon", "bad"})
+
+OWN, OTHER = "aachen", "cologne"
+OWN_GRAPH = station_graph(OWN).value
+WRONG_SECRET = "not-the-service-secret-0123456789abcdef"
+
+HEADERS: dict[str, dict[str, str]] = {
+    "anon": {},
+    "bad": {"Authorization": "Bearer " + issue_token(WRONG_SECRET, subject="ops", roles=[Role.OPERATOR])},
+    "r-own": ALICE,
+    "r-oth": BOB,
+    "s-own": station(OWN),
+    "s-oth": station(OTHER),
+    "a-own": admin(OWN),
+    "a-oth": admin(OTHER),
+    "op": OPS,
+}
+
+DOC_ROUTES = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+"""FastAPI's documentation routes: public on purpose, not part of the matrix."""
+
+# fmt: off
+#                                                             anon bad r-own r-oth s-own s-oth a-own a-oth op
+MATRIX: dict[tuple[str, str, str], str] = {
+    ("GET",    "/health",                             ""):        " Y   Y   Y     Y     Y     Y     Y     Y    Y",
+    ("POST",   "/api/stations",                       ""):        " .   .   .     .     .     .     .     .    Y",
+    ("GET",    "/api/stations",                       ""):        " .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("POST",   "/api/datasets",                       "aachen"):  " .   .   .     .     .     .     Y     .    Y",
+    ("GET",    "/api/datasets",                       ""):        " .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("POST",   "/api/definitions",                    ""):        " .   .   Y     Y     .     .     .     .    Y",
+    ("GET",    "/api/definitions",                    ""):        " .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("POST",   "/api/trains",                         ""):        " .   .   Y     Y     .     .     .     .    Y",
+    ("GET",    "/api/trains",                         ""):        " .   .   Y     Y     .     .     .     .    Y",
+    ("GET",    "/api/trains/{train_id}",              ""):        " .   .   Y     .     Y     .     Y     .    Y",
+    ("GET",    "/api/trains/{train_id}/events",       ""):        " .   .   Y     .     Y     .     Y     .    Y",
+    ("POST",   "/api/trains/{train_id}/cancel",       ""):        " .   .   Y     .     .     .     .     .    Y",
+    ("GET",    "/api/stations/{station_id}/work",     "aachen"):  " .   .   .     .     Y     .     Y     .    Y",
+    ("POST",   "/api/executions/{execution_id}/steps",   ""):     " .   .   .     .     Y     .     Y     .    Y",
+    ("POST",   "/api/executions/{execution_id}/outputs", ""):     " .   .   .     .     Y     .     .     .    Y",
+    ("GET",    "/sparql",                             "describe"): " .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("GET",    "/sparql",                             "union"):   " .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("GET",    "/sparql",                             "aachen"):  " .   .   Y     Y     Y     .     Y     Y    Y",
+    ("POST",   "/sparql",                             "aachen"):  " .   .   Y     Y     Y     .     Y     Y    Y",
+    ("POST",   "/sparql",                             "update"):  " .   .   .     .     .     .     .     .    Y",
+    ("GET",    "/rdf-graphs",                         "aachen"):  " .   .   Y     Y     Y     .     Y     Y    Y",
+    ("HEAD",   "/rdf-graphs",                         "aachen"):  " .   .   Y     Y     Y     .     Y     Y    Y",
+    ("PUT",    "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
+    ("POST",   "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
+    ("DELETE", "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
+}
+# fmt: on
+"""(method, route path, variant) -> one Y/. per caller, in the order of ``CALLERS``."""
+
+
+def allowed(key: tuple[str, str, str]) -> frozenset[str]:
+    marks = MATRIX[key].split()
+    assert len(marks) == len(CALLERS) and set(marks) <= {"Y", "."}, f"malformed matrix row {key}"
+    return frozenset(caller for caller, mark in zip(CALLERS, marks) if mark == "Y")
+
+
+# --- the calls ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """One HTTP request (the caller's headers are added when it is sent)."""
+
+    method: str
+    url: str
+    params: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class World:
+    """Builds, on the running service, what a call is about: a fresh train of alice's at aachen, an execution
+    there in a given state, a non-empty aachen station graph."""
+
+    WALK = (("waiting-for-approval", station), ("approved", admin), ("pulling", station), ("running", station))
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def ok(self, response: httpx.Response, *statuses: int) -> httpx.Response:
+        assert response.status_code in statuses, f"set-up call failed: {response.status_code} {response.text}"
+        return response
+
+    def train(self) -> str:
+        """A new incremental train of alice's; its first (and only) execution is queued at aachen."""
+        r = self.client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}})
+        return str(self.ok(r, 201).json()["id"])
+
+    def execution(self, state: str) -> str:
+        """The first execution of a new train, stepped (by aachen's station and admin) up to ``state``."""
+        eid = f"{self.train()}.r1-s0"
+        for to, who in self.WALK:
+            if state == "queued":
+                break
+            self.ok(self.client.post(f"/api/executions/{eid}/steps", headers=who(OWN), json={"to": to}), 200)
+            if to == state:
+                break
+        return eid
+
+    def fill_own_graph(self) -> None:
+        r = self.client.post("/rdf-graphs", params={"graph": OWN_GRAPH}, headers={**OPS, "Content-Type": "text/turtle"},
+                             content=f'<urn:pht-test:{uuid.uuid4().hex}> <http://purl.org/dc/terms/title> "x" .'.encode())
+        self.ok(r, 201, 204)
+
+
+TURTLE = {"Content-Type": "text/turtle"}
+STEP_BY = {"s-own": "rejected", "a-own": "approved", "op": "failed"}
+"""A step each allowed caller may fire from waiting-for-approval (per the chart's pht:firedBy)."""
+
+
+def _triple() -> bytes:
+    return f'<urn:pht-test:{uuid.uuid4().hex}> <http://purl.org/dc/terms/title> "t" .'.encode()
+
+
+BUILDERS: dict[tuple[str, str, str], Callable[[World, str], Call]] = {
+    ("GET", "/health", ""): lambda w, c: Call("GET", "/health"),
+    ("POST", "/api/stations", ""): lambda w, c: Call("POST", "/api/stations", json={
+        "id": unique("st"), "title": "a station", "owner": "a hospital", "public_keys": [KEY]}),
+    ("GET", "/api/stations", ""): lambda w, c: Call("GET", "/api/stations"),
+    ("POST", "/api/datasets", "aachen"): lambda w, c: Call("POST", "/api/datasets", json={
+        "id": unique("ds"), "title": "data", "station": OWN}),
+    ("GET", "/api/datasets", ""): lambda w, c: Call("GET", "/api/datasets"),
+    ("POST", "/api/definitions", ""): lambda w, c: Call("POST", "/api/definitions", json={
+        "id": unique("def"), "title": "t", "image_name": "pht/x", "image_digest": "sha256:" + "cd" * 32,
+        "mode": "incremental", "route": [OWN]}),
+    ("GET", "/api/definitions", ""): lambda w, c: Call("GET", "/api/definitions"),
+    ("POST", "/api/trains", ""): lambda w, c: Call("POST", "/api/trains", json={"definition": "count",
+                                                                             "parameters": {"MIN": "1"}}),
+    ("GET", "/api/trains", ""): lambda w, c: Call("GET", "/api/trains"),
+    ("GET", "/api/trains/{train_id}", ""): lambda w, c: Call("GET", f"/api/trains/{w.train()}"),
+    ("GET", "/api/trains/{train_id}/events", ""): lambda w, c: Call("GET", f"/api/trains/{w.train()}/events"),
+    ("POST", "/api/trains/{train_id}/cancel", ""): lambda w, c: Call("POST", f"/api/trains/{w.train()}/cancel",
+                                                                     json={"reason": "matrix"}),
+    ("GET", "/api/stations/{station_id}/work", "aachen"): lambda w, c: Call("GET", f"/api/stations/{OWN}/work"),
+    ("POST", "/api/executions/{execution_id}/steps", ""): lambda w, c: Call(
+        "POST", f"/api/executions/{w.execution('waiting-for-approval')}/steps",
+        json={"to": STEP_BY.get(c, "rejected")}),
+    ("POST", "/api/executions/{execution_id}/outputs", ""): lambda w, c: Call(
+        "POST", f"/api/executions/{w.execution('running')}/outputs", json={"sha256": "0" * 64, "byte_size": 1}),
+    ("GET", "/sparql", "describe"): lambda w, c: Call("GET", "/sparql"),
+    ("GET", "/sparql", "union"): lambda w, c: Call("GET", "/sparql", params={"query": "ASK { ?s ?p ?o }"}),
+    ("GET", "/sparql", "aachen"): lambda w, c: Call("GET", "/sparql", params={
+        "query": "SELECT * WHERE { ?s ?p ?o } LIMIT 1", "default-graph-uri": OWN_GRAPH}),
+    ("POST", "/sparql", "aachen"): lambda w, c: Call("POST", "/sparql", params={"default-graph-uri": OWN_GRAPH},
+                                                     content=b"ASK { ?s ?p ?o }",
+                                                     headers={"Content-Type": "application/sparql-query"}),
+    ("POST", "/sparql", "update"): lambda w, c: Call("POST", "/sparql", headers={
+        "Content-Type": "application/sparql-update"}, content=b"INSERT DATA { GRAPH <" + OWN_GRAPH.encode()
+        + b"> { " + _triple() + b" } }"),
+    ("GET", "/rdf-graphs", "aachen"): lambda w, c: (w.fill_own_graph(), Call("GET", "/rdf-graphs", params={
+        "graph": OWN_GRAPH}))[1],
+    ("HEAD", "/rdf-graphs", "aachen"): lambda w, c: (w.fill_own_graph(), Call("HEAD", "/rdf-graphs", params={
+        "graph": OWN_GRAPH}))[1],
+    ("PUT", "/rdf-graphs", "aachen"): lambda w, c: Call("PUT", "/rdf-graphs", params={"graph": OWN_GRAPH},
+                                                        content=_triple(), headers=TURTLE),
+    ("POST", "/rdf-graphs", "aachen"): lambda w, c: Call("POST", "/rdf-graphs", params={"graph": OWN_GRAPH},
+                                                         content=_triple(), headers=TURTLE),
+    ("DELETE", "/rdf-graphs", "aachen"): lambda w, c: (w.fill_own_graph(), Call("DELETE", "/rdf-graphs", params={
+        "graph": OWN_GRAPH}))[1],
+}
+
+SUCCESS: dict[tuple[str, str], frozenset[int]] = {
+    ("POST", "/api/stations"): frozenset({201}),
+    ("POST", "/api/datasets"): frozenset({201}),
+    ("POST", "/api/definitions"): frozenset({201}),
+    ("POST", "/api/trains"): frozenset({201}),
+    ("POST", "/api/executions/{execution_id}/outputs"): frozenset({201}),
+    ("PUT", "/rdf-graphs"): frozenset({201, 204}),
+    ("POST", "/rdf-graphs"): frozenset({201, 204}),
+    ("DELETE", "/rdf-graphs"): frozenset({204}),
+}
+"""Statuses of an allowed call (200 where not listed)."""
+
+
+# --- the tests ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with service() as client:
+        yield World(client)
+
+
+def _cells() -> Iterator[Any]:
+    for key in MATRIX:
+        for caller in CALLERS:
+            method, path, variant = key
+            yield pytest.param(key, caller, id=f"{method} {path}{f' [{variant}]' if variant else ''} as {caller}")
+
+
+@pytest.mark.parametrize(("key", "caller"), list(_cells()))
+def test_role_matrix(world: World, key: tuple[str, str, str], caller: str) -> None:
+    call = BUILDERS[key](world, caller)
+    response = world.client.request(call.method, call.url, params=call.params, json=call.json, content=call.content,
+                                    headers={**call.headers, **HEADERS[caller]})
+    method, path, _ = key
+    if caller in allowed(key):
+        expected = SUCCESS.get((method, path), frozenset({200}))
+        assert response.status_code not in (401, 403), f"allowed call refused: {response.status_code} {response.text}"
+        assert response.status_code in expected, f"allowed call failed: {response.status_code} {response.text}"
+    elif caller in UNAUTHENTICATED:
+        assert response.status_code == 401, f"expected 401, got {response.status_code} {response.text}"
+        assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    else:
+        assert response.status_code == 403, f"expected 403, got {response.status_code} {response.text}"
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves (through included routers too)."""
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)  # FastAPI >= 0.16x nests included routers
+    routes = list(iterate(app.routes)) if iterate is not None else list(app.routes)
+    found = set()
+    for route in routes:
+        path, methods = getattr(route, "path", None), getattr(route, "methods", None)
+        assert path is not None, f"a route without a path: {route!r}"
+        found |= {(method, path) for method in methods or {"WEBSOCKET"}}
+    return found
+
+
+def test_the_matrix_covers_every_route() -> None:
+    served = {(m, p) for m, p in app_routes(create_app(SETTINGS)) if p not in DOC_ROUTES}
+    in_matrix = {(m, p) for m, p, _ in MATRIX}
+    assert not served - in_matrix, f"routes without a row in MATRIX: {sorted(served - in_matrix)}"
+    assert not in_matrix - served, f"MATRIX rows of routes the app does not serve: {sorted(in_matrix - served)}"
+    assert set(BUILDERS) == set(MATRIX)
+    for key in MATRIX:
+        allowed(key)
+
+
+def test_the_protocol_endpoints_are_served() -> None:
+    """The SPARQL and Graph Store Protocol routers are optional in ``create_app`` (an ImportError drops them
+    silently); here they must be there."""
+    served = {p for _, p in app_routes(create_app(SETTINGS))}
+    assert {"/sparql", "/rdf-graphs"} <= served
+
+
+def test_doc_routes_are_the_only_other_routes() -> None:
+    assert {p for _, p in app_routes(create_app(SETTINGS))} - {p for _, p, _ in MATRIX} <= DOC_ROUTES

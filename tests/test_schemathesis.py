@@ -1,0 +1,155 @@
+"""Property-based tests of the REST API from its own OpenAPI schema (Schemathesis 4, in-process ASGI).
+
+Every operation of ``/openapi.json`` is called with generated requests (valid and invalid ones), as an
+operator and as a researcher, on an embedded in-memory store holding three stations, their datasets, an
+incremental and a federated definition, and a few trains. Checks:
+
+* ``not_a_server_error``: no 5xx, whatever is sent;
+* ``status_code_conformance``: every status answered is documented for the operation;
+* ``content_type_conformance`` and ``response_schema_conformance``: the body is what the schema says.
+
+Bounded and deterministic: ``derandomize``, no example database, ``MAX_EXAMPLES`` per operation.
+``test_a_server_error_would_be_caught`` makes sure a 500 anywhere fails these checks.
+"""
+
+import warnings
+from typing import Any
+
+import hypothesis
+import hypothesis.strategies as st
+import pytest
+import schemathesis
+from api_helpers import ALICE, DIGEST, KEY, OPS, SETTINGS, admin, station
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import ServerError
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from graph_store import EmbeddedStore
+from orchestrator.app import create_app
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from fastapi.testclient import TestClient
+
+MAX_EXAMPLES = 25
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+TOKENS = {"operator": OPS, "researcher": ALICE}
+
+
+def seeded_app() -> FastAPI:
+    """The service on an in-memory store with stations, datasets, definitions and trains.
+
+    Registered without running the lifespan (Schemathesis starts it on its first call and keeps it running):
+    the vocabulary is loaded here, so that the lifecycle can fire transitions already.
+    """
+    store = EmbeddedStore()
+    store.load_vocabulary()
+    app = create_app(SETTINGS, store=store)
+    client = TestClient(app)
+    for sid in ("aachen", "leipzig", "cologne"):
+        r = client.post("/api/stations", headers=OPS, json={"id": sid, "title": f"{sid} station",
+                                                             "owner": f"{sid} hospital", "public_keys": [KEY]})
+        assert r.status_code == 201, r.text
+        r = client.post("/api/datasets", headers=OPS, json={"id": f"{sid}-data", "title": "data", "station": sid})
+        assert r.status_code == 201, r.text
+    for body in ({"id": "count", "title": "Cohort count", "image_name": "pht/count", "image_digest": DIGEST,
+                  "mode": "incremental", "route": ["aachen", "leipzig", "cologne"],
+                  "parameters": [{"name": "MIN", "datatype": "integer", "required": True}]},
+                 {"id": "fedavg", "title": "FedAvg", "image_name": "pht/fedavg", "image_digest": DIGEST,
+                  "mode": "federated", "route": ["aachen", "leipzig"], "rounds": 2, "aggregator": "cologne"}):
+        r = client.post("/api/definitions", headers=ALICE, json=body)
+        assert r.status_code == 201, r.text
+    walk = (("waiting-for-approval", station), ("approved", admin), ("pulling", station), ("running", station),
+            ("output-under-review", station))
+    for definition, parameters, steps in (("count", {"MIN": "3"}, 0), ("count", {"MIN": "4"}, 4),
+                                          ("count", {"MIN": "5"}, 5), ("fedavg", {}, 2)):
+        r = client.post("/api/trains", headers=ALICE, json={"definition": definition, "parameters": parameters})
+        assert r.status_code == 201, r.text
+        tid = r.json()["id"]
+        eid = f"{tid}.r1-s0"
+        KNOWN["train_id"].append(tid)
+        KNOWN["execution_id"] += [eid] + ([f"{tid}.r1-s1"] if definition == "fedavg" else [])
+        for to, who in walk[:steps]:
+            if to == "output-under-review":
+                r = client.post(f"/api/executions/{eid}/outputs", headers=station("aachen"),
+                                json={"sha256": "ab" * 32, "byte_size": 7})
+                assert r.status_code == 201, r.text
+            r = client.post(f"/api/executions/{eid}/steps", headers=who("aachen"), json={"to": to})
+            assert r.status_code == 200, r.text
+    return app
+
+
+KNOWN: dict[str, list[str]] = {"station_id": ["aachen", "leipzig", "cologne"], "train_id": [], "execution_id": []}
+"""Identifiers that exist, for the path parameters (else nearly every generated id would be a 404)."""
+
+APP = seeded_app()
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+
+
+@schema.hook
+def flatmap_path_parameters(context: schemathesis.HookContext, path_parameters: dict[str, Any]) -> Any:
+    """Half of the time (per parameter), an identifier that exists instead of the generated one."""
+    strategies = {name: st.one_of(st.just(value), st.sampled_from(KNOWN[name])) if KNOWN.get(name) else st.just(value)
+                  for name, value in (path_parameters or {}).items()}
+    return st.fixed_dictionaries(strategies)
+
+SETTINGS_FOR_TESTS = hypothesis.settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+    print_blob=False,
+)
+
+
+@pytest.fixture(params=sorted(TOKENS))
+def headers(request: pytest.FixtureRequest) -> dict[str, str]:
+    return TOKENS[request.param]
+
+
+@schema.parametrize()
+@SETTINGS_FOR_TESTS
+def test_api_conforms_to_its_schema(case: schemathesis.Case, headers: dict[str, str]) -> None:
+    case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+def test_every_operation_is_tested() -> None:
+    """The schema lists every route of the API (a route hidden from the schema would escape the tests)."""
+    paths = set(schema.raw_schema["paths"])
+    assert {"/api/trains", "/api/executions/{execution_id}/steps", "/api/stations/{station_id}/work"} <= paths
+    assert all(p.startswith(("/api/", "/health", "/sparql", "/rdf-graphs")) for p in paths), paths
+
+
+# --- the checks can fail ------------------------------------------------------------------------------
+
+
+def broken_app() -> FastAPI:
+    """Two routes with the bugs the checks are there for: one raises, one answers 500 itself."""
+    app = FastAPI()
+
+    @app.get("/raises")
+    def raises() -> dict[str, str]:
+        raise RuntimeError("a bug")
+
+    @app.get("/answers-500")
+    def answers_500() -> JSONResponse:
+        return JSONResponse({"detail": "oops"}, status_code=500)
+
+    return app
+
+
+def test_a_server_error_would_be_caught() -> None:
+    """The same call and checks, on an app with the two kinds of 500: both fail the test."""
+    broken = schemathesis.openapi.from_asgi("/openapi.json", broken_app())
+    with pytest.raises(BaseExceptionGroup) as caught:  # Schemathesis raises its failures as a group
+        broken["/answers-500"]["GET"].Case().call_and_validate(headers=OPS, checks=CHECKS)
+    assert caught.group_contains(ServerError), repr(caught.value)
+    with pytest.raises(RuntimeError, match="a bug"):  # the in-process transport re-raises the app's exception
+        broken["/raises"]["GET"].Case().call_and_validate(headers=OPS, checks=CHECKS)
