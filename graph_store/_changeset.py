@@ -61,18 +61,22 @@ class ChangeSet:
 
     @classmethod
     def merged(cls, changes: Iterable[ChangeSet], *, keep_delete: Callable[[Quad], bool] | None = None,
-               guard: Iterable[Quad] = ()) -> ChangeSet:
-        """The union of change sets (already checked and canonical, so not checked again), keeping only the
-        deletions ``keep_delete`` accepts; ``guard`` quads are checked like any input."""
+               guard_deletions: bool = False) -> ChangeSet:
+        """The union of change sets, which are already checked and canonical, so not checked again.
+
+        ``keep_delete`` filters the deletions (e.g. to those that exist); with ``guard_deletions`` the kept
+        deletions join the guard, making the merged change a compare-and-set on what it deletes.
+        """
         parts = list(changes)
         insert = frozenset().union(*(c.insert for c in parts))
         delete = frozenset().union(*(c.delete for c in parts)) - insert
         if keep_delete is not None:
             delete = frozenset(q for q in delete if keep_delete(q))
+        guard = frozenset().union(*(c.guard for c in parts))
         result = cls.__new__(cls)
         object.__setattr__(result, "delete", delete)
         object.__setattr__(result, "insert", insert)
-        object.__setattr__(result, "guard", frozenset().union(*(c.guard for c in parts)) | _frozen(guard, "guard"))
+        object.__setattr__(result, "guard", guard | delete if guard_deletions else guard)
         return result
 
     def is_empty(self) -> bool:

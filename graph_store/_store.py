@@ -210,12 +210,10 @@ class GraphStore(ABC):
             parts = [self._evaluate(c, values, c.where_dataset(), None) for c, values in compiled]
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
-            delete = set().union(*(ch.delete for ch, _ in parts))
-            insert = set().union(*(ch.insert for ch, _ in parts))
-            if extra is not None:
-                delete |= extra.delete
-                insert |= extra.insert
-            report = self.apply(self._guarded(delete, insert, extra.guard if extra is not None else ()))
+            changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
+            required = extra.guard if extra is not None else frozenset()
+            report = self.apply(ChangeSet.merged(changes, keep_delete=lambda q: q in required or self.contains(q),
+                                                 guard_deletions=True))
         return [UpdateOutcome(report=report, solutions=n, change=ch) for ch, n in parts]
 
     @staticmethod

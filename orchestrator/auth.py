@@ -199,6 +199,11 @@ class TokenVerifier:
             else None
         )
 
+    @property
+    def fetches_keys(self) -> bool:
+        """True if verifying may fetch a JWKS over the network (a provider is configured)."""
+        return self._jwks is not None
+
     def verify(self, token: str) -> Principal:
         """The principal a valid token stands for.
 
@@ -338,12 +343,11 @@ def principal_dependency(verifier: TokenVerifier) -> PrincipalDependency:
 
     Answers 401 with ``WWW-Authenticate: Bearer`` when there is no bearer token, and with
     ``WWW-Authenticate: Bearer error="invalid_token", error_description="<reason>"`` when it is refused.
-    Synchronous on purpose: fetching the JWKS blocks, so FastAPI runs it in its thread pool.
+    Synchronous (run in FastAPI's thread pool) when a JWKS may have to be fetched; with local tokens only,
+    verifying is pure computation and runs on the event loop, sparing every request a thread hop.
     """
 
-    def authenticate(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
+    def principal_of(credentials: HTTPAuthorizationCredentials | None) -> Principal:
         if credentials is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -359,7 +363,20 @@ def principal_dependency(verifier: TokenVerifier) -> PrincipalDependency:
                 headers={"WWW-Authenticate": _invalid_token_challenge(str(error))},
             ) from None
 
-    return authenticate
+    if verifier.fetches_keys:
+        def authenticate(
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        ) -> Principal:
+            return principal_of(credentials)
+
+        return authenticate
+
+    async def authenticate_locally(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        return principal_of(credentials)
+
+    return authenticate_locally  # type: ignore[return-value]
 
 
 def require_roles(authenticate: PrincipalDependency) -> RequireRoles:
@@ -374,12 +391,12 @@ def require_roles(authenticate: PrincipalDependency) -> RequireRoles:
             raise ValueError("require() needs at least one role")
         needed = ", ".join(Role(role).value for role in roles)
 
-        def authorize(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        async def authorize(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
             if not principal.has(*roles):
                 raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this call needs one of the roles: {needed}")
             return principal
 
-        return authorize
+        return authorize  # type: ignore[return-value]
 
     return require
 

@@ -1,4 +1,7 @@
-"""The calls a station makes: fetch its work, report each step, hand over outputs."""
+"""The calls a station makes: fetch its work, report each step, hand over outputs.
+
+``async`` handlers on purpose: see ``train_routes``.
+"""
 
 from typing import Annotated
 
@@ -19,7 +22,7 @@ def station_router(s: Services) -> APIRouter:
     life, iris, chart = s.lifecycle, s.lifecycle.iris, s.lifecycle.chart
 
     @router.get("/stations/{station_id}/work", response_model=list[WorkItem])
-    def station_work(station_id: str,
+    async def station_work(station_id: str,
                      principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> list[WorkItem]:
         """The station's executions that are not finished, oldest train first (poll this, outbound)."""
         if not principal.has(Role.OPERATOR) and principal.station != station_id:
@@ -32,14 +35,14 @@ def station_router(s: Services) -> APIRouter:
                 for r in s.store.run_query("station_work", station=iris.station(station_id))]  # type: ignore[union-attr]
 
     @router.post("/executions/{execution_id}/steps", response_model=StepOut)
-    def step_execution(execution_id: str, body: StepIn,
+    async def step_execution(execution_id: str, body: StepIn,
                        principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> StepOut:
         """Move an execution to the next state of the chart; 409 says which state it is in."""
         state = life.step(principal, execution_id=execution_id, to=body.to, reason=body.reason, used=body.used)
         return StepOut(execution=execution_id, state=state)
 
     @router.post("/executions/{execution_id}/outputs", status_code=status.HTTP_201_CREATED, response_model=StepOut)
-    def hand_over_output(execution_id: str, body: OutputIn,
+    async def hand_over_output(execution_id: str, body: OutputIn,
                          principal: Annotated[Principal, Depends(s.require(Role.STATION, Role.OPERATOR))]) -> StepOut:
         """Record the output (SHA-256 digest and size) an execution generated, before it is reviewed."""
         life.add_output(principal, execution_id=execution_id, sha256=body.sha256, byte_size=body.byte_size,

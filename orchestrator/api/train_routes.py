@@ -1,4 +1,9 @@
-"""Trains: submit, list, inspect, cancel, and their events."""
+"""Trains: submit, list, inspect, cancel, and their events.
+
+The handlers are ``async`` although the engine blocks: lifecycle steps are serialised anyway (one lock, one
+store writer), and running them on the event loop spares each request a hand-over to the thread pool.
+Each call takes a few milliseconds; the SPARQL endpoint, whose queries may be long, runs in its own workers.
+"""
 
 from typing import Annotated
 
@@ -43,14 +48,14 @@ def train_router(s: Services) -> APIRouter:
         return train, rows[0], execs
 
     @router.post("/trains", status_code=status.HTTP_201_CREATED, response_model=Created)
-    def submit_train(body: TrainIn, principal: Annotated[Principal, Depends(
+    async def submit_train(body: TrainIn, principal: Annotated[Principal, Depends(
             s.require(Role.RESEARCHER, Role.OPERATOR))]) -> Created:
         """Submit a train of a registered definition; it is queued at once."""
         train_id = life.submit(principal, definition_id=body.definition, parameters=body.parameters)
         return Created(id=train_id, iri=iris.train(train_id).value)
 
     @router.get("/trains", response_model=Page[TrainOut])
-    def list_trains(principal: Annotated[Principal, Depends(s.require(Role.RESEARCHER, Role.OPERATOR))],
+    async def list_trains(principal: Annotated[Principal, Depends(s.require(Role.RESEARCHER, Role.OPERATOR))],
                     state: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
                     limit: Limit = 50, offset: Offset = 0) -> dict:  # type: ignore[type-arg]
         """Trains, newest first: a researcher sees their own, an operator all. Filter by ``state``."""
@@ -65,7 +70,7 @@ def train_router(s: Services) -> APIRouter:
         return page(rows, limit, offset)
 
     @router.get("/trains/{train_id}", response_model=TrainOut)
-    def get_train(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))]) -> TrainOut:
+    async def get_train(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))]) -> TrainOut:
         """A train's state and its executions (route, rounds, outputs)."""
         train, row, execs = visible_train(principal, train_id)
         created = [q.object for q in s.store.quads(train, NamedNode("http://purl.org/dc/terms/created"))]
@@ -75,7 +80,7 @@ def train_router(s: Services) -> APIRouter:
                         created=text(created[0]) if created else "", executions=execs)
 
     @router.get("/trains/{train_id}/events", response_model=Page[EventOut])
-    def train_events(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))],
+    async def train_events(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))],
                      limit: Limit = 100, offset: Offset = 0) -> dict:  # type: ignore[type-arg]
         """A train's events, oldest first: every state change with who, when, from, to and why."""
         train, _, _ = visible_train(principal, train_id)
@@ -90,7 +95,7 @@ def train_router(s: Services) -> APIRouter:
         return page(rows, limit, offset)
 
     @router.post("/trains/{train_id}/cancel", response_model=StepOut)
-    def cancel_train(train_id: str, body: CancelIn, principal: Annotated[Principal, Depends(
+    async def cancel_train(train_id: str, body: CancelIn, principal: Annotated[Principal, Depends(
             s.require(Role.RESEARCHER, Role.OPERATOR))]) -> StepOut:
         """Cancel a train (its requester or an operator); 409 if it already ended."""
         visible_train(principal, train_id)
