@@ -7,10 +7,10 @@ SPARQL update run as one (:meth:`GraphStore.apply_update`; :func:`compile_update
 
 from ._changeset import ChangeSet
 from ._embedded import EmbeddedStore
-from ._remote import RemoteStore
 from ._errors import ConflictError, GraphStoreError, InvalidInputError, StoreUnavailable, ValidationFailed
 from ._queries import NamedQuery, list_named_queries, named_query
 from ._rdf_input import parse_rdf
+from ._remote import RemoteStore
 from ._report import ValidationReport, ValidationResult
 from ._schema import Schema, load_schema
 from ._sparql_text import bind

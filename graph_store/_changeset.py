@@ -43,7 +43,8 @@ class ChangeSet:
 
     >>> from pyoxigraph import NamedNode, Quad
     >>> g = NamedNode("https://example.org/g")
-    >>> q = Quad(NamedNode("https://example.org/s"), NamedNode("https://example.org/p"), NamedNode("https://example.org/o"), g)
+    >>> s, p, o = (NamedNode(f"https://example.org/{x}") for x in "spo")
+    >>> q = Quad(s, p, o, g)
     >>> ChangeSet(insert=[q]).is_empty()
     False
     """

@@ -35,7 +35,8 @@ class EmbeddedStore(GraphStore):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._store = Store(str(path)) if path is not None else Store()
         except OSError as e:
-            hint = " (it is already open: only one process, and one store object, may open a store directory at a time)" \
+            hint = (" (it is already open: only one process, and one store object, may open a store directory "
+                    "at a time)") \
                 if "lock" in str(e).lower() else ""
             raise InvalidInputError(f"cannot open the store at {path}: {e}{hint}") from None
         self.path = Path(path) if path is not None else None

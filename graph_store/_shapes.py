@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rdflib
-from pyoxigraph import BlankNode, Literal, NamedNode
+from pyoxigraph import BlankNode, NamedNode
 from rdflib.collection import Collection
 from rdflib.namespace import RDF, SH
 

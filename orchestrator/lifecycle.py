@@ -182,7 +182,8 @@ class Lifecycle:
         event = self.iris.event()
         quads += [Quad(event, RDF_TYPE, PHT.StateChangeEvent, G), Quad(event, PHT.eventTime, _time(now), G),
                   Quad(event, PHT.aboutTrain, train, G), Quad(event, PHT.emittedBy, self.iris.central, G),
-                  Quad(event, PHT.toState, PHT.Submitted, G), Quad(event, NamedNode(PROV + "wasAssociatedWith"), agent, G),
+                  Quad(event, PHT.toState, PHT.Submitted, G),
+                  Quad(event, NamedNode(PROV + "wasAssociatedWith"), agent, G),
                   Quad(event, PHT.actingRole, PHT.Researcher, G)]
         self.store.apply(ChangeSet(insert=quads))
         self._queue(train)

@@ -111,7 +111,8 @@ class Registry:
 
     def dataset(self, principal: Principal, spec: DatasetSpec) -> NamedNode:
         """Register a dataset held by a station (operators, or that station's admin)."""
-        if not (principal.has(Role.OPERATOR) or (principal.has(Role.STATION_ADMIN) and principal.station == spec.station)):
+        station_admin = principal.has(Role.STATION_ADMIN) and principal.station == spec.station
+        if not (principal.has(Role.OPERATOR) or station_admin):
             raise Forbidden("only operators or the station's admin register its datasets")
         d = self.iris.dataset(spec.id)
         self._new(d, "dataset", spec.id)

@@ -23,7 +23,6 @@ from graph_store import (
     named_query,
     parse_rdf,
 )
-
 from orchestrator.app import create_app
 from orchestrator.auth import issue_token
 from orchestrator.principal import Role
@@ -49,7 +48,8 @@ def fail(message: str) -> typer.Exit:
 
 @app.command()
 def demo(
-    keep: Annotated[Path | None, typer.Option(help="Keep the demo store in this directory instead of a temporary one.")] = None,
+    keep: Annotated[Path | None, typer.Option(
+        help="Keep the demo store in this directory instead of a temporary one.")] = None,
 ) -> None:
     """Run the demo on the embedded default store.
 
@@ -68,7 +68,8 @@ app.add_typer(token_app, name="token")
 @token_app.command("issue")
 def token_issue(
     subject: Annotated[str, typer.Option("--sub", help="Who the token is for (JWT sub).")],
-    role: Annotated[list[str], typer.Option("--role", help="researcher, station, station-admin or operator; repeatable.")],
+    role: Annotated[list[str], typer.Option(
+        "--role", help="researcher, station, station-admin or operator; repeatable.")],
     station: Annotated[str | None, typer.Option(help="Station id, for station and station-admin tokens.")] = None,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
 ) -> None:

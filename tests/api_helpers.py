@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -36,24 +37,29 @@ def admin(sid: str) -> dict[str, str]:
     return token(f"admin-{sid}", Role.STATION_ADMIN, station=sid)
 
 
+def register_world(client: Any, *, count_rounds: int = 1) -> None:
+    """Register three stations with a dataset each, the incremental ``count`` definition (route aachen ->
+    leipzig -> cologne, required integer parameter MIN) and the federated ``fedavg`` one (aachen and leipzig,
+    2 rounds, aggregated at cologne). ``client`` is a TestClient or an httpx.Client of a running service."""
+    for sid in ("aachen", "leipzig", "cologne"):
+        r = client.post("/api/stations", headers=OPS, json={"id": sid, "title": f"{sid} station",
+                                                             "owner": f"{sid} hospital", "public_keys": [KEY]})
+        assert r.status_code == 201, r.text
+        r = client.post("/api/datasets", headers=OPS, json={"id": f"{sid}-data", "title": "data", "station": sid})
+        assert r.status_code == 201, r.text
+    for body in ({"id": "count", "title": "Cohort count", "image_name": "pht/count", "image_digest": DIGEST,
+                  "mode": "incremental", "route": ["aachen", "leipzig", "cologne"], "rounds": count_rounds,
+                  "parameters": [{"name": "MIN", "datatype": "integer", "required": True}]},
+                 {"id": "fedavg", "title": "FedAvg", "image_name": "pht/fedavg", "image_digest": DIGEST,
+                  "mode": "federated", "route": ["aachen", "leipzig"], "rounds": 2, "aggregator": "cologne"}):
+        r = client.post("/api/definitions", headers=ALICE, json=body)
+        assert r.status_code == 201, r.text
+
+
 @contextmanager
 def service(store: EmbeddedStore | None = None) -> Iterator[TestClient]:
-    """A started service with three stations, their datasets, and an incremental and a federated definition."""
+    """A started service with the world of :func:`register_world`."""
     app = create_app(SETTINGS, store=store if store is not None else EmbeddedStore())
     with TestClient(app) as client:
-        for sid in ("aachen", "leipzig", "cologne"):
-            r = client.post("/api/stations", headers=OPS, json={"id": sid, "title": f"{sid} station",
-                                                                 "owner": f"{sid} hospital", "public_keys": [KEY]})
-            assert r.status_code == 201, r.text
-            r = client.post("/api/datasets", headers=OPS, json={"id": f"{sid}-data", "title": "data", "station": sid})
-            assert r.status_code == 201, r.text
-        r = client.post("/api/definitions", headers=ALICE, json={
-            "id": "count", "title": "Cohort count", "image_name": "pht/count", "image_digest": DIGEST,
-            "mode": "incremental", "route": ["aachen", "leipzig", "cologne"],
-            "parameters": [{"name": "MIN", "datatype": "integer", "required": True}]})
-        assert r.status_code == 201, r.text
-        r = client.post("/api/definitions", headers=ALICE, json={
-            "id": "fedavg", "title": "FedAvg", "image_name": "pht/fedavg", "image_digest": DIGEST,
-            "mode": "federated", "route": ["aachen", "leipzig"], "rounds": 2, "aggregator": "cologne"})
-        assert r.status_code == 201, r.text
+        register_world(client)
         yield client

@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import ALICE, DIGEST, KEY, OPS, admin, service, station
+from api_helpers import ALICE, OPS, admin, register_world, service, station
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, EmbeddedStore
@@ -155,21 +155,7 @@ class Ledger:
 
 
 def register(client: httpx.Client) -> None:
-    for sid in STATIONS:
-        r = client.post("/api/stations", headers=OPS, json={"id": sid, "title": sid, "owner": f"{sid} hospital",
-                                                             "public_keys": [KEY]})
-        assert r.status_code == 201, r.text
-        r = client.post("/api/datasets", headers=OPS, json={"id": f"{sid}-data", "title": "data", "station": sid})
-        assert r.status_code == 201, r.text
-    r = client.post("/api/definitions", headers=ALICE, json={
-        "id": "count", "title": "Cohort count", "image_name": "pht/count", "image_digest": DIGEST,
-        "mode": "incremental", "route": list(STATIONS), "rounds": 2,
-        "parameters": [{"name": "MIN", "datatype": "integer", "required": True}]})
-    assert r.status_code == 201, r.text
-    r = client.post("/api/definitions", headers=ALICE, json={
-        "id": "fedavg", "title": "FedAvg", "image_name": "pht/fedavg", "image_digest": DIGEST,
-        "mode": "federated", "route": ["aachen", "leipzig"], "rounds": 2, "aggregator": "cologne"})
-    assert r.status_code == 201, r.text
+    register_world(client, count_rounds=2)
 
 
 class Driver:

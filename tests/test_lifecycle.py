@@ -9,24 +9,10 @@ from pyoxigraph import NamedNode
 
 from graph_store import PHT, EmbeddedStore
 from orchestrator.lifecycle import Forbidden, IllegalTransition, Lifecycle, LifecycleError, NotFound
-from orchestrator.principal import Principal, Role
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
+from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
 
-OPERATOR = Principal("ops", frozenset({Role.OPERATOR}))
-ALICE = Principal("alice", frozenset({Role.RESEARCHER}))
-BOB = Principal("bob", frozenset({Role.RESEARCHER}))
-KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
-DIGEST = "sha256:" + "ab" * 32
-STATIONS = ("aachen", "leipzig", "cologne")
-
-
-def station(sid: str) -> Principal:
-    return Principal(f"station-{sid}", frozenset({Role.STATION}), sid)
-
-
-def admin(sid: str) -> Principal:
-    return Principal(f"admin-{sid}", frozenset({Role.STATION_ADMIN}), sid)
 
 
 @pytest.fixture()

@@ -31,29 +31,16 @@ from graph_store import (
 from graph_store._sparql_text import parameters_of
 from graph_store._updates import compile_update
 from orchestrator.lifecycle import Lifecycle
-from orchestrator.principal import Principal, Role
+from orchestrator.principal import Principal
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
+from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
 
-OPERATOR = Principal("ops", frozenset({Role.OPERATOR}))
-ALICE = Principal("alice", frozenset({Role.RESEARCHER}))
-BOB = Principal("bob", frozenset({Role.RESEARCHER}))
-KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
-DIGEST = "sha256:" + "ab" * 32
-STATIONS = ("aachen", "leipzig", "cologne")
 RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 XSD = "http://www.w3.org/2001/XMLSchema#"
 UNIT = "http://qudt.org/vocab/unit/"
 START = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 APPROVAL_REASON = "aggregate counts only"
-
-
-def station(sid: str) -> Principal:
-    return Principal(f"station-{sid}", frozenset({Role.STATION}), sid)
-
-
-def admin(sid: str) -> Principal:
-    return Principal(f"admin-{sid}", frozenset({Role.STATION_ADMIN}), sid)
 
 
 class Clock:

@@ -19,7 +19,7 @@ import hypothesis
 import hypothesis.strategies as st
 import pytest
 import schemathesis
-from api_helpers import ALICE, DIGEST, KEY, OPS, SETTINGS, admin, station
+from api_helpers import ALICE, OPS, SETTINGS, admin, register_world, station
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from schemathesis.checks import not_a_server_error
@@ -52,19 +52,7 @@ def seeded_app() -> FastAPI:
     store.load_vocabulary()
     app = create_app(SETTINGS, store=store)
     client = TestClient(app)
-    for sid in ("aachen", "leipzig", "cologne"):
-        r = client.post("/api/stations", headers=OPS, json={"id": sid, "title": f"{sid} station",
-                                                             "owner": f"{sid} hospital", "public_keys": [KEY]})
-        assert r.status_code == 201, r.text
-        r = client.post("/api/datasets", headers=OPS, json={"id": f"{sid}-data", "title": "data", "station": sid})
-        assert r.status_code == 201, r.text
-    for body in ({"id": "count", "title": "Cohort count", "image_name": "pht/count", "image_digest": DIGEST,
-                  "mode": "incremental", "route": ["aachen", "leipzig", "cologne"],
-                  "parameters": [{"name": "MIN", "datatype": "integer", "required": True}]},
-                 {"id": "fedavg", "title": "FedAvg", "image_name": "pht/fedavg", "image_digest": DIGEST,
-                  "mode": "federated", "route": ["aachen", "leipzig"], "rounds": 2, "aggregator": "cologne"}):
-        r = client.post("/api/definitions", headers=ALICE, json=body)
-        assert r.status_code == 201, r.text
+    register_world(client)
     walk = (("waiting-for-approval", station), ("approved", admin), ("pulling", station), ("running", station),
             ("output-under-review", station))
     for definition, parameters, steps in (("count", {"MIN": "3"}, 0), ("count", {"MIN": "4"}, 4),

@@ -76,7 +76,8 @@ def registry_router(s: Services) -> APIRouter:
                          offset: Offset = 0) -> dict:  # type: ignore[type-arg]
         """Registered train definitions."""
         rows = [DefinitionOut(id=text(r["id"]) or "", title=text(r["title"]),
-                              mode=(text(r["mode"]) or "").rsplit("#", 1)[-1].lower(), rounds=int(text(r["rounds"]) or 0),
+                              mode=(text(r["mode"]) or "").rsplit("#", 1)[-1].lower(),
+                              rounds=int(text(r["rounds"]) or 0),
                               image_digest=text(r["imageDigest"]) or "", stops=int(text(r["stops"]) or 0))
                 for r in s.store.run_query("list_definitions")]  # type: ignore[union-attr]
         return page(rows, limit, offset)
