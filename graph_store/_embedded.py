@@ -41,6 +41,7 @@ class EmbeddedStore(GraphStore):
             raise InvalidInputError(f"cannot open the store at {path}: {e}{hint}") from None
         self.path = Path(path) if path is not None else None
         self._types_cache = {}  # this process is the store's only writer (RocksDB lock)
+        self._quads_cache = {}
 
     @property
     def oxigraph(self) -> Store:
@@ -50,7 +51,7 @@ class EmbeddedStore(GraphStore):
         validated writes see whatever it changed.
         """
         with self._write_lock:
-            self._types_cache.clear()
+            self._clear_caches()
         return self._store
 
     def contains(self, quad: Quad) -> bool:

@@ -71,7 +71,8 @@ class GraphStore(ABC):
         self.schema = schema or load_schema()
         self._write_lock = threading.RLock()  # re-entrant: apply_update() holds it around apply()
         self._types_cache: dict[Any, frozenset[Any]] | None = None
-        """Set to a dict by back-ends whose process is the store's only writer; see PostChangeView."""
+        self._quads_cache: dict[Any, frozenset[Quad]] | None = None
+        """Both set to dicts by back-ends whose process is the store's only writer; see PostChangeView."""
 
     # -- back-end primitives ----------------------------------------------------------------------------
 
@@ -126,13 +127,15 @@ class GraphStore(ABC):
 
     def validate(self, change: ChangeSet) -> ValidationReport:
         """Validate ``change`` against the store as it would be after it, without writing anything."""
-        return self._validate(change, types_cache=None)
+        return self._validate(change, cached=False)[0]
 
-    def _validate(self, change: ChangeSet, *, types_cache: dict[Any, frozenset[Any]] | None) -> ValidationReport:
+    def _validate(self, change: ChangeSet, *, cached: bool) -> tuple[ValidationReport, PostChangeView]:
+        """Validate; ``cached`` (only under the write lock) reads through the caches of the sole writer."""
         self._check_writable(change)
         view = PostChangeView(self._match, delete=change.delete, insert=change.insert, exclude_graph=SHAPES_GRAPH,
-                              types_cache=types_cache)
-        return self.schema.validator.validate_change(view, change)
+                              types_cache=self._types_cache if cached else None,
+                              quads_cache=self._quads_cache if cached else None)
+        return self.schema.validator.validate_change(view, change), view
 
     def validate_everything(self) -> ValidationReport:
         """Validate every node of the store (cost grows with the store: for audits and after a vocabulary
@@ -154,13 +157,14 @@ class GraphStore(ABC):
             missing = [q for q in change.guard if not self.contains(q)]
             if missing:
                 raise ConflictError("precondition failed: " + "; ".join(str(q) for q in sorted(missing, key=str)))
-            report = self._validate(change, types_cache=self._types_cache)
+            report, view = self._validate(change, cached=True)
             if not report.conforms:
                 raise ValidationFailed(report)
             if not change.is_empty():
-                self._forget_types(change)
+                self._forget(change)
                 self._update(self._commit_text(change))
                 self._confirm_commit(change)
+                self._remember(view)
             return report
 
     def plan_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
@@ -259,23 +263,36 @@ class GraphStore(ABC):
             raise InvalidInputError(f"{name}.rq is a query; run it with run_query()")
         return self.apply_update(q.text, bindings=bindings)
 
-    def _forget_types(self, change: ChangeSet) -> None:
-        """Drop cached rdf:type sets of the nodes a change retypes (before the commit, so never stale)."""
-        cache = self._types_cache
-        if cache is not None:
-            if len(cache) > 200_000:
+    def _forget(self, change: ChangeSet) -> None:
+        """Before a commit: drop the cached types and quads of every node the change writes (so a failed commit
+        leaves no stale entry)."""
+        types, quads = self._types_cache, self._quads_cache
+        if types is None or quads is None:
+            return
+        if len(types) > 200_000 or len(quads) > 50_000:
+            types.clear()
+            quads.clear()
+        for q in change.delete | change.insert:
+            quads.pop(q.subject, None)
+            if q.predicate == RDF_TYPE:
+                types.pop(q.subject, None)
+
+    def _remember(self, view: PostChangeView) -> None:
+        """After a commit: the quads the view computed for the nodes it read are now the stored ones."""
+        if self._quads_cache is not None:
+            self._quads_cache.update(view.post_quads)
+
+    def _clear_caches(self) -> None:
+        for cache in (self._types_cache, self._quads_cache):
+            if cache is not None:
                 cache.clear()
-            for q in change.delete | change.insert:
-                if q.predicate == RDF_TYPE:
-                    cache.pop(q.subject, None)
 
     def load_vocabulary(self) -> None:
         """(Re)write the ontology and shapes graphs from the repository's files, in one atomic update."""
         text = " ; ".join([f"DROP SILENT GRAPH {ONTOLOGY_GRAPH}", f"DROP SILENT GRAPH {SHAPES_GRAPH}",
                            *_insert_operations(self.schema.ontology_quads + self.schema.shapes_quads)])
         with self._write_lock:
-            if self._types_cache is not None:
-                self._types_cache.clear()
+            self._clear_caches()
             self._update(text)
 
     # -- helpers ------------------------------------------------------------------------------------------

@@ -74,7 +74,8 @@ class PostChangeView:
 
     def __init__(self, match: QuadMatcher, *, delete: Collection[Quad] = (), insert: Collection[Quad] = (),
                  exclude_graph: NamedNode | None = None,
-                 types_cache: dict[Term, frozenset[Term]] | None = None) -> None:
+                 types_cache: dict[Term, frozenset[Term]] | None = None,
+                 quads_cache: dict[Term, frozenset[Quad]] | None = None) -> None:
         self._match = match
         self._excluded = exclude_graph
         self._deleted = delete
@@ -82,6 +83,10 @@ class PostChangeView:
         # writer and forgets a node's entry whenever a committed change retypes it (EmbeddedStore.apply).
         self._types = types_cache
         self._retyped = {q.subject for q in delete if q.predicate == RDF_TYPE}
+        # Stored quads by subject, shared across changes like the types (see GraphStore.apply), and the
+        # post-change quads of the subjects this view read, which become the cache's entries once committed.
+        self._quads = quads_cache
+        self.post_quads: dict[Term, frozenset[Quad]] = {}
         self._inserted = insert
         self._ins_sp: dict[tuple[Term, Term], set[Term]] = {}
         self._ins_s: dict[Term, list[Quad]] = {}
@@ -98,11 +103,13 @@ class PostChangeView:
         shapes read most of their predicates)."""
         found = self._cache_s.get(s)
         if found is None:
+            stored = self._quads.get(s) if self._quads is not None else None
+            if stored is None:
+                stored = frozenset(q for q in self._match(s, None, None) if q.graph_name != self._excluded)
+            post = stored.difference(self._deleted).union(self._ins_s.get(s, ()))
+            self.post_quads[s] = post
             grouped: dict[NamedNode, set[Term]] = defaultdict(set)
-            for q in self._match(s, None, None):
-                if q not in self._deleted and q.graph_name != self._excluded:
-                    grouped[q.predicate].add(q.object)
-            for q in self._ins_s.get(s, ()):
+            for q in post:
                 grouped[q.predicate].add(q.object)
             found = self._cache_s[s] = {p: frozenset(v) for p, v in grouped.items()}
         return found

@@ -66,3 +66,18 @@ def test_view_ignores_the_shared_type_cache_for_nodes_the_change_retypes(store: 
     assert view.objects(station, RDF_TYPE) == frozenset({PHT.Station, PHT.Execution})
     untouched = PostChangeView(store.quads, types_cache={})
     assert untouched.objects(station, RDF_TYPE) == frozenset({PHT.Station})
+
+
+def test_cached_quads_follow_commits_and_forget_raw_writes(store: EmbeddedStore) -> None:
+    execution = NamedNode(EX + "exec-0002-aachen-r2")
+    state = store.quads(execution, PHT.state)[0].object
+    other = PHT.Failed if state != PHT.Failed else PHT.Cancelled
+    store.apply(_state_step(execution, state, other))  # caches the execution's quads, post-change
+    store.apply(_state_step(execution, other, state))  # must see `other` as the one state, not both
+    assert [q.object for q in store.quads(execution, PHT.state)] == [state]
+    (train,) = store.quads(execution, PHT.ofTrain)
+    store.oxigraph.remove(train)  # raw write behind the validator's back: the execution loses its train
+    with pytest.raises(ValidationFailed) as refused:
+        store.apply(_state_step(execution, state, other))
+    assert {(r.focus_node, r.component_name) for r in refused.value.report.results} == {
+        (execution, "MinCountConstraintComponent")}
