@@ -98,8 +98,10 @@ def _steps(console: Console, store: EmbeddedStore, directory: Path) -> None:
     _table(console, "trains_by_state", store.run_query("trains_by_state"), ["stateLabel", "trains"])
     _table(console, "resources_by_identifier(identifier='leipzig')",
            store.run_query("resources_by_identifier", identifier=Literal("leipzig")), ["resource", "class", "graph"])
-    console.print("Not in this build yet: the central service with its SPARQL endpoint and web pages, station "
-                  "agents running trains in containers, MPU metrics (issues 3-7).")
+    console.print("The central service runs on such a store with `pht serve --store DIR`: REST API under /api "
+                  "(OpenAPI at /docs), SPARQL 1.1 endpoint at /sparql, Graph Store Protocol at /rdf-graphs, "
+                  "tokens from `pht token issue`. Not in this build yet: station agents running trains in "
+                  "containers, the MPU and its metrics, web pages (issues 4-7).")
 
 
 def _queue(train: NamedNode) -> ChangeSet:
