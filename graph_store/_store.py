@@ -184,7 +184,7 @@ class GraphStore(ABC):
         compiled, values = self._compiled(update, bindings or {})
         change, solutions = self._evaluate(compiled, values, compiled.where_dataset(using, using_named),
                                            max_solutions)
-        return UpdatePlan(self._guarded(change.delete, change.insert), solutions)
+        return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains, guard_deletions=True), solutions)
 
     def apply_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
                      using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),
@@ -249,12 +249,6 @@ class GraphStore(ABC):
             raise InvalidInputError(f"the update's WHERE matched more than {max_solutions} solutions; split it "
                                     "into smaller updates")
         return compiled.change_set(rows, values), len(rows)
-
-    def _guarded(self, delete: Iterable[Quad], insert: Iterable[Quad], guard: Iterable[Quad] = ()) -> ChangeSet:
-        """A change set deleting those of ``delete`` that exist, guarded by them and by ``guard``."""
-        required = set(guard)
-        existing = {q for q in delete if q in required or self.contains(q)}
-        return ChangeSet(delete=existing, insert=insert, guard=required | existing)
 
     def run_update(self, name: str, **bindings: Any) -> UpdateOutcome:
         """Run the named update ``sparql_queries/<name>.rq`` with its parameters bound (see apply_update)."""
