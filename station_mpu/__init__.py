@@ -1,0 +1,1 @@
+"""The station metadata processing unit (issue 6): not written yet."""
