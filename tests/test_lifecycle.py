@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 
 import pytest
+from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
 from pyoxigraph import NamedNode
 
 from graph_store import PHT, EmbeddedStore
 from orchestrator.lifecycle import Forbidden, IllegalTransition, Lifecycle, LifecycleError, NotFound
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
-from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
-
 
 
 @pytest.fixture()

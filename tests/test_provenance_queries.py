@@ -17,6 +17,7 @@ from itertools import count
 from typing import Any
 
 import pytest
+from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import (
@@ -34,7 +35,6 @@ from orchestrator.lifecycle import Lifecycle
 from orchestrator.principal import Principal
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
-from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
 
 RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 XSD = "http://www.w3.org/2001/XMLSchema#"

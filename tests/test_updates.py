@@ -211,3 +211,55 @@ def test_iris_with_escapes_do_not_confuse_the_where_clause(titled: EmbeddedStore
     out = titled.apply_update(f"DELETE {{ GRAPH {AACHEN} {{ ?s {TITLE} ?t }} }} "
                               f"WHERE {{ GRAPH {AACHEN} {{ ?s {TITLE} ?t FILTER(?s != <urn:x\\u0041#>) }} }}")
     assert out.solutions == 1 and titles(titled, AACHEN) == []
+
+
+DATA_SAMPLE = """PREFIX ex: <https://example.org/>
+PREFIX xsd: <http://www.w3.org/2001/XMLSchema#>
+INSERT DATA { GRAPH ex:g { ex:a ex:p "x"@en , 5 , "2026-01-01T00:00:00Z"^^xsd:dateTime ; ex:q ex:b . } } ;
+DELETE DATA { GRAPH <https://example.org/g> { ex:a ex:p 5 } } ;
+INSERT DATA { GRAPH ex:h { ex:c ex:p "y" } }"""
+
+
+def test_data_updates_parse_the_same_on_the_fast_path_as_with_rdflib() -> None:
+    from graph_store._updates import _compile, _data_fast
+
+    fast = _data_fast(DATA_SAMPLE)
+    assert fast is not None
+    general = _compile(DATA_SAMPLE + " ")  # same text, cache bypassed
+    assert set(fast.insert) == set(general.insert) and set(fast.delete) == set(general.delete)
+    # in sequence: the DELETE DATA of 5 undoes its INSERT DATA and deletes it (it may have been stored before)
+    assert len(fast.insert) == 4 and [t[2].value for t in fast.delete] == ["5"]
+
+
+def test_a_large_insert_data_compiles_quickly() -> None:
+    import time
+
+    from graph_store import compile_update
+
+    body = " ".join(f'<https://example.org/s{i}> <https://example.org/p> "value {i}" .' for i in range(20_000))
+    text = f"INSERT DATA {{ GRAPH <https://example.org/g> {{ {body} }} }}"
+    assert len(text) > 1_000_000
+    t0 = time.perf_counter()
+    compiled = compile_update(text)
+    assert len(compiled.insert) == 20_000
+    assert time.perf_counter() - t0 < 5  # rdflib's parser needs minutes for this
+
+
+@pytest.mark.parametrize("update,message", [
+    ("INSERT DATA { <urn:a> <urn:b> <urn:c> . }", "writes the default graph"),
+    ("INSERT DATA { GRAPH <urn:g> { _:b <urn:b> <urn:c> } }", "blank node"),
+])
+def test_fast_data_path_refusals(update: str, message: str) -> None:
+    from graph_store._updates import _data_fast
+
+    with pytest.raises(InvalidInputError, match=message):
+        _data_fast(update)
+
+
+def test_what_trig_cannot_read_goes_to_the_general_parser() -> None:
+    from graph_store import compile_update
+    from graph_store._updates import _data_fast
+
+    assert _data_fast("INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:b> } }") is None
+    with pytest.raises(InvalidInputError, match="malformed SPARQL update"):
+        compile_update("INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:b> } }")
