@@ -598,14 +598,20 @@ def test_a_heavy_query_does_not_stall_a_cheap_one(store: EmbeddedStore) -> None:
     assert cheap_end < heavy_end, f"the heavy query ({heavy_time:.2f} s) was not running any more"
 
 
+def heavy_then_cheap(url: str) -> dict[str, Any]:
+    """Start the heavy query, send a cheap one 0.1 s later, and return both answers (status, seconds, ...)."""
+    out: dict[str, Any] = {}
+    heavy = threading.Thread(target=timed_get, args=(url, HEAVY, out, "heavy"))
+    heavy.start()
+    time.sleep(0.1)
+    timed_get(url, STATIONS, out, "cheap")
+    heavy.join(30)
+    return out
+
+
 def test_a_query_over_time_is_503_and_others_still_answer(store: EmbeddedStore) -> None:
     with serve(make_app(store, query_timeout_s=0.3)) as url:
-        out: dict[str, Any] = {}
-        heavy = threading.Thread(target=timed_get, args=(url, HEAVY, out, "heavy"))
-        heavy.start()
-        time.sleep(0.1)
-        timed_get(url, STATIONS, out, "cheap")
-        heavy.join(30)
+        out = heavy_then_cheap(url)
     status, took, _, text = out["heavy"]
     assert status == 503, text
     assert "did not finish within 0.3 s" in json.loads(text)["detail"]
@@ -619,12 +625,7 @@ def test_the_pool_bounds_concurrent_evaluations(store: EmbeddedStore) -> None:
     app.include_router(sparql_router(store=store, principal=fake_principal,
                                      settings=replace(SETTINGS, query_timeout_s=0.3), max_concurrent_queries=1))
     with serve(app) as url:
-        out: dict[str, Any] = {}
-        heavy = threading.Thread(target=timed_get, args=(url, HEAVY, out, "heavy"))
-        heavy.start()
-        time.sleep(0.1)
-        timed_get(url, STATIONS, out, "cheap")
-        heavy.join(30)
+        out = heavy_then_cheap(url)
     assert out["heavy"][0] == 503 and out["cheap"][0] == 503
     assert out["cheap"][1] < 1.0
 

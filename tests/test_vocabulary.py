@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -47,12 +48,16 @@ CHARTS = (PHT.Train, PHT.Execution)
 # ---- graphs (parsed once per test session) -------------------------------------------------------------
 
 
-@cache
-def ontology() -> Graph:
+def parse_all(files: Iterable[Path]) -> Graph:
     g = Graph()
-    for f in ONTOLOGY_FILES:
+    for f in files:
         g.parse(f, format="turtle")
     return g
+
+
+@cache
+def ontology() -> Graph:
+    return parse_all(ONTOLOGY_FILES)
 
 
 @cache
@@ -67,10 +72,7 @@ def shapes() -> Graph:
 
 @cache
 def valid_data() -> Graph:
-    g = Graph()
-    for f in VALID_FILES:
-        g.parse(f, format="turtle")
-    return g
+    return parse_all(VALID_FILES)
 
 
 def validate(data: Graph) -> tuple[bool, Graph, str]:
