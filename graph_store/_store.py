@@ -141,9 +141,12 @@ class GraphStore(ABC):
         """Validate every node of the store (cost grows with the store: for audits and after a vocabulary
         change, never on the write path)."""
         view = PostChangeView(self._match, exclude_graph=SHAPES_GRAPH)
-        nodes = {q.subject for q in self._match(None, None, None) if q.graph_name != SHAPES_GRAPH}
-        nodes |= {q.object for q in self._match(None, None, None)
-                  if q.graph_name != SHAPES_GRAPH and not isinstance(q.object, Literal)}
+        nodes: set[Any] = set()
+        for q in self._match(None, None, None):  # one pass over the store
+            if q.graph_name != SHAPES_GRAPH:
+                nodes.add(q.subject)
+                if not isinstance(q.object, Literal):
+                    nodes.add(q.object)
         results = self.schema.validator.validate_nodes(view, nodes)
         return ValidationReport(tuple(results), focus_nodes_checked=len(nodes))
 
