@@ -32,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +272,25 @@ def chart_states(chart: Chart, kind: str) -> set[str]:
     return {chart.token(s) for (k, f, t) in chart.transitions if k == kind for s in (f, t)}
 
 
+def in_time_order(events: list[tuple[Any, ...]], *, start: str | None) -> list[tuple[Any, ...]]:
+    """Events (time, from, to, ...) ordered by instant, not by lexical form.
+
+    The store writes "14.178000" as "14.178", which sorts after "14.178958" as text. Events sharing one instant
+    are put in chain order (from the state the previous one reached), since the clock may not tell them apart.
+    """
+    pending = sorted(events, key=lambda ev: datetime.fromisoformat(ev[0]))
+    ordered: list[tuple[Any, ...]] = []
+    at = start
+    while pending:
+        first = datetime.fromisoformat(pending[0][0])
+        ties = [ev for ev in pending if datetime.fromisoformat(ev[0]) == first]
+        chosen = next((ev for ev in ties if ev[1] == at), ties[0])
+        pending.remove(chosen)
+        ordered.append(chosen)
+        at = chosen[2]
+    return ordered
+
+
 def violations(store: EmbeddedStore, *, recovered: bool) -> list[str]:
     """Every broken lifecycle invariant in the store (empty if none).
 
@@ -428,8 +448,8 @@ def _event_problems(store: EmbeddedStore, chart: Chart, trains: dict[str, Any],
     resources = [("train", t, x["state"]) for t, x in trains.items()]
     resources += [("execution", e, x["state"]) for e, x in executions.items()]
     for kind, rid, state in resources:
-        events = sorted(chains.pop((kind, rid), []), key=lambda ev: ev[0])
         at: str | None = None if kind == "train" else "queued"  # a train starts with its submit event
+        events = in_time_order(chains.pop((kind, rid), []), start=at)
         for time_, frm, to, role in events:
             if frm != at:
                 problems.append(f"{kind} {rid}: event at {time_} is from {frm}, but the {kind} was {at}")
