@@ -272,8 +272,9 @@ class Lifecycle:
 
     @_serialised
     def add_output(self, principal: Principal, *, execution_id: str, sha256: str, byte_size: int,
-                   title: str = "") -> str:
-        """Record the output an execution generated (before it is released); returns the output's IRI."""
+                   title: str = "", checks: Sequence[tuple[str, bool, str]] = ()) -> str:
+        """Record the output an execution generated (before it is released) and the station's automatic
+        review of it (``checks``: name, passed, detail); returns the output's IRI."""
         execution = self.iris.execution(execution_id)
         ctx = self._execution_row(execution)
         if ctx is None:
@@ -289,6 +290,16 @@ class Lifecycle:
                  Quad(output, PHT.byteSize, Literal(str(byte_size), datatype=NamedNode(XSD + "integer")), G)]
         if title:
             quads.append(Quad(output, NamedNode(DCT + "title"), Literal(title), G))
+        if checks:
+            review = NamedNode(output.value + "/review")
+            quads += [Quad(review, RDF_TYPE, PHT.OutputReview, G), Quad(review, PHT.reviewOf, output, G)]
+            for name, passed, detail in checks:
+                check = NamedNode(f"{review.value}/{name}")
+                quads += [Quad(review, PHT.checkResult, check, G), Quad(check, RDF_TYPE, PHT.CheckResult, G),
+                          Quad(check, NamedNode(DCT + "identifier"), Literal(name), G),
+                          Quad(check, PHT.passed, Literal("true" if passed else "false",
+                                                          datatype=NamedNode(XSD + "boolean")), G),
+                          Quad(check, PHT.detail, Literal(detail), G)]
         self.store.apply(ChangeSet(insert=quads, guard=[Quad(execution, PHT.state, ctx["state"], G)]))
         return output.value
 

@@ -43,6 +43,32 @@ def test_a_train_travels_its_route_through_the_api(client: TestClient) -> None:
     assert events["total"] == len(events["items"]) > 20
 
 
+def test_work_carries_what_the_station_needs_and_the_review_reaches_the_graph(client: TestClient) -> None:
+    tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "7"}}).json()["id"]
+    first = client.get("/api/stations/aachen/work", headers=station("aachen")).json()[0]
+    assert first["parameters"] == {"MIN": "7"}
+    assert first["definition"] == "count" and first["requester"].endswith("/alice")
+    assert first["inputs"] == [] and first["input_digests"] == []
+    for to in ("approved", "pulling", "running"):
+        assert client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"), json={"to": to}).status_code == 200
+    checks = [{"name": "max-output-bytes", "passed": True, "detail": "3 bytes."},
+              {"name": "min-cell-count", "passed": False, "detail": "count 2 is below 5."}]
+    r = client.post(f"/api/executions/{tid}.r1-s0/outputs", headers=station("aachen"),
+                    json={"sha256": "1" * 64, "byte_size": 3, "checks": checks})
+    assert r.status_code == 201, r.text
+    query = """PREFIX pht: <https://w3id.org/pht-kg/vocab#> PREFIX dcterms: <http://purl.org/dc/terms/>
+        SELECT ?name ?passed WHERE { ?review pht:reviewOf/pht:sha256 "%s" ; pht:checkResult ?c .
+        ?c dcterms:identifier ?name ; pht:passed ?passed } ORDER BY ?name""" % ("1" * 64)
+    rows = client.post("/sparql", headers={**OPS, "Accept": "application/sparql-results+json"},
+                       data={"query": query}).json()["results"]["bindings"]
+    assert [(b["name"]["value"], b["passed"]["value"]) for b in rows] == [("max-output-bytes", "true"),
+                                                                        ("min-cell-count", "false")]
+    for to in ("output-under-review", "released"):
+        assert client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"), json={"to": to}).status_code == 200
+    second = client.get("/api/stations/leipzig/work", headers=station("leipzig")).json()[0]
+    assert second["input_digests"] == ["1" * 64] and second["inputs"][0].endswith(f"/outputs/{tid}.r1-s0")
+
+
 def test_illegal_step_is_409_naming_the_state(client: TestClient) -> None:
     tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}}).json()["id"]
     r = client.post(f"/api/executions/{tid}.r1-s0/steps", headers=admin("aachen"), json={"to": "released"})

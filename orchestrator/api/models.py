@@ -135,10 +135,19 @@ class StepOut(BaseModel):
     state: str
 
 
+class CheckIn(Strict):
+    """One automatic output check the station ran (see pht:CheckResult)."""
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
+    passed: bool
+    detail: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
 class OutputIn(Strict):
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     byte_size: int = Field(ge=0, le=10**13)
     title: Annotated[str, StringConstraints(max_length=500)] = ""
+    checks: list[CheckIn] = Field(default=[], max_length=50,
+                                  description="the station's automatic review of the output (pht:OutputReview)")
 
 
 class CancelIn(Strict):
@@ -154,7 +163,11 @@ class WorkItem(BaseModel):
     image_name: str
     image_digest: str
     entrypoint: str | None
-    inputs: list[str]
+    inputs: list[str] = Field(description="IRIs of the previous outputs this execution uses, sorted")
+    input_digests: list[str] = Field(default=[], description="their SHA-256 digests, in the same order")
+    requester: str = Field(default="", description="IRI of the agent the train is attributed to")
+    definition: str = Field(default="", description="id of the train definition")
+    parameters: dict[str, str] = Field(default={}, description="the train's parameter values by name")
 
 
 class Problem(BaseModel):

@@ -3,7 +3,7 @@
 ``async`` handlers on purpose: see ``train_routes``.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, status
 
@@ -27,12 +27,22 @@ def station_router(s: Services) -> APIRouter:
         """The station's executions that are not finished, oldest train first (poll this, outbound)."""
         if not principal.has(Role.OPERATOR) and principal.station != station_id:
             raise Forbidden(f"a token of station {principal.station!r} cannot read the work of {station_id!r}")
-        return [WorkItem(execution=iris.local(r["execution"], "executions"), state=chart.token(r["state"]),
-                         train=text(r["trainId"]) or "", round=int(r["round"].value),
-                         stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
-                         image_name=text(r["imageName"]) or "", image_digest=text(r["imageDigest"]) or "",
-                         entrypoint=text(r["entrypoint"]), inputs=(text(r["inputs"]) or "").split())
-                for r in s.store.run_query("station_work", station=iris.station(station_id))]  # type: ignore[union-attr]
+        rows = list(s.store.run_query("station_work", station=iris.station(station_id)))  # type: ignore[union-attr]
+        parameters = {r["train"]: {text(p["name"]) or "": text(p["value"]) or ""
+                                   for p in s.store.run_query("train_parameters", train=r["train"])}  # type: ignore[union-attr]
+                      for r in rows}
+        return [_work_item(r, parameters[r["train"]]) for r in rows]
+
+    def _work_item(r: Any, parameters: dict[str, str]) -> WorkItem:
+        digests = dict(pair.split("=", 1) for pair in (text(r["inputDigests"]) or "").split())
+        inputs = sorted(digests)
+        return WorkItem(execution=iris.local(r["execution"], "executions"), state=chart.token(r["state"]),
+                        train=text(r["trainId"]) or "", round=int(r["round"].value),
+                        stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
+                        image_name=text(r["imageName"]) or "", image_digest=text(r["imageDigest"]) or "",
+                        entrypoint=text(r["entrypoint"]), inputs=inputs, input_digests=[digests[i] for i in inputs],
+                        requester=r["requester"].value, definition=text(r["definitionId"]) or "",
+                        parameters=parameters)
 
     @router.post("/executions/{execution_id}/steps", response_model=StepOut)
     async def step_execution(execution_id: str, body: StepIn,
@@ -46,7 +56,7 @@ def station_router(s: Services) -> APIRouter:
                          principal: Annotated[Principal, Depends(s.require(Role.STATION, Role.OPERATOR))]) -> StepOut:
         """Record the output (SHA-256 digest and size) an execution generated, before it is reviewed."""
         life.add_output(principal, execution_id=execution_id, sha256=body.sha256, byte_size=body.byte_size,
-                        title=body.title)
+                        title=body.title, checks=[(c.name, c.passed, c.detail) for c in body.checks])
         return StepOut(execution=execution_id, state="output-recorded")
 
     return router
