@@ -29,6 +29,7 @@ from orchestrator.principal import Role
 from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
 
 from . import demo as demo_module
+from .station_commands import station_app
 
 app = typer.Typer(
     help="Knowledge-graph-centric Personal Health Train platform.",
@@ -60,6 +61,8 @@ def demo(
     except GraphStoreError as e:
         raise fail(str(e)) from None
 
+
+app.add_typer(station_app, name="station")
 
 token_app = typer.Typer(help="Local bearer tokens for the embedded default (HS256).", no_args_is_help=True)
 app.add_typer(token_app, name="token")

@@ -92,6 +92,7 @@ class ExecutionOut(BaseModel):
     started: str | None = None
     ended: str | None = None
     output: str | None = None
+    output_sha256: str | None = Field(default=None, description="SHA-256 of the output: its object store address")
 
 
 class TrainOut(BaseModel):

@@ -31,7 +31,8 @@ def train_router(s: Services) -> APIRouter:
         return [ExecutionOut(id=iris.local(r["execution"], "executions"), state=chart.token(r["state"]),
                              station=text(r["stationId"]) or "", round=int(r["round"].value),
                              stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
-                             started=text(r["started"]), ended=text(r["ended"]), output=text(r["output"]))
+                             started=text(r["started"]), ended=text(r["ended"]), output=text(r["output"]),
+                             output_sha256=text(r["outputSha256"]))
                 for r in s.store.run_query("train_executions", train=train)]  # type: ignore[union-attr]
 
     def visible_train(principal: Principal, train_id: str) -> tuple[NamedNode, object, list[ExecutionOut]]:

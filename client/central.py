@@ -1,0 +1,125 @@
+"""``CentralClient``: the REST API of the central service as typed Python calls."""
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+
+class ClientError(Exception):
+    """The service refused a call, or could not be reached. ``str(e)`` is one sentence for people."""
+
+    def __init__(self, message: str, *, status: int | None = None, report: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.report = report
+
+
+class CentralClient:
+    """A connection to one central service as one principal (the token decides who you are).
+
+    ``transport`` lets tests pass an in-process ASGI app; ``timeout`` applies to every request.
+    """
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "CentralClient":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise ClientError(f"cannot reach the central service at {self.base_url}: {e}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"detail": response.text.strip()[:500] or response.reason_phrase}
+            detail = body.get("detail") if isinstance(body, dict) else None
+            raise ClientError(str(detail or f"HTTP {response.status_code}"), status=response.status_code,
+                              report=body.get("report") if isinstance(body, dict) else None)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _pages(self, path: str, params: Mapping[str, Any] | None = None, *, page: int = 200) -> Iterator[Any]:
+        offset = 0
+        while True:
+            body = self._call("GET", path, params={**(params or {}), "limit": page, "offset": offset})
+            yield from body["items"]
+            offset += len(body["items"])
+            if not body["items"] or offset >= body["total"]:
+                return
+
+    # -- registry -----------------------------------------------------------------------------------------
+
+    def register_station(self, station: Mapping[str, Any]) -> str:
+        return self._call("POST", "/api/stations", json=dict(station))["id"]
+
+    def register_dataset(self, dataset: Mapping[str, Any]) -> str:
+        return self._call("POST", "/api/datasets", json=dict(dataset))["id"]
+
+    def register_definition(self, definition: Mapping[str, Any]) -> str:
+        return self._call("POST", "/api/definitions", json=dict(definition))["id"]
+
+    def stations(self) -> list[dict[str, Any]]:
+        return list(self._pages("/api/stations"))
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return list(self._pages("/api/datasets"))
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return list(self._pages("/api/definitions"))
+
+    # -- trains (researchers) -----------------------------------------------------------------------------
+
+    def submit(self, definition: str, parameters: Mapping[str, str] | None = None) -> str:
+        """Submit a train of a registered definition; returns the train id."""
+        return self._call("POST", "/api/trains", json={"definition": definition,
+                                                      "parameters": dict(parameters or {})})["id"]
+
+    def train(self, train_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/trains/{train_id}")
+
+    def trains(self, state: str | None = None) -> list[dict[str, Any]]:
+        return list(self._pages("/api/trains", {"state": state} if state else None))
+
+    def events(self, train_id: str) -> list[dict[str, Any]]:
+        return list(self._pages(f"/api/trains/{train_id}/events", page=500))
+
+    def cancel(self, train_id: str, reason: str = "") -> str:
+        return self._call("POST", f"/api/trains/{train_id}/cancel", json={"reason": reason})["state"]
+
+    def sparql(self, query: str) -> dict[str, Any]:
+        """Run a SPARQL query; returns the SPARQL JSON results (SELECT/ASK)."""
+        return self._call("POST", "/sparql", data={"query": query},
+                          headers={"Accept": "application/sparql-results+json"})
+
+    # -- station side ---------------------------------------------------------------------------------------
+
+    def work(self, station_id: str) -> list[dict[str, Any]]:
+        """The station's unfinished executions (see ``WorkItem`` in the OpenAPI document)."""
+        return self._call("GET", f"/api/stations/{station_id}/work")
+
+    def step(self, execution_id: str, to: str, *, reason: str = "", used: Sequence[str] = ()) -> str:
+        """Fire one lifecycle step of an execution; ``ClientError`` with status 409 if it is not allowed now."""
+        return self._call("POST", f"/api/executions/{execution_id}/steps",
+                          json={"to": to, "reason": reason, "used": list(used)})["state"]
+
+    def add_output(self, execution_id: str, *, sha256: str, byte_size: int, title: str = "",
+                   checks: Sequence[Mapping[str, Any]] = ()) -> None:
+        self._call("POST", f"/api/executions/{execution_id}/outputs",
+                   json={"sha256": sha256, "byte_size": byte_size, "title": title, "checks": list(checks)})

@@ -1,0 +1,172 @@
+"""``pht station ...``: run the station agent, and the station admin's decisions."""
+
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from client import CentralClient, ClientError
+from station.agent import Holding, StationAgent, release
+from station.objects import ObjectStoreError, object_store_from_url
+from station.policy import PolicyError, load_policy
+from station.runtimes.base import RuntimeFailure
+from station.runtimes.factory import make_runtime
+from station.settings import StationSettings, StationSettingsError
+
+station_app = typer.Typer(help="Station agent and the station admin's decisions.", no_args_is_help=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+CentralUrl = Annotated[str, typer.Option("--central", envvar="PHT_CENTRAL_URL", help="URL of the central service.")]
+Token = Annotated[str, typer.Option("--token", envvar="PHT_TOKEN", help="Bearer token (station-admin role).")]
+
+
+def fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+@station_app.command("run")
+def run_agent(
+    once: Annotated[bool, typer.Option(help="Poll once and exit (for cron or tests).")] = False,
+) -> None:
+    """Run the station agent: poll the central service (outbound only) and drive this station's executions.
+
+    Configured by environment variables (docs/station.md): PHT_STATION_ID, PHT_CENTRAL_URL,
+    PHT_STATION_TOKEN, PHT_STATION_DATASETS (id=/folder,...), PHT_STATION_STATE_DIR, PHT_OBJECTS_URL,
+    PHT_STATION_RUNTIME (docker, podman, process), PHT_STATION_POLICY (Turtle file).
+
+    Example: PHT_STATION_ID=aachen PHT_CENTRAL_URL=http://127.0.0.1:8080 ... pht station run
+    """
+    logging.basicConfig(level=os.environ.get("PHT_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    try:
+        settings = StationSettings.from_env()
+        agent = StationAgent(settings, runtime=make_runtime(settings.runtime))
+        if settings.policy_file is not None:
+            load_policy(settings.policy_file)  # refuse to start on an invalid policy
+    except (StationSettingsError, PolicyError, RuntimeFailure, ObjectStoreError) as e:
+        raise fail(str(e)) from None
+    if once:
+        try:
+            moved = agent.poll_once()
+        except ClientError as e:
+            raise fail(str(e)) from None
+        console.print(f"station {settings.station_id}: {moved} step(s) taken")
+        return
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    console.print(f"station {settings.station_id} polling {settings.central_url} every {settings.poll_interval_s} s")
+    try:
+        agent.run()
+    except KeyboardInterrupt:
+        agent.stop()
+
+
+@station_app.command("pending")
+def pending(
+    station: Annotated[str, typer.Argument(help="Station id.")],
+    central: CentralUrl, token: Token,
+) -> None:
+    """List the executions waiting for the station admin: approvals and output reviews.
+
+    Example: pht station pending aachen --central http://127.0.0.1:8080 --token $ADMIN_TOKEN
+    """
+    try:
+        with CentralClient(central, token) as client:
+            work = [w for w in client.work(station) if w["state"] in ("waiting-for-approval", "output-under-review")]
+    except ClientError as e:
+        raise fail(str(e)) from None
+    table = Table("execution", "state", "definition", "requester", "image digest")
+    for w in work:
+        table.add_row(w["execution"], w["state"], w["definition"], w["requester"].rsplit("/", 1)[-1],
+                      w["image_digest"][:19] + "...")
+    console.print(table)
+
+
+def _decide(central: str, token: str, execution: str, to: str, reason: str) -> None:
+    try:
+        with CentralClient(central, token) as client:
+            state = client.step(execution, to, reason=reason)
+    except ClientError as e:
+        raise fail(str(e)) from None
+    console.print(f"{execution}: {state}")
+
+
+@station_app.command("approve")
+def approve(execution: Annotated[str, typer.Argument(help="Execution id.")], central: CentralUrl, token: Token,
+            reason: Annotated[str, typer.Option(help="Why (recorded in the graph).")] = "approved by the station admin",
+            ) -> None:
+    """Approve an execution that waits for approval.
+
+    Example: pht station approve 6f0c...r1-s0 --central http://127.0.0.1:8080 --token $ADMIN_TOKEN
+    """
+    _decide(central, token, execution, "approved", reason)
+
+
+@station_app.command("reject")
+def reject(execution: Annotated[str, typer.Argument(help="Execution id.")], central: CentralUrl, token: Token,
+           reason: Annotated[str, typer.Option(help="Why: the requester reads this.")]) -> None:
+    """Reject an execution; the reason reaches the requester through the graph.
+
+    Example: pht station reject 6f0c...r1-s0 --reason "cohort too small" --central ... --token $ADMIN_TOKEN
+    """
+    if not reason.strip():
+        raise fail("a rejection needs a reason (--reason)")
+    _decide(central, token, execution, "rejected", reason)
+
+
+@station_app.command("withhold")
+def withhold(execution: Annotated[str, typer.Argument(help="Execution id.")], central: CentralUrl, token: Token,
+             reason: Annotated[str, typer.Option(help="Why the output may not leave.")]) -> None:
+    """Withhold an output under review: it never leaves the station.
+
+    Example: pht station withhold 6f0c...r1-s0 --reason "small cells" --central ... --token $ADMIN_TOKEN
+    """
+    if not reason.strip():
+        raise fail("withholding needs a reason (--reason)")
+    _decide(central, token, execution, "withheld", reason)
+
+
+@station_app.command("review")
+def show_review(execution: Annotated[str, typer.Argument(help="Execution id.")],
+                state_dir: Annotated[Path, typer.Option("--state-dir", envvar="PHT_STATION_STATE_DIR",
+                                                        help="The agent's state folder.")]) -> None:
+    """Show the held output's automatic checks and files (run on the station host).
+
+    Example: pht station review 6f0c...r1-s0 --state-dir var/station-aachen
+    """
+    hold = Holding(state_dir, execution)
+    held = hold.held()
+    if held is None:
+        raise fail(f"no held output of {execution} under {state_dir}")
+    sha256, size, checks = held
+    console.print(f"output sha256 {sha256}, {size} bytes (packed); files in {hold.output}")
+    table = Table("check", "passed", "detail")
+    for c in checks:
+        table.add_row(c["name"], "yes" if c["passed"] else "[red]no[/red]", c["detail"])
+    console.print(table)
+
+
+@station_app.command("release")
+def release_output(
+    execution: Annotated[str, typer.Argument(help="Execution id.")], central: CentralUrl, token: Token,
+    state_dir: Annotated[Path, typer.Option("--state-dir", envvar="PHT_STATION_STATE_DIR",
+                                            help="The agent's state folder.")],
+    objects: Annotated[str, typer.Option("--objects", envvar="PHT_OBJECTS_URL", help="Object store URL.")],
+    reason: Annotated[str, typer.Option(help="Recorded in the graph.")] = "released by the station admin",
+) -> None:
+    """Release a held output: upload it to the object store by digest, then mark it released.
+
+    Example: pht station release 6f0c...r1-s0 --state-dir var/station-aachen --objects file:///var/pht/objects ...
+    """
+    try:
+        with CentralClient(central, token) as client:
+            state = release(client, object_store_from_url(objects), Holding(state_dir, execution), execution,
+                            reason=reason)
+    except (ClientError, ObjectStoreError) as e:
+        raise fail(str(e)) from None
+    console.print(f"{execution}: {state}")

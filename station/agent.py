@@ -1,0 +1,339 @@
+"""The station agent: polls the central service for this station's work and drives each execution.
+
+Outbound only (hospital firewalls allow nothing in): every step is a call to the central service, which
+checks it against the lifecycle chart. The agent holds no state that matters only in memory: what it
+needs after a crash is in the graph (the execution's state) or under ``state_dir`` (inputs, the held
+output and its review, the count of interrupted runs), so a restarted agent carries on from the state
+the graph says, re-running an interrupted run at most ``max_attempts`` times and then failing it
+explicitly, never leaving it hanging.
+"""
+
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from client import CentralClient, ClientError
+
+from . import archive, contract
+from .events import EventSink
+from .objects import ObjectStore, ObjectStoreError, object_store_from_url
+from .policy import StationPolicy, load_policy
+from .review import review
+from .runtimes.base import ImageRefused, Runtime, RunSpec
+from .settings import StationSettings
+
+log = logging.getLogger("pht.station")
+
+MAX_INPUT_FILES = 10_000
+
+
+@dataclass(frozen=True)
+class Work:
+    """One work item as the central service describes it (``WorkItem`` in the OpenAPI document)."""
+
+    execution: str
+    state: str
+    train: str
+    round: int
+    stop: int | None
+    image_name: str
+    image_digest: str
+    entrypoint: str | None
+    input_digests: tuple[str, ...]
+    requester: str
+    definition: str
+    parameters: Mapping[str, str]
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> "Work":
+        return cls(execution=item["execution"], state=item["state"], train=item["train"], round=item["round"],
+                   stop=item["stop"], image_name=item["image_name"], image_digest=item["image_digest"],
+                   entrypoint=item.get("entrypoint"), input_digests=tuple(item.get("input_digests", ())),
+                   requester=item.get("requester", ""), definition=item.get("definition", ""),
+                   parameters=dict(item.get("parameters", {})))
+
+
+class Holding:
+    """The folder of one execution under ``state_dir``: inputs, output, the held archive and its review."""
+
+    def __init__(self, state_dir: Path, execution: str) -> None:
+        self.root = state_dir / "executions" / execution
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "input"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.json"
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "output.tar.gz"
+
+    @property
+    def review(self) -> Path:
+        return self.root / "review.json"
+
+    def attempts(self) -> int:
+        try:
+            return int((self.root / "attempts").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def count_attempt(self) -> int:
+        n = self.attempts() + 1
+        _write_atomic(self.root / "attempts", str(n).encode())
+        return n
+
+    def held(self) -> tuple[str, int, list[dict[str, Any]]] | None:
+        """(sha256, size, checks) of the held output, or None if there is none (complete) on disk."""
+        try:
+            meta = json.loads(self.review.read_text())
+        except (OSError, ValueError):
+            return None
+        return (meta["sha256"], meta["byte_size"], meta["checks"]) if self.archive.is_file() else None
+
+
+class StationAgent:
+    """Drives this station's executions. ``poll_once`` does one round; ``run`` loops until stopped."""
+
+    def __init__(self, settings: StationSettings, *, runtime: Runtime, client: CentralClient | None = None,
+                 objects: ObjectStore | None = None, events: EventSink | None = None,
+                 policy_loader: Callable[[], StationPolicy] | None = None) -> None:
+        settings.check()
+        self.settings = settings
+        self.runtime = runtime
+        self.client = client or CentralClient(settings.central_url, settings.token)
+        self.objects = objects or object_store_from_url(settings.objects_url)
+        self.events = events or EventSink(settings.mpu_url, settings.station_id)
+        self._policy_loader = policy_loader or self._load_policy_file
+        self._stop = threading.Event()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def _load_policy_file(self) -> StationPolicy:
+        if self.settings.policy_file is None:
+            return StationPolicy()
+        return load_policy(self.settings.policy_file)
+
+    @property
+    def policy(self) -> StationPolicy:
+        """Read on every use, so the admin's edits apply without a restart (an invalid file raises)."""
+        return self._policy_loader()
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Poll until :meth:`stop`; a failed poll (central service down) is logged and retried."""
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except ClientError as e:
+                log.warning("poll failed, retrying: %s", e)
+            self._stop.wait(self.settings.poll_interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        """Close the connections (central service, MPU)."""
+        self.client.close()
+        self.events.close()
+
+    def poll_once(self) -> int:
+        """Advance every work item by as many steps as the station can take now; returns how many moved."""
+        items = [Work.from_json(w) for w in self.client.work(self.settings.station_id)]
+        moved = 0
+        for work in items:
+            try:
+                moved += self.advance(work)
+            except ClientError as e:
+                if e.status == 409:  # someone else moved it (cancelled, admin): the next poll sees the new state
+                    log.info("%s: %s", work.execution, e)
+                else:
+                    raise
+        self._forget_finished({w.execution for w in items})
+        return moved
+
+    def advance(self, work: Work) -> int:
+        """Take the steps this station can take for one execution; returns how many it took."""
+        steps = 0
+        state = work.state
+        while True:
+            nxt = self._step(work, state)
+            if nxt is None:
+                return steps
+            state, steps = nxt, steps + 1
+
+    def _step(self, work: Work, state: str) -> str | None:
+        """One step from ``state``; returns the new state, or None when the station must wait."""
+        if state == "queued":
+            reason = self.policy.auto_approval(image_digest=work.image_digest, requester=work.requester,
+                                               definition=work.definition)
+            if reason is None:
+                return self._fire(work, "waiting-for-approval", "held for the station admin's approval")
+            return self._fire(work, "approved", reason)
+        if state == "approved":
+            return self._fire(work, "pulling", "")
+        if state == "pulling":
+            return self._pull(work)
+        if state == "running":
+            return self._run(work)
+        if state == "output-under-review":
+            return self._maybe_release(work)
+        return None  # waiting-for-approval: the admin decides
+
+    def _fire(self, work: Work, to: str, reason: str, used: tuple[str, ...] = ()) -> str:
+        self.client.step(work.execution, to, reason=reason, used=used)
+        self.events.state_change(work, to, reason)
+        log.info("%s -> %s %s", work.execution, to, reason)
+        return to
+
+    def _fail(self, work: Work, reason: str) -> str:
+        self.events.error(work, reason)
+        return self._fire(work, "failed", reason)
+
+    # -- pulling: image and inputs ------------------------------------------------------------------------
+
+    def _pull(self, work: Work) -> str:
+        try:
+            self.runtime.check_image(work.image_name, work.image_digest)
+        except ImageRefused as e:
+            return self._fail(work, str(e))
+        problem = self._fetch_inputs(work)
+        if problem is not None:
+            return self._fail(work, problem)
+        return self._fire(work, "running", "", used=tuple(self.settings.datasets))
+
+    def _fetch_inputs(self, work: Work) -> str | None:
+        """Fetch, verify and safely unpack the inputs; None on success, else the reason to fail."""
+        hold = Holding(self.settings.state_dir, work.execution)
+        done = hold.root / "inputs-complete"
+        if done.exists():
+            return None
+        shutil.rmtree(hold.inputs, ignore_errors=True)
+        hold.inputs.mkdir(parents=True)
+        for i, digest in enumerate(work.input_digests):
+            packed = hold.root / f"input-{i}.tar.gz"
+            try:
+                self.objects.get_file(digest, packed)
+                archive.extract(packed, hold.inputs / str(i), max_bytes=self.settings.limits.output_bytes,
+                                max_files=MAX_INPUT_FILES)
+            except (ObjectStoreError, archive.ArchiveError) as e:
+                return f"input {i} (sha256 {digest[:12]}...) cannot be used: {e}"
+            finally:
+                packed.unlink(missing_ok=True)
+        done.touch()
+        return None
+
+    # -- running --------------------------------------------------------------------------------------------
+
+    def _run(self, work: Work) -> str | None:
+        hold = Holding(self.settings.state_dir, work.execution)
+        if hold.held() is not None:  # ran before a crash; the output is recorded again (same digest)
+            return self._hand_over(work, hold)
+        attempt = hold.count_attempt()
+        if attempt > self.settings.max_attempts:
+            return self._fail(work, f"the run was interrupted {attempt - 1} time(s) by a station restart; "
+                                    "giving up instead of retrying forever")
+        self.runtime.discard(work.execution)
+        problem = self._fetch_inputs(work)
+        if problem is not None:
+            return self._fail(work, problem)
+        dataset = next(iter(self.settings.datasets.values()))
+        _write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
+        shutil.rmtree(hold.output, ignore_errors=True)
+        hold.output.mkdir(parents=True)
+        role = contract.ROLE_STATION if work.stop is not None else contract.ROLE_AGGREGATOR
+        spec = RunSpec(name=work.execution, image=work.image_name, image_digest=work.image_digest,
+                       dataset_dir=dataset, input_dir=hold.inputs, params_file=hold.params, output_dir=hold.output,
+                       environment=contract.run_environment(role=role, round_=work.round,
+                                                            station=self.settings.station_id,
+                                                            input_count=len(work.input_digests)),
+                       entrypoint=work.entrypoint.split() if work.entrypoint else None, limits=self.settings.limits)
+        self.events.started_running(work)
+        try:
+            result = self.runtime.run(spec)
+        except ImageRefused as e:
+            return self._fail(work, str(e))
+        self.events.finished_running(work, result)
+        if not result.ok:
+            return self._fail(work, f"the train failed at station {self.settings.station_id}: {result.failure}")
+        checks = review(hold.output, self.policy)
+        try:
+            sha256, size = archive.pack_to(hold.output, hold.archive)
+        except archive.ArchiveError as e:
+            return self._fail(work, f"the output cannot be packed: {e}")
+        _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size,
+                                               "checks": [c.as_json() for c in checks]}).encode())
+        return self._hand_over(work, hold)
+
+    def _hand_over(self, work: Work, hold: Holding) -> str:
+        held = hold.held()
+        assert held is not None
+        sha256, size, checks = held
+        self.client.add_output(work.execution, sha256=sha256, byte_size=size, title=f"output of {work.execution}",
+                               checks=checks)
+        failed = [c["name"] for c in checks if not c["passed"]]
+        return self._fire(work, "output-under-review",
+                          "output checks failed: " + ", ".join(failed) if failed else "every output check passed")
+
+    # -- release --------------------------------------------------------------------------------------------
+
+    def _maybe_release(self, work: Work) -> str | None:
+        hold = Holding(self.settings.state_dir, work.execution)
+        held = hold.held()
+        if held is None:
+            return self._fail(work, "the held output is missing at the station (its state folder was lost)")
+        policy = self.policy
+        if policy.requires_output_review or not all(c["passed"] for c in held[2]):
+            return None  # the admin decides
+        release(self.client, self.objects, hold, work.execution, reason="released automatically: every output "
+                "check passed and the station policy does not require a review")
+        self.events.state_change(work, "released", "released automatically")
+        return "released"
+
+    def _forget_finished(self, current: set[str]) -> None:
+        """Delete the folders of executions that are no longer this station's work (finished elsewhere)."""
+        root = self.settings.state_dir / "executions"
+        if not root.is_dir():
+            return
+        for folder in root.iterdir():
+            if folder.name not in current:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def release(client: CentralClient, objects: ObjectStore, hold: Holding, execution: str, *, reason: str) -> str:
+    """Upload the held output to the object store (verified by digest), then fire ``released``.
+
+    The upload comes first: a crash in between leaves the output stored but not yet released, and
+    releasing again is idempotent (the object store is content-addressed).
+    """
+    held = hold.held()
+    if held is None:
+        raise ClientError(f"execution {execution} has no held output at this station")
+    stored = objects.put_file(hold.archive)
+    if stored != held[0]:
+        raise ClientError(f"the held output of {execution} changed on disk (sha256 {stored} is not {held[0]})")
+    return client.step(execution, "released", reason=reason)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+

@@ -1,0 +1,66 @@
+"""Settings of one station: who it is, where the central service and its data are, what it may run."""
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runtimes.base import Limits
+
+
+class StationSettingsError(ValueError):
+    """A setting is missing or malformed; ``str(e)`` names it."""
+
+
+@dataclass(frozen=True)
+class StationSettings:
+    """Everything the agent needs. ``datasets`` maps a registered dataset id to its folder on this host."""
+
+    station_id: str
+    central_url: str
+    token: str
+    datasets: Mapping[str, Path]
+    state_dir: Path
+    objects_url: str
+    runtime: str = "docker"
+    policy_file: Path | None = None
+    poll_interval_s: float = 1.0
+    limits: Limits = field(default_factory=Limits)
+    max_attempts: int = 2          #: runs interrupted by an agent crash are retried this often, then failed
+    mpu_url: str | None = None     #: the station's metadata processing unit (events are posted there)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "StationSettings":
+        """Read ``PHT_STATION_*`` variables (see docs/station.md); datasets as ``id=/path,id2=/path2``."""
+        def need(name: str) -> str:
+            value = environ.get(name, "").strip()
+            if not value:
+                raise StationSettingsError(f"{name} is not set")
+            return value
+
+        datasets: dict[str, Path] = {}
+        for pair in need("PHT_STATION_DATASETS").split(","):
+            did, sep, folder = pair.partition("=")
+            if not sep or not did.strip() or not folder.strip():
+                raise StationSettingsError(f"PHT_STATION_DATASETS: {pair!r} is not id=/path")
+            datasets[did.strip()] = Path(folder.strip())
+        policy = environ.get("PHT_STATION_POLICY", "").strip()
+        try:
+            interval = float(environ.get("PHT_STATION_POLL_INTERVAL", "1.0"))
+        except ValueError:
+            raise StationSettingsError("PHT_STATION_POLL_INTERVAL is not a number of seconds") from None
+        return cls(station_id=need("PHT_STATION_ID"), central_url=need("PHT_CENTRAL_URL"),
+                   token=need("PHT_STATION_TOKEN"), datasets=datasets, state_dir=Path(need("PHT_STATION_STATE_DIR")),
+                   objects_url=need("PHT_OBJECTS_URL"), runtime=environ.get("PHT_STATION_RUNTIME", "docker"),
+                   policy_file=Path(policy) if policy else None, poll_interval_s=interval,
+                   mpu_url=environ.get("PHT_MPU_URL") or None)
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, before the agent touches anything."""
+        if not self.datasets:
+            raise StationSettingsError("the station holds no dataset")
+        for did, folder in self.datasets.items():
+            if not folder.is_dir():
+                raise StationSettingsError(f"dataset {did}: {folder} is not a folder")
+        if self.policy_file is not None and not self.policy_file.is_file():
+            raise StationSettingsError(f"station policy {self.policy_file} is not a file")
