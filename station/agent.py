@@ -25,7 +25,7 @@ from .events import EventSink
 from .objects import ObjectStore, ObjectStoreError, object_store_from_url
 from .policy import StationPolicy, load_policy
 from .review import review
-from .runtimes.base import ImageRefused, Runtime, RunSpec
+from .runtimes.base import ImageRefused, Runtime, RunSpec, RuntimeFailure
 from .settings import StationSettings
 
 log = logging.getLogger("pht.station")
@@ -266,6 +266,9 @@ class StationAgent:
             result = self.runtime.run(spec)
         except ImageRefused as e:
             return self._fail(work, str(e))
+        except RuntimeFailure as e:  # the station's engine, not the train: retried, bounded by max_attempts
+            log.warning("%s: the runtime failed, retrying at the next poll: %s", work.execution, e)
+            return None
         self.events.finished_running(work, result)
         if not result.ok:
             return self._fail(work, f"the train failed at station {self.settings.station_id}: {result.failure}")

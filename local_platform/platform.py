@@ -1,0 +1,225 @@
+"""``LocalPlatform``: start the central service and one agent per station, talk to them, stop them."""
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from client import CentralClient
+from graph_store import EmbeddedStore
+from orchestrator.app import create_app
+from orchestrator.auth import issue_token
+from orchestrator.principal import Role
+from orchestrator.settings import DEMO_SECRET, Settings
+from station.agent import StationAgent
+from station.archive import extract
+from station.objects import LocalObjectStore
+from station.policy import StationPolicy
+from station.runtimes.base import Limits, Runtime
+from station.runtimes.factory import make_runtime
+from station.settings import StationSettings
+
+log = logging.getLogger("pht.local")
+
+BASE_IMAGE = "pht/python-base:bookworm"
+TERMINAL = {"finished", "failed", "cancelled", "rejected", "withheld"}
+#: the demo's stations decide by themselves: approve every train, release outputs that pass the checks
+AUTOMATIC = StationPolicy(requires_approval=False, requires_output_review=False, max_output_bytes=1_000_000,
+                          allowed_file_types=frozenset({"json", "csv", "txt"}), min_cell_count=3,
+                          source="demo policy: automatic approval and release after the checks")
+
+
+@dataclass(frozen=True)
+class StationSpec:
+    id: str
+    dataset: Path
+    policy: StationPolicy = AUTOMATIC
+
+
+@dataclass(frozen=True)
+class TrainImage:
+    """What a definition names: the image (a tag for Docker, a folder for the process runtime) and its digest."""
+
+    name: str
+    digest: str
+
+
+def detect_runtime() -> tuple[str, str | None]:
+    """``("docker", None)`` when a Docker engine answers and the base image exists, else ``("process", why)``."""
+    try:
+        import docker
+        client = docker.from_env(timeout=5)
+        try:
+            client.ping()
+            client.images.get(BASE_IMAGE)
+        finally:
+            client.close()
+    except Exception as e:  # docker missing, engine down, image missing: all mean "use the process runtime"
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        return "process", f"Docker is not usable here ({reason}); trains run as local processes instead"
+    return "docker", None
+
+
+@dataclass
+class LocalPlatform:
+    """The central service (uvicorn on 127.0.0.1, embedded store under ``workdir``) plus station agents
+    polling it from threads, sharing one local object store. Use as a context manager."""
+
+    workdir: Path
+    stations: Sequence[StationSpec]
+    runtime: str = "docker"
+    poll_interval_s: float = 0.2
+    limits: Limits = field(default_factory=lambda: Limits(timeout_s=120))
+    url: str = ""
+    store: EmbeddedStore | None = None
+    _server: uvicorn.Server | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _agents: list[StationAgent] = field(default_factory=list)
+    _clients: list[CentralClient] = field(default_factory=list)
+
+    def __enter__(self) -> "LocalPlatform":
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def objects(self) -> LocalObjectStore:
+        return LocalObjectStore(self.workdir / "objects")
+
+    # -- start / stop ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.store = EmbeddedStore(self.workdir / "store")
+        app = create_app(Settings(jwt_secret=DEMO_SECRET, demo=True), store=self.store)
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        thread = threading.Thread(target=self._server.run, name="central", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self.url = self._wait_for_port()
+        ops = self.client("operator", Role.OPERATOR)
+        for spec in self.stations:
+            ops.register_station({"id": spec.id, "title": f"{spec.id} station", "owner": f"{spec.id} hospital",
+                                  "public_keys": [self._public_key(spec.id)], "runtimes": [self.runtime]})
+            ops.register_dataset({"id": f"{spec.id}-data", "title": f"patients at {spec.id}", "station": spec.id})
+        for spec in self.stations:
+            self._start_agent(spec, make_runtime(self.runtime))
+
+    def _wait_for_port(self) -> str:
+        deadline = time.monotonic() + 30
+        assert self._server is not None
+        while time.monotonic() < deadline:
+            if self._server.started and self._server.servers:
+                port = self._server.servers[0].sockets[0].getsockname()[1]
+                url = f"http://127.0.0.1:{port}"
+                try:
+                    httpx.get(url + "/health", timeout=2)
+                    return url
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError("the central service did not start within 30 s")
+
+    def _public_key(self, sid: str) -> str:
+        """A fresh Ed25519 key pair per station; the private key stays under ``workdir/keys``."""
+        key = Ed25519PrivateKey.generate()
+        keys = self.workdir / "keys"
+        keys.mkdir(exist_ok=True)
+        (keys / f"{sid}.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                            serialization.PrivateFormat.PKCS8,
+                                                            serialization.NoEncryption()))
+        return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def _start_agent(self, spec: StationSpec, runtime: Runtime) -> None:
+        settings = StationSettings(station_id=spec.id, central_url=self.url,
+                                   token=self.token(f"station-{spec.id}", Role.STATION, spec.id),
+                                   datasets={f"{spec.id}-data": spec.dataset},
+                                   state_dir=self.workdir / "stations" / spec.id,
+                                   objects_url=f"file://{self.workdir / 'objects'}",
+                                   runtime=self.runtime, poll_interval_s=self.poll_interval_s, limits=self.limits)
+        agent = StationAgent(settings, runtime=runtime, objects=self.objects, policy_loader=lambda: spec.policy)
+        thread = threading.Thread(target=agent.run, name=f"station-{spec.id}", daemon=True)
+        thread.start()
+        self._agents.append(agent)
+        self._threads.append(thread)
+
+    def stop_station(self, sid: str) -> None:
+        """Stop one station's agent (it "goes away"); its executions stay where they are."""
+        for agent in self._agents:
+            if agent.settings.station_id == sid:
+                agent.stop()
+
+    def stop(self) -> None:
+        for agent in self._agents:
+            agent.stop()
+        for thread in self._threads[1:]:
+            thread.join(timeout=30)
+        for agent in self._agents:
+            agent.close()
+        for client in self._clients:
+            client.close()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._threads:
+            self._threads[0].join(timeout=10)
+        if self.store is not None:
+            self.store.close()
+        self._agents, self._threads, self._clients = [], [], []
+
+    # -- acting on it ---------------------------------------------------------------------------------------
+
+    def token(self, subject: str, role: Role, station: str | None = None) -> str:
+        return issue_token(DEMO_SECRET, subject=subject, roles=[role], station=station, ttl_s=24 * 3600)
+
+    def client(self, subject: str = "alice", role: Role = Role.RESEARCHER, station: str | None = None) -> CentralClient:
+        client = CentralClient(self.url, self.token(subject, role, station))
+        self._clients.append(client)
+        return client
+
+    def build_image(self, folder: Path, tag: str) -> TrainImage:
+        """Build a train folder into an image (Docker), or take the folder itself (process runtime)."""
+        if self.runtime == "process":
+            from station.runtimes.process import folder_digest
+            return TrainImage(str(folder.resolve()), folder_digest(folder))
+        from station.images import build_train_image
+        return TrainImage(tag, build_train_image(folder, tag))
+
+    def wait(self, client: CentralClient, train_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        """Poll until the train is in a terminal state; returns it (raises TimeoutError otherwise)."""
+        return next(t for t in self.watch(client, train_id, timeout_s) if t["state"] in TERMINAL)
+
+    def watch(self, client: CentralClient, train_id: str, timeout_s: float = 120,
+              interval_s: float = 0.2) -> Iterator[dict[str, Any]]:
+        """The train as it changes, until it is terminal."""
+        deadline, last = time.monotonic() + timeout_s, None
+        while time.monotonic() < deadline:
+            train = client.train(train_id)
+            snapshot = (train["state"], tuple(e["state"] for e in train["executions"]))
+            if snapshot != last:
+                last = snapshot
+                yield train
+            if train["state"] in TERMINAL:
+                return
+            time.sleep(interval_s)
+        raise TimeoutError(f"train {train_id} did not finish within {timeout_s} s")
+
+    def fetch(self, sha256: str, target: Path) -> Path:
+        """Download an output by digest (verified) and unpack it safely into ``target``."""
+        packed = target.with_name(target.name + ".tar.gz")
+        self.objects.get_file(sha256, packed)
+        shutil.rmtree(target, ignore_errors=True)
+        extract(packed, target, max_bytes=100 * 1024**2, max_files=10_000)
+        packed.unlink()
+        return target
