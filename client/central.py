@@ -108,6 +108,27 @@ class CentralClient:
         return self._call("POST", "/sparql", data={"query": query},
                           headers={"Accept": "application/sparql-results+json"})
 
+    def named_query(self, name: str, **parameters: Any) -> dict[str, Any]:
+        """Run ``sparql_queries/NAME.rq`` at the service, its ``$parameters`` bound here as RDF terms
+        (pyoxigraph ``NamedNode``/``Literal``): values are never formatted into the query text."""
+        from graph_store import GraphStoreError, bind, named_query
+        try:
+            text = bind(named_query(name).text, parameters)
+        except GraphStoreError as e:
+            raise ClientError(str(e)) from None
+        return self.sparql(text)
+
+    def result_digest(self, train_id: str) -> str:
+        """SHA-256 of a finished train's result: the output of its last execution (the last station in
+        incremental mode, the last aggregation in federated mode)."""
+        train = self.train(train_id)
+        if train["state"] != "finished":
+            raise ClientError(f"train {train_id} is {train['state']}, not finished: it has no result")
+        digest = train["executions"][-1].get("output_sha256") if train["executions"] else None
+        if not digest:
+            raise ClientError(f"train {train_id} finished without a recorded output")
+        return digest
+
     # -- station side ---------------------------------------------------------------------------------------
 
     def work(self, station_id: str) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -145,6 +145,8 @@ class Lifecycle:
     settings: Settings
     chart: Chart = field(default_factory=load_chart)
     clock: Callable[[], datetime] = _now
+    step_observer: Callable[[str, str], None] | None = None
+    """Told ("train" or "execution", new state's token) of every step committed (the metrics' counter)."""
 
     def __post_init__(self) -> None:
         self.iris = Iris(self.settings.base_iri)
@@ -198,6 +200,24 @@ class Lifecycle:
         first = stops if mode == PHT.Federated else stops[:1]
         extra = self._new_executions(train, first, round_=1, used=[])
         self._commit([_Step(train, PHT.Submitted, PHT.Queued, PHT.Operator, self.iris.central)], extra)
+
+    def expire_stale(self, timeout_s: float) -> list[str]:
+        """Fail executions their station has not moved for ``timeout_s`` (the station went away), with a
+        reason that names the station; the train fails with them. Returns the failed execution ids."""
+        before = _time(self.clock() - timedelta(seconds=timeout_s))
+        failed = []
+        operator = Principal(subject="station-watchdog", roles=frozenset({Role.OPERATOR}))
+        for r in self.store.run_query("stale_executions", before=before):  # type: ignore[union-attr]
+            eid = self.iris.local(r["execution"], "executions")
+            reason = (f"station {r['stationId'].value} did not move execution {eid} on from "
+                      f"{self.chart.token(r['state'])} for {timeout_s:g} s (since {r['since'].value}); "
+                      "the station may be offline")
+            try:
+                self.step(operator, execution_id=eid, to="failed", reason=reason)
+            except (ConflictError, IllegalTransition):
+                continue  # the station moved it meanwhile
+            failed.append(eid)
+        return failed
 
     @_serialised
     def recover(self) -> int:
@@ -399,6 +419,11 @@ class Lifecycle:
             self.store.apply_updates(updates, extra=extra, require_match=True)
         except ConflictError:
             raise IllegalTransition("the train changed concurrently; read its state and try again") from None
+        if self.step_observer is not None:
+            trains = f"{self.iris.base}trains/"
+            for s in steps:
+                self.step_observer("train" if s.resource.value.startswith(trains) else "execution",
+                                   self.chart.token(s.to))
 
     def _check(self, kind: str, rid: str, state: NamedNode, target: NamedNode, role: NamedNode | None) -> None:
         if self.chart.allows(kind, state, target) is None:

@@ -40,6 +40,7 @@ class Settings:
     query_timeout_s: float = 10.0
     query_result_limit: int = 10_000
     base_iri: str = "https://pht.example.org/id/"
+    station_timeout_s: float = 3600.0  #: fail executions a station has not moved for this long (0: never)
     demo: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -54,6 +55,8 @@ class Settings:
             raise SettingsError("PHT_JWT_SECRET must be at least 32 characters long")
         if self.max_body_bytes <= 0 or self.query_timeout_s <= 0 or self.query_result_limit <= 0:
             raise SettingsError("PHT_MAX_BODY_BYTES, PHT_QUERY_TIMEOUT_S and PHT_QUERY_RESULT_LIMIT must be positive")
+        if self.station_timeout_s < 0:
+            raise SettingsError("PHT_STATION_TIMEOUT_S must be 0 (off) or a positive number of seconds")
         if not self.base_iri.endswith(("/", "#")):
             raise SettingsError("PHT_BASE_IRI must end with '/' or '#'")
 
@@ -83,5 +86,6 @@ class Settings:
             query_timeout_s=num("PHT_QUERY_TIMEOUT_S", 10.0),
             query_result_limit=int(num("PHT_QUERY_RESULT_LIMIT", 10_000)),
             base_iri=e.get("PHT_BASE_IRI", "https://pht.example.org/id/"),
+            station_timeout_s=num("PHT_STATION_TIMEOUT_S", 3600.0),
             demo=e.get("PHT_DEMO", "") == "1",
         )

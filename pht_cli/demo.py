@@ -1,144 +1,202 @@
-"""``pht demo``: what the platform does today, end to end on the embedded default store.
+"""``pht demo``: the whole platform on this machine, end to end, on the embedded default.
 
-Steps: open an on-disk embedded Oxigraph store in a fresh directory, load the vocabulary and shapes from
-the repository, write the demo registry (stations, datasets, a train definition, a train) as ONE validated
-change set, show a refused invalid write leaving the store unchanged, advance the train one lifecycle step
-with a guarded compare-and-set (and show that replaying it loses), and answer two named queries.
-The directory is removed at the end unless ``--keep DIR`` is given, so the demo can run again and again.
+The central service (embedded Oxigraph store, HTTP on 127.0.0.1), three hospital stations and an
+aggregator station (each its own agent), a local object store, and Docker when an engine and the base
+image are there (else local processes, with a warning). It splits the Wisconsin breast cancer data across
+the stations, runs an incremental cohort count, an incremental mean/variance and a federated logistic
+regression, shows their progress, prints the results next to the pooled (central) computation, answers
+two provenance queries, and removes everything it created unless ``--keep DIR`` is given.
 """
 
-from __future__ import annotations
-
+import json
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
+import warnings
 from pathlib import Path
+from typing import Any
 
-from pyoxigraph import Literal, NamedNode, Quad
+import numpy as np
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from graph_store import (
-    CENTRAL_GRAPH,
-    PHT,
-    ChangeSet,
-    ConflictError,
-    EmbeddedStore,
-    ValidationFailed,
-    parse_rdf,
-)
 from graph_store._paths import REPO_ROOT
+from local_platform import LocalPlatform, StationSpec, detect_runtime, read_pooled, split_breast_cancer
+from orchestrator.principal import Role
 
-REGISTRY = REPO_ROOT / "examples" / "registry.ttl"
-DEMO = "https://pht.example.org/demo/"
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
-PROV_ASSOC = NamedNode("http://www.w3.org/ns/prov#wasAssociatedWith")
-XSD_DATETIME = NamedNode("http://www.w3.org/2001/XMLSchema#dateTime")
+from .train_commands import PROGRESS, TERMINAL
 
-BROKEN_DEFINITION = """
-@prefix pht: <https://w3id.org/pht-kg/vocab#> .
-@prefix demo: <https://pht.example.org/demo/> .
-demo:def-broken a pht:TrainDefinition ;
-    pht:imageName "pht/broken" ;
-    pht:imageDigest "latest" ;
-    pht:mode pht:Incremental ;
-    pht:rounds 0 .
-"""
+HOSPITALS = ("aachen", "leipzig", "cologne")
+COUNT = {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"}
+COLUMNS = ("mean_radius", "mean_texture", "worst_area")
+FEDAVG = {"TARGET": "benign", "LOCAL_EPOCHS": "20", "LEARNING_RATE": "0.5"}
+FEDAVG_ROUNDS = 6
 
 
-def run(console: Console, *, keep: Path | None = None) -> None:
-    """Run the demo, printing each step; raises GraphStoreError if the platform misbehaves."""
-    directory = keep or Path(tempfile.mkdtemp(prefix="pht-demo-"))
+def run(console: Console, *, keep: Path | None = None, serve: bool = False) -> None:
+    """Run the demo; raises on failure (the CLI turns that into one sentence and exit code 1)."""
+    started = time.monotonic()
+    runtime, why = detect_runtime()
+    if why:
+        console.print(f"[yellow]warning:[/yellow] {why}.", highlight=False)
+    workdir = keep if keep is not None else Path(tempfile.mkdtemp(prefix="pht-demo-"))
     if keep is not None and keep.exists():
         shutil.rmtree(keep)
     try:
-        with EmbeddedStore(directory / "store") as store:
-            _steps(console, store, directory)
+        folders = split_breast_cancer(workdir / "data", HOSPITALS)
+        aggregator = workdir / "data" / "aggregator"  # holds no patients: it only combines station outputs
+        aggregator.mkdir()
+        specs = [StationSpec(s, folders[s]) for s in HOSPITALS] + [StationSpec("aggregator", aggregator)]
+        console.print(f"Breast cancer data (scikit-learn, 569 patients) split across {', '.join(HOSPITALS)}; "
+                      f"runtime: {runtime}.")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the process runtime's isolation warning was printed above
+            platform = LocalPlatform(workdir / "platform", specs, runtime=runtime)
+            platform.start()
+        try:
+            _run_trains(console, platform)
+            _where(console, platform, serve)
+            if serve:
+                console.print("Serving until Ctrl-C ...")
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
+        finally:
+            platform.stop()
     finally:
         if keep is None:
-            shutil.rmtree(directory, ignore_errors=True)
-    console.print("\n[bold]Done.[/bold] " + (f"Store kept in {keep / 'store'}" if keep else "Demo store removed."))
+            shutil.rmtree(workdir, ignore_errors=True)
+            console.print("Demo files removed.")
+        else:
+            console.print(f"Demo files kept in {keep} (store in {keep / 'platform' / 'store'}).")
+    console.print(f"Demo finished in {time.monotonic() - started:.1f} s.")
 
 
-def _steps(console: Console, store: EmbeddedStore, directory: Path) -> None:
-    console.rule("[bold]PHT-KG demo: the knowledge graph is the system of record")
-    store.load_vocabulary()
-    console.print(f"1. Embedded Oxigraph store at {directory / 'store'}: loaded "
-                  f"{len(store.schema.ontology_quads)} ontology and {len(store.schema.shapes_quads)} shapes triples "
-                  "from ontology/ and shapes/ (never downloaded).")
-
-    registry = parse_rdf(REGISTRY.read_bytes(), "text/turtle", CENTRAL_GRAPH)
-    t0 = time.perf_counter()
-    report = store.apply(ChangeSet(insert=registry))
-    console.print(f"2. Wrote {REGISTRY.relative_to(REPO_ROOT)} ({len(registry)} triples: 3 stations, 3 datasets, "
-                  f"a train definition, a train) as one validated change set: {report.focus_nodes_checked} focus "
-                  f"nodes checked in {(time.perf_counter() - t0) * 1000:.1f} ms.")
-
-    before = len(store)
-    try:
-        store.apply(ChangeSet(insert=parse_rdf(BROKEN_DEFINITION, "text/turtle", CENTRAL_GRAPH)))
-        raise AssertionError("the broken definition was accepted")  # pragma: no cover
-    except ValidationFailed as refused:
-        console.print("3. A broken train definition is refused with the SHACL report; nothing is written "
-                      f"(store size {before} -> {len(store)}):")
-        for result in refused.report.results:
-            console.print(f"   - {_short(result.path)}: {result.message}", highlight=False)
-
-    train = NamedNode(DEMO + "train-1")
-    step = _queue(train)
-    store.apply(step)
-    console.print("4. Lifecycle step submitted -> queued, guarded by the current state, with a PROV event.")
-    try:
-        store.apply(_queue(train))
-    except ConflictError as lost:
-        console.print(f"   Replaying the same step loses the compare-and-set: {lost}", highlight=False)
-
-    console.print("5. Named queries (sparql_queries/*.rq, parameters bound as RDF terms):")
-    _table(console, "trains_by_state", store.run_query("trains_by_state"), ["stateLabel", "trains"])
-    _table(console, "resources_by_identifier(identifier='leipzig')",
-           store.run_query("resources_by_identifier", identifier=Literal("leipzig")), ["resource", "class", "graph"])
-    console.print("The central service runs on such a store with `pht serve --store DIR`: REST API under /api "
-                  "(OpenAPI at /docs), SPARQL 1.1 endpoint at /sparql, Graph Store Protocol at /rdf-graphs, "
-                  "tokens from `pht token issue`. Not in this build yet: station agents running trains in "
-                  "containers, the MPU and its metrics, web pages (issues 4-7).")
+def _run_trains(console: Console, platform: LocalPlatform) -> None:
+    alice = platform.client("alice", Role.RESEARCHER)
+    images = {name: platform.build_image(REPO_ROOT / "trains" / name, f"pht-trains/{name}:demo")
+              for name in ("cohort-count", "mean-variance", "fedavg-logreg")}
+    route = list(HOSPITALS)
+    for did, image, params, extra in (
+            ("cohort-count", images["cohort-count"], list(COUNT), {"mode": "incremental"}),
+            ("mean-variance", images["mean-variance"], ["COLUMNS"], {"mode": "incremental"}),
+            ("fedavg", images["fedavg-logreg"], list(FEDAVG),
+             {"mode": "federated", "rounds": FEDAVG_ROUNDS, "aggregator": "aggregator"})):
+        alice.register_definition({"id": did, "title": did, "image_name": image.name, "image_digest": image.digest,
+                                   "route": route, "parameters": [{"name": p} for p in params], **extra})
+    trains = {"cohort count (incremental)": alice.submit("cohort-count", COUNT),
+              "mean/variance (incremental)": alice.submit("mean-variance", {"COLUMNS": ",".join(COLUMNS)}),
+              "logistic regression (federated)": alice.submit("fedavg", FEDAVG)}
+    final = _progress(console, alice, trains)
+    x, y, names = read_pooled([platform.stations[i].dataset for i in range(len(HOSPITALS))])
+    table = Table("train", "through the platform", "pooled, computed centrally", title="Results")
+    out = platform.workdir / "results"
+    for label, tid in trains.items():
+        train = final[tid]
+        if train["state"] != "finished":
+            table.add_row(label, f"[red]{train['state']}[/red]", "")
+            continue
+        folder = platform.fetch(train["executions"][-1]["output_sha256"], out / tid)
+        for mine, pooled in _compare(label, folder, x, y, names):
+            table.add_row(label, mine, pooled)
+    console.print(table)
+    tid = trains["cohort count (incremental)"]
+    console.print(f"\nProvenance query [bold]train_history[/bold] for the cohort count train {tid}:")
+    history = alice.named_query("train_history", train=_iri(alice, tid))
+    _print_columns(console, history, ("time", "stationId", "round", "from", "to", "role", "reason"),
+                   only_with="to")
+    console.print("\nProvenance query [bold]station_durations[/bold] for the federated train (seconds):")
+    durations = alice.named_query("station_durations", train=_iri(alice, trains["logistic regression (federated)"]))
+    _print_columns(console, durations, ("stationId", "round", "waitingSeconds", "runningSeconds", "totalSeconds"))
+    failed = [label for label, tid in trains.items() if final[tid]["state"] != "finished"]
+    if failed:
+        raise RuntimeError(f"the demo trains did not all finish: {', '.join(failed)}")
 
 
-def _queue(train: NamedNode) -> ChangeSet:
-    """The submitted -> queued step of ``train`` as a guarded change set with its state-change event."""
-    g = CENTRAL_GRAPH
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    event = NamedNode(f"{DEMO}event-{train.value.rsplit('/', 1)[-1]}-queued-{now}")
-    central = NamedNode(DEMO + "central")
-    return ChangeSet(
-        guard=[Quad(train, PHT.state, PHT.Submitted, g)],
-        delete=[Quad(train, PHT.state, PHT.Submitted, g)],
-        insert=[
-            Quad(train, PHT.state, PHT.Queued, g),
-            Quad(event, RDF_TYPE, PHT.StateChangeEvent, g),
-            Quad(event, PHT.eventTime, Literal(now, datatype=XSD_DATETIME), g),
-            Quad(event, PHT.aboutTrain, train, g),
-            Quad(event, PHT.emittedBy, central, g),
-            Quad(event, PHT.fromState, PHT.Submitted, g),
-            Quad(event, PHT.toState, PHT.Queued, g),
-            Quad(event, PROV_ASSOC, central, g),
-            Quad(event, PHT.actingRole, PHT.Operator, g),
-        ],
-    )
+def _iri(client: Any, tid: str) -> Any:
+    from pyoxigraph import NamedNode
+    return NamedNode(client.train(tid)["iri"])
 
 
-def _table(console: Console, title: str, rows: object, columns: list[str]) -> None:
-    table = Table(*columns, title=title, title_justify="left")
-    for row in rows:  # type: ignore[attr-defined]
-        table.add_row(*(_text(row[c]) for c in columns))
+def _print_columns(console: Console, answer: dict[str, Any], wanted: tuple[str, ...],
+                   only_with: str | None = None) -> None:
+    """Some columns of a SPARQL JSON result, IRIs shortened to their last segment, as a table."""
+    variables = [v for v in wanted if v in answer["head"]["vars"]]
+    table = Table(*variables)
+    for row in answer["results"]["bindings"]:
+        if only_with is not None and only_with not in row:
+            continue
+        cells = []
+        for v in variables:
+            cell = row.get(v, {"type": "literal", "value": ""})
+            value = cell["value"].rsplit("/", 1)[-1].rsplit("#", 1)[-1] if cell["type"] == "uri" else cell["value"]
+            cells.append(value[:19] if v == "time" else value)
+        table.add_row(*cells)
     console.print(table)
 
 
-def _short(term: object) -> str:
-    """The local name of an IRI (after the last '#' or '/'), for printing."""
-    text = str(getattr(term, "value", term))
-    return text.rsplit("#", 1)[-1].rsplit("/", 1)[-1]
+def _progress(console: Console, client: Any, trains: dict[str, str], timeout_s: float = 300) -> dict[str, Any]:
+    """Progress bars (one per train and execution) until every train is terminal; returns the trains."""
+    final: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout_s
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
+                  console=console) as progress:
+        tasks: dict[str, Any] = {}
+        while len(final) < len(trains):
+            for label, tid in trains.items():
+                if tid in final:
+                    continue
+                train = client.train(tid)
+                for e in train["executions"]:
+                    where = "aggregate" if e["stop"] is None else e["station"]
+                    if e["id"] not in tasks:
+                        tasks[e["id"]] = progress.add_task(f"{label}: round {e['round']} {where}", total=6,
+                                                           state=e["state"])
+                    progress.update(tasks[e["id"]], completed=PROGRESS.get(e["state"], 0), state=e["state"])
+                if train["state"] in TERMINAL:
+                    final[tid] = train
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the demo trains did not finish within {timeout_s:g} s")
+            time.sleep(0.2)
+    return final
 
 
-def _text(term: object) -> str:
-    return "" if term is None else str(getattr(term, "value", term))
+def _compare(label: str, folder: Path, x: np.ndarray, y: np.ndarray, names: list[str]) -> list[tuple[str, str]]:
+    if label.startswith("cohort"):
+        got = json.loads((folder / "result.json").read_text())
+        expected = int((x[:, names.index(COUNT["COLUMN"])] > float(COUNT["VALUE"])).sum())
+        return [(f"{got['count']} patients with {COUNT['COLUMN']} > {COUNT['VALUE']}", f"{expected}")]
+    if label.startswith("mean"):
+        got = json.loads((folder / "result.json").read_text())["columns"]
+        rows = []
+        for c in COLUMNS:
+            col = x[:, names.index(c)]
+            rows.append((f"{c}: mean {got[c]['mean']:.6f}, variance {got[c]['variance']:.6f}",
+                         f"mean {col.mean():.6f}, variance {col.var():.6f}"))
+        return rows
+    model = json.loads((folder / "model.json").read_text())
+    z = (x - np.array(model["mean"])) / np.array(model["std"])
+    accuracy = float((((z @ np.array(model["weights"]) + model["bias"]) > 0).astype(int) == y).mean())
+    return [(f"accuracy {accuracy:.3f} after {model['round']} rounds", f"accuracy {_central_accuracy(x, y):.3f} "
+             "(scikit-learn LogisticRegression)")]
+
+
+def _central_accuracy(x: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    z = StandardScaler().fit_transform(x)
+    return float(LogisticRegression(max_iter=5000).fit(z, y).score(z, y))
+
+
+def _where(console: Console, platform: LocalPlatform, serve: bool) -> None:
+    tense = "is" if serve else "was (while the demo ran)"
+    console.print(f"\nThe SPARQL endpoint {tense} {platform.url}/sparql, the web pages {platform.url}/ui, "
+                  f"the metrics {platform.url}/metrics, the API documentation {platform.url}/docs."
+                  + ("" if serve else " Run `pht demo --serve` to keep them up, or `pht serve` for a service of "
+                                      "your own."))
+
+
+__all__ = ["run"]

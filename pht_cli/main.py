@@ -15,6 +15,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from client import ClientError
 from graph_store import (
     CENTRAL_GRAPH,
     ChangeSet,
@@ -30,6 +31,7 @@ from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
 
 from . import demo as demo_module
 from .station_commands import station_app
+from .train_commands import ask, train_app
 
 app = typer.Typer(
     help="Knowledge-graph-centric Personal Health Train platform.",
@@ -50,19 +52,24 @@ def fail(message: str) -> typer.Exit:
 @app.command()
 def demo(
     keep: Annotated[Path | None, typer.Option(
-        help="Keep the demo store in this directory instead of a temporary one.")] = None,
+        help="Keep the demo's files (store, station folders, object store) in this directory.")] = None,
+    serve: Annotated[bool, typer.Option(
+        help="Keep the central service (SPARQL, web pages, metrics) up after the trains, until Ctrl-C.")] = False,
 ) -> None:
-    """Run the demo on the embedded default store.
+    """Run the whole platform here: central service, three stations and an aggregator, three trains on the
+    breast cancer data, results next to the pooled computation, two provenance queries.
 
     Example: pht demo
     """
     try:
-        demo_module.run(console, keep=keep)
-    except GraphStoreError as e:
-        raise fail(str(e)) from None
+        demo_module.run(console, keep=keep, serve=serve)
+    except (GraphStoreError, ClientError, TimeoutError, RuntimeError, OSError) as e:
+        raise fail(f"the demo failed: {e}") from None
 
 
 app.add_typer(station_app, name="station")
+app.add_typer(train_app, name="train")
+app.command("ask")(ask)
 
 token_app = typer.Typer(help="Local bearer tokens for the embedded default (HS256).", no_args_is_help=True)
 app.add_typer(token_app, name="token")

@@ -2,10 +2,16 @@
 # Install the external components that the test suite runs for real.
 #
 # Idempotent; run as root on a Debian bookworm machine (CI runs it from .ci/run).
-# It only installs packages: it never starts a service. The tests start their own
+# It only installs packages; scripts/start-services.sh starts the Docker engine. The tests start their own
 # throw-away servers on 127.0.0.1 (see tests/servers.py).
 #
 #   virtuoso-opensource  -> /usr/bin/virtuoso-t, /usr/bin/isql-vt (Virtuoso 7)
+#   docker.io            -> /usr/sbin/dockerd (the Docker Engine; started by scripts/start-services.sh)
+#   debootstrap          -> builds the Python base image without a registry (scripts/build-base-image.sh)
+#   bubblewrap           -> /usr/bin/bwrap, the sandbox of the local process runtime
+#   podman               -> Docker-compatible API, a second container engine for the runtime tests
+#   prometheus           -> scrapes our metrics for real in the dashboard tests
+#   chromium             -> headless browser for the web view tests
 #   oxigraph server      -> comes from PyPI (`oxigraph` in the `test` extra), not apt
 #
 # Quiet when there is nothing to do; errors are fatal and loud.
@@ -14,6 +20,12 @@ set -euo pipefail
 # Debian package name -> file that proves it is installed and usable.
 declare -A PACKAGES=(
   [virtuoso-opensource]=/usr/bin/virtuoso-t
+  [docker.io]=/usr/sbin/dockerd
+  [debootstrap]=/usr/sbin/debootstrap
+  [bubblewrap]=/usr/bin/bwrap
+  [podman]=/usr/bin/podman
+  [prometheus]=/usr/bin/prometheus
+  [chromium]=/usr/bin/chromium
 )
 
 die() { echo "install-services: ERROR: $*" >&2; exit 1; }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,28 +15,30 @@ REPO = Path(__file__).resolve().parent.parent
 PHT = [sys.executable, "-m", "pht_cli.main"]
 
 
-def pht(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PHT, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def pht(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PHT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200"})
 
 
-def test_demo_runs_twice_in_a_row_and_cleans_up() -> None:
-    for _ in range(2):
-        done = pht("demo")
-        assert done.returncode == 0, done.stderr
-        assert "nothing is written (store size" in done.stdout
-        before, after = done.stdout.split("store size ", 1)[1].split(")", 1)[0].split(" -> ")
-        assert before == after
-        assert "Replaying the same step loses the compare-and-set" in done.stdout
-        assert "Demo store removed." in done.stdout
-        assert "Traceback" not in done.stderr
-
-
-def test_demo_keep_leaves_a_store_that_query_reads(tmp_path: Path) -> None:
+def test_demo_runs_twice_in_a_row_cleans_up_and_keeps_on_request(tmp_path: Path) -> None:
+    """The README's first command: the whole platform, three trains, results equal to the pooled ones."""
+    before = set(Path(tempfile.gettempdir()).glob("pht-demo-*"))
+    done = pht("demo", timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    assert "Traceback" not in done.stderr
+    out = " ".join(done.stdout.split())
+    assert "Demo files removed." in out and set(Path(tempfile.gettempdir()).glob("pht-demo-*")) <= before
+    count = re.search(r"(\d+) patients with mean_radius > 15 │ (\d+)", out)
+    assert count and count.group(1) == count.group(2), "the platform's count equals the pooled count"
+    accuracy = re.search(r"accuracy (0\.\d+) after 6 .*?accuracy (0\.\d+)", out)
+    assert accuracy and abs(float(accuracy.group(1)) - float(accuracy.group(2))) <= 0.02
+    assert "train_history" in out and "station_durations" in out and "/sparql" in out and "/metrics" in out
     kept = tmp_path / "demo"
-    assert pht("demo", "--keep", str(kept)).returncode == 0
-    done = pht("query", "trains_by_state", "--store", str(kept / "store"))
+    again = pht("demo", "--keep", str(kept), timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    done = pht("query", "trains_by_state", "--store", str(kept / "platform" / "store"))
     assert done.returncode == 0, done.stderr
-    assert "queued" in done.stdout
+    assert "finished" in done.stdout
 
 
 def test_validate_accepts_the_demo_registry() -> None:
@@ -74,11 +79,16 @@ def test_missing_file_and_unknown_query_fail_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_every_command_has_help_with_an_example() -> None:
-    for command in ("demo", "validate", "query"):
-        done = pht(command, "--help")
-        assert done.returncode == 0
-        assert "Example: pht " in done.stdout
+COMMANDS = [("demo",), ("validate",), ("query",), ("serve",), ("ask",), ("token", "issue"),
+            *[("station", c) for c in ("run", "pending", "approve", "reject", "withhold", "review", "release")],
+            *[("train", c) for c in ("submit", "list", "watch", "results", "cancel")]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help_with_an_example(command: tuple[str, ...]) -> None:
+    done = pht(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "Example: " in done.stdout and "pht " in done.stdout.split("Example: ", 1)[1]
 
 
 def test_token_issue_prints_a_token_the_service_accepts() -> None:

@@ -91,9 +91,10 @@ def test_federated_logistic_regression_is_within_two_points_of_central_training(
         "parameters": [{"name": "TARGET"}, {"name": "LOCAL_EPOCHS"}, {"name": "LEARNING_RATE"}]})
     tid = researcher.submit("fedavg", {"TARGET": "benign", "LOCAL_EPOCHS": "20", "LEARNING_RATE": "0.5"})
     train = platform.wait(researcher, tid, timeout_s=300)
+    assert train["executions"][-1]["stop"] is None and train["executions"][-1]["round"] == 6, "aggregation last"
     model = json.loads((final_output(platform, train, tmp_path) / "model.json").read_text())
     x, y, names = pooled
-    assert model["features"] == [n for n in names]
+    assert model["kind"] == "model" and model["round"] == 6 and model["features"] == names
     z = (x - np.array(model["mean"])) / np.array(model["std"])
     federated = float((((z @ np.array(model["weights"]) + model["bias"]) > 0).astype(int) == y).mean())
     central = LogisticRegression(max_iter=5000).fit(StandardScaler().fit_transform(x), y)

@@ -1,0 +1,41 @@
+"""The station watchdog: a station that goes away must not leave its trains waiting forever.
+
+A background thread of the central service that periodically fails executions their station has not moved
+for ``PHT_STATION_TIMEOUT_S`` (see ``Lifecycle.expire_stale``); the train fails with the reason, which
+names the station. Waiting for a person (approval, output review) never expires.
+"""
+
+import logging
+import threading
+
+from .lifecycle import Lifecycle
+
+log = logging.getLogger("pht.watchdog")
+
+
+class StationWatchdog:
+    def __init__(self, lifecycle: Lifecycle, timeout_s: float) -> None:
+        self.lifecycle = lifecycle
+        self.timeout_s = timeout_s
+        self.interval_s = min(max(timeout_s / 4, 0.2), 30.0)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.timeout_s <= 0:
+            return
+        self._thread = threading.Thread(target=self._run, name="station-watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                for eid in self.lifecycle.expire_stale(self.timeout_s):
+                    log.warning("execution %s failed: its station did not move it for %s s", eid, self.timeout_s)
+            except Exception:  # the next round tries again; the service must not lose its watchdog
+                log.exception("station watchdog round failed")
