@@ -66,14 +66,17 @@ class CentralClient:
 
     # -- registry -----------------------------------------------------------------------------------------
 
-    def register_station(self, station: Mapping[str, Any]) -> str:
-        return self._call("POST", "/api/stations", json=dict(station))["id"]
+    def register_station(self, station: Mapping[str, Any]) -> dict[str, str]:
+        """Register a station; returns its ``id`` and ``iri``."""
+        return self._call("POST", "/api/stations", json=dict(station))
 
-    def register_dataset(self, dataset: Mapping[str, Any]) -> str:
-        return self._call("POST", "/api/datasets", json=dict(dataset))["id"]
+    def register_dataset(self, dataset: Mapping[str, Any]) -> dict[str, str]:
+        """Register a dataset; returns its ``id`` and ``iri``."""
+        return self._call("POST", "/api/datasets", json=dict(dataset))
 
-    def register_definition(self, definition: Mapping[str, Any]) -> str:
-        return self._call("POST", "/api/definitions", json=dict(definition))["id"]
+    def register_definition(self, definition: Mapping[str, Any]) -> dict[str, str]:
+        """Register a definition; returns its ``id`` and ``iri``."""
+        return self._call("POST", "/api/definitions", json=dict(definition))
 
     def stations(self) -> list[dict[str, Any]]:
         return list(self._pages("/api/stations"))

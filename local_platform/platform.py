@@ -11,8 +11,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from client import CentralClient
 from graph_store import EmbeddedStore
@@ -27,6 +25,8 @@ from station.policy import StationPolicy
 from station.runtimes.base import Limits, Runtime
 from station.runtimes.factory import make_runtime
 from station.settings import StationSettings
+
+from .setup import register_station
 
 log = logging.getLogger("pht.local")
 
@@ -110,9 +110,7 @@ class LocalPlatform:
         self.url = self._wait_for_port()
         ops = self.client("operator", Role.OPERATOR)
         for spec in self.stations:
-            ops.register_station({"id": spec.id, "title": f"{spec.id} station", "owner": f"{spec.id} hospital",
-                                  "public_keys": [self._public_key(spec.id)], "runtimes": [self.runtime]})
-            ops.register_dataset({"id": f"{spec.id}-data", "title": f"patients at {spec.id}", "station": spec.id})
+            register_station(ops, spec.id, self.workdir / "keys" / f"{spec.id}.pem", runtime=self.runtime)
         for spec in self.stations:
             self._start_agent(spec, make_runtime(self.runtime))
 
@@ -130,17 +128,6 @@ class LocalPlatform:
                     pass
             time.sleep(0.05)
         raise RuntimeError("the central service did not start within 30 s")
-
-    def _public_key(self, sid: str) -> str:
-        """A fresh Ed25519 key pair per station; the private key stays under ``workdir/keys``."""
-        key = Ed25519PrivateKey.generate()
-        keys = self.workdir / "keys"
-        keys.mkdir(exist_ok=True)
-        (keys / f"{sid}.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                            serialization.PrivateFormat.PKCS8,
-                                                            serialization.NoEncryption()))
-        return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
     def _start_agent(self, spec: StationSpec, runtime: Runtime) -> None:
         settings = StationSettings(station_id=spec.id, central_url=self.url,

@@ -25,7 +25,7 @@ from graph_store._paths import REPO_ROOT
 from local_platform import LocalPlatform, StationSpec, detect_runtime, read_pooled, split_breast_cancer
 from orchestrator.principal import Role
 
-from .train_commands import PROGRESS, TERMINAL
+from .train_commands import PROGRESS, TERMINAL, print_sparql_json
 
 HOSPITALS = ("aachen", "leipzig", "cologne")
 COUNT = {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"}
@@ -106,11 +106,12 @@ def _run_trains(console: Console, platform: LocalPlatform) -> None:
     tid = trains["cohort count (incremental)"]
     console.print(f"\nProvenance query [bold]train_history[/bold] for the cohort count train {tid}:")
     history = alice.named_query("train_history", train=_iri(alice, tid))
-    _print_columns(console, history, ("time", "stationId", "round", "from", "to", "role", "reason"),
-                   only_with="to")
+    print_sparql_json(history, console, columns=("time", "stationId", "round", "from", "to", "role", "reason"),
+                      only_with="to")
     console.print("\nProvenance query [bold]station_durations[/bold] for the federated train (seconds):")
     durations = alice.named_query("station_durations", train=_iri(alice, trains["logistic regression (federated)"]))
-    _print_columns(console, durations, ("stationId", "round", "waitingSeconds", "runningSeconds", "totalSeconds"))
+    print_sparql_json(durations, console,
+                      columns=("stationId", "round", "waitingSeconds", "runningSeconds", "totalSeconds"))
     failed = [label for label, tid in trains.items() if final[tid]["state"] != "finished"]
     if failed:
         raise RuntimeError(f"the demo trains did not all finish: {', '.join(failed)}")
@@ -119,23 +120,6 @@ def _run_trains(console: Console, platform: LocalPlatform) -> None:
 def _iri(client: Any, tid: str) -> Any:
     from pyoxigraph import NamedNode
     return NamedNode(client.train(tid)["iri"])
-
-
-def _print_columns(console: Console, answer: dict[str, Any], wanted: tuple[str, ...],
-                   only_with: str | None = None) -> None:
-    """Some columns of a SPARQL JSON result, IRIs shortened to their last segment, as a table."""
-    variables = [v for v in wanted if v in answer["head"]["vars"]]
-    table = Table(*variables)
-    for row in answer["results"]["bindings"]:
-        if only_with is not None and only_with not in row:
-            continue
-        cells = []
-        for v in variables:
-            cell = row.get(v, {"type": "literal", "value": ""})
-            value = cell["value"].rsplit("/", 1)[-1].rsplit("#", 1)[-1] if cell["type"] == "uri" else cell["value"]
-            cells.append(value[:19] if v == "time" else value)
-        table.add_row(*cells)
-    console.print(table)
 
 
 def _progress(console: Console, client: Any, trains: dict[str, str], timeout_s: float = 300) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from orchestrator.principal import Role
 from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
 
 from . import demo as demo_module
+from .setup_commands import setup
 from .station_commands import station_app
 from .train_commands import ask, train_app
 
@@ -70,6 +71,7 @@ def demo(
 app.add_typer(station_app, name="station")
 app.add_typer(train_app, name="train")
 app.command("ask")(ask)
+app.command("setup")(setup)
 
 token_app = typer.Typer(help="Local bearer tokens for the embedded default (HS256).", no_args_is_help=True)
 app.add_typer(token_app, name="token")

@@ -170,3 +170,26 @@ def release_output(
     except (ClientError, ObjectStoreError) as e:
         raise fail(str(e)) from None
     console.print(f"{execution}: {state}")
+
+
+@station_app.command("build-image")
+def build_image(folder: Annotated[Path, typer.Argument(help="Train folder with a Dockerfile.")],
+                tag: Annotated[str, typer.Option(help="Image name to give it.")],
+                process: Annotated[bool, typer.Option(
+                    "--process", help="Print the folder digest for the process runtime instead.")] = False) -> None:
+    """Build a train image from a folder without any registry and print its digest (what definitions name).
+
+    The Dockerfile starts FROM pht/python-base:bookworm (scripts/build-base-image.sh builds it offline).
+    Example: pht station build-image trains/cohort-count --tag pht-trains/cohort-count:1
+    """
+    if not (folder / "Dockerfile").is_file():
+        raise fail(f"{folder} has no Dockerfile")
+    try:
+        if process:
+            from station.runtimes.process import folder_digest
+            console.print(folder_digest(folder))
+            return
+        from station.images import build_train_image
+        console.print(build_train_image(folder, tag))
+    except RuntimeFailure as e:
+        raise fail(str(e)) from None

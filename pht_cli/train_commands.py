@@ -2,6 +2,7 @@
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -178,10 +179,11 @@ def ask(name: Annotated[str | None, typer.Argument(help="Named query in sparql_q
         file: Annotated[Path | None, typer.Option("--file", help="A SPARQL query file instead of a name.")] = None,
         param: Annotated[list[str] | None, typer.Option(
             "--param", help="NAME=VALUE; IRIs as-is, a train id for 'train', anything else a string.")] = None,
+        columns: Annotated[str | None, typer.Option(help="Comma-separated columns to show (default: all).")] = None,
         ) -> None:
     """Run a named provenance query or a SPARQL file at the central service and print a table.
 
-    Example: pht ask train_history --param train=6f0c... --central http://127.0.0.1:8080 --token $T
+    Example: pht ask train_history --param train=6f0c... --columns time,stationId,to,reason --central URL --token $T
     """
     if (name is None) == (file is None):
         raise fail("give a query name or --file, not both or neither")
@@ -196,7 +198,7 @@ def ask(name: Annotated[str | None, typer.Argument(help="Named query in sparql_q
                 answer = client.named_query(name or "", **_parameters(client, param or []))
     except ClientError as e:
         raise fail(str(e)) from None
-    print_sparql_json(answer, console)
+    print_sparql_json(answer, console, columns=[c.strip() for c in columns.split(",")] if columns else None)
 
 
 def _parameters(client: CentralClient, pairs: list[str]) -> dict[str, NamedNode | Literal]:
@@ -214,13 +216,30 @@ def _parameters(client: CentralClient, pairs: list[str]) -> dict[str, NamedNode 
     return values
 
 
-def print_sparql_json(answer: dict[str, Any], out: Console) -> None:
-    """A SPARQL JSON result as a table (ASK as yes/no)."""
+def print_sparql_json(answer: dict[str, Any], out: Console, *, columns: Sequence[str] | None = None,
+                      only_with: str | None = None) -> None:
+    """A SPARQL JSON result as a table (ASK as yes/no): IRIs shortened to their last segment, times to the
+    second, optionally only some ``columns`` and only rows that bind ``only_with``."""
     if "boolean" in answer:
         out.print("yes" if answer["boolean"] else "no")
         return
-    variables = answer["head"]["vars"]
-    table = Table(*variables)
+    variables = [v for v in (columns or answer["head"]["vars"]) if v in answer["head"]["vars"]]
+    table = Table()
+    for v in variables:
+        table.add_column(v, overflow="fold")  # wrap long values, never cut them
     for row in answer["results"]["bindings"]:
-        table.add_row(*(row[v]["value"] if v in row else "" for v in variables))
+        if only_with is not None and only_with not in row:
+            continue
+        table.add_row(*(_cell(row.get(v)) for v in variables))
     out.print(table)
+
+
+def _cell(term: dict[str, Any] | None) -> str:
+    if term is None:
+        return ""
+    value = str(term["value"])
+    if term["type"] == "uri":
+        return value.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+    if term.get("datatype", "").endswith("#dateTime"):
+        return value[:19]
+    return value

@@ -25,7 +25,7 @@ from .events import EventSink
 from .objects import ObjectStore, ObjectStoreError, object_store_from_url
 from .policy import StationPolicy, load_policy
 from .review import review
-from .runtimes.base import ImageRefused, Runtime, RunSpec, RuntimeFailure
+from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
 from .settings import StationSettings
 
 log = logging.getLogger("pht.station")

@@ -5,6 +5,8 @@ Real-server fixtures (one server per test session, started lazily on first use):
 * ``oxigraph_endpoint`` -> :class:`servers.OxigraphServer` (``.query_url``, ``.update_url``, ``.store_url``)
 * ``virtuoso_endpoint`` -> :class:`servers.VirtuosoServer` (``.query_url``, ``.update_url``,
   ``.user``, ``.password``, ``.isql(...)``)
+* ``s3_endpoint`` -> :class:`servers.S3Server` (``.endpoint`` ``127.0.0.1:PORT``, ``.access_key``,
+  ``.secret_key``): a moto S3 server; mark its tests ``@pytest.mark.real_component("s3")``
 
 When a component is missing these fixtures skip, except under ``CI=true`` where they fail:
 CI must exercise the real components.  Likewise, under ``CI=true`` a test marked
@@ -52,6 +54,14 @@ def virtuoso_endpoint() -> Iterator[servers.VirtuosoServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[servers.S3Server]:
+    """A real S3 API server (moto, in memory) shared by the whole session; use a fresh bucket per test."""
+    require_component("s3")
+    with servers.s3_server() as server:
+        yield server
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -68,3 +78,44 @@ def pytest_runtest_makereport(
             f"which counts as a failure. Skip reason: {reason}"
         )
     return report
+
+
+# --------------------------------------------------------------------------- container engines
+
+import docker  # noqa: E402 - appended section; docker is a dependency of the project
+import docker.errors  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A ``docker.DockerClient`` for the local engine (component "docker": skips, or fails under CI=true)."""
+    require_component("docker")
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+#: the probe train (tests/fixtures/trains/probe): reports what it can do inside a runtime, see its probe.py
+PROBE_TRAIN_DIR = os.path.join(os.path.dirname(__file__), "fixtures", "trains", "probe")
+PROBE_TAG = "pht-test/probe:latest"
+
+
+@pytest.fixture(scope="session")
+def probe_image(docker_client: docker.DockerClient) -> tuple[str, str]:
+    """``(tag, image ID)`` of the probe train image, built once per session from ``PROBE_TRAIN_DIR``.
+
+    Needs the base image ``pht/python-base:bookworm`` (scripts/build-base-image.sh): without it the tests
+    skip, or fail under CI=true where CI set-up builds it.
+    """
+    from pathlib import Path
+
+    from station.images import BASE_IMAGE, BASE_IMAGE_HINT, build_train_image
+
+    try:
+        docker_client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        message = f"base image {BASE_IMAGE} is missing: {BASE_IMAGE_HINT}"
+        if in_ci():
+            pytest.fail(f"{message} (CI=true: real components must not be skipped)", pytrace=False)
+        pytest.skip(message)
+    return PROBE_TAG, build_train_image(Path(PROBE_TRAIN_DIR), PROBE_TAG, docker_client)

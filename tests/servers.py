@@ -10,6 +10,8 @@ is raised with the tail of the server's log.
   ``/query``, ``/update``, ``/store``; no authentication.
 * :func:`virtuoso_server` -- Debian's Virtuoso 7 (``virtuoso-t``); queries on ``/sparql``,
   updates on ``/sparql-auth`` with HTTP *digest* authentication as ``dba``/``dba``.
+* :func:`s3_server` -- an S3 API (``moto_server``, PyPI ``moto[server]``), in memory; moto accepts any
+  credentials, the ones yielded are just passed along by the client.
 * :func:`available` -- ``None`` if a component can be started here, else the reason why not.
 
 Client quirks worth knowing (see also shared/reference/semantic-stack.md):
@@ -52,15 +54,17 @@ from pathlib import Path
 __all__ = [
     "COMPONENTS",
     "OxigraphServer",
+    "S3Server",
     "ServerStartError",
     "VirtuosoServer",
     "available",
     "oxigraph_server",
+    "s3_server",
     "virtuoso_server",
 ]
 
 HOST = "127.0.0.1"
-COMPONENTS = ("oxigraph", "virtuoso")
+COMPONENTS = ("oxigraph", "virtuoso", "s3", "docker", "podman", "bubblewrap", "chromium")
 
 #: Debian's Virtuoso configuration, used as the template for generated ``virtuoso.ini`` files.
 VIRTUOSO_INI_TEMPLATES = (
@@ -186,6 +190,23 @@ def available(name: str) -> str | None:
         if _virtuoso_ini_template() is None:
             templates = ", ".join(map(str, VIRTUOSO_INI_TEMPLATES))
             return f"no Virtuoso ini template ({templates}); {_INSTALL_HINT}"
+        return None
+    if name == "s3":
+        return _moto_unavailable()
+    if name == "docker":
+        return _docker_unavailable()
+    if name == "podman":
+        return _podman_unavailable()
+    if name == "bubblewrap":
+        return None if shutil.which("bwrap") else "bwrap not found on PATH; apt-get install bubblewrap"
+    if name == "chromium":  # headless browser tests of the web view (selenium + Debian's chromedriver)
+        missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not os.access(p, os.X_OK)]
+        if missing:
+            return f"{', '.join(missing)} not found; {_INSTALL_HINT} (Debian packages chromium, chromium-driver)"
+        try:
+            import selenium  # noqa: F401
+        except ImportError:
+            return "the selenium package is missing; pip install -e '.[test]'"
         return None
     raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
 
@@ -495,3 +516,115 @@ def virtuoso_server(*, startup_timeout: float = 90.0, attempts: int = 3) -> Iter
             shutil.rmtree(tmp, ignore_errors=True)
     assert last_error is not None
     raise last_error
+
+
+# --------------------------------------------------------------------------- S3 (moto)
+
+S3_ACCESS_KEY = "pht-test-access"
+S3_SECRET_KEY = "pht-test-secret-key"  # moto does not check credentials; any pair is accepted
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running ``moto_server`` (S3 API, objects in memory)."""
+
+    endpoint: str  #: ``127.0.0.1:PORT``, as the ``minio`` client wants it (plain HTTP)
+    base_url: str  #: ``http://127.0.0.1:PORT``
+    access_key: str
+    secret_key: str
+    port: int
+    pid: int  #: also the process group id
+    startup_seconds: float  #: from spawn until ``GET /`` (ListBuckets) answered
+
+
+def _find_moto() -> str | None:
+    beside_python = Path(sys.executable).parent / "moto_server"
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return str(beside_python)
+    return shutil.which("moto_server")
+
+
+def _moto_unavailable() -> str | None:
+    import importlib.util
+
+    if _find_moto() is None:
+        return f"moto_server not found next to {sys.executable} nor on PATH; pip install 'moto[server]>=5' (test extra)"
+    if importlib.util.find_spec("flask") is None:
+        return "moto_server needs flask; pip install 'moto[server]>=5' (test extra)"
+    return None
+
+
+@contextlib.contextmanager
+def s3_server(*, startup_timeout: float = 30.0, attempts: int = 3) -> Iterator[S3Server]:
+    """Start ``moto_server`` on a free loopback port; ready when an unsigned ``GET /`` answers 200.
+
+    Retries (up to *attempts*) when the process dies at once, e.g. because the port was taken meanwhile.
+    """
+    binary = _find_moto()
+    reason = _moto_unavailable()
+    if binary is None or reason is not None:
+        raise ServerStartError(reason or "moto_server not available")
+    last_error: ServerStartError | None = None
+    for _ in range(attempts):
+        tmp = Path(tempfile.mkdtemp(prefix="pht-moto-"))
+        try:
+            port = free_port()
+            base = f"http://{HOST}:{port}"
+            log_path = tmp / "moto.log"
+            started = time.monotonic()
+            with _process([binary, "-H", HOST, "-p", str(port)], tmp, log_path) as proc:
+                try:
+                    _wait_ready("moto_server", proc, log_path, [(f"{base}/", None, None)], startup_timeout)
+                except ServerStartError as exc:
+                    if proc.poll() is None:
+                        raise
+                    last_error = exc
+                    continue
+                yield S3Server(
+                    endpoint=f"{HOST}:{port}",
+                    base_url=base,
+                    access_key=S3_ACCESS_KEY,
+                    secret_key=S3_SECRET_KEY,
+                    port=port,
+                    pid=proc.pid,
+                    startup_seconds=time.monotonic() - started,
+                )
+                return
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    assert last_error is not None
+    raise last_error
+
+
+# --------------------------------------------------------------------------- container engines (Docker, Podman)
+
+
+def _docker_unavailable() -> str | None:
+    """The Docker engine answers a ping through the default socket (``DOCKER_HOST`` respected)."""
+    try:
+        import docker
+    except ImportError:
+        return "the docker Python package is missing; pip install -e . (it is a dependency)"
+    try:
+        client = docker.from_env(timeout=10)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no engine here"
+        return f"no Docker engine answers ({exc}); start dockerd, e.g. (dockerd > /tmp/dockerd.log 2>&1 &)"
+    return None
+
+
+def _podman_unavailable() -> str | None:
+    """``podman`` is installed and ``podman info`` works (the tests start their own API service)."""
+    podman = shutil.which("podman")
+    if podman is None:
+        return "podman not found on PATH; apt-get install podman"
+    try:
+        proc = subprocess.run([podman, "info"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"podman info failed: {exc}"
+    if proc.returncode != 0:
+        return f"podman info failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
+    return None

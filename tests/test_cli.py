@@ -80,7 +80,8 @@ def test_missing_file_and_unknown_query_fail_cleanly(tmp_path: Path) -> None:
 
 
 COMMANDS = [("demo",), ("validate",), ("query",), ("serve",), ("ask",), ("token", "issue"),
-            *[("station", c) for c in ("run", "pending", "approve", "reject", "withhold", "review", "release")],
+            *[("station", c) for c in ("run", "pending", "approve", "reject", "withhold", "review", "release",
+                                        "build-image")],
             *[("train", c) for c in ("submit", "list", "watch", "results", "cancel")]]
 
 
@@ -117,3 +118,27 @@ def test_serve_refuses_a_missing_secret_with_a_sentence(tmp_path: Path) -> None:
                           text=True, timeout=60, env=env)
     assert done.returncode == 1
     assert "set PHT_JWT_SECRET or PHT_JWKS_URL" in done.stderr
+
+
+@pytest.mark.real_component("docker")
+def test_build_image_prints_the_digest_the_engine_reports(tmp_path: Path) -> None:
+    from conftest import require_component
+    require_component("docker")
+    import docker
+    done = pht("station", "build-image", "trains/cohort-count", "--tag", "pht-test/cli-build:1", timeout=300)
+    assert done.returncode == 0, done.stderr
+    digest = done.stdout.strip()
+    assert digest.startswith("sha256:") and docker.from_env().images.get("pht-test/cli-build:1").id == digest
+    missing = pht("station", "build-image", str(tmp_path), "--tag", "x:1")
+    assert missing.returncode == 1 and "has no Dockerfile" in missing.stderr
+
+
+def test_station_commands_fail_with_one_sentence_when_the_service_is_unreachable() -> None:
+    done = pht("station", "approve", "x.r1-s0", "--central", "http://127.0.0.1:9", "--token", "t")
+    assert done.returncode == 1 and "cannot reach the central service" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = pht("train", "submit", "README.md", "--central", "http://127.0.0.1:9", "--token", "t")
+    assert done.returncode == 1 and "is not valid JSON" in done.stderr
+    done = subprocess.run([*PHT, "station", "run", "--once"], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("PHT_")})
+    assert done.returncode == 1 and "PHT_STATION_DATASETS is not set" in done.stderr

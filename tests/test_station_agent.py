@@ -54,14 +54,17 @@ class World:
     image: str
     clients: list[CentralClient | StationAgent]
 
-    def agent(self, sid: str, policy: StationPolicy, *, limits: Limits | None = None) -> StationAgent:
+    def agent(self, sid: str, policy: StationPolicy, *, limits: Limits | None = None,
+              objects_url: str | None = None) -> StationAgent:
         from station.runtimes.docker import DockerRuntime
         settings = StationSettings(station_id=sid, central_url=self.central.url,
                                    token=bearer(f"station-{sid}", Role.STATION, sid),
                                    datasets={f"{sid}-data": self.tmp / "data" / sid},
-                                   state_dir=self.tmp / "state" / sid, objects_url=f"file://{self.tmp / 'objects'}",
+                                   state_dir=self.tmp / "state" / sid,
+                                   objects_url=objects_url or f"file://{self.tmp / 'objects'}",
                                    limits=limits or Limits(timeout_s=60))
-        agent = StationAgent(settings, runtime=DockerRuntime(), objects=self.objects, policy_loader=lambda: policy)
+        objects = None if objects_url else self.objects  # None: the agent opens the store the URL names
+        agent = StationAgent(settings, runtime=DockerRuntime(), objects=objects, policy_loader=lambda: policy)
         self.clients.append(agent)
         return agent
 
@@ -74,6 +77,7 @@ class World:
         return self.client(bearer(f"admin-{sid}", Role.STATION_ADMIN, sid))
 
     def define(self, did: str, *, digest: str | None = None, route: tuple[str, ...] = STATIONS) -> None:
+        """Register a cohort count definition ``did`` (this image unless ``digest``) over ``route``."""
         self.researcher.register_definition({
             "id": did, "title": "Cohort count", "image_name": "pht-test/cohort-count:latest",
             "image_digest": digest or self.image, "mode": "incremental", "route": list(route),
@@ -260,3 +264,52 @@ def test_a_station_cannot_act_for_another_station(world: World) -> None:
     with pytest.raises(ClientError) as e:
         leipzig.step(f"{tid}.r1-s0", "approved")
     assert e.value.status == 403
+
+
+@pytest.mark.real_component("s3")
+def test_results_travel_through_a_real_s3_server(world: World, s3_endpoint) -> None:  # type: ignore[no-untyped-def]
+    from station.objects import object_store_from_url
+    url = f"s3+http://{s3_endpoint.access_key}:{s3_endpoint.secret_key}@{s3_endpoint.endpoint}/pht-results"
+    world.define("count", route=("aachen", "leipzig"))
+    agents = {sid: world.agent(sid, AUTO, objects_url=url) for sid in ("aachen", "leipzig")}
+    tid = world.researcher.submit("count", PARAMS)
+    run_all(world, agents, rounds=3)
+    train = world.researcher.train(tid)
+    assert train["state"] == "finished", train
+    s3 = object_store_from_url(url)
+    assert all(s3.exists(e["output_sha256"]) for e in train["executions"])
+    assert not any(world.objects.exists(e["output_sha256"]) for e in train["executions"]), "nothing went to disk"
+
+
+def test_a_malicious_input_archive_fails_the_execution_and_touches_nothing_outside(world: World) -> None:
+    import hashlib
+    import io
+    import tarfile
+    world.define("count", route=("aachen", "leipzig"))
+    evil = world.tmp / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        payload = b"owned"
+        info = tarfile.TarInfo("../../escaped.txt")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    digest = world.objects.put_file(evil)
+    assert digest == hashlib.sha256(evil.read_bytes()).hexdigest()
+    # a compromised first station hands over the malicious archive as its released output
+    aachen = world.client(bearer("station-aachen", Role.STATION, "aachen"))
+    tid = world.researcher.submit("count", PARAMS)
+    for to in ("approved", "pulling", "running"):
+        aachen.step(f"{tid}.r1-s0", to)
+    aachen.add_output(f"{tid}.r1-s0", sha256=digest, byte_size=evil.stat().st_size)
+    for to in ("output-under-review", "released"):
+        aachen.step(f"{tid}.r1-s0", to)
+    leipzig = world.agent("leipzig", AUTO)
+    leipzig.poll_once()
+    train = world.researcher.train(tid)
+    assert train["state"] == "failed"
+    reason = next(e["reason"] for e in world.researcher.events(tid) if e["to_state"] == "failed" and e["execution"])
+    assert "input 0" in reason and "cannot be used" in reason, reason
+    assert not list(world.tmp.rglob("escaped.txt")) and not (world.tmp.parent / "escaped.txt").exists()
+    world.define("count2", route=("leipzig",))
+    ok = world.researcher.submit("count2", PARAMS)
+    leipzig.poll_once()
+    assert world.researcher.train(ok)["state"] == "finished", "the station keeps working"

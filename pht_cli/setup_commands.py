@@ -1,0 +1,51 @@
+"""``pht setup``: the breast cancer example's stations, in one command (operators)."""
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from client import CentralClient, ClientError
+from local_platform.setup import setup_stations
+from orchestrator.auth import issue_token
+from orchestrator.principal import Role
+from orchestrator.settings import DEMO_SECRET
+
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def setup(out: Annotated[Path, typer.Argument(help="New folder for the stations' data and settings.")],
+          central: Annotated[str, typer.Option("--central", envvar="PHT_CENTRAL_URL", help="Central service URL.")],
+          token: Annotated[str, typer.Option("--token", envvar="PHT_TOKEN", help="Operator token.")],
+          stations: Annotated[str, typer.Option(help="Comma-separated station ids.")] = "aachen,leipzig,cologne",
+          objects: Annotated[str | None, typer.Option(
+              "--objects", help="Object store URL (default: a folder under OUT).")] = None,
+          runtime: Annotated[str, typer.Option(help="docker, podman or process.")] = "docker",
+          automatic: Annotated[bool, typer.Option(
+              help="Station policies that approve every train and release outputs passing the checks "
+                   "(default: the admin decides everything).")] = False) -> None:
+    """Split the breast cancer data across stations, register them and their datasets, write their settings.
+
+    Each station gets OUT/<id>/data/patients.csv, a new Ed25519 key, and OUT/<id>/station.env to source
+    before `pht station run` (with a station token when PHT_JWT_SECRET or PHT_DEMO=1 is set here).
+    Example: PHT_DEMO=1 pht setup var/stations --central http://127.0.0.1:8080 --token $OPS_TOKEN
+    """
+    if out.exists() and any(out.iterdir()):
+        errors.print(f"[red]error:[/red] {out} is not empty; give a new folder", highlight=False)
+        raise typer.Exit(1)
+    ids = [s.strip() for s in stations.split(",") if s.strip()]
+    secret = os.environ.get("PHT_JWT_SECRET") or (DEMO_SECRET if os.environ.get("PHT_DEMO") == "1" else None)
+    tokens = {sid: issue_token(secret, subject=f"station-{sid}", roles=[Role.STATION], station=sid, ttl_s=30 * 86400)
+              for sid in ids} if secret else {}
+    try:
+        with CentralClient(central, token) as client:
+            homes = setup_stations(client, out, ids, objects_url=objects or f"file://{(out / 'objects').resolve()}",
+                                   station_tokens=tokens, runtime=runtime, automatic=automatic)
+    except (ClientError, OSError) as e:
+        errors.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    for sid, home in homes.items():
+        console.print(f"station {sid}: registered; run it with: source {home / 'station.env'} && pht station run")
