@@ -23,7 +23,7 @@ from client import CentralClient, ClientError
 from . import archive, contract
 from .events import EventSink
 from .objects import ObjectStore, ObjectStoreError, object_store_from_url
-from .policy import StationPolicy, load_policy
+from .policy import PolicyError, StationPolicy, load_policy
 from .review import review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
 from .settings import StationSettings
@@ -117,18 +117,28 @@ class StationAgent:
         self.client = client or CentralClient(settings.central_url, settings.token)
         self.objects = objects or object_store_from_url(settings.objects_url)
         self.events = events or EventSink(settings.mpu_url, settings.station_id)
+        self._policy_cache: tuple[object, StationPolicy] | None = None
         self._policy_loader = policy_loader or self._load_policy_file
         self._stop = threading.Event()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
 
     def _load_policy_file(self) -> StationPolicy:
+        """The policy file, read again whenever it changed (size or modification time), so the admin's
+        edits apply without a restart; an invalid file raises, so nothing is decided on a broken policy."""
         if self.settings.policy_file is None:
             return StationPolicy()
-        return load_policy(self.settings.policy_file)
+        try:
+            stat = self.settings.policy_file.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        if stamp is None or self._policy_cache is None or self._policy_cache[0] != stamp:
+            self._policy_cache = (stamp, load_policy(self.settings.policy_file))
+        return self._policy_cache[1]
 
     @property
     def policy(self) -> StationPolicy:
-        """Read on every use, so the admin's edits apply without a restart (an invalid file raises)."""
+        """The current policy (see ``_load_policy_file``)."""
         return self._policy_loader()
 
     # -- the loop -----------------------------------------------------------------------------------------
@@ -140,6 +150,10 @@ class StationAgent:
                 self.poll_once()
             except ClientError as e:
                 log.warning("poll failed, retrying: %s", e)
+            except PolicyError as e:
+                log.error("the station policy is invalid, so nothing is decided until it is fixed: %s", e)
+            except (ObjectStoreError, OSError) as e:  # e.g. the object store or the disk: retried, never fatal
+                log.error("the station could not complete a step, retrying: %s", e)
             self._stop.wait(self.settings.poll_interval_s)
 
     def stop(self) -> None:

@@ -103,3 +103,30 @@ def test_review_passes_a_clean_output_and_reads_json_counts(tmp_path: Path) -> N
     (out / "result.json").write_text(json.dumps({"count": 25, "sites": [{"n": 2}]}))
     cells = {c.name: c for c in review(out, policy)}["min-cell-count"]
     assert not cells.passed and "sites.0.n" in cells.detail
+
+
+def test_the_agent_rereads_an_edited_policy_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    from station.agent import StationAgent
+    from station.objects import LocalObjectStore
+    from station.settings import StationSettings
+
+    class NoRuntime:
+        name = "none"
+
+    (tmp_path / "data").mkdir()
+    path = write(tmp_path, "<urn:p> a pht:StationPolicy ; pht:appliesToStation st:aachen ; "
+                           "pht:requiresApproval true ; pht:requiresOutputReview true .")
+    settings = StationSettings(station_id="aachen", central_url="http://127.0.0.1:9", token="t",
+                               datasets={"d": tmp_path / "data"}, state_dir=tmp_path / "state",
+                               objects_url=f"file://{tmp_path / 'objects'}", policy_file=path)
+    agent = StationAgent(settings, runtime=NoRuntime(), objects=LocalObjectStore(tmp_path / "objects"))  # type: ignore[arg-type]
+    try:
+        assert agent.policy.requires_approval
+        path.write_text(HEAD + "<urn:p> a pht:StationPolicy ; pht:appliesToStation st:aachen ; "
+                               "pht:requiresApproval false ; pht:requiresOutputReview true ; pht:minCellCount 9 .")
+        assert not agent.policy.requires_approval and agent.policy.min_cell_count == 9, "edits apply at once"
+        path.write_text(HEAD + "<urn:p> a pht:StationPolicy ; pht:requiresApproval nope .")
+        with pytest.raises(PolicyError):
+            agent.policy  # noqa: B018
+    finally:
+        agent.close()
