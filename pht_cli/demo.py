@@ -34,12 +34,19 @@ FEDAVG = {"TARGET": "benign", "LOCAL_EPOCHS": "20", "LEARNING_RATE": "0.5"}
 FEDAVG_ROUNDS = 6
 
 
-def run(console: Console, *, keep: Path | None = None, serve: bool = False) -> None:
-    """Run the demo; raises on failure (the CLI turns that into one sentence and exit code 1)."""
+def run(console: Console, *, keep: Path | None = None, serve: bool = False, runtime: str | None = None) -> None:
+    """Run the demo; raises on failure (the CLI turns that into one sentence and exit code 1).
+    ``runtime``: ``docker`` or ``process``; by default Docker when usable, else processes with a warning."""
     started = time.monotonic()
-    runtime, why = detect_runtime()
+    why = None
+    if runtime is None:
+        runtime, why = detect_runtime()
     if why:
         console.print(f"[yellow]warning:[/yellow] {why}.", highlight=False)
+    if runtime == "process":
+        from station.runtimes.process import NO_ISOLATION, ProcessRuntime
+        if not ProcessRuntime.can_isolate():
+            console.print(f"[yellow]warning:[/yellow] {NO_ISOLATION}.", highlight=False)
     workdir = keep if keep is not None else Path(tempfile.mkdtemp(prefix="pht-demo-"))
     if keep is not None and keep.exists():
         shutil.rmtree(keep)
@@ -97,7 +104,8 @@ def _run_trains(console: Console, platform: LocalPlatform) -> None:
     for label, tid in trains.items():
         train = final[tid]
         if train["state"] != "finished":
-            table.add_row(label, f"[red]{train['state']}[/red]", "")
+            why = [e["reason"] for e in alice.events(tid) if e["to_state"] == train["state"] and e["reason"]]
+            table.add_row(label, f"[red]{train['state']}[/red]: {why[0] if why else 'no reason recorded'}", "")
             continue
         folder = platform.fetch(train["executions"][-1]["output_sha256"], out / tid)
         for mine, pooled in _compare(label, folder, x, y, names):

@@ -56,6 +56,8 @@ def demo(
         help="Keep the demo's files (store, station folders, object store) in this directory.")] = None,
     serve: Annotated[bool, typer.Option(
         help="Keep the central service (SPARQL, web pages, metrics) up after the trains, until Ctrl-C.")] = False,
+    runtime: Annotated[str | None, typer.Option(
+        help="docker or process (default: Docker when an engine and the base image are there).")] = None,
 ) -> None:
     """Run the whole platform here: central service, three stations and an aggregator, three trains on the
     breast cancer data, results next to the pooled computation, two provenance queries.
@@ -63,7 +65,9 @@ def demo(
     Example: pht demo
     """
     try:
-        demo_module.run(console, keep=keep, serve=serve)
+        if runtime not in (None, "docker", "process"):
+            raise fail(f"unknown runtime {runtime!r}; use docker or process")
+        demo_module.run(console, keep=keep, serve=serve, runtime=runtime)
     except (GraphStoreError, ClientError, TimeoutError, RuntimeError, OSError) as e:
         raise fail(f"the demo failed: {e}") from None
 

@@ -12,6 +12,7 @@
 #   podman               -> Docker-compatible API, a second container engine for the runtime tests
 #   prometheus           -> scrapes our metrics for real in the dashboard tests
 #   chromium             -> headless browser for the web view tests
+#   python3-numpy        -> numpy for trains run by the process runtime (the no-Docker demo)
 #   oxigraph server      -> comes from PyPI (`oxigraph` in the `test` extra), not apt
 #
 # Quiet when there is nothing to do; errors are fatal and loud.
@@ -26,6 +27,7 @@ declare -A PACKAGES=(
   [podman]=/usr/bin/podman
   [prometheus]=/usr/bin/prometheus
   [chromium]=/usr/bin/chromium
+  [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
 )
 
 die() { echo "install-services: ERROR: $*" >&2; exit 1; }
@@ -33,7 +35,7 @@ die() { echo "install-services: ERROR: $*" >&2; exit 1; }
 missing=()
 for pkg in "${!PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
-     || [[ ! -x "${PACKAGES[$pkg]}" ]]; then
+     || [[ ! -e "${PACKAGES[$pkg]}" ]]; then
     missing+=("$pkg")
   fi
 done
@@ -75,5 +77,5 @@ run apt-get install -y -qq --no-install-recommends \
 rm -f "$log"
 
 for pkg in "${missing[@]}"; do
-  [[ -x "${PACKAGES[$pkg]}" ]] || die "$pkg installed but ${PACKAGES[$pkg]} is missing"
+  [[ -e "${PACKAGES[$pkg]}" ]] || die "$pkg installed but ${PACKAGES[$pkg]} is missing"
 done

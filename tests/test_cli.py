@@ -41,6 +41,16 @@ def test_demo_runs_twice_in_a_row_cleans_up_and_keeps_on_request(tmp_path: Path)
     assert "finished" in done.stdout
 
 
+def test_demo_without_docker_runs_the_trains_as_local_processes() -> None:
+    done = pht("demo", "--runtime", "process", timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    out = " ".join(done.stdout.split())
+    assert "runtime: process" in out
+    count = re.search(r"(\d+) patients with mean_radius > 15 │ (\d+)", out)
+    assert count and count.group(1) == count.group(2)
+    assert "accuracy" in out and "failed" not in out
+
+
 def test_validate_accepts_the_demo_registry() -> None:
     done = pht("validate", "examples/registry.ttl")
     assert done.returncode == 0, done.stderr

@@ -241,6 +241,11 @@ class ProcessRuntime:
             if self.setpriv is None or not self.setpriv.startswith("/usr/"):
                 raise RuntimeFailure("setpriv (util-linux) under /usr is needed to run trains as uid 10001")
 
+    @staticmethod
+    def can_isolate() -> bool:
+        """True if bubblewrap is on PATH (what ``bwrap="auto"`` would use)."""
+        return shutil.which("bwrap") is not None
+
     @property
     def isolated(self) -> bool:
         return self.bwrap is not None
