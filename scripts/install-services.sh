@@ -12,6 +12,7 @@
 #   podman               -> Docker-compatible API, a second container engine for the runtime tests
 #   prometheus           -> scrapes our metrics for real in the dashboard tests
 #   chromium             -> headless browser for the web view tests
+#   chromium-driver      -> /usr/bin/chromedriver, through which selenium drives that browser
 #   python3-numpy        -> numpy for trains run by the process runtime (the no-Docker demo)
 #   oxigraph server      -> comes from PyPI (`oxigraph` in the `test` extra), not apt
 #
@@ -27,6 +28,7 @@ declare -A PACKAGES=(
   [podman]=/usr/bin/podman
   [prometheus]=/usr/bin/prometheus
   [chromium]=/usr/bin/chromium
+  [chromium-driver]=/usr/bin/chromedriver
   [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
 )
 

@@ -1,0 +1,213 @@
+"""The web view in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium).
+
+The service runs for real (uvicorn on 127.0.0.1, ``central_thread``); the browser logs in through the login
+page, renders every page (screenshots under ``test-artifacts/web/``), and keeps a train page open while the
+train travels its route through the API: the page must show each new state and event by itself, without a
+reload (a marker set in the page's ``window`` survives).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from api_helpers import ALICE, OPS, admin, register_world, station
+from central_thread import Central, central_service
+from conftest import require_component
+
+pytestmark = pytest.mark.real_component("chromium")
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "web"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,900")
+WAIT_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def central() -> Iterator[Central]:
+    require_component("chromium")
+    with central_service() as c:
+        with httpx.Client(base_url=c.url, timeout=30) as client:
+            register_world(client)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def api(central: Central) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=central.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture()
+def browser() -> Iterator[object]:
+    require_component("chromium")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="pht-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def log_in(driver: object, central: Central, headers: dict[str, str], next_page: str) -> None:
+    """Through the login page, as a person would: paste the token, press the button."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{central.url}{next_page}")  # type: ignore[attr-defined]
+    assert "/ui/login?next=" in driver.current_url  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "token").send_keys(headers["Authorization"].split()[1])  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "login").click()  # type: ignore[attr-defined]
+    wait_for(driver, lambda d: d.current_url.endswith(next_page) and d.find_elements(By.ID, "who")
+             and d.execute_script("return document.readyState") == "complete")
+
+
+def wait_for(driver: object, condition: object, timeout: float = WAIT_S) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)  # type: ignore[arg-type]
+
+
+def text_of(driver: object, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, element_id).text)  # type: ignore[attr-defined]
+
+
+def screenshot(driver: object, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    assert driver.save_screenshot(str(path))  # type: ignore[attr-defined]
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 8_000, f"{path}: {len(data)} bytes"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width >= 800 and height >= 600, (width, height)
+    return path
+
+
+def severe_console_messages(driver: object) -> list[str]:
+    """Errors the page logged (a refused script or style, a failed request, a script error)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]  # type: ignore[attr-defined]
+
+
+def submit(api: httpx.Client, definition: str = "count") -> str:
+    body = {"definition": definition, "parameters": {"MIN": "5"} if definition == "count" else {}}
+    r = api.post("/api/trains", headers=ALICE, json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def step(api: httpx.Client, eid: str, to: str, who: dict[str, str]) -> None:
+    r = api.post(f"/api/executions/{eid}/steps", headers=who, json={"to": to, "used": []})
+    assert r.status_code == 200, r.text
+
+
+def test_pages_render_in_chromium(central: Central, api: httpx.Client, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    tid = submit(api)
+    submit(api, "fedavg")
+    step(api, f"{tid}.r1-s0", "waiting-for-approval", station("aachen"))
+    log_in(driver, central, ALICE, "/ui/trains")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#trains tbody tr")  # type: ignore[attr-defined]
+    assert len(rows) >= 2 and "alice (researcher)" in text_of(driver, "who")
+    assert driver.find_element(By.CSS_SELECTOR, "header").value_of_css_property("display") == "flex"  # type: ignore[attr-defined]
+    screenshot(driver, "trains")
+    driver.find_element(By.LINK_TEXT, tid).click()  # type: ignore[attr-defined]
+    wait_for(driver, lambda d: text_of(d, "live") == "live")
+    assert text_of(driver, "train-state") == "running" and text_of(driver, "current") == "aachen"
+    screenshot(driver, "train")
+    for page, element in (("/ui/stations", "stations"), ("/ui/datasets", "datasets")):
+        driver.get(central.url + page)  # type: ignore[attr-defined]
+        assert len(driver.find_elements(By.CSS_SELECTOR, f"#{element} tbody tr")) == 3  # type: ignore[attr-defined]
+        screenshot(driver, element)
+    driver.get(central.url + "/ui/sparql?example=trains_by_state")  # type: ignore[attr-defined]
+    driver.find_element(By.ID, "run").click()  # type: ignore[attr-defined]
+    wait_for(driver, lambda d: d.find_elements(By.ID, "results"))
+    assert "https://w3id.org/pht-kg/vocab#" in text_of(driver, "results")
+    screenshot(driver, "sparql")
+    area = driver.find_element(By.ID, "query")  # type: ignore[attr-defined]
+    area.clear()
+    area.send_keys("SELECT ?x WHERE { ?x ?y }")
+    driver.find_element(By.ID, "run").click()  # type: ignore[attr-defined]
+    wait_for(driver, lambda d: d.find_elements(By.ID, "problem"))
+    assert text_of(driver, "problem").startswith("malformed SPARQL query: error at 1:")
+    screenshot(driver, "sparql-error")
+    driver.get(central.url + "/ui/trains/00000000-0000-4000-8000-000000000000")  # type: ignore[attr-defined]
+    assert "there is no train" in text_of(driver, "problem")
+    screenshot(driver, "not-found")
+    expected = ("/ui/sparql - Failed to load resource: the server responded with a status of 400",
+                "/ui/trains/00000000-0000-4000-8000-000000000000 - Failed to load resource: the server responded "
+                "with a status of 404")
+    assert [m for m in severe_console_messages(driver) if not any(e in m for e in expected)] == []
+    driver.find_element(By.CSS_SELECTOR, "form.who button").click()  # type: ignore[attr-defined]  # log out
+    wait_for(driver, lambda d: "/ui/login" in d.current_url and d.find_elements(By.ID, "token"))
+    log_in(driver, central, admin("aachen"), "/ui/station/aachen/pending")
+    assert f"{tid}.r1-s0" in text_of(driver, "approvals") and text_of(driver, "approval-count") == "1"
+    screenshot(driver, "pending")
+
+
+def test_the_train_page_follows_a_running_train_without_reload(central: Central, api: httpx.Client,
+                                                                browser: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    tid = submit(api)
+    log_in(driver, central, OPS, f"/ui/trains/{tid}")
+    wait_for(driver, lambda d: text_of(d, "live") == "live")
+    assert text_of(driver, "train-state") == "queued" and text_of(driver, "progress-text") == "0/3"
+    driver.execute_script("window.__notReloaded = true;")  # type: ignore[attr-defined]
+    events_before = len(driver.find_elements(By.CSS_SELECTOR, "#events tbody tr"))  # type: ignore[attr-defined]
+
+    step(api, f"{tid}.r1-s0", "waiting-for-approval", station("aachen"))
+    wait_for(driver, lambda d: text_of(d, "train-state") == "running")
+    slot = driver.find_element(By.CSS_SELECTOR, '#route td[data-slot="r1-s0"] .state')  # type: ignore[attr-defined]
+    wait_for(driver, lambda d: slot.text == "waiting-for-approval")
+    screenshot(driver, "train-live-waiting")
+
+    for i, sid in enumerate(("aachen", "leipzig", "cologne")):
+        eid = f"{tid}.r1-s{i}"
+        steps = [("waiting-for-approval", station), ("approved", admin), ("pulling", station),
+                 ("running", station)]
+        for to, who in steps[1 if i == 0 else 0:]:
+            step(api, eid, to, who(sid))
+        r = api.post(f"/api/executions/{eid}/outputs", headers=station(sid), json={"sha256": "0" * 64, "byte_size": 3})
+        assert r.status_code == 201, r.text
+        step(api, eid, "output-under-review", station(sid))
+        if i == 1:  # mid-way: leipzig's output waits for review
+            wait_for(driver, lambda d: d.find_element(
+                By.CSS_SELECTOR, '#route td[data-slot="r1-s1"] .state').text == "output-under-review")
+            assert text_of(driver, "current") == "leipzig" and text_of(driver, "progress-text") == "1/3"
+            screenshot(driver, "train-live-review")
+        step(api, eid, "released", admin(sid))
+
+    wait_for(driver, lambda d: text_of(d, "train-state") == "finished")
+    wait_for(driver, lambda d: text_of(d, "live") == "ended (finished)")
+    api_events = api.get(f"/api/trains/{tid}/events", headers=OPS, params={"limit": 500}).json()["total"]
+    rows = driver.find_elements(By.CSS_SELECTOR, "#events tbody tr")  # type: ignore[attr-defined]
+    assert len(rows) == api_events > events_before
+    assert text_of(driver, "event-count") == str(api_events)
+    assert text_of(driver, "progress-text") == "3/3" and text_of(driver, "current") == "—"
+    cells = driver.find_elements(By.CSS_SELECTOR, "#route td[data-slot] .state")  # type: ignore[attr-defined]
+    assert [c.text for c in cells] == ["released"] * 3
+    last = driver.find_element(By.CSS_SELECTOR, f'#timelines li[data-timeline="{tid}.r1-s2"]')  # type: ignore[attr-defined]
+    assert [s.text for s in last.find_elements(By.CSS_SELECTOR, ".state")] == [
+        "queued", "waiting-for-approval", "approved", "pulling", "running", "output-under-review", "released"]
+    assert driver.execute_script("return window.__notReloaded === true;")  # type: ignore[attr-defined]
+    assert severe_console_messages(driver) == []
+    screenshot(driver, "train-live-finished")
