@@ -103,7 +103,8 @@ class LocalPlatform:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.store = EmbeddedStore(self.workdir / "store")
         app = create_app(Settings(jwt_secret=DEMO_SECRET, demo=True), store=self.store)
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                     timeout_graceful_shutdown=5))
         thread = threading.Thread(target=self._server.run, name="central", daemon=True)
         thread.start()
         self._threads.append(thread)

@@ -22,7 +22,8 @@ def main() -> int:
         return 2
     host = os.environ.get("PHT_HOST", "127.0.0.1")
     port = int(os.environ.get("PHT_PORT", "8080"))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=os.environ.get("PHT_LOG_LEVEL", "warning"))
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=os.environ.get("PHT_LOG_LEVEL", "warning"),
+                timeout_graceful_shutdown=5)  # live web streams must not hold a shutdown up
     return 0
 
 

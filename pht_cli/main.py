@@ -128,7 +128,7 @@ def serve(
     except (SettingsError, GraphStoreError) as e:
         raise fail(str(e)) from None
     console.print(f"central service on http://{host}:{port} (store {settings.store_path or settings.store_query_url})")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
 @app.command()
