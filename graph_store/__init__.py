@@ -13,6 +13,17 @@ from ._rdf_input import parse_rdf
 from ._remote import RemoteStore
 from ._report import ValidationReport, ValidationResult
 from ._schema import Schema, load_schema
+from ._signed_batch import (
+    BATCH_HEADER,
+    BATCH_MEDIA_TYPE,
+    KEY_ID_HEADER,
+    SIGNATURE_HEADER,
+    key_id,
+    sign_batch,
+    signing_input,
+    station_event_prefix,
+    verify_batch,
+)
 from ._sparql_text import bind
 from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan
 from ._updates import CompiledUpdate, compile_update
@@ -20,6 +31,8 @@ from ._validator import is_well_typed
 from ._vocab import CENTRAL_GRAPH, ONTOLOGY_GRAPH, PHT, PHT_NS, SHAPES_GRAPH, station_graph
 
 __all__ = [
+    "BATCH_HEADER",
+    "BATCH_MEDIA_TYPE",
     "CENTRAL_GRAPH",
     "ChangeSet",
     "CompiledUpdate",
@@ -28,6 +41,7 @@ __all__ = [
     "GraphStore",
     "GraphStoreError",
     "InvalidInputError",
+    "KEY_ID_HEADER",
     "NamedQuery",
     "ONTOLOGY_GRAPH",
     "PHT",
@@ -35,6 +49,7 @@ __all__ = [
     "QueryResult",
     "RemoteStore",
     "SHAPES_GRAPH",
+    "SIGNATURE_HEADER",
     "Schema",
     "StoreUnavailable",
     "UpdateOutcome",
@@ -45,9 +60,14 @@ __all__ = [
     "bind",
     "compile_update",
     "is_well_typed",
+    "key_id",
     "list_named_queries",
     "load_schema",
     "named_query",
     "parse_rdf",
+    "sign_batch",
+    "signing_input",
+    "station_event_prefix",
     "station_graph",
+    "verify_batch",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pyoxigraph import BlankNode, DefaultGraph, Quad
 
-from ._convert import canonical
+from ._convert import canonical_all
 from ._errors import InvalidInputError
 
 __all__ = ["ChangeSet"]
@@ -21,6 +21,8 @@ __all__ = ["ChangeSet"]
 
 def _frozen(quads: Iterable[Quad], what: str) -> frozenset[Quad]:
     result = []
+    quads = list(quads)
+    forms = canonical_all(q.object for q in quads if isinstance(q, Quad))
     for q in quads:
         if not isinstance(q, Quad):
             raise InvalidInputError(f"{what} must contain pyoxigraph Quads, got {type(q).__name__}")
@@ -32,7 +34,7 @@ def _frozen(quads: Iterable[Quad], what: str) -> frozenset[Quad]:
                     f"{what}: {q} uses a blank node; give the resource an IRI so that it can be referenced, "
                     "deleted and pushed idempotently"
                 )
-        obj = canonical(q.object)
+        obj = forms[q.object]
         result.append(q if obj is q.object else Quad(q.subject, q.predicate, obj, q.graph_name))
     return frozenset(result)
 

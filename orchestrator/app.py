@@ -28,14 +28,18 @@ from graph_store import (
 )
 
 from .api.deps import Services
+from .api.metadata_routes import metadata_router
 from .api.models import Problem
 from .api.registry_routes import registry_router
 from .api.station_routes import station_router
 from .api.train_routes import train_router
 from .auth import TokenVerifier, principal_dependency, require_roles
 from .lifecycle import Lifecycle, LifecycleError
+from .metrics import install_metrics
 from .registry import Registry
 from .settings import Settings
+from .watchdog import StationWatchdog
+from .web import web_router
 
 __all__ = ["create_app", "open_store"]
 
@@ -105,7 +109,10 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         the_store.load_vocabulary()
         lifecycle.recover()
+        watchdog = StationWatchdog(lifecycle, settings.station_timeout_s)
+        watchdog.start()
         yield
+        watchdog.stop()
         if store is None:
             the_store.close()
 
@@ -117,9 +124,12 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.services = services
-    for router in (registry_router(services), train_router(services), station_router(services)):
+    for router in (registry_router(services), train_router(services), station_router(services),
+                   metadata_router(services)):
         app.include_router(router, prefix="/api")
     _optional_protocol_routers(app, services, authenticate)
+    app.include_router(web_router(services))  # the built-in web view at /ui
+    install_metrics(app, services)
     _error_handlers(app)
 
     @app.get("/health", tags=["service"])

@@ -30,6 +30,7 @@ from orchestrator.principal import Role
 from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
 
 from . import demo as demo_module
+from .mpu_commands import mpu_app
 from .setup_commands import setup
 from .station_commands import station_app
 from .train_commands import ask, train_app
@@ -74,6 +75,7 @@ def demo(
 
 app.add_typer(station_app, name="station")
 app.add_typer(train_app, name="train")
+app.add_typer(mpu_app, name="mpu")
 app.command("ask")(ask)
 app.command("setup")(setup)
 

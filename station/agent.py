@@ -120,6 +120,7 @@ class StationAgent:
         self._policy_cache: tuple[object, StationPolicy] | None = None
         self._policy_loader = policy_loader or self._load_policy_file
         self._stop = threading.Event()
+        self._state: dict[str, str] = {}  #: last state this agent moved each execution to (for event "from")
         settings.state_dir.mkdir(parents=True, exist_ok=True)
 
     def _load_policy_file(self) -> StationPolicy:
@@ -182,7 +183,7 @@ class StationAgent:
     def advance(self, work: Work) -> int:
         """Take the steps this station can take for one execution; returns how many it took."""
         steps = 0
-        state = work.state
+        state = self._state[work.execution] = work.state
         while True:
             nxt = self._step(work, state)
             if nxt is None:
@@ -209,7 +210,8 @@ class StationAgent:
 
     def _fire(self, work: Work, to: str, reason: str, used: tuple[str, ...] = ()) -> str:
         self.client.step(work.execution, to, reason=reason, used=used)
-        self.events.state_change(work, to, reason)
+        self.events.state_change(work, to, reason, from_state=self._state.get(work.execution))
+        self._state[work.execution] = to
         log.info("%s -> %s %s", work.execution, to, reason)
         return to
 
@@ -317,11 +319,12 @@ class StationAgent:
             return None  # the admin decides
         release(self.client, self.objects, hold, work.execution, reason="released automatically: every output "
                 "check passed and the station policy does not require a review")
-        self.events.state_change(work, "released", "released automatically")
+        self.events.state_change(work, "released", "released automatically", from_state="output-under-review")
         return "released"
 
     def _forget_finished(self, current: set[str]) -> None:
         """Delete the folders of executions that are no longer this station's work (finished elsewhere)."""
+        self._state = {e: s for e, s in self._state.items() if e in current}
         root = self.settings.state_dir / "executions"
         if not root.is_dir():
             return

@@ -50,12 +50,13 @@ class EventSink:
         except httpx.HTTPError as e:
             log.warning("the MPU at %s is unreachable, event not recorded: %s", self.url, e)
 
-    def state_change(self, work: _Work, to: str, reason: str) -> None:
-        self._post({"kind": "state-change", "train": work.train, "execution": work.execution, "to_state": to,
-                    "reason": reason or None})
+    def state_change(self, work: _Work, to: str, reason: str, *, from_state: str | None = None) -> None:
+        self._post({"kind": "state-change", "train": work.train, "execution": work.execution,
+                    "from_state": from_state, "to_state": to, "role": "station", "reason": reason[:4000] or None})
 
     def error(self, work: _Work, message: str) -> None:
-        self._post({"kind": "error", "train": work.train, "execution": work.execution, "message": message})
+        self._post({"kind": "error", "train": work.train, "execution": work.execution,
+                    "message": message[:4000] or "unknown error"})
 
     def started_running(self, work: _Work) -> None:
         self._post({"kind": "started-running", "train": work.train, "execution": work.execution})
@@ -65,4 +66,4 @@ class EventSink:
                     "success": result.ok})
         self._post({"kind": "log", "train": work.train, "execution": work.execution,
                     "log_sha256": hashlib.sha256(result.logs).hexdigest(),
-                    "message": result.logs[-2000:].decode("utf-8", "replace") or None})
+                    "message": result.logs[-1000:].decode("utf-8", "replace").strip() or None})

@@ -1,1 +1,65 @@
-"""The station metadata processing unit (issue 6): not written yet."""
+"""The station's metadata processing unit (MPU): what a station tells the central graph, and nothing more.
+
+The station agent posts its events (lifecycle steps, rejections, errors, log digests) to the MPU; the MPU
+samples the running train containers (Docker stats), turns everything into triples of the project vocabulary
+validated by the shapes, applies the station admin's filter policy (RDF, reloaded when it changes), and pushes
+what may leave -- in signed batches, through an on-disk outbox -- to the station's own named graph in the
+central store. See ``docs/mpu.md``.
+
+Never imports the station software or the orchestrator (they run elsewhere); shared code is in ``graph_store``.
+"""
+
+from ._events import (
+    DatasetDescription,
+    Event,
+    EventAdapter,
+    EventTriples,
+    StationDescription,
+    description_triples,
+    event_kinds,
+    event_triples,
+)
+from ._mpu import IngestResult, InvalidEvents, Mpu, apply_policy, validated
+from ._naming import Naming
+from ._outbox import Outbox, OutboxError, OutboxFull
+from ._policy import Filtered, Policy, PolicyError, Rule, TripleDecision, coarsen, load_policy, read_policy
+from ._push import Pusher, PushResult, load_private_key
+from ._sampler import EXECUTION_LABEL, DockerSampler, UsageReading
+from ._settings import DEFAULT_POLICY, MpuSettings, MpuSettingsError
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "DatasetDescription",
+    "DockerSampler",
+    "EXECUTION_LABEL",
+    "Event",
+    "EventAdapter",
+    "EventTriples",
+    "Filtered",
+    "IngestResult",
+    "InvalidEvents",
+    "Mpu",
+    "MpuSettings",
+    "MpuSettingsError",
+    "Naming",
+    "Outbox",
+    "OutboxError",
+    "OutboxFull",
+    "Policy",
+    "PolicyError",
+    "PushResult",
+    "Pusher",
+    "Rule",
+    "StationDescription",
+    "TripleDecision",
+    "UsageReading",
+    "apply_policy",
+    "coarsen",
+    "description_triples",
+    "event_kinds",
+    "event_triples",
+    "load_policy",
+    "load_private_key",
+    "read_policy",
+    "validated",
+]

@@ -1,0 +1,250 @@
+"""Benchmark: station metadata end to end, from event to validated write in the central graph.
+
+Events (dicts in the ``POST /events`` schema: state changes, transmissions, rejections of one execution) are
+ingested by an MPU in this process in posts of ``--post`` events: validated against the shapes, filtered by the
+safe default policy, queued in the on-disk outbox; the MPU's pusher thread takes batches of 500 events, signs
+them (Ed25519) and pushes them over loopback HTTP to the central service (``python -m orchestrator``, its own
+process, embedded on-disk store), which verifies the signature, checks every subject and writes the batch with
+one validated ``GraphStore.apply``. The clock stops when the central service has acknowledged every event.
+
+Side by side in the same run, the same pipeline without the outbox: the filtered batches go through an
+in-memory queue to the same pusher thread (nothing on disk, nothing durable). ``outbox_overhead`` is
+(time with outbox - time without) / time without. Modes alternate, ``--rounds`` of each; the best of each
+mode is reported (the machine is shared; the order alternates, since the central store grows), and so is the CPU time per triple of each side (this process: the
+MPU's threads; the service: from /proc), which other load on the machine hardly changes. Last line: one JSON
+object.
+
+Usage: .venv/bin/python benchmarks/mpu_ingest.py [--events 20000] [--post 500] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.auth import issue_token  # noqa: E402
+from orchestrator.principal import Role  # noqa: E402
+from orchestrator.settings import DEMO_SECRET  # noqa: E402
+from station_mpu import (  # noqa: E402
+    EventAdapter,
+    Mpu,
+    MpuSettings,
+    Naming,
+    Pusher,
+    apply_policy,
+    event_triples,
+    read_policy,
+    validated,
+)
+from station_mpu._mpu import _ntriples  # noqa: E402
+from station_mpu._outbox import Pending  # noqa: E402
+
+BATCH = 500
+
+
+def auth(subject: str, role: Role, station: str | None = None) -> dict[str, str]:
+    return {"Authorization": "Bearer " + issue_token(DEMO_SECRET, subject=subject, roles=[role], station=station,
+                                                     ttl_s=36000)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(store: Path, port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PHT_STORE_PATH=str(store), PHT_PORT=str(port), PHT_DEMO="1", PHT_JWT_SECRET=DEMO_SECRET)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator"], cwd=ROOT, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the central service did not start")
+
+
+def register(url: str, key: Ed25519PrivateKey) -> tuple[str, str]:
+    """Station aachen with the benchmark's key, a definition, a train; returns (train, execution) ids."""
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    ops, alice = auth("ops", Role.OPERATOR), auth("alice", Role.RESEARCHER)
+    with httpx.Client(base_url=url, timeout=30) as c:
+        c.post("/api/stations", headers=ops, json={"id": "aachen", "title": "Aachen", "owner": "UKA",
+                                                   "public_keys": [pem]}).raise_for_status()
+        c.post("/api/definitions", headers=alice, json={
+            "id": "count", "title": "count", "image_name": "pht/count", "image_digest": "sha256:" + "ab" * 32,
+            "mode": "incremental", "route": ["aachen"]}).raise_for_status()
+        train = c.post("/api/trains", headers=alice, json={"definition": "count", "parameters": {}}).json()["id"]
+    return train, f"{train}.r1-s0"
+
+
+def make_events(tag: str, n: int, train: str, execution: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        base = {"id": f"{tag}-{i}", "time": f"2026-11-27T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}.{i % 1000:03d}Z",
+                "train": train, "execution": execution}
+        kind = i % 3
+        if kind == 0:
+            out.append({**base, "kind": "state-change", "from_state": "pulling", "to_state": "running"})
+        elif kind == 1:
+            out.append({**base, "kind": "started-transmission"})
+        else:
+            out.append({**base, "kind": "rejection", "reason": f"No anonymity ({i})"})
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_outbox(settings: MpuSettings, evs: list[dict[str, Any]], post: int) -> tuple[float, int]:
+    """The real MPU: ingest in posts, its pusher thread drains the outbox; seconds until all acknowledged."""
+    mpu = Mpu(settings)
+    mpu.start()
+    t0 = time.perf_counter()
+    triples = 0
+    for i in range(0, len(evs), post):
+        triples += mpu.ingest(evs[i:i + post]).triples_leaving
+    while mpu.outbox.depth() > 0:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - t0
+    mpu.close()
+    return elapsed, triples
+
+
+def without_outbox(settings: MpuSettings, evs: list[dict[str, Any]], post: int) -> tuple[float, int]:
+    """The same validation, filter, signature and push, the batches handed to the pusher in memory."""
+    naming = Naming(settings.base_iri, settings.station_id)
+    policy = read_policy(settings.policy_path, station=naming.station)
+    assert settings.private_key_path is not None and settings.central_url is not None
+    key = serialization.load_pem_private_key(settings.private_key_path.read_bytes(), password=None)
+    pusher = Pusher(central_url=settings.central_url, station_id=settings.station_id, private_key=key,  # type: ignore[arg-type]
+                    token=lambda: settings.token or "")
+    batches: queue.Queue[list[Pending] | None] = queue.Queue(maxsize=64)
+    failures: list[str] = []
+
+    def push_loop() -> None:
+        while (batch := batches.get()) is not None:
+            result = pusher.push(batch)
+            if result.outcome != "delivered":
+                failures.append(f"{result.status} {result.detail}")
+
+    thread = threading.Thread(target=push_loop)
+    thread.start()
+    t0 = time.perf_counter()
+    triples, seq, pending = 0, 0, []
+    for i in range(0, len(evs), post):
+        models = EventAdapter.validate_python(evs[i:i + post])
+        for f in apply_policy(validated([event_triples(m, naming) for m in models]), policy):  # type: ignore[arg-type]
+            if f.leaving:
+                seq += 1
+                pending.append(Pending(seq, f.event.key, _ntriples(f.leaving), len(f.leaving)))
+                triples += len(f.leaving)
+            if len(pending) == BATCH:
+                batches.put(pending)
+                pending = []
+    if pending:
+        batches.put(pending)
+    batches.put(None)
+    thread.join()
+    elapsed = time.perf_counter() - t0
+    pusher.close()
+    if failures:
+        raise SystemExit(f"pushes failed without the outbox: {failures[:3]}")
+    return elapsed, triples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--post", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pht-mpu-bench-") as tmp:
+        work = Path(tmp)
+        port = free_port()
+        proc = start_service(work / "store", port)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            key = Ed25519PrivateKey.generate()
+            (work / "aachen.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                                serialization.PrivateFormat.PKCS8,
+                                                                serialization.NoEncryption()))
+            train, execution = register(url, key)
+            token = auth("station-aachen", Role.STATION, "aachen")["Authorization"].removeprefix("Bearer ")
+
+            def settings(run: str) -> MpuSettings:
+                return MpuSettings(station_id="aachen", data_dir=work / f"mpu-{run}", central_url=url,
+                                   private_key_path=work / "aachen.pem", token=token, sample_interval_s=0,
+                                   batch_max_events=BATCH)
+
+            # warm-up (imports, caches, the service's first writes), not measured
+            with_outbox(settings("warm"), make_events("warm", 1000, train, execution), args.post)
+            results: dict[str, list[tuple[float, int]]] = {"outbox": [], "memory": []}
+            cpu: dict[str, list[tuple[float, float]]] = {"outbox": [], "memory": []}
+            for r in range(args.rounds):
+                order = (("memory", without_outbox), ("outbox", with_outbox))
+                for mode, run in order if r % 2 == 0 else order[::-1]:  # the store grows: alternate who goes first
+                    tag = f"{mode}{r}"
+                    events = make_events(tag, args.events, train, execution)
+                    station0, central0 = time.process_time(), cpu_seconds(proc.pid)
+                    elapsed, triples = run(settings(tag), events, args.post)
+                    station_cpu, central_cpu = time.process_time() - station0, cpu_seconds(proc.pid) - central0
+                    results[mode].append((elapsed, triples))
+                    cpu[mode].append((station_cpu / triples * 1e6, central_cpu / triples * 1e6))
+                    print(f"{mode:>7} round {r + 1}: {args.events} events, {triples} triples in {elapsed:.2f} s "
+                          f"= {triples / elapsed:,.0f} triples/s; CPU per triple: station {cpu[mode][-1][0]:.1f} us, "
+                          f"central {cpu[mode][-1][1]:.1f} us; load {os.getloadavg()[0]:.1f}", flush=True)
+            with httpx.Client(base_url=url, timeout=60) as c:
+                count = c.get("/sparql", headers=auth("ops", Role.OPERATOR), params={
+                    "query": "SELECT (COUNT(*) AS ?n) WHERE { GRAPH <https://w3id.org/pht-kg/graph/station/aachen> "
+                             "{ ?s ?p ?o } }"}, follow_redirects=True)
+                stored = int(count.json()["results"]["bindings"][0]["n"]["value"])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    best = {mode: min(runs) for mode, runs in results.items()}
+    rate = {mode: t[1] / t[0] for mode, t in best.items()}
+    expected = sum(t for runs in results.values() for _, t in runs)
+    print(f"station graph holds {stored} triples ({expected} measured + the warm-up's)")
+    overhead = (best["outbox"][0] / best["outbox"][1]) / (best["memory"][0] / best["memory"][1]) - 1
+    print(f"with outbox {rate['outbox']:,.0f} triples/s, without {rate['memory']:,.0f} triples/s, "
+          f"outbox overhead {overhead:.1%}")
+    station_cpu = {mode: min(c[0] for c in values) for mode, values in cpu.items()}
+    central_cpu = min(c[1] for values in cpu.values() for c in values)
+    print(f"CPU per triple (best round): station {station_cpu['outbox']:.1f} us with outbox, "
+          f"{station_cpu['memory']:.1f} us without; central {central_cpu:.1f} us")
+    print(json.dumps({"triples_per_s": round(rate["outbox"]), "outbox_overhead": round(overhead, 3),
+                      "station_cpu_us_per_triple": round(station_cpu["outbox"], 1),
+                      "station_cpu_us_per_triple_without_outbox": round(station_cpu["memory"], 1),
+                      "central_cpu_us_per_triple": round(central_cpu, 1),
+                      "triples_per_s_without_outbox": round(rate["memory"]), "events_per_run": args.events,
+                      "triples_per_run": best["outbox"][1], "rounds": args.rounds, "station_graph_triples": stored}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Metadata a station's MPU pushes: verified, checked, then one validated write of the station's own graph.
+
+A batch (``graph_store._signed_batch``) is accepted only if, in this order:
+
+1. the station is registered (404), the batch is signed (400 without a usable signature header) by one of its
+   registered Ed25519 keys over the exact body, its station id and batch id (401 otherwise: forged or altered);
+2. the body is N-Triples without blank nodes (400) -- triples, not quads: everything lands in the station's
+   own graph, no other graph can be named;
+3. every subject is one of the station's events (an IRI under ``{base}stations/{id}/events/``, typed with
+   ``pht:Event`` or a subclass, using only event properties, emitted by this station, about a registered
+   train this station takes part in and, if it names one, about an execution at this station) or the station's
+   description (the station itself, or a dataset it holds: ``dcterms:description``, ``dcat:keyword``)
+   -- otherwise 422 naming each refused subject and why;
+4. the write conforms to the shapes (422 with the SHACL report, and the subjects it concerns).
+
+Then it is ONE ``GraphStore.apply``: atomic, nothing of a refused batch is written. Event IRIs are stable, so a
+batch sent again (its acknowledgement was lost) writes nothing new. A description replaces the station's
+previous description of the same resource.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cached_property
+
+import rdflib
+from pyoxigraph import Literal, NamedNode, Quad
+
+from graph_store import (
+    BATCH_MEDIA_TYPE,
+    CENTRAL_GRAPH,
+    PHT,
+    PHT_NS,
+    ChangeSet,
+    GraphStore,
+    InvalidInputError,
+    ValidationFailed,
+    parse_rdf,
+    station_event_prefix,
+    station_graph,
+    verify_batch,
+)
+
+from .lifecycle import Iris, LifecycleError, NotFound
+
+__all__ = ["MetadataIntake", "MetadataRefused", "Accepted", "BadSignature"]
+
+RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+PROV_ASSOCIATED = NamedNode("http://www.w3.org/ns/prov#wasAssociatedWith")
+DESCRIPTION_PREDICATES = frozenset({NamedNode("http://purl.org/dc/terms/description"),
+                                    NamedNode("http://www.w3.org/ns/dcat#keyword")})
+
+
+class MetadataRefused(LifecycleError):
+    """The batch's triples are not all this station's to write (422); ``refused`` maps subject -> reason."""
+
+    status = 422
+
+    def __init__(self, message: str, refused: dict[str, str]) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+class BadSignature(LifecycleError):
+    """The batch is not signed by a registered key of the station (forged, altered, or an unknown key)."""
+
+    status = 401
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What a pushed batch wrote."""
+
+    batch: str
+    events: int
+    described: int
+    triples: int
+    graph: str
+
+
+class MetadataIntake:
+    """Checks and writes pushed batches; one per service."""
+
+    def __init__(self, store: GraphStore, iris: Iris) -> None:
+        self.store = store
+        self.iris = iris
+
+    @cached_property
+    def _event_vocabulary(self) -> tuple[frozenset[NamedNode], frozenset[NamedNode]]:
+        """(event classes, event properties), read from the ontology: pht:Event and its subclasses, and the
+        properties whose domain is one of them (plus rdf:type and prov:wasAssociatedWith)."""
+        g = self.store.schema.ontology
+        event = rdflib.URIRef(PHT_NS + "Event")
+        classes = {c for c in g.transitive_subjects(rdflib.RDFS.subClassOf, event) if isinstance(c, rdflib.URIRef)}
+        props = {p for c in classes for p in g.subjects(rdflib.RDFS.domain, c) if isinstance(p, rdflib.URIRef)}
+        return (frozenset(NamedNode(str(c)) for c in classes),
+                frozenset(NamedNode(str(p)) for p in props) | {RDF_TYPE, PROV_ASSOCIATED})
+
+    def accept(self, *, station_id: str, batch_id: str, signature: str | None, key_id: str | None,
+               body: bytes) -> Accepted:
+        """Verify, check and write one batch (see the module docstring); raises a LifecycleError subclass
+        (404, 400, 401, 403, 422), InvalidInputError (400) or ValidationFailed (422), nothing written then."""
+        station, keys = self._station(station_id)
+        if not signature or not batch_id:
+            raise LifecycleError("a metadata batch needs the headers X-PHT-Batch and X-PHT-Signature (Ed25519, "
+                                 "base64); see docs/mpu.md")
+        if not keys:
+            raise _Forbidden(f"station {station_id!r} has no public key registered, so no batch of it can be "
+                             "verified")
+        try:
+            signer = verify_batch(keys, station_id, batch_id, body, signature, signed_by=key_id or None)
+        except ValueError as e:
+            raise LifecycleError(f"the batch's signature headers are malformed: {e}") from None
+        if signer is None:
+            which = f"the key {key_id}" if key_id else "any"
+            raise BadSignature(f"the batch's signature does not verify with {which} of the Ed25519 keys registered "
+                               f"for station {station_id!r}: forged, altered or signed with an unregistered key; "
+                               "nothing was written")
+        graph = station_graph(station_id)
+        try:
+            quads = parse_rdf(body, BATCH_MEDIA_TYPE, graph)
+        except InvalidInputError as e:
+            raise LifecycleError(f"the batch is not N-Triples without blank nodes: {e}") from None
+        events, described = self._check(quads, station_id, station)
+        delete = [q for s in described for p in DESCRIPTION_PREDICATES for q in self.store.quads(s, p, None, graph)]
+        try:
+            self.store.apply(ChangeSet(delete=delete, insert=quads))
+        except ValidationFailed as e:
+            subjects = {q.subject for q in quads}
+            raise _ShapesRefused(e, {str(r.focus_node.value): r.message for r in e.report.results
+                                     if r.focus_node in subjects}) from None
+        return Accepted(batch=batch_id, events=len(events), described=len(described), triples=len(quads),
+                        graph=graph.value)
+
+    def _station(self, station_id: str) -> tuple[NamedNode, list[str]]:
+        rows = list(self.store.run_query("station_keys", stationId=Literal(station_id)))  # type: ignore[arg-type]
+        if not rows:
+            raise NotFound(f"no station {station_id!r} is registered")
+        return rows[0]["station"], [r["key"].value for r in rows if r["key"] is not None]
+
+    def _check(self, quads: list[Quad], station_id: str, station: NamedNode) -> tuple[set[NamedNode], set[NamedNode]]:
+        """(event subjects, described subjects); MetadataRefused naming every subject that is neither."""
+        prefix = station_event_prefix(self.iris.base, station_id)
+        by_subject: dict[NamedNode, list[Quad]] = defaultdict(list)
+        for q in quads:
+            by_subject[q.subject].append(q)  # type: ignore[index]
+        refused: dict[str, str] = {}
+        events: set[NamedNode] = set()
+        described: set[NamedNode] = set()
+        known: dict[tuple[object, ...], str | None] = {}  # lookups in the central graph, once per batch
+        for subject, props in by_subject.items():
+            iri = subject.value
+            if iri.startswith(prefix) and len(iri) > len(prefix):
+                why = self._event_problem(props, station, known)
+                if why is None:
+                    events.add(subject)
+                else:
+                    refused[iri] = why
+            elif subject == station or self.store.quads(subject, PHT.heldBy, station, CENTRAL_GRAPH):
+                wrong = sorted({q.predicate.value for q in props if q.predicate not in DESCRIPTION_PREDICATES})
+                if wrong:
+                    refused[iri] = (f"a station describes itself and its datasets only with dcterms:description "
+                                    f"and dcat:keyword, not {', '.join(wrong)}")
+                elif any(not isinstance(q.object, Literal) for q in props):
+                    refused[iri] = "descriptions and keywords are literals"
+                else:
+                    described.add(subject)
+            else:
+                refused[iri] = (f"neither an event of station {station_id!r} (IRIs under {prefix}) nor the station "
+                                "or one of its datasets")
+        if refused:
+            first = min(refused)
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            raise MetadataRefused(f"{first}: {refused[first]}{more}; nothing was written", refused)
+        return events, described
+
+    def _event_problem(self, props: list[Quad], station: NamedNode, known: dict[tuple[object, ...], str | None],
+                       ) -> str | None:
+        """Why a subject under the station's event prefix may not be written, or None if it may."""
+        classes, properties = self._event_vocabulary
+        typed, trains, executions = False, [], []
+        for q in props:
+            p, o = q.predicate, q.object
+            if p not in properties:
+                return f"not an event property: {p.value}"
+            if p == RDF_TYPE:
+                if o not in classes:
+                    return "an event is typed with pht:Event or a subclass of it, and with nothing else"
+                typed = True
+            elif p == PHT.emittedBy:
+                if o != station:
+                    return f"a station reports only events it emitted itself (pht:emittedBy {station.value})"
+            elif p == PHT.aboutTrain:
+                trains.append(o)
+            elif p == PHT.aboutExecution:
+                executions.append(o)
+        if not typed:
+            return "an event is typed with pht:Event or a subclass of it, and with nothing else"
+        for train in trains:
+            if ("train", train) not in known:
+                known[("train", train)] = self._train_problem(train, station)
+            if known[("train", train)] is not None:
+                return known[("train", train)]
+        for execution in executions:
+            if ("execution", execution) not in known:
+                known[("execution", execution)] = self._execution_problem(execution, station)
+            if known[("execution", execution)] is not None:
+                return known[("execution", execution)]
+            for train in trains:
+                key = ("of", execution, train)
+                if key not in known:
+                    known[key] = None if self.store.quads(execution, PHT.ofTrain, train, CENTRAL_GRAPH) else (  # type: ignore[arg-type]
+                        f"the execution {_value(execution)} is not an execution of the event's train")
+                if known[key] is not None:
+                    return known[key]
+        return None
+
+    def _train_problem(self, train: object, station: NamedNode) -> str | None:
+        if not isinstance(train, NamedNode) or not self.store.quads(train, RDF_TYPE, PHT.Train, CENTRAL_GRAPH):
+            return f"unknown train {_value(train)}: the central service has no such train"
+        if not any(self.store.quads(q.subject, PHT.atStation, station, CENTRAL_GRAPH)
+                   for q in self.store.quads(None, PHT.ofTrain, train, CENTRAL_GRAPH)):
+            return f"the train {_value(train)} does not visit this station"
+        return None
+
+    def _execution_problem(self, execution: object, station: NamedNode) -> str | None:
+        if not isinstance(execution, NamedNode):
+            return f"unknown execution {_value(execution)}"
+        at = self.store.quads(execution, PHT.atStation, None, CENTRAL_GRAPH)
+        if not at:
+            return f"unknown execution {_value(execution)}: the central service has no such execution"
+        if all(q.object != station for q in at):
+            return f"the execution {_value(execution)} runs at another station"
+        return None
+
+
+class _Forbidden(LifecycleError):
+    status = 403
+
+
+class _ShapesRefused(MetadataRefused):
+    """The write violates the shapes; carries the report."""
+
+    def __init__(self, failed: ValidationFailed, refused: dict[str, str]) -> None:
+        super().__init__("the batch violates the shapes; nothing was written", refused)
+        self.report = failed.report
+
+
+def _value(term: object) -> str:
+    return str(getattr(term, "value", term))

@@ -1,0 +1,61 @@
+"""How the MPU names things: the deployment's IRIs for trains, executions, agents and this station's events.
+
+The central service mints train and execution IRIs as ``{base}trains/{id}`` and ``{base}executions/{id}``; the
+MPU must use the very same IRIs in ``pht:aboutTrain`` / ``pht:aboutExecution`` (``tests/test_mpu_events.py``
+checks they agree with the orchestrator's). Event IRIs are stable -- the station, then the event's own id or a
+hash of its content -- so that pushing an event twice writes the same triples once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from pyoxigraph import NamedNode
+
+from graph_store import station_event_prefix, station_graph
+
+__all__ = ["Naming"]
+
+
+@dataclass(frozen=True)
+class Naming:
+    """The IRIs of one station's MPU under the deployment's base IRI (the central service's ``PHT_BASE_IRI``)."""
+
+    base: str
+    station_id: str
+    station_iri: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.base.endswith(("/", "#")):
+            raise ValueError(f"base IRI {self.base!r} must end with '/' or '#'")
+        station_graph(self.station_id)  # raises ValueError for an id that cannot name a graph
+        if not self.station_iri:
+            object.__setattr__(self, "station_iri", f"{self.base}stations/{quote(self.station_id, safe='')}")
+
+    @property
+    def station(self) -> NamedNode:
+        return NamedNode(self.station_iri)
+
+    @property
+    def graph(self) -> NamedNode:
+        return station_graph(self.station_id)
+
+    @property
+    def event_prefix(self) -> str:
+        return station_event_prefix(self.base, self.station_id)
+
+    def event(self, local_id: str) -> NamedNode:
+        return NamedNode(self.event_prefix + quote(local_id, safe=""))
+
+    def train(self, train_id: str) -> NamedNode:
+        return NamedNode(f"{self.base}trains/{quote(train_id, safe='')}")
+
+    def execution(self, execution_id: str) -> NamedNode:
+        return NamedNode(f"{self.base}executions/{quote(execution_id, safe='')}")
+
+    def agent(self, subject: str) -> NamedNode:
+        return NamedNode(f"{self.base}agents/{quote(subject, safe='')}")
+
+    def dataset(self, dataset_id: str) -> NamedNode:
+        return NamedNode(f"{self.base}datasets/{quote(dataset_id, safe='')}")

@@ -1,0 +1,385 @@
+"""The metadata filter policy: read from Turtle, validated by the shapes, applied to every triple that leaves.
+
+Semantics (``ontology/pht.ttl``, ``pht:FilterPolicy`` and ``pht:FilterRule``), per triple (s p o) of an event:
+
+1. the rules that match it -- every condition the rule states holds: the event is an instance of
+   ``pht:eventClass`` (subclasses included), ``p`` is ``pht:property``, the lexical form of ``o`` matches the
+   regular expression ``pht:valuePattern`` (searched, not anchored, as ``sh:pattern``) -- are taken highest
+   ``pht:priority`` first, ties in favour of ``pht:Deny`` (then a coarsening rule before one without, so a tie
+   never publishes more precision than one of the tied rules asks for);
+2. the first one decides: ``pht:Allow`` publishes the triple (its value blurred by ``pht:coarsen``, if given),
+   ``pht:Deny`` drops it -- and a Deny rule without ``pht:property`` drops the whole event;
+3. if no rule matches, ``pht:defaultEffect`` decides.
+
+Fail-closed details the ontology leaves open, decided here: a coarsening that cannot apply to the value (a
+timestamp rounding of a number, a bucket of a text) drops the triple -- the policy asked for less precision
+than can be given, so nothing is given; an event whose ``rdf:type`` triple does not leave unchanged is dropped
+whole (an event without its class means nothing). The MPU drops an event the filtering leaves invalid (a
+required property denied) as well: it validates what leaves against the shapes.
+
+Station descriptions (``POST /description``) go through the same filter, their resource's class
+(``pht:Station``, ``dcat:Dataset``) standing for the event class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+
+import rdflib
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse
+
+from graph_store import PHT, ChangeSet, ValidationReport, load_schema
+from graph_store._validator import PostChangeView
+
+from ._events import DCAT_DATASET, RDF_TYPE, EventTriples
+
+__all__ = ["Policy", "PolicyError", "Rule", "TripleDecision", "Filtered", "load_policy", "read_policy",
+           "event_classes", "class_closure", "coarsen"]
+
+_RDFS_LABEL = NamedNode("http://www.w3.org/2000/01/rdf-schema#label")
+_RDFS_COMMENT = NamedNode("http://www.w3.org/2000/01/rdf-schema#comment")
+_POLICY_GRAPH = NamedNode("urn:pht:mpu:policy")
+_XSD = "http://www.w3.org/2001/XMLSchema#"
+_NUMERIC = {_XSD + t for t in ("decimal", "integer", "double", "float", "long", "int", "short", "byte",
+                               "nonNegativeInteger", "positiveInteger", "unsignedLong", "unsignedInt")}
+_DATETIME = _XSD + "dateTime"
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used; ``str()`` is one sentence, ``report`` the SHACL report if the shapes refused."""
+
+    def __init__(self, message: str, report: ValidationReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@lru_cache(maxsize=1)
+def class_closure() -> dict[NamedNode, frozenset[NamedNode]]:
+    """Every class of the ontology to itself and its superclasses (``rdfs:subClassOf``, transitively)."""
+    g = load_schema().ontology
+    sub = rdflib.RDFS.subClassOf
+    classes = set(g.subjects(sub, None)) | set(g.objects(None, sub)) \
+        | set(g.subjects(rdflib.RDF.type, rdflib.OWL.Class))
+    return {NamedNode(str(c)): frozenset(NamedNode(str(x)) for x in g.transitive_objects(c, sub)
+                                         if isinstance(x, rdflib.URIRef))
+            for c in classes if isinstance(c, rdflib.URIRef)}
+
+
+@lru_cache(maxsize=1)
+def event_classes() -> frozenset[NamedNode]:
+    """``pht:Event`` and its subclasses: what ``pht:eventClass`` may name (plus the described resources)."""
+    return frozenset(c for c, supers in class_closure().items() if PHT.Event in supers)
+
+
+DESCRIBED_CLASSES = frozenset({PHT.Station, DCAT_DATASET})
+"""Classes of the resources a station description talks about; a rule may name them as its event class."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``pht:FilterRule``; ``name`` is its IRI (or ``rule #n`` for a blank node) for messages."""
+
+    name: str
+    effect: NamedNode
+    priority: int
+    event_class: NamedNode | None = None
+    predicate: NamedNode | None = None
+    """``pht:property``: the predicate the rule is about."""
+    value_pattern: str | None = None
+    coarsen: NamedNode | None = None
+    label: str = ""
+    _regex: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def denies(self) -> bool:
+        return self.effect == PHT.Deny
+
+    def matches(self, classes: frozenset[NamedNode], predicate: NamedNode, value: object) -> bool:
+        """True if every condition the rule states holds for the triple (event of ``classes``, p, value)."""
+        if self.predicate is not None and predicate != self.predicate:
+            return False
+        if self.event_class is not None and self.event_class not in classes:
+            return False
+        if self._regex is not None and self._regex.search(getattr(value, "value", "")) is None:
+            return False
+        return True
+
+    def reference(self) -> str:
+        """How messages name the rule: ``rule rule-3 ("error messages leave only as their hash")``."""
+        return f'rule {self.name}' + (f' ("{self.label}")' if self.label else "")
+
+    def describe(self) -> str:
+        what = [f"class {_short(self.event_class)}" if self.event_class else "",
+                f"property {_short(self.predicate)}" if self.predicate else "",
+                f"value ~ /{self.value_pattern}/" if self.value_pattern is not None else ""]
+        cond = ", ".join(w for w in what if w) or "every triple"
+        how = f", coarsen {_short(self.coarsen)}" if self.coarsen else ""
+        whole = " (whole event)" if self.denies and self.predicate is None else ""
+        return f"{_short(self.effect)}{whole} {cond}{how}"
+
+
+@dataclass(frozen=True)
+class TripleDecision:
+    """What the policy did with one triple: ``leaves`` is what is published (None: dropped) and ``reason`` why."""
+
+    quad: Quad
+    leaves: Quad | None
+    rule: Rule | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Filtered:
+    """One event after the filter: the decision for each of its triples, or why it was dropped whole."""
+
+    event: EventTriples
+    decisions: tuple[TripleDecision, ...]
+    dropped_whole: str | None = None
+
+    @property
+    def leaving(self) -> tuple[Quad, ...]:
+        if self.dropped_whole is not None:
+            return ()
+        return tuple(d.leaves for d in self.decisions if d.leaves is not None)
+
+    @property
+    def changed(self) -> bool:
+        """True if what leaves differs from the event (a triple dropped or coarsened)."""
+        return self.dropped_whole is not None or any(d.leaves != d.quad for d in self.decisions)
+
+    def dropped_whole_as(self, reason: str) -> Filtered:
+        return Filtered(self.event, self.decisions, reason)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A loaded filter policy: rules in evaluation order and the default effect."""
+
+    iri: str
+    default_effect: NamedNode
+    rules: tuple[Rule, ...]
+    station: NamedNode | None = None
+    source: str = ""
+    digest: str = ""
+    """SHA-256 of the Turtle it was read from (tells which policy produced what)."""
+
+    def decide(self, classes: frozenset[NamedNode], quad: Quad) -> tuple[Rule | None, bool]:
+        """The deciding rule (None: the default effect) and whether the triple is allowed."""
+        for rule in self.rules:
+            if rule.matches(classes, quad.predicate, quad.object):
+                return rule, not rule.denies
+        return None, self.default_effect == PHT.Allow
+
+    def filter(self, event: EventTriples) -> Filtered:
+        """Apply the policy to every triple of ``event``."""
+        classes = class_closure().get(event.cls, frozenset((event.cls,)))
+        decisions: list[TripleDecision] = []
+        whole: str | None = None
+        for quad in event.quads:
+            rule, allowed = self.decide(classes, quad)
+            name = rule.reference() if rule is not None else f"the default effect {_short(self.default_effect)}"
+            if not allowed:
+                if rule is not None and rule.predicate is None and whole is None:
+                    whole = f"{name} denies the whole event"
+                decisions.append(TripleDecision(quad, None, rule, f"denied by {name}"))
+                continue
+            if rule is None or rule.coarsen is None:
+                decisions.append(TripleDecision(quad, quad, rule, f"allowed by {name}"))
+                continue
+            blurred = coarsen(rule.coarsen, quad.object)
+            if blurred is None:
+                decisions.append(TripleDecision(quad, None, rule, f"{name} asks for {_short(rule.coarsen)}, which "
+                                                f"cannot apply to this value: dropped"))
+            else:
+                decisions.append(TripleDecision(quad, Quad(quad.subject, quad.predicate, blurred, quad.graph_name),
+                                                rule, f"allowed by {name}, {_short(rule.coarsen)}"))
+        if whole is None:
+            for d in decisions:
+                if d.quad.predicate == RDF_TYPE and d.leaves != d.quad:
+                    whole = f"its class {_short(d.quad.object)} may not leave ({d.reason}), so nothing of it does"
+        return Filtered(event, tuple(decisions), whole)
+
+
+# -- coarsenings -----------------------------------------------------------------------------------------
+
+
+def coarsen(how: NamedNode, value: object) -> Literal | None:
+    """``value`` blurred by the coarsening ``how``, or None if it does not apply to such a value.
+
+    >>> dt = NamedNode("http://www.w3.org/2001/XMLSchema#dateTime")
+    >>> coarsen(PHT.RoundToHour, Literal("2026-11-27T10:42:13.5+01:00", datatype=dt)).value
+    '2026-11-27T09:00:00Z'
+    >>> coarsen(PHT.BucketMemory, Literal("314572800.0", datatype=NamedNode(_XSD + "decimal"))).value
+    '268435456.0'
+    """
+    if not isinstance(value, Literal):
+        return Literal(hashlib.sha256(getattr(value, "value", "").encode()).hexdigest()) \
+            if how == PHT.HashValue and isinstance(value, NamedNode) else None
+    if how == PHT.HashValue:
+        return Literal(hashlib.sha256(value.value.encode()).hexdigest())
+    datatype = value.datatype.value if value.datatype is not None else ""
+    if how in (PHT.RoundToMinute, PHT.RoundToHour, PHT.RoundToDay):
+        if datatype != _DATETIME:
+            return None
+        try:
+            t = datetime.fromisoformat(value.value)
+        except ValueError:
+            return None
+        if t.tzinfo is None:
+            return None  # no time zone: the instant is unknown, so it cannot be rounded in UTC
+        t = t.astimezone(timezone.utc)
+        text = {PHT.RoundToMinute: f"{t:%Y-%m-%dT%H:%M}:00Z", PHT.RoundToHour: f"{t:%Y-%m-%dT%H}:00:00Z",
+                PHT.RoundToDay: f"{t:%Y-%m-%d}T00:00:00Z"}[how]
+        return Literal(text, datatype=value.datatype)
+    if how in (PHT.BucketMemory, PHT.BucketPercent):
+        if datatype not in _NUMERIC:
+            return None
+        try:
+            number = Decimal(value.value.strip())
+        except InvalidOperation:
+            return None
+        if not number.is_finite() or number < 0:
+            return None
+        if how == PHT.BucketMemory:
+            bucket = 0 if number < 1 else 1 << (int(number).bit_length() - 1)
+        else:
+            bucket = int(math.floor(number / 10)) * 10
+        return _number(bucket, value.datatype)
+    return None
+
+
+def _number(n: int, datatype: NamedNode) -> Literal:
+    if datatype.value == _XSD + "decimal":
+        return Literal(f"{n}.0", datatype=datatype)
+    if datatype.value in (_XSD + "double", _XSD + "float"):
+        return Literal(f"{n}.0E0", datatype=datatype)
+    return Literal(str(n), datatype=datatype)
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+
+def read_policy(path: Path, *, station: NamedNode | None = None) -> Policy:
+    """Load the policy in the Turtle file ``path`` (see :func:`load_policy`)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise PolicyError(f"cannot read the policy {path}: {e.strerror or e}") from None
+    return load_policy(data, source=str(path), station=station)
+
+
+def load_policy(data: bytes, *, source: str = "policy", station: NamedNode | None = None) -> Policy:
+    """Parse, validate and compile a filter policy written in Turtle.
+
+    ``station``: the station the MPU serves; a policy naming another one in ``pht:appliesToStation`` is
+    refused. Raises PolicyError (one sentence; ``report`` holds the SHACL report) if the file is not Turtle,
+    violates the shapes, holds no or several ``pht:FilterPolicy``, or a rule's pattern or class is unusable.
+    """
+    try:
+        triples = list(parse(data, format=RdfFormat.TURTLE, base_iri="urn:pht:mpu:policy/"))
+    except SyntaxError as e:
+        raise PolicyError(f"{source} is not valid Turtle: {e}") from None
+    quads = list(_skolemised(triples))
+    policies = sorted({q.subject for q in quads if q.predicate == RDF_TYPE and q.object == PHT.FilterPolicy},
+                      key=str)
+    if len(policies) != 1:
+        raise PolicyError(f"{source} must hold exactly one pht:FilterPolicy, it holds {len(policies)}")
+    policy = policies[0]
+    by_subject: dict[object, dict[NamedNode, list[object]]] = {}
+    for q in quads:
+        by_subject.setdefault(q.subject, {}).setdefault(q.predicate, []).append(q.object)
+    applies = by_subject[policy].get(PHT.appliesToStation, [])
+    if station is not None and applies and applies != [station]:
+        raise PolicyError(f"{source} applies to {', '.join(str(a) for a in applies)}, not to this station {station}")
+    _validate(quads, context=[a for a in applies if isinstance(a, NamedNode)], source=source)
+    rules = [_rule(r, by_subject.get(r, {}), source) for r in by_subject[policy].get(PHT.rule, [])]
+    order = {id(r): i for i, r in enumerate(rules)}  # the file's order breaks the remaining ties
+    rules.sort(key=lambda r: (-r.priority, not r.denies, r.coarsen is None, order[id(r)]))
+    default = by_subject[policy][PHT.defaultEffect][0]
+    assert isinstance(default, NamedNode)  # the shape's sh:in guarantees it
+    return Policy(iri=_name(policy), default_effect=default, rules=tuple(rules),
+                  station=applies[0] if applies and isinstance(applies[0], NamedNode) else None, source=source,
+                  digest=hashlib.sha256(data).hexdigest())
+
+
+def _skolemised(triples: Iterable[object]) -> Iterator[Quad]:
+    """The triples as quads of a scratch graph, blank nodes (``pht:rule [ ... ]``) replaced by IRIs."""
+    names: dict[str, NamedNode] = {}
+
+    def iri(term: object) -> object:
+        if isinstance(term, BlankNode):
+            return names.setdefault(term.value, NamedNode(f"urn:pht:mpu:policy/rule-{len(names) + 1}"))
+        return term
+
+    for t in triples:
+        yield Quad(iri(t.subject), t.predicate, iri(t.object), _POLICY_GRAPH)  # type: ignore[attr-defined,arg-type]
+
+
+def _validate(quads: list[Quad], *, context: list[NamedNode], source: str) -> None:
+    """Validate the policy's triples against the shapes; the stations it names count as known stations."""
+    known = [Quad(s, RDF_TYPE, PHT.Station, NamedNode("urn:pht:mpu:context")) for s in context]
+
+    def match(s: object, p: object, o: object, g: object = None) -> Iterator[Quad]:
+        return (q for q in known if (s is None or q.subject == s) and (p is None or q.predicate == p)
+                and (o is None or q.object == o))
+
+    change = ChangeSet(insert=quads)
+    view = PostChangeView(match, insert=change.insert)
+    report = load_schema().validator.validate_change(view, change)
+    if not report.conforms:
+        first = report.results[0]
+        raise PolicyError(f"{source} violates the policy shapes: {first.message} ({_name(first.focus_node)}"
+                          f"{'' if len(report.results) == 1 else f', and {len(report.results) - 1} more'})",
+                          report)
+
+
+def _rule(node: object, props: dict[NamedNode, list[object]], source: str) -> Rule:
+    def one(p: NamedNode) -> object | None:
+        values = props.get(p, [])
+        return values[0] if values else None
+
+    name = _name(node)
+    pattern = one(PHT.valuePattern)
+    regex = None
+    if pattern is not None:
+        try:
+            regex = re.compile(getattr(pattern, "value", ""))
+        except re.error as e:
+            raise PolicyError(f"{source}: rule {name} has a value pattern that is not a regular expression "
+                              f"({getattr(pattern, 'value', '')!r}: {e})") from None
+    event_class = one(PHT.eventClass)
+    if event_class is not None and event_class not in event_classes() | DESCRIBED_CLASSES:
+        raise PolicyError(f"{source}: rule {name} names {_short(event_class)} as its event class, which is neither "
+                          "pht:Event nor one of its subclasses (nor pht:Station / dcat:Dataset for descriptions)")
+    label = one(_RDFS_LABEL) or one(_RDFS_COMMENT)
+    return Rule(name=name, effect=one(PHT.effect), priority=int(getattr(one(PHT.priority), "value", "0")),  # type: ignore[arg-type]
+                event_class=event_class, predicate=one(PHT.property),  # type: ignore[arg-type]
+                value_pattern=getattr(pattern, "value", None), coarsen=one(PHT.coarsen),  # type: ignore[arg-type]
+                label=getattr(label, "value", ""), _regex=regex)
+
+
+def _name(node: object) -> str:
+    value = getattr(node, "value", str(node))
+    return value.removeprefix("urn:pht:mpu:policy/") if value.startswith("urn:pht:mpu:policy/") else value
+
+
+_PREFIXES = {"https://w3id.org/pht-kg/vocab#": "pht:", "http://www.w3.org/ns/prov#": "prov:",
+             "http://www.w3.org/1999/02/22-rdf-syntax-ns#": "rdf:", "http://purl.org/dc/terms/": "dcterms:",
+             "http://www.w3.org/ns/dcat#": "dcat:", "http://qudt.org/vocab/unit/": "unit:"}
+
+
+def _short(term: object) -> str:
+    """A term in a compact, readable form (``pht:Deny``)."""
+    value = getattr(term, "value", str(term))
+    for ns, prefix in _PREFIXES.items():
+        if isinstance(term, NamedNode) and value.startswith(ns):
+            return prefix + value[len(ns):]
+    return str(term) if not isinstance(term, NamedNode) else value
