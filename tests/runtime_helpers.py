@@ -47,6 +47,11 @@ def make_spec(tmp_path: Path, *, name: str, image: str, digest: str, params: dic
         entrypoint=entrypoint, limits=limits or Limits(timeout_s=60))
 
 
+def python_train(code: str) -> list[str]:
+    """An entrypoint that runs ``code`` with the image's Python (the probe image's), instead of the probe."""
+    return ["python3", "-c", code]
+
+
 def report_from_logs(result: RunResult) -> dict:
     """The probe's report as it printed it (also available when the output was not copied)."""
     for line in result.logs.decode(errors="replace").splitlines():

@@ -7,6 +7,7 @@ could not do; the assertions are on that report and on the host's side (files, c
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,7 +21,16 @@ import docker
 import docker.errors
 import pytest
 from conftest import require_component
-from runtime_helpers import DATASET_FILE, DATASET_TEXT, make_spec, output_size, report_from_logs, tcp_listener
+from runtime_helpers import (
+    DATASET_FILE,
+    DATASET_TEXT,
+    make_spec,
+    output_size,
+    processes_with_argument,
+    python_train,
+    report_from_logs,
+    tcp_listener,
+)
 
 from station.images import build_train_image
 from station.runtimes.base import ImageRefused, Limits, RuntimeFailure
@@ -72,8 +82,20 @@ def podman_runtime(probe_image: tuple[str, str], docker_client: docker.DockerCli
             os.killpg(service.pid, signal.SIGKILL)
             service.wait()
         log.close()
+        _kill_exec_monitors(root)
         subprocess.run([podman, *storage, "system", "reset", "--force"], capture_output=True, timeout=120)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _kill_exec_monitors(root: Path) -> None:
+    """Podman keeps the ``conmon`` of every finished exec for ``exit_command_delay`` (300 s), then runs
+    ``podman --root <root> container cleanup --exec``. With this throw-away storage gone by then, that command
+    creates it anew and leaves its overlay folder mounted (undeletable tmp folders, seen here). So the
+    monitors of *this* service's storage (their command lines name ``root``) are killed before it is removed."""
+    for pid in processes_with_argument(str(root)):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "conmon":
+                os.kill(pid, signal.SIGKILL)
 
 
 def _accepts(path: Path) -> bool:
@@ -151,6 +173,8 @@ def test_memory_limit(engine: DockerRuntime, probe_image: tuple[str, str], tmp_p
     result = engine.run(spec)
     assert not result.ok
     assert "memory" in result.failure and "64 MiB" in result.failure
+    if not engine.is_podman:  # Docker's "oom" event; Podman 4.3 on cgroup v1 reports nothing (docs/runtimes.md)
+        assert result.failure == "The train ran out of memory (limit 64 MiB)."
     assert result.exit_code == 137
     assert list(spec.output_dir.iterdir()) == []
     assert spec.name not in engine.leftovers()
@@ -191,6 +215,138 @@ def test_exit_code(engine: DockerRuntime, probe_image: tuple[str, str], tmp_path
     assert result.failure == "The train exited with code 3."
     assert list(spec.output_dir.iterdir()) == []
     assert spec.name not in engine.leftovers()
+
+
+def test_one_container_keeper_is_pid_1(engine: DockerRuntime, probe_image: tuple[str, str], tmp_path: Path) -> None:
+    """The train runs (exec) in the run's one container, whose PID 1 is the keeper; the image's working folder,
+    the environment and uid 10001 apply to it as they would to a container of its own."""
+    tag, image_id = probe_image
+    code = ("import json, os; print('TRAIN', json.dumps({'pid': os.getpid(), 'pid1': open('/proc/1/cmdline').read(), "
+            "'cwd': os.getcwd(), 'uid': os.getuid(), 'station': os.environ['PHT_STATION'], "
+            "'cgroup_same': open('/proc/1/cgroup').read() == open('/proc/self/cgroup').read()}))")
+    spec = make_spec(tmp_path, name="pht-test-pid1", image=tag, digest=image_id, params={}, entrypoint=python_train(code))
+    result = engine.run(spec)
+    assert result.ok, (result.failure, result.logs)
+    seen = json.loads(result.logs.decode().split("TRAIN ", 1)[1])
+    assert seen["pid1"] == "sleep\x00infinity\x00" and seen["pid"] != 1
+    assert seen["cwd"] == "/app" and seen["uid"] == 10001 and seen["station"] == "test-station"
+    assert seen["cgroup_same"]  # the keeper's cgroup: the train's limits
+    assert labelled(engine.client, spec.name) == ([], [])
+
+
+def test_leftover_processes_are_killed(engine: DockerRuntime, probe_image: tuple[str, str], tmp_path: Path) -> None:
+    """A train whose main process exits while a child still runs (holding stdout): the run ends, the output is
+    collected, and the child is gone afterwards (it dies with the container)."""
+    marker = f"{os.getpid()}7"
+    code = (f"import subprocess; subprocess.Popen(['sleep', '{marker}']); "
+            "open('/pht/output/result.txt', 'w').write('done'); print('main done')")
+    spec = make_spec(tmp_path, name="pht-test-orphan", image=probe_image[0], digest=probe_image[1], params={},
+                     entrypoint=python_train(code))
+    started = time.monotonic()
+    result = engine.run(spec)
+    assert result.ok, (result.failure, result.logs)
+    assert time.monotonic() - started < 15  # Docker closes the exec's output 2 s after its process exited
+    assert (spec.output_dir / "result.txt").read_text() == "done"
+    assert b"main done" in result.logs
+    assert processes_with_argument(marker) == []
+    assert labelled(engine.client, spec.name) == ([], [])
+
+
+def test_exit_awaited_after_output_closed(engine: DockerRuntime, probe_image: tuple[str, str],
+                                          tmp_path: Path) -> None:
+    """The train's output ending is not the train ending: a train that closes stdout and stderr and goes on
+    is waited for (its exit code and later output count)."""
+    code = ("import os, time; print('closing', flush=True); os.close(1); os.close(2); time.sleep(1.5); "
+            "open('/pht/output/late.txt', 'w').write('late'); raise SystemExit(0)")
+    spec = make_spec(tmp_path, name="pht-test-closed", image=probe_image[0], digest=probe_image[1], params={},
+                     entrypoint=python_train(code))
+    result = engine.run(spec)
+    assert result.ok, (result.failure, result.logs)
+    assert (spec.output_dir / "late.txt").read_text() == "late"
+
+
+def test_time_limit_kills_every_process(engine: DockerRuntime, probe_image: tuple[str, str],
+                                        tmp_path: Path) -> None:
+    """Over the time limit, the train and its children are killed, even when it closed its output."""
+    marker = f"{os.getpid()}9"
+    code = (f"import os, subprocess, time; subprocess.Popen(['sleep', '{marker}']); print('started', flush=True); "
+            "os.close(1); os.close(2); time.sleep(3600)")
+    spec = make_spec(tmp_path, name="pht-test-time-all", image=probe_image[0], digest=probe_image[1], params={},
+                     entrypoint=python_train(code), limits=Limits(timeout_s=2))
+    started = time.monotonic()
+    result = engine.run(spec)
+    assert time.monotonic() - started < 20
+    assert result.exit_code is None and "time limit of 2 s" in result.failure
+    assert b"started" in result.logs
+    assert processes_with_argument(marker) == []
+    assert labelled(engine.client, spec.name) == ([], [])
+
+
+def test_log_tail(engine: DockerRuntime, probe_image: tuple[str, str], tmp_path: Path) -> None:
+    """stdout and stderr both come back, and only the last ``log_bytes`` of them. (They are two pipes: their
+    order is kept only as far as the engine reads them apart in time, hence the pause.)"""
+    code = ("import sys, time\nfor i in range(20000): print(f'line {i:05d}', flush=i % 1000 == 0)\n"
+            "sys.stdout.flush(); time.sleep(0.3); print('to stderr', file=sys.stderr, flush=True); time.sleep(0.3); "
+            "print('LAST', flush=True)")
+    spec = make_spec(tmp_path, name="pht-test-logs", image=probe_image[0], digest=probe_image[1], params={},
+                     entrypoint=python_train(code), limits=Limits(log_bytes=1000, timeout_s=60))
+    result = engine.run(spec)
+    assert result.ok, result.failure
+    assert len(result.logs) == 1000
+    assert result.logs.endswith(b"line 19999\nto stderr\nLAST\n")
+
+
+def test_process_limit(engine: DockerRuntime, probe_image: tuple[str, str], tmp_path: Path) -> None:
+    """``Limits.pids`` bounds the train's processes (the keeper has one more of its own)."""
+    code = ("import errno, subprocess\nchildren = []\ntry:\n    for _ in range(200): "
+            "children.append(subprocess.Popen(['sleep', '30']))\nexcept OSError as exc:\n"
+            "    print('FORK', errno.errorcode[exc.errno], len(children), flush=True)\n    raise SystemExit(5)")
+    spec = make_spec(tmp_path, name="pht-test-pids", image=probe_image[0], digest=probe_image[1], params={},
+                     entrypoint=python_train(code), limits=Limits(pids=20, timeout_s=60))
+    result = engine.run(spec)
+    assert result.exit_code == 5, (result.failure, result.logs)
+    fork = result.logs.decode().split("FORK ", 1)[1].split()
+    assert fork[0] == "EAGAIN" and int(fork[1]) < 20
+    assert labelled(engine.client, spec.name) == ([], [])
+
+
+def test_unknown_command_fails_the_run(engine: DockerRuntime, probe_image: tuple[str, str], tmp_path: Path) -> None:
+    """A command the image does not have is the train's failure (exit 126/127, the engine's words in the logs)."""
+    spec = make_spec(tmp_path, name="pht-test-nocmd", image=probe_image[0], digest=probe_image[1], params={},
+                     entrypoint=["pht-no-such-command"])
+    result = engine.run(spec)
+    assert result.exit_code in (126, 127) and result.failure == f"The train exited with code {result.exit_code}."
+    assert b"pht-no-such-command" in result.logs or b"not found" in result.logs
+    assert labelled(engine.client, spec.name) == ([], [])
+
+
+def test_leftover_container_of_the_same_name(engine: DockerRuntime, probe_image: tuple[str, str],
+                                            tmp_path: Path) -> None:
+    """A container an earlier, crashed attempt left under the execution's name does not stop the run."""
+    spec = make_spec(tmp_path, name="pht-test-rerun", image=probe_image[0], digest=probe_image[1], params={})
+    engine.client.containers.create(probe_image[1], name=spec.name, labels={LABEL: spec.name}, network_mode="none")
+    result = engine.run(spec)
+    assert result.ok, (result.failure, result.logs)
+    assert labelled(engine.client, spec.name) == ([], [])
+
+
+def test_keeper_missing(engine: DockerRuntime, probe_image: tuple[str, str], tmp_path: Path) -> None:
+    """An image without the keeper's command cannot run here: a station-side RuntimeFailure that says why."""
+    runtime = DockerRuntime(client=engine.client, keeper_command=("pht-no-such-keeper", "infinity"))
+    spec = make_spec(tmp_path, name="pht-test-keeper", image=probe_image[0], digest=probe_image[1], params={})
+    with pytest.raises(RuntimeFailure, match="pht-no-such-keeper infinity"):
+        runtime.run(spec)
+    assert labelled(engine.client, spec.name) == ([], [])
+
+
+def test_image_without_command_refused(docker_runtime: DockerRuntime, docker_client: docker.DockerClient,
+                                       tmp_path: Path) -> None:
+    base_id = docker_client.images.get("pht/python-base:bookworm").id  # no ENTRYPOINT, no CMD
+    spec = make_spec(tmp_path, name="pht-test-no-command", image="pht/python-base:bookworm", digest=base_id,
+                     params={})
+    with pytest.raises(ImageRefused, match="has no command"):
+        docker_runtime.run(spec)
+    assert spec.name not in docker_runtime.leftovers()
 
 
 def test_wrong_digest_refused(docker_runtime: DockerRuntime, probe_image: tuple[str, str], tmp_path: Path) -> None:
