@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,38 +24,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.auth import issue_token  # noqa: E402
+from _service import auth, free_port, start_service  # noqa: E402
+
 from orchestrator.principal import Role  # noqa: E402
-from orchestrator.settings import DEMO_SECRET  # noqa: E402
 
 KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
 STEPS = [("waiting-for-approval", "station"), ("approved", "admin"), ("pulling", "station"), ("running", "station"),
          ("output-under-review", "station"), ("released", "admin")]
-
-
-def auth(subject: str, role: Role, station: str | None = None) -> dict[str, str]:
-    return {"Authorization": "Bearer " + issue_token(DEMO_SECRET, subject=subject, roles=[role], station=station,
-                                                     ttl_s=36000)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_service(store: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PHT_STORE_PATH=str(store), PHT_PORT=str(port), PHT_DEMO="1", PHT_JWT_SECRET=DEMO_SECRET)
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator"], cwd=ROOT, env=env)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the service did not start")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -24,8 +24,6 @@ import json
 import os
 import queue
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,9 +38,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.auth import issue_token  # noqa: E402
+from _service import auth, free_port, start_service  # noqa: E402
+
 from orchestrator.principal import Role  # noqa: E402
-from orchestrator.settings import DEMO_SECRET  # noqa: E402
 from station_mpu import (  # noqa: E402
     EventAdapter,
     Mpu,
@@ -58,31 +56,6 @@ from station_mpu._mpu import _ntriples  # noqa: E402
 from station_mpu._outbox import Pending  # noqa: E402
 
 BATCH = 500
-
-
-def auth(subject: str, role: Role, station: str | None = None) -> dict[str, str]:
-    return {"Authorization": "Bearer " + issue_token(DEMO_SECRET, subject=subject, roles=[role], station=station,
-                                                     ttl_s=36000)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_service(store: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PHT_STORE_PATH=str(store), PHT_PORT=str(port), PHT_DEMO="1", PHT_JWT_SECRET=DEMO_SECRET)
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator"], cwd=ROOT, env=env)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the central service did not start")
 
 
 def register(url: str, key: Ed25519PrivateKey) -> tuple[str, str]:
