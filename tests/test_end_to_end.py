@@ -102,3 +102,29 @@ def test_federated_logistic_regression_is_within_two_points_of_central_training(
     assert abs(federated - central_accuracy) <= 0.02, (federated, central_accuracy)
     rounds = {e["round"] for e in train["executions"]}
     assert rounds == set(range(1, 7)) and sum(e["stop"] is None for e in train["executions"]) == 6
+
+
+def test_station_events_reach_each_stations_own_graph_through_its_mpu(platform: LocalPlatform) -> None:
+    """The agents told their MPUs what happened; the MPUs pushed it, signed, into the stations' graphs."""
+    import time
+
+    from pyoxigraph import NamedNode
+
+    from graph_store import station_graph
+    alice = platform.client("alice")
+    define(platform, "count-for-events", image(platform, "cohort-count"), ["COLUMN", "OP", "VALUE", "MIN_CELL"])
+    tid = alice.submit("count-for-events", {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "10", "MIN_CELL": "5"})
+    assert platform.wait(alice, tid)["state"] == "finished"
+    train = NamedNode(alice.train(tid)["iri"])
+    query = ("PREFIX pht: <https://w3id.org/pht-kg/vocab#> SELECT (COUNT(DISTINCT ?e) AS ?n) WHERE { GRAPH $g { "
+             "?e pht:aboutTrain $train ; pht:toState ?to } }")
+    deadline = time.monotonic() + 30
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        assert platform.store is not None
+        counts = {sid: int(next(iter(platform.store.query(
+            query, bindings={"g": station_graph(sid), "train": train})))["n"].value) for sid in STATIONS}
+        if all(counts.values()):
+            break
+        time.sleep(0.5)
+    assert all(n >= 4 for n in counts.values()), counts  # approved, pulling, running, under review, released
