@@ -4,6 +4,8 @@
 ``pht_trains{state}``                      gauge       trains by lifecycle state (every train state, 0 too)
 ``pht_executions{state}``                  gauge       executions by lifecycle state
 ``pht_store_up``                           gauge       1 if the store answered the last scrape's queries
+``pht_store_triples{graph}``               gauge       triples per named graph (ontology, shapes, central, one
+                                                       per station), re-counted at most every ``size_cache_s``
 ``pht_lifecycle_steps_total{kind,to}``     counter     steps committed (kind: train / execution)
 ``pht_http_request_duration_seconds``      histogram   latency by ``method``, ``route`` (the template, e.g.
                                                        ``/api/trains/{train_id}``) and ``status``
@@ -16,7 +18,7 @@
 Labels are bounded: states and kinds are the chart's, routes are templates (never raw paths: ids would make a
 series per train), statuses and stations are few. The state gauges are read from the store on scrape with the
 named queries ``trains_by_state`` / ``executions_by_state``, at most once per ``cache_s``, so scraping cannot
-load the store.
+load the store; the graph sizes (``graph_sizes``, a full count) at most once per ``size_cache_s``.
 
 No authentication: Prometheus scrapes without JWTs, and the metrics are aggregates (no train, person or
 dataset appears in them); expose the service's ``/metrics`` only where the scraper runs (loopback, the
@@ -56,7 +58,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 class CentralMetrics:
     """The central service's metrics; ``registry`` is what ``/metrics`` exposes."""
 
-    def __init__(self, store: GraphStore, chart: Chart, *, cache_s: float = 5.0) -> None:
+    def __init__(self, store: GraphStore, chart: Chart, *, cache_s: float = 5.0, size_cache_s: float = 30.0) -> None:
         r = self.registry = CollectorRegistry()
         self.steps = Counter("pht_lifecycle_steps", "Lifecycle steps committed, by chart and new state",
                              ["kind", "to"], registry=r)
@@ -67,7 +69,7 @@ class CentralMetrics:
         self.events = Counter("pht_metadata_events", "Events written to station graphs", ["station"], registry=r)
         self.triples = Counter("pht_metadata_triples", "Triples written to station graphs", ["station"],
                                registry=r)
-        r.register(_StateCollector(store, chart, cache_s))
+        r.register(_StateCollector(store, chart, cache_s, size_cache_s))
 
     def count_step(self, kind: str, to: str) -> None:
         self.steps.labels(kind, to).inc()
@@ -85,10 +87,12 @@ class CentralMetrics:
 
 
 class _StateCollector(Collector):
-    """Trains and executions by state, read from the store on scrape (cached for ``cache_s``)."""
+    """Trains and executions by state, read from the store on scrape (cached for ``cache_s``), and the graph
+    sizes (cached for ``size_cache_s``: counting is a full scan)."""
 
-    def __init__(self, store: GraphStore, chart: Chart, cache_s: float) -> None:
-        self.store, self.chart, self.cache_s = store, chart, cache_s
+    def __init__(self, store: GraphStore, chart: Chart, cache_s: float, size_cache_s: float) -> None:
+        self.store, self.chart, self.cache_s, self.size_cache_s = store, chart, cache_s, size_cache_s
+        self._sizes: tuple[float, Metric] | None = None
         self.kinds = {kind: sorted({chart.token(s) for (k, frm, to) in chart.transitions if k == kind
                                     for s in (frm, to)}) for kind in ("train", "execution")}
         self._lock = threading.Lock()
@@ -117,12 +121,24 @@ class _StateCollector(Collector):
                 for state in sorted(set(self.kinds[kind]) | set(counts)):
                     family.add_metric([state], counts.get(state, 0))
                 metrics.append(family)
+            metrics.append(self._graph_sizes())
             up.add_metric([], 1)
         except (GraphStoreError, OSError) as e:
             log.warning("metrics: the store did not answer: %s", e)
             metrics = []
             up.add_metric([], 0)
         return [*metrics, up]
+
+    def _graph_sizes(self) -> Metric:
+        """``pht_store_triples{graph}`` from ``graph_sizes.rq``, re-counted only when older than ``size_cache_s``."""
+        now = time.monotonic()
+        if self._sizes is None or now - self._sizes[0] >= self.size_cache_s:
+            family = GaugeMetricFamily("pht_store_triples", "Triples in each named graph of the store",
+                                       labels=["graph"])
+            for row in self.store.run_query("graph_sizes"):
+                family.add_metric([row["graph"].value], int(row["triples"].value))  # type: ignore[union-attr]
+            self._sizes = (now, family)
+        return self._sizes[1]
 
 
 class HttpMetrics:

@@ -58,6 +58,7 @@ def _accepted(r: IngestResult) -> Accepted:
 def create_mpu_app(mpu: Mpu | MpuSettings, *, background: bool = True) -> FastAPI:
     """The MPU app; ``background`` starts the pusher and sampler threads with the app (off in some tests)."""
     the_mpu = mpu if isinstance(mpu, Mpu) else Mpu(mpu)
+    owned = not isinstance(mpu, Mpu)  # made here from settings: nobody else can close its HTTP client and outbox
     token = the_mpu.settings.ingest_token
 
     @asynccontextmanager
@@ -65,7 +66,10 @@ def create_mpu_app(mpu: Mpu | MpuSettings, *, background: bool = True) -> FastAP
         if background:
             the_mpu.start()
         yield
-        the_mpu.stop()
+        if owned:
+            the_mpu.close()
+        else:
+            the_mpu.stop()
 
     app = FastAPI(title="PHT-KG station MPU", version="0.1.0", lifespan=lifespan,
                   description="The station's metadata processing unit: events in, filtered metadata to the "

@@ -12,6 +12,8 @@ is raised with the tail of the server's log.
   updates on ``/sparql-auth`` with HTTP *digest* authentication as ``dba``/``dba``.
 * :func:`s3_server` -- an S3 API (``moto_server``, PyPI ``moto[server]``), in memory; moto accepts any
   credentials, the ones yielded are just passed along by the client.
+* :func:`prometheus_server` -- Debian's Prometheus with a given ``prometheus.yml``, data in a temp dir;
+  ready when ``/-/ready`` answers.
 * :func:`available` -- ``None`` if a component can be started here, else the reason why not.
 
 Client quirks worth knowing (see also shared/reference/semantic-stack.md):
@@ -54,17 +56,19 @@ from pathlib import Path
 __all__ = [
     "COMPONENTS",
     "OxigraphServer",
+    "PrometheusServer",
     "S3Server",
     "ServerStartError",
     "VirtuosoServer",
     "available",
     "oxigraph_server",
+    "prometheus_server",
     "s3_server",
     "virtuoso_server",
 ]
 
 HOST = "127.0.0.1"
-COMPONENTS = ("oxigraph", "virtuoso", "s3", "docker", "podman", "bubblewrap", "chromium")
+COMPONENTS = ("oxigraph", "virtuoso", "s3", "docker", "podman", "bubblewrap", "chromium", "prometheus")
 
 #: Debian's Virtuoso configuration, used as the template for generated ``virtuoso.ini`` files.
 VIRTUOSO_INI_TEMPLATES = (
@@ -207,6 +211,10 @@ def available(name: str) -> str | None:
             import selenium  # noqa: F401
         except ImportError:
             return "the selenium package is missing; pip install -e '.[test]'"
+        return None
+    if name == "prometheus":  # the dashboards' proof scrapes the real metrics (Debian package prometheus)
+        if _find_prometheus() is None:
+            return f"prometheus not found on PATH nor in /usr/bin; {_INSTALL_HINT} (Debian package prometheus)"
         return None
     raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
 
@@ -628,3 +636,59 @@ def _podman_unavailable() -> str | None:
     if proc.returncode != 0:
         return f"podman info failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
     return None
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+
+@dataclass(frozen=True)
+class PrometheusServer:
+    """A running ``prometheus`` with a generated configuration and a throw-away TSDB."""
+
+    base_url: str  #: ``http://127.0.0.1:PORT``; the HTTP API is under ``/api/v1``
+    port: int
+    directory: Path  #: ``prometheus.yml``, ``data/`` and ``prometheus.log``
+    pid: int  #: also the process group id
+    startup_seconds: float  #: from spawn until ``/-/ready`` answered
+
+
+def _find_prometheus() -> str | None:
+    return shutil.which("prometheus") or _executable("/usr/bin/prometheus")
+
+
+@contextlib.contextmanager
+def prometheus_server(config: str, *, startup_timeout: float = 30.0, attempts: int = 3) -> Iterator[PrometheusServer]:
+    """Start ``prometheus`` on a free loopback port with *config* (the text of a ``prometheus.yml``).
+
+    The TSDB lives in a temp dir removed on exit. Retries (up to *attempts*) when the process dies at once,
+    e.g. because the port picked was taken in the meantime.
+    """
+    binary = _find_prometheus()
+    if binary is None:
+        raise ServerStartError(available("prometheus") or "prometheus not found")
+    last_error: ServerStartError | None = None
+    for _ in range(attempts):
+        tmp = Path(tempfile.mkdtemp(prefix="pht-prometheus-"))
+        try:
+            port = free_port()
+            base = f"http://{HOST}:{port}"
+            (tmp / "prometheus.yml").write_text(config)
+            log_path = tmp / "prometheus.log"
+            argv = [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+                    f"--web.listen-address={HOST}:{port}", "--storage.tsdb.retention.time=1d"]
+            started = time.monotonic()
+            with _process(argv, tmp, log_path) as proc:
+                try:
+                    _wait_ready("prometheus", proc, log_path, [(f"{base}/-/ready", None, None)], startup_timeout)
+                except ServerStartError as exc:
+                    if proc.poll() is None:
+                        raise
+                    last_error = exc
+                    continue
+                yield PrometheusServer(base_url=base, port=port, directory=tmp, pid=proc.pid,
+                                       startup_seconds=time.monotonic() - started)
+                return
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    assert last_error is not None
+    raise last_error

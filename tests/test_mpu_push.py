@@ -454,10 +454,12 @@ def test_pushing_needs_a_key_and_a_token() -> None:
 
 
 def test_central_metrics_count_trains_steps_and_latency_by_route_template(world: Any, keys: StationKeys) -> None:
-    client, _, ids = world
+    client, store, ids = world
     text = client.get("/metrics").text
     assert 'pht_trains{state="queued"} 1.0' in text and 'pht_trains{state="finished"} 0.0' in text
     assert 'pht_executions{state="queued"} 1.0' in text and "pht_store_up 1.0" in text
+    central = "https://w3id.org/pht-kg/graph/central"
+    assert f'pht_store_triples{{graph="{central}"}} {len(list(store.quads(None, None, None, NamedNode(central))))}.0' in text
     r = client.post(f"/api/executions/{ids['aachen']}/steps", headers=station("aachen"),
                     json={"to": "waiting-for-approval"})
     assert r.status_code == 200, r.text
