@@ -152,3 +152,19 @@ def test_station_commands_fail_with_one_sentence_when_the_service_is_unreachable
     done = subprocess.run([*PHT, "station", "run", "--once"], capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if not k.startswith("PHT_")})
     assert done.returncode == 1 and "PHT_STATION_DATASETS is not set" in done.stderr
+
+
+def test_demo_without_numpy_on_the_host_runs_the_incremental_trains_and_says_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from pht_cli import demo
+    monkeypatch.setattr(demo, "_host_python_has_numpy", lambda: False)
+    out = io.StringIO()
+    demo.run(Console(file=out, width=200), runtime="process")
+    text = out.getvalue()
+    assert "the federated train needs numpy" in text and "python3-numpy" in text
+    assert "patients with mean_radius > 15" in text and "mean_radius: mean" in text
+    assert "accuracy" not in text and "Demo files removed." in text
