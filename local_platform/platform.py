@@ -62,12 +62,16 @@ def detect_runtime() -> tuple[str, str | None]:
         client = docker.from_env(timeout=5)
         try:
             client.ping()
-            client.images.get(BASE_IMAGE)
+            try:
+                client.images.get(BASE_IMAGE)
+            except docker.errors.ImageNotFound:
+                return "process", (f"the base image {BASE_IMAGE} is missing (scripts/build-base-image.sh builds it "
+                                   "in about 90 s); trains run as local processes instead")
         finally:
             client.close()
-    except Exception as e:  # docker missing, engine down, image missing: all mean "use the process runtime"
+    except Exception as e:  # docker missing, engine down: both mean "use the process runtime"
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        return "process", f"Docker is not usable here ({reason}); trains run as local processes instead"
+        return "process", f"no Docker engine answers here ({reason}); trains run as local processes instead"
     return "docker", None
 
 

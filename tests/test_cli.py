@@ -168,3 +168,11 @@ def test_demo_without_numpy_on_the_host_runs_the_incremental_trains_and_says_why
     assert "the federated train needs numpy" in text and "python3-numpy" in text
     assert "patients with mean_radius > 15" in text and "mean_radius: mean" in text
     assert "accuracy" not in text and "Demo files removed." in text
+
+
+def test_without_a_docker_engine_the_demo_chooses_the_process_runtime_and_says_why(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from local_platform import detect_runtime
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    runtime, why = detect_runtime()
+    assert runtime == "process" and why is not None and "no Docker engine answers" in why
