@@ -1,6 +1,7 @@
 """``LocalPlatform``: start the central service and one agent per station, talk to them, stop them."""
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -57,9 +58,13 @@ class TrainImage:
 
 def detect_runtime() -> tuple[str, str | None]:
     """``("docker", None)`` when a Docker engine answers and the base image exists, else ``("process", why)``."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        # checked first: docker-py leaks the socket of a failed unix connect
+        return "process", f"no Docker engine socket at {host}; trains run as local processes instead"
     try:
         import docker
-        client = docker.from_env(timeout=5)
+        client = docker.from_env(timeout=5, version="1.41")  # a fixed version: no request in the constructor
         try:
             client.ping()
             try:

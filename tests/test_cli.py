@@ -175,4 +175,4 @@ def test_without_a_docker_engine_the_demo_chooses_the_process_runtime_and_says_w
     from local_platform import detect_runtime
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     runtime, why = detect_runtime()
-    assert runtime == "process" and why is not None and "no Docker engine answers" in why
+    assert runtime == "process" and why is not None and "no Docker engine socket" in why
