@@ -56,12 +56,12 @@ def main() -> None:
             alice.register_definition({"id": "trivial", "title": "trivial", "image_name": image.name,
                                        "image_digest": image.digest, "mode": "incremental", "route": list(STATIONS)})
             plain_runs(image.name)  # warm the engine's caches for both sides
-            platform.wait(alice, alice.submit("trivial"))
+            alice.wait(alice.submit("trivial"))
             trains, plains, overheads = [], [], []
             for i in range(args.repeat):
                 plain = plain_runs(image.name)
                 start = time.perf_counter()
-                train = platform.wait(alice, alice.submit("trivial"))
+                train = alice.wait(alice.submit("trivial"))
                 took = time.perf_counter() - start
                 assert train["state"] == "finished", train
                 trains.append(took)

@@ -5,6 +5,6 @@ Every call is one HTTP request with the caller's bearer token; every refusal bec
 violated the shapes), so callers print that sentence instead of a traceback.
 """
 
-from .central import CentralClient, ClientError
+from .central import TERMINAL_STATES, CentralClient, ClientError
 
-__all__ = ["CentralClient", "ClientError"]
+__all__ = ["TERMINAL_STATES", "CentralClient", "ClientError"]

@@ -1,9 +1,13 @@
 """``CentralClient``: the REST API of the central service as typed Python calls."""
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
+
+#: the train states with no way out (``pht:isTerminal`` in ontology/lifecycle.ttl)
+TERMINAL_STATES = frozenset({"finished", "failed", "cancelled", "rejected", "withheld"})
 
 
 class ClientError(Exception):
@@ -99,6 +103,32 @@ class CentralClient:
 
     def trains(self, state: str | None = None) -> list[dict[str, Any]]:
         return list(self._pages("/api/trains", {"state": state} if state else None))
+
+    def watch(self, train_ids: Sequence[str], *, timeout_s: float = 120,
+              interval_s: float = 0.2) -> Iterator[dict[str, dict[str, Any]]]:
+        """Poll the trains until every one is terminal, yielding ``{train id: train}`` after each poll in
+        which one of them changed (its state or an execution's); TimeoutError when time is up first."""
+        deadline, last, trains = time.monotonic() + timeout_s, None, {}
+        while True:
+            trains = {tid: trains[tid] if trains.get(tid, {}).get("state") in TERMINAL_STATES else self.train(tid)
+                      for tid in train_ids}
+            snapshot = {tid: (t["state"], tuple(e["state"] for e in t["executions"])) for tid, t in trains.items()}
+            if snapshot != last:
+                last = snapshot
+                yield trains
+            if all(t["state"] in TERMINAL_STATES for t in trains.values()):
+                return
+            if time.monotonic() > deadline:
+                busy = ", ".join(f"{tid} ({t['state']})" for tid, t in trains.items()
+                                 if t["state"] not in TERMINAL_STATES)
+                raise TimeoutError(f"train(s) {busy} did not end within {timeout_s:g} s")
+            time.sleep(interval_s)
+
+    def wait(self, train_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        """The train once it is in a terminal state (TimeoutError if it is not within ``timeout_s``)."""
+        for trains in self.watch([train_id], timeout_s=timeout_s):
+            last = trains[train_id]
+        return last
 
     def events(self, train_id: str) -> list[dict[str, Any]]:
         return list(self._pages(f"/api/trains/{train_id}/events", page=500))

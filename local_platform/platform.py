@@ -5,7 +5,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,7 @@ from orchestrator.auth import issue_token
 from orchestrator.principal import Role
 from orchestrator.settings import DEMO_SECRET, Settings
 from station.agent import StationAgent
-from station.archive import extract
-from station.objects import LocalObjectStore
+from station.objects import LocalObjectStore, fetch_unpacked
 from station.policy import StationPolicy
 from station.runtimes.base import Limits, Runtime
 from station.runtimes.factory import make_runtime
@@ -34,7 +33,6 @@ from .setup import register_station
 log = logging.getLogger("pht.local")
 
 BASE_IMAGE = "pht/python-base:bookworm"
-TERMINAL = {"finished", "failed", "cancelled", "rejected", "withheld"}
 #: the demo's stations decide by themselves: approve every train, release outputs that pass the checks
 AUTOMATIC = StationPolicy(requires_approval=False, requires_output_review=False, max_output_bytes=1_000_000,
                           allowed_file_types=frozenset({"json", "csv", "txt"}), min_cell_count=3,
@@ -80,6 +78,39 @@ def detect_runtime() -> tuple[str, str | None]:
     return "docker", None
 
 
+@dataclass(frozen=True)
+class Served:
+    """An ASGI app served by uvicorn in a thread (see :func:`serve_in_thread`)."""
+
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self, timeout_s: float = 15) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=timeout_s)
+
+
+def serve_in_thread(app: Any, name: str, *, startup_timeout_s: float = 30) -> Served:
+    """Serve an ASGI app with uvicorn in a daemon thread on a free loopback port, once it answers ``/health``."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout_s
+    while time.monotonic() < deadline:
+        if server.started and server.servers:
+            url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+            try:
+                httpx.get(url + "/health", timeout=2)
+                return Served(url, server, thread)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.05)
+    server.should_exit = True
+    raise RuntimeError(f"{name} did not start within {startup_timeout_s:g} s")
+
+
 @dataclass
 class LocalPlatform:
     """The central service (uvicorn on 127.0.0.1, embedded store under ``workdir``) plus, per station, an
@@ -96,7 +127,7 @@ class LocalPlatform:
     url: str = ""
     mpu_urls: dict[str, str] = field(default_factory=dict)
     store: EmbeddedStore | None = None
-    _servers: list[tuple[uvicorn.Server, threading.Thread]] = field(default_factory=list)
+    _servers: list[Served] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     _agents: list[StationAgent] = field(default_factory=list)
     _clients: list[CentralClient] = field(default_factory=list)
@@ -131,23 +162,9 @@ class LocalPlatform:
             self._start_agent(spec, make_runtime(self.runtime))
 
     def _serve(self, app: Any, name: str) -> str:
-        """Run an ASGI app with uvicorn in a thread on a free loopback port; returns its URL once it answers."""
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                               timeout_graceful_shutdown=5))
-        thread = threading.Thread(target=server.run, name=name, daemon=True)
-        thread.start()
-        self._servers.append((server, thread))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if server.started and server.servers:
-                url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-                try:
-                    httpx.get(url + "/health", timeout=2)
-                    return url
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{name} did not start within 30 s")
+        served = serve_in_thread(app, name)
+        self._servers.append(served)
+        return served.url
 
     def _start_agent(self, spec: StationSpec, runtime: Runtime) -> None:
         settings = StationSettings(station_id=spec.id, central_url=self.url,
@@ -178,9 +195,8 @@ class LocalPlatform:
             agent.close()
         for client in self._clients:
             client.close()
-        for server, thread in reversed(self._servers):  # MPUs first (they flush to the central service), then it
-            server.should_exit = True
-            thread.join(timeout=15)
+        for served in reversed(self._servers):  # MPUs first (they flush to the central service), then it
+            served.stop()
         if self.store is not None:
             self.store.close()
         self._agents, self._threads, self._clients, self._servers = [], [], [], []
@@ -203,30 +219,7 @@ class LocalPlatform:
         from station.images import build_train_image
         return TrainImage(tag, build_train_image(folder, tag))
 
-    def wait(self, client: CentralClient, train_id: str, timeout_s: float = 120) -> dict[str, Any]:
-        """Poll until the train is in a terminal state; returns it (raises TimeoutError otherwise)."""
-        return next(t for t in self.watch(client, train_id, timeout_s) if t["state"] in TERMINAL)
-
-    def watch(self, client: CentralClient, train_id: str, timeout_s: float = 120,
-              interval_s: float = 0.2) -> Iterator[dict[str, Any]]:
-        """The train as it changes, until it is terminal."""
-        deadline, last = time.monotonic() + timeout_s, None
-        while time.monotonic() < deadline:
-            train = client.train(train_id)
-            snapshot = (train["state"], tuple(e["state"] for e in train["executions"]))
-            if snapshot != last:
-                last = snapshot
-                yield train
-            if train["state"] in TERMINAL:
-                return
-            time.sleep(interval_s)
-        raise TimeoutError(f"train {train_id} did not finish within {timeout_s} s")
-
     def fetch(self, sha256: str, target: Path) -> Path:
-        """Download an output by digest (verified) and unpack it safely into ``target``."""
-        packed = target.with_name(target.name + ".tar.gz")
-        self.objects.get_file(sha256, packed)
+        """Download an output by digest (verified) and unpack it safely into ``target`` (replaced)."""
         shutil.rmtree(target, ignore_errors=True)
-        extract(packed, target, max_bytes=100 * 1024**2, max_files=10_000)
-        packed.unlink()
-        return target
+        return fetch_unpacked(self.objects, sha256, target, max_bytes=100 * 1024**2, max_files=10_000)

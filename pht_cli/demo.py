@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from graph_store._paths import REPO_ROOT
 from local_platform import LocalPlatform, StationSpec, detect_runtime, read_pooled, split_breast_cancer
 from orchestrator.principal import Role
 
-from .train_commands import PROGRESS, TERMINAL, print_sparql_json
+from .train_commands import print_sparql_json, watch_trains
 
 HOSPITALS = ("aachen", "leipzig", "cologne")
 COUNT = {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"}
@@ -104,7 +103,7 @@ def _run_trains(console: Console, platform: LocalPlatform) -> None:
         console.print("[yellow]warning:[/yellow] the federated train needs numpy, and the host's python3 that the "
                       "process runtime uses has none (apt-get install python3-numpy); running the two "
                       "incremental trains only.", highlight=False)
-    final = _progress(console, alice, trains)
+    final = watch_trains(alice, trains, console, timeout_s=300, interval_s=0.2)
     x, y, names = read_pooled([platform.stations[i].dataset for i in range(len(HOSPITALS))])
     table = Table("train", "through the platform", "pooled, computed centrally", title="Results")
     out = platform.workdir / "results"
@@ -143,32 +142,6 @@ def _host_python_has_numpy() -> bool:
 def _iri(client: Any, tid: str) -> Any:
     from pyoxigraph import NamedNode
     return NamedNode(client.train(tid)["iri"])
-
-
-def _progress(console: Console, client: Any, trains: dict[str, str], timeout_s: float = 300) -> dict[str, Any]:
-    """Progress bars (one per train and execution) until every train is terminal; returns the trains."""
-    final: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout_s
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
-                  console=console) as progress:
-        tasks: dict[str, Any] = {}
-        while len(final) < len(trains):
-            for label, tid in trains.items():
-                if tid in final:
-                    continue
-                train = client.train(tid)
-                for e in train["executions"]:
-                    where = "aggregate" if e["stop"] is None else e["station"]
-                    if e["id"] not in tasks:
-                        tasks[e["id"]] = progress.add_task(f"{label}: round {e['round']} {where}", total=6,
-                                                           state=e["state"])
-                    progress.update(tasks[e["id"]], completed=PROGRESS.get(e["state"], 0), state=e["state"])
-                if train["state"] in TERMINAL:
-                    final[tid] = train
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the demo trains did not finish within {timeout_s:g} s")
-            time.sleep(0.2)
-    return final
 
 
 def _compare(label: str, folder: Path, x: np.ndarray, y: np.ndarray, names: list[str]) -> list[tuple[str, str]]:

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.table import Table
 
 from client import ClientError
@@ -31,6 +30,7 @@ from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
 
 from . import demo as demo_module
 from .mpu_commands import mpu_app
+from .output import console, errors, fail
 from .setup_commands import setup
 from .station_commands import station_app
 from .train_commands import ask, train_app
@@ -41,14 +41,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
 
-
-def fail(message: str) -> typer.Exit:
-    """Print one sentence to stderr and return the exit to raise (code 1)."""
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
 
 
 @app.command()

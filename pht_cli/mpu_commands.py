@@ -14,7 +14,6 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from station_mpu import (
@@ -38,6 +37,8 @@ from station_mpu import (
     validated,
 )
 
+from .output import console, errors, fail
+
 __all__ = ["mpu_app"]
 
 mpu_app = typer.Typer(help="The station's metadata processing unit (MPU): what a station publishes.",
@@ -45,8 +46,6 @@ mpu_app = typer.Typer(help="The station's metadata processing unit (MPU): what a
 policy_app = typer.Typer(help="Metadata filter policies (Turtle): check one, preview what it lets leave.",
                          no_args_is_help=True)
 mpu_app.add_typer(policy_app, name="policy")
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
 
 _BASE = "https://pht.example.org/id/"
 _PREFIXES = {"https://w3id.org/pht-kg/vocab#": "pht:", "http://www.w3.org/ns/prov#": "prov:",
@@ -54,11 +53,6 @@ _PREFIXES = {"https://w3id.org/pht-kg/vocab#": "pht:", "http://www.w3.org/ns/pro
              "http://www.w3.org/ns/dcat#": "dcat:", "http://qudt.org/vocab/unit/": "unit:",
              "http://www.w3.org/2001/XMLSchema#": "xsd:"}
 
-
-def _fail(message: str) -> typer.Exit:
-    """Print one sentence to stderr; the exit (code 1) to raise."""
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
 
 
 def _env(name: str) -> str | None:
@@ -75,12 +69,12 @@ def _naming(station: str | None, base_iri: str | None, *, required: bool) -> Nam
     sid = station or _env("PHT_MPU_STATION")
     if sid is None:
         if required:
-            raise _fail("name the station with --station ID (or set PHT_MPU_STATION)")
+            raise fail("name the station with --station ID (or set PHT_MPU_STATION)")
         return None
     try:
         return Naming(base_iri or _env("PHT_MPU_BASE_IRI") or _BASE, sid, _env("PHT_MPU_STATION_IRI") or "")
     except ValueError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
 
 
 def _load(path: Path, naming: Naming | None) -> Policy:
@@ -89,7 +83,7 @@ def _load(path: Path, naming: Naming | None) -> Policy:
     except PolicyError as e:
         if e.report is not None:
             errors.print(e.report.text(), highlight=False)
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
 
 
 @policy_app.command("check")
@@ -152,7 +146,7 @@ def policy_preview(
     try:
         filtered = apply_policy(validated(units), policy)
     except InvalidEvents as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     _print_preview(filtered, naming)
 
 
@@ -160,24 +154,24 @@ def _units_from_file(path: Path, naming: Naming) -> list[EventTriples]:
     try:
         models = EventAdapter.validate_json(path.read_bytes())
     except OSError as e:
-        raise _fail(f"cannot read {path}: {e.strerror or e}") from None
+        raise fail(f"cannot read {path}: {e.strerror or e}") from None
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise _fail(f"{path} is not a JSON list of events: {where}: {first.get('msg')}") from None
+        raise fail(f"{path} is not a JSON list of events: {where}: {first.get('msg')}") from None
     return [event_triples(m, naming) for m in models]  # type: ignore[arg-type]
 
 
 def _units_from_outbox(data_dir: Path | None, naming: Naming, limit: int) -> list[EventTriples]:
     directory = data_dir or Path(_env("PHT_MPU_DATA_DIR") or "var/mpu")
     if not (directory / "outbox.sqlite3").is_file():
-        raise _fail(f"no MPU data in {directory} (give --data-dir, or --events FILE)")
+        raise fail(f"no MPU data in {directory} (give --data-dir, or --events FILE)")
     try:
         outbox = Outbox(directory)
         received = outbox.received(limit)
         outbox.close()
     except OutboxError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     units: list[EventTriples] = []
     for r in received:
         if r.kind == "event":
@@ -277,7 +271,7 @@ def serve(
                                         sample_interval_s=sample_interval)
         mpu = Mpu(settings)
     except (MpuSettingsError, PolicyError, OutboxError, ValueError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     console.print(f"MPU of station {settings.station_id} on http://{host}:{port} (policy {mpu.policy.source}, "
                   f"outbox {settings.data_dir}, pushing to {settings.central_url or 'nowhere: queue only'})")
     uvicorn.run(create_mpu_app(mpu), host=host, port=port, log_level="warning")

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from client import CentralClient, ClientError
 from local_platform.setup import setup_stations
@@ -13,8 +12,7 @@ from orchestrator.auth import issue_token
 from orchestrator.principal import Role
 from orchestrator.settings import DEMO_SECRET
 
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+from .output import console, fail
 
 
 def setup(out: Annotated[Path, typer.Argument(help="New folder for the stations' data and settings.")],
@@ -34,8 +32,7 @@ def setup(out: Annotated[Path, typer.Argument(help="New folder for the stations'
     Example: PHT_DEMO=1 pht setup var/stations --central http://127.0.0.1:8080 --token $OPS_TOKEN
     """
     if out.exists() and any(out.iterdir()):
-        errors.print(f"[red]error:[/red] {out} is not empty; give a new folder", highlight=False)
-        raise typer.Exit(1)
+        raise fail(f"{out} is not empty; give a new folder")
     ids = [s.strip() for s in stations.split(",") if s.strip()]
     secret = os.environ.get("PHT_JWT_SECRET") or (DEMO_SECRET if os.environ.get("PHT_DEMO") == "1" else None)
     tokens = {sid: issue_token(secret, subject=f"station-{sid}", roles=[Role.STATION], station=sid, ttl_s=30 * 86400)
@@ -45,7 +42,6 @@ def setup(out: Annotated[Path, typer.Argument(help="New folder for the stations'
             homes = setup_stations(client, out, ids, objects_url=objects or f"file://{(out / 'objects').resolve()}",
                                    station_tokens=tokens, runtime=runtime, automatic=automatic)
     except (ClientError, OSError) as e:
-        errors.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(str(e)) from None
     for sid, home in homes.items():
         console.print(f"station {sid}: registered; run it with: source {home / 'station.env'} && pht station run")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from client import CentralClient, ClientError
@@ -18,17 +17,13 @@ from station.runtimes.base import RuntimeFailure
 from station.runtimes.factory import make_runtime
 from station.settings import StationSettings, StationSettingsError
 
+from .output import console, fail
+
 station_app = typer.Typer(help="Station agent and the station admin's decisions.", no_args_is_help=True)
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
 
 CentralUrl = Annotated[str, typer.Option("--central", envvar="PHT_CENTRAL_URL", help="URL of the central service.")]
 Token = Annotated[str, typer.Option("--token", envvar="PHT_TOKEN", help="Bearer token (station-admin role).")]
 
-
-def fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
 
 
 @station_app.command("run")

@@ -1,8 +1,7 @@
 """``pht train ...`` and ``pht ask``: what a researcher does, through the central service's API."""
 
 import json
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,24 +12,19 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from client import CentralClient, ClientError
-from station.archive import ArchiveError, extract
-from station.objects import ObjectStoreError, object_store_from_url
+from station.archive import ArchiveError
+from station.objects import ObjectStoreError, fetch_unpacked, object_store_from_url
+
+from .output import console, errors, fail
 
 train_app = typer.Typer(help="Submit, watch and fetch trains (researchers).", no_args_is_help=True)
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
 
 CentralUrl = Annotated[str, typer.Option("--central", envvar="PHT_CENTRAL_URL", help="URL of the central service.")]
 Token = Annotated[str, typer.Option("--token", envvar="PHT_TOKEN", help="Bearer token.")]
-TERMINAL = {"finished", "failed", "cancelled", "rejected", "withheld"}
 #: how far along an execution is, for the progress bars
 PROGRESS = {"queued": 0, "waiting-for-approval": 1, "approved": 2, "pulling": 3, "running": 4,
             "output-under-review": 5, "released": 6, "withheld": 6, "rejected": 6, "failed": 6, "cancelled": 6}
 
-
-def fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
 
 
 def _print_report(report: Any) -> None:
@@ -101,37 +95,35 @@ def watch(train_id: Annotated[str, typer.Argument(help="Train id.")], central: C
     """
     try:
         with CentralClient(central, token) as client:
-            state = watch_train(client, train_id, console, timeout_s=timeout, interval_s=interval)
+            state = watch_trains(client, {"": train_id}, console, timeout_s=timeout, interval_s=interval)[
+                train_id]["state"]
+            failures = [e for e in client.events(train_id)
+                        if e["to_state"] in ("failed", "rejected", "withheld") and e["reason"]]
     except (ClientError, TimeoutError) as e:
         raise fail(str(e)) from None
+    for e in failures[:3]:
+        console.print(f"[red]{e['to_state']}[/red] {e['execution'] or 'train'}: {e['reason']}", highlight=False)
     if state != "finished":
         raise fail(f"train {train_id} ended {state}")
 
 
-def watch_train(client: CentralClient, train_id: str, out: Console, *, timeout_s: float = 3600,
-                interval_s: float = 0.5) -> str:
-    """Show progress bars until the train is terminal; returns its final state (used by ``pht demo`` too)."""
-    deadline = time.monotonic() + timeout_s
+def watch_trains(client: CentralClient, trains: Mapping[str, str], out: Console, *, timeout_s: float = 3600,
+                 interval_s: float = 0.5) -> dict[str, dict[str, Any]]:
+    """One progress bar per execution (station and round) of each train, labelled with the ``trains`` key,
+    until every train is terminal; returns ``{train id: train}`` (used by ``pht demo`` too)."""
+    label = {tid: f"{name}: " if name else "" for name, tid in trains.items()}
+    final: dict[str, dict[str, Any]] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
-                  console=out, transient=False) as progress:
+                  console=out) as progress:
         tasks: dict[str, Any] = {}
-        while True:
-            train = client.train(train_id)
-            for e in train["executions"]:
-                where = f"round {e['round']} {e['station']}" + ("" if e["stop"] is not None else " (aggregate)")
-                if e["id"] not in tasks:
-                    tasks[e["id"]] = progress.add_task(where, total=6, state=e["state"])
-                progress.update(tasks[e["id"]], completed=PROGRESS.get(e["state"], 0), state=e["state"])
-            if train["state"] in TERMINAL:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"train {train_id} is still {train['state']} after {timeout_s:g} s")
-            time.sleep(interval_s)
-    failures = [e for e in client.events(train_id)
-                if e["to_state"] in ("failed", "rejected", "withheld") and e["reason"]]
-    for e in failures[:3]:
-        out.print(f"[red]{e['to_state']}[/red] {e['execution'] or 'train'}: {e['reason']}", highlight=False)
-    return train["state"]
+        for final in client.watch(list(trains.values()), timeout_s=timeout_s, interval_s=interval_s):
+            for tid, train in final.items():
+                for e in train["executions"]:
+                    where = f"round {e['round']} {e['station']}" + ("" if e["stop"] is not None else " (aggregate)")
+                    if e["id"] not in tasks:
+                        tasks[e["id"]] = progress.add_task(label[tid] + where, total=6, state=e["state"])
+                    progress.update(tasks[e["id"]], completed=PROGRESS.get(e["state"], 0), state=e["state"])
+    return final
 
 
 @train_app.command("results")
@@ -145,16 +137,12 @@ def results(train_id: Annotated[str, typer.Argument(help="Train id.")], central:
     """
     if out.exists():
         raise fail(f"{out} exists; give a new folder")
-    packed = out.with_name(out.name + ".tar.gz")
     try:
         with CentralClient(central, token) as client:
             digest = client.result_digest(train_id)
-        object_store_from_url(objects).get_file(digest, packed)
-        extract(packed, out, max_bytes=1024**3, max_files=100_000)
+        fetch_unpacked(object_store_from_url(objects), digest, out, max_bytes=1024**3, max_files=100_000)
     except (ClientError, ObjectStoreError, ArchiveError) as e:
         raise fail(str(e)) from None
-    finally:
-        packed.unlink(missing_ok=True)
     console.print(f"result of {train_id} (sha256 {digest}, verified) in {out}:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         console.print(f"  {path.relative_to(out)} ({path.stat().st_size} bytes)")

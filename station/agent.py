@@ -22,7 +22,7 @@ from client import CentralClient, ClientError
 
 from . import archive, contract
 from .events import EventSink
-from .objects import ObjectStore, ObjectStoreError, object_store_from_url
+from .objects import ObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
 from .review import review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
@@ -240,15 +240,11 @@ class StationAgent:
         shutil.rmtree(hold.inputs, ignore_errors=True)
         hold.inputs.mkdir(parents=True)
         for i, digest in enumerate(work.input_digests):
-            packed = hold.root / f"input-{i}.tar.gz"
             try:
-                self.objects.get_file(digest, packed)
-                archive.extract(packed, hold.inputs / str(i), max_bytes=self.settings.limits.output_bytes,
-                                max_files=MAX_INPUT_FILES)
+                fetch_unpacked(self.objects, digest, hold.inputs / str(i), max_bytes=self.settings.limits.output_bytes,
+                               max_files=MAX_INPUT_FILES)
             except (ObjectStoreError, archive.ArchiveError) as e:
                 return f"input {i} (sha256 {digest[:12]}...) cannot be used: {e}"
-            finally:
-                packed.unlink(missing_ok=True)
         done.touch()
         return None
 

@@ -30,6 +30,8 @@ import urllib.parse
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from .archive import extract
+
 __all__ = [
     "DigestMismatch",
     "InvalidDigest",
@@ -38,6 +40,7 @@ __all__ = [
     "ObjectStore",
     "ObjectStoreError",
     "S3ObjectStore",
+    "fetch_unpacked",
     "file_sha256",
     "object_store_from_url",
     "validate_digest",
@@ -372,3 +375,15 @@ def object_store_from_url(url: str) -> ObjectStore:
     raise ObjectStoreError(
         f"unsupported object store URL scheme {parts.scheme!r}; use file, s3, s3+https or s3+http."
     )
+
+
+def fetch_unpacked(store: ObjectStore, sha256: str, target: Path, *, max_bytes: int, max_files: int) -> Path:
+    """Download the archive ``sha256`` (verified), unpack it safely into ``target`` (which must not hold
+    anything yet) and delete the download; returns ``target``. Raises ObjectStoreError or ArchiveError."""
+    packed = target.with_name(target.name + ".tar.gz")
+    try:
+        store.get_file(sha256, packed)
+        extract(packed, target, max_bytes=max_bytes, max_files=max_files)
+    finally:
+        packed.unlink(missing_ok=True)
+    return target

@@ -238,15 +238,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                   "fedavg": alice.submit("fedavg", {"TARGET": "benign", "LOCAL_EPOCHS": "20", "LEARNING_RATE": "0.5"}),
                   "forged": alice.submit("forged"),
                   "unreviewed-count": alice.submit("unreviewed-count", cohort)}
-        held_train = next(t for t in platform.watch(alice, trains["unreviewed-count"], 60)
+        held_train = next(t for ts in alice.watch([trains["unreviewed-count"]], timeout_s=60)
+                          for t in ts.values()
                           if t["executions"] and t["executions"][0]["state"] == "waiting-for-approval")
         admin = platform.client("cologne-admin", Role.STATION_ADMIN, "cologne")
         admin.step(held_train["executions"][0]["id"], "rejected", reason=REJECTION)
-        ends = {did: platform.wait(alice, tid, 120)["state"] for did, tid in trains.items()}
+        ends = {did: alice.wait(tid, 120)["state"] for did, tid in trains.items()}
         assert ends == {"cohort-count": "finished", "fedavg": "finished", "forged": "failed",
                         "unreviewed-count": "rejected"}
         trains["busy"] = alice.submit("busy", {"SECONDS": "6"})
-        assert platform.wait(alice, trains["busy"], 60)["state"] == "finished"
+        assert alice.wait(trains["busy"], 60)["state"] == "finished"
         result = Run(platform, prometheus, platform.token("grafana", Role.RESEARCHER), start, trains)
         wait_for_scrapes(result)
         yield result

@@ -58,7 +58,7 @@ def test_incremental_cohort_count_equals_the_pooled_count(platform: LocalPlatfor
     define(platform, "cohort-count", image(platform, "cohort-count"), ["COLUMN", "OP", "VALUE", "MIN_CELL"])
     alice = platform.client("alice")
     tid = alice.submit("cohort-count", {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"})
-    result = json.loads((final_output(platform, platform.wait(alice, tid), tmp_path) / "result.json").read_text())
+    result = json.loads((final_output(platform, alice.wait(tid), tmp_path) / "result.json").read_text())
     x, _, names = pooled
     expected = int((x[:, names.index("mean_radius")] > 15).sum())
     assert result == {"count": expected, "stations": 3, "suppressed": 0}
@@ -68,7 +68,7 @@ def test_incremental_mean_and_variance_equal_the_pooled_ones(platform: LocalPlat
     define(platform, "mean-variance", image(platform, "mean-variance"), ["COLUMNS"])
     alice = platform.client("alice")
     tid = alice.submit("mean-variance", {"COLUMNS": ",".join(COLUMNS)})
-    result = json.loads((final_output(platform, platform.wait(alice, tid), tmp_path) / "result.json").read_text())
+    result = json.loads((final_output(platform, alice.wait(tid), tmp_path) / "result.json").read_text())
     x, _, names = pooled
     for c in COLUMNS:
         column = x[:, names.index(c)]
@@ -90,7 +90,7 @@ def test_federated_logistic_regression_is_within_two_points_of_central_training(
         "mode": "federated", "route": list(STATIONS), "rounds": 6, "aggregator": "aggregator",
         "parameters": [{"name": "TARGET"}, {"name": "LOCAL_EPOCHS"}, {"name": "LEARNING_RATE"}]})
     tid = researcher.submit("fedavg", {"TARGET": "benign", "LOCAL_EPOCHS": "20", "LEARNING_RATE": "0.5"})
-    train = platform.wait(researcher, tid, timeout_s=300)
+    train = researcher.wait(tid, timeout_s=300)
     assert train["executions"][-1]["stop"] is None and train["executions"][-1]["round"] == 6, "aggregation last"
     model = json.loads((final_output(platform, train, tmp_path) / "model.json").read_text())
     x, y, names = pooled
@@ -114,7 +114,7 @@ def test_station_events_reach_each_stations_own_graph_through_its_mpu(platform: 
     alice = platform.client("alice")
     define(platform, "count-for-events", image(platform, "cohort-count"), ["COLUMN", "OP", "VALUE", "MIN_CELL"])
     tid = alice.submit("count-for-events", {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "10", "MIN_CELL": "5"})
-    assert platform.wait(alice, tid)["state"] == "finished"
+    assert alice.wait(tid)["state"] == "finished"
     train = NamedNode(alice.train(tid)["iri"])
     query = ("PREFIX pht: <https://w3id.org/pht-kg/vocab#> SELECT (COUNT(DISTINCT ?e) AS ?n) WHERE { GRAPH $g { "
              "?e pht:aboutTrain $train ; pht:toState ?to } }")

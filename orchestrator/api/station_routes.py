@@ -28,9 +28,9 @@ def station_router(s: Services) -> APIRouter:
         if not principal.has(Role.OPERATOR) and principal.station != station_id:
             raise Forbidden(f"a token of station {principal.station!r} cannot read the work of {station_id!r}")
         rows = list(s.store.run_query("station_work", station=iris.station(station_id)))  # type: ignore[union-attr]
-        parameters = {r["train"]: {text(p["name"]) or "": text(p["value"]) or ""
-                                   for p in s.store.run_query("train_parameters", train=r["train"])}  # type: ignore[union-attr]
-                      for r in rows}
+        parameters = {train: {text(p["name"]) or "": text(p["value"]) or ""
+                              for p in s.store.run_query("train_parameters", train=train)}  # type: ignore[union-attr]
+                      for train in {r["train"] for r in rows}}  # once per train, not per execution
         return [_work_item(r, parameters[r["train"]]) for r in rows]
 
     def _work_item(r: Any, parameters: dict[str, str]) -> WorkItem:
