@@ -49,9 +49,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "COMPONENTS",
@@ -349,6 +350,48 @@ def _update_body() -> bytes:
 # --------------------------------------------------------------------------- Oxigraph
 
 
+Probe = tuple[str, bytes | None, tuple[str, str] | None]  #: URL, POST body, digest credentials (see _wait_ready)
+
+
+@dataclass
+class _Launched:
+    directory: Path  #: the server's fresh temp dir (removed when the context ends)
+    proc: subprocess.Popen[bytes]
+    started: float  #: time.monotonic() at spawn
+    detail: Any  #: what ``prepare`` returned beside the command (ports, paths)
+
+
+@contextlib.contextmanager
+def _launch(name: str, prepare: Callable[[Path], tuple[list[str], list[Probe], Any]], *, startup_timeout: float,
+            attempts: int) -> Iterator[_Launched]:
+    """Run the server ``prepare(temp dir)`` describes (command, readiness probes, detail) until it answers.
+
+    Retries (up to *attempts*, each in a fresh temp dir) when the process dies at once, e.g. because the free
+    port picked was taken in the meantime; a process that is alive but does not answer fails at once.
+    """
+    last_error: ServerStartError | None = None
+    for _ in range(attempts):
+        tmp = Path(tempfile.mkdtemp(prefix=f"pht-{name}-"))
+        try:
+            argv, probes, detail = prepare(tmp)
+            log_path = tmp / f"{name}.log"
+            started = time.monotonic()
+            with _process(argv, tmp, log_path) as proc:
+                try:
+                    _wait_ready(name, proc, log_path, probes, startup_timeout)
+                except ServerStartError as exc:
+                    if proc.poll() is None:  # alive but not answering: no point in retrying
+                        raise
+                    last_error = exc
+                    continue
+                yield _Launched(tmp, proc, started, detail)
+                return
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    assert last_error is not None
+    raise last_error
+
+
 @contextlib.contextmanager
 def oxigraph_server(*, startup_timeout: float = 30.0, attempts: int = 3) -> Iterator[OxigraphServer]:
     """Start ``oxigraph serve`` on a free loopback port with an on-disk store in a temp dir.
@@ -359,41 +402,23 @@ def oxigraph_server(*, startup_timeout: float = 30.0, attempts: int = 3) -> Iter
     binary = _find_oxigraph()
     if binary is None:
         raise ServerStartError(available("oxigraph") or "oxigraph not found")
-    last_error: ServerStartError | None = None
-    for _ in range(attempts):
-        tmp = Path(tempfile.mkdtemp(prefix="pht-oxigraph-"))
-        try:
-            port = free_port()
-            base = f"http://{HOST}:{port}"
-            location = tmp / "store"
-            log_path = tmp / "oxigraph.log"
-            argv = [binary, "serve", "--location", str(location), "--bind", f"{HOST}:{port}"]
-            started = time.monotonic()
-            with _process(argv, tmp, log_path) as proc:
-                try:
-                    _wait_ready(
-                        "oxigraph", proc, log_path, [(_ask_url(f"{base}/query"), None, None)], startup_timeout
-                    )
-                except ServerStartError as exc:
-                    if proc.poll() is None:  # alive but not answering: no point in retrying
-                        raise
-                    last_error = exc
-                    continue
-                yield OxigraphServer(
-                    base_url=base,
-                    query_url=f"{base}/query",
-                    update_url=f"{base}/update",
-                    store_url=f"{base}/store",
-                    port=port,
-                    location=location,
-                    pid=proc.pid,
-                    startup_seconds=time.monotonic() - started,
-                )
-                return
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    assert last_error is not None
-    raise last_error
+    def prepare(tmp: Path) -> tuple[list[str], list[Probe], Any]:
+        port = free_port()
+        argv = [binary, "serve", "--location", str(tmp / "store"), "--bind", f"{HOST}:{port}"]
+        return argv, [(_ask_url(f"http://{HOST}:{port}/query"), None, None)], port
+
+    with _launch("oxigraph", prepare, startup_timeout=startup_timeout, attempts=attempts) as run:
+        base = f"http://{HOST}:{run.detail}"
+        yield OxigraphServer(
+            base_url=base,
+            query_url=f"{base}/query",
+            update_url=f"{base}/update",
+            store_url=f"{base}/store",
+            port=run.detail,
+            location=run.directory / "store",
+            pid=run.proc.pid,
+            startup_seconds=time.monotonic() - run.started,
+        )
 
 
 # --------------------------------------------------------------------------- Virtuoso
@@ -477,53 +502,32 @@ def virtuoso_server(*, startup_timeout: float = 90.0, attempts: int = 3) -> Iter
     reason = available("virtuoso")
     if binary is None or template is None or reason is not None:
         raise ServerStartError(reason or "virtuoso not available")
-    last_error: ServerStartError | None = None
-    for _ in range(attempts):
-        tmp = Path(tempfile.mkdtemp(prefix="pht-virtuoso-"))
-        try:
-            http_port = free_port()
+    def prepare(tmp: Path) -> tuple[list[str], list[Probe], Any]:
+        http_port = free_port()
+        isql_port = free_port()
+        while isql_port == http_port:
             isql_port = free_port()
-            while isql_port == http_port:
-                isql_port = free_port()
-            ini = write_virtuoso_ini(tmp, http_port, isql_port, template)
-            base = f"http://{HOST}:{http_port}"
-            log_path = tmp / "stdout.log"
-            argv = [binary, "+foreground", "+configfile", str(ini)]
-            started = time.monotonic()
-            with _process(argv, tmp, log_path) as proc:
-                try:
-                    _wait_ready(
-                        "virtuoso",
-                        proc,
-                        log_path,
-                        [
-                            (_ask_url(f"{base}/sparql"), None, None),
-                            (f"{base}/sparql-auth", _update_body(), (VIRTUOSO_USER, VIRTUOSO_PASSWORD)),
-                        ],
-                        startup_timeout,
-                    )
-                except ServerStartError as exc:
-                    if proc.poll() is None:
-                        raise
-                    last_error = exc
-                    continue
-                yield VirtuosoServer(
-                    base_url=base,
-                    query_url=f"{base}/sparql",
-                    update_url=f"{base}/sparql-auth",
-                    user=VIRTUOSO_USER,
-                    password=VIRTUOSO_PASSWORD,
-                    port=http_port,
-                    isql_port=isql_port,
-                    directory=tmp,
-                    pid=proc.pid,
-                    startup_seconds=time.monotonic() - started,
-                )
-                return
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    assert last_error is not None
-    raise last_error
+        ini = write_virtuoso_ini(tmp, http_port, isql_port, template)
+        base = f"http://{HOST}:{http_port}"
+        probes: list[Probe] = [(_ask_url(f"{base}/sparql"), None, None),
+                               (f"{base}/sparql-auth", _update_body(), (VIRTUOSO_USER, VIRTUOSO_PASSWORD))]
+        return [binary, "+foreground", "+configfile", str(ini)], probes, (http_port, isql_port)
+
+    with _launch("virtuoso", prepare, startup_timeout=startup_timeout, attempts=attempts) as run:
+        http_port, isql_port = run.detail
+        base = f"http://{HOST}:{http_port}"
+        yield VirtuosoServer(
+            base_url=base,
+            query_url=f"{base}/sparql",
+            update_url=f"{base}/sparql-auth",
+            user=VIRTUOSO_USER,
+            password=VIRTUOSO_PASSWORD,
+            port=http_port,
+            isql_port=isql_port,
+            directory=run.directory,
+            pid=run.proc.pid,
+            startup_seconds=time.monotonic() - run.started,
+        )
 
 
 # --------------------------------------------------------------------------- S3 (moto)
@@ -572,36 +576,20 @@ def s3_server(*, startup_timeout: float = 30.0, attempts: int = 3) -> Iterator[S
     reason = _moto_unavailable()
     if binary is None or reason is not None:
         raise ServerStartError(reason or "moto_server not available")
-    last_error: ServerStartError | None = None
-    for _ in range(attempts):
-        tmp = Path(tempfile.mkdtemp(prefix="pht-moto-"))
-        try:
-            port = free_port()
-            base = f"http://{HOST}:{port}"
-            log_path = tmp / "moto.log"
-            started = time.monotonic()
-            with _process([binary, "-H", HOST, "-p", str(port)], tmp, log_path) as proc:
-                try:
-                    _wait_ready("moto_server", proc, log_path, [(f"{base}/", None, None)], startup_timeout)
-                except ServerStartError as exc:
-                    if proc.poll() is None:
-                        raise
-                    last_error = exc
-                    continue
-                yield S3Server(
-                    endpoint=f"{HOST}:{port}",
-                    base_url=base,
-                    access_key=S3_ACCESS_KEY,
-                    secret_key=S3_SECRET_KEY,
-                    port=port,
-                    pid=proc.pid,
-                    startup_seconds=time.monotonic() - started,
-                )
-                return
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    assert last_error is not None
-    raise last_error
+    def prepare(tmp: Path) -> tuple[list[str], list[Probe], Any]:
+        port = free_port()
+        return [binary, "-H", HOST, "-p", str(port)], [(f"http://{HOST}:{port}/", None, None)], port
+
+    with _launch("moto", prepare, startup_timeout=startup_timeout, attempts=attempts) as run:
+        yield S3Server(
+            endpoint=f"{HOST}:{run.detail}",
+            base_url=f"http://{HOST}:{run.detail}",
+            access_key=S3_ACCESS_KEY,
+            secret_key=S3_SECRET_KEY,
+            port=run.detail,
+            pid=run.proc.pid,
+            startup_seconds=time.monotonic() - run.started,
+        )
 
 
 # --------------------------------------------------------------------------- container engines (Docker, Podman)
@@ -666,29 +654,13 @@ def prometheus_server(config: str, *, startup_timeout: float = 30.0, attempts: i
     binary = _find_prometheus()
     if binary is None:
         raise ServerStartError(available("prometheus") or "prometheus not found")
-    last_error: ServerStartError | None = None
-    for _ in range(attempts):
-        tmp = Path(tempfile.mkdtemp(prefix="pht-prometheus-"))
-        try:
-            port = free_port()
-            base = f"http://{HOST}:{port}"
-            (tmp / "prometheus.yml").write_text(config)
-            log_path = tmp / "prometheus.log"
-            argv = [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-                    f"--web.listen-address={HOST}:{port}", "--storage.tsdb.retention.time=1d"]
-            started = time.monotonic()
-            with _process(argv, tmp, log_path) as proc:
-                try:
-                    _wait_ready("prometheus", proc, log_path, [(f"{base}/-/ready", None, None)], startup_timeout)
-                except ServerStartError as exc:
-                    if proc.poll() is None:
-                        raise
-                    last_error = exc
-                    continue
-                yield PrometheusServer(base_url=base, port=port, directory=tmp, pid=proc.pid,
-                                       startup_seconds=time.monotonic() - started)
-                return
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    assert last_error is not None
-    raise last_error
+    def prepare(tmp: Path) -> tuple[list[str], list[Probe], Any]:
+        port = free_port()
+        (tmp / "prometheus.yml").write_text(config)
+        argv = [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address={HOST}:{port}", "--storage.tsdb.retention.time=1d"]
+        return argv, [(f"http://{HOST}:{port}/-/ready", None, None)], port
+
+    with _launch("prometheus", prepare, startup_timeout=startup_timeout, attempts=attempts) as run:
+        yield PrometheusServer(base_url=f"http://{HOST}:{run.detail}", port=run.detail, directory=run.directory,
+                               pid=run.proc.pid, startup_seconds=time.monotonic() - run.started)
