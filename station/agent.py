@@ -120,7 +120,6 @@ class StationAgent:
         self._policy_cache: tuple[object, StationPolicy] | None = None
         self._policy_loader = policy_loader or self._load_policy_file
         self._stop = threading.Event()
-        self._state: dict[str, str] = {}  #: last state this agent moved each execution to (for event "from")
         settings.state_dir.mkdir(parents=True, exist_ok=True)
 
     def _load_policy_file(self) -> StationPolicy:
@@ -183,7 +182,7 @@ class StationAgent:
     def advance(self, work: Work) -> int:
         """Take the steps this station can take for one execution; returns how many it took."""
         steps = 0
-        state = self._state[work.execution] = work.state
+        state = work.state
         while True:
             nxt = self._step(work, state)
             if nxt is None:
@@ -196,10 +195,10 @@ class StationAgent:
             reason = self.policy.auto_approval(image_digest=work.image_digest, requester=work.requester,
                                                definition=work.definition)
             if reason is None:
-                return self._fire(work, "waiting-for-approval", "held for the station admin's approval")
-            return self._fire(work, "approved", reason)
+                return self._fire(work, "queued", "waiting-for-approval", "held for the station admin's approval")
+            return self._fire(work, "queued", "approved", reason)
         if state == "approved":
-            return self._fire(work, "pulling", "")
+            return self._fire(work, "approved", "pulling", "")
         if state == "pulling":
             return self._pull(work)
         if state == "running":
@@ -208,16 +207,15 @@ class StationAgent:
             return self._maybe_release(work)
         return None  # waiting-for-approval: the admin decides
 
-    def _fire(self, work: Work, to: str, reason: str, used: tuple[str, ...] = ()) -> str:
+    def _fire(self, work: Work, frm: str, to: str, reason: str, used: tuple[str, ...] = ()) -> str:
         self.client.step(work.execution, to, reason=reason, used=used)
-        self.events.state_change(work, to, reason, from_state=self._state.get(work.execution))
-        self._state[work.execution] = to
+        self.events.state_change(work, to, reason, from_state=frm)
         log.info("%s -> %s %s", work.execution, to, reason)
         return to
 
-    def _fail(self, work: Work, reason: str) -> str:
+    def _fail(self, work: Work, frm: str, reason: str) -> str:
         self.events.error(work, reason)
-        return self._fire(work, "failed", reason)
+        return self._fire(work, frm, "failed", reason)
 
     # -- pulling: image and inputs ------------------------------------------------------------------------
 
@@ -225,11 +223,11 @@ class StationAgent:
         try:
             self.runtime.check_image(work.image_name, work.image_digest)
         except ImageRefused as e:
-            return self._fail(work, str(e))
+            return self._fail(work, "pulling", str(e))
         problem = self._fetch_inputs(work)
         if problem is not None:
-            return self._fail(work, problem)
-        return self._fire(work, "running", "", used=tuple(self.settings.datasets))
+            return self._fail(work, "pulling", problem)
+        return self._fire(work, "pulling", "running", "", used=tuple(self.settings.datasets))
 
     def _fetch_inputs(self, work: Work) -> str | None:
         """Fetch, verify and safely unpack the inputs; None on success, else the reason to fail."""
@@ -256,12 +254,12 @@ class StationAgent:
             return self._hand_over(work, hold)
         attempt = hold.count_attempt()
         if attempt > self.settings.max_attempts:
-            return self._fail(work, f"the run was interrupted {attempt - 1} time(s) by a station restart; "
-                                    "giving up instead of retrying forever")
+            return self._fail(work, "running", f"the run was interrupted {attempt - 1} time(s) by a station "
+                                               "restart; giving up instead of retrying forever")
         self.runtime.discard(work.execution)
         problem = self._fetch_inputs(work)
         if problem is not None:
-            return self._fail(work, problem)
+            return self._fail(work, "running", problem)
         dataset = next(iter(self.settings.datasets.values()))
         _write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
         shutil.rmtree(hold.output, ignore_errors=True)
@@ -277,18 +275,19 @@ class StationAgent:
         try:
             result = self.runtime.run(spec)
         except ImageRefused as e:
-            return self._fail(work, str(e))
+            return self._fail(work, "running", str(e))
         except RuntimeFailure as e:  # the station's engine, not the train: retried, bounded by max_attempts
             log.warning("%s: the runtime failed, retrying at the next poll: %s", work.execution, e)
             return None
         self.events.finished_running(work, result)
         if not result.ok:
-            return self._fail(work, f"the train failed at station {self.settings.station_id}: {result.failure}")
+            return self._fail(work, "running",
+                              f"the train failed at station {self.settings.station_id}: {result.failure}")
         checks = review(hold.output, self.policy)
         try:
             sha256, size = archive.pack_to(hold.output, hold.archive)
         except archive.ArchiveError as e:
-            return self._fail(work, f"the output cannot be packed: {e}")
+            return self._fail(work, "running", f"the output cannot be packed: {e}")
         _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size,
                                                "checks": [c.as_json() for c in checks]}).encode())
         return self._hand_over(work, hold)
@@ -300,7 +299,7 @@ class StationAgent:
         self.client.add_output(work.execution, sha256=sha256, byte_size=size, title=f"output of {work.execution}",
                                checks=checks)
         failed = [c["name"] for c in checks if not c["passed"]]
-        return self._fire(work, "output-under-review",
+        return self._fire(work, "running", "output-under-review",
                           "output checks failed: " + ", ".join(failed) if failed else "every output check passed")
 
     # -- release --------------------------------------------------------------------------------------------
@@ -309,7 +308,8 @@ class StationAgent:
         hold = Holding(self.settings.state_dir, work.execution)
         held = hold.held()
         if held is None:
-            return self._fail(work, "the held output is missing at the station (its state folder was lost)")
+            return self._fail(work, "output-under-review",
+                              "the held output is missing at the station (its state folder was lost)")
         policy = self.policy
         if policy.requires_output_review or not all(c["passed"] for c in held[2]):
             return None  # the admin decides
@@ -320,7 +320,6 @@ class StationAgent:
 
     def _forget_finished(self, current: set[str]) -> None:
         """Delete the folders of executions that are no longer this station's work (finished elsewhere)."""
-        self._state = {e: s for e, s in self._state.items() if e in current}
         root = self.settings.state_dir / "executions"
         if not root.is_dir():
             return
