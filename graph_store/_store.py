@@ -300,16 +300,23 @@ class GraphStore(ABC):
 
     @staticmethod
     def _check_writable(change: ChangeSet) -> None:
-        for q in change.delete | change.insert:
+        quads = change.delete | change.insert
+        graphs = {q.graph_name for q in quads}
+        predicates = {q.predicate for q in quads}
+        if RDFS_SUBCLASSOF not in predicates and not any(
+                g in _PROTECTED or isinstance(g, DefaultGraph) for g in graphs):
+            return
+        for q in quads:
             if q.graph_name in _PROTECTED or isinstance(q.graph_name, DefaultGraph):
                 raise InvalidInputError(f"{q}: the ontology and shapes graphs are loaded from files, not written")
             if q.predicate == RDFS_SUBCLASSOF:
                 raise InvalidInputError(f"{q}: the class hierarchy lives in ontology/, data may not change it")
 
     @staticmethod
-    def _commit_text(change: ChangeSet) -> str:
-        """One update request: a guarded DELETE/INSERT ... WHERE, or DELETE DATA + INSERT DATA without a guard."""
-        if change.guard:
+    def _commit_text(change: ChangeSet, *, guarded: bool = True) -> str:
+        """One update request: a guarded DELETE/INSERT ... WHERE, or DELETE DATA + INSERT DATA without a guard
+        (or with ``guarded=False``, for a writer that has just checked the guard and is the store's only one)."""
+        if change.guard and guarded:
             delete = f"DELETE {{ {quad_block(change.delete)} }} " if change.delete else ""
             insert = f"INSERT {{ {quad_block(change.insert)} }} " if change.insert else ""
             return f"{delete}{insert}WHERE {{ {quad_block(change.guard)} }}"

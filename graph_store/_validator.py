@@ -12,6 +12,14 @@ Affected focus nodes of a change (deleted and inserted quads alike):
 * the subject of every changed triple, and its object when some shape has an inverse path on the predicate;
 * nodes whose ``sh:class`` constraint reads the changed node's ``rdf:type`` (walked back along the path);
 * nodes whose ``sh:node`` constraint reads the changed node, transitively through nested shapes.
+
+Each affected node is checked only on the paths the change can affect (the changed predicate, the inverse
+path, the path of the sh:class or sh:node constraint), plus its node-level constraints; a change of its
+``rdf:type`` re-checks it whole, since that changes which shapes target it. Every constraint component the
+shapes may use (see :mod:`._shapes`) reads only the values of its own path, those values' types and their
+conformance to nested shapes, so a path the change leaves alone gives the same result as before the change.
+That is why the write path relies on the store conforming before each write (every write is validated;
+:meth:`GraphStore.validate_everything` audits a store loaded or changed some other way).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from functools import lru_cache
 import rdflib
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad
 from pyshacl.rdfutil.compare import compare_literal
+from rdflib.term import XSDToPython
 
 from ._changeset import ChangeSet
 from ._convert import RDF_LANGSTRING, XSD_STRING, to_rdflib
@@ -60,6 +69,8 @@ _PY_TYPES: dict[str, type | tuple[type, ...]] = {
     _XSD + "dateTime": datetime,
 }
 _RDFS_LITERAL = "http://www.w3.org/2000/01/rdf-schema#Literal"
+_XSD_DATETIME = _XSD + "dateTime"
+_RDFLIB_DATETIME = XSDToPython.get(rdflib.URIRef(_XSD_DATETIME))
 _RDFS_DATATYPE = "http://www.w3.org/2000/01/rdf-schema#Datatype"
 
 
@@ -88,10 +99,8 @@ class PostChangeView:
         self._quads = quads_cache
         self.post_quads: dict[Term, frozenset[Quad]] = {}
         self._inserted = insert
-        self._ins_sp: dict[tuple[Term, Term], set[Term]] = {}
         self._ins_s: dict[Term, list[Quad]] = {}
         for q in insert:
-            self._ins_sp.setdefault((q.subject, q.predicate), set()).add(q.object)
             self._ins_s.setdefault(q.subject, []).append(q)
         self._ins_po_index: dict[tuple[Term, Term], set[Term]] | None = None
         self._cache_sp: dict[tuple[Term, Term], frozenset[Term]] = {}
@@ -119,7 +128,8 @@ class PostChangeView:
         if cached is not None:
             return cached.get(p, _EMPTY)
         key = (s, p)
-        if p == RDF_TYPE and self._types is not None and key not in self._ins_sp and s not in self._retyped:
+        inserted = self._ins_s.get(s, ())
+        if p == RDF_TYPE and self._types is not None and not inserted and s not in self._retyped:
             types = self._types.get(s)
             if types is None:
                 types = self._types[s] = frozenset(
@@ -129,7 +139,7 @@ class PostChangeView:
         if found is None:
             values = {q.object for q in self._match(s, p, None)
                       if q not in self._deleted and q.graph_name != self._excluded}
-            values |= self._ins_sp.get(key, set())
+            values.update(q.object for q in inserted if q.predicate == p)
             found = self._cache_sp[key] = frozenset(values)
         return found
 
@@ -166,6 +176,10 @@ class PostChangeView:
         return self.subjects(path, value)
 
 
+Paths = frozenset[PathTerm] | None
+"""The paths of a focus node that a change can affect; None: all of them (its types changed)."""
+
+
 class IncrementalValidator:
     """Validates change sets against a compiled shapes model and the ontology's class hierarchy."""
 
@@ -180,6 +194,7 @@ class IncrementalValidator:
         self._class_paths: dict[NamedNode, list[PathTerm]] = defaultdict(list)
         self._node_users: dict[Node, list[tuple[NodeShape, PropertyShape]]] = defaultdict(list)
         self._inverse_predicates: set[NamedNode] = set()
+        self._inverse_paths: dict[NamedNode, PathTerm] = {}
         self._shape_out: dict[Node, set[NamedNode]] = {}
         self._shape_in: dict[Node, set[NamedNode]] = {}
         self._shape_class_paths: dict[Node, dict[NamedNode, list[PathTerm]]] = defaultdict(lambda: defaultdict(list))
@@ -189,6 +204,7 @@ class IncrementalValidator:
             for ps in shape.properties:
                 if isinstance(ps.path, tuple):
                     self._inverse_predicates.add(ps.path[1])
+                    self._inverse_paths[ps.path[1]] = ps.path
                     self._shape_in[shape.id].add(ps.path[1])
                 elif ps.path is not None:
                     self._shape_out[shape.id].add(ps.path)
@@ -201,19 +217,29 @@ class IncrementalValidator:
 
     # -- which nodes a change touches -------------------------------------------------------------
 
-    def affected_focus_nodes(self, view: PostChangeView, change: ChangeSet) -> set[Node]:
-        """Every node whose validation result may differ after ``change``."""
-        affected: set[Node] = set()
+    def affected_focus_nodes(self, view: PostChangeView, change: ChangeSet) -> dict[Node, Paths]:
+        """Every node whose validation result may differ after ``change``, with the paths that may differ."""
+        affected: dict[Node, set[PathTerm] | None] = {}
+
+        def mark(node: Node, path: PathTerm) -> None:
+            if path is None:
+                affected[node] = None
+            else:
+                paths = affected.setdefault(node, set())
+                if paths is not None:
+                    paths.add(path)
+
         nested_dirty: list[tuple[Term, Node]] = []
         for q in change.delete | change.insert:
             s, p, o = q.subject, q.predicate, q.object
-            affected.add(s)
+            mark(s, None if p == RDF_TYPE else p)
             if p in self._inverse_predicates and not isinstance(o, Literal):
-                affected.add(o)
+                mark(o, self._inverse_paths[p])  # type: ignore[arg-type]
             classes = self._superclasses.get(o, (o,)) if p == RDF_TYPE else ()  # type: ignore[call-overload]
             for cls in classes:
                 for path in self._class_paths.get(cls, ()):
-                    affected.update(self._nodes(view.back(path, s)))
+                    for node in self._nodes(view.back(path, s)):
+                        mark(node, path)
             for nested in self.model.nested:
                 if p in self._shape_out.get(nested, ()):
                     nested_dirty.append((s, nested))
@@ -232,10 +258,10 @@ class IncrementalValidator:
             value, nested = item
             for parent_shape, ps in self._node_users.get(nested, ()):
                 for parent in self._nodes(view.back(ps.path, value)):
-                    affected.add(parent)
+                    mark(parent, ps.path)
                     if parent_shape.id in self.model.nested:
                         nested_dirty.append((parent, parent_shape.id))
-        return affected
+        return {node: None if paths is None else frozenset(paths) for node, paths in affected.items()}
 
     @staticmethod
     def _nodes(terms: Iterable[Term]) -> Iterator[Node]:
@@ -247,11 +273,14 @@ class IncrementalValidator:
         """Validate the affected focus nodes of ``change`` (plus the vocabulary check of its inserts)."""
         results = list(self._vocabulary_results(change.insert))
         focus = self.affected_focus_nodes(view, change)
-        results += self.validate_nodes(view, focus)
+        run = _Run(self, view)
+        for node, paths in focus.items():
+            for shape in self._targeting_shapes(view, node):
+                results.extend(run.validate(node, shape, paths))
         return ValidationReport(tuple(results), focus_nodes_checked=len(focus))
 
     def validate_nodes(self, view: PostChangeView, focus_nodes: Iterable[Node]) -> list[ValidationResult]:
-        """Validate each node against every shape that targets it."""
+        """Validate each node, on every path, against every shape that targets it."""
         results: list[ValidationResult] = []
         run = _Run(self, view)
         for focus in focus_nodes:
@@ -304,13 +333,19 @@ class _Run:
         self.view = view
         self._conforms: dict[tuple[Term, Node], bool] = {}
 
-    def validate(self, focus: Term, shape: NodeShape) -> list[ValidationResult]:
+    def validate(self, focus: Term, shape: NodeShape, paths: Paths = None) -> list[ValidationResult]:
+        """``focus`` against ``shape``: its node-level constraints and its property shapes on ``paths``
+        (None: all)."""
         results: list[ValidationResult] = []
         if shape.constraints:
             self._check(focus, None, frozenset((focus,)), shape, results)
-        values_of = self.view.values
+        view = self.view
+        outgoing = view.outgoing(focus) if shape.properties else {}  # type: ignore[arg-type]
         for ps in shape.properties:
-            self._check(focus, ps.path, values_of(focus, ps.path), ps, results)  # type: ignore[arg-type]
+            path = ps.path
+            if paths is None or path in paths:
+                values = view.values(focus, path) if isinstance(path, tuple) else outgoing.get(path, _EMPTY)  # type: ignore[arg-type]
+                self._check(focus, path, values, ps, results)
         return results
 
     def conforms(self, node: Term, shape_id: Node) -> bool:
@@ -379,6 +414,13 @@ def _datatype_matches(v: Term, dt: NamedNode) -> bool:
         return rule == _RDFS_DATATYPE
     if rule == XSD_STRING:
         return True  # every string is a well-formed xsd:string
+    if rule == _XSD_DATETIME and _RDFLIB_DATETIME == datetime.fromisoformat:
+        # rdflib's own parser for xsd:dateTime, called without building an rdflib Literal (timestamps are the
+        # one literal that is new in every write, so the cache above rarely helps them)
+        try:
+            return isinstance(datetime.fromisoformat(v.value), datetime)
+        except ValueError:
+            return False
     lit = to_rdflib(v)
     if getattr(lit, "ill_typed", None) is True:
         return False

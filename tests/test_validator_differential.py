@@ -106,6 +106,9 @@ _ODD_LITERALS = [
     Literal("not a number", datatype=NamedNode(XSD + "integer")), Literal("2026-11-27T08:00:00Z",
                                                                          datatype=NamedNode(XSD + "dateTime")),
     Literal("2026-11-27T08:00:00", datatype=NamedNode(XSD + "dateTime")), Literal("x"), Literal("x", language="en"),
+    Literal("2026-02-30T08:00:00Z", datatype=NamedNode(XSD + "dateTime")),
+    Literal("2026-11-27", datatype=NamedNode(XSD + "dateTime")),
+    Literal("yesterday", datatype=NamedNode(XSD + "dateTime")),
     Literal("true", datatype=NamedNode(XSD + "boolean")), Literal("12.5", datatype=NamedNode(XSD + "decimal")),
     Literal("sha256:" + "a" * 64), Literal("a" * 64),
 ]

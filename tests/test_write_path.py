@@ -42,15 +42,35 @@ def test_retyping_a_referenced_node_is_seen_after_its_type_was_cached(store: Emb
     assert any(r.component_name == "ClassConstraintComponent" for r in refused.value.report.results)
 
 
+def _copy_of(store: EmbeddedStore, node: NamedNode, name: str) -> ChangeSet:
+    """Insert a new node with the same description as ``node`` (validated whole: it gets its types)."""
+    new = NamedNode(EX + name)
+    return ChangeSet(insert=[Quad(new, q.predicate, q.object, q.graph_name) for q in store.quads(node)])
+
+
 def test_a_type_removed_through_the_raw_store_is_not_served_from_the_cache(store: EmbeddedStore) -> None:
+    execution, station = NamedNode(EX + "exec-0002-aachen-r2"), NamedNode(EX + "station-aachen")
+    store.apply(_copy_of(store, execution, "exec-copy-1"))  # sh:class on its station: caches the station's type
+    store.oxigraph.remove(Quad(station, RDF_TYPE, PHT.Station, CENTRAL_GRAPH))  # an unvalidated raw write
+    with pytest.raises(ValidationFailed) as refused:
+        store.apply(_copy_of(store, execution, "exec-copy-2"))
+    assert {r.focus_node for r in refused.value.report.results} == {NamedNode(EX + "exec-copy-2")}
+
+
+def test_a_step_is_checked_on_the_paths_it_changes_only(store: EmbeddedStore) -> None:
+    """Incremental validation relies on the store conforming before each write: a lifecycle step re-checks the
+    state it changes, not the rest of the execution (an audit, validate_everything, finds the rest)."""
     execution, station = NamedNode(EX + "exec-0002-aachen-r2"), NamedNode(EX + "station-aachen")
     state = store.quads(execution, PHT.state)[0].object
     other = PHT.Failed if state != PHT.Failed else PHT.Cancelled
-    store.apply(_state_step(execution, state, other))  # caches the station's type
     store.oxigraph.remove(Quad(station, RDF_TYPE, PHT.Station, CENTRAL_GRAPH))  # an unvalidated raw write
-    with pytest.raises(ValidationFailed) as refused:
-        store.apply(_state_step(execution, other, state))
-    assert {r.focus_node for r in refused.value.report.results} == {execution}
+    report = store.apply(_state_step(execution, state, other))
+    assert report.conforms and report.focus_nodes_checked == 1
+    assert store.quads(execution, PHT.state)[0].object == other
+    audit = store.validate_everything()
+    assert execution in {r.focus_node for r in audit.results}, "the audit must still see the broken station link"
+    with pytest.raises(ValidationFailed):  # and the state path itself is still checked
+        store.apply(ChangeSet(insert=[Quad(execution, PHT.state, state, CENTRAL_GRAPH)]))
 
 
 def test_view_ignores_the_shared_type_cache_for_nodes_the_change_retypes(store: EmbeddedStore) -> None:
@@ -77,7 +97,8 @@ def test_cached_quads_follow_commits_and_forget_raw_writes(store: EmbeddedStore)
     assert [q.object for q in store.quads(execution, PHT.state)] == [state]
     (train,) = store.quads(execution, PHT.ofTrain)
     store.oxigraph.remove(train)  # raw write behind the validator's back: the execution loses its train
-    with pytest.raises(ValidationFailed) as refused:
-        store.apply(_state_step(execution, state, other))
+    retype = Quad(execution, RDF_TYPE, NamedNode("http://www.w3.org/ns/prov#Activity"), CENTRAL_GRAPH)
+    with pytest.raises(ValidationFailed) as refused:  # a type change re-checks every path of the execution
+        store.apply(ChangeSet(insert=[retype]))
     assert {(r.focus_node, r.component_name) for r in refused.value.report.results} == {
         (execution, "MinCountConstraintComponent")}
