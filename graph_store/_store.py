@@ -238,7 +238,7 @@ class GraphStore(ABC):
     def _evaluate(self, compiled: CompiledUpdate, values: dict[str, Any], dataset: WhereDataset,
                   max_solutions: int | None) -> tuple[ChangeSet, int]:
         """The update's templates instantiated with its WHERE's solutions over ``dataset`` (unguarded)."""
-        select = compiled.select_text()
+        select = compiled.select_text
         if select is None:
             return compiled.change_set([lambda name: None], values), 1
         wanted = parameters_of(select)

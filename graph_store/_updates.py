@@ -18,9 +18,10 @@ Blank nodes, terms pyoxigraph refuses (relative IRIs, bad language tags) and the
 
 from __future__ import annotations
 
+
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import rdflib
@@ -71,8 +72,10 @@ class CompiledUpdate:
     operation: str = _MODIFY
     """``DATA`` (a sequence of INSERT DATA / DELETE DATA), ``DELETE/INSERT WHERE`` or ``DELETE WHERE``."""
 
+    @cached_property
     def select_text(self) -> str | None:
-        """``SELECT * WHERE {…}`` for the WHERE pattern, with the update's prefixes."""
+        """``SELECT * WHERE {…}`` for the WHERE pattern, with the update's prefixes (one string object per
+        update, so that the caches keyed by query text hash it once)."""
         return None if self.where is None else f"{self.prologue}\nSELECT * WHERE {self.where}"
 
     def where_dataset(self, using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = ()) -> WhereDataset:

@@ -56,9 +56,11 @@ class _Namespace:
         self._base = base
 
     def __getattr__(self, name: str) -> NamedNode:
-        if name.startswith("__"):
+        if name.startswith("__") or name.startswith("_base"):
             raise AttributeError(name)
-        return NamedNode(self._base + name)
+        term = NamedNode(self._base + name)
+        setattr(self, name, term)  # found as an ordinary attribute from now on (hot paths name terms often)
+        return term
 
     def __getitem__(self, name: str) -> NamedNode:
         return NamedNode(self._base + name)

@@ -125,6 +125,10 @@ def _int(term: Any) -> int:
     return int(term.value)
 
 
+_CONTEXTS_CACHED = 10_000
+"""Executions whose context the engine keeps (a few hundred bytes each); the cache restarts when full."""
+
+
 @dataclass
 class _Step:
     """One transition to fire as part of a combined write."""
@@ -154,6 +158,8 @@ class Lifecycle:
         # Read-decide-commit of one request at a time in this process (the guards keep other processes
         # honest; this lock only spares clients of one service needless conflicts).
         self._lock = threading.RLock()
+        self._contexts: dict[NamedNode, dict[str, Any]] = {}  # see _execution_row
+        self._routes: dict[NamedNode, list[tuple[NamedNode, NamedNode]]] = {}  # see _route
 
     # -- trains -----------------------------------------------------------------------------------------
 
@@ -435,15 +441,47 @@ class Lifecycle:
             raise Forbidden(f"{kind} {rid}: {self.chart.token(state)} -> {self.chart.token(target)} may only be "
                             f"fired by: {roles}")
 
-    def _execution_row(self, execution: NamedNode) -> Any:
-        rows = list(self.store.run_query("execution_context", execution=execution))  # type: ignore[arg-type]
-        return rows[0] if rows else None
+    def _execution_row(self, execution: NamedNode) -> dict[str, Any] | None:
+        """The execution's context (``execution_context.rq``) with its and its train's current ``state`` and
+        ``trainState``; None if there is no such execution.
+
+        The context never changes once the execution exists (executions, trains, stations and definitions are
+        created, never edited), so it is cached; the two states are read for every step.
+        """
+        ctx = self._contexts.get(execution)
+        if ctx is None:
+            result = self.store.run_query("execution_context", execution=execution)
+            names = [v.value for v in result.variables]  # type: ignore[union-attr]
+            rows = [{name: row[name] for name in names} for row in result]  # type: ignore[union-attr]
+            if not rows:
+                return None
+            if len(self._contexts) >= _CONTEXTS_CACHED:
+                self._contexts.clear()
+            ctx = self._contexts[execution] = rows[0]
+        state, train_state = self._state(execution), self._state(ctx["train"])
+        if state is None or train_state is None:
+            return None
+        return {**ctx, "state": state, "trainState": train_state}
+
+    def _state(self, resource: NamedNode) -> NamedNode | None:
+        states = self.store.quads(resource, PHT.state, None, G)
+        return states[0].object if len(states) == 1 else None  # type: ignore[return-value]
 
     def _train_row(self, train: NamedNode) -> list[Any]:
         return list(self.store.run_query("train_context", train=train))  # type: ignore[arg-type]
 
     def _route(self, definition: NamedNode) -> list[tuple[NamedNode, NamedNode]]:
-        return [(r["stop"], r["station"]) for r in self.store.run_query("route", definition=definition)]  # type: ignore[union-attr]
+        """The definition's stops and their stations, in order (cached: a definition is created with its route
+        and never edited)."""
+        route = self._routes.get(definition)
+        if route is None:
+            route = [(r["stop"], r["station"]) for r in self.store.run_query("route", definition=definition)]  # type: ignore[union-attr]
+            if not route:
+                return route
+            if len(self._routes) >= _CONTEXTS_CACHED:
+                self._routes.clear()
+            self._routes[definition] = route
+        return list(route)
 
     def _parameters(self, definition: NamedNode, definition_id: str) -> dict[str, tuple[NamedNode, NamedNode, bool]]:
         rows = list(self.store.run_query("definition_parameters", definition=definition))  # type: ignore[arg-type]
