@@ -279,8 +279,12 @@ class GraphStore(ABC):
                 types.pop(q.subject, None)
 
     def _remember(self, view: PostChangeView) -> None:
-        """After a commit: the quads the view computed for the nodes it read are now the stored ones."""
-        if self._quads_cache is not None:
+        """After a commit: the quads the view computed for the nodes it read are now the stored ones.
+
+        Only for small changes (a lifecycle step reads the same execution and train again soon); a large batch,
+        such as a station's metadata, describes new events nobody writes again, and caching them would only
+        grow the heap that Python's garbage collector walks."""
+        if self._quads_cache is not None and len(view.post_quads) <= _REMEMBERED_NODES:
             self._quads_cache.update(view.post_quads)
 
     def _clear_caches(self) -> None:
@@ -329,6 +333,9 @@ class GraphStore(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+_REMEMBERED_NODES = 64
+"""Largest number of nodes of one change whose quads the write path caches (see GraphStore._remember)."""
 
 _QUADS_PER_OPERATION = 500
 """Largest DELETE DATA / INSERT DATA operation we send. Virtuoso 7 compiles each operation of an update

@@ -115,7 +115,12 @@ class PostChangeView:
             stored = self._quads.get(s) if self._quads is not None else None
             if stored is None:
                 stored = frozenset(q for q in self._match(s, None, None) if q.graph_name != self._excluded)
-            post = stored.difference(self._deleted).union(self._ins_s.get(s, ()))
+            inserted = self._ins_s.get(s, ())
+            if not stored:  # a new node, as every event of a station's batch is
+                post = frozenset(inserted)
+            else:
+                post = stored.difference(self._deleted) if self._deleted else stored
+                post = post.union(inserted) if inserted else post
             self.post_quads[s] = post
             grouped: dict[NamedNode, set[Term]] = defaultdict(set)
             for q in post:

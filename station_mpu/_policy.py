@@ -173,8 +173,9 @@ class Policy:
 
     def decide(self, classes: frozenset[NamedNode], quad: Quad) -> tuple[Rule | None, bool]:
         """The deciding rule (None: the default effect) and whether the triple is allowed."""
+        predicate, obj = quad.predicate, quad.object  # read once: each read makes a new Python object
         for rule in self.rules:
-            if rule.matches(classes, quad.predicate, quad.object):
+            if rule.matches(classes, predicate, obj):
                 return rule, not rule.denies
         return None, self.default_effect == PHT.Allow
 
