@@ -10,7 +10,7 @@ one validated ``GraphStore.apply``. The clock stops when the central service has
 Side by side in the same run, the same pipeline without the outbox: the filtered batches go through an
 in-memory queue to the same pusher thread (nothing on disk, nothing durable). ``outbox_overhead`` is
 (time with outbox - time without) / time without. Modes alternate, ``--rounds`` of each; the best of each
-mode is reported (the machine is shared; the order alternates), and so is the CPU time per triple of each side (this process: the
+mode is reported (the machine is shared), and so is the CPU time per triple of each side (this process: the
 MPU's threads; the service: from /proc), which other load on the machine hardly changes. Last line: one JSON
 object.
 
@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from _service import auth, free_port, start_service  # noqa: E402
 
+from graph_store import tune_garbage_collection  # noqa: E402
 from orchestrator.principal import Role  # noqa: E402
 from station_mpu import (  # noqa: E402
     EventAdapter,
@@ -197,6 +198,7 @@ def measure(work: Path, tag: str, run: Any, events: int, post: int) -> tuple[flo
 
 
 def main() -> None:
+    tune_garbage_collection()  # this process is the MPU: configured as `pht mpu serve` configures it
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--post", type=int, default=500)
@@ -216,7 +218,7 @@ def main() -> None:
     best = {mode: min(runs) for mode, runs in results.items()}
     rate = {mode: t[1] / t[0] for mode, t in best.items()}
     overhead = (best["outbox"][0] / best["outbox"][1]) / (best["memory"][0] / best["memory"][1]) - 1
-    print(f"every run on a fresh central store; each run's triples were all found in the station graph")
+    print("every run on a fresh central store; each run's triples were all found in the station graph")
     print(f"with outbox {rate['outbox']:,.0f} triples/s, without {rate['memory']:,.0f} triples/s, "
           f"outbox overhead {overhead:.1%}")
     station_cpu = {mode: min(r[2] for r in runs) for mode, runs in results.items()}

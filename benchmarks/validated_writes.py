@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _data import LifecycleSteps, copies, scenario  # noqa: E402
 
-from graph_store import CENTRAL_GRAPH, PHT, EmbeddedStore, load_schema  # noqa: E402
+from graph_store import CENTRAL_GRAPH, PHT, EmbeddedStore, load_schema, tune_garbage_collection  # noqa: E402
 from graph_store._convert import to_rdflib  # noqa: E402
 
 
@@ -118,6 +118,7 @@ def main() -> None:
     size_small, size_large = len(small), len(large)
     print(f"stores built in {time.perf_counter() - t0:.1f} s: {size_small:,} and {size_large:,} quads "
           f"(incl. vocabulary; scenario of {len(base)} triples copied)")
+    tune_garbage_collection()  # as the central service's entry point does after start-up
     rate(small, small_steps, 200), rate(large, large_steps, 200)  # warm-up: caches, RocksDB blocks
     small_rates, large_rates = [], []
     block = args.steps // 4

@@ -8,6 +8,7 @@ SPARQL update run as one (:meth:`GraphStore.apply_update`; :func:`compile_update
 from ._changeset import ChangeSet
 from ._embedded import EmbeddedStore
 from ._errors import ConflictError, GraphStoreError, InvalidInputError, StoreUnavailable, ValidationFailed
+from ._gc import tune_garbage_collection
 from ._queries import NamedQuery, list_named_queries, named_query
 from ._rdf_input import parse_rdf
 from ._remote import RemoteStore
@@ -69,5 +70,6 @@ __all__ = [
     "signing_input",
     "station_event_prefix",
     "station_graph",
+    "tune_garbage_collection",
     "verify_batch",
 ]

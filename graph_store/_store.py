@@ -8,7 +8,8 @@ everything that makes a write safe lives here once:
 3. the change is committed as ONE SPARQL Update request (atomic in pyoxigraph, Oxigraph server and
    Virtuoso), whose WHERE clause repeats the guard so that the update does nothing if a writer in another
    process changed the guarded data first -- on a server that serialises concurrent updates (Virtuoso with
-   REPEATABLE READ; not Oxigraph server 0.5: see :mod:`._remote`).
+   REPEATABLE READ; not Oxigraph server 0.5: see :mod:`._remote`). The embedded store, its directory's only
+   writer, does not repeat the guard: step 1 checked it under the write lock (see EmbeddedStore._commit).
 
 A refused write raises before step 3: nothing is written.
 """

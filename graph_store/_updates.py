@@ -18,7 +18,6 @@ Blank nodes, terms pyoxigraph refuses (relative IRIs, bad language tags) and the
 
 from __future__ import annotations
 
-
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache

@@ -10,6 +10,8 @@ import sys
 
 import uvicorn
 
+from graph_store import tune_garbage_collection
+
 from .app import create_app
 from .settings import Settings, SettingsError
 
@@ -22,7 +24,9 @@ def main() -> int:
         return 2
     host = os.environ.get("PHT_HOST", "127.0.0.1")
     port = int(os.environ.get("PHT_PORT", "8080"))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=os.environ.get("PHT_LOG_LEVEL", "warning"),
+    app = create_app(settings)
+    tune_garbage_collection()
+    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("PHT_LOG_LEVEL", "warning"),
                 timeout_graceful_shutdown=5)  # live web streams must not hold a shutdown up
     return 0
 

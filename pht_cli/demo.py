@@ -21,6 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from graph_store import tune_garbage_collection
 from graph_store._paths import REPO_ROOT
 from local_platform import LocalPlatform, StationSpec, detect_runtime, read_pooled, split_breast_cancer
 from orchestrator.principal import Role
@@ -62,6 +63,7 @@ def run(console: Console, *, keep: Path | None = None, serve: bool = False, runt
             warnings.simplefilter("ignore")  # the process runtime's isolation warning was printed above
             platform = LocalPlatform(workdir / "platform", specs, runtime=runtime)
             platform.start()
+            tune_garbage_collection()  # as the services' own entry points do
         try:
             _run_trains(console, platform)
             _where(console, platform, serve)

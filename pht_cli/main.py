@@ -22,6 +22,7 @@ from graph_store import (
     GraphStoreError,
     named_query,
     parse_rdf,
+    tune_garbage_collection,
 )
 from orchestrator.app import create_app
 from orchestrator.auth import issue_token
@@ -123,6 +124,7 @@ def serve(
     except (SettingsError, GraphStoreError) as e:
         raise fail(str(e)) from None
     console.print(f"central service on http://{host}:{port} (store {settings.store_path or settings.store_query_url})")
+    tune_garbage_collection()
     uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 

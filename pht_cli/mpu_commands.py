@@ -16,6 +16,7 @@ import uvicorn
 from pydantic import ValidationError
 from rich.table import Table
 
+from graph_store import tune_garbage_collection
 from station_mpu import (
     DEFAULT_POLICY,
     EventAdapter,
@@ -274,4 +275,5 @@ def serve(
         raise fail(str(e)) from None
     console.print(f"MPU of station {settings.station_id} on http://{host}:{port} (policy {mpu.policy.source}, "
                   f"outbox {settings.data_dir}, pushing to {settings.central_url or 'nowhere: queue only'})")
+    tune_garbage_collection()
     uvicorn.run(create_mpu_app(mpu), host=host, port=port, log_level="warning")

@@ -102,3 +102,23 @@ def test_cached_quads_follow_commits_and_forget_raw_writes(store: EmbeddedStore)
         store.apply(ChangeSet(insert=[retype]))
     assert {(r.focus_node, r.component_name) for r in refused.value.report.results} == {
         (execution, "MinCountConstraintComponent")}
+
+
+def test_tuning_the_garbage_collector_raises_its_threshold_and_freezes_start_up_objects() -> None:
+    """Bulk RDF work allocates a term object per read; the services' entry points collect less often
+    (graph_store._gc explains the measurements)."""
+    import gc
+
+    from graph_store import tune_garbage_collection
+    from graph_store._gc import YOUNG_THRESHOLD
+
+    before = gc.get_threshold()
+    try:
+        survivor = [object()]  # alive at "start-up"
+        assert any(o is survivor for o in gc.get_objects())
+        tune_garbage_collection()
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD > before[0]
+        assert not any(o is survivor for o in gc.get_objects()), "start-up objects must be frozen out of collections"
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
