@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,7 @@ class GraphStore(ABC):
         self._types_cache: dict[Any, frozenset[Any]] | None = None
         self._quads_cache: dict[Any, frozenset[Quad]] | None = None
         """Both set to dicts by back-ends whose process is the store's only writer; see PostChangeView."""
+        self._commit_listeners: list[Callable[[ChangeSet], None]] = []
 
     # -- back-end primitives ----------------------------------------------------------------------------
 
@@ -173,7 +174,14 @@ class GraphStore(ABC):
                 self._commit(change)
                 self._confirm_commit(change)
                 self._remember(view)
+                for listener in self._commit_listeners:
+                    listener(change)
             return report
+
+    def on_commit(self, listener: Callable[[ChangeSet], None]) -> None:
+        """Call ``listener(change)`` after every change this store object commits (under its write lock), e.g.
+        to drop what a cache derived from the changed data."""
+        self._commit_listeners.append(listener)
 
     def plan_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
                     using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),

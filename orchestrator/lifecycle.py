@@ -128,6 +128,12 @@ def _int(term: Any) -> int:
 _CONTEXTS_CACHED = 10_000
 """Executions whose context the engine keeps (a few hundred bytes each); the cache restarts when full."""
 
+_CONTEXT_PREDICATES = frozenset(
+    [PHT.ofTrain, PHT.atStation, PHT.round, PHT.forStop, PHT.stopIndex, PHT.definition, PHT.mode, PHT.rounds,
+     PHT.aggregator, PHT.routeStop, PHT.station, NamedNode("http://purl.org/dc/terms/identifier")])
+"""What ``execution_context.rq`` and ``route.rq`` read besides states: a commit writing one of these for a cached
+node makes the engine forget its caches."""
+
 
 @dataclass
 class _Step:
@@ -160,6 +166,8 @@ class Lifecycle:
         self._lock = threading.RLock()
         self._contexts: dict[NamedNode, dict[str, Any]] = {}  # see _execution_row
         self._routes: dict[NamedNode, list[tuple[NamedNode, NamedNode]]] = {}  # see _route
+        self._cached_nodes: set[Any] = set()  # every node the two caches hold, see _forget_edited_contexts
+        self.store.on_commit(self._forget_edited_contexts)
 
     # -- trains -----------------------------------------------------------------------------------------
 
@@ -445,8 +453,9 @@ class Lifecycle:
         """The execution's context (``execution_context.rq``) with its and its train's current ``state`` and
         ``trainState``; None if there is no such execution.
 
-        The context never changes once the execution exists (executions, trains, stations and definitions are
-        created, never edited), so it is cached; the two states are read for every step.
+        The engine never changes a context once the execution exists (it creates executions, trains, stations
+        and definitions, never edits them), so it is cached, and forgotten when another writer changes what it
+        was read from (:meth:`_forget_edited_contexts`); the two states are read for every step.
         """
         ctx = self._contexts.get(execution)
         if ctx is None:
@@ -456,12 +465,30 @@ class Lifecycle:
             if not rows:
                 return None
             if len(self._contexts) >= _CONTEXTS_CACHED:
-                self._contexts.clear()
+                self._forget_contexts()
             ctx = self._contexts[execution] = rows[0]
+            self._cached_nodes.add(execution)
+            self._cached_nodes.update(v for v in ctx.values() if isinstance(v, NamedNode))
         state, train_state = self._state(execution), self._state(ctx["train"])
         if state is None or train_state is None:
             return None
         return {**ctx, "state": state, "trainState": train_state}
+
+    def _forget_edited_contexts(self, change: ChangeSet) -> None:
+        """After any commit to the store: if it changed what a cached context or route was read from (an
+        operator's edit through SPARQL Update or the Graph Store Protocol: the engine itself only adds new
+        resources), forget both caches."""
+        if not self._cached_nodes:
+            return
+        for q in change.delete | change.insert:
+            if q.predicate in _CONTEXT_PREDICATES and q.subject in self._cached_nodes:
+                self._forget_contexts()
+                return
+
+    def _forget_contexts(self) -> None:
+        self._contexts.clear()
+        self._routes.clear()
+        self._cached_nodes.clear()
 
     def _state(self, resource: NamedNode) -> NamedNode | None:
         states = self.store.quads(resource, PHT.state, None, G)
@@ -479,8 +506,10 @@ class Lifecycle:
             if not route:
                 return route
             if len(self._routes) >= _CONTEXTS_CACHED:
-                self._routes.clear()
+                self._forget_contexts()
             self._routes[definition] = route
+            self._cached_nodes.add(definition)
+            self._cached_nodes.update(node for pair in route for node in pair)
         return list(route)
 
     def _parameters(self, definition: NamedNode, definition_id: str) -> dict[str, tuple[NamedNode, NamedNode, bool]]:

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
-from pyoxigraph import NamedNode
+from pyoxigraph import NamedNode, Quad
 
-from graph_store import PHT, EmbeddedStore
+from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore
 from orchestrator.lifecycle import Forbidden, IllegalTransition, Lifecycle, LifecycleError, NotFound
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
@@ -159,3 +159,18 @@ def test_racing_stations_exactly_one_step_wins(engine: Lifecycle) -> None:
     assert state_of(engine, tid) == "running"
     moved = [q for q in engine.store.quads(None, PHT.toState, PHT.WaitingForApproval)]
     assert len(moved) == 1
+
+
+def test_an_operators_edit_of_an_execution_is_seen_by_the_next_step(engine: Lifecycle) -> None:
+    """The engine caches each execution's context (it never changes through the engine); an edit by other
+    means, here moving the execution to another station, must not leave the old station in charge."""
+    tid = engine.submit(ALICE, definition_id="count", parameters={"MIN": "5"})
+    eid = f"{tid}.r1-s0"
+    engine.step(station("aachen"), execution_id=eid, to="waiting-for-approval")  # context cached
+    execution = engine.iris.execution(eid)
+    engine.store.apply(ChangeSet(delete=[Quad(execution, PHT.atStation, engine.iris.station("aachen"), CENTRAL_GRAPH)],
+                                 insert=[Quad(execution, PHT.atStation, engine.iris.station("leipzig"), CENTRAL_GRAPH)]))
+    with pytest.raises(Forbidden):
+        engine.step(admin("aachen"), execution_id=eid, to="approved")
+    engine.step(admin("leipzig"), execution_id=eid, to="approved")
+    assert executions(engine, tid)[eid] == "approved"
