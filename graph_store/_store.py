@@ -16,6 +16,7 @@ A refused write raises before step 3: nothing is written.
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,6 +41,7 @@ QueryResult = QuerySolutions | QueryBoolean | QueryTriples | Iterator[Any]
 """SELECT: iterable of solutions (``solution["var"]``); ASK: ``bool(result)``; CONSTRUCT: iterable of triples."""
 
 _PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,10 @@ class GraphStore(ABC):
                 self._confirm_commit(change)
                 self._remember(view)
                 for listener in self._commit_listeners:
-                    listener(change)
+                    try:
+                        listener(change)
+                    except Exception:  # the change is committed: a listener's bug must not report it as failed
+                        log.exception("a commit listener failed after a committed change")
             return report
 
     def on_commit(self, listener: Callable[[ChangeSet], None]) -> None:

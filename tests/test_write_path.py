@@ -123,3 +123,22 @@ def test_tuning_the_garbage_collector_raises_its_threshold_and_freezes_start_up_
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_failing_commit_listener_does_not_make_a_committed_change_look_failed(
+        store: EmbeddedStore, caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[ChangeSet] = []
+
+    def broken(change: ChangeSet) -> None:
+        raise RuntimeError("listener bug")
+
+    store.on_commit(broken)
+    store.on_commit(seen.append)
+    execution = NamedNode(EX + "exec-0002-aachen-r2")
+    state = store.quads(execution, PHT.state)[0].object
+    other = PHT.Failed if state != PHT.Failed else PHT.Cancelled
+    change = _state_step(execution, state, other)
+    assert store.apply(change).conforms
+    assert store.quads(execution, PHT.state)[0].object == other
+    assert seen == [change], "later listeners still hear of the change"
+    assert "commit listener failed" in caplog.text
