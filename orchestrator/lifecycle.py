@@ -498,8 +498,8 @@ class Lifecycle:
         return list(self.store.run_query("train_context", train=train))  # type: ignore[arg-type]
 
     def _route(self, definition: NamedNode) -> list[tuple[NamedNode, NamedNode]]:
-        """The definition's stops and their stations, in order (cached: a definition is created with its route
-        and never edited)."""
+        """The definition's stops and their stations, in order (cached like the contexts of
+        :meth:`_execution_row`: a definition is created with its route)."""
         route = self._routes.get(definition)
         if route is None:
             route = [(r["stop"], r["station"]) for r in self.store.run_query("route", definition=definition)]  # type: ignore[union-attr]
