@@ -19,10 +19,9 @@ YOUNG_THRESHOLD = 50_000
 """New objects between two young-generation collections (Python's default: 700)."""
 
 
-def tune_garbage_collection(*, freeze: bool = True) -> None:
-    """Collect less often; with ``freeze``, move every object alive now (what start-up loaded) out of the
-    collector's sight. Call once per process, in its entry point, after start-up."""
+def tune_garbage_collection() -> None:
+    """Collect less often, and move every object alive now (what start-up loaded) out of the collector's sight.
+    Call once per process, in its entry point, after start-up."""
     gc.set_threshold(YOUNG_THRESHOLD, 20, 20)
-    if freeze:
-        gc.collect()
-        gc.freeze()
+    gc.collect()
+    gc.freeze()

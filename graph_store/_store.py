@@ -318,14 +318,9 @@ class GraphStore(ABC):
 
     @staticmethod
     def _check_writable(change: ChangeSet) -> None:
-        quads = change.delete | change.insert
-        graphs = {q.graph_name for q in quads}
-        predicates = {q.predicate for q in quads}
-        if RDFS_SUBCLASSOF not in predicates and not any(
-                g in _PROTECTED or isinstance(g, DefaultGraph) for g in graphs):
-            return
-        for q in quads:
-            if q.graph_name in _PROTECTED or isinstance(q.graph_name, DefaultGraph):
+        for q in change.delete | change.insert:
+            graph = q.graph_name  # read once: each read of a quad's term makes a new Python object
+            if graph in _PROTECTED or isinstance(graph, DefaultGraph):
                 raise InvalidInputError(f"{q}: the ontology and shapes graphs are loaded from files, not written")
             if q.predicate == RDFS_SUBCLASSOF:
                 raise InvalidInputError(f"{q}: the class hierarchy lives in ontology/, data may not change it")

@@ -70,7 +70,7 @@ _PY_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 _RDFS_LITERAL = "http://www.w3.org/2000/01/rdf-schema#Literal"
 _XSD_DATETIME = _XSD + "dateTime"
-_RDFLIB_DATETIME = XSDToPython.get(rdflib.URIRef(_XSD_DATETIME))
+_RDFLIB_PARSES_DATETIME_BY_FROMISOFORMAT = XSDToPython.get(rdflib.URIRef(_XSD_DATETIME)) == datetime.fromisoformat
 _RDFS_DATATYPE = "http://www.w3.org/2000/01/rdf-schema#Datatype"
 
 
@@ -278,19 +278,20 @@ class IncrementalValidator:
         """Validate the affected focus nodes of ``change`` (plus the vocabulary check of its inserts)."""
         results = list(self._vocabulary_results(change.insert))
         focus = self.affected_focus_nodes(view, change)
-        run = _Run(self, view)
-        for node, paths in focus.items():
-            for shape in self._targeting_shapes(view, node):
-                results.extend(run.validate(node, shape, paths))
+        results += self._validate_paths(view, focus.items())
         return ValidationReport(tuple(results), focus_nodes_checked=len(focus))
 
     def validate_nodes(self, view: PostChangeView, focus_nodes: Iterable[Node]) -> list[ValidationResult]:
         """Validate each node, on every path, against every shape that targets it."""
+        return self._validate_paths(view, ((node, None) for node in focus_nodes))
+
+    def _validate_paths(self, view: PostChangeView, focus: Iterable[tuple[Node, Paths]]) -> list[ValidationResult]:
+        """Validate each node on its paths against every shape that targets it."""
         results: list[ValidationResult] = []
         run = _Run(self, view)
-        for focus in focus_nodes:
-            for shape in self._targeting_shapes(view, focus):
-                results.extend(run.validate(focus, shape))
+        for node, paths in focus:
+            for shape in self._targeting_shapes(view, node):
+                results.extend(run.validate(node, shape, paths))
         return results
 
     def _targeting_shapes(self, view: PostChangeView, focus: Node) -> list[NodeShape]:
@@ -344,13 +345,10 @@ class _Run:
         results: list[ValidationResult] = []
         if shape.constraints:
             self._check(focus, None, frozenset((focus,)), shape, results)
-        view = self.view
-        outgoing = view.outgoing(focus) if shape.properties else {}  # type: ignore[arg-type]
+        values_of = self.view.values
         for ps in shape.properties:
-            path = ps.path
-            if paths is None or path in paths:
-                values = view.values(focus, path) if isinstance(path, tuple) else outgoing.get(path, _EMPTY)  # type: ignore[arg-type]
-                self._check(focus, path, values, ps, results)
+            if paths is None or ps.path in paths:
+                self._check(focus, ps.path, values_of(focus, ps.path), ps, results)  # type: ignore[arg-type]
         return results
 
     def conforms(self, node: Term, shape_id: Node) -> bool:
@@ -419,7 +417,7 @@ def _datatype_matches(v: Term, dt: NamedNode) -> bool:
         return rule == _RDFS_DATATYPE
     if rule == XSD_STRING:
         return True  # every string is a well-formed xsd:string
-    if rule == _XSD_DATETIME and _RDFLIB_DATETIME == datetime.fromisoformat:
+    if rule == _XSD_DATETIME and _RDFLIB_PARSES_DATETIME_BY_FROMISOFORMAT:
         # rdflib's own parser for xsd:dateTime, called without building an rdflib Literal (timestamps are the
         # one literal that is new in every write, so the cache above rarely helps them)
         try:

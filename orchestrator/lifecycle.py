@@ -464,11 +464,8 @@ class Lifecycle:
             rows = [{name: row[name] for name in names} for row in result]  # type: ignore[union-attr]
             if not rows:
                 return None
-            if len(self._contexts) >= _CONTEXTS_CACHED:
-                self._forget_contexts()
-            ctx = self._contexts[execution] = rows[0]
-            self._cached_nodes.add(execution)
-            self._cached_nodes.update(v for v in ctx.values() if isinstance(v, NamedNode))
+            ctx = rows[0]
+            self._keep(self._contexts, execution, ctx, [v for v in ctx.values() if isinstance(v, NamedNode)])
         state, train_state = self._state(execution), self._state(ctx["train"])
         if state is None or train_state is None:
             return None
@@ -505,12 +502,16 @@ class Lifecycle:
             route = [(r["stop"], r["station"]) for r in self.store.run_query("route", definition=definition)]  # type: ignore[union-attr]
             if not route:
                 return route
-            if len(self._routes) >= _CONTEXTS_CACHED:
-                self._forget_contexts()
-            self._routes[definition] = route
-            self._cached_nodes.add(definition)
-            self._cached_nodes.update(node for pair in route for node in pair)
+            self._keep(self._routes, definition, route, [node for pair in route for node in pair])
         return list(route)
+
+    def _keep(self, cache: dict[NamedNode, Any], key: NamedNode, value: Any, nodes: Sequence[Any]) -> None:
+        """Cache ``value`` (read from ``key`` and ``nodes``) in one of the engine's two caches."""
+        if len(cache) >= _CONTEXTS_CACHED:
+            self._forget_contexts()
+        cache[key] = value
+        self._cached_nodes.add(key)
+        self._cached_nodes.update(nodes)
 
     def _parameters(self, definition: NamedNode, definition_id: str) -> dict[str, tuple[NamedNode, NamedNode, bool]]:
         rows = list(self.store.run_query("definition_parameters", definition=definition))  # type: ignore[arg-type]
