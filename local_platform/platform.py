@@ -158,7 +158,9 @@ class LocalPlatform:
                     station_id=spec.id, data_dir=self.workdir / "mpu" / spec.id, central_url=self.url,
                     private_key_path=self.workdir / "keys" / f"{spec.id}.pem",
                     token=self.token(f"station-{spec.id}", Role.STATION, spec.id),
-                    sample_interval_s=self.sample_interval_s)), f"mpu-{spec.id}")
+                    # only containers have stats to sample; the process runtime's trains have none
+                    sample_interval_s=self.sample_interval_s if self.runtime in ("docker", "podman") else 0)),
+                    f"mpu-{spec.id}")
             self._start_agent(spec, make_runtime(self.runtime))
 
     def _serve(self, app: Any, name: str) -> str:

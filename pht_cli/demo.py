@@ -46,9 +46,11 @@ def run(console: Console, *, keep: Path | None = None, serve: bool = False, runt
     if why:
         console.print(f"[yellow]warning:[/yellow] {why}.", highlight=False)
     if runtime == "process":
-        from station.runtimes.process import NO_ISOLATION, ProcessRuntime
-        if not ProcessRuntime.can_isolate():
-            console.print(f"[yellow]warning:[/yellow] {NO_ISOLATION}.", highlight=False)
+        from station.runtimes.process import ProcessRuntime
+        if ProcessRuntime.can_isolate():
+            console.print("Trains run as local processes sandboxed by bubblewrap (no network, read-only system, "
+                          "uid 10001).", highlight=False)
+        # else the process runtime itself says, once, that nothing isolates them and what to install
     workdir = keep if keep is not None else Path(tempfile.mkdtemp(prefix="pht-demo-"))
     if keep is not None and keep.exists():
         shutil.rmtree(keep)
@@ -60,7 +62,7 @@ def run(console: Console, *, keep: Path | None = None, serve: bool = False, runt
         console.print(f"Breast cancer data (scikit-learn, 569 patients) split across {', '.join(HOSPITALS)}; "
                       f"runtime: {runtime}.")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the process runtime's isolation warning was printed above
+            warnings.simplefilter("ignore")  # the process runtime logs its isolation warning instead
             platform = LocalPlatform(workdir / "platform", specs, runtime=runtime)
             platform.start()
             tune_garbage_collection()  # as the services' own entry points do
@@ -99,11 +101,11 @@ def _run_trains(console: Console, platform: LocalPlatform) -> None:
                                    "route": route, "parameters": [{"name": p} for p in params], **extra})
     trains = {"cohort count (incremental)": alice.submit("cohort-count", COUNT),
               "mean/variance (incremental)": alice.submit("mean-variance", {"COLUMNS": ",".join(COLUMNS)})}
-    if platform.runtime != "process" or _host_python_has_numpy():
+    if platform.runtime != "process" or _train_python_has_numpy():
         trains[FEDERATED] = alice.submit("fedavg", FEDAVG)
     else:
-        console.print("[yellow]warning:[/yellow] the federated train needs numpy, and the host's python3 that the "
-                      "process runtime uses has none (apt-get install python3-numpy); running the two "
+        console.print("[yellow]warning:[/yellow] the federated train needs numpy, and the system python3 that "
+                      "bubblewrap's sandbox offers has none (apt-get install python3-numpy); running the two "
                       "incremental trains only.", highlight=False)
     final = watch_trains(alice, trains, console, timeout_s=300, interval_s=0.2)
     x, y, names = read_pooled([platform.stations[i].dataset for i in range(len(HOSPITALS))])
@@ -134,10 +136,12 @@ def _run_trains(console: Console, platform: LocalPlatform) -> None:
         raise RuntimeError(f"the demo trains did not all finish: {', '.join(failed)}")
 
 
-def _host_python_has_numpy() -> bool:
-    """Whether the python3 the process runtime runs trains with (the host's, on its default PATH) has numpy."""
-    from station.runtimes.process import DEFAULT_PATH
-    python = shutil.which("python3", path=DEFAULT_PATH)
+def _train_python_has_numpy() -> bool:
+    """Whether the python3 process-runtime trains run with has numpy: unisolated, this station's own Python
+    (numpy is a dependency of the station software); under bubblewrap, the system's on its default PATH."""
+    from station.runtimes.process import DEFAULT_PATH, ProcessRuntime, default_unisolated_path
+    path = DEFAULT_PATH if ProcessRuntime.can_isolate() else default_unisolated_path()
+    python = shutil.which("python3", path=path)
     return python is not None and subprocess.run([python, "-c", "import numpy"], capture_output=True).returncode == 0
 
 

@@ -69,7 +69,8 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
-COMPONENTS = ("oxigraph", "virtuoso", "s3", "docker", "podman", "bubblewrap", "chromium", "prometheus")
+COMPONENTS = ("oxigraph", "virtuoso", "s3", "docker", "podman", "bubblewrap", "chromium", "prometheus",
+              "mount-namespace")
 
 #: Debian's Virtuoso configuration, used as the template for generated ``virtuoso.ini`` files.
 VIRTUOSO_INI_TEMPLATES = (
@@ -217,6 +218,15 @@ def available(name: str) -> str | None:
         if _find_prometheus() is None:
             return f"prometheus not found on PATH nor in /usr/bin; {_INSTALL_HINT} (Debian package prometheus)"
         return None
+    if name == "mount-namespace":  # hiding installed programs from one test (the bare-machine demo)
+        if os.geteuid() != 0:
+            return "hiding installed programs needs root (bind mounts in a private mount namespace)"
+        try:
+            done = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True,
+                                  text=True, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"unshare --mount failed: {exc}"
+        return None if done.returncode == 0 else f"unshare --mount failed: {done.stderr.strip()[-300:]}"
     raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
 
 

@@ -51,6 +51,50 @@ def test_demo_without_docker_runs_the_trains_as_local_processes() -> None:
     assert "accuracy" in out and "failed" not in out
 
 
+#: Run inside a private mount namespace: hides the Docker engine and clients, Podman, bubblewrap and the system
+#: numpy by mounting over them, proves they are hidden, then runs the command given.
+HIDE_INSTALLED = r"""
+set -eu
+for dir in $(echo "$PATH" | tr ':' ' ') /usr/bin /usr/sbin /usr/local/bin /usr/local/sbin; do
+  for program in bwrap docker dockerd podman; do
+    if [ -f "$dir/$program" ]; then mount --bind /dev/null "$dir/$program"; fi
+  done
+done
+for socket in /var/run/docker.sock /run/docker.sock /run/podman/podman.sock; do
+  if [ -e "$socket" ]; then mount --bind /dev/null "$socket"; fi
+done
+for packages in /usr/lib/python3/dist-packages /usr/local/lib/python3*/dist-packages; do
+  if [ -d "$packages" ]; then mount -t tmpfs -o size=1m,mode=0755 none "$packages"; fi
+done
+if /usr/bin/python3 -c "import numpy" 2>/dev/null; then echo "the system numpy is still visible" >&2; exit 97; fi
+if command -v bwrap >/dev/null || command -v docker >/dev/null; then echo "bwrap or docker still visible" >&2; exit 97; fi
+exec "$@"
+"""
+
+
+def test_the_readme_demo_runs_all_three_trains_on_a_bare_machine(tmp_path: Path) -> None:
+    """A fresh machine of the project's kind has no Docker engine, no bubblewrap and no system numpy: the demo
+    still runs all three trains (the unisolated process runtime, with the station's own Python), prints results
+    equal to the pooled computation, and says which runtime it used, why, and what to install for isolation."""
+    from conftest import require_component
+    require_component("mount-namespace")
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "PHT_PODMAN_URL")}
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", HIDE_INSTALLED, "sh",
+                           *PHT, "demo"], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**env, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = " ".join((done.stdout + done.stderr).split())
+    assert "no Docker engine" in out and "runtime: process" in out
+    assert "NO ISOLATION" in out and "apt-get install bubblewrap" in out
+    count = re.search(r"(\d+) patients with mean_radius > 15 │ (\d+)", out)
+    assert count and count.group(1) == count.group(2), "the platform's count equals the pooled count"
+    means = re.findall(r"mean_radius: mean (\d+\.\d+), variance (\d+\.\d+) │ mean (\d+\.\d+), variance (\d+\.\d+)", out)
+    assert means and means[0][:2] == means[0][2:], "incremental mean and variance equal the pooled ones"
+    accuracy = re.search(r"accuracy (0\.\d+) after 6 .*?accuracy (0\.\d+)", out)
+    assert accuracy and abs(float(accuracy.group(1)) - float(accuracy.group(2))) <= 0.02
+    assert "failed" not in out and "Traceback" not in out
+
+
 def test_validate_accepts_the_demo_registry() -> None:
     done = pht("validate", "examples/registry.ttl")
     assert done.returncode == 0, done.stderr
@@ -161,7 +205,7 @@ def test_demo_without_numpy_on_the_host_runs_the_incremental_trains_and_says_why
     from rich.console import Console
 
     from pht_cli import demo
-    monkeypatch.setattr(demo, "_host_python_has_numpy", lambda: False)
+    monkeypatch.setattr(demo, "_train_python_has_numpy", lambda: False)
     out = io.StringIO()
     demo.run(Console(file=out, width=200), runtime="process")
     text = out.getvalue()

@@ -5,8 +5,10 @@ The behavioural tests run the same probe train folder the Docker tests build int
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,7 +27,15 @@ from runtime_helpers import (
 )
 
 from station.runtimes.base import ImageRefused, Limits
-from station.runtimes.process import IsolationWarning, ProcessRuntime, folder_digest, train_command
+from station.runtimes.process import (
+    DEFAULT_PATH,
+    IsolationWarning,
+    ProcessRuntime,
+    folder_digest,
+    host_argv,
+    train_command,
+    train_uid_can_run_python,
+)
 
 PROBE = Path(PROBE_TRAIN_DIR)
 EXTERNAL = "1.1.1.1:443"
@@ -188,8 +198,8 @@ def open_root() -> Iterator[Path]:
 
 
 def test_without_bubblewrap_warns_and_still_limits(open_root: Path) -> None:
-    with pytest.warns(IsolationWarning, match="NO ISOLATION"):
-        runtime = ProcessRuntime(bwrap=None, work_root=open_root / "work")
+    with pytest.warns(IsolationWarning, match="NO ISOLATION"):  # the system's Python: one uid 10001 can run
+        runtime = ProcessRuntime(bwrap=None, work_root=open_root / "work", unisolated_path=DEFAULT_PATH)
     assert not runtime.isolated
     spec = make_spec(open_root, name="pht-test-unisolated", image=str(PROBE), digest=folder_digest(PROBE),
                      params={"actions": "files:1"})
@@ -208,3 +218,28 @@ def test_without_bubblewrap_warns_and_still_limits(open_root: Path) -> None:
     result = runtime.run(timed)
     assert "time limit of 1 s" in result.failure
     assert runtime.leftovers() == []
+
+
+def test_unisolated_trains_run_with_the_station_python_and_reach_their_folder(open_root: Path) -> None:
+    """Without bubblewrap the contract's paths do not exist: an argument naming the WORKDIR runs the host copy,
+    and ``python3`` is the station's own Python (numpy included), so the demo's trains run on a bare machine.
+    As root the train drops to uid 10001 exactly when that user can run this Python (not under pyenv's /root)."""
+    assert host_argv(["python3", "/app/probe.py", "/app", "/apple", "x"], "/app", Path("/w/train")) == [
+        "python3", "/w/train/probe.py", "/w/train", "/apple", "x"]
+    with pytest.warns(IsolationWarning):
+        runtime = ProcessRuntime(bwrap=None, work_root=open_root / "work")
+    code = ("import json, os, sys, numpy; json.dump({'prefix': sys.prefix, 'uid': os.getuid()}, "
+            "open(os.path.join(os.environ['PHT_OUTPUT_DIR'], 'who.json'), 'w'))")
+    (open_root / "train").mkdir()
+    folder = open_root / "train"
+    (folder / "Dockerfile").write_text('FROM pht/python-base:bookworm\nWORKDIR /app\nENTRYPOINT ["python3", "/app/who.py"]\n')
+    (folder / "who.py").write_text(code + "\n")
+    spec = make_spec(open_root, name="pht-test-unisolated-python", image=str(folder), digest=folder_digest(folder),
+                     params={})
+    result = runtime.run(spec)
+    assert result.ok, (result.failure, result.logs)
+    who = json.loads((spec.output_dir / "who.json").read_text())
+    assert who["prefix"] == sys.prefix
+    if os.geteuid() == 0:
+        assert runtime.drop_to_train_uid == train_uid_can_run_python(runtime.host_path)
+        assert who["uid"] == (10001 if runtime.drop_to_train_uid else 0)

@@ -10,7 +10,12 @@ links), the dataset, inputs and parameters read-only, the output folder writable
 network/IPC/PID/UTS namespaces (no network: only its own loopback), no capabilities, uid 10001, a clean
 environment, killed with its parent. Limits are rlimits (address space, file size, CPU seconds, processes,
 open files), a wall-clock timeout that kills the process group, and a watchdog on the output folder's size.
-Without bwrap the train runs with the same rlimits but **no isolation**, and the runtime says so loudly.
+Without bwrap the train runs with the same rlimits but **no isolation**, and the runtime says so loudly. It
+then runs on the host as the station's own software would: arguments naming the Dockerfile's ``WORKDIR`` point
+at the host copy of the folder, the contract's path variables at host folders, and the station's Python
+environment comes first on ``PATH`` (so a Python train finds numpy, a dependency of the station software, on a
+machine without a system numpy). As root it drops to uid 10001 when that user can run this Python, else it
+runs as the station's user and says so.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -34,6 +40,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path, PurePosixPath
 
 from station import contract
@@ -43,7 +50,8 @@ from station.runtimes.output import OutputRejected, copy_tree, empty_folder, tre
 log = logging.getLogger(__name__)
 
 NO_ISOLATION = ("bubblewrap (bwrap) not found: the process runtime runs trains with rlimits only and NO "
-                "ISOLATION (network, files and other processes are reachable); use it for development only")
+                "ISOLATION (network, files and other processes are reachable); use it for development only, "
+                "and install bubblewrap (apt-get install bubblewrap) to sandbox trains")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: read-only extras the dynamic loader and Debian's alternatives (libblas for numpy) need
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/alternatives")
@@ -217,6 +225,61 @@ class _TailReader(threading.Thread):
         return bytes(self.buffer[-self.limit:]) if self.limit else b""
 
 
+# ---------------------------------------------------------------------------- unisolated trains
+
+
+def default_unisolated_path() -> str:
+    """``PATH`` of an unisolated train: this station's Python environment first, then the host's ``PATH``."""
+    return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', DEFAULT_PATH)}"
+
+
+@cache
+def train_uid_can_run_python(path: str) -> bool:
+    """Does uid 10001 get the same ``python3`` from ``path`` as the station's user? (Not when the station's lives
+    under a closed home such as pyenv's ``/root``: the lookup then falls through to another ``python3`` on
+    ``path``, one without the station's packages.) Checked once per ``path`` by running it as both users."""
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(contract.TRAIN_UID)
+        os.setuid(contract.TRAIN_UID)
+
+    def prefix(preexec: Callable[[], None] | None) -> str | None:
+        try:
+            proc = subprocess.run(["python3", "-c", "import sys; print(sys.prefix)"], env={"PATH": path},
+                                  preexec_fn=preexec, cwd="/", capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    mine = prefix(None)
+    return mine is not None and prefix(drop) == mine
+
+
+def unisolated_train_user() -> str:
+    """Who unisolated trains run as here: ``uid 10001``, or the station's own user when 10001 cannot run this
+    station's Python (the reason is in the sentence)."""
+    if os.geteuid() != 0:
+        return f"the station's user (uid {os.geteuid()})"
+    if train_uid_can_run_python(default_unisolated_path()):
+        return f"uid {contract.TRAIN_UID}"
+    return (f"root, because uid {contract.TRAIN_UID} cannot run this station's Python ({sys.executable}); "
+            "install bubblewrap or use Docker to run them isolated and unprivileged")
+
+
+@cache
+def _log_once(message: str) -> None:
+    """A warning logged once per process, however many stations' runtimes there are (``pht demo`` has four)."""
+    log.warning(message)
+
+
+def host_argv(argv: list[str], workdir: str, folder: Path) -> list[str]:
+    """Unisolated, the folder is not mounted at ``WORKDIR``: arguments naming it or a path below it name the
+    host copy instead (``python3 /train/train.py`` → ``python3 <copy>/train.py``); the others are unchanged."""
+    prefix = workdir.rstrip("/") + "/"
+    return [str(folder) if arg == workdir else str(folder / arg[len(prefix):]) if arg.startswith(prefix) else arg
+            for arg in argv]
+
+
 # ---------------------------------------------------------------------------- the runtime
 
 
@@ -225,15 +288,21 @@ class ProcessRuntime:
 
     name = "process"
 
-    def __init__(self, *, bwrap: str | None = "auto", work_root: Path | None = None) -> None:
-        """``bwrap="auto"`` finds it on PATH; ``None`` forces the unisolated mode (tests, demo without bwrap)."""
+    def __init__(self, *, bwrap: str | None = "auto", work_root: Path | None = None,
+                 unisolated_path: str | None = None) -> None:
+        """``bwrap="auto"`` finds it on PATH; ``None`` forces the unisolated mode (tests, demo without bwrap).
+        ``unisolated_path``: the ``PATH`` unisolated trains get (default :func:`default_unisolated_path`)."""
         self.bwrap = shutil.which("bwrap") if bwrap == "auto" else bwrap
         self.work_root = work_root or Path(tempfile.gettempdir()) / "pht-process-runtime"
         self.as_root = os.geteuid() == 0
         self.setpriv: str | None = None
+        #: unisolated only: the trains' PATH, and whether root drops to uid 10001 for them
+        self.host_path = unisolated_path or default_unisolated_path()
+        self.drop_to_train_uid = False
         if self.bwrap is None:
             warnings.warn(NO_ISOLATION, IsolationWarning, stacklevel=2)
-            log.warning(NO_ISOLATION)
+            self.drop_to_train_uid = self.as_root and train_uid_can_run_python(self.host_path)
+            _log_once(f"{NO_ISOLATION}; they run as {unisolated_train_user()}")
         elif self.as_root:
             # As root, bwrap's user namespace would map the train's uid to host root; instead bwrap builds
             # the sandbox without one and setpriv drops to uid 10001 inside it.
@@ -351,7 +420,7 @@ class ProcessRuntime:
         host = {contract.DATA_DIR: str(Path(spec.dataset_dir).resolve()),
                 contract.INPUT_DIR: str(Path(spec.input_dir).resolve()) if spec.input_dir else str(empty_input),
                 contract.PARAMS_FILE: str(params), contract.OUTPUT_DIR: str(staging), contract.WORK_DIR: str(scratch)}
-        env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {"PATH": self.host_path, "PYTHONDONTWRITEBYTECODE": "1"}
         env.update({key: host.get(value, value) for key, value in spec.environment.items()})
         return env
 
@@ -366,9 +435,9 @@ class ProcessRuntime:
             cwd = work
             preexec = _preexec(spec, limit_nproc=self.as_root, drop_to_train_uid=False)
         else:
-            log.warning("running %s WITHOUT ISOLATION (no bubblewrap)", spec.name)
-            command, env, cwd = argv, self._host_env(spec, work, staging), train
-            preexec = _preexec(spec, limit_nproc=self.as_root, drop_to_train_uid=self.as_root)
+            log.info("running %s WITHOUT ISOLATION (no bubblewrap)", spec.name)
+            command, env, cwd = host_argv(argv, workdir, train), self._host_env(spec, work, staging), train
+            preexec = _preexec(spec, limit_nproc=self.drop_to_train_uid, drop_to_train_uid=self.drop_to_train_uid)
         started = time.monotonic()
         try:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
