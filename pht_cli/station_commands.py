@@ -34,14 +34,17 @@ def run_agent(
 
     Configured by environment variables (docs/station.md): PHT_STATION_ID, PHT_CENTRAL_URL,
     PHT_STATION_TOKEN, PHT_STATION_DATASETS (id=/folder,...), PHT_STATION_STATE_DIR, PHT_OBJECTS_URL,
-    PHT_STATION_RUNTIME (docker, podman, process), PHT_STATION_POLICY (Turtle file).
+    PHT_STATION_RUNTIME (docker, podman, process, kubernetes), PHT_STATION_POLICY (Turtle file); PHT_PODMAN_URL
+    for podman, PHT_K8S_NAMESPACE and PHT_K8S_IMAGE_REFS for kubernetes.
 
     Example: PHT_STATION_ID=aachen PHT_CENTRAL_URL=http://127.0.0.1:8080 ... pht station run
     """
     logging.basicConfig(level=os.environ.get("PHT_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     try:
         settings = StationSettings.from_env()
-        agent = StationAgent(settings, runtime=make_runtime(settings.runtime))
+        agent = StationAgent(settings, runtime=make_runtime(
+            settings.runtime, podman_url=settings.podman_url, kubernetes_namespace=settings.kubernetes_namespace,
+            kubernetes_image_refs=settings.kubernetes_image_refs, kubeconfig=settings.kubeconfig))
         if settings.policy_file is not None:
             load_policy(settings.policy_file)  # refuse to start on an invalid policy
     except (StationSettingsError, PolicyError, RuntimeFailure, ObjectStoreError) as e:

@@ -28,6 +28,10 @@ class StationSettings:
     limits: Limits = field(default_factory=Limits)
     max_attempts: int = 2          #: runs interrupted by an agent crash are retried this often, then failed
     mpu_url: str | None = None     #: the station's metadata processing unit (events are posted there)
+    podman_url: str | None = None  #: runtime "podman": its Docker-compatible API (default its root socket)
+    kubernetes_namespace: str | None = None  #: runtime "kubernetes": where the train Jobs run
+    kubernetes_image_refs: Path | None = None  #: runtime "kubernetes": JSON file, image ID -> registry reference
+    kubeconfig: Path | None = None  #: runtime "kubernetes" outside a cluster: its configuration file (KUBECONFIG)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "StationSettings":
@@ -53,7 +57,10 @@ class StationSettings:
                    token=need("PHT_STATION_TOKEN"), datasets=datasets, state_dir=Path(need("PHT_STATION_STATE_DIR")),
                    objects_url=need("PHT_OBJECTS_URL"), runtime=environ.get("PHT_STATION_RUNTIME", "docker"),
                    policy_file=Path(policy) if policy else None, poll_interval_s=interval,
-                   mpu_url=environ.get("PHT_MPU_URL") or None)
+                   mpu_url=environ.get("PHT_MPU_URL") or None, podman_url=environ.get("PHT_PODMAN_URL") or None,
+                   kubernetes_namespace=environ.get("PHT_K8S_NAMESPACE") or None,
+                   kubernetes_image_refs=Path(refs) if (refs := environ.get("PHT_K8S_IMAGE_REFS")) else None,
+                   kubeconfig=Path(kube) if (kube := environ.get("KUBECONFIG")) else None)
 
     def check(self) -> None:
         """Refuse settings that cannot work, before the agent touches anything."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,67 @@ def test_runtime_refuses_unmapped_images() -> None:
     runtime.check_image("probe", DIGEST)
     with pytest.raises(ImageRefused, match="No registry reference"):
         runtime.check_image("probe", "sha256:" + "0" * 64)
+
+
+# ---------------------------------------------------------------------------- the station's factory
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u, namespace: pht}}]
+current-context: x
+"""
+
+
+def test_the_station_factory_builds_the_kubernetes_runtime_from_its_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PHT_STATION_RUNTIME=kubernetes`` used to raise TypeError (the factory called ``KubernetesRuntime()``
+    without its required arguments); now the settings carry the namespace and image references."""
+    from station.runtimes.factory import make_runtime
+    from station.settings import StationSettings
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    refs = {"sha256:" + "a" * 64: "registry.hospital.example/trains/count@sha256:" + "b" * 64}
+    (tmp_path / "refs.json").write_text(json.dumps(refs))
+    (tmp_path / "data").mkdir()
+    settings = StationSettings.from_env({
+        "PHT_STATION_ID": "aachen", "PHT_CENTRAL_URL": "http://127.0.0.1:9", "PHT_STATION_TOKEN": "t",
+        "PHT_STATION_DATASETS": f"d={tmp_path / 'data'}", "PHT_STATION_STATE_DIR": str(tmp_path / "state"),
+        "PHT_OBJECTS_URL": f"file://{tmp_path / 'objects'}", "PHT_STATION_RUNTIME": "kubernetes",
+        "PHT_K8S_NAMESPACE": "pht-trains", "PHT_K8S_IMAGE_REFS": str(tmp_path / "refs.json"),
+        "KUBECONFIG": str(tmp_path / "kubeconfig")})
+    runtime = make_runtime(settings.runtime, kubernetes_namespace=settings.kubernetes_namespace,
+                           kubernetes_image_refs=settings.kubernetes_image_refs, kubeconfig=settings.kubeconfig)
+    assert isinstance(runtime, KubernetesRuntime)
+    assert runtime.namespace == "pht-trains" and runtime.image_refs == refs
+    runtime.check_image("count", "sha256:" + "a" * 64)  # known ID: accepted without asking the cluster
+    with pytest.raises(ImageRefused):
+        runtime.check_image("count", "sha256:" + "c" * 64)
+
+
+@pytest.mark.parametrize("namespace,refs,message", [
+    (None, '{}', "needs a namespace (PHT_K8S_NAMESPACE)"),
+    ("pht", None, "needs the image reference file (PHT_K8S_IMAGE_REFS)"),
+    ("pht", "[1, 2]", "must be a JSON object of image ID to reference"),
+    ("pht", "{not json", "is not JSON"),
+])
+def test_the_kubernetes_runtime_refuses_incomplete_settings_with_one_sentence(
+        tmp_path: Path, namespace: str | None, refs: str | None, message: str) -> None:
+    from station.runtimes.factory import make_runtime
+    path = None
+    if refs is not None:
+        path = tmp_path / "refs.json"
+        path.write_text(refs)
+    with pytest.raises(RuntimeFailure, match=re.escape(message)):
+        make_runtime("kubernetes", kubernetes_namespace=namespace, kubernetes_image_refs=path)
+
+
+def test_without_a_cluster_configuration_the_runtime_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from station.runtimes.factory import make_runtime
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    (tmp_path / "refs.json").write_text("{}")
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(RuntimeFailure, match="no Kubernetes cluster configuration"):
+        make_runtime("kubernetes", kubernetes_namespace="pht", kubernetes_image_refs=tmp_path / "refs.json",
+                     kubeconfig=tmp_path / "empty")

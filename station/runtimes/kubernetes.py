@@ -208,7 +208,10 @@ class KubernetesRuntime:
     name = "kubernetes"
 
     def __init__(self, *, namespace: str, image_refs: Mapping[str, str], api_client: Any = None,
-                 dataset_source: Mapping[str, Any] | None = None, poll_s: float = 2.0) -> None:
+                 dataset_source: Mapping[str, Any] | None = None, poll_s: float = 2.0,
+                 kubeconfig: Path | None = None) -> None:
+        """Without ``api_client``: the in-cluster configuration, else the file ``kubeconfig`` (the client's own
+        default location when ``None``); raises ``kubernetes.config.ConfigException`` when there is neither."""
         from kubernetes import client as k8s  # imported here: only this runtime needs a cluster configuration
 
         if api_client is None:
@@ -216,7 +219,7 @@ class KubernetesRuntime:
             try:
                 config.load_incluster_config()
             except config.ConfigException:
-                config.load_kube_config()
+                config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None)
             api_client = k8s.ApiClient()
         self.namespace = namespace
         self.image_refs = dict(image_refs)
