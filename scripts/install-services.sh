@@ -10,6 +10,8 @@
 #   debootstrap          -> builds the Python base image without a registry (scripts/build-base-image.sh)
 #   bubblewrap           -> /usr/bin/bwrap, the sandbox of the local process runtime
 #   podman               -> Docker-compatible API, a second container engine for the runtime tests
+#   runc                 -> the OCI runtime Podman needs on cgroup-hybrid hosts, where crun refuses to run
+#                           (station/runtimes/podman.py); docker.io uses it too
 #   prometheus           -> scrapes our metrics for real in the dashboard tests
 #   chromium             -> headless browser for the web view tests
 #   chromium-driver      -> /usr/bin/chromedriver, through which selenium drives that browser
@@ -26,6 +28,7 @@ declare -A PACKAGES=(
   [debootstrap]=/usr/sbin/debootstrap
   [bubblewrap]=/usr/bin/bwrap
   [podman]=/usr/bin/podman
+  [runc]=/usr/sbin/runc
   [prometheus]=/usr/bin/prometheus
   [chromium]=/usr/bin/chromium
   [chromium-driver]=/usr/bin/chromedriver

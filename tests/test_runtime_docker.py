@@ -35,6 +35,7 @@ from runtime_helpers import (
 from station.images import build_train_image
 from station.runtimes.base import ImageRefused, Limits, RuntimeFailure
 from station.runtimes.docker import LABEL, DockerRuntime
+from station.runtimes.podman import service_command
 
 pytestmark = pytest.mark.real_component("docker")
 
@@ -59,7 +60,7 @@ def podman_runtime(probe_image: tuple[str, str], docker_client: docker.DockerCli
     podman = shutil.which("podman")
     assert podman is not None
     log = open(root / "service.log", "wb")  # noqa: SIM115 - closed in the finally below
-    service = subprocess.Popen([podman, *storage, "system", "service", "--time=0", f"unix://{socket_path}"],
+    service = subprocess.Popen(service_command(f"unix://{socket_path}", podman=podman, global_args=storage),
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     client: docker.DockerClient | None = None
     try:
