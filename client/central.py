@@ -162,6 +162,11 @@ class CentralClient:
             raise ClientError(f"train {train_id} finished without a recorded output")
         return digest
 
+    def researcher_objects_url(self) -> str | None:
+        """The object store this deployment's operator set for researchers to fetch results from
+        (``PHT_RESEARCHER_OBJECTS_URL``, told by ``GET /api/settings``), or None if none is set."""
+        return self._call("GET", "/api/settings").get("researcher_objects_url")
+
     # -- station side ---------------------------------------------------------------------------------------
 
     def work(self, station_id: str) -> list[dict[str, Any]]:

@@ -148,7 +148,9 @@ class LocalPlatform:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.store = EmbeddedStore(self.workdir / "store")
-        self.url = self._serve(create_app(Settings(jwt_secret=DEMO_SECRET, demo=True), store=self.store), "central")
+        settings = Settings(jwt_secret=DEMO_SECRET, demo=True,  # researchers fetch results from the shared folder
+                            researcher_objects_url=f"file://{self.workdir.resolve() / 'objects'}")
+        self.url = self._serve(create_app(settings, store=self.store), "central")
         ops = self.client("operator", Role.OPERATOR)
         for spec in self.stations:
             register_station(ops, spec.id, self.workdir / "keys" / f"{spec.id}.pem", runtime=self.runtime)

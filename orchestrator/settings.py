@@ -7,11 +7,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 __all__ = ["Settings", "SettingsError", "DEMO_SECRET"]
 
 DEMO_SECRET = "pht-demo-secret-change-me-0123456789abcdef"
 """HS256 key of the embedded demo. Refused unless ``demo=True``."""
+OBJECT_STORE_SCHEMES = frozenset({"file", "s3", "s3+https", "s3+http"})
+"""The URL schemes ``station.objects.object_store_from_url`` reads (not imported: stations are another package)."""
 
 
 class SettingsError(ValueError):
@@ -41,6 +44,10 @@ class Settings:
     query_result_limit: int = 10_000
     base_iri: str = "https://pht.example.org/id/"
     station_timeout_s: float = 3600.0  #: fail executions a station has not moved for this long (0: never)
+    researcher_objects_url: str | None = None
+    """Where researchers fetch released results (an object store URL, see ``station/objects.py``), told to every
+    signed-in caller by ``GET /api/settings`` so that ``pht train results`` finds it. Every researcher reads it:
+    give read-only credentials, never the stations' writing ones."""
     demo: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -57,6 +64,10 @@ class Settings:
             raise SettingsError("PHT_MAX_BODY_BYTES, PHT_QUERY_TIMEOUT_S and PHT_QUERY_RESULT_LIMIT must be positive")
         if self.station_timeout_s < 0:
             raise SettingsError("PHT_STATION_TIMEOUT_S must be 0 (off) or a positive number of seconds")
+        if self.researcher_objects_url is not None and \
+                urlsplit(self.researcher_objects_url).scheme.lower() not in OBJECT_STORE_SCHEMES:
+            raise SettingsError("PHT_RESEARCHER_OBJECTS_URL must be an object store URL: file:///folder, or s3://, "
+                                "s3+https:// or s3+http:// ACCESS:SECRET@host:port/bucket")
         if not self.base_iri.endswith(("/", "#")):
             raise SettingsError("PHT_BASE_IRI must end with '/' or '#'")
 
@@ -87,5 +98,6 @@ class Settings:
             query_result_limit=int(num("PHT_QUERY_RESULT_LIMIT", 10_000)),
             base_iri=e.get("PHT_BASE_IRI", "https://pht.example.org/id/"),
             station_timeout_s=num("PHT_STATION_TIMEOUT_S", 3600.0),
+            researcher_objects_url=e.get("PHT_RESEARCHER_OBJECTS_URL") or None,
             demo=e.get("PHT_DEMO", "") == "1",
         )

@@ -31,7 +31,7 @@ from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
 
 from . import demo as demo_module
 from .mpu_commands import mpu_app
-from .output import console, errors, fail
+from .output import console, fail, print_report
 from .setup_commands import setup
 from .station_commands import station_app
 from .train_commands import ask, train_app
@@ -147,7 +147,7 @@ def validate(
     except GraphStoreError as e:
         raise fail(f"{file}: {e}") from None
     if not report.conforms:
-        errors.print(report.text(), highlight=False)
+        print_report(report)
         raise fail(f"{file} does not conform to the shapes ({len(report.results)} result(s))")
     console.print(f"{file}: conforms ({len(quads)} triples, {report.focus_nodes_checked} focus nodes checked)")
 

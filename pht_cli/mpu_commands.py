@@ -38,7 +38,7 @@ from station_mpu import (
     validated,
 )
 
-from .output import console, errors, fail
+from .output import console, fail, print_report
 
 __all__ = ["mpu_app"]
 
@@ -83,7 +83,7 @@ def _load(path: Path, naming: Naming | None) -> Policy:
         return read_policy(path, station=naming.station if naming is not None else None)
     except PolicyError as e:
         if e.report is not None:
-            errors.print(e.report.text(), highlight=False)
+            print_report(e.report)
         raise fail(str(e)) from None
 
 

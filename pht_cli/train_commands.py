@@ -8,14 +8,14 @@ from typing import Annotated, Any
 import typer
 from pyoxigraph import Literal, NamedNode
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
-from rich.table import Table
 
 from client import CentralClient, ClientError
 from station.archive import ArchiveError
 from station.objects import ObjectStoreError, fetch_unpacked, object_store_from_url
 
-from .output import console, errors, fail
+from .output import console, fail, print_report, print_table
 
 train_app = typer.Typer(help="Submit, watch and fetch trains (researchers).", no_args_is_help=True)
 
@@ -25,14 +25,6 @@ Token = Annotated[str, typer.Option("--token", envvar="PHT_TOKEN", help="Bearer 
 PROGRESS = {"queued": 0, "waiting-for-approval": 1, "approved": 2, "pulling": 3, "running": 4,
             "output-under-review": 5, "released": 6, "withheld": 6, "rejected": 6, "failed": 6, "cancelled": 6}
 
-
-
-def _print_report(report: Any) -> None:
-    results = report.get("results", []) if isinstance(report, dict) else report or []
-    for r in results:
-        if isinstance(r, dict):
-            errors.print(f"  - {r.get('message')} (focus {r.get('focus_node')}, path {r.get('path')})",
-                         highlight=False)
 
 
 @train_app.command("submit")
@@ -61,8 +53,7 @@ def submit(file: Annotated[Path, typer.Argument(help="Train file (JSON): definit
                 definition = definition.get("id")
             train_id = client.submit(str(definition), {k: str(v) for k, v in parameters.items()})
     except ClientError as e:
-        if e.report:
-            _print_report(e.report)
+        print_report(e.report)
         raise fail(f"{file}: {e}") from None
     console.print(train_id)
 
@@ -79,10 +70,8 @@ def list_trains(central: CentralUrl, token: Token,
             trains = client.trains(state)
     except ClientError as e:
         raise fail(str(e)) from None
-    table = Table("train", "definition", "state", "created")
-    for t in trains:
-        table.add_row(t["id"], t["definition"], t["state"], t["created"])
-    console.print(table)
+    print_table(console, ("train", "definition", "state", "created"),
+                [(t["id"], t["definition"], t["state"], _when(t["created"])) for t in trains])
 
 
 @train_app.command("watch")
@@ -95,16 +84,24 @@ def watch(train_id: Annotated[str, typer.Argument(help="Train id.")], central: C
     """
     try:
         with CentralClient(central, token) as client:
-            state = watch_trains(client, {"": train_id}, console, timeout_s=timeout, interval_s=interval)[
-                train_id]["state"]
-            failures = [e for e in client.events(train_id)
-                        if e["to_state"] in ("failed", "rejected", "withheld") and e["reason"]]
+            train = watch_trains(client, {"": train_id}, console, timeout_s=timeout, interval_s=interval)[train_id]
+            events = client.events(train_id)
     except (ClientError, TimeoutError) as e:
         raise fail(str(e)) from None
-    for e in failures[:3]:
-        console.print(f"[red]{e['to_state']}[/red] {e['execution'] or 'train'}: {e['reason']}", highlight=False)
-    if state != "finished":
-        raise fail(f"train {train_id} ended {state}")
+    for line in _failures(train, events)[:3]:
+        console.print(line, highlight=False, soft_wrap=False)  # wrapped at the terminal's width
+    if train["state"] != "finished":
+        raise fail(f"train {train_id} ended {train['state']}")
+
+
+def _failures(train: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Why a train ended badly, one line per execution that failed, was rejected or withheld, naming its station
+    and round; the train's own event (which repeats the execution's reason) only when no execution's explains it."""
+    where = {e["id"]: f"{e['station']}, round {e['round']}" for e in train["executions"]}
+    bad = [e for e in events if e["to_state"] in ("failed", "rejected", "withheld") and e["reason"]]
+    lines = [f"[red]{e['to_state']}[/red] at {escape(where.get(e['execution'], e['execution']))}: {escape(e['reason'])}"
+             for e in bad if e["execution"]]
+    return lines or [f"[red]{e['to_state']}[/red] train: {escape(e['reason'])}" for e in bad]
 
 
 def watch_trains(client: CentralClient, trains: Mapping[str, str], out: Console, *, timeout_s: float = 3600,
@@ -129,18 +126,24 @@ def watch_trains(client: CentralClient, trains: Mapping[str, str], out: Console,
 @train_app.command("results")
 def results(train_id: Annotated[str, typer.Argument(help="Train id.")], central: CentralUrl, token: Token,
             out: Annotated[Path, typer.Option(help="Folder to unpack the result into (must not exist).")],
-            objects: Annotated[str, typer.Option("--objects", envvar="PHT_OBJECTS_URL", help="Object store URL.")],
+            objects: Annotated[str | None, typer.Option("--objects", envvar="PHT_OBJECTS_URL", help=(
+                "Object store URL (default: the one the central service names for researchers)."))] = None,
             ) -> None:
     """Fetch a finished train's result by the digest the graph records, verify it, unpack it safely.
 
-    Example: pht train results 6f0c... --out result/ --objects file:///var/pht/objects --central URL --token $T
+    The object store is the one the central service names (its operator sets PHT_RESEARCHER_OBJECTS_URL);
+    --objects overrides it. Example: pht train results 6f0c... --out result/ --central URL --token $T
     """
     if out.exists():
         raise fail(f"{out} exists; give a new folder")
     try:
         with CentralClient(central, token) as client:
+            url = objects or client.researcher_objects_url()
+            if not url:
+                raise fail(f"the central service at {central} names no object store for results; give --objects URL "
+                           "(or PHT_OBJECTS_URL), or ask its operator to set PHT_RESEARCHER_OBJECTS_URL")
             digest = client.result_digest(train_id)
-        fetch_unpacked(object_store_from_url(objects), digest, out, max_bytes=1024**3, max_files=100_000)
+        fetch_unpacked(object_store_from_url(url), digest, out, max_bytes=1024**3, max_files=100_000)
     except (ClientError, ObjectStoreError, ArchiveError) as e:
         raise fail(str(e)) from None
     console.print(f"result of {train_id} (sha256 {digest}, verified) in {out}:")
@@ -206,20 +209,16 @@ def _parameters(client: CentralClient, pairs: list[str]) -> dict[str, NamedNode 
 
 def print_sparql_json(answer: dict[str, Any], out: Console, *, columns: Sequence[str] | None = None,
                       only_with: str | None = None) -> None:
-    """A SPARQL JSON result as a table (ASK as yes/no): IRIs shortened to their last segment, times to the
-    second, optionally only some ``columns`` and only rows that bind ``only_with``."""
+    """A SPARQL JSON result within the terminal's width (:func:`print_table`; ASK as yes/no): IRIs shortened to
+    their last segment, times to the second; optionally only some ``columns`` and only rows that bind
+    ``only_with``. Without ``columns``, columns empty in every row are left out."""
     if "boolean" in answer:
         out.print("yes" if answer["boolean"] else "no")
         return
     variables = [v for v in (columns or answer["head"]["vars"]) if v in answer["head"]["vars"]]
-    table = Table()
-    for v in variables:
-        table.add_column(v, overflow="fold")  # wrap long values, never cut them
-    for row in answer["results"]["bindings"]:
-        if only_with is not None and only_with not in row:
-            continue
-        table.add_row(*(_cell(row.get(v)) for v in variables))
-    out.print(table)
+    rows = [[_cell(row.get(v)) for v in variables] for row in answer["results"]["bindings"]
+            if only_with is None or only_with in row]
+    print_table(out, variables, rows, drop_empty=columns is None, hint="choose them with --columns")
 
 
 def _cell(term: dict[str, Any] | None) -> str:
@@ -229,5 +228,10 @@ def _cell(term: dict[str, Any] | None) -> str:
     if term["type"] == "uri":
         return value.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
     if term.get("datatype", "").endswith("#dateTime"):
-        return value[:19]
+        return _when(value)
     return value
+
+
+def _when(value: str) -> str:
+    """An xsd:dateTime to the second, date and time apart (a narrow column wraps it between the two)."""
+    return value[:19].replace("T", " ")

@@ -100,6 +100,7 @@ MATRIX: dict[tuple[str, str, str], str] = {
     ("DELETE", "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
     ("POST",   "/api/stations/{station_id}/metadata", "aachen"):  " .   .   .     .     Y     .     .     .    .",
     ("GET",    "/metrics",                            ""):        " Y   Y   Y     Y     Y     Y     Y     Y    Y",
+    ("GET",    "/api/settings",                       ""):        " .   .   Y     Y     Y     Y     Y     Y    Y",
 }
 # fmt: on
 """(method, route path, variant) -> one Y/. per caller, in the order of ``CALLERS``."""
@@ -199,6 +200,7 @@ BUILDERS: dict[tuple[str, str, str], Callable[[World, str], Call]] = {
     ("POST", "/api/stations", ""): lambda w, c: Call("POST", "/api/stations", json={
         "id": unique("st"), "title": "a station", "owner": "a hospital", "public_keys": [KEY]}),
     ("GET", "/api/stations", ""): lambda w, c: Call("GET", "/api/stations"),
+    ("GET", "/api/settings", ""): lambda w, c: Call("GET", "/api/settings"),
     ("POST", "/api/datasets", "aachen"): lambda w, c: Call("POST", "/api/datasets", json={
         "id": unique("ds"), "title": "data", "station": OWN}),
     ("GET", "/api/datasets", ""): lambda w, c: Call("GET", "/api/datasets"),

@@ -1,0 +1,219 @@
+"""A researcher using only the README and ``--help`` (issue 11), against a real platform: the central service over
+HTTP, two station agents, each with its metadata processing unit pushing to the central graph, and trains run as
+local processes (the runtime every machine has).
+
+* ``pht train results ID --out DIR`` finds the object store by itself; ``--objects`` overrides it;
+* every path that lists a train's events shows one row per state transition, MPUs running;
+* ``pht ask``, ``pht train list`` and ``pht train watch`` stay within an 80-character terminal, values whole.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from central_thread import central_service
+from pyoxigraph import NamedNode
+from rich.console import Console
+
+from local_platform import LocalPlatform, StationSpec, read_pooled, split_breast_cancer
+from orchestrator.principal import Role
+from station.runtimes.process import IsolationWarning
+
+REPO = Path(__file__).resolve().parent.parent
+PHT = [sys.executable, "-m", "pht_cli.main"]
+ROUTE = ("aachen", "leipzig")
+COUNT = {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"}
+FAILURE = "exited with code 3"
+
+
+@dataclass
+class World:
+    platform: LocalPlatform
+    finished: str  # a cohort count through both stations
+    failed: str  # released at aachen, failed at leipzig
+
+    @property
+    def central(self) -> str:
+        return self.platform.url
+
+    def token(self, who: str = "alice") -> str:
+        return self.platform.token(who, Role.RESEARCHER)
+
+
+def pht(*args: str, token: str, columns: int = 200, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The command line as a researcher runs it: nothing set but the token (no PHT_OBJECTS_URL)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHT_")}
+    env.update(PHT_TOKEN=token, COLUMNS=str(columns))
+    return subprocess.run([*PHT, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+
+
+def station_accounts(world: World, tid: str) -> list[tuple[str, str]]:
+    """(graph, new state) of every state change the stations' MPUs pushed about the train."""
+    client = world.platform.client("alice")
+    history = client.named_query("train_history", train=NamedNode(client.train(tid)["iri"]))
+    return [(row["graph"]["value"].rsplit("/", 1)[-1], row["to"]["value"].rsplit("#", 1)[-1])
+            for row in history["results"]["bindings"]
+            if "to" in row and not row["graph"]["value"].endswith("/central")]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("researcher")
+    folders = split_breast_cancer(tmp / "data", ROUTE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IsolationWarning)  # no bubblewrap here: unisolated, said loudly elsewhere
+        platform = LocalPlatform(tmp / "platform", [StationSpec(s, folders[s]) for s in ROUTE], runtime="process")
+        platform.start()
+    try:
+        alice = platform.client("alice")
+        for did, folder, params in (("count", REPO / "trains" / "cohort-count", list(COUNT)),
+                                    ("fail-second", REPO / "tests" / "fixtures" / "trains" / "fail-second", [])):
+            image = platform.build_image(folder, f"pht-test/{did}:cli")
+            alice.register_definition({"id": did, "title": did, "image_name": image.name, "image_digest": image.digest,
+                                       "mode": "incremental", "route": list(ROUTE),
+                                       "parameters": [{"name": p} for p in params]})
+        w = World(platform, alice.submit("count", COUNT), alice.submit("fail-second", {}))
+        assert alice.wait(w.finished)["state"] == "finished"
+        assert alice.wait(w.failed)["state"] == "failed"
+        deadline = time.monotonic() + 60
+        while ("leipzig", "Failed") not in station_accounts(w, w.failed) or \
+                ("leipzig", "Released") not in station_accounts(w, w.finished):
+            assert time.monotonic() < deadline, "the MPUs did not push the stations' accounts of the steps"
+            time.sleep(0.2)
+        yield w
+    finally:
+        platform.stop()
+
+
+# -- 1. results find the object store ------------------------------------------------------------------------
+
+
+def test_results_as_the_readme_writes_it_finds_the_object_store(world: World, tmp_path: Path) -> None:
+    done = pht("train", "results", world.finished, "--out", str(tmp_path / "result"), "--central", world.central,
+               token=world.token())
+    assert done.returncode == 0, done.stderr
+    assert "verified" in done.stdout
+    x, _, names = read_pooled([s.dataset for s in world.platform.stations])
+    got = json.loads((tmp_path / "result" / "result.json").read_text())
+    assert got["count"] == int((x[:, names.index("mean_radius")] > 15).sum())
+
+
+def test_objects_overrides_what_the_central_service_names(world: World, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    done = pht("train", "results", world.finished, "--out", str(tmp_path / "result"), "--central", world.central,
+               "--objects", f"file://{tmp_path / 'elsewhere'}", token=world.token())
+    assert done.returncode == 1 and "elsewhere" in done.stderr and "is not in" in done.stderr, done.stderr
+    assert not (tmp_path / "result").exists()
+
+
+def test_results_without_a_known_object_store_say_where_to_set_it(tmp_path: Path) -> None:
+    with central_service() as central:  # its operator set no PHT_RESEARCHER_OBJECTS_URL
+        done = pht("train", "results", "any-train", "--out", str(tmp_path / "result"), "--central", central.url,
+                   token=central_token())
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "--objects" in done.stderr and "PHT_RESEARCHER_OBJECTS_URL" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (tmp_path / "result").exists()
+
+
+def central_token() -> str:
+    from api_helpers import ALICE
+    return ALICE["Authorization"].split()[1]
+
+
+def test_the_service_names_the_researchers_object_store_to_signed_in_callers_only(world: World) -> None:
+    answer = httpx.get(world.central + "/api/settings", headers={"Authorization": f"Bearer {world.token()}"})
+    assert answer.status_code == 200
+    assert answer.json() == {"researcher_objects_url": f"file://{(world.platform.workdir / 'objects').resolve()}"}
+    assert httpx.get(world.central + "/api/settings").status_code == 401
+
+
+# -- 3. one row per transition, MPUs running ------------------------------------------------------------------
+
+
+def test_rest_events_list_each_transition_once_although_the_mpus_recorded_them_too(world: World) -> None:
+    for tid in (world.finished, world.failed):
+        assert station_accounts(world, tid), "the stations' MPUs pushed their own state changes"
+        events = world.platform.client("alice").events(tid)
+        transitions = Counter((e["execution"], e["to_state"]) for e in events if e["execution"] and e["to_state"])
+        assert transitions and max(transitions.values()) == 1, transitions
+
+
+def test_the_web_timeline_and_its_live_stream_show_each_state_once(world: World) -> None:
+    headers = {"Authorization": f"Bearer {world.token()}"}
+    page = httpx.get(f"{world.central}/ui/trains/{world.failed}", headers=headers)
+    assert page.status_code == 200
+    for eid in (f"{world.failed}.r1-s0", f"{world.failed}.r1-s1"):
+        timeline = page.text.split(f'data-timeline="{eid}"')[1].split("data-timeline=")[0]
+        states = [chunk.split('"')[0] for chunk in timeline.split('class="state s-')[1:]]
+        assert len(states) == len(set(states)) and states[-1] in ("released", "failed"), states
+    stream = httpx.get(f"{world.central}/ui/trains/{world.failed}/events/stream", headers=headers, timeout=60)
+    rows = [json.loads(block.split("data: ", 1)[1]) for block in stream.text.split("\n\n")
+            if block.startswith("event: event")]
+    transitions = Counter((r["execution"], r["to_state"]) for r in rows if r["execution"] and r["to_state"])
+    assert transitions and max(transitions.values()) == 1, transitions
+
+
+def test_watch_prints_the_failure_once_with_its_station(world: World) -> None:
+    done = pht("train", "watch", world.failed, "--central", world.central, "--timeout", "30", token=world.token())
+    assert done.returncode == 1
+    text = " ".join(done.stdout.split())
+    assert text.count(FAILURE) == 1, done.stdout
+    assert "failed at leipzig, round 1:" in text, done.stdout
+
+
+# -- 4, 5. 80 columns -----------------------------------------------------------------------------------------
+
+
+def assert_fits(text: str, width: int = 80) -> list[str]:
+    lines = text.splitlines()
+    assert lines and max(len(line) for line in lines) <= width, "\n".join(line for line in lines if len(line) > width)
+    return lines
+
+
+def assert_whole(lines: list[str], *values: str) -> None:
+    """Each value is readable: every word of it whole on a line (a value wraps only at its spaces)."""
+    for value in values:
+        for word in value.split():
+            assert any(word in line for line in lines), f"{word!r} of {value!r} is cut or missing"
+
+
+def test_ask_fits_80_columns_and_keeps_values_readable(world: World) -> None:
+    from pht_cli.train_commands import print_sparql_json
+    client = world.platform.client("alice")
+    execution = f"{world.failed}.r1-s1"
+    reason = next(e["reason"] for e in client.events(world.failed) if e["execution"] == execution
+                  and e["to_state"] == "failed")
+    for query, columns, values in (
+            ("train_history", None, (execution, reason, "OutputUnderReview", "leipzig")),
+            ("train_history", ("time", "stationId", "from", "to", "reason"), (reason, "OutputUnderReview")),
+            ("station_durations", None, (execution, "Released", "Failed"))):
+        out = io.StringIO()
+        answer = client.named_query(query, train=NamedNode(client.train(world.failed)["iri"]))
+        print_sparql_json(answer, Console(file=out, width=80), columns=columns)
+        assert_whole(assert_fits(out.getvalue()), *values)
+    done = pht("ask", "train_history", "--param", f"train={world.failed}", "--central", world.central,
+               columns=80, token=world.token())
+    assert done.returncode == 0, done.stderr
+    assert_whole(assert_fits(done.stdout), execution, reason, "OutputUnderReview")
+
+
+def test_list_and_watch_fit_80_columns(world: World) -> None:
+    listed = pht("train", "list", "--central", world.central, columns=80, token=world.token())
+    assert listed.returncode == 0, listed.stderr
+    assert_whole(assert_fits(listed.stdout), world.finished, world.failed, "fail-second", "finished")
+    watched = pht("train", "watch", world.failed, "--central", world.central, columns=80, token=world.token())
+    lines = assert_fits(watched.stdout)
+    assert_whole(lines, "round 1 aachen", "round 1 leipzig", "released", "failed")
