@@ -98,6 +98,12 @@ class CentralClient:
         return self._call("POST", "/api/trains", json={"definition": definition,
                                                       "parameters": dict(parameters or {})})["id"]
 
+    def submit_train_file(self, document: Mapping[str, Any]) -> str:
+        """Submit a train file's content (docs/train-definition.md): a definition id or a whole definition, which
+        the service registers in the same write as the train or not at all, and the parameters; returns the
+        train id."""
+        return self._call("POST", "/api/trains", json=dict(document))["id"]
+
     def train(self, train_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/trains/{train_id}")
 

@@ -30,7 +30,8 @@ from .chart import Chart, load_chart
 from .principal import Principal, Role
 from .settings import Settings
 
-__all__ = ["Lifecycle", "LifecycleError", "NotFound", "Forbidden", "IllegalTransition", "InvalidValue", "Iris"]
+__all__ = ["Lifecycle", "LifecycleError", "NotFound", "Forbidden", "IllegalTransition", "InvalidValue", "Iris",
+           "DefinitionWrite"]
 
 RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 XSD = "http://www.w3.org/2001/XMLSchema#"
@@ -135,6 +136,18 @@ _CONTEXT_PREDICATES = frozenset(
 node makes the engine forget its caches."""
 
 
+@dataclass(frozen=True)
+class DefinitionWrite:
+    """A train definition as it is to be written (made by ``Registry.prepare_definition``), so that it can be
+    committed in the same change set as the train that uses it."""
+
+    iri: NamedNode
+    insert: tuple[Quad, ...]
+    """Its quads; empty when the same definition is registered already (registering it again changes nothing)."""
+    parameters: Mapping[str, tuple[NamedNode, NamedNode, bool]]
+    """Its parameters by name: (parameter IRI, datatype IRI, required), as ``definition_parameters.rq`` reads them."""
+
+
 @dataclass
 class _Step:
     """One transition to fire as part of a combined write."""
@@ -172,12 +185,20 @@ class Lifecycle:
     # -- trains -----------------------------------------------------------------------------------------
 
     @_serialised
-    def submit(self, principal: Principal, *, definition_id: str, parameters: Mapping[str, str]) -> str:
-        """Create a train of a registered definition for the calling researcher and queue it; returns its id."""
+    def submit(self, principal: Principal, *, definition_id: str, parameters: Mapping[str, str],
+               new_definition: DefinitionWrite | None = None) -> str:
+        """Create a train of a definition for the calling researcher and queue it; returns its id.
+
+        The definition is a registered one, or ``new_definition``, whose quads are written in the same validated
+        change set as the train: if either is refused, nothing is written.
+        """
         if not principal.has(Role.RESEARCHER, Role.OPERATOR):
             raise Forbidden("only researchers (and operators) submit trains")
         definition = self.iris.definition(definition_id)
-        params = self._parameters(definition, definition_id)
+        if new_definition is not None and new_definition.iri != definition:
+            raise ValueError(f"new_definition is not the definition {definition_id!r}")
+        params = (self._parameters(definition, definition_id) if new_definition is None
+                  else new_definition.parameters)
         values = self._parameter_values(params, parameters)
         train_id = str(uuid.uuid4())
         train = self.iris.train(train_id)
@@ -201,6 +222,8 @@ class Lifecycle:
                   Quad(event, PHT.toState, PHT.Submitted, G),
                   Quad(event, NamedNode(PROV + "wasAssociatedWith"), agent, G),
                   Quad(event, PHT.actingRole, PHT.Researcher, G)]
+        if new_definition is not None:
+            quads += new_definition.insert
         self.store.apply(ChangeSet(insert=quads))
         self._queue(train)
         return train_id

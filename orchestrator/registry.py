@@ -3,20 +3,22 @@
 Input arrives as plain data (the REST layer's JSON models); here it becomes triples of the project
 vocabulary, and the shapes decide whether it is acceptable (a refused write carries the SHACL report).
 Rules the shapes cannot express are checked here: a federated definition names an aggregator station;
-identifiers are not reused.
+identifiers are not reused, and a train definition never changes (the same content again is accepted).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, GraphStore
 
-from .lifecycle import Forbidden, Iris, LifecycleError
+from .lifecycle import DefinitionWrite, Forbidden, Iris, LifecycleError
 from .principal import Principal, Role
 
 __all__ = ["Registry", "StationSpec", "DatasetSpec", "DefinitionSpec", "ParameterSpec", "AlreadyExists"]
@@ -123,12 +125,21 @@ class Registry:
         self.store.apply(ChangeSet(insert=quads))
         return d
 
-    def definition(self, principal: Principal, spec: DefinitionSpec) -> NamedNode:
-        """Register a train definition (researchers and operators)."""
+    def definition(self, principal: Principal, spec: DefinitionSpec) -> DefinitionWrite:
+        """Register a train definition (researchers and operators). Definitions are immutable: the same
+        content again changes nothing (the result's ``insert`` is empty), other content under its id is refused."""
+        prepared = self.prepare_definition(principal, spec)
+        if prepared.insert:
+            self.store.apply(ChangeSet(insert=prepared.insert))
+        return prepared
+
+    def prepare_definition(self, principal: Principal, spec: DefinitionSpec) -> DefinitionWrite:
+        """Check a definition and make its quads without writing them, so that a train can be submitted with it
+        in one change set (``Lifecycle.submit``). Refused with 409 if its id names a definition with other
+        content, the message naming what differs; its ``insert`` is empty if the same one is registered."""
         if not principal.has(Role.RESEARCHER, Role.OPERATOR):
             raise Forbidden("only researchers and operators register train definitions")
         d = self.iris.definition(spec.id)
-        self._new(d, "train definition", spec.id)
         if spec.mode not in ("incremental", "federated"):
             raise LifecycleError(f"mode must be 'incremental' or 'federated', not {spec.mode!r}")
         if spec.mode == "federated" and not spec.aggregator:
@@ -143,16 +154,13 @@ class Registry:
         bad = sorted({p.datatype for p in spec.parameters} - DATATYPES)
         if bad:
             raise LifecycleError(f"unknown parameter datatype(s) {', '.join(bad)}; use {', '.join(sorted(DATATYPES))}")
+        if spec.aggregator and not self.store.quads(self.iris.station(spec.aggregator), RDF_TYPE, PHT.Station, G):
+            raise LifecycleError(f"the aggregator {spec.aggregator!r} is not a registered station")
         quads = [Quad(d, RDF_TYPE, PHT.TrainDefinition, G), Quad(d, NamedNode(DCT + "identifier"), _lit(spec.id), G),
                  Quad(d, NamedNode(DCT + "title"), _lit(spec.title), G),
-                 Quad(d, NamedNode(DCT + "created"),
-                      _lit(datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "dateTime"), G),
-                 Quad(d, NamedNode(PROV + "wasAttributedTo"), self.iris.agent(principal.subject), G),
                  Quad(d, PHT.imageName, _lit(spec.image_name), G), Quad(d, PHT.imageDigest, _lit(spec.image_digest), G),
                  Quad(d, PHT.mode, PHT.Incremental if spec.mode == "incremental" else PHT.Federated, G),
                  Quad(d, PHT.rounds, _lit(spec.rounds, "integer"), G)]
-        if spec.aggregator and not self.store.quads(self.iris.station(spec.aggregator), RDF_TYPE, PHT.Station, G):
-            raise LifecycleError(f"the aggregator {spec.aggregator!r} is not a registered station")
         if spec.entrypoint:
             quads.append(Quad(d, PHT.entrypoint, _lit(spec.entrypoint), G))
         if spec.aggregator:
@@ -162,13 +170,69 @@ class Registry:
             quads += [Quad(d, PHT.routeStop, stop, G), Quad(stop, RDF_TYPE, PHT.RouteStop, G),
                       Quad(stop, PHT.stopIndex, _lit(i, "integer"), G),
                       Quad(stop, PHT.station, self.iris.station(sid), G)]
+        parameters = {}
         for p in spec.parameters:
             pi = NamedNode(f"{d.value}/parameters/{p.name}")
+            parameters[p.name] = (pi, NamedNode(XSD + p.datatype), p.required)
             quads += [Quad(d, PHT.parameter, pi, G), Quad(pi, RDF_TYPE, PHT.Parameter, G),
                       Quad(pi, PHT.parameterName, _lit(p.name), G),
                       Quad(pi, PHT.datatype, NamedNode(XSD + p.datatype), G),
                       Quad(pi, PHT.required, _lit(p.required, "boolean"), G)]
             if p.default is not None:
                 quads.append(Quad(pi, PHT.defaultValue, _lit(p.default, p.datatype), G))
-        self.store.apply(ChangeSet(insert=quads))
-        return d
+        registered = self._definition_quads(d)
+        if registered:
+            self._refuse_other_content(spec.id, d, registered, quads)
+            return DefinitionWrite(d, (), parameters)
+        quads += [Quad(d, NamedNode(DCT + "created"),
+                       _lit(datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "dateTime"), G),
+                  Quad(d, NamedNode(PROV + "wasAttributedTo"), self.iris.agent(principal.subject), G)]
+        return DefinitionWrite(d, tuple(quads), parameters)
+
+    def _definition_quads(self, d: NamedNode) -> list[Quad]:
+        """The registered definition ``d``, its route stops and parameters (empty if there is none)."""
+        own = self.store.quads(d, None, None, G)
+        if not any(q.predicate == RDF_TYPE for q in own):
+            return []
+        parts = [q.object for q in own if q.predicate in (PHT.routeStop, PHT.parameter)]
+        return own + [q for part in parts for q in self.store.quads(part, None, None, G)]  # type: ignore[arg-type]
+
+    def _refuse_other_content(self, ident: str, d: NamedNode, registered: Sequence[Quad],
+                              given: Sequence[Quad]) -> None:
+        """Raise 409 naming each field whose registered and given values differ (none: the same definition)."""
+        # Compare as the store keeps them: a ChangeSet canonicalises literals the way the store does.
+        before, after = (_describe(d, ChangeSet(insert=quads).insert, self.iris) for quads in (registered, given))
+        differences = [f"{name} (registered {before.get(name) or 'none'}, given {after.get(name) or 'none'})"
+                       for name in FIELDS if before.get(name) != after.get(name)]
+        if differences:
+            raise AlreadyExists(f"train definition {ident!r} is already registered with other content: "
+                                f"{'; '.join(differences)}; a definition cannot change, so give this one a new id")
+
+
+FIELDS = ("title", "image_name", "image_digest", "mode", "route", "rounds", "entrypoint", "aggregator", "parameters")
+"""The fields of a definition (``DefinitionIn``) in the order a refusal names them."""
+
+
+def _describe(d: NamedNode, quads: Iterable[Quad], iris: Iris) -> dict[str, str]:
+    """A definition's fields as short text, read from its quads (registered or new), to say what differs."""
+    by_subject: dict[Any, dict[NamedNode, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for q in quads:
+        by_subject[q.subject][q.predicate].append(q.object)
+    own = by_subject[d]
+
+    def one(node: Any, predicate: NamedNode) -> str:
+        return ", ".join(sorted(term.value for term in by_subject[node][predicate]))
+
+    stops = sorted(own[PHT.routeStop], key=lambda stop: int(one(stop, PHT.stopIndex) or 0))
+    parameters = sorted(
+        f"{one(p, PHT.parameterName)} ({one(p, PHT.datatype).rsplit('#', 1)[-1]}"
+        f"{', required' if one(p, PHT.required) == 'true' else ''}"
+        f"{', default ' + one(p, PHT.defaultValue) if by_subject[p][PHT.defaultValue] else ''})"
+        for p in own[PHT.parameter])
+    return {"title": one(d, NamedNode(DCT + "title")), "image_name": one(d, PHT.imageName),
+            "image_digest": one(d, PHT.imageDigest), "mode": one(d, PHT.mode).rsplit("#", 1)[-1].lower(),
+            "route": ", ".join(iris.local(by_subject[stop][PHT.station][0], "stations") for stop in stops
+                               if by_subject[stop][PHT.station]),
+            "rounds": one(d, PHT.rounds), "entrypoint": one(d, PHT.entrypoint),
+            "aggregator": ", ".join(iris.local(a, "stations") for a in own[PHT.aggregator]),
+            "parameters": "; ".join(parameters)}

@@ -100,6 +100,7 @@ MATRIX: dict[tuple[str, str, str], str] = {
     ("DELETE", "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
     ("POST",   "/api/stations/{station_id}/metadata", "aachen"):  " .   .   .     .     Y     .     .     .    .",
     ("GET",    "/metrics",                            ""):        " Y   Y   Y     Y     Y     Y     Y     Y    Y",
+    ("GET",    "/api/schemas/{name}",                 ""):        " Y   Y   Y     Y     Y     Y     Y     Y    Y",
     ("GET",    "/api/settings",                       ""):        " .   .   Y     Y     Y     Y     Y     Y    Y",
 }
 # fmt: on
@@ -243,6 +244,7 @@ BUILDERS: dict[tuple[str, str, str], Callable[[World, str], Call]] = {
         "graph": OWN_GRAPH}))[1],
     ("POST", "/api/stations/{station_id}/metadata", "aachen"): lambda w, c: w.signed_batch(),
     ("GET", "/metrics", ""): lambda w, c: Call("GET", "/metrics"),
+    ("GET", "/api/schemas/{name}", ""): lambda w, c: Call("GET", "/api/schemas/train-definition"),
 }
 
 SUCCESS: dict[tuple[str, str], frozenset[int]] = {

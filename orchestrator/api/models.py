@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
@@ -43,23 +43,47 @@ class DatasetOut(BaseModel):
 
 
 class ParameterIn(Strict):
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
-    datatype: Literal["integer", "decimal", "string", "boolean", "double", "dateTime", "anyURI"] = "string"
-    required: bool = False
-    default: Annotated[str, StringConstraints(max_length=500)] | None = None
+    """A typed parameter of a train definition; a train gives its value as a string of that datatype."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] = Field(
+        description="usable as an environment variable name: letters, digits and '_', not starting with a digit")
+    datatype: Literal["integer", "decimal", "string", "boolean", "double", "dateTime", "anyURI"] = Field(
+        default="string", description="the XML Schema datatype a value must be valid for (xsd:...)")
+    required: bool = Field(default=False, description="whether a train must give a value")
+    default: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description="recorded for people; the train receives only the values a train gives")
 
 
 class DefinitionIn(Strict):
-    id: Identifier
+    """A train definition: which image runs, where (route), how (mode, rounds) and with which parameters.
+    Immutable once registered: registering other content under a known id is refused (409)."""
+
+    model_config = ConfigDict(json_schema_extra={
+        # What the registry checks besides the fields (orchestrator/registry.py), stated for schema users too.
+        "if": {"properties": {"mode": {"const": "federated"}}, "required": ["mode"]},
+        "then": {"required": ["aggregator"], "properties": {"route": {"uniqueItems": True}}},
+    })
+
+    id: Identifier = Field(description="the definition's identifier; a new one for every change")
     title: Text
-    image_name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    image_name: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+        description="Docker/Podman: the image's name (e.g. pht-trains/cohort-count:1); process runtime: the absolute "
+                    "path of the train folder on the stations' machine. No spaces, no '@digest'",
+        json_schema_extra={"pattern": r"^[^\s@]+$"})
     image_digest: Annotated[str, StringConstraints(max_length=100)] = Field(
-        description="sha256:<64 hex digits>; images are referenced by digest, never by tag")
-    mode: Literal["incremental", "federated"]
+        description="sha256:<64 hex digits>; images are referenced by digest, never by tag. Docker/Podman: the image "
+                    "ID (pht station build-image FOLDER --tag NAME prints it); process runtime: the folder digest "
+                    "(pht station build-image FOLDER --tag NAME --process)",
+        json_schema_extra={"pattern": "^sha256:[0-9a-f]{64}$"})
+    mode: Literal["incremental", "federated"] = Field(
+        description="incremental: the stations in route order, each getting the previous output; federated: every "
+                    "station at once, then the aggregator combines their outputs")
     route: list[Identifier] = Field(min_length=1, max_length=100, description="station ids in route order")
-    rounds: int = Field(default=1, ge=1, le=1000)
-    entrypoint: Annotated[str, StringConstraints(max_length=500)] | None = None
-    aggregator: Identifier | None = None
+    rounds: int = Field(default=1, ge=1, le=1000, description="how often the route is travelled")
+    entrypoint: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description="a command replacing the image's ENTRYPOINT, split at spaces")
+    aggregator: Identifier | None = Field(
+        default=None, description="federated mode: the id of the station that combines each round's outputs")
     parameters: list[ParameterIn] = Field(default=[], max_length=100)
 
 
@@ -72,10 +96,20 @@ class DefinitionOut(BaseModel):
     stops: int
 
 
+def _definition_kind(value: object) -> str:
+    return "id" if isinstance(value, str) else "object"
+
+
 class TrainIn(Strict):
-    definition: Identifier
+    """A train to submit, and the format of the train file ``pht train submit FILE`` reads."""
+
+    definition: Annotated[Annotated[Identifier, Tag("id")] | Annotated[DefinitionIn, Tag("object")],
+                          Discriminator(_definition_kind)] = Field(
+        description="the id of a registered definition, or a whole definition: registered in the same write as the "
+                    "train (nothing is written if either is refused); the same content under a known id is reused")
     parameters: dict[Annotated[str, StringConstraints(max_length=64)],
-                     Annotated[str, StringConstraints(max_length=1000)]] = Field(default={}, max_length=100)
+                     Annotated[str, StringConstraints(max_length=1000)]] = Field(
+        default={}, max_length=100, description="the train's parameter values by name, each a string")
 
 
 class Created(BaseModel):

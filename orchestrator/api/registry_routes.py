@@ -2,8 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi.responses import JSONResponse
 
+from ..lifecycle import NotFound
 from ..principal import Principal, Role
 from ..registry import DatasetSpec, DefinitionSpec, ParameterSpec, StationSpec
 from .deps import Services, page, text
@@ -18,12 +20,20 @@ from .models import (
     StationIn,
     StationOut,
 )
+from .schemas import SCHEMAS, json_schema
 
 ERRORS = {400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 409: {"model": Problem},
           422: {"model": Problem}}
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 ANY = (Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
+
+
+def definition_spec(body: DefinitionIn) -> DefinitionSpec:
+    """The registry's spec of a definition the API received (here or inline in a submitted train)."""
+    return DefinitionSpec(body.id, body.title, body.image_name, body.image_digest, body.mode, body.route,
+                          body.rounds, body.entrypoint, body.aggregator,
+                          [ParameterSpec(p.name, p.datatype, p.required, p.default) for p in body.parameters])
 
 
 def registry_router(s: Services) -> APIRouter:
@@ -61,15 +71,26 @@ def registry_router(s: Services) -> APIRouter:
                 for r in s.store.run_query("list_datasets")]  # type: ignore[union-attr]
         return page(rows, limit, offset)
 
-    @router.post("/definitions", status_code=status.HTTP_201_CREATED, response_model=Created)
-    def register_definition(body: DefinitionIn, principal: Annotated[Principal, Depends(
+    @router.post("/definitions", status_code=status.HTTP_201_CREATED, response_model=Created,
+                 responses={200: {"model": Created, "description": "The same definition was registered already"}})
+    def register_definition(body: DefinitionIn, response: Response, principal: Annotated[Principal, Depends(
             s.require(Role.RESEARCHER, Role.OPERATOR))]) -> Created:
-        """Register a train definition; 422 with the SHACL report if it is not valid."""
-        spec = DefinitionSpec(body.id, body.title, body.image_name, body.image_digest, body.mode, body.route,
-                              body.rounds, body.entrypoint, body.aggregator,
-                              [ParameterSpec(p.name, p.datatype, p.required, p.default) for p in body.parameters])
-        iri = s.registry.definition(principal, spec)
-        return Created(id=body.id, iri=iri.value)
+        """Register a train definition; 422 with the SHACL report if it is not valid. Definitions are immutable:
+        the same content again answers 200, other content under a registered id 409 naming what differs."""
+        written = s.registry.definition(principal, definition_spec(body))
+        if not written.insert:
+            response.status_code = status.HTTP_200_OK
+        return Created(id=body.id, iri=written.iri.value)
+
+    @router.get("/schemas/{name}", response_class=JSONResponse, responses={
+        200: {"content": {"application/schema+json": {}}, "description": "The JSON Schema"},
+        404: {"model": Problem}})
+    def get_schema(name: Annotated[str, Path(max_length=64)]) -> JSONResponse:
+        """The JSON Schema of a document researchers write: ``train-definition`` or ``train-file`` (no token
+        needed). Generated from the models this API validates with; its ``$id`` names the contract version."""
+        if name not in SCHEMAS:
+            raise NotFound(f"no schema {name!r}; there are: {', '.join(sorted(SCHEMAS))}")
+        return JSONResponse(json_schema(name), media_type="application/schema+json")
 
     @router.get("/definitions", response_model=Page[DefinitionOut])
     def list_definitions(principal: Annotated[Principal, Depends(s.require(*ANY))], limit: Limit = 50,

@@ -13,7 +13,19 @@ from pyoxigraph import NamedNode
 from ..lifecycle import Forbidden, NotFound
 from ..principal import Principal, Role
 from .deps import Services, page, text
-from .models import CancelIn, Created, EventOut, ExecutionOut, Page, Problem, StepOut, TrainIn, TrainOut
+from .models import (
+    CancelIn,
+    Created,
+    DefinitionIn,
+    EventOut,
+    ExecutionOut,
+    Page,
+    Problem,
+    StepOut,
+    TrainIn,
+    TrainOut,
+)
+from .registry_routes import definition_spec
 
 ERRORS = {400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 422: {"model": Problem}}
@@ -51,8 +63,15 @@ def train_router(s: Services) -> APIRouter:
     @router.post("/trains", status_code=status.HTTP_201_CREATED, response_model=Created)
     async def submit_train(body: TrainIn, principal: Annotated[Principal, Depends(
             s.require(Role.RESEARCHER, Role.OPERATOR))]) -> Created:
-        """Submit a train of a registered definition; it is queued at once."""
-        train_id = life.submit(principal, definition_id=body.definition, parameters=body.parameters)
+        """Submit a train of a registered definition, or of a whole definition registered with it in one write
+        (nothing is written if either is refused; the same definition again is reused, other content under a
+        registered id is 409); it is queued at once."""
+        if isinstance(body.definition, DefinitionIn):
+            new = s.registry.prepare_definition(principal, definition_spec(body.definition))
+            train_id = life.submit(principal, definition_id=body.definition.id, parameters=body.parameters,
+                                   new_definition=new)
+        else:
+            train_id = life.submit(principal, definition_id=body.definition, parameters=body.parameters)
         return Created(id=train_id, iri=iris.train(train_id).value)
 
     @router.get("/trains", response_model=Page[TrainOut])
