@@ -35,6 +35,7 @@ from .output import console, fail, print_report
 from .setup_commands import setup
 from .station_commands import station_app
 from .train_commands import ask, train_app
+from .train_scaffold import new_train
 
 app = typer.Typer(
     help="Knowledge-graph-centric Personal Health Train platform.",
@@ -68,6 +69,7 @@ def demo(
 
 
 app.add_typer(station_app, name="station")
+train_app.command("new")(new_train)
 app.add_typer(train_app, name="train")
 app.add_typer(mpu_app, name="mpu")
 app.command("ask")(ask)

@@ -137,7 +137,7 @@ def policy_preview(
 ) -> None:
     """Show exactly which triples would leave the station under a policy, and which would be dropped and why.
 
-    Example: pht mpu policy preview --station aachen --policy my-policy.ttl --data-dir var/mpu
+    Example: pht mpu policy preview --station aachen --policy station_mpu/default-policy.ttl --data-dir var/mpu
     Reads the events the MPU received last (or --events FILE); sends nothing. Exit 1 with a sentence on error.
     """
     naming = _naming(station, base_iri, required=True)

@@ -16,6 +16,7 @@ from station.archive import ArchiveError
 from station.objects import ObjectStoreError, fetch_unpacked, object_store_from_url
 
 from .output import console, fail, print_report, print_table
+from .train_scaffold import PLACEHOLDER_DIGEST
 
 train_app = typer.Typer(help="Submit, watch and fetch trains (researchers).", no_args_is_help=True)
 
@@ -30,9 +31,11 @@ PROGRESS = {"queued": 0, "waiting-for-approval": 1, "approved": 2, "pulling": 3,
 @train_app.command("submit")
 def submit(file: Annotated[Path, typer.Argument(help="Train file (JSON): definition (id or object) and parameters.")],
            central: CentralUrl, token: Token) -> None:
-    """Submit a train described by a JSON file; registers its definition first if the file contains one.
+    """Submit a train described by a train file; a definition given whole is registered in the same write.
 
-    The file: {"definition": "count" | {...definition...}, "parameters": {"NAME": "value"}}.
+    The file (docs/train-definition.md; JSON Schema at /api/schemas/train-file):
+    {"definition": "ID" | {...definition...}, "parameters": {"NAME": "value"}}. Nothing is written if the
+    definition or the train is refused; a definition's id cannot be reused for other content.
     Example: pht train submit trains/cohort-count/train.json --central http://127.0.0.1:8080 --token $T
     """
     try:
@@ -43,15 +46,13 @@ def submit(file: Annotated[Path, typer.Argument(help="Train file (JSON): definit
         raise fail(f"{file} is not valid JSON: {e}") from None
     if not isinstance(document, dict) or "definition" not in document:
         raise fail(f"{file} needs a \"definition\" (an id or a definition object)")
-    definition, parameters = document["definition"], document.get("parameters", {})
+    definition = document["definition"]
+    if isinstance(definition, dict) and definition.get("image_digest") == PLACEHOLDER_DIGEST:
+        raise fail(f"{file}: image_digest is still the placeholder pht train new wrote; put there the digest that "
+                   "pht station build-image FOLDER --tag NAME prints (see docs/train-definition.md)")
     try:
         with CentralClient(central, token) as client:
-            if isinstance(definition, dict):
-                known = {d["id"] for d in client.definitions()}
-                if definition.get("id") not in known:
-                    client.register_definition(definition)
-                definition = definition.get("id")
-            train_id = client.submit(str(definition), {k: str(v) for k, v in parameters.items()})
+            train_id = client.submit_train_file(document)
     except ClientError as e:
         print_report(e.report)
         raise fail(f"{file}: {e}") from None
