@@ -190,7 +190,12 @@ def ask(name: Annotated[str | None, typer.Argument(help="Named query in sparql_q
                 answer = client.named_query(name or "", **_parameters(client, param or []))
     except ClientError as e:
         raise fail(str(e)) from None
-    print_sparql_json(answer, console, columns=[c.strip() for c in columns.split(",")] if columns else None)
+    wanted = [c.strip() for c in columns.split(",")] if columns else None
+    known = answer.get("head", {}).get("vars", [])
+    unknown = [c for c in wanted or () if c not in known]
+    if unknown and "boolean" not in answer:
+        raise fail(f"the query has no column {', '.join(unknown)}; its columns are {', '.join(known)}")
+    print_sparql_json(answer, console, columns=wanted)
 
 
 def _parameters(client: CentralClient, pairs: list[str]) -> dict[str, NamedNode | Literal]:

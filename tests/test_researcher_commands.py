@@ -217,3 +217,10 @@ def test_list_and_watch_fit_80_columns(world: World) -> None:
     watched = pht("train", "watch", world.failed, "--central", world.central, columns=80, token=world.token())
     lines = assert_fits(watched.stdout)
     assert_whole(lines, "round 1 aachen", "round 1 leipzig", "released", "failed")
+
+
+def test_ask_names_an_unknown_column_in_one_sentence(world: World) -> None:
+    done = pht("ask", "train_history", "--param", f"train={world.failed}", "--columns", "time,nope",
+               "--central", world.central, token=world.token())
+    assert done.returncode == 1 and "no column nope" in done.stderr and "stationId" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
