@@ -170,7 +170,7 @@ class Registry:
             quads += [Quad(d, PHT.routeStop, stop, G), Quad(stop, RDF_TYPE, PHT.RouteStop, G),
                       Quad(stop, PHT.stopIndex, _lit(i, "integer"), G),
                       Quad(stop, PHT.station, self.iris.station(sid), G)]
-        parameters = {}
+        parameters: dict[str, tuple[NamedNode, NamedNode, bool]] = {}
         for p in spec.parameters:
             pi = NamedNode(f"{d.value}/parameters/{p.name}")
             parameters[p.name] = (pi, NamedNode(XSD + p.datatype), p.required)
