@@ -11,8 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 console = Console(soft_wrap=True)
-_GAP = 3  # characters between two columns of a fitted table: padding, rule, padding (no outer edge)
 errors = Console(stderr=True, soft_wrap=True)
+_GAP = 3  # characters between two columns of a fitted table: padding, rule, padding (no outer edge)
 
 
 def fail(message: str) -> typer.Exit:
