@@ -136,7 +136,7 @@ def test_missing_file_and_unknown_query_fail_cleanly(tmp_path: Path) -> None:
 COMMANDS = [("demo",), ("validate",), ("query",), ("serve",), ("ask",), ("token", "issue"),
             *[("station", c) for c in ("run", "pending", "approve", "reject", "withhold", "review", "release",
                                         "build-image")],
-            *[("train", c) for c in ("submit", "list", "watch", "results", "cancel")]]
+            *[("train", c) for c in ("submit", "list", "watch", "results", "cancel", "new")]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
