@@ -175,6 +175,15 @@ class CentralClient:
 
     # -- station side ---------------------------------------------------------------------------------------
 
+    def take_lease(self, station_id: str, holder: str, period_s: float) -> dict[str, Any]:
+        """Take or renew the station's lease for ``holder`` (one running agent per station): its ``holder``,
+        ``expires`` and ``held``; ``ClientError`` with status 409 naming the agent that holds it."""
+        return self._call("PUT", f"/api/stations/{station_id}/lease", json={"holder": holder, "period_s": period_s})
+
+    def release_lease(self, station_id: str, holder: str) -> None:
+        """Release ``holder``'s lease of the station, so that another agent may start at once."""
+        self._call("DELETE", f"/api/stations/{station_id}/lease", params={"holder": holder})
+
     def work(self, station_id: str) -> list[dict[str, Any]]:
         """The station's unfinished executions (see ``WorkItem`` in the OpenAPI document)."""
         return self._call("GET", f"/api/stations/{station_id}/work")

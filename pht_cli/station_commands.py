@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from client import CentralClient, ClientError
-from station.agent import Holding, StationAgent, release
+from station.agent import Holding, LeaseLost, LeaseRefused, StationAgent, quiet_request_logs, release
 from station.objects import ObjectStoreError, object_store_from_url
 from station.policy import PolicyError, load_policy
 from station.runtimes.base import RuntimeFailure
@@ -37,9 +37,13 @@ def run_agent(
     PHT_STATION_RUNTIME (docker, podman, process, kubernetes), PHT_STATION_POLICY (Turtle file); PHT_PODMAN_URL
     for podman, PHT_K8S_NAMESPACE and PHT_K8S_IMAGE_REFS for kubernetes.
 
+    One agent per station: it holds the station's lease at the central service while it runs (PHT_STATION_LEASE_S,
+    default 30 s, renewed every third of it); a second agent for the station exits 1 naming the first.
+
     Example: PHT_STATION_ID=aachen PHT_CENTRAL_URL=http://127.0.0.1:8080 ... pht station run
     """
     logging.basicConfig(level=os.environ.get("PHT_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    quiet_request_logs()
     try:
         settings = StationSettings.from_env()
         agent = StationAgent(settings, runtime=make_runtime(
@@ -52,8 +56,10 @@ def run_agent(
     if once:
         try:
             moved = agent.poll_once()
-        except ClientError as e:
+        except (ClientError, LeaseRefused, LeaseLost) as e:
             raise fail(str(e)) from None
+        finally:
+            agent.close()  # releases the lease
         console.print(f"station {settings.station_id}: {moved} step(s) taken")
         return
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
@@ -62,6 +68,10 @@ def run_agent(
         agent.run()
     except KeyboardInterrupt:
         agent.stop()
+    except (LeaseRefused, LeaseLost) as e:
+        raise fail(str(e)) from None
+    finally:
+        agent.close()
 
 
 @station_app.command("pending")

@@ -6,6 +6,9 @@ needs after a crash is in the graph (the execution's state) or under ``state_dir
 output and its review, the count of interrupted runs), so a restarted agent carries on from the state
 the graph says, re-running an interrupted run at most ``max_attempts`` times and then failing it
 explicitly, never leaving it hanging.
+
+One agent per station: the agent works only while it holds its station's lease at the central service
+(``station/lease.py``); a second agent started for the same station refuses to start, naming the first.
 """
 
 import json
@@ -22,6 +25,7 @@ from client import CentralClient, ClientError
 
 from . import archive, contract
 from .events import EventSink
+from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
 from .review import review
@@ -29,6 +33,8 @@ from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
 from .settings import StationSettings
 
 log = logging.getLogger("pht.station")
+
+__all__ = ["StationAgent", "Work", "Holding", "release", "quiet_request_logs", "LeaseLost", "LeaseRefused"]
 
 MAX_INPUT_FILES = 10_000
 
@@ -116,7 +122,9 @@ class StationAgent:
         self.runtime = runtime
         self.client = client or CentralClient(settings.central_url, settings.token)
         self.objects = objects or object_store_from_url(settings.objects_url)
-        self.events = events or EventSink(settings.mpu_url, settings.station_id)
+        self.events = events or EventSink(settings.mpu_url, settings.station_id,
+                                          ingest_token=settings.mpu_ingest_token)
+        self.lease = StationLease(self.client, settings.station_id, period_s=settings.lease_s)
         self._policy_cache: tuple[object, StationPolicy] | None = None
         self._policy_loader = policy_loader or self._load_policy_file
         self._stop = threading.Event()
@@ -144,28 +152,59 @@ class StationAgent:
     # -- the loop -----------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Poll until :meth:`stop`; a failed poll (central service down) is logged and retried."""
-        while not self._stop.is_set():
+        """Poll until :meth:`stop`, holding the station's lease meanwhile (renewed by a thread of its own, so a
+        long run does not let it expire) and releasing it at the end; a failed poll (central service down) is
+        logged and retried. Raises :class:`LeaseRefused` at start if another agent holds the lease, and
+        :class:`LeaseLost` if another agent took it over (this one stops taking work)."""
+        keeper = threading.Thread(target=self._keep_lease, name=f"lease-{self.settings.station_id}", daemon=True)
+        keeper.start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.poll_once()
+                except ClientError as e:
+                    log.warning("poll failed, retrying: %s", e)
+                except PolicyError as e:
+                    log.error("the station policy is invalid, so nothing is decided until it is fixed: %s", e)
+                except (ObjectStoreError, OSError) as e:  # e.g. the object store or the disk: retried, never fatal
+                    log.error("the station could not complete a step, retrying: %s", e)
+                self._stop.wait(self.settings.poll_interval_s)
+            if self.lease.lost is not None:
+                raise LeaseLost(self.lease.lost)
+        except LeaseLost as e:
+            log.error("%s", e)
+            raise
+        finally:
+            self._stop.set()
+            keeper.join()
+            self.lease.release()
+
+    def _keep_lease(self) -> None:
+        """Renew the lease while :meth:`run` runs, also while a train runs; stop the agent if it was lost."""
+        while not self._stop.wait(self.settings.lease_s / 6):
             try:
-                self.poll_once()
-            except ClientError as e:
-                log.warning("poll failed, retrying: %s", e)
-            except PolicyError as e:
-                log.error("the station policy is invalid, so nothing is decided until it is fixed: %s", e)
-            except (ObjectStoreError, OSError) as e:  # e.g. the object store or the disk: retried, never fatal
-                log.error("the station could not complete a step, retrying: %s", e)
-            self._stop.wait(self.settings.poll_interval_s)
+                self.lease.renew()
+            except LeaseLost:
+                self._stop.set()  # run() says so
+                return
+            except ClientError as e:  # the lease ran out and the central service cannot be asked: steps wait
+                log.warning("the lease of station %s ran out and cannot be renewed now: %s",
+                            self.settings.station_id, e)
 
     def stop(self) -> None:
         self._stop.set()
 
     def close(self) -> None:
-        """Close the connections (central service, MPU)."""
+        """Release the lease if this agent still holds it (after :meth:`poll_once` without :meth:`run`) and
+        close the connections (central service, MPU)."""
+        self.lease.release()
         self.client.close()
         self.events.close()
 
     def poll_once(self) -> int:
-        """Advance every work item by as many steps as the station can take now; returns how many moved."""
+        """Take or renew the station's lease, then advance every work item by as many steps as the station can
+        take now; returns how many moved. Raises :class:`LeaseRefused` / :class:`LeaseLost` (see :meth:`run`)."""
+        self.lease.ensure()
         items = [Work.from_json(w) for w in self.client.work(self.settings.station_id)]
         moved = 0
         for work in items:
@@ -177,6 +216,8 @@ class StationAgent:
                 else:
                     raise
         self._forget_finished({w.execution for w in items})
+        # every poll at DEBUG; INFO is for what happens (each step, decision and result is logged where taken)
+        log.debug("station %s polled: %d work item(s), %d step(s) taken", self.settings.station_id, len(items), moved)
         return moved
 
     def advance(self, work: Work) -> int:
@@ -184,6 +225,10 @@ class StationAgent:
         steps = 0
         state = work.state
         while True:
+            if not self.lease.held():  # lost, or ran out while a train ran: no step without it
+                log.warning("%s: waiting, this agent does not hold the lease of station %s now", work.execution,
+                            self.settings.station_id)
+                return steps
             nxt = self._step(work, state)
             if nxt is None:
                 return steps
@@ -313,9 +358,10 @@ class StationAgent:
         policy = self.policy
         if policy.requires_output_review or not all(c["passed"] for c in held[2]):
             return None  # the admin decides
-        release(self.client, self.objects, hold, work.execution, reason="released automatically: every output "
-                "check passed and the station policy does not require a review")
+        reason = "released automatically: every output check passed and the station policy does not require a review"
+        release(self.client, self.objects, hold, work.execution, reason=reason)
         self.events.state_change(work, "released", "released automatically", from_state="output-under-review")
+        log.info("%s -> released %s", work.execution, reason)
         return "released"
 
     def _forget_finished(self, current: set[str]) -> None:
@@ -326,6 +372,12 @@ class StationAgent:
         for folder in root.iterdir():
             if folder.name not in current:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def quiet_request_logs() -> None:
+    """Log HTTP requests only from WARNING up: httpx logs each one at INFO, which for an agent polling every
+    second buries what happens (work taken, decisions, results) under its polls. For the agent's entry point."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def release(client: CentralClient, objects: ObjectStore, hold: Holding, execution: str, *, reason: str) -> str:

@@ -27,12 +27,16 @@ class _Result(Protocol):
 
 
 class EventSink:
-    """Posts events to the MPU at ``mpu_url`` (``None``: the station runs without one; events are logged)."""
+    """Posts events to the MPU at ``mpu_url`` (``None``: the station runs without one; events are logged), with
+    ``Authorization: Bearer <ingest_token>`` when the MPU has one (``PHT_MPU_INGEST_TOKEN``, where the
+    loopback is shared)."""
 
-    def __init__(self, mpu_url: str | None, station_id: str, *, timeout_s: float = 2.0) -> None:
+    def __init__(self, mpu_url: str | None, station_id: str, *, ingest_token: str | None = None,
+                 timeout_s: float = 2.0) -> None:
         self.url = mpu_url.rstrip("/") + "/events" if mpu_url else None
         self.station_id = station_id
-        self._http = httpx.Client(timeout=timeout_s) if self.url else None
+        headers = {"Authorization": f"Bearer {ingest_token}"} if ingest_token else None
+        self._http = httpx.Client(timeout=timeout_s, headers=headers) if self.url else None
 
     def close(self) -> None:
         if self._http is not None:

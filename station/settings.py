@@ -28,6 +28,8 @@ class StationSettings:
     limits: Limits = field(default_factory=Limits)
     max_attempts: int = 2          #: runs interrupted by an agent crash are retried this often, then failed
     mpu_url: str | None = None     #: the station's metadata processing unit (events are posted there)
+    mpu_ingest_token: str | None = None  #: the MPU's ingest token (``PHT_MPU_INGEST_TOKEN``), sent with every event
+    lease_s: float = 30.0          #: the station's lease lasts this long unless renewed (one agent per station)
     podman_url: str | None = None  #: runtime "podman": its Docker-compatible API (default its root socket)
     kubernetes_namespace: str | None = None  #: runtime "kubernetes": where the train Jobs run
     kubernetes_image_refs: Path | None = None  #: runtime "kubernetes": JSON file, image ID -> registry reference
@@ -49,15 +51,22 @@ class StationSettings:
                 raise StationSettingsError(f"PHT_STATION_DATASETS: {pair!r} is not id=/path")
             datasets[did.strip()] = Path(folder.strip())
         policy = environ.get("PHT_STATION_POLICY", "").strip()
-        try:
-            interval = float(environ.get("PHT_STATION_POLL_INTERVAL", "1.0"))
-        except ValueError:
-            raise StationSettingsError("PHT_STATION_POLL_INTERVAL is not a number of seconds") from None
+
+        def seconds(name: str, default: str) -> float:
+            try:
+                return float(environ.get(name, default))
+            except ValueError:
+                raise StationSettingsError(f"{name} is not a number of seconds") from None
+
+        interval = seconds("PHT_STATION_POLL_INTERVAL", "1.0")
         return cls(station_id=need("PHT_STATION_ID"), central_url=need("PHT_CENTRAL_URL"),
                    token=need("PHT_STATION_TOKEN"), datasets=datasets, state_dir=Path(need("PHT_STATION_STATE_DIR")),
                    objects_url=need("PHT_OBJECTS_URL"), runtime=environ.get("PHT_STATION_RUNTIME", "docker"),
                    policy_file=Path(policy) if policy else None, poll_interval_s=interval,
-                   mpu_url=environ.get("PHT_MPU_URL") or None, podman_url=environ.get("PHT_PODMAN_URL") or None,
+                   mpu_url=environ.get("PHT_MPU_URL") or None,
+                   mpu_ingest_token=environ.get("PHT_MPU_INGEST_TOKEN") or None,
+                   lease_s=seconds("PHT_STATION_LEASE_S", "30"),
+                   podman_url=environ.get("PHT_PODMAN_URL") or None,
                    kubernetes_namespace=environ.get("PHT_K8S_NAMESPACE") or None,
                    kubernetes_image_refs=Path(refs) if (refs := environ.get("PHT_K8S_IMAGE_REFS")) else None,
                    kubeconfig=Path(kube) if (kube := environ.get("KUBECONFIG")) else None)
@@ -71,3 +80,5 @@ class StationSettings:
                 raise StationSettingsError(f"dataset {did}: {folder} is not a folder")
         if self.policy_file is not None and not self.policy_file.is_file():
             raise StationSettingsError(f"station policy {self.policy_file} is not a file")
+        if not 1 <= self.lease_s <= 3600:
+            raise StationSettingsError(f"PHT_STATION_LEASE_S must be 1 to 3600 seconds, not {self.lease_s:g}")

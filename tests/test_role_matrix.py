@@ -15,7 +15,8 @@ whose policy depends on what the call is about), one column per kind of caller:
 The table follows the routes' ``Depends(require(...))`` plus the ownership rules of ``train_routes``
 (``visible_train``: requester, operators, stations the train visits), ``station_routes`` (a station reads its
 own work, steps and hands over outputs of executions at its station), ``registry.dataset`` (a station admin
-registers datasets of its own station), and the protocol endpoints (``/sparql``: queries for every role, a
+registers datasets of its own station; only the station's own token takes, renews and releases its lease,
+its admin and operators read it), and the protocol endpoints (``/sparql``: queries for every role, a
 station confined to its own graph, updates for operators; ``/rdf-graphs``: operators write data graphs, a
 station reads and writes its own graph, researchers and station admins read every graph), the MPU push
 (``/api/stations/{id}/metadata``: the station itself only, with a batch signed by its key) and ``/metrics``
@@ -86,6 +87,9 @@ MATRIX: dict[tuple[str, str, str], str] = {
     ("GET",    "/api/trains/{train_id}/events",       ""):        " .   .   Y     .     Y     .     Y     .    Y",
     ("POST",   "/api/trains/{train_id}/cancel",       ""):        " .   .   Y     .     .     .     .     .    Y",
     ("GET",    "/api/stations/{station_id}/work",     "aachen"):  " .   .   .     .     Y     .     Y     .    Y",
+    ("PUT",    "/api/stations/{station_id}/lease",    "aachen"):  " .   .   .     .     Y     .     .     .    .",
+    ("DELETE", "/api/stations/{station_id}/lease",    "aachen"):  " .   .   .     .     Y     .     .     .    .",
+    ("GET",    "/api/stations/{station_id}/lease",    "aachen"):  " .   .   .     .     Y     .     Y     .    Y",
     ("POST",   "/api/executions/{execution_id}/steps",   ""):     " .   .   .     .     Y     .     Y     .    Y",
     ("POST",   "/api/executions/{execution_id}/outputs", ""):     " .   .   .     .     Y     .     .     .    Y",
     ("GET",    "/sparql",                             "describe"): " .   .   Y     Y     Y     Y     Y     Y    Y",
@@ -181,6 +185,13 @@ class World:
             "Content-Type": "application/n-triples", "X-PHT-Batch": "matrix",
             "X-PHT-Signature": sign_batch(self.signing_key, OWN, "matrix", body)})
 
+    def lease(self) -> str:
+        """aachen's lease, taken (or renewed) by one agent for every call about it; returns that holder."""
+        holder = "pid 1 on matrix-host (instance 00000001)"
+        self.ok(self.client.put(f"/api/stations/{OWN}/lease", headers=station(OWN),
+                                json={"holder": holder, "period_s": 60}), 200)
+        return holder
+
     def fill_own_graph(self) -> None:
         r = self.client.post("/rdf-graphs", params={"graph": OWN_GRAPH}, headers={**OPS, "Content-Type": "text/turtle"},
                              content=f'<urn:pht-test:{uuid.uuid4().hex}> <http://purl.org/dc/terms/title> "x" .'.encode())
@@ -217,6 +228,12 @@ BUILDERS: dict[tuple[str, str, str], Callable[[World, str], Call]] = {
     ("POST", "/api/trains/{train_id}/cancel", ""): lambda w, c: Call("POST", f"/api/trains/{w.train()}/cancel",
                                                                      json={"reason": "matrix"}),
     ("GET", "/api/stations/{station_id}/work", "aachen"): lambda w, c: Call("GET", f"/api/stations/{OWN}/work"),
+    ("PUT", "/api/stations/{station_id}/lease", "aachen"): lambda w, c: Call(
+        "PUT", f"/api/stations/{OWN}/lease", json={"holder": w.lease(), "period_s": 60}),
+    ("DELETE", "/api/stations/{station_id}/lease", "aachen"): lambda w, c: Call(
+        "DELETE", f"/api/stations/{OWN}/lease", params={"holder": w.lease()}),
+    ("GET", "/api/stations/{station_id}/lease", "aachen"): lambda w, c: (w.lease(), Call(
+        "GET", f"/api/stations/{OWN}/lease"))[1],
     ("POST", "/api/executions/{execution_id}/steps", ""): lambda w, c: Call(
         "POST", f"/api/executions/{w.execution('waiting-for-approval')}/steps",
         json={"to": STEP_BY.get(c, "rejected")}),
@@ -256,6 +273,7 @@ SUCCESS: dict[tuple[str, str], frozenset[int]] = {
     ("PUT", "/rdf-graphs"): frozenset({201, 204}),
     ("POST", "/rdf-graphs"): frozenset({201, 204}),
     ("DELETE", "/rdf-graphs"): frozenset({204}),
+    ("DELETE", "/api/stations/{station_id}/lease"): frozenset({204}),
 }
 """Statuses of an allowed call (200 where not listed)."""
 

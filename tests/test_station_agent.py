@@ -56,7 +56,12 @@ class World:
 
     def agent(self, sid: str, policy: StationPolicy, *, limits: Limits | None = None,
               objects_url: str | None = None) -> StationAgent:
+        """A new agent of station ``sid``; the station's earlier agent is stopped first (one agent per station:
+        closing it releases the station's lease)."""
         from station.runtimes.docker import DockerRuntime
+        for earlier in self.clients:
+            if isinstance(earlier, StationAgent) and earlier.settings.station_id == sid:
+                earlier.close()
         settings = StationSettings(station_id=sid, central_url=self.central.url,
                                    token=bearer(f"station-{sid}", Role.STATION, sid),
                                    datasets={f"{sid}-data": self.tmp / "data" / sid},

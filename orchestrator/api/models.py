@@ -212,3 +212,18 @@ class Problem(BaseModel):
     detail: str
     report: dict | None = None  # type: ignore[type-arg]
     errors: list[dict] | None = None  # type: ignore[type-arg]
+
+
+class LeaseIn(Strict):
+    """An agent taking or renewing its station's lease (one running agent per station)."""
+
+    holder: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="who the agent is, for people: its process, host and a random instance id")
+    period_s: float = Field(ge=1, le=3600, description="seconds the lease lasts from now unless renewed")
+
+
+class LeaseOut(BaseModel):
+    station: str
+    holder: str
+    expires: str = Field(description="when the lease ends (UTC) unless renewed")
+    held: bool = Field(description="whether it has not ended yet")

@@ -1,16 +1,17 @@
-"""The calls a station makes: fetch its work, report each step, hand over outputs.
+"""The calls a station makes: hold its lease, fetch its work, report each step, hand over outputs.
 
 ``async`` handlers on purpose: see ``train_routes``.
 """
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
-from ..lifecycle import Forbidden
+from ..leases import Lease, StationLeases
+from ..lifecycle import Forbidden, NotFound
 from ..principal import Principal, Role
 from .deps import Services, text
-from .models import OutputIn, Problem, StepIn, StepOut, WorkItem
+from .models import LeaseIn, LeaseOut, OutputIn, Problem, StepIn, StepOut, WorkItem
 
 ERRORS = {400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
           409: {"model": Problem}, 422: {"model": Problem}}
@@ -20,6 +21,36 @@ STATION_SIDE = (Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
 def station_router(s: Services) -> APIRouter:
     router = APIRouter(tags=["station"], responses=ERRORS)
     life, iris, chart = s.lifecycle, s.lifecycle.iris, s.lifecycle.chart
+    leases = StationLeases(s.store, iris, clock=life.clock)
+
+    def _lease_out(lease: Lease) -> LeaseOut:
+        return LeaseOut(station=lease.station, holder=lease.holder,
+                        expires=lease.expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                        held=lease.held_at(life.clock()))
+
+    @router.put("/stations/{station_id}/lease", response_model=LeaseOut)
+    async def take_lease(station_id: str, body: LeaseIn,
+                         principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> LeaseOut:
+        """Take the station's lease, or renew it (same ``holder``): one running agent per station. 409 names the
+        agent that holds it and until when; only the station's own token may take it (403)."""
+        return _lease_out(leases.take(principal, station_id, holder=body.holder, period_s=body.period_s))
+
+    @router.delete("/stations/{station_id}/lease", status_code=status.HTTP_204_NO_CONTENT,
+                   response_class=Response)
+    async def release_lease(station_id: str, holder: Annotated[str, Query(min_length=1, max_length=200)],
+                            principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> Response:
+        """Release the lease ``holder`` holds (an agent stopping cleanly), so that another may start at once."""
+        leases.release(principal, station_id, holder=holder)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.get("/stations/{station_id}/lease", response_model=LeaseOut)
+    async def read_lease(station_id: str,
+                         principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> LeaseOut:
+        """Which agent holds (or last held) the station's lease, and until when; 404 if none ever took it."""
+        lease = leases.current(principal, station_id)
+        if lease is None:
+            raise NotFound(f"no agent has taken the lease of station {station_id!r} yet")
+        return _lease_out(lease)
 
     @router.get("/stations/{station_id}/work", response_model=list[WorkItem])
     async def station_work(station_id: str,
