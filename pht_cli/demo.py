@@ -122,9 +122,10 @@ def _run_trains(console: Console, platform: LocalPlatform) -> None:
             table.add_row(label, mine, pooled)
     console.print(table)
     tid = trains["cohort count (incremental)"]
-    console.print(f"\nProvenance query [bold]train_history[/bold] for the cohort count train {tid}:")
+    console.print(f"\nProvenance query [bold]train_history[/bold] for the cohort count train {tid} (graph: where "
+                  "the state change was recorded: central, by the lifecycle; a station's name, by its MPU):")
     history = alice.named_query("train_history", train=_iri(alice, tid))
-    print_sparql_json(history, console, columns=("time", "stationId", "round", "from", "to", "role", "reason"),
+    print_sparql_json(history, console, columns=("time", "graph", "stationId", "round", "to", "reason"),
                       only_with="to")
     which = FEDERATED if FEDERATED in trains else "cohort count (incremental)"
     console.print(f"\nProvenance query [bold]station_durations[/bold] for the {which} train (seconds):")
