@@ -1,13 +1,19 @@
 """Set up stations for the breast cancer example in one step: split the data, register each station
-(with a fresh Ed25519 key pair) and its dataset at the central service, and write each station's settings."""
+(with a fresh Ed25519 key pair) and its dataset at the central service, and write everything each station
+runs with: the settings, key and policy of its agent and of its metadata processing unit (MPU)."""
 
+import secrets
+import shlex
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from client import CentralClient
+from station_mpu import DEFAULT_POLICY
 
 from .data import split_breast_cancer
 
@@ -45,31 +51,50 @@ POLICY = """@prefix pht: <https://w3id.org/pht-kg/vocab#> .
 
 def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *, objects_url: str,
                    station_tokens: dict[str, str] | None = None, runtime: str = "docker",
-                   automatic: bool = False) -> dict[str, Path]:
-    """Split the data into ``out/<station>/data``, register everything, write ``out/<station>/policy.ttl``
-    (the admin decides everything, unless ``automatic``: approve and release after the checks) and
-    ``out/<station>/station.env`` (source it, then ``pht station run``). Returns station -> its folder."""
+                   automatic: bool = False, mpu_port: int = 8181) -> dict[str, Path]:
+    """Split the data into ``out/<station>/data``, register everything, and write per station:
+    ``policy.ttl`` (the admin decides everything, unless ``automatic``: approve and release after the checks),
+    ``mpu-policy.ttl`` (the MPU's safe default filter policy, to edit) and ``station.env`` (mode 0600: it holds
+    the tokens), the settings of both the agent and the MPU (listening on ``mpu_port``, the next station's
+    on the next port), which share a fresh ingest token. Source it, then ``pht mpu serve & pht station run``.
+    Returns station -> its folder."""
     folders = split_breast_cancer(out / "_split", stations)
     result = {}
-    for sid in stations:
+    for i, sid in enumerate(stations):
         home = out / sid
         data = home / "data"
         home.mkdir(parents=True, exist_ok=True)
         if data.exists():
             raise FileExistsError(f"{data} exists; set up into a new folder")
         folders[sid].rename(data)
-        station_iri = register_station(client, sid, home / "station-key.pem", runtime=runtime)
+        key = home / "station-key.pem"
+        station_iri = register_station(client, sid, key, runtime=runtime)
         (home / "policy.ttl").write_text(POLICY.format(station=station_iri, manual="false" if automatic else "true"))
+        shutil.copyfile(DEFAULT_POLICY, home / "mpu-policy.ttl")
         token = (station_tokens or {}).get(sid, "")
-        (home / "station.env").write_text("\n".join([
-            f"export PHT_STATION_ID={sid}",
-            f"export PHT_CENTRAL_URL={client.base_url}",
-            f"export PHT_STATION_TOKEN={token}" + ("" if token else "  # a station token for " + sid),
-            f"export PHT_STATION_DATASETS={sid}-data={data.resolve()}",
-            f"export PHT_STATION_STATE_DIR={(home / 'state').resolve()}",
-            f"export PHT_OBJECTS_URL={objects_url}",
-            f"export PHT_STATION_RUNTIME={runtime}",
-            f"export PHT_STATION_POLICY={(home / 'policy.ttl').resolve()}",
+        settings = {
+            # the agent (docs/station.md)
+            "PHT_STATION_ID": sid, "PHT_CENTRAL_URL": client.base_url, "PHT_STATION_TOKEN": token,
+            "PHT_STATION_DATASETS": f"{sid}-data={data.resolve()}", "PHT_STATION_STATE_DIR": home.resolve() / "state",
+            "PHT_OBJECTS_URL": objects_url, "PHT_STATION_RUNTIME": runtime,
+            "PHT_STATION_POLICY": (home / "policy.ttl").resolve(), "PHT_MPU_URL": f"http://127.0.0.1:{mpu_port + i}",
+            # both: the agent sends it with every event, the MPU refuses events without it
+            "PHT_MPU_INGEST_TOKEN": secrets.token_urlsafe(32),
+            # the MPU (docs/mpu.md): it signs with the key whose public half was registered above
+            "PHT_MPU_STATION": sid, "PHT_MPU_PORT": mpu_port + i, "PHT_MPU_CENTRAL_URL": client.base_url,
+            "PHT_MPU_TOKEN": token, "PHT_MPU_PRIVATE_KEY": key.resolve(),
+            "PHT_MPU_POLICY": (home / "mpu-policy.ttl").resolve(), "PHT_MPU_DATA_DIR": home.resolve() / "mpu",
+            "PHT_MPU_BASE_IRI": station_iri.removesuffix(f"stations/{quote(sid, safe='')}"),
+            # only containers have stats to sample
+            "PHT_MPU_SAMPLE_INTERVAL_S": 10 if runtime in ("docker", "podman") else 0,
+        }
+        env = home / "station.env"
+        env.touch(mode=0o600)
+        env.write_text("\n".join([
+            f"# station {sid}: source this file, then start its MPU and its agent: pht mpu serve & pht station run",
+            *(f"export {name}={shlex.quote(str(value))}" + (
+                f"  # a station token for {sid}" if name in ("PHT_STATION_TOKEN", "PHT_MPU_TOKEN") and not token
+                else "") for name, value in settings.items()),
             "",
         ]))
         result[sid] = home

@@ -256,7 +256,7 @@ def serve(
         help="Seconds between Docker stats samples, 0 for none (default: PHT_MPU_SAMPLE_INTERVAL_S or 10).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (loopback: the station agent is local).")]
     = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8181,
+    port: Annotated[int, typer.Option(envvar="PHT_MPU_PORT", help="Port to listen on.")] = 8181,
 ) -> None:
     """Run the MPU for one station: POST /events, GET /metrics, GET /status (settings from PHT_MPU_* too).
 

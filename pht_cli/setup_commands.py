@@ -24,24 +24,31 @@ def setup(out: Annotated[Path, typer.Argument(help="New folder for the stations'
           runtime: Annotated[str, typer.Option(help="docker, podman or process.")] = "docker",
           automatic: Annotated[bool, typer.Option(
               help="Station policies that approve every train and release outputs passing the checks "
-                   "(default: the admin decides everything).")] = False) -> None:
+                   "(default: the admin decides everything).")] = False,
+          mpu_port: Annotated[int, typer.Option(
+              "--mpu-port", help="Port of the first station's MPU on 127.0.0.1; the next station's is one more.")]
+          = 8181) -> None:
     """Split the breast cancer data across stations, register them and their datasets, write their settings.
 
-    Each station gets OUT/<id>/data/patients.csv, a new Ed25519 key, and OUT/<id>/station.env to source
-    before `pht station run` (with a station token when PHT_JWT_SECRET or PHT_DEMO=1 is set here).
+    Each station gets OUT/<id>/data/patients.csv, a new Ed25519 key, its agent's and its MPU's policies, and
+    OUT/<id>/station.env with the settings of both (with a station token when PHT_JWT_SECRET or PHT_DEMO=1 is
+    set here); source it, then start the MPU and the agent: pht mpu serve & pht station run.
     Example: PHT_DEMO=1 pht setup var/stations --central http://127.0.0.1:8080 --token $OPS_TOKEN
     """
     if out.exists() and any(out.iterdir()):
         raise fail(f"{out} is not empty; give a new folder")
     ids = [s.strip() for s in stations.split(",") if s.strip()]
+    if not 1 <= mpu_port <= 65536 - len(ids):
+        raise fail(f"--mpu-port {mpu_port} leaves no port for {len(ids)} MPU(s); give 1 to {65536 - len(ids)}")
     secret = os.environ.get("PHT_JWT_SECRET") or (DEMO_SECRET if os.environ.get("PHT_DEMO") == "1" else None)
     tokens = {sid: issue_token(secret, subject=f"station-{sid}", roles=[Role.STATION], station=sid, ttl_s=30 * 86400)
               for sid in ids} if secret else {}
     try:
         with CentralClient(central, token) as client:
             homes = setup_stations(client, out, ids, objects_url=objects or f"file://{(out / 'objects').resolve()}",
-                                   station_tokens=tokens, runtime=runtime, automatic=automatic)
+                                   station_tokens=tokens, runtime=runtime, automatic=automatic, mpu_port=mpu_port)
     except (ClientError, OSError) as e:
         raise fail(str(e)) from None
     for sid, home in homes.items():
-        console.print(f"station {sid}: registered; run it with: source {home / 'station.env'} && pht station run")
+        console.print(f"station {sid}: registered; start its MPU and agent with: source {home / 'station.env'}; "
+                      "pht mpu serve & pht station run")
