@@ -313,7 +313,7 @@ def test_a_second_agent_refuses_to_start_a_killed_agents_lease_expires_and_a_cle
     killed_at = time.monotonic()
     assert agents.holds(first), "a killed agent's lease is not released"
     wait_for("the killed agent's lease expires", lambda: not lease_of(agents.central)["held"])  # type: ignore[index]
-    assert time.monotonic() - killed_at <= 3 + 1
+    assert time.monotonic() - killed_at <= 3 + 2, "it expired within its period (3 s)"
     third = agents.start(lease_s=600)
     wait_for("a new agent starts", lambda: agents.holds(third))
 
