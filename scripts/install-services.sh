@@ -12,6 +12,7 @@
 #   podman               -> Docker-compatible API, a second container engine for the runtime tests
 #   runc                 -> the OCI runtime Podman needs on cgroup-hybrid hosts, where crun refuses to run
 #                           (station/runtimes/podman.py); docker.io uses it too
+#   golang-github-containers-common -> /etc/containers/policy.json, without which Podman loads no image
 #   prometheus           -> scrapes our metrics for real in the dashboard tests
 #   chromium             -> headless browser for the web view tests
 #   chromium-driver      -> /usr/bin/chromedriver, through which selenium drives that browser
@@ -29,6 +30,7 @@ declare -A PACKAGES=(
   [bubblewrap]=/usr/bin/bwrap
   [podman]=/usr/bin/podman
   [runc]=/usr/sbin/runc
+  [golang-github-containers-common]=/etc/containers/policy.json
   [prometheus]=/usr/bin/prometheus
   [chromium]=/usr/bin/chromium
   [chromium-driver]=/usr/bin/chromedriver
@@ -77,7 +79,9 @@ run() {
 
 echo "install-services: installing ${missing[*]}"
 run apt-get update -qq
-run apt-get install -y -qq --no-install-recommends \
+# --reinstall with --force-confmiss also repairs a package whose proving file was deleted (a conffile such as
+# policy.json is otherwise never restored once an admin removed it)
+run apt-get install -y -qq --no-install-recommends --reinstall -o Dpkg::Options::=--force-confmiss \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
 rm -f "$log"
 

@@ -63,10 +63,13 @@ done
 for socket in /var/run/docker.sock /run/docker.sock /run/podman/podman.sock; do
   if [ -e "$socket" ]; then mount --bind /dev/null "$socket"; fi
 done
-for packages in /usr/lib/python3/dist-packages /usr/local/lib/python3*/dist-packages; do
+# Debian's python3-numpy has parts in both /usr/lib/python3/ and /usr/lib/python3.X/dist-packages
+for packages in /usr/lib/python3/dist-packages /usr/lib/python3*/dist-packages /usr/local/lib/python3*/dist-packages; do
   if [ -d "$packages" ]; then mount -t tmpfs -o size=1m,mode=0755 none "$packages"; fi
 done
-if /usr/bin/python3 -c "import numpy" 2>/dev/null; then echo "the system numpy is still visible" >&2; exit 97; fi
+if /usr/bin/python3 -c "import numpy; numpy.ndarray" 2>/dev/null; then
+  echo "the system numpy is still visible" >&2; exit 97
+fi
 if command -v bwrap >/dev/null || command -v docker >/dev/null; then echo "bwrap or docker still visible" >&2; exit 97; fi
 exec "$@"
 """

@@ -17,13 +17,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from api_helpers import ALICE, DIGEST, KEY, OPS, station, token
 from central_thread import Central, central_service
+from polling import wait_for
 from pyoxigraph import Literal, NamedNode, Quad
 
 from client import CentralClient, ClientError
@@ -69,16 +70,6 @@ def lease_of(central: Central, sid: str = "aachen") -> dict[str, object] | None:
         return None
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def wait_for(what: str, check: Callable[[], object], timeout_s: float = 30) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
 # ---- the central service's side --------------------------------------------------------------------------

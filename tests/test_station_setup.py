@@ -11,12 +11,12 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from api_helpers import ALICE, DIGEST, OPS, SETTINGS
 from central_thread import central_service
+from polling import wait_for
 from servers import free_port
 
 from client import CentralClient
@@ -33,16 +33,6 @@ def sourced(env_file: Path) -> dict[str, str]:
     done = subprocess.run(["bash", "-c", 'source "$1" && env -0', "_", str(env_file)], env=clean,
                           capture_output=True, check=True)
     return dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
-
-
-def wait_for(what: str, check: Callable[[], object], timeout_s: float = 60) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
 def answers(url: str) -> bool:
@@ -85,7 +75,7 @@ def test_the_settings_pht_setup_writes_start_a_real_mpu_and_agent_whose_events_n
         agent: subprocess.Popen[bytes] | None = None
         alice = CentralClient(central.url, ALICE["Authorization"][7:])
         try:
-            wait_for("the MPU answers", lambda: answers(env["PHT_MPU_URL"] + "/health"))
+            wait_for("the MPU answers", lambda: answers(env["PHT_MPU_URL"] + "/health"), timeout_s=60, interval_s=0.2)
             alice.register_definition({"id": "count", "title": "count", "image_name": "pht/count",
                                        "image_digest": DIGEST, "mode": "incremental", "route": ["aachen"]})
             refused_train = alice.submit("count")
@@ -106,7 +96,7 @@ def test_the_settings_pht_setup_writes_start_a_real_mpu_and_agent_whose_events_n
             def events_about(train: str) -> list[object]:
                 return central.store.quads(None, PHT.aboutTrain, iris.train(train), graph)
 
-            wait_for("the agent's event reaches the station graph", lambda: events_about(accepted_train))
+            wait_for("the agent's event reaches the station graph", lambda: events_about(accepted_train), timeout_s=60, interval_s=0.2)
             assert not events_about(refused_train), "a refused event was never stored"
             status = httpx.get(env["PHT_MPU_URL"] + "/status", timeout=10).json()
             assert status["outbox"]["delivered"] >= 1 and status["outbox"]["refused"] == 0, status
@@ -158,7 +148,7 @@ def test_the_readme_deployment_by_hand_runs_a_train_through_every_station_and_it
         digest = re.search(r"^sha256:[0-9a-f]{64}$", out, re.M)
         assert digest, out
         for i in range(3):
-            wait_for(f"MPU {i} answers", lambda: answers(f"http://127.0.0.1:{mpu_port + i}/health"))
+            wait_for(f"MPU {i} answers", lambda: answers(f"http://127.0.0.1:{mpu_port + i}/health"), timeout_s=60, interval_s=0.2)
         stations = ("aachen", "leipzig", "cologne")
         with CentralClient(f"http://127.0.0.1:{port}", alice) as client:
             client.register_definition({
@@ -173,7 +163,7 @@ def test_the_readme_deployment_by_hand_runs_a_train_through_every_station_and_it
                 return {row["graph"]["value"] for row in rows["bindings"]}
 
             wait_for("every station's MPU delivered events about the train",
-                     lambda: {station_graph(s).value for s in stations} <= delivered())
+                     lambda: {station_graph(s).value for s in stations} <= delivered(), timeout_s=60, interval_s=0.2)
     finally:
         assert shell.stdout is not None
         shell.stdout.close()
