@@ -3,17 +3,20 @@
 Use :class:`EmbeddedStore` (pyoxigraph, the default) or :class:`RemoteStore` (any SPARQL 1.1 server);
 both implement :class:`GraphStore`. Write with :meth:`GraphStore.apply` and a :class:`ChangeSet`, or with a
 SPARQL update run as one (:meth:`GraphStore.apply_update`; :func:`compile_update` parses and checks it once).
+:func:`validate_unstored` validates data that is not stored (no store needed); ``REPO_ROOT`` and the
+``*_DIR`` paths say where the vocabulary, shapes and named queries are read from.
 """
 
 from ._changeset import ChangeSet
 from ._embedded import EmbeddedStore
 from ._errors import ConflictError, GraphStoreError, InvalidInputError, StoreUnavailable, ValidationFailed
 from ._gc import tune_garbage_collection
+from ._paths import ONTOLOGY_DIR, QUERIES_DIR, REPO_ROOT, SHAPES_DIR
 from ._queries import NamedQuery, list_named_queries, named_query
 from ._rdf_input import parse_rdf
 from ._remote import RemoteStore
 from ._report import ValidationReport, ValidationResult
-from ._schema import Schema, load_schema
+from ._schema import Schema, load_schema, validate_unstored
 from ._signed_batch import (
     BATCH_HEADER,
     BATCH_MEDIA_TYPE,
@@ -44,11 +47,15 @@ __all__ = [
     "InvalidInputError",
     "KEY_ID_HEADER",
     "NamedQuery",
+    "ONTOLOGY_DIR",
     "ONTOLOGY_GRAPH",
     "PHT",
     "PHT_NS",
+    "QUERIES_DIR",
     "QueryResult",
+    "REPO_ROOT",
     "RemoteStore",
+    "SHAPES_DIR",
     "SHAPES_GRAPH",
     "SIGNATURE_HEADER",
     "Schema",
@@ -71,5 +78,6 @@ __all__ = [
     "station_event_prefix",
     "station_graph",
     "tune_garbage_collection",
+    "validate_unstored",
     "verify_batch",
 ]

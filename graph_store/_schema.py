@@ -3,6 +3,7 @@ from them. Read once per process and shared by every store."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -11,12 +12,14 @@ import rdflib
 from pyoxigraph import NamedNode, Quad, RdfFormat, parse
 from rdflib.namespace import RDFS
 
+from ._changeset import ChangeSet
 from ._paths import ONTOLOGY_DIR, SHAPES_DIR
+from ._report import ValidationReport
 from ._shapes import compile_shapes
-from ._validator import IncrementalValidator
+from ._validator import IncrementalValidator, PostChangeView
 from ._vocab import ONTOLOGY_GRAPH, PHT_NS, SHAPES_GRAPH
 
-__all__ = ["Schema", "load_schema"]
+__all__ = ["Schema", "load_schema", "validate_unstored"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,22 @@ def load_schema(ontology_dir: Path = ONTOLOGY_DIR, shapes_dir: Path = SHAPES_DIR
                          if isinstance(s, rdflib.URIRef) and str(s).startswith(PHT_NS))
     validator = IncrementalValidator(compile_shapes(shapes), superclasses=superclasses, declared_terms=declared)
     return Schema(ontology, shapes, _quads(onto_files, ONTOLOGY_GRAPH), _quads(shape_files, SHAPES_GRAPH), validator)
+
+
+def validate_unstored(change: ChangeSet, *, context: Iterable[Quad] = (), schema: Schema | None = None
+                      ) -> ValidationReport:
+    """Validate ``change`` as if it were written into a store holding only ``context``, with no store at all.
+
+    For data checked here but stored elsewhere or nowhere (the events an MPU pushes, a filter policy), at the
+    cost of the change alone. Shapes only: the rules of a write itself (no ontology or shapes graph, no
+    ``rdfs:subClassOf``) are :meth:`GraphStore.apply`'s, which an empty :class:`EmbeddedStore` also checks.
+    ``context`` stands for what the store would already hold (e.g. ``?s a pht:Station`` for a station named).
+    """
+    known = tuple(context)
+
+    def match(s: object, p: object, o: object, g: object = None) -> Iterator[Quad]:
+        return (q for q in known if (s is None or q.subject == s) and (p is None or q.predicate == p)
+                and (o is None or q.object == o))
+
+    view = PostChangeView(match, delete=change.delete, insert=change.insert)
+    return (schema or load_schema()).validator.validate_change(view, change)

@@ -21,8 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from graph_store import tune_garbage_collection
-from graph_store._paths import REPO_ROOT
+from graph_store import REPO_ROOT, tune_garbage_collection
 from local_platform import LocalPlatform, StationSpec, detect_runtime, read_pooled, split_breast_cancer
 from orchestrator.principal import Role
 

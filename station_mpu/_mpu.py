@@ -26,8 +26,7 @@ from typing import Any
 import httpx
 from pyoxigraph import Quad
 
-from graph_store import ChangeSet, ValidationReport, load_schema
-from graph_store._validator import PostChangeView
+from graph_store import ChangeSet, ValidationReport, validate_unstored
 
 from ._events import (
     Event,
@@ -432,7 +431,7 @@ def validated(units: Sequence[EventTriples]) -> list[EventTriples]:
     Raises InvalidEvents naming each refused event; the central service would refuse them too.
     """
     change = ChangeSet(insert=[q for u in units for q in u.quads])
-    report = load_schema().validator.validate_change(PostChangeView(_nothing, insert=change.insert), change)
+    report = validate_unstored(change)
     if not report.conforms:
         raise InvalidEvents([(str(getattr(r.focus_node, "value", r.focus_node)), r.message)
                              for r in report.results], report)
@@ -450,7 +449,7 @@ def apply_policy(units: Sequence[EventTriples], policy: Policy) -> list[Filtered
     changed = [i for i, f in enumerate(filtered) if f.changed and f.leaving]
     if changed:
         change = ChangeSet(insert=[q for i in changed for q in filtered[i].leaving])
-        report = load_schema().validator.validate_change(PostChangeView(_nothing, insert=change.insert), change)
+        report = validate_unstored(change)
         if not report.conforms:
             why = {r.focus_node: r.message for r in report.results}
             for i in changed:
@@ -459,10 +458,6 @@ def apply_policy(units: Sequence[EventTriples], policy: Policy) -> list[Filtered
                     filtered[i] = f.dropped_whole_as(f"{_INVALID_AFTER_FILTER} ({why[f.event.iri]}), so nothing "
                                                      "of it leaves")
     return filtered
-
-
-def _nothing(s: object, p: object, o: object, g: object = None) -> tuple[()]:
-    return ()
 
 
 def _ntriples(quads: Iterable[Quad]) -> bytes:

@@ -36,8 +36,7 @@ from pathlib import Path
 import rdflib
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse
 
-from graph_store import PHT, ChangeSet, ValidationReport, load_schema
-from graph_store._validator import PostChangeView
+from graph_store import PHT, ChangeSet, ValidationReport, load_schema, validate_unstored
 
 from ._events import DCAT_DATASET, RDF_TYPE, EventTriples
 
@@ -327,14 +326,7 @@ def _skolemised(triples: Iterable[object]) -> Iterator[Quad]:
 def _validate(quads: list[Quad], *, context: list[NamedNode], source: str) -> None:
     """Validate the policy's triples against the shapes; the stations it names count as known stations."""
     known = [Quad(s, RDF_TYPE, PHT.Station, NamedNode("urn:pht:mpu:context")) for s in context]
-
-    def match(s: object, p: object, o: object, g: object = None) -> Iterator[Quad]:
-        return (q for q in known if (s is None or q.subject == s) and (p is None or q.predicate == p)
-                and (o is None or q.object == o))
-
-    change = ChangeSet(insert=quads)
-    view = PostChangeView(match, insert=change.insert)
-    report = load_schema().validator.validate_change(view, change)
+    report = validate_unstored(ChangeSet(insert=quads), context=known)
     if not report.conforms:
         first = report.results[0]
         raise PolicyError(f"{source} violates the policy shapes: {first.message} ({_name(first.focus_node)}"

@@ -142,3 +142,19 @@ def test_a_failing_commit_listener_does_not_make_a_committed_change_look_failed(
     assert store.quads(execution, PHT.state)[0].object == other
     assert seen == [change], "later listeners still hear of the change"
     assert "commit listener failed" in caplog.text
+
+
+def test_unstored_data_is_validated_as_a_store_holding_only_its_context_would(store: EmbeddedStore) -> None:
+    """validate_unstored: no store, the same report an empty store gives, and the context counts as stored."""
+    from graph_store import validate_unstored
+
+    execution, station = NamedNode(EX + "exec-0002-aachen-r2"), NamedNode(EX + "station-aachen")
+    alone = ChangeSet(insert=store.quads(execution))
+    report = validate_unstored(alone)
+    with EmbeddedStore() as empty:
+        assert report.results == empty.validate(alone).results
+    assert ("ClassConstraintComponent", PHT.atStation) in {(r.component_name, r.path) for r in report.results}
+    known = store.quads(station)
+    with_station = validate_unstored(alone, context=known)
+    assert not any(r.path == PHT.atStation for r in with_station.results)
+    assert len(with_station.results) < len(report.results)
