@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pyoxigraph import NamedNode, Quad, Store
+from pyoxigraph import BlankNode, DefaultGraph, NamedNode, Quad, Store
 
 from ._changeset import ChangeSet
 from ._errors import InvalidInputError
@@ -63,8 +63,12 @@ class EmbeddedStore(GraphStore):
 
     def _query(self, text: str, *, default_graph: list[NamedNode] | None, named_graphs: list[NamedNode] | None,
                union_default_graph: bool) -> QueryResult:
+        # pyoxigraph's parameters are lists of wider types (lists are invariant): copies typed as such
+        default: list[NamedNode | BlankNode | DefaultGraph] | None = \
+            None if default_graph is None else list(default_graph)
+        named: list[NamedNode | BlankNode] | None = None if named_graphs is None else list(named_graphs)
         try:
-            return self._store.query(text, default_graph=default_graph, named_graphs=named_graphs,
+            return self._store.query(text, default_graph=default, named_graphs=named,
                                      use_default_graph_as_union=union_default_graph)
         except SyntaxError as e:
             raise InvalidInputError(f"malformed SPARQL query: {e}") from None

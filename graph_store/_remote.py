@@ -57,6 +57,7 @@ from pyoxigraph import (
     NamedNode,
     Quad,
     QueryResultsFormat,
+    QuerySolutions,
     RdfFormat,
     Triple,
     Variable,
@@ -179,8 +180,10 @@ class RemoteStore(GraphStore):
         text = f"SELECT {' '.join('?' + v for v in free)} WHERE {{ GRAPH {pattern[3]} {{ {' '.join(pattern[:3])} }} }}"
         bindings = {v: term for v, term in zip(_VARS, terms) if term is not None}
         result = self._query(bind(text, bindings), default_graph=None, named_graphs=None, union_default_graph=False)
+        if not isinstance(result, QuerySolutions):  # a SELECT's answer is always solutions
+            raise StoreUnavailable(f"SPARQL server at {self.query_url} answered a SELECT without solutions")
         quads = []
-        for row in result:  # type: ignore[union-attr]
+        for row in result:
             quads.append(Quad(*(row[Variable(v)] if term is None else term for v, term in zip(_VARS, terms))))
         return quads
 
@@ -236,7 +239,8 @@ def _portable_results(body: bytes) -> bytes:
                 term["value"] = label if _BNODE_LABEL.fullmatch(label) else "x" + label.encode().hex()
             elif kind in ("literal", "typed-literal") and "datatype" in term and "xml:lang" not in term:
                 lit = canonical(Literal(term["value"], datatype=NamedNode(term["datatype"])))
-                term["value"], term["datatype"] = lit.value, lit.datatype.value  # type: ignore[union-attr]
+                if isinstance(lit, Literal):  # always: canonical() keeps a literal a literal
+                    term["value"], term["datatype"] = lit.value, lit.datatype.value
     return json.dumps(results).encode()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pyoxigraph import BlankNode, Literal, NamedNode
+from pyoxigraph import BlankNode, Literal, NamedNode, Triple
 
 __all__ = ["ValidationResult", "ValidationReport", "PathTerm"]
 
@@ -24,7 +24,7 @@ def _term_text(term: object) -> str | None:
     if isinstance(term, NamedNode):
         return term.value
     if isinstance(term, tuple):
-        return "^" + term[1].value
+        return "^" + str(term[1].value)
     if isinstance(term, (Literal, BlankNode)):
         return str(term)
     return str(term)
@@ -34,9 +34,9 @@ def _term_text(term: object) -> str | None:
 class ValidationResult:
     """One violation: which node, along which path, which value, which shape and constraint, and why."""
 
-    focus_node: NamedNode | BlankNode
+    focus_node: NamedNode | BlankNode | Literal | Triple  # a literal when a nested shape (sh:node) checks one
     path: PathTerm
-    value: NamedNode | BlankNode | Literal | None
+    value: NamedNode | BlankNode | Literal | Triple | None
     source_shape: NamedNode | BlankNode
     component: NamedNode
     severity: NamedNode

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import rdflib
-from pyoxigraph import BlankNode, NamedNode
+from pyoxigraph import BlankNode, Literal, NamedNode
 from rdflib.collection import Collection
 from rdflib.namespace import RDF, SH
 
@@ -116,6 +116,14 @@ def _severity(g: rdflib.Graph, shape: rdflib.term.Node) -> NamedNode:
     return NamedNode(str(sev)) if sev is not None else NamedNode(_SH + "Violation")
 
 
+def _shape_id(shape: rdflib.term.Node) -> NamedNode | BlankNode:
+    """A shape's node as a pyoxigraph term (a shape is an IRI or a blank node, never a literal)."""
+    term = to_oxi(shape)
+    if isinstance(term, Literal):
+        raise UnsupportedShape(f"a literal ({shape}) is used as a shape")
+    return term
+
+
 def _constraints(g: rdflib.Graph, shape: rdflib.term.Node) -> tuple[Constraint, ...]:
     result: list[Constraint] = []
     for param, component in _COMPONENTS.items():
@@ -123,7 +131,7 @@ def _constraints(g: rdflib.Graph, shape: rdflib.term.Node) -> tuple[Constraint, 
             kind = str(param).removeprefix(_SH)
             arg: Any
             if kind in ("minCount", "maxCount", "minLength", "maxLength"):
-                arg = int(value)  # type: ignore[arg-type]
+                arg = int(str(value))  # a literal's lexical form (rdflib terms are strings)
             elif kind == "in":
                 arg = frozenset(to_oxi(v) for v in Collection(g, value))
             elif kind == "pattern":
@@ -167,7 +175,7 @@ def compile_shapes(shapes: rdflib.Graph) -> ShapesModel:
         if ps not in property_cache:
             _check_supported(shapes, ps, {SH.path})
             property_cache[ps] = PropertyShape(
-                id=to_oxi(ps),  # type: ignore[arg-type]
+                id=_shape_id(ps),
                 path=_path(shapes, ps),
                 constraints=_constraints(shapes, ps),
                 messages=_messages(shapes, ps),
@@ -176,7 +184,8 @@ def compile_shapes(shapes: rdflib.Graph) -> ShapesModel:
         return property_cache[ps]
 
     def active(s: rdflib.term.Node) -> bool:
-        return not bool(shapes.value(s, SH.deactivated, default=rdflib.Literal(False)).toPython())
+        flag = shapes.value(s, SH.deactivated, default=rdflib.Literal(False))
+        return not (isinstance(flag, (rdflib.Literal, rdflib.term.IdentifiedNode)) and bool(flag.toPython()))
 
     model: dict[NamedNode | BlankNode, NodeShape] = {}
     for ns in node_ids:
@@ -188,9 +197,9 @@ def compile_shapes(shapes: rdflib.Graph) -> ShapesModel:
         for c in _constraints(shapes, ns):
             if c.kind in ("minCount", "maxCount"):
                 raise UnsupportedShape(f"node shape {ns} uses sh:{c.kind}, which only property shapes may use")
-        oxi_id = to_oxi(ns)
-        model[oxi_id] = NodeShape(  # type: ignore[index]
-            id=oxi_id,  # type: ignore[arg-type]
+        oxi_id = _shape_id(ns)
+        model[oxi_id] = NodeShape(
+            id=oxi_id,
             target_classes=tuple(NamedNode(str(c)) for c in shapes.objects(ns, SH.targetClass)),
             constraints=_constraints(shapes, ns),
             properties=tuple(property_shape(p) for p in shapes.objects(ns, SH.property) if active(p)),

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pyoxigraph import BlankNode, Literal, NamedNode, Quad
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 
 from ._errors import InvalidInputError
 
@@ -108,7 +108,7 @@ def _term_text(name: str, term: object) -> str:
 _XSD_DECIMAL = NamedNode("http://www.w3.org/2001/XMLSchema#decimal")
 
 
-def term_text(term: NamedNode | BlankNode | Literal) -> str:
+def term_text(term: NamedNode | BlankNode | Literal | Triple) -> str:
     """The N-Triples form of ``term``, except that an ``xsd:decimal`` is always written with a decimal point.
 
     Oxigraph's canonical form of the decimal 5.0 is ``"5"^^xsd:decimal``; Virtuoso 7 stores a decimal

@@ -23,7 +23,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyoxigraph import BlankNode, DefaultGraph, Literal, NamedNode, Quad, QueryBoolean, QuerySolutions, QueryTriples
+from pyoxigraph import (
+    BlankNode,
+    DefaultGraph,
+    Literal,
+    NamedNode,
+    Quad,
+    QueryBoolean,
+    QuerySolutions,
+    QueryTriples,
+    Triple,
+)
 
 from ._changeset import ChangeSet
 from ._errors import ConflictError, InvalidInputError, ValidationFailed
@@ -37,8 +47,9 @@ from ._vocab import ONTOLOGY_GRAPH, RDF_TYPE, RDFS_SUBCLASSOF, SHAPES_GRAPH
 
 __all__ = ["GraphStore", "QueryResult", "UpdateOutcome", "UpdatePlan"]
 
-QueryResult = QuerySolutions | QueryBoolean | QueryTriples | Iterator[Any]
-"""SELECT: iterable of solutions (``solution["var"]``); ASK: ``bool(result)``; CONSTRUCT: iterable of triples."""
+QueryResult = QuerySolutions | QueryBoolean | QueryTriples | Iterator[Triple]
+"""SELECT: iterable of solutions (``solution["var"]``); ASK: ``bool(result)``; CONSTRUCT: iterable of triples.
+:meth:`GraphStore.select`, :meth:`GraphStore.ask` and :meth:`GraphStore.run_query` return one of them, typed."""
 
 _PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
 log = logging.getLogger(__name__)
@@ -124,12 +135,31 @@ class GraphStore(ABC):
         return self._query(bind(sparql, bindings or {}), default_graph=default_graph, named_graphs=named_graphs,
                            union_default_graph=union_default_graph)
 
-    def run_query(self, name: str, **bindings: Any) -> QueryResult:
-        """Run the named read-only query ``sparql_queries/<name>.rq`` with its parameters bound."""
+    def select(self, sparql: str, *, bindings: Mapping[str, Any] | None = None,
+               default_graph: list[NamedNode] | None = None, named_graphs: list[NamedNode] | None = None,
+               union_default_graph: bool = False) -> QuerySolutions:
+        """Run a SPARQL SELECT as :meth:`query` does: its solutions (``solution["var"]`` is the bound term or
+        None, ``.variables`` the projected variables). Raises InvalidInputError for any other query form."""
+        result = self.query(sparql, bindings=bindings, default_graph=default_graph, named_graphs=named_graphs,
+                            union_default_graph=union_default_graph)
+        if not isinstance(result, QuerySolutions):
+            raise InvalidInputError("expected a SPARQL SELECT query")
+        return result
+
+    def ask(self, sparql: str, *, bindings: Mapping[str, Any] | None = None) -> bool:
+        """Run a SPARQL ASK as :meth:`query` does: its answer. Raises InvalidInputError for any other form."""
+        result = self.query(sparql, bindings=bindings)
+        if not isinstance(result, QueryBoolean):
+            raise InvalidInputError("expected a SPARQL ASK query")
+        return bool(result)
+
+    def run_query(self, name: str, **bindings: Any) -> QuerySolutions:
+        """Run the named read-only query ``sparql_queries/<name>.rq`` (a SELECT, as every named query is) with
+        its parameters bound: its solutions, as :meth:`select`."""
         q = named_query(name)
         if q.is_update:
             raise InvalidInputError(f"{name}.rq is an update; updates go through apply()")
-        return self.query(q.text, bindings=bindings)
+        return self.select(q.text, bindings=bindings)
 
     # -- writing ------------------------------------------------------------------------------------------
 
@@ -256,11 +286,11 @@ class GraphStore(ABC):
         if select is None:
             return compiled.change_set([lambda name: None], values), 1
         wanted = parameters_of(select)
-        result = self.query(select, bindings={k: v for k, v in values.items() if k in wanted},
-                            default_graph=_listed(dataset.default_graph), named_graphs=_listed(dataset.named_graphs))
+        result = self.select(select, bindings={k: v for k, v in values.items() if k in wanted},
+                             default_graph=_listed(dataset.default_graph), named_graphs=_listed(dataset.named_graphs))
         rows = []
         try:
-            for row in result:  # type: ignore[union-attr]  # a SELECT
+            for row in result:
                 rows.append(solution_lookup(row))
                 if max_solutions is not None and len(rows) > max_solutions:
                     break
@@ -357,13 +387,13 @@ def _listed(graphs: tuple[NamedNode, ...] | None) -> list[NamedNode] | None:
     return None if graphs is None else list(graphs)
 
 
-def _data_operations(keyword: str, quads: list[Quad]) -> list[str]:
+def _data_operations(keyword: str, quads: Sequence[Quad]) -> list[str]:
     """``INSERT DATA`` / ``DELETE DATA`` operations for ``quads``, at most _QUADS_PER_OPERATION each."""
     return [f"{keyword} {{ {quad_block(quads[i:i + _QUADS_PER_OPERATION])} }}"
             for i in range(0, len(quads), _QUADS_PER_OPERATION)]
 
 
-def _insert_operations(quads: list[Quad]) -> list[str]:
+def _insert_operations(quads: Iterable[Quad]) -> list[str]:
     """Update operations that insert ``quads``, which may contain blank nodes (the shapes do).
 
     Ground quads go into INSERT DATA operations (see _QUADS_PER_OPERATION). Virtuoso refuses blank nodes in

@@ -30,9 +30,10 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import date, datetime, time
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 import rdflib
-from pyoxigraph import BlankNode, Literal, NamedNode, Quad
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 from pyshacl.rdfutil.compare import compare_literal
 from rdflib.term import XSDToPython
 
@@ -44,15 +45,17 @@ from ._vocab import PHT_NS, RDF_TYPE
 
 __all__ = ["QuadMatcher", "PostChangeView", "IncrementalValidator", "is_well_typed"]
 
-Node = NamedNode | BlankNode
-Term = NamedNode | BlankNode | Literal
+Node = NamedNode | BlankNode | Triple
+"""A focus node read from a quad's subject (pyoxigraph also holds RDF 1.2 triple terms)."""
+ShapeId = NamedNode | BlankNode
+Term = NamedNode | BlankNode | Literal | Triple
 QuadMatcher = Callable[[Node | None, NamedNode | None, Term | None], Iterable[Quad]]
 """Reads the stored data graphs: ``match(s, p, o)`` yields the quads matching the pattern (None = any)."""
 
 _SH = "http://www.w3.org/ns/shacl#"
 _XSD = "http://www.w3.org/2001/XMLSchema#"
 _VIOLATION = NamedNode(_SH + "Violation")
-_EMPTY: frozenset = frozenset()
+_EMPTY: frozenset[Term] = frozenset()
 _UNKNOWN_TERM = NamedNode(PHT_NS + "UnknownTermConstraintComponent")
 _VOCABULARY_CHECK = NamedNode(PHT_NS + "VocabularyCheck")
 
@@ -102,7 +105,7 @@ class PostChangeView:
         self._ins_s: dict[Term, list[Quad]] = {}
         for q in insert:
             self._ins_s.setdefault(q.subject, []).append(q)
-        self._ins_po_index: dict[tuple[Term, Term], set[Term]] | None = None
+        self._ins_po_index: dict[tuple[Term, Term], set[Node]] | None = None
         self._cache_sp: dict[tuple[Term, Term], frozenset[Term]] = {}
         self._cache_po: dict[tuple[Term, Term], frozenset[Term]] = {}
         self._cache_s: dict[Term, dict[NamedNode, frozenset[Term]]] = {}
@@ -149,7 +152,7 @@ class PostChangeView:
         return found
 
     @property
-    def _ins_po(self) -> dict[tuple[Term, Term], set[Term]]:
+    def _ins_po(self) -> dict[tuple[Term, Term], set[Node]]:
         if self._ins_po_index is None:
             self._ins_po_index = {}
             for q in self._inserted:
@@ -197,12 +200,12 @@ class IncrementalValidator:
         # Which property shapes read their values' rdf:type (sh:class), and which read a nested shape.
         # sh:class C on path P, indexed by C: a type change of v to/from a subclass of C affects P^-1(v).
         self._class_paths: dict[NamedNode, list[PathTerm]] = defaultdict(list)
-        self._node_users: dict[Node, list[tuple[NodeShape, PropertyShape]]] = defaultdict(list)
+        self._node_users: dict[ShapeId, list[tuple[NodeShape, PropertyShape]]] = defaultdict(list)
         self._inverse_predicates: set[NamedNode] = set()
         self._inverse_paths: dict[NamedNode, PathTerm] = {}
-        self._shape_out: dict[Node, set[NamedNode]] = {}
-        self._shape_in: dict[Node, set[NamedNode]] = {}
-        self._shape_class_paths: dict[Node, dict[NamedNode, list[PathTerm]]] = defaultdict(lambda: defaultdict(list))
+        self._shape_out: dict[ShapeId, set[NamedNode]] = {}
+        self._shape_in: dict[ShapeId, set[NamedNode]] = {}
+        self._shape_class_paths: dict[ShapeId, dict[NamedNode, list[PathTerm]]] = defaultdict(lambda: defaultdict(list))
         for shape in model.node_shapes.values():
             self._shape_out[shape.id] = {RDF_TYPE}
             self._shape_in[shape.id] = set()
@@ -234,13 +237,14 @@ class IncrementalValidator:
                 if paths is not None:
                     paths.add(path)
 
-        nested_dirty: list[tuple[Term, Node]] = []
+        nested_dirty: list[tuple[Term, ShapeId]] = []
         for q in change.delete | change.insert:
             s, p, o = q.subject, q.predicate, q.object
             mark(s, None if p == RDF_TYPE else p)
             if p in self._inverse_predicates and not isinstance(o, Literal):
-                mark(o, self._inverse_paths[p])  # type: ignore[arg-type]
-            classes = self._superclasses.get(o, (o,)) if p == RDF_TYPE else ()  # type: ignore[call-overload]
+                mark(o, self._inverse_paths[p])
+            # (a type that is no IRI has no superclasses, and no shape's sh:class names it)
+            classes = self._superclasses.get(o, (o,)) if p == RDF_TYPE and isinstance(o, NamedNode) else ()
             for cls in classes:
                 for path in self._class_paths.get(cls, ()):
                     for node in self._nodes(view.back(path, s)):
@@ -254,7 +258,7 @@ class IncrementalValidator:
                 for cls in classes:
                     for path in class_paths.get(cls, ()):
                         nested_dirty.extend((v, nested) for v in view.back(path, s))
-        seen: set[tuple[Term, Node]] = set()
+        seen: set[tuple[Term, ShapeId]] = set()
         while nested_dirty:
             item = nested_dirty.pop()
             if item in seen:
@@ -295,7 +299,7 @@ class IncrementalValidator:
         return results
 
     def _targeting_shapes(self, view: PostChangeView, focus: Node) -> list[NodeShape]:
-        shapes: dict[Node, NodeShape] = {}
+        shapes: dict[ShapeId, NodeShape] = {}
         view.outgoing(focus)  # the shapes will read most of the focus node's predicates: fetch them at once
         for cls in self.classes_of(view, focus):
             for shape in self.model.by_target_class.get(cls, ()):
@@ -328,7 +332,7 @@ class IncrementalValidator:
                         message=f"unknown {what} {term.value}: the ontology (ontology/*.ttl) does not declare it",
                     )
                 elif len(known) < 10_000:
-                    known.add(term)  # type: ignore[arg-type]
+                    known.add(term)
 
 
 class _Run:
@@ -337,7 +341,7 @@ class _Run:
     def __init__(self, validator: IncrementalValidator, view: PostChangeView) -> None:
         self.v = validator
         self.view = view
-        self._conforms: dict[tuple[Term, Node], bool] = {}
+        self._conforms: dict[tuple[Term, ShapeId], bool] = {}
 
     def validate(self, focus: Term, shape: NodeShape, paths: Paths = None) -> list[ValidationResult]:
         """``focus`` against ``shape``: its node-level constraints and its property shapes on ``paths``
@@ -351,7 +355,7 @@ class _Run:
                 self._check(focus, ps.path, values_of(focus, ps.path), ps, results)  # type: ignore[arg-type]
         return results
 
-    def conforms(self, node: Term, shape_id: Node) -> bool:
+    def conforms(self, node: Term, shape_id: ShapeId) -> bool:
         key = (node, shape_id)
         if key not in self._conforms:
             self._conforms[key] = True  # recursion guard: a cycle counts as conforming
@@ -385,7 +389,7 @@ class _Run:
     def _fail(out: list[ValidationResult], focus: Term, path: PathTerm, value: Term | None,
               shape: NodeShape | PropertyShape, c: Constraint, generic: str) -> None:
         out.append(ValidationResult(
-            focus_node=focus, path=path, value=value, source_shape=shape.id,  # type: ignore[arg-type]
+            focus_node=focus, path=path, value=value, source_shape=shape.id,
             component=c.component, severity=shape.severity,
             message=shape.messages[0] if shape.messages else generic,
         ))
@@ -449,9 +453,9 @@ def _node_kind_ok(run: _Run, v: Term, kind: NamedNode) -> bool:
 
 
 def _string_of(v: Term) -> str | None:
-    """The string SHACL string constraints look at (None for blank nodes, which always fail): for a literal its
-    lexical form (what pySHACL's ``str(value)`` gives for every datatype), for an IRI the IRI."""
-    if isinstance(v, BlankNode):
+    """The string SHACL string constraints look at (None for blank nodes and triple terms, which always fail): for
+    a literal its lexical form (what pySHACL's ``str(value)`` gives for every datatype), for an IRI the IRI."""
+    if isinstance(v, (BlankNode, Triple)):
         return None
     return v.value
 
@@ -495,11 +499,12 @@ def _in_ok(run: _Run, v: Term, allowed: frozenset[Term]) -> bool:
     return v in allowed
 
 
-def _node_ok(run: _Run, v: Term, shape_id: Node) -> bool:
+def _node_ok(run: _Run, v: Term, shape_id: ShapeId) -> bool:
     return run.conforms(v, shape_id)
 
 
-_VALUE_TESTS: dict[str, Callable[[_Run, Term, object], bool]] = {  # type: ignore[dict-item]
+# Each test's third argument is its constraint's compiled parameter, whose type depends on the component.
+_VALUE_TESTS: dict[str, Callable[[_Run, Term, Any], bool]] = {
     "datatype": _datatype_ok,
     "class": _class_ok,
     "nodeKind": _node_kind_ok,
