@@ -7,4 +7,4 @@ violated the shapes), so callers print that sentence instead of a traceback.
 
 from .central import TERMINAL_STATES, CentralClient, ClientError
 
-__all__ = ["TERMINAL_STATES", "CentralClient", "ClientError"]
+__all__ = ["CentralClient", "ClientError", "TERMINAL_STATES"]

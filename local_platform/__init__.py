@@ -7,5 +7,7 @@ other; it only wires them together over real HTTP on 127.0.0.1, exactly as separ
 
 from .data import read_pooled, split_breast_cancer
 from .platform import LocalPlatform, StationSpec, TrainImage, detect_runtime
+from .setup import setup_stations
 
-__all__ = ["LocalPlatform", "StationSpec", "TrainImage", "detect_runtime", "read_pooled", "split_breast_cancer"]
+__all__ = ["LocalPlatform", "StationSpec", "TrainImage", "detect_runtime", "read_pooled", "setup_stations",
+           "split_breast_cancer"]

@@ -15,18 +15,20 @@ import uvicorn
 
 from client import CentralClient
 from graph_store import EmbeddedStore
-from orchestrator.app import create_app
-from orchestrator.auth import issue_token
-from orchestrator.principal import Role
-from orchestrator.settings import DEMO_SECRET, Settings
-from station.agent import StationAgent
-from station.objects import LocalObjectStore, fetch_unpacked
-from station.policy import StationPolicy
-from station.runtimes.base import Limits, Runtime
-from station.runtimes.factory import make_runtime
-from station.settings import StationSettings
-from station_mpu import MpuSettings
-from station_mpu.app import create_mpu_app
+from orchestrator import DEMO_SECRET, Role, Settings, create_app, issue_token
+from station import (
+    Limits,
+    LocalObjectStore,
+    Runtime,
+    StationAgent,
+    StationPolicy,
+    StationSettings,
+    build_train_image,
+    fetch_unpacked,
+    folder_digest,
+    make_runtime,
+)
+from station_mpu import MpuSettings, create_mpu_app
 
 from .setup import register_station
 
@@ -218,9 +220,7 @@ class LocalPlatform:
     def build_image(self, folder: Path, tag: str) -> TrainImage:
         """Build a train folder into an image (Docker), or take the folder itself (process runtime)."""
         if self.runtime == "process":
-            from station.runtimes.process import folder_digest
             return TrainImage(str(folder.resolve()), folder_digest(folder))
-        from station.images import build_train_image
         return TrainImage(tag, build_train_image(folder, tag))
 
     def fetch(self, sha256: str, target: Path) -> Path:

@@ -23,7 +23,8 @@ from rich.table import Table
 
 from graph_store import REPO_ROOT, tune_garbage_collection
 from local_platform import LocalPlatform, StationSpec, detect_runtime, read_pooled, split_breast_cancer
-from orchestrator.principal import Role
+from orchestrator import Role
+from station import DEFAULT_PATH, ProcessRuntime, default_unisolated_path
 
 from .train_commands import print_sparql_json, watch_trains
 
@@ -45,7 +46,6 @@ def run(console: Console, *, keep: Path | None = None, serve: bool = False, runt
     if why:
         console.print(f"[yellow]warning:[/yellow] {why}.", highlight=False)
     if runtime == "process":
-        from station.runtimes.process import ProcessRuntime
         if ProcessRuntime.can_isolate():
             console.print("Trains run as local processes sandboxed by bubblewrap (no network, read-only system, "
                           "uid 10001).", highlight=False)
@@ -139,7 +139,6 @@ def _run_trains(console: Console, platform: LocalPlatform) -> None:
 def _train_python_has_numpy() -> bool:
     """Whether the python3 process-runtime trains run with has numpy: unisolated, this station's own Python
     (numpy is a dependency of the station software); under bubblewrap, the system's on its default PATH."""
-    from station.runtimes.process import DEFAULT_PATH, ProcessRuntime, default_unisolated_path
     path = DEFAULT_PATH if ProcessRuntime.can_isolate() else default_unisolated_path()
     python = shutil.which("python3", path=path)
     return python is not None and subprocess.run([python, "-c", "import numpy"], capture_output=True).returncode == 0

@@ -24,10 +24,7 @@ from graph_store import (
     parse_rdf,
     tune_garbage_collection,
 )
-from orchestrator.app import create_app
-from orchestrator.auth import issue_token
-from orchestrator.principal import Role
-from orchestrator.settings import DEMO_SECRET, Settings, SettingsError
+from orchestrator import DEMO_SECRET, Role, Settings, SettingsError, create_app, issue_token
 
 from . import demo as demo_module
 from .mpu_commands import mpu_app

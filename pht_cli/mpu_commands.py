@@ -263,8 +263,7 @@ def serve(
     Example: pht mpu serve --station aachen --central http://central:8080 --key /etc/pht/aachen.pem \\
     --token-file /etc/pht/aachen.token --policy /etc/pht/policy.ttl
     """
-    from station_mpu import Mpu
-    from station_mpu.app import create_mpu_app
+    from station_mpu import Mpu, create_mpu_app
 
     try:
         settings = MpuSettings.from_env(station_id=station, central_url=central, private_key_path=key,

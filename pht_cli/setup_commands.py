@@ -7,10 +7,8 @@ from typing import Annotated
 import typer
 
 from client import CentralClient, ClientError
-from local_platform.setup import setup_stations
-from orchestrator.auth import issue_token
-from orchestrator.principal import Role
-from orchestrator.settings import DEMO_SECRET
+from local_platform import setup_stations
+from orchestrator import DEMO_SECRET, Role, issue_token
 
 from .output import console, fail
 

@@ -10,12 +10,24 @@ import typer
 from rich.table import Table
 
 from client import CentralClient, ClientError
-from station.agent import Holding, LeaseLost, LeaseRefused, StationAgent, quiet_request_logs, release
-from station.objects import ObjectStoreError, object_store_from_url
-from station.policy import PolicyError, load_policy
-from station.runtimes.base import RuntimeFailure
-from station.runtimes.factory import make_runtime
-from station.settings import StationSettings, StationSettingsError
+from station import (
+    Holding,
+    LeaseLost,
+    LeaseRefused,
+    ObjectStoreError,
+    PolicyError,
+    RuntimeFailure,
+    StationAgent,
+    StationSettings,
+    StationSettingsError,
+    build_train_image,
+    folder_digest,
+    load_policy,
+    make_runtime,
+    object_store_from_url,
+    quiet_request_logs,
+    release,
+)
 
 from .output import console, fail
 
@@ -194,10 +206,8 @@ def build_image(folder: Annotated[Path, typer.Argument(help="Train folder with a
         raise fail(f"{folder} has no Dockerfile")
     try:
         if process:
-            from station.runtimes.process import folder_digest
             console.print(folder_digest(folder))
             return
-        from station.images import build_train_image
         console.print(build_train_image(folder, tag))
     except RuntimeFailure as e:
         raise fail(str(e)) from None

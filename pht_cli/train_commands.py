@@ -12,8 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
 from client import CentralClient, ClientError
-from station.archive import ArchiveError
-from station.objects import ObjectStoreError, fetch_unpacked, object_store_from_url
+from station import ArchiveError, ObjectStoreError, fetch_unpacked, object_store_from_url
 
 from .output import console, fail, print_report, print_table
 from .train_scaffold import PLACEHOLDER_DIGEST

@@ -2,4 +2,44 @@
 
 A top-level package of its own (not in ``orchestrator/`` or ``station_mpu/``) because it runs at the
 hospital, next to the data, and must not import the central service. See ``docs/architecture.md``.
+
+These names are what the rest of the platform (``local_platform``, ``pht_cli``) uses; the modules hold more.
 """
+
+from .agent import Holding, LeaseLost, LeaseRefused, StationAgent, quiet_request_logs, release
+from .archive import ArchiveError
+from .images import build_train_image
+from .objects import LocalObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
+from .policy import PolicyError, StationPolicy, load_policy
+from .runtimes.base import Limits, Runtime, RuntimeFailure
+from .runtimes.factory import make_runtime
+from .runtimes.process import DEFAULT_PATH, ProcessRuntime, default_unisolated_path, folder_digest
+from .settings import StationSettings, StationSettingsError
+
+__all__ = [
+    "ArchiveError",
+    "DEFAULT_PATH",
+    "Holding",
+    "LeaseLost",
+    "LeaseRefused",
+    "Limits",
+    "LocalObjectStore",
+    "ObjectStoreError",
+    "PolicyError",
+    "ProcessRuntime",
+    "Runtime",
+    "RuntimeFailure",
+    "StationAgent",
+    "StationPolicy",
+    "StationSettings",
+    "StationSettingsError",
+    "build_train_image",
+    "default_unisolated_path",
+    "fetch_unpacked",
+    "folder_digest",
+    "load_policy",
+    "make_runtime",
+    "object_store_from_url",
+    "quiet_request_logs",
+    "release",
+]

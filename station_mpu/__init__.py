@@ -26,6 +26,7 @@ from ._policy import Filtered, Policy, PolicyError, Rule, TripleDecision, coarse
 from ._push import Pusher, PushResult, load_private_key
 from ._sampler import EXECUTION_LABEL, DockerSampler, UsageReading
 from ._settings import DEFAULT_POLICY, MpuSettings, MpuSettingsError
+from .app import create_mpu_app
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -55,6 +56,7 @@ __all__ = [
     "UsageReading",
     "apply_policy",
     "coarsen",
+    "create_mpu_app",
     "description_triples",
     "event_kinds",
     "event_triples",
