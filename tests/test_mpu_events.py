@@ -1,10 +1,9 @@
 """Station events as the MPU takes them: the JSON schema and its refusals, the triples (vocabulary, units,
-stable IRIs that are the central service's), the MPU's HTTP interface, its docstrings, and the rule that the
-MPU, the station software and the orchestrator never import each other."""
+stable IRIs that are the central service's), the MPU's HTTP interface and its docstrings. The rule that the MPU,
+the station software and the orchestrator never import each other is in test_dependencies.py."""
 
 from __future__ import annotations
 
-import ast
 import doctest
 import importlib
 import pkgutil
@@ -22,7 +21,6 @@ from station_mpu import EventAdapter, InvalidEvents, Mpu, MpuSettings, Naming, e
 from station_mpu._events import event_triples
 from station_mpu.app import create_mpu_app
 
-REPO = Path(__file__).resolve().parent.parent
 UNIT = "http://qudt.org/vocab/unit/"
 NAMING = Naming("https://pht.example.org/id/", "aachen")
 COMMON = {"time": "2026-11-27T10:00:00+02:00", "train": "3f2c", "execution": "3f2c.r1-s0"}
@@ -186,23 +184,6 @@ def test_docstring_examples_of_the_mpu_run() -> None:
         assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"
         attempted += result.attempted
     assert attempted >= 2
-
-
-def imports_of(package: str) -> set[str]:
-    found = set()
-    for path in (REPO / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                found |= {a.name.split(".")[0] for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found.add(node.module.split(".")[0])
-    return found
-
-
-def test_the_mpu_the_station_and_the_orchestrator_never_import_each_other() -> None:
-    assert not imports_of("station_mpu") & {"station", "orchestrator", "pht_cli"}
-    assert "station_mpu" not in imports_of("orchestrator")
-    assert "station_mpu" not in imports_of("station")
 
 
 def test_the_package_exports_what_it_declares() -> None:
