@@ -35,10 +35,12 @@ from .api.service_routes import service_router
 from .api.station_routes import station_router
 from .api.train_routes import train_router
 from .auth import TokenVerifier, principal_dependency, require_roles
+from .graph_store_protocol import ACCEPTED_RDF, graph_store_router
 from .lifecycle import Lifecycle, LifecycleError
 from .metrics import install_metrics
 from .registry import Registry
 from .settings import Settings
+from .sparql_protocol import RDF_FORMATS, RESULTS_FORMATS, sparql_router
 from .watchdog import StationWatchdog
 from .web import web_router
 
@@ -128,7 +130,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     for router in (registry_router(services), train_router(services), station_router(services),
                    metadata_router(services), service_router(services)):
         app.include_router(router, prefix="/api")
-    _optional_protocol_routers(app, services, authenticate)
+    _protocol_routers(app, services, authenticate)
     app.include_router(web_router(services))  # the built-in web view at /ui
     install_metrics(app, services)
     _error_handlers(app)
@@ -143,14 +145,9 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     return app
 
 
-def _optional_protocol_routers(app: FastAPI, services: Services, authenticate: Any) -> None:
+def _protocol_routers(app: FastAPI, services: Services, authenticate: Any) -> None:
     """The SPARQL Protocol and Graph Store Protocol endpoints, with the responses they give documented in
     the OpenAPI schema (their handlers answer with plain Responses, so FastAPI cannot infer them)."""
-    try:
-        from .graph_store_protocol import ACCEPTED_RDF, graph_store_router
-        from .sparql_protocol import RDF_FORMATS, RESULTS_FORMATS, sparql_router
-    except ImportError:  # pragma: no cover - being written
-        return
 
     def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
         return {status: {"model": Problem} for status in statuses}
