@@ -4,12 +4,14 @@ from the written `station.env`, a real central service, events delivered into th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -135,6 +137,13 @@ def test_the_readme_deployment_by_hand_runs_a_train_through_every_station_and_it
     with (tmp_path / "deployment.log").open("wb") as log_file:
         shell = subprocess.Popen(["bash", "-e", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                                  stderr=log_file, start_new_session=True)
+    # a service that never answers would keep the README's `until curl` loop, and this read, waiting forever
+    def kill() -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+
+    deadline = threading.Timer(180, kill)
+    deadline.start()
     try:
         lines: list[str] = []
         assert shell.stdout is not None
@@ -143,6 +152,7 @@ def test_the_readme_deployment_by_hand_runs_a_train_through_every_station_and_it
             if lines[-1].startswith("researcher token: "):
                 break
         out = "".join(lines)
+        deadline.cancel()
         assert "researcher token: " in out, out + (tmp_path / "deployment.log").read_text()
         alice = lines[-1].removeprefix("researcher token: ").strip()
         digest = re.search(r"^sha256:[0-9a-f]{64}$", out, re.M)
@@ -165,6 +175,7 @@ def test_the_readme_deployment_by_hand_runs_a_train_through_every_station_and_it
             wait_for("every station's MPU delivered events about the train",
                      lambda: {station_graph(s).value for s in stations} <= delivered(), timeout_s=60, interval_s=0.2)
     finally:
+        deadline.cancel()
         assert shell.stdout is not None
         shell.stdout.close()
         os.killpg(shell.pid, signal.SIGTERM)  # the shell's session: the service, the MPUs and the agents
