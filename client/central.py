@@ -59,6 +59,21 @@ class CentralClient:
             return None
         return response.json()
 
+    def _object(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """:meth:`_call` for an answer that is a JSON object."""
+        body = self._call(method, path, **kwargs)
+        if not isinstance(body, dict):
+            raise ClientError(f"the central service answered {method} {path} with {type(body).__name__}, "
+                              "not a JSON object")
+        return body
+
+    def _text(self, method: str, path: str, key: str, **kwargs: Any) -> str:
+        """The string ``key`` of :meth:`_object`'s answer."""
+        value = self._object(method, path, **kwargs).get(key)
+        if not isinstance(value, str):
+            raise ClientError(f"the central service answered {method} {path} without a string {key!r}")
+        return value
+
     def _pages(self, path: str, params: Mapping[str, Any] | None = None, *, page: int = 200) -> Iterator[Any]:
         offset = 0
         while True:
@@ -72,15 +87,15 @@ class CentralClient:
 
     def register_station(self, station: Mapping[str, Any]) -> dict[str, str]:
         """Register a station; returns its ``id`` and ``iri``."""
-        return self._call("POST", "/api/stations", json=dict(station))
+        return self._object("POST", "/api/stations", json=dict(station))
 
     def register_dataset(self, dataset: Mapping[str, Any]) -> dict[str, str]:
         """Register a dataset; returns its ``id`` and ``iri``."""
-        return self._call("POST", "/api/datasets", json=dict(dataset))
+        return self._object("POST", "/api/datasets", json=dict(dataset))
 
     def register_definition(self, definition: Mapping[str, Any]) -> dict[str, str]:
         """Register a definition; returns its ``id`` and ``iri``."""
-        return self._call("POST", "/api/definitions", json=dict(definition))
+        return self._object("POST", "/api/definitions", json=dict(definition))
 
     def stations(self) -> list[dict[str, Any]]:
         return list(self._pages("/api/stations"))
@@ -95,17 +110,17 @@ class CentralClient:
 
     def submit(self, definition: str, parameters: Mapping[str, str] | None = None) -> str:
         """Submit a train of a registered definition; returns the train id."""
-        return self._call("POST", "/api/trains", json={"definition": definition,
-                                                      "parameters": dict(parameters or {})})["id"]
+        return self._text("POST", "/api/trains", "id", json={"definition": definition,
+                                                             "parameters": dict(parameters or {})})
 
     def submit_train_file(self, document: Mapping[str, Any]) -> str:
         """Submit a train file's content (docs/train-definition.md): a definition id or a whole definition, which
         the service registers in the same write as the train or not at all, and the parameters; returns the
         train id."""
-        return self._call("POST", "/api/trains", json=dict(document))["id"]
+        return self._text("POST", "/api/trains", "id", json=dict(document))
 
     def train(self, train_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/trains/{train_id}")
+        return self._object("GET", f"/api/trains/{train_id}")
 
     def trains(self, state: str | None = None) -> list[dict[str, Any]]:
         return list(self._pages("/api/trains", {"state": state} if state else None))
@@ -114,7 +129,8 @@ class CentralClient:
               interval_s: float = 0.2) -> Iterator[dict[str, dict[str, Any]]]:
         """Poll the trains until every one is terminal, yielding ``{train id: train}`` after each poll in
         which one of them changed (its state or an execution's); TimeoutError when time is up first."""
-        deadline, last, trains = time.monotonic() + timeout_s, None, {}
+        deadline, last = time.monotonic() + timeout_s, None
+        trains: dict[str, dict[str, Any]] = {}
         while True:
             trains = {tid: trains[tid] if trains.get(tid, {}).get("state") in TERMINAL_STATES else self.train(tid)
                       for tid in train_ids}
@@ -140,12 +156,12 @@ class CentralClient:
         return list(self._pages(f"/api/trains/{train_id}/events", page=500))
 
     def cancel(self, train_id: str, reason: str = "") -> str:
-        return self._call("POST", f"/api/trains/{train_id}/cancel", json={"reason": reason})["state"]
+        return self._text("POST", f"/api/trains/{train_id}/cancel", "state", json={"reason": reason})
 
     def sparql(self, query: str) -> dict[str, Any]:
         """Run a SPARQL query; returns the SPARQL JSON results (SELECT/ASK)."""
-        return self._call("POST", "/sparql", data={"query": query},
-                          headers={"Accept": "application/sparql-results+json"})
+        return self._object("POST", "/sparql", data={"query": query},
+                            headers={"Accept": "application/sparql-results+json"})
 
     def named_query(self, name: str, **parameters: Any) -> dict[str, Any]:
         """Run ``sparql_queries/NAME.rq`` at the service, its ``$parameters`` bound here as RDF terms
@@ -164,21 +180,22 @@ class CentralClient:
         if train["state"] != "finished":
             raise ClientError(f"train {train_id} is {train['state']}, not finished: it has no result")
         digest = train["executions"][-1].get("output_sha256") if train["executions"] else None
-        if not digest:
+        if not digest or not isinstance(digest, str):
             raise ClientError(f"train {train_id} finished without a recorded output")
         return digest
 
     def researcher_objects_url(self) -> str | None:
         """The object store this deployment's operator set for researchers to fetch results from
         (``PHT_RESEARCHER_OBJECTS_URL``, told by ``GET /api/settings``), or None if none is set."""
-        return self._call("GET", "/api/settings").get("researcher_objects_url")
+        url = self._object("GET", "/api/settings").get("researcher_objects_url")
+        return url if isinstance(url, str) else None
 
     # -- station side ---------------------------------------------------------------------------------------
 
     def take_lease(self, station_id: str, holder: str, period_s: float) -> dict[str, Any]:
         """Take or renew the station's lease for ``holder`` (one running agent per station): its ``holder``,
         ``expires`` and ``held``; ``ClientError`` with status 409 naming the agent that holds it."""
-        return self._call("PUT", f"/api/stations/{station_id}/lease", json={"holder": holder, "period_s": period_s})
+        return self._object("PUT", f"/api/stations/{station_id}/lease", json={"holder": holder, "period_s": period_s})
 
     def release_lease(self, station_id: str, holder: str) -> None:
         """Release ``holder``'s lease of the station, so that another agent may start at once."""
@@ -186,12 +203,16 @@ class CentralClient:
 
     def work(self, station_id: str) -> list[dict[str, Any]]:
         """The station's unfinished executions (see ``WorkItem`` in the OpenAPI document)."""
-        return self._call("GET", f"/api/stations/{station_id}/work")
+        items = self._call("GET", f"/api/stations/{station_id}/work")
+        if not isinstance(items, list):
+            raise ClientError(f"the central service answered GET /api/stations/{station_id}/work with "
+                              f"{type(items).__name__}, not a JSON list")
+        return items
 
     def step(self, execution_id: str, to: str, *, reason: str = "", used: Sequence[str] = ()) -> str:
         """Fire one lifecycle step of an execution; ``ClientError`` with status 409 if it is not allowed now."""
-        return self._call("POST", f"/api/executions/{execution_id}/steps",
-                          json={"to": to, "reason": reason, "used": list(used)})["state"]
+        return self._text("POST", f"/api/executions/{execution_id}/steps", "state",
+                          json={"to": to, "reason": reason, "used": list(used)})
 
     def add_output(self, execution_id: str, *, sha256: str, byte_size: int, title: str = "",
                    checks: Sequence[Mapping[str, Any]] = ()) -> None:

@@ -169,11 +169,13 @@ class PostChangeView:
             found = self._cache_po[key] = frozenset(values)
         return found
 
-    def values(self, focus: Node, path: PathTerm) -> frozenset[Term]:
+    def values(self, focus: Term, path: PathTerm) -> frozenset[Term]:
         """The value nodes of ``focus`` for ``path`` (a predicate or an inverse predicate)."""
         if isinstance(path, tuple):
             return self.subjects(path[1], focus)
         assert path is not None
+        if isinstance(focus, Literal):  # a literal a nested shape (sh:node) checks is never a subject
+            return _EMPTY
         return self.outgoing(focus).get(path, _EMPTY)
 
     def back(self, path: PathTerm, value: Term) -> frozenset[Term]:
@@ -352,7 +354,7 @@ class _Run:
         values_of = self.view.values
         for ps in shape.properties:
             if paths is None or ps.path in paths:
-                self._check(focus, ps.path, values_of(focus, ps.path), ps, results)  # type: ignore[arg-type]
+                self._check(focus, ps.path, values_of(focus, ps.path), ps, results)
         return results
 
     def conforms(self, node: Term, shape_id: ShapeId) -> bool:

@@ -141,7 +141,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
         bool(the_store.query("ASK { ?s ?p ?o }"))
         return {"status": "ok"}
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 
 

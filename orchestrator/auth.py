@@ -62,7 +62,7 @@ Principal(subject='alice', roles=frozenset({<Role.RESEARCHER: 'researcher'>}), s
 # and those of the closures below refer to local variables.
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, Protocol
 
 import jwt
@@ -100,8 +100,8 @@ MAX_TOKEN_CHARS = 16_384
 STATION_ROLES = frozenset({Role.STATION, Role.STATION_ADMIN})
 """Roles that act for one station, and therefore need the claim ``station``."""
 
-PrincipalDependency = Callable[..., Principal]
-"""A FastAPI dependency returning the authenticated :class:`Principal`."""
+PrincipalDependency = Callable[..., Principal | Awaitable[Principal]]
+"""A FastAPI dependency returning the authenticated :class:`Principal` (a plain or an ``async`` function)."""
 
 
 class RequireRoles(Protocol):
@@ -376,7 +376,7 @@ def principal_dependency(verifier: TokenVerifier) -> PrincipalDependency:
     ) -> Principal:
         return principal_of(credentials)
 
-    return authenticate_locally  # type: ignore[return-value]
+    return authenticate_locally
 
 
 def require_roles(authenticate: PrincipalDependency) -> RequireRoles:
@@ -396,7 +396,7 @@ def require_roles(authenticate: PrincipalDependency) -> RequireRoles:
                 raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"this call needs one of the roles: {needed}")
             return principal
 
-        return authorize  # type: ignore[return-value]
+        return authorize
 
     return require
 

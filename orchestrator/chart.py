@@ -69,7 +69,7 @@ def load_chart() -> Chart:
         by_token[str(g.value(state, _DCT_ID))] = NamedNode(str(state))
     terminal = frozenset(NamedNode(str(s)) for s in g.subjects(_P.isTerminal, rdflib.Literal(True)))
     initial = {kind: NamedNode(str(g.value(None, _P.initialStateOf, cls))) for kind, cls in _KINDS.items()}
-    kind_of = {cls: kind for kind, cls in _KINDS.items()}
+    kind_of: dict[rdflib.term.Node | None, Kind] = {cls: kind for kind, cls in _KINDS.items()}
     transitions: dict[tuple[Kind, NamedNode, NamedNode], frozenset[NamedNode]] = {}
     for t in g.subjects(rdflib.RDF.type, _P.Transition):
         key = (kind_of[g.value(t, _P.appliesTo)], NamedNode(str(g.value(t, _P["from"]))),

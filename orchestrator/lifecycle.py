@@ -244,7 +244,7 @@ class Lifecycle:
         before = _time(self.clock() - timedelta(seconds=timeout_s))
         failed = []
         operator = Principal(subject="station-watchdog", roles=frozenset({Role.OPERATOR}))
-        for r in self.store.run_query("stale_executions", before=before):  # type: ignore[union-attr]
+        for r in self.store.run_query("stale_executions", before=before):
             eid = self.iris.local(r["execution"], "executions")
             reason = (f"station {r['stationId'].value} did not move execution {eid} on from "
                       f"{self.chart.token(r['state'])} for {timeout_s:g} s (since {r['since'].value}); "
@@ -259,7 +259,7 @@ class Lifecycle:
     @_serialised
     def recover(self) -> int:
         """Queue trains a crash left ``submitted`` (start-up); returns how many."""
-        rows = list(self.store.query(
+        rows = list(self.store.select(
             "PREFIX pht: <https://w3id.org/pht-kg/vocab#> SELECT ?t WHERE { GRAPH $g { ?t a pht:Train ; "
             "pht:state pht:Submitted } }", bindings={"g": G}))
         for row in rows:
@@ -401,7 +401,7 @@ class Lifecycle:
             return ([_Step(train, PHT.Running, PHT.Queued, PHT.Operator, central)],
                     self._new_executions(train, nxt, next_round, outputs))
         # federated
-        siblings = [r for r in self.store.run_query("train_executions", train=train)  # type: ignore[union-attr]
+        siblings = [r for r in self.store.run_query("train_executions", train=train)
                     if _int(r["round"]) == round_ and r["execution"] != execution and r["stopIndex"] is not None]
         if ctx["stopIndex"] is not None:  # a station of the round finished
             # The decision depends on the siblings' states: guard on them, so that of two stations releasing
@@ -420,7 +420,7 @@ class Lifecycle:
 
     def _cancel_siblings(self, train: NamedNode, *, exclude: NamedNode | None, reason: str) -> list[_Step]:
         steps = []
-        for r in self.store.run_query("train_executions", train=train):  # type: ignore[union-attr]
+        for r in self.store.run_query("train_executions", train=train):
             if r["execution"] != exclude and r["state"] not in self.chart.terminal:
                 steps.append(_Step(r["execution"], r["state"], PHT.Cancelled, PHT.Operator, self.iris.central, reason))
         return steps
@@ -443,6 +443,8 @@ class Lifecycle:
 
     def _stop_index(self, stop: NamedNode) -> int:
         (q,) = self.store.quads(stop, PHT.stopIndex, None, G)
+        if not isinstance(q.object, Literal):  # the shapes make it an xsd:integer
+            raise ValueError(f"{stop} has a pht:stopIndex that is not a literal: {q.object}")
         return int(q.object.value)
 
     # -- reading and writing helpers -------------------------------------------------------------------
@@ -483,8 +485,8 @@ class Lifecycle:
         ctx = self._contexts.get(execution)
         if ctx is None:
             result = self.store.run_query("execution_context", execution=execution)
-            names = [v.value for v in result.variables]  # type: ignore[union-attr]
-            rows = [{name: row[name] for name in names} for row in result]  # type: ignore[union-attr]
+            names = [v.value for v in result.variables]
+            rows = [{name: row[name] for name in names} for row in result]
             if not rows:
                 return None
             ctx = rows[0]
@@ -512,17 +514,18 @@ class Lifecycle:
 
     def _state(self, resource: NamedNode) -> NamedNode | None:
         states = self.store.quads(resource, PHT.state, None, G)
-        return states[0].object if len(states) == 1 else None  # type: ignore[return-value]
+        state = states[0].object if len(states) == 1 else None
+        return state if isinstance(state, NamedNode) else None  # a state is an IRI (the shapes say so)
 
     def _train_row(self, train: NamedNode) -> list[Any]:
-        return list(self.store.run_query("train_context", train=train))  # type: ignore[arg-type]
+        return list(self.store.run_query("train_context", train=train))
 
     def _route(self, definition: NamedNode) -> list[tuple[NamedNode, NamedNode]]:
         """The definition's stops and their stations, in order (cached like the contexts of
         :meth:`_execution_row`: a definition is created with its route)."""
         route = self._routes.get(definition)
         if route is None:
-            route = [(r["stop"], r["station"]) for r in self.store.run_query("route", definition=definition)]  # type: ignore[union-attr]
+            route = [(r["stop"], r["station"]) for r in self.store.run_query("route", definition=definition)]
             if not route:
                 return route
             self._keep(self._routes, definition, route, [node for pair in route for node in pair])
@@ -537,7 +540,7 @@ class Lifecycle:
         self._cached_nodes.update(nodes)
 
     def _parameters(self, definition: NamedNode, definition_id: str) -> dict[str, tuple[NamedNode, NamedNode, bool]]:
-        rows = list(self.store.run_query("definition_parameters", definition=definition))  # type: ignore[arg-type]
+        rows = list(self.store.run_query("definition_parameters", definition=definition))
         if not rows:
             raise NotFound(f"no train definition {definition_id!r}")
         return {r["name"].value: (r["parameter"], r["datatype"], r["required"].value == "true")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import rdflib
-from pyoxigraph import Literal, NamedNode, Quad
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 
 from graph_store import (
     BATCH_MEDIA_TYPE,
@@ -128,13 +128,13 @@ class MetadataIntake:
             self.store.apply(ChangeSet(delete=delete, insert=quads))
         except ValidationFailed as e:
             subjects = {q.subject for q in quads}
-            raise _ShapesRefused(e, {str(r.focus_node.value): r.message for r in e.report.results
-                                     if r.focus_node in subjects}) from None
+            raise _ShapesRefused(e, {r.focus_node.value: r.message for r in e.report.results
+                                     if r.focus_node in subjects and isinstance(r.focus_node, NamedNode)}) from None
         return Accepted(batch=batch_id, events=len(events), described=len(described), triples=len(quads),
                         graph=graph.value)
 
     def _station(self, station_id: str) -> tuple[NamedNode, list[str]]:
-        rows = list(self.store.run_query("station_keys", stationId=Literal(station_id)))  # type: ignore[arg-type]
+        rows = list(self.store.run_query("station_keys", stationId=Literal(station_id)))
         if not rows:
             raise NotFound(f"no station {station_id!r} is registered")
         return rows[0]["station"], [r["key"].value for r in rows if r["key"] is not None]
@@ -142,14 +142,19 @@ class MetadataIntake:
     def _check(self, quads: list[Quad], station_id: str, station: NamedNode) -> tuple[set[NamedNode], set[NamedNode]]:
         """(event subjects, described subjects); MetadataRefused naming every subject that is neither."""
         prefix = station_event_prefix(self.iris.base, station_id)
-        by_subject: dict[NamedNode, list[Quad]] = defaultdict(list)
+        by_subject: dict[NamedNode | BlankNode | Triple, list[Quad]] = defaultdict(list)
         for q in quads:
-            by_subject[q.subject].append(q)  # type: ignore[index]
+            by_subject[q.subject].append(q)
         refused: dict[str, str] = {}
         events: set[NamedNode] = set()
         described: set[NamedNode] = set()
         known: dict[tuple[object, ...], str | None] = {}  # lookups in the central graph, once per batch
+        neither = (f"neither an event of station {station_id!r} (IRIs under {prefix}) nor the station "
+                   "or one of its datasets")
         for subject, props in by_subject.items():
+            if not isinstance(subject, NamedNode):  # a blank node or a triple term is neither
+                refused[subject.value if isinstance(subject, BlankNode) else str(subject)] = neither
+                continue
             iri = subject.value
             if iri.startswith(prefix) and len(iri) > len(prefix):
                 why = self._event_problem(props, station, known)
@@ -167,8 +172,7 @@ class MetadataIntake:
                 else:
                     described.add(subject)
             else:
-                refused[iri] = (f"neither an event of station {station_id!r} (IRIs under {prefix}) nor the station "
-                                "or one of its datasets")
+                refused[iri] = neither
         if refused:
             first = min(refused)
             more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
@@ -210,7 +214,7 @@ class MetadataIntake:
             for train in trains:
                 key = ("of", execution, train)
                 if key not in known:
-                    known[key] = None if self.store.quads(execution, PHT.ofTrain, train, CENTRAL_GRAPH) else (  # type: ignore[arg-type]
+                    known[key] = None if self.store.quads(execution, PHT.ofTrain, train, CENTRAL_GRAPH) else (
                         f"the execution {_value(execution)} is not an execution of the event's train")
                 if known[key] is not None:
                     return known[key]

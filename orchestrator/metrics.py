@@ -115,7 +115,7 @@ class _StateCollector(Collector):
             for kind, query, column in (("train", "trains_by_state", "trains"),
                                         ("execution", "executions_by_state", "executions")):
                 counts = {self.chart.token(r["state"]): int(r[column].value)
-                          for r in self.store.run_query(query) if isinstance(r["state"], NamedNode)}  # type: ignore[union-attr]
+                          for r in self.store.run_query(query) if isinstance(r["state"], NamedNode)}
                 family = GaugeMetricFamily(f"pht_{kind}s", f"{kind.capitalize()}s by lifecycle state",
                                            labels=["state"])
                 for state in sorted(set(self.kinds[kind]) | set(counts)):
@@ -136,7 +136,7 @@ class _StateCollector(Collector):
             family = GaugeMetricFamily("pht_store_triples", "Triples in each named graph of the store",
                                        labels=["graph"])
             for row in self.store.run_query("graph_sizes"):
-                family.add_metric([row["graph"].value], int(row["triples"].value))  # type: ignore[union-attr]
+                family.add_metric([row["graph"].value], int(row["triples"].value))
             self._sizes = (now, family)
         return self._sizes[1]
 
@@ -193,7 +193,7 @@ def install_metrics(app: FastAPI, services: Services) -> CentralMetrics:
     metrics = CentralMetrics(services.store, services.lifecycle.chart)
     services.lifecycle.step_observer = metrics.count_step
     app.state.metrics = metrics
-    app.add_middleware(HttpMetrics, metrics=metrics, routes=lambda: app.routes)  # type: ignore[arg-type]
+    app.add_middleware(HttpMetrics, metrics=metrics, routes=lambda: app.routes)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:

@@ -195,7 +195,7 @@ class Registry:
         if not any(q.predicate == RDF_TYPE for q in own):
             return []
         parts = [q.object for q in own if q.predicate in (PHT.routeStop, PHT.parameter)]
-        return own + [q for part in parts for q in self.store.quads(part, None, None, G)]  # type: ignore[arg-type]
+        return own + [q for part in parts for q in self.store.quads(part, None, None, G)]
 
     def _refuse_other_content(self, ident: str, d: NamedNode, registered: Sequence[Quad],
                               given: Sequence[Quad]) -> None:

@@ -394,7 +394,10 @@ def _solutions(answer: _Answer) -> QuerySolutions:
     """
     bindings = [{v: _term_json(t) for v, t in zip(answer.variables, row) if t is not None} for row in answer.rows]
     doc = {"head": {"vars": list(answer.variables)}, "results": {"bindings": bindings}}
-    return parse_query_results(json.dumps(doc).encode(), format=QueryResultsFormat.JSON)
+    solutions = parse_query_results(json.dumps(doc).encode(), format=QueryResultsFormat.JSON)
+    if not isinstance(solutions, QuerySolutions):  # a document with "results" parses as solutions
+        raise TypeError("SPARQL JSON results with bindings did not parse as solutions")
+    return solutions
 
 
 def _answer_response(answer: _Answer, accept: str | None, limit: int) -> Response:
@@ -440,12 +443,13 @@ def _code(text: str) -> str:
         i = start.start()
         c = text[i]
         if c == "#":
-            j = _COMMENT.match(text, i).end()  # type: ignore[union-attr]
+            j = comment.end() if (comment := _COMMENT.match(text, i)) else n  # always matches at a "#"
         elif c == "<" and (m := _IRIREF.match(text, i)):
             j = m.end()
         elif c in "\"'":
             quote = c * 3 if text.startswith(c * 3, i) else c
-            j = _STRING_BODY[quote].match(text, i + len(quote)).end()  # type: ignore[union-attr]
+            body = _STRING_BODY[quote].match(text, i + len(quote))  # always matches (possibly empty)
+            j = body.end() if body else n
             j = j + len(quote) if text.startswith(quote, j) else n
         else:
             i += 1

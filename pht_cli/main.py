@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pyoxigraph import QueryBoolean, QuerySolutions
 from rich.table import Table
 
 from client import ClientError
@@ -174,14 +175,14 @@ def query(
         raise fail(str(e)) from None
 
 
-def print_rows(result: object) -> None:
+def print_rows(result: QuerySolutions | QueryBoolean | bool) -> None:
     """Print SELECT results as a table (or ASK as yes/no)."""
-    if isinstance(result, bool) or type(result).__name__ == "QueryBoolean":
+    if isinstance(result, (bool, QueryBoolean)):
         console.print("yes" if bool(result) else "no")
         return
-    variables = [v.value for v in result.variables]  # type: ignore[attr-defined]
+    variables = [v.value for v in result.variables]
     table = Table(*variables)
-    for row in result:  # type: ignore[attr-defined]
+    for row in result:
         table.add_row(*(_cell(row[v]) for v in variables))
     console.print(table)
 

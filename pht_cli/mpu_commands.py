@@ -160,7 +160,7 @@ def _units_from_file(path: Path, naming: Naming) -> list[EventTriples]:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise fail(f"{path} is not a JSON list of events: {where}: {first.get('msg')}") from None
-    return [event_triples(m, naming) for m in models]  # type: ignore[arg-type]
+    return [event_triples(m, naming) for m in models]
 
 
 def _units_from_outbox(data_dir: Path | None, naming: Naming, limit: int) -> list[EventTriples]:
@@ -176,7 +176,7 @@ def _units_from_outbox(data_dir: Path | None, naming: Naming, limit: int) -> lis
     units: list[EventTriples] = []
     for r in received:
         if r.kind == "event":
-            units += [event_triples(m, naming) for m in EventAdapter.validate_json(f"[{r.data}]")]  # type: ignore[arg-type]
+            units += [event_triples(m, naming) for m in EventAdapter.validate_json(f"[{r.data}]")]
         else:
             units += description_triples(StationDescription.model_validate_json(r.data), naming,
                                          at=datetime.now(timezone.utc))
@@ -193,7 +193,7 @@ def _print_preview(filtered: list[Filtered], naming: Naming) -> None:
     n_leave = n_drop = 0
     for f in filtered:
         for d in f.decisions:
-            subject = _subject(d.quad.subject.value, naming)
+            subject = _subject(_short(d.quad.subject), naming)
             if f.dropped_whole is None and d.leaves is not None:
                 leaving.add_row(subject, _short(d.quad.predicate), _short(d.leaves.object), d.reason)
                 n_leave += 1
@@ -232,7 +232,7 @@ def _samples(naming: Naming) -> list[EventTriples]:
         {"kind": "started-transmission"}, {"kind": "finished-transmission"}, {"kind": "started-running"},
         {"kind": "finished-running", "success": True}, {"kind": "cpu-usage", "value": 87.5},
         {"kind": "memory-usage", "value": 314572800}, {"kind": "network-usage", "value": 1200.0, "direction": "in"}]
-    units = [event_triples(m, naming) for m in EventAdapter.validate_python([{**common, **r} for r in raw])]  # type: ignore[arg-type]
+    units = [event_triples(m, naming) for m in EventAdapter.validate_python([{**common, **r} for r in raw])]
     return units + description_triples(StationDescription(description="Oncology data of an example hospital"),
                                        naming, at=datetime.now(timezone.utc))
 

@@ -149,7 +149,7 @@ def _pack_stream(directory: Path, out: BinaryIO) -> tuple[str, int]:
     root_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         # filename="" and mtime=0: the gzip header carries neither the file's name nor the time.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=_GZIP_LEVEL, mtime=0) as gz:  # type: ignore[arg-type]
+        with gzip.GzipFile(filename="", mode="wb", fileobj=sink, compresslevel=_GZIP_LEVEL, mtime=0) as gz:
             with tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 _add_tree(tar, root_fd, "", 0)
     finally:
@@ -195,7 +195,7 @@ def pack(directory: Path) -> bytes:
 class _LimitedReader:
     """Reads the decompressed tar stream and refuses to deliver more than *limit* bytes (gzip bombs)."""
 
-    def __init__(self, raw: BinaryIO, limit: int, archive_name: str) -> None:
+    def __init__(self, raw: BinaryIO | gzip.GzipFile, limit: int, archive_name: str) -> None:
         self._raw = raw
         self._limit = limit
         self._name = archive_name
@@ -226,7 +226,8 @@ class _BoundedTarInfo(tarfile.TarInfo):
             raise UnsafeArchive(
                 f"archive has an extended header of {self.size} bytes (more than {MAX_EXTENDED_HEADER} allowed)."
             )
-        return super()._proc_member(tarfile_)  # type: ignore[misc]
+        member: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]  # a private hook typeshed leaves out
+        return member
 
 
 def _member_parts(member: tarfile.TarInfo) -> list[str]:
@@ -340,8 +341,9 @@ def extract(archive_file: Path, target: Path, *, max_bytes: int, max_files: int)
     stream_limit = max_bytes + _PER_MEMBER_OVERHEAD * (max_files + 1) + _TRAILER_ALLOWANCE
     try:
         with open(archive_file, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-            limited = _LimitedReader(gz, stream_limit, name)  # type: ignore[arg-type]
-            with tarfile.open(fileobj=limited, mode="r|", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[call-overload]
+            limited = _LimitedReader(gz, stream_limit, name)
+            # a stream ("r|") is only read; typeshed asks every fileobj for a whole file's methods
+            with tarfile.open(fileobj=limited, mode="r|", tarinfo=_BoundedTarInfo) as tar:  # type: ignore[call-overload]  # see above
                 _extract_members(tar, root, max_bytes=max_bytes, max_files=max_files)
             # Read to the end: counts trailing data against the limit and makes gzip verify its CRC and length.
             while limited.read(_CHUNK):

@@ -16,14 +16,19 @@ log = logging.getLogger("pht.station.events")
 
 
 class _Work(Protocol):
-    execution: str
-    train: str
+    @property
+    def execution(self) -> str: ...
+    @property
+    def train(self) -> str: ...
 
 
 class _Result(Protocol):
-    ok: bool
-    logs: bytes
-    failure: str | None
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def logs(self) -> bytes: ...
+    @property
+    def failure(self) -> str | None: ...
 
 
 class EventSink:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyoxigraph import NamedNode, Quad
+from pyoxigraph import NamedNode, Quad, Triple
 
 from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore, GraphStoreError, parse_rdf
 
@@ -65,7 +65,8 @@ def load_policy(path: Path, *, station_iri: str | None = None) -> StationPolicy:
                if not (r.path == PHT.appliesToStation and r.component_name == "ClassConstraintComponent")]
     if results:
         raise PolicyError(f"{path} violates the policy shapes: " + "; ".join(r.message for r in results))
-    policies = sorted({q.subject.value for q in quads if q.predicate == RDF_TYPE and q.object == PHT.StationPolicy})
+    policies = sorted({q.subject.value for q in quads if q.predicate == RDF_TYPE and q.object == PHT.StationPolicy
+                       and not isinstance(q.subject, Triple)})
     if len(policies) != 1:
         raise PolicyError(f"{path} must describe exactly one pht:StationPolicy, found {len(policies)}")
     return _policy(NamedNode(policies[0]), quads, path, station_iri)
@@ -73,7 +74,8 @@ def load_policy(path: Path, *, station_iri: str | None = None) -> StationPolicy:
 
 def _policy(subject: NamedNode, quads: Sequence[Quad], path: Path, station_iri: str | None) -> StationPolicy:
     def values(predicate: NamedNode) -> list[str]:
-        return [q.object.value for q in quads if q.subject == subject and q.predicate == predicate]
+        return [q.object.value for q in quads if q.subject == subject and q.predicate == predicate
+                and not isinstance(q.object, Triple)]
 
     def flag(predicate: NamedNode) -> bool:
         return values(predicate) == ["true"] or values(predicate) == ["1"]

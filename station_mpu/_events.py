@@ -155,8 +155,8 @@ class Usage(_Base):
         return v
 
 
-Event = Annotated[Union[StateChange, Rejection, Error, Log, Milestone, FinishedRunning, Usage],
-                  Field(discriminator="kind")]
+AnyEvent = Union[StateChange, Rejection, Error, Log, Milestone, FinishedRunning, Usage]
+Event = Annotated[AnyEvent, Field(discriminator="kind")]
 """One station event; ``kind`` selects the model."""
 
 EventAdapter: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
@@ -224,11 +224,11 @@ def _decimal(v: Decimal) -> RdfLiteral:
     return RdfLiteral(text if "." in text else text + ".0", datatype=XSD_DECIMAL)
 
 
-def event_triples(event: _Base, naming: Naming) -> EventTriples:
+def event_triples(event: AnyEvent, naming: Naming) -> EventTriples:
     """The triples of one event, with a stable IRI: its ``id``, or a hash of its content."""
     source = event.model_dump_json(exclude_none=True)
     local = event.id or hashlib.sha256(json.dumps(json.loads(source), sort_keys=True).encode()).hexdigest()[:32]
-    kind: str = event.kind  # type: ignore[attr-defined]
+    kind: str = event.kind
     e, g = naming.event(local), naming.graph
     cls = _CLASSES[kind]
     quads = [Quad(e, RDF_TYPE, cls, g), Quad(e, PHT.eventTime, xsd_datetime(event.time), g),
@@ -270,7 +270,7 @@ def description_triples(description: StationDescription, naming: Naming, *, at: 
     key the IRI and ``at`` (a later description replaces an earlier one, even with the same content)."""
     g = naming.graph
     units: list[EventTriples] = []
-    parts: Sequence[tuple[NamedNode, NamedNode, str | None, Sequence[str], str]] = [
+    parts: list[tuple[NamedNode, NamedNode, str | None, Sequence[str], str]] = [
         (naming.station, PHT.Station, description.description, (), "station")]
     parts += [(naming.dataset(d.id), DCAT_DATASET, d.description, d.keywords, "dataset") for d in description.datasets]
     for iri, cls, text, keywords, kind in parts:

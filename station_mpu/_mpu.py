@@ -173,10 +173,11 @@ class Mpu:
         Raises pydantic.ValidationError (malformed JSON), InvalidEvents (the shapes refuse an event),
         OutboxFull / OutboxError (the disk); nothing was stored then.
         """
-        models = EventAdapter.validate_python(events) if events and isinstance(events[0], dict) else list(events)
-        units = _unique(event_triples(e, self.naming) for e in models)  # type: ignore[arg-type]
+        models = EventAdapter.validate_python(events) if events and isinstance(events[0], dict) \
+            else [_model(e) for e in events]
+        units = _unique(event_triples(e, self.naming) for e in models)
         result = self._process(units, [Received(u.key, "event", u.source) for u in units])
-        self._observe(models)  # type: ignore[arg-type]
+        self._observe(models)
         return result
 
     def describe(self, description: StationDescription) -> IngestResult:
@@ -242,7 +243,7 @@ class Mpu:
                         self.metrics.executions.labels(old).dec()
                     self._executions[e.execution] = e.to_state
                     self.metrics.executions.labels(e.to_state).inc()
-                elif e.kind == "started-running" and e.execution is not None:  # type: ignore[union-attr]
+                elif e.kind == "started-running" and e.execution is not None:
                     self._running_since[e.execution] = e.time
                 elif isinstance(e, FinishedRunning) and e.execution is not None:
                     started = self._running_since.pop(e.execution, None)
@@ -268,17 +269,18 @@ class Mpu:
         for r in readings:
             self.metrics.memory.labels(r.execution).set(r.memory_bytes)
             common = {"time": r.time, "train": r.train, "execution": r.execution}
-            events.append(Usage(kind="memory-usage", value=r.memory_bytes, **common))  # type: ignore[arg-type]
+            # model_validate: the same validation as Usage(...), from a dict (the readings are floats, not Decimals)
+            events.append(Usage.model_validate({"kind": "memory-usage", "value": r.memory_bytes, **common}))
             self.metrics.samples.labels("memory").inc()
             if r.cpu_percent is not None:
                 self.metrics.cpu.labels(r.execution).set(r.cpu_percent)
-                events.append(Usage(kind="cpu-usage", value=round(r.cpu_percent, 3), **common))  # type: ignore[arg-type]
+                events.append(Usage.model_validate({"kind": "cpu-usage", "value": round(r.cpu_percent, 3), **common}))
                 self.metrics.samples.labels("cpu").inc()
             for direction, rate in (("in", r.rx_bytes_per_s), ("out", r.tx_bytes_per_s)):
                 if rate is not None:
                     self.metrics.network.labels(r.execution, direction).set(rate)
-                    events.append(Usage(kind="network-usage", value=round(rate, 3), direction=direction,  # type: ignore[arg-type]
-                                        **common))
+                    events.append(Usage.model_validate({"kind": "network-usage", "value": round(rate, 3),
+                                                        "direction": direction, **common}))
                     self.metrics.samples.labels("network").inc()
         if not events:
             return None
@@ -462,6 +464,13 @@ def apply_policy(units: Sequence[EventTriples], policy: Policy) -> list[Filtered
 
 def _ntriples(quads: Iterable[Quad]) -> bytes:
     return "".join(f"{q.triple} .\n" for q in quads).encode()
+
+
+def _model(event: Event | dict[str, Any]) -> Event:
+    """An event of a list that starts with an event model: all of it must be models."""
+    if isinstance(event, dict):
+        raise TypeError("ingest() takes event models or dicts, not both in one list")
+    return event
 
 
 def _unique(units: Iterable[EventTriples]) -> list[EventTriples]:

@@ -310,17 +310,17 @@ def load_policy(data: bytes, *, source: str = "policy", station: NamedNode | Non
                   digest=hashlib.sha256(data).hexdigest())
 
 
-def _skolemised(triples: Iterable[object]) -> Iterator[Quad]:
+def _skolemised(triples: Iterable[Quad]) -> Iterator[Quad]:
     """The triples as quads of a scratch graph, blank nodes (``pht:rule [ ... ]``) replaced by IRIs."""
     names: dict[str, NamedNode] = {}
 
-    def iri(term: object) -> object:
-        if isinstance(term, BlankNode):
-            return names.setdefault(term.value, NamedNode(f"urn:pht:mpu:policy/rule-{len(names) + 1}"))
-        return term
+    def iri(term: BlankNode) -> NamedNode:
+        return names.setdefault(term.value, NamedNode(f"urn:pht:mpu:policy/rule-{len(names) + 1}"))
 
     for t in triples:
-        yield Quad(iri(t.subject), t.predicate, iri(t.object), _POLICY_GRAPH)  # type: ignore[attr-defined,arg-type]
+        s, o = t.subject, t.object
+        yield Quad(iri(s) if isinstance(s, BlankNode) else s, t.predicate,
+                   iri(o) if isinstance(o, BlankNode) else o, _POLICY_GRAPH)
 
 
 def _validate(quads: list[Quad], *, context: list[NamedNode], source: str) -> None:
@@ -353,9 +353,17 @@ def _rule(node: object, props: dict[NamedNode, list[object]], source: str) -> Ru
         raise PolicyError(f"{source}: rule {name} names {_short(event_class)} as its event class, which is neither "
                           "pht:Event nor one of its subclasses (nor pht:Station / dcat:Dataset for descriptions)")
     label = one(_RDFS_LABEL) or one(_RDFS_COMMENT)
-    return Rule(name=name, effect=one(PHT.effect), priority=int(getattr(one(PHT.priority), "value", "0")),  # type: ignore[arg-type]
-                event_class=event_class, predicate=one(PHT.property),  # type: ignore[arg-type]
-                value_pattern=getattr(pattern, "value", None), coarsen=one(PHT.coarsen),  # type: ignore[arg-type]
+
+    def named(p: NamedNode) -> NamedNode | None:  # the shapes (validated above) make these IRIs
+        value = one(p)
+        return value if isinstance(value, NamedNode) else None
+
+    effect = named(PHT.effect)
+    if effect is None:
+        raise PolicyError(f"{source}: rule {name} has no pht:effect")
+    return Rule(name=name, effect=effect, priority=int(getattr(one(PHT.priority), "value", "0")),
+                event_class=named(PHT.eventClass), predicate=named(PHT.property),
+                value_pattern=getattr(pattern, "value", None), coarsen=named(PHT.coarsen),
                 label=getattr(label, "value", ""), _regex=regex)
 
 

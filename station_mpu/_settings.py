@@ -106,4 +106,4 @@ class MpuSettings:
             ingest_token=e.get("PHT_MPU_INGEST_TOKEN") or None,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)  # type: ignore[arg-type]  # each value was read above as its field's type

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pyoxigraph import Literal, NamedNode, Quad
+from pyoxigraph import Literal, NamedNode, Quad, QuerySolutions
 
 from graph_store import (
     CENTRAL_GRAPH,
@@ -99,3 +99,21 @@ def test_writes_to_protected_graphs_are_refused(store: EmbeddedStore) -> None:
     change = ChangeSet(insert=[Quad(NamedNode("urn:a"), NamedNode("urn:b"), NamedNode("urn:c"), ONTOLOGY_GRAPH)])
     with pytest.raises(InvalidInputError, match="loaded from files"):
         store.apply(change)
+
+
+def test_select_ask_and_run_query_answer_in_their_own_form(store: EmbeddedStore) -> None:
+    """The typed reads: ``select`` and ``run_query`` give solutions, ``ask`` a bool; the wrong form is refused."""
+    terms = {"g": CENTRAL_GRAPH, "p": DCT_ID}
+    rows = store.select("SELECT ?r WHERE { GRAPH $g { ?r $p ?v } }", bindings=terms)
+    assert isinstance(rows, QuerySolutions)
+    assert [v.value for v in rows.variables] == ["r"]
+    assert len(list(rows)) == len(HOSTILE) + 1
+    assert store.ask('ASK { GRAPH $g { <urn:res:plain> $p "plain" } }', bindings=terms) is True
+    assert store.ask('ASK { GRAPH $g { <urn:res:plain> $p "other" } }', bindings=terms) is False
+    with pytest.raises(InvalidInputError, match="expected a SPARQL SELECT query"):
+        store.select("ASK { ?s ?p ?o }")
+    with pytest.raises(InvalidInputError, match="expected a SPARQL ASK query"):
+        store.ask("SELECT * WHERE { ?s ?p ?o }")
+    named = store.run_query("resources_by_identifier", identifier=Literal("plain"))
+    assert isinstance(named, QuerySolutions)
+    assert [r["resource"] for r in named] == [NamedNode("urn:res:plain")]

@@ -146,3 +146,31 @@ def test_incremental_random_changes_match_pyshacl(change: ChangeSet) -> None:
         store.oxigraph.remove(q)
     store.oxigraph.extend(change.insert)
     assert_same(ours, store)
+
+
+def test_a_literal_that_a_nested_shape_checks_has_no_values_and_fails_it() -> None:
+    """sh:node on a value that is a literal: the nested shape's property shapes see no values (a literal is
+    never a subject), as in pySHACL; the store is not asked for a literal's outgoing quads (pyoxigraph refuses
+    that with a TypeError)."""
+    from pyoxigraph import Store
+
+    from graph_store._shapes import compile_shapes
+    from graph_store._validator import IncrementalValidator, PostChangeView
+
+    shapes = rdflib.Graph().parse(format="turtle", data="""
+        @prefix sh: <http://www.w3.org/ns/shacl#> . @prefix ex: <https://example.org/> .
+        ex:ThingShape a sh:NodeShape ; sh:targetClass ex:Thing ;
+            sh:property [ sh:path ex:part ; sh:node ex:PartShape ] .
+        ex:PartShape a sh:NodeShape ; sh:property [ sh:path ex:name ; sh:minCount 1 ] .
+    """)
+    ex, g = "https://example.org/", NamedNode("https://example.org/g")
+    thing = NamedNode(ex + "a")
+    data = [Quad(thing, NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type"), NamedNode(ex + "Thing"), g),
+            Quad(thing, NamedNode(ex + "part"), Literal("x"), g)]
+    store = Store()
+    store.extend(data)
+    validator = IncrementalValidator(compile_shapes(shapes), superclasses={}, declared_terms=frozenset())
+    view = PostChangeView(lambda s, p, o: store.quads_for_pattern(s, p, o, None))
+    results = validator.validate_nodes(view, [thing])
+    assert [(r.focus_node, r.value, r.component_name) for r in results] == \
+        [(thing, Literal("x"), "NodeConstraintComponent")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from graph_store import GraphStore
 
@@ -23,7 +24,7 @@ class Services:
     require: RequireRoles
 
 
-def page(items: list, limit: int, offset: int) -> dict:  # type: ignore[type-arg]
+def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
     """One page of an already ordered list (the named queries order their results)."""
     return {"items": items[offset:offset + limit], "total": len(items), "limit": limit, "offset": offset}
 

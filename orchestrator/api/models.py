@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
@@ -210,8 +210,8 @@ class Problem(BaseModel):
     query or body not matching this schema) the list of ``errors`` (Pydantic's, one per wrong value)."""
 
     detail: str
-    report: dict | None = None  # type: ignore[type-arg]
-    errors: list[dict] | None = None  # type: ignore[type-arg]
+    report: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] | None = None
 
 
 class LeaseIn(Strict):

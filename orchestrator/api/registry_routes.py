@@ -1,6 +1,6 @@
 """Stations, datasets and train definitions: register (validated writes) and list (named queries)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -22,8 +22,9 @@ from .models import (
 )
 from .schemas import SCHEMAS, json_schema
 
-ERRORS = {400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 409: {"model": Problem},
-          422: {"model": Problem}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem},
+    409: {"model": Problem}, 422: {"model": Problem}}
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 ANY = (Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
@@ -49,11 +50,11 @@ def registry_router(s: Services) -> APIRouter:
 
     @router.get("/stations", response_model=Page[StationOut])
     def list_stations(principal: Annotated[Principal, Depends(s.require(*ANY))], limit: Limit = 50,
-                      offset: Offset = 0) -> dict:  # type: ignore[type-arg]
+                      offset: Offset = 0) -> dict[str, Any]:
         """Registered stations, by identifier."""
         rows = [StationOut(id=text(r["id"]) or "", title=text(r["title"]), owner=text(r["owner"]),
                            runtimes=sorted((text(r["runtimes"]) or "").split()))
-                for r in s.store.run_query("list_stations")]  # type: ignore[union-attr]
+                for r in s.store.run_query("list_stations")]
         return page(rows, limit, offset)
 
     @router.post("/datasets", status_code=status.HTTP_201_CREATED, response_model=Created)
@@ -65,10 +66,10 @@ def registry_router(s: Services) -> APIRouter:
 
     @router.get("/datasets", response_model=Page[DatasetOut])
     def list_datasets(principal: Annotated[Principal, Depends(s.require(*ANY))], limit: Limit = 50,
-                      offset: Offset = 0) -> dict:  # type: ignore[type-arg]
+                      offset: Offset = 0) -> dict[str, Any]:
         """Registered datasets and the stations that hold them."""
         rows = [DatasetOut(id=text(r["id"]) or "", title=text(r["title"]), station=text(r["stationId"]) or "")
-                for r in s.store.run_query("list_datasets")]  # type: ignore[union-attr]
+                for r in s.store.run_query("list_datasets")]
         return page(rows, limit, offset)
 
     @router.post("/definitions", status_code=status.HTTP_201_CREATED, response_model=Created,
@@ -94,13 +95,13 @@ def registry_router(s: Services) -> APIRouter:
 
     @router.get("/definitions", response_model=Page[DefinitionOut])
     def list_definitions(principal: Annotated[Principal, Depends(s.require(*ANY))], limit: Limit = 50,
-                         offset: Offset = 0) -> dict:  # type: ignore[type-arg]
+                         offset: Offset = 0) -> dict[str, Any]:
         """Registered train definitions."""
         rows = [DefinitionOut(id=text(r["id"]) or "", title=text(r["title"]),
                               mode=(text(r["mode"]) or "").rsplit("#", 1)[-1].lower(),
                               rounds=int(text(r["rounds"]) or 0),
                               image_digest=text(r["imageDigest"]) or "", stops=int(text(r["stops"]) or 0))
-                for r in s.store.run_query("list_definitions")]  # type: ignore[union-attr]
+                for r in s.store.run_query("list_definitions")]
         return page(rows, limit, offset)
 
     return router

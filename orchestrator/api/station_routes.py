@@ -13,8 +13,9 @@ from ..principal import Principal, Role
 from .deps import Services, text
 from .models import LeaseIn, LeaseOut, OutputIn, Problem, StepIn, StepOut, WorkItem
 
-ERRORS = {400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
-          409: {"model": Problem}, 422: {"model": Problem}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem},
+    404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}}
 STATION_SIDE = (Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
 
 
@@ -58,9 +59,9 @@ def station_router(s: Services) -> APIRouter:
         """The station's executions that are not finished, oldest train first (poll this, outbound)."""
         if not principal.has(Role.OPERATOR) and principal.station != station_id:
             raise Forbidden(f"a token of station {principal.station!r} cannot read the work of {station_id!r}")
-        rows = list(s.store.run_query("station_work", station=iris.station(station_id)))  # type: ignore[union-attr]
+        rows = list(s.store.run_query("station_work", station=iris.station(station_id)))
         parameters = {train: {text(p["name"]) or "": text(p["value"]) or ""
-                              for p in s.store.run_query("train_parameters", train=train)}  # type: ignore[union-attr]
+                              for p in s.store.run_query("train_parameters", train=train)}
                       for train in {r["train"] for r in rows}}  # once per train, not per execution
         return [_work_item(r, parameters[r["train"]]) for r in rows]
 

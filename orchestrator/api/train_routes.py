@@ -5,10 +5,10 @@ store writer), and running them on the event loop spares each request a hand-ove
 Each call takes a few milliseconds; the SPARQL endpoint, whose queries may be long, runs in its own workers.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
-from pyoxigraph import NamedNode
+from pyoxigraph import NamedNode, QuerySolution
 
 from ..lifecycle import Forbidden, NotFound
 from ..principal import Principal, Role
@@ -27,8 +27,9 @@ from .models import (
 )
 from .registry_routes import definition_spec
 
-ERRORS = {400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}, 404: {"model": Problem},
-          409: {"model": Problem}, 422: {"model": Problem}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem},
+    404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}}
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 ANY_ROLE = (Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
@@ -45,12 +46,12 @@ def train_router(s: Services) -> APIRouter:
                              stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
                              started=text(r["started"]), ended=text(r["ended"]), output=text(r["output"]),
                              output_sha256=text(r["outputSha256"]))
-                for r in s.store.run_query("train_executions", train=train)]  # type: ignore[union-attr]
+                for r in s.store.run_query("train_executions", train=train)]
 
-    def visible_train(principal: Principal, train_id: str) -> tuple[NamedNode, object, list[ExecutionOut]]:
+    def visible_train(principal: Principal, train_id: str) -> tuple[NamedNode, QuerySolution, list[ExecutionOut]]:
         """The train if the caller may see it: its requester, operators, and stations it visits."""
         train = iris.train(train_id)
-        rows = list(s.store.run_query("train_context", train=train))  # type: ignore[arg-type]
+        rows = list(s.store.run_query("train_context", train=train))
         if not rows:
             raise NotFound(f"no train {train_id}")
         execs = executions(train)
@@ -77,7 +78,7 @@ def train_router(s: Services) -> APIRouter:
     @router.get("/trains", response_model=Page[TrainOut])
     async def list_trains(principal: Annotated[Principal, Depends(s.require(Role.RESEARCHER, Role.OPERATOR))],
                     state: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
-                    limit: Limit = 50, offset: Offset = 0) -> dict:  # type: ignore[type-arg]
+                    limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
         """Trains, newest first: a researcher sees their own, an operator all. Filter by ``state``."""
         requester = ANY if principal.has(Role.OPERATOR) else iris.agent(principal.subject)
         if state is not None and state not in chart.state_by_token:
@@ -86,7 +87,7 @@ def train_router(s: Services) -> APIRouter:
         rows = [TrainOut(id=text(r["id"]) or "", iri=r["train"].value, state=chart.token(r["state"]),
                          requester=iris.local(r["requester"], "agents"), definition=text(r["definitionId"]) or "",
                          created=text(r["created"]) or "")
-                for r in s.store.run_query("list_trains", onlyRequester=requester, onlyState=state_iri)]  # type: ignore[union-attr]
+                for r in s.store.run_query("list_trains", onlyRequester=requester, onlyState=state_iri)]
         return page(rows, limit, offset)
 
     @router.get("/trains/{train_id}", response_model=TrainOut)
@@ -94,14 +95,14 @@ def train_router(s: Services) -> APIRouter:
         """A train's state and its executions (route, rounds, outputs)."""
         train, row, execs = visible_train(principal, train_id)
         created = [q.object for q in s.store.quads(train, NamedNode("http://purl.org/dc/terms/created"))]
-        return TrainOut(id=train_id, iri=train.value, state=chart.token(row["state"]),  # type: ignore[index]
-                        requester=iris.local(row["requester"], "agents"),  # type: ignore[index]
-                        definition=iris.local(row["definition"], "definitions"),  # type: ignore[index]
-                        created=text(created[0]) if created else "", executions=execs)
+        return TrainOut(id=train_id, iri=train.value, state=chart.token(row["state"]),
+                        requester=iris.local(row["requester"], "agents"),
+                        definition=iris.local(row["definition"], "definitions"),
+                        created=(text(created[0]) or "") if created else "", executions=execs)
 
     @router.get("/trains/{train_id}/events", response_model=Page[EventOut])
     async def train_events(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))],
-                     limit: Limit = 100, offset: Offset = 0) -> dict:  # type: ignore[type-arg]
+                     limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
         """A train's events, oldest first: every state change with who, when, from, to and why."""
         train, _, _ = visible_train(principal, train_id)
         rows = [EventOut(event=r["event"].value, type=(text(r["type"]) or "").rsplit("#", 1)[-1],
@@ -111,7 +112,7 @@ def train_router(s: Services) -> APIRouter:
                          to_state=None if r["to"] is None else chart.token(r["to"]),
                          agent=text(r["agent"]), role=None if r["role"] is None else r["role"].value.rsplit("#", 1)[-1],
                          reason=text(r["reason"]))
-                for r in s.store.run_query("train_events", train=train)]  # type: ignore[union-attr]
+                for r in s.store.run_query("train_events", train=train)]
         return page(rows, limit, offset)
 
     @router.post("/trains/{train_id}/cancel", response_model=StepOut)

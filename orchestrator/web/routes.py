@@ -262,14 +262,14 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
         rows = await run_in_threadpool(lambda: [
             {"id": text(r["id"]), "title": text(r["title"]) or "", "owner": text(r["owner"]) or "",
              "runtimes": ", ".join(sorted((text(r["runtimes"]) or "").split()))}
-            for r in s.store.run_query("list_stations")])  # type: ignore[union-attr]
+            for r in s.store.run_query("list_stations")])
         return pages.render("stations.html", principal=who, rows=rows)
 
     @router.get("/datasets")
     async def datasets(who: Who) -> Response:
         rows = await run_in_threadpool(lambda: [
             {"id": text(r["id"]), "title": text(r["title"]) or "", "station": text(r["stationId"]) or ""}
-            for r in s.store.run_query("list_datasets")])  # type: ignore[union-attr]
+            for r in s.store.run_query("list_datasets")])
         return pages.render("datasets.html", principal=who, rows=rows)
 
     # -- a station's decisions -------------------------------------------------------------------------

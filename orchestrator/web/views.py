@@ -78,12 +78,12 @@ def train_rows(s: Services, principal: Principal, state: str | None) -> list[Tra
     requester = ANY if principal.has(Role.OPERATOR) else iris.agent(principal.subject)
     state_iri = chart.state_by_token[state] if state else ANY
     definitions = {r["definition"]: (r["id"].value, r["mode"], int(r["rounds"].value), int(r["stops"].value))
-                   for r in s.store.run_query("list_definitions")}  # type: ignore[union-attr]
-    stations = {r["station"].value: r["id"].value for r in s.store.run_query("list_stations")}  # type: ignore[union-attr]
+                   for r in s.store.run_query("list_definitions")}
+    stations = {r["station"].value: r["id"].value for r in s.store.run_query("list_stations")}
     released_iri, terminal, token = PHT.Released.value, {t.value for t in chart.terminal}, chart.token
     agents = f"{iris.base}agents/"
     rows = []
-    for r in s.store.run_query("trains_overview", onlyRequester=requester, onlyState=state_iri):  # type: ignore[union-attr]
+    for r in s.store.run_query("trains_overview", onlyRequester=requester, onlyState=state_iri):
         released, active = 0, set()
         lines = r["executionStates"]
         for line in (lines.value if lines is not None else "").split("\n"):
@@ -186,7 +186,7 @@ def train_facts(s: Services, principal: Principal, train_id: str) -> TrainFacts:
     """The train if the caller may see it (404 if there is none, 403 if it is someone else's)."""
     iris = s.lifecycle.iris
     train = iris.train(train_id)
-    rows = list(s.store.run_query("train_summary", train=train))  # type: ignore[arg-type]
+    rows = list(s.store.run_query("train_summary", train=train))
     if not rows:
         raise NotFound(f"there is no train {train_id}")
     row = rows[0]
@@ -197,14 +197,14 @@ def train_facts(s: Services, principal: Principal, train_id: str) -> TrainFacts:
         if not (mine or visits):
             raise Forbidden(f"train {train_id} belongs to another requester")
     stops = [(int(r["stopIndex"].value), r["stationId"].value)
-             for r in s.store.run_query("route", definition=row["definition"])]  # type: ignore[union-attr]
+             for r in s.store.run_query("route", definition=row["definition"])]
     return TrainFacts(train, row, stops, planned_executions(row["mode"], int(row["rounds"].value), len(stops)))
 
 
 def executions(s: Services, train: NamedNode) -> list[ExecutionRow]:
     iris, chart = s.lifecycle.iris, s.lifecycle.chart
     seen: dict[str, ExecutionRow] = {}
-    for r in s.store.run_query("train_executions", train=train):  # type: ignore[union-attr]
+    for r in s.store.run_query("train_executions", train=train):
         eid = iris.local(r["execution"], "executions")
         if eid in seen:  # one row per output; an execution has at most one
             continue
@@ -224,13 +224,13 @@ def train_events(s: Services, train: NamedNode) -> list[EventRow]:
                      from_state="" if r["from"] is None else chart.token(r["from"]),
                      to_state="" if r["to"] is None else chart.token(r["to"]),
                      agent=_local(text(r["agent"])), role=_local(text(r["role"])), reason=text(r["reason"]) or "")
-            for r in s.store.run_query("train_events", train=train)]  # type: ignore[union-attr]
+            for r in s.store.run_query("train_events", train=train)]
 
 
 def train_snapshot(s: Services, facts: TrainFacts, execs: Sequence[ExecutionRow]) -> Snapshot:
     """The train's current state and progress (re-read: the state changes while it runs)."""
     chart = s.lifecycle.chart
-    rows = list(s.store.run_query("train_context", train=facts.train))  # type: ignore[arg-type]
+    rows = list(s.store.run_query("train_context", train=facts.train))
     state = rows[0]["state"] if rows else facts.row["state"]
     return Snapshot(state=chart.token(state), terminal=state in chart.terminal,
                     released=sum(e.state == "released" for e in execs), planned=facts.planned,
@@ -302,14 +302,14 @@ def pending_work(s: Services, station_id: str) -> list[PendingItem]:
     iris, chart = s.lifecycle.iris, s.lifecycle.chart
     station = iris.station(station_id)
     items: dict[str, PendingItem] = {}
-    for r in s.store.run_query("station_work", station=station):  # type: ignore[union-attr]
+    for r in s.store.run_query("station_work", station=station):
         if r["state"] not in (PHT.WaitingForApproval, PHT.OutputUnderReview):
             continue
         eid = iris.local(r["execution"], "executions")
         items[eid] = PendingItem(execution=eid, state=chart.token(r["state"]), train=r["trainId"].value,
                                  definition=r["definitionId"].value, requester=_local(r["requester"].value),
                                  image=f"{r['imageName'].value}@{r['imageDigest'].value}", round=int(r["round"].value))
-    for r in s.store.run_query("station_reviews", station=station):  # type: ignore[union-attr]
+    for r in s.store.run_query("station_reviews", station=station):
         item = items.get(iris.local(r["execution"], "executions"))
         if item is None:
             continue

@@ -96,7 +96,7 @@ class _ChunkStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]  # io's readers pass these
         while not self._buffer:
             try:
                 self._buffer = next(self._chunks)

@@ -27,11 +27,14 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from station import contract
 from station.runtimes.base import ImageRefused, Limits, RunResult, RunSpec, RuntimeFailure
 from station.runtimes.output import OutputRejected, empty_folder, extract_tar, too_big
+
+if TYPE_CHECKING:  # the client is imported where a runtime is made: only this runtime needs it
+    from kubernetes.client import V1ContainerStateTerminated, V1PodStatus
 
 LABEL = "pht.execution"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pht-station"}
@@ -64,7 +67,7 @@ def host_path_source(path: Path | str) -> dict[str, Any]:
 
 def _read_only(source: Mapping[str, Any]) -> dict[str, Any]:
     """Copy of a volume source with every read-only switch it has turned on."""
-    result = json.loads(json.dumps(dict(source)))
+    result: dict[str, Any] = json.loads(json.dumps(dict(source)))  # a deep copy: a dict again
     if "persistentVolumeClaim" in result:
         result["persistentVolumeClaim"]["readOnly"] = True
     return result
@@ -198,6 +201,14 @@ def job_manifest(
     }
 
 
+def _train_terminated(status: V1PodStatus) -> V1ContainerStateTerminated | None:
+    """How the pod's ``train`` container ended; None while it has not."""
+    for s in status.container_statuses or []:
+        if s.name == "train" and s.state is not None:
+            return s.state.terminated
+    return None
+
+
 class KubernetesRuntime:
     """Submits the Job through the kubernetes client. UNTESTED: no cluster is available to the test suite.
 
@@ -243,10 +254,14 @@ class KubernetesRuntime:
         self.discard(spec.name)
         started = time.monotonic()
         try:
-            self.core.create_namespaced_config_map(self.namespace, params_config_map(spec, namespace=self.namespace))
-            self.networking.create_namespaced_network_policy(self.namespace,
-                                                             network_policy(spec, namespace=self.namespace))
-            self.batch.create_namespaced_job(self.namespace, job)
+            # The client's annotations ask for its model objects; it sends a dict body as it is
+            # (ApiClient.sanitize_for_serialization), and tests/test_runtime_kubernetes.py checks each manifest
+            # against those models.
+            config_map = params_config_map(spec, namespace=self.namespace)
+            policy = network_policy(spec, namespace=self.namespace)
+            self.core.create_namespaced_config_map(self.namespace, config_map)  # type: ignore[arg-type]  # a dict
+            self.networking.create_namespaced_network_policy(self.namespace, policy)  # type: ignore[arg-type]  # a dict
+            self.batch.create_namespaced_job(self.namespace, job)  # type: ignore[arg-type]  # a dict, see above
             return self._follow(spec, name, started)
         finally:
             self.discard(spec.name)
@@ -258,28 +273,30 @@ class KubernetesRuntime:
         while time.monotonic() < deadline:
             pods = self.core.list_namespaced_pod(self.namespace, label_selector=f"{LABEL}={name}").items
             pod = pods[0] if pods else None
-            if pod is not None:
+            if pod is not None and pod.status is not None:
                 if pod.status.phase == "Failed" and pod.status.reason in ("DeadlineExceeded", "Evicted"):
                     break
-                statuses = {s.name: s for s in pod.status.container_statuses or []}
-                train = statuses.get("train")
-                if train is not None and train.state.terminated is not None:
+                if _train_terminated(pod.status) is not None:
                     break
             time.sleep(self.poll_s)
         logs = self._logs(pod, limits.log_bytes)
         duration = time.monotonic() - started
-        if pod is None or time.monotonic() >= deadline or pod.status.reason == "DeadlineExceeded":
+        status = pod.status if pod is not None else None
+        if status is None or time.monotonic() >= deadline or status.reason == "DeadlineExceeded":
             return RunResult(None, f"The train exceeded the time limit of {limits.timeout_s:g} s.", logs, duration)
-        if pod.status.reason == "Evicted":
-            return RunResult(None, f"The train was evicted: {pod.status.message}", logs, duration)
-        terminated = {s.name: s for s in pod.status.container_statuses}["train"].state.terminated
+        if status.reason == "Evicted":
+            return RunResult(None, f"The train was evicted: {status.message}", logs, duration)
+        terminated = _train_terminated(status)
+        pod_name = pod.metadata.name if pod is not None and pod.metadata is not None else None
+        if terminated is None or pod_name is None:  # the loop above ends only once the train container ended
+            raise RuntimeFailure(f"Kubernetes reported no end of the train container of job {name}.")
         code = terminated.exit_code
         if terminated.reason == "OOMKilled":
             memory = f"{limits.memory_bytes / 1024**2:g} MiB"
             return RunResult(code, f"The train ran out of memory (limit {memory}).", logs, duration)
         if code != contract.EXIT_OK:
             return RunResult(code, f"The train exited with code {code}.", logs, duration)
-        failure = self._collect(spec, pod.metadata.name)
+        failure = self._collect(spec, pod_name)
         return RunResult(0, failure, logs, time.monotonic() - started)
 
     def _logs(self, pod: Any, limit: int) -> bytes:
@@ -335,4 +352,4 @@ class KubernetesRuntime:
 
     def leftovers(self) -> list[str]:
         jobs = self.batch.list_namespaced_job(self.namespace, label_selector=LABEL).items
-        return sorted({job.metadata.labels[LABEL] for job in jobs})
+        return sorted({job.metadata.labels[LABEL] for job in jobs if job.metadata is not None and job.metadata.labels})

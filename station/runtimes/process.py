@@ -76,7 +76,7 @@ class _HashWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes) -> int:  # type: ignore[override]
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # only fed bytes (hashing an archive)
         self.hash.update(data)
         return len(data)
 
@@ -156,7 +156,9 @@ def train_command(folder: Path) -> TrainCommand:
     dockerfile = folder / "Dockerfile"
     if not dockerfile.is_file():
         raise ImageRefused(f"Train folder {folder} has no Dockerfile.")
-    workdir, entrypoint, cmd = "/", [], []
+    workdir = "/"
+    entrypoint: list[str] = []
+    cmd: list[str] = []
     for keyword, args in _instructions(dockerfile):
         if keyword == "WORKDIR":
             workdir = str(PurePosixPath(workdir) / args)
@@ -445,8 +447,8 @@ class ProcessRuntime:
                                     preexec_fn=preexec, close_fds=True)
         except OSError as exc:
             raise RuntimeFailure(f"cannot start {command[0]}: {exc}") from exc
-        assert proc.stdout is not None
-        reader = _TailReader(proc.stdout, limits.log_bytes)  # type: ignore[arg-type]
+        assert isinstance(proc.stdout, io.BufferedReader)  # stdout=PIPE with the default buffering
+        reader = _TailReader(proc.stdout, limits.log_bytes)
         reader.start()
         failure: str | None = None
         try:
