@@ -60,8 +60,9 @@ def podman_runtime(probe_image: tuple[str, str], docker_client: docker.DockerCli
     podman = shutil.which("podman")
     assert podman is not None
     log = open(root / "service.log", "wb")  # noqa: SIM115 - closed in the finally below
+    # cwd: Podman's conmon writes an empty "oom" file into its working folder when a container runs out of memory
     service = subprocess.Popen(service_command(f"unix://{socket_path}", podman=podman, global_args=storage),
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
     client: docker.DockerClient | None = None
     try:
         deadline = time.monotonic() + 30
