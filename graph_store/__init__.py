@@ -32,7 +32,23 @@ from ._sparql_text import bind
 from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan
 from ._updates import CompiledUpdate, compile_update
 from ._validator import is_well_typed
-from ._vocab import CENTRAL_GRAPH, ONTOLOGY_GRAPH, PHT, PHT_NS, SHAPES_GRAPH, station_graph
+from ._vocab import (
+    CENTRAL_GRAPH,
+    DCAT,
+    DCTERMS,
+    DEFAULT_BASE_IRI,
+    ONTOLOGY_GRAPH,
+    ORG,
+    PHT,
+    PHT_NS,
+    PROV,
+    RDF_TYPE,
+    RDFS,
+    SHAPES_GRAPH,
+    UNIT,
+    XSD,
+    station_graph,
+)
 
 __all__ = [
     "BATCH_HEADER",
@@ -41,6 +57,9 @@ __all__ = [
     "ChangeSet",
     "CompiledUpdate",
     "ConflictError",
+    "DCAT",
+    "DCTERMS",
+    "DEFAULT_BASE_IRI",
     "EmbeddedStore",
     "GraphStore",
     "GraphStoreError",
@@ -49,10 +68,14 @@ __all__ = [
     "NamedQuery",
     "ONTOLOGY_DIR",
     "ONTOLOGY_GRAPH",
+    "ORG",
     "PHT",
     "PHT_NS",
+    "PROV",
     "QUERIES_DIR",
     "QueryResult",
+    "RDFS",
+    "RDF_TYPE",
     "REPO_ROOT",
     "RemoteStore",
     "SHAPES_DIR",
@@ -60,11 +83,13 @@ __all__ = [
     "SIGNATURE_HEADER",
     "Schema",
     "StoreUnavailable",
+    "UNIT",
     "UpdateOutcome",
     "UpdatePlan",
     "ValidationFailed",
     "ValidationReport",
     "ValidationResult",
+    "XSD",
     "bind",
     "compile_update",
     "is_well_typed",

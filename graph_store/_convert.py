@@ -15,10 +15,12 @@ from typing import overload
 import rdflib
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Store, Triple
 
+from ._vocab import RDF_NS, XSD_NS
+
 __all__ = ["to_oxi", "to_rdflib", "canonical", "canonical_all", "XSD_STRING", "RDF_LANGSTRING"]
 
-XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
-RDF_LANGSTRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
+XSD_STRING = XSD_NS + "string"
+RDF_LANGSTRING = RDF_NS + "langString"
 
 OxiTerm = NamedNode | BlankNode | Literal
 ObjectTerm = NamedNode | BlankNode | Literal | Triple
@@ -72,14 +74,13 @@ class _QuietIllTypedLiterals:
 logging.getLogger("rdflib.term").addFilter(_QuietIllTypedLiterals())
 
 
-_XSD_PREFIX = "http://www.w3.org/2001/XMLSchema#"
 _P, _G = NamedNode("urn:x-canonical:p"), NamedNode("urn:x-canonical:g")
 _known: dict[ObjectTerm, ObjectTerm] = {}
 _known_lock = threading.Lock()
 
 
 def _needs_canonical(term: ObjectTerm) -> bool:
-    return isinstance(term, Literal) and not term.language and term.datatype.value.startswith(_XSD_PREFIX) \
+    return isinstance(term, Literal) and not term.language and term.datatype.value.startswith(XSD_NS) \
         and term.datatype.value != XSD_STRING
 
 
@@ -95,7 +96,7 @@ def canonical(term: ObjectTerm) -> ObjectTerm:
     return canonical_all([term])[term]
 
 
-_XSD_DATETIME = _XSD_PREFIX + "dateTime"
+_XSD_DATETIME = XSD_NS + "dateTime"
 _UTC_DATETIME = re.compile(
     r"([1-9][0-9]{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])"
     r"(?:\.([0-9]{1,9}))?Z")

@@ -10,12 +10,13 @@ from typing import Any
 
 from pyoxigraph import BlankNode, Literal, NamedNode, Triple
 
+from ._vocab import SH_NS
+
 __all__ = ["ValidationResult", "ValidationReport", "PathTerm"]
 
 PathTerm = NamedNode | tuple[str, NamedNode] | None
 """A property path: a predicate, ``("inverse", predicate)``, or None for node-shape constraints."""
 
-SH = "http://www.w3.org/ns/shacl#"
 
 
 def _term_text(term: object) -> str | None:
@@ -45,7 +46,7 @@ class ValidationResult:
     @property
     def component_name(self) -> str:
         """The constraint component's local name, e.g. ``MinCountConstraintComponent``."""
-        return self.component.value.removeprefix(SH)
+        return self.component.value.removeprefix(SH_NS)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (IRIs as strings, literals in N-Triples form)."""
@@ -55,7 +56,7 @@ class ValidationResult:
             "value": _term_text(self.value),
             "sourceShape": _term_text(self.source_shape),
             "sourceConstraintComponent": self.component_name,
-            "severity": self.severity.value.removeprefix(SH),
+            "severity": self.severity.value.removeprefix(SH_NS),
             "message": self.message,
         }
 
@@ -75,7 +76,7 @@ class ValidationReport:
 
     @property
     def conforms(self) -> bool:
-        return not any(r.severity.value == SH + "Violation" for r in self.results)
+        return not any(r.severity.value == SH_NS + "Violation" for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
         return {"conforms": self.conforms, "results": [r.to_dict() for r in self.results]}

@@ -19,10 +19,9 @@ from rdflib.namespace import RDF, SH
 
 from ._convert import to_oxi
 from ._report import PathTerm
+from ._vocab import SH_NS
 
 __all__ = ["Constraint", "PropertyShape", "NodeShape", "ShapesModel", "UnsupportedShape", "compile_shapes"]
-
-_SH = "http://www.w3.org/ns/shacl#"
 
 # sh:parameter -> (constraint component, kind of parameter)
 _COMPONENTS: dict[rdflib.URIRef, str] = {
@@ -113,7 +112,7 @@ def _messages(g: rdflib.Graph, shape: rdflib.term.Node) -> tuple[str, ...]:
 
 def _severity(g: rdflib.Graph, shape: rdflib.term.Node) -> NamedNode:
     sev = g.value(shape, SH.severity)
-    return NamedNode(str(sev)) if sev is not None else NamedNode(_SH + "Violation")
+    return NamedNode(str(sev)) if sev is not None else NamedNode(SH_NS + "Violation")
 
 
 def _shape_id(shape: rdflib.term.Node) -> NamedNode | BlankNode:
@@ -128,7 +127,7 @@ def _constraints(g: rdflib.Graph, shape: rdflib.term.Node) -> tuple[Constraint, 
     result: list[Constraint] = []
     for param, component in _COMPONENTS.items():
         for value in g.objects(shape, param):
-            kind = str(param).removeprefix(_SH)
+            kind = str(param).removeprefix(SH_NS)
             arg: Any
             if kind in ("minCount", "maxCount", "minLength", "maxLength"):
                 arg = int(str(value))  # a literal's lexical form (rdflib terms are strings)
@@ -146,7 +145,7 @@ def _constraints(g: rdflib.Graph, shape: rdflib.term.Node) -> tuple[Constraint, 
                 arg = value  # kept as rdflib Literal: compared with pySHACL's literal comparison
             else:
                 arg = to_oxi(value)
-            result.append(Constraint(NamedNode(_SH + component), kind, arg))
+            result.append(Constraint(NamedNode(SH_NS + component), kind, arg))
     return tuple(result)
 
 

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 
 from ._errors import InvalidInputError
+from ._vocab import XSD
 
 __all__ = ["Term", "parameters_of", "bind", "quad_block", "term_text", "tokens"]
 
@@ -105,7 +106,7 @@ def _term_text(name: str, term: object) -> str:
     return term_text(term)
 
 
-_XSD_DECIMAL = NamedNode("http://www.w3.org/2001/XMLSchema#decimal")
+_XSD_DECIMAL = XSD.decimal
 
 
 def term_text(term: NamedNode | BlankNode | Literal | Triple) -> str:

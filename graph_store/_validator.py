@@ -41,7 +41,7 @@ from ._changeset import ChangeSet
 from ._convert import RDF_LANGSTRING, XSD_STRING, to_rdflib
 from ._report import PathTerm, ValidationReport, ValidationResult
 from ._shapes import Constraint, NodeShape, PropertyShape, ShapesModel
-from ._vocab import PHT_NS, RDF_TYPE
+from ._vocab import PHT_NS, RDF_TYPE, RDFS_NS, SH_NS, XSD_NS
 
 __all__ = ["QuadMatcher", "PostChangeView", "IncrementalValidator", "is_well_typed"]
 
@@ -52,9 +52,7 @@ Term = NamedNode | BlankNode | Literal | Triple
 QuadMatcher = Callable[[Node | None, NamedNode | None, Term | None], Iterable[Quad]]
 """Reads the stored data graphs: ``match(s, p, o)`` yields the quads matching the pattern (None = any)."""
 
-_SH = "http://www.w3.org/ns/shacl#"
-_XSD = "http://www.w3.org/2001/XMLSchema#"
-_VIOLATION = NamedNode(_SH + "Violation")
+_VIOLATION = NamedNode(SH_NS + "Violation")
 _EMPTY: frozenset[Term] = frozenset()
 _UNKNOWN_TERM = NamedNode(PHT_NS + "UnknownTermConstraintComponent")
 _VOCABULARY_CHECK = NamedNode(PHT_NS + "VocabularyCheck")
@@ -63,18 +61,18 @@ _VOCABULARY_CHECK = NamedNode(PHT_NS + "VocabularyCheck")
 _PY_TYPES: dict[str, type | tuple[type, ...]] = {
     XSD_STRING: (str, bytes),
     RDF_LANGSTRING: (str, bytes),
-    _XSD + "integer": int,
-    _XSD + "float": float,
-    _XSD + "decimal": Decimal,
-    _XSD + "boolean": bool,
-    _XSD + "date": date,
-    _XSD + "time": time,
-    _XSD + "dateTime": datetime,
+    XSD_NS + "integer": int,
+    XSD_NS + "float": float,
+    XSD_NS + "decimal": Decimal,
+    XSD_NS + "boolean": bool,
+    XSD_NS + "date": date,
+    XSD_NS + "time": time,
+    XSD_NS + "dateTime": datetime,
 }
-_RDFS_LITERAL = "http://www.w3.org/2000/01/rdf-schema#Literal"
-_XSD_DATETIME = _XSD + "dateTime"
+_RDFS_LITERAL = RDFS_NS + "Literal"
+_XSD_DATETIME = XSD_NS + "dateTime"
 _RDFLIB_PARSES_DATETIME_BY_FROMISOFORMAT = XSDToPython.get(rdflib.URIRef(_XSD_DATETIME)) == datetime.fromisoformat
-_RDFS_DATATYPE = "http://www.w3.org/2000/01/rdf-schema#Datatype"
+_RDFS_DATATYPE = RDFS_NS + "Datatype"
 
 
 class PostChangeView:
@@ -451,7 +449,7 @@ _NODE_KINDS = {
 
 
 def _node_kind_ok(run: _Run, v: Term, kind: NamedNode) -> bool:
-    return isinstance(v, _NODE_KINDS[kind.value.removeprefix(_SH)])
+    return isinstance(v, _NODE_KINDS[kind.value.removeprefix(SH_NS)])
 
 
 def _string_of(v: Term) -> str | None:

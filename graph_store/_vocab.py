@@ -1,7 +1,14 @@
-"""Namespaces and the named-graph layout shared by every component.
+"""Namespaces, vocabulary terms and the named-graph layout shared by every component.
 
-One stable namespace for the project vocabulary (``PHT``), and one place that says which
-named graph holds what. Nothing else in the code base spells these IRIs.
+One stable namespace for the project vocabulary (``PHT``), the W3C and community vocabularies the code
+writes and reads (``RDF_TYPE``, ``RDFS``, ``XSD``, ``SH``, ``DCTERMS``, ``PROV``, ``DCAT``, ``ORG``,
+``UNIT``), the default base IRI of a deployment's own resources, and one place that says which named
+graph holds what. Nothing else in the code base spells these IRIs.
+
+>>> XSD.dateTime.value
+'http://www.w3.org/2001/XMLSchema#dateTime'
+>>> str(DCTERMS)
+'http://purl.org/dc/terms/'
 """
 
 from __future__ import annotations
@@ -18,12 +25,43 @@ __all__ = [
     "station_graph",
     "RDF_TYPE",
     "RDFS_SUBCLASSOF",
+    "RDF_NS",
+    "RDFS_NS",
+    "XSD_NS",
+    "SH_NS",
+    "DCTERMS_NS",
+    "PROV_NS",
+    "DCAT_NS",
+    "ORG_NS",
+    "UNIT_NS",
+    "RDFS",
     "XSD",
     "SH",
+    "DCTERMS",
+    "PROV",
+    "DCAT",
+    "ORG",
+    "UNIT",
+    "DEFAULT_BASE_IRI",
 ]
 
 PHT_NS = "https://w3id.org/pht-kg/vocab#"
 """The project vocabulary; versioned in ``ontology/pht.ttl`` and never fetched at run time."""
+
+RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+RDFS_NS = "http://www.w3.org/2000/01/rdf-schema#"
+XSD_NS = "http://www.w3.org/2001/XMLSchema#"
+SH_NS = "http://www.w3.org/ns/shacl#"
+DCTERMS_NS = "http://purl.org/dc/terms/"
+PROV_NS = "http://www.w3.org/ns/prov#"
+DCAT_NS = "http://www.w3.org/ns/dcat#"
+ORG_NS = "http://www.w3.org/ns/org#"
+UNIT_NS = "http://qudt.org/vocab/unit/"
+"""QUDT units (``unit:PERCENT``, ``unit:BYTE``, ...)."""
+
+DEFAULT_BASE_IRI = "https://pht.example.org/id/"
+"""Prefix of the IRIs a deployment mints for its own resources when none is configured
+(``PHT_BASE_IRI`` for the central service, ``PHT_MPU_BASE_IRI`` for a station's MPU)."""
 
 GRAPH_NS = "https://w3id.org/pht-kg/graph/"
 """Prefix of the named graphs of the layout below."""
@@ -70,7 +108,13 @@ class _Namespace:
 
 
 PHT = _Namespace(PHT_NS)
-XSD = _Namespace("http://www.w3.org/2001/XMLSchema#")
-SH = _Namespace("http://www.w3.org/ns/shacl#")
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
-RDFS_SUBCLASSOF = NamedNode("http://www.w3.org/2000/01/rdf-schema#subClassOf")
+RDFS = _Namespace(RDFS_NS)
+XSD = _Namespace(XSD_NS)
+SH = _Namespace(SH_NS)
+DCTERMS = _Namespace(DCTERMS_NS)
+PROV = _Namespace(PROV_NS)
+DCAT = _Namespace(DCAT_NS)
+ORG = _Namespace(ORG_NS)
+UNIT = _Namespace(UNIT_NS)
+RDF_TYPE = NamedNode(RDF_NS + "type")
+RDFS_SUBCLASSOF = RDFS.subClassOf

@@ -9,7 +9,7 @@ from functools import lru_cache
 import rdflib
 from pyoxigraph import NamedNode
 
-from graph_store import PHT_NS, load_schema
+from graph_store import DCTERMS, PHT_NS, load_schema
 
 from .principal import Role
 
@@ -19,7 +19,7 @@ Kind = str
 """``"train"`` or ``"execution"``: which chart."""
 
 _P = rdflib.Namespace(PHT_NS)
-_DCT_ID = rdflib.URIRef("http://purl.org/dc/terms/identifier")
+_DCT_ID = rdflib.URIRef(DCTERMS.identifier.value)
 _KINDS = {"train": _P.Train, "execution": _P.Execution}
 
 

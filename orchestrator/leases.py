@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from pyoxigraph import Literal, NamedNode, Quad
 
-from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, ConflictError, GraphStore, ValidationFailed
+from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, XSD, ChangeSet, ConflictError, GraphStore, ValidationFailed
 
 from .lifecycle import Forbidden, Iris, LifecycleError, NotFound
 from .principal import Principal, Role
@@ -26,8 +26,6 @@ from .principal import Principal, Role
 __all__ = ["Lease", "LeaseHeld", "StationLeases", "MIN_PERIOD_S", "MAX_PERIOD_S", "MAX_HOLDER_CHARS"]
 
 G = CENTRAL_GRAPH
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
-XSD_DATETIME = NamedNode("http://www.w3.org/2001/XMLSchema#dateTime")
 MIN_PERIOD_S = 1.0
 MAX_PERIOD_S = 3600.0
 MAX_HOLDER_CHARS = 200
@@ -57,7 +55,7 @@ def _now() -> datetime:
 
 def _literal(t: datetime) -> Literal:
     return Literal(t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                   datatype=XSD_DATETIME)
+                   datatype=XSD.dateTime)
 
 
 def _text(t: datetime) -> str:

@@ -24,7 +24,20 @@ from urllib.parse import quote
 
 from pyoxigraph import Literal, NamedNode, Quad
 
-from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, ConflictError, GraphStore, is_well_typed, named_query
+from graph_store import (
+    CENTRAL_GRAPH,
+    DCTERMS,
+    PHT,
+    PHT_NS,
+    PROV,
+    RDF_TYPE,
+    XSD,
+    ChangeSet,
+    ConflictError,
+    GraphStore,
+    is_well_typed,
+    named_query,
+)
 
 from .chart import Chart, load_chart
 from .principal import Principal, Role
@@ -33,10 +46,6 @@ from .settings import Settings
 __all__ = ["Lifecycle", "LifecycleError", "NotFound", "Forbidden", "IllegalTransition", "InvalidValue", "Iris",
            "DefinitionWrite"]
 
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
-XSD = "http://www.w3.org/2001/XMLSchema#"
-DCT = "http://purl.org/dc/terms/"
-PROV = "http://www.w3.org/ns/prov#"
 G = CENTRAL_GRAPH
 
 
@@ -119,7 +128,7 @@ def _now() -> datetime:
 
 
 def _time(t: datetime) -> Literal:
-    return Literal(t.isoformat(timespec="microseconds").replace("+00:00", "Z"), datatype=NamedNode(XSD + "dateTime"))
+    return Literal(t.isoformat(timespec="microseconds").replace("+00:00", "Z"), datatype=XSD.dateTime)
 
 
 def _int(term: Any) -> int:
@@ -131,7 +140,7 @@ _CONTEXTS_CACHED = 10_000
 
 _CONTEXT_PREDICATES = frozenset(
     [PHT.ofTrain, PHT.atStation, PHT.round, PHT.forStop, PHT.stopIndex, PHT.definition, PHT.mode, PHT.rounds,
-     PHT.aggregator, PHT.routeStop, PHT.station, NamedNode("http://purl.org/dc/terms/identifier")])
+     PHT.aggregator, PHT.routeStop, PHT.station, DCTERMS.identifier])
 """What ``execution_context.rq`` and ``route.rq`` read besides states: a commit writing one of these for a cached
 node makes the engine forget its caches."""
 
@@ -206,10 +215,10 @@ class Lifecycle:
         now = self.clock()
         quads = [
             Quad(train, RDF_TYPE, PHT.Train, G),
-            Quad(train, NamedNode(DCT + "identifier"), Literal(train_id), G),
+            Quad(train, DCTERMS.identifier, Literal(train_id), G),
             Quad(train, PHT.definition, definition, G),
-            Quad(train, NamedNode(PROV + "wasAttributedTo"), agent, G),
-            Quad(train, NamedNode(DCT + "created"), _time(now), G),
+            Quad(train, PROV.wasAttributedTo, agent, G),
+            Quad(train, DCTERMS.created, _time(now), G),
             Quad(train, PHT.state, PHT.Submitted, G),
         ]
         for i, (param, value) in enumerate(values):
@@ -220,7 +229,7 @@ class Lifecycle:
         quads += [Quad(event, RDF_TYPE, PHT.StateChangeEvent, G), Quad(event, PHT.eventTime, _time(now), G),
                   Quad(event, PHT.aboutTrain, train, G), Quad(event, PHT.emittedBy, self.iris.central, G),
                   Quad(event, PHT.toState, PHT.Submitted, G),
-                  Quad(event, NamedNode(PROV + "wasAssociatedWith"), agent, G),
+                  Quad(event, PROV.wasAssociatedWith, agent, G),
                   Quad(event, PHT.actingRole, PHT.Researcher, G)]
         if new_definition is not None:
             quads += new_definition.insert
@@ -260,8 +269,8 @@ class Lifecycle:
     def recover(self) -> int:
         """Queue trains a crash left ``submitted`` (start-up); returns how many."""
         rows = list(self.store.select(
-            "PREFIX pht: <https://w3id.org/pht-kg/vocab#> SELECT ?t WHERE { GRAPH $g { ?t a pht:Train ; "
-            "pht:state pht:Submitted } }", bindings={"g": G}))
+            f"PREFIX pht: <{PHT_NS}> "
+            "SELECT ?t WHERE { GRAPH $g { ?t a pht:Train ; pht:state pht:Submitted } }", bindings={"g": G}))
         for row in rows:
             try:
                 self._queue(row["t"])
@@ -317,11 +326,11 @@ class Lifecycle:
         now = _time(self.clock())
         inserts: list[Quad] = []
         if target == PHT.Running:
-            inserts.append(Quad(execution, NamedNode(PROV + "startedAtTime"), now, G))
+            inserts.append(Quad(execution, PROV.startedAtTime, now, G))
             for did in used:
-                inserts.append(Quad(execution, NamedNode(PROV + "used"), self.iris.dataset(did), G))
+                inserts.append(Quad(execution, PROV.used, self.iris.dataset(did), G))
         if target in self.chart.terminal:
-            inserts.append(Quad(execution, NamedNode(PROV + "endedAtTime"), now, G))
+            inserts.append(Quad(execution, PROV.endedAtTime, now, G))
         follow_steps, follow_change = self._consequences(execution, ctx, target, reason)
         self._commit(steps + follow_steps, ChangeSet(insert=inserts + list(follow_change.insert),
                                                      guard=follow_change.guard))
@@ -342,20 +351,20 @@ class Lifecycle:
             raise IllegalTransition(f"execution {execution_id} is {self.chart.token(ctx['state'])}: outputs are "
                                     "handed over while running or under review")
         output = self.iris.output(execution_id)
-        quads = [Quad(output, RDF_TYPE, PHT.Output, G), Quad(output, NamedNode(PROV + "wasGeneratedBy"), execution, G),
+        quads = [Quad(output, RDF_TYPE, PHT.Output, G), Quad(output, PROV.wasGeneratedBy, execution, G),
                  Quad(output, PHT.sha256, Literal(sha256), G),
-                 Quad(output, PHT.byteSize, Literal(str(byte_size), datatype=NamedNode(XSD + "integer")), G)]
+                 Quad(output, PHT.byteSize, Literal(str(byte_size), datatype=XSD.integer), G)]
         if title:
-            quads.append(Quad(output, NamedNode(DCT + "title"), Literal(title), G))
+            quads.append(Quad(output, DCTERMS.title, Literal(title), G))
         if checks:
             review = NamedNode(output.value + "/review")
             quads += [Quad(review, RDF_TYPE, PHT.OutputReview, G), Quad(review, PHT.reviewOf, output, G)]
             for name, passed, detail in checks:
                 check = NamedNode(f"{review.value}/{name}")
                 quads += [Quad(review, PHT.checkResult, check, G), Quad(check, RDF_TYPE, PHT.CheckResult, G),
-                          Quad(check, NamedNode(DCT + "identifier"), Literal(name), G),
+                          Quad(check, DCTERMS.identifier, Literal(name), G),
                           Quad(check, PHT.passed, Literal("true" if passed else "false",
-                                                          datatype=NamedNode(XSD + "boolean")), G),
+                                                          datatype=XSD.boolean), G),
                           Quad(check, PHT.detail, Literal(detail), G)]
         self.store.apply(ChangeSet(insert=quads, guard=[Quad(execution, PHT.state, ctx["state"], G)]))
         return output.value
@@ -435,10 +444,10 @@ class Lifecycle:
             e = self.iris.execution(f"{train_id}.{label}")
             quads += [Quad(e, RDF_TYPE, PHT.Execution, G), Quad(e, PHT.ofTrain, train, G),
                       Quad(e, PHT.atStation, station, G), Quad(e, PHT.state, self.chart.initial["execution"], G),
-                      Quad(e, PHT.round, Literal(str(round_), datatype=NamedNode(XSD + "integer")), G)]
+                      Quad(e, PHT.round, Literal(str(round_), datatype=XSD.integer), G)]
             if stop is not None:
                 quads.append(Quad(e, PHT.forStop, stop, G))
-            quads += [Quad(e, NamedNode(PROV + "used"), u, G) for u in used]
+            quads += [Quad(e, PROV.used, u, G) for u in used]
         return ChangeSet(insert=quads)
 
     def _stop_index(self, stop: NamedNode) -> int:

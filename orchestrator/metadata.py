@@ -30,8 +30,12 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 from graph_store import (
     BATCH_MEDIA_TYPE,
     CENTRAL_GRAPH,
+    DCAT,
+    DCTERMS,
     PHT,
     PHT_NS,
+    PROV,
+    RDF_TYPE,
     ChangeSet,
     GraphStore,
     InvalidInputError,
@@ -46,10 +50,7 @@ from .lifecycle import Iris, LifecycleError, NotFound
 
 __all__ = ["MetadataIntake", "MetadataRefused", "Accepted", "BadSignature"]
 
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
-PROV_ASSOCIATED = NamedNode("http://www.w3.org/ns/prov#wasAssociatedWith")
-DESCRIPTION_PREDICATES = frozenset({NamedNode("http://purl.org/dc/terms/description"),
-                                    NamedNode("http://www.w3.org/ns/dcat#keyword")})
+DESCRIPTION_PREDICATES = frozenset({DCTERMS.description, DCAT.keyword})
 
 
 class MetadataRefused(LifecycleError):
@@ -95,7 +96,7 @@ class MetadataIntake:
         classes = {c for c in g.transitive_subjects(rdflib.RDFS.subClassOf, event) if isinstance(c, rdflib.URIRef)}
         props = {p for c in classes for p in g.subjects(rdflib.RDFS.domain, c) if isinstance(p, rdflib.URIRef)}
         return (frozenset(NamedNode(str(c)) for c in classes),
-                frozenset(NamedNode(str(p)) for p in props) | {RDF_TYPE, PROV_ASSOCIATED})
+                frozenset(NamedNode(str(p)) for p in props) | {RDF_TYPE, PROV.wasAssociatedWith})
 
     def accept(self, *, station_id: str, batch_id: str, signature: str | None, key_id: str | None,
                body: bytes) -> Accepted:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
 
-from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, GraphStore
+from graph_store import CENTRAL_GRAPH, DCAT, DCTERMS, ORG, PHT, PROV, RDF_TYPE, RDFS, XSD, ChangeSet, GraphStore
 
 from .lifecycle import DefinitionWrite, Forbidden, Iris, LifecycleError
 from .principal import Principal, Role
@@ -24,10 +24,6 @@ from .principal import Principal, Role
 __all__ = ["Registry", "StationSpec", "DatasetSpec", "DefinitionSpec", "ParameterSpec", "AlreadyExists"]
 
 G = CENTRAL_GRAPH
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
-DCT = "http://purl.org/dc/terms/"
-PROV = "http://www.w3.org/ns/prov#"
-XSD = "http://www.w3.org/2001/XMLSchema#"
 RUNTIMES = {"docker": PHT.DockerRuntime, "podman": PHT.PodmanRuntime, "kubernetes": PHT.KubernetesRuntime,
             "process": PHT.ProcessRuntime}
 DATATYPES = {"integer", "decimal", "string", "boolean", "double", "dateTime", "anyURI"}
@@ -77,7 +73,7 @@ class DefinitionSpec:
 
 def _lit(value: str | int | bool, dt: str | None = None) -> Literal:
     if dt is not None:
-        return Literal(str(value).lower() if isinstance(value, bool) else str(value), datatype=NamedNode(XSD + dt))
+        return Literal(str(value).lower() if isinstance(value, bool) else str(value), datatype=XSD[dt])
     return Literal(str(value))
 
 
@@ -102,10 +98,10 @@ class Registry:
         unknown = sorted(set(spec.runtimes) - set(RUNTIMES))
         if unknown:
             raise LifecycleError(f"unknown runtime(s) {', '.join(unknown)}; use {', '.join(sorted(RUNTIMES))}")
-        quads = [Quad(s, RDF_TYPE, PHT.Station, G), Quad(s, NamedNode(DCT + "identifier"), _lit(spec.id), G),
-                 Quad(s, NamedNode(DCT + "title"), _lit(spec.title), G), Quad(s, PHT.ownedBy, owner, G),
-                 Quad(owner, RDF_TYPE, NamedNode("http://www.w3.org/ns/org#Organization"), G),
-                 Quad(owner, NamedNode("http://www.w3.org/2000/01/rdf-schema#label"), _lit(spec.owner), G)]
+        quads = [Quad(s, RDF_TYPE, PHT.Station, G), Quad(s, DCTERMS.identifier, _lit(spec.id), G),
+                 Quad(s, DCTERMS.title, _lit(spec.title), G), Quad(s, PHT.ownedBy, owner, G),
+                 Quad(owner, RDF_TYPE, ORG.Organization, G),
+                 Quad(owner, RDFS.label, _lit(spec.owner), G)]
         quads += [Quad(s, PHT.publicKey, _lit(k), G) for k in spec.public_keys]
         quads += [Quad(s, PHT.runtime, RUNTIMES[r], G) for r in spec.runtimes]
         self.store.apply(ChangeSet(insert=quads))
@@ -118,9 +114,9 @@ class Registry:
             raise Forbidden("only operators or the station's admin register its datasets")
         d = self.iris.dataset(spec.id)
         self._new(d, "dataset", spec.id)
-        quads = [Quad(d, RDF_TYPE, NamedNode("http://www.w3.org/ns/dcat#Dataset"), G),
-                 Quad(d, NamedNode(DCT + "identifier"), _lit(spec.id), G),
-                 Quad(d, NamedNode(DCT + "title"), _lit(spec.title), G),
+        quads = [Quad(d, RDF_TYPE, DCAT.Dataset, G),
+                 Quad(d, DCTERMS.identifier, _lit(spec.id), G),
+                 Quad(d, DCTERMS.title, _lit(spec.title), G),
                  Quad(d, PHT.heldBy, self.iris.station(spec.station), G)]
         self.store.apply(ChangeSet(insert=quads))
         return d
@@ -156,8 +152,8 @@ class Registry:
             raise LifecycleError(f"unknown parameter datatype(s) {', '.join(bad)}; use {', '.join(sorted(DATATYPES))}")
         if spec.aggregator and not self.store.quads(self.iris.station(spec.aggregator), RDF_TYPE, PHT.Station, G):
             raise LifecycleError(f"the aggregator {spec.aggregator!r} is not a registered station")
-        quads = [Quad(d, RDF_TYPE, PHT.TrainDefinition, G), Quad(d, NamedNode(DCT + "identifier"), _lit(spec.id), G),
-                 Quad(d, NamedNode(DCT + "title"), _lit(spec.title), G),
+        quads = [Quad(d, RDF_TYPE, PHT.TrainDefinition, G), Quad(d, DCTERMS.identifier, _lit(spec.id), G),
+                 Quad(d, DCTERMS.title, _lit(spec.title), G),
                  Quad(d, PHT.imageName, _lit(spec.image_name), G), Quad(d, PHT.imageDigest, _lit(spec.image_digest), G),
                  Quad(d, PHT.mode, PHT.Incremental if spec.mode == "incremental" else PHT.Federated, G),
                  Quad(d, PHT.rounds, _lit(spec.rounds, "integer"), G)]
@@ -173,10 +169,10 @@ class Registry:
         parameters: dict[str, tuple[NamedNode, NamedNode, bool]] = {}
         for p in spec.parameters:
             pi = NamedNode(f"{d.value}/parameters/{p.name}")
-            parameters[p.name] = (pi, NamedNode(XSD + p.datatype), p.required)
+            parameters[p.name] = (pi, XSD[p.datatype], p.required)
             quads += [Quad(d, PHT.parameter, pi, G), Quad(pi, RDF_TYPE, PHT.Parameter, G),
                       Quad(pi, PHT.parameterName, _lit(p.name), G),
-                      Quad(pi, PHT.datatype, NamedNode(XSD + p.datatype), G),
+                      Quad(pi, PHT.datatype, XSD[p.datatype], G),
                       Quad(pi, PHT.required, _lit(p.required, "boolean"), G)]
             if p.default is not None:
                 quads.append(Quad(pi, PHT.defaultValue, _lit(p.default, p.datatype), G))
@@ -184,9 +180,9 @@ class Registry:
         if registered:
             self._refuse_other_content(spec.id, d, registered, quads)
             return DefinitionWrite(d, (), parameters)
-        quads += [Quad(d, NamedNode(DCT + "created"),
+        quads += [Quad(d, DCTERMS.created,
                        _lit(datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "dateTime"), G),
-                  Quad(d, NamedNode(PROV + "wasAttributedTo"), self.iris.agent(principal.subject), G)]
+                  Quad(d, PROV.wasAttributedTo, self.iris.agent(principal.subject), G)]
         return DefinitionWrite(d, tuple(quads), parameters)
 
     def _definition_quads(self, d: NamedNode) -> list[Quad]:
@@ -229,7 +225,7 @@ def _describe(d: NamedNode, quads: Iterable[Quad], iris: Iris) -> dict[str, str]
         f"{', required' if one(p, PHT.required) == 'true' else ''}"
         f"{', default ' + one(p, PHT.defaultValue) if by_subject[p][PHT.defaultValue] else ''})"
         for p in own[PHT.parameter])
-    return {"title": one(d, NamedNode(DCT + "title")), "image_name": one(d, PHT.imageName),
+    return {"title": one(d, DCTERMS.title), "image_name": one(d, PHT.imageName),
             "image_digest": one(d, PHT.imageDigest), "mode": one(d, PHT.mode).rsplit("#", 1)[-1].lower(),
             "route": ", ".join(iris.local(by_subject[stop][PHT.station][0], "stations") for stop in stops
                                if by_subject[stop][PHT.station]),

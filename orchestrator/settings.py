@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from graph_store import DEFAULT_BASE_IRI
+
 __all__ = ["Settings", "SettingsError", "DEMO_SECRET"]
 
 DEMO_SECRET = "pht-demo-secret-change-me-0123456789abcdef"
@@ -42,7 +44,7 @@ class Settings:
     max_body_bytes: int = 1_000_000
     query_timeout_s: float = 10.0
     query_result_limit: int = 10_000
-    base_iri: str = "https://pht.example.org/id/"
+    base_iri: str = DEFAULT_BASE_IRI
     station_timeout_s: float = 3600.0  #: fail executions a station has not moved for this long (0: never)
     researcher_objects_url: str | None = None
     """Where researchers fetch released results (an object store URL, see ``station/objects.py``), told to every
@@ -96,7 +98,7 @@ class Settings:
             max_body_bytes=int(num("PHT_MAX_BODY_BYTES", 1_000_000)),
             query_timeout_s=num("PHT_QUERY_TIMEOUT_S", 10.0),
             query_result_limit=int(num("PHT_QUERY_RESULT_LIMIT", 10_000)),
-            base_iri=e.get("PHT_BASE_IRI", "https://pht.example.org/id/"),
+            base_iri=e.get("PHT_BASE_IRI", DEFAULT_BASE_IRI),
             station_timeout_s=num("PHT_STATION_TIMEOUT_S", 3600.0),
             researcher_objects_url=e.get("PHT_RESEARCHER_OBJECTS_URL") or None,
             demo=e.get("PHT_DEMO", "") == "1",

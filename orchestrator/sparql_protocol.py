@@ -69,7 +69,9 @@ from starlette.concurrency import run_in_threadpool
 
 from graph_store import (
     ONTOLOGY_GRAPH,
+    RDF_TYPE,
     SHAPES_GRAPH,
+    XSD,
     ConflictError,
     GraphStore,
     GraphStoreError,
@@ -116,9 +118,7 @@ LIMIT_HEADER = "X-PHT-Result-Limit"
 _FORM = "application/x-www-form-urlencoded"
 _QUERY = "application/sparql-query"
 _UPDATE = "application/sparql-update"
-_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
 _SD = "http://www.w3.org/ns/sparql-service-description#"
-_RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 _PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
 
 
@@ -376,7 +376,7 @@ def _term_json(term: Any) -> dict[str, Any]:
             out["xml:lang"] = term.language
             if getattr(term, "direction", None):
                 out["its:dir"] = str(term.direction)
-        elif term.datatype.value != _XSD_STRING:
+        elif term.datatype != XSD.string:
             out["datatype"] = term.datatype.value
         return out
     if isinstance(term, Triple):
@@ -528,7 +528,7 @@ def _service_description(request: Request, who: Principal) -> list[Triple]:
     """A SPARQL 1.1 Service Description of the endpoint, as the caller may use it."""
     endpoint = NamedNode(str(request.url.replace(query="", fragment="")))
     triples = [
-        Triple(endpoint, _RDF_TYPE, _sd("Service")),
+        Triple(endpoint, RDF_TYPE, _sd("Service")),
         Triple(endpoint, _sd("endpoint"), endpoint),
         Triple(endpoint, _sd("supportedLanguage"), _sd("SPARQL11Query")),
         Triple(endpoint, _sd("defaultEntailmentRegime"), NamedNode("http://www.w3.org/ns/entailment/Simple")),

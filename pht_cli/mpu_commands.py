@@ -16,7 +16,7 @@ import uvicorn
 from pydantic import ValidationError
 from rich.table import Table
 
-from graph_store import tune_garbage_collection
+from graph_store import DEFAULT_BASE_IRI, tune_garbage_collection
 from station_mpu import (
     DEFAULT_POLICY,
     EventAdapter,
@@ -48,7 +48,6 @@ policy_app = typer.Typer(help="Metadata filter policies (Turtle): check one, pre
                          no_args_is_help=True)
 mpu_app.add_typer(policy_app, name="policy")
 
-_BASE = "https://pht.example.org/id/"
 _PREFIXES = {"https://w3id.org/pht-kg/vocab#": "pht:", "http://www.w3.org/ns/prov#": "prov:",
              "http://www.w3.org/1999/02/22-rdf-syntax-ns#": "rdf:", "http://purl.org/dc/terms/": "dcterms:",
              "http://www.w3.org/ns/dcat#": "dcat:", "http://qudt.org/vocab/unit/": "unit:",
@@ -63,7 +62,7 @@ def _env(name: str) -> str | None:
 StationOption = Annotated[str | None, typer.Option(
     "--station", help="The station's id (default: PHT_MPU_STATION); a policy naming another station is refused.")]
 BaseOption = Annotated[str | None, typer.Option(
-    "--base-iri", help="The deployment's base IRI (default: PHT_MPU_BASE_IRI or https://pht.example.org/id/).")]
+    "--base-iri", help=f"The deployment's base IRI (default: PHT_MPU_BASE_IRI or {DEFAULT_BASE_IRI}).")]
 
 
 def _naming(station: str | None, base_iri: str | None, *, required: bool) -> Naming | None:
@@ -73,7 +72,7 @@ def _naming(station: str | None, base_iri: str | None, *, required: bool) -> Nam
             raise fail("name the station with --station ID (or set PHT_MPU_STATION)")
         return None
     try:
-        return Naming(base_iri or _env("PHT_MPU_BASE_IRI") or _BASE, sid, _env("PHT_MPU_STATION_IRI") or "")
+        return Naming(base_iri or _env("PHT_MPU_BASE_IRI") or DEFAULT_BASE_IRI, sid, _env("PHT_MPU_STATION_IRI") or "")
     except ValueError as e:
         raise fail(str(e)) from None
 
@@ -106,7 +105,7 @@ def policy_check(
     for i, rule in enumerate(policy.rules, 1):
         table.add_row(str(i), str(rule.priority), rule.describe(), rule.label or rule.name)
     console.print(table)
-    sample = _samples(naming or Naming(_BASE, "example-station"))
+    sample = _samples(naming or Naming(DEFAULT_BASE_IRI, "example-station"))
     kinds = Table(title="what leaves of an example event of each kind")
     for column in ("kind", "leaves", "why not all"):
         kinds.add_column(column)

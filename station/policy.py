@@ -10,9 +10,7 @@ from pathlib import Path
 
 from pyoxigraph import NamedNode, Quad, Triple
 
-from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore, GraphStoreError, parse_rdf
-
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
+from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, ChangeSet, EmbeddedStore, GraphStoreError, parse_rdf
 
 
 class PolicyError(ValueError):

@@ -32,7 +32,7 @@ from pydantic import (
 from pyoxigraph import Literal as RdfLiteral
 from pyoxigraph import NamedNode, Quad
 
-from graph_store import PHT, PHT_NS, load_schema
+from graph_store import DCAT, DCTERMS, PHT, PHT_NS, PROV, RDF_TYPE, UNIT, XSD, load_schema
 
 from ._naming import Naming
 
@@ -49,16 +49,6 @@ __all__ = [
     "xsd_datetime",
 ]
 
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
-PROV_ASSOCIATED = NamedNode("http://www.w3.org/ns/prov#wasAssociatedWith")
-DCT_DESCRIPTION = NamedNode("http://purl.org/dc/terms/description")
-DCAT_KEYWORD = NamedNode("http://www.w3.org/ns/dcat#keyword")
-DCAT_DATASET = NamedNode("http://www.w3.org/ns/dcat#Dataset")
-XSD = "http://www.w3.org/2001/XMLSchema#"
-XSD_DATETIME = NamedNode(XSD + "dateTime")
-XSD_DECIMAL = NamedNode(XSD + "decimal")
-XSD_BOOLEAN = NamedNode(XSD + "boolean")
-UNIT = "http://qudt.org/vocab/unit/"
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,128}$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=r"\S")]
@@ -68,7 +58,7 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=r
 def state_tokens() -> dict[str, NamedNode]:
     """Lifecycle state tokens (``"waiting-for-approval"``) to their IRIs, read from ``ontology/lifecycle.ttl``."""
     g = load_schema().ontology
-    ident = rdflib.URIRef("http://purl.org/dc/terms/identifier")
+    ident = rdflib.URIRef(DCTERMS.identifier.value)
     return {str(g.value(s, ident)): NamedNode(str(s))
             for s in g.subjects(rdflib.RDF.type, rdflib.URIRef(PHT_NS + "State"))}
 
@@ -169,8 +159,7 @@ _CLASSES = {
     "finished-running": PHT.FinishedRunningEvent, "cpu-usage": PHT.CPUUsageSample,
     "memory-usage": PHT.MemoryUsageSample, "network-usage": PHT.NetworkUsageSample,
 }
-_UNITS = {"cpu-usage": NamedNode(UNIT + "PERCENT"), "memory-usage": NamedNode(UNIT + "BYTE"),
-          "network-usage": NamedNode(UNIT + "BYTE-PER-SEC")}
+_UNITS = {"cpu-usage": UNIT.PERCENT, "memory-usage": UNIT.BYTE, "network-usage": UNIT["BYTE-PER-SEC"]}
 
 
 def event_kinds() -> dict[str, NamedNode]:
@@ -216,12 +205,12 @@ class EventTriples:
 
 def xsd_datetime(t: datetime) -> RdfLiteral:
     """An aware datetime as an xsd:dateTime in UTC ("Z")."""
-    return RdfLiteral(t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"), datatype=XSD_DATETIME)
+    return RdfLiteral(t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"), datatype=XSD.dateTime)
 
 
 def _decimal(v: Decimal) -> RdfLiteral:
     text = format(v.normalize() if v == v.to_integral_value() else v, "f")
-    return RdfLiteral(text if "." in text else text + ".0", datatype=XSD_DECIMAL)
+    return RdfLiteral(text if "." in text else text + ".0", datatype=XSD.decimal)
 
 
 def event_triples(event: AnyEvent, naming: Naming) -> EventTriples:
@@ -241,7 +230,7 @@ def event_triples(event: AnyEvent, naming: Naming) -> EventTriples:
         if event.from_state is not None:
             quads.append(Quad(e, PHT.fromState, tokens[event.from_state], g))
         agent = naming.agent(event.actor) if event.actor is not None else naming.station
-        quads.append(Quad(e, PROV_ASSOCIATED, agent, g))
+        quads.append(Quad(e, PROV.wasAssociatedWith, agent, g))
         role = event.role or ("station" if event.actor is None else None)
         if role is not None:
             quads.append(Quad(e, PHT.actingRole, ROLES[role], g))
@@ -256,7 +245,7 @@ def event_triples(event: AnyEvent, naming: Naming) -> EventTriples:
         if event.message is not None:
             quads.append(Quad(e, PHT.logMessage, RdfLiteral(event.message), g))
     elif isinstance(event, FinishedRunning):
-        quads.append(Quad(e, PHT.success, RdfLiteral("true" if event.success else "false", datatype=XSD_BOOLEAN), g))
+        quads.append(Quad(e, PHT.success, RdfLiteral("true" if event.success else "false", datatype=XSD.boolean), g))
     elif isinstance(event, Usage):
         quads += [Quad(e, PHT.value, _decimal(event.value), g), Quad(e, PHT.unit, _UNITS[kind], g)]
         if event.direction is not None:
@@ -272,10 +261,10 @@ def description_triples(description: StationDescription, naming: Naming, *, at: 
     units: list[EventTriples] = []
     parts: list[tuple[NamedNode, NamedNode, str | None, Sequence[str], str]] = [
         (naming.station, PHT.Station, description.description, (), "station")]
-    parts += [(naming.dataset(d.id), DCAT_DATASET, d.description, d.keywords, "dataset") for d in description.datasets]
+    parts += [(naming.dataset(d.id), DCAT.Dataset, d.description, d.keywords, "dataset") for d in description.datasets]
     for iri, cls, text, keywords, kind in parts:
-        quads = [Quad(iri, DCT_DESCRIPTION, RdfLiteral(text), g)] if text else []
-        quads += [Quad(iri, DCAT_KEYWORD, RdfLiteral(k), g) for k in sorted(set(keywords))]
+        quads = [Quad(iri, DCTERMS.description, RdfLiteral(text), g)] if text else []
+        quads += [Quad(iri, DCAT.keyword, RdfLiteral(k), g) for k in sorted(set(keywords))]
         if quads:
             units.append(EventTriples(iri, cls, tuple(quads), f"{kind}-description",
                                       json.dumps({"description": text, "keywords": sorted(set(keywords))}),

@@ -36,20 +36,17 @@ from pathlib import Path
 import rdflib
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse
 
-from graph_store import PHT, ChangeSet, ValidationReport, load_schema, validate_unstored
+from graph_store import DCAT, PHT, RDF_TYPE, RDFS, XSD, ChangeSet, ValidationReport, load_schema, validate_unstored
 
-from ._events import DCAT_DATASET, RDF_TYPE, EventTriples
+from ._events import EventTriples
 
 __all__ = ["Policy", "PolicyError", "Rule", "TripleDecision", "Filtered", "load_policy", "read_policy",
            "event_classes", "class_closure", "coarsen"]
 
-_RDFS_LABEL = NamedNode("http://www.w3.org/2000/01/rdf-schema#label")
-_RDFS_COMMENT = NamedNode("http://www.w3.org/2000/01/rdf-schema#comment")
 _POLICY_GRAPH = NamedNode("urn:pht:mpu:policy")
-_XSD = "http://www.w3.org/2001/XMLSchema#"
-_NUMERIC = {_XSD + t for t in ("decimal", "integer", "double", "float", "long", "int", "short", "byte",
-                               "nonNegativeInteger", "positiveInteger", "unsignedLong", "unsignedInt")}
-_DATETIME = _XSD + "dateTime"
+_NUMERIC = {XSD[t].value for t in ("decimal", "integer", "double", "float", "long", "int", "short", "byte",
+                                      "nonNegativeInteger", "positiveInteger", "unsignedLong", "unsignedInt")}
+_DATETIME = XSD.dateTime.value
 
 
 class PolicyError(ValueError):
@@ -78,7 +75,7 @@ def event_classes() -> frozenset[NamedNode]:
     return frozenset(c for c, supers in class_closure().items() if PHT.Event in supers)
 
 
-DESCRIBED_CLASSES = frozenset({PHT.Station, DCAT_DATASET})
+DESCRIBED_CLASSES = frozenset({PHT.Station, DCAT.Dataset})
 """Classes of the resources a station description talks about; a rule may name them as its event class."""
 
 
@@ -214,10 +211,10 @@ class Policy:
 def coarsen(how: NamedNode, value: object) -> Literal | None:
     """``value`` blurred by the coarsening ``how``, or None if it does not apply to such a value.
 
-    >>> dt = NamedNode("http://www.w3.org/2001/XMLSchema#dateTime")
+    >>> dt = XSD.dateTime
     >>> coarsen(PHT.RoundToHour, Literal("2026-11-27T10:42:13.5+01:00", datatype=dt)).value
     '2026-11-27T09:00:00Z'
-    >>> coarsen(PHT.BucketMemory, Literal("314572800.0", datatype=NamedNode(_XSD + "decimal"))).value
+    >>> coarsen(PHT.BucketMemory, Literal("314572800.0", datatype=XSD.decimal)).value
     '268435456.0'
     """
     if not isinstance(value, Literal):
@@ -257,9 +254,9 @@ def coarsen(how: NamedNode, value: object) -> Literal | None:
 
 
 def _number(n: int, datatype: NamedNode) -> Literal:
-    if datatype.value == _XSD + "decimal":
+    if datatype == XSD.decimal:
         return Literal(f"{n}.0", datatype=datatype)
-    if datatype.value in (_XSD + "double", _XSD + "float"):
+    if datatype in (XSD.double, XSD.float):
         return Literal(f"{n}.0E0", datatype=datatype)
     return Literal(str(n), datatype=datatype)
 
@@ -352,7 +349,7 @@ def _rule(node: object, props: dict[NamedNode, list[object]], source: str) -> Ru
     if event_class is not None and event_class not in event_classes() | DESCRIBED_CLASSES:
         raise PolicyError(f"{source}: rule {name} names {_short(event_class)} as its event class, which is neither "
                           "pht:Event nor one of its subclasses (nor pht:Station / dcat:Dataset for descriptions)")
-    label = one(_RDFS_LABEL) or one(_RDFS_COMMENT)
+    label = one(RDFS.label) or one(RDFS.comment)
 
     def named(p: NamedNode) -> NamedNode | None:  # the shapes (validated above) make these IRIs
         value = one(p)

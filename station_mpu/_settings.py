@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph_store import station_graph
+from graph_store import DEFAULT_BASE_IRI, station_graph
 
 __all__ = ["MpuSettings", "MpuSettingsError", "DEFAULT_POLICY"]
 
@@ -36,7 +36,7 @@ class MpuSettings:
     token: str | None = None
     token_file: Path | None = None
     policy_path: Path = DEFAULT_POLICY
-    base_iri: str = "https://pht.example.org/id/"
+    base_iri: str = DEFAULT_BASE_IRI
     station_iri: str | None = None
     sample_interval_s: float = 10.0
     """Docker stats sampling interval; 0 turns sampling off."""
@@ -98,7 +98,7 @@ class MpuSettings:
             token=e.get("PHT_MPU_TOKEN") or None,
             token_file=path("PHT_MPU_TOKEN_FILE"),
             policy_path=path("PHT_MPU_POLICY") or DEFAULT_POLICY,
-            base_iri=e.get("PHT_MPU_BASE_IRI", "https://pht.example.org/id/"),
+            base_iri=e.get("PHT_MPU_BASE_IRI", DEFAULT_BASE_IRI),
             station_iri=e.get("PHT_MPU_STATION_IRI") or None,
             sample_interval_s=num("PHT_MPU_SAMPLE_INTERVAL_S", 10.0),
             batch_max_events=int(num("PHT_MPU_BATCH_MAX_EVENTS", 500)),

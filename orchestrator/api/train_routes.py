@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, status
 from pyoxigraph import NamedNode, QuerySolution
 
+from graph_store import DCTERMS
+
 from ..lifecycle import Forbidden, NotFound
 from ..principal import Principal, Role
 from .deps import Services, page, text
@@ -94,7 +96,7 @@ def train_router(s: Services) -> APIRouter:
     async def get_train(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))]) -> TrainOut:
         """A train's state and its executions (route, rounds, outputs)."""
         train, row, execs = visible_train(principal, train_id)
-        created = [q.object for q in s.store.quads(train, NamedNode("http://purl.org/dc/terms/created"))]
+        created = [q.object for q in s.store.quads(train, DCTERMS.created)]
         return TrainOut(id=train_id, iri=train.value, state=chart.token(row["state"]),
                         requester=iris.local(row["requester"], "agents"),
                         definition=iris.local(row["definition"], "definitions"),
