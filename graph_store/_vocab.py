@@ -13,6 +13,9 @@ graph holds what. Nothing else in the code base spells these IRIs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from pyoxigraph import NamedNode
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "ORG",
     "UNIT",
     "DEFAULT_BASE_IRI",
+    "PREFIXES",
 ]
 
 PHT_NS = "https://w3id.org/pht-kg/vocab#"
@@ -58,6 +62,17 @@ DCAT_NS = "http://www.w3.org/ns/dcat#"
 ORG_NS = "http://www.w3.org/ns/org#"
 UNIT_NS = "http://qudt.org/vocab/unit/"
 """QUDT units (``unit:PERCENT``, ``unit:BYTE``, ...)."""
+
+PREFIXES: Mapping[str, str] = MappingProxyType({
+    "pht": PHT_NS, "prov": PROV_NS, "rdf": RDF_NS, "dcterms": DCTERMS_NS, "dcat": DCAT_NS, "unit": UNIT_NS,
+    "xsd": XSD_NS,
+})
+"""Prefix to namespace, for showing IRIs compactly (``pht:Deny``) and reading them back; each prefix is
+spelt as in ``ontology/pht.ttl``.
+
+>>> PREFIXES["dcterms"]
+'http://purl.org/dc/terms/'
+"""
 
 DEFAULT_BASE_IRI = "https://pht.example.org/id/"
 """Prefix of the IRIs a deployment mints for its own resources when none is configured

@@ -16,7 +16,7 @@ import uvicorn
 from pydantic import ValidationError
 from rich.table import Table
 
-from graph_store import DEFAULT_BASE_IRI, tune_garbage_collection
+from graph_store import DEFAULT_BASE_IRI, PREFIXES, tune_garbage_collection
 from station_mpu import (
     DEFAULT_POLICY,
     EventAdapter,
@@ -47,12 +47,6 @@ mpu_app = typer.Typer(help="The station's metadata processing unit (MPU): what a
 policy_app = typer.Typer(help="Metadata filter policies (Turtle): check one, preview what it lets leave.",
                          no_args_is_help=True)
 mpu_app.add_typer(policy_app, name="policy")
-
-_PREFIXES = {"https://w3id.org/pht-kg/vocab#": "pht:", "http://www.w3.org/ns/prov#": "prov:",
-             "http://www.w3.org/1999/02/22-rdf-syntax-ns#": "rdf:", "http://purl.org/dc/terms/": "dcterms:",
-             "http://www.w3.org/ns/dcat#": "dcat:", "http://qudt.org/vocab/unit/": "unit:",
-             "http://www.w3.org/2001/XMLSchema#": "xsd:"}
-
 
 
 def _env(name: str) -> str | None:
@@ -211,9 +205,9 @@ def _subject(iri: str, naming: Naming) -> str:
 def _short(term: Any) -> str:
     value = getattr(term, "value", str(term))
     if type(term).__name__ == "NamedNode":
-        for ns, prefix in _PREFIXES.items():
+        for prefix, ns in PREFIXES.items():
             if value.startswith(ns):
-                return prefix + value[len(ns):]
+                return f"{prefix}:{value[len(ns):]}"
         return value
     datatype = getattr(term, "datatype", None)
     suffix = f"^^{_short(datatype)}" if datatype is not None and not datatype.value.endswith("#string") else ""

@@ -36,7 +36,18 @@ from pathlib import Path
 import rdflib
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse
 
-from graph_store import DCAT, PHT, RDF_TYPE, RDFS, XSD, ChangeSet, ValidationReport, load_schema, validate_unstored
+from graph_store import (
+    DCAT,
+    PHT,
+    PREFIXES,
+    RDF_TYPE,
+    RDFS,
+    XSD,
+    ChangeSet,
+    ValidationReport,
+    load_schema,
+    validate_unstored,
+)
 
 from ._events import EventTriples
 
@@ -369,15 +380,14 @@ def _name(node: object) -> str:
     return value.removeprefix("urn:pht:mpu:policy/") if value.startswith("urn:pht:mpu:policy/") else value
 
 
-_PREFIXES = {"https://w3id.org/pht-kg/vocab#": "pht:", "http://www.w3.org/ns/prov#": "prov:",
-             "http://www.w3.org/1999/02/22-rdf-syntax-ns#": "rdf:", "http://purl.org/dc/terms/": "dcterms:",
-             "http://www.w3.org/ns/dcat#": "dcat:", "http://qudt.org/vocab/unit/": "unit:"}
+_SHOWN_PREFIXES = {prefix: ns for prefix, ns in PREFIXES.items() if prefix != "xsd"}
+"""The MPU's messages have always spelt XSD IRIs out in full (the CLI's tables use ``PREFIXES`` whole)."""
 
 
 def _short(term: object) -> str:
     """A term in a compact, readable form (``pht:Deny``)."""
     value = getattr(term, "value", str(term))
-    for ns, prefix in _PREFIXES.items():
+    for prefix, ns in _SHOWN_PREFIXES.items():
         if isinstance(term, NamedNode) and value.startswith(ns):
-            return prefix + value[len(ns):]
+            return f"{prefix}:{value[len(ns):]}"
     return str(term) if not isinstance(term, NamedNode) else value
