@@ -11,6 +11,7 @@ from ._changeset import ChangeSet
 from ._embedded import EmbeddedStore
 from ._errors import ConflictError, GraphStoreError, InvalidInputError, StoreUnavailable, ValidationFailed
 from ._gc import tune_garbage_collection
+from ._iris import ResourceIris
 from ._paths import ONTOLOGY_DIR, QUERIES_DIR, REPO_ROOT, SHAPES_DIR
 from ._queries import NamedQuery, list_named_queries, named_query
 from ._rdf_input import parse_rdf
@@ -80,6 +81,7 @@ __all__ = [
     "RDF_TYPE",
     "REPO_ROOT",
     "RemoteStore",
+    "ResourceIris",
     "SHAPES_DIR",
     "SHAPES_GRAPH",
     "SIGNATURE_HEADER",

@@ -23,11 +23,12 @@ import binascii
 import hashlib
 import re
 from collections.abc import Iterable
-from urllib.parse import quote
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ._iris import ResourceIris
 
 __all__ = [
     "BATCH_HEADER",
@@ -109,7 +110,7 @@ def station_event_prefix(base_iri: str, station_id: str) -> str:
     >>> station_event_prefix("https://pht.example.org/id/", "aachen")
     'https://pht.example.org/id/stations/aachen/events/'
     """
-    return f"{base_iri}stations/{quote(station_id, safe='')}/events/"
+    return ResourceIris(base_iri).station(station_id).value + "/events/"
 
 
 def _load_public(pem: str) -> Ed25519PublicKey:

@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import quote
 
 from pyoxigraph import Literal, NamedNode, Quad
 
@@ -35,6 +34,7 @@ from graph_store import (
     ChangeSet,
     ConflictError,
     GraphStore,
+    ResourceIris,
     is_well_typed,
     named_query,
 )
@@ -76,31 +76,9 @@ class IllegalTransition(LifecycleError):
 
 
 @dataclass(frozen=True)
-class Iris:
-    """How resources are named under the deployment's base IRI (one place, so every module agrees)."""
-
-    base: str
-
-    def station(self, sid: str) -> NamedNode:
-        return NamedNode(f"{self.base}stations/{quote(sid, safe='')}")
-
-    def dataset(self, did: str) -> NamedNode:
-        return NamedNode(f"{self.base}datasets/{quote(did, safe='')}")
-
-    def definition(self, did: str) -> NamedNode:
-        return NamedNode(f"{self.base}definitions/{quote(did, safe='')}")
-
-    def train(self, tid: str) -> NamedNode:
-        return NamedNode(f"{self.base}trains/{quote(tid, safe='')}")
-
-    def execution(self, eid: str) -> NamedNode:
-        return NamedNode(f"{self.base}executions/{quote(eid, safe='')}")
-
-    def output(self, eid: str) -> NamedNode:
-        return NamedNode(f"{self.base}outputs/{quote(eid, safe='')}")
-
-    def agent(self, subject: str) -> NamedNode:
-        return NamedNode(f"{self.base}agents/{quote(subject, safe='')}")
+class Iris(ResourceIris):
+    """How resources are named under the deployment's base IRI: ``graph_store.ResourceIris`` (shared with the
+    stations' MPUs), plus the central service's own agent and its lifecycle events."""
 
     def event(self) -> NamedNode:
         return NamedNode(f"{self.base}events/{uuid.uuid4()}")
@@ -108,11 +86,6 @@ class Iris:
     @property
     def central(self) -> NamedNode:
         return NamedNode(f"{self.base}agents/central-service")
-
-    def local(self, iri: NamedNode, kind: str) -> str:
-        """The identifier part of ``iri`` for ``kind`` (``"trains"``...)."""
-        prefix = f"{self.base}{kind}/"
-        return iri.value[len(prefix):] if iri.value.startswith(prefix) else iri.value
 
 
 def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,19 +1,21 @@
 """How the MPU names things: the deployment's IRIs for trains, executions, agents and this station's events.
 
 The central service mints train and execution IRIs as ``{base}trains/{id}`` and ``{base}executions/{id}``; the
-MPU must use the very same IRIs in ``pht:aboutTrain`` / ``pht:aboutExecution`` (``tests/test_mpu_events.py``
-checks they agree with the orchestrator's). Event IRIs are stable -- the station, then the event's own id or a
-hash of its content -- so that pushing an event twice writes the same triples once.
+MPU must use the very same IRIs in ``pht:aboutTrain`` / ``pht:aboutExecution``, so both mint them with
+``graph_store.ResourceIris`` (``tests/test_mpu_events.py`` checks they agree with the orchestrator's). Event
+IRIs are stable -- the station, then the event's own id or a hash of its content -- so that pushing an event
+twice writes the same triples once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import quote
 
 from pyoxigraph import NamedNode
 
-from graph_store import station_event_prefix, station_graph
+from graph_store import ResourceIris, station_event_prefix, station_graph
 
 __all__ = ["Naming"]
 
@@ -31,7 +33,11 @@ class Naming:
             raise ValueError(f"base IRI {self.base!r} must end with '/' or '#'")
         station_graph(self.station_id)  # raises ValueError for an id that cannot name a graph
         if not self.station_iri:
-            object.__setattr__(self, "station_iri", f"{self.base}stations/{quote(self.station_id, safe='')}")
+            object.__setattr__(self, "station_iri", self._iris.station(self.station_id).value)
+
+    @cached_property
+    def _iris(self) -> ResourceIris:
+        return ResourceIris(self.base)
 
     @property
     def station(self) -> NamedNode:
@@ -49,13 +55,13 @@ class Naming:
         return NamedNode(self.event_prefix + quote(local_id, safe=""))
 
     def train(self, train_id: str) -> NamedNode:
-        return NamedNode(f"{self.base}trains/{quote(train_id, safe='')}")
+        return self._iris.train(train_id)
 
     def execution(self, execution_id: str) -> NamedNode:
-        return NamedNode(f"{self.base}executions/{quote(execution_id, safe='')}")
+        return self._iris.execution(execution_id)
 
     def agent(self, subject: str) -> NamedNode:
-        return NamedNode(f"{self.base}agents/{quote(subject, safe='')}")
+        return self._iris.agent(subject)
 
     def dataset(self, dataset_id: str) -> NamedNode:
-        return NamedNode(f"{self.base}datasets/{quote(dataset_id, safe='')}")
+        return self._iris.dataset(dataset_id)
