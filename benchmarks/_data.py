@@ -13,13 +13,12 @@ from pathlib import Path
 
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, parse
 
-from graph_store import CENTRAL_GRAPH, PHT, ChangeSet
+from graph_store import CENTRAL_GRAPH, PHT, PROV, RDF_TYPE, XSD, ChangeSet
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "shapes" / "valid"
 EX = "https://pht.example.org/id/"
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
-PROV_ASSOC = NamedNode("http://www.w3.org/ns/prov#wasAssociatedWith")
-XSD_DATETIME = NamedNode("http://www.w3.org/2001/XMLSchema#dateTime")
+PROV_ASSOC = PROV.wasAssociatedWith
+XSD_DATETIME = XSD.dateTime
 
 
 def scenario() -> list[Quad]:

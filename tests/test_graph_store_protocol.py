@@ -31,14 +31,13 @@ from test_sparql_protocol import (
     serve,
 )
 
-from graph_store import CENTRAL_GRAPH, ONTOLOGY_GRAPH, SHAPES_GRAPH, EmbeddedStore, station_graph
+from graph_store import CENTRAL_GRAPH, ONTOLOGY_GRAPH, RDF_TYPE, SHAPES_GRAPH, EmbeddedStore, station_graph
 from orchestrator.graph_store_protocol import graph_store_router
 
 STATION_ADMIN = {"X-Test-Role": "station-admin", "X-Test-Station": "aachen"}
 TURTLE = {"Content-Type": "text/turtle"}
 DCT_IDENTIFIER = NamedNode("http://purl.org/dc/terms/identifier")
 NEW_GRAPH = station_graph("bonn")
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 PHT_STATION = NamedNode("https://w3id.org/pht-kg/vocab#Station")
 
 

@@ -24,6 +24,7 @@ from graph_store import (
     CENTRAL_GRAPH,
     ONTOLOGY_GRAPH,
     PHT,
+    RDF_TYPE,
     ChangeSet,
     EmbeddedStore,
     list_named_queries,
@@ -36,7 +37,6 @@ from orchestrator.principal import Principal
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
 
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 XSD = "http://www.w3.org/2001/XMLSchema#"
 UNIT = "http://qudt.org/vocab/unit/"
 START = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)

@@ -56,6 +56,8 @@ from graph_store import (
     CENTRAL_GRAPH,
     ONTOLOGY_GRAPH,
     PHT,
+    PROV,
+    RDF_TYPE,
     SHAPES_GRAPH,
     ChangeSet,
     ConflictError,
@@ -75,9 +77,8 @@ VALID = sorted((FIXTURES / "valid").glob("*.ttl"))
 EX = "https://pht.example.org/id/"
 XSD = "http://www.w3.org/2001/XMLSchema#"
 SHAPES_NS = "https://w3id.org/pht-kg/shapes#"
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 DCT_TITLE = NamedNode("http://purl.org/dc/terms/title")
-PROV_ASSOCIATED = NamedNode("http://www.w3.org/ns/prov#wasAssociatedWith")
+PROV_ASSOCIATED = PROV.wasAssociatedWith
 PREFIXES = """PREFIX pht: <https://w3id.org/pht-kg/vocab#>
 PREFIX dcterms: <http://purl.org/dc/terms/>
 PREFIX owl: <http://www.w3.org/2002/07/owl#>

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 from pyoxigraph import NamedNode, Quad, RdfFormat, parse
 
-from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore, ValidationFailed
+from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, ChangeSet, EmbeddedStore, ValidationFailed
 
 VALID = sorted((Path(__file__).parent / "fixtures" / "shapes" / "valid").glob("*.ttl"))
 EX = "https://pht.example.org/id/"
-RDF_TYPE = NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type")
 
 
 @pytest.fixture()
