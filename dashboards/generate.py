@@ -32,14 +32,13 @@ from grafana_foundation_sdk.cog.runtime import UnknownDataquery
 from grafana_foundation_sdk.models import dashboard as dm
 from pyoxigraph import NamedNode
 
-from graph_store import bind, named_query
+from graph_store import NO_FILTER, bind, named_query
 
 __all__ = ["DASHBOARDS", "OUT", "build_all", "render", "write"]
 
 OUT = Path(__file__).resolve().parent / "grafana" / "dashboards"
 PROMETHEUS = dm.DataSourceRef(type_val="prometheus", uid="pht-prometheus")
 SPARQL = dm.DataSourceRef(type_val="yesoreyeram-infinity-datasource", uid="pht-sparql")
-ANY = NamedNode("urn:pht:any")  #: the named queries' "no filter" value
 TRAIN_VARIABLE = "train"  #: the dashboards' variable holding the selected train's IRI
 
 
@@ -110,7 +109,7 @@ def promql(expr: str, legend: str = "", *, instant: bool = False, ref_id: str = 
 def train_variable() -> db.QueryVariable:
     """``$train``: the IRIs of the trains, newest first (``list_trains.rq``); Grafana selects the first."""
     target = sparql_target("list_trains", [("id", "__text", "string"), ("train", "__value", "string")],
-                           ref_id="variable", onlyRequester=ANY, onlyState=ANY).to_json()
+                           ref_id="variable", onlyRequester=NO_FILTER, onlyState=NO_FILTER).to_json()
     return (db.QueryVariable(TRAIN_VARIABLE).label("Train").datasource(SPARQL)
             .query({"queryType": "infinity", "refId": "variable", "infinityQuery": target})
             .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD).sort(dm.VariableSort.DISABLED).allow_custom_value(False))
@@ -163,7 +162,7 @@ def train_progress() -> db.Dashboard:
                         ("time", "Time", "timestamp"), ("trainId", "Train", "string"),
                         ("stationId", "Station", "string"), ("round", "Round", "number"),
                         ("state", "Outcome", "string"), ("reason", "Reason", "string"), ("agent", "By", "string")],
-                        onlyRequester=ANY))))
+                        onlyRequester=NO_FILTER))))
     )
 
 

@@ -13,7 +13,7 @@ from ._errors import ConflictError, GraphStoreError, InvalidInputError, StoreUna
 from ._gc import tune_garbage_collection
 from ._iris import ResourceIris
 from ._paths import ONTOLOGY_DIR, QUERIES_DIR, REPO_ROOT, SHAPES_DIR
-from ._queries import NamedQuery, list_named_queries, named_query
+from ._queries import NO_FILTER, NamedQuery, list_named_queries, named_query
 from ._rdf_input import parse_rdf
 from ._remote import RemoteStore
 from ._report import ValidationReport, ValidationResult
@@ -67,6 +67,7 @@ __all__ = [
     "GraphStoreError",
     "InvalidInputError",
     "KEY_ID_HEADER",
+    "NO_FILTER",
     "NamedQuery",
     "ONTOLOGY_DIR",
     "ONTOLOGY_GRAPH",

@@ -11,11 +11,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from pyoxigraph import NamedNode
+
 from ._errors import InvalidInputError
 from ._paths import QUERIES_DIR
 from ._sparql_text import parameters_of, tokens
 
-__all__ = ["NamedQuery", "named_query", "list_named_queries"]
+__all__ = ["NamedQuery", "named_query", "list_named_queries", "NO_FILTER"]
+
+NO_FILTER = NamedNode("urn:pht:any")
+"""Bound to a named query's optional filter parameter (``$onlyRequester``, ``$onlyState``): no filter."""
 
 _QUERY_FORMS = {"SELECT", "ASK", "CONSTRUCT", "DESCRIBE"}
 _UPDATE_FORMS = {"INSERT", "DELETE", "WITH", "LOAD", "CLEAR", "CREATE", "DROP", "COPY", "MOVE", "ADD"}

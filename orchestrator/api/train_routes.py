@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, status
 from pyoxigraph import NamedNode, QuerySolution
 
-from graph_store import DCTERMS
+from graph_store import DCTERMS, NO_FILTER
 
 from ..lifecycle import Forbidden, NotFound
 from ..principal import Principal, Role
@@ -35,7 +35,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 ANY_ROLE = (Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
-ANY = NamedNode("urn:pht:any")
 
 
 def train_router(s: Services) -> APIRouter:
@@ -82,10 +81,10 @@ def train_router(s: Services) -> APIRouter:
                     state: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
                     limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
         """Trains, newest first: a researcher sees their own, an operator all. Filter by ``state``."""
-        requester = ANY if principal.has(Role.OPERATOR) else iris.agent(principal.subject)
+        requester = NO_FILTER if principal.has(Role.OPERATOR) else iris.agent(principal.subject)
         if state is not None and state not in chart.state_by_token:
             raise NotFound(f"unknown state {state!r}; known: {', '.join(sorted(chart.state_by_token))}")
-        state_iri = chart.state(state) if state else ANY
+        state_iri = chart.state(state) if state else NO_FILTER
         rows = [TrainOut(id=text(r["id"]) or "", iri=r["train"].value, state=chart.token(r["state"]),
                          requester=iris.local(r["requester"], "agents"), definition=text(r["definitionId"]) or "",
                          created=text(r["created"]) or "")

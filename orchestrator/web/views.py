@@ -14,7 +14,7 @@ from typing import Any
 
 from pyoxigraph import NamedNode
 
-from graph_store import PHT
+from graph_store import NO_FILTER, PHT
 
 from ..api.deps import Services, text
 from ..lifecycle import Forbidden, NotFound
@@ -25,7 +25,7 @@ __all__ = ["ANY", "ID_PATTERN", "EventRow", "ExecutionRow", "PendingItem", "Snap
            "TrainRow", "check_id", "executions", "pending_work", "planned_executions", "train_events", "train_facts",
            "train_page", "train_rows", "train_snapshot", "when"]
 
-ANY = NamedNode("urn:pht:any")
+ANY = NO_FILTER
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 """Identifiers of stations, datasets, definitions and trains (the API's ``Identifier``; UUIDs fit)."""
 
