@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from client import CentralClient
+from graph_store import PHT_NS
 from station_mpu import DEFAULT_POLICY
 
 from .data import split_breast_cancer
@@ -38,7 +39,7 @@ def register_station(client: CentralClient, sid: str, key_file: Path, *, runtime
     return station["iri"]
 
 
-POLICY = """@prefix pht: <https://w3id.org/pht-kg/vocab#> .
+POLICY = """@prefix pht: <{pht}> .
 # The station admin's policy (docs/station.md); edits apply without restarting the agent.
 <{station}/policy> a pht:StationPolicy ;
     pht:appliesToStation <{station}> ;
@@ -69,7 +70,8 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
         folders[sid].rename(data)
         key = home / "station-key.pem"
         station_iri = register_station(client, sid, key, runtime=runtime)
-        (home / "policy.ttl").write_text(POLICY.format(station=station_iri, manual="false" if automatic else "true"))
+        manual = "false" if automatic else "true"
+        (home / "policy.ttl").write_text(POLICY.format(pht=PHT_NS, station=station_iri, manual=manual))
         shutil.copyfile(DEFAULT_POLICY, home / "mpu-policy.ttl")
         token = (station_tokens or {}).get(sid, "")
         settings = {

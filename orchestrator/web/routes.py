@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pyoxigraph import BlankNode, Literal, NamedNode, Triple
 from starlette.concurrency import run_in_threadpool
 
-from graph_store import GraphStoreError, list_named_queries
+from graph_store import CENTRAL_GRAPH, PHT_NS, GraphStoreError, list_named_queries
 
 from ..api.deps import Services, text
 from ..auth import AuthError, TokenVerifier
@@ -60,10 +60,10 @@ MAX_PAGE = 5000
 SPARQL_SHOWN = 1000
 """Rows of a query's result shown in the table (the endpoint ``/sparql`` gives all, up to its limit)."""
 
-SAMPLE_QUERY = """PREFIX pht: <https://w3id.org/pht-kg/vocab#>
-SELECT ?state (COUNT(?train) AS ?trains) WHERE {
-  GRAPH <https://w3id.org/pht-kg/graph/central> { ?train a pht:Train ; pht:state ?state }
-}
+SAMPLE_QUERY = f"""PREFIX pht: <{PHT_NS}>
+SELECT ?state (COUNT(?train) AS ?trains) WHERE {{
+  GRAPH <{CENTRAL_GRAPH.value}> {{ ?train a pht:Train ; pht:state ?state }}
+}}
 GROUP BY ?state ORDER BY DESC(?trains)"""
 
 
