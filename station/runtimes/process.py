@@ -257,14 +257,14 @@ def train_uid_can_run_python(path: str) -> bool:
     return mine is not None and prefix(drop) == mine
 
 
-def unisolated_train_user() -> str:
-    """Who unisolated trains run as here: ``uid 10001``, or the station's own user when 10001 cannot run this
-    station's Python (the reason is in the sentence)."""
+def unisolated_train_user(path: str) -> str:
+    """Who unisolated trains with ``PATH`` ``path`` run as here: ``uid 10001``, or the station's own user when
+    10001 does not get the same ``python3`` (the reason is in the sentence)."""
     if os.geteuid() != 0:
         return f"the station's user (uid {os.geteuid()})"
-    if train_uid_can_run_python(default_unisolated_path()):
+    if train_uid_can_run_python(path):
         return f"uid {contract.TRAIN_UID}"
-    return (f"root, because uid {contract.TRAIN_UID} cannot run this station's Python ({sys.executable}); "
+    return (f"root, because uid {contract.TRAIN_UID} cannot run the python3 on their PATH ({path}); "
             "install bubblewrap or use Docker to run them isolated and unprivileged")
 
 
@@ -304,7 +304,7 @@ class ProcessRuntime:
         if self.bwrap is None:
             warnings.warn(NO_ISOLATION, IsolationWarning, stacklevel=2)
             self.drop_to_train_uid = self.as_root and train_uid_can_run_python(self.host_path)
-            _log_once(f"{NO_ISOLATION}; they run as {unisolated_train_user()}")
+            _log_once(f"{NO_ISOLATION}; they run as {unisolated_train_user(self.host_path)}")
         elif self.as_root:
             # As root, bwrap's user namespace would map the train's uid to host root; instead bwrap builds
             # the sandbox without one and setpriv drops to uid 10001 inside it.
