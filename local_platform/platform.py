@@ -17,6 +17,7 @@ from client import CentralClient
 from graph_store import EmbeddedStore
 from orchestrator import DEMO_SECRET, Role, Settings, create_app, issue_token
 from station import (
+    CONTAINER_ENGINES,
     Limits,
     LocalObjectStore,
     Runtime,
@@ -163,7 +164,7 @@ class LocalPlatform:
                     private_key_path=self.workdir / "keys" / f"{spec.id}.pem",
                     token=self.token(f"station-{spec.id}", Role.STATION, spec.id),
                     # only containers have stats to sample; the process runtime's trains have none
-                    sample_interval_s=self.sample_interval_s if self.runtime in ("docker", "podman") else 0)),
+                    sample_interval_s=self.sample_interval_s if self.runtime in CONTAINER_ENGINES else 0)),
                     f"mpu-{spec.id}")
             self._start_agent(spec, make_runtime(self.runtime))
 

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from client import CentralClient
 from graph_store import PHT_NS
+from station import CONTAINER_ENGINES
 from station_mpu import DEFAULT_POLICY
 
 from .data import split_breast_cancer
@@ -88,7 +89,7 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
             "PHT_MPU_POLICY": (home / "mpu-policy.ttl").resolve(), "PHT_MPU_DATA_DIR": home.resolve() / "mpu",
             "PHT_MPU_BASE_IRI": station_iri.removesuffix(f"stations/{quote(sid, safe='')}"),
             # only containers have stats to sample
-            "PHT_MPU_SAMPLE_INTERVAL_S": 10 if runtime in ("docker", "podman") else 0,
+            "PHT_MPU_SAMPLE_INTERVAL_S": 10 if runtime in CONTAINER_ENGINES else 0,
         }
         env = home / "station.env"
         env.touch(mode=0o600)

@@ -12,12 +12,13 @@ from .images import build_train_image
 from .objects import LocalObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
 from .runtimes.base import Limits, Runtime, RuntimeFailure
-from .runtimes.factory import make_runtime
+from .runtimes.factory import CONTAINER_ENGINES, make_runtime
 from .runtimes.process import DEFAULT_PATH, ProcessRuntime, default_unisolated_path, folder_digest
 from .settings import StationSettings, StationSettingsError
 
 __all__ = [
     "ArchiveError",
+    "CONTAINER_ENGINES",
     "DEFAULT_PATH",
     "Holding",
     "LeaseLost",

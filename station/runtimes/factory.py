@@ -6,6 +6,8 @@ from pathlib import Path
 from .base import Runtime, RuntimeFailure
 
 NAMES = ("docker", "podman", "process", "kubernetes")
+#: runtimes whose trains are containers on this host's engine, so the MPU can sample their stats
+CONTAINER_ENGINES = ("docker", "podman")
 DEFAULT_PODMAN_URL = "unix:///run/podman/podman.sock"
 
 
