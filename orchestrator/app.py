@@ -35,9 +35,11 @@ from .api.service_routes import service_router
 from .api.station_routes import station_router
 from .api.train_routes import train_router
 from .auth import TokenVerifier, principal_dependency, require_roles
+from .errors import LifecycleError
 from .graph_store_protocol import ACCEPTED_RDF, graph_store_router
-from .lifecycle import Lifecycle, LifecycleError
+from .lifecycle import Lifecycle
 from .metrics import install_metrics
+from .reads import Reads
 from .registry import Registry
 from .settings import Settings
 from .sparql_protocol import RDF_FORMATS, RESULTS_FORMATS, sparql_router
@@ -106,7 +108,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     lifecycle = Lifecycle(the_store, settings)
     authenticate = principal_dependency(TokenVerifier(settings))
     services = Services(the_store, settings, lifecycle, Registry(the_store, lifecycle.iris),
-                        require_roles(authenticate))
+                        require_roles(authenticate), Reads(the_store, lifecycle.iris, lifecycle.chart))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -20,8 +20,10 @@ from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, XSD, ChangeSet, ConflictError, GraphStore, ValidationFailed
 
-from .lifecycle import Forbidden, Iris, LifecycleError, NotFound
+from .errors import Forbidden, LifecycleError, NotFound
+from .naming import Iris
 from .principal import Principal, Role
+from .reads import check_station_scope
 
 __all__ = ["Lease", "LeaseHeld", "StationLeases", "MIN_PERIOD_S", "MAX_PERIOD_S", "MAX_HOLDER_CHARS"]
 
@@ -105,8 +107,7 @@ class StationLeases:
         """The station's lease (held or not), or None if no agent ever took it; the station's own tokens and
         operators may read it."""
         station = self.iris.station(station_id)
-        if not principal.has(Role.OPERATOR) and principal.station != station_id:
-            raise Forbidden(f"a token of station {principal.station!r} cannot read the lease of {station_id!r}")
+        check_station_scope(principal, station_id, "read the lease of")
         if not self.store.contains(Quad(station, RDF_TYPE, PHT.Station, G)):
             raise NotFound(f"no station {station_id!r}")
         return self._read(station, station_id)

@@ -34,58 +34,19 @@ from graph_store import (
     ChangeSet,
     ConflictError,
     GraphStore,
-    ResourceIris,
     is_well_typed,
     named_query,
 )
 
 from .chart import Chart, load_chart
+from .errors import Forbidden, IllegalTransition, InvalidValue, LifecycleError, NotFound
+from .naming import Iris
 from .principal import Principal, Role
 from .settings import Settings
 
-__all__ = ["Lifecycle", "LifecycleError", "NotFound", "Forbidden", "IllegalTransition", "InvalidValue", "Iris",
-           "DefinitionWrite"]
+__all__ = ["Lifecycle", "DefinitionWrite"]
 
 G = CENTRAL_GRAPH
-
-
-class LifecycleError(Exception):
-    """A refused lifecycle request; ``status`` is the HTTP status the API answers with."""
-
-    status = 400
-
-
-class NotFound(LifecycleError):
-    status = 404
-
-
-class Forbidden(LifecycleError):
-    status = 403
-
-
-class InvalidValue(LifecycleError):
-    """A value that is not what its declared type says (HTTP 422)."""
-
-    status = 422
-
-
-class IllegalTransition(LifecycleError):
-    """The resource is not in a state from which the requested step is allowed (HTTP 409)."""
-
-    status = 409
-
-
-@dataclass(frozen=True)
-class Iris(ResourceIris):
-    """How resources are named under the deployment's base IRI: ``graph_store.ResourceIris`` (shared with the
-    stations' MPUs), plus the central service's own agent and its lifecycle events."""
-
-    def event(self) -> NamedNode:
-        return NamedNode(f"{self.base}events/{uuid.uuid4()}")
-
-    @property
-    def central(self) -> NamedNode:
-        return NamedNode(f"{self.base}agents/central-service")
 
 
 def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:

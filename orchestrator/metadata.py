@@ -46,7 +46,8 @@ from graph_store import (
     verify_batch,
 )
 
-from .lifecycle import Iris, LifecycleError, NotFound
+from .errors import LifecycleError, NotFound
+from .naming import Iris
 
 __all__ = ["MetadataIntake", "MetadataRefused", "Accepted", "BadSignature"]
 

@@ -18,7 +18,9 @@ from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, DCAT, DCTERMS, ORG, PHT, PROV, RDF_TYPE, RDFS, XSD, ChangeSet, GraphStore
 
-from .lifecycle import DefinitionWrite, Forbidden, Iris, LifecycleError
+from .errors import Forbidden, LifecycleError
+from .lifecycle import DefinitionWrite
+from .naming import Iris
 from .principal import Principal, Role
 
 __all__ = ["Registry", "StationSpec", "DatasetSpec", "DefinitionSpec", "ParameterSpec", "AlreadyExists"]

@@ -9,7 +9,8 @@ from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, stati
 from pyoxigraph import NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore
-from orchestrator.lifecycle import Forbidden, IllegalTransition, Lifecycle, LifecycleError, NotFound
+from orchestrator.errors import Forbidden, IllegalTransition, LifecycleError, NotFound
+from orchestrator.lifecycle import Lifecycle
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 import station_mpu
 from graph_store import PHT_NS
-from orchestrator.lifecycle import Iris
+from orchestrator.naming import Iris
 from station_mpu import EventAdapter, InvalidEvents, Mpu, MpuSettings, Naming, event_kinds, validated
 from station_mpu._events import event_triples
 from station_mpu.app import create_mpu_app

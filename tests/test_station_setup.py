@@ -23,7 +23,7 @@ from servers import free_port
 
 from client import CentralClient
 from graph_store import PHT, station_graph
-from orchestrator.lifecycle import Iris
+from orchestrator.naming import Iris
 
 REPO = Path(__file__).resolve().parent.parent
 PHT_CLI = [sys.executable, "-m", "pht_cli.main"]

@@ -9,10 +9,11 @@ from graph_store import GraphStore
 
 from ..auth import RequireRoles
 from ..lifecycle import Lifecycle
+from ..reads import Reads, text
 from ..registry import Registry
 from ..settings import Settings
 
-__all__ = ["Services"]
+__all__ = ["Services", "page", "text"]
 
 
 @dataclass(frozen=True)
@@ -22,13 +23,10 @@ class Services:
     lifecycle: Lifecycle
     registry: Registry
     require: RequireRoles
+    reads: Reads
+    """What every route and page reads, with who may see it (``reads.py``)."""
 
 
 def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:
     """One page of an already ordered list (the named queries order their results)."""
     return {"items": items[offset:offset + limit], "total": len(items), "limit": limit, "offset": offset}
-
-
-def text(term: object) -> str | None:
-    """The lexical value of a term (None stays None)."""
-    return None if term is None else str(getattr(term, "value", term))

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from graph_store import BATCH_HEADER, BATCH_MEDIA_TYPE, KEY_ID_HEADER, SIGNATURE_HEADER, ValidationFailed
 
-from ..lifecycle import Forbidden, LifecycleError
+from ..errors import Forbidden, LifecycleError
 from ..metadata import MetadataIntake, MetadataRefused
 from ..principal import Principal, Role
 from ..sparql_protocol import HttpError, read_body

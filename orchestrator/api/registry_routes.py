@@ -5,10 +5,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
-from ..lifecycle import NotFound
+from ..errors import NotFound
 from ..principal import Principal, Role
+from ..reads import local_name, text
 from ..registry import DatasetSpec, DefinitionSpec, ParameterSpec, StationSpec
-from .deps import Services, page, text
+from .deps import Services, page
 from .models import (
     Created,
     DatasetIn,
@@ -52,9 +53,7 @@ def registry_router(s: Services) -> APIRouter:
     def list_stations(principal: Annotated[Principal, Depends(s.require(*ANY))], limit: Limit = 50,
                       offset: Offset = 0) -> dict[str, Any]:
         """Registered stations, by identifier."""
-        rows = [StationOut(id=text(r["id"]) or "", title=text(r["title"]), owner=text(r["owner"]),
-                           runtimes=sorted((text(r["runtimes"]) or "").split()))
-                for r in s.store.run_query("list_stations")]
+        rows = [StationOut(id=r.id, title=r.title, owner=r.owner, runtimes=r.runtimes) for r in s.reads.stations()]
         return page(rows, limit, offset)
 
     @router.post("/datasets", status_code=status.HTTP_201_CREATED, response_model=Created)
@@ -68,8 +67,7 @@ def registry_router(s: Services) -> APIRouter:
     def list_datasets(principal: Annotated[Principal, Depends(s.require(*ANY))], limit: Limit = 50,
                       offset: Offset = 0) -> dict[str, Any]:
         """Registered datasets and the stations that hold them."""
-        rows = [DatasetOut(id=text(r["id"]) or "", title=text(r["title"]), station=text(r["stationId"]) or "")
-                for r in s.store.run_query("list_datasets")]
+        rows = [DatasetOut(id=r.id, title=r.title, station=r.station) for r in s.reads.datasets()]
         return page(rows, limit, offset)
 
     @router.post("/definitions", status_code=status.HTTP_201_CREATED, response_model=Created,
@@ -97,11 +95,9 @@ def registry_router(s: Services) -> APIRouter:
     def list_definitions(principal: Annotated[Principal, Depends(s.require(*ANY))], limit: Limit = 50,
                          offset: Offset = 0) -> dict[str, Any]:
         """Registered train definitions."""
-        rows = [DefinitionOut(id=text(r["id"]) or "", title=text(r["title"]),
-                              mode=(text(r["mode"]) or "").rsplit("#", 1)[-1].lower(),
-                              rounds=int(text(r["rounds"]) or 0),
-                              image_digest=text(r["imageDigest"]) or "", stops=int(text(r["stops"]) or 0))
-                for r in s.store.run_query("list_definitions")]
+        rows = [DefinitionOut(id=d.id, title=d.title, mode=local_name(text(d.mode)).lower(), rounds=d.rounds,
+                              image_digest=d.image_digest, stops=d.stops)
+                for d in s.reads.definitions()]
         return page(rows, limit, offset)
 
     return router

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
+from ..errors import NotFound
 from ..leases import Lease, StationLeases
-from ..lifecycle import Forbidden, NotFound
 from ..principal import Principal, Role
+from ..reads import check_station_scope
 from .deps import Services, text
 from .models import LeaseIn, LeaseOut, OutputIn, Problem, StepIn, StepOut, WorkItem
 
@@ -57,8 +58,7 @@ def station_router(s: Services) -> APIRouter:
     async def station_work(station_id: str,
                      principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> list[WorkItem]:
         """The station's executions that are not finished, oldest train first (poll this, outbound)."""
-        if not principal.has(Role.OPERATOR) and principal.station != station_id:
-            raise Forbidden(f"a token of station {principal.station!r} cannot read the work of {station_id!r}")
+        check_station_scope(principal, station_id, "read the work of")
         rows = list(s.store.run_query("station_work", station=iris.station(station_id)))
         parameters = {train: {text(p["name"]) or "": text(p["value"]) or ""
                               for p in s.store.run_query("train_parameters", train=train)}

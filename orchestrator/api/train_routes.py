@@ -8,13 +8,10 @@ Each call takes a few milliseconds; the SPARQL endpoint, whose queries may be lo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
-from pyoxigraph import NamedNode, QuerySolution
 
-from graph_store import DCTERMS, NO_FILTER
-
-from ..lifecycle import Forbidden, NotFound
+from ..errors import NotFound
 from ..principal import Principal, Role
-from .deps import Services, page, text
+from .deps import Services, page
 from .models import (
     CancelIn,
     Created,
@@ -39,28 +36,7 @@ ANY_ROLE = (Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
 
 def train_router(s: Services) -> APIRouter:
     router = APIRouter(tags=["trains"], responses=ERRORS)
-    life, iris, chart = s.lifecycle, s.lifecycle.iris, s.lifecycle.chart
-
-    def executions(train: NamedNode) -> list[ExecutionOut]:
-        return [ExecutionOut(id=iris.local(r["execution"], "executions"), state=chart.token(r["state"]),
-                             station=text(r["stationId"]) or "", round=int(r["round"].value),
-                             stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
-                             started=text(r["started"]), ended=text(r["ended"]), output=text(r["output"]),
-                             output_sha256=text(r["outputSha256"]))
-                for r in s.store.run_query("train_executions", train=train)]
-
-    def visible_train(principal: Principal, train_id: str) -> tuple[NamedNode, QuerySolution, list[ExecutionOut]]:
-        """The train if the caller may see it: its requester, operators, and stations it visits."""
-        train = iris.train(train_id)
-        rows = list(s.store.run_query("train_context", train=train))
-        if not rows:
-            raise NotFound(f"no train {train_id}")
-        execs = executions(train)
-        mine = principal.has(Role.RESEARCHER) and rows[0]["requester"] == iris.agent(principal.subject)
-        visits = principal.station is not None and any(e.station == principal.station for e in execs)
-        if not (principal.has(Role.OPERATOR) or mine or visits):
-            raise Forbidden(f"train {train_id} belongs to another requester")
-        return train, rows[0], execs
+    life, iris, chart, reads = s.lifecycle, s.lifecycle.iris, s.lifecycle.chart, s.reads
 
     @router.post("/trains", status_code=status.HTTP_201_CREATED, response_model=Created)
     async def submit_train(body: TrainIn, principal: Annotated[Principal, Depends(
@@ -81,46 +57,39 @@ def train_router(s: Services) -> APIRouter:
                     state: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
                     limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
         """Trains, newest first: a researcher sees their own, an operator all. Filter by ``state``."""
-        requester = NO_FILTER if principal.has(Role.OPERATOR) else iris.agent(principal.subject)
         if state is not None and state not in chart.state_by_token:
             raise NotFound(f"unknown state {state!r}; known: {', '.join(sorted(chart.state_by_token))}")
-        state_iri = chart.state(state) if state else NO_FILTER
-        rows = [TrainOut(id=text(r["id"]) or "", iri=r["train"].value, state=chart.token(r["state"]),
-                         requester=iris.local(r["requester"], "agents"), definition=text(r["definitionId"]) or "",
-                         created=text(r["created"]) or "")
-                for r in s.store.run_query("list_trains", onlyRequester=requester, onlyState=state_iri)]
+        rows = [TrainOut(id=t.id, iri=t.iri, state=t.state, requester=t.requester, definition=t.definition,
+                         created=t.created)
+                for t in reads.trains(principal, chart.state(state) if state else None)]
         return page(rows, limit, offset)
 
     @router.get("/trains/{train_id}", response_model=TrainOut)
     async def get_train(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))]) -> TrainOut:
         """A train's state and its executions (route, rounds, outputs)."""
-        train, row, execs = visible_train(principal, train_id)
-        created = [q.object for q in s.store.quads(train, DCTERMS.created)]
-        return TrainOut(id=train_id, iri=train.value, state=chart.token(row["state"]),
-                        requester=iris.local(row["requester"], "agents"),
-                        definition=iris.local(row["definition"], "definitions"),
-                        created=(text(created[0]) or "") if created else "", executions=execs)
+        train = reads.train(principal, train_id)
+        return TrainOut(id=train_id, iri=train.iri.value, state=chart.token(train.state), requester=train.requester,
+                        definition=iris.local(train.definition, "definitions"), created=train.created,
+                        executions=[ExecutionOut(id=e.id, state=e.state, station=e.station, round=e.round, stop=e.stop,
+                                                 started=e.started, ended=e.ended, output=e.output,
+                                                 output_sha256=e.output_sha256)
+                                    for e in train.executions])
 
     @router.get("/trains/{train_id}/events", response_model=Page[EventOut])
     async def train_events(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))],
                      limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
         """A train's events, oldest first: every state change with who, when, from, to and why."""
-        train, _, _ = visible_train(principal, train_id)
-        rows = [EventOut(event=r["event"].value, type=(text(r["type"]) or "").rsplit("#", 1)[-1],
-                         time=text(r["time"]) or "",
-                         execution=None if r["execution"] is None else iris.local(r["execution"], "executions"),
-                         from_state=None if r["from"] is None else chart.token(r["from"]),
-                         to_state=None if r["to"] is None else chart.token(r["to"]),
-                         agent=text(r["agent"]), role=None if r["role"] is None else r["role"].value.rsplit("#", 1)[-1],
-                         reason=text(r["reason"]))
-                for r in s.store.run_query("train_events", train=train)]
+        train = reads.train(principal, train_id)
+        rows = [EventOut(event=e.iri, type=e.type, time=e.time, execution=e.execution, from_state=e.from_state,
+                         to_state=e.to_state, agent=e.agent, role=e.role, reason=e.reason)
+                for e in reads.events(train.iri)]
         return page(rows, limit, offset)
 
     @router.post("/trains/{train_id}/cancel", response_model=StepOut)
     async def cancel_train(train_id: str, body: CancelIn, principal: Annotated[Principal, Depends(
             s.require(Role.RESEARCHER, Role.OPERATOR))]) -> StepOut:
         """Cancel a train (its requester or an operator); 409 if it already ended."""
-        visible_train(principal, train_id)
+        reads.train(principal, train_id)  # 404 or 403 before the engine says more
         return StepOut(execution=train_id, state=life.cancel(principal, train_id=train_id, reason=body.reason))
 
     return router

@@ -25,9 +25,9 @@ from starlette.concurrency import run_in_threadpool
 
 from graph_store import CENTRAL_GRAPH, PHT_NS, GraphStoreError, list_named_queries
 
-from ..api.deps import Services, text
+from ..api.deps import Services
 from ..auth import AuthError, TokenVerifier
-from ..lifecycle import LifecycleError
+from ..errors import LifecycleError
 from ..principal import Principal, Role
 from ..sparql_protocol import HttpError, _Answer, _checked_query_text, _query_dataset, _QueryRunner, error_for
 from .session import (
@@ -260,16 +260,14 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
     @router.get("/stations")
     async def stations(who: Who) -> Response:
         rows = await run_in_threadpool(lambda: [
-            {"id": text(r["id"]), "title": text(r["title"]) or "", "owner": text(r["owner"]) or "",
-             "runtimes": ", ".join(sorted((text(r["runtimes"]) or "").split()))}
-            for r in s.store.run_query("list_stations")])
+            {"id": r.id, "title": r.title or "", "owner": r.owner or "", "runtimes": ", ".join(r.runtimes)}
+            for r in s.reads.stations()])
         return pages.render("stations.html", principal=who, rows=rows)
 
     @router.get("/datasets")
     async def datasets(who: Who) -> Response:
         rows = await run_in_threadpool(lambda: [
-            {"id": text(r["id"]), "title": text(r["title"]) or "", "station": text(r["stationId"]) or ""}
-            for r in s.store.run_query("list_datasets")])
+            {"id": r.id, "title": r.title or "", "station": r.station} for r in s.reads.datasets()])
         return pages.render("datasets.html", principal=who, rows=rows)
 
     # -- a station's decisions -------------------------------------------------------------------------
@@ -280,10 +278,7 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
         commands that decide them (release needs the held output, which only the station host has)."""
         check_id(station_id, "station")
         _need(who, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
-        if not who.has(Role.OPERATOR) and who.station != station_id:
-            raise PageError(403, "Not allowed", f"a token of station {who.station!r} cannot see the pending "
-                                                f"decisions of {station_id!r}")
-        items = await run_in_threadpool(pending_work, s, station_id)
+        items = await run_in_threadpool(pending_work, s, who, station_id)
         return pages.render("pending.html", principal=who, station=station_id, items=items,
                             central=str(request.base_url).rstrip("/"))
 

@@ -16,14 +16,17 @@ from pyoxigraph import NamedNode
 
 from graph_store import NO_FILTER, PHT
 
-from ..api.deps import Services, text
-from ..lifecycle import Forbidden, NotFound
-from ..principal import Principal, Role
+from ..api.deps import Services
+from ..principal import Principal
+from ..reads import Event, Execution, PendingDecision, Train, local_name, planned_executions
 from .session import PageError
 
 __all__ = ["ANY", "ID_PATTERN", "EventRow", "ExecutionRow", "PendingItem", "Snapshot", "TrainFacts", "TrainPage",
            "TrainRow", "check_id", "executions", "pending_work", "planned_executions", "train_events", "train_facts",
            "train_page", "train_rows", "train_snapshot", "when"]
+
+PendingItem = PendingDecision
+"""A station's pending decision as the page shows it (the read model's record as is)."""
 
 ANY = NO_FILTER
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -45,17 +48,6 @@ def when(value: str | None) -> str:
     return value[:19].replace("T", " ")
 
 
-def _local(value: str | None) -> str:
-    """The last segment of an IRI (an agent's or station's name), '' for none."""
-    return "" if not value else value.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
-
-
-def planned_executions(mode: NamedNode | None, rounds: int, stops: int) -> int:
-    """Executions a train will have when it finishes: every stop each round, plus the aggregation in
-    federated mode."""
-    return rounds * (stops + (1 if mode == PHT.Federated else 0))
-
-
 # -- the trains list ---------------------------------------------------------------------------------------
 
 
@@ -72,35 +64,11 @@ class TrainRow:
 
 
 def train_rows(s: Services, principal: Principal, state: str | None) -> list[TrainRow]:
-    """Trains the caller may list, newest first, with progress: three queries, whatever the number of trains
-    (the trains with their executions' states; the few definitions and stations they refer to)."""
-    iris, chart = s.lifecycle.iris, s.lifecycle.chart
-    requester = ANY if principal.has(Role.OPERATOR) else iris.agent(principal.subject)
-    state_iri = chart.state_by_token[state] if state else ANY
-    definitions = {r["definition"]: (r["id"].value, r["mode"], int(r["rounds"].value), int(r["stops"].value))
-                   for r in s.store.run_query("list_definitions")}
-    stations = {r["station"].value: r["id"].value for r in s.store.run_query("list_stations")}
-    released_iri, terminal, token = PHT.Released.value, {t.value for t in chart.terminal}, chart.token
-    agents = f"{iris.base}agents/"
-    rows = []
-    for r in s.store.run_query("trains_overview", onlyRequester=requester, onlyState=state_iri):
-        released, active = 0, set()
-        lines = r["executionStates"]
-        for line in (lines.value if lines is not None else "").split("\n"):
-            if line:
-                execution_state, _, station = line.partition(" ")
-                if execution_state == released_iri:
-                    released += 1
-                elif execution_state not in terminal:
-                    active.add(stations.get(station, station))
-        definition, mode, rounds, stops = definitions.get(r["definition"], (r["definition"].value, None, 0, 0))
-        requester_iri = r["requester"].value
-        rows.append(TrainRow(
-            id=r["id"].value, state=token(r["state"]),
-            requester=requester_iri[len(agents):] if requester_iri.startswith(agents) else requester_iri,
-            definition=definition, created=when(r["created"].value), released=released,
-            planned=planned_executions(mode, rounds, stops), active_stations=", ".join(sorted(active))))
-    return rows
+    """Trains the caller may list, newest first, with progress (see ``Reads.trains``)."""
+    state_iri = s.lifecycle.chart.state_by_token[state] if state else None
+    return [TrainRow(id=t.id, state=t.state, requester=t.requester, definition=t.definition, created=when(t.created),
+                     released=t.released, planned=t.planned, active_stations=", ".join(t.active_stations))
+            for t in s.reads.trains(principal, state_iri)]
 
 
 # -- one train ---------------------------------------------------------------------------------------------
@@ -177,61 +145,43 @@ class TrainFacts:
     """What does not change while a train runs: its identity, definition, route and planned size."""
 
     train: NamedNode
-    row: Any
+    read: Train
     stops: list[tuple[int, str]]
     planned: int
 
 
 def train_facts(s: Services, principal: Principal, train_id: str) -> TrainFacts:
     """The train if the caller may see it (404 if there is none, 403 if it is someone else's)."""
-    iris = s.lifecycle.iris
-    train = iris.train(train_id)
-    rows = list(s.store.run_query("train_summary", train=train))
-    if not rows:
-        raise NotFound(f"there is no train {train_id}")
-    row = rows[0]
-    if not principal.has(Role.OPERATOR):
-        mine = principal.has(Role.RESEARCHER) and row["requester"] == iris.agent(principal.subject)
-        visits = principal.station is not None and any(
-            e.station == principal.station for e in executions(s, train))
-        if not (mine or visits):
-            raise Forbidden(f"train {train_id} belongs to another requester")
-    stops = [(int(r["stopIndex"].value), r["stationId"].value)
-             for r in s.store.run_query("route", definition=row["definition"])]
-    return TrainFacts(train, row, stops, planned_executions(row["mode"], int(row["rounds"].value), len(stops)))
+    read = s.reads.train(principal, train_id)
+    stops = s.reads.route(read.definition)
+    return TrainFacts(read.iri, read, stops, planned_executions(read.mode, read.rounds, len(stops)))
+
+
+def _execution_row(e: Execution) -> ExecutionRow:
+    return ExecutionRow(id=e.id, state=e.state, station=e.station, round=e.round,
+                        slot="agg" if e.stop is None else f"s{e.stop}", started=when(e.started), ended=when(e.ended),
+                        terminal=e.terminal)
 
 
 def executions(s: Services, train: NamedNode) -> list[ExecutionRow]:
-    iris, chart = s.lifecycle.iris, s.lifecycle.chart
-    seen: dict[str, ExecutionRow] = {}
-    for r in s.store.run_query("train_executions", train=train):
-        eid = iris.local(r["execution"], "executions")
-        if eid in seen:  # one row per output; an execution has at most one
-            continue
-        seen[eid] = ExecutionRow(id=eid, state=chart.token(r["state"]), station=r["stationId"].value,
-                                 round=int(r["round"].value),
-                                 slot="agg" if r["stopIndex"] is None else f"s{int(r['stopIndex'].value)}",
-                                 started=when(text(r["started"])), ended=when(text(r["ended"])),
-                                 terminal=r["state"] in chart.terminal)
-    return list(seen.values())
+    return [_execution_row(e) for e in s.reads.executions(train)]
+
+
+def _event_row(e: Event) -> EventRow:
+    return EventRow(event=e.iri, type=e.type, time=when(e.time), execution=e.execution or "",
+                    from_state=e.from_state or "", to_state=e.to_state or "", agent=local_name(e.agent),
+                    role=e.role or "", reason=e.reason or "")
 
 
 def train_events(s: Services, train: NamedNode) -> list[EventRow]:
     """The train's events, oldest first (the API's ``/events``, shaped for people)."""
-    iris, chart = s.lifecycle.iris, s.lifecycle.chart
-    return [EventRow(event=r["event"].value, type=_local(text(r["type"])), time=when(text(r["time"])),
-                     execution="" if r["execution"] is None else iris.local(r["execution"], "executions"),
-                     from_state="" if r["from"] is None else chart.token(r["from"]),
-                     to_state="" if r["to"] is None else chart.token(r["to"]),
-                     agent=_local(text(r["agent"])), role=_local(text(r["role"])), reason=text(r["reason"]) or "")
-            for r in s.store.run_query("train_events", train=train)]
+    return [_event_row(e) for e in s.reads.events(train)]
 
 
 def train_snapshot(s: Services, facts: TrainFacts, execs: Sequence[ExecutionRow]) -> Snapshot:
     """The train's current state and progress (re-read: the state changes while it runs)."""
     chart = s.lifecycle.chart
-    rows = list(s.store.run_query("train_context", train=facts.train))
-    state = rows[0]["state"] if rows else facts.row["state"]
+    state = s.reads.train_state(facts.train) or facts.read.state
     return Snapshot(state=chart.token(state), terminal=state in chart.terminal,
                     released=sum(e.state == "released" for e in execs), planned=facts.planned,
                     current=sorted({e.station for e in execs if not e.terminal}),
@@ -258,64 +208,27 @@ def _timelines(events: Iterable[EventRow], execs: Sequence[ExecutionRow],
 def train_page(s: Services, principal: Principal, train_id: str) -> TrainPage:
     """Everything the train page shows: header, progress, route, timelines, events."""
     facts = train_facts(s, principal, train_id)
-    row, iris = facts.row, s.lifecycle.iris
-    execs = executions(s, facts.train)
+    read = facts.read
+    execs = [_execution_row(e) for e in read.executions]
     snapshot = train_snapshot(s, facts, execs)
     events = train_events(s, facts.train)
-    rounds = int(row["rounds"].value)
-    aggregator = text(row["aggregatorId"]) or ""
-    federated = row["mode"] == PHT.Federated
     by_slot = {(e.round, e.slot): e for e in execs}
     route = []
-    for n in range(1, rounds + 1):
+    for n in range(1, read.rounds + 1):
         cells = [RouteCell(f"s{i}", station, by_slot.get((n, f"s{i}"))) for i, station in facts.stops]
-        if federated:
-            cells.append(RouteCell("agg", aggregator, by_slot.get((n, "agg"))))
+        if read.mode == PHT.Federated:
+            cells.append(RouteCell("agg", read.aggregator, by_slot.get((n, "agg"))))
         route.append((n, cells))
-    return TrainPage(id=train_id, state=snapshot.state, requester=iris.local(row["requester"], "agents"),
-                     created=when(row["created"].value), definition=row["definitionId"].value,
-                     definition_title=text(row["definitionTitle"]) or "", mode=_local(row["mode"].value).lower(),
-                     rounds=rounds, aggregator=aggregator, snapshot=snapshot, route=route,
-                     timelines=_timelines(events, execs, snapshot.state), events=events)
+    return TrainPage(id=train_id, state=snapshot.state, requester=read.requester, created=when(read.created),
+                     definition=read.definition_id, definition_title=read.definition_title,
+                     mode=local_name(read.mode.value).lower(), rounds=read.rounds, aggregator=read.aggregator,
+                     snapshot=snapshot, route=route, timelines=_timelines(events, execs, snapshot.state),
+                     events=events)
 
 
 # -- a station's pending decisions -------------------------------------------------------------------------
 
 
-@dataclass
-class PendingItem:
-    execution: str
-    state: str
-    train: str
-    definition: str
-    requester: str
-    image: str
-    round: int
-    output_sha256: str = ""
-    output_bytes: str = ""
-    output_title: str = ""
-    checks: list[tuple[str, bool, str]] = field(default_factory=list)
-
-
-def pending_work(s: Services, station_id: str) -> list[PendingItem]:
+def pending_work(s: Services, principal: Principal, station_id: str) -> list[PendingItem]:
     """The station's executions waiting for its admin: approvals, and outputs under review with their checks."""
-    iris, chart = s.lifecycle.iris, s.lifecycle.chart
-    station = iris.station(station_id)
-    items: dict[str, PendingItem] = {}
-    for r in s.store.run_query("station_work", station=station):
-        if r["state"] not in (PHT.WaitingForApproval, PHT.OutputUnderReview):
-            continue
-        eid = iris.local(r["execution"], "executions")
-        items[eid] = PendingItem(execution=eid, state=chart.token(r["state"]), train=r["trainId"].value,
-                                 definition=r["definitionId"].value, requester=_local(r["requester"].value),
-                                 image=f"{r['imageName'].value}@{r['imageDigest'].value}", round=int(r["round"].value))
-    for r in s.store.run_query("station_reviews", station=station):
-        item = items.get(iris.local(r["execution"], "executions"))
-        if item is None:
-            continue
-        item.output_sha256 = text(r["sha256"]) or ""
-        item.output_bytes = text(r["byteSize"]) or ""
-        item.output_title = text(r["title"]) or ""
-        if r["checkName"] is not None:
-            item.checks.append((r["checkName"].value, r["passed"].value == "true", text(r["detail"]) or ""))
-    return list(items.values())
+    return s.reads.pending_decisions(principal, station_id)

@@ -1,0 +1,26 @@
+"""How the central service names resources: ``graph_store.ResourceIris`` (shared with the stations' MPUs) plus
+its own agent and its lifecycle events."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from pyoxigraph import NamedNode
+
+from graph_store import ResourceIris
+
+__all__ = ["Iris"]
+
+
+@dataclass(frozen=True)
+class Iris(ResourceIris):
+    """IRIs under the deployment's base IRI; see ``graph_store.ResourceIris`` for trains, executions, stations."""
+
+    def event(self) -> NamedNode:
+        """A new lifecycle event (random: two services never mint the same one)."""
+        return NamedNode(f"{self.base}events/{uuid.uuid4()}")
+
+    @property
+    def central(self) -> NamedNode:
+        return NamedNode(f"{self.base}agents/central-service")

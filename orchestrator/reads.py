@@ -1,0 +1,341 @@
+"""The read side: every question the REST API and the web view ask of the graph, answered once.
+
+Routers and pages only shape these records for their medium (JSON models, HTML rows); who may see what is
+decided here, by one rule per role, so that a change to a rule changes every path that shows the data:
+
+- a **train** (with its executions and events): its requester (a researcher), the stations it visits (their
+  tokens and admins), and operators (:func:`may_see_train`);
+- the **list of trains**: a researcher's own, an operator's all (:meth:`Reads.trains`);
+- a **station's** work, pending decisions and lease: that station's tokens and operators
+  (:func:`check_station_scope`);
+- the registry (stations, datasets, definitions): every authenticated caller.
+
+The raw SPARQL paths (``/sparql``, the Graph Store Protocol) answer other questions and keep their own rule
+(``sparql_protocol.py``). Records carry lexical values (IRIs, ``xsd:dateTime`` text, state tokens): callers
+never touch query rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pyoxigraph import NamedNode
+
+from graph_store import NO_FILTER, PHT, GraphStore
+
+from .chart import Chart
+from .errors import Forbidden, NotFound
+from .naming import Iris
+from .principal import Principal, Role
+
+__all__ = ["Dataset", "Definition", "Event", "Execution", "PendingDecision", "Reads", "Station", "Train",
+           "TrainSummary", "check_station_scope", "local_name", "may_see_train", "planned_executions", "text"]
+
+
+def text(term: object) -> str | None:
+    """The lexical value of a term (None stays None)."""
+    return None if term is None else str(getattr(term, "value", term))
+
+
+def local_name(iri: str | None) -> str:
+    """The last segment of an IRI (``…/agents/alice`` → ``alice``, ``…#Federated`` → ``Federated``)."""
+    return "" if not iri else iri.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+
+
+# -- the rules ---------------------------------------------------------------------------------------------
+
+
+def may_see_train(principal: Principal, *, requester: NamedNode, stations: Sequence[str], iris: Iris) -> bool:
+    """The one rule for a train and everything about it: operators; its requester (a researcher token whose
+    subject attributed it); a station it visits (``stations``: the ids of its executions' stations)."""
+    if principal.has(Role.OPERATOR):
+        return True
+    mine = principal.has(Role.RESEARCHER) and requester == iris.agent(principal.subject)
+    return mine or (principal.station is not None and principal.station in stations)
+
+
+def check_station_scope(principal: Principal, station_id: str, what: str) -> None:
+    """Refuse (403) a station-side read by anyone but that station's tokens and operators; ``what`` completes
+    the sentence "a token of station X cannot ``what`` Y" (e.g. "read the work of")."""
+    if not principal.has(Role.OPERATOR) and principal.station != station_id:
+        raise Forbidden(f"a token of station {principal.station!r} cannot {what} {station_id!r}")
+
+
+def planned_executions(mode: NamedNode | None, rounds: int, stops: int) -> int:
+    """Executions a train will have when it finishes: every stop each round, plus the aggregation in
+    federated mode."""
+    return rounds * (stops + (1 if mode == PHT.Federated else 0))
+
+
+# -- records -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Execution:
+    id: str
+    state: str
+    """The state's token (``running``, ``released``...)."""
+    station: str
+    round: int
+    stop: int | None
+    """The route stop's index; None for a federated round's aggregation."""
+    started: str | None
+    ended: str | None
+    output: str | None
+    output_sha256: str | None
+    terminal: bool
+
+
+@dataclass(frozen=True)
+class Event:
+    iri: str
+    type: str
+    """The event class's local name (``StateChangeEvent``...)."""
+    time: str
+    execution: str | None
+    from_state: str | None
+    to_state: str | None
+    agent: str | None
+    """The agent's IRI."""
+    role: str | None
+    """The role's local name (``Researcher``...)."""
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Train:
+    """A train the caller may see, with what does not change while it runs and its executions as read."""
+
+    iri: NamedNode
+    id: str
+    state: NamedNode
+    requester: str
+    """The requester's agent id."""
+    created: str
+    definition: NamedNode
+    definition_id: str
+    definition_title: str
+    mode: NamedNode
+    rounds: int
+    aggregator: str
+    executions: list[Execution]
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """A line of the trains list: the train and its progress."""
+
+    id: str
+    iri: str
+    state: str
+    requester: str
+    definition: str
+    created: str
+    released: int
+    planned: int
+    active_stations: list[str]
+
+
+@dataclass(frozen=True)
+class Station:
+    id: str
+    title: str | None
+    owner: str | None
+    runtimes: list[str]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: str
+    title: str | None
+    station: str
+
+
+@dataclass(frozen=True)
+class Definition:
+    id: str
+    title: str | None
+    mode: NamedNode | None
+    rounds: int
+    image_digest: str
+    stops: int
+
+
+@dataclass
+class PendingDecision:
+    """An execution waiting for its station admin: an approval, or an output under review with its checks."""
+
+    execution: str
+    state: str
+    train: str
+    definition: str
+    requester: str
+    image: str
+    round: int
+    output_sha256: str = ""
+    output_bytes: str = ""
+    output_title: str = ""
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+
+
+# -- the reads ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reads:
+    """Named queries over ``store``, mapped to records; every method that reads something not public takes
+    the caller and applies the rule above."""
+
+    store: GraphStore
+    iris: Iris
+    chart: Chart
+
+    # -- trains
+
+    def train(self, principal: Principal, train_id: str) -> Train:
+        """The train if the caller may see it (404 if there is none, 403 if it is someone else's)."""
+        iri = self.iris.train(train_id)
+        rows = list(self.store.run_query("train_summary", train=iri))
+        if not rows:
+            raise NotFound(f"there is no train {train_id}")
+        row = rows[0]
+        executions = self.executions(iri)
+        requester = row["requester"]
+        assert isinstance(requester, NamedNode)  # the shapes make it an IRI
+        if not may_see_train(principal, requester=requester, stations=[e.station for e in executions],
+                             iris=self.iris):
+            raise Forbidden(f"train {train_id} belongs to another requester")
+        definition, mode = row["definition"], row["mode"]
+        assert isinstance(definition, NamedNode) and isinstance(mode, NamedNode)
+        state = row["state"]
+        assert isinstance(state, NamedNode)
+        return Train(iri=iri, id=train_id, state=state, requester=self.iris.local(requester, "agents"),
+                     created=text(row["created"]) or "", definition=definition,
+                     definition_id=text(row["definitionId"]) or "", definition_title=text(row["definitionTitle"]) or "",
+                     mode=mode, rounds=int(row["rounds"].value), aggregator=text(row["aggregatorId"]) or "",
+                     executions=executions)
+
+    def route(self, definition: NamedNode) -> list[tuple[int, str]]:
+        """A definition's route: (stop index, station id) in order."""
+        return [(int(r["stopIndex"].value), r["stationId"].value)
+                for r in self.store.run_query("route", definition=definition)]
+
+    def train_state(self, train: NamedNode) -> NamedNode | None:
+        """The train's current state (it changes while it runs); None if it is gone."""
+        for r in self.store.run_query("train_context", train=train):
+            state = r["state"]
+            return state if isinstance(state, NamedNode) else None
+        return None
+
+    def executions(self, train: NamedNode) -> list[Execution]:
+        """The train's executions by round and stop (the aggregation last in its round)."""
+        seen: dict[str, Execution] = {}
+        for r in self.store.run_query("train_executions", train=train):
+            eid = self.iris.local(r["execution"], "executions")
+            if eid in seen:  # one row per output; an execution has at most one
+                continue
+            seen[eid] = Execution(id=eid, state=self.chart.token(r["state"]), station=text(r["stationId"]) or "",
+                                  round=int(r["round"].value),
+                                  stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
+                                  started=text(r["started"]), ended=text(r["ended"]), output=text(r["output"]),
+                                  output_sha256=text(r["outputSha256"]), terminal=r["state"] in self.chart.terminal)
+        return list(seen.values())
+
+    def events(self, train: NamedNode) -> list[Event]:
+        """The train's events, oldest first: every state change with who, when, from, to and why."""
+        chart, iris = self.chart, self.iris
+        return [Event(iri=r["event"].value, type=local_name(text(r["type"])), time=text(r["time"]) or "",
+                      execution=None if r["execution"] is None else iris.local(r["execution"], "executions"),
+                      from_state=None if r["from"] is None else chart.token(r["from"]),
+                      to_state=None if r["to"] is None else chart.token(r["to"]),
+                      agent=text(r["agent"]), role=None if r["role"] is None else local_name(r["role"].value),
+                      reason=text(r["reason"]))
+                for r in self.store.run_query("train_events", train=train)]
+
+    def trains(self, principal: Principal, state: NamedNode | None = None) -> list[TrainSummary]:
+        """Trains the caller may list, newest first, with progress: a researcher's own, an operator's all.
+        Three queries whatever the number of trains (the trains with their executions' states; the few
+        definitions and stations they refer to)."""
+        requester = NO_FILTER if principal.has(Role.OPERATOR) else self.iris.agent(principal.subject)
+        definitions = {d.iri: d for d in self._definitions()}
+        stations = {r["station"].value: r["id"].value for r in self.store.run_query("list_stations")}
+        released_iri, terminal, token = PHT.Released.value, {t.value for t in self.chart.terminal}, self.chart.token
+        rows = []
+        for r in self.store.run_query("trains_overview", onlyRequester=requester, onlyState=state or NO_FILTER):
+            released, active = 0, set()
+            lines = r["executionStates"]
+            for line in (lines.value if lines is not None else "").split("\n"):
+                if line:
+                    execution_state, _, station = line.partition(" ")
+                    if execution_state == released_iri:
+                        released += 1
+                    elif execution_state not in terminal:
+                        active.add(stations.get(station, station))
+            definition = definitions.get(r["definition"])
+            rows.append(TrainSummary(
+                id=r["id"].value, iri=r["train"].value, state=token(r["state"]),
+                requester=self.iris.local(r["requester"], "agents"),
+                definition=definition.record.id if definition else r["definition"].value,
+                created=r["created"].value, released=released,
+                planned=0 if definition is None else planned_executions(
+                    definition.record.mode, definition.record.rounds, definition.record.stops),
+                active_stations=sorted(active)))
+        return rows
+
+    # -- a station's side
+
+    def pending_decisions(self, principal: Principal, station_id: str) -> list[PendingDecision]:
+        """The station's executions waiting for its admin: approvals, and outputs under review with their
+        checks (that station's tokens and operators)."""
+        check_station_scope(principal, station_id, "see the pending decisions of")
+        station = self.iris.station(station_id)
+        items: dict[str, PendingDecision] = {}
+        for r in self.store.run_query("station_work", station=station):
+            if r["state"] not in (PHT.WaitingForApproval, PHT.OutputUnderReview):
+                continue
+            eid = self.iris.local(r["execution"], "executions")
+            items[eid] = PendingDecision(
+                execution=eid, state=self.chart.token(r["state"]), train=r["trainId"].value,
+                definition=r["definitionId"].value, requester=local_name(r["requester"].value),
+                image=f"{r['imageName'].value}@{r['imageDigest'].value}", round=int(r["round"].value))
+        for r in self.store.run_query("station_reviews", station=station):
+            item = items.get(self.iris.local(r["execution"], "executions"))
+            if item is None:
+                continue
+            item.output_sha256 = text(r["sha256"]) or ""
+            item.output_bytes = text(r["byteSize"]) or ""
+            item.output_title = text(r["title"]) or ""
+            if r["checkName"] is not None:
+                item.checks.append((r["checkName"].value, r["passed"].value == "true", text(r["detail"]) or ""))
+        return list(items.values())
+
+    # -- the registry (public to every authenticated caller)
+
+    def stations(self) -> list[Station]:
+        return [Station(id=text(r["id"]) or "", title=text(r["title"]), owner=text(r["owner"]),
+                        runtimes=sorted((text(r["runtimes"]) or "").split()))
+                for r in self.store.run_query("list_stations")]
+
+    def datasets(self) -> list[Dataset]:
+        return [Dataset(id=text(r["id"]) or "", title=text(r["title"]), station=text(r["stationId"]) or "")
+                for r in self.store.run_query("list_datasets")]
+
+    def definitions(self) -> list[Definition]:
+        return [d.record for d in self._definitions()]
+
+    def _definitions(self) -> list[_DefinitionRow]:
+        rows = []
+        for r in self.store.run_query("list_definitions"):
+            mode = r["mode"]
+            rows.append(_DefinitionRow(r["definition"], Definition(
+                id=text(r["id"]) or "", title=text(r["title"]), mode=mode if isinstance(mode, NamedNode) else None,
+                rounds=int(text(r["rounds"]) or 0), image_digest=text(r["imageDigest"]) or "",
+                stops=int(text(r["stops"]) or 0))))
+        return rows
+
+
+@dataclass(frozen=True)
+class _DefinitionRow:
+    iri: object
+    record: Definition
