@@ -4,7 +4,8 @@ Use :class:`EmbeddedStore` (pyoxigraph, the default) or :class:`RemoteStore` (an
 both implement :class:`GraphStore`. Write with :meth:`GraphStore.apply` and a :class:`ChangeSet`, or with a
 SPARQL update run as one (:meth:`GraphStore.apply_update`; :func:`compile_update` parses and checks it once).
 :func:`validate_unstored` validates data that is not stored (no store needed); ``REPO_ROOT`` and the
-``*_DIR`` paths say where the vocabulary, shapes and named queries are read from.
+``*_DIR`` paths say where the vocabulary, shapes and named queries are read from. :func:`read_policy_document`
+reads a station-side policy file (the station's and the MPU's) and raises :class:`PolicyError`.
 """
 
 from ._changeset import ChangeSet
@@ -13,6 +14,7 @@ from ._errors import ConflictError, GraphStoreError, InvalidInputError, StoreUna
 from ._gc import tune_garbage_collection
 from ._iris import ResourceIris
 from ._paths import ONTOLOGY_DIR, QUERIES_DIR, REPO_ROOT, SHAPES_DIR
+from ._policy_document import PolicyDocument, PolicyError, read_policy_document
 from ._queries import NO_FILTER, NamedQuery, list_named_queries, named_query
 from ._rdf_input import parse_rdf
 from ._remote import RemoteStore
@@ -76,6 +78,8 @@ __all__ = [
     "PHT_NS",
     "PREFIXES",
     "PROV",
+    "PolicyDocument",
+    "PolicyError",
     "QUERIES_DIR",
     "QueryResult",
     "RDFS",
@@ -103,6 +107,7 @@ __all__ = [
     "load_schema",
     "named_query",
     "parse_rdf",
+    "read_policy_document",
     "sign_batch",
     "signing_input",
     "station_event_prefix",

@@ -4,17 +4,12 @@ Written in Turtle (``pht:StationPolicy``, see ``ontology/pht.ttl``), validated b
 before it takes effect, so a typo cannot silently open the station. One policy per station file.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyoxigraph import NamedNode, Quad, Triple
+from pyoxigraph import NamedNode, Triple
 
-from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, ChangeSet, EmbeddedStore, GraphStoreError, parse_rdf
-
-
-class PolicyError(ValueError):
-    """The policy file cannot be used; ``str(e)`` says why (with the SHACL report's sentences)."""
+from graph_store import PHT, PolicyDocument, PolicyError, read_policy_document
 
 
 @dataclass(frozen=True)
@@ -46,34 +41,16 @@ class StationPolicy:
 
 
 def load_policy(path: Path, *, station_iri: str | None = None) -> StationPolicy:
-    """Read and validate a policy file; :class:`PolicyError` names the problem (nothing half-applied)."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise PolicyError(f"cannot read the station policy {path}: {e.strerror}") from None
-    try:
-        quads = parse_rdf(data, path.suffix.lstrip(".").lower() or "ttl", CENTRAL_GRAPH)
-        with EmbeddedStore() as store:
-            report = store.validate(ChangeSet(insert=quads))
-    except GraphStoreError as e:
-        raise PolicyError(f"{path}: {e}") from None
-    # The station itself is described in the central graph, not in the policy file, so the shapes' sh:class
-    # check of pht:appliesToStation cannot be made here; the station IRI is compared below instead.
-    results = [r for r in report.results
-               if not (r.path == PHT.appliesToStation and r.component_name == "ClassConstraintComponent")]
-    if results:
-        raise PolicyError(f"{path} violates the policy shapes: " + "; ".join(r.message for r in results))
-    policies = sorted({q.subject.value for q in quads if q.predicate == RDF_TYPE and q.object == PHT.StationPolicy
-                       and not isinstance(q.subject, Triple)})
-    if len(policies) != 1:
-        raise PolicyError(f"{path} must describe exactly one pht:StationPolicy, found {len(policies)}")
-    return _policy(NamedNode(policies[0]), quads, path, station_iri)
+    """Read and validate a policy file (Turtle, JSON-LD or N-Triples, by its suffix; every resource named by an
+    IRI); :class:`PolicyError` names the problem (nothing half-applied). See :func:`graph_store.read_policy_document`.
+    """
+    station = NamedNode(station_iri) if station_iri is not None else None
+    return _policy(read_policy_document(path, policy_class=PHT.StationPolicy, station=station))
 
 
-def _policy(subject: NamedNode, quads: Sequence[Quad], path: Path, station_iri: str | None) -> StationPolicy:
+def _policy(document: PolicyDocument) -> StationPolicy:
     def values(predicate: NamedNode) -> list[str]:
-        return [q.object.value for q in quads if q.subject == subject and q.predicate == predicate
-                and not isinstance(q.object, Triple)]
+        return [v.value for v in document.values(predicate) if not isinstance(v, Triple)]
 
     def flag(predicate: NamedNode) -> bool:
         return values(predicate) == ["true"] or values(predicate) == ["1"]
@@ -82,9 +59,6 @@ def _policy(subject: NamedNode, quads: Sequence[Quad], path: Path, station_iri: 
         found = values(predicate)
         return int(found[0]) if found else None
 
-    station = values(PHT.appliesToStation)
-    if station_iri is not None and station != [station_iri]:
-        raise PolicyError(f"{path} governs {', '.join(station) or 'no station'}, not this station ({station_iri})")
     return StationPolicy(
         requires_approval=flag(PHT.requiresApproval),
         requires_output_review=flag(PHT.requiresOutputReview),
@@ -95,7 +69,7 @@ def _policy(subject: NamedNode, quads: Sequence[Quad], path: Path, station_iri: 
         max_file_bytes=number(PHT.maxFileBytes),
         allowed_file_types=frozenset(v.lower() for v in values(PHT.allowedFileType)),
         min_cell_count=number(PHT.minCellCount),
-        source=str(path),
+        source=document.source,
     )
 
 

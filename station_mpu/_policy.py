@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -34,7 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import rdflib
-from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse
+from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import (
     DCAT,
@@ -43,10 +42,10 @@ from graph_store import (
     RDF_TYPE,
     RDFS,
     XSD,
-    ChangeSet,
-    ValidationReport,
+    PolicyDocument,
+    PolicyError,
     load_schema,
-    validate_unstored,
+    read_policy_document,
 )
 
 from ._events import EventTriples
@@ -54,18 +53,11 @@ from ._events import EventTriples
 __all__ = ["Policy", "PolicyError", "Rule", "TripleDecision", "Filtered", "load_policy", "read_policy",
            "event_classes", "class_closure", "coarsen"]
 
-_POLICY_GRAPH = NamedNode("urn:pht:mpu:policy")
+_BASE = "urn:pht:mpu:policy/"
+"""Base of the policy's relative IRIs; its blank nodes (``pht:rule [ ... ]``) become ``<_BASE>rule-1``..."""
 _NUMERIC = {XSD[t].value for t in ("decimal", "integer", "double", "float", "long", "int", "short", "byte",
                                       "nonNegativeInteger", "positiveInteger", "unsignedLong", "unsignedInt")}
 _DATETIME = XSD.dateTime.value
-
-
-class PolicyError(ValueError):
-    """A policy that cannot be used; ``str()`` is one sentence, ``report`` the SHACL report if the shapes refused."""
-
-    def __init__(self, message: str, report: ValidationReport | None = None) -> None:
-        super().__init__(message)
-        self.report = report
 
 
 @lru_cache(maxsize=1)
@@ -277,11 +269,7 @@ def _number(n: int, datatype: NamedNode) -> Literal:
 
 def read_policy(path: Path, *, station: NamedNode | None = None) -> Policy:
     """Load the policy in the Turtle file ``path`` (see :func:`load_policy`)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise PolicyError(f"cannot read the policy {path}: {e.strerror or e}") from None
-    return load_policy(data, source=str(path), station=station)
+    return _compiled(Path(path), station=station, name=None)
 
 
 def load_policy(data: bytes, *, source: str = "policy", station: NamedNode | None = None) -> Policy:
@@ -290,64 +278,33 @@ def load_policy(data: bytes, *, source: str = "policy", station: NamedNode | Non
     ``station``: the station the MPU serves; a policy naming another one in ``pht:appliesToStation`` is
     refused. Raises PolicyError (one sentence; ``report`` holds the SHACL report) if the file is not Turtle,
     violates the shapes, holds no or several ``pht:FilterPolicy``, or a rule's pattern or class is unusable.
+    Reading, parsing and validating are :func:`graph_store.read_policy_document`'s; the rules are this module's.
     """
-    try:
-        triples = list(parse(data, format=RdfFormat.TURTLE, base_iri="urn:pht:mpu:policy/"))
-    except SyntaxError as e:
-        raise PolicyError(f"{source} is not valid Turtle: {e}") from None
-    quads = list(_skolemised(triples))
-    policies = sorted({q.subject for q in quads if q.predicate == RDF_TYPE and q.object == PHT.FilterPolicy},
-                      key=str)
-    if len(policies) != 1:
-        raise PolicyError(f"{source} must hold exactly one pht:FilterPolicy, it holds {len(policies)}")
-    policy = policies[0]
-    by_subject: dict[object, dict[NamedNode, list[object]]] = {}
-    for q in quads:
-        by_subject.setdefault(q.subject, {}).setdefault(q.predicate, []).append(q.object)
-    applies = by_subject[policy].get(PHT.appliesToStation, [])
-    if station is not None and applies and applies != [station]:
-        raise PolicyError(f"{source} applies to {', '.join(str(a) for a in applies)}, not to this station {station}")
-    _validate(quads, context=[a for a in applies if isinstance(a, NamedNode)], source=source)
-    rules = [_rule(r, by_subject.get(r, {}), source) for r in by_subject[policy].get(PHT.rule, [])]
+    return _compiled(data, station=station, name=source)
+
+
+def _compiled(source: Path | bytes, *, station: NamedNode | None, name: str | None) -> Policy:
+    document = read_policy_document(source, policy_class=PHT.FilterPolicy, station=station, name=name,
+                                    media_type="ttl", base_iri=_BASE, blank_node_prefix=_BASE + "rule-")
+    rules = []
+    for node in document.values(PHT.rule):
+        assert isinstance(node, NamedNode)  # the shape's sh:class pht:FilterRule (and blank nodes are named)
+        rules.append(_rule(document, node))
     order = {id(r): i for i, r in enumerate(rules)}  # the file's order breaks the remaining ties
     rules.sort(key=lambda r: (-r.priority, not r.denies, r.coarsen is None, order[id(r)]))
-    default = by_subject[policy][PHT.defaultEffect][0]
+    default = document.values(PHT.defaultEffect)[0]
     assert isinstance(default, NamedNode)  # the shape's sh:in guarantees it
-    return Policy(iri=_name(policy), default_effect=default, rules=tuple(rules),
-                  station=applies[0] if applies and isinstance(applies[0], NamedNode) else None, source=source,
-                  digest=hashlib.sha256(data).hexdigest())
+    return Policy(iri=document.name(document.subject), default_effect=default, rules=tuple(rules),
+                  station=document.stations[0] if document.stations else None, source=document.source,
+                  digest=document.digest)
 
 
-def _skolemised(triples: Iterable[Quad]) -> Iterator[Quad]:
-    """The triples as quads of a scratch graph, blank nodes (``pht:rule [ ... ]``) replaced by IRIs."""
-    names: dict[str, NamedNode] = {}
-
-    def iri(term: BlankNode) -> NamedNode:
-        return names.setdefault(term.value, NamedNode(f"urn:pht:mpu:policy/rule-{len(names) + 1}"))
-
-    for t in triples:
-        s, o = t.subject, t.object
-        yield Quad(iri(s) if isinstance(s, BlankNode) else s, t.predicate,
-                   iri(o) if isinstance(o, BlankNode) else o, _POLICY_GRAPH)
-
-
-def _validate(quads: list[Quad], *, context: list[NamedNode], source: str) -> None:
-    """Validate the policy's triples against the shapes; the stations it names count as known stations."""
-    known = [Quad(s, RDF_TYPE, PHT.Station, NamedNode("urn:pht:mpu:context")) for s in context]
-    report = validate_unstored(ChangeSet(insert=quads), context=known)
-    if not report.conforms:
-        first = report.results[0]
-        raise PolicyError(f"{source} violates the policy shapes: {first.message} ({_name(first.focus_node)}"
-                          f"{'' if len(report.results) == 1 else f', and {len(report.results) - 1} more'})",
-                          report)
-
-
-def _rule(node: object, props: dict[NamedNode, list[object]], source: str) -> Rule:
+def _rule(document: PolicyDocument, node: NamedNode) -> Rule:
     def one(p: NamedNode) -> object | None:
-        values = props.get(p, [])
+        values = document.values(p, node)
         return values[0] if values else None
 
-    name = _name(node)
+    source, name = document.source, document.name(node)
     pattern = one(PHT.valuePattern)
     regex = None
     if pattern is not None:
@@ -373,11 +330,6 @@ def _rule(node: object, props: dict[NamedNode, list[object]], source: str) -> Ru
                 event_class=named(PHT.eventClass), predicate=named(PHT.property),
                 value_pattern=getattr(pattern, "value", None), coarsen=named(PHT.coarsen),
                 label=getattr(label, "value", ""), _regex=regex)
-
-
-def _name(node: object) -> str:
-    value = getattr(node, "value", str(node))
-    return value.removeprefix("urn:pht:mpu:policy/") if value.startswith("urn:pht:mpu:policy/") else value
 
 
 _SHOWN_PREFIXES = {prefix: ns for prefix, ns in PREFIXES.items() if prefix != "xsd"}
