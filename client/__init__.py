@@ -2,9 +2,23 @@
 
 Every call is one HTTP request with the caller's bearer token; every refusal becomes a
 :class:`ClientError` carrying the service's one-sentence ``detail`` (and the SHACL report when a write
-violated the shapes), so callers print that sentence instead of a traceback.
+violated the shapes), so callers print that sentence instead of a traceback. The bodies the station and the
+central service exchange (:class:`WorkItem`, :class:`StepIn`, ...) are defined once, in :mod:`client.wire`, and
+both sides import them.
 """
 
 from .central import TERMINAL_STATES, CentralClient, ClientError
+from .wire import CheckIn, LeaseIn, LeaseOut, OutputIn, StepIn, StepOut, WorkItem
 
-__all__ = ["CentralClient", "ClientError", "TERMINAL_STATES"]
+__all__ = [
+    "CentralClient",
+    "CheckIn",
+    "ClientError",
+    "LeaseIn",
+    "LeaseOut",
+    "OutputIn",
+    "StepIn",
+    "StepOut",
+    "TERMINAL_STATES",
+    "WorkItem",
+]

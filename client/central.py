@@ -2,9 +2,13 @@
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
+
+from .wire import CheckIn, LeaseIn, OutputIn, StepIn, WorkItem
 
 #: the train states with no way out (``pht:isTerminal`` in ontology/lifecycle.ttl)
 TERMINAL_STATES = frozenset({"finished", "failed", "cancelled", "rejected", "withheld"})
@@ -17,6 +21,24 @@ class ClientError(Exception):
         super().__init__(message)
         self.status = status
         self.report = report
+
+
+def _first_problem(e: ValidationError) -> str:
+    """Pydantic's first complaint as a clause for people: where and what (``0.stop: Input should be ...``)."""
+    first = e.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    more = f"; {e.error_count() - 1} more" if e.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+@contextmanager
+def _not_sent(what: str) -> Iterator[None]:
+    """Turn an invalid request body (a wire model refusing the caller's values) into a :class:`ClientError` of
+    one sentence; nothing was sent, so it has no ``status``. The service would have refused it the same way."""
+    try:
+        yield
+    except ValidationError as e:
+        raise ClientError(f"{what} was not sent: it is invalid ({_first_problem(e)})") from None
 
 
 class CentralClient:
@@ -195,26 +217,41 @@ class CentralClient:
     def take_lease(self, station_id: str, holder: str, period_s: float) -> dict[str, Any]:
         """Take or renew the station's lease for ``holder`` (one running agent per station): its ``holder``,
         ``expires`` and ``held``; ``ClientError`` with status 409 naming the agent that holds it."""
-        return self._object("PUT", f"/api/stations/{station_id}/lease", json={"holder": holder, "period_s": period_s})
+        with _not_sent(f"the lease request of station {station_id}"):
+            body = LeaseIn(holder=holder, period_s=period_s)
+        return self._object("PUT", f"/api/stations/{station_id}/lease", json=body.model_dump(mode="json"))
 
     def release_lease(self, station_id: str, holder: str) -> None:
         """Release ``holder``'s lease of the station, so that another agent may start at once."""
         self._call("DELETE", f"/api/stations/{station_id}/lease", params={"holder": holder})
 
-    def work(self, station_id: str) -> list[dict[str, Any]]:
-        """The station's unfinished executions (see ``WorkItem`` in the OpenAPI document)."""
-        items = self._call("GET", f"/api/stations/{station_id}/work")
+    def work(self, station_id: str) -> list[WorkItem]:
+        """The station's unfinished executions, each checked against :class:`~client.wire.WorkItem` (a malformed
+        one is a ``ClientError``)."""
+        path = f"/api/stations/{station_id}/work"
+        items = self._call("GET", path)
         if not isinstance(items, list):
-            raise ClientError(f"the central service answered GET /api/stations/{station_id}/work with "
-                              f"{type(items).__name__}, not a JSON list")
-        return items
+            raise ClientError(f"the central service answered GET {path} with {type(items).__name__}, not a JSON list")
+        work = []
+        for i, item in enumerate(items):
+            try:
+                work.append(WorkItem.model_validate(item))
+            except ValidationError as e:
+                raise ClientError(f"the central service answered GET {path} with a malformed work item (item {i}, "
+                                  f"{_first_problem(e)})") from None
+        return work
 
     def step(self, execution_id: str, to: str, *, reason: str = "", used: Sequence[str] = ()) -> str:
         """Fire one lifecycle step of an execution; ``ClientError`` with status 409 if it is not allowed now."""
-        return self._text("POST", f"/api/executions/{execution_id}/steps", "state",
-                          json={"to": to, "reason": reason, "used": list(used)})
+        with _not_sent(f"the step of execution {execution_id} to {to!r}"):
+            body = StepIn(to=to, reason=reason, used=list(used))
+        return self._text("POST", f"/api/executions/{execution_id}/steps", "state", json=body.model_dump(mode="json"))
 
     def add_output(self, execution_id: str, *, sha256: str, byte_size: int, title: str = "",
-                   checks: Sequence[Mapping[str, Any]] = ()) -> None:
-        self._call("POST", f"/api/executions/{execution_id}/outputs",
-                   json={"sha256": sha256, "byte_size": byte_size, "title": title, "checks": list(checks)})
+                   checks: Sequence[CheckIn | Mapping[str, Any]] = ()) -> None:
+        """Record the output the station holds for an execution (before it moves to output-under-review), with the
+        station's automatic checks of it (``CheckIn``, or mappings of its fields)."""
+        with _not_sent(f"the output of execution {execution_id}"):
+            body = OutputIn(sha256=sha256, byte_size=byte_size, title=title,
+                            checks=[CheckIn.model_validate(c) for c in checks])
+        self._call("POST", f"/api/executions/{execution_id}/outputs", json=body.model_dump(mode="json"))

@@ -97,13 +97,12 @@ def pending(
     """
     try:
         with CentralClient(central, token) as client:
-            work = [w for w in client.work(station) if w["state"] in ("waiting-for-approval", "output-under-review")]
+            work = [w for w in client.work(station) if w.state in ("waiting-for-approval", "output-under-review")]
     except ClientError as e:
         raise fail(str(e)) from None
     table = Table("execution", "state", "definition", "requester", "image digest")
     for w in work:
-        table.add_row(w["execution"], w["state"], w["definition"], w["requester"].rsplit("/", 1)[-1],
-                      w["image_digest"][:19] + "...")
+        table.add_row(w.execution, w.state, w.definition, w.requester.rsplit("/", 1)[-1], w.image_digest[:19] + "...")
     console.print(table)
 
 

@@ -16,12 +16,11 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from client import CentralClient, ClientError
+from client import CentralClient, ClientError, WorkItem
 
 from . import archive, contract
 from .events import EventSink
@@ -34,35 +33,9 @@ from .settings import StationSettings
 
 log = logging.getLogger("pht.station")
 
-__all__ = ["StationAgent", "Work", "Holding", "release", "quiet_request_logs", "LeaseLost", "LeaseRefused"]
+__all__ = ["StationAgent", "Holding", "release", "quiet_request_logs", "LeaseLost", "LeaseRefused"]
 
 MAX_INPUT_FILES = 10_000
-
-
-@dataclass(frozen=True)
-class Work:
-    """One work item as the central service describes it (``WorkItem`` in the OpenAPI document)."""
-
-    execution: str
-    state: str
-    train: str
-    round: int
-    stop: int | None
-    image_name: str
-    image_digest: str
-    entrypoint: str | None
-    input_digests: tuple[str, ...]
-    requester: str
-    definition: str
-    parameters: Mapping[str, str]
-
-    @classmethod
-    def from_json(cls, item: Mapping[str, Any]) -> "Work":
-        return cls(execution=item["execution"], state=item["state"], train=item["train"], round=item["round"],
-                   stop=item["stop"], image_name=item["image_name"], image_digest=item["image_digest"],
-                   entrypoint=item.get("entrypoint"), input_digests=tuple(item.get("input_digests", ())),
-                   requester=item.get("requester", ""), definition=item.get("definition", ""),
-                   parameters=dict(item.get("parameters", {})))
 
 
 class Holding:
@@ -205,7 +178,7 @@ class StationAgent:
         """Take or renew the station's lease, then advance every work item by as many steps as the station can
         take now; returns how many moved. Raises :class:`LeaseRefused` / :class:`LeaseLost` (see :meth:`run`)."""
         self.lease.ensure()
-        items = [Work.from_json(w) for w in self.client.work(self.settings.station_id)]
+        items = self.client.work(self.settings.station_id)
         moved = 0
         for work in items:
             try:
@@ -220,7 +193,7 @@ class StationAgent:
         log.debug("station %s polled: %d work item(s), %d step(s) taken", self.settings.station_id, len(items), moved)
         return moved
 
-    def advance(self, work: Work) -> int:
+    def advance(self, work: WorkItem) -> int:
         """Take the steps this station can take for one execution; returns how many it took."""
         steps = 0
         state = work.state
@@ -234,7 +207,7 @@ class StationAgent:
                 return steps
             state, steps = nxt, steps + 1
 
-    def _step(self, work: Work, state: str) -> str | None:
+    def _step(self, work: WorkItem, state: str) -> str | None:
         """One step from ``state``; returns the new state, or None when the station must wait."""
         if state == "queued":
             reason = self.policy.auto_approval(image_digest=work.image_digest, requester=work.requester,
@@ -252,19 +225,19 @@ class StationAgent:
             return self._maybe_release(work)
         return None  # waiting-for-approval: the admin decides
 
-    def _fire(self, work: Work, frm: str, to: str, reason: str, used: tuple[str, ...] = ()) -> str:
+    def _fire(self, work: WorkItem, frm: str, to: str, reason: str, used: tuple[str, ...] = ()) -> str:
         self.client.step(work.execution, to, reason=reason, used=used)
         self.events.state_change(work, to, reason, from_state=frm)
         log.info("%s -> %s %s", work.execution, to, reason)
         return to
 
-    def _fail(self, work: Work, frm: str, reason: str) -> str:
+    def _fail(self, work: WorkItem, frm: str, reason: str) -> str:
         self.events.error(work, reason)
         return self._fire(work, frm, "failed", reason)
 
     # -- pulling: image and inputs ------------------------------------------------------------------------
 
-    def _pull(self, work: Work) -> str:
+    def _pull(self, work: WorkItem) -> str:
         try:
             self.runtime.check_image(work.image_name, work.image_digest)
         except ImageRefused as e:
@@ -274,7 +247,7 @@ class StationAgent:
             return self._fail(work, "pulling", problem)
         return self._fire(work, "pulling", "running", "", used=tuple(self.settings.datasets))
 
-    def _fetch_inputs(self, work: Work) -> str | None:
+    def _fetch_inputs(self, work: WorkItem) -> str | None:
         """Fetch, verify and safely unpack the inputs; None on success, else the reason to fail."""
         hold = Holding(self.settings.state_dir, work.execution)
         done = hold.root / "inputs-complete"
@@ -293,7 +266,7 @@ class StationAgent:
 
     # -- running --------------------------------------------------------------------------------------------
 
-    def _run(self, work: Work) -> str | None:
+    def _run(self, work: WorkItem) -> str | None:
         hold = Holding(self.settings.state_dir, work.execution)
         if hold.held() is not None:  # ran before a crash; the output is recorded again (same digest)
             return self._hand_over(work, hold)
@@ -337,7 +310,7 @@ class StationAgent:
                                                "checks": [c.as_json() for c in checks]}).encode())
         return self._hand_over(work, hold)
 
-    def _hand_over(self, work: Work, hold: Holding) -> str:
+    def _hand_over(self, work: WorkItem, hold: Holding) -> str:
         held = hold.held()
         assert held is not None
         sha256, size, checks = held
@@ -349,7 +322,7 @@ class StationAgent:
 
     # -- release --------------------------------------------------------------------------------------------
 
-    def _maybe_release(self, work: Work) -> str | None:
+    def _maybe_release(self, work: WorkItem) -> str | None:
         hold = Holding(self.settings.state_dir, work.execution)
         held = hold.held()
         if held is None:

@@ -12,14 +12,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from client import WorkItem
+
 log = logging.getLogger("pht.station.events")
-
-
-class _Work(Protocol):
-    @property
-    def execution(self) -> str: ...
-    @property
-    def train(self) -> str: ...
 
 
 class _Result(Protocol):
@@ -59,18 +54,18 @@ class EventSink:
         except httpx.HTTPError as e:
             log.warning("the MPU at %s is unreachable, event not recorded: %s", self.url, e)
 
-    def state_change(self, work: _Work, to: str, reason: str, *, from_state: str | None = None) -> None:
+    def state_change(self, work: WorkItem, to: str, reason: str, *, from_state: str | None = None) -> None:
         self._post({"kind": "state-change", "train": work.train, "execution": work.execution,
                     "from_state": from_state, "to_state": to, "role": "station", "reason": reason[:4000] or None})
 
-    def error(self, work: _Work, message: str) -> None:
+    def error(self, work: WorkItem, message: str) -> None:
         self._post({"kind": "error", "train": work.train, "execution": work.execution,
                     "message": message[:4000] or "unknown error"})
 
-    def started_running(self, work: _Work) -> None:
+    def started_running(self, work: WorkItem) -> None:
         self._post({"kind": "started-running", "train": work.train, "execution": work.execution})
 
-    def finished_running(self, work: _Work, result: _Result) -> None:
+    def finished_running(self, work: WorkItem, result: _Result) -> None:
         self._post({"kind": "finished-running", "train": work.train, "execution": work.execution,
                     "success": result.ok})
         self._post({"kind": "log", "train": work.train, "execution": work.execution,

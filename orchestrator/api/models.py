@@ -6,13 +6,40 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+# the station <-> central wire (the station routes' bodies), defined once in client/wire.py for the station's
+# client too, and re-exported here (in __all__) with the other models
+from client.wire import CheckIn, Identifier, LeaseIn, LeaseOut, OutputIn, StepIn, StepOut, Strict, WorkItem
+
+__all__ = [
+    "CancelIn",
+    "CheckIn",
+    "Created",
+    "DatasetIn",
+    "DatasetOut",
+    "DefinitionIn",
+    "DefinitionOut",
+    "EventOut",
+    "ExecutionOut",
+    "Identifier",
+    "LeaseIn",
+    "LeaseOut",
+    "OutputIn",
+    "Page",
+    "ParameterIn",
+    "Problem",
+    "StationIn",
+    "StationOut",
+    "StepIn",
+    "StepOut",
+    "Strict",
+    "Text",
+    "TrainIn",
+    "TrainOut",
+    "WorkItem",
+]
+
 Text = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 T = TypeVar("T")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class StationIn(Strict):
@@ -158,51 +185,8 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
-class StepIn(Strict):
-    to: Annotated[str, StringConstraints(pattern=r"^[a-z-]{1,40}$")] = Field(
-        description="target state token, e.g. waiting-for-approval, approved, running, released")
-    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
-    used: list[Identifier] = Field(default=[], max_length=50, description="dataset ids used (when running)")
-
-
-class StepOut(BaseModel):
-    execution: str
-    state: str
-
-
-class CheckIn(Strict):
-    """One automatic output check the station ran (see pht:CheckResult)."""
-    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
-    passed: bool
-    detail: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-
-
-class OutputIn(Strict):
-    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-    byte_size: int = Field(ge=0, le=10**13)
-    title: Annotated[str, StringConstraints(max_length=500)] = ""
-    checks: list[CheckIn] = Field(default=[], max_length=50,
-                                  description="the station's automatic review of the output (pht:OutputReview)")
-
-
 class CancelIn(Strict):
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""
-
-
-class WorkItem(BaseModel):
-    execution: str
-    state: str
-    train: str
-    round: int
-    stop: int | None
-    image_name: str
-    image_digest: str
-    entrypoint: str | None
-    inputs: list[str] = Field(description="IRIs of the previous outputs this execution uses, sorted")
-    input_digests: list[str] = Field(default=[], description="their SHA-256 digests, in the same order")
-    requester: str = Field(default="", description="IRI of the agent the train is attributed to")
-    definition: str = Field(default="", description="id of the train definition")
-    parameters: dict[str, str] = Field(default={}, description="the train's parameter values by name")
 
 
 class Problem(BaseModel):
@@ -212,18 +196,3 @@ class Problem(BaseModel):
     detail: str
     report: dict[str, Any] | None = None
     errors: list[dict[str, Any]] | None = None
-
-
-class LeaseIn(Strict):
-    """An agent taking or renewing its station's lease (one running agent per station)."""
-
-    holder: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
-        description="who the agent is, for people: its process, host and a random instance id")
-    period_s: float = Field(ge=1, le=3600, description="seconds the lease lasts from now unless renewed")
-
-
-class LeaseOut(BaseModel):
-    station: str
-    holder: str
-    expires: str = Field(description="when the lease ends (UTC) unless renewed")
-    held: bool = Field(description="whether it has not ended yet")

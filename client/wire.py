@@ -1,0 +1,79 @@
+"""The station <-> central wire: the bodies both sides exchange, defined once.
+
+The central service's REST API validates and documents them (``orchestrator/api/models.py`` imports them, so
+they appear in its OpenAPI document under these names); :class:`~client.CentralClient` builds what it sends from
+them and checks what it receives against them, and the station agent works on :class:`WorkItem` itself. A
+change here changes both sides at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = ["CheckIn", "Identifier", "LeaseIn", "LeaseOut", "OutputIn", "StepIn", "StepOut", "Strict", "WorkItem"]
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepIn(Strict):
+    to: Annotated[str, StringConstraints(pattern=r"^[a-z-]{1,40}$")] = Field(
+        description="target state token, e.g. waiting-for-approval, approved, running, released")
+    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    used: list[Identifier] = Field(default=[], max_length=50, description="dataset ids used (when running)")
+
+
+class StepOut(BaseModel):
+    execution: str
+    state: str
+
+
+class CheckIn(Strict):
+    """One automatic output check the station ran (see pht:CheckResult)."""
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
+    passed: bool
+    detail: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class OutputIn(Strict):
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    byte_size: int = Field(ge=0, le=10**13)
+    title: Annotated[str, StringConstraints(max_length=500)] = ""
+    checks: list[CheckIn] = Field(default=[], max_length=50,
+                                  description="the station's automatic review of the output (pht:OutputReview)")
+
+
+class WorkItem(BaseModel):
+    execution: str
+    state: str
+    train: str
+    round: int
+    stop: int | None
+    image_name: str
+    image_digest: str
+    entrypoint: str | None
+    inputs: list[str] = Field(description="IRIs of the previous outputs this execution uses, sorted")
+    input_digests: list[str] = Field(default=[], description="their SHA-256 digests, in the same order")
+    requester: str = Field(default="", description="IRI of the agent the train is attributed to")
+    definition: str = Field(default="", description="id of the train definition")
+    parameters: dict[str, str] = Field(default={}, description="the train's parameter values by name")
+
+
+class LeaseIn(Strict):
+    """An agent taking or renewing its station's lease (one running agent per station)."""
+
+    holder: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="who the agent is, for people: its process, host and a random instance id")
+    period_s: float = Field(ge=1, le=3600, description="seconds the lease lasts from now unless renewed")
+
+
+class LeaseOut(BaseModel):
+    station: str
+    holder: str
+    expires: str = Field(description="when the lease ends (UTC) unless renewed")
+    held: bool = Field(description="whether it has not ended yet")
