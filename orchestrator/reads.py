@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from pyoxigraph import NamedNode
 
+from client import WorkItem
 from graph_store import NO_FILTER, PHT, GraphStore
 
 from .chart import Chart
@@ -284,6 +285,28 @@ class Reads:
         return rows
 
     # -- a station's side
+
+    def station_work(self, principal: Principal, station_id: str) -> list[WorkItem]:
+        """The station's executions that are not finished, oldest train first, as the wire's work items
+        (that station's tokens and operators)."""
+        check_station_scope(principal, station_id, "read the work of")
+        rows = list(self.store.run_query("station_work", station=self.iris.station(station_id)))
+        parameters = {train: {text(p["name"]) or "": text(p["value"]) or ""
+                              for p in self.store.run_query("train_parameters", train=train)}
+                      for train in {r["train"] for r in rows}}  # once per train, not per execution
+        items = []
+        for r in rows:
+            digests = dict(pair.split("=", 1) for pair in (text(r["inputDigests"]) or "").split())
+            inputs = sorted(digests)
+            items.append(WorkItem(
+                execution=self.iris.local(r["execution"], "executions"), state=self.chart.token(r["state"]),
+                train=text(r["trainId"]) or "", round=int(r["round"].value),
+                stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
+                image_name=text(r["imageName"]) or "", image_digest=text(r["imageDigest"]) or "",
+                entrypoint=text(r["entrypoint"]), inputs=inputs, input_digests=[digests[i] for i in inputs],
+                requester=r["requester"].value, definition=text(r["definitionId"]) or "",
+                parameters=parameters[r["train"]]))
+        return items
 
     def pending_decisions(self, principal: Principal, station_id: str) -> list[PendingDecision]:
         """The station's executions waiting for its admin: approvals, and outputs under review with their

@@ -10,8 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from ..errors import NotFound
 from ..leases import Lease, StationLeases
 from ..principal import Principal, Role
-from ..reads import check_station_scope
-from .deps import Services, text
+from .deps import Services
 from .models import LeaseIn, LeaseOut, OutputIn, Problem, StepIn, StepOut, WorkItem
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -22,7 +21,7 @@ STATION_SIDE = (Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
 
 def station_router(s: Services) -> APIRouter:
     router = APIRouter(tags=["station"], responses=ERRORS)
-    life, iris, chart = s.lifecycle, s.lifecycle.iris, s.lifecycle.chart
+    life, iris, reads = s.lifecycle, s.lifecycle.iris, s.reads
     leases = StationLeases(s.store, iris, clock=life.clock)
 
     def _lease_out(lease: Lease) -> LeaseOut:
@@ -58,23 +57,7 @@ def station_router(s: Services) -> APIRouter:
     async def station_work(station_id: str,
                      principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> list[WorkItem]:
         """The station's executions that are not finished, oldest train first (poll this, outbound)."""
-        check_station_scope(principal, station_id, "read the work of")
-        rows = list(s.store.run_query("station_work", station=iris.station(station_id)))
-        parameters = {train: {text(p["name"]) or "": text(p["value"]) or ""
-                              for p in s.store.run_query("train_parameters", train=train)}
-                      for train in {r["train"] for r in rows}}  # once per train, not per execution
-        return [_work_item(r, parameters[r["train"]]) for r in rows]
-
-    def _work_item(r: Any, parameters: dict[str, str]) -> WorkItem:
-        digests = dict(pair.split("=", 1) for pair in (text(r["inputDigests"]) or "").split())
-        inputs = sorted(digests)
-        return WorkItem(execution=iris.local(r["execution"], "executions"), state=chart.token(r["state"]),
-                        train=text(r["trainId"]) or "", round=int(r["round"].value),
-                        stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
-                        image_name=text(r["imageName"]) or "", image_digest=text(r["imageDigest"]) or "",
-                        entrypoint=text(r["entrypoint"]), inputs=inputs, input_digests=[digests[i] for i in inputs],
-                        requester=r["requester"].value, definition=text(r["definitionId"]) or "",
-                        parameters=parameters)
+        return reads.station_work(principal, station_id)
 
     @router.post("/executions/{execution_id}/steps", response_model=StepOut)
     async def step_execution(execution_id: str, body: StepIn,
