@@ -26,7 +26,9 @@ Updates
     query (in the pool, within the time-out, SERVICE refused) and an update whose WHERE has more than
     ``settings.query_result_limit`` solutions is refused. Writing the ontology or shapes graph is 403; the
     graph management operations (LOAD, CLEAR, DROP, ...) are refused with 400: replace or drop graphs with
-    the Graph Store Protocol (``/rdf-graphs``).
+    the Graph Store Protocol (``/rdf-graphs``). Every update is committed together with its audit record
+    (``orchestrator/audit.py``: who, when, the text's SHA-256, quads inserted and deleted per graph) in the
+    audit graph, which no update may write (403).
 
 Run time
     Queries are evaluated in a small pool of worker threads (pyoxigraph releases the GIL while it evaluates,
@@ -83,7 +85,10 @@ from graph_store import (
     station_graph,
 )
 
+from .audit import audited, check_not_audit
+from .naming import Iris
 from .principal import Principal, Role
+from .readable_graph import ReadableGraphs, reads_everything
 from .settings import Settings
 
 __all__ = ["sparql_router"]
@@ -252,7 +257,8 @@ def rdf_response(triples: Sequence[Triple], accept: str | None, *, extra_headers
 
 
 def readable_everything(who: Principal) -> bool:
-    """True if ``who`` may read every graph (operator, researcher, station admin)."""
+    """True if ``who`` may query any graph: an operator over the whole store, a researcher or a station admin
+    over what they may read (``readable_graph.py``); a station-only caller has its own graph only."""
     return who.has(Role.OPERATOR, Role.RESEARCHER, Role.STATION_ADMIN)
 
 
@@ -274,6 +280,8 @@ class _Dataset:
     default_graph: list[NamedNode] | None = None
     named_graphs: list[NamedNode] | None = None
     union_default_graph: bool = False
+    store: GraphStore | None = None
+    """The store to evaluate over, if not the central one: what the caller may read (``readable_graph.py``)."""
 
 
 @dataclass(frozen=True)
@@ -337,7 +345,8 @@ class _QueryRunner:
     def evaluate(self, text: str, dataset: _Dataset, cancelled: threading.Event) -> _Answer:
         """Run ``text`` (in a worker thread) and collect at most ``row_limit`` rows / triples."""
         try:
-            result = self.store.query(text, default_graph=dataset.default_graph,
+            store = dataset.store if dataset.store is not None else self.store
+            result = store.query(text, default_graph=dataset.default_graph,
                                       named_graphs=dataset.named_graphs,
                                       union_default_graph=dataset.union_default_graph)
         except InvalidInputError as e:
@@ -496,9 +505,11 @@ def _iris(values: Iterable[str], param: str) -> list[NamedNode]:
     return result
 
 
-def _query_dataset(who: Principal, text: str, default_uris: list[str], named_uris: list[str]) -> _Dataset:
+def _query_dataset(who: Principal, text: str, default_uris: list[str], named_uris: list[str],
+                   readable: ReadableGraphs) -> _Dataset:
     """The dataset of a query: the protocol's graphs, else the query's FROM, else the union of all graphs;
-    a station-only caller is confined to its own graph."""
+    over the whole store for an operator, over what the caller may read for a researcher or a station admin
+    (``readable``); a station-only caller is confined to its own graph."""
     defaults = _iris(default_uris, "default-graph-uri")
     named = _iris(named_uris, "named-graph-uri")
     given = bool(default_uris or named_uris)
@@ -513,11 +524,12 @@ def _query_dataset(who: Principal, text: str, default_uris: list[str], named_uri
             raise HttpError(403, f"a station's queries always run over its own graph {own}; leave out FROM / "
                                  "FROM NAMED")
         return _Dataset(defaults, named) if given else _Dataset([own], [own])
+    store = None if reads_everything(who) else readable.for_principal(who)
     if given:
-        return _Dataset(defaults, named)
+        return _Dataset(defaults, named, store=store)
     if _has_dataset_clause(text):
-        return _Dataset()
-    return _Dataset(union_default_graph=True)
+        return _Dataset(store=store)
+    return _Dataset(union_default_graph=True, store=store)
 
 
 def _sd(name: str) -> NamedNode:
@@ -546,13 +558,15 @@ def _service_description(request: Request, who: Principal) -> list[Triple]:
 
 
 def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings: Settings,
-                  max_concurrent_queries: int = 4) -> APIRouter:
+                  readable: ReadableGraphs, max_concurrent_queries: int = 4) -> APIRouter:
     """An APIRouter serving the SPARQL 1.1 Protocol at ``/sparql`` over ``store``.
 
     :param principal: a FastAPI dependency returning the calling :class:`Principal` (raising 401 itself).
     :param settings: ``query_timeout_s``, ``query_result_limit`` and ``max_body_bytes`` are used.
+    :param readable: what each caller who is not an operator may read (their queries run over it).
     :param max_concurrent_queries: size of the worker pool evaluating queries.
     """
+    iris = Iris(settings.base_iri)
     runner = _QueryRunner(store, timeout_s=settings.query_timeout_s, row_limit=settings.query_result_limit,
                           workers=max_concurrent_queries)
 
@@ -571,7 +585,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
 
         def work(cancelled: threading.Event) -> Response:  # all of it off the event loop, within the time-out
             checked = _checked_query_text(text)
-            dataset = _query_dataset(who, checked, default_uris, named_uris)
+            dataset = _query_dataset(who, checked, default_uris, named_uris, readable)
             answer = runner.evaluate(checked, dataset, cancelled)
             return _answer_response(answer, accept, runner.row_limit)
 
@@ -592,7 +606,12 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
             if graph in _PROTECTED:
                 raise HttpError(403, f"the graph {graph} is loaded from the repository's files and is not "
                                      "written through SPARQL")
-        await run_in_threadpool(store.apply, planned.change)
+        refusal = check_not_audit(planned.change)
+        if refusal is not None:
+            raise HttpError(403, refusal)
+        # the edit and its audit record: one atomic, validated write (orchestrator/audit.py)
+        change = audited(planned.change, iris=iris, who=who, kind="sparql-update", request=text.encode("utf-8"))
+        await run_in_threadpool(store.apply, change)
         return JSONResponse({"deleted": len(planned.change.delete), "inserted": len(planned.change.insert)})
 
     async def handle(request: Request, who: Principal) -> Response:

@@ -38,7 +38,9 @@ from rdflib.plugins.stores.sparqlstore import SPARQLStore
 from SPARQLWrapper import JSON, POST, TURTLE, XML, SPARQLWrapper
 
 from graph_store import CENTRAL_GRAPH, ONTOLOGY_GRAPH, ChangeSet, EmbeddedStore, station_graph
+from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
+from orchestrator.readable_graph import ReadableGraphs
 from orchestrator.settings import Settings
 from orchestrator.sparql_protocol import negotiate, sparql_router
 
@@ -98,7 +100,8 @@ def scenario_store() -> EmbeddedStore:
 
 def make_app(store: EmbeddedStore, **settings: Any) -> FastAPI:
     app = FastAPI()
-    app.include_router(sparql_router(store=store, principal=fake_principal, settings=replace(SETTINGS, **settings)))
+    app.include_router(sparql_router(store=store, principal=fake_principal, settings=replace(SETTINGS, **settings),
+                                     readable=ReadableGraphs(store, Iris(SETTINGS.base_iri))))
     return app
 
 
@@ -112,7 +115,7 @@ def store() -> Iterator[EmbeddedStore]:
 
 @pytest.fixture(scope="module")
 def client(store: EmbeddedStore) -> Iterator[TestClient]:
-    with TestClient(make_app(store), headers=RESEARCHER) as c:
+    with TestClient(make_app(store), headers=OPERATOR) as c:  # the whole store: an operator's reads
         yield c
 
 
@@ -258,7 +261,9 @@ def test_get_without_query_is_a_service_description(client: TestClient) -> None:
     service = g.value(predicate=rdflib.RDF.type, object=sd.Service)
     assert service is not None and str(service).endswith("/sparql")
     assert (service, sd.supportedLanguage, sd.SPARQL11Query) in g
-    assert (service, sd.supportedLanguage, sd.SPARQL11Update) not in g  # researchers may not update
+    assert (service, sd.supportedLanguage, sd.SPARQL11Update) in g  # the client is an operator's
+    researcher = rdflib.Graph().parse(data=client.get("/sparql", headers=RESEARCHER).text, format="turtle")
+    assert (service, sd.supportedLanguage, sd.SPARQL11Update) not in researcher  # researchers may not update
 
 
 # -- datasets --------------------------------------------------------------------------------------------
@@ -405,7 +410,7 @@ def test_odd_queries_never_give_a_500(client: TestClient, query: str) -> None:
 
 
 def test_oversized_body_is_413(store: EmbeddedStore) -> None:
-    with TestClient(make_app(store, max_body_bytes=200), headers=RESEARCHER) as c:
+    with TestClient(make_app(store, max_body_bytes=200), headers=OPERATOR) as c:
         small = c.post("/sparql", content=b"ASK {}", headers={"Content-Type": "application/sparql-query"})
         assert small.status_code == 200
         big = "ASK {} #" + "x" * 300
@@ -422,7 +427,7 @@ def test_oversized_body_is_413(store: EmbeddedStore) -> None:
 
 
 def test_results_are_cut_at_the_limit_and_say_so(store: EmbeddedStore) -> None:
-    with TestClient(make_app(store, query_result_limit=5), headers=RESEARCHER) as c:
+    with TestClient(make_app(store, query_result_limit=5), headers=OPERATOR) as c:
         cut = select(c, "SELECT * WHERE { ?s ?p ?o }")
         assert cut.status_code == 200
         assert cut.headers["x-pht-result-truncated"] == "true" and cut.headers["x-pht-result-limit"] == "5"
@@ -577,7 +582,7 @@ def serve(app: FastAPI) -> Iterator[str]:
 
 def timed_get(url: str, query: str, out: dict[str, Any], key: str, timeout: float = 60) -> None:
     start = time.monotonic()
-    r = httpx.get(url, params={"query": query}, headers=RESEARCHER, timeout=timeout)
+    r = httpx.get(url, params={"query": query}, headers=OPERATOR, timeout=timeout)
     out[key] = (r.status_code, time.monotonic() - start, time.monotonic(), r.text)
 
 
@@ -623,7 +628,8 @@ def test_the_pool_bounds_concurrent_evaluations(store: EmbeddedStore) -> None:
     """With one worker busy on a heavy query, a cheap one waits for it and gets 503 at its own deadline."""
     app = FastAPI()
     app.include_router(sparql_router(store=store, principal=fake_principal,
-                                     settings=replace(SETTINGS, query_timeout_s=0.3), max_concurrent_queries=1))
+                                     settings=replace(SETTINGS, query_timeout_s=0.3), max_concurrent_queries=1,
+                                     readable=ReadableGraphs(store, Iris(SETTINGS.base_iri))))
     with serve(app) as url:
         out = heavy_then_cheap(url)
     assert out["heavy"][0] == 503 and out["cheap"][0] == 503
@@ -673,7 +679,7 @@ def test_sparqlwrapper_ask_and_construct(endpoint: str) -> None:
 
 
 def test_rdflib_sparqlstore_queries_through_a_graph(endpoint: str) -> None:
-    graph = rdflib.Graph(store=SPARQLStore(endpoint, headers=RESEARCHER))
+    graph = rdflib.Graph(store=SPARQLStore(endpoint, headers=OPERATOR))
     result = graph.query(STATIONS)
     assert [str(row.id) for row in result] == ["aachen", "leipzig"]  # type: ignore[union-attr]
     assert graph.query(PREFIXES + "ASK { ?s a pht:Station }").askAnswer is True

@@ -9,6 +9,7 @@ from graph_store import GraphStore
 
 from ..auth import RequireRoles
 from ..lifecycle import Lifecycle
+from ..readable_graph import ReadableGraphs
 from ..reads import Reads, text
 from ..registry import Registry
 from ..settings import Settings
@@ -25,6 +26,8 @@ class Services:
     require: RequireRoles
     reads: Reads
     """What every route and page reads, with who may see it (``reads.py``)."""
+    readable: ReadableGraphs
+    """What SPARQL and the Graph Store Protocol evaluate a caller's reads over (``readable_graph.py``)."""
 
 
 def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:

@@ -294,7 +294,7 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
 
             def work(cancelled: threading.Event) -> _Answer:  # exactly what /sparql does with a query
                 checked = _checked_query_text(query)
-                return runner.evaluate(checked, _query_dataset(who, checked, [], []), cancelled)
+                return runner.evaluate(checked, _query_dataset(who, checked, [], [], s.readable), cancelled)
 
             try:
                 context["answer"] = _table(await runner.run(work), s.lifecycle.iris.base)

@@ -1,0 +1,169 @@
+"""The part of the graph a caller who is not an operator may read, as a store of its own.
+
+``/sparql``, the Graph Store Protocol's reads and the web view's SPARQL form evaluate a researcher's or a station
+admin's request over this store, never over the central store: whatever ``FROM``, ``GRAPH`` or dataset the
+request names, it can only find what is in here (pyoxigraph evaluates over the store it is given; there is
+nothing else to escape to). What goes in applies the read model's rule (``reads.may_see_train``), so the REST
+API, the web view and SPARQL show a caller the same trains:
+
+- the vocabulary and the shapes;
+- the registry as published: stations, their owners, datasets, train definitions with their routes and
+  parameters (in the central graph), and the stations' own descriptions (stations and datasets in the station
+  graphs);
+- for each train the caller may see: the train and its parameter values, its executions, their outputs and the
+  outputs' reviews with their checks, and every event about the train or its executions, in whichever graph it
+  was recorded (the central lifecycle's, a station MPU's);
+- for a station admin: the whole graph of their station.
+
+Everything else (other researchers' trains, leases, other stations' events about trains the caller cannot see)
+is absent. The store is built from the central store with index lookups (a few per visible train) and cached
+per caller until the next commit of this process, and at most ``max_age_s`` (another process may write a
+remote store; a train never becomes invisible to someone who could see it, so a cached view can only lag).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from pyoxigraph import BlankNode, NamedNode, Quad
+
+from graph_store import (
+    CENTRAL_GRAPH,
+    DCAT,
+    ONTOLOGY_GRAPH,
+    ORG,
+    PHT,
+    PROV,
+    RDF_TYPE,
+    SHAPES_GRAPH,
+    ChangeSet,
+    EmbeddedStore,
+    GraphStore,
+    station_graph,
+)
+
+from .naming import Iris
+from .principal import Principal, Role
+from .reads import may_see_train
+
+__all__ = ["ReadableGraphs", "reads_everything"]
+
+PUBLIC_CLASSES = (PHT.Station, ORG.Organization, DCAT.Dataset, PHT.TrainDefinition, PHT.RouteStop, PHT.Parameter)
+"""What the registry publishes: every authenticated caller may read resources of these classes."""
+
+CACHED_VIEWS = 256
+"""Callers whose store is kept (each holds the public part plus their trains); the cache restarts when full."""
+
+
+def reads_everything(who: Principal) -> bool:
+    """Operators read the whole store; everyone else reads their :class:`ReadableGraphs` view."""
+    return who.has(Role.OPERATOR)
+
+
+@dataclass
+class _View:
+    store: GraphStore
+    generation: int
+    built: float
+
+
+class ReadableGraphs:
+    """Builds and caches, per caller, the store of what they may read (see the module's docstring)."""
+
+    def __init__(self, store: GraphStore, iris: Iris, *, max_age_s: float = 2.0) -> None:
+        self.store, self.iris, self.max_age_s = store, iris, max_age_s
+        self._views: dict[tuple[str, frozenset[str], str | None], _View] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+        store.on_commit(self._forget)
+
+    def _forget(self, _change: ChangeSet) -> None:
+        with self._lock:
+            self._generation += 1
+
+    def for_principal(self, who: Principal) -> GraphStore:
+        """The store ``who`` may read (never call it for an operator: they read the store itself)."""
+        key = (who.subject, frozenset(r.value for r in who.roles), who.station)
+        now = time.monotonic()
+        with self._lock:
+            generation = self._generation
+            view = self._views.get(key)
+            if view is not None and view.generation == generation and now - view.built < self.max_age_s:
+                return view.store
+        readable = EmbeddedStore()
+        readable.oxigraph.extend(self.quads_for(who))
+        with self._lock:
+            if len(self._views) >= CACHED_VIEWS:
+                self._views.clear()
+            self._views[key] = _View(readable, generation, now)
+        return readable
+
+    def quads_for(self, who: Principal) -> Iterator[Quad]:
+        """Every quad ``who`` may read (built anew; :meth:`for_principal` caches it as a store)."""
+        match = self.store.quads
+        yield from match(None, None, None, ONTOLOGY_GRAPH)
+        yield from match(None, None, None, SHAPES_GRAPH)
+        graphs = self._station_graphs()
+        for graph in (CENTRAL_GRAPH, *graphs):
+            for cls in PUBLIC_CLASSES:
+                for typed in match(None, RDF_TYPE, cls, graph):
+                    yield from match(typed.subject, None, None, graph)
+        own = None
+        if who.has(Role.STATION_ADMIN) and who.station:
+            try:
+                own = station_graph(who.station)
+            except ValueError:
+                own = None
+            if own is not None:
+                yield from (q for q in match(None, None, None, own) if not self._public_subject(q, own))
+        for train in self._visible_trains(who):
+            yield from self._train_quads(train, graphs, skip=own)
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _station_graphs(self) -> list[NamedNode]:
+        return [station_graph(r["id"].value) for r in self.store.run_query("list_stations")]
+
+    def _public_subject(self, quad: Quad, graph: NamedNode) -> bool:
+        """True if ``quad``'s subject is a published resource (already in the view)."""
+        return any(self.store.contains(Quad(quad.subject, RDF_TYPE, cls, graph)) for cls in PUBLIC_CLASSES)
+
+    def _visible_trains(self, who: Principal) -> Iterator[NamedNode]:
+        for r in self.store.run_query("train_visibility"):
+            train, requester = r["train"], r["requester"]
+            stations = (r["stations"].value if r["stations"] is not None else "").split()
+            if isinstance(train, NamedNode) and isinstance(requester, NamedNode) and may_see_train(
+                    who, requester=requester, stations=stations, iris=self.iris):
+                yield train
+
+    def _train_quads(self, train: NamedNode, graphs: list[NamedNode], *, skip: NamedNode | None) -> Iterator[Quad]:
+        match, g = self.store.quads, CENTRAL_GRAPH
+        yield from match(train, None, None, g)
+        yield from _whole(match, _objects(match(train, PHT.parameterValue, None, g)), g)
+        executions = [q.subject for q in match(None, PHT.ofTrain, train, g)]
+        yield from _whole(match, executions, g)
+        outputs = [q.subject for e in executions for q in match(None, PROV.wasGeneratedBy, e, g)]
+        yield from _whole(match, outputs, g)
+        reviews = [q.subject for o in outputs for q in match(None, PHT.reviewOf, o, g)]
+        yield from _whole(match, reviews, g)
+        yield from _whole(match, [q.object for r in reviews for q in match(r, PHT.checkResult, None, g)], g)
+        for graph in (g, *graphs):
+            if graph == skip:
+                continue  # a station admin's own graph is in the view whole already
+            events = {q.subject for q in match(None, PHT.aboutTrain, train, graph)}
+            events.update(q.subject for e in executions for q in match(None, PHT.aboutExecution, e, graph))
+            yield from _whole(match, events, graph)
+
+
+def _objects(quads: Iterable[Quad]) -> list[object]:
+    return [q.object for q in quads]
+
+
+def _whole(match: Callable[..., list[Quad]], subjects: Iterable[object], graph: NamedNode) -> Iterator[Quad]:
+    """Every quad of ``graph`` about each of ``subjects`` (terms that cannot be subjects are skipped)."""
+    for s in subjects:
+        if isinstance(s, (NamedNode, BlankNode)):
+            yield from match(s, None, None, graph)
