@@ -1,8 +1,11 @@
 """``CentralClient``: the REST API of the central service as typed Python calls."""
 
+import hashlib
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -195,22 +198,52 @@ class CentralClient:
             raise ClientError(str(e)) from None
         return self.sparql(text)
 
-    def result_digest(self, train_id: str) -> str:
-        """SHA-256 of a finished train's result: the output of its last execution (the last station in
-        incremental mode, the last aggregation in federated mode)."""
-        train = self.train(train_id)
-        if train["state"] != "finished":
-            raise ClientError(f"train {train_id} is {train['state']}, not finished: it has no result")
-        digest = train["executions"][-1].get("output_sha256") if train["executions"] else None
-        if not digest or not isinstance(digest, str):
-            raise ClientError(f"train {train_id} finished without a recorded output")
-        return digest
+    def result_link(self, train_id: str, execution: str | None = None) -> dict[str, Any]:
+        """A link to one released output of your train (``url``, ``sha256``, ``execution``, ``expires``): by default
+        the finished train's result, else ``execution``'s output. Only the requester and operators get one."""
+        return self._object("GET", f"/api/trains/{train_id}/result",
+                            params={"execution": execution} if execution else None)
 
-    def researcher_objects_url(self) -> str | None:
-        """The object store this deployment's operator set for researchers to fetch results from
-        (``PHT_RESEARCHER_OBJECTS_URL``, told by ``GET /api/settings``), or None if none is set."""
-        url = self._object("GET", "/api/settings").get("researcher_objects_url")
-        return url if isinstance(url, str) else None
+    def download_result(self, train_id: str, target: Path, *, execution: str | None = None) -> str:
+        """Download a released output (see :meth:`result_link`) to the file ``target``, verified: it is written only
+        if its bytes have the SHA-256 the graph records, which is returned. The link is its own credential, so
+        the bearer token is not sent with it (the link may point at another host)."""
+        link = self.result_link(train_id, execution)
+        sha256, url = link.get("sha256"), link.get("url")
+        if not isinstance(sha256, str) or not isinstance(url, str):
+            raise ClientError(f"the central service answered the result of train {train_id} without a link")
+        request = self._http.build_request("GET", url)
+        del request.headers["Authorization"]
+        temp = target.with_name(f".{target.name}.part")
+        digest = hashlib.sha256()
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as e:
+            raise ClientError(f"cannot download the result of train {train_id}: {e}") from None
+        try:
+            if response.status_code >= 400:
+                response.read()
+                try:
+                    detail = response.json().get("detail")
+                except ValueError:
+                    detail = None
+                raise ClientError(f"the result link of train {train_id} was refused: "
+                                  f"{detail or f'HTTP {response.status_code}'}", status=response.status_code)
+            with open(temp, "wb") as out:
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (OSError, httpx.HTTPError) as e:
+            temp.unlink(missing_ok=True)
+            raise ClientError(f"cannot download the result of train {train_id} to {target}: {e}") from None
+        finally:
+            response.close()
+        if digest.hexdigest() != sha256:
+            temp.unlink(missing_ok=True)
+            raise ClientError(f"the result of train {train_id} has different content than recorded (sha256 "
+                              f"{digest.hexdigest()}, not {sha256}); nothing was kept")
+        os.replace(temp, target)
+        return sha256
 
     # -- station side ---------------------------------------------------------------------------------------
 

@@ -151,8 +151,8 @@ class LocalPlatform:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.store = EmbeddedStore(self.workdir / "store")
-        settings = Settings(jwt_secret=DEMO_SECRET, demo=True,  # researchers fetch results from the shared folder
-                            researcher_objects_url=f"file://{self.workdir.resolve() / 'objects'}")
+        settings = Settings(jwt_secret=DEMO_SECRET, demo=True,  # the service reads results from the shared folder
+                            results_store_url=f"file://{self.workdir.resolve() / 'objects'}")
         self.url = self._serve(create_app(settings, store=self.store), "central")
         ops = self.client("operator", Role.OPERATOR)
         for spec in self.stations:

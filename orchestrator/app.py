@@ -31,6 +31,7 @@ from .api.deps import Services
 from .api.metadata_routes import metadata_router
 from .api.models import Problem
 from .api.registry_routes import registry_router
+from .api.result_routes import result_router
 from .api.service_routes import service_router
 from .api.station_routes import station_router
 from .api.train_routes import train_router
@@ -132,6 +133,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     for router in (registry_router(services), train_router(services), station_router(services),
                    metadata_router(services), service_router(services)):
         app.include_router(router, prefix="/api")
+    app.include_router(result_router(services), prefix="/api")  # result links and the objects they read
     _protocol_routers(app, services, authenticate)
     app.include_router(web_router(services))  # the built-in web view at /ui
     install_metrics(app, services)

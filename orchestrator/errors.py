@@ -7,7 +7,7 @@ only reads (``reads.py``) or only names resources need not import it.
 
 from __future__ import annotations
 
-__all__ = ["LifecycleError", "NotFound", "Forbidden", "InvalidValue", "IllegalTransition"]
+__all__ = ["LifecycleError", "NotFound", "Forbidden", "InvalidValue", "IllegalTransition", "Unavailable"]
 
 
 class LifecycleError(Exception):
@@ -34,3 +34,9 @@ class IllegalTransition(LifecycleError):
     """The resource is not in a state from which the requested step is allowed (HTTP 409)."""
 
     status = 409
+
+
+class Unavailable(LifecycleError):
+    """Something the service needs for the request is missing or down, e.g. the object store of results (HTTP 503)."""
+
+    status = 503

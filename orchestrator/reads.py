@@ -8,6 +8,8 @@ decided here, by one rule per role, so that a change to a rule changes every pat
 - the **list of trains**: a researcher's own, an operator's all (:meth:`Reads.trains`);
 - a **station's** work, pending decisions and lease: that station's tokens and operators
   (:func:`check_station_scope`);
+- a train's **released outputs** as results (links to the object store): its requester and operators only
+  (:func:`may_fetch_results`); the stations it visits see the train, not the results;
 - the registry (stations, datasets, definitions): every authenticated caller.
 
 The raw SPARQL paths (``/sparql``, the Graph Store Protocol) answer other questions and keep their own rule
@@ -26,12 +28,13 @@ from client import WorkItem
 from graph_store import NO_FILTER, PHT, GraphStore
 
 from .chart import Chart
-from .errors import Forbidden, NotFound
+from .errors import Forbidden, IllegalTransition, NotFound
 from .naming import Iris
 from .principal import Principal, Role
 
-__all__ = ["Dataset", "Definition", "Event", "Execution", "PendingDecision", "Reads", "Station", "Train",
-           "TrainSummary", "check_station_scope", "local_name", "may_see_train", "planned_executions", "text"]
+__all__ = ["Dataset", "Definition", "Event", "Execution", "PendingDecision", "Reads", "ReleasedOutput", "Station",
+           "Train", "TrainSummary", "check_station_scope", "local_name", "may_fetch_results", "may_see_train",
+           "planned_executions", "text"]
 
 
 def text(term: object) -> str | None:
@@ -54,6 +57,15 @@ def may_see_train(principal: Principal, *, requester: NamedNode, stations: Seque
         return True
     mine = principal.has(Role.RESEARCHER) and requester == iris.agent(principal.subject)
     return mine or (principal.station is not None and principal.station in stations)
+
+
+def may_fetch_results(principal: Principal, *, requester: str, iris: Iris) -> bool:
+    """Who may take a train's released outputs out of the platform: operators and its requester (``requester``:
+    the agent id). Not the stations it visits: each gets its input from the object store with its own
+    credentials, and a result link would hand it what the other stations released."""
+    if principal.has(Role.OPERATOR):
+        return True
+    return principal.has(Role.RESEARCHER) and iris.agent(principal.subject) == iris.agent(requester)
 
 
 def check_station_scope(principal: Principal, station_id: str, what: str) -> None:
@@ -86,6 +98,15 @@ class Execution:
     output: str | None
     output_sha256: str | None
     terminal: bool
+
+
+@dataclass(frozen=True)
+class ReleasedOutput:
+    """A released output its requester may fetch: the execution that released it and the digest it is stored by."""
+
+    train: str
+    execution: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -216,6 +237,27 @@ class Reads:
                      definition_id=text(row["definitionId"]) or "", definition_title=text(row["definitionTitle"]) or "",
                      mode=mode, rounds=int(row["rounds"].value), aggregator=text(row["aggregatorId"]) or "",
                      executions=executions)
+
+    def released_output(self, principal: Principal, train_id: str, execution_id: str | None = None) -> ReleasedOutput:
+        """The released output of one execution of the train, or without ``execution_id`` the train's result (the
+        output of its last execution, once it finished); for its requester and operators only (403 for
+        everyone else, 404 if there is no such train or execution, 409 if there is no released output yet)."""
+        train = self.train(principal, train_id)
+        if not may_fetch_results(principal, requester=train.requester, iris=self.iris):
+            raise Forbidden(f"only the requester of train {train_id} and operators may fetch its results")
+        if execution_id is None:
+            if train.state != PHT.Finished or not train.executions:
+                raise IllegalTransition(f"train {train_id} is {self.chart.token(train.state)}, not finished: "
+                                        "it has no result")
+            execution = train.executions[-1]
+        else:
+            found = [e for e in train.executions if e.id == execution_id]
+            if not found:
+                raise NotFound(f"train {train_id} has no execution {execution_id}")
+            execution = found[0]
+        if execution.state != "released" or not execution.output_sha256:
+            raise IllegalTransition(f"execution {execution.id} is {execution.state}: it has no released output")
+        return ReleasedOutput(train_id, execution.id, execution.output_sha256)
 
     def route(self, definition: NamedNode) -> list[tuple[int, str]]:
         """A definition's route: (stop index, station id) in order."""

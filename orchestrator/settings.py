@@ -46,10 +46,13 @@ class Settings:
     query_result_limit: int = 10_000
     base_iri: str = DEFAULT_BASE_IRI
     station_timeout_s: float = 3600.0  #: fail executions a station has not moved for this long (0: never)
-    researcher_objects_url: str | None = None
-    """Where researchers fetch released results (an object store URL, see ``station/objects.py``), told to every
-    signed-in caller by ``GET /api/settings`` so that ``pht train results`` finds it. Every researcher reads it:
-    give read-only credentials, never the stations' writing ones."""
+    # -- released results (orchestrator/results.py): the service reads them, researchers get expiring links
+    results_store_url: str | None = None
+    """The object store the stations release outputs to (``PHT_RESULTS_STORE_URL``, a URL as ``station/objects.py``
+    reads them; read-only credentials suffice). Only the service holds it: a train's requester (or an operator)
+    asks ``GET /api/trains/{id}/result`` for a link that reads that one result; None: results are not served."""
+    result_link_ttl_s: float = 300.0
+    """How long a result link reads its object (``PHT_RESULT_LINK_TTL_S``, 1 s to 1 hour)."""
     demo: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -66,10 +69,12 @@ class Settings:
             raise SettingsError("PHT_MAX_BODY_BYTES, PHT_QUERY_TIMEOUT_S and PHT_QUERY_RESULT_LIMIT must be positive")
         if self.station_timeout_s < 0:
             raise SettingsError("PHT_STATION_TIMEOUT_S must be 0 (off) or a positive number of seconds")
-        if self.researcher_objects_url is not None and \
-                urlsplit(self.researcher_objects_url).scheme.lower() not in OBJECT_STORE_SCHEMES:
-            raise SettingsError("PHT_RESEARCHER_OBJECTS_URL must be an object store URL: file:///folder, or s3://, "
+        if self.results_store_url is not None and \
+                urlsplit(self.results_store_url).scheme.lower() not in OBJECT_STORE_SCHEMES:
+            raise SettingsError("PHT_RESULTS_STORE_URL must be an object store URL: file:///folder, or s3://, "
                                 "s3+https:// or s3+http:// ACCESS:SECRET@host:port/bucket")
+        if not 1 <= self.result_link_ttl_s <= 3600:
+            raise SettingsError("PHT_RESULT_LINK_TTL_S must be between 1 second and 1 hour")
         if not self.base_iri.endswith(("/", "#")):
             raise SettingsError("PHT_BASE_IRI must end with '/' or '#'")
 
@@ -84,6 +89,9 @@ class Settings:
             except ValueError:
                 raise SettingsError(f"{name} must be a number, got {e[name]!r}") from None
 
+        if e.get("PHT_RESEARCHER_OBJECTS_URL"):  # it handed every researcher the bucket's credentials
+            raise SettingsError("PHT_RESEARCHER_OBJECTS_URL is no longer read: researchers get expiring links to "
+                                "their own results; set PHT_RESULTS_STORE_URL for the service instead")
         path = e.get("PHT_STORE_PATH")
         return cls(
             store_path=Path(path) if path else None,
@@ -100,6 +108,7 @@ class Settings:
             query_result_limit=int(num("PHT_QUERY_RESULT_LIMIT", 10_000)),
             base_iri=e.get("PHT_BASE_IRI", DEFAULT_BASE_IRI),
             station_timeout_s=num("PHT_STATION_TIMEOUT_S", 3600.0),
-            researcher_objects_url=e.get("PHT_RESEARCHER_OBJECTS_URL") or None,
+            results_store_url=e.get("PHT_RESULTS_STORE_URL") or None,
+            result_link_ttl_s=num("PHT_RESULT_LINK_TTL_S", 300.0),
             demo=e.get("PHT_DEMO", "") == "1",
         )

@@ -26,7 +26,7 @@ from local_platform import LocalPlatform, StationSpec, detect_runtime, read_pool
 from orchestrator import Role
 from station import DEFAULT_PATH, ProcessRuntime, default_unisolated_path
 
-from .train_commands import print_sparql_json, watch_trains
+from .train_commands import fetch_result, print_sparql_json, watch_trains
 
 HOSPITALS = ("aachen", "leipzig", "cologne")
 COUNT = {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"}
@@ -116,7 +116,9 @@ def _run_trains(console: Console, platform: LocalPlatform) -> None:
             why = [e["reason"] for e in alice.events(tid) if e["to_state"] == train["state"] and e["reason"]]
             table.add_row(label, f"[red]{train['state']}[/red]: {why[0] if why else 'no reason recorded'}", "")
             continue
-        folder = platform.fetch(train["executions"][-1]["output_sha256"], out / tid)
+        folder = out / tid
+        shutil.rmtree(folder, ignore_errors=True)
+        fetch_result(alice, tid, folder)  # as a researcher does: through the link the service hands its requester
         for mine, pooled in _compare(label, folder, x, y, names):
             table.add_row(label, mine, pooled)
     console.print(table)
@@ -179,7 +181,8 @@ def _central_accuracy(x: np.ndarray, y: np.ndarray) -> float:
 def _where(console: Console, platform: LocalPlatform, serve: bool) -> None:
     tense = "is" if serve else "was (while the demo ran)"
     console.print(f"\nThe SPARQL endpoint {tense} {platform.url}/sparql, the web pages {platform.url}/ui, "
-                  f"the metrics {platform.url}/metrics, the API documentation {platform.url}/docs."
+                  f"the metrics {platform.url}/metrics (with an operator's token: PHT_DEMO=1 pht token issue "
+                  f"--sub ops --role operator), the API documentation {platform.url}/docs."
                   + ("" if serve else " Run `pht demo --serve` to keep them up, or `pht serve` for a service of "
                                       "your own."))
 

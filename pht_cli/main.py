@@ -112,8 +112,8 @@ def serve(
 ) -> None:
     """Start the central service (REST API under /api, SPARQL at /sparql, OpenAPI at /docs).
 
-    Settings from PHT_* variables (docs/architecture.md), e.g. PHT_RESEARCHER_OBJECTS_URL: the object store
-    researchers fetch results from (pht train results; every researcher reads it: read-only credentials).
+    Settings from PHT_* variables (docs/architecture.md), e.g. PHT_RESULTS_STORE_URL: the object store the
+    stations release results to, read by the service only (a train's requester gets expiring links).
     Example: PHT_JWT_SECRET=$(openssl rand -hex 32) pht serve --store var/store --port 8080
     """
     env = dict(os.environ)

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
 from client import CentralClient, ClientError
-from station import ArchiveError, ObjectStoreError, fetch_unpacked, object_store_from_url
+from station import ArchiveError, extract
 
 from .output import console, fail, print_report, print_table
 from .train_scaffold import PLACEHOLDER_DIGEST
@@ -126,29 +126,38 @@ def watch_trains(client: CentralClient, trains: Mapping[str, str], out: Console,
 @train_app.command("results")
 def results(train_id: Annotated[str, typer.Argument(help="Train id.")], central: CentralUrl, token: Token,
             out: Annotated[Path, typer.Option(help="Folder to unpack the result into (must not exist).")],
-            objects: Annotated[str | None, typer.Option("--objects", envvar="PHT_OBJECTS_URL", help=(
-                "Object store URL (default: the one the central service names for researchers)."))] = None,
+            execution: Annotated[str | None, typer.Option(help=(
+                "An execution of the train whose released output you want (default: the finished train's "
+                "result)."))] = None,
             ) -> None:
-    """Fetch a finished train's result by the digest the graph records, verify it, unpack it safely.
+    """Fetch your finished train's result, verify it against the digest the graph records, unpack it safely.
 
-    The object store is the one the central service names (its operator sets PHT_RESEARCHER_OBJECTS_URL);
-    --objects overrides it. Example: pht train results 6f0c... --out result/ --central URL --token $T
+    The central service hands you (its requester) a link that reads that one result for a few minutes; no
+    object store settings are needed. Example: pht train results 6f0c... --out result/ --central URL --token $T
     """
     if out.exists():
         raise fail(f"{out} exists; give a new folder")
     try:
         with CentralClient(central, token) as client:
-            url = objects or client.researcher_objects_url()
-            if not url:
-                raise fail(f"the central service at {central} names no object store for results; give --objects URL "
-                           "(or PHT_OBJECTS_URL), or ask its operator to set PHT_RESEARCHER_OBJECTS_URL")
-            digest = client.result_digest(train_id)
-        fetch_unpacked(object_store_from_url(url), digest, out, max_bytes=1024**3, max_files=100_000)
-    except (ClientError, ObjectStoreError, ArchiveError) as e:
+            digest = fetch_result(client, train_id, out, execution=execution)
+    except (ClientError, ArchiveError, OSError) as e:
         raise fail(str(e)) from None
     console.print(f"result of {train_id} (sha256 {digest}, verified) in {out}:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         console.print(f"  {path.relative_to(out)} ({path.stat().st_size} bytes)")
+
+
+def fetch_result(client: CentralClient, train_id: str, out: Path, *, execution: str | None = None) -> str:
+    """Download a released output of the train through its result link (verified) and unpack it safely into the
+    new folder ``out``; returns its digest (used by ``pht demo`` too)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    packed = out.with_name(out.name + ".tar.gz")
+    try:
+        digest = client.download_result(train_id, packed, execution=execution)
+        extract(packed, out, max_bytes=1024**3, max_files=100_000)
+    finally:
+        packed.unlink(missing_ok=True)
+    return digest
 
 
 @train_app.command("cancel")

@@ -7,7 +7,7 @@ These names are what the rest of the platform (``local_platform``, ``pht_cli``) 
 """
 
 from .agent import Holding, LeaseLost, LeaseRefused, StationAgent, quiet_request_logs, release
-from .archive import ArchiveError
+from .archive import ArchiveError, extract
 from .images import build_train_image
 from .objects import LocalObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
@@ -36,6 +36,7 @@ __all__ = [
     "StationSettingsError",
     "build_train_image",
     "default_unisolated_path",
+    "extract",
     "fetch_unpacked",
     "folder_digest",
     "load_policy",

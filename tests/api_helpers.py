@@ -57,9 +57,9 @@ def register_world(client: Any, *, count_rounds: int = 1) -> None:
 
 
 @contextmanager
-def service(store: EmbeddedStore | None = None) -> Iterator[TestClient]:
-    """A started service with the world of :func:`register_world`."""
-    app = create_app(SETTINGS, store=store if store is not None else EmbeddedStore())
+def service(store: EmbeddedStore | None = None, settings: Settings = SETTINGS) -> Iterator[TestClient]:
+    """A started service with the world of :func:`register_world` (``settings``: e.g. with a results store)."""
+    app = create_app(settings, store=store if store is not None else EmbeddedStore())
     with TestClient(app) as client:
         register_world(client)
         yield client

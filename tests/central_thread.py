@@ -15,6 +15,7 @@ from api_helpers import SETTINGS
 from graph_store import EmbeddedStore
 from local_platform.platform import serve_in_thread
 from orchestrator.app import create_app
+from orchestrator.settings import Settings
 
 
 @dataclass
@@ -24,9 +25,9 @@ class Central:
 
 
 @contextmanager
-def central_service(store: EmbeddedStore | None = None) -> Iterator[Central]:
+def central_service(store: EmbeddedStore | None = None, settings: Settings = SETTINGS) -> Iterator[Central]:
     store = store if store is not None else EmbeddedStore()
-    served = serve_in_thread(create_app(SETTINGS, store=store), "central")
+    served = serve_in_thread(create_app(settings, store=store), "central")
     try:
         yield Central(served.url, store)
     finally:

@@ -20,7 +20,9 @@ its admin and operators read it), and the protocol endpoints (``/sparql``: queri
 station confined to its own graph, updates for operators; ``/rdf-graphs``: operators write data graphs, a
 station reads and writes its own graph, researchers and station admins read every graph), the MPU push
 (``/api/stations/{id}/metadata``: the station itself only, with a batch signed by its key) and ``/metrics``
-(aggregates for Prometheus, unauthenticated like ``/health``).
+(aggregates for Prometheus, unauthenticated like ``/health``),
+and results (a link to a released output for the train's requester and operators only; the link itself is the
+credential of ``/api/results/{sha256}``, as a presigned URL would be, so every caller holding one reads).
 
 ``test_the_matrix_covers_every_route`` fails when a route is added without a row (or a row outlives its route).
 """
@@ -29,7 +31,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import fastapi.routing
@@ -45,6 +48,7 @@ from graph_store import sign_batch, station_graph
 from orchestrator.app import create_app
 from orchestrator.auth import issue_token
 from orchestrator.principal import Role
+from station.objects import LocalObjectStore
 
 CALLERS = ("anon", "bad", "r-own", "r-oth", "s-own", "s-oth", "a-own", "a-oth", "op")
 UNAUTHENTICATED = frozenset({"anon", "bad"})
@@ -106,6 +110,8 @@ MATRIX: dict[tuple[str, str, str], str] = {
     ("GET",    "/metrics",                            ""):        " Y   Y   Y     Y     Y     Y     Y     Y    Y",
     ("GET",    "/api/schemas/{name}",                 ""):        " Y   Y   Y     Y     Y     Y     Y     Y    Y",
     ("GET",    "/api/settings",                       ""):        " .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("GET",    "/api/trains/{train_id}/result",       ""):        " .   .   Y     .     .     .     .     .    Y",
+    ("GET",    "/api/results/{sha256}",               "link"):    " Y   Y   Y     Y     Y     Y     Y     Y    Y",
 }
 # fmt: on
 """(method, route path, variant) -> one Y/. per caller, in the order of ``CALLERS``."""
@@ -142,8 +148,9 @@ class World:
 
     WALK = (("waiting-for-approval", station), ("approved", admin), ("pulling", station), ("running", station))
 
-    def __init__(self, client: TestClient) -> None:
+    def __init__(self, client: TestClient, results: Path | None = None) -> None:
         self.client = client
+        self.results = results  # the folder the service reads results from
         self.signing_key: Ed25519PrivateKey | None = None
 
     def ok(self, response: httpx.Response, *statuses: int) -> httpx.Response:
@@ -165,6 +172,25 @@ class World:
             if to == state:
                 break
         return eid
+
+    def released(self) -> tuple[str, str]:
+        """(train, execution): a new train's first execution released by aachen, its output in the results folder."""
+        assert self.results is not None
+        packed = self.results.parent / f"{uuid.uuid4().hex}.tar.gz"
+        packed.write_bytes(uuid.uuid4().bytes)
+        sha = LocalObjectStore(self.results).put_file(packed)
+        eid = self.execution("running")
+        for to, output in (("output-under-review", None), ("released", {"sha256": sha, "byte_size": 16})):
+            self.ok(self.client.post(f"/api/executions/{eid}/steps", headers=station(OWN),
+                                     json={"to": to, "output": output}), 200)
+        return eid.split(".")[0], eid
+
+    def result_link(self) -> Call:
+        """A link to a released output, as alice (the requester) got it."""
+        tid, eid = self.released()
+        url = httpx.URL(self.ok(self.client.get(f"/api/trains/{tid}/result", params={"execution": eid},
+                                                headers=ALICE), 200).json()["url"])
+        return Call("GET", url.path, params=dict(url.params))
 
     def signed_batch(self) -> Call:
         """A metadata batch of aachen's (one event about a new train there), signed with a key registered for
@@ -262,6 +288,9 @@ BUILDERS: dict[tuple[str, str, str], Callable[[World, str], Call]] = {
     ("POST", "/api/stations/{station_id}/metadata", "aachen"): lambda w, c: w.signed_batch(),
     ("GET", "/metrics", ""): lambda w, c: Call("GET", "/metrics"),
     ("GET", "/api/schemas/{name}", ""): lambda w, c: Call("GET", "/api/schemas/train-definition"),
+    ("GET", "/api/trains/{train_id}/result", ""): lambda w, c: (lambda te: Call(
+        "GET", f"/api/trains/{te[0]}/result", params={"execution": te[1]}))(w.released()),
+    ("GET", "/api/results/{sha256}", "link"): lambda w, c: w.result_link(),
 }
 
 SUCCESS: dict[tuple[str, str], frozenset[int]] = {
@@ -282,9 +311,10 @@ SUCCESS: dict[tuple[str, str], frozenset[int]] = {
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[World]:
-    with service() as client:
-        yield World(client)
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    results = tmp_path_factory.mktemp("matrix") / "objects"
+    with service(settings=replace(SETTINGS, results_store_url=f"file://{results}")) as client:
+        yield World(client, results)
 
 
 def _cells() -> Iterator[Any]:

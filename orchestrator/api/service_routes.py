@@ -1,5 +1,6 @@
 """What the central service tells every signed-in caller about the deployment, so that clients need no settings
-of their own beyond its URL and a token: today, where researchers fetch released results."""
+of their own beyond its URL and a token. It names no object store and no credential: results are fetched
+through links the service hands a train's requester (``result_routes.py``)."""
 
 from typing import Annotated
 
@@ -12,9 +13,10 @@ from .models import Problem
 
 
 class ServiceSettingsOut(BaseModel):
-    researcher_objects_url: str | None = Field(description=(
-        "The object store researchers fetch released results from by their SHA-256 (file:///folder or an S3 URL "
-        "with read-only credentials, as the operator set PHT_RESEARCHER_OBJECTS_URL); null if not set"))
+    results_served: bool = Field(description=(
+        "Whether this service hands out results (GET /api/trains/{id}/result; its operator set "
+        "PHT_RESULTS_STORE_URL)"))
+    result_link_ttl_s: float = Field(description="How many seconds a result link reads its object")
 
 
 def service_router(s: Services) -> APIRouter:
@@ -23,7 +25,8 @@ def service_router(s: Services) -> APIRouter:
     @router.get("/settings", response_model=ServiceSettingsOut)
     async def service_settings(_: Annotated[Principal, Depends(s.require(
             Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR))]) -> ServiceSettingsOut:
-        """What clients of this deployment need to know: where results are fetched (``pht train results``)."""
-        return ServiceSettingsOut(researcher_objects_url=s.settings.researcher_objects_url)
+        """What clients of this deployment need to know: whether and for how long it hands out result links."""
+        return ServiceSettingsOut(results_served=s.settings.results_store_url is not None,
+                                  result_link_ttl_s=s.settings.result_link_ttl_s)
 
     return router
