@@ -2,6 +2,7 @@
 
 import logging
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -29,7 +30,7 @@ from station import (
     folder_digest,
     make_runtime,
 )
-from station_mpu import MpuSettings, create_mpu_app
+from station_mpu import DEFAULT_POLICY, MpuSettings, create_mpu_app
 
 from .setup import register_station
 
@@ -127,6 +128,9 @@ class LocalPlatform:
     limits: Limits = field(default_factory=lambda: Limits(timeout_s=120))
     with_mpu: bool = True          #: a metadata processing unit per station, pushing to the central graph
     sample_interval_s: float = 1.0  #: how often the MPUs sample running train containers
+    mpu_policy: Path = DEFAULT_POLICY  #: the MPUs' filter policy (what leaves the stations, their metrics too)
+    #: what a scraper sends to the MPUs' /metrics (Authorization: Bearer ...)
+    mpu_metrics_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     url: str = ""
     mpu_urls: dict[str, str] = field(default_factory=dict)
     store: EmbeddedStore | None = None
@@ -163,6 +167,7 @@ class LocalPlatform:
                     station_id=spec.id, data_dir=self.workdir / "mpu" / spec.id, central_url=self.url,
                     private_key_path=self.workdir / "keys" / f"{spec.id}.pem",
                     token=self.token(f"station-{spec.id}", Role.STATION, spec.id),
+                    policy_path=self.mpu_policy, metrics_token=self.mpu_metrics_token,
                     # only containers have stats to sample; the process runtime's trains have none
                     sample_interval_s=self.sample_interval_s if self.runtime in CONTAINER_ENGINES else 0)),
                     f"mpu-{spec.id}")

@@ -83,6 +83,8 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
             "PHT_STATION_POLICY": (home / "policy.ttl").resolve(), "PHT_MPU_URL": f"http://127.0.0.1:{mpu_port + i}",
             # both: the agent sends it with every event, the MPU refuses events without it
             "PHT_MPU_INGEST_TOKEN": secrets.token_urlsafe(32),
+            # the MPU's /metrics answers only with it (give it to the Prometheus that scrapes the station)
+            "PHT_MPU_METRICS_TOKEN": secrets.token_urlsafe(32),
             # the MPU (docs/mpu.md): it signs with the key whose public half was registered above
             "PHT_MPU_STATION": sid, "PHT_MPU_PORT": mpu_port + i, "PHT_MPU_CENTRAL_URL": client.base_url,
             "PHT_MPU_TOKEN": token, "PHT_MPU_PRIVATE_KEY": key.resolve(),

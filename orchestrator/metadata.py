@@ -2,20 +2,28 @@
 
 A batch (``graph_store._signed_batch``) is accepted only if, in this order:
 
-1. the station is registered (404), the batch is signed (400 without a usable signature header) by one of its
-   registered Ed25519 keys over the exact body, its station id and batch id (401 otherwise: forged or altered);
-2. the body is N-Triples without blank nodes (400) -- triples, not quads: everything lands in the station's
+1. the station is registered (404), the batch is signed (400 without usable signature, sequence and creation
+   headers) by one of its registered Ed25519 keys over the exact body, its station id, batch id, sequence and
+   creation time (401 otherwise: forged or altered);
+2. its sequence is greater than that of the last batch accepted from the station, and its id is not that
+   batch's (409 otherwise: a replayed batch, or an older one sent after a newer -- which would roll the
+   station's description back); the answer says whether it is the very batch last accepted
+   (``already_accepted``: its acknowledgement was lost, so the MPU counts it as delivered) and the last
+   accepted sequence;
+3. the body is N-Triples without blank nodes (400) -- triples, not quads: everything lands in the station's
    own graph, no other graph can be named;
 3. every subject is one of the station's events (an IRI under ``{base}stations/{id}/events/``, typed with
    ``pht:Event`` or a subclass, using only event properties, emitted by this station, about a registered
    train this station takes part in and, if it names one, about an execution at this station) or the station's
    description (the station itself, or a dataset it holds: ``dcterms:description``, ``dcat:keyword``)
    -- otherwise 422 naming each refused subject and why;
-4. the write conforms to the shapes (422 with the SHACL report, and the subjects it concerns).
+5. the write conforms to the shapes (422 with the SHACL report, and the subjects it concerns).
 
-Then it is ONE ``GraphStore.apply``: atomic, nothing of a refused batch is written. Event IRIs are stable, so a
-batch sent again (its acknowledgement was lost) writes nothing new. A description replaces the station's
-previous description of the same resource.
+Then it is ONE ``GraphStore.apply``, which also replaces the station's batch receipt (``pht:BatchReceipt`` in
+the central graph: the batch's sequence, id and creation time) guarded by the receipt it read: atomic, nothing
+of a refused batch is written, and of two batches racing one wins. Event IRIs are stable, so the MPU's events
+sent again in a new batch (the acknowledgement of the first was lost) write nothing new. A description
+replaces the station's previous description of the same resource.
 """
 
 from __future__ import annotations
@@ -36,11 +44,15 @@ from graph_store import (
     PHT_NS,
     PROV,
     RDF_TYPE,
+    SEQUENCE_HEADER,
+    XSD,
     ChangeSet,
+    ConflictError,
     GraphStore,
     InvalidInputError,
     ValidationFailed,
     parse_rdf,
+    parse_sequence,
     station_event_prefix,
     station_graph,
     verify_batch,
@@ -49,7 +61,7 @@ from graph_store import (
 from .errors import LifecycleError, NotFound
 from .naming import Iris
 
-__all__ = ["MetadataIntake", "MetadataRefused", "Accepted", "BadSignature"]
+__all__ = ["MetadataIntake", "MetadataRefused", "Accepted", "BadSignature", "BatchReplayed", "Receipt"]
 
 DESCRIPTION_PREDICATES = frozenset({DCTERMS.description, DCAT.keyword})
 
@@ -68,6 +80,30 @@ class BadSignature(LifecycleError):
     """The batch is not signed by a registered key of the station (forged, altered, or an unknown key)."""
 
     status = 401
+
+
+class BatchReplayed(LifecycleError):
+    """A batch whose sequence is not greater than the last accepted one, or whose id that batch had (409).
+
+    ``already_accepted``: it is the very batch last accepted (same id and sequence), so everything in it is
+    written; ``last_sequence``: the sequence of the last accepted batch.
+    """
+
+    status = 409
+
+    def __init__(self, message: str, *, already_accepted: bool, last_sequence: int) -> None:
+        super().__init__(message)
+        self.already_accepted = already_accepted
+        self.last_sequence = last_sequence
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The last batch accepted from a station, as its ``pht:BatchReceipt`` records it (``quads``: to replace)."""
+
+    sequence: int
+    batch: str
+    quads: tuple[Quad, ...]
 
 
 @dataclass(frozen=True)
@@ -100,18 +136,24 @@ class MetadataIntake:
                 frozenset(NamedNode(str(p)) for p in props) | {RDF_TYPE, PROV.wasAssociatedWith})
 
     def accept(self, *, station_id: str, batch_id: str, signature: str | None, key_id: str | None,
-               body: bytes) -> Accepted:
+               body: bytes, sequence: str | None = None, created: str | None = None) -> Accepted:
         """Verify, check and write one batch (see the module docstring); raises a LifecycleError subclass
-        (404, 400, 401, 403, 422), InvalidInputError (400) or ValidationFailed (422), nothing written then."""
+        (404, 400, 401, 403, 409, 422), InvalidInputError (400) or ValidationFailed (422), nothing written then.
+        ``sequence`` and ``created`` are the ``X-PHT-Sequence`` and ``X-PHT-Created`` headers as sent."""
         station, keys = self._station(station_id)
-        if not signature or not batch_id:
-            raise LifecycleError("a metadata batch needs the headers X-PHT-Batch and X-PHT-Signature (Ed25519, "
-                                 "base64); see docs/mpu.md")
+        if not signature or not batch_id or not created:
+            raise LifecycleError("a metadata batch needs the headers X-PHT-Batch, X-PHT-Sequence, X-PHT-Created and "
+                                 "X-PHT-Signature (Ed25519, base64); see docs/mpu.md")
+        try:
+            number = parse_sequence(sequence)
+        except ValueError as e:
+            raise LifecycleError(f"{e}; see docs/mpu.md") from None
         if not keys:
             raise _Forbidden(f"station {station_id!r} has no public key registered, so no batch of it can be "
                              "verified")
         try:
-            signer = verify_batch(keys, station_id, batch_id, body, signature, signed_by=key_id or None)
+            signer = verify_batch(keys, station_id, batch_id, body, signature, sequence=number, created=created,
+                                  signed_by=key_id or None)
         except ValueError as e:
             raise LifecycleError(f"the batch's signature headers are malformed: {e}") from None
         if signer is None:
@@ -119,21 +161,73 @@ class MetadataIntake:
             raise BadSignature(f"the batch's signature does not verify with {which} of the Ed25519 keys registered "
                                f"for station {station_id!r}: forged, altered or signed with an unregistered key; "
                                "nothing was written")
+        receipt_iri = _receipt_iri(station)
+        receipt = self._receipt(receipt_iri)
+        self._check_new(station_id, batch_id, number, receipt)  # before any work: a replay costs one lookup
         graph = station_graph(station_id)
         try:
             quads = parse_rdf(body, BATCH_MEDIA_TYPE, graph)
         except InvalidInputError as e:
             raise LifecycleError(f"the batch is not N-Triples without blank nodes: {e}") from None
         events, described = self._check(quads, station_id, station)
-        delete = [q for s in described for p in DESCRIPTION_PREDICATES for q in self.store.quads(s, p, None, graph)]
-        try:
-            self.store.apply(ChangeSet(delete=delete, insert=quads))
-        except ValidationFailed as e:
-            subjects = {q.subject for q in quads}
-            raise _ShapesRefused(e, {r.focus_node.value: r.message for r in e.report.results
-                                     if r.focus_node in subjects and isinstance(r.focus_node, NamedNode)}) from None
-        return Accepted(batch=batch_id, events=len(events), described=len(described), triples=len(quads),
-                        graph=graph.value)
+        new_receipt = [Quad(receipt_iri, PHT.batchSequence, Literal(str(number), datatype=XSD.integer), CENTRAL_GRAPH),
+                       Quad(receipt_iri, PHT.batchId, Literal(batch_id), CENTRAL_GRAPH),
+                       Quad(receipt_iri, PHT.batchCreated, Literal(created, datatype=XSD.dateTime), CENTRAL_GRAPH)]
+        for attempt in range(3):  # another batch of the station may be accepted meanwhile: check against it
+            if attempt:
+                receipt = self._receipt(receipt_iri)
+                self._check_new(station_id, batch_id, number, receipt)
+            delete = [q for s in described for p in DESCRIPTION_PREDICATES for q in self.store.quads(s, p, None, graph)]
+            if receipt is None:
+                first = [Quad(receipt_iri, RDF_TYPE, PHT.BatchReceipt, CENTRAL_GRAPH),
+                         Quad(receipt_iri, PHT.receiptOf, station, CENTRAL_GRAPH)]
+                change = ChangeSet(delete=delete, insert=[*quads, *first, *new_receipt])
+            else:
+                old = list(receipt.quads)
+                change = ChangeSet(delete=[*delete, *old], insert=[*quads, *new_receipt], guard=old)
+            try:
+                self.store.apply(change)
+            except ConflictError:
+                continue
+            except ValidationFailed as e:
+                if any(r.focus_node == receipt_iri for r in e.report.results):
+                    continue  # two first batches raced: the shape allows one sequence
+                subjects = {q.subject for q in quads}
+                raise _ShapesRefused(e, {r.focus_node.value: r.message for r in e.report.results
+                                         if r.focus_node in subjects and isinstance(r.focus_node, NamedNode)}) from None
+            return Accepted(batch=batch_id, events=len(events), described=len(described), triples=len(quads),
+                            graph=graph.value)
+        raise ConflictError(f"other batches of station {station_id!r} kept being accepted meanwhile; nothing of "
+                            f"batch {batch_id!r} was written, send it again")
+
+    def _receipt(self, iri: NamedNode) -> Receipt | None:
+        """The station's batch receipt, or None before its first batch."""
+        quads = [q for p in (PHT.batchSequence, PHT.batchId, PHT.batchCreated)
+                 for q in self.store.quads(iri, p, None, CENTRAL_GRAPH)]
+        sequence = next((q.object for q in quads if q.predicate == PHT.batchSequence), None)
+        batch = next((q.object for q in quads if q.predicate == PHT.batchId), None)
+        if not isinstance(sequence, Literal) or not isinstance(batch, Literal):
+            return None
+        return Receipt(int(sequence.value), batch.value, tuple(quads))
+
+    @staticmethod
+    def _check_new(station_id: str, batch_id: str, sequence: int, receipt: Receipt | None) -> None:
+        """BatchReplayed unless the batch is newer than the last accepted one and has another id."""
+        if receipt is None:
+            return
+        if batch_id == receipt.batch and sequence == receipt.sequence:
+            raise BatchReplayed(f"batch {batch_id!r} (sequence {sequence}) of station {station_id!r} was already "
+                                "accepted; nothing was written again", already_accepted=True,
+                                last_sequence=receipt.sequence)
+        if sequence <= receipt.sequence:
+            raise BatchReplayed(f"the batch's {SEQUENCE_HEADER} {sequence} is not greater than that of the last "
+                                f"batch accepted from station {station_id!r} ({receipt.sequence}): a replayed or "
+                                "older batch is refused, nothing was written", already_accepted=False,
+                                last_sequence=receipt.sequence)
+        if batch_id == receipt.batch:
+            raise BatchReplayed(f"batch id {batch_id!r} was already accepted from station {station_id!r}; a new "
+                                "batch needs a new id, nothing was written", already_accepted=False,
+                                last_sequence=receipt.sequence)
 
     def _station(self, station_id: str) -> tuple[NamedNode, list[str]]:
         rows = list(self.store.run_query("station_keys", stationId=Literal(station_id)))
@@ -251,6 +345,10 @@ class _ShapesRefused(MetadataRefused):
     def __init__(self, failed: ValidationFailed, refused: dict[str, str]) -> None:
         super().__init__("the batch violates the shapes; nothing was written", refused)
         self.report = failed.report
+
+
+def _receipt_iri(station: NamedNode) -> NamedNode:
+    return NamedNode(station.value + "/batch-receipt")
 
 
 def _value(term: object) -> str:

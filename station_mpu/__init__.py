@@ -18,17 +18,20 @@ from ._events import (
     description_triples,
     event_kinds,
     event_triples,
+    log_digest,
 )
 from ._mpu import IngestResult, InvalidEvents, Mpu, apply_policy, validated
 from ._naming import Naming
 from ._outbox import Outbox, OutboxError, OutboxFull
 from ._policy import Filtered, Policy, PolicyError, Rule, TripleDecision, coarsen, load_policy, read_policy
-from ._push import Pusher, PushResult, load_private_key
+from ._push import BatchSequence, Pusher, PushResult, load_private_key
 from ._sampler import EXECUTION_LABEL, DockerSampler, UsageReading
+from ._secret import SecretError, StationSecret
 from ._settings import DEFAULT_POLICY, MpuSettings, MpuSettingsError
 from .app import create_mpu_app
 
 __all__ = [
+    "BatchSequence",
     "DEFAULT_POLICY",
     "DatasetDescription",
     "DockerSampler",
@@ -51,7 +54,9 @@ __all__ = [
     "PushResult",
     "Pusher",
     "Rule",
+    "SecretError",
     "StationDescription",
+    "StationSecret",
     "TripleDecision",
     "UsageReading",
     "apply_policy",
@@ -62,6 +67,7 @@ __all__ = [
     "event_triples",
     "load_policy",
     "load_private_key",
+    "log_digest",
     "read_policy",
     "validated",
 ]

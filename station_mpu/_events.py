@@ -9,8 +9,8 @@ The JSON schema is documented for the station agent's author in ``docs/mpu.md``.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +35,7 @@ from pyoxigraph import NamedNode, Quad
 from graph_store import DCAT, DCTERMS, PHT, PHT_NS, PROV, RDF_TYPE, UNIT, XSD, load_schema
 
 from ._naming import Naming
+from ._secret import StationSecret, process_secret
 
 __all__ = [
     "DatasetDescription",
@@ -44,6 +45,7 @@ __all__ = [
     "StationDescription",
     "event_kinds",
     "event_triples",
+    "log_digest",
     "description_triples",
     "state_tokens",
     "xsd_datetime",
@@ -71,7 +73,8 @@ class _Base(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Identifier | None = Field(default=None, description="Your unique id of the event (letters, digits, '.', "
-                                  "'_', '-'); posting the same id again is a no-op. Default: a hash of the content.")
+                                  "'_', '-'); posting the same id again is a no-op. Default: a random id (posting "
+                                  "the same content again is a no-op too).")
     time: AwareDatetime = Field(description="When it happened, RFC 3339 with a time zone, e.g. 2026-11-27T10:00:00Z")
     train: Identifier = Field(description="The train's id as the central service knows it")
     execution: Identifier | None = Field(default=None, description="The execution's id (train id, '.', visit), "
@@ -116,7 +119,8 @@ class Error(_Base):
 class Log(_Base):
     kind: Literal["log"]
     log_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
-        description="SHA-256 of the complete log (64 lower-case hex digits); the log stays at the station")
+        description="SHA-256 of the complete log (64 lower-case hex digits); the log stays at the station, and this "
+                    "digest too: what leaves is its HMAC under the station's secret (pht:logDigest)")
     message: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
         default=None, description="A short excerpt (at most 1024 characters)")
 
@@ -196,7 +200,9 @@ class EventTriples:
     source: str
     """The event as canonical JSON (kept at the station for ``pht mpu policy preview``)."""
     key: str = ""
-    """Its key in the outbox: the event's IRI (a description unit: the resource IRI and when it was described)."""
+    """Its key in the outbox, which never leaves the station: the event's IRI if it has an ``id``, else a keyed
+    digest of its content (so that posting it again is a no-op); a description unit: the resource IRI and
+    when it was described."""
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -213,12 +219,24 @@ def _decimal(v: Decimal) -> RdfLiteral:
     return RdfLiteral(text if "." in text else text + ".0", datatype=XSD.decimal)
 
 
-def event_triples(event: AnyEvent, naming: Naming) -> EventTriples:
-    """The triples of one event, with a stable IRI: its ``id``, or a hash of its content."""
+LOCAL_KEY_PREFIX = "urn:pht:mpu:content:"
+"""Outbox keys of events without an ``id`` start with this (they never leave the station)."""
+
+
+def event_triples(event: AnyEvent, naming: Naming, secret: StationSecret | None = None) -> EventTriples:
+    """The triples of one event. Its IRI is its ``id`` or, without one, random: never derived from content the
+    policy may deny (a digest of it would let anyone confirm a guess of a denied field). Its outbox key, which
+    stays at the station, is then the content's HMAC under ``secret`` (default: this process's random key).
+    The log digest that may leave is the HMAC of the log's SHA-256 under ``secret`` too."""
+    secret = secret or process_secret()
     source = event.model_dump_json(exclude_none=True)
-    local = event.id or hashlib.sha256(json.dumps(json.loads(source), sort_keys=True).encode()).hexdigest()[:32]
+    if event.id is not None:
+        e, key = naming.event(event.id), ""
+    else:
+        canonical = json.dumps(json.loads(source), sort_keys=True)
+        e, key = naming.event(secrets.token_hex(16)), LOCAL_KEY_PREFIX + secret.digest("event-key", canonical)[:32]
     kind: str = event.kind
-    e, g = naming.event(local), naming.graph
+    g = naming.graph
     cls = _CLASSES[kind]
     quads = [Quad(e, RDF_TYPE, cls, g), Quad(e, PHT.eventTime, xsd_datetime(event.time), g),
              Quad(e, PHT.aboutTrain, naming.train(event.train), g), Quad(e, PHT.emittedBy, naming.station, g)]
@@ -241,7 +259,7 @@ def event_triples(event: AnyEvent, naming: Naming) -> EventTriples:
     elif isinstance(event, Error):
         quads.append(Quad(e, PHT.errorMessage, RdfLiteral(event.message), g))
     elif isinstance(event, Log):
-        quads.append(Quad(e, PHT.logDigest, RdfLiteral(event.log_sha256), g))
+        quads.append(Quad(e, PHT.logDigest, RdfLiteral(log_digest(event.log_sha256, secret)), g))
         if event.message is not None:
             quads.append(Quad(e, PHT.logMessage, RdfLiteral(event.message), g))
     elif isinstance(event, FinishedRunning):
@@ -250,7 +268,13 @@ def event_triples(event: AnyEvent, naming: Naming) -> EventTriples:
         quads += [Quad(e, PHT.value, _decimal(event.value), g), Quad(e, PHT.unit, _UNITS[kind], g)]
         if event.direction is not None:
             quads.append(Quad(e, PHT.direction, PHT.Inbound if event.direction == "in" else PHT.Outbound, g))
-    return EventTriples(e, cls, tuple(quads), kind, source)
+    return EventTriples(e, cls, tuple(quads), kind, source, key)
+
+
+def log_digest(log_sha256: str, secret: StationSecret) -> str:
+    """What leaves as ``pht:logDigest``: the HMAC of the log's SHA-256 (hex) under the station's secret. The
+    admin finds the log it names by computing this for the logs kept at the station."""
+    return secret.digest("log", log_sha256)
 
 
 def description_triples(description: StationDescription, naming: Naming, *, at: datetime) -> list[EventTriples]:

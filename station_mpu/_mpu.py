@@ -8,6 +8,11 @@ back into ``ingest`` as usage samples). The policy is swapped atomically (one re
 
 Nothing here raises into the station for what the network, the central service or the disk does: a full
 disk is :class:`OutboxFull` for the one call that could not be stored, and the MPU keeps running.
+
+The station metrics (``/metrics``) obey the policy too: a series about the station's trains is fed only by
+what the policy lets leave (an execution's usage gauges only if its samples' value and execution leave, the
+value as it leaves; executions by state only from state changes whose target state leaves; run durations only
+from times and outcomes that leave), and an event kind of which nothing leaves is counted as ``withheld``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 import httpx
 from pyoxigraph import Quad
 
-from graph_store import ChangeSet, ValidationReport, validate_unstored
+from graph_store import PHT, ChangeSet, ValidationReport, validate_unstored
 
 from ._events import (
     Event,
@@ -38,13 +43,15 @@ from ._events import (
     Usage,
     description_triples,
     event_triples,
+    state_tokens,
 )
 from ._metrics import MpuMetrics
 from ._naming import Naming
 from ._outbox import Outbox, OutboxError, OutboxFull, OutboxItem, Received
 from ._policy import Filtered, Policy, PolicyError, read_policy
-from ._push import Pusher, PushResult, TokenFile, load_private_key
+from ._push import BatchSequence, Pusher, PushResult, TokenFile, load_private_key
 from ._sampler import DockerSampler, UsageReading
+from ._secret import StationSecret
 from ._settings import MpuSettings
 
 __all__ = ["Mpu", "IngestResult", "InvalidEvents", "validated", "apply_policy"]
@@ -88,6 +95,7 @@ class Mpu:
                  policy: Policy | None = None) -> None:
         self.settings = settings
         self.naming = Naming(settings.base_iri, settings.station_id, settings.station_iri or "")
+        self.secret = StationSecret.load_or_create(settings.secret_path)  # first: a refusal leaves nothing open
         self.outbox = Outbox(settings.data_dir, max_bytes=settings.outbox_max_bytes,
                              keep_received=settings.keep_received)
         self.metrics = MpuMetrics(outbox_depth=self.outbox.depth, outbox_oldest_s=self.outbox.oldest_age_s)
@@ -105,7 +113,8 @@ class Mpu:
                 else (lambda: settings.token or "")
             self.pusher = Pusher(central_url=settings.central_url, station_id=settings.station_id,
                                  private_key=load_private_key(settings.private_key_path), token=token, client=http,
-                                 timeout_s=settings.push_timeout_s)
+                                 timeout_s=settings.push_timeout_s,
+                                 sequence=BatchSequence(self.outbox.reserve_sequences))
         self._docker = docker_client
         self._sampler: DockerSampler | None = None
         self._wake = threading.Event()
@@ -116,7 +125,7 @@ class Mpu:
         self._executions: dict[str, str] = {}
         self._running_since: dict[str, datetime] = {}
         self._state_lock = threading.Lock()
-        self._gauged: set[str] = set()
+        self._series: set[tuple[str, tuple[str, ...]]] = set()
 
     # -- the policy ---------------------------------------------------------------------------------------
 
@@ -173,28 +182,36 @@ class Mpu:
         Raises pydantic.ValidationError (malformed JSON), InvalidEvents (the shapes refuse an event),
         OutboxFull / OutboxError (the disk); nothing was stored then.
         """
+        return self._ingest(events)[0]
+
+    def _ingest(self, events: Sequence[Event] | Sequence[dict[str, Any]],
+                ) -> tuple[IngestResult, list[tuple[Event, Filtered]]]:
+        """``ingest``, and what the policy did with each event."""
         models = EventAdapter.validate_python(events) if events and isinstance(events[0], dict) \
             else [_model(e) for e in events]
-        units = _unique(event_triples(e, self.naming) for e in models)
-        result = self._process(units, [Received(u.key, "event", u.source) for u in units])
-        self._observe(models)
-        return result
+        pairs = [(m, event_triples(m, self.naming, self.secret)) for m in models]
+        units = _unique(u for _, u in pairs)
+        result, filtered = self._process(units, [Received(u.key, "event", u.source) for u in units])
+        by_key = {f.event.key: f for f in filtered}
+        decided = [(m, by_key[u.key]) for m, u in pairs if u.key in by_key]
+        self._observe(decided)
+        return result, decided
 
     def describe(self, description: StationDescription) -> IngestResult:
         """Queue the station's description (it replaces the one published before)."""
         units = description_triples(description, self.naming, at=datetime.now(timezone.utc))
         key = f"{self.naming.station_iri}#description-{datetime.now(timezone.utc).timestamp():.6f}"
-        return self._process(units, [Received(key, "description", description.model_dump_json())])
+        return self._process(units, [Received(key, "description", description.model_dump_json())])[0]
 
     def preview(self, units: Sequence[EventTriples], policy: Policy | None = None) -> list[Filtered]:
         """What the policy (the active one by default) does with each unit; nothing is stored or sent."""
-        return apply_policy(validated(units), policy or self._policy)
+        return apply_policy(validated(units), policy or self._policy, self.secret)
 
-    def _process(self, units: list[EventTriples], received: list[Received]) -> IngestResult:
+    def _process(self, units: list[EventTriples], received: list[Received]) -> tuple[IngestResult, list[Filtered]]:
         self._maybe_reload()
         policy = self._policy
         canonical = self._canonical(units)
-        filtered = self._filter(canonical, policy)
+        filtered = apply_policy(canonical, policy, self.secret)
         items = [OutboxItem(f.event.key, _ntriples(f.leaving), len(f.leaving)) for f in filtered if f.leaving]
         try:
             added = self.outbox.add(items, received)
@@ -210,7 +227,7 @@ class Mpu:
         dropped = [(f.event.key, f.dropped_whole or "nothing of it may leave") for f in filtered if not f.leaving]
         leaving = sum(len(f.leaving) for f in filtered)
         total = sum(len(f.event.quads) for f in filtered)
-        for kind, n in Counter(f.event.kind for f in filtered).items():
+        for kind, n in Counter(f.event.kind if f.leaving else "withheld" for f in filtered).items():
             self.metrics.events_received.labels(kind).inc(n)
         for reason, n in Counter("invalid_after_filter" if why.startswith(_INVALID_AFTER_FILTER) else "policy"
                                  for _, why in dropped).items():
@@ -218,7 +235,7 @@ class Mpu:
         self.metrics.triples.labels("leaving").inc(leaving)
         self.metrics.triples.labels("dropped").inc(total - leaving)
         return IngestResult(events=len(units), queued=added, duplicates=len(items) - added, dropped=dropped,
-                            triples_leaving=leaving, triples_dropped=total - leaving)
+                            triples_leaving=leaving, triples_dropped=total - leaving), filtered
 
     def _canonical(self, units: Sequence[EventTriples]) -> list[EventTriples]:
         try:
@@ -227,15 +244,15 @@ class Mpu:
             self.metrics.events_invalid.inc(len({k for k, _ in e.problems}))
             raise
 
-    @staticmethod
-    def _filter(units: Sequence[EventTriples], policy: Policy) -> list[Filtered]:
-        return apply_policy(units, policy)
-
-    def _observe(self, events: Iterable[Event]) -> None:
-        """Station metrics from the events: executions by state, run durations."""
+    def _observe(self, events: Iterable[tuple[Event, Filtered]]) -> None:
+        """Station metrics from the events, as far as the policy lets them leave: executions by state (the
+        target state leaves unchanged), run durations (from the times as they leave, if the outcome leaves)."""
         with self._state_lock:
-            for e in events:
+            for e, f in events:
+                leaves = {q.predicate: q.object for q in f.leaving}
                 if isinstance(e, StateChange) and e.execution is not None:
+                    if leaves.get(PHT.toState) != state_tokens()[e.to_state]:
+                        continue  # the policy keeps the state at the station: so do the metrics
                     old = self._executions.get(e.execution)
                     if old == e.to_state:
                         continue
@@ -244,51 +261,79 @@ class Mpu:
                     self._executions[e.execution] = e.to_state
                     self.metrics.executions.labels(e.to_state).inc()
                 elif e.kind == "started-running" and e.execution is not None:
-                    self._running_since[e.execution] = e.time
+                    at = _time(leaves.get(PHT.eventTime))
+                    if at is not None:
+                        self._running_since[e.execution] = at
                 elif isinstance(e, FinishedRunning) and e.execution is not None:
                     started = self._running_since.pop(e.execution, None)
-                    if started is not None:
-                        self.metrics.run_duration.labels("success" if e.success else "failure").observe(
-                            max(0.0, (e.time - started).total_seconds()))
+                    at = _time(leaves.get(PHT.eventTime))
+                    success = getattr(leaves.get(PHT.success), "value", None)
+                    if started is not None and at is not None and success in ("true", "false"):
+                        self.metrics.run_duration.labels("success" if success == "true" else "failure").observe(
+                            max(0.0, (at - started).total_seconds()))
 
     # -- usage samples --------------------------------------------------------------------------------------
 
     def record_usage(self, readings: Sequence[UsageReading]) -> IngestResult | None:
-        """Station gauges from container readings, and usage-sample events through the policy."""
-        running = {r.execution for r in readings}
-        for gone in self._gauged - running:  # the container ended: its series end too (bounded labels)
-            for metric, labels in ((self.metrics.cpu, (gone,)), (self.metrics.memory, (gone,)),
-                                   (self.metrics.network, (gone, "in")), (self.metrics.network, (gone, "out"))):
-                try:
-                    metric.remove(*labels)
-                except KeyError:
-                    pass  # that series was never set
-        self._gauged = running
-        self.metrics.running.set(len(running))
+        """Usage-sample events through the policy, and the station's per-execution gauges from what of them
+        leaves: a series exists only while its container runs and only if the policy lets the sample's value
+        and execution (and, for the network, its direction) leave; its value is the value as it leaves."""
+        self.metrics.running.set(len({r.execution for r in readings}))
         events: list[Usage] = []
         for r in readings:
-            self.metrics.memory.labels(r.execution).set(r.memory_bytes)
             common = {"time": r.time, "train": r.train, "execution": r.execution}
             # model_validate: the same validation as Usage(...), from a dict (the readings are floats, not Decimals)
             events.append(Usage.model_validate({"kind": "memory-usage", "value": r.memory_bytes, **common}))
             self.metrics.samples.labels("memory").inc()
             if r.cpu_percent is not None:
-                self.metrics.cpu.labels(r.execution).set(r.cpu_percent)
                 events.append(Usage.model_validate({"kind": "cpu-usage", "value": round(r.cpu_percent, 3), **common}))
                 self.metrics.samples.labels("cpu").inc()
             for direction, rate in (("in", r.rx_bytes_per_s), ("out", r.tx_bytes_per_s)):
                 if rate is not None:
-                    self.metrics.network.labels(r.execution, direction).set(rate)
                     events.append(Usage.model_validate({"kind": "network-usage", "value": round(rate, 3),
                                                         "direction": direction, **common}))
                     self.metrics.samples.labels("network").inc()
-        if not events:
-            return None
-        try:
-            return self.ingest(events)
-        except (OutboxError, InvalidEvents) as e:
-            log.error("usage samples not stored: %s", e)
-            return None
+        result: IngestResult | None = None
+        decided: list[tuple[Event, Filtered]] = []
+        if events:
+            try:
+                result, decided = self._ingest(events)
+            except (OutboxError, InvalidEvents) as e:
+                log.error("usage samples not stored: %s", e)
+        self._gauge_usage(decided)
+        return result
+
+    def _gauge_usage(self, decided: Sequence[tuple[Event, Filtered]]) -> None:
+        """Set the per-execution gauges from what leaves of the usage samples; end every other series (a
+        container that ended, or a policy that no longer lets its samples leave)."""
+        gauges = {"memory-usage": self.metrics.memory, "cpu-usage": self.metrics.cpu,
+                  "network-usage": self.metrics.network}
+        wanted: dict[tuple[str, tuple[str, ...]], float] = {}
+        for e, f in decided:
+            if not isinstance(e, Usage) or e.execution is None:
+                continue
+            leaves = {q.predicate: q.object for q in f.leaving}
+            value = leaves.get(PHT.value)
+            if value is None or leaves.get(PHT.aboutExecution) != self.naming.execution(e.execution):
+                continue
+            labels: tuple[str, ...] = (e.execution,)
+            if e.kind == "network-usage":
+                direction = {PHT.Inbound: "in", PHT.Outbound: "out"}.get(leaves.get(PHT.direction))  # type: ignore[arg-type]
+                if direction is None or direction != e.direction:
+                    continue
+                labels = (e.execution, str(direction))
+            try:
+                wanted[(e.kind, labels)] = float(getattr(value, "value", ""))
+            except ValueError:
+                continue
+        for kind, labels in self._series - set(wanted):
+            try:
+                gauges[kind].remove(*labels)
+            except KeyError:
+                pass  # that series was never set
+        for (kind, labels), number in wanted.items():
+            gauges[kind].labels(*labels).set(number)
+        self._series = set(wanted)
 
     def sample_once(self) -> IngestResult | None:
         """Read the train containers' usage once (Docker) and record it."""
@@ -335,7 +380,7 @@ class Mpu:
 
     def _set_aside(self, batch: list[Any], result: PushResult) -> bool:
         """Events the central side refused for good go aside with its reason; the rest is retried."""
-        notes = {p.seq: result.refused[_subject(p.key)] for p in batch if _subject(p.key) in result.refused}
+        notes = {p.seq: result.refused[_subject(p.body)] for p in batch if _subject(p.body) in result.refused}
         if not notes and len(batch) == 1:
             notes = {batch[0].seq: f"HTTP {result.status}: {result.detail}"}
         if not notes:
@@ -444,10 +489,11 @@ def validated(units: Sequence[EventTriples]) -> list[EventTriples]:
             for u in units]
 
 
-def apply_policy(units: Sequence[EventTriples], policy: Policy) -> list[Filtered]:
-    """Apply the policy to validated units. An event the filtering leaves invalid (a required property denied,
-    a value blurred into something the shapes refuse) is dropped whole: fail closed, never half an event."""
-    filtered = [policy.filter(u) for u in units]
+def apply_policy(units: Sequence[EventTriples], policy: Policy, secret: StationSecret | None = None) -> list[Filtered]:
+    """Apply the policy to validated units (``secret``: the station's key for ``pht:HashValue``). An event the
+    filtering leaves invalid (a required property denied, a value blurred into something the shapes refuse) is
+    dropped whole: fail closed, never half an event."""
+    filtered = [policy.filter(u, secret) for u in units]
     changed = [i for i, f in enumerate(filtered) if f.changed and f.leaving]
     if changed:
         change = ChangeSet(insert=[q for i in changed for q in filtered[i].leaving])
@@ -485,8 +531,17 @@ def _unique(units: Iterable[EventTriples]) -> list[EventTriples]:
     return out
 
 
-def _subject(key: str) -> str:
-    return key.split("#described-", 1)[0]
+def _subject(body: bytes) -> str:
+    """The subject IRI of a queued unit's N-Triples (all its triples share it)."""
+    return body[1:body.index(b">")].decode()
+
+
+def _time(term: object) -> datetime | None:
+    """An xsd:dateTime literal's instant, or None."""
+    try:
+        return datetime.fromisoformat(getattr(term, "value", "").replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _failure_reason(result: PushResult) -> str:

@@ -3,8 +3,9 @@
 The central service mints train and execution IRIs as ``{base}trains/{id}`` and ``{base}executions/{id}``; the
 MPU must use the very same IRIs in ``pht:aboutTrain`` / ``pht:aboutExecution``, so both mint them with
 ``graph_store.ResourceIris`` (``tests/test_mpu_events.py`` checks they agree with the orchestrator's). Event
-IRIs are stable -- the station, then the event's own id or a hash of its content -- so that pushing an event
-twice writes the same triples once.
+IRIs are the station's, then the event's own id or a random one (never a hash of its content, which would let
+anyone confirm a guess of a field the policy denies); the outbox keeps them, so pushing an event twice writes
+the same triples once.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ IRI, so delivery is at-least-once and the central write idempotent:
 * an event the central service refuses for good (unknown train, shapes) is set aside with the reason.
 
 The raw events (before filtering) of the last ``keep_received`` posts stay at the station too, for
-``pht mpu policy preview``. A full disk, or the optional ``max_bytes`` quota, raises :class:`OutboxFull`:
-nothing of the call is stored, and the caller keeps running.
+``pht mpu policy preview``. The batch sequence numbers the pusher signs are reserved here
+(:meth:`Outbox.reserve_sequences`), so that they keep growing across restarts. A full disk, or the optional
+``max_bytes`` quota, raises :class:`OutboxFull`: nothing of the call is stored, and the caller keeps running.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ CREATE TABLE IF NOT EXISTS received (
     kind  TEXT NOT NULL,
     data  TEXT NOT NULL,
     at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 );
 """
 _PENDING, _DELIVERED, _REFUSED = 0, 1, 2
@@ -190,6 +195,24 @@ class Outbox:
             except (sqlite3.Error, OSError) as e:
                 _rollback(db)
                 raise _error(e, "cannot update the outbox") from None
+
+    def reserve_sequences(self, count: int, above: int = 0) -> int:
+        """Reserve the next ``count`` batch sequence numbers, all greater than ``above`` and than every number
+        reserved before (also by an earlier process); returns the first. Committed (synchronous) before it
+        returns, so a number is never handed out twice, whatever crashes."""
+        with self._out_lock:
+            db = self._out
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                row = db.execute("SELECT value FROM counters WHERE name = 'batch_sequence'").fetchone()
+                first = max(int(row[0]) if row else 0, above) + 1
+                db.execute("INSERT INTO counters(name, value) VALUES ('batch_sequence', ?) ON CONFLICT(name) DO "
+                           "UPDATE SET value = excluded.value", (first + count - 1,))
+                db.execute("COMMIT")
+                return first
+            except (sqlite3.Error, OSError) as e:
+                _rollback(db)
+                raise _error(e, "cannot reserve batch sequence numbers in the outbox") from None
 
     # -- reading ----------------------------------------------------------------------------------------
 

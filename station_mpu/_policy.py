@@ -23,7 +23,6 @@ Station descriptions (``POST /description``) go through the same filter, their r
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from graph_store import (
 )
 
 from ._events import EventTriples
+from ._secret import StationSecret, process_secret
 
 __all__ = ["Policy", "PolicyError", "Rule", "TripleDecision", "Filtered", "load_policy", "read_policy",
            "event_classes", "class_closure", "coarsen"]
@@ -178,8 +178,8 @@ class Policy:
                 return rule, not rule.denies
         return None, self.default_effect == PHT.Allow
 
-    def filter(self, event: EventTriples) -> Filtered:
-        """Apply the policy to every triple of ``event``."""
+    def filter(self, event: EventTriples, secret: StationSecret | None = None) -> Filtered:
+        """Apply the policy to every triple of ``event`` (``secret`` keys ``pht:HashValue``, see :func:`coarsen`)."""
         classes = class_closure().get(event.cls, frozenset((event.cls,)))
         decisions: list[TripleDecision] = []
         whole: str | None = None
@@ -194,7 +194,7 @@ class Policy:
             if rule is None or rule.coarsen is None:
                 decisions.append(TripleDecision(quad, quad, rule, f"allowed by {name}"))
                 continue
-            blurred = coarsen(rule.coarsen, quad.object)
+            blurred = coarsen(rule.coarsen, quad.object, secret)
             if blurred is None:
                 decisions.append(TripleDecision(quad, None, rule, f"{name} asks for {_short(rule.coarsen)}, which "
                                                 f"cannot apply to this value: dropped"))
@@ -211,8 +211,11 @@ class Policy:
 # -- coarsenings -----------------------------------------------------------------------------------------
 
 
-def coarsen(how: NamedNode, value: object) -> Literal | None:
+def coarsen(how: NamedNode, value: object, secret: StationSecret | None = None) -> Literal | None:
     """``value`` blurred by the coarsening ``how``, or None if it does not apply to such a value.
+
+    ``pht:HashValue`` is the HMAC-SHA-256 of the lexical form (or IRI) under the station's ``secret`` (default:
+    this process's random key), never a plain hash: that would let anyone confirm a guess of the value.
 
     >>> dt = XSD.dateTime
     >>> coarsen(PHT.RoundToHour, Literal("2026-11-27T10:42:13.5+01:00", datatype=dt)).value
@@ -220,11 +223,12 @@ def coarsen(how: NamedNode, value: object) -> Literal | None:
     >>> coarsen(PHT.BucketMemory, Literal("314572800.0", datatype=XSD.decimal)).value
     '268435456.0'
     """
-    if not isinstance(value, Literal):
-        return Literal(hashlib.sha256(getattr(value, "value", "").encode()).hexdigest()) \
-            if how == PHT.HashValue and isinstance(value, NamedNode) else None
     if how == PHT.HashValue:
-        return Literal(hashlib.sha256(value.value.encode()).hexdigest())
+        if not isinstance(value, Literal | NamedNode):
+            return None
+        return Literal((secret or process_secret()).digest("hash-value", value.value))
+    if not isinstance(value, Literal):
+        return None
     datatype = value.datatype.value if value.datatype is not None else ""
     if how in (PHT.RoundToMinute, PHT.RoundToHour, PHT.RoundToDay):
         if datatype != _DATETIME:

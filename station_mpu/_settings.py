@@ -46,10 +46,19 @@ class MpuSettings:
     keep_received: int = 10_000
     ingest_token: str | None = None
     """If set, ``POST`` calls to the MPU need ``Authorization: Bearer <ingest_token>``."""
+    metrics_token: str | None = None
+    """``GET /metrics`` needs ``Authorization: Bearer <metrics_token>``; unset, ``/metrics`` answers 401 to all."""
+    secret_file: Path | None = None
+    """The station's HMAC key for digests that leave (default: ``station-secret.key`` in ``data_dir``)."""
     max_events_per_post: int = 5_000
     push_timeout_s: float = 30.0
     max_backoff_s: float = 30.0
     policy_check_interval_s: float = 1.0
+
+    @property
+    def secret_path(self) -> Path:
+        """Where the station's HMAC key is kept (made on the MPU's first start)."""
+        return self.secret_file if self.secret_file is not None else Path(self.data_dir) / "station-secret.key"
 
     def __post_init__(self) -> None:
         try:
@@ -74,6 +83,8 @@ class MpuSettings:
             raise MpuSettingsError("batch and post limits must be positive")
         if self.outbox_max_bytes is not None and self.outbox_max_bytes < 64 * 1024:
             raise MpuSettingsError("PHT_MPU_OUTBOX_MAX_BYTES must be at least 65536")
+        if self.metrics_token is not None and len(self.metrics_token) < 16:
+            raise MpuSettingsError("PHT_MPU_METRICS_TOKEN must have at least 16 characters (it guards /metrics)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> MpuSettings:
@@ -104,6 +115,8 @@ class MpuSettings:
             batch_max_events=int(num("PHT_MPU_BATCH_MAX_EVENTS", 500)),
             outbox_max_bytes=int(num("PHT_MPU_OUTBOX_MAX_BYTES", 0)) if quota else None,
             ingest_token=e.get("PHT_MPU_INGEST_TOKEN") or None,
+            metrics_token=e.get("PHT_MPU_METRICS_TOKEN") or None,
+            secret_file=path("PHT_MPU_SECRET_FILE"),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]  # each value was read above as its field's type

@@ -7,12 +7,15 @@
 ``POST /description``   the station's and its datasets' description (202; replaces the previous one)
 ``POST /policy/reload`` load the policy file now (200), or 422 with why (the previous policy stays active)
 ``GET /status``         active policy, outbox counts, events the central service refused and why
-``GET /metrics``        Prometheus metrics of the station and the MPU
+``GET /metrics``        Prometheus metrics of the station and the MPU, as far as the filter policy lets them leave;
+                        needs ``Authorization: Bearer <metrics token>`` (``PHT_MPU_METRICS_TOKEN``; unset: 401)
 ``GET /health``         liveness
 ======================  ============================================================================================
 
 The MPU listens on loopback for its own station; ``MpuSettings.ingest_token`` makes the ``POST`` calls need
-``Authorization: Bearer <token>`` where the loopback is shared.
+``Authorization: Bearer <token>`` where the loopback is shared. ``/metrics`` has a token of its own
+(``MpuSettings.metrics_token``): whoever scrapes the station's metrics (often a Prometheus outside the station)
+must not be able to post events, and the agent need not be able to read metrics.
 """
 
 from __future__ import annotations
@@ -84,6 +87,17 @@ def create_mpu_app(mpu: Mpu | MpuSettings, *, background: bool = True) -> FastAP
             raise HTTPException(401, "this MPU needs Authorization: Bearer <its ingest token>",
                                 headers={"WWW-Authenticate": "Bearer"})
 
+    metrics_token = the_mpu.settings.metrics_token
+
+    def scraper(authorization: Annotated[str | None, Header()] = None) -> None:
+        if metrics_token is None:
+            raise HTTPException(401, "this MPU's metrics are off: set PHT_MPU_METRICS_TOKEN and send it as "
+                                     "Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), metrics_token.encode()):
+            raise HTTPException(401, "this MPU's metrics need Authorization: Bearer <its metrics token>",
+                                headers={"WWW-Authenticate": "Bearer"})
+
     refusals: dict[int | str, dict[str, Any]] = {
         401: {"description": "missing or wrong ingest token"},
         413: {"description": "too many events in one post"},
@@ -119,7 +133,7 @@ def create_mpu_app(mpu: Mpu | MpuSettings, *, background: bool = True) -> FastAP
         """The active policy (and a refused new one), the outbox, and what the central service refused."""
         return await run_in_threadpool(the_mpu.status)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(scraper)])
     def metrics() -> Response:
         return Response(generate_latest(the_mpu.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -22,6 +22,9 @@ BASE = "https://pht.example.org/id/"
 PHT = "https://w3id.org/pht-kg/vocab#"
 DIGEST = "sha256:" + "cd" * 32
 STATIONS = ("aachen", "leipzig")
+METRICS_TOKEN = "metrics-token-of-the-tests"
+METRICS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+"""What a scraper sends to an MPU's ``/metrics`` (``MpuSettings.metrics_token``; without it: 401)."""
 
 
 @dataclass
@@ -77,7 +80,7 @@ def mpu_settings(directory: Path, keys: StationKeys, *, sid: str = "aachen", cen
                  **extra: Any) -> MpuSettings:
     return MpuSettings(station_id=sid, data_dir=directory / f"mpu-{sid}", central_url=central,
                        private_key_path=keys.path(sid) if central else None, token=token_of(sid) if central else None,
-                       sample_interval_s=0, **extra)
+                       sample_interval_s=0, **{"metrics_token": METRICS_TOKEN, **extra})
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """The MPU's usage sampling against the real Docker engine: a train container labelled ``pht.execution`` that
 holds 50 MB and burns CPU is found, measured (memory in bytes, CPU in percent, network in bytes per second),
-shown in the station's metrics while it runs, forgotten when it ends, and published only as the policy says."""
+shown in the station's metrics while it runs, forgotten when it ends, and published (to the central graph and in
+the metrics) only as the policy says."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import docker.errors
 import pytest
 from fastapi.testclient import TestClient
+from mpu_helpers import METRICS, METRICS_TOKEN
 from pyoxigraph import RdfFormat, parse
 
 from station_mpu import EXECUTION_LABEL, Mpu, MpuSettings, load_policy
@@ -49,9 +51,9 @@ def train_container(docker_client: Any) -> Iterator[Any]:
 
 
 def test_running_train_containers_are_sampled(docker_client: Any, train_container: Any, tmp_path: Path) -> None:
-    mpu = Mpu(MpuSettings(station_id="aachen", data_dir=tmp_path, sample_interval_s=0), docker_client=docker_client,
-              policy=load_policy(ALLOW_ALL))
-    with TestClient(create_mpu_app(mpu, background=False)) as agent:
+    mpu = Mpu(MpuSettings(station_id="aachen", data_dir=tmp_path, sample_interval_s=0, metrics_token=METRICS_TOKEN),
+              docker_client=docker_client, policy=load_policy(ALLOW_ALL))
+    with TestClient(create_mpu_app(mpu, background=False), headers=METRICS) as agent:
         # other tests may run labelled containers at the same time: look only at this one's execution
         assert mpu.sample_once() is not None
         assert [k for k, n in _published(mpu).items() if n] == ["MemoryUsageSample"]  # rates need two readings
@@ -81,14 +83,17 @@ def test_running_train_containers_are_sampled(docker_client: Any, train_containe
 
 def test_the_sampler_runs_on_its_interval_and_the_default_policy_keeps_samples_home(
         docker_client: Any, train_container: Any, tmp_path: Path) -> None:
-    mpu = Mpu(MpuSettings(station_id="aachen", data_dir=tmp_path, sample_interval_s=0.3), docker_client=docker_client)
-    with TestClient(create_mpu_app(mpu)) as agent:  # the app starts the sampler thread
+    mpu = Mpu(MpuSettings(station_id="aachen", data_dir=tmp_path, sample_interval_s=0.3, metrics_token=METRICS_TOKEN),
+              docker_client=docker_client)
+    with TestClient(create_mpu_app(mpu), headers=METRICS) as agent:  # the app starts the sampler thread
         deadline = time.monotonic() + 20
         while 'pht_station_usage_samples_total{kind="cpu"}' not in agent.get("/metrics").text:
             assert time.monotonic() < deadline, "the sampler did not sample"
             time.sleep(0.1)
         assert mpu.outbox.depth() == 0  # measured at the station, not published: the default denies samples
-        assert 'pht_mpu_events_dropped_total{reason="policy"}' in agent.get("/metrics").text
+        metrics = agent.get("/metrics").text
+        assert 'pht_mpu_events_dropped_total{reason="policy"}' in metrics
+        assert EXECUTION not in metrics  # nor in the metrics: no per-execution series the policy denies
     mpu.close()
 
 

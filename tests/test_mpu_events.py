@@ -1,5 +1,5 @@
 """Station events as the MPU takes them: the JSON schema and its refusals, the triples (vocabulary, units,
-stable IRIs that are the central service's), the MPU's HTTP interface and its docstrings. The rule that the MPU,
+the central service's IRIs; an event's own IRI its id, or random), the MPU's HTTP interface and its docstrings. The rule that the MPU,
 the station software and the orchestrator never import each other is in test_dependencies.py."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from mpu_helpers import METRICS, METRICS_TOKEN
 from pydantic import ValidationError
 
 import station_mpu
@@ -69,7 +70,7 @@ def test_state_changes_name_who_and_in_which_role() -> None:
     assert by_admin["actingRole"] == [PHT_NS + "StationAdmin"]
 
 
-def test_iris_are_the_central_services_and_stable() -> None:
+def test_iris_are_the_central_services_and_an_events_own_is_its_id_or_random() -> None:
     iris = Iris("https://pht.example.org/id/")
     assert NAMING.train("3f2c").value == iris.train("3f2c").value
     assert NAMING.execution("3f2c.r1-s0").value == iris.execution("3f2c.r1-s0").value
@@ -79,7 +80,10 @@ def test_iris_are_the_central_services_and_stable() -> None:
     (a,) = EventAdapter.validate_python([{**COMMON, "kind": "started-running"}])
     (b,) = EventAdapter.validate_python([{**COMMON, "kind": "started-running"}])
     (c,) = EventAdapter.validate_python([{**COMMON, "kind": "started-running", "time": "2026-11-27T10:00:01Z"}])
-    assert event_triples(a, NAMING).iri == event_triples(b, NAMING).iri != event_triples(c, NAMING).iri
+    # without an id: a random IRI (never a hash of content a policy may deny), one outbox key per content
+    ta, tb, tc = (event_triples(e, NAMING) for e in (a, b, c))
+    assert len({ta.iri, tb.iri, tc.iri}) == 3 and ta.key == tb.key != tc.key
+    assert ta.iri.value.startswith("https://pht.example.org/id/stations/aachen/events/")
     (d,) = EventAdapter.validate_python([{**COMMON, "kind": "started-running", "id": "agent-42"}])
     assert event_triples(d, NAMING).iri.value == "https://pht.example.org/id/stations/aachen/events/agent-42"
 
@@ -118,8 +122,9 @@ def test_the_same_id_for_two_different_events_is_refused_by_the_shapes() -> None
 
 @pytest.fixture()
 def agent(tmp_path: Path) -> Any:
-    m = Mpu(MpuSettings(station_id="aachen", data_dir=tmp_path, sample_interval_s=0, max_events_per_post=3))
-    with TestClient(create_mpu_app(m, background=False)) as client:
+    m = Mpu(MpuSettings(station_id="aachen", data_dir=tmp_path, sample_interval_s=0, max_events_per_post=3,
+                        metrics_token=METRICS_TOKEN))
+    with TestClient(create_mpu_app(m, background=False), headers=METRICS) as client:  # the scraper's token
         yield client
     m.close()
 
@@ -150,13 +155,16 @@ def test_post_events_refusals_are_one_sentence_and_store_nothing(agent: TestClie
 
 
 def test_an_ingest_token_guards_the_posts(tmp_path: Path) -> None:
-    m = Mpu(MpuSettings(station_id="aachen", data_dir=tmp_path, sample_interval_s=0, ingest_token="s3cret-token"))
+    m = Mpu(MpuSettings(station_id="aachen", data_dir=tmp_path, sample_interval_s=0, ingest_token="s3cret-token",
+                        metrics_token=METRICS_TOKEN))
     with TestClient(create_mpu_app(m, background=False)) as client:
         body = [{**COMMON, "kind": "started-running"}]
         assert client.post("/events", json=body).status_code == 401
         assert client.post("/events", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.post("/events", json=body, headers={"Authorization": "Bearer s3cret-token"}).status_code == 202
-        assert client.get("/metrics").status_code == 200 and client.get("/health").json() == {"status": "ok"}
+        assert client.get("/metrics", headers=METRICS).status_code == 200
+        assert client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"}).status_code == 401
+        assert client.get("/health").json() == {"status": "ok"}
     m.close()
 
 

@@ -4,6 +4,7 @@ without restart, the CLI, and a property-based proof that no triple the policy d
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import re
 import tempfile
@@ -18,7 +19,7 @@ import hypothesis.strategies as st
 import pytest
 import rdflib
 from hypothesis import HealthCheck, given, settings
-from mpu_helpers import StationKeys
+from mpu_helpers import METRICS, METRICS_TOKEN, StationKeys
 from pyoxigraph import Literal, NamedNode, RdfFormat, parse
 from typer.testing import CliRunner
 
@@ -31,10 +32,12 @@ from station_mpu import (
     MpuSettings,
     Naming,
     PolicyError,
+    StationSecret,
     apply_policy,
     coarsen,
     event_triples,
     load_policy,
+    log_digest,
     read_policy,
     validated,
 )
@@ -46,6 +49,8 @@ RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 NAMING = Naming("https://pht.example.org/id/", "aachen")
 PREFIXES = "@prefix pht: <https://w3id.org/pht-kg/vocab#> .\n@prefix rdf: <http://www.w3.org/1999/02/22-rdf-syntax-ns#> .\n"
 T = "2026-11-27T10:42:13.250+01:00"
+SECRET = StationSecret(b"k" * 32)
+"""The station's secret the tests filter with (HashValue and log digests are keyed with it)."""
 
 
 def policy_text(default: str, *rules: str) -> bytes:
@@ -56,13 +61,14 @@ def policy_text(default: str, *rules: str) -> bytes:
 
 def units(*raw: dict[str, Any]) -> list[Any]:
     common = {"time": T, "train": "t1", "execution": "t1.r1-s0"}
-    return validated([event_triples(m, NAMING) for m in EventAdapter.validate_python([{**common, **r} for r in raw])])
+    return validated([event_triples(m, NAMING, SECRET)
+                      for m in EventAdapter.validate_python([{**common, **r} for r in raw])])
 
 
 def leaving(policy: Any, *raw: dict[str, Any]) -> list[set[tuple[str, str]]]:
     """Per event: the (predicate local name, object lexical value) pairs that leave."""
     return [{(q.predicate.value.rsplit("#", 1)[-1], q.object.value) for q in f.leaving}
-            for f in apply_policy(units(*raw), policy)]
+            for f in apply_policy(units(*raw), policy, SECRET)]
 
 
 # -- semantics --------------------------------------------------------------------------------------------
@@ -116,7 +122,11 @@ def test_coarsenings() -> None:
     assert coarsen(NamedNode(PHT + "BucketMemory"), Literal("314572800.0", datatype=dec)).value == "268435456.0"
     assert coarsen(NamedNode(PHT + "BucketMemory"), Literal("0.5", datatype=dec)).value == "0.0"
     assert coarsen(NamedNode(PHT + "BucketPercent"), Literal("87", datatype=integer)).value == "80"
-    assert coarsen(NamedNode(PHT + "HashValue"), Literal("secret")).value == hashlib.sha256(b"secret").hexdigest()
+    # keyed with the station's secret: a plain SHA-256 would let anyone confirm a guessed value
+    hashed = coarsen(NamedNode(PHT + "HashValue"), Literal("secret"), SECRET).value
+    assert hashed == hmac.new(b"k" * 32, b"hash-value\nsecret", hashlib.sha256).hexdigest()
+    assert hashed != hashlib.sha256(b"secret").hexdigest()
+    assert coarsen(NamedNode(PHT + "HashValue"), Literal("secret"), StationSecret(b"j" * 32)).value != hashed
     # not applicable: None (the filter drops the triple)
     assert coarsen(NamedNode(PHT + "RoundToHour"), Literal("5", datatype=integer)) is None
     assert coarsen(NamedNode(PHT + "BucketMemory"), Literal("much")) is None
@@ -151,9 +161,10 @@ def test_the_safe_default_shares_only_what_the_orchestration_needs() -> None:
         {"kind": "memory-usage", "value": 1000}, {"kind": "network-usage", "value": 1, "direction": "in"})
     assert ("toState", PHT + "WaitingForApproval") in state and ("fromState", PHT + "Queued") in state
     assert ("reason", "No anonymity") in rejection
-    assert ("errorMessage", hashlib.sha256(b"patient 17 has no age").hexdigest()) in error
+    assert ("errorMessage", SECRET.digest("hash-value", "patient 17 has no age")) in error  # keyed, not SHA-256
     assert not any("patient" in v for _, v in error)
-    assert ("logDigest", "a" * 64) in log and "logMessage" not in {p for p, _ in log}
+    assert ("logDigest", log_digest("a" * 64, SECRET)) in log and "logMessage" not in {p for p, _ in log}
+    assert ("logDigest", "a" * 64) not in log  # the log's own SHA-256 stays at the station
     assert cpu == memory == network == set()
 
 
@@ -302,7 +313,7 @@ def test_no_triple_the_policy_denies_ever_leaves_the_station(default: str, specs
     mpu.close()
     sent = {(t.subject.value, t.predicate.value, t.object) for body in wire.sent
             for t in parse(body, format=RdfFormat.N_TRIPLES)}
-    for unit in validated([event_triples(m, NAMING) for m in models]):
+    for unit in validated([event_triples(m, NAMING, mpu.secret) for m in models]):
         cls = unit.cls.value.removeprefix(PHT)
         decisions = [(q, oracle(default, specs, cls, q.predicate.value, q.object.value)) for q in unit.quads]
         out = {(p, o) for s, p, o in sent if s == unit.iri.value}
@@ -314,7 +325,8 @@ def test_no_triple_the_policy_denies_ever_leaves_the_station(default: str, specs
         expected = set()
         for q, d in decisions:
             if d["allowed"]:
-                value = q.object if d["coarsen"] is None else coarsen(NamedNode(PHT + d["coarsen"]), q.object)
+                value = q.object if d["coarsen"] is None else coarsen(NamedNode(PHT + d["coarsen"]), q.object,
+                                                                      mpu.secret)
                 if value is not None:
                     expected.add((q.predicate.value, value))
         assert out <= expected, f"{unit.iri}: {out - expected} left but the policy does not allow it"
@@ -329,7 +341,7 @@ def test_a_changed_policy_file_is_used_without_restart_and_an_invalid_one_keeps_
     path = tmp_path / "policy.ttl"
     path.write_bytes(policy_text("Allow"))
     mpu = Mpu(MpuSettings(station_id="aachen", data_dir=tmp_path / "mpu", policy_path=path, sample_interval_s=0,
-                          policy_check_interval_s=0.01))
+                          policy_check_interval_s=0.01, metrics_token=METRICS_TOKEN))
     client_app = create_mpu_app(mpu, background=False)
     from fastapi.testclient import TestClient
 
@@ -347,7 +359,7 @@ def test_a_changed_policy_file_is_used_without_restart_and_an_invalid_one_keeps_
         assert mpu.policy is good  # the invalid file was refused, the previous policy is still active
         status = client.get("/status").json()
         assert "violates the policy shapes" in status["policy"]["error"]
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=METRICS).text
         assert "pht_mpu_policy_last_load_ok 0.0" in metrics
         assert 'pht_mpu_policy_reloads_total{outcome="invalid"} 1.0' in metrics
         refused = client.post("/policy/reload")
@@ -355,7 +367,7 @@ def test_a_changed_policy_file_is_used_without_restart_and_an_invalid_one_keeps_
         path.write_bytes(policy_text("Allow"))
         assert client.post("/policy/reload").status_code == 200
         assert mpu.policy is not good and mpu.policy_error is None
-        assert "pht_mpu_policy_last_load_ok 1.0" in client.get("/metrics").text
+        assert "pht_mpu_policy_last_load_ok 1.0" in client.get("/metrics", headers=METRICS).text
     mpu.close()
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from api_helpers import ALICE, OPS, admin, station
 from fastapi.testclient import TestClient
 from mpu_helpers import (
     BASE,
+    METRICS,
     PHT,
     CountingClient,
     StationKeys,
@@ -34,7 +36,7 @@ from mpu_helpers import (
 )
 from pyoxigraph import NamedNode, RdfFormat, parse
 
-from graph_store import EmbeddedStore, sign_batch, station_graph
+from graph_store import EmbeddedStore, batch_headers, sign_batch, station_graph
 from orchestrator.settings import DEMO_SECRET
 from station_mpu import Mpu, MpuSettings, MpuSettingsError, StationDescription
 from station_mpu.app import create_mpu_app
@@ -42,6 +44,8 @@ from station_mpu.app import create_mpu_app
 REPO = Path(__file__).resolve().parent.parent
 RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 NT = "application/n-triples"
+CREATED = "2026-12-03T10:00:00Z"
+_SEQUENCE = count(1)  # every push a new batch: a greater sequence number than the one before
 
 
 @pytest.fixture()
@@ -74,11 +78,13 @@ def event_body(event: str, train: str, *, execution: str | None = None, emitter:
 
 
 def push(client: TestClient, keys: StationKeys, body: bytes, *, sid: str = "aachen", signer: str | None = None,
-         path_station: str | None = None, batch: str = "b1", headers: dict[str, str] | None = None) -> httpx.Response:
-    signature = sign_batch(keys.keys[signer or sid], sid, batch, body)
+         path_station: str | None = None, batch: str | None = None, headers: dict[str, str] | None = None,
+         ) -> httpx.Response:
+    """A batch signed as the MPU signs it, with the next sequence number (and a batch id made of it)."""
+    sequence = next(_SEQUENCE)
+    signed = batch_headers(keys.keys[signer or sid], sid, batch or f"b{sequence}", body, sequence=sequence)
     return client.post(f"/api/stations/{path_station or sid}/metadata", content=body, headers={
-        "Authorization": f"Bearer {token_of(sid)}", "Content-Type": NT, "X-PHT-Batch": batch,
-        "X-PHT-Signature": signature, **(headers or {})})
+        "Authorization": f"Bearer {token_of(sid)}", **signed, **(headers or {})})
 
 
 # -- the central side --------------------------------------------------------------------------------------
@@ -107,15 +113,15 @@ def test_forged_or_altered_batches_are_refused_and_nothing_is_written(world: Any
     if forgery == "other key":
         r = push(client, keys, body, signer="leipzig")
     elif forgery == "altered body":
-        signature = sign_batch(keys.keys["aachen"], "aachen", "b1", body)
+        signature = sign_batch(keys.keys["aachen"], "aachen", "b1", body, sequence=1, created=CREATED)
         r = client.post("/api/stations/aachen/metadata", content=body.replace(b"10:00:00", b"11:00:00"), headers={
             "Authorization": f"Bearer {token_of('aachen')}", "Content-Type": NT, "X-PHT-Batch": "b1",
-            "X-PHT-Signature": signature})
+            "X-PHT-Sequence": "1", "X-PHT-Created": CREATED, "X-PHT-Signature": signature})
     elif forgery == "other station's batch":  # aachen's signed batch replayed by leipzig as its own
-        signature = sign_batch(keys.keys["aachen"], "aachen", "b1", body)
+        signature = sign_batch(keys.keys["aachen"], "aachen", "b1", body, sequence=1, created=CREATED)
         r = client.post("/api/stations/leipzig/metadata", content=body, headers={
             "Authorization": f"Bearer {token_of('leipzig')}", "Content-Type": NT, "X-PHT-Batch": "b1",
-            "X-PHT-Signature": signature})
+            "X-PHT-Sequence": "1", "X-PHT-Created": CREATED, "X-PHT-Signature": signature})
     else:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -131,6 +137,10 @@ def test_forged_or_altered_batches_are_refused_and_nothing_is_written(world: Any
     ({"X-PHT-Signature": "not base64!"}, 400, "not base64"),
     ({"X-PHT-Signature": "AAAA"}, 400, "64 bytes"),
     ({"X-PHT-Batch": "no spaces allowed"}, 400, "batch id"),
+    ({"X-PHT-Sequence": ""}, 400, "X-PHT-Sequence"),
+    ({"X-PHT-Sequence": "-1"}, 400, "X-PHT-Sequence"),
+    ({"X-PHT-Sequence": "0"}, 400, "sequence"),
+    ({"X-PHT-Created": "yesterday"}, 400, "creation time"),
     ({"Content-Type": "text/turtle"}, 415, "application/n-triples"),
 ])
 def test_malformed_pushes_get_one_sentence(world: Any, keys: StationKeys, headers: dict[str, str], status: int,
@@ -214,7 +224,7 @@ def test_pushing_the_same_batch_again_writes_nothing_new(world: Any, keys: Stati
     body = event_body(f"{BASE}stations/aachen/events/again", ids["train"])
     assert push(client, keys, body).status_code == 200
     before = len(store.quads(g=station_graph("aachen")))
-    assert push(client, keys, body, batch="b2").status_code == 200
+    assert push(client, keys, body).status_code == 200  # a new batch (sequence, id) with the same events
     assert len(store.quads(g=station_graph("aachen"))) == before == 4
 
 
@@ -282,14 +292,14 @@ def test_while_the_central_service_is_down_the_outbox_grows_and_a_metric_shows_i
         wire.down = True
         assert agent.post("/events", json=events(ids["train"], ids["aachen"], 12)).status_code == 202
         assert m.push_once() == (0, True)
-        metrics = agent.get("/metrics").text
+        metrics = agent.get("/metrics", headers=METRICS).text
         assert "pht_mpu_outbox_depth 12.0" in metrics
         assert 'pht_mpu_push_failures_total{reason="unreachable"} 1.0' in metrics
         assert agent.get("/status").json()["outbox"]["pending"] == 12
         wire.down = False
         assert m.flush()
-        assert "pht_mpu_outbox_depth 0.0" in agent.get("/metrics").text
-        assert "pht_mpu_pushed_events_total 12.0" in agent.get("/metrics").text
+        assert "pht_mpu_outbox_depth 0.0" in agent.get("/metrics", headers=METRICS).text
+        assert "pht_mpu_pushed_events_total 12.0" in agent.get("/metrics", headers=METRICS).text
     assert len(event_subjects(store)) == 12
     m.close()
 
@@ -407,9 +417,9 @@ def test_central_service_stopped_events_produced_restarted_every_event_exactly_o
         second = events(ids["train"], ids["aachen"], 60, start=40)
         for chunk in (second[:30], second[30:]):
             assert agent.post("/events", json=chunk).status_code == 202
-        assert wait_for(lambda: 'pht_mpu_push_failures_total{reason="unreachable"}' in agent.get("/metrics").text)
+        assert wait_for(lambda: 'pht_mpu_push_failures_total{reason="unreachable"}' in agent.get("/metrics", headers=METRICS).text)
         assert m.outbox.depth() == 60
-        assert "pht_mpu_outbox_depth 60.0" in agent.get("/metrics").text
+        assert "pht_mpu_outbox_depth 60.0" in agent.get("/metrics", headers=METRICS).text
         with service_process(store_dir, port, log):
             assert wait_for(lambda: m.outbox.depth() == 0), "the queued events were not delivered after the restart"
     m.close()
@@ -434,7 +444,7 @@ def test_a_full_outbox_refuses_the_post_with_507_and_the_mpu_keeps_running(keys:
         assert statuses[0] == 202 and 507 in statuses, statuses
         full = answers[statuses.index(507)].json()["detail"]
         assert "full" in full and "nothing of this post was stored" in full
-        assert 'pht_mpu_outbox_write_failures_total{reason="disk_full"}' in agent.get("/metrics").text
+        assert 'pht_mpu_outbox_write_failures_total{reason="disk_full"}' in agent.get("/metrics", headers=METRICS).text
         assert agent.get("/health").status_code == 200
         queued = m.outbox.depth()
         assert queued == 30 * statuses.index(507)  # every accepted post is there in full, no refused one

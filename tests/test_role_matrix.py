@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from graph_store import sign_batch, station_graph
+from graph_store import batch_headers, station_graph
 from orchestrator.app import create_app
 from orchestrator.auth import issue_token
 from orchestrator.principal import Role
@@ -152,6 +152,7 @@ class World:
         self.client = client
         self.results = results  # the folder the service reads results from
         self.signing_key: Ed25519PrivateKey | None = None
+        self.sequence = 0  #: of the last metadata batch signed
 
     def ok(self, response: httpx.Response, *statuses: int) -> httpx.Response:
         assert response.status_code in statuses, f"set-up call failed: {response.status_code} {response.text}"
@@ -207,9 +208,9 @@ class World:
                 f'<{event}> <https://w3id.org/pht-kg/vocab#eventTime> "2026-11-27T10:00:00Z"^^<http://www.w3.org/2001/XMLSchema#dateTime> .\n'
                 f'<{event}> <https://w3id.org/pht-kg/vocab#aboutTrain> <https://pht.example.org/id/trains/{self.train()}> .\n'
                 f'<{event}> <https://w3id.org/pht-kg/vocab#emittedBy> <https://pht.example.org/id/stations/{OWN}> .\n').encode()
-        return Call("POST", f"/api/stations/{OWN}/metadata", content=body, headers={
-            "Content-Type": "application/n-triples", "X-PHT-Batch": "matrix",
-            "X-PHT-Signature": sign_batch(self.signing_key, OWN, "matrix", body)})
+        self.sequence += 1  # every call a new batch: a replayed one is refused (409)
+        return Call("POST", f"/api/stations/{OWN}/metadata", content=body, headers=batch_headers(
+            self.signing_key, OWN, f"matrix-{self.sequence}", body, sequence=self.sequence))
 
     def lease(self) -> str:
         """aachen's lease, taken (or renewed) by one agent for every call about it; returns that holder."""

@@ -69,6 +69,7 @@ def test_the_settings_pht_setup_writes_start_a_real_mpu_and_agent_whose_events_n
         env = sourced(home / "station.env")
         assert env["PHT_MPU_URL"] == f"http://127.0.0.1:{mpu_port}" and env["PHT_MPU_PORT"] == str(mpu_port)
         assert len(env["PHT_MPU_INGEST_TOKEN"]) >= 32 and env["PHT_MPU_TOKEN"] == env["PHT_STATION_TOKEN"]
+        assert len(env["PHT_MPU_METRICS_TOKEN"]) >= 32 and env["PHT_MPU_METRICS_TOKEN"] != env["PHT_MPU_INGEST_TOKEN"]
         assert Path(env["PHT_MPU_POLICY"]).is_file() and Path(env["PHT_MPU_PRIVATE_KEY"]).is_file()
 
         logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("mpu", "agent")}
@@ -102,6 +103,10 @@ def test_the_settings_pht_setup_writes_start_a_real_mpu_and_agent_whose_events_n
             assert not events_about(refused_train), "a refused event was never stored"
             status = httpx.get(env["PHT_MPU_URL"] + "/status", timeout=10).json()
             assert status["outbox"]["delivered"] >= 1 and status["outbox"]["refused"] == 0, status
+            # the MPU's metrics only for whoever holds its metrics token
+            assert httpx.get(env["PHT_MPU_URL"] + "/metrics", timeout=10).status_code == 401
+            assert httpx.get(env["PHT_MPU_URL"] + "/metrics", timeout=10, headers={
+                "Authorization": f"Bearer {env['PHT_MPU_METRICS_TOKEN']}"}).status_code == 200
         finally:
             alice.close()
             if agent is not None:

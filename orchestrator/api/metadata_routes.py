@@ -11,10 +11,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from graph_store import BATCH_HEADER, BATCH_MEDIA_TYPE, KEY_ID_HEADER, SIGNATURE_HEADER, ValidationFailed
+from graph_store import (
+    BATCH_HEADER,
+    BATCH_MEDIA_TYPE,
+    CREATED_HEADER,
+    KEY_ID_HEADER,
+    SEQUENCE_HEADER,
+    SIGNATURE_HEADER,
+    ValidationFailed,
+)
 
 from ..errors import Forbidden, LifecycleError
-from ..metadata import MetadataIntake, MetadataRefused
+from ..metadata import BatchReplayed, MetadataIntake, MetadataRefused
 from ..principal import Principal, Role
 from ..sparql_protocol import HttpError, read_body
 from .deps import Services
@@ -35,17 +43,27 @@ class Refusal(BaseModel):
     report: dict[str, Any] | None = None
 
 
+class Replayed(BaseModel):
+    detail: str
+    already_accepted: bool
+    """True if this is the very batch last accepted (everything in it is written): count it as delivered."""
+    last_sequence: int
+    """The sequence of the last batch accepted from the station: sign the next one with a greater one."""
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "missing signature headers, or not N-Triples"},
     401: {"model": Problem, "description": "no valid token, or the batch's signature does not verify"},
     403: {"model": Problem, "description": "not this station's token, or the station has no key"},
     404: {"model": Problem, "description": "no such station"},
+    409: {"model": Replayed, "description": "a replayed or older batch: its sequence is not greater than the last "
+                                            "accepted one's, or its id is that batch's"},
     413: {"model": Problem}, 415: {"model": Problem},
     422: {"model": Refusal, "description": "triples that are not this station's to write, or the shapes refuse"},
     503: {"model": Problem}}
 
 BODY = {"parameters": [{"name": h, "in": "header", "required": False, "schema": {"type": "string"}}
-                       for h in (BATCH_HEADER, SIGNATURE_HEADER, KEY_ID_HEADER)]}
+                       for h in (BATCH_HEADER, SEQUENCE_HEADER, CREATED_HEADER, SIGNATURE_HEADER, KEY_ID_HEADER)]}
 """The signature headers, documented. The body (N-Triples) is read raw, like the Graph Store Protocol's, and
 described in the operation's text rather than as a requestBody (OpenAPI tools cannot generate N-Triples)."""
 
@@ -60,8 +78,9 @@ def metadata_router(s: Services) -> APIRouter:
         """Write a signed batch of the station's metadata to its own graph, validated and atomic.
 
         Body: the batch as ``application/n-triples`` (the station's events and description); headers
-        ``X-PHT-Batch`` (batch id), ``X-PHT-Signature`` (base64 Ed25519 signature) and ``X-PHT-Key-Id``;
-        see docs/mpu.md for what is signed.
+        ``X-PHT-Batch`` (batch id), ``X-PHT-Sequence`` (greater than the last accepted batch's),
+        ``X-PHT-Created`` (when it was signed), ``X-PHT-Signature`` (base64 Ed25519 signature) and
+        ``X-PHT-Key-Id``; see docs/mpu.md for what is signed.
         """
         metrics = getattr(request.app.state, "metrics", None)
         station_id_label = principal.station or "?"  # the token's station: labels stay bounded
@@ -75,7 +94,7 @@ def metadata_router(s: Services) -> APIRouter:
             done = await run_in_threadpool(
                 intake.accept, station_id=station_id, batch_id=request.headers.get(BATCH_HEADER, ""),
                 signature=request.headers.get(SIGNATURE_HEADER), key_id=request.headers.get(KEY_ID_HEADER),
-                body=body)
+                body=body, sequence=request.headers.get(SEQUENCE_HEADER), created=request.headers.get(CREATED_HEADER))
         except HttpError as e:
             return _refusal(metrics, station_id_label, e.status, {"detail": e.detail})
         except MetadataRefused as e:
@@ -83,6 +102,9 @@ def metadata_router(s: Services) -> APIRouter:
             return _refusal(metrics, station_id_label, 422, {
                 "detail": str(e), "refused": [{"subject": k, "reason": v} for k, v in sorted(e.refused.items())],
                 **({"report": report.to_dict()} if report is not None else {})})
+        except BatchReplayed as e:
+            return _refusal(metrics, station_id_label, 409, {"detail": str(e), "already_accepted": e.already_accepted,
+                                                             "last_sequence": e.last_sequence})
         except ValidationFailed as e:  # pragma: no cover - MetadataIntake turns it into MetadataRefused
             return _refusal(metrics, station_id_label, 422, {"detail": str(e), "report": e.report.to_dict()})
         except LifecycleError as e:
