@@ -244,3 +244,24 @@ def test_the_client_keeps_no_result_whose_bytes_differ_from_the_recorded_digest(
             with pytest.raises(ClientError, match="different content"):
                 alice.download_result(tid, tmp_path / "forged.tar.gz")
     assert not (tmp_path / "forged.tar.gz").exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_the_client_sends_its_token_to_the_central_service_only_never_with_a_link(tmp_path: Path) -> None:
+    """A link may point at another host (a store, a proxy): the researcher's bearer token must not travel there."""
+    body = b"a result"
+    seen: dict[str, httpx.Headers] = {}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen[request.url.host] = request.headers
+        if request.url.host == "central.example":
+            return httpx.Response(200, json={"train": "t", "execution": "t.r1-s0", "expires": "2030-01-01T00:00:00Z",
+                                             "sha256": hashlib.sha256(body).hexdigest(),
+                                             "url": "https://store.example/results/x?signature=s"})
+        return httpx.Response(200, content=body)
+
+    with CentralClient("https://central.example", "the-researchers-token",
+                       transport=httpx.MockTransport(answer)) as client:
+        assert client.download_result("t", tmp_path / "r.tar.gz") == hashlib.sha256(body).hexdigest()
+    assert seen["central.example"]["Authorization"] == "Bearer the-researchers-token"
+    assert "Authorization" not in seen["store.example"]
+    assert "the-researchers-token" not in str(seen["store.example"].raw)
