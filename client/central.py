@@ -274,16 +274,20 @@ class CentralClient:
                                   f"{_first_problem(e)})") from None
         return work
 
-    def step(self, execution_id: str, to: str, *, reason: str = "", used: Sequence[str] = ()) -> str:
-        """Fire one lifecycle step of an execution; ``ClientError`` with status 409 if it is not allowed now."""
+    def step(self, execution_id: str, to: str, *, reason: str = "", used: Sequence[str] = (),
+             output: OutputIn | None = None) -> str:
+        """Fire one lifecycle step of an execution; ``ClientError`` with status 409 if it is not allowed now.
+        ``output``: only with ``to="released"``, the released output, recorded together with the release."""
         with _not_sent(f"the step of execution {execution_id} to {to!r}"):
-            body = StepIn(to=to, reason=reason, used=list(used))
-        return self._text("POST", f"/api/executions/{execution_id}/steps", "state", json=body.model_dump(mode="json"))
+            body = StepIn(to=to, reason=reason, used=list(used), output=output)
+        return self._text("POST", f"/api/executions/{execution_id}/steps", "state",
+                          json=body.model_dump(mode="json", exclude_none=True))
 
     def add_output(self, execution_id: str, *, sha256: str, byte_size: int, title: str = "",
                    checks: Sequence[CheckIn | Mapping[str, Any]] = ()) -> None:
-        """Record the output the station holds for an execution (before it moves to output-under-review), with the
-        station's automatic checks of it (``CheckIn``, or mappings of its fields)."""
+        """Record an output before its release, with the station's automatic checks of it (``CheckIn``, or mappings of
+        its fields). The station agent never calls this: it sends its output with the release step (:meth:`step`),
+        so that nothing about an output under review leaves the station (docs/station.md)."""
         with _not_sent(f"the output of execution {execution_id}"):
             body = OutputIn(sha256=sha256, byte_size=byte_size, title=title,
                             checks=[CheckIn.model_validate(c) for c in checks])

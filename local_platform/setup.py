@@ -47,7 +47,14 @@ POLICY = """@prefix pht: <{pht}> .
     pht:requiresApproval {manual} ;
     pht:requiresOutputReview {manual} ;
     pht:maxOutputBytes 10000000 ;
-    pht:minCellCount 5 .
+    pht:minCellCount 5 ;
+    # what the central service hears of a train's failure: pht:FailureCategory (only that it failed),
+    # pht:FailureExitCode or pht:FailureMessage (the exit code and error text are the train's to choose)
+    pht:sharesFailureDetail pht:FailureCategory ;
+    # whether a release names the output checks and their results (their details always stay here)
+    pht:sharesCheckNames false .
+    # auto-approving images (pht:autoApproveImage) covers only their own commands, unless listed:
+    # pht:autoApproveCommand "python /train/train.py" .
 """
 
 

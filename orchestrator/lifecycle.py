@@ -44,7 +44,7 @@ from .naming import Iris
 from .principal import Principal, Role
 from .settings import Settings
 
-__all__ = ["Lifecycle", "DefinitionWrite"]
+__all__ = ["Lifecycle", "DefinitionWrite", "OutputRecord"]
 
 G = CENTRAL_GRAPH
 
@@ -89,6 +89,17 @@ class DefinitionWrite:
     """Its quads; empty when the same definition is registered already (registering it again changes nothing)."""
     parameters: Mapping[str, tuple[NamedNode, NamedNode, bool]]
     """Its parameters by name: (parameter IRI, datatype IRI, required), as ``definition_parameters.rq`` reads them."""
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """An output as the central graph records it: its object store address and size, and optionally the
+    station's check results (name, passed, detail). Sent with the release step, never before (docs/station.md)."""
+
+    sha256: str
+    byte_size: int
+    title: str = ""
+    checks: Sequence[tuple[str, bool, str]] = ()
 
 
 @dataclass
@@ -236,8 +247,12 @@ class Lifecycle:
 
     @_serialised
     def step(self, principal: Principal, *, execution_id: str, to: str, reason: str = "",
-             used: Sequence[str] = ()) -> str:
-        """Move an execution to state ``to`` (a chart token) and apply what follows for its train."""
+             used: Sequence[str] = (), output: OutputRecord | None = None) -> str:
+        """Move an execution to state ``to`` (a chart token) and apply what follows for its train.
+
+        ``output`` (only with ``to="released"``) is recorded in the same write as the release, so the central
+        graph learns an output's digest and size only when it is released; releasing again with the same
+        output is a no-op answered ``released`` (a station retrying after a lost answer)."""
         execution = self.iris.execution(execution_id)
         ctx = self._execution_row(execution)
         if ctx is None:
@@ -251,6 +266,10 @@ class Lifecycle:
         except KeyError as e:
             raise LifecycleError(str(e.args[0])) from None
         state = ctx["state"]
+        if output is not None and target != PHT.Released:
+            raise LifecycleError(f"an output is recorded only with the release step, not with {to!r}")
+        if output is not None and state == PHT.Released and self._released_sha256(execution) == output.sha256:
+            return to  # the same release again: already done
         role = self.chart.role_for("execution", state, target, principal.roles)
         self._check("execution", execution_id, state, target, role)
         assert role is not None
@@ -265,7 +284,10 @@ class Lifecycle:
                 inserts.append(Quad(execution, PROV.used, self.iris.dataset(did), G))
         if target in self.chart.terminal:
             inserts.append(Quad(execution, PROV.endedAtTime, now, G))
-        follow_steps, follow_change = self._consequences(execution, ctx, target, reason)
+        if output is not None:
+            inserts += self._output_quads(execution_id, output)
+        follow_steps, follow_change = self._consequences(execution, ctx, target, reason,
+                                                         output_recorded=output is not None)
         self._commit(steps + follow_steps, ChangeSet(insert=inserts + list(follow_change.insert),
                                                      guard=follow_change.guard))
         return to
@@ -284,29 +306,40 @@ class Lifecycle:
         if ctx["state"] not in (PHT.Running, PHT.OutputUnderReview):
             raise IllegalTransition(f"execution {execution_id} is {self.chart.token(ctx['state'])}: outputs are "
                                     "handed over while running or under review")
-        output = self.iris.output(execution_id)
+        quads = self._output_quads(execution_id, OutputRecord(sha256, byte_size, title, checks))
+        self.store.apply(ChangeSet(insert=quads, guard=[Quad(execution, PHT.state, ctx["state"], G)]))
+        return self.iris.output(execution_id).value
+
+    def _output_quads(self, execution_id: str, record: OutputRecord) -> list[Quad]:
+        """The quads of an execution's output (``pht:Output``) and of its review if it has check results."""
+        execution, output = self.iris.execution(execution_id), self.iris.output(execution_id)
         quads = [Quad(output, RDF_TYPE, PHT.Output, G), Quad(output, PROV.wasGeneratedBy, execution, G),
-                 Quad(output, PHT.sha256, Literal(sha256), G),
-                 Quad(output, PHT.byteSize, Literal(str(byte_size), datatype=XSD.integer), G)]
-        if title:
-            quads.append(Quad(output, DCTERMS.title, Literal(title), G))
-        if checks:
+                 Quad(output, PHT.sha256, Literal(record.sha256), G),
+                 Quad(output, PHT.byteSize, Literal(str(record.byte_size), datatype=XSD.integer), G)]
+        if record.title:
+            quads.append(Quad(output, DCTERMS.title, Literal(record.title), G))
+        if record.checks:
             review = NamedNode(output.value + "/review")
             quads += [Quad(review, RDF_TYPE, PHT.OutputReview, G), Quad(review, PHT.reviewOf, output, G)]
-            for name, passed, detail in checks:
+            for name, passed, detail in record.checks:
                 check = NamedNode(f"{review.value}/{name}")
                 quads += [Quad(review, PHT.checkResult, check, G), Quad(check, RDF_TYPE, PHT.CheckResult, G),
                           Quad(check, DCTERMS.identifier, Literal(name), G),
                           Quad(check, PHT.passed, Literal("true" if passed else "false",
                                                           datatype=XSD.boolean), G),
                           Quad(check, PHT.detail, Literal(detail), G)]
-        self.store.apply(ChangeSet(insert=quads, guard=[Quad(execution, PHT.state, ctx["state"], G)]))
-        return output.value
+        return quads
+
+    def _released_sha256(self, execution: NamedNode) -> str | None:
+        """The SHA-256 the graph records for the execution's output, if any."""
+        output = self.iris.output(self.iris.local(execution, "executions"))
+        found = [q.object.value for q in self.store.quads(output, PHT.sha256, None, G) if isinstance(q.object, Literal)]
+        return found[0] if len(found) == 1 else None
 
     # -- what follows a step ----------------------------------------------------------------------------
 
     def _consequences(self, execution: NamedNode, ctx: Mapping[str, Any], target: NamedNode,
-                      reason: str) -> tuple[list[_Step], ChangeSet]:
+                      reason: str, *, output_recorded: bool = False) -> tuple[list[_Step], ChangeSet]:
         train, train_state = ctx["train"], ctx["trainState"]
         central = self.iris.central
         steps: list[_Step] = []
@@ -324,15 +357,16 @@ class Lifecycle:
                                    reason or f"execution {self.chart.token(target)}"))
             steps += self._cancel_siblings(train, exclude=execution, reason="another execution of the train ended it")
         elif target == PHT.Released:
-            return self._after_release(execution, ctx)
+            return self._after_release(execution, ctx, output_recorded=output_recorded)
         return steps, ChangeSet()
 
-    def _after_release(self, execution: NamedNode, ctx: Mapping[str, Any]) -> tuple[list[_Step], ChangeSet]:
+    def _after_release(self, execution: NamedNode, ctx: Mapping[str, Any], *,
+                       output_recorded: bool = False) -> tuple[list[_Step], ChangeSet]:
         train, central = ctx["train"], self.iris.central
         stops = self._route(ctx["definition"])
         round_, rounds = _int(ctx["round"]), _int(ctx["rounds"])
         outputs = [NamedNode(self.iris.output(self.iris.local(execution, "executions")).value)]
-        outputs = [o for o in outputs if self.store.contains(Quad(o, RDF_TYPE, PHT.Output, G))]
+        outputs = [o for o in outputs if output_recorded or self.store.contains(Quad(o, RDF_TYPE, PHT.Output, G))]
         if ctx["mode"] == PHT.Incremental:
             index = _int(ctx["stopIndex"])
             if index + 1 < len(stops):

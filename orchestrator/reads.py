@@ -20,7 +20,7 @@ never touch query rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pyoxigraph import NamedNode
 
@@ -186,7 +186,8 @@ class Definition:
 
 @dataclass
 class PendingDecision:
-    """An execution waiting for its station admin: an approval, or an output under review with its checks."""
+    """An execution waiting for its station admin: an approval, or an output under review. Nothing about the output
+    itself: until its release, its digest, size and checks stay at the station (docs/station.md)."""
 
     execution: str
     state: str
@@ -195,10 +196,6 @@ class PendingDecision:
     requester: str
     image: str
     round: int
-    output_sha256: str = ""
-    output_bytes: str = ""
-    output_title: str = ""
-    checks: list[tuple[str, bool, str]] = field(default_factory=list)
 
 
 # -- the reads ---------------------------------------------------------------------------------------------
@@ -351,8 +348,8 @@ class Reads:
         return items
 
     def pending_decisions(self, principal: Principal, station_id: str) -> list[PendingDecision]:
-        """The station's executions waiting for its admin: approvals, and outputs under review with their
-        checks (that station's tokens and operators)."""
+        """The station's executions waiting for its admin: approvals, and outputs under review (that station's
+        tokens and operators). What an output under review holds is known only at the station."""
         check_station_scope(principal, station_id, "see the pending decisions of")
         station = self.iris.station(station_id)
         items: dict[str, PendingDecision] = {}
@@ -364,15 +361,6 @@ class Reads:
                 execution=eid, state=self.chart.token(r["state"]), train=r["trainId"].value,
                 definition=r["definitionId"].value, requester=local_name(r["requester"].value),
                 image=f"{r['imageName'].value}@{r['imageDigest'].value}", round=int(r["round"].value))
-        for r in self.store.run_query("station_reviews", station=station):
-            item = items.get(self.iris.local(r["execution"], "executions"))
-            if item is None:
-                continue
-            item.output_sha256 = text(r["sha256"]) or ""
-            item.output_bytes = text(r["byteSize"]) or ""
-            item.output_title = text(r["title"]) or ""
-            if r["checkName"] is not None:
-                item.checks.append((r["checkName"].value, r["passed"].value == "true", text(r["detail"]) or ""))
         return list(items.values())
 
     # -- the registry (public to every authenticated caller)

@@ -7,6 +7,7 @@ These names are what the rest of the platform (``local_platform``, ``pht_cli``) 
 """
 
 from .agent import Holding, LeaseLost, LeaseRefused, StationAgent, quiet_request_logs, release
+from .approvals import ApprovalLedger, ApprovedCode, differences
 from .archive import ArchiveError, extract
 from .images import build_train_image
 from .objects import LocalObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
@@ -17,6 +18,8 @@ from .runtimes.process import DEFAULT_PATH, ProcessRuntime, default_unisolated_p
 from .settings import StationSettings, StationSettingsError
 
 __all__ = [
+    "ApprovalLedger",
+    "ApprovedCode",
     "ArchiveError",
     "CONTAINER_ENGINES",
     "DEFAULT_PATH",
@@ -36,6 +39,7 @@ __all__ = [
     "StationSettingsError",
     "build_train_image",
     "default_unisolated_path",
+    "differences",
     "extract",
     "fetch_unpacked",
     "folder_digest",

@@ -9,6 +9,10 @@ explicitly, never leaving it hanging.
 
 One agent per station: the agent works only while it holds its station's lease at the central service
 (``station/lease.py``); a second agent started for the same station refuses to start, naming the first.
+
+Two promises are kept here (docs/station.md): nothing about an output leaves before its release (the review stays
+in ``state_dir``; the output's digest and size go with the release step; a failure says only what the policy lets
+it say), and the station runs only the code it approved (``station/approvals.py``).
 """
 
 import json
@@ -20,12 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from client import CentralClient, ClientError, WorkItem
+from client import CentralClient, CheckIn, ClientError, OutputIn, WorkItem
 
 from . import archive, contract
+from .approvals import ApprovalLedger, differences
 from .events import EventSink
 from .lease import LeaseLost, LeaseRefused, StationLease
-from .objects import ObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
+from .objects import ObjectStore, ObjectStoreError, fetch_unpacked, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
 from .review import review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
@@ -33,7 +38,7 @@ from .settings import StationSettings
 
 log = logging.getLogger("pht.station")
 
-__all__ = ["StationAgent", "Holding", "release", "quiet_request_logs", "LeaseLost", "LeaseRefused"]
+__all__ = ["StationAgent", "Holding", "release", "resume_release", "quiet_request_logs", "LeaseLost", "LeaseRefused"]
 
 MAX_INPUT_FILES = 10_000
 
@@ -63,6 +68,18 @@ class Holding:
     @property
     def review(self) -> Path:
         return self.root / "review.json"
+
+    @property
+    def releasing(self) -> Path:
+        """Written before a release stages the output: its staging key, so that an interrupted release is
+        resumed (promoted if the release step went through, discarded if it was refused), never forgotten."""
+        return self.root / "release.json"
+
+    def staging_key(self) -> str | None:
+        try:
+            return str(json.loads(self.releasing.read_text())["staging_key"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def attempts(self) -> int:
         try:
@@ -98,6 +115,7 @@ class StationAgent:
         self.events = events or EventSink(settings.mpu_url, settings.station_id,
                                           ingest_token=settings.mpu_ingest_token)
         self.lease = StationLease(self.client, settings.station_id, period_s=settings.lease_s)
+        self.approvals = ApprovalLedger(settings.state_dir / "approvals.jsonl")
         self._policy_cache: tuple[object, StationPolicy] | None = None
         self._policy_loader = policy_loader or self._load_policy_file
         self._stop = threading.Event()
@@ -211,10 +229,21 @@ class StationAgent:
         """One step from ``state``; returns the new state, or None when the station must wait."""
         if state == "queued":
             reason = self.policy.auto_approval(image_digest=work.image_digest, requester=work.requester,
-                                               definition=work.definition)
+                                               definition=work.definition, entrypoint=work.entrypoint)
+            # the code is recorded before the step: the admin approves what was recorded, nothing else runs
             if reason is None:
+                self.approvals.record(work, how="requested")
                 return self._fire(work, "queued", "waiting-for-approval", "held for the station admin's approval")
+            self.approvals.record(work, how="auto", reason=reason)
             return self._fire(work, "queued", "approved", reason)
+        if state == "waiting-for-approval":
+            if self.approvals.get(work.execution) is None:  # e.g. a new state folder: what the admin sees now
+                self.approvals.record(work, how="requested")
+            return None  # the admin decides
+        if state in ("approved", "pulling", "running"):
+            problem = self._unapproved(work)
+            if problem is not None:
+                return self._fail(work, state, problem)
         if state == "approved":
             return self._fire(work, "approved", "pulling", "")
         if state == "pulling":
@@ -223,7 +252,20 @@ class StationAgent:
             return self._run(work)
         if state == "output-under-review":
             return self._maybe_release(work)
-        return None  # waiting-for-approval: the admin decides
+        return None
+
+    def _unapproved(self, work: WorkItem) -> str | None:
+        """Why ``work`` may not run (it is not what this station approved), or None if it is."""
+        approved = self.approvals.get(work.execution)
+        station = self.settings.station_id
+        if approved is None:
+            return (f"station {station} has no record of approving execution {work.execution}, and it runs only "
+                    "what it approved")
+        changed = differences(approved, work)
+        if changed:
+            return (f"the {', '.join(changed)} changed after station {station} approved execution {work.execution}; "
+                    "the station runs only what it approved")
+        return None
 
     def _fire(self, work: WorkItem, frm: str, to: str, reason: str, used: tuple[str, ...] = ()) -> str:
         self.client.step(work.execution, to, reason=reason, used=used)
@@ -298,27 +340,31 @@ class StationAgent:
             log.warning("%s: the runtime failed, retrying at the next poll: %s", work.execution, e)
             return None
         self.events.finished_running(work, result)
+        policy = self.policy
         if not result.ok:
-            return self._fail(work, "running",
-                              f"the train failed at station {self.settings.station_id}: {result.failure}")
-        checks = review(hold.output, self.policy)
+            log.warning("%s: the train failed: %s", work.execution, result.failure)  # the whole sentence stays here
+            return self._fail(work, "running", policy.failure_reason(self.settings.station_id, result.exit_code,
+                                                                     result.failure or "unknown failure"))
+        checks = review(hold.output, policy)
         try:
             sha256, size = archive.pack_to(hold.output, hold.archive)
-        except archive.ArchiveError as e:
-            return self._fail(work, "running", f"the output cannot be packed: {e}")
+        except archive.ArchiveError as e:  # the train chose the files, so the message is the train's too
+            log.warning("%s: the output cannot be packed: %s", work.execution, e)
+            return self._fail(work, "running", policy.failure_reason(self.settings.station_id, result.exit_code,
+                                                                     f"the output cannot be packed: {e}"))
         _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size,
                                                "checks": [c.as_json() for c in checks]}).encode())
         return self._hand_over(work, hold)
 
     def _hand_over(self, work: WorkItem, hold: Holding) -> str:
+        """The output is held for review: the central service learns that, and nothing about the output (its digest,
+        size, files and checks stay in ``hold`` until a release)."""
         held = hold.held()
         assert held is not None
-        sha256, size, checks = held
-        self.client.add_output(work.execution, sha256=sha256, byte_size=size, title=f"output of {work.execution}",
-                               checks=checks)
-        failed = [c["name"] for c in checks if not c["passed"]]
-        return self._fire(work, "running", "output-under-review",
-                          "output checks failed: " + ", ".join(failed) if failed else "every output check passed")
+        failed = [c["name"] for c in held[2] if not c["passed"]]
+        log.info("%s: output held for review at the station (%s)", work.execution,
+                 "checks failed: " + ", ".join(failed) if failed else "every check passed")
+        return self._fire(work, "running", "output-under-review", "the output awaits review at the station")
 
     # -- release --------------------------------------------------------------------------------------------
 
@@ -332,18 +378,23 @@ class StationAgent:
         if policy.requires_output_review or not all(c["passed"] for c in held[2]):
             return None  # the admin decides
         reason = "released automatically: every output check passed and the station policy does not require a review"
-        release(self.client, self.objects, hold, work.execution, reason=reason)
+        release(self.client, self.objects, hold, work.execution, reason=reason,
+                share_check_names=policy.shares_check_names)
         self.events.state_change(work, "released", "released automatically", from_state="output-under-review")
         log.info("%s -> released %s", work.execution, reason)
         return "released"
 
     def _forget_finished(self, current: set[str]) -> None:
-        """Delete the folders of executions that are no longer this station's work (finished elsewhere)."""
+        """Delete the folders of executions that are no longer this station's work (finished elsewhere), after
+        finishing a release that was interrupted (:func:`resume_release`)."""
         root = self.settings.state_dir / "executions"
         if not root.is_dir():
             return
         for folder in root.iterdir():
             if folder.name not in current:
+                if not resume_release(self.client, self.objects, Holding(self.settings.state_dir, folder.name),
+                                      folder.name):
+                    continue  # the central service or the object store cannot be reached now: next poll
                 shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -353,19 +404,67 @@ def quiet_request_logs() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def release(client: CentralClient, objects: ObjectStore, hold: Holding, execution: str, *, reason: str) -> str:
-    """Upload the held output to the object store (verified by digest), then fire ``released``.
+_SHARED_DETAIL = {True: "The check passed at the station.",
+                  False: "The check failed at the station; its admin released the output nonetheless."}
 
-    The upload comes first: a crash in between leaves the output stored but not yet released, and
-    releasing again is idempotent (the object store is content-addressed).
+
+def release(client: CentralClient, objects: ObjectStore, hold: Holding, execution: str, *, reason: str,
+            share_check_names: bool = False) -> str:
+    """Release the held output, atomically from the readers' view: stage it in the object store under a random
+    key (readable by no digest), fire ``released`` carrying the output's digest and size (and, if
+    ``share_check_names``, the checks' names and results, never their details), then promote the staged copy to
+    its digest. A refused step (4xx: cancelled, withheld meanwhile) discards the staged copy, so nothing is left
+    readable; an unanswered one leaves it staged, and the release is resumed (:func:`resume_release`).
     """
     held = hold.held()
     if held is None:
         raise ClientError(f"execution {execution} has no held output at this station")
-    stored = objects.put_file(hold.archive)
-    if stored != held[0]:
-        raise ClientError(f"the held output of {execution} changed on disk (sha256 {stored} is not {held[0]})")
-    return client.step(execution, "released", reason=reason)
+    sha256, size, checks = held
+    key = hold.staging_key()
+    if key is None:
+        key = new_staging_key()
+        _write_atomic(hold.releasing, json.dumps({"staging_key": key}).encode())  # before anything is staged
+    stored = objects.stage_file(hold.archive, key)
+    if stored != sha256:
+        _discard(objects, hold, key)
+        raise ClientError(f"the held output of {execution} changed on disk (sha256 {stored} is not {sha256})")
+    shared = [CheckIn(name=c["name"], passed=c["passed"], detail=_SHARED_DETAIL[bool(c["passed"])])
+              for c in checks] if share_check_names else []
+    output = OutputIn(sha256=sha256, byte_size=size, title=f"output of {execution}", checks=shared)
+    try:
+        state = client.step(execution, "released", reason=reason, output=output)
+    except ClientError as e:
+        if e.status is not None and 400 <= e.status < 500:  # refused: this output is not released
+            _discard(objects, hold, key)
+        raise
+    objects.promote(key, sha256)
+    hold.releasing.unlink(missing_ok=True)
+    return state
+
+
+def resume_release(client: CentralClient, objects: ObjectStore, hold: Holding, execution: str) -> bool:
+    """Finish a release that was interrupted (its staging key is still recorded) of an execution that left the
+    station's work: the same release again is a no-op at the central service if it went through, so the staged copy
+    is promoted; if it was refused, it is discarded. True when nothing is left to do, False to try again later."""
+    key = hold.staging_key()
+    if key is None:
+        return True
+    try:
+        if hold.held() is None:
+            _discard(objects, hold, key)
+        else:
+            release(client, objects, hold, execution, reason="release resumed after an interruption")
+    except ClientError as e:
+        return e.status is not None and 400 <= e.status < 500  # refused: release() discarded the staged copy
+    except ObjectStoreError as e:
+        log.warning("%s: the interrupted release cannot be finished now: %s", execution, e)
+        return False
+    return True
+
+
+def _discard(objects: ObjectStore, hold: Holding, key: str) -> None:
+    objects.discard(key)
+    hold.releasing.unlink(missing_ok=True)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

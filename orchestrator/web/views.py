@@ -230,5 +230,5 @@ def train_page(s: Services, principal: Principal, train_id: str) -> TrainPage:
 
 
 def pending_work(s: Services, principal: Principal, station_id: str) -> list[PendingItem]:
-    """The station's executions waiting for its admin: approvals, and outputs under review with their checks."""
+    """The station's executions waiting for its admin: approvals, and outputs under review (held at the station)."""
     return s.reads.pending_decisions(principal, station_id)
