@@ -21,18 +21,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class StepIn(Strict):
-    to: Annotated[str, StringConstraints(pattern=r"^[a-z-]{1,40}$")] = Field(
-        description="target state token, e.g. waiting-for-approval, approved, running, released")
-    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
-    used: list[Identifier] = Field(default=[], max_length=50, description="dataset ids used (when running)")
-
-
-class StepOut(BaseModel):
-    execution: str
-    state: str
-
-
 class CheckIn(Strict):
     """One automatic output check the station ran (see pht:CheckResult)."""
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
@@ -41,11 +29,28 @@ class CheckIn(Strict):
 
 
 class OutputIn(Strict):
+    """A released output: its object store address (SHA-256) and size. The station agent sends it only with the
+    release step (``StepIn.output``), never before, so nothing about an output under review leaves the station."""
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     byte_size: int = Field(ge=0, le=10**13)
     title: Annotated[str, StringConstraints(max_length=500)] = ""
     checks: list[CheckIn] = Field(default=[], max_length=50,
                                   description="the station's automatic review of the output (pht:OutputReview)")
+
+
+class StepIn(Strict):
+    to: Annotated[str, StringConstraints(pattern=r"^[a-z-]{1,40}$")] = Field(
+        description="target state token, e.g. waiting-for-approval, approved, running, released")
+    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    used: list[Identifier] = Field(default=[], max_length=50, description="dataset ids used (when running)")
+    output: OutputIn | None = Field(
+        default=None, description="only with to=released: the released output, recorded in the same write as the "
+                                  "release (the same output again makes a repeated release a no-op)")
+
+
+class StepOut(BaseModel):
+    execution: str
+    state: str
 
 
 class WorkItem(BaseModel):

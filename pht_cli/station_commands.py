@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from client import CentralClient, ClientError
+from client import CentralClient, ClientError, WorkItem
 from station import (
+    ApprovalLedger,
     Holding,
     LeaseLost,
     LeaseRefused,
@@ -21,6 +22,7 @@ from station import (
     StationSettings,
     StationSettingsError,
     build_train_image,
+    differences,
     folder_digest,
     load_policy,
     make_runtime,
@@ -29,7 +31,7 @@ from station import (
     release,
 )
 
-from .output import console, fail
+from .output import console, fail, print_table
 
 station_app = typer.Typer(help="Station agent and the station admin's decisions.", no_args_is_help=True)
 
@@ -90,20 +92,46 @@ def run_agent(
 def pending(
     station: Annotated[str, typer.Argument(help="Station id.")],
     central: CentralUrl, token: Token,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", envvar="PHT_STATION_STATE_DIR",
+        help="The agent's state folder: on the station host, also show what stays there (each held output's "
+             "size and checks, the code each approval is for).")] = None,
 ) -> None:
     """List the executions waiting for the station admin: approvals and output reviews.
 
-    Example: pht station pending aachen --central http://127.0.0.1:8080 --token $ADMIN_TOKEN
+    The central service knows only that they wait; an output's size and checks, and the code the station recorded
+    for an approval, are shown from the station's own state folder (--state-dir, on the station host).
+    Example: pht station pending aachen --central http://127.0.0.1:8080 --token $ADMIN_TOKEN --state-dir var/aachen
     """
     try:
         with CentralClient(central, token) as client:
             work = [w for w in client.work(station) if w.state in ("waiting-for-approval", "output-under-review")]
     except ClientError as e:
         raise fail(str(e)) from None
-    table = Table("execution", "state", "definition", "requester", "image digest")
-    for w in work:
-        table.add_row(w.execution, w.state, w.definition, w.requester.rsplit("/", 1)[-1], w.image_digest[:19] + "...")
-    console.print(table)
+    approvals = ApprovalLedger(state_dir / "approvals.jsonl") if state_dir is not None else None
+    print_table(console, ("execution", "state", "definition", "requester", "image digest", "at the station"),
+                [(w.execution, w.state, w.definition, w.requester.rsplit("/", 1)[-1], w.image_digest[:19] + "...",
+                  _local_view(w, state_dir, approvals)) for w in work])
+
+
+def _local_view(work: WorkItem, state_dir: Path | None, approvals: ApprovalLedger | None) -> str:
+    """What the station's state folder says about a pending execution (never sent to the central service)."""
+    if state_dir is None or approvals is None:
+        return "(--state-dir on the station host shows it)"
+    if work.state == "waiting-for-approval":
+        recorded = approvals.get(work.execution)
+        if recorded is None:
+            return "no request recorded yet (the agent records it when it asks)"
+        changed = differences(recorded, work)
+        entry = recorded.entrypoint or "the image's own command"
+        return (f"approving runs {entry}" + (f"; CHANGED since the request: {', '.join(changed)}" if changed else ""))
+    held = Holding(state_dir, work.execution).held()
+    if held is None:
+        return "no held output in this state folder"
+    _, size, checks = held
+    lines = [f"{size} bytes packed"]
+    lines += [f"{'passed' if c['passed'] else 'FAILED'}: {c['name']} - {c['detail']}" for c in checks]
+    return "\n".join(lines)
 
 
 def _decide(central: str, token: str, execution: str, to: str, reason: str) -> None:
@@ -177,16 +205,21 @@ def release_output(
                                             help="The agent's state folder.")],
     objects: Annotated[str, typer.Option("--objects", envvar="PHT_OBJECTS_URL", help="Object store URL.")],
     reason: Annotated[str, typer.Option(help="Recorded in the graph.")] = "released by the station admin",
+    policy: Annotated[Path | None, typer.Option(
+        "--policy", envvar="PHT_STATION_POLICY",
+        help="The station policy (whether the release names the output checks, pht:sharesCheckNames).")] = None,
 ) -> None:
-    """Release a held output: upload it to the object store by digest, then mark it released.
+    """Release a held output: stage it in the object store, mark it released with its digest and size, then make it
+    readable by its digest (a refused release leaves nothing readable).
 
     Example: pht station release 6f0c...r1-s0 --state-dir var/station-aachen --objects file:///var/pht/objects ...
     """
     try:
+        share = load_policy(policy).shares_check_names if policy is not None else False
         with CentralClient(central, token) as client:
             state = release(client, object_store_from_url(objects), Holding(state_dir, execution), execution,
-                            reason=reason)
-    except (ClientError, ObjectStoreError) as e:
+                            reason=reason, share_check_names=share)
+    except (ClientError, ObjectStoreError, PolicyError) as e:
         raise fail(str(e)) from None
     console.print(f"{execution}: {state}")
 

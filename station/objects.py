@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "S3ObjectStore",
     "fetch_unpacked",
     "file_sha256",
+    "new_staging_key",
     "object_store_from_url",
     "validate_digest",
 ]
@@ -73,6 +75,21 @@ def validate_digest(sha256: object) -> str:
         shown = repr(sha256)[:80]
         raise InvalidDigest(f"{shown} is not a SHA-256 digest (64 lower-case hex digits).")
     return sha256
+
+
+_STAGING_KEY = re.compile(r"[0-9a-f]{32}")
+
+
+def new_staging_key() -> str:
+    """A fresh random staging key (32 hex digits): a staged output is found by neither its digest nor its
+    execution, only by the station that staged it."""
+    return secrets.token_hex(16)
+
+
+def _validate_staging_key(key: object) -> str:
+    if not isinstance(key, str) or not _STAGING_KEY.fullmatch(key):
+        raise InvalidDigest(f"{repr(key)[:80]} is not a staging key (32 lower-case hex digits).")
+    return key
 
 
 def _copy_hashing(source: BinaryIO, target: BinaryIO) -> str:
@@ -143,13 +160,28 @@ class ObjectStore(Protocol):
         """Whether object *sha256* is stored."""
         ...
 
+    def stage_file(self, path: Path, key: str) -> str:
+        """Store the file's bytes under the staging key *key* (see :func:`new_staging_key`), not under their
+        digest, so that nobody finds them by digest yet; return their SHA-256 hex digest."""
+        ...
+
+    def promote(self, key: str, sha256: str) -> None:
+        """Make the staged object *key* readable as object *sha256* (verified) and remove the staged copy;
+        a no-op if it was promoted already."""
+        ...
+
+    def discard(self, key: str) -> None:
+        """Remove the staged object *key*, if it is there."""
+        ...
+
     def describe(self) -> str:
         """Where this store is, for messages (never includes a secret)."""
         ...
 
 
 class LocalObjectStore:
-    """Objects as files ``root/sha256/ab/<hex>`` (``ab``: the first two hex digits).
+    """Objects as files ``root/sha256/ab/<hex>`` (``ab``: the first two hex digits); staged objects (a release
+    in progress, not yet readable by digest) as ``root/staging/<key>``, private to the station's user.
 
     Writes go to a temporary file in ``root/tmp``, are fsynced, and are renamed into place with
     ``os.replace``, so readers in other processes see either no object or the complete one, and
@@ -199,6 +231,47 @@ class LocalObjectStore:
                 _unlink_quietly(temp)
         return sha256
 
+    def staged_path(self, key: str) -> Path:
+        """Where the staged object *key* lives (whether or not it exists)."""
+        return self.root / "staging" / _validate_staging_key(key)
+
+    def stage_file(self, path: Path, key: str) -> str:
+        staged = self.staged_path(key)
+        try:
+            with open(path, "rb") as source:
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(dir=staged.parent, prefix=".stage-", suffix=".part")
+                try:
+                    with open(fd, "wb", closefd=True) as out:
+                        sha256 = _copy_hashing(source, out)
+                        out.flush()
+                        os.fchmod(out.fileno(), 0o600)
+                        os.fsync(out.fileno())
+                    os.replace(name, staged)
+                finally:
+                    _unlink_quietly(Path(name))
+            _fsync_dir(staged.parent)
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot stage {str(path)!r} in {self.describe()}: {exc}.") from exc
+        return sha256
+
+    def promote(self, key: str, sha256: str) -> None:
+        staged, final = self.staged_path(key), self.path_for(sha256)
+        if not staged.is_file():
+            if final.is_file():
+                return  # promoted before (a release resumed after a crash)
+            raise ObjectNotFound(f"staged object {key} is not in {self.describe()}.")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(staged, 0o644)
+            _verify_and_place(staged, final, sha256, self.describe())
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot promote staged object {key} in {self.describe()}: {exc}.") from exc
+
+    def discard(self, key: str) -> None:
+        _unlink_quietly(self.staged_path(key))
+
     def get_file(self, sha256: str, target: Path) -> None:
         source_path = self.path_for(sha256)
         try:
@@ -223,7 +296,8 @@ class LocalObjectStore:
 
 
 class S3ObjectStore:
-    """Objects in an S3 bucket under the key ``sha256/<hex>``, via the ``minio`` client (streaming).
+    """Objects in an S3 bucket under the key ``sha256/<hex>`` (staged ones under ``staging/<key>``), via the
+    ``minio`` client (streaming).
 
     The bucket is created on the first :meth:`put_file` if it is missing; reading from a missing bucket
     is "not found". :meth:`put_file` hashes the file, skips the upload if the object exists, else streams
@@ -313,6 +387,48 @@ class S3ObjectStore:
         except Exception as exc:
             raise self._failure(f"uploading {str(path)!r} as object {sha256}", exc) from exc
         return sha256
+
+    @staticmethod
+    def staging_key_for(key: str) -> str:
+        """The object key of the staged object *key* in the bucket."""
+        return f"staging/{_validate_staging_key(key)}"
+
+    def stage_file(self, path: Path, key: str) -> str:
+        staged = self.staging_key_for(key)
+        try:
+            sha256 = file_sha256(path)
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot read {str(path)!r} to stage it: {exc.strerror or exc}.") from exc
+        self._ensure_bucket()
+        try:
+            self._client.fput_object(self.bucket, staged, str(path))
+        except Exception as exc:
+            raise self._failure(f"staging {str(path)!r}", exc) from exc
+        return sha256
+
+    def promote(self, key: str, sha256: str) -> None:
+        """Server-side copy to ``sha256/<hex>``, then delete the staged object. The copy is not re-hashed here;
+        every reader verifies the digest (:meth:`get_file`)."""
+        from minio.commonconfig import CopySource
+        from minio.error import S3Error
+
+        staged = self.staging_key_for(key)
+        try:
+            self._client.copy_object(self.bucket, self.key_for(sha256), CopySource(self.bucket, staged))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound") and self.exists(sha256):
+                return  # promoted before (a release resumed after a crash)
+            raise self._failure(f"promoting staged object {key}", exc) from exc
+        except Exception as exc:
+            raise self._failure(f"promoting staged object {key}", exc) from exc
+        self.discard(key)
+
+    def discard(self, key: str) -> None:
+        staged = self.staging_key_for(key)
+        try:
+            self._client.remove_object(self.bucket, staged)  # S3 answers a missing key with success
+        except Exception as exc:
+            raise self._failure(f"removing staged object {key}", exc) from exc
 
     def get_file(self, sha256: str, target: Path) -> None:
         from minio.error import S3Error

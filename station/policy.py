@@ -11,6 +11,12 @@ from pyoxigraph import NamedNode, Triple
 
 from graph_store import PHT, PolicyDocument, PolicyError, read_policy_document
 
+FAILURE_CATEGORY = "category"    #: pht:FailureCategory: "the train failed at station S", nothing else (the default)
+FAILURE_EXIT_CODE = "exit-code"   #: pht:FailureExitCode: and the exit code
+FAILURE_MESSAGE = "message"       #: pht:FailureMessage: and the runtime's sentence (exit code, limits, refused files)
+_FAILURE_DETAILS = {PHT.FailureCategory.value: FAILURE_CATEGORY, PHT.FailureExitCode.value: FAILURE_EXIT_CODE,
+                    PHT.FailureMessage.value: FAILURE_MESSAGE}
+
 
 @dataclass(frozen=True)
 class StationPolicy:
@@ -25,19 +31,41 @@ class StationPolicy:
     max_file_bytes: int | None = None
     allowed_file_types: frozenset[str] = frozenset()    #: extensions, lower case, without the dot
     min_cell_count: int | None = None
+    approve_commands: frozenset[str] = frozenset()      #: entrypoints (spelled as in the definition) allowed
+    failure_detail: str = FAILURE_CATEGORY              #: what a train's failure tells the central service
+    shares_check_names: bool = False                    #: whether a release sends the checks' names and results
     source: str = field(default="built-in default (approve and review by hand)", compare=False)
 
-    def auto_approval(self, *, image_digest: str, requester: str, definition: str) -> str | None:
-        """The reason the execution may run without an admin, or None if an admin must decide."""
+    def auto_approval(self, *, image_digest: str, requester: str, definition: str,
+                      entrypoint: str | None = None) -> str | None:
+        """The reason the execution may run without an admin, or None if an admin must decide.
+
+        The lists match what runs, not only where it comes from: an execution whose definition overrides the
+        image's command (``entrypoint``, which the researcher chooses, e.g. ``sh -c ...``) is auto-approved only
+        if that exact command is one of ``approve_commands``."""
         if not self.requires_approval:
             return "the station policy approves every train automatically"
         lists = [(self.approve_images, image_digest, "image digest"),
                  (self.approve_requesters, requester, "requester"),
                  (self.approve_definitions, definition, "train definition")]
         stated = [(allowed, value, what) for allowed, value, what in lists if allowed]
-        if stated and all(value in allowed for allowed, value, _ in stated):
-            return "auto-approved by the station policy (allowed " + ", ".join(w for _, _, w in stated) + ")"
-        return None
+        if not stated or not all(value in allowed for allowed, value, _ in stated):
+            return None
+        if entrypoint is not None and entrypoint not in self.approve_commands:
+            return None
+        command = "the image's own command" if entrypoint is None else "an allowed command"
+        return ("auto-approved by the station policy (allowed " + ", ".join(w for _, _, w in stated)
+                + f"; {command})")
+
+    def failure_reason(self, station: str, exit_code: int | None, message: str) -> str:
+        """What the central service is told when a train fails at this station: by default only that it failed
+        (an exit code or an error text is a channel the train controls, e.g. a small count as exit code)."""
+        if self.failure_detail == FAILURE_MESSAGE:
+            return f"the train failed at station {station}: {message}"
+        if self.failure_detail == FAILURE_EXIT_CODE:
+            code = f"exit code {exit_code}" if exit_code is not None else "no exit code"
+            return f"the train failed at station {station} ({code})"
+        return f"the train failed at station {station}"
 
 
 def load_policy(path: Path, *, station_iri: str | None = None) -> StationPolicy:
@@ -69,8 +97,11 @@ def _policy(document: PolicyDocument) -> StationPolicy:
         max_file_bytes=number(PHT.maxFileBytes),
         allowed_file_types=frozenset(v.lower() for v in values(PHT.allowedFileType)),
         min_cell_count=number(PHT.minCellCount),
+        approve_commands=frozenset(values(PHT.autoApproveCommand)),
+        failure_detail=next((_FAILURE_DETAILS[v] for v in values(PHT.sharesFailureDetail)), FAILURE_CATEGORY),
+        shares_check_names=flag(PHT.sharesCheckNames),
         source=document.source,
     )
 
 
-__all__ = ["PolicyError", "StationPolicy", "load_policy"]
+__all__ = ["FAILURE_CATEGORY", "FAILURE_EXIT_CODE", "FAILURE_MESSAGE", "PolicyError", "StationPolicy", "load_policy"]

@@ -1,8 +1,11 @@
 """Automatic checks of a train's output before anything leaves the station.
 
-Each check gives (name, passed, one sentence); the report goes into the graph with the output
-(``pht:OutputReview``) so the requester sees why an output was held. The checks are a safety net for the
-admin, not a proof of anonymity: an output that passes can still be withheld by hand.
+Each check gives (name, passed, one sentence). The report stays at the station (the held output's
+``review.json``, shown by ``pht station pending``/``review`` on the station host): the sentences name the train's
+files, so they never leave; a release may send the checks' names and results if the policy says so
+(``pht:sharesCheckNames``). No sentence contains the value a check protects: the minimum cell count check says
+where a small count is, never the count. The checks are a safety net for the admin, not a proof of anonymity: an
+output that passes can still be withheld by hand.
 """
 
 import csv
@@ -53,12 +56,13 @@ def review(output: Path, policy: StationPolicy) -> list[Check]:
                             f"Every file is of an allowed type ({allowed})." if not odd else
                             f"{odd[0].relative_to(output)} is not of an allowed type ({allowed})."))
     if policy.min_cell_count is not None:
-        small = next((f"{p.relative_to(output)} {where} holds {value}"
+        # where, never the value: the detail must not carry the count it protects
+        small = next((f"{p.relative_to(output)} {where}"
                       for p in files if sizes[p] <= MAX_SCANNED_BYTES
-                      for where, value in _small_cells(p, policy.min_cell_count)), None)
+                      for where, _ in _small_cells(p, policy.min_cell_count)), None)
         checks.append(Check("min-cell-count", small is None,
                             f"No count below {policy.min_cell_count} was found." if small is None else
-                            f"{small}, below the minimum cell count {policy.min_cell_count}."))
+                            f"{small} holds a count below the minimum cell count {policy.min_cell_count}."))
     return checks
 
 

@@ -43,19 +43,22 @@ def test_a_train_travels_its_route_through_the_api(client: TestClient) -> None:
     assert events["total"] == len(events["items"]) > 20
 
 
-def test_work_carries_what_the_station_needs_and_the_review_reaches_the_graph(client: TestClient) -> None:
+def test_work_carries_what_the_station_needs_and_the_output_arrives_with_its_release(client: TestClient) -> None:
     tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "7"}}).json()["id"]
     first = client.get("/api/stations/aachen/work", headers=station("aachen")).json()[0]
     assert first["parameters"] == {"MIN": "7"}
     assert first["definition"] == "count" and first["requester"].endswith("/alice")
     assert first["inputs"] == [] and first["input_digests"] == []
-    for to in ("approved", "pulling", "running"):
+    for to in ("approved", "pulling", "running", "output-under-review"):
         assert client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"), json={"to": to}).status_code == 200
-    checks = [{"name": "max-output-bytes", "passed": True, "detail": "3 bytes."},
-              {"name": "min-cell-count", "passed": False, "detail": "count 2 is below 5."}]
-    r = client.post(f"/api/executions/{tid}.r1-s0/outputs", headers=station("aachen"),
-                    json={"sha256": "1" * 64, "byte_size": 3, "checks": checks})
-    assert r.status_code == 201, r.text
+    checks = [{"name": "max-output-bytes", "passed": True, "detail": "The check passed at the station."},
+              {"name": "min-cell-count", "passed": False, "detail": "The check failed at the station."}]
+    output = {"sha256": "1" * 64, "byte_size": 3, "checks": checks}
+    r = client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"),
+                    json={"to": "withheld", "output": output})
+    assert r.status_code == 400 and "only with the release step" in r.json()["detail"], r.text
+    r = client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"), json={"to": "released", "output": output})
+    assert r.status_code == 200, r.text
     query = """PREFIX pht: <https://w3id.org/pht-kg/vocab#> PREFIX dcterms: <http://purl.org/dc/terms/>
         SELECT ?name ?passed WHERE { ?review pht:reviewOf/pht:sha256 "%s" ; pht:checkResult ?c .
         ?c dcterms:identifier ?name ; pht:passed ?passed } ORDER BY ?name""" % ("1" * 64)
@@ -63,8 +66,12 @@ def test_work_carries_what_the_station_needs_and_the_review_reaches_the_graph(cl
                        data={"query": query}).json()["results"]["bindings"]
     assert [(b["name"]["value"], b["passed"]["value"]) for b in rows] == [("max-output-bytes", "true"),
                                                                         ("min-cell-count", "false")]
-    for to in ("output-under-review", "released"):
-        assert client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"), json={"to": to}).status_code == 200
+    # the same release again (a station retrying after a lost answer) is a no-op; another output is refused
+    r = client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"), json={"to": "released", "output": output})
+    assert r.status_code == 200 and r.json()["state"] == "released", r.text
+    r = client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"),
+                    json={"to": "released", "output": {**output, "sha256": "2" * 64}})
+    assert r.status_code == 409, r.text
     second = client.get("/api/stations/leipzig/work", headers=station("leipzig")).json()[0]
     assert second["input_digests"] == ["1" * 64] and second["inputs"][0].endswith(f"/outputs/{tid}.r1-s0")
 

@@ -22,8 +22,9 @@ from orchestrator.auth import issue_token
 from orchestrator.principal import Role
 from orchestrator.settings import DEMO_SECRET
 from station.agent import Holding, StationAgent, release
+from station.approvals import ApprovalLedger
 from station.objects import LocalObjectStore
-from station.policy import StationPolicy
+from station.policy import FAILURE_EXIT_CODE, StationPolicy
 from station.runtimes.base import Limits
 from station.settings import StationSettings
 
@@ -197,7 +198,7 @@ def test_a_wrong_image_digest_fails_the_execution_with_the_reason_and_the_statio
     assert world.researcher.train(good)["executions"][0]["state"] == "released"
 
 
-def test_a_crashing_train_fails_with_the_station_and_the_exit_code(world: World) -> None:
+def test_a_crashing_train_fails_with_the_station_and_the_exit_code_only_if_the_policy_shares_it(world: World) -> None:
     world.define("count", route=("aachen", "leipzig"))
     agents = {sid: world.agent(sid, AUTO) for sid in ("aachen", "leipzig")}
     tid = world.researcher.submit("count", {**PARAMS, "COLUMN": "no-such-column"})  # KeyError in the train
@@ -205,7 +206,13 @@ def test_a_crashing_train_fails_with_the_station_and_the_exit_code(world: World)
     train = world.researcher.train(tid)
     assert train["state"] == "failed"
     failure = [e for e in world.researcher.events(tid) if e["to_state"] == "failed" and e["execution"]]
-    assert failure and "aachen" in failure[0]["reason"] and "exited with code" in failure[0]["reason"], failure
+    assert failure and failure[0]["reason"] == "the train failed at station aachen", failure  # by default: no code
+    sharing = StationPolicy(requires_approval=False, requires_output_review=False, failure_detail=FAILURE_EXIT_CODE)
+    agents["aachen"] = world.agent("aachen", sharing)
+    tid = world.researcher.submit("count", {**PARAMS, "COLUMN": "no-such-column"})
+    run_all(world, agents, rounds=2)
+    failure = [e for e in world.researcher.events(tid) if e["to_state"] == "failed" and e["execution"]]
+    assert failure and failure[0]["reason"] == "the train failed at station aachen (exit code 1)", failure
 
 
 def test_output_review_holds_the_output_until_the_admin_releases_it(world: World) -> None:
@@ -215,12 +222,15 @@ def test_output_review_holds_the_output_until_the_admin_releases_it(world: World
     tid = world.researcher.submit("count", PARAMS)
     run_all(world, agents, rounds=3)
     execution = world.researcher.train(tid)["executions"][0]
-    assert execution["state"] == "output-under-review" and execution["output_sha256"]
-    assert not world.objects.exists(execution["output_sha256"]), "nothing leaves before the release"
+    assert execution["state"] == "output-under-review" and not execution["output_sha256"]
+    hold = Holding(world.tmp / "state" / "aachen", execution["id"])
+    held = hold.held()
+    assert held is not None
+    assert not world.objects.exists(held[0]), "nothing leaves before the release"
     with world.admin("aachen") as admin:
-        release(admin, world.objects, Holding(world.tmp / "state" / "aachen", execution["id"]), execution["id"],
-                reason="looked at it")
-    assert world.objects.exists(execution["output_sha256"])
+        release(admin, world.objects, hold, execution["id"], reason="looked at it")
+    assert world.objects.exists(held[0])
+    assert world.researcher.train(tid)["executions"][0]["output_sha256"] == held[0], "the digest comes with it"
     run_all(world, agents, rounds=3)
     assert world.researcher.train(tid)["state"] == "finished"
     assert result_of(world, tid)["stations"] == 2
@@ -232,25 +242,33 @@ def test_a_withheld_output_never_leaves(world: World) -> None:
     tid = world.researcher.submit("count", PARAMS)
     agent.poll_once()
     execution = world.researcher.train(tid)["executions"][0]
+    held = Holding(world.tmp / "state" / "aachen", execution["id"]).held()
+    assert held is not None and not execution["output_sha256"]
     with world.admin("aachen") as admin:
         admin.step(execution["id"], "withheld", reason="small cells")
     agent.poll_once()
     assert world.researcher.train(tid)["state"] == "withheld"
-    assert not world.objects.exists(execution["output_sha256"])
+    assert not world.objects.exists(held[0])
+    assert not any(held[0] in str(q) for q in world.central.store.oxigraph.quads_for_pattern(None, None, None)), \
+        "the digest of a withheld output never reaches the central graph (tests/security/ checks the rest)"
     assert not (world.tmp / "state" / "aachen" / "executions" / execution["id"]).exists()
 
 
 def test_an_execution_interrupted_by_a_crash_is_resumed_then_failed_explicitly(world: World) -> None:
     world.define("count", route=("aachen",))
     station_client = world.client(bearer("station-aachen", Role.STATION, "aachen"))
-    # an agent fired "running" and died before the run ended: the graph says running, nothing else exists
+    # an agent approved (recording the approved code), fired "running" and died before the run ended: the graph
+    # says running, nothing else exists
+    ledger = ApprovalLedger(world.tmp / "state" / "aachen" / "approvals.jsonl")
     first = world.researcher.submit("count", PARAMS)
+    ledger.record(station_client.work("aachen")[0], how="auto")
     for to in ("approved", "pulling", "running"):
         station_client.step(f"{first}.r1-s0", to)
     world.agent("aachen", AUTO).poll_once()
     assert world.researcher.train(first)["state"] == "finished", "a restarted agent re-runs the interrupted run"
     # an execution whose run was already interrupted max_attempts times is failed, not retried forever
     second = world.researcher.submit("count", PARAMS)
+    ledger.record(station_client.work("aachen")[0], how="auto")
     for to in ("approved", "pulling", "running"):
         station_client.step(f"{second}.r1-s0", to)
     agent = world.agent("aachen", AUTO)

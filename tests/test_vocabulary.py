@@ -268,7 +268,9 @@ def test_closed_value_lists_match_the_ontology() -> None:
     assert sh_in_values(PHTS.FilterPolicyShape, PHT.defaultEffect) == one_of(PHT.FilterEffect)
     assert sh_in_values(PHTS.FilterRuleShape, PHT.coarsen) == one_of(PHT.Coarsening)
     assert sh_in_values(PHTS.NetworkUsageSampleShape, PHT.direction) == one_of(PHT.NetworkDirection)
-    for cls in (PHT.ExecutionMode, PHT.Runtime, PHT.FilterEffect, PHT.Coarsening, PHT.NetworkDirection):
+    assert sh_in_values(PHTS.StationPolicyShape, PHT.sharesFailureDetail) == one_of(PHT.FailureDetail)
+    for cls in (PHT.ExecutionMode, PHT.Runtime, PHT.FilterEffect, PHT.Coarsening, PHT.NetworkDirection,
+                PHT.FailureDetail):
         assert set(g.subjects(RDF.type, cls)) == one_of(cls), f"owl:oneOf of {cls} differs from its individuals"
 
 

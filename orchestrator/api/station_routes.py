@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from ..errors import NotFound
 from ..leases import Lease, StationLeases
+from ..lifecycle import OutputRecord
 from ..principal import Principal, Role
 from .deps import Services
 from .models import LeaseIn, LeaseOut, OutputIn, Problem, StepIn, StepOut, WorkItem
@@ -63,13 +64,18 @@ def station_router(s: Services) -> APIRouter:
     async def step_execution(execution_id: str, body: StepIn,
                        principal: Annotated[Principal, Depends(s.require(*STATION_SIDE))]) -> StepOut:
         """Move an execution to the next state of the chart; 409 says which state it is in."""
-        state = life.step(principal, execution_id=execution_id, to=body.to, reason=body.reason, used=body.used)
+        output = None if body.output is None else OutputRecord(
+            body.output.sha256, body.output.byte_size, body.output.title,
+            [(c.name, c.passed, c.detail) for c in body.output.checks])
+        state = life.step(principal, execution_id=execution_id, to=body.to, reason=body.reason, used=body.used,
+                          output=output)
         return StepOut(execution=execution_id, state=state)
 
     @router.post("/executions/{execution_id}/outputs", status_code=status.HTTP_201_CREATED, response_model=StepOut)
     async def hand_over_output(execution_id: str, body: OutputIn,
                          principal: Annotated[Principal, Depends(s.require(Role.STATION, Role.OPERATOR))]) -> StepOut:
-        """Record the output (SHA-256 digest and size) an execution generated, before it is reviewed."""
+        """Record an output (SHA-256 digest and size) before it is reviewed. The station agent never does: it sends
+        its output with the release step, so the central service learns nothing about an unreleased output."""
         life.add_output(principal, execution_id=execution_id, sha256=body.sha256, byte_size=body.byte_size,
                         title=body.title, checks=[(c.name, c.passed, c.detail) for c in body.checks])
         return StepOut(execution=execution_id, state="output-recorded")

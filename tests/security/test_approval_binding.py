@@ -1,0 +1,117 @@
+"""An approval binds code (issue 13, item 4), each attack played against a real central service over HTTP.
+
+* The station records what it approved (definition, image digest, entrypoint, parameters) in its own state folder
+  and runs nothing else: an operator who edits the definition in the central graph after the approval gets a
+  failed execution whose reason names what changed, and nothing runs.
+* Auto-approval by image digest covers the image's own command only: a researcher-chosen ``sh -c ...`` entrypoint
+  waits for the admin, unless the policy lists that very command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from central_thread import central_service
+from release_gate_world import DIGEST, OTHER_DIGEST, ScriptedRuntime, World, register, writes
+
+from station.approvals import ApprovalLedger
+from station.objects import LocalObjectStore
+from station.policy import StationPolicy
+
+MANUAL = StationPolicy(requires_approval=True, requires_output_review=False)
+EVIL = "sh -c 'cat /pht/data/* > /pht/output/all.csv'"
+DEFINITIONS = "https://pht.example.org/id/definitions"
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    with central_service() as central:
+        w = World(central, tmp_path, LocalObjectStore(tmp_path / "objects"), register(central))
+        try:
+            yield w
+        finally:
+            for c in w.clients:
+                c.close()
+            w.http.close()
+
+
+def approved_by_the_admin(world: World, runtime: ScriptedRuntime, did: str) -> tuple[str, str, object]:
+    world.define(did)
+    agent = world.agent("aachen", MANUAL, runtime)
+    tid = world.submit(did)
+    eid = f"{tid}.r1-s0"
+    agent.poll_once()
+    assert world.train(tid)["executions"][0]["state"] == "waiting-for-approval"
+    with world.admin("aachen") as admin:
+        admin.step(eid, "approved", reason="looked at the image")
+    return tid, eid, agent
+
+
+@pytest.mark.parametrize(("field", "edit"), [
+    ("image digest", f'DELETE {{ GRAPH <https://w3id.org/pht-kg/graph/central> {{ <{DEFINITIONS}/count> <https://w3id.org/pht-kg/vocab#imageDigest> ?d }} }} '
+                     f'INSERT {{ GRAPH <https://w3id.org/pht-kg/graph/central> {{ <{DEFINITIONS}/count> <https://w3id.org/pht-kg/vocab#imageDigest> '
+                     f'"{OTHER_DIGEST}" }} }} WHERE {{ GRAPH <https://w3id.org/pht-kg/graph/central> {{ <{DEFINITIONS}/count> '
+                     f'<https://w3id.org/pht-kg/vocab#imageDigest> ?d }} }}'),
+    ("entrypoint", f'INSERT DATA {{ GRAPH <https://w3id.org/pht-kg/graph/central> {{ <{DEFINITIONS}/count> '
+                   f'<https://w3id.org/pht-kg/vocab#entrypoint> "{EVIL}" }} }}'),
+])
+def test_an_edit_after_the_approval_is_not_run_and_the_failure_names_it(world: World, field: str, edit: str) -> None:
+    runtime = ScriptedRuntime(writes({"result.json": "{}"}))
+    tid, eid, agent = approved_by_the_admin(world, runtime, "count")
+    world.update(edit)  # the operator changes what runs, after the admin approved
+    agent.poll_once()  # type: ignore[attr-defined]
+    assert runtime.runs == [], "nothing ran"
+    execution = world.train(tid)["executions"][0]
+    assert execution["state"] == "failed"
+    reason = next(r for r in world.reasons(tid) if "changed after" in r)
+    assert f"the {field} changed after station aachen approved execution {eid}" in reason, reason
+    assert OTHER_DIGEST not in reason and EVIL not in reason, "the reason names the field, not the values"
+
+
+def test_what_was_approved_runs_and_is_recorded_at_the_station(world: World) -> None:
+    runtime = ScriptedRuntime(writes({"result.json": "{}"}))
+    tid, eid, agent = approved_by_the_admin(world, runtime, "count")
+    agent.poll_once()  # type: ignore[attr-defined]
+    assert world.train(tid)["state"] == "finished"
+    assert runtime.runs == [(DIGEST, None)]
+    recorded = ApprovalLedger(world.tmp / "state" / "aachen" / "approvals.jsonl").get(eid)
+    assert recorded is not None and (recorded.image_digest, recorded.entrypoint, recorded.parameters) == (
+        DIGEST, None, {"MIN": "5"})
+
+
+def test_a_changed_parameter_is_named_not_shown(world: World) -> None:
+    runtime = ScriptedRuntime(writes({"result.json": "{}"}))
+    tid, eid, agent = approved_by_the_admin(world, runtime, "count")
+    world.update('DELETE { GRAPH <https://w3id.org/pht-kg/graph/central> { ?v <https://w3id.org/pht-kg/vocab#literalValue> ?x } } '
+                 'INSERT { GRAPH <https://w3id.org/pht-kg/graph/central> { ?v <https://w3id.org/pht-kg/vocab#literalValue> 1 } } '
+                 f'WHERE {{ GRAPH <https://w3id.org/pht-kg/graph/central> {{ <https://pht.example.org/id/trains/{tid}> '
+                 '<https://w3id.org/pht-kg/vocab#parameterValue> ?v . ?v <https://w3id.org/pht-kg/vocab#literalValue> ?x } }')
+    agent.poll_once()  # type: ignore[attr-defined]
+    assert runtime.runs == []
+    reason = next(r for r in world.reasons(tid) if "changed after" in r)
+    assert "parameter(s) MIN changed" in reason, reason
+
+
+def test_auto_approval_by_image_does_not_approve_a_researcher_chosen_command(world: World) -> None:
+    by_image = StationPolicy(requires_approval=True, requires_output_review=False, approve_images=frozenset({DIGEST}))
+    runtime = ScriptedRuntime(writes({"result.json": "{}"}))
+    world.define("shell", entrypoint=EVIL)
+    agent = world.agent("aachen", by_image, runtime)
+    tid = world.submit("shell")
+    agent.poll_once()
+    assert world.train(tid)["executions"][0]["state"] == "waiting-for-approval"
+    assert runtime.runs == [], "sh -c chosen by the researcher does not run unreviewed"
+    world.define("plain")  # the same image with its own command is approved by the same rule
+    plain = world.submit("plain")
+    agent.poll_once()
+    assert world.train(plain)["state"] == "finished" and runtime.runs == [(DIGEST, None)]
+    listed = StationPolicy(requires_approval=True, requires_output_review=False, approve_images=frozenset({DIGEST}),
+                           approve_commands=frozenset({EVIL}))
+    agent = world.agent("aachen", listed, runtime)
+    world.define("shell2", entrypoint=EVIL)
+    again = world.submit("shell2")
+    agent.poll_once()
+    assert world.train(again)["state"] == "finished", "a command the admin listed is approved"
+    assert runtime.runs[-1] == (DIGEST, EVIL.split())
