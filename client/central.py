@@ -108,6 +108,20 @@ class CentralClient:
             if not body["items"] or offset >= body["total"]:
                 return
 
+    # -- tokens -------------------------------------------------------------------------------------------
+
+    def revoke_tokens(self, revocation: Mapping[str, Any]) -> dict[str, Any]:
+        """Revoke one token (``token_id``) or a station's tokens issued before a cut-off (``station``,
+        ``issued_before``) as an operator; returns the recorded revocation."""
+        return self._object("POST", "/api/tokens/revocations", json=dict(revocation))
+
+    def renew_token(self) -> str:
+        """A new station token for this client's station (station tokens are short-lived); this client uses
+        it from now on. Returns it, for whoever else needs it (the station's MPU reads a token file)."""
+        token = self._text("POST", "/api/tokens/renew", "token")
+        self._http.headers["Authorization"] = f"Bearer {token}"
+        return token
+
     # -- registry -----------------------------------------------------------------------------------------
 
     def register_station(self, station: Mapping[str, Any]) -> dict[str, str]:

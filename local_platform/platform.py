@@ -16,7 +16,7 @@ import uvicorn
 
 from client import CentralClient
 from graph_store import EmbeddedStore
-from orchestrator import DEMO_SECRET, Role, Settings, create_app, issue_token
+from orchestrator import DEMO_SECRET, STATION_TOKEN_TTL_S, Role, Settings, create_app, issue_token
 from station import (
     CONTAINER_ENGINES,
     Limits,
@@ -216,7 +216,9 @@ class LocalPlatform:
     # -- acting on it ---------------------------------------------------------------------------------------
 
     def token(self, subject: str, role: Role, station: str | None = None) -> str:
-        return issue_token(DEMO_SECRET, subject=subject, roles=[role], station=station, ttl_s=24 * 3600)
+        # station tokens are short-lived (the verifier refuses longer ones); others last the day
+        ttl = STATION_TOKEN_TTL_S if role is Role.STATION else 24 * 3600
+        return issue_token(DEMO_SECRET, subject=subject, roles=[role], station=station, ttl_s=ttl)
 
     def client(self, subject: str = "alice", role: Role = Role.RESEARCHER, station: str | None = None) -> CentralClient:
         client = CentralClient(self.url, self.token(subject, role, station))

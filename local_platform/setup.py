@@ -63,10 +63,11 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
                    automatic: bool = False, mpu_port: int = 8181) -> dict[str, Path]:
     """Split the data into ``out/<station>/data``, register everything, and write per station:
     ``policy.ttl`` (the admin decides everything, unless ``automatic``: approve and release after the checks),
-    ``mpu-policy.ttl`` (the MPU's safe default filter policy, to edit) and ``station.env`` (mode 0600: it holds
-    the tokens), the settings of both the agent and the MPU (listening on ``mpu_port``, the next station's
-    on the next port), which share a fresh ingest token. Source it, then ``pht mpu serve & pht station run``.
-    Returns station -> its folder."""
+    ``mpu-policy.ttl`` (the MPU's safe default filter policy, to edit), ``station.token`` (mode 0600: the
+    station token from ``station_tokens``, which the agent renews and rewrites there and the MPU re-reads) and
+    ``station.env`` (mode 0600: it holds the ingest token), the settings of both the agent and the MPU (listening
+    on ``mpu_port``, the next station's on the next port), which share a fresh ingest token. Source it, then
+    ``pht mpu serve & pht station run``. Returns station -> its folder."""
     folders = split_breast_cancer(out / "_split", stations)
     result = {}
     for i, sid in enumerate(stations):
@@ -82,9 +83,12 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
         (home / "policy.ttl").write_text(POLICY.format(pht=PHT_NS, station=station_iri, manual=manual))
         shutil.copyfile(DEFAULT_POLICY, home / "mpu-policy.ttl")
         token = (station_tokens or {}).get(sid, "")
+        token_file = home.resolve() / "station.token"  # short-lived: the agent renews it here, the MPU re-reads it
+        token_file.touch(mode=0o600)
+        token_file.write_text(token + "\n" if token else "")
         settings = {
             # the agent (docs/station.md)
-            "PHT_STATION_ID": sid, "PHT_CENTRAL_URL": client.base_url, "PHT_STATION_TOKEN": token,
+            "PHT_STATION_ID": sid, "PHT_CENTRAL_URL": client.base_url, "PHT_STATION_TOKEN_FILE": token_file,
             "PHT_STATION_DATASETS": f"{sid}-data={data.resolve()}", "PHT_STATION_STATE_DIR": home.resolve() / "state",
             "PHT_OBJECTS_URL": objects_url, "PHT_STATION_RUNTIME": runtime,
             "PHT_STATION_POLICY": (home / "policy.ttl").resolve(), "PHT_MPU_URL": f"http://127.0.0.1:{mpu_port + i}",
@@ -94,7 +98,7 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
             "PHT_MPU_METRICS_TOKEN": secrets.token_urlsafe(32),
             # the MPU (docs/mpu.md): it signs with the key whose public half was registered above
             "PHT_MPU_STATION": sid, "PHT_MPU_PORT": mpu_port + i, "PHT_MPU_CENTRAL_URL": client.base_url,
-            "PHT_MPU_TOKEN": token, "PHT_MPU_PRIVATE_KEY": key.resolve(),
+            "PHT_MPU_TOKEN_FILE": token_file, "PHT_MPU_PRIVATE_KEY": key.resolve(),
             "PHT_MPU_POLICY": (home / "mpu-policy.ttl").resolve(), "PHT_MPU_DATA_DIR": home.resolve() / "mpu",
             "PHT_MPU_BASE_IRI": station_iri.removesuffix(f"stations/{quote(sid, safe='')}"),
             # only containers have stats to sample
@@ -105,8 +109,8 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
         env.write_text("\n".join([
             f"# station {sid}: source this file, then start its MPU and its agent: pht mpu serve & pht station run",
             *(f"export {name}={shlex.quote(str(value))}" + (
-                f"  # a station token for {sid}" if name in ("PHT_STATION_TOKEN", "PHT_MPU_TOKEN") and not token
-                else "") for name, value in settings.items()),
+                f"  # write a station token for {sid} into it (pht token issue --role station --station {sid})"
+                if name == "PHT_STATION_TOKEN_FILE" and not token else "") for name, value in settings.items()),
             "",
         ]))
         result[sid] = home

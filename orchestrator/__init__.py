@@ -8,6 +8,7 @@ rest of the platform uses; the modules hold more.
 from .app import create_app
 from .auth import issue_token
 from .principal import Principal, Role
-from .settings import DEMO_SECRET, Settings, SettingsError
+from .settings import DEMO_SECRET, STATION_TOKEN_TTL_S, Settings, SettingsError
 
-__all__ = ["DEMO_SECRET", "Principal", "Role", "Settings", "SettingsError", "create_app", "issue_token"]
+__all__ = ["DEMO_SECRET", "Principal", "Role", "STATION_TOKEN_TTL_S", "Settings", "SettingsError", "create_app",
+           "issue_token"]

@@ -34,6 +34,7 @@ from .api.registry_routes import registry_router
 from .api.result_routes import result_router
 from .api.service_routes import service_router
 from .api.station_routes import station_router
+from .api.token_routes import token_router
 from .api.train_routes import train_router
 from .auth import TokenVerifier, principal_dependency, require_roles
 from .errors import LifecycleError
@@ -42,7 +43,8 @@ from .lifecycle import Lifecycle
 from .metrics import install_metrics
 from .reads import Reads
 from .registry import Registry
-from .settings import Settings
+from .revocations import Revocations
+from .settings import Settings, SettingsError
 from .sparql_protocol import RDF_FORMATS, RESULTS_FORMATS, sparql_router
 from .watchdog import StationWatchdog
 from .web import web_router
@@ -51,10 +53,17 @@ __all__ = ["create_app", "open_store"]
 
 
 def open_store(settings: Settings) -> GraphStore:
-    """The store the settings name: remote SPARQL endpoints, or embedded on disk (in memory if no path)."""
+    """The store the settings name: remote SPARQL endpoints, embedded on disk, or in memory only when
+    ``store_in_memory`` asks for it: a forgotten ``PHT_STORE_PATH`` must not lose every train at the next restart.
+
+    :raises SettingsError: no store is named and memory was not asked for.
+    """
     if settings.store_query_url:
         return RemoteStore(settings.store_query_url, settings.store_update_url, user=settings.store_user,
                            password=settings.store_password)
+    if settings.store_path is None and not settings.store_in_memory:
+        raise SettingsError("no store: set PHT_STORE_PATH (a directory) or PHT_STORE_QUERY_URL, or "
+                            "PHT_STORE_IN_MEMORY=1 to keep everything in memory and lose it when the service stops")
     return EmbeddedStore(settings.store_path)
 
 
@@ -107,7 +116,9 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     # ``is None``, not ``or``: a GraphStore has ``__len__``, so an empty store given here is falsy.
     the_store = store if store is not None else open_store(settings)
     lifecycle = Lifecycle(the_store, settings)
-    authenticate = principal_dependency(TokenVerifier(settings))
+    revocations = Revocations(the_store, lifecycle.iris, cache_s=settings.revocation_cache_s)
+    verifier = TokenVerifier(settings, revoked=revocations.check)
+    authenticate = principal_dependency(verifier)
     services = Services(the_store, settings, lifecycle, Registry(the_store, lifecycle.iris),
                         require_roles(authenticate), Reads(the_store, lifecycle.iris, lifecycle.chart))
 
@@ -131,12 +142,12 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     )
     app.state.services = services
     for router in (registry_router(services), train_router(services), station_router(services),
-                   metadata_router(services), service_router(services)):
+                   metadata_router(services), service_router(services), token_router(services, revocations)):
         app.include_router(router, prefix="/api")
     app.include_router(result_router(services), prefix="/api")  # result links and the objects they read
     _protocol_routers(app, services, authenticate)
-    app.include_router(web_router(services))  # the built-in web view at /ui
-    install_metrics(app, services)
+    app.include_router(web_router(services, verifier=verifier))  # the web view at /ui: same tokens, same revocations
+    install_metrics(app, services, verifier)
     _error_handlers(app)
 
     @app.get("/health", tags=["service"])

@@ -7,8 +7,11 @@ A token is a JWT (RFC 7519) carried as ``Authorization: Bearer <token>``. Two ki
 * **Local tokens**, HS256-signed with ``Settings.jwt_secret`` (``pht token issue``, the embedded demo, tests).
   :func:`issue_token` writes them with these claims::
 
-      {"sub": "alice", "roles": ["researcher"], "iat": 1767225600, "exp": 1767229200}
-      {"sub": "st-1", "roles": ["station"], "station": "st-1", "iat": ..., "exp": ..., "iss": ..., "aud": ...}
+      {"sub": "alice", "roles": ["researcher"], "iat": 1767225600, "exp": 1767229200, "jti": "9f1c..."}
+      {"sub": "st-1", "roles": ["station"], "station": "st-1", "iat": ..., "exp": ..., "jti": ...,
+       "iss": ..., "aud": ...}
+
+  ``jti`` is a random token id: an operator revokes one token by it (``POST /api/tokens/revocations``).
 
 * **Provider tokens** (Keycloak or any OIDC provider), RS256 or ES256-signed with a key published at
   ``Settings.jwks_url`` and chosen by the token's ``kid`` header. The key set is cached for five minutes
@@ -21,7 +24,14 @@ algorithms, and an HS256 token "signed" with a public key (algorithm confusion) 
 
 Claims checked: signature, ``exp`` (required, 30 s leeway), ``sub`` (required), ``iss`` and ``aud`` when
 ``Settings.jwt_issuer`` / ``Settings.jwt_audience`` are set (for both kinds of token; pass them to
-:func:`issue_token` when both are configured).
+:func:`issue_token` when both are configured). A JWKS URL cannot be configured without both
+(:class:`Settings` refuses), so provider tokens are always checked for issuer and audience: a realm's token for
+another client is refused.
+
+Station tokens (role ``station``) are short-lived: one that lives longer than
+``Settings.station_token_ttl_s`` (``exp - iat``, 12 hours by default) is refused, as is one without ``iat``.
+Revocations (``orchestrator/revocations.py``, recorded in the graph) are checked on every token: a revoked
+``jti``, or a token naming a station whose tokens issued before a cut-off were revoked, is refused.
 
 Roles are the union of the claim ``roles`` (a list of strings), Keycloak's ``realm_access.roles``, and
 ``resource_access.<jwt_audience>.roles`` (client roles, read only when an audience is configured). Strings
@@ -62,6 +72,7 @@ Principal(subject='alice', roles=frozenset({<Role.RESEARCHER: 'researcher'>}), s
 # and those of the closures below refer to local variables.
 
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated, Any, Protocol
 
@@ -74,6 +85,8 @@ from orchestrator.settings import Settings
 
 __all__ = [
     "AuthError",
+    "RevocationCheck",
+    "VerificationUnavailable",
     "PrincipalDependency",
     "RequireRoles",
     "TokenVerifier",
@@ -112,6 +125,16 @@ class RequireRoles(Protocol):
 
 class AuthError(Exception):
     """A token was refused; ``str(error)`` says why in one sentence (the API answers 401 with it)."""
+
+
+class VerificationUnavailable(AuthError):
+    """A token cannot be checked now (the revocations cannot be read); the API answers 503, not 401: the
+    token may be good, and the caller should retry rather than ask for a new one."""
+
+
+RevocationCheck = Callable[[Mapping[str, Any]], str | None]
+"""Given a verified token's claims, why it is revoked (one sentence) or None; may raise
+:class:`VerificationUnavailable`. ``orchestrator.revocations.Revocations.check`` is the one the app uses."""
 
 
 # --- issuing ------------------------------------------------------------------------------------------
@@ -155,6 +178,7 @@ def issue_token(
         "roles": sorted(role.value for role in granted),
         "iat": now,
         "exp": now + ttl_s,
+        "jti": uuid.uuid4().hex,
     }
     if station:
         claims["station"] = station
@@ -187,7 +211,10 @@ class TokenVerifier:
     Thread-safe: FastAPI calls :meth:`verify` from its thread pool.
     """
 
-    def __init__(self, settings: Settings, *, jwks_timeout_s: float = 5.0) -> None:
+    def __init__(self, settings: Settings, *, jwks_timeout_s: float = 5.0,
+                 revoked: RevocationCheck | None = None) -> None:
+        self._revoked = revoked
+        self._station_ttl_s = settings.station_token_ttl_s
         self._secret = settings.jwt_secret
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
@@ -218,7 +245,23 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise AuthError("token is malformed") from None
         claims = self._decode(token, header.get("alg"), header.get("kid"))
-        return _principal(claims, self._audience)
+        principal = _principal(claims, self._audience)
+        if Role.STATION in principal.roles:
+            self._check_short_lived(claims)
+        if self._revoked is not None:
+            reason = self._revoked(claims)
+            if reason is not None:
+                raise AuthError(reason)
+        return principal
+
+    def _check_short_lived(self, claims: Mapping[str, Any]) -> None:
+        """A station token must say when it was issued and live at most ``station_token_ttl_s``."""
+        issued, expires = claims.get("iat"), claims.get("exp")
+        if not isinstance(issued, (int, float)) or isinstance(issued, bool):
+            raise AuthError("station tokens must carry the claim 'iat' (when they were issued)")
+        if not isinstance(expires, (int, float)) or expires - issued > self._station_ttl_s + LEEWAY_S:
+            raise AuthError(f"station tokens may live at most {self._station_ttl_s} seconds; this one lives "
+                            f"longer (issue a new one, or let the agent renew it)")
 
     def _decode(self, token: str, alg: object, kid: object) -> dict[str, Any]:
         key: str | jwt.PyJWK
@@ -356,6 +399,8 @@ def principal_dependency(verifier: TokenVerifier) -> PrincipalDependency:
             )
         try:
             return verifier.verify(credentials.credentials)
+        except VerificationUnavailable as error:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from None
         except AuthError as error:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

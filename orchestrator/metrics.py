@@ -20,13 +20,16 @@ series per train), statuses and stations are few. The state gauges are read from
 named queries ``trains_by_state`` / ``executions_by_state``, at most once per ``cache_s``, so scraping cannot
 load the store; the graph sizes (``graph_sizes``, a full count) at most once per ``size_cache_s``.
 
-No authentication: Prometheus scrapes without JWTs, and the metrics are aggregates (no train, person or
-dataset appears in them); expose the service's ``/metrics`` only where the scraper runs (loopback, the
-internal network) -- as for ``/health``.
+``/metrics`` needs a bearer token: an operator's JWT, or ``Settings.metrics_token`` (``PHT_METRICS_TOKEN``, a
+shared secret that reads the metrics and nothing else, for Prometheus: the shipped
+``dashboards/prometheus/prometheus.yml`` sends it from a ``credentials_file``). The metrics are aggregates: no
+train, execution, person or dataset identifier is a label value (station ids and route templates are);
+``tests/security/test_tokens.py`` checks that a train's id and its requester never appear in the exposition.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import threading
@@ -35,8 +38,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import fastapi.routing
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -47,7 +51,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graph_store import GraphStore, GraphStoreError
 
 from .api.deps import Services
+from .auth import AuthError, TokenVerifier, VerificationUnavailable, _invalid_token_challenge
 from .chart import Chart
+from .principal import Role
 
 __all__ = ["CentralMetrics", "install_metrics"]
 
@@ -188,16 +194,45 @@ class HttpMetrics:
                 time.perf_counter() - start)
 
 
-def install_metrics(app: FastAPI, services: Services) -> CentralMetrics:
-    """Add ``/metrics``, the latency middleware and the lifecycle's step counter to the central app."""
+_bearer = HTTPBearer(auto_error=False, description="An operator's JWT, or the metrics token (PHT_METRICS_TOKEN).")
+
+
+def metrics_reader(verifier: TokenVerifier, metrics_token: str | None) -> Any:
+    """A FastAPI dependency admitting the metrics token or an operator's token: 401 without a (valid) token,
+    403 for any other role, 503 if revocations cannot be read."""
+
+    def authorize(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:  # noqa: B008
+        if credentials is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"},
+                                detail="/metrics needs a bearer token: an operator's, or the metrics token")
+        given = credentials.credentials
+        if metrics_token is not None and hmac.compare_digest(given.encode(), metrics_token.encode()):
+            return
+        try:
+            principal = verifier.verify(given)
+        except VerificationUnavailable as e:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(e)) from None
+        except AuthError as e:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=str(e),
+                                headers={"WWW-Authenticate": _invalid_token_challenge(str(e))}) from None
+        if not principal.has(Role.OPERATOR):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                detail="/metrics needs the operator role or the metrics token")
+
+    return authorize
+
+
+def install_metrics(app: FastAPI, services: Services, verifier: TokenVerifier) -> CentralMetrics:
+    """Add ``/metrics`` (operator or metrics token), the latency middleware and the lifecycle's step counter."""
     metrics = CentralMetrics(services.store, services.lifecycle.chart)
     services.lifecycle.step_observer = metrics.count_step
     app.state.metrics = metrics
     app.add_middleware(HttpMetrics, metrics=metrics, routes=lambda: app.routes)
+    reader = metrics_reader(verifier, services.settings.metrics_token)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(reader)])
     def prometheus_metrics() -> Response:
-        """Prometheus exposition of the metrics above (no authentication: aggregates only, see the module)."""
+        """Prometheus exposition of the metrics above (aggregates only, see the module)."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return metrics

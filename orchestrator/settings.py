@@ -11,10 +11,15 @@ from urllib.parse import urlsplit
 
 from graph_store import DEFAULT_BASE_IRI
 
-__all__ = ["Settings", "SettingsError", "DEMO_SECRET"]
+__all__ = ["Settings", "SettingsError", "DEMO_SECRET", "STATION_TOKEN_TTL_S"]
 
 DEMO_SECRET = "pht-demo-secret-change-me-0123456789abcdef"
 """HS256 key of the embedded demo. Refused unless ``demo=True``."""
+STATION_TOKEN_TTL_S = 12 * 3600
+"""Default lifetime of a station token: 12 hours. Agents renew theirs at half its life
+(``POST /api/tokens/renew``), so the agent survives a central-service outage of up to six hours without an
+operator; a token copied off a station (a log, a backup) without the agent renewing it is dead within half a
+day. Revocation (``POST /api/tokens/revocations``) is what stops a known compromise, within seconds."""
 OBJECT_STORE_SCHEMES = frozenset({"file", "s3", "s3+https", "s3+http"})
 """The URL schemes ``station.objects.object_store_from_url`` reads (not imported: stations are another package)."""
 
@@ -27,9 +32,12 @@ class SettingsError(ValueError):
 class Settings:
     """Everything the central service needs to know.
 
-    Store: ``store_path`` (embedded pyoxigraph, the default) or ``store_query_url`` (+ update URL, user,
-    password) for a remote SPARQL 1.1 server. Tokens: HS256 with ``jwt_secret`` (local tokens issued by
-    ``pht token``) and/or RS256/ES256 from ``jwks_url`` (Keycloak or any OIDC provider).
+    Store: ``store_path`` (embedded pyoxigraph on disk) or ``store_query_url`` (+ update URL, user, password)
+    for a remote SPARQL 1.1 server; a store only in memory (lost at exit) only when ``store_in_memory`` says so
+    (``PHT_STORE_IN_MEMORY=1``), never by forgetting the path (:func:`orchestrator.app.open_store` refuses).
+    Tokens: HS256 with ``jwt_secret`` (local tokens issued by ``pht token``) and/or RS256/ES256 from
+    ``jwks_url`` (Keycloak or any OIDC provider), which then needs ``jwt_issuer`` and ``jwt_audience``: without
+    them a token the provider issued to any other client of the realm would be accepted.
     """
 
     store_path: Path | None = None
@@ -53,6 +61,16 @@ class Settings:
     asks ``GET /api/trains/{id}/result`` for a link that reads that one result; None: results are not served."""
     result_link_ttl_s: float = 300.0
     """How long a result link reads its object (``PHT_RESULT_LINK_TTL_S``, 1 s to 1 hour)."""
+    store_in_memory: bool = False
+    """Keep the store in memory only (``PHT_STORE_IN_MEMORY=1``): everything is lost when the service stops."""
+    station_token_ttl_s: int = STATION_TOKEN_TTL_S
+    """Lifetime of station tokens the service issues or renews (``PHT_STATION_TOKEN_TTL_S``)."""
+    revocation_cache_s: float = 2.0
+    """How long the verifier reuses the token revocations it read (``PHT_REVOCATION_CACHE_S``, at most 5 s):
+    a revocation recorded in the graph refuses its tokens within this time."""
+    metrics_token: str | None = None
+    """A bearer token (not a JWT, at least 32 characters) that may read ``GET /metrics`` and nothing else
+    (``PHT_METRICS_TOKEN``), for Prometheus; operator tokens read it too."""
     demo: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -61,6 +79,18 @@ class Settings:
             raise SettingsError("set either PHT_STORE_PATH (embedded) or PHT_STORE_QUERY_URL (remote), not both")
         if not self.jwt_secret and not self.jwks_url:
             raise SettingsError("no way to verify tokens: set PHT_JWT_SECRET or PHT_JWKS_URL")
+        if self.jwks_url and (not self.jwt_issuer or not self.jwt_audience):
+            raise SettingsError("PHT_JWKS_URL needs PHT_JWT_ISSUER and PHT_JWT_AUDIENCE (the provider's issuer and "
+                                "this service's client id), so that tokens issued for other clients are refused")
+        if self.store_in_memory and (self.store_path is not None or self.store_query_url is not None):
+            raise SettingsError("PHT_STORE_IN_MEMORY=1 keeps the store in memory; do not set PHT_STORE_PATH or "
+                                "PHT_STORE_QUERY_URL with it")
+        if not 60 <= self.station_token_ttl_s <= 7 * 86400:
+            raise SettingsError("PHT_STATION_TOKEN_TTL_S must be between 60 seconds and 7 days")
+        if not 0 <= self.revocation_cache_s <= 5:
+            raise SettingsError("PHT_REVOCATION_CACHE_S must be between 0 and 5 seconds")
+        if self.metrics_token is not None and len(self.metrics_token) < 32:
+            raise SettingsError("PHT_METRICS_TOKEN must be at least 32 characters long")
         if self.jwt_secret == DEMO_SECRET and not self.demo:
             raise SettingsError("PHT_JWT_SECRET is the demo secret; choose your own (at least 32 characters)")
         if self.jwt_secret and len(self.jwt_secret) < 32:
@@ -110,5 +140,9 @@ class Settings:
             station_timeout_s=num("PHT_STATION_TIMEOUT_S", 3600.0),
             results_store_url=e.get("PHT_RESULTS_STORE_URL") or None,
             result_link_ttl_s=num("PHT_RESULT_LINK_TTL_S", 300.0),
+            store_in_memory=e.get("PHT_STORE_IN_MEMORY", "") == "1",
+            station_token_ttl_s=int(num("PHT_STATION_TOKEN_TTL_S", STATION_TOKEN_TTL_S)),
+            revocation_cache_s=num("PHT_REVOCATION_CACHE_S", 2.0),
+            metrics_token=e.get("PHT_METRICS_TOKEN") or None,
             demo=e.get("PHT_DEMO", "") == "1",
         )

@@ -15,7 +15,7 @@ import uvicorn
 from pyoxigraph import QueryBoolean, QuerySolutions
 from rich.table import Table
 
-from client import ClientError
+from client import CentralClient, ClientError
 from graph_store import (
     CENTRAL_GRAPH,
     ChangeSet,
@@ -83,7 +83,9 @@ def token_issue(
     role: Annotated[list[str], typer.Option(
         "--role", help="researcher, station, station-admin or operator; repeatable.")],
     station: Annotated[str | None, typer.Option(help="Station id, for station and station-admin tokens.")] = None,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[int | None, typer.Option(help=(
+        "Lifetime in seconds (default 3600; station tokens PHT_STATION_TOKEN_TTL_S, 12 hours, which is also "
+        "their maximum: the agent renews its own)."))] = None,
 ) -> None:
     """Print a bearer token signed with PHT_JWT_SECRET (the demo secret under PHT_DEMO=1).
 
@@ -97,11 +99,45 @@ def token_issue(
         roles = [Role(r) for r in role]
         if not settings.jwt_secret:
             raise SettingsError("local tokens need PHT_JWT_SECRET")
-        token = issue_token(settings.jwt_secret, subject=subject, roles=roles, station=station, ttl_s=ttl,
+        limit = settings.station_token_ttl_s
+        if Role.STATION in roles and ttl is not None and ttl > limit:
+            raise ValueError(f"station tokens live at most {limit} seconds (PHT_STATION_TOKEN_TTL_S); "
+                             "the agent renews its own")
+        lifetime = ttl if ttl is not None else (limit if Role.STATION in roles else 3600)
+        token = issue_token(settings.jwt_secret, subject=subject, roles=roles, station=station, ttl_s=lifetime,
                             issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     except (SettingsError, ValueError) as e:
         raise fail(str(e)) from None
     console.print(token, soft_wrap=True)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    central: Annotated[str, typer.Option("--central", envvar="PHT_CENTRAL_URL", help="Central service URL.")],
+    token: Annotated[str, typer.Option("--token", envvar="PHT_TOKEN", help="Operator token.")],
+    station: Annotated[str | None, typer.Option(
+        help="Revoke every token of this station issued before --before (a compromised station).")] = None,
+    before: Annotated[str | None, typer.Option(
+        help="With --station: the cut-off, ISO 8601 with a time zone (default now).")] = None,
+    token_id: Annotated[str | None, typer.Option("--token-id", help="Revoke the one token with this id (jti).")]
+    = None,
+    reason: Annotated[str | None, typer.Option(help="Why, for people.")] = None,
+) -> None:
+    """Revoke tokens before they expire: one by its id, or all of a station's issued before a time. Every
+    instance of the central service refuses them within seconds.
+
+    Example: pht token revoke --station aachen --reason "host compromised" --central http://127.0.0.1:8080
+    """
+    body = {k: v for k, v in {"token_id": token_id, "station": station, "issued_before": before,
+                              "reason": reason}.items() if v is not None}
+    try:
+        with CentralClient(central, token) as client:
+            done = client.revoke_tokens(body)
+    except ClientError as e:
+        raise fail(str(e)) from None
+    what = f"token {done['token_id']}" if done.get("token_id") else \
+        f"the tokens of station {done['station']} issued before {done['issued_before']}"
+    console.print(f"revoked {what} ({done['iri']})")
 
 
 @app.command()
@@ -109,6 +145,8 @@ def serve(
     store_dir: Annotated[Path, typer.Option("--store", help="Directory of the embedded store.")] = Path("var/store"),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    in_memory: Annotated[bool, typer.Option(
+        "--in-memory", help="Keep the store in memory only: everything is lost when the service stops.")] = False,
 ) -> None:
     """Start the central service (REST API under /api, SPARQL at /sparql, OpenAPI at /docs).
 
@@ -117,7 +155,10 @@ def serve(
     Example: PHT_JWT_SECRET=$(openssl rand -hex 32) pht serve --store var/store --port 8080
     """
     env = dict(os.environ)
-    env.setdefault("PHT_STORE_PATH", str(store_dir))
+    if in_memory:
+        env["PHT_STORE_IN_MEMORY"] = "1"
+    elif not env.get("PHT_STORE_QUERY_URL") and env.get("PHT_STORE_IN_MEMORY") != "1":
+        env.setdefault("PHT_STORE_PATH", str(store_dir))
     if env.get("PHT_DEMO") == "1":
         env.setdefault("PHT_JWT_SECRET", DEMO_SECRET)
     try:
@@ -125,7 +166,8 @@ def serve(
         application = create_app(settings)
     except (SettingsError, GraphStoreError) as e:
         raise fail(str(e)) from None
-    console.print(f"central service on http://{host}:{port} (store {settings.store_path or settings.store_query_url})")
+    where = settings.store_path or settings.store_query_url or "in memory: lost when the service stops"
+    console.print(f"central service on http://{host}:{port} (store {where})")
     tune_garbage_collection()
     uvicorn.run(application, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 

@@ -8,7 +8,7 @@ import typer
 
 from client import CentralClient, ClientError
 from local_platform import setup_stations
-from orchestrator import DEMO_SECRET, Role, issue_token
+from orchestrator import DEMO_SECRET, STATION_TOKEN_TTL_S, Role, issue_token
 
 from .output import console, fail
 
@@ -28,9 +28,10 @@ def setup(out: Annotated[Path, typer.Argument(help="New folder for the stations'
           = 8181) -> None:
     """Split the breast cancer data across stations, register them and their datasets, write their settings.
 
-    Each station gets OUT/<id>/data/patients.csv, a new Ed25519 key, its agent's and its MPU's policies, and
-    OUT/<id>/station.env with the settings of both (with a station token when PHT_JWT_SECRET or PHT_DEMO=1 is
-    set here); source it, then start the MPU and the agent: pht mpu serve & pht station run.
+    Each station gets OUT/<id>/data/patients.csv, a new Ed25519 key, its agent's and its MPU's policies,
+    OUT/<id>/station.token (a station token when PHT_JWT_SECRET or PHT_DEMO=1 is set here; short-lived, the
+    agent renews it there) and OUT/<id>/station.env with the settings of both; source it, then start the MPU
+    and the agent: pht mpu serve & pht station run.
     Example: PHT_DEMO=1 pht setup var/stations --central http://127.0.0.1:8080 --token $OPS_TOKEN
     """
     if out.exists() and any(out.iterdir()):
@@ -39,8 +40,12 @@ def setup(out: Annotated[Path, typer.Argument(help="New folder for the stations'
     if not 1 <= mpu_port <= 65536 - len(ids):
         raise fail(f"--mpu-port {mpu_port} leaves no port for {len(ids)} MPU(s); give 1 to {65536 - len(ids)}")
     secret = os.environ.get("PHT_JWT_SECRET") or (DEMO_SECRET if os.environ.get("PHT_DEMO") == "1" else None)
-    tokens = {sid: issue_token(secret, subject=f"station-{sid}", roles=[Role.STATION], station=sid, ttl_s=30 * 86400)
-              for sid in ids} if secret else {}
+    try:
+        ttl = int(os.environ.get("PHT_STATION_TOKEN_TTL_S", STATION_TOKEN_TTL_S))
+    except ValueError:
+        raise fail("PHT_STATION_TOKEN_TTL_S must be a number of seconds") from None
+    tokens = {sid: issue_token(secret, subject=f"station-{sid}", roles=[Role.STATION], station=sid, ttl_s=ttl)
+              for sid in ids} if secret else {}  # short-lived: each agent renews its own (docs/station.md)
     try:
         with CentralClient(central, token) as client:
             homes = setup_stations(client, out, ids, objects_url=objects or f"file://{(out / 'objects').resolve()}",

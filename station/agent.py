@@ -35,6 +35,7 @@ from .policy import PolicyError, StationPolicy, load_policy
 from .review import review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
 from .settings import StationSettings
+from .token import TokenRenewal
 
 log = logging.getLogger("pht.station")
 
@@ -116,6 +117,7 @@ class StationAgent:
                                           ingest_token=settings.mpu_ingest_token)
         self.lease = StationLease(self.client, settings.station_id, period_s=settings.lease_s)
         self.approvals = ApprovalLedger(settings.state_dir / "approvals.jsonl")
+        self.token = TokenRenewal(self.client, settings.token, settings.token_file)  # station tokens are short-lived
         self._policy_cache: tuple[object, StationPolicy] | None = None
         self._policy_loader = policy_loader or self._load_policy_file
         self._stop = threading.Event()
@@ -171,8 +173,10 @@ class StationAgent:
             self.lease.release()
 
     def _keep_lease(self) -> None:
-        """Renew the lease while :meth:`run` runs, also while a train runs; stop the agent if it was lost."""
+        """Renew the lease while :meth:`run` runs, also while a train runs; stop the agent if it was lost. Renew
+        the station token too when it is half through its life (``token.py``)."""
         while not self._stop.wait(self.settings.lease_s / 6):
+            self.token.renew_if_due()
             try:
                 self.lease.renew()
             except LeaseLost:

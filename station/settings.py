@@ -34,6 +34,7 @@ class StationSettings:
     kubernetes_namespace: str | None = None  #: runtime "kubernetes": where the train Jobs run
     kubernetes_image_refs: Path | None = None  #: runtime "kubernetes": JSON file, image ID -> registry reference
     kubeconfig: Path | None = None  #: runtime "kubernetes" outside a cluster: its configuration file (KUBECONFIG)
+    token_file: Path | None = None  #: where ``token`` came from (``PHT_STATION_TOKEN_FILE``); renewed tokens go there
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "StationSettings":
@@ -59,8 +60,19 @@ class StationSettings:
                 raise StationSettingsError(f"{name} is not a number of seconds") from None
 
         interval = seconds("PHT_STATION_POLL_INTERVAL", "1.0")
+        token_file = Path(tf) if (tf := environ.get("PHT_STATION_TOKEN_FILE", "").strip()) else None
+        if token_file is not None and not environ.get("PHT_STATION_TOKEN", "").strip():
+            try:
+                token = token_file.read_text().strip()
+            except OSError as e:
+                raise StationSettingsError(f"PHT_STATION_TOKEN_FILE: cannot read {token_file}: {e.strerror}") from None
+            if not token:
+                raise StationSettingsError(f"PHT_STATION_TOKEN_FILE: {token_file} is empty; write a station token "
+                                           "into it (pht token issue --role station)")
+        else:
+            token = need("PHT_STATION_TOKEN")
         return cls(station_id=need("PHT_STATION_ID"), central_url=need("PHT_CENTRAL_URL"),
-                   token=need("PHT_STATION_TOKEN"), datasets=datasets, state_dir=Path(need("PHT_STATION_STATE_DIR")),
+                   token=token, token_file=token_file, datasets=datasets, state_dir=Path(need("PHT_STATION_STATE_DIR")),
                    objects_url=need("PHT_OBJECTS_URL"), runtime=environ.get("PHT_STATION_RUNTIME", "docker"),
                    policy_file=Path(policy) if policy else None, poll_interval_s=interval,
                    mpu_url=environ.get("PHT_MPU_URL") or None,

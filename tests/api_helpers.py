@@ -16,7 +16,7 @@ from orchestrator.settings import DEMO_SECRET, Settings
 
 KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
 DIGEST = "sha256:" + "ab" * 32
-SETTINGS = Settings(jwt_secret=DEMO_SECRET, demo=True, max_body_bytes=200_000)
+SETTINGS = Settings(jwt_secret=DEMO_SECRET, demo=True, max_body_bytes=200_000, store_in_memory=True)
 
 
 def token(subject: str, *roles: Role, station: str | None = None) -> dict[str, str]:

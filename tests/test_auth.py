@@ -176,7 +176,9 @@ def test_issued_claims() -> None:
     token = issue_token(SECRET, subject="bob", roles=["operator"], ttl_s=120, issuer="https://pht", audience="pht")
     claims = jwt.decode(token, options={"verify_signature": False})
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
-    assert set(claims) == {"sub", "roles", "iat", "exp", "iss", "aud"}
+    assert set(claims) == {"sub", "roles", "iat", "exp", "jti", "iss", "aud"}
+    assert len(claims["jti"]) == 32 and claims["jti"] != jwt.decode(
+        issue_token(SECRET, subject="bob", roles=["operator"]), options={"verify_signature": False})["jti"]
     assert claims["roles"] == ["operator"]
     assert before <= claims["iat"] <= before + 2 and claims["exp"] == claims["iat"] + 120
     assert (claims["iss"], claims["aud"]) == ("https://pht", "pht")
@@ -459,12 +461,20 @@ def test_wrong_issuer_or_audience(
 
 def test_jwks_unreachable(rsa_key: rsa.RSAPrivateKey) -> None:
     url = f"http://127.0.0.1:{free_port()}/certs"
-    verifier = TokenVerifier(Settings(jwks_url=url), jwks_timeout_s=2.0)
+    verifier = TokenVerifier(Settings(jwks_url=url, jwt_issuer="https://idp", jwt_audience=CLIENT), jwks_timeout_s=2.0)
     token = jwt.encode(fresh_claims(roles=["operator"]), rsa_key, algorithm="RS256", headers={"kid": "rsa-1"})
     started = time.monotonic()
     with pytest.raises(AuthError, match="JWKS endpoint is unreachable"):
         verifier.verify(token)
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("missing", ["jwt_issuer", "jwt_audience"])
+def test_a_jwks_url_needs_issuer_and_audience(missing: str) -> None:
+    options = {"jwks_url": "https://idp/certs", "jwt_issuer": "https://idp", "jwt_audience": CLIENT}
+    del options[missing]
+    with pytest.raises(ValueError, match="PHT_JWKS_URL needs PHT_JWT_ISSUER and PHT_JWT_AUDIENCE"):
+        Settings(**options)
 
 
 def test_jwks_garbage(jwks: JwksServer, rsa_key: rsa.RSAPrivateKey) -> None:

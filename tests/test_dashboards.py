@@ -170,17 +170,29 @@ class Run:
     trains: dict[str, str]  #: definition -> train id
 
 
-def prometheus_config(platform: Any) -> str:
-    """The shipped prometheus.yml with this platform's targets and a 1 s interval (jobs and labels kept)."""
+def prometheus_config(platform: Any, central_token: Path) -> str:
+    """The shipped prometheus.yml with this platform's targets, a 1 s interval and the central service's
+    token in ``central_token`` (jobs, labels and the authorization kept)."""
     config = yaml.safe_load((DASHBOARDS / "prometheus/prometheus.yml").read_text())
     config["global"].update(scrape_interval=f"{SCRAPE_S}s", evaluation_interval=f"{SCRAPE_S}s")
     for job in config["scrape_configs"]:
         if job["job_name"] == "pht-central":
             job["static_configs"] = [{"targets": [platform.url.removeprefix("http://")]}]
+            assert job["authorization"]["type"] == "Bearer", "the central /metrics needs a token"
+            job["authorization"]["credentials_file"] = str(central_token)
         else:
             job["static_configs"] = [{"targets": [url.removeprefix("http://")], "labels": {"station": sid}}
                                      for sid, url in platform.mpu_urls.items()]
     return yaml.safe_dump(config)
+
+
+def central_token(platform: Any, folder: Path) -> Path:
+    """A file with an operator's token for the central ``/metrics`` (the platform sets no PHT_METRICS_TOKEN)."""
+    from orchestrator.principal import Role
+
+    path = folder / "pht-metrics.token"
+    path.write_text(platform.token("prometheus", Role.OPERATOR))
+    return path
 
 
 def prom(run: Run, path: str, **params: Any) -> Any:
@@ -214,7 +226,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     specs = [StationSpec("aachen", folders["aachen"]), StationSpec("leipzig", folders["leipzig"]),
              StationSpec("cologne", folders["cologne"], held), StationSpec("aggregator", tmp / "data" / "aggregator")]
     with LocalPlatform(tmp / "platform", specs, runtime="docker") as platform, \
-            servers.prometheus_server(prometheus_config(platform)) as prometheus:
+            servers.prometheus_server(prometheus_config(platform, central_token(platform, tmp))) as prometheus:
         alice = platform.client("alice")
         count = platform.build_image(REPO / "trains" / "cohort-count", "pht-trains/cohort-count:test")
         fedavg = platform.build_image(REPO / "trains" / "fedavg-logreg", "pht-trains/fedavg-logreg:test")

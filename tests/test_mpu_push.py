@@ -465,7 +465,7 @@ def test_pushing_needs_a_key_and_a_token() -> None:
 
 def test_central_metrics_count_trains_steps_and_latency_by_route_template(world: Any, keys: StationKeys) -> None:
     client, store, ids = world
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=OPS).text
     assert 'pht_trains{state="queued"} 1.0' in text and 'pht_trains{state="finished"} 0.0' in text
     assert 'pht_executions{state="queued"} 1.0' in text and "pht_store_up 1.0" in text
     central = "https://w3id.org/pht-kg/graph/central"
@@ -477,7 +477,7 @@ def test_central_metrics_count_trains_steps_and_latency_by_route_template(world:
     client.get(f"/api/trains/{new_train(client)['train']}", headers=ALICE)
     assert push(client, keys, event_body(f"{BASE}stations/aachen/events/m1", ids["train"])).status_code == 200
     time.sleep(5.1)  # the state gauges are cached for 5 s
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=OPS).text
     assert 'pht_lifecycle_steps_total{kind="execution",to="waiting-for-approval"} 1.0' in text
     assert 'pht_lifecycle_steps_total{kind="train",to="running"} 1.0' in text
     assert 'pht_trains{state="running"} 1.0' in text

@@ -19,8 +19,8 @@ registers datasets of its own station; only the station's own token takes, renew
 its admin and operators read it), and the protocol endpoints (``/sparql``: queries for every role, a
 station confined to its own graph, updates for operators; ``/rdf-graphs``: operators write data graphs, a
 station reads and writes its own graph, researchers and station admins read every graph), the MPU push
-(``/api/stations/{id}/metadata``: the station itself only, with a batch signed by its key) and ``/metrics``
-(aggregates for Prometheus, unauthenticated like ``/health``),
+(``/api/stations/{id}/metadata``: the station itself only, with a batch signed by its key), ``/metrics``
+(operators, or Prometheus with the metrics token) and the tokens (operators revoke, a station renews its own),
 and results (a link to a released output for the train's requester and operators only; the link itself is the
 credential of ``/api/results/{sha256}``, as a presigned URL would be, so every caller holding one reads).
 
@@ -107,7 +107,9 @@ MATRIX: dict[tuple[str, str, str], str] = {
     ("POST",   "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
     ("DELETE", "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
     ("POST",   "/api/stations/{station_id}/metadata", "aachen"):  " .   .   .     .     Y     .     .     .    .",
-    ("GET",    "/metrics",                            ""):        " Y   Y   Y     Y     Y     Y     Y     Y    Y",
+    ("GET",    "/metrics",                            ""):        " .   .   .     .     .     .     .     .    Y",
+    ("POST",   "/api/tokens/revocations",             ""):        " .   .   .     .     .     .     .     .    Y",
+    ("POST",   "/api/tokens/renew",                   ""):        " .   .   .     .     Y     Y     .     .    .",
     ("GET",    "/api/schemas/{name}",                 ""):        " Y   Y   Y     Y     Y     Y     Y     Y    Y",
     ("GET",    "/api/settings",                       ""):        " .   .   Y     Y     Y     Y     Y     Y    Y",
     ("GET",    "/api/trains/{train_id}/result",       ""):        " .   .   Y     .     .     .     .     .    Y",
@@ -288,6 +290,9 @@ BUILDERS: dict[tuple[str, str, str], Callable[[World, str], Call]] = {
         "graph": OWN_GRAPH}))[1],
     ("POST", "/api/stations/{station_id}/metadata", "aachen"): lambda w, c: w.signed_batch(),
     ("GET", "/metrics", ""): lambda w, c: Call("GET", "/metrics"),
+    ("POST", "/api/tokens/revocations", ""): lambda w, c: Call("POST", "/api/tokens/revocations",
+                                                               json={"token_id": uuid.uuid4().hex}),
+    ("POST", "/api/tokens/renew", ""): lambda w, c: Call("POST", "/api/tokens/renew"),
     ("GET", "/api/schemas/{name}", ""): lambda w, c: Call("GET", "/api/schemas/train-definition"),
     ("GET", "/api/trains/{train_id}/result", ""): lambda w, c: (lambda te: Call(
         "GET", f"/api/trains/{te[0]}/result", params={"execution": te[1]}))(w.released()),
@@ -300,6 +305,7 @@ SUCCESS: dict[tuple[str, str], frozenset[int]] = {
     ("POST", "/api/definitions"): frozenset({201}),
     ("POST", "/api/trains"): frozenset({201}),
     ("POST", "/api/executions/{execution_id}/outputs"): frozenset({201}),
+    ("POST", "/api/tokens/revocations"): frozenset({201}),
     ("PUT", "/rdf-graphs"): frozenset({201, 204}),
     ("POST", "/rdf-graphs"): frozenset({201, 204}),
     ("DELETE", "/rdf-graphs"): frozenset({204}),

@@ -68,8 +68,12 @@ def test_the_settings_pht_setup_writes_start_a_real_mpu_and_agent_whose_events_n
         assert stat.S_IMODE((home / "station.env").stat().st_mode) == 0o600, "it holds the tokens"
         env = sourced(home / "station.env")
         assert env["PHT_MPU_URL"] == f"http://127.0.0.1:{mpu_port}" and env["PHT_MPU_PORT"] == str(mpu_port)
-        assert len(env["PHT_MPU_INGEST_TOKEN"]) >= 32 and env["PHT_MPU_TOKEN"] == env["PHT_STATION_TOKEN"]
+        assert len(env["PHT_MPU_INGEST_TOKEN"]) >= 32
         assert len(env["PHT_MPU_METRICS_TOKEN"]) >= 32 and env["PHT_MPU_METRICS_TOKEN"] != env["PHT_MPU_INGEST_TOKEN"]
+        # one short-lived station token, in a file the agent renews and the MPU re-reads
+        assert env["PHT_MPU_TOKEN_FILE"] == env["PHT_STATION_TOKEN_FILE"]
+        assert stat.S_IMODE(Path(env["PHT_STATION_TOKEN_FILE"]).stat().st_mode) == 0o600
+        assert "PHT_STATION_TOKEN" not in env and "PHT_MPU_TOKEN" not in env
         assert Path(env["PHT_MPU_POLICY"]).is_file() and Path(env["PHT_MPU_PRIVATE_KEY"]).is_file()
 
         logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("mpu", "agent")}

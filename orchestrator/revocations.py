@@ -1,0 +1,161 @@
+"""Token revocations: recorded in the central graph, checked on every request within seconds.
+
+A bearer token cannot be taken back once handed out, so the verifier asks this module about every token it
+accepts. An operator records a ``pht:TokenRevocation`` (validated like every write): either one token, by
+its ``jti``, or every token naming a station (``station`` and ``station-admin`` tokens) issued before a
+cut-off -- what to do when a station is compromised (then issue its agent a new token). The verifier reads
+the whole set with the named query ``token_revocations`` and reuses it for at most ``cache_s`` seconds
+(``Settings.revocation_cache_s``, at most 5), so a revocation takes effect within that time without a store
+read per request; this process's own revocations take effect at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pyoxigraph import Literal, NamedNode, Quad
+
+from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, XSD, ChangeSet, GraphStore, GraphStoreError
+
+from .auth import VerificationUnavailable
+from .errors import LifecycleError, NotFound
+from .naming import Iris
+from .principal import Principal
+
+__all__ = ["Revocation", "RevocationSet", "Revocations", "InvalidRevocation"]
+
+G = CENTRAL_GRAPH
+
+
+class InvalidRevocation(LifecycleError):
+    """A revocation that names nothing, or both a token and a station (HTTP 400)."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What one recorded revocation refuses: one ``token_id``, or ``station``'s tokens issued before
+    ``issued_before``."""
+
+    iri: str
+    revoked_at: datetime
+    token_id: str | None = None
+    station: str | None = None
+    issued_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RevocationSet:
+    """Every revocation, as the verifier needs them: revoked token ids, and per station its latest cut-off
+    (Unix seconds)."""
+
+    token_ids: frozenset[str] = frozenset()
+    station_cutoffs: Mapping[str, float] = field(default_factory=dict)
+
+    def reason(self, claims: Mapping[str, Any]) -> str | None:
+        """Why a token with ``claims`` is revoked (one sentence), or None. A station token without ``iat``
+        cannot be shown to be newer than its station's cut-off, so it counts as revoked."""
+        jti = claims.get("jti")
+        if isinstance(jti, str) and jti in self.token_ids:
+            return "token has been revoked"
+        station = claims.get("station")
+        if isinstance(station, str) and station in self.station_cutoffs:
+            issued = claims.get("iat")
+            if not isinstance(issued, (int, float)) or issued < self.station_cutoffs[station]:
+                return f"the tokens of station {station} issued before a cut-off have been revoked; ask for a new one"
+        return None
+
+
+def _utc(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc)
+
+
+def _literal(t: datetime) -> Literal:
+    return Literal(_utc(t).isoformat(timespec="milliseconds").replace("+00:00", "Z"), datatype=XSD.dateTime)
+
+
+class Revocations:
+    """Reads (cached) and records token revocations in ``store``."""
+
+    def __init__(self, store: GraphStore, iris: Iris, *, cache_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.iris, self.cache_s, self._clock = store, iris, cache_s, clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, RevocationSet] | None = None
+
+    def current(self) -> RevocationSet:
+        """The revocations, read again when the last read is older than ``cache_s``.
+
+        :raises VerificationUnavailable: the store cannot be read (tokens are then neither accepted nor refused).
+        """
+        with self._lock:
+            now = self._clock()
+            if self._cached is None or now - self._cached[0] >= self.cache_s:
+                self._cached = (now, self._read())
+            return self._cached[1]
+
+    def check(self, claims: Mapping[str, Any]) -> str | None:
+        """The verifier's question (``auth.RevocationCheck``): why ``claims``' token is revoked, or None."""
+        return self.current().reason(claims)
+
+    def _read(self) -> RevocationSet:
+        token_ids: set[str] = set()
+        cutoffs: dict[str, float] = {}
+        try:
+            rows = list(self.store.run_query("token_revocations"))
+        except (GraphStoreError, OSError):
+            raise VerificationUnavailable("token revocations cannot be read now (the store does not answer); "
+                                          "try again shortly") from None
+        for row in rows:
+            if isinstance(row["tokenId"], Literal):
+                token_ids.add(row["tokenId"].value)
+            if isinstance(row["stationId"], Literal) and isinstance(row["before"], Literal):
+                before = datetime.fromisoformat(row["before"].value).timestamp()
+                sid = row["stationId"].value
+                cutoffs[sid] = max(before, cutoffs.get(sid, before))
+        return RevocationSet(frozenset(token_ids), cutoffs)
+
+    def revoke(self, principal: Principal, *, token_id: str | None = None, station: str | None = None,
+               issued_before: datetime | None = None, reason: str | None = None) -> Revocation:
+        """Record a revocation by ``principal`` (an operator: the route checks the role): ``token_id``, or
+        ``station``'s tokens issued before ``issued_before`` (default now). Validated against the shapes.
+
+        :raises InvalidRevocation: neither or both of ``token_id`` and ``station``, or a cut-off without a station.
+        :raises NotFound: ``station`` is not registered.
+        """
+        if (token_id is None) == (station is None):
+            raise InvalidRevocation("a revocation names either one token (token_id) or one station, not both "
+                                    "or neither")
+        if issued_before is not None and station is None:
+            raise InvalidRevocation("issued_before applies to a station's tokens; give a station with it")
+        now = datetime.now(timezone.utc)
+        iri = NamedNode(f"{self.iris.base}token-revocations/{uuid.uuid4()}")
+        quads = [Quad(iri, RDF_TYPE, PHT.TokenRevocation, G),
+                 Quad(iri, PHT.revokedAt, _literal(now), G),
+                 Quad(iri, PHT.revokedBy, Literal(principal.subject), G)]
+        before = None
+        if token_id is not None:
+            quads.append(Quad(iri, PHT.revokesToken, Literal(token_id), G))
+        else:
+            assert station is not None
+            station_iri = self.iris.station(station)
+            if not self.store.contains(Quad(station_iri, RDF_TYPE, PHT.Station, G)):
+                raise NotFound(f"station {station} is not registered")
+            before = _utc(issued_before) if issued_before is not None else now
+            quads += [Quad(iri, PHT.revokesStation, station_iri, G),
+                      Quad(iri, PHT.revokesIssuedBefore, _literal(before), G)]
+        if reason:
+            quads.append(Quad(iri, PHT.revocationReason, Literal(reason), G))
+        self.store.apply(ChangeSet(insert=quads))
+        with self._lock:
+            self._cached = None  # this process's revocations take effect at once
+        return Revocation(iri.value, now, token_id=token_id, station=station, issued_before=before)
+
+
