@@ -115,3 +115,28 @@ def test_auto_approval_by_image_does_not_approve_a_researcher_chosen_command(wor
     agent.poll_once()
     assert world.train(again)["state"] == "finished", "a command the admin listed is approved"
     assert runtime.runs[-1] == (DIGEST, EVIL.split())
+
+
+def test_an_approval_the_station_has_no_record_of_is_not_run(world: World) -> None:
+    runtime = ScriptedRuntime(writes({"result.json": "{}"}))
+    tid, eid, agent = approved_by_the_admin(world, runtime, "count")
+    (world.tmp / "state" / "aachen" / "approvals.jsonl").unlink()  # e.g. the state folder was lost
+    fresh = world.agent("aachen", MANUAL, runtime)
+    fresh.poll_once()
+    assert runtime.runs == [] and world.train(tid)["state"] == "failed"
+    assert any(f"no record of approving execution {eid}" in r for r in world.reasons(tid))
+
+
+def test_the_record_survives_a_restart_and_a_torn_last_line(tmp_path: Path) -> None:
+    from client import WorkItem
+    work = WorkItem(execution="t.r1-s0", state="queued", train="t", round=1, stop=0, image_name="pht/count",
+                    image_digest=DIGEST, entrypoint=None, inputs=[], definition="count", parameters={"MIN": "5"})
+    path = tmp_path / "approvals.jsonl"
+    ApprovalLedger(path).record(work, how="auto")
+    with path.open("a") as f:
+        f.write('{"execution": "t.r1-s1", "how": "au')  # the agent died while appending
+    ledger = ApprovalLedger(path)
+    assert ledger.get("t.r1-s0") is not None and ledger.get("t.r1-s1") is None
+    ledger.record(work.model_copy(update={"execution": "t.r1-s2"}), how="requested")
+    again = ApprovalLedger(path)
+    assert again.get("t.r1-s2") is not None and again.how("t.r1-s2") == "requested"
