@@ -183,7 +183,30 @@ def prometheus_config(platform: Any, central_token: Path) -> str:
         else:
             job["static_configs"] = [{"targets": [url.removeprefix("http://")], "labels": {"station": sid}}
                                      for sid, url in platform.mpu_urls.items()]
+            assert job["authorization"]["type"] == "Bearer", "the MPUs' /metrics need a token"
+            job["authorization"]["credentials_file"] = str(mpu_token(platform))
     return yaml.safe_dump(config)
+
+
+def mpu_token(platform: Any) -> Path:
+    """A file with the MPUs' metrics token (PHT_MPU_METRICS_TOKEN, the same for the platform's MPUs)."""
+    path = platform.workdir / "pht-mpu-metrics.token"
+    path.write_text(platform.mpu_metrics_token)
+    return path
+
+
+def usage_policy(folder: Path) -> Path:
+    """The MPUs' default filter policy, but publishing usage samples as they are (a rule above the default's
+    Deny, as its comment says), so that the per-execution panels have data: under the default the MPUs'
+    ``/metrics`` carry no per-execution series (``tests/security/test_mpu_side_channels.py``)."""
+    from station_mpu import DEFAULT_POLICY
+
+    path = folder / "mpu-policy.ttl"
+    text = DEFAULT_POLICY.read_text()
+    path.write_text(text.replace("    pht:rule\n", "    pht:rule\n        [ a pht:FilterRule ; pht:effect pht:Allow ; "
+                                 "pht:priority 110 ; pht:eventClass pht:UsageSample ] ,\n", 1))
+    assert path.read_text() != text
+    return path
 
 
 def central_token(platform: Any, folder: Path) -> Path:
@@ -225,7 +248,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                                source="dashboards test: the admin decides about unknown definitions")
     specs = [StationSpec("aachen", folders["aachen"]), StationSpec("leipzig", folders["leipzig"]),
              StationSpec("cologne", folders["cologne"], held), StationSpec("aggregator", tmp / "data" / "aggregator")]
-    with LocalPlatform(tmp / "platform", specs, runtime="docker") as platform, \
+    with LocalPlatform(tmp / "platform", specs, runtime="docker", mpu_policy=usage_policy(tmp)) as platform, \
             servers.prometheus_server(prometheus_config(platform, central_token(platform, tmp))) as prometheus:
         alice = platform.client("alice")
         count = platform.build_image(REPO / "trains" / "cohort-count", "pht-trains/cohort-count:test")
