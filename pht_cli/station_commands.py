@@ -47,7 +47,8 @@ def run_agent(
     """Run the station agent: poll the central service (outbound only) and drive this station's executions.
 
     Configured by environment variables (docs/station.md): PHT_STATION_ID, PHT_CENTRAL_URL,
-    PHT_STATION_TOKEN, PHT_STATION_DATASETS (id=/folder,...), PHT_STATION_STATE_DIR, PHT_OBJECTS_URL,
+    PHT_STATION_TOKEN or PHT_STATION_TOKEN_FILE (a short-lived station token the agent renews, in the file
+    if given), PHT_STATION_DATASETS (id=/folder,...), PHT_STATION_STATE_DIR, PHT_OBJECTS_URL,
     PHT_STATION_RUNTIME (docker, podman, process, kubernetes), PHT_STATION_POLICY (Turtle file); PHT_PODMAN_URL
     for podman, PHT_K8S_NAMESPACE and PHT_K8S_IMAGE_REFS for kubernetes.
 
