@@ -42,6 +42,7 @@ from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan
 from ._updates import CompiledUpdate, compile_update
 from ._validator import is_well_typed
 from ._vocab import (
+    AUDIT_GRAPH,
     CENTRAL_GRAPH,
     DCAT,
     DCTERMS,
@@ -58,9 +59,11 @@ from ._vocab import (
     UNIT,
     XSD,
     station_graph,
+    station_of_graph,
 )
 
 __all__ = [
+    "AUDIT_GRAPH",
     "BATCH_HEADER",
     "BATCH_MEDIA_TYPE",
     "CENTRAL_GRAPH",
@@ -124,6 +127,7 @@ __all__ = [
     "signing_input",
     "station_event_prefix",
     "station_graph",
+    "station_of_graph",
     "tune_garbage_collection",
     "validate_unstored",
     "verify_batch",

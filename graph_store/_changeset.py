@@ -8,7 +8,7 @@ clients racing for the same step exactly one wins and the other gets :class:`Con
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from pyoxigraph import BlankNode, DefaultGraph, Quad
@@ -80,6 +80,13 @@ class ChangeSet:
         object.__setattr__(result, "delete", delete)
         object.__setattr__(result, "insert", insert)
         object.__setattr__(result, "guard", guard | delete if guard_deletions else guard)
+        return result
+
+    def restricted(self, graphs: Collection[object]) -> ChangeSet:
+        """The part of the change set that writes (or guards) ``graphs``, not checked again."""
+        result = ChangeSet.__new__(ChangeSet)
+        for name in ("delete", "insert", "guard"):
+            object.__setattr__(result, name, frozenset(q for q in getattr(self, name) if q.graph_name in graphs))
         return result
 
     def is_empty(self) -> bool:

@@ -25,7 +25,6 @@ from typing import Any
 
 from pyoxigraph import (
     BlankNode,
-    DefaultGraph,
     Literal,
     NamedNode,
     Quad,
@@ -43,7 +42,7 @@ from ._schema import Schema, load_schema
 from ._sparql_text import bind, parameters_of, quad_block
 from ._updates import CompiledUpdate, WhereDataset, compile_update, solution_lookup
 from ._validator import PostChangeView
-from ._vocab import ONTOLOGY_GRAPH, RDF_TYPE, RDFS_SUBCLASSOF, SHAPES_GRAPH
+from ._vocab import ONTOLOGY_GRAPH, RDF_TYPE, RDFS_SUBCLASSOF, SHAPES_GRAPH, validation_scope
 
 __all__ = ["GraphStore", "QueryResult", "UpdateOutcome", "UpdatePlan"]
 
@@ -84,9 +83,10 @@ class GraphStore(ABC):
     def __init__(self, schema: Schema | None = None) -> None:
         self.schema = schema or load_schema()
         self._write_lock = threading.RLock()  # re-entrant: apply_update() holds it around apply()
-        self._types_cache: dict[Any, frozenset[Any]] | None = None
-        self._quads_cache: dict[Any, frozenset[Quad]] | None = None
-        """Both set to dicts by back-ends whose process is the store's only writer; see PostChangeView."""
+        self._types_cache: dict[NamedNode, dict[Any, frozenset[Any]]] | None = None
+        self._quads_cache: dict[NamedNode, dict[Any, frozenset[Quad]]] | None = None
+        """Both set to dicts by back-ends whose process is the store's only writer; see PostChangeView. One
+        cache per graph written (what a node looks like depends on the graphs its validation sees)."""
         self._commit_listeners: list[Callable[[ChangeSet], None]] = []
 
     # -- back-end primitives ----------------------------------------------------------------------------
@@ -167,26 +167,51 @@ class GraphStore(ABC):
         """Validate ``change`` against the store as it would be after it, without writing anything."""
         return self._validate(change, cached=False)[0]
 
-    def _validate(self, change: ChangeSet, *, cached: bool) -> tuple[ValidationReport, PostChangeView]:
-        """Validate; ``cached`` (only under the write lock) reads through the caches of the sole writer."""
-        self._check_writable(change)
-        view = PostChangeView(self._match, delete=change.delete, insert=change.insert, exclude_graph=SHAPES_GRAPH,
-                              types_cache=self._types_cache if cached else None,
-                              quads_cache=self._quads_cache if cached else None)
-        return self.schema.validator.validate_change(view, change), view
+    def _validate(self, change: ChangeSet, *, cached: bool
+                  ) -> tuple[ValidationReport, list[tuple[NamedNode, PostChangeView]]]:
+        """Validate each graph the change writes on its own, as :func:`validation_scope` says: what a change
+        to one graph is checked against is that graph, the ontology and, for a station graph, the central graph;
+        so facts in a station's graph never make a write to the central graph fail. ``cached`` (only under
+        the write lock) reads through the caches of the sole writer. Returns the report and each graph's view."""
+        graphs = self._check_writable(change)
+        validator = self.schema.validator
+        results: list[Any] = []
+        checked = 0
+        views: list[tuple[NamedNode, PostChangeView]] = []
+        for graph in graphs:
+            scope = validation_scope(graph)
+            part = change if len(graphs) == 1 else change.restricted((graph,))
+            seen = change if graphs <= scope else change.restricted(scope)
+            types = quads = None
+            if cached and self._types_cache is not None and self._quads_cache is not None:
+                types, quads = self._types_cache.setdefault(graph, {}), self._quads_cache.setdefault(graph, {})
+            view = PostChangeView(self._match, delete=seen.delete, insert=seen.insert, graphs=scope,
+                                  types_cache=types, quads_cache=quads)
+            report = validator.validate_change(view, part)
+            if len(graphs) == 1:
+                return report, [(graph, view)]
+            results += report.results
+            checked += report.focus_nodes_checked
+            views.append((graph, view))
+        return ValidationReport(tuple(results), focus_nodes_checked=checked), views
 
     def validate_everything(self) -> ValidationReport:
         """Validate every node of the store (cost grows with the store: for audits and after a vocabulary
         change, never on the write path)."""
-        view = PostChangeView(self._match, exclude_graph=SHAPES_GRAPH)
-        nodes: set[Any] = set()
+        nodes: dict[Any, set[Any]] = {}
         for q in self._match(None, None, None):  # one pass over the store
-            if q.graph_name != SHAPES_GRAPH:
-                nodes.add(q.subject)
+            graph = q.graph_name
+            if graph != SHAPES_GRAPH and isinstance(graph, NamedNode):
+                in_graph = nodes.setdefault(graph, set())
+                in_graph.add(q.subject)
                 if not isinstance(q.object, Literal):
-                    nodes.add(q.object)
-        results = self.schema.validator.validate_nodes(view, nodes)
-        return ValidationReport(tuple(results), focus_nodes_checked=len(nodes))
+                    in_graph.add(q.object)
+        results: dict[Any, None] = {}  # each graph's nodes as a write to that graph sees them (validation_scope)
+        for graph, in_graph in nodes.items():
+            scope = frozenset((graph,)) if graph == ONTOLOGY_GRAPH else validation_scope(graph)
+            view = PostChangeView(self._match, graphs=scope)
+            results.update(dict.fromkeys(self.schema.validator.validate_nodes(view, in_graph)))
+        return ValidationReport(tuple(results), focus_nodes_checked=sum(len(n) for n in nodes.values()))
 
     def apply(self, change: ChangeSet) -> ValidationReport:
         """Validate ``change`` and, if it conforms and its guard holds, commit it atomically.
@@ -198,14 +223,14 @@ class GraphStore(ABC):
             missing = [q for q in change.guard if not self.contains(q)]
             if missing:
                 raise ConflictError("precondition failed: " + "; ".join(str(q) for q in sorted(missing, key=str)))
-            report, view = self._validate(change, cached=True)
+            report, views = self._validate(change, cached=True)
             if not report.conforms:
                 raise ValidationFailed(report)
             if not change.is_empty():
                 self._forget(change)
                 self._commit(change)
                 self._confirm_commit(change)
-                self._remember(view)
+                self._remember(views)
                 for listener in self._commit_listeners:
                     try:
                         listener(change)
@@ -311,30 +336,41 @@ class GraphStore(ABC):
     def _forget(self, change: ChangeSet) -> None:
         """Before a commit: drop the cached types and quads of every node the change writes (so a failed commit
         leaves no stale entry)."""
-        types, quads = self._types_cache, self._quads_cache
-        if types is None or quads is None:
+        if self._types_cache is None or self._quads_cache is None:
             return
-        if len(types) > 200_000 or len(quads) > 50_000:
-            types.clear()
-            quads.clear()
+        written: set[Any] = set()
+        retyped: set[Any] = set()
         for q in change.delete | change.insert:
-            quads.pop(q.subject, None)
+            written.add(q.subject)
             if q.predicate == RDF_TYPE:
-                types.pop(q.subject, None)
+                retyped.add(q.subject)
+        for quads in self._quads_cache.values():
+            if len(quads) > 50_000:
+                quads.clear()
+            for node in written:
+                quads.pop(node, None)
+        for types in self._types_cache.values():
+            if len(types) > 200_000:
+                types.clear()
+            for node in retyped:
+                types.pop(node, None)
 
-    def _remember(self, view: PostChangeView) -> None:
-        """After a commit: the quads the view computed for the nodes it read are now the stored ones.
+    def _remember(self, views: Sequence[tuple[NamedNode, PostChangeView]]) -> None:
+        """After a commit: the quads each graph's view computed for the nodes it read are now the stored ones.
 
         Only for small changes (a lifecycle step reads the same execution and train again soon); a large batch,
         such as a station's metadata, describes new events nobody writes again, and caching them would only
         grow the heap that Python's garbage collector walks."""
-        if self._quads_cache is not None and len(view.post_quads) <= _REMEMBERED_NODES:
-            self._quads_cache.update(view.post_quads)
+        if self._quads_cache is None:
+            return
+        for graph, view in views:
+            if len(view.post_quads) <= _REMEMBERED_NODES:
+                self._quads_cache.setdefault(graph, {}).update(view.post_quads)
 
     def _clear_caches(self) -> None:
-        for cache in (self._types_cache, self._quads_cache):
-            if cache is not None:
-                cache.clear()
+        for caches in (self._types_cache, self._quads_cache):
+            if caches is not None:
+                caches.clear()
 
     def load_vocabulary(self) -> None:
         """(Re)write the ontology and shapes graphs from the repository's files, in one atomic update."""
@@ -347,13 +383,17 @@ class GraphStore(ABC):
     # -- helpers ------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_writable(change: ChangeSet) -> None:
+    def _check_writable(change: ChangeSet) -> set[NamedNode]:
+        """The graphs the change writes, after refusing writes to the vocabulary graphs and the class hierarchy."""
+        graphs: set[NamedNode] = set()
         for q in change.delete | change.insert:
             graph = q.graph_name  # read once: each read of a quad's term makes a new Python object
-            if graph in _PROTECTED or isinstance(graph, DefaultGraph):
+            if graph in _PROTECTED or not isinstance(graph, NamedNode):  # ChangeSet refuses blank-node graphs
                 raise InvalidInputError(f"{q}: the ontology and shapes graphs are loaded from files, not written")
             if q.predicate == RDFS_SUBCLASSOF:
                 raise InvalidInputError(f"{q}: the class hierarchy lives in ontology/, data may not change it")
+            graphs.add(graph)
+        return graphs
 
     @staticmethod
     def _commit_text(change: ChangeSet, *, guarded: bool = True) -> str:

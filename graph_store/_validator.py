@@ -78,18 +78,19 @@ _RDFS_DATATYPE = RDFS_NS + "Datatype"
 class PostChangeView:
     """The data graphs as they will be once ``change`` is applied, read lazily from the store.
 
-    ``exclude_graph`` (the shapes graph) is not data.
-
-    Graph boundaries are ignored (the data graph is the union of the data graphs), as in pySHACL's view
-    of a merged data graph.
+    ``graphs``: the graphs that are data here (the validation scope of the graph a change writes, see
+    ``graph_store.validation_scope``); their union is the data graph, as in pySHACL's view of a merged data
+    graph, and every other graph is invisible. None: every graph but ``exclude_graph`` (the shapes graph).
+    ``delete`` and ``insert`` hold only quads of those graphs.
     """
 
     def __init__(self, match: QuadMatcher, *, delete: Collection[Quad] = (), insert: Collection[Quad] = (),
-                 exclude_graph: NamedNode | None = None,
+                 exclude_graph: NamedNode | None = None, graphs: frozenset[NamedNode] | None = None,
                  types_cache: dict[Term, frozenset[Term]] | None = None,
                  quads_cache: dict[Term, frozenset[Quad]] | None = None) -> None:
         self._match = match
         self._excluded = exclude_graph
+        self._graphs = graphs
         self._deleted = delete
         # rdf:type of nodes the change does not retype, shared across changes by a store that is the only
         # writer and forgets a node's entry whenever a committed change retypes it (EmbeddedStore.apply).
@@ -108,6 +109,14 @@ class PostChangeView:
         self._cache_po: dict[tuple[Term, Term], frozenset[Term]] = {}
         self._cache_s: dict[Term, dict[NamedNode, frozenset[Term]]] = {}
 
+    def _stored(self, s: Node | None, p: NamedNode | None, o: Term | None) -> Iterator[Quad]:
+        """The stored quads matching the pattern in the graphs that are data here."""
+        graphs = self._graphs
+        if graphs is None:
+            excluded = self._excluded
+            return (q for q in self._match(s, p, o) if q.graph_name != excluded)
+        return (q for q in self._match(s, p, o) if q.graph_name in graphs)
+
     def outgoing(self, s: Node) -> dict[NamedNode, frozenset[Term]]:
         """All values of all predicates of ``s``, read with one index lookup (used for focus nodes, whose
         shapes read most of their predicates)."""
@@ -115,7 +124,7 @@ class PostChangeView:
         if found is None:
             stored = self._quads.get(s) if self._quads is not None else None
             if stored is None:
-                stored = frozenset(q for q in self._match(s, None, None) if q.graph_name != self._excluded)
+                stored = frozenset(self._stored(s, None, None))
             inserted = self._ins_s.get(s, ())
             if not stored:  # a new node, as every event of a station's batch is
                 post = frozenset(inserted)
@@ -138,13 +147,11 @@ class PostChangeView:
         if p == RDF_TYPE and self._types is not None and not inserted and s not in self._retyped:
             types = self._types.get(s)
             if types is None:
-                types = self._types[s] = frozenset(
-                    q.object for q in self._match(s, p, None) if q.graph_name != self._excluded)
+                types = self._types[s] = frozenset(q.object for q in self._stored(s, p, None))
             return types
         found = self._cache_sp.get(key)
         if found is None:
-            values = {q.object for q in self._match(s, p, None)
-                      if q not in self._deleted and q.graph_name != self._excluded}
+            values = {q.object for q in self._stored(s, p, None) if q not in self._deleted}
             values.update(q.object for q in inserted if q.predicate == p)
             found = self._cache_sp[key] = frozenset(values)
         return found
@@ -161,8 +168,7 @@ class PostChangeView:
         key = (p, o)
         found = self._cache_po.get(key)
         if found is None:
-            values = {q.subject for q in self._match(None, p, o)
-                      if q not in self._deleted and q.graph_name != self._excluded}
+            values = {q.subject for q in self._stored(None, p, o) if q not in self._deleted}
             values |= self._ins_po.get(key, set())  # built on first use: most changes never need it
             found = self._cache_po[key] = frozenset(values)
         return found

@@ -25,7 +25,10 @@ __all__ = [
     "ONTOLOGY_GRAPH",
     "SHAPES_GRAPH",
     "CENTRAL_GRAPH",
+    "AUDIT_GRAPH",
     "station_graph",
+    "station_of_graph",
+    "validation_scope",
     "RDF_TYPE",
     "RDFS_SUBCLASSOF",
     "RDF_NS",
@@ -91,6 +94,13 @@ CENTRAL_GRAPH = NamedNode(GRAPH_NS + "central")
 """Trains, stations, datasets, executions, states and lifecycle events kept by the central service."""
 
 
+AUDIT_GRAPH = NamedNode(GRAPH_NS + "audit")
+"""The record of operators' edits (``pht:GraphEditEvent``: who, when, what, how many quads per graph), written by the
+central service in the same atomic write as each edit; no SPARQL Update or Graph Store Protocol write may touch it."""
+
+_STATION_GRAPH_NS = GRAPH_NS + "station/"
+
+
 def station_graph(station_id: str) -> NamedNode:
     """The named graph holding the metadata one station's MPU pushed (one graph per station).
 
@@ -99,7 +109,32 @@ def station_graph(station_id: str) -> NamedNode:
     """
     if not station_id or not all(c.isalnum() or c in "-_." for c in station_id):
         raise ValueError(f"station id {station_id!r} must be non-empty and use only letters, digits, '-', '_' or '.'")
-    return NamedNode(GRAPH_NS + "station/" + station_id)
+    return NamedNode(_STATION_GRAPH_NS + station_id)
+
+
+def station_of_graph(graph: object) -> str | None:
+    """The station whose MPU writes ``graph`` (a station graph), else None.
+
+    >>> station_of_graph(station_graph("aachen")), station_of_graph(CENTRAL_GRAPH)
+    ('aachen', None)
+    """
+    if isinstance(graph, NamedNode) and graph.value.startswith(_STATION_GRAPH_NS):
+        return graph.value[len(_STATION_GRAPH_NS):]
+    return None
+
+
+def validation_scope(graph: NamedNode) -> frozenset[NamedNode]:
+    """The graphs the shapes see when a change writes ``graph``: that graph and the ontology (for the lifecycle
+    chart's states and roles), and for a station graph also the central graph, read-only, for the trains,
+    executions and stations its events and descriptions name. Never the other way round: what a station
+    writes into its graph cannot change whether a write to the central graph conforms.
+
+    >>> sorted(g.value.rsplit("/", 1)[-1] for g in validation_scope(station_graph("aachen")))
+    ['aachen', 'central', 'ontology']
+    """
+    if station_of_graph(graph) is not None:
+        return frozenset((graph, CENTRAL_GRAPH, ONTOLOGY_GRAPH))
+    return frozenset((graph, ONTOLOGY_GRAPH))
 
 
 class _Namespace:

@@ -14,6 +14,7 @@ once; when all are released the aggregator station aggregates; then the next rou
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,7 @@ from .settings import Settings
 __all__ = ["Lifecycle", "DefinitionWrite", "OutputRecord"]
 
 G = CENTRAL_GRAPH
+log = logging.getLogger("pht.watchdog")
 
 
 def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -194,11 +196,14 @@ class Lifecycle:
 
     def expire_stale(self, timeout_s: float) -> list[str]:
         """Fail executions their station has not moved for ``timeout_s`` (the station went away), with a
-        reason that names the station; the train fails with them. Returns the failed execution ids."""
+        reason that names the station; the train fails with them. Returns the failed execution ids.
+
+        Each execution is handled on its own: one that cannot be failed (whatever the error) is logged with its
+        train and execution, and the others are still failed; the next round tries it again."""
         before = _time(self.clock() - timedelta(seconds=timeout_s))
         failed = []
         operator = Principal(subject="station-watchdog", roles=frozenset({Role.OPERATOR}))
-        for r in self.store.run_query("stale_executions", before=before):
+        for r in list(self.store.run_query("stale_executions", before=before)):
             eid = self.iris.local(r["execution"], "executions")
             reason = (f"station {r['stationId'].value} did not move execution {eid} on from "
                       f"{self.chart.token(r['state'])} for {timeout_s:g} s (since {r['since'].value}); "
@@ -207,6 +212,10 @@ class Lifecycle:
                 self.step(operator, execution_id=eid, to="failed", reason=reason)
             except (ConflictError, IllegalTransition):
                 continue  # the station moved it meanwhile
+            except Exception:  # one train's failure must not leave the others running
+                log.exception("the station watchdog could not fail execution %s of train %s; trying the others",
+                              eid, self.iris.local(r["train"], "trains"))
+                continue
             failed.append(eid)
         return failed
 
@@ -280,8 +289,8 @@ class Lifecycle:
         inserts: list[Quad] = []
         if target == PHT.Running:
             inserts.append(Quad(execution, PROV.startedAtTime, now, G))
-            for did in used:
-                inserts.append(Quad(execution, PROV.used, self.iris.dataset(did), G))
+            for dataset in self._own_datasets(ctx, used):
+                inserts.append(Quad(execution, PROV.used, dataset, G))
         if target in self.chart.terminal:
             inserts.append(Quad(execution, PROV.endedAtTime, now, G))
         if output is not None:
@@ -335,6 +344,22 @@ class Lifecycle:
         output = self.iris.output(self.iris.local(execution, "executions"))
         found = [q.object.value for q in self.store.quads(output, PHT.sha256, None, G) if isinstance(q.object, Literal)]
         return found[0] if len(found) == 1 else None
+
+    def _own_datasets(self, ctx: Mapping[str, Any], used: Sequence[str]) -> list[NamedNode]:
+        """The datasets a step to running reports as used, each checked to be held by the execution's station:
+        a station may claim only its own data (422 for an unknown dataset, 403 for another station's)."""
+        datasets = []
+        for did in used:
+            dataset = self.iris.dataset(did)
+            holders = [q.object for q in self.store.quads(dataset, PHT.heldBy, None, G)]
+            if not holders:
+                raise InvalidValue(f"no dataset {did!r} is registered; a step may report only registered datasets "
+                                   "of its station as used")
+            if holders != [ctx["station"]]:
+                raise Forbidden(f"dataset {did!r} is not held by station {ctx['stationId'].value!r}; a station may "
+                                "report only its own datasets as used")
+            datasets.append(dataset)
+        return datasets
 
     # -- what follows a step ----------------------------------------------------------------------------
 

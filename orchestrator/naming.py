@@ -21,6 +21,10 @@ class Iris(ResourceIris):
         """A new lifecycle event (random: two services never mint the same one)."""
         return NamedNode(f"{self.base}events/{uuid.uuid4()}")
 
+    def graph_edit(self) -> NamedNode:
+        """A new audit record of an operator's edit (random, as events are)."""
+        return NamedNode(f"{self.base}audit/edits/{uuid.uuid4()}")
+
     @property
     def central(self) -> NamedNode:
         return NamedNode(f"{self.base}agents/central-service")

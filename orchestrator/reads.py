@@ -12,9 +12,10 @@ decided here, by one rule per role, so that a change to a rule changes every pat
   (:func:`may_fetch_results`); the stations it visits see the train, not the results;
 - the registry (stations, datasets, definitions): every authenticated caller.
 
-The raw SPARQL paths (``/sparql``, the Graph Store Protocol) answer other questions and keep their own rule
-(``sparql_protocol.py``). Records carry lexical values (IRIs, ``xsd:dateTime`` text, state tokens): callers
-never touch query rows.
+The raw graph paths (``/sparql``, the Graph Store Protocol, the web view's SPARQL form) apply the same train
+rule to quads: a caller who is not an operator queries a store of what they may read, built by
+``readable_graph.py`` with :func:`may_see_train`. Records carry lexical values (IRIs, ``xsd:dateTime`` text,
+state tokens): callers never touch query rows.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pyoxigraph import NamedNode
 
 from client import WorkItem
-from graph_store import NO_FILTER, PHT, GraphStore
+from graph_store import NO_FILTER, PHT, GraphStore, station_of_graph
 
 from .chart import Chart
 from .errors import Forbidden, IllegalTransition, NotFound
@@ -40,6 +41,12 @@ __all__ = ["Dataset", "Definition", "Event", "Execution", "PendingDecision", "Re
 def text(term: object) -> str | None:
     """The lexical value of a term (None stays None)."""
     return None if term is None else str(getattr(term, "value", term))
+
+
+def _source(graph: object) -> str:
+    """Who emitted an event, from the graph it was recorded in: ``central`` or ``station:<id>``."""
+    station = station_of_graph(graph)
+    return "central" if station is None else f"station:{station}"
 
 
 def local_name(iri: str | None) -> str:
@@ -123,6 +130,9 @@ class Event:
     role: str | None
     """The role's local name (``Researcher``...)."""
     reason: str | None
+    source: str
+    """Who emitted it, as the graph it was recorded in says (never the event's own claim): ``central`` (the central
+    lifecycle) or ``station:<id>`` (that station's MPU)."""
 
 
 @dataclass(frozen=True)
@@ -283,14 +293,16 @@ class Reads:
         return list(seen.values())
 
     def events(self, train: NamedNode) -> list[Event]:
-        """The train's events, oldest first: every state change with who, when, from, to and why."""
+        """The train's events, oldest first: every state change of the central lifecycle with who, when, from,
+        to and why, and the stations' own events that claim no transition (``train_events.rq``), each with who
+        emitted it."""
         chart, iris = self.chart, self.iris
         return [Event(iri=r["event"].value, type=local_name(text(r["type"])), time=text(r["time"]) or "",
                       execution=None if r["execution"] is None else iris.local(r["execution"], "executions"),
                       from_state=None if r["from"] is None else chart.token(r["from"]),
                       to_state=None if r["to"] is None else chart.token(r["to"]),
                       agent=text(r["agent"]), role=None if r["role"] is None else local_name(r["role"].value),
-                      reason=text(r["reason"]))
+                      reason=text(r["reason"]), source=_source(r["graph"]))
                 for r in self.store.run_query("train_events", train=train)]
 
     def trains(self, principal: Principal, state: NamedNode | None = None) -> list[TrainSummary]:

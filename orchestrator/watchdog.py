@@ -2,7 +2,9 @@
 
 A background thread of the central service that periodically fails executions their station has not moved
 for ``PHT_STATION_TIMEOUT_S`` (see ``Lifecycle.expire_stale``); the train fails with the reason, which
-names the station. Waiting for a person (approval, output review) never expires.
+names the station. Waiting for a person (approval, output review) never expires. Each stale execution is handled
+on its own: one that cannot be failed is logged with its train and execution id and the round goes on with the
+others (``Lifecycle.expire_stale``); a round that fails as a whole (the store is down) is logged and retried.
 """
 
 import logging

@@ -18,7 +18,8 @@ own work, steps and hands over outputs of executions at its station), ``registry
 registers datasets of its own station; only the station's own token takes, renews and releases its lease,
 its admin and operators read it), and the protocol endpoints (``/sparql``: queries for every role, a
 station confined to its own graph, updates for operators; ``/rdf-graphs``: operators write data graphs, a
-station reads and writes its own graph, researchers and station admins read every graph), the MPU push
+station reads its own graph and writes none (its metadata arrives only as signed MPU batches), researchers and
+station admins only read, and only their part: tests/security/test_read_confidentiality.py), the MPU push
 (``/api/stations/{id}/metadata``: the station itself only, with a batch signed by its key), ``/metrics``
 (operators, or Prometheus with the metrics token) and the tokens (operators revoke, a station renews its own),
 and results (a link to a released output for the train's requester and operators only; the link itself is the
@@ -103,9 +104,9 @@ MATRIX: dict[tuple[str, str, str], str] = {
     ("POST",   "/sparql",                             "update"):  " .   .   .     .     .     .     .     .    Y",
     ("GET",    "/rdf-graphs",                         "aachen"):  " .   .   Y     Y     Y     .     Y     Y    Y",
     ("HEAD",   "/rdf-graphs",                         "aachen"):  " .   .   Y     Y     Y     .     Y     Y    Y",
-    ("PUT",    "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
-    ("POST",   "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
-    ("DELETE", "/rdf-graphs",                         "aachen"):  " .   .   .     .     Y     .     .     .    Y",
+    ("PUT",    "/rdf-graphs",                         "aachen"):  " .   .   .     .     .     .     .     .    Y",
+    ("POST",   "/rdf-graphs",                         "aachen"):  " .   .   .     .     .     .     .     .    Y",
+    ("DELETE", "/rdf-graphs",                         "aachen"):  " .   .   .     .     .     .     .     .    Y",
     ("POST",   "/api/stations/{station_id}/metadata", "aachen"):  " .   .   .     .     Y     .     .     .    .",
     ("GET",    "/metrics",                            ""):        " .   .   .     .     .     .     .     .    Y",
     ("POST",   "/api/tokens/revocations",             ""):        " .   .   .     .     .     .     .     .    Y",
@@ -309,6 +310,8 @@ SUCCESS: dict[tuple[str, str], frozenset[int]] = {
     ("PUT", "/rdf-graphs"): frozenset({201, 204}),
     ("POST", "/rdf-graphs"): frozenset({201, 204}),
     ("DELETE", "/rdf-graphs"): frozenset({204}),
+    ("GET", "/rdf-graphs"): frozenset({200, 404}),  # the caller's part of the graph, 404 if none of it is theirs
+    ("HEAD", "/rdf-graphs"): frozenset({200, 404}),  # (what that part holds: tests/security/test_read_confidentiality.py)
     ("DELETE", "/api/stations/{station_id}/lease"): frozenset({204}),
 }
 """Statuses of an allowed call (200 where not listed)."""

@@ -1,5 +1,7 @@
 """``train_events.rq``, the read model of a train's events (REST ``/events``, the web timeline, ``pht train watch``):
-one row per state transition although the central lifecycle and the station's MPU both record each step.
+one row per state transition although the central lifecycle and the station's MPU both record each step; the
+transitions are the central lifecycle's (a station's claim of a step the lifecycle never recorded is left out),
+and each row carries the graph that says who emitted it.
 
 The fixture store is written by :class:`orchestrator.lifecycle.Lifecycle` and, for the station side, by the very
 triples a station MPU makes of the agent's events (``station_mpu.event_triples``), written into the station graph.
@@ -39,7 +41,7 @@ class World:
         return [{"event": r["event"].value, "type": r["type"].value.rsplit("#", 1)[-1],
                  "execution": None if r["execution"] is None else iris.local(r["execution"], "executions"),
                  "to": None if r["to"] is None else chart.token(r["to"]),
-                 "reason": None if r["reason"] is None else r["reason"].value}
+                 "reason": None if r["reason"] is None else r["reason"].value, "graph": r["graph"].value}
                 for r in self.store.run_query("train_events", train=iris.train(self.train))]
 
 
@@ -78,7 +80,7 @@ def world() -> World:
         step(w, "leipzig", second, frm, to)
     mpu_says(w, "leipzig", {"kind": "error", "execution": second, "message": "exited with code 3"})
     step(w, "leipzig", second, "running", "failed", "The train exited with code 3.")
-    # A step the station claims but the central service never recorded stays visible (it is not a duplicate).
+    # A step the station claims but the central service never recorded: a claim, not lifecycle history.
     mpu_says(w, "leipzig", {"kind": "state-change", "execution": second, "from_state": "failed",
                             "to_state": "cancelled", "role": "station"})
     return w
@@ -110,7 +112,7 @@ def test_each_execution_transition_is_one_row_although_the_mpu_recorded_it_too(w
     assert {k: n for k, n in transitions.items() if n > 1} == {}, "a transition listed twice"
     first, second = f"{world.train}.r1-s0", f"{world.train}.r1-s1"
     assert [to for e, to in transitions if e == first] == list(CHAIN[1:])
-    assert [to for e, to in transitions if e == second] == [*CHAIN[1:5], "failed", "cancelled"]
+    assert [to for e, to in transitions if e == second] == [*CHAIN[1:5], "failed"], "the claimed cancel is left out"
 
 
 def test_the_central_record_is_the_row_kept_and_station_only_events_stay(world: World) -> None:
@@ -121,8 +123,17 @@ def test_the_central_record_is_the_row_kept_and_station_only_events_stay(world: 
     assert central <= kept, "every central lifecycle event is listed"
     failed = [r for r in rows if r["to"] == "failed" and r["execution"]]
     assert len(failed) == 1 and failed[0]["event"] in central and failed[0]["reason"] == "The train exited with code 3."
-    assert [r["type"] for r in rows if r["event"] not in central] == ["ErrorEvent", "StateChangeEvent"]
-    assert [r["to"] for r in rows if r["event"] not in central] == [None, "cancelled"]
+    assert [r["type"] for r in rows if r["event"] not in central] == ["ErrorEvent"]
+    assert [r["graph"] for r in rows if r["event"] not in central] == [station_graph("leipzig").value]
+    assert {r["graph"] for r in rows if r["event"] in central} == {CENTRAL_GRAPH.value}
+
+
+def test_a_station_claim_the_lifecycle_never_recorded_stays_in_the_provenance_history(world: World) -> None:
+    """``train_history.rq`` keeps every graph's account, the leipzig MPU's claimed cancel included."""
+    cancelled = world.life.chart.state("cancelled")
+    history = list(world.store.run_query("train_history", train=world.life.iris.train(world.train)))
+    claims = [r for r in history if r["to"] == cancelled and r["execution"] is not None]
+    assert [r["graph"] for r in claims] == [station_graph("leipzig")]
 
 
 def test_train_level_transitions_that_repeat_are_all_listed(world: World) -> None:

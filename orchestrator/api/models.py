@@ -176,6 +176,9 @@ class EventOut(BaseModel):
     agent: str | None
     role: str | None
     reason: str | None
+    source: str = Field(description="Who emitted the event, as the graph it was recorded in says (never the event's "
+                                    "own claim): 'central' (the central lifecycle) or 'station:<id>' (that station's "
+                                    "MPU). A station's account of a state change is never listed here.")
 
 
 class Page(BaseModel, Generic[T]):

@@ -81,7 +81,8 @@ def train_router(s: Services) -> APIRouter:
         """A train's events, oldest first: every state change with who, when, from, to and why."""
         train = reads.train(principal, train_id)
         rows = [EventOut(event=e.iri, type=e.type, time=e.time, execution=e.execution, from_state=e.from_state,
-                         to_state=e.to_state, agent=e.agent, role=e.role, reason=e.reason)
+                         to_state=e.to_state, agent=e.agent, role=e.role, reason=e.reason,
+                         source=e.source)
                 for e in reads.events(train.iri)]
         return page(rows, limit, offset)
 

@@ -98,6 +98,8 @@ class EventRow:
     agent: str
     role: str
     reason: str
+    source: str
+    """Who emitted it, from the graph it was recorded in: ``central`` or ``station:<id>`` (see ``Reads.events``)."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ def executions(s: Services, train: NamedNode) -> list[ExecutionRow]:
 def _event_row(e: Event) -> EventRow:
     return EventRow(event=e.iri, type=e.type, time=when(e.time), execution=e.execution or "",
                     from_state=e.from_state or "", to_state=e.to_state or "", agent=local_name(e.agent),
-                    role=e.role or "", reason=e.reason or "")
+                    role=e.role or "", reason=e.reason or "", source=e.source)
 
 
 def train_events(s: Services, train: NamedNode) -> list[EventRow]:

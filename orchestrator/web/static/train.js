@@ -69,6 +69,7 @@
     cell(tr, (e.from_state ? e.from_state + " → " : "") + e.to_state);
     cell(tr, e.agent + (e.role ? " (" + e.role + ")" : ""));
     cell(tr, e.reason);
+    cell(tr, e.source);
     document.querySelector("#events tbody").appendChild(tr);
     document.getElementById("event-count").textContent = String(seen.size);
     if (e.to_state) {
