@@ -283,9 +283,21 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                         "unreviewed-count": "rejected"}
         trains["busy"] = alice.submit("busy", {"SECONDS": "6"})
         assert alice.wait(trains["busy"], 60)["state"] == "finished"
-        result = Run(platform, prometheus, platform.token("grafana", Role.RESEARCHER), start, trains)
+        # the viewer is alice: the SPARQL data source forwards the viewer's own token (oauthPassThru)
+        result = Run(platform, prometheus, platform.token("alice", Role.RESEARCHER), start, trains)
         wait_for_scrapes(result)
         yield result
+
+
+def test_the_sparql_data_source_forwards_each_viewers_identity_and_holds_no_token() -> None:
+    """Grafana viewers are researchers too: no shared token that reads everyone's trains."""
+    sources = yaml.safe_load((DASHBOARDS / "grafana/provisioning/datasources/pht.yml").read_text())["datasources"]
+    sparql = next(s for s in sources if s["uid"] == "pht-sparql")
+    assert sparql["jsonData"]["oauthPassThru"] is True and sparql["jsonData"]["auth_method"] == "oauthPassThru"
+    assert "secureJsonData" not in sparql and "bearerToken" not in json.dumps(sparql)
+    grafana = yaml.safe_load((DASHBOARDS / "docker-compose.yml").read_text())["services"]["grafana"]["environment"]
+    assert grafana["GF_AUTH_GENERIC_OAUTH_ENABLED"] == "true" and grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "PHT_GRAFANA_TOKEN" not in grafana and "bearer" not in json.dumps(grafana).lower()
 
 
 def wait_for_scrapes(run: Run, timeout_s: float = 30) -> None:
@@ -422,3 +434,26 @@ def test_the_panels_show_what_happened(run: Run) -> None:
     up = {r["metric"]["job"]: float(r["value"][1])
           for r in run_promql(run, panel("platform-health", "Scrape targets up")["targets"][0])}
     assert up == {"pht-central": 1, "pht-mpu": 4}
+
+
+@pytest.mark.real_component("docker", "prometheus")
+def test_another_viewer_sees_none_of_the_trains_through_the_sparql_panels(run: Run) -> None:
+    """Bob opens the same dashboards: the SPARQL panels, run with his forwarded token, show no train of Alice's
+    (before, one shared researcher token read every graph, so every viewer saw every train)."""
+    from orchestrator.principal import Role
+
+    bob = dataclasses.replace(run, token=run.platform.token("bob", Role.RESEARCHER))
+    all_boards = boards()
+    shown: list[str] = []
+    for q in panel_queries(all_boards):
+        if q.kind == "prometheus":
+            continue
+        values = [""]
+        if "${train}" in json.dumps(q.target):
+            variable = next(v for v in all_boards[q.board]["templating"]["list"] if v["name"] == "train")
+            assert run_sparql(bob, variable["query"]["infinityQuery"], {}) == []  # no train to pick
+            values = train_values(run, all_boards[q.board])  # even Alice's values typed in by hand
+        for value in values:
+            text = json.dumps(run_sparql(bob, q.target, {"train": value}))
+            shown += [f"{q.board} / {q.panel}: {tid}" for tid in run.trains.values() if tid in text]
+    assert not shown, "Bob's panels show Alice's trains:\n" + "\n".join(shown)
