@@ -1,6 +1,7 @@
 """Benchmark: the central service over HTTP on loopback (embedded on-disk store).
 
-Median and p95 latency of submit a train, read a train's status, one lifecycle step; and lifecycle steps per
+Median and p95 latency of submit a train, read a train's status, a researcher's SPARQL point query through
+``/sparql`` (over her readable graph: the dataset restriction), one lifecycle step; and lifecycle steps per
 second with 8 concurrent clients. The service runs as its own process (``python -m orchestrator``), the
 clients are httpx in this process. Last line: one JSON object.
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from _service import auth, free_port, start_service  # noqa: E402
 
+from graph_store import PHT_NS  # noqa: E402
 from orchestrator.principal import Role  # noqa: E402
 
 KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
@@ -58,13 +60,14 @@ def main() -> None:
                     "image_digest": "sha256:" + "ab" * 32, "mode": "incremental", "route": [sid],
                     "rounds": 1000}).raise_for_status()
             submit_ms, status_ms, step_ms = [], [], []
-            train_ids = []
+            train_ids, train_iris = [], []
             for i in range(args.trains):
                 t0 = time.perf_counter()
                 r = c.post("/trains", headers=alice, json={"definition": f"def-{stations[i % len(stations)]}"})
                 submit_ms.append((time.perf_counter() - t0) * 1000)
                 r.raise_for_status()
                 train_ids.append(r.json()["id"])
+                train_iris.append(r.json()["iri"])
             for tid in train_ids * 3:
                 t0 = time.perf_counter()
                 c.get(f"/trains/{tid}", headers=alice).raise_for_status()
@@ -76,6 +79,18 @@ def main() -> None:
                     t0 = time.perf_counter()
                     c.post(f"/executions/{tid}.r1-s0/steps", headers=who[role], json={"to": to}).raise_for_status()
                     step_ms.append((time.perf_counter() - t0) * 1000)
+            # a researcher's point query through /sparql: evaluated over what she may read (her trains and the
+            # registry, orchestrator/readable_graph.py); the first after the steps above rebuilds that view
+            sparql_ms = []
+            sparql = f"http://127.0.0.1:{port}/sparql"
+            for iri in train_iris[:100]:
+                query = f"SELECT ?state WHERE {{ <{iri}> <{PHT_NS}state> ?state }}"
+                t0 = time.perf_counter()
+                r = c.get(sparql, headers={**alice, "Accept": "application/sparql-results+json"},
+                          params={"query": query})
+                sparql_ms.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+                assert len(r.json()["results"]["bindings"]) == 1, r.text
 
         counts = [0] * args.clients
         errors: list[str] = []
@@ -113,6 +128,8 @@ def main() -> None:
           f"({len(status_ms)} calls)")
     print(f"one lifecycle step:   p50 {statistics.median(step_ms):.2f} ms, p95 {pct(step_ms, 0.95):.2f} ms "
           f"({len(step_ms)} calls)")
+    print(f"a researcher's SPARQL point query: p50 {statistics.median(sparql_ms):.2f} ms, p95 "
+          f"{pct(sparql_ms, 0.95):.2f} ms, first (builds her readable graph) {sparql_ms[0]:.1f} ms")
     print(f"lifecycle steps/s with {args.clients} concurrent clients: {steps_per_s:.0f} "
           f"({sum(counts)} steps in {elapsed:.1f} s, {len(errors)} errors)")
     if errors:
@@ -121,6 +138,8 @@ def main() -> None:
         "submit_p50_ms": round(statistics.median(submit_ms), 2), "submit_p95_ms": round(pct(submit_ms, 0.95), 2),
         "status_p50_ms": round(statistics.median(status_ms), 2), "status_p95_ms": round(pct(status_ms, 0.95), 2),
         "step_p50_ms": round(statistics.median(step_ms), 2), "step_p95_ms": round(pct(step_ms, 0.95), 2),
+        "sparql_point_p50_ms": round(statistics.median(sparql_ms), 2),
+        "sparql_point_first_ms": round(sparql_ms[0], 1),
         "steps_per_s_8_clients": round(steps_per_s, 1), "clients": args.clients, "errors": len(errors),
     }))
 

@@ -41,6 +41,7 @@ from .errors import LifecycleError
 from .graph_store_protocol import ACCEPTED_RDF, graph_store_router
 from .lifecycle import Lifecycle
 from .metrics import install_metrics
+from .readable_graph import ReadableGraphs
 from .reads import Reads
 from .registry import Registry
 from .revocations import Revocations
@@ -120,7 +121,8 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     verifier = TokenVerifier(settings, revoked=revocations.check)
     authenticate = principal_dependency(verifier)
     services = Services(the_store, settings, lifecycle, Registry(the_store, lifecycle.iris),
-                        require_roles(authenticate), Reads(the_store, lifecycle.iris, lifecycle.chart))
+                        require_roles(authenticate), Reads(the_store, lifecycle.iris, lifecycle.chart),
+                        ReadableGraphs(the_store, lifecycle.iris))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -171,10 +173,12 @@ def _protocol_routers(app: FastAPI, services: Services, authenticate: Any) -> No
                                 "counts of an update", "content": {m: {} for m in (*RESULTS_FORMATS, *RDF_FORMATS)}}
     graph_ok = {"description": "The graph (negotiated from Accept)",
                 "content": {m: {} for m in (*ACCEPTED_RDF, *RDF_FORMATS)}}
-    app.include_router(sparql_router(store=services.store, principal=authenticate, settings=services.settings),
+    app.include_router(sparql_router(store=services.store, principal=authenticate, settings=services.settings,
+                                     readable=services.readable),
                        tags=["sparql"],
                        responses={200: sparql_ok, **refusals(400, 401, 403, 406, 409, 413, 415, 422, 503)})
-    app.include_router(graph_store_router(store=services.store, principal=authenticate, settings=services.settings),
+    app.include_router(graph_store_router(store=services.store, principal=authenticate, settings=services.settings,
+                                          readable=services.readable),
                        tags=["graph store"],
                        responses={200: graph_ok, 201: {"description": "The graph was created"},
                                   204: {"description": "The graph was replaced, merged into or dropped"},
