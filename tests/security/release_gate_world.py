@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 from api_helpers import KEY, OPS, admin, token
-from central_thread import Central
+from central_thread import Central, central_service
 
 from client import CentralClient
 from graph_store import ONTOLOGY_GRAPH, SHAPES_GRAPH
@@ -164,3 +165,16 @@ def register(central: Central) -> httpx.Client:
         r = http.post("/api/datasets", headers=OPS, json={"id": f"{sid}-data", "title": "data", "station": sid})
         assert r.status_code == 201, r.text
     return http
+
+
+@contextmanager
+def open_world(tmp_path: Path) -> Iterator[World]:
+    """A central service with the registered world, the stations' object store in ``tmp_path``; closed after."""
+    with central_service() as central:
+        w = World(central, tmp_path, LocalObjectStore(tmp_path / "objects"), register(central))
+        try:
+            yield w
+        finally:
+            for c in w.clients:
+                c.close()
+            w.http.close()

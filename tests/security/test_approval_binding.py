@@ -13,11 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from central_thread import central_service
-from release_gate_world import DIGEST, OTHER_DIGEST, ScriptedRuntime, World, register, writes
+from release_gate_world import DIGEST, OTHER_DIGEST, ScriptedRuntime, World, open_world, writes
 
 from station.approvals import ApprovalLedger
-from station.objects import LocalObjectStore
 from station.policy import StationPolicy
 
 MANUAL = StationPolicy(requires_approval=True, requires_output_review=False)
@@ -27,14 +25,8 @@ DEFINITIONS = "https://pht.example.org/id/definitions"
 
 @pytest.fixture()
 def world(tmp_path: Path) -> Iterator[World]:
-    with central_service() as central:
-        w = World(central, tmp_path, LocalObjectStore(tmp_path / "objects"), register(central))
-        try:
-            yield w
-        finally:
-            for c in w.clients:
-                c.close()
-            w.http.close()
+    with open_world(tmp_path) as w:
+        yield w
 
 
 def approved_by_the_admin(world: World, runtime: ScriptedRuntime, did: str) -> tuple[str, str, object]:

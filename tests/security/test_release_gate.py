@@ -27,8 +27,7 @@ from typing import Any
 
 import pytest
 from api_helpers import ALICE, admin
-from central_thread import central_service
-from release_gate_world import SECRET_FILE, ScriptedRuntime, World, central_log, register, writes
+from release_gate_world import SECRET_FILE, ScriptedRuntime, World, central_log, open_world, writes
 
 from client import CentralClient, ClientError
 from station.agent import Holding, release
@@ -52,14 +51,8 @@ SMALL = {"result.json": json.dumps({"count": 3}), SECRET_FILE: json.dumps({"note
 
 @pytest.fixture()
 def world(tmp_path: Path) -> Iterator[World]:
-    with central_service() as central:
-        w = World(central, tmp_path, LocalObjectStore(tmp_path / "objects"), register(central))
-        try:
-            yield w
-        finally:
-            for c in w.clients:
-                c.close()
-            w.http.close()
+    with open_world(tmp_path) as w:
+        yield w
 
 
 def readable_objects(world: World) -> list[Path]:
