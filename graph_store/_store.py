@@ -88,6 +88,7 @@ class GraphStore(ABC):
         """Both set to dicts by back-ends whose process is the store's only writer; see PostChangeView. One
         cache per graph written (what a node looks like depends on the graphs its validation sees)."""
         self._commit_listeners: list[Callable[[ChangeSet], None]] = []
+        self._scopes: dict[NamedNode, frozenset[NamedNode]] = {}  # validation_scope of each graph written
 
     # -- back-end primitives ----------------------------------------------------------------------------
 
@@ -179,7 +180,9 @@ class GraphStore(ABC):
         checked = 0
         views: list[tuple[NamedNode, PostChangeView]] = []
         for graph in graphs:
-            scope = validation_scope(graph)
+            scope = self._scopes.get(graph)
+            if scope is None:
+                scope = self._scopes[graph] = validation_scope(graph)
             part = change if len(graphs) == 1 else change.restricted((graph,))
             seen = change if graphs <= scope else change.restricted(scope)
             types = quads = None
@@ -338,22 +341,20 @@ class GraphStore(ABC):
         leaves no stale entry)."""
         if self._types_cache is None or self._quads_cache is None:
             return
-        written: set[Any] = set()
-        retyped: set[Any] = set()
+        quads_caches, types_caches = list(self._quads_cache.values()), list(self._types_cache.values())
+        for cache in quads_caches:
+            if len(cache) > 50_000:
+                cache.clear()
+        for cache in types_caches:
+            if len(cache) > 200_000:
+                cache.clear()
         for q in change.delete | change.insert:
-            written.add(q.subject)
+            node = q.subject  # read once: each read of a quad's term makes a new Python object
+            for cache in quads_caches:
+                cache.pop(node, None)
             if q.predicate == RDF_TYPE:
-                retyped.add(q.subject)
-        for quads in self._quads_cache.values():
-            if len(quads) > 50_000:
-                quads.clear()
-            for node in written:
-                quads.pop(node, None)
-        for types in self._types_cache.values():
-            if len(types) > 200_000:
-                types.clear()
-            for node in retyped:
-                types.pop(node, None)
+                for cache in types_caches:
+                    cache.pop(node, None)
 
     def _remember(self, views: Sequence[tuple[NamedNode, PostChangeView]]) -> None:
         """After a commit: the quads each graph's view computed for the nodes it read are now the stored ones.
@@ -386,13 +387,16 @@ class GraphStore(ABC):
     def _check_writable(change: ChangeSet) -> set[NamedNode]:
         """The graphs the change writes, after refusing writes to the vocabulary graphs and the class hierarchy."""
         graphs: set[NamedNode] = set()
+        last = None
         for q in change.delete | change.insert:
             graph = q.graph_name  # read once: each read of a quad's term makes a new Python object
-            if graph in _PROTECTED or not isinstance(graph, NamedNode):  # ChangeSet refuses blank-node graphs
-                raise InvalidInputError(f"{q}: the ontology and shapes graphs are loaded from files, not written")
+            if graph != last:  # most quads of a change share its graph: compare, hash only a new one
+                if graph in _PROTECTED or not isinstance(graph, NamedNode):  # ChangeSet refuses blank-node graphs
+                    raise InvalidInputError(f"{q}: the ontology and shapes graphs are loaded from files, not written")
+                graphs.add(graph)
+                last = graph
             if q.predicate == RDFS_SUBCLASSOF:
                 raise InvalidInputError(f"{q}: the class hierarchy lives in ontology/, data may not change it")
-            graphs.add(graph)
         return graphs
 
     @staticmethod
