@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
-from pyoxigraph import Quad
+from pyoxigraph import NamedNode, Quad
 
 from graph_store import PHT, ChangeSet, ValidationReport, validate_unstored
 
@@ -318,7 +318,9 @@ class Mpu:
                 continue
             labels: tuple[str, ...] = (e.execution,)
             if e.kind == "network-usage":
-                direction = {PHT.Inbound: "in", PHT.Outbound: "out"}.get(leaves.get(PHT.direction))  # type: ignore[arg-type]
+                leaving_direction = leaves.get(PHT.direction)
+                direction = {PHT.Inbound.value: "in", PHT.Outbound.value: "out"}.get(
+                    leaving_direction.value if isinstance(leaving_direction, NamedNode) else "")
                 if direction is None or direction != e.direction:
                     continue
                 labels = (e.execution, str(direction))
