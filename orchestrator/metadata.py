@@ -19,15 +19,20 @@ A batch (``graph_store._signed_batch``) is accepted only if, in this order:
    -- otherwise 422 naming each refused subject and why;
 5. the write conforms to the shapes (422 with the SHACL report, and the subjects it concerns).
 
-Then it is ONE ``GraphStore.apply``, which also replaces the station's batch receipt (``pht:BatchReceipt`` in
-the central graph: the batch's sequence, id and creation time) guarded by the receipt it read: atomic, nothing
-of a refused batch is written, and of two batches racing one wins. Event IRIs are stable, so the MPU's events
-sent again in a new batch (the acknowledgement of the first was lost) write nothing new. A description
-replaces the station's previous description of the same resource.
+Then it is ONE ``GraphStore.apply`` of the station's graph, which also records the batch's receipt
+(``pht:BatchReceipt`` ``{station IRI}/batches/{sequence}`` in the station's graph: the batch's sequence, id and
+creation time): atomic, nothing of a refused batch is written. Receipts are only ever added (each accepted
+batch keeps its own, an account of what was accepted when), so a batch is an insert-only write, the store's
+fastest; the latest receipt is read from the store once per station, then remembered, and batches of one
+station are checked and written one at a time. Of two services racing on one store, the second to write a
+sequence fails the receipt's shape (one batch id per sequence) and is checked again. Event IRIs are stable,
+so the MPU's events sent again in a new batch (the acknowledgement of the first was lost) write nothing new.
+A description replaces the station's previous description of the same resource.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property
@@ -99,11 +104,11 @@ class BatchReplayed(LifecycleError):
 
 @dataclass(frozen=True)
 class Receipt:
-    """The last batch accepted from a station, as its ``pht:BatchReceipt`` records it (``quads``: to replace)."""
+    """The last batch accepted from a station, as its ``pht:BatchReceipt`` records it (``iri``: the receipt)."""
 
     sequence: int
     batch: str
-    quads: tuple[Quad, ...]
+    iri: NamedNode
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,9 @@ class MetadataIntake:
     def __init__(self, store: GraphStore, iris: Iris) -> None:
         self.store = store
         self.iris = iris
+        self._latest: dict[str, Receipt | None] = {}  # station id -> its latest receipt, once read
+        self._station_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     @cached_property
     def _event_vocabulary(self) -> tuple[frozenset[NamedNode], frozenset[NamedNode]]:
@@ -161,54 +169,63 @@ class MetadataIntake:
             raise BadSignature(f"the batch's signature does not verify with {which} of the Ed25519 keys registered "
                                f"for station {station_id!r}: forged, altered or signed with an unregistered key; "
                                "nothing was written")
-        receipt_iri = _receipt_iri(station)
-        receipt = self._receipt(receipt_iri)
-        self._check_new(station_id, batch_id, number, receipt)  # before any work: a replay costs one lookup
+        with self._station_lock(station_id):
+            return self._write(station_id, station, batch_id, number, created, body)
+
+    def _station_lock(self, station_id: str) -> threading.Lock:
+        """One lock per station: its batches are checked against the latest receipt and written one at a time."""
+        with self._locks_lock:
+            return self._station_locks.setdefault(station_id, threading.Lock())
+
+    def _write(self, station_id: str, station: NamedNode, batch_id: str, number: int, created: str,
+               body: bytes) -> Accepted:
+        """Under the station's lock: refuse a replay, check the subjects, write the batch with its receipt."""
         graph = station_graph(station_id)
+        receipt = self._latest_receipt(station_id, station, graph)
+        self._check_new(station_id, batch_id, number, receipt)  # before any work: a replay costs no store access
         try:
             quads = parse_rdf(body, BATCH_MEDIA_TYPE, graph)
         except InvalidInputError as e:
             raise LifecycleError(f"the batch is not N-Triples without blank nodes: {e}") from None
         events, described = self._check(quads, station_id, station)
-        new_receipt = [Quad(receipt_iri, PHT.batchSequence, Literal(str(number), datatype=XSD.integer), CENTRAL_GRAPH),
-                       Quad(receipt_iri, PHT.batchId, Literal(batch_id), CENTRAL_GRAPH),
-                       Quad(receipt_iri, PHT.batchCreated, Literal(created, datatype=XSD.dateTime), CENTRAL_GRAPH)]
-        for attempt in range(3):  # another batch of the station may be accepted meanwhile: check against it
+        receipt_iri = NamedNode(f"{station.value}/batches/{number}")
+        new_receipt = [Quad(receipt_iri, RDF_TYPE, PHT.BatchReceipt, graph),
+                       Quad(receipt_iri, PHT.receiptOf, station, graph),
+                       Quad(receipt_iri, PHT.batchSequence, Literal(str(number), datatype=XSD.integer), graph),
+                       Quad(receipt_iri, PHT.batchId, Literal(batch_id), graph),
+                       Quad(receipt_iri, PHT.batchCreated, Literal(created, datatype=XSD.dateTime), graph)]
+        for attempt in range(3):  # another writer of the store (an operator, another service) may have been first
             if attempt:
-                receipt = self._receipt(receipt_iri)
+                receipt = self._latest_receipt(station_id, station, graph, reread=True)
                 self._check_new(station_id, batch_id, number, receipt)
             delete = [q for s in described for p in DESCRIPTION_PREDICATES for q in self.store.quads(s, p, None, graph)]
-            if receipt is None:
-                first = [Quad(receipt_iri, RDF_TYPE, PHT.BatchReceipt, CENTRAL_GRAPH),
-                         Quad(receipt_iri, PHT.receiptOf, station, CENTRAL_GRAPH)]
-                change = ChangeSet(delete=delete, insert=[*quads, *first, *new_receipt])
-            else:
-                old = list(receipt.quads)
-                change = ChangeSet(delete=[*delete, *old], insert=[*quads, *new_receipt], guard=old)
+            guard = [] if receipt is None else [
+                Quad(receipt.iri, PHT.batchSequence, Literal(str(receipt.sequence), datatype=XSD.integer), graph)]
             try:
-                self.store.apply(change)
+                self.store.apply(ChangeSet(delete=delete, insert=[*quads, *new_receipt], guard=guard))
             except ConflictError:
                 continue
             except ValidationFailed as e:
                 if any(r.focus_node == receipt_iri for r in e.report.results):
-                    continue  # two first batches raced: the shape allows one sequence
+                    continue  # another service accepted a batch with this sequence meanwhile
                 subjects = {q.subject for q in quads}
                 raise _ShapesRefused(e, {r.focus_node.value: r.message for r in e.report.results
                                          if r.focus_node in subjects and isinstance(r.focus_node, NamedNode)}) from None
+            self._latest[station_id] = Receipt(number, batch_id, receipt_iri)
             return Accepted(batch=batch_id, events=len(events), described=len(described), triples=len(quads),
                             graph=graph.value)
         raise ConflictError(f"other batches of station {station_id!r} kept being accepted meanwhile; nothing of "
                             f"batch {batch_id!r} was written, send it again")
 
-    def _receipt(self, iri: NamedNode) -> Receipt | None:
-        """The station's batch receipt, or None before its first batch."""
-        quads = [q for p in (PHT.batchSequence, PHT.batchId, PHT.batchCreated)
-                 for q in self.store.quads(iri, p, None, CENTRAL_GRAPH)]
-        sequence = next((q.object for q in quads if q.predicate == PHT.batchSequence), None)
-        batch = next((q.object for q in quads if q.predicate == PHT.batchId), None)
-        if not isinstance(sequence, Literal) or not isinstance(batch, Literal):
-            return None
-        return Receipt(int(sequence.value), batch.value, tuple(quads))
+    def _latest_receipt(self, station_id: str, station: NamedNode, graph: NamedNode, *, reread: bool = False,
+                        ) -> Receipt | None:
+        """The station's latest batch receipt (None before its first batch): remembered after the first read
+        and every write, read again from the store when a write found the store changed."""
+        if reread or station_id not in self._latest:
+            rows = list(self.store.run_query("last_batch_receipt", station=station, graph=graph))
+            self._latest[station_id] = None if not rows else Receipt(
+                int(rows[0]["sequence"].value), rows[0]["batch"].value, rows[0]["receipt"])
+        return self._latest[station_id]
 
     @staticmethod
     def _check_new(station_id: str, batch_id: str, sequence: int, receipt: Receipt | None) -> None:
@@ -345,10 +362,6 @@ class _ShapesRefused(MetadataRefused):
     def __init__(self, failed: ValidationFailed, refused: dict[str, str]) -> None:
         super().__init__("the batch violates the shapes; nothing was written", refused)
         self.report = failed.report
-
-
-def _receipt_iri(station: NamedNode) -> NamedNode:
-    return NamedNode(station.value + "/batch-receipt")
 
 
 def _value(term: object) -> str:

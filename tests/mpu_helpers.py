@@ -13,13 +13,15 @@ from api_helpers import ALICE, OPS, SETTINGS, station
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
+from pyoxigraph import NamedNode, Quad
 
-from graph_store import EmbeddedStore
+from graph_store import EmbeddedStore, station_graph
 from orchestrator.app import create_app
 from station_mpu import Mpu, MpuSettings
 
 BASE = "https://pht.example.org/id/"
 PHT = "https://w3id.org/pht-kg/vocab#"
+RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
 DIGEST = "sha256:" + "cd" * 32
 STATIONS = ("aachen", "leipzig")
 METRICS_TOKEN = "metrics-token-of-the-tests"
@@ -136,3 +138,15 @@ def events(train: str, execution: str, n: int, *, start: int = 0) -> list[dict[s
 def mpu(directory: Path, keys: StationKeys, http: httpx.Client | None, **extra: Any) -> Mpu:
     return Mpu(mpu_settings(directory, keys, central="http://testserver" if http is not None else None, **extra),
                http=http)
+
+
+def event_quads(store: EmbeddedStore, sid: str = "aachen") -> list[Quad]:
+    """The quads about the station's events in its graph (not the central service's batch receipts there)."""
+    return sorted((q for q in store.quads(g=station_graph(sid))
+                   if q.subject.value.startswith(f"{BASE}stations/{sid}/events/")), key=str)
+
+
+def event_subjects(store: EmbeddedStore, sid: str = "aachen") -> list[str]:
+    """Every event subject in the station's graph, once per rdf:type triple (a duplicate would show twice)."""
+    return [q.subject.value for q in store.quads(None, NamedNode(RDF_TYPE), None, station_graph(sid))
+            if q.subject.value.startswith(f"{BASE}stations/{sid}/events/")]

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from mpu_helpers import BASE, StationKeys, central, events, mpu, register
+from mpu_helpers import BASE, StationKeys, central, event_subjects, events, mpu, register
 from pyoxigraph import NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, PHT, EmbeddedStore, station_graph
@@ -117,11 +117,15 @@ def test_the_receipt_is_written_with_the_batch(world: Any, tmp_path: Path) -> No
         m.ingest(events(ids["train"], ids["aachen"], 3, start=start))
         assert m.flush()
     m.close()
-    receipt = NamedNode(STATION.value + "/batch-receipt")
-    sequences = [int(q.object.value) for q in store.quads(receipt, PHT.batchSequence, None, CENTRAL_GRAPH)]
-    assert sequences == [int(wire.sent[-1][2]["X-PHT-Sequence"])]
-    assert [q.object.value for q in store.quads(receipt, PHT.batchId, None, CENTRAL_GRAPH)] == [
-        wire.sent[-1][2]["X-PHT-Batch"]]
+    station_graph = NamedNode("https://w3id.org/pht-kg/graph/station/aachen")
+    receipts = {q.subject for q in store.quads(None, PHT.receiptOf, STATION, station_graph)}
+    assert len(receipts) == len(wire.sent) == 2  # one per accepted batch, never replaced
+    for _, _, headers in wire.sent:
+        receipt = NamedNode(f"{STATION.value}/batches/{headers['X-PHT-Sequence']}")
+        assert receipt in receipts
+        assert [q.object.value for q in store.quads(receipt, PHT.batchId, None, station_graph)] == [
+            headers["X-PHT-Batch"]]
+    assert not store.quads(None, PHT.receiptOf, None, CENTRAL_GRAPH)  # the central graph holds none
 
 
 def test_an_mpu_restart_continues_the_sequence(world: Any, tmp_path: Path) -> None:
@@ -137,8 +141,7 @@ def test_an_mpu_restart_continues_the_sequence(world: Any, tmp_path: Path) -> No
     second.close()
     numbers = [int(headers["X-PHT-Sequence"]) for _, _, headers in wire.sent]
     assert len(numbers) == 2 and numbers[1] > numbers[0]
-    assert len(store.quads(None, NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type"), None,
-                           station_graph("aachen"))) == 6
+    assert len(event_subjects(store)) == 6
 
 
 def test_a_crash_between_send_and_acknowledgement_loses_nothing_and_writes_each_event_once(
@@ -154,8 +157,7 @@ def test_a_crash_between_send_and_acknowledgement_loses_nothing_and_writes_each_
     restarted = mpu(tmp_path, keys, wire)
     assert restarted.flush() and restarted.outbox.depth() == 0
     restarted.close()
-    subjects = [q.subject for q in store.quads(None, NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type"),
-                                               None, station_graph("aachen"))]
+    subjects = event_subjects(store)
     assert len(subjects) == len(set(subjects)) == 30
     assert len(wire.sent) == 2  # the batch, and the same events again in a newer batch
 
