@@ -156,11 +156,12 @@ def without_outbox(settings: MpuSettings, evs: list[dict[str, Any]], post: int) 
 
 
 def stored_triples(url: str) -> int:
-    """Triples in station aachen's graph of the central store."""
+    """Triples in station aachen's graph of the central store, but for the central service's batch receipts."""
     with httpx.Client(base_url=url, timeout=60) as c:
         count = c.get("/sparql", headers=auth("ops", Role.OPERATOR), params={
             "query": "SELECT (COUNT(*) AS ?n) WHERE { GRAPH <https://w3id.org/pht-kg/graph/station/aachen> "
-                     "{ ?s ?p ?o } }"}, follow_redirects=True)
+                     "{ ?s ?p ?o FILTER NOT EXISTS { ?s a <https://w3id.org/pht-kg/vocab#BatchReceipt> } } }"},
+            follow_redirects=True)
         return int(count.json()["results"]["bindings"][0]["n"]["value"])
 
 
