@@ -35,6 +35,7 @@ declare -A PACKAGES=(
   [chromium]=/usr/bin/chromium
   [chromium-driver]=/usr/bin/chromedriver
   [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
+  [age]=/usr/bin/age
 )
 
 die() { echo "install-services: ERROR: $*" >&2; exit 1; }
