@@ -5,6 +5,33 @@ the station and the central service use one implementation. See docs/architectur
 
 from __future__ import annotations
 
+from .integrity import (
+    CRYPTOSUITE,
+    DATA_INTEGRITY_PROOF,
+    KeyResolver,
+    Proof,
+    ProofError,
+    canonical_nquads,
+    create_proof,
+    verify_proof,
+)
+from .jsonld import (
+    DocumentNotLocal,
+    local_document_loader,
+    sign_jsonld,
+    verify_jsonld,
+)
+from .keys import (
+    KeyFormatError,
+    PartyKeys,
+    decode_encryption_key,
+    decode_multikey,
+    decode_signing_key,
+    encode_multikey,
+    generate_keys,
+    load_keys,
+    save_keys,
+)
 from .sealing import (
     SealError,
     ciphertext_digest,
@@ -20,15 +47,36 @@ from .sealing import (
 )
 
 __all__: list[str] = [
+    "CRYPTOSUITE",
+    "DATA_INTEGRITY_PROOF",
+    "DocumentNotLocal",
+    "KeyFormatError",
+    "KeyResolver",
+    "PartyKeys",
+    "Proof",
+    "ProofError",
     "SealError",
+    "canonical_nquads",
     "ciphertext_digest",
     "ciphertext_file_digest",
+    "create_proof",
+    "decode_encryption_key",
+    "decode_multikey",
+    "decode_signing_key",
+    "encode_multikey",
     "from_age_identity",
     "from_age_recipient",
+    "generate_keys",
+    "load_keys",
+    "local_document_loader",
     "open_sealed",
     "open_sealed_file",
+    "save_keys",
     "seal",
     "seal_file",
+    "sign_jsonld",
     "to_age_identity",
     "to_age_recipient",
+    "verify_jsonld",
+    "verify_proof",
 ]
