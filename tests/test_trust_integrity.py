@@ -383,6 +383,12 @@ def test_a_term_the_context_does_not_define_is_refused_not_dropped(key: Ed25519P
     assert_refused("the document uses the term", lambda: verify_jsonld(smuggled, resolver_for(key)))
 
 
+def test_a_relative_iri_is_refused_not_resolved_against_a_made_up_base(key: Ed25519PrivateKey) -> None:
+    document = {**json_document(), "next": {"id": "trains/2"}}
+    assert_refused("the document uses the relative IRI 'trains/2', which has no base to resolve against",
+                   lambda: sign_jsonld(document, key, verification_method=METHOD, created=CREATED))
+
+
 def test_a_context_without_the_proof_terms_is_refused_at_signing(key: Ed25519PrivateKey) -> None:
     document = {"@context": {"@vocab": EX}, "id": EX + "train/1", "imageDigest": "sha256:abc"}
     assert_refused("does not give the proof's terms their Data Integrity meaning",

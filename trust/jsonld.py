@@ -3,8 +3,9 @@
 functions. Contexts come only from the copies shipped in ``trust/contexts/`` (:func:`local_document_loader`): a
 document is never fetched from the network.
 
-pyld has no "safe mode" (jsonld.js refuses a term its context does not define; pyld silently drops it, and so would
-its data from the signature): here such a term is refused, so nothing in a signed document goes unsigned.
+pyld has no "safe mode" (jsonld.js refuses a term its context does not define, and a relative IRI; pyld silently
+drops the one from the RDF, so it would go unsigned, and resolves the other against a made-up base): here both are
+refused, so a signed document's RDF is exactly what it says.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ DocumentLoader = Callable[[str, dict[str, Any]], dict[str, Any]]
 # a vocabulary no context uses, put before the document's contexts (a context's own @vocab replaces it): a term
 # that expands into it was undefined in the document's context
 _UNDEFINED = "urn:pht:trust:undefined-term:"
+# the base relative IRIs resolve against (pyld would use http://example.org/base/): an IRI under it was relative
+_NO_BASE = "https://relative-iri.invalid/"
 
 
 class DocumentNotLocal(LookupError):
@@ -117,16 +120,19 @@ def _statements(document: dict[str, Any], loader: DocumentLoader) -> list[ox.Qua
     contexts = document["@context"] if isinstance(document["@context"], list) else [document["@context"]]
     probe = {**document, "@context": [{"@vocab": _UNDEFINED}, *contexts]}
     for quad in _to_rdf(probe, loader):
-        for term in (quad.predicate, quad.object):
+        for term in (quad.subject, quad.predicate, quad.object, quad.graph_name):
             if isinstance(term, ox.NamedNode) and term.value.startswith(_UNDEFINED):
                 raise ProofError(f"the document uses the term {term.value.removeprefix(_UNDEFINED)!r}, "
                                  "which its @context does not define")
+            if isinstance(term, ox.NamedNode) and term.value.startswith(_NO_BASE):
+                raise ProofError(f"the document uses the relative IRI {term.value.removeprefix(_NO_BASE)!r}, "
+                                 "which has no base to resolve against")
     return _to_rdf(document, loader)
 
 
 def _to_rdf(document: dict[str, Any], loader: DocumentLoader) -> list[ox.Quad]:
     try:
-        nquads = jsonld.to_rdf(document, {"format": "application/n-quads", "documentLoader": loader, "base": ""})
+        nquads = jsonld.to_rdf(document, {"format": "application/n-quads", "documentLoader": loader, "base": _NO_BASE})
     except jsonld.JsonLdError as error:
         local = next((e for e in _causes(error) if isinstance(e, DocumentNotLocal)), None)
         if local is not None:
