@@ -70,7 +70,7 @@ __all__ = [
 
 HOST = "127.0.0.1"
 COMPONENTS = ("oxigraph", "virtuoso", "s3", "docker", "podman", "bubblewrap", "chromium", "prometheus",
-              "mount-namespace")
+              "mount-namespace", "age", "node-reference")
 
 #: Debian's Virtuoso configuration, used as the template for generated ``virtuoso.ini`` files.
 VIRTUOSO_INI_TEMPLATES = (
@@ -217,6 +217,16 @@ def available(name: str) -> str | None:
     if name == "prometheus":  # the dashboards' proof scrapes the real metrics (Debian package prometheus)
         if _find_prometheus() is None:
             return f"prometheus not found on PATH nor in /usr/bin; {_INSTALL_HINT} (Debian package prometheus)"
+        return None
+    if name == "age":  # the reference age tool (Go), against which trust/sealing.py is checked
+        missing = [tool for tool in ("age", "age-keygen") if shutil.which(tool) is None]
+        return f"{', '.join(missing)} not on PATH; {_INSTALL_HINT} (Debian package age)" if missing else None
+    if name == "node-reference":  # the JavaScript reference implementations of Data Integrity and RDFC-1.0
+        if shutil.which("node") is None:
+            return f"node is not installed; {_INSTALL_HINT} (Debian package nodejs)"
+        packages = Path(__file__).resolve().parent / "interop" / "node_modules" / "@digitalbazaar"
+        if not (packages / "eddsa-rdfc-2022-cryptosuite").is_dir():
+            return "the npm packages are not installed: run scripts/install-node-reference.sh"
         return None
     if name == "mount-namespace":  # hiding installed programs from one test (the bare-machine demo)
         if os.geteuid() != 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ["graph_store", "client", "orchestrator", "station", "station_mpu", "local_platform", "pht_cli"]
+PACKAGES = ["graph_store", "trust", "client", "orchestrator", "station", "station_mpu", "local_platform", "pht_cli"]
 CONTRACTS = ["layers", "independent-services", "nothing-imports-the-cli", "private-modules"]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 

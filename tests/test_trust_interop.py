@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pyoxigraph as ox
 import pytest
-from conftest import in_ci
+from conftest import require_component
 from pyld import jsonld
 
 from trust.integrity import ProofError, canonical_nquads
@@ -38,16 +37,7 @@ WORK_FACTOR = {"test023": "2", "test024": "2", "test044": "3"}
 @pytest.fixture(scope="module", autouse=True)
 def node_reference() -> None:
     """Node and the npm packages are installed (skip, or fail under CI=true, when not)."""
-    reason = None
-    if shutil.which("node") is None:
-        reason = "node is not installed"
-    elif not (INTEROP / "node_modules" / "@digitalbazaar" / "eddsa-rdfc-2022-cryptosuite").is_dir():
-        reason = "the npm packages are not installed: run scripts/install-node-reference.sh"
-    if reason is not None:
-        message = f"real component 'node-reference' unavailable: {reason}"
-        if in_ci():
-            pytest.fail(f"{message} (CI=true: real components must not be skipped)", pytrace=False)
-        pytest.skip(message)
+    require_component("node-reference")
 
 
 def node(script: str, stdin: str, *args: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import bech32
 import pyrage
 import pytest
+from conftest import require_component
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -350,10 +351,9 @@ def test_bad_key_strings_are_refused_without_repeating_a_secret() -> None:
 
 def age_tool(name: str = "age") -> str:
     """Path of the age command line tool; skips the test when it is missing (a failure under CI=true)."""
+    require_component("age")
     path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"real component 'age' unavailable: {name} is not on PATH; apt-get install age "
-                    "(scripts/install-services.sh)")
+    assert path is not None
     return path
 
 

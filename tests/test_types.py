@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "pyproject.toml"
-PACKAGES = ["graph_store", "client", "orchestrator", "station", "station_mpu", "local_platform", "pht_cli"]
+PACKAGES = ["graph_store", "trust", "client", "orchestrator", "station", "station_mpu", "local_platform", "pht_cli"]
 
 
 def mypy(*args: str) -> subprocess.CompletedProcess[str]:
