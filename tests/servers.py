@@ -70,7 +70,7 @@ __all__ = [
 
 HOST = "127.0.0.1"
 COMPONENTS = ("oxigraph", "virtuoso", "s3", "docker", "podman", "bubblewrap", "chromium", "prometheus",
-              "mount-namespace", "age", "node-reference")
+              "mount-namespace", "age", "node-reference", "kubectl")
 
 #: Debian's Virtuoso configuration, used as the template for generated ``virtuoso.ini`` files.
 VIRTUOSO_INI_TEMPLATES = (
@@ -162,6 +162,11 @@ def _find_oxigraph() -> str | None:
     return shutil.which("oxigraph")
 
 
+def find_kubectl() -> str | None:
+    """The kubectl to render kustomizations with (PATH first, then /usr/bin)."""
+    return shutil.which("kubectl") or _executable("/usr/bin/kubectl")
+
+
 def _find_virtuoso() -> str | None:
     return shutil.which("virtuoso-t") or _executable("/usr/bin/virtuoso-t")
 
@@ -237,6 +242,11 @@ def available(name: str) -> str | None:
         except (OSError, subprocess.SubprocessError) as exc:
             return f"unshare --mount failed: {exc}"
         return None if done.returncode == 0 else f"unshare --mount failed: {done.stderr.strip()[-300:]}"
+    if name == "kubectl":  # renders deploy/kubernetes offline (kubectl kustomize); Debian's kubernetes-client is too old
+        if find_kubectl() is None:
+            return ("kubectl not found on PATH nor in /usr/bin; install kubectl >= 1.27 (kustomize v5) from the "
+                    "Kubernetes package repository (pkgs.k8s.io) or the Google Cloud SDK")
+        return None
     raise ValueError(f"unknown component {name!r}; known: {', '.join(COMPONENTS)}")
 
 
