@@ -105,7 +105,7 @@ def _strict(schema: Any, *, root: bool = False) -> Any:
         return [_strict(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "properties":
             out[key] = {name: (sub if root and name == "metadata" else _strict(sub)) for name, sub in value.items()}
@@ -423,6 +423,14 @@ def test_a_role_granting_more_than_the_runtime_uses_is_found() -> None:
     role = kind_named(render("base/station"), "Role", "pht-station-agent")
     role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
     assert granted(role) != runtime_permissions()
+
+
+@pytest.mark.real_component("kubectl")
+def test_train_jobs_pull_with_the_stations_credentials_and_get_no_api_token() -> None:
+    """The Job runtime names no ServiceAccount, so its pods run as "default": that one carries the pull secret."""
+    default = kind_named(render("overlays/station-site"), "ServiceAccount", "default")
+    assert default["imagePullSecrets"] == [{"name": "harbor-pull"}]
+    assert default["automountServiceAccountToken"] is False
 
 
 @pytest.mark.real_component("kubectl")
