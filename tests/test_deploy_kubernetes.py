@@ -51,6 +51,9 @@ OVERLAYS = [k for k in KUSTOMIZATIONS if k.startswith("overlays/")]
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 PSA_LABELS = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
 DIGEST_REF = re.compile(r"[^@\s]+@sha256:[0-9a-f]{64}")
+#: the volume sources the "restricted" Pod Security Standard allows
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+                      "secret"}
 
 
 # --------------------------------------------------------------------------- rendering
@@ -182,15 +185,19 @@ def _containers(pod: Obj) -> list[Obj]:
 
 def pod_security_findings(objects: Iterable[Obj]) -> list[str]:
     """Containers not locked down: non-root, read-only root fs, no privilege escalation, not privileged, all
-    capabilities dropped, seccomp RuntimeDefault (pod or container level); no host namespaces, no hostPath
-    (refused by the restricted Pod Security level anyway, but said here before a cluster says it)."""
+    capabilities dropped, seccomp RuntimeDefault (pod or container level); no host namespaces or ports, only the
+    volume types the restricted Pod Security level admits (it would refuse the others: said here before a cluster
+    says it)."""
     findings = []
     for owner, pod in pod_specs(objects):
         pod_ctx = pod.get("securityContext", {})
         for flag in ("hostNetwork", "hostPID", "hostIPC"):
             if pod.get(flag):
                 findings.append(f"{owner}: {flag}")
-        findings += [f"{owner}: volume {v['name']} is a hostPath" for v in pod.get("volumes", []) if "hostPath" in v]
+        for volume in pod.get("volumes", []):
+            kinds = set(volume) - {"name"}
+            if not kinds <= RESTRICTED_VOLUMES:
+                findings.append(f"{owner}: volume {volume['name']} is a {', '.join(sorted(kinds))}")
         for c in _containers(pod):
             where, ctx = f"{owner} container {c['name']}", c.get("securityContext", {})
             if ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is not True:
@@ -203,6 +210,8 @@ def pod_security_findings(objects: Iterable[Obj]) -> list[str]:
                 findings.append(f"{where}: allowPrivilegeEscalation is not false")
             if ctx.get("privileged"):
                 findings.append(f"{where}: privileged")
+            if any(port.get("hostPort") for port in c.get("ports", [])):
+                findings.append(f"{where}: hostPort")
             if "ALL" not in ctx.get("capabilities", {}).get("drop", []) or ctx.get("capabilities", {}).get("add"):
                 findings.append(f"{where}: capabilities not drop [ALL] (and add nothing)")
             seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile", {}))
@@ -591,6 +600,8 @@ def test_a_flux_kind_without_a_vendored_schema_is_refused() -> None:
     (lambda c, p: c["securityContext"]["capabilities"].update(add=["NET_ADMIN"]), "capabilities"),
     (lambda c, p: (c["securityContext"].pop("seccompProfile"), p["securityContext"].pop("seccompProfile")), "seccomp"),
     (lambda c, p: p.update(hostNetwork=True), "hostNetwork"),
+    (lambda c, p: c.setdefault("ports", []).append({"containerPort": 80, "hostPort": 80}), "hostPort"),
+    (lambda c, p: p["volumes"].append({"name": "n", "nfs": {"server": "x", "path": "/"}}), "is a nfs"),
     (lambda c, p: p["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "hostPath"),
 ])
 def test_an_unsafe_container_is_found(change: Callable[[Obj, Obj], object], finding: str) -> None:
