@@ -283,7 +283,7 @@ _RESOURCES = {"job": "jobs", "pod": "pods", "pod_log": "pods/log", "pod_exec": "
               "config_map": "configmaps", "network_policy": "networkpolicies"}
 _VERBS = {"create": ["create"], "delete": ["delete"], "list": ["list"], "read": ["get"], "patch": ["patch"],
           "replace": ["update"],
-          # the client's exec is a websocket GET: "get" before Kubernetes 1.35, "create" since (agent-rbac.yaml)
+          # the client's exec is a websocket GET: "get", and from Kubernetes 1.35 also "create" (agent-rbac.yaml)
           "connect_get": ["create", "get"], "connect_post": ["create"]}
 _METHOD = re.compile(r"(?P<verb>connect_get|connect_post|create|delete|list|read|patch|replace)_namespaced_(?P<what>\w+)")
 
