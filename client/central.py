@@ -7,10 +7,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
 
+from trust import PartyKeys
+
+from .key_claims import prove_possession
 from .wire import CheckIn, LeaseIn, OutputIn, StepIn, WorkItem
 
 #: the train states with no way out (``pht:isTerminal`` in ontology/lifecycle.ttl)
@@ -50,11 +54,11 @@ class CentralClient:
     ``transport`` lets tests pass an in-process ASGI app; ``timeout`` applies to every request.
     """
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0,
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
-                                  headers={"Authorization": f"Bearer {token}"})
+                                  headers={"Authorization": f"Bearer {token}"} if token else {})
 
     def close(self) -> None:
         self._http.close()
@@ -144,6 +148,44 @@ class CentralClient:
 
     def definitions(self) -> list[dict[str, Any]]:
         return list(self._pages("/api/definitions"))
+
+    # -- keys ---------------------------------------------------------------------------------------------
+
+    def keys(self, *, station: str | None = None, researcher: str | None = None) -> dict[str, Any]:
+        """A party's public keys (``party``: its IRI; ``keys``: each with use, Multikey, created, expires,
+        revoked); without a party, the caller's own (a researcher's, or the token's station's)."""
+        params = {k: v for k, v in (("station", station), ("researcher", researcher)) if v is not None}
+        return self._object("GET", "/api/keys", params=params)
+
+    def register_keys(self, keys: PartyKeys, party: str | None = None) -> dict[str, Any]:
+        """Register this researcher's first public keys, proving possession of ``keys`` (``party``: the caller's
+        IRI, asked of the service when not given); returns the party's keys."""
+        party = party or self._text("GET", "/api/keys", "party")
+        return self._object("POST", "/api/keys", json=prove_possession(keys, party).model_dump())
+
+    def rotate_keys(self, keys: PartyKeys, *, station: str | None = None,
+                    researcher: str | None = None) -> dict[str, Any]:
+        """Rotate a party's keys to ``keys`` (the caller's own without a party; a station admin: its station; an
+        operator: any); the old ones keep verifying older signatures. Returns the party's keys."""
+        party = self.keys(station=station, researcher=researcher)["party"]
+        body = {**prove_possession(keys, party).model_dump(), "station": station, "researcher": researcher}
+        return self._object("POST", "/api/keys/rotate", json=body)
+
+    def revoke_key(self, key: str) -> dict[str, Any]:
+        """Revoke the key with IRI ``key`` (its holder or an operator): it verifies nothing from now on."""
+        return self._object("POST", "/api/keys/revoke", json={"key": key})
+
+    def enrollment_token(self, station: str, *, valid_for_s: int | None = None) -> dict[str, Any]:
+        """A one-time enrollment token for ``station`` (operator): ``token`` (shown once), ``expires``."""
+        body = {"valid_for_s": valid_for_s} if valid_for_s is not None else None
+        return self._object("POST", f"/api/stations/{quote(station, safe='')}/enrollments", json=body)
+
+    def enroll(self, station: str, token: str, keys: PartyKeys, *, station_iri: str) -> dict[str, Any]:
+        """Enroll ``station``'s public keys with a one-time enrollment ``token`` (no bearer token needed),
+        proving possession of ``keys`` for ``station_iri`` (the station's IRI at the service:
+        ``graph_store.ResourceIris(base).station(id)``). Returns the station's keys."""
+        body = {**prove_possession(keys, station_iri).model_dump(), "token": token}
+        return self._object("POST", f"/api/stations/{quote(station, safe='')}/enroll", json=body)
 
     # -- trains (researchers) -----------------------------------------------------------------------------
 

@@ -96,10 +96,9 @@ def created_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def key_id(public_key: Ed25519PublicKey | str) -> str:
+def key_id(public_key: Ed25519PublicKey) -> str:
     """A short, stable name of a public key: the first 16 hex digits of the SHA-256 of its DER encoding."""
-    key = _load_public(public_key) if isinstance(public_key, str) else public_key
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()[:16]
 
 
@@ -119,13 +118,14 @@ def batch_headers(private_key: Ed25519PrivateKey, station_id: str, batch_id: str
             SIGNATURE_HEADER: sign_batch(private_key, station_id, batch_id, body, sequence=sequence, created=created)}
 
 
-def verify_batch(public_keys: Iterable[str], station_id: str, batch_id: str, body: bytes, signature: str,
-                 *, sequence: int, created: str, signed_by: str | None = None) -> str | None:
-    """The key id of the registered key (PEM) that verifies the batch's signature, or None if none does.
+def verify_batch(public_keys: Iterable[Ed25519PublicKey], station_id: str, batch_id: str, body: bytes,
+                 signature: str, *, sequence: int, created: str, signed_by: str | None = None) -> str | None:
+    """The key id of the key among ``public_keys`` that verifies the batch's signature, or None if none does.
 
-    Keys that are not Ed25519 (a station may register others for encryption) are skipped; with ``signed_by``
-    only the key of that id is tried. Raises ValueError for a signature that is not base64 of 64 bytes or a
-    malformed batch id, sequence or creation time.
+    The caller passes the station's keys that may verify a batch of that time (the central service decodes its
+    registered Multikeys and leaves out revoked and retired ones); with ``signed_by`` only the key of that id is
+    tried. Raises ValueError for a signature that is not base64 of 64 bytes or a malformed batch id, sequence or
+    creation time.
     """
     try:
         raw = base64.b64decode(signature.encode(), validate=True)
@@ -134,11 +134,7 @@ def verify_batch(public_keys: Iterable[str], station_id: str, batch_id: str, bod
     if len(raw) != 64:
         raise ValueError(f"an Ed25519 signature has 64 bytes, this one {len(raw)}")
     message = signing_input(station_id, batch_id, body, sequence=sequence, created=created)
-    for pem in public_keys:
-        try:
-            key = _load_public(pem)
-        except ValueError:
-            continue
+    for key in public_keys:
         kid = key_id(key)
         if signed_by is not None and kid != signed_by:
             continue
@@ -158,13 +154,3 @@ def station_event_prefix(base_iri: str, station_id: str) -> str:
     """
     return ResourceIris(base_iri).station(station_id).value + "/events/"
 
-
-def _load_public(pem: str) -> Ed25519PublicKey:
-    """An Ed25519 public key from PEM; ValueError for anything else."""
-    try:
-        key = serialization.load_pem_public_key(pem.encode())
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"not a PEM public key: {e}") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"not an Ed25519 key but {type(key).__name__}")
-    return key

@@ -28,6 +28,7 @@ from graph_store import (
 )
 
 from .api.deps import Services
+from .api.key_routes import key_router
 from .api.metadata_routes import metadata_router
 from .api.models import Problem
 from .api.registry_routes import registry_router
@@ -144,7 +145,8 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     )
     app.state.services = services
     for router in (registry_router(services), train_router(services), station_router(services),
-                   metadata_router(services), service_router(services), token_router(services, revocations)):
+                   metadata_router(services), service_router(services), token_router(services, revocations),
+                   key_router(services)):
         app.include_router(router, prefix="/api")
     app.include_router(result_router(services), prefix="/api")  # result links and the objects they read
     _protocol_routers(app, services, authenticate)

@@ -2,9 +2,11 @@
 
 A batch (``graph_store._signed_batch``) is accepted only if, in this order:
 
-1. the station is registered (404), the batch is signed (400 without usable signature, sequence and creation
-   headers) by one of its registered Ed25519 keys over the exact body, its station id, batch id, sequence and
-   creation time (401 otherwise: forged or altered);
+1. the station is registered (404) and has a signing key (403), the batch is signed (400 without usable
+   signature, sequence and creation headers) by one of its registered Ed25519 keys (``sec:assertionMethod``
+   Multikeys) over the exact body, its station id, batch id, sequence and creation time, with a key that
+   verifies a signature of that time (``orchestrator.keys``: not revoked, not rotated out before the batch's
+   ``X-PHT-Created``) -- 401 otherwise: forged, altered, or signed with a revoked or retired key;
 2. its sequence is greater than that of the last batch accepted from the station, and its id is not that
    batch's (409 otherwise: a replayed batch, or an older one sent after a newer -- which would roll the
    station's description back); the answer says whether it is the very batch last accepted
@@ -35,6 +37,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import cached_property
 
 import rdflib
@@ -43,6 +46,7 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 from graph_store import (
     BATCH_MEDIA_TYPE,
     CENTRAL_GRAPH,
+    CREATED_HEADER,
     DCAT,
     DCTERMS,
     PHT,
@@ -64,6 +68,7 @@ from graph_store import (
 )
 
 from .errors import LifecycleError, NotFound
+from .keys import PublicKeyRecord, parse_time, signing_keys
 from .naming import Iris
 
 __all__ = ["MetadataIntake", "MetadataRefused", "Accepted", "BadSignature", "BatchReplayed", "Receipt"]
@@ -157,18 +162,24 @@ class MetadataIntake:
         except ValueError as e:
             raise LifecycleError(f"{e}; see docs/mpu.md") from None
         if not keys:
-            raise _Forbidden(f"station {station_id!r} has no public key registered, so no batch of it can be "
-                             "verified")
+            raise _Forbidden(f"station {station_id!r} has no signing key registered, so no batch of it can be "
+                             "verified; enroll the station's keys (pht station enroll)")
         try:
-            signer = verify_batch(keys, station_id, batch_id, body, signature, sequence=number, created=created,
+            signed_at = parse_time(created)
+        except ValueError:
+            raise LifecycleError(f"the batch's creation time ({CREATED_HEADER}) {created!r} is not an RFC 3339 time in "
+                                 "UTC") from None
+        usable = signing_keys(keys, created=signed_at, now=datetime.now(timezone.utc))
+        try:
+            signer = verify_batch(usable, station_id, batch_id, body, signature, sequence=number, created=created,
                                   signed_by=key_id or None)
         except ValueError as e:
             raise LifecycleError(f"the batch's signature headers are malformed: {e}") from None
         if signer is None:
             which = f"the key {key_id}" if key_id else "any"
-            raise BadSignature(f"the batch's signature does not verify with {which} of the Ed25519 keys registered "
-                               f"for station {station_id!r}: forged, altered or signed with an unregistered key; "
-                               "nothing was written")
+            raise BadSignature(f"the batch's signature does not verify with {which} of the usable Ed25519 keys "
+                               f"registered for station {station_id!r}: forged, altered, signed with an unregistered "
+                               "key, a revoked one, or one rotated out before the batch's time; nothing was written")
         with self._station_lock(station_id):
             return self._write(station_id, station, batch_id, number, created, body)
 
@@ -246,11 +257,13 @@ class MetadataIntake:
                                 "batch needs a new id, nothing was written", already_accepted=False,
                                 last_sequence=receipt.sequence)
 
-    def _station(self, station_id: str) -> tuple[NamedNode, list[str]]:
+    def _station(self, station_id: str) -> tuple[NamedNode, list[PublicKeyRecord]]:
+        """The station and its signing keys (rotated out and revoked ones too: ``signing_keys`` decides)."""
         rows = list(self.store.run_query("station_keys", stationId=Literal(station_id)))
         if not rows:
             raise NotFound(f"no station {station_id!r} is registered")
-        return rows[0]["station"], [r["key"].value for r in rows if r["key"] is not None]
+        station = rows[0]["station"]
+        return station, [PublicKeyRecord.from_row(r, controller=station.value) for r in rows if r["key"] is not None]
 
     def _check(self, quads: list[Quad], station_id: str, station: NamedNode) -> tuple[set[NamedNode], set[NamedNode]]:
         """(event subjects, described subjects); MetadataRefused naming every subject that is neither."""

@@ -19,6 +19,8 @@ from pyoxigraph import Literal, NamedNode, Quad
 from graph_store import CENTRAL_GRAPH, DCAT, DCTERMS, ORG, PHT, PROV, RDF_TYPE, RDFS, XSD, ChangeSet, GraphStore
 
 from .errors import Forbidden, LifecycleError
+from .key_registry import station_key_quads
+from .keys import multikey_of
 from .lifecycle import DefinitionWrite
 from .naming import Iris
 from .principal import Principal, Role
@@ -40,7 +42,9 @@ class StationSpec:
     id: str
     title: str
     owner: str
-    public_keys: Sequence[str]
+    public_keys: Sequence[str] = ()
+    """Ed25519 (signing) and X25519 (encryption) public keys, each a Multikey or PEM; usually none: the station
+    enrolls its keys with a one-time token (``orchestrator.key_registry``)."""
     runtimes: Sequence[str] = ("docker",)
 
 
@@ -91,7 +95,7 @@ class Registry:
             raise AlreadyExists(f"{what} {ident!r} already exists")
 
     def station(self, principal: Principal, spec: StationSpec) -> NamedNode:
-        """Register a station (operators only)."""
+        """Register a station (operators only), with the public keys the operator vouches for, if any."""
         if not principal.has(Role.OPERATOR):
             raise Forbidden("only operators register stations")
         s = self.iris.station(spec.id)
@@ -104,7 +108,7 @@ class Registry:
                  Quad(s, DCTERMS.title, _lit(spec.title), G), Quad(s, PHT.ownedBy, owner, G),
                  Quad(owner, RDF_TYPE, ORG.Organization, G),
                  Quad(owner, RDFS.label, _lit(spec.owner), G)]
-        quads += [Quad(s, PHT.publicKey, _lit(k), G) for k in spec.public_keys]
+        quads += station_key_quads(s, [multikey_of(k) for k in spec.public_keys])
         quads += [Quad(s, PHT.runtime, RUNTIMES[r], G) for r in spec.runtimes]
         self.store.apply(ChangeSet(insert=quads))
         return s

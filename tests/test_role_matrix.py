@@ -23,7 +23,10 @@ station admins only read, and only their part: tests/security/test_read_confiden
 (``/api/stations/{id}/metadata``: the station itself only, with a batch signed by its key), ``/metrics``
 (operators, or Prometheus with the metrics token) and the tokens (operators revoke, a station renews its own),
 and results (a link to a released output for the train's requester and operators only; the link itself is the
-credential of ``/api/results/{sha256}``, as a presigned URL would be, so every caller holding one reads).
+credential of ``/api/results/{sha256}``, as a presigned URL would be, so every caller holding one reads), and
+keys (``key_registry``: a researcher registers and rotates their own, a station's admin its station's, operators
+any party's; the holder or an operator revokes a key; public keys are read by every authenticated caller; an
+operator issues a station's enrollment token, and the token itself is the credential of ``/enroll``).
 
 ``test_the_matrix_covers_every_route`` fails when a route is added without a row (or a row outlives its route).
 """
@@ -40,16 +43,18 @@ import fastapi.routing
 import httpx
 import pytest
 from api_helpers import ALICE, BOB, KEY, OPS, SETTINGS, admin, service, station
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from client.key_claims import prove_possession
+from graph_store import DEFAULT_BASE_IRI as BASE
 from graph_store import batch_headers, station_graph
 from orchestrator.app import create_app
 from orchestrator.auth import issue_token
 from orchestrator.principal import Role
 from station.objects import LocalObjectStore
+from trust import generate_keys
 
 CALLERS = ("anon", "bad", "r-own", "r-oth", "s-own", "s-oth", "a-own", "a-oth", "op")
 UNAUTHENTICATED = frozenset({"anon", "bad"})
@@ -115,6 +120,14 @@ MATRIX: dict[tuple[str, str, str], str] = {
     ("GET",    "/api/settings",                       ""):        " .   .   Y     Y     Y     Y     Y     Y    Y",
     ("GET",    "/api/trains/{train_id}/result",       ""):        " .   .   Y     .     .     .     .     .    Y",
     ("GET",    "/api/results/{sha256}",               "link"):    " Y   Y   Y     Y     Y     Y     Y     Y    Y",
+    ("POST",   "/api/keys",                           ""):        " .   .   Y     Y     .     .     .     .    .",
+    ("GET",    "/api/keys",                           "aachen"):  " .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("POST",   "/api/keys/rotate",                    "alice"):   " .   .   Y     .     .     .     .     .    Y",
+    ("POST",   "/api/keys/rotate",                    "aachen"):  " .   .   .     .     .     .     Y     .    Y",
+    ("POST",   "/api/keys/revoke",                    "alice"):   " .   .   Y     .     .     .     .     .    Y",
+    ("POST",   "/api/keys/revoke",                    "aachen"):  " .   .   .     .     .     .     Y     .    Y",
+    ("POST",   "/api/stations/{station_id}/enrollments", "aachen"): " .   .   .     .     .     .     .     .    Y",
+    ("POST",   "/api/stations/{station_id}/enroll",   "aachen"):  " Y   Y   Y     Y     Y     Y     Y     Y    Y",
 }
 # fmt: on
 """(method, route path, variant) -> one Y/. per caller, in the order of ``CALLERS``."""
@@ -156,6 +169,7 @@ class World:
         self.results = results  # the folder the service reads results from
         self.signing_key: Ed25519PrivateKey | None = None
         self.sequence = 0  #: of the last metadata batch signed
+        self.claims: dict[str, dict[str, Any]] = {}  #: researcher -> the keys POST /api/keys registers
 
     def ok(self, response: httpx.Response, *statuses: int) -> httpx.Response:
         assert response.status_code in statuses, f"set-up call failed: {response.status_code} {response.text}"
@@ -197,15 +211,13 @@ class World:
         return Call("GET", url.path, params=dict(url.params))
 
     def signed_batch(self) -> Call:
-        """A metadata batch of aachen's (one event about a new train there), signed with a key registered for
-        aachen on first use (the world's stations were registered with a key whose private half is unknown)."""
-        if self.signing_key is None:
-            self.signing_key = Ed25519PrivateKey.generate()
-            pem = self.signing_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                              serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-            turtle = f'<https://pht.example.org/id/stations/{OWN}> <https://w3id.org/pht-kg/vocab#publicKey> """{pem}""" .'
-            self.ok(self.client.post("/rdf-graphs", params={"graph": "https://w3id.org/pht-kg/graph/central"},
-                                     headers={**OPS, **TURTLE}, content=turtle.encode()), 201, 204)
+        """A metadata batch of aachen's (one event about a new train there), signed with a key an operator
+        registered for aachen just before (the world's stations were registered with a key whose private half is
+        unknown, and other calls rotate aachen's keys)."""
+        keys = generate_keys()
+        body = {**prove_possession(keys, f"{BASE}stations/{OWN}").model_dump(), "station": OWN}
+        self.ok(self.client.post("/api/keys/rotate", headers=OPS, json=body), 200)
+        self.signing_key = keys.signing
         event = f"https://pht.example.org/id/stations/{OWN}/events/{uuid.uuid4().hex}"
         body = (f'<{event}> <http://www.w3.org/1999/02/22-rdf-syntax-ns#type> <https://w3id.org/pht-kg/vocab#StartedTransmissionEvent> .\n'
                 f'<{event}> <https://w3id.org/pht-kg/vocab#eventTime> "2026-11-27T10:00:00Z"^^<http://www.w3.org/2001/XMLSchema#dateTime> .\n'
@@ -214,6 +226,28 @@ class World:
         self.sequence += 1  # every call a new batch: a replayed one is refused (409)
         return Call("POST", f"/api/stations/{OWN}/metadata", content=body, headers=batch_headers(
             self.signing_key, OWN, f"matrix-{self.sequence}", body, sequence=self.sequence))
+
+    def claim(self, party: str) -> dict[str, Any]:
+        """Fresh keys' claim for ``party`` (its IRI), with their proof of possession."""
+        return prove_possession(generate_keys(), party).model_dump()
+
+    def registered_key(self, party: str, researcher: str | None = None) -> str:
+        """The IRI of a fresh signing key of ``party`` (alice's or aachen's), registered by an operator's rotation."""
+        body = {**self.claim(party), "researcher": researcher, "station": None if researcher else OWN}
+        keys = self.ok(self.client.post("/api/keys/rotate", headers=OPS, json=body), 200).json()["keys"]
+        return next(k["iri"] for k in keys if k["use"] == "signing" and k["multibase"] == body["signing_key"])
+
+    def own_claim(self, caller: str) -> dict[str, Any]:
+        """The keys a researcher registers with POST /api/keys: the same each time (so 201, then 200)."""
+        subject = {"r-own": "alice", "r-oth": "bob"}.get(caller, "someone")
+        if subject not in self.claims:
+            self.claims[subject] = self.claim(f"{BASE}agents/{subject}")
+        return self.claims[subject]
+
+    def enrollment(self) -> dict[str, Any]:
+        """An enroll call of aachen with a fresh operator's token and fresh keys."""
+        token = self.ok(self.client.post(f"/api/stations/{OWN}/enrollments", headers=OPS), 201).json()["token"]
+        return {**self.claim(f"{BASE}stations/{OWN}"), "token": token}
 
     def lease(self) -> str:
         """aachen's lease, taken (or renewed) by one agent for every call about it; returns that holder."""
@@ -298,6 +332,20 @@ BUILDERS: dict[tuple[str, str, str], Callable[[World, str], Call]] = {
     ("GET", "/api/trains/{train_id}/result", ""): lambda w, c: (lambda te: Call(
         "GET", f"/api/trains/{te[0]}/result", params={"execution": te[1]}))(w.released()),
     ("GET", "/api/results/{sha256}", "link"): lambda w, c: w.result_link(),
+    ("POST", "/api/keys", ""): lambda w, c: Call("POST", "/api/keys", json=w.own_claim(c)),
+    ("GET", "/api/keys", "aachen"): lambda w, c: Call("GET", "/api/keys", params={"station": OWN}),
+    ("POST", "/api/keys/rotate", "alice"): lambda w, c: Call("POST", "/api/keys/rotate", json={
+        **w.claim(f"{BASE}agents/alice"), "researcher": "alice"}),
+    ("POST", "/api/keys/rotate", "aachen"): lambda w, c: Call("POST", "/api/keys/rotate", json={
+        **w.claim(f"{BASE}stations/{OWN}"), "station": OWN}),
+    ("POST", "/api/keys/revoke", "alice"): lambda w, c: Call("POST", "/api/keys/revoke", json={
+        "key": w.registered_key(f"{BASE}agents/alice", researcher="alice")}),
+    ("POST", "/api/keys/revoke", "aachen"): lambda w, c: Call("POST", "/api/keys/revoke", json={
+        "key": w.registered_key(f"{BASE}stations/{OWN}")}),
+    ("POST", "/api/stations/{station_id}/enrollments", "aachen"): lambda w, c: Call(
+        "POST", f"/api/stations/{OWN}/enrollments"),
+    ("POST", "/api/stations/{station_id}/enroll", "aachen"): lambda w, c: Call(
+        "POST", f"/api/stations/{OWN}/enroll", json=w.enrollment()),
 }
 
 SUCCESS: dict[tuple[str, str], frozenset[int]] = {
@@ -307,6 +355,8 @@ SUCCESS: dict[tuple[str, str], frozenset[int]] = {
     ("POST", "/api/trains"): frozenset({201}),
     ("POST", "/api/executions/{execution_id}/outputs"): frozenset({201}),
     ("POST", "/api/tokens/revocations"): frozenset({201}),
+    ("POST", "/api/keys"): frozenset({200, 201}),  # the same keys again: 200
+    ("POST", "/api/stations/{station_id}/enrollments"): frozenset({201}),
     ("PUT", "/rdf-graphs"): frozenset({201, 204}),
     ("POST", "/rdf-graphs"): frozenset({201, 204}),
     ("DELETE", "/rdf-graphs"): frozenset({204}),

@@ -6,6 +6,9 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
+# the body with which a party claims its keys (and proves it holds them), defined once for client and service
+from client.key_claims import KeyClaim, PossessionProof
+
 # the station <-> central wire (the station routes' bodies), defined once in client/wire.py for the station's
 # client too, and re-exported here (in __all__) with the other models
 from client.wire import CheckIn, Identifier, LeaseIn, LeaseOut, OutputIn, StepIn, StepOut, Strict, WorkItem
@@ -18,20 +21,30 @@ __all__ = [
     "DatasetOut",
     "DefinitionIn",
     "DefinitionOut",
+    "EnrollIn",
+    "EnrollmentIn",
+    "EnrollmentOut",
     "EventOut",
     "ExecutionOut",
     "Identifier",
+    "KeyClaim",
+    "KeyOut",
     "LeaseIn",
     "LeaseOut",
     "OutputIn",
     "Page",
     "ParameterIn",
+    "PartyKeysOut",
+    "PossessionProof",
     "Problem",
+    "RevokeIn",
+    "RotateIn",
     "StationIn",
     "StationOut",
     "StepIn",
     "StepOut",
     "Strict",
+    "Subject",
     "Text",
     "TrainIn",
     "TrainOut",
@@ -46,7 +59,12 @@ class StationIn(Strict):
     id: Identifier
     title: Text
     owner: Text = Field(description="Name of the organisation that runs the station")
-    public_keys: list[Annotated[str, StringConstraints(max_length=10_000)]] = Field(min_length=1, max_length=10)
+    public_keys: list[Annotated[str, StringConstraints(max_length=10_000)]] = Field(
+        default=[], max_length=10,
+        description="the station's public keys, if the operator vouches for them: Ed25519 (its MPU signs metadata "
+                    "batches with it) and X25519 (results are encrypted to it), each a Multikey (z6Mk..., z6LS...) or "
+                    "PEM; usually none: the station's admin enrolls its keys with a one-time token "
+                    "(POST /api/stations/{id}/enrollments, then /enroll)")
     runtimes: list[Literal["docker", "podman", "kubernetes", "process"]] = Field(default=["docker"], min_length=1)
 
 
@@ -55,6 +73,58 @@ class StationOut(BaseModel):
     title: str | None
     owner: str | None
     runtimes: list[str]
+
+
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class KeyOut(BaseModel):
+    """One registered public key (public keys are public: any authenticated caller reads them)."""
+
+    iri: str = Field(description="the key's IRI: {party}/keys/{first 24 hex digits of SHA-256 of the Multikey}")
+    use: Literal["signing", "encryption"] = Field(
+        description="signing: Ed25519, sec:assertionMethod; encryption: X25519, sec:keyAgreement")
+    multibase: str = Field(description="the Multikey (sec:publicKeyMultibase)")
+    created: str
+    expires: str | None = Field(default=None, description="when it was rotated out: it verifies only signatures "
+                                                          "made before")
+    revoked: str | None = Field(default=None, description="when it was revoked: it verifies nothing since")
+
+
+class PartyKeysOut(BaseModel):
+    party: str = Field(description="the IRI of the researcher ({base}agents/{subject}) or station")
+    keys: list[KeyOut]
+
+
+class RotateIn(KeyClaim):
+    """New keys for a party, whose current keys are rotated out (they keep verifying older signatures)."""
+
+    station: Identifier | None = Field(default=None, description="the station whose keys these are (its admin or "
+                                                                 "an operator)")
+    researcher: Subject | None = Field(default=None, description="the researcher (token subject) whose keys these "
+                                                                 "are (themselves or an operator)")
+
+
+class RevokeIn(Strict):
+    key: Annotated[str, StringConstraints(min_length=1, max_length=2000)] = Field(description="the key's IRI")
+
+
+class EnrollmentIn(Strict):
+    valid_for_s: int = Field(default=86_400, ge=60, le=7 * 86_400,
+                             description="how long the token is accepted, in seconds (default 24 hours)")
+
+
+class EnrollmentOut(BaseModel):
+    station: str
+    token: str = Field(description="the one-time enrollment token: shown once, stored nowhere (the service keeps "
+                                   "its SHA-256); hand it to the station's admin over a channel you trust")
+    expires: str
+
+
+class EnrollIn(KeyClaim):
+    """A station's keys, enrolled with the one-time token an operator issued (no bearer token needed)."""
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class DatasetIn(Strict):
