@@ -23,13 +23,23 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, StringConstraints
 from pyoxigraph import Literal, NamedNode, Triple
 
 from graph_store import RDF_TYPE
-from trust import PartyKeys, Proof, create_proof, encode_multikey
+from trust import (
+    PartyKeys,
+    Proof,
+    create_proof,
+    encode_multikey,
+    generate_keys,
+    load_keys,
+    save_keys,
+)
+from trust.keys import ENCRYPTION_KEY_FILE, SIGNING_KEY_FILE
 
 from .wire import Strict
 
@@ -49,6 +59,7 @@ __all__ = [
     "claim_proof",
     "claim_triples",
     "key_iri",
+    "keys_in",
     "prove_possession",
 ]
 
@@ -121,3 +132,16 @@ def prove_possession(keys: PartyKeys, party: str, *, created: datetime | None = 
     assert proof.proof_value is not None  # create_proof always signs
     return KeyClaim(signing_key=signing, encryption_key=encryption,
                     proof=PossessionProof(created=proof.created, proof_value=proof.proof_value))
+
+
+def keys_in(directory: Path) -> tuple[PartyKeys, bool]:
+    """The keys in ``directory`` (``trust.save_keys``' layout), generated and saved there first if it holds no key
+    file at all; the flag says whether they are new.
+
+    :raises FileNotFoundError: one of the two key files is missing (a half-written directory is not replaced).
+    :raises PermissionError, trust.KeyFormatError: as ``trust.load_keys``.
+    """
+    if not any((directory / name).exists() for name in (SIGNING_KEY_FILE, ENCRYPTION_KEY_FILE)):
+        save_keys(generate_keys(), directory)
+        return load_keys(directory), True
+    return load_keys(directory), False

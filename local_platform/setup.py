@@ -1,6 +1,7 @@
-"""Set up stations for the breast cancer example in one step: split the data, register each station
-(with a fresh Ed25519 key pair) and its dataset at the central service, and write everything each station
-runs with: the settings, key and policy of its agent and of its metadata processing unit (MPU)."""
+"""Set up stations for the breast cancer example in one step: split the data, register each station and its
+dataset at the central service, enroll the station's fresh keys with a one-time enrollment token (as a station's
+admin would: ``pht station enroll``), and write everything each station runs with: the settings, keys and policy
+of its agent and of its metadata processing unit (MPU)."""
 
 import secrets
 import shlex
@@ -13,9 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from client import CentralClient
+from client.key_claims import keys_in
 from graph_store import PHT_NS
 from station import CONTAINER_ENGINES
 from station_mpu import DEFAULT_POLICY
+from trust.keys import SIGNING_KEY_FILE
 
 from .data import split_breast_cancer
 
@@ -32,11 +35,26 @@ def new_station_key(private_key_file: Path) -> str:
 
 
 def register_station(client: CentralClient, sid: str, key_file: Path, *, runtime: str = "docker") -> str:
-    """Register station ``sid`` with a new key and its dataset ``{sid}-data`` (operator token); returns
-    the station's IRI."""
+    """Register station ``sid`` with a new signing key the operator vouches for (``key_file``: its private half)
+    and its dataset ``{sid}-data`` (operator token); returns the station's IRI. The in-process platform's way
+    (``LocalPlatform``); a station set up for its own host enrolls instead (:func:`enroll_station`)."""
     station = client.register_station({"id": sid, "title": f"{sid} station", "owner": f"{sid} hospital",
                              "public_keys": [new_station_key(key_file)], "runtimes": [runtime]})
     client.register_dataset({"id": f"{sid}-data", "title": f"patients at {sid}", "station": sid})
+    return station["iri"]
+
+
+def enroll_station(client: CentralClient, sid: str, key_dir: Path, *, runtime: str = "docker") -> str:
+    """Register station ``sid`` and its dataset ``{sid}-data`` (``client``: an operator's), then enroll the
+    station's keys, created in ``key_dir``, with a one-time enrollment token and no other credential, as the
+    station's admin would; returns the station's IRI. Its MPU signs with ``key_dir/signing.pem``."""
+    station = client.register_station({"id": sid, "title": f"{sid} station", "owner": f"{sid} hospital",
+                                       "runtimes": [runtime]})
+    client.register_dataset({"id": f"{sid}-data", "title": f"patients at {sid}", "station": sid})
+    token = client.enrollment_token(sid)["token"]
+    keys, _ = keys_in(key_dir)
+    with CentralClient(client.base_url, None) as admin:  # the token is the credential
+        admin.enroll(sid, token, keys, station_iri=station["iri"])
     return station["iri"]
 
 
@@ -63,7 +81,8 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
                    automatic: bool = False, mpu_port: int = 8181) -> dict[str, Path]:
     """Split the data into ``out/<station>/data``, register everything, and write per station:
     ``policy.ttl`` (the admin decides everything, unless ``automatic``: approve and release after the checks),
-    ``mpu-policy.ttl`` (the MPU's safe default filter policy, to edit), ``station.token`` (mode 0600: the
+    ``mpu-policy.ttl`` (the MPU's safe default filter policy, to edit), ``keys/`` (the station's enrolled
+    signing and encryption keys, 0700 / 0600), ``station.token`` (mode 0600: the
     station token from ``station_tokens``, which the agent renews and rewrites there and the MPU re-reads) and
     ``station.env`` (mode 0600: it holds the ingest token), the settings of both the agent and the MPU (listening
     on ``mpu_port``, the next station's on the next port), which share a fresh ingest token. Source it, then
@@ -77,8 +96,8 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
         if data.exists():
             raise FileExistsError(f"{data} exists; set up into a new folder")
         folders[sid].rename(data)
-        key = home / "station-key.pem"
-        station_iri = register_station(client, sid, key, runtime=runtime)
+        keys = home / "keys"
+        station_iri = enroll_station(client, sid, keys, runtime=runtime)
         manual = "false" if automatic else "true"
         (home / "policy.ttl").write_text(POLICY.format(pht=PHT_NS, station=station_iri, manual=manual))
         shutil.copyfile(DEFAULT_POLICY, home / "mpu-policy.ttl")
@@ -96,9 +115,9 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
             "PHT_MPU_INGEST_TOKEN": secrets.token_urlsafe(32),
             # the MPU's /metrics answers only with it (give it to the Prometheus that scrapes the station)
             "PHT_MPU_METRICS_TOKEN": secrets.token_urlsafe(32),
-            # the MPU (docs/mpu.md): it signs with the key whose public half was registered above
+            # the MPU (docs/mpu.md): it signs with the station's signing key enrolled above
             "PHT_MPU_STATION": sid, "PHT_MPU_PORT": mpu_port + i, "PHT_MPU_CENTRAL_URL": client.base_url,
-            "PHT_MPU_TOKEN_FILE": token_file, "PHT_MPU_PRIVATE_KEY": key.resolve(),
+            "PHT_MPU_TOKEN_FILE": token_file, "PHT_MPU_PRIVATE_KEY": (keys / SIGNING_KEY_FILE).resolve(),
             "PHT_MPU_POLICY": (home / "mpu-policy.ttl").resolve(), "PHT_MPU_DATA_DIR": home.resolve() / "mpu",
             "PHT_MPU_BASE_IRI": station_iri.removesuffix(f"stations/{quote(sid, safe='')}"),
             # only containers have stats to sample

@@ -28,6 +28,7 @@ from graph_store import (
 from orchestrator import DEMO_SECRET, Role, Settings, SettingsError, create_app, issue_token
 
 from . import demo as demo_module
+from .key_commands import keys_app
 from .mpu_commands import mpu_app
 from .output import console, fail, print_report
 from .setup_commands import setup
@@ -70,6 +71,7 @@ app.add_typer(station_app, name="station")
 train_app.command("new")(new_train)
 app.add_typer(train_app, name="train")
 app.add_typer(mpu_app, name="mpu")
+app.add_typer(keys_app, name="keys")
 app.command("ask")(ask)
 app.command("setup")(setup)
 

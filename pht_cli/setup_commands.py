@@ -28,8 +28,9 @@ def setup(out: Annotated[Path, typer.Argument(help="New folder for the stations'
           = 8181) -> None:
     """Split the breast cancer data across stations, register them and their datasets, write their settings.
 
-    Each station gets OUT/<id>/data/patients.csv, a new Ed25519 key, its agent's and its MPU's policies,
-    OUT/<id>/station.token (a station token when PHT_JWT_SECRET or PHT_DEMO=1 is set here; short-lived, the
+    Each station gets OUT/<id>/data/patients.csv, new keys enrolled with a one-time token (OUT/<id>/keys), its
+    agent's and its MPU's policies, OUT/<id>/station.token (a station token when PHT_JWT_SECRET or PHT_DEMO=1 is
+    set here; short-lived, the
     agent renews it there) and OUT/<id>/station.env with the settings of both; source it, then start the MPU
     and the agent: pht mpu serve & pht station run.
     Example: PHT_DEMO=1 pht setup var/stations --central http://127.0.0.1:8080 --token $OPS_TOKEN

@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from client import CentralClient, ClientError, WorkItem
+from client.key_claims import keys_in
+from graph_store import DEFAULT_BASE_IRI, ResourceIris
 from station import (
     ApprovalLedger,
     Holding,
@@ -30,8 +32,9 @@ from station import (
     quiet_request_logs,
     release,
 )
+from trust import KeyFormatError
 
-from .output import console, fail, print_table
+from .output import console, errors, fail, print_table
 
 station_app = typer.Typer(help="Station agent and the station admin's decisions.", no_args_is_help=True)
 
@@ -244,3 +247,53 @@ def build_image(folder: Annotated[Path, typer.Argument(help="Train folder with a
         console.print(build_train_image(folder, tag))
     except RuntimeFailure as e:
         raise fail(str(e)) from None
+
+
+@station_app.command("enrollment-token")
+def enrollment_token(station: Annotated[str, typer.Argument(help="Station id.")], central: CentralUrl,
+                     token: Annotated[str, typer.Option("--token", envvar="PHT_TOKEN", help="Operator token.")],
+                     hours: Annotated[float, typer.Option(
+                         help="How long the token is accepted, in hours (at most 168).")] = 24) -> None:
+    """Issue a one-time enrollment token for a station (operator) and print it: it is shown only now (the service
+    keeps only its SHA-256). Give it to the station's admin over a channel you trust; they run pht station enroll.
+
+    Example: pht station enrollment-token aachen --central http://127.0.0.1:8080 --token $OPS_TOKEN
+    """
+    try:
+        with CentralClient(central, token) as client:
+            issued = client.enrollment_token(station, valid_for_s=round(hours * 3600))
+    except ClientError as e:
+        raise fail(str(e)) from None
+    console.print(issued["token"], highlight=False, soft_wrap=True)
+    errors.print(f"one-time enrollment token of station {station}, valid until {issued['expires']}; on the station "
+                 f"admin's machine: pht station enroll {station} --token TOKEN --keys DIR --central {central}",
+                 highlight=False)
+
+
+@station_app.command("enroll")
+def enroll(station: Annotated[str, typer.Argument(help="Station id.")], central: CentralUrl,
+           token: Annotated[str, typer.Option("--token", envvar="PHT_ENROLLMENT_TOKEN",
+                                              help="The one-time enrollment token an operator issued.")],
+           keys: Annotated[Path, typer.Option(
+               "--keys", help="The station's key directory: its keys are created there unless they are there "
+                              "(0700, files 0600); the MPU signs with KEYS/signing.pem.")],
+           base_iri: Annotated[str, typer.Option(
+               "--base-iri", envvar="PHT_MPU_BASE_IRI",
+               help="The central service's base IRI (as the station's MPU has it).")] = DEFAULT_BASE_IRI) -> None:
+    """Enroll the station's public keys at the central service with a one-time enrollment token (no other
+    credential), proving that the station holds them; the station's previous keys are rotated out.
+
+    Example: pht station enroll aachen --token $ENROLLMENT_TOKEN --keys /etc/pht/aachen-keys --central https://pht.example.org
+    """
+    try:
+        party_keys, new = keys_in(keys)
+        station_iri = ResourceIris(base_iri).station(station).value
+        with CentralClient(central, None) as client:
+            answer = client.enroll(station, token, party_keys, station_iri=station_iri)
+    except (ClientError, OSError, KeyFormatError, ValueError) as e:
+        raise fail(str(e)) from None
+    console.print(f"station {station} enrolled with {'new' if new else 'the'} keys in {keys}; its MPU signs with "
+                  f"{keys / 'signing.pem'}", highlight=False)
+    for key in answer["keys"]:
+        if not key.get("expires") and not key.get("revoked"):
+            console.print(f"{key['use']:<10} {key['iri']}", highlight=False)

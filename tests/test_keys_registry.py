@@ -4,11 +4,17 @@ token, keys are rotated and revoked, and every write is the W3C Multikey RDF the
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from api_helpers import ALICE, BOB, KEY, OPS, admin, service, station
+from central_thread import central_service
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 from pyoxigraph import Literal, NamedNode
@@ -17,12 +23,13 @@ from client import CentralClient, ClientError
 from client.key_claims import claim_triples, key_iri, prove_possession
 from graph_store import CENTRAL_GRAPH, EmbeddedStore
 from orchestrator.keys import KeyDirectory, multikey_of
-from trust import create_proof, decode_encryption_key, encode_multikey, generate_keys, verify_proof
+from trust import create_proof, decode_encryption_key, encode_multikey, generate_keys, load_keys, verify_proof
 
 BASE = "https://pht.example.org/id/"
 ALICE_IRI = BASE + "agents/alice"
 AACHEN = BASE + "stations/aachen"
 SEC = "https://w3id.org/security#"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
@@ -203,3 +210,68 @@ def test_refusals_are_one_sentence_and_write_nothing(world: tuple[TestClient, Em
         detail = response.json()["detail"]
         assert words in detail and "\n" not in detail and "Traceback" not in detail, detail
     assert len(store.quads(None, None, None, CENTRAL_GRAPH)) == before
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+
+
+def cli(*args: str, token: str | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PHT_TOKEN", "PHT_KEYS_DIR", "PHT_ENROLLMENT_TOKEN")}
+    env.update({"COLUMNS": "200", **({"PHT_TOKEN": token} if token else {}), **({"HOME": str(home)} if home else {})})
+    return subprocess.run([sys.executable, "-m", "pht_cli.main", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=120)
+
+
+def test_pht_keys_init_rotate_and_revoke(tmp_path: Path) -> None:
+    alice = ALICE["Authorization"].removeprefix("Bearer ")
+    with central_service() as central:
+        done = cli("keys", "init", "--central", central.url, token=alice, home=tmp_path)
+        assert done.returncode == 0, done.stderr
+        directory = tmp_path / ".config" / "pht" / "keys"  # the default, under HOME
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert {stat.S_IMODE(f.stat().st_mode) for f in directory.iterdir()} == {0o600}
+        first = load_keys(directory)
+        assert encode_multikey(first.signing.public_key()) in {
+            k.multibase for k in KeyDirectory(central.store).party_keys(ALICE_IRI) if k.current}
+        again = cli("keys", "init", "--central", central.url, "--dir", str(directory), token=alice)
+        assert again.returncode == 0 and "kept keys" in again.stdout, again.stderr
+        rotated = cli("keys", "rotate", "--central", central.url, "--dir", str(directory), token=alice)
+        assert rotated.returncode == 0, rotated.stderr
+        retired = [p for p in tmp_path.joinpath(".config", "pht").iterdir() if p.name.startswith("keys-retired-")]
+        assert len(retired) == 1 and load_keys(retired[0]).signing.public_key() == first.signing.public_key()
+        current = {k.multibase for k in KeyDirectory(central.store).party_keys(ALICE_IRI) if k.current}
+        assert current == {encode_multikey(load_keys(directory).signing.public_key()),
+                           encode_multikey(load_keys(directory).encryption.public_key())}
+        old_key = key_iri(ALICE_IRI, encode_multikey(first.signing.public_key()))
+        revoked = cli("keys", "revoke", old_key, "--central", central.url, token=alice)
+        assert revoked.returncode == 0 and "revoked" in revoked.stdout, revoked.stderr
+        twice = cli("keys", "revoke", old_key, "--central", central.url, token=alice)
+        assert twice.returncode == 1 and "was revoked already" in twice.stderr and "Traceback" not in twice.stderr
+        # a refused rotation (a researcher rotating a station's keys) leaves the key directory as it was
+        kept = load_keys(directory).signing.public_key()
+        refused = cli("keys", "rotate", "--central", central.url, "--dir", str(directory), "--station", "aachen",
+                      token=alice)
+        assert refused.returncode == 1, refused.stdout
+        assert refused.stderr.strip() == "error: only station aachen's admin or an operator manages its keys"
+        assert not directory.with_name("keys.new").exists() and load_keys(directory).signing.public_key() == kept
+
+
+def test_pht_station_enrollment_token_and_enroll(tmp_path: Path) -> None:
+    ops = OPS["Authorization"].removeprefix("Bearer ")
+    with central_service() as central:
+        with CentralClient(central.url, ops) as client:
+            client.register_station({"id": "bonn", "title": "Bonn", "owner": "Bonn hospital"})
+        issued = cli("station", "enrollment-token", "bonn", "--central", central.url, "--hours", "1", token=ops)
+        assert issued.returncode == 0, issued.stderr
+        token = issued.stdout.strip()
+        assert len(token) >= 43 and "pht station enroll bonn" in issued.stderr
+        keys = tmp_path / "bonn-keys"
+        done = cli("station", "enroll", "bonn", "--central", central.url, "--token", token, "--keys", str(keys))
+        assert done.returncode == 0, done.stderr
+        signing = encode_multikey(load_keys(keys).signing.public_key())
+        assert [k.multibase for k in KeyDirectory(central.store).party_keys(BASE + "stations/bonn")
+                if k.current and k.use == "signing"] == [signing]
+        reused = cli("station", "enroll", "bonn", "--central", central.url, "--token", token, "--keys", str(keys))
+        assert reused.returncode == 1 and "used already" in reused.stderr and "Traceback" not in reused.stderr
+        wrong = cli("station", "enrollment-token", "nowhere", "--central", central.url, token=ops)
+        assert wrong.returncode == 1 and "not registered" in wrong.stderr

@@ -83,7 +83,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         homes = {sid: out / sid for sid in STATIONS}
         for sid, home in homes.items():
             assert f"station {sid}: registered" in done.stdout
-            assert (home / "data" / "patients.csv").is_file() and (home / "station-key.pem").is_file()
+            assert (home / "data" / "patients.csv").is_file() and (home / "keys" / "signing.pem").is_file()
             token_file = Path(read_env(home / "station.env")["PHT_STATION_TOKEN_FILE"])
             assert token_file.read_text().strip(), "a token was issued (PHT_DEMO=1)"
         p = Platform(central, homes)
