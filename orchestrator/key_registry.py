@@ -138,15 +138,16 @@ class KeyRegistry:
         return self.directory.party_keys(party), bool(insert)
 
     def rotate(self, principal: Principal, claim: KeyClaim, *, station: str | None = None,
-               researcher: str | None = None) -> list[PublicKeyRecord]:
-        """Add the claimed keys to the party's and rotate out its current keys of the same uses, in one change set.
+               researcher: str | None = None) -> tuple[str, list[PublicKeyRecord]]:
+        """Add the claimed keys to the party's and rotate out its current keys of the same uses, in one change set;
+        returns the party's IRI and keys.
 
         :raises Forbidden, InvalidValue, NotFound: as :meth:`party`; InvalidValue also for a bad proof.
         :raises KeyConflict: a claimed key is someone else's, or was rotated out or revoked.
         """
         party = self.party(principal, station=station, researcher=researcher)
         self._rotate(party, claim)
-        return self.directory.party_keys(party)
+        return party, self.directory.party_keys(party)
 
     def revoke(self, principal: Principal, key: str) -> PublicKeyRecord:
         """Mark ``key`` (its IRI) revoked from now on: it verifies nothing any more.

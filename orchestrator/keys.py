@@ -24,7 +24,7 @@ from typing import Literal as Use
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from pyoxigraph import Literal, NamedNode
+from pyoxigraph import Literal, NamedNode, QuerySolution
 
 from client.key_claims import ASSERTION_METHOD, KEY_AGREEMENT
 from graph_store import XSD, GraphStore
@@ -70,24 +70,26 @@ class PublicKeyRecord:
         return self.expires is None and self.revoked is None
 
     @classmethod
-    def from_row(cls, row: object, *, iri: str | None = None, controller: str | None = None) -> PublicKeyRecord:
-        """From a row of ``party_keys``, ``verification_method`` or ``station_keys`` (``iri``/``controller`` fill
-        in what the query took as a parameter)."""
+    def from_row(cls, row: QuerySolution, *, iri: str | None = None, controller: str | None = None,
+                 use: str | None = None) -> PublicKeyRecord:
+        """From a row of ``party_keys``, ``verification_method`` or ``station_keys``; ``iri``, ``controller`` and
+        ``use`` give what the query took as a parameter or left implicit (``station_keys``: signing keys only)."""
 
         def value(name: str) -> str | None:
-            term = row[name]  # type: ignore[index]  # a pyoxigraph QuerySolution, indexed by variable name
+            term = row[name]
             return None if term is None else str(term.value)
 
         def time(name: str) -> datetime | None:
             text = value(name)
             return None if text is None else parse_time(text)
 
-        use = value("use")
         created = time("created")
+        kind = use or value("use")
+        if created is None or kind not in ("signing", "encryption"):
+            raise ValueError("a key's row needs its created time and use")
         return cls(iri=iri or str(value("key")), controller=controller or str(value("controller")),
-                   use="encryption" if use == "encryption" else "signing", multibase=str(value("multibase")),
-                   created=created or datetime.min.replace(tzinfo=timezone.utc), expires=time("expires"),
-                   revoked=time("revoked"))
+                   use="signing" if kind == "signing" else "encryption", multibase=str(value("multibase")),
+                   created=created, expires=time("expires"), revoked=time("revoked"))
 
 
 def multikey_of(text: str) -> tuple[str, Use["signing", "encryption"]]:

@@ -263,7 +263,8 @@ class MetadataIntake:
         if not rows:
             raise NotFound(f"no station {station_id!r} is registered")
         station = rows[0]["station"]
-        return station, [PublicKeyRecord.from_row(r, controller=station.value) for r in rows if r["key"] is not None]
+        return station, [PublicKeyRecord.from_row(r, controller=station.value, use="signing")
+                         for r in rows if r["key"] is not None]
 
     def _check(self, quads: list[Quad], station_id: str, station: NamedNode) -> tuple[set[NamedNode], set[NamedNode]]:
         """(event subjects, described subjects); MetadataRefused naming every subject that is neither."""

@@ -5,7 +5,7 @@ proof of possession (``client.key_claims``). The enroll route takes no bearer to
 credential (a station's admin may have no account at the central service yet).
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
@@ -40,11 +40,13 @@ def _out(party: str, records: list[PublicKeyRecord]) -> PartyKeysOut:
 
 
 def _key(record: PublicKeyRecord) -> KeyOut:
-    def text(moment: Any) -> str | None:
-        return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+    return KeyOut(iri=record.iri, use=record.use, multibase=record.multibase, created=_text(record.created),
+                  expires=_text(record.expires) if record.expires else None,
+                  revoked=_text(record.revoked) if record.revoked else None)
 
-    return KeyOut(iri=record.iri, use=record.use, multibase=record.multibase, created=text(record.created) or "",
-                  expires=text(record.expires), revoked=text(record.revoked))
+
+def _text(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def key_router(s: Services) -> APIRouter:
@@ -87,9 +89,7 @@ def key_router(s: Services) -> APIRouter:
             s.require(Role.RESEARCHER, Role.STATION_ADMIN, Role.OPERATOR))]) -> PartyKeysOut:
         """Add new keys and rotate out the party's current ones in one write: a researcher's own, a station admin's
         station's, or (operator) any party's. Rotated-out keys keep verifying what was signed before."""
-        records = keys.rotate(principal, KeyClaim(signing_key=body.signing_key, encryption_key=body.encryption_key,
-                                                  proof=body.proof), station=body.station, researcher=body.researcher)
-        return _out(keys.party(principal, station=body.station, researcher=body.researcher), records)
+        return _out(*keys.rotate(principal, body, station=body.station, researcher=body.researcher))
 
     @router.post("/keys/revoke", response_model=KeyOut)
     def revoke_key(body: RevokeIn, principal: Annotated[Principal, Depends(
@@ -105,15 +105,13 @@ def key_router(s: Services) -> APIRouter:
         """A one-time enrollment token for the station's admin (operator); shown once, only its SHA-256 is kept."""
         valid_for = timedelta(seconds=(body or EnrollmentIn()).valid_for_s)
         issued = keys.issue_enrollment(principal, station_id, valid_for=valid_for)
-        return EnrollmentOut(station=issued.station, token=issued.token,
-                             expires=issued.expires.isoformat().replace("+00:00", "Z"))
+        return EnrollmentOut(station=issued.station, token=issued.token, expires=_text(issued.expires))
 
     @router.post("/stations/{station_id}/enroll", response_model=PartyKeysOut)
     def enroll(station_id: Annotated[str, Path(max_length=128)], body: EnrollIn) -> PartyKeysOut:
         """Enroll the station's keys with a one-time enrollment token (no bearer token: the enrollment token is
         the credential), proving possession of the signing key. The station's previous keys are rotated out."""
-        records = keys.enroll(station_id, body.token, KeyClaim(signing_key=body.signing_key,
-                                                               encryption_key=body.encryption_key, proof=body.proof))
+        records = keys.enroll(station_id, body.token, body)
         return _out(s.lifecycle.iris.station(station_id).value, records)
 
     return router
