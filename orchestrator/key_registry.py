@@ -84,22 +84,13 @@ class KeyRegistry:
     # -- whose keys ---------------------------------------------------------------------------------------
 
     def party(self, principal: Principal, *, station: str | None = None, researcher: str | None = None) -> str:
-        """The IRI of the party whose keys ``principal`` acts on: the named station or researcher (operators:
-        any; a station admin: its own station; a researcher: itself), or without a name the caller's own.
+        """The IRI of the party whose keys ``principal`` acts on (see :meth:`named`): operators any, a station admin
+        its own station, a researcher itself.
 
         :raises Forbidden: the principal may not act on that party's keys.
-        :raises InvalidValue: both named, or neither by a caller without keys of its own (an operator).
-        :raises NotFound: the named station is not registered.
+        :raises InvalidValue: as :meth:`named`. :raises NotFound: the named station is not registered.
         """
-        if station is not None and researcher is not None:
-            raise InvalidValue("name either a station or a researcher, not both")
-        if station is None and researcher is None:
-            if principal.has(Role.STATION_ADMIN) and principal.station:
-                station = principal.station
-            elif principal.has(Role.RESEARCHER):
-                researcher = principal.subject
-            else:
-                raise InvalidValue("name the station or the researcher whose keys these are")
+        station, researcher = self.named(principal, station=station, researcher=researcher)
         operator = principal.has(Role.OPERATOR)
         if station is not None:
             if not (operator or (principal.has(Role.STATION_ADMIN) and principal.station == station)):
@@ -108,10 +99,32 @@ class KeyRegistry:
             if not self.store.contains(Quad(iri, RDF_TYPE, PHT.Station, G)):
                 raise NotFound(f"station {station} is not registered")
             return iri.value
-        assert researcher is not None
         if not (operator or (principal.has(Role.RESEARCHER) and principal.subject == researcher)):
             raise Forbidden("a researcher manages only their own keys")
-        return self.iris.agent(researcher).value
+        return self.party_iri(None, researcher)
+
+    def named(self, principal: Principal, *, station: str | None = None,
+              researcher: str | None = None) -> tuple[str, None] | tuple[None, str]:
+        """``(station, None)`` or ``(None, researcher)``: the party named, or without a name the caller's own (a
+        station's or station admin's token: its station; a researcher: itself).
+
+        :raises InvalidValue: both named, or neither by a caller without keys of its own (an operator).
+        """
+        if station is not None and researcher is not None:
+            raise InvalidValue("name either a station or a researcher, not both")
+        if station is not None:
+            return station, None
+        if researcher is not None:
+            return None, researcher
+        if principal.has(Role.STATION, Role.STATION_ADMIN) and principal.station:
+            return principal.station, None
+        if principal.has(Role.RESEARCHER):
+            return None, principal.subject
+        raise InvalidValue("name the station or the researcher whose keys these are")
+
+    def party_iri(self, station: str | None, researcher: str | None) -> str:
+        """The IRI of a station or a researcher (as :meth:`named` gives them)."""
+        return (self.iris.station(station) if station is not None else self.iris.agent(str(researcher))).value
 
     # -- writes -------------------------------------------------------------------------------------------
 

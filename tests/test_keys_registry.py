@@ -69,6 +69,8 @@ def test_a_researcher_registers_keys_as_multikeys_in_the_central_graph(world: tu
     other = client.post("/api/keys", headers=ALICE, json=claim_body(generate_keys(), ALICE_IRI))
     assert other.status_code == 409 and "rotate" in other.json()["detail"]
     # anyone authenticated reads them; what they read decodes to the key
+    # without a party, a caller reads their own: a station token its station's
+    assert client.get("/api/keys", headers=station("aachen")).json()["party"] == AACHEN
     listed = client.get("/api/keys", params={"researcher": "alice"}, headers=station("leipzig")).json()
     by_use = {k["use"]: k for k in listed["keys"]}
     assert decode_encryption_key(by_use["encryption"]["multibase"]) is not None
@@ -201,6 +203,7 @@ def test_refusals_are_one_sentence_and_write_nothing(world: tuple[TestClient, Em
         (client.post("/api/keys/rotate", headers=OPS, json=claim_body(keys, AACHEN, station="nowhere")), 404,
          "not registered"),
         (client.get("/api/keys", params={"station": "aachen", "researcher": "alice"}, headers=BOB), 422, "not both"),
+        (client.get("/api/keys", headers=OPS), 422, "name the station or the researcher"),
         (client.post("/api/stations/nowhere/enrollments", headers=OPS), 404, "not registered"),
         (client.post("/api/stations/aachen/enroll", json=claim_body(keys, AACHEN, token="x" * 43)), 403,
          "not valid"),

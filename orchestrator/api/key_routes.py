@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
-from ..errors import InvalidValue
 from ..key_registry import KeyRegistry
 from ..keys import PublicKeyRecord
 from ..principal import Principal, Role
@@ -71,17 +70,7 @@ def key_router(s: Services) -> APIRouter:
                   = None) -> PartyKeysOut:
         """A party's public keys, oldest first, with when each was rotated out or revoked (any caller: public keys
         are public). Without a party: your own (a researcher's, or a station's token's station)."""
-        if station is None and researcher is None:
-            if principal.station:
-                station = principal.station
-            elif principal.has(Role.RESEARCHER):
-                researcher = principal.subject
-            else:
-                raise InvalidValue("name the station or the researcher whose keys to list")
-        if station is not None and researcher is not None:
-            raise InvalidValue("name either a station or a researcher, not both")
-        iris = s.lifecycle.iris
-        party = (iris.station(station) if station is not None else iris.agent(str(researcher))).value
+        party = keys.party_iri(*keys.named(principal, station=station, researcher=researcher))
         return _out(party, keys.directory.party_keys(party))
 
     @router.post("/keys/rotate", response_model=PartyKeysOut)
