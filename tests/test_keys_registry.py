@@ -23,7 +23,15 @@ from client import CentralClient, ClientError
 from client.key_claims import claim_triples, key_iri, prove_possession
 from graph_store import CENTRAL_GRAPH, EmbeddedStore
 from orchestrator.keys import KeyDirectory, multikey_of
-from trust import create_proof, decode_encryption_key, encode_multikey, generate_keys, load_keys, verify_proof
+from trust import (
+    PartyKeys,
+    create_proof,
+    decode_encryption_key,
+    encode_multikey,
+    generate_keys,
+    load_keys,
+    verify_proof,
+)
 
 BASE = "https://pht.example.org/id/"
 ALICE_IRI = BASE + "agents/alice"
@@ -39,8 +47,8 @@ def world() -> Iterator[tuple[TestClient, EmbeddedStore]]:
         yield client, store
 
 
-def claim_body(keys: object, party: str, **extra: object) -> dict[str, object]:
-    return {**prove_possession(keys, party).model_dump(), **extra}  # type: ignore[arg-type]
+def claim_body(keys: PartyKeys, party: str, **extra: object) -> dict[str, object]:
+    return {**prove_possession(keys, party).model_dump(), **extra}
 
 
 def test_a_researcher_registers_keys_as_multikeys_in_the_central_graph(world: tuple[TestClient, EmbeddedStore]
@@ -80,7 +88,7 @@ def test_a_researcher_registers_keys_as_multikeys_in_the_central_graph(world: tu
 def test_the_client_and_the_cli_flow_register_and_rotate(world: tuple[TestClient, EmbeddedStore]) -> None:
     client, store = world
     token = ALICE["Authorization"].removeprefix("Bearer ")
-    with CentralClient("http://testserver", token, transport=client._transport) as central:  # type: ignore[attr-defined]
+    with CentralClient("http://testserver", token, transport=client._transport) as central:
         first, second = generate_keys(), generate_keys()
         central.register_keys(first)
         rotated = central.rotate_keys(second)

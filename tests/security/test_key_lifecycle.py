@@ -7,18 +7,19 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 from api_helpers import ALICE, BOB, OPS, admin, service, station
 from fastapi.testclient import TestClient
-from pyoxigraph import Literal, Quad
+from pyoxigraph import Literal, Quad, Triple
 
-from client.key_claims import claim_triples, key_iri, prove_possession
+from client.key_claims import KeyClaim, claim_triples, key_iri, prove_possession
 from graph_store import CENTRAL_GRAPH, PHT, XSD, ChangeSet, EmbeddedStore, batch_headers, station_graph
 from orchestrator.errors import Forbidden
 from orchestrator.key_registry import KeyRegistry
 from orchestrator.keys import KeyDirectory
 from orchestrator.naming import Iris
-from trust import PartyKeys, ProofError, create_proof, encode_multikey, generate_keys, verify_proof
+from trust import PartyKeys, Proof, ProofError, create_proof, encode_multikey, generate_keys, verify_proof
 
 BASE = "https://pht.example.org/id/"
 ALICE_IRI = BASE + "agents/alice"
@@ -42,7 +43,7 @@ def enrollment_token(client: TestClient, sid: str = "aachen") -> str:
     return token
 
 
-def enroll(client: TestClient, token: str, keys: PartyKeys, sid: str = "aachen", **extra: object) -> object:
+def enroll(client: TestClient, token: str, keys: PartyKeys, sid: str = "aachen", **extra: object) -> httpx.Response:
     body = {**prove_possession(keys, f"{BASE}stations/{sid}").model_dump(), "token": token, **extra}
     return client.post(f"/api/stations/{sid}/enroll", json=body)
 
@@ -51,11 +52,11 @@ def test_an_enrollment_token_works_once(world: tuple[TestClient, EmbeddedStore])
     client, store = world
     token = enrollment_token(client)
     first = enroll(client, token, generate_keys())
-    assert first.status_code == 200, first.text  # type: ignore[attr-defined]
+    assert first.status_code == 200, first.text
     size = central_size(store)
     again = enroll(client, token, generate_keys())
-    assert again.status_code == 403  # type: ignore[attr-defined]
-    assert again.json()["detail"] == "the enrollment token was used already; ask an operator for a new one"  # type: ignore[attr-defined]
+    assert again.status_code == 403
+    assert again.json()["detail"] == "the enrollment token was used already; ask an operator for a new one"
     assert central_size(store) == size
 
 
@@ -68,7 +69,7 @@ def test_an_expired_enrollment_token_is_refused(world: tuple[TestClient, Embedde
     store.apply(ChangeSet(delete=expiry, insert=[Quad(enrollment, PHT.enrollmentExpires, past, CENTRAL_GRAPH)]))
     size = central_size(store)
     r = enroll(client, token, generate_keys())
-    assert r.status_code == 403 and "expired" in r.json()["detail"]  # type: ignore[attr-defined]
+    assert r.status_code == 403 and "expired" in r.json()["detail"]
     assert central_size(store) == size
 
 
@@ -77,10 +78,10 @@ def test_an_enrollment_token_for_another_station_is_refused(world: tuple[TestCli
     token = enrollment_token(client, "aachen")
     size = central_size(store)
     r = enroll(client, token, generate_keys(), sid="leipzig")
-    assert r.status_code == 403  # type: ignore[attr-defined]
-    assert r.json()["detail"] == "the enrollment token was not issued for station leipzig"  # type: ignore[attr-defined]
+    assert r.status_code == 403
+    assert r.json()["detail"] == "the enrollment token was not issued for station leipzig"
     assert central_size(store) == size
-    assert enroll(client, token, generate_keys()).status_code == 200  # type: ignore[attr-defined]  # still unused
+    assert enroll(client, token, generate_keys()).status_code == 200  # still unused
 
 
 def test_enrollment_needs_a_proof_by_the_enrolled_key(world: tuple[TestClient, EmbeddedStore]) -> None:
@@ -102,7 +103,7 @@ def test_enrollment_needs_a_proof_by_the_enrolled_key(world: tuple[TestClient, E
                                                           "token": token})
     assert r.status_code == 422 and r.json()["detail"].startswith("the proof of possession does not verify")
     assert central_size(store) == size
-    assert enroll(client, token, keys).status_code == 200  # type: ignore[attr-defined]  # the token was not spent
+    assert enroll(client, token, keys).status_code == 200  # the token was not spent
 
 
 def test_of_two_racing_uses_of_a_token_exactly_one_enrolls(world: tuple[TestClient, EmbeddedStore]) -> None:
@@ -113,10 +114,10 @@ def test_of_two_racing_uses_of_a_token_exactly_one_enrolls(world: tuple[TestClie
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
 
-    def use(registry: KeyRegistry, claim: object) -> None:
+    def use(registry: KeyRegistry, claim: KeyClaim) -> None:
         barrier.wait()
         try:
-            registry.enroll("aachen", token, claim)  # type: ignore[arg-type]
+            registry.enroll("aachen", token, claim)
             outcomes.append("enrolled")
         except Forbidden as e:
             outcomes.append(str(e))
@@ -154,7 +155,7 @@ def test_a_researcher_cannot_register_or_revoke_anothers_key(world: tuple[TestCl
     assert KeyDirectory(store).signing_key(alice_key, created=datetime.now(timezone.utc)) is not None
 
 
-def _signed(keys: PartyKeys, method: str, created: datetime) -> tuple[list[object], object]:
+def _signed(keys: PartyKeys, method: str, created: datetime) -> tuple[list[Triple], Proof]:
     document = claim_triples("https://example.org/train-definition", signing_key="z1", encryption_key="z2")
     return document, create_proof(document, keys.signing, verification_method=method, created=created)
 
@@ -170,13 +171,13 @@ def test_after_rotation_old_proofs_verify_and_new_ones_need_the_new_key(world: t
     assert client.post("/api/keys/rotate", headers=ALICE, json=prove_possession(new, ALICE_IRI).model_dump()
                        ).status_code == 200
     directory = KeyDirectory(store)
-    verify_proof(document, early, directory.resolver(created=before))  # type: ignore[arg-type]
+    verify_proof(document, early, directory.resolver(created=before))
     later = datetime.now(timezone.utc)
     document, late = _signed(old, old_key, later)
     with pytest.raises(ProofError, match="not a known key"):
-        verify_proof(document, late, directory.resolver(created=later))  # type: ignore[arg-type]
+        verify_proof(document, late, directory.resolver(created=later))
     document, fresh = _signed(new, key_iri(ALICE_IRI, encode_multikey(new.signing.public_key())), later)
-    verify_proof(document, fresh, directory.resolver(created=later))  # type: ignore[arg-type]
+    verify_proof(document, fresh, directory.resolver(created=later))
     # a rotated-out key never comes back
     r = client.post("/api/keys/rotate", headers=ALICE, json=prove_possession(old, ALICE_IRI).model_dump())
     assert r.status_code == 409 and "never comes back" in r.json()["detail"]
@@ -189,17 +190,17 @@ def test_after_revocation_nothing_verifies(world: tuple[TestClient, EmbeddedStor
     key = key_iri(ALICE_IRI, encode_multikey(keys.signing.public_key()))
     made = datetime.now(timezone.utc) - timedelta(seconds=5)
     document, proof = _signed(keys, key, made)
-    verify_proof(document, proof, KeyDirectory(store).resolver(created=made))  # type: ignore[arg-type]
+    verify_proof(document, proof, KeyDirectory(store).resolver(created=made))
     r = client.post("/api/keys/revoke", headers=ALICE, json={"key": key})
     assert r.status_code == 200 and r.json()["revoked"]
     with pytest.raises(ProofError, match="not a known key"):  # made before the revocation: refused all the same
-        verify_proof(document, proof, KeyDirectory(store).resolver(created=made))  # type: ignore[arg-type]
+        verify_proof(document, proof, KeyDirectory(store).resolver(created=made))
     assert KeyDirectory(store).signing_key(key, created=made, now=made) is not None  # as checked before it
     r = client.post("/api/keys", headers=ALICE, json=prove_possession(keys, ALICE_IRI).model_dump())
     assert r.status_code == 409 and "revoked" in r.json()["detail"]
 
 
-def _description_batch(client: TestClient, keys: PartyKeys, sequence: int) -> object:
+def _description_batch(client: TestClient, keys: PartyKeys, sequence: int) -> httpx.Response:
     body = f'<{BASE}stations/aachen> <http://purl.org/dc/terms/description> "batch {sequence}" .\n'.encode()
     headers = batch_headers(keys.signing, "aachen", f"b{sequence}", body, sequence=sequence)
     return client.post("/api/stations/aachen/metadata", content=body, headers={**station("aachen"), **headers})
@@ -208,13 +209,13 @@ def _description_batch(client: TestClient, keys: PartyKeys, sequence: int) -> ob
 def test_a_revoked_mpu_keys_batches_are_refused(world: tuple[TestClient, EmbeddedStore]) -> None:
     client, store = world
     keys = generate_keys()
-    assert enroll(client, enrollment_token(client), keys).status_code == 200  # type: ignore[attr-defined]
-    assert _description_batch(client, keys, 1).status_code == 200  # type: ignore[attr-defined]
+    assert enroll(client, enrollment_token(client), keys).status_code == 200
+    assert _description_batch(client, keys, 1).status_code == 200
     key = key_iri(f"{BASE}stations/aachen", encode_multikey(keys.signing.public_key()))
     assert client.post("/api/keys/revoke", headers=admin("aachen"), json={"key": key}).status_code == 200
     station_graph_before = len(store.quads(None, None, None, station_graph("aachen")))
     r = _description_batch(client, keys, 2)
-    assert r.status_code == 401 and "revoked" in r.json()["detail"]  # type: ignore[attr-defined]
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]
     assert len(store.quads(None, None, None, station_graph("aachen"))
                ) == station_graph_before
 
@@ -222,7 +223,7 @@ def test_a_revoked_mpu_keys_batches_are_refused(world: tuple[TestClient, Embedde
 def test_a_rotated_out_mpu_key_signs_no_new_batch(world: tuple[TestClient, EmbeddedStore]) -> None:
     client, _ = world
     old, new = generate_keys(), generate_keys()
-    assert enroll(client, enrollment_token(client), old).status_code == 200  # type: ignore[attr-defined]
-    assert enroll(client, enrollment_token(client), new).status_code == 200  # type: ignore[attr-defined]
-    assert _description_batch(client, old, 1).status_code == 401  # type: ignore[attr-defined]
-    assert _description_batch(client, new, 1).status_code == 200  # type: ignore[attr-defined]
+    assert enroll(client, enrollment_token(client), old).status_code == 200
+    assert enroll(client, enrollment_token(client), new).status_code == 200
+    assert _description_batch(client, old, 1).status_code == 401
+    assert _description_batch(client, new, 1).status_code == 200
