@@ -8,8 +8,8 @@
 # turned into wheels here with its dependencies from PyPI -- at the versions of .venv when it exists, so the images
 # run what the tests ran -- and the Docker build itself runs with no network. The tag is the project's version
 # (pyproject.toml); the image ID printed is the image's digest here (a registry gives the pushed manifest its own).
-# Idempotent: does nothing when the three images exist for this commit and this deploy/images/ (set
-# PHT_REBUILD_IMAGES=1 to rebuild; Docker's layer cache makes a rebuild of unchanged layers quick).
+# Idempotent: does nothing when the three images exist for this code (HEAD's) and this deploy/images/ (set
+# PHT_REBUILD_IMAGES=1 to rebuild, e.g. after .venv changed; Docker's layer cache keeps a rebuild short).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,17 +27,23 @@ if [[ -z $python ]]; then
   if [[ -x .venv/bin/python ]]; then python=.venv/bin/python; else python=python3; fi
 fi
 "$python" -m pip --version >/dev/null 2>&1 || die "$python has no pip (set PHT_PYTHON to a Python 3.11 with pip)"
+# the wheels are made here for the base image's Python (bookworm: 3.11)
+"$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+  || die "$python is not Python 3.11, the base image's (set PHT_PYTHON to one)"
 
 version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 revision=$(git rev-parse HEAD)
-recipe=$(cat deploy/images/* | sha256sum | cut -c1-16)
+# What goes into the images: this recipe and the committed code (not the commit: a commit of docs or tests alone
+# rebuilds nothing).
+code=(pyproject.toml graph_store trust orchestrator station station_mpu client local_platform pht_cli ontology shapes
+      sparql_queries)
+recipe=$({ cat deploy/images/*; git ls-tree -r HEAD -- "${code[@]}"; } | sha256sum | cut -c1-16)
 
-current() {  # true if every image exists, built from this commit with this recipe
-  local t labels
+current() {  # true if every image exists, built from this code with this recipe
+  local t
   for t in "${targets[@]}"; do
-    labels=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}} {{index .Config.Labels "pht.recipe"}}' \
-             "pht/$t:$version" 2>/dev/null) || return 1
-    [[ $labels == "$revision $recipe" ]] || return 1
+    [[ $(docker image inspect -f '{{index .Config.Labels "pht.recipe"}}' "pht/$t:$version" 2>/dev/null) == "$recipe" ]] \
+      || return 1
   done
 }
 

@@ -1,7 +1,7 @@
 """The service images (deploy/images/, built by scripts/build-service-images.sh): each runs locked down as the
 Kubernetes manifests run it, answers its health check, and holds no compiler, package manager or pip.
 
-The images are built once per session by the script (a no-op when they exist for this commit). Every container
+The images are built once per session by the script (a no-op when they exist for this code). Every container
 runs with a read-only root file system, all capabilities dropped, ``no-new-privileges``, the image's own user, its
 declared state folder on a fresh named volume (the PersistentVolumeClaim of the manifests) and ``/tmp`` on a tmpfs
 (their ``emptyDir``), with the commands and settings of ``deploy/kubernetes/base/`` where Docker can give them: a
