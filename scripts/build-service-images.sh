@@ -33,11 +33,11 @@ fi
 
 version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 revision=$(git rev-parse HEAD)
-# What goes into the images: this recipe and the committed code (not the commit: a commit of docs or tests alone
-# rebuilds nothing).
+# What goes into the images: this script, deploy/images/ and the committed code (not the commit itself: a commit of
+# docs or tests alone rebuilds nothing).
 code=(pyproject.toml graph_store trust orchestrator station station_mpu client local_platform pht_cli ontology shapes
       sparql_queries)
-recipe=$({ cat deploy/images/*; git ls-tree -r HEAD -- "${code[@]}"; } | sha256sum | cut -c1-16)
+recipe=$({ cat "$0" deploy/images/*; git ls-tree -r HEAD -- "${code[@]}"; } | sha256sum | cut -c1-16)
 
 current() {  # true if every image exists, built from this code with this recipe
   local t
