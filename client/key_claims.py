@@ -31,6 +31,8 @@ from pyoxigraph import Literal, NamedNode, Triple
 
 from graph_store import RDF_TYPE
 from trust import (
+    ENCRYPTION_KEY_FILE,
+    SIGNING_KEY_FILE,
     PartyKeys,
     Proof,
     create_proof,
@@ -39,7 +41,6 @@ from trust import (
     load_keys,
     save_keys,
 )
-from trust.keys import ENCRYPTION_KEY_FILE, SIGNING_KEY_FILE
 
 from .wire import Strict
 

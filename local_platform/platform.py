@@ -31,8 +31,9 @@ from station import (
     make_runtime,
 )
 from station_mpu import DEFAULT_POLICY, MpuSettings, create_mpu_app
+from trust import SIGNING_KEY_FILE
 
-from .setup import register_station
+from .setup import enroll_station
 
 log = logging.getLogger("pht.local")
 
@@ -160,12 +161,12 @@ class LocalPlatform:
         self.url = self._serve(create_app(settings, store=self.store), "central")
         ops = self.client("operator", Role.OPERATOR)
         for spec in self.stations:
-            register_station(ops, spec.id, self.workdir / "keys" / f"{spec.id}.pem", runtime=self.runtime)
+            enroll_station(ops, spec.id, self.workdir / "keys" / spec.id, runtime=self.runtime)
         for spec in self.stations:
             if self.with_mpu:
                 self.mpu_urls[spec.id] = self._serve(create_mpu_app(MpuSettings(
                     station_id=spec.id, data_dir=self.workdir / "mpu" / spec.id, central_url=self.url,
-                    private_key_path=self.workdir / "keys" / f"{spec.id}.pem",
+                    private_key_path=self.workdir / "keys" / spec.id / SIGNING_KEY_FILE,
                     token=self.token(f"station-{spec.id}", Role.STATION, spec.id),
                     policy_path=self.mpu_policy, metrics_token=self.mpu_metrics_token,
                     # only containers have stats to sample; the process runtime's trains have none

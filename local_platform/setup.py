@@ -10,44 +10,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from client import CentralClient
 from client.key_claims import keys_in
 from graph_store import PHT_NS
 from station import CONTAINER_ENGINES
 from station_mpu import DEFAULT_POLICY
-from trust.keys import SIGNING_KEY_FILE
+from trust import SIGNING_KEY_FILE
 
 from .data import split_breast_cancer
-
-
-def new_station_key(private_key_file: Path) -> str:
-    """Write a fresh Ed25519 private key (PEM, mode 0600) and return the public key PEM to register."""
-    key = Ed25519PrivateKey.generate()
-    private_key_file.parent.mkdir(parents=True, exist_ok=True)
-    private_key_file.touch(mode=0o600)
-    private_key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
-def register_station(client: CentralClient, sid: str, key_file: Path, *, runtime: str = "docker") -> str:
-    """Register station ``sid`` with a new signing key the operator vouches for (``key_file``: its private half)
-    and its dataset ``{sid}-data`` (operator token); returns the station's IRI. The in-process platform's way
-    (``LocalPlatform``); a station set up for its own host enrolls instead (:func:`enroll_station`)."""
-    station = client.register_station({"id": sid, "title": f"{sid} station", "owner": f"{sid} hospital",
-                             "public_keys": [new_station_key(key_file)], "runtimes": [runtime]})
-    client.register_dataset({"id": f"{sid}-data", "title": f"patients at {sid}", "station": sid})
-    return station["iri"]
 
 
 def enroll_station(client: CentralClient, sid: str, key_dir: Path, *, runtime: str = "docker") -> str:
     """Register station ``sid`` and its dataset ``{sid}-data`` (``client``: an operator's), then enroll the
     station's keys, created in ``key_dir``, with a one-time enrollment token and no other credential, as the
-    station's admin would; returns the station's IRI. Its MPU signs with ``key_dir/signing.pem``."""
+    station's admin would; returns the station's IRI. Its MPU signs with ``key_dir/signing.pem``. Both `pht setup`
+    and the in-process platform (``LocalPlatform``, the demo) set stations up this way."""
     station = client.register_station({"id": sid, "title": f"{sid} station", "owner": f"{sid} hospital",
                                        "runtimes": [runtime]})
     client.register_dataset({"id": f"{sid}-data", "title": f"patients at {sid}", "station": sid})

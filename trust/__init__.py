@@ -22,6 +22,8 @@ from .jsonld import (
     verify_jsonld,
 )
 from .keys import (
+    ENCRYPTION_KEY_FILE,
+    SIGNING_KEY_FILE,
     KeyFormatError,
     PartyKeys,
     decode_encryption_key,
@@ -50,11 +52,13 @@ __all__: list[str] = [
     "CRYPTOSUITE",
     "DATA_INTEGRITY_PROOF",
     "DocumentNotLocal",
+    "ENCRYPTION_KEY_FILE",
     "KeyFormatError",
     "KeyResolver",
     "PartyKeys",
     "Proof",
     "ProofError",
+    "SIGNING_KEY_FILE",
     "SealError",
     "canonical_nquads",
     "ciphertext_digest",
