@@ -18,8 +18,10 @@
 #   chromium-driver      -> /usr/bin/chromedriver, through which selenium drives that browser
 #   python3-numpy        -> numpy for trains run by the process runtime (the no-Docker demo)
 #   age                  -> /usr/bin/age, the reference age tool: what we seal opens with it and vice versa
-#   nodejs, npm          -> node for the JavaScript reference implementations of Data Integrity and RDFC-1.0
-#                           (scripts/install-node-reference.sh installs them from npm; tests/test_trust_interop.py)
+#   nodejs               -> node for the JavaScript reference implementations of Data Integrity and RDFC-1.0
+#                           (scripts/install-node-reference.sh installs them from npm; tests/test_trust_interop.py).
+#                           npm comes with NodeSource's nodejs; with Debian's nodejs, install-node-reference.sh
+#                           installs Debian's npm when it is missing
 #   oxigraph server      -> comes from PyPI (`oxigraph` in the `test` extra), not apt
 #
 # Quiet when there is nothing to do; errors are fatal and loud.
@@ -40,7 +42,6 @@ declare -A PACKAGES=(
   [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
   [age]=/usr/bin/age
   [nodejs]=/usr/bin/node
-  [npm]=/usr/bin/npm
 )
 
 die() { echo "install-services: ERROR: $*" >&2; exit 1; }
