@@ -11,10 +11,21 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
+from pyoxigraph import BlankNode, Literal, NamedNode, Triple
 
-from trust import PartyKeys
+from graph_store import ResourceIris
+from trust import PartyKeys, encode_multikey
 
 from .key_claims import prove_possession
+from .train_request import (
+    DefinitionSpec,
+    RequestSignature,
+    TrainRequest,
+    definition_triples,
+    new_request_id,
+    now_created,
+    sign_request,
+)
 from .wire import CheckIn, LeaseIn, OutputIn, StepIn, WorkItem
 
 #: the train states with no way out (``pht:isTerminal`` in ontology/lifecycle.ttl)
@@ -28,6 +39,17 @@ class ClientError(Exception):
         super().__init__(message)
         self.status = status
         self.report = report
+
+
+def _term(value: Mapping[str, str]) -> Any:
+    """An RDF term from its SPARQL JSON results form."""
+    if value["type"] == "uri":
+        return NamedNode(value["value"])
+    if value["type"] == "bnode":
+        return BlankNode(value["value"])
+    if "xml:lang" in value:
+        return Literal(value["value"], language=value["xml:lang"])
+    return Literal(value["value"], datatype=NamedNode(value["datatype"]) if "datatype" in value else None)
 
 
 def _first_problem(e: ValidationError) -> str:
@@ -197,8 +219,56 @@ class CentralClient:
     def submit_train_file(self, document: Mapping[str, Any]) -> str:
         """Submit a train file's content (docs/train-definition.md): a definition id or a whole definition, which
         the service registers in the same write as the train or not at all, and the parameters; returns the
-        train id."""
-        return self._text("POST", "/api/trains", "id", json=dict(document))
+        train id. Unsigned: :meth:`submit_train` with the researcher's keys signs it."""
+        return self.submit_train(document)
+
+    def submit_train(self, document: Mapping[str, Any], keys: PartyKeys | None = None) -> str:
+        """Submit a train file's content (see :meth:`submit_train_file`), signed with ``keys`` (the researcher's,
+        as ``pht keys init`` saved and registered them) when given: the train request (``client.train_request``)
+        of this definition and these parameters, with a new request id, signed by the registered signing key
+        that is ``keys.signing`` and naming the current encryption key as the result's recipient. Returns the
+        train id; ``ClientError`` if the keys are not registered (or no longer current) or the service refuses."""
+        body = dict(document)
+        if keys is not None:
+            body["signature"] = self._sign(body, keys).model_dump()
+        return self._text("POST", "/api/trains", "id", json=body)
+
+    def _sign(self, document: Mapping[str, Any], keys: PartyKeys) -> RequestSignature:
+        mine = self.keys()
+        party, registered = str(mine.get("party")), mine.get("keys") or []
+
+        def current(key: Any, what: str) -> str:
+            multibase = encode_multikey(key.public_key())
+            for record in registered:
+                if record.get("multibase") == multibase and not record.get("expires") and not record.get("revoked"):
+                    return str(record["iri"])
+            raise ClientError(f"your {what} key {multibase} is not a current key of yours at the central service; "
+                              "register it with pht keys init (or pht keys rotate)")
+
+        signing, recipient = current(keys.signing, "signing"), current(keys.encryption, "encryption")
+        iris = ResourceIris(party[:party.rindex("agents/")])  # the service names its callers {base}agents/{subject}
+        definition = document.get("definition")
+        parameters = {str(k): str(v) for k, v in (document.get("parameters") or {}).items()}
+        try:
+            if isinstance(definition, Mapping):
+                spec = DefinitionSpec.from_wire(definition)
+                content, definition_id = definition_triples(iris, spec), spec.id
+            else:
+                definition_id = str(definition)
+                content = self._definition_content(iris.definition(definition_id))
+            request = TrainRequest(new_request_id(), definition_id, requester=party, created=now_created(),
+                                   parameters=parameters, recipient=recipient)
+            return sign_request(iris, content, request, keys.signing, verification_method=signing)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ClientError(f"the train request could not be signed: the definition is incomplete or invalid "
+                              f"({e})") from None
+
+    def _definition_content(self, definition: NamedNode) -> list[Triple]:
+        """A registered definition's content triples, as ``definition_content.rq`` reads them at the service."""
+        rows = self.named_query("definition_content", definition=definition)["results"]["bindings"]
+        if not rows:
+            raise ClientError(f"there is no train definition {definition.value} to sign a request for")
+        return [Triple(_term(row["s"]), _term(row["p"]), _term(row["o"])) for row in rows]
 
     def train(self, train_id: str) -> dict[str, Any]:
         return self._object("GET", f"/api/trains/{train_id}")

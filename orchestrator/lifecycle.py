@@ -24,6 +24,7 @@ from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
 
+from client.train_request import RequestSignature
 from graph_store import (
     CENTRAL_GRAPH,
     DCTERMS,
@@ -44,6 +45,7 @@ from .errors import Forbidden, IllegalTransition, InvalidValue, LifecycleError, 
 from .naming import Iris
 from .principal import Principal, Role
 from .settings import Settings
+from .signed_requests import definition_content, signed_request_quads
 
 __all__ = ["Lifecycle", "DefinitionWrite", "OutputRecord"]
 
@@ -91,6 +93,9 @@ class DefinitionWrite:
     """Its quads; empty when the same definition is registered already (registering it again changes nothing)."""
     parameters: Mapping[str, tuple[NamedNode, NamedNode, bool]]
     """Its parameters by name: (parameter IRI, datatype IRI, required), as ``definition_parameters.rq`` reads them."""
+    content: tuple[Quad, ...] = ()
+    """Its content quads (``client.train_request.definition_triples``), registered or not: what a signed train
+    request signs of it."""
 
 
 @dataclass(frozen=True)
@@ -142,11 +147,13 @@ class Lifecycle:
 
     @_serialised
     def submit(self, principal: Principal, *, definition_id: str, parameters: Mapping[str, str],
-               new_definition: DefinitionWrite | None = None) -> str:
+               new_definition: DefinitionWrite | None = None, signature: RequestSignature | None = None) -> str:
         """Create a train of a definition for the calling researcher and queue it; returns its id.
 
         The definition is a registered one, or ``new_definition``, whose quads are written in the same validated
-        change set as the train: if either is refused, nothing is written.
+        change set as the train: if either is refused, nothing is written. ``signature``: the researcher's signed
+        train request, verified here and stored with the train (``orchestrator.signed_requests``); without one the
+        submission is refused if ``Settings.require_signed_trains``.
         """
         if not principal.has(Role.RESEARCHER, Role.OPERATOR):
             raise Forbidden("only researchers (and operators) submit trains")
@@ -156,10 +163,21 @@ class Lifecycle:
         params = (self._parameters(definition, definition_id) if new_definition is None
                   else new_definition.parameters)
         values = self._parameter_values(params, parameters)
+        if signature is None and self.settings.require_signed_trains:
+            raise Forbidden("this service accepts signed trains only (PHT_REQUIRE_SIGNED_TRAINS=1): create your keys "
+                            "with pht keys init, then submit with pht train submit")
         train_id = str(uuid.uuid4())
         train = self.iris.train(train_id)
         agent = self.iris.agent(principal.subject)
         now = self.clock()
+        signed: list[Quad] = []
+        if signature is not None:
+            content = (definition_content(self.store, definition, with_server_added=False) if new_definition is None
+                       else new_definition.content)
+            signed = signed_request_quads(
+                self.store, self.iris, train=train, requester=agent, definition=content,
+                definition_id=definition_id, parameters=parameters, signature=signature, now=now,
+                datatypes={name: dt.value.rsplit("#", 1)[-1] for name, (_, dt, _) in params.items()})
         quads = [
             Quad(train, RDF_TYPE, PHT.Train, G),
             Quad(train, DCTERMS.identifier, Literal(train_id), G),
@@ -180,7 +198,7 @@ class Lifecycle:
                   Quad(event, PHT.actingRole, PHT.Researcher, G)]
         if new_definition is not None:
             quads += new_definition.insert
-        self.store.apply(ChangeSet(insert=quads))
+        self.store.apply(ChangeSet(insert=quads + signed))
         self._queue(train)
         return train_id
 

@@ -10,7 +10,8 @@ API, the web view and SPARQL show a caller the same trains:
 - the registry as published: stations, their owners, datasets, train definitions with their routes and
   parameters (in the central graph), and the stations' own descriptions (stations and datasets in the station
   graphs);
-- for each train the caller may see: the train and its parameter values, its executions, their outputs and the
+- for each train the caller may see: the train and its parameter values, its signed request (the request node,
+  its parameter bindings and the proof ``{train}/request-proof``), its executions, their outputs and the
   outputs' reviews with their checks, and every event about the train or its executions, in whichever graph it
   was recorded (the central lifecycle's, a station MPU's);
 - for a station admin: the whole graph of their station.
@@ -143,6 +144,11 @@ class ReadableGraphs:
         match, g = self.store.quads, CENTRAL_GRAPH
         yield from match(train, None, None, g)
         yield from _whole(match, _objects(match(train, PHT.parameterValue, None, g)), g)
+        requests = _objects(match(train, PHT.signedRequest, None, g))
+        yield from _whole(match, requests, g)
+        yield from _whole(match, [q.object for r in requests if isinstance(r, NamedNode)
+                                  for q in match(r, PHT.parameterBinding, None, g)], g)
+        yield from _whole(match, _objects(match(train, PHT.requestProof, None, g)), g)
         executions = [q.subject for q in match(None, PHT.ofTrain, train, g)]
         yield from _whole(match, executions, g)
         outputs = [q.subject for e in executions for q in match(None, PROV.wasGeneratedBy, e, g)]

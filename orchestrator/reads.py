@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pyoxigraph import NamedNode
 
 from client import WorkItem
-from graph_store import NO_FILTER, PHT, GraphStore, station_of_graph
+from client.key_claims import SEC_NS
+from graph_store import CENTRAL_GRAPH, NO_FILTER, PHT, GraphStore, station_of_graph
 
 from .chart import Chart
 from .errors import Forbidden, IllegalTransition, NotFound
@@ -36,6 +37,8 @@ from .principal import Principal, Role
 __all__ = ["Dataset", "Definition", "Event", "Execution", "PendingDecision", "Reads", "ReleasedOutput", "Station",
            "Train", "TrainSummary", "check_station_scope", "local_name", "may_fetch_results", "may_see_train",
            "planned_executions", "text"]
+
+VERIFICATION_METHOD = NamedNode(SEC_NS + "verificationMethod")
 
 
 def text(term: object) -> str | None:
@@ -152,6 +155,9 @@ class Train:
     rounds: int
     aggregator: str
     executions: list[Execution]
+    signed_by: str | None = None
+    """The signing key (verification method) of the train's signed request, verified at submission; None: the
+    train was submitted unsigned."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +249,14 @@ class Reads:
                      created=text(row["created"]) or "", definition=definition,
                      definition_id=text(row["definitionId"]) or "", definition_title=text(row["definitionTitle"]) or "",
                      mode=mode, rounds=int(row["rounds"].value), aggregator=text(row["aggregatorId"]) or "",
-                     executions=executions)
+                     executions=executions, signed_by=self._signed_by(iri))
+
+    def _signed_by(self, train: NamedNode) -> str | None:
+        """The verification method of ``train``'s request proof (see ``orchestrator.signed_requests``), if any."""
+        for link in self.store.quads(train, PHT.requestProof, None, CENTRAL_GRAPH):
+            for method in self.store.quads(link.object, VERIFICATION_METHOD, None, CENTRAL_GRAPH):
+                return text(method.object)
+        return None
 
     def released_output(self, principal: Principal, train_id: str, execution_id: str | None = None) -> ReleasedOutput:
         """The released output of one execution of the train, or without ``execution_id`` the train's result (the

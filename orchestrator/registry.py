@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
 
+from client.train_request import DefinitionSpec, ParameterSpec, definition_triples
 from graph_store import CENTRAL_GRAPH, DCAT, DCTERMS, ORG, PHT, PROV, RDF_TYPE, RDFS, XSD, ChangeSet, GraphStore
 
 from .errors import Forbidden, LifecycleError
@@ -24,6 +25,7 @@ from .keys import multikey_of
 from .lifecycle import DefinitionWrite
 from .naming import Iris
 from .principal import Principal, Role
+from .signed_requests import definition_content
 
 __all__ = ["Registry", "StationSpec", "DatasetSpec", "DefinitionSpec", "ParameterSpec", "AlreadyExists"]
 
@@ -53,28 +55,6 @@ class DatasetSpec:
     id: str
     title: str
     station: str
-
-
-@dataclass(frozen=True)
-class ParameterSpec:
-    name: str
-    datatype: str = "string"
-    required: bool = False
-    default: str | None = None
-
-
-@dataclass(frozen=True)
-class DefinitionSpec:
-    id: str
-    title: str
-    image_name: str
-    image_digest: str
-    mode: str
-    route: Sequence[str]
-    rounds: int = 1
-    entrypoint: str | None = None
-    aggregator: str | None = None
-    parameters: Sequence[ParameterSpec] = field(default_factory=tuple)
 
 
 def _lit(value: str | int | bool, dt: str | None = None) -> Literal:
@@ -158,46 +138,22 @@ class Registry:
             raise LifecycleError(f"unknown parameter datatype(s) {', '.join(bad)}; use {', '.join(sorted(DATATYPES))}")
         if spec.aggregator and not self.store.quads(self.iris.station(spec.aggregator), RDF_TYPE, PHT.Station, G):
             raise LifecycleError(f"the aggregator {spec.aggregator!r} is not a registered station")
-        quads = [Quad(d, RDF_TYPE, PHT.TrainDefinition, G), Quad(d, DCTERMS.identifier, _lit(spec.id), G),
-                 Quad(d, DCTERMS.title, _lit(spec.title), G),
-                 Quad(d, PHT.imageName, _lit(spec.image_name), G), Quad(d, PHT.imageDigest, _lit(spec.image_digest), G),
-                 Quad(d, PHT.mode, PHT.Incremental if spec.mode == "incremental" else PHT.Federated, G),
-                 Quad(d, PHT.rounds, _lit(spec.rounds, "integer"), G)]
-        if spec.entrypoint:
-            quads.append(Quad(d, PHT.entrypoint, _lit(spec.entrypoint), G))
-        if spec.aggregator:
-            quads.append(Quad(d, PHT.aggregator, self.iris.station(spec.aggregator), G))
-        for i, sid in enumerate(spec.route):
-            stop = NamedNode(f"{d.value}/stops/{i}")
-            quads += [Quad(d, PHT.routeStop, stop, G), Quad(stop, RDF_TYPE, PHT.RouteStop, G),
-                      Quad(stop, PHT.stopIndex, _lit(i, "integer"), G),
-                      Quad(stop, PHT.station, self.iris.station(sid), G)]
-        parameters: dict[str, tuple[NamedNode, NamedNode, bool]] = {}
-        for p in spec.parameters:
-            pi = NamedNode(f"{d.value}/parameters/{p.name}")
-            parameters[p.name] = (pi, XSD[p.datatype], p.required)
-            quads += [Quad(d, PHT.parameter, pi, G), Quad(pi, RDF_TYPE, PHT.Parameter, G),
-                      Quad(pi, PHT.parameterName, _lit(p.name), G),
-                      Quad(pi, PHT.datatype, XSD[p.datatype], G),
-                      Quad(pi, PHT.required, _lit(p.required, "boolean"), G)]
-            if p.default is not None:
-                quads.append(Quad(pi, PHT.defaultValue, _lit(p.default, p.datatype), G))
+        quads = [Quad(t.subject, t.predicate, t.object, G) for t in definition_triples(self.iris, spec)]
+        parameters = {p.name: (NamedNode(f"{d.value}/parameters/{p.name}"), XSD[p.datatype], p.required)
+                      for p in spec.parameters}
         registered = self._definition_quads(d)
         if registered:
             self._refuse_other_content(spec.id, d, registered, quads)
-            return DefinitionWrite(d, (), parameters)
+            return DefinitionWrite(d, (), parameters, tuple(quads))
+        content = tuple(quads)
         quads += [Quad(d, DCTERMS.created,
                        _lit(datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "dateTime"), G),
                   Quad(d, PROV.wasAttributedTo, self.iris.agent(principal.subject), G)]
-        return DefinitionWrite(d, tuple(quads), parameters)
+        return DefinitionWrite(d, tuple(quads), parameters, content)
 
     def _definition_quads(self, d: NamedNode) -> list[Quad]:
         """The registered definition ``d``, its route stops and parameters (empty if there is none)."""
-        own = self.store.quads(d, None, None, G)
-        if not any(q.predicate == RDF_TYPE for q in own):
-            return []
-        parts = [q.object for q in own if q.predicate in (PHT.routeStop, PHT.parameter)]
-        return own + [q for part in parts for q in self.store.quads(part, None, None, G)]
+        return definition_content(self.store, d)
 
     def _refuse_other_content(self, ident: str, d: NamedNode, registered: Sequence[Quad],
                               given: Sequence[Quad]) -> None:

@@ -13,14 +13,20 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from client import CentralClient, ClientError
 from station import ArchiveError, extract
+from trust import KeyFormatError, load_keys
+from trust.keys import ENCRYPTION_KEY_FILE, SIGNING_KEY_FILE
 
-from .output import console, fail, print_report, print_table
+from .key_commands import DEFAULT_DIR
+from .output import console, errors, fail, print_report, print_table
 from .train_scaffold import PLACEHOLDER_DIGEST
 
 train_app = typer.Typer(help="Submit, watch and fetch trains (researchers).", no_args_is_help=True)
 
 CentralUrl = Annotated[str, typer.Option("--central", envvar="PHT_CENTRAL_URL", help="URL of the central service.")]
 Token = Annotated[str, typer.Option("--token", envvar="PHT_TOKEN", help="Bearer token.")]
+KeysDir = Annotated[Path, typer.Option("--keys", envvar="PHT_KEYS_DIR",
+                                       help="Your key directory, as pht keys init wrote it; no keys: unsigned.")]
+KEY_FILES = (SIGNING_KEY_FILE, ENCRYPTION_KEY_FILE)
 #: how far along an execution is, for the progress bars
 PROGRESS = {"queued": 0, "waiting-for-approval": 1, "approved": 2, "pulling": 3, "running": 4,
             "output-under-review": 5, "released": 6, "withheld": 6, "rejected": 6, "failed": 6, "cancelled": 6}
@@ -29,12 +35,15 @@ PROGRESS = {"queued": 0, "waiting-for-approval": 1, "approved": 2, "pulling": 3,
 
 @train_app.command("submit")
 def submit(file: Annotated[Path, typer.Argument(help="Train file (JSON): definition (id or object) and parameters.")],
-           central: CentralUrl, token: Token) -> None:
-    """Submit a train described by a train file; a definition given whole is registered in the same write.
+           central: CentralUrl, token: Token, keys: KeysDir = DEFAULT_DIR) -> None:
+    """Submit a train described by a train file, signed with your keys; a definition given whole is registered in
+    the same write.
 
     The file (docs/train-definition.md; JSON Schema at /api/schemas/train-file):
     {"definition": "ID" | {...definition...}, "parameters": {"NAME": "value"}}. Nothing is written if the
-    definition or the train is refused; a definition's id cannot be reused for other content.
+    definition or the train is refused; a definition's id cannot be reused for other content. With keys in
+    --keys (pht keys init creates and registers them) the train request is signed and the service verifies it;
+    without any, the train is submitted unsigned (said on stderr), which a service requiring signed trains refuses.
     Example: pht train submit trains/cohort-count/train.json --central http://127.0.0.1:8080 --token $T
     """
     try:
@@ -50,8 +59,15 @@ def submit(file: Annotated[Path, typer.Argument(help="Train file (JSON): definit
         raise fail(f"{file}: image_digest is still the placeholder pht train new wrote; put there the digest that "
                    "pht station build-image FOLDER --tag NAME prints (see docs/train-definition.md)")
     try:
+        researcher_keys = load_keys(keys) if any((keys / name).exists() for name in KEY_FILES) else None
+    except (OSError, KeyFormatError) as e:
+        raise fail(f"cannot read your keys in {keys}: {e}") from None
+    if researcher_keys is None:
+        errors.print(f"no keys in {keys}: submitting unsigned (pht keys init creates and registers your keys)",
+                     highlight=False)
+    try:
         with CentralClient(central, token) as client:
-            train_id = client.submit_train_file(document)
+            train_id = client.submit_train(document, researcher_keys)
     except ClientError as e:
         print_report(e.report)
         raise fail(f"{file}: {e}") from None

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstrai
 # the body with which a party claims its keys (and proves it holds them), defined once for client and service
 from client.key_claims import KeyClaim, PossessionProof
 
+# a signed train request's values, defined once for the researcher's client (which signs) and the service (which
+# verifies)
+from client.train_request import RequestSignature
+
 # the station <-> central wire (the station routes' bodies), defined once in client/wire.py for the station's
 # client too, and re-exported here (in __all__) with the other models
 from client.wire import CheckIn, Identifier, LeaseIn, LeaseOut, OutputIn, StepIn, StepOut, Strict, WorkItem
@@ -37,6 +41,7 @@ __all__ = [
     "PartyKeysOut",
     "PossessionProof",
     "Problem",
+    "RequestSignature",
     "RevokeIn",
     "RotateIn",
     "StationIn",
@@ -207,6 +212,12 @@ class TrainIn(Strict):
     parameters: dict[Annotated[str, StringConstraints(max_length=64)],
                      Annotated[str, StringConstraints(max_length=1000)]] = Field(
         default={}, max_length=100, description="the train's parameter values by name, each a string")
+    signature: RequestSignature | None = Field(
+        default=None, description="the researcher's signed train request (pht train submit adds it when it finds "
+                                  "your keys): the service rebuilds the signed document from this definition and "
+                                  "these parameters, verifies the proof with your registered signing key and stores "
+                                  "it with the train; refused (4xx, nothing written) if it does not verify. Without "
+                                  "it the train is unsigned, refused where PHT_REQUIRE_SIGNED_TRAINS=1")
 
 
 class Created(BaseModel):
@@ -233,6 +244,10 @@ class TrainOut(BaseModel):
     requester: str
     definition: str
     created: str
+    signed: bool = Field(default=False, description="whether the train was submitted with a signed train request "
+                                                    "the service verified (its request and proof are in the graph)")
+    signed_by: str | None = Field(default=None, description="the verification method (signing key IRI) of the "
+                                                            "signed request's proof")
     executions: list[ExecutionOut] = []
 
 

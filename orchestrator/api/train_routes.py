@@ -43,13 +43,16 @@ def train_router(s: Services) -> APIRouter:
             s.require(Role.RESEARCHER, Role.OPERATOR))]) -> Created:
         """Submit a train of a registered definition, or of a whole definition registered with it in one write
         (nothing is written if either is refused; the same definition again is reused, other content under a
-        registered id is 409); it is queued at once."""
+        registered id is 409); it is queued at once. With ``signature`` the researcher's signed train request is
+        verified and stored with the train: a key that is not the caller's (403), revoked or rotated out (403), an
+        altered document (400), a request used already (409) or naming another requester (403) write nothing."""
         if isinstance(body.definition, DefinitionIn):
             new = s.registry.prepare_definition(principal, definition_spec(body.definition))
             train_id = life.submit(principal, definition_id=body.definition.id, parameters=body.parameters,
-                                   new_definition=new)
+                                   new_definition=new, signature=body.signature)
         else:
-            train_id = life.submit(principal, definition_id=body.definition, parameters=body.parameters)
+            train_id = life.submit(principal, definition_id=body.definition, parameters=body.parameters,
+                                   signature=body.signature)
         return Created(id=train_id, iri=iris.train(train_id).value)
 
     @router.get("/trains", response_model=Page[TrainOut])
@@ -70,6 +73,7 @@ def train_router(s: Services) -> APIRouter:
         train = reads.train(principal, train_id)
         return TrainOut(id=train_id, iri=train.iri.value, state=chart.token(train.state), requester=train.requester,
                         definition=iris.local(train.definition, "definitions"), created=train.created,
+                        signed=train.signed_by is not None, signed_by=train.signed_by,
                         executions=[ExecutionOut(id=e.id, state=e.state, station=e.station, round=e.round, stop=e.stop,
                                                  started=e.started, ended=e.ended, output=e.output,
                                                  output_sha256=e.output_sha256)

@@ -1,0 +1,209 @@
+"""The signed train request (client/train_request.py): the builder's triples, the client and the central service
+building the same document (for a whole definition and one given by id), what a signed submission stores and shows,
+and the reference JavaScript implementation verifying a request signed here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pyoxigraph as ox
+import pytest
+from api_helpers import ALICE, DIGEST, service
+from conftest import require_component
+from fastapi.testclient import TestClient
+from pyld import jsonld
+from test_trust_interop import METHOD, js_verify
+
+from client import CentralClient, ClientError
+from client.train_request import (
+    DefinitionSpec,
+    ParameterSpec,
+    RequestSignature,
+    TrainRequest,
+    definition_triples,
+    new_request_id,
+    request_triples,
+    sign_request,
+    train_request_triples,
+)
+from graph_store import CENTRAL_GRAPH, PHT, XSD, EmbeddedStore, ResourceIris, named_query
+from orchestrator.naming import Iris
+from orchestrator.principal import Principal, Role
+from orchestrator.registry import Registry, StationSpec
+from orchestrator.signed_requests import definition_content
+from trust import PartyKeys, Proof, ProofError, encode_multikey, generate_keys, verify_jsonld, verify_proof
+from trust.keys import decode_signing_key
+
+BASE = "https://pht.example.org/id/"
+IRIS = ResourceIris(BASE)
+ALICE_IRI = BASE + "agents/alice"
+SPEC = DefinitionSpec("count2", "Count", "pht/count", DIGEST, "incremental", ["aachen", "leipzig"], rounds=2,
+                      entrypoint="python run.py",
+                      parameters=[ParameterSpec("MIN", "integer", required=True), ParameterSpec("LABEL", default="x")])
+REQUEST = TrainRequest("urn:uuid:6f0c4d8e-1b2a-4c3d-9e8f-0123456789ab", "count2", requester=ALICE_IRI,
+                       created="2026-12-03T10:00:00Z", parameters={"MIN": "007", "LABEL": "a b"},
+                       recipient=ALICE_IRI + "/keys/enc")
+
+
+def test_the_request_is_iris_only_with_each_binding_typed_as_its_parameter() -> None:
+    triples = train_request_triples(IRIS, SPEC, REQUEST)
+    terms = [term for t in triples for term in (t.subject, t.object)]
+    assert not any(isinstance(term, ox.BlankNode) for term in terms)
+    node = ox.NamedNode(REQUEST.id)
+    about = {(t.predicate, t.object) for t in triples if t.subject == node}
+    assert (PHT.ofDefinition, IRIS.definition("count2")) in about
+    assert (PHT.requestedBy, ox.NamedNode(ALICE_IRI)) in about
+    assert (PHT.resultRecipient, ox.NamedNode(ALICE_IRI + "/keys/enc")) in about
+    bindings = {t.object for t in triples if t.subject == node and t.predicate == PHT.parameterBinding}
+    assert bindings == {ox.NamedNode(REQUEST.id + "/parameters/MIN"), ox.NamedNode(REQUEST.id + "/parameters/LABEL")}
+    values = {t.subject.value.rsplit("/", 1)[-1]: t.object for t in triples if t.predicate == PHT.bindingValue
+              and isinstance(t.subject, ox.NamedNode)}
+    # typed as the parameter's datatype, in the form the store keeps (so the stored request is the signed one)
+    assert values == {"MIN": ox.Literal("7", datatype=XSD.integer), "LABEL": ox.Literal("a b")}
+    # the definition part is the builder's definition triples; the rest is about the request and its bindings
+    rest = set(triples) - set(definition_triples(IRIS, SPEC))
+    assert {t.subject for t in rest} == {node} | bindings
+    assert len(triples) == len(definition_triples(IRIS, SPEC)) + len(request_triples(IRIS, REQUEST, {"MIN": "integer"}))
+
+
+def test_the_definition_part_is_what_the_registry_stores_without_what_it_adds() -> None:
+    store = EmbeddedStore()
+    registry = Registry(store, Iris(BASE))
+    alice = Principal("alice", frozenset({Role.RESEARCHER}))
+    ops = Principal("ops", frozenset({Role.OPERATOR}))
+    for sid in ("aachen", "leipzig"):
+        registry.station(ops, StationSpec(sid, sid, sid))
+    registry.definition(alice, SPEC)
+    d = IRIS.definition("count2")
+    stored = {ox.Triple(q.subject, q.predicate, q.object) for q in definition_content(store, d, with_server_added=False)}
+    assert stored == set(definition_triples(IRIS, SPEC))
+    everything = definition_content(store, d)
+    assert {q.predicate for q in everything} - {t.predicate for t in stored} == {
+        ox.NamedNode("http://purl.org/dc/terms/created"), ox.NamedNode("http://www.w3.org/ns/prov#wasAttributedTo")}
+    # the named query the client signs a definition given by id with reads the same triples
+    rows = store.run_query("definition_content", definition=d)
+    assert {ox.Triple(r["s"], r["p"], r["o"]) for r in rows} == stored
+    assert named_query("definition_content").description
+
+
+def test_another_parameter_value_or_definition_field_changes_the_signed_document() -> None:
+    keys = generate_keys()
+    signature = sign_request(IRIS, definition_triples(IRIS, SPEC), REQUEST, keys.signing, verification_method=METHOD)
+    proof = Proof(verification_method=METHOD, created=signature.created, proof_value=signature.proof_value)
+    resolve = lambda method: keys.signing.public_key()  # noqa: E731
+    verify_proof(train_request_triples(IRIS, SPEC, REQUEST), proof, resolve)
+    # "007" and "7" are the same integer: the document is the same
+    verify_proof(train_request_triples(IRIS, SPEC, TrainRequest(**{**REQUEST.__dict__, "parameters": {
+        "MIN": "7", "LABEL": "a b"}})), proof, resolve)
+    for altered_spec, altered_request in (
+            (SPEC, TrainRequest(**{**REQUEST.__dict__, "parameters": {"MIN": "8", "LABEL": "a b"}})),
+            (DefinitionSpec(**{**SPEC.__dict__, "image_digest": "sha256:" + "cd" * 32}), REQUEST),
+            (DefinitionSpec(**{**SPEC.__dict__, "route": ("leipzig", "aachen")}), REQUEST),
+            (SPEC, TrainRequest(**{**REQUEST.__dict__, "recipient": ALICE_IRI + "/keys/other"}))):
+        with pytest.raises(ProofError, match="does not verify"):
+            verify_proof(train_request_triples(IRIS, altered_spec, altered_request), proof, resolve)
+
+
+# ---- through the service ----------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def world() -> Iterator[tuple[TestClient, EmbeddedStore]]:
+    store = EmbeddedStore()
+    with service(store) as client:
+        yield client, store
+
+
+def central(client: TestClient, headers: dict[str, str] = ALICE) -> CentralClient:
+    return CentralClient("http://testserver", headers["Authorization"].removeprefix("Bearer "),
+                         transport=client._transport)
+
+
+def registered_keys(client: TestClient) -> PartyKeys:
+    keys = generate_keys()
+    with central(client) as c:
+        c.register_keys(keys)
+    return keys
+
+
+WHOLE: dict[str, Any] = {"id": "count-signed", "title": "Count", "image_name": "pht/count", "image_digest": DIGEST,
+         "mode": "incremental", "route": ["aachen", "leipzig"],
+         "parameters": [{"name": "MIN", "datatype": "integer", "required": True}]}
+
+
+@pytest.mark.parametrize("definition", [WHOLE, "count"], ids=["whole-definition", "definition-by-id"])
+def test_the_client_signs_and_the_service_verifies_stores_and_shows_it(
+        world: tuple[TestClient, EmbeddedStore], definition: Any) -> None:
+    client, store = world
+    keys = registered_keys(client)
+    with central(client) as c:
+        train_id = c.submit_train({"definition": definition, "parameters": {"MIN": "05"}}, keys)
+        shown = c.train(train_id)
+    signing_iri = next(k["iri"] for k in client.get("/api/keys", headers=ALICE).json()["keys"] if k["use"] == "signing")
+    assert shown["signed"] is True and shown["signed_by"] == signing_iri
+    train = Iris(BASE).train(train_id)
+    (link,) = store.quads(train, PHT.signedRequest, None, CENTRAL_GRAPH)
+    request = link.object
+    assert isinstance(request, ox.NamedNode) and request.value.startswith("urn:uuid:")
+    proof_node = ox.NamedNode(train.value + "/request-proof")
+    assert store.quads(train, PHT.requestProof, proof_node, CENTRAL_GRAPH)
+    proof = Proof.from_quads(store.quads(proof_node, None, None, CENTRAL_GRAPH), proof_node)
+    # the stored request and the stored definition verify with the stored proof: what is stored is what was signed
+    definition_iri = store.quads(request, PHT.ofDefinition, None, CENTRAL_GRAPH)[0].object
+    assert isinstance(definition_iri, ox.NamedNode)
+    bindings = [q.object for q in store.quads(request, PHT.parameterBinding, None, CENTRAL_GRAPH)]
+    stored = (definition_content(store, definition_iri, with_server_added=False)
+              + store.quads(request, None, None, CENTRAL_GRAPH)
+              + [q for b in bindings if isinstance(b, ox.NamedNode) for q in store.quads(b, None, None, CENTRAL_GRAPH)])
+    verify_proof([ox.Triple(q.subject, q.predicate, q.object) for q in stored], proof,
+                 lambda method: keys.signing.public_key() if method == signing_iri else None)
+
+
+def test_an_unsigned_train_shows_unsigned(world: tuple[TestClient, EmbeddedStore]) -> None:
+    client, _ = world
+    r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "1"}})
+    assert r.status_code == 201, r.text
+    shown = client.get(f"/api/trains/{r.json()['id']}", headers=ALICE).json()
+    assert shown["signed"] is False and shown["signed_by"] is None
+
+
+def test_the_client_refuses_to_sign_with_keys_it_has_not_registered(world: tuple[TestClient, EmbeddedStore]) -> None:
+    client, store = world
+    size = len(store.quads(None, None, None, CENTRAL_GRAPH))
+    with central(client) as c, pytest.raises(ClientError, match="is not a current key of yours.*pht keys init"):
+        c.submit_train({"definition": "count", "parameters": {"MIN": "1"}}, generate_keys())
+    assert len(store.quads(None, None, None, CENTRAL_GRAPH)) == size
+
+
+# ---- the reference JavaScript implementation -----------------------------------------------------------------
+
+
+def as_jsonld(triples: list[ox.Triple], root: str, proof: Proof) -> dict[str, Any]:
+    """The signed document as JSON-LD (the request node, every other node ``@included``) with its proof: the same
+    RDF, so the same canonical form, in the shape jsonld-signatures verifies."""
+    nquads = "".join(f"{t} .\n" for t in triples)
+    nodes = jsonld.from_rdf(nquads, {"format": "application/n-quads"})
+    (top,) = [n for n in nodes if n["@id"] == root]
+    return {"@context": "https://w3id.org/security/data-integrity/v2", **top,
+            "@included": [n for n in nodes if n["@id"] != root],
+            "proof": {"type": "DataIntegrityProof", "cryptosuite": proof.cryptosuite, "created": proof.created,
+                      "verificationMethod": proof.verification_method, "proofPurpose": proof.proof_purpose,
+                      "proofValue": proof.proof_value}}
+
+
+@pytest.mark.real_component("node-reference")
+def test_a_request_signed_here_verifies_with_the_reference_implementation() -> None:
+    require_component("node-reference")
+    keys = generate_keys()
+    request = TrainRequest(**{**REQUEST.__dict__, "id": new_request_id()})
+    signature: RequestSignature = sign_request(IRIS, definition_triples(IRIS, SPEC), request, keys.signing,
+                                               verification_method=METHOD)
+    proof = Proof(verification_method=METHOD, created=signature.created, proof_value=signature.proof_value)
+    document = as_jsonld(train_request_triples(IRIS, SPEC, request), request.id, proof)
+    public = encode_multikey(keys.signing.public_key())
+    assert js_verify(document, public) == {"verified": True, "error": None}
+    verify_jsonld(document, lambda method: decode_signing_key(public))  # the JSON-LD is the same RDF here too
+    altered = json.loads(json.dumps(document).replace('"7"', '"8"'))
+    assert altered != document and js_verify(altered, public)["verified"] is False
