@@ -62,15 +62,15 @@ def submit(file: Annotated[Path, typer.Argument(help="Train file (JSON): definit
         researcher_keys = load_keys(keys) if any((keys / name).exists() for name in KEY_FILES) else None
     except (OSError, KeyFormatError) as e:
         raise fail(f"cannot read your keys in {keys}: {e}") from None
-    if researcher_keys is None:
-        errors.print(f"no keys in {keys}: submitting unsigned (pht keys init creates and registers your keys)",
-                     highlight=False)
     try:
         with CentralClient(central, token) as client:
             train_id = client.submit_train(document, researcher_keys)
     except ClientError as e:
         print_report(e.report)
         raise fail(f"{file}: {e}") from None
+    if researcher_keys is None:  # said after the answer, so that a refusal stays one sentence
+        errors.print(f"no keys in {keys}: submitted unsigned (pht keys init creates and registers your keys)",
+                     highlight=False)
     console.print(train_id)
 
 

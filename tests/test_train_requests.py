@@ -5,12 +5,18 @@ and the reference JavaScript implementation verifying a request signed here."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pyoxigraph as ox
 import pytest
-from api_helpers import ALICE, DIGEST, service
+from api_helpers import ALICE, DIGEST, register_world, service
+from central_thread import central_service
 from conftest import require_component
 from fastapi.testclient import TestClient
 from pyld import jsonld
@@ -36,6 +42,7 @@ from orchestrator.signed_requests import definition_content
 from trust import PartyKeys, Proof, ProofError, encode_multikey, generate_keys, verify_jsonld, verify_proof
 from trust.keys import decode_signing_key
 
+REPO = Path(__file__).resolve().parent.parent
 BASE = "https://pht.example.org/id/"
 IRIS = ResourceIris(BASE)
 ALICE_IRI = BASE + "agents/alice"
@@ -207,3 +214,41 @@ def test_a_request_signed_here_verifies_with_the_reference_implementation() -> N
     verify_jsonld(document, lambda method: decode_signing_key(public))  # the JSON-LD is the same RDF here too
     altered = json.loads(json.dumps(document).replace('"7"', '"8"'))
     assert altered != document and js_verify(altered, public)["verified"] is False
+
+
+# ---- the command line --------------------------------------------------------------------------------------
+
+
+def pht(*args: str, token: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHT_")}
+    env.update(PHT_TOKEN=token, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "pht_cli.main", *args], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=REPO, check=False)
+
+
+def test_pht_train_submit_signs_with_the_keys_pht_keys_init_wrote_and_says_when_it_cannot(tmp_path: Path) -> None:
+    token = ALICE["Authorization"].removeprefix("Bearer ")
+    with central_service() as served:
+        with httpx.Client(base_url=served.url) as http:
+            register_world(http)
+        train_file = tmp_path / "train.json"
+        train_file.write_text(json.dumps({"definition": "count", "parameters": {"MIN": "2"}}))
+        keys = tmp_path / "keys"
+        unsigned = pht("train", "submit", str(train_file), "--central", served.url, "--keys", str(keys), token=token)
+        assert unsigned.returncode == 0, unsigned.stderr
+        assert f"no keys in {keys}: submitted unsigned" in unsigned.stderr
+        init = pht("keys", "init", "--central", served.url, "--dir", str(keys), token=token)
+        assert init.returncode == 0, init.stderr
+        signed = pht("train", "submit", str(train_file), "--central", served.url, "--keys", str(keys), token=token)
+        assert signed.returncode == 0 and signed.stderr == "", signed.stderr
+        with httpx.Client(base_url=served.url, headers=ALICE) as http:
+            shown = {tid: http.get(f"/api/trains/{tid}").json()["signed"]
+                     for tid in (unsigned.stdout.strip(), signed.stdout.strip())}
+        assert shown == {unsigned.stdout.strip(): False, signed.stdout.strip(): True}
+        # keys it cannot read: one sentence, exit 1, nothing submitted
+        (keys / "signing.pem").write_text("not a key")
+        broken = pht("train", "submit", str(train_file), "--central", served.url, "--keys", str(keys), token=token)
+        assert broken.returncode == 1 and "Traceback" not in broken.stderr
+        assert broken.stderr.startswith(f"error: cannot read your keys in {keys}: ")
+        with httpx.Client(base_url=served.url, headers=ALICE) as http:
+            assert http.get("/api/trains").json()["total"] == 2
