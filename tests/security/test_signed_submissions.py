@@ -238,3 +238,9 @@ def test_the_request_and_proof_are_readable_by_the_trains_readers_only(
     assert client.post("/sparql", headers=BOB, data={"query": ask}).json()["boolean"] is False
     assert client.post("/sparql", headers=admin("cologne"), data={"query": ask}).json()["boolean"] is False
     assert client.post("/sparql", headers=OPS, data={"query": ask}).json()["boolean"] is True
+    # and through the Graph Store Protocol
+    for headers, sees in ((ALICE, True), (BOB, False), (admin("cologne"), False)):
+        r = client.get("/rdf-graphs", headers={**headers, "Accept": "application/n-triples"},
+                       params={"graph": CENTRAL_GRAPH.value})
+        assert r.status_code == 200, r.text
+        assert (f"<{train.value}/request-proof>" in r.text) is sees and (f"<{request.value}>" in r.text) is sees
