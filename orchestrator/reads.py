@@ -249,10 +249,11 @@ class Reads:
                      created=text(row["created"]) or "", definition=definition,
                      definition_id=text(row["definitionId"]) or "", definition_title=text(row["definitionTitle"]) or "",
                      mode=mode, rounds=int(row["rounds"].value), aggregator=text(row["aggregatorId"]) or "",
-                     executions=executions, signed_by=self._signed_by(iri))
+                     executions=executions, signed_by=self.signed_by(iri))
 
-    def _signed_by(self, train: NamedNode) -> str | None:
-        """The verification method of ``train``'s request proof (see ``orchestrator.signed_requests``), if any."""
+    def signed_by(self, train: NamedNode) -> str | None:
+        """The verification method of ``train``'s request proof (see ``orchestrator.signed_requests``), if any: the
+        key whose signature the service verified at submission; None for an unsigned train."""
         for link in self.store.quads(train, PHT.requestProof, None, CENTRAL_GRAPH):
             for method in self.store.quads(link.object, VERIFICATION_METHOD, None, CENTRAL_GRAPH):
                 return text(method.object)

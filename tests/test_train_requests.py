@@ -148,8 +148,10 @@ def test_the_client_signs_and_the_service_verifies_stores_and_shows_it(
     with central(client) as c:
         train_id = c.submit_train({"definition": definition, "parameters": {"MIN": "05"}}, keys)
         shown = c.train(train_id)
+        listed = {t["id"]: t["signed_by"] for t in c.trains()}
     signing_iri = next(k["iri"] for k in client.get("/api/keys", headers=ALICE).json()["keys"] if k["use"] == "signing")
     assert shown["signed"] is True and shown["signed_by"] == signing_iri
+    assert listed[train_id] == signing_iri and set(listed.values()) == {signing_iri}
     train = Iris(BASE).train(train_id)
     (link,) = store.quads(train, PHT.signedRequest, None, CENTRAL_GRAPH)
     request = link.object
@@ -174,6 +176,8 @@ def test_an_unsigned_train_shows_unsigned(world: tuple[TestClient, EmbeddedStore
     assert r.status_code == 201, r.text
     shown = client.get(f"/api/trains/{r.json()['id']}", headers=ALICE).json()
     assert shown["signed"] is False and shown["signed_by"] is None
+    listed = client.get("/api/trains", headers=ALICE).json()["items"]
+    assert [t["signed"] for t in listed] == [False]
 
 
 def test_the_client_refuses_to_sign_with_keys_it_has_not_registered(world: tuple[TestClient, EmbeddedStore]) -> None:

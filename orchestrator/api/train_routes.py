@@ -8,6 +8,7 @@ Each call takes a few milliseconds; the SPARQL endpoint, whose queries may be lo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
+from pyoxigraph import NamedNode
 
 from ..errors import NotFound
 from ..principal import Principal, Role
@@ -63,8 +64,9 @@ def train_router(s: Services) -> APIRouter:
         if state is not None and state not in chart.state_by_token:
             raise NotFound(f"unknown state {state!r}; known: {', '.join(sorted(chart.state_by_token))}")
         rows = [TrainOut(id=t.id, iri=t.iri, state=t.state, requester=t.requester, definition=t.definition,
-                         created=t.created)
-                for t in reads.trains(principal, chart.state(state) if state else None)]
+                         created=t.created, signed=signed_by is not None, signed_by=signed_by)
+                for t in reads.trains(principal, chart.state(state) if state else None)
+                for signed_by in [reads.signed_by(NamedNode(t.iri))]]
         return page(rows, limit, offset)
 
     @router.get("/trains/{train_id}", response_model=TrainOut)
