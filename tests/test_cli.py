@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,22 @@ REPO = Path(__file__).resolve().parent.parent
 PHT = [sys.executable, "-m", "pht_cli.main"]
 
 
-def pht(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PHT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200"})
+def pht(*args: str, cwd: Path = REPO, timeout: float = 120, tmpdir: Path | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    """``pht`` as a user runs it; ``tmpdir``: its temporary directory (TMPDIR), for a test that looks inside."""
+    env = {**os.environ, "COLUMNS": "200", **({"TMPDIR": str(tmpdir)} if tmpdir is not None else {})}
+    return subprocess.run([*PHT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_demo_runs_twice_in_a_row_cleans_up_and_keeps_on_request(tmp_path: Path) -> None:
     """The README's first command: the whole platform, three trains, results equal to the pooled ones."""
-    before = set(Path(tempfile.gettempdir()).glob("pht-demo-*"))
-    done = pht("demo", timeout=300)
+    private_tmp = tmp_path / "tmp"  # its own temporary directory: a demo another test run starts meanwhile is not seen
+    private_tmp.mkdir()
+    done = pht("demo", timeout=300, tmpdir=private_tmp)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     assert "Traceback" not in done.stderr
     out = " ".join(done.stdout.split())
-    assert "Demo files removed." in out and set(Path(tempfile.gettempdir()).glob("pht-demo-*")) <= before
+    assert "Demo files removed." in out and not list(private_tmp.iterdir())
     count = re.search(r"(\d+) patients with mean_radius > 15 │ (\d+)", out)
     assert count and count.group(1) == count.group(2), "the platform's count equals the pooled count"
     accuracy = re.search(r"accuracy (0\.\d+) after 6 .*?accuracy (0\.\d+)", out)
