@@ -60,9 +60,16 @@ class PublicKeyRecord:
 
     def verifies(self, *, created: datetime, now: datetime) -> bool:
         """Whether this key verifies a signature made at ``created`` when checked at ``now`` (the module's rule)."""
+        return self.unusable_because(created=created, now=now) is None
+
+    def unusable_because(self, *, created: datetime, now: datetime) -> Use["revoked", "rotated out"] | None:
+        """Why this key does not verify a signature made at ``created`` when checked at ``now`` (None: it does):
+        the module's rule, in this one place."""
         if self.revoked is not None and now >= self.revoked:
-            return False
-        return self.expires is None or created < self.expires
+            return "revoked"
+        if self.expires is not None and created >= self.expires:
+            return "rotated out"
+        return None
 
     @property
     def current(self) -> bool:

@@ -98,9 +98,10 @@ def _check_key(directory: KeyDirectory, iri: str, requester: NamedNode, *, creat
         raise Forbidden(f"the train request is signed by {iri}, which is not a registered key")
     if record.controller != requester.value or record.use != "signing":
         raise Forbidden(f"the train request is signed by {iri}, which is not one of your signing keys")
-    if record.revoked is not None and now >= record.revoked:
+    why = record.unusable_because(created=created, now=now)
+    if why == "revoked" and record.revoked is not None:
         raise Forbidden(f"the train request is signed by {iri}, which was revoked at "
                         f"{record.revoked.isoformat()}; register new keys (pht keys rotate)")
-    if record.expires is not None and created >= record.expires:
+    if why == "rotated out" and record.expires is not None:
         raise Forbidden(f"the train request is signed by {iri}, which was rotated out at "
                         f"{record.expires.isoformat()}; sign with your current key")
