@@ -54,6 +54,7 @@ __all__ = [
     "new_request_id",
     "now_created",
     "parameter_datatypes",
+    "rdf_literal",
     "request_triples",
     "sign_request",
     "signed_document",
@@ -180,7 +181,9 @@ def now_created() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _lit(value: str | int | bool, dt: str | None = None) -> Literal:
+def rdf_literal(value: str | int | bool, dt: str | None = None) -> Literal:
+    """``value`` as a literal, typed ``xsd:{dt}`` if given (booleans in their lexical form, ``true``/``false``):
+    the one way the registry and the train request write their values."""
     if dt is not None:
         return Literal(str(value).lower() if isinstance(value, bool) else str(value), datatype=XSD[dt])
     return Literal(str(value))
@@ -190,26 +193,28 @@ def definition_triples(iris: ResourceIris, spec: DefinitionSpec) -> list[Triple]
     """The definition's content triples exactly as the registry stores them (without ``dcterms:created`` and
     ``prov:wasAttributedTo``, which the service adds). ``spec`` is assumed checked (``Registry`` checks it)."""
     d = iris.definition(spec.id)
-    triples = [Triple(d, RDF_TYPE, PHT.TrainDefinition), Triple(d, DCTERMS.identifier, _lit(spec.id)),
-               Triple(d, DCTERMS.title, _lit(spec.title)),
-               Triple(d, PHT.imageName, _lit(spec.image_name)), Triple(d, PHT.imageDigest, _lit(spec.image_digest)),
+    triples = [Triple(d, RDF_TYPE, PHT.TrainDefinition), Triple(d, DCTERMS.identifier, rdf_literal(spec.id)),
+               Triple(d, DCTERMS.title, rdf_literal(spec.title)),
+               Triple(d, PHT.imageName, rdf_literal(spec.image_name)),
+               Triple(d, PHT.imageDigest, rdf_literal(spec.image_digest)),
                Triple(d, PHT.mode, PHT.Incremental if spec.mode == "incremental" else PHT.Federated),
-               Triple(d, PHT.rounds, _lit(spec.rounds, "integer"))]
+               Triple(d, PHT.rounds, rdf_literal(spec.rounds, "integer"))]
     if spec.entrypoint:
-        triples.append(Triple(d, PHT.entrypoint, _lit(spec.entrypoint)))
+        triples.append(Triple(d, PHT.entrypoint, rdf_literal(spec.entrypoint)))
     if spec.aggregator:
         triples.append(Triple(d, PHT.aggregator, iris.station(spec.aggregator)))
     for i, sid in enumerate(spec.route):
         stop = NamedNode(f"{d.value}/stops/{i}")
         triples += [Triple(d, PHT.routeStop, stop), Triple(stop, RDF_TYPE, PHT.RouteStop),
-                    Triple(stop, PHT.stopIndex, _lit(i, "integer")), Triple(stop, PHT.station, iris.station(sid))]
+                    Triple(stop, PHT.stopIndex, rdf_literal(i, "integer")),
+                    Triple(stop, PHT.station, iris.station(sid))]
     for p in spec.parameters:
         pi = NamedNode(f"{d.value}/parameters/{p.name}")
         triples += [Triple(d, PHT.parameter, pi), Triple(pi, RDF_TYPE, PHT.Parameter),
-                    Triple(pi, PHT.parameterName, _lit(p.name)), Triple(pi, PHT.datatype, XSD[p.datatype]),
-                    Triple(pi, PHT.required, _lit(p.required, "boolean"))]
+                    Triple(pi, PHT.parameterName, rdf_literal(p.name)), Triple(pi, PHT.datatype, XSD[p.datatype]),
+                    Triple(pi, PHT.required, rdf_literal(p.required, "boolean"))]
         if p.default is not None:
-            triples.append(Triple(pi, PHT.defaultValue, _lit(p.default, p.datatype)))
+            triples.append(Triple(pi, PHT.defaultValue, rdf_literal(p.default, p.datatype)))
     return triples
 
 
@@ -227,8 +232,8 @@ def request_triples(iris: ResourceIris, request: TrainRequest, datatypes: Mappin
                Triple(node, PHT.resultRecipient, NamedNode(request.recipient))]
     for name, value in sorted(request.parameters.items()):
         binding = NamedNode(f"{request.id}/parameters/{name}")
-        triples += [Triple(node, PHT.parameterBinding, binding), Triple(binding, PHT.bindingName, _lit(name)),
-                    Triple(binding, PHT.bindingValue, _lit(value, datatypes.get(name, "string")))]
+        triples += [Triple(node, PHT.parameterBinding, binding), Triple(binding, PHT.bindingName, rdf_literal(name)),
+                    Triple(binding, PHT.bindingValue, rdf_literal(value, datatypes.get(name, "string")))]
     return triples
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from pyoxigraph import Literal, NamedNode, Quad
+from pyoxigraph import NamedNode, Quad
 
-from client.train_request import DefinitionSpec, ParameterSpec, definition_triples
+from client.train_request import DefinitionSpec, ParameterSpec, definition_triples, rdf_literal
 from graph_store import CENTRAL_GRAPH, DCAT, DCTERMS, ORG, PHT, PROV, RDF_TYPE, RDFS, XSD, ChangeSet, GraphStore
 
 from .errors import Forbidden, LifecycleError
@@ -57,12 +57,6 @@ class DatasetSpec:
     station: str
 
 
-def _lit(value: str | int | bool, dt: str | None = None) -> Literal:
-    if dt is not None:
-        return Literal(str(value).lower() if isinstance(value, bool) else str(value), datatype=XSD[dt])
-    return Literal(str(value))
-
-
 class Registry:
     """Writes registrations; reads go through the named queries."""
 
@@ -84,10 +78,10 @@ class Registry:
         unknown = sorted(set(spec.runtimes) - set(RUNTIMES))
         if unknown:
             raise LifecycleError(f"unknown runtime(s) {', '.join(unknown)}; use {', '.join(sorted(RUNTIMES))}")
-        quads = [Quad(s, RDF_TYPE, PHT.Station, G), Quad(s, DCTERMS.identifier, _lit(spec.id), G),
-                 Quad(s, DCTERMS.title, _lit(spec.title), G), Quad(s, PHT.ownedBy, owner, G),
+        quads = [Quad(s, RDF_TYPE, PHT.Station, G), Quad(s, DCTERMS.identifier, rdf_literal(spec.id), G),
+                 Quad(s, DCTERMS.title, rdf_literal(spec.title), G), Quad(s, PHT.ownedBy, owner, G),
                  Quad(owner, RDF_TYPE, ORG.Organization, G),
-                 Quad(owner, RDFS.label, _lit(spec.owner), G)]
+                 Quad(owner, RDFS.label, rdf_literal(spec.owner), G)]
         quads += station_key_quads(s, [multikey_of(k) for k in spec.public_keys])
         quads += [Quad(s, PHT.runtime, RUNTIMES[r], G) for r in spec.runtimes]
         self.store.apply(ChangeSet(insert=quads))
@@ -101,8 +95,8 @@ class Registry:
         d = self.iris.dataset(spec.id)
         self._new(d, "dataset", spec.id)
         quads = [Quad(d, RDF_TYPE, DCAT.Dataset, G),
-                 Quad(d, DCTERMS.identifier, _lit(spec.id), G),
-                 Quad(d, DCTERMS.title, _lit(spec.title), G),
+                 Quad(d, DCTERMS.identifier, rdf_literal(spec.id), G),
+                 Quad(d, DCTERMS.title, rdf_literal(spec.title), G),
                  Quad(d, PHT.heldBy, self.iris.station(spec.station), G)]
         self.store.apply(ChangeSet(insert=quads))
         return d
@@ -147,7 +141,7 @@ class Registry:
             return DefinitionWrite(d, (), parameters, tuple(quads))
         content = tuple(quads)
         quads += [Quad(d, DCTERMS.created,
-                       _lit(datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "dateTime"), G),
+                       rdf_literal(datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "dateTime"), G),
                   Quad(d, PROV.wasAttributedTo, self.iris.agent(principal.subject), G)]
         return DefinitionWrite(d, tuple(quads), parameters, content)
 
