@@ -73,12 +73,15 @@ def _not_sent(what: str) -> Iterator[None]:
 class CentralClient:
     """A connection to one central service as one principal (the token decides who you are).
 
-    ``transport`` lets tests pass an in-process ASGI app; ``timeout`` applies to every request.
+    ``transport`` lets tests pass an in-process ASGI app; ``timeout`` applies to every request. ``keys``: the
+    caller's own keys (a researcher's, as ``pht keys init`` saved and registered them): with them every train this
+    client submits is signed, and results encrypted to the caller are opened with them.
     """
 
     def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, keys: PartyKeys | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.party_keys = keys
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"} if token else {})
 
@@ -212,14 +215,14 @@ class CentralClient:
     # -- trains (researchers) -----------------------------------------------------------------------------
 
     def submit(self, definition: str, parameters: Mapping[str, str] | None = None) -> str:
-        """Submit a train of a registered definition; returns the train id."""
-        return self._text("POST", "/api/trains", "id", json={"definition": definition,
-                                                             "parameters": dict(parameters or {})})
+        """Submit a train of a registered definition, signed if this client holds the caller's keys; returns the
+        train id."""
+        return self.submit_train({"definition": definition, "parameters": dict(parameters or {})})
 
     def submit_train_file(self, document: Mapping[str, Any]) -> str:
         """Submit a train file's content (docs/train-definition.md): a definition id or a whole definition, which
         the service registers in the same write as the train or not at all, and the parameters; returns the
-        train id. Unsigned: :meth:`submit_train` with the researcher's keys signs it."""
+        train id. Signed if this client holds the caller's keys (see :meth:`submit_train`)."""
         return self.submit_train(document)
 
     def submit_train(self, document: Mapping[str, Any], keys: PartyKeys | None = None) -> str:
@@ -227,8 +230,10 @@ class CentralClient:
         as ``pht keys init`` saved and registered them) when given: the train request (``client.train_request``)
         of this definition and these parameters, with a new request id, signed by the registered signing key
         that is ``keys.signing`` and naming the current encryption key as the result's recipient. Returns the
-        train id; ``ClientError`` if the keys are not registered (or no longer current) or the service refuses."""
+        train id; ``ClientError`` if the keys are not registered (or no longer current) or the service refuses.
+        Without ``keys``, the client's own (``CentralClient(keys=...)``) sign it; with neither it goes unsigned."""
         body = dict(document)
+        keys = keys or self.party_keys
         if keys is not None:
             body["signature"] = self._sign(body, keys).model_dump()
         return self._text("POST", "/api/trains", "id", json=body)

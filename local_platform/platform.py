@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 
 from client import CentralClient
+from client.key_claims import keys_in
 from graph_store import EmbeddedStore
 from orchestrator import DEMO_SECRET, STATION_TOKEN_TTL_S, Role, Settings, create_app, issue_token
 from station import (
@@ -31,7 +32,7 @@ from station import (
     make_runtime,
 )
 from station_mpu import DEFAULT_POLICY, MpuSettings, create_mpu_app
-from trust import SIGNING_KEY_FILE
+from trust import SIGNING_KEY_FILE, PartyKeys
 
 from .setup import enroll_station
 
@@ -186,7 +187,7 @@ class LocalPlatform:
                                    state_dir=self.workdir / "stations" / spec.id,
                                    objects_url=f"file://{self.workdir / 'objects'}",
                                    runtime=self.runtime, poll_interval_s=self.poll_interval_s, limits=self.limits,
-                                   mpu_url=self.mpu_urls.get(spec.id))
+                                   mpu_url=self.mpu_urls.get(spec.id), keys_dir=self.workdir / "keys" / spec.id)
         agent = StationAgent(settings, runtime=runtime, objects=self.objects, policy_loader=lambda: spec.policy)
         thread = threading.Thread(target=agent.run, name=f"station-{spec.id}", daemon=True)
         thread.start()
@@ -222,9 +223,22 @@ class LocalPlatform:
         return issue_token(DEMO_SECRET, subject=subject, roles=[role], station=station, ttl_s=ttl)
 
     def client(self, subject: str = "alice", role: Role = Role.RESEARCHER, station: str | None = None) -> CentralClient:
-        client = CentralClient(self.url, self.token(subject, role, station))
+        """A client acting as ``subject``. A researcher's holds that researcher's keys (created and registered on
+        first use, as ``pht keys init`` does, under ``workdir/keys/researchers/``), so the trains it submits are
+        signed and the results encrypted to it open."""
+        token = self.token(subject, role, station)
+        keys = self.researcher_keys(subject, token) if role is Role.RESEARCHER else None
+        client = CentralClient(self.url, token, keys=keys)
         self._clients.append(client)
         return client
+
+    def researcher_keys(self, subject: str, token: str | None = None) -> PartyKeys:
+        """``subject``'s keys, created and registered at the central service the first time they are asked for."""
+        keys, new = keys_in(self.workdir / "keys" / "researchers" / subject)
+        if new:
+            with CentralClient(self.url, token or self.token(subject, Role.RESEARCHER)) as client:
+                client.register_keys(keys)
+        return keys
 
     def build_image(self, folder: Path, tag: str) -> TrainImage:
         """Build a train folder into an image (Docker), or take the folder itself (process runtime)."""

@@ -88,6 +88,7 @@ def setup_stations(client: CentralClient, out: Path, stations: Sequence[str], *,
             "PHT_STATION_DATASETS": f"{sid}-data={data.resolve()}", "PHT_STATION_STATE_DIR": home.resolve() / "state",
             "PHT_OBJECTS_URL": objects_url, "PHT_STATION_RUNTIME": runtime,
             "PHT_STATION_POLICY": (home / "policy.ttl").resolve(), "PHT_MPU_URL": f"http://127.0.0.1:{mpu_port + i}",
+            "PHT_STATION_KEYS_DIR": keys.resolve(),
             # both: the agent sends it with every event, the MPU refuses events without it
             "PHT_MPU_INGEST_TOKEN": secrets.token_urlsafe(32),
             # the MPU's /metrics answers only with it (give it to the Prometheus that scrapes the station)

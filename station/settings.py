@@ -35,6 +35,9 @@ class StationSettings:
     kubernetes_image_refs: Path | None = None  #: runtime "kubernetes": JSON file, image ID -> registry reference
     kubeconfig: Path | None = None  #: runtime "kubernetes" outside a cluster: its configuration file (KUBECONFIG)
     token_file: Path | None = None  #: where ``token`` came from (``PHT_STATION_TOKEN_FILE``); renewed tokens go there
+    #: the station's own key directory (``PHT_STATION_KEYS_DIR``: ``signing.pem``, ``encryption.pem``, as
+    #: ``pht station enroll`` wrote them): it opens the inputs encrypted to it and signs what it did
+    keys_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "StationSettings":
@@ -81,7 +84,8 @@ class StationSettings:
                    podman_url=environ.get("PHT_PODMAN_URL") or None,
                    kubernetes_namespace=environ.get("PHT_K8S_NAMESPACE") or None,
                    kubernetes_image_refs=Path(refs) if (refs := environ.get("PHT_K8S_IMAGE_REFS")) else None,
-                   kubeconfig=Path(kube) if (kube := environ.get("KUBECONFIG")) else None)
+                   kubeconfig=Path(kube) if (kube := environ.get("KUBECONFIG")) else None,
+                   keys_dir=Path(kd) if (kd := environ.get("PHT_STATION_KEYS_DIR", "").strip()) else None)
 
     def check(self) -> None:
         """Refuse settings that cannot work, before the agent touches anything."""
