@@ -1,32 +1,25 @@
-"""Who holds which public key: the registry's W3C Multikeys read back, and the rule that says when a key verifies.
+"""Who holds which public key: the registry's W3C Multikeys read back from the central graph.
 
-The rule, for every signature the platform checks (Data Integrity proofs, MPU batch signatures):
-
-* **Old signatures stay verifiable after rotation, new ones need the new key.** A key rotated out at ``expires``
-  (``sec:expiration``) verifies what was signed *before* ``expires`` (the proof's ``created``, the batch's
-  ``X-PHT-Created``), never what claims a later time.
-* **A revoked key verifies nothing from its revocation on.** Once ``now`` has reached ``revoked``
-  (``sec:revoked``), the key verifies no signature at all, whenever it claims to have been made: a revoked key
-  is one whose private half may be in other hands, and those hands can write any ``created`` they like.
-
-The rotation rule trusts the signer's ``created``: whoever still holds a rotated-out key can back-date a signature
-to before the rotation. That is why a key whose private half leaked is revoked, not rotated.
-See docs/security.md, "Key lifecycle".
+The rule that says when a key verifies is :class:`client.public_keys.PublicKeyRecord`'s (the stations and
+``pht verify`` decide with it too): old signatures stay verifiable after rotation, new ones need the new key; a
+revoked key verifies nothing from its revocation on. The rotation rule trusts the signer's ``created``: whoever
+still holds a rotated-out key can back-date a signature to before the rotation. That is why a key whose private
+half leaked is revoked, not rotated. See docs/security.md, "Key lifecycle".
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal as Use
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from pyoxigraph import Literal, NamedNode, QuerySolution
+from pyoxigraph import Literal, NamedNode
 
 from client.key_claims import ASSERTION_METHOD, KEY_AGREEMENT
+from client.public_keys import PublicKeyRecord, parse_time
 from graph_store import XSD, GraphStore
 from trust import KeyFormatError, KeyResolver, decode_multikey, decode_signing_key, encode_multikey
 
@@ -36,67 +29,6 @@ __all__ = ["USES", "KeyDirectory", "PublicKeyRecord", "literal_time", "multikey_
 
 USES: dict[str, NamedNode] = {"signing": ASSERTION_METHOD, "encryption": KEY_AGREEMENT}
 """A key's use (as the named queries and the API name it) -> the property linking its party to it."""
-
-
-def parse_time(value: str) -> datetime:
-    """An ``xsd:dateTime`` lexical form with a time zone as an aware datetime (ValueError otherwise)."""
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"the time {value!r} has no time zone")
-    return parsed
-
-
-@dataclass(frozen=True)
-class PublicKeyRecord:
-    """One registered public key as the registry holds it."""
-
-    iri: str
-    controller: str
-    use: Use["signing", "encryption"]
-    multibase: str
-    created: datetime
-    expires: datetime | None = None
-    revoked: datetime | None = None
-
-    def verifies(self, *, created: datetime, now: datetime) -> bool:
-        """Whether this key verifies a signature made at ``created`` when checked at ``now`` (the module's rule)."""
-        return self.unusable_because(created=created, now=now) is None
-
-    def unusable_because(self, *, created: datetime, now: datetime) -> Use["revoked", "rotated out"] | None:
-        """Why this key does not verify a signature made at ``created`` when checked at ``now`` (None: it does):
-        the module's rule, in this one place."""
-        if self.revoked is not None and now >= self.revoked:
-            return "revoked"
-        if self.expires is not None and created >= self.expires:
-            return "rotated out"
-        return None
-
-    @property
-    def current(self) -> bool:
-        """Neither rotated out nor revoked: the key new signatures (and encryptions) use."""
-        return self.expires is None and self.revoked is None
-
-    @classmethod
-    def from_row(cls, row: QuerySolution, *, iri: str | None = None, controller: str | None = None,
-                 use: str | None = None) -> PublicKeyRecord:
-        """From a row of ``party_keys``, ``verification_method`` or ``station_keys``; ``iri``, ``controller`` and
-        ``use`` give what the query took as a parameter or left implicit (``station_keys``: signing keys only)."""
-
-        def value(name: str) -> str | None:
-            term = row[name]
-            return None if term is None else str(term.value)
-
-        def time(name: str) -> datetime | None:
-            text = value(name)
-            return None if text is None else parse_time(text)
-
-        created = time("created")
-        kind = use or value("use")
-        if created is None or kind not in ("signing", "encryption"):
-            raise ValueError("a key's row needs its created time and use")
-        return cls(iri=iri or str(value("key")), controller=controller or str(value("controller")),
-                   use="signing" if kind == "signing" else "encryption", multibase=str(value("multibase")),
-                   created=created, expires=time("expires"), revoked=time("revoked"))
 
 
 def multikey_of(text: str) -> tuple[str, Use["signing", "encryption"]]:
