@@ -67,6 +67,11 @@ class WorkItem(BaseModel):
     requester: str = Field(default="", description="IRI of the agent the train is attributed to")
     definition: str = Field(default="", description="id of the train definition")
     parameters: dict[str, str] = Field(default={}, description="the train's parameter values by name")
+    request: str = Field(default="", description="the train's signed request as N-Triples, as the central graph "
+                                                 "holds it: the definition's content and the request node, i.e. the "
+                                                 "document the researcher signed; empty for an unsigned train")
+    request_proof: str = Field(default="", description="the request's Data Integrity proof (eddsa-rdfc-2022) as "
+                                                       "N-Triples of its proof node; empty for an unsigned train")
 
 
 class LeaseIn(Strict):

@@ -164,7 +164,7 @@ class Lifecycle:
                   else new_definition.parameters)
         values = self._parameter_values(params, parameters)
         if signature is None and self.settings.require_signed_trains:
-            raise Forbidden("this service accepts signed trains only (PHT_REQUIRE_SIGNED_TRAINS=1): create your keys "
+            raise Forbidden("this service accepts signed trains only (and stations run no other): create your keys "
                             "with pht keys init, then submit with pht train submit")
         train_id = str(uuid.uuid4())
         train = self.iris.train(train_id)

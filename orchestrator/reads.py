@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyoxigraph import NamedNode
+from pyoxigraph import NamedNode, Triple
 
 from client import WorkItem
 from client.key_claims import SEC_NS
@@ -76,6 +76,15 @@ def may_fetch_results(principal: Principal, *, requester: str, iris: Iris) -> bo
     if principal.has(Role.OPERATOR):
         return True
     return principal.has(Role.RESEARCHER) and iris.agent(principal.subject) == iris.agent(requester)
+
+
+def _signed_request(store: GraphStore, train: object) -> tuple[str, str]:
+    """A train's signed request and its proof as N-Triples (``train_request.rq``), each sorted; empty when the
+    train is unsigned. The station verifies them itself: this only copies what the graph holds."""
+    parts: dict[str, list[str]] = {"request": [], "proof": []}
+    for row in store.run_query("train_request", train=train):
+        parts[str(row["part"].value)].append(f"{Triple(row['s'], row['p'], row['o'])} .\n")
+    return "".join(sorted(parts["request"])), "".join(sorted(parts["proof"]))
 
 
 def check_station_scope(principal: Principal, station_id: str, what: str) -> None:
@@ -359,6 +368,7 @@ class Reads:
         parameters = {train: {text(p["name"]) or "": text(p["value"]) or ""
                               for p in self.store.run_query("train_parameters", train=train)}
                       for train in {r["train"] for r in rows}}  # once per train, not per execution
+        requests = {train: _signed_request(self.store, train) for train in {r["train"] for r in rows}}
         items = []
         for r in rows:
             digests = dict(pair.split("=", 1) for pair in (text(r["inputDigests"]) or "").split())
@@ -370,7 +380,8 @@ class Reads:
                 image_name=text(r["imageName"]) or "", image_digest=text(r["imageDigest"]) or "",
                 entrypoint=text(r["entrypoint"]), inputs=inputs, input_digests=[digests[i] for i in inputs],
                 requester=r["requester"].value, definition=text(r["definitionId"]) or "",
-                parameters=parameters[r["train"]]))
+                parameters=parameters[r["train"]], request=requests[r["train"]][0],
+                request_proof=requests[r["train"]][1]))
         return items
 
     def pending_decisions(self, principal: Principal, station_id: str) -> list[PendingDecision]:

@@ -71,11 +71,11 @@ class Settings:
     metrics_token: str | None = None
     """A bearer token (not a JWT, at least 32 characters) that may read ``GET /metrics`` and nothing else
     (``PHT_METRICS_TOKEN``), for Prometheus; operator tokens read it too."""
-    require_signed_trains: bool = False
-    """Refuse a train submitted without the researcher's signed request (``PHT_REQUIRE_SIGNED_TRAINS=1``). A signed
-    request is verified and stored whenever one is sent; this only decides about unsigned ones. Off by default in
-    this step because the stations do not verify the signature yet; the next step (stations verify before any
-    decision, approvals bound to the signed hash) turns it on by default."""
+    require_signed_trains: bool = True
+    """Refuse a train submitted without the researcher's signed request (on by default; ``PHT_REQUIRE_SIGNED_TRAINS=0``
+    turns it off). A signed request is verified and stored whenever one is sent; this only decides about unsigned
+    ones. Stations refuse unsigned trains whatever this says (``station/signed_requests.py``), so turning it off
+    only lets an unsigned train be submitted and then fail at its first station."""
     demo: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -149,6 +149,6 @@ class Settings:
             station_token_ttl_s=int(num("PHT_STATION_TOKEN_TTL_S", STATION_TOKEN_TTL_S)),
             revocation_cache_s=num("PHT_REVOCATION_CACHE_S", 2.0),
             metrics_token=e.get("PHT_METRICS_TOKEN") or None,
-            require_signed_trains=e.get("PHT_REQUIRE_SIGNED_TRAINS", "") == "1",
+            require_signed_trains=e.get("PHT_REQUIRE_SIGNED_TRAINS", "1") != "0",
             demo=e.get("PHT_DEMO", "") == "1",
         )

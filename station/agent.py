@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from client import CentralClient, CheckIn, ClientError, OutputIn, WorkItem
 
@@ -35,6 +36,7 @@ from .policy import PolicyError, StationPolicy, load_policy
 from .review import review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
 from .settings import StationSettings
+from .signed_requests import PINNED_KEYS_FILE, KeyPins, RegisteredKey, RequestRefused, SignedRequest, verify_work
 from .token import TokenRenewal
 
 log = logging.getLogger("pht.station")
@@ -232,7 +234,12 @@ class StationAgent:
     def _step(self, work: WorkItem, state: str) -> str | None:
         """One step from ``state``; returns the new state, or None when the station must wait."""
         if state == "queued":
-            reason = self.policy.auto_approval(image_digest=work.image_digest, requester=work.requester,
+            try:  # before any decision: is this exactly what the researcher signed?
+                signed = self._verified(work)
+            except RequestRefused as e:
+                return self._fail(work, "queued", str(e))
+            # the requester the policy matches is the verified signer
+            reason = self.policy.auto_approval(image_digest=work.image_digest, requester=signed.requester,
                                                definition=work.definition, entrypoint=work.entrypoint)
             # the code is recorded before the step: the admin approves what was recorded, nothing else runs
             if reason is None:
@@ -242,6 +249,10 @@ class StationAgent:
             return self._fire(work, "queued", "approved", reason)
         if state == "waiting-for-approval":
             if self.approvals.get(work.execution) is None:  # e.g. a new state folder: what the admin sees now
+                try:
+                    self._verified(work)
+                except RequestRefused as e:
+                    return self._fail(work, state, str(e))
                 self.approvals.record(work, how="requested")
             return None  # the admin decides
         if state in ("approved", "pulling", "running"):
@@ -257,6 +268,34 @@ class StationAgent:
         if state == "output-under-review":
             return self._maybe_release(work)
         return None
+
+    def _verified(self, work: WorkItem) -> SignedRequest:
+        """``work``'s signed request, verified (``station/signed_requests.py``) and not used for another train.
+
+        :raises RequestRefused: unsigned, not what was signed, an untrusted key, or a replayed request.
+        """
+        signed = verify_work(work, station=self.settings.station_id, keys=self._registered_keys,
+                             pins=KeyPins(self.settings.state_dir / PINNED_KEYS_FILE))
+        used_for = self.approvals.train_of(signed.request)
+        if used_for is not None and used_for != work.train:  # the rounds of one train are not a replay
+            raise RequestRefused(f"the signed request {signed.request} was already used for train {used_for}; a "
+                                 "request is good for one train")
+        return signed
+
+    def _registered_keys(self, researcher: str) -> list[RegisteredKey]:
+        """``researcher``'s public keys as the central registry lists them; a refusal if it lists none."""
+        subject = unquote(researcher.rsplit("agents/", 1)[-1])
+        try:
+            body = self.client.keys(researcher=subject)
+        except ClientError as e:
+            if e.status is not None and 400 <= e.status < 500:
+                raise RequestRefused(f"the central registry lists no keys of the requester {researcher} ({e})") \
+                    from None
+            raise
+        try:
+            return [RegisteredKey.from_wire(record) for record in body.get("keys") or []]
+        except (KeyError, TypeError, ValueError) as e:
+            raise RequestRefused(f"the central registry's keys of {researcher} are malformed ({e})") from None
 
     def _unapproved(self, work: WorkItem) -> str | None:
         """Why ``work`` may not run (it is not what this station approved), or None if it is."""

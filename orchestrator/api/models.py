@@ -217,7 +217,8 @@ class TrainIn(Strict):
                                   "your keys): the service rebuilds the signed document from this definition and "
                                   "these parameters, verifies the proof with your registered signing key and stores "
                                   "it with the train; refused (4xx, nothing written) if it does not verify. Without "
-                                  "it the train is unsigned, refused where PHT_REQUIRE_SIGNED_TRAINS=1")
+                                  "it the train is unsigned: refused unless PHT_REQUIRE_SIGNED_TRAINS=0, and "
+                                  "stations never run it")
 
 
 class Created(BaseModel):
