@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, StringConstraints
 from pyoxigraph import Literal, NamedNode, Quad, Triple
 
-from graph_store import CENTRAL_GRAPH, DCTERMS, PHT, RDF_TYPE, XSD, ChangeSet, ResourceIris
+from graph_store import CENTRAL_GRAPH, DCTERMS, PHT, PROV, RDF_TYPE, XSD, ChangeSet, ResourceIris
 from trust import create_proof
 
 from .wire import Strict
@@ -58,6 +58,8 @@ __all__ = [
     "request_triples",
     "sign_request",
     "signed_document",
+    "signed_request_document",
+    "SERVER_ADDED",
     "train_request_triples",
 ]
 
@@ -251,3 +253,27 @@ def train_request_triples(iris: ResourceIris, spec: DefinitionSpec, request: Tra
     """
     definition = definition_triples(iris, spec)
     return signed_document(definition, request_triples(iris, request, parameter_datatypes(definition)))
+
+
+SERVER_ADDED = frozenset({DCTERMS.created, PROV.wasAttributedTo})
+"""What the registry adds to a definition when it registers one: not part of its content, so not signed."""
+
+
+def signed_request_document(statements: Iterable[Triple | Quad], request: NamedNode) -> list[Triple]:
+    """The document ``request``'s proof signs, read back from RDF that holds it (the central graph, a work item, a
+    train's provenance): the request node and its parameter bindings, and its definition's content (the definition
+    without what the registry adds, its route stops and parameters), sorted.
+
+    :raises ValueError: ``request`` is not a train request naming one definition.
+    """
+    about: dict[object, list[Triple]] = {}
+    for s in statements:
+        about.setdefault(s.subject, []).append(Triple(s.subject, s.predicate, s.object))
+    own = about.get(request, [])
+    definitions = [t.object for t in own if t.predicate == PHT.ofDefinition]
+    if not any(t.predicate == RDF_TYPE and t.object == PHT.TrainRequest for t in own) or len(definitions) != 1:
+        raise ValueError(f"{request.value} is not a train request naming one definition")
+    definition = [t for t in about.get(definitions[0], []) if t.predicate not in SERVER_ADDED]
+    parts = [t.object for t in (*own, *definition) if t.predicate in (PHT.parameterBinding, PHT.routeStop,
+                                                                        PHT.parameter)]
+    return sorted({*own, *definition, *(t for part in parts for t in about.get(part, []))}, key=str)

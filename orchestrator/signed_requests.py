@@ -16,8 +16,8 @@ from datetime import datetime
 
 from pyoxigraph import NamedNode, Quad, Triple
 
-from client.train_request import RequestSignature, request_triples, signed_document
-from graph_store import CENTRAL_GRAPH, DCTERMS, PHT, PROV, RDF_TYPE, GraphStore
+from client.train_request import SERVER_ADDED, RequestSignature, request_triples, signed_document
+from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, GraphStore
 from trust import Proof, ProofError, verify_proof
 
 from .errors import Forbidden, IllegalTransition, InvalidValue, LifecycleError
@@ -27,8 +27,6 @@ from .naming import Iris
 __all__ = ["SERVER_ADDED", "definition_content", "signed_request_quads"]
 
 G = CENTRAL_GRAPH
-SERVER_ADDED = frozenset({DCTERMS.created, PROV.wasAttributedTo})
-"""What the registry adds to a definition when it registers one: not part of its content, so not signed."""
 
 
 def definition_content(store: GraphStore, definition: NamedNode, *, with_server_added: bool = True) -> list[Quad]:
