@@ -33,12 +33,13 @@ import pyoxigraph as ox
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from client import WorkItem
+from client.public_keys import PublicKeyRecord, parse_time
 from client.train_request import parameter_datatypes, rdf_literal
 from graph_store import CENTRAL_GRAPH, DCTERMS, PHT, RDF_TYPE, ChangeSet, ResourceIris
 from trust import KeyFormatError, Proof, ProofError, canonical_nquads, decode_signing_key, verify_proof
 
-__all__ = ["PINNED_KEYS_FILE", "KeyLookup", "KeyPins", "RegisteredKey", "RequestRefused", "SignedRequest",
-           "parse_ntriples", "signed_hash", "verify_work"]
+__all__ = ["PINNED_KEYS_FILE", "KeyLookup", "KeyPins", "RequestRefused", "SignedRequest",
+           "keys_from_wire", "parse_ntriples", "signed_hash", "verify_work"]
 
 PINNED_KEYS_FILE = "pinned-keys.json"
 SignedTerm = ox.NamedNode | ox.BlankNode | ox.Literal | ox.Triple
@@ -48,46 +49,25 @@ class RequestRefused(ValueError):
     """The work item is not exactly what its researcher signed (or is unsigned): one sentence saying why."""
 
 
-@dataclass(frozen=True)
-class RegisteredKey:
-    """One of a researcher's public keys as the central registry lists it (``GET /api/keys``)."""
+def keys_from_wire(body: Mapping[str, Any]) -> list[PublicKeyRecord]:
+    """A party's keys from ``GET /api/keys`` (``CentralClient.keys``).
 
-    iri: str
-    use: str
-    multibase: str
-    created: datetime
-    expires: datetime | None = None
-    revoked: datetime | None = None
-
-    @classmethod
-    def from_wire(cls, record: Mapping[str, Any]) -> RegisteredKey:
-        """From a ``KeyOut`` of ``GET /api/keys``. :raises KeyError, ValueError: a malformed record."""
-        def time(name: str) -> datetime | None:
-            value = record.get(name)
-            return None if not value else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-        created = time("created")
-        if created is None:
-            raise ValueError("a key without its created time")
-        return cls(iri=str(record["iri"]), use=str(record["use"]), multibase=str(record["multibase"]),
-                   created=created, expires=time("expires"), revoked=time("revoked"))
-
-    def unusable_because(self, *, created: datetime, now: datetime) -> str | None:
-        """Why this key does not verify a signature made at ``created`` checked at ``now``: the registry's rule
-        (``orchestrator/keys.py`` ``PublicKeyRecord.unusable_because``, which the station may not import)."""
-        if self.revoked is not None and now >= self.revoked:
-            return f"revoked at {self.revoked.isoformat()}"
-        if self.expires is not None and created >= self.expires:
-            return f"rotated out at {self.expires.isoformat()}"
-        return None
-
-    @property
-    def replaced(self) -> bool:
-        """Rotated out or revoked: a pin of it may move to the researcher's current key."""
-        return self.expires is not None or self.revoked is not None
+    :raises RequestRefused: a record is malformed.
+    """
+    party = str(body.get("party") or "")
+    try:
+        return [PublicKeyRecord(iri=str(r["iri"]), controller=party,
+                                use="signing" if r["use"] == "signing" else "encryption",
+                                multibase=str(r["multibase"]), created=parse_time(str(r["created"])),
+                                expires=parse_time(str(r["expires"])) if r.get("expires") else None,
+                                revoked=parse_time(str(r["revoked"])) if r.get("revoked") else None)
+                for r in body.get("keys") or []]
+    except (KeyError, TypeError, ValueError) as e:
+        raise RequestRefused(f"the central registry's keys of {party or 'the requester'} are malformed ({e})") \
+            from None
 
 
-KeyLookup = Callable[[str], Sequence[RegisteredKey]]
+KeyLookup = Callable[[str], Sequence[PublicKeyRecord]]
 """A researcher's registered keys by the researcher's IRI (the station asks the central registry)."""
 
 
@@ -111,8 +91,8 @@ def signed_hash(document: Sequence[ox.Triple]) -> str:
 def parse_ntriples(text: str, what: str) -> list[ox.Triple]:
     """``text`` as triples. :raises RequestRefused: it is not N-Triples."""
     try:
-        return [t for t in ox.parse(text.encode("utf-8"), format=ox.RdfFormat.N_TRIPLES)
-                if isinstance(t, ox.Triple)]
+        return [ox.Triple(q.subject, q.predicate, q.object)
+                for q in ox.parse(text.encode("utf-8"), format=ox.RdfFormat.N_TRIPLES)]
     except SyntaxError as e:
         raise RequestRefused(f"the train's {what} is not valid N-Triples ({e})") from None
 
@@ -206,26 +186,30 @@ def verify_work(work: WorkItem, *, station: str, keys: KeyLookup, pins: KeyPins,
 
 
 def _signing_key(proof: Proof, requester: str, keys: KeyLookup, *, created: datetime,
-                 now: datetime) -> RegisteredKey:
+                 now: datetime) -> PublicKeyRecord:
     """The requester's registered signing key that made ``proof``, if it verifies a proof made at ``created``."""
     for key in keys(requester):
         if key.iri == proof.verification_method and key.use == "signing":
             why = key.unusable_because(created=created, now=now)
-            if why is not None:
-                raise RequestRefused(f"the train request is signed by {key.iri}, which was {why}")
+            if why == "revoked" and key.revoked is not None:
+                raise RequestRefused(f"the train request is signed by {key.iri}, which was revoked at "
+                                     f"{key.revoked.isoformat()}")
+            if why is not None and key.expires is not None:
+                raise RequestRefused(f"the train request is signed by {key.iri}, which was rotated out at "
+                                     f"{key.expires.isoformat()} before the request was signed")
             return key
     raise RequestRefused(f"the train request is signed by {proof.verification_method}, which is not a signing key "
                          f"of its requester {requester}")
 
 
-def _check_pin(pins: KeyPins, requester: str, key: RegisteredKey, keys: KeyLookup) -> None:
+def _check_pin(pins: KeyPins, requester: str, key: PublicKeyRecord, keys: KeyLookup) -> None:
     """Refuse a key other than the one pinned for ``requester`` unless the registry says the pinned one was
     rotated out or revoked (then the new one replaces it once the proof verifies)."""
     pinned = pins.read().get(requester)
     if pinned is None or pinned == key.multibase:
         return
     record = next((k for k in keys(requester) if k.multibase == pinned), None)
-    if record is not None and record.replaced:
+    if record is not None and not record.current:
         return
     raise RequestRefused(f"the train request of {requester} is signed with key {key.multibase}, but this station "
                          f"pinned {pinned} for them, which the registry does not show as rotated out or revoked; if "

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
+from client import CentralClient
 from graph_store import EmbeddedStore
 from orchestrator.app import create_app
 from orchestrator.auth import issue_token
 from orchestrator.principal import Role
 from orchestrator.settings import DEMO_SECRET, Settings
+from trust import PartyKeys, generate_keys
 
 KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
 DIGEST = "sha256:" + "ab" * 32
@@ -63,3 +67,31 @@ def service(store: EmbeddedStore | None = None, settings: Settings = SETTINGS) -
     with TestClient(app) as client:
         register_world(client)
         yield client
+
+
+_RESEARCHER_KEYS: weakref.WeakKeyDictionary[httpx.Client, dict[str, PartyKeys]] = weakref.WeakKeyDictionary()
+
+
+def researcher(client: httpx.Client, headers: Mapping[str, str]) -> CentralClient:
+    """A :class:`CentralClient` for the caller of ``headers`` at the service ``client`` talks to (a TestClient or
+    an httpx.Client of a running service), holding that researcher's keys -- created and registered on first use,
+    as ``pht keys init`` does -- so every train it submits is signed. Close it after use."""
+    bearer = headers["Authorization"].removeprefix("Bearer ")
+    transport = client._transport if isinstance(client, TestClient) else None
+    base = "http://testserver" if isinstance(client, TestClient) else str(client.base_url)
+    central = CentralClient(base, bearer, transport=transport)
+    mine = _RESEARCHER_KEYS.setdefault(client, {})
+    party = str(central.keys()["party"])
+    if party not in mine:
+        mine[party] = generate_keys()
+        central.register_keys(mine[party], party)
+    central.party_keys = mine[party]
+    return central
+
+
+def signed(client: httpx.Client, headers: Mapping[str, str], document: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` (a train file's content: definition and parameters) with the signature the researcher of
+    ``headers`` adds (:func:`researcher`), to post as is to ``/api/trains``."""
+    with researcher(client, headers) as central:
+        assert central.party_keys is not None
+        return {**document, "signature": central._sign(document, central.party_keys).model_dump()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from api_helpers import ALICE, BOB, DIGEST, OPS, admin, service, station
+from api_helpers import ALICE, BOB, DIGEST, OPS, admin, service, signed, station
 from fastapi.testclient import TestClient
 
 
@@ -26,7 +26,7 @@ def walk(client: TestClient, eid: str, sid: str) -> None:
 
 
 def test_a_train_travels_its_route_through_the_api(client: TestClient) -> None:
-    r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}})
+    r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}}))
     assert r.status_code == 201, r.text
     tid = r.json()["id"]
     for i, sid in enumerate(("aachen", "leipzig", "cologne")):
@@ -44,7 +44,7 @@ def test_a_train_travels_its_route_through_the_api(client: TestClient) -> None:
 
 
 def test_work_carries_what_the_station_needs_and_the_output_arrives_with_its_release(client: TestClient) -> None:
-    tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "7"}}).json()["id"]
+    tid = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "7"}})).json()["id"]
     first = client.get("/api/stations/aachen/work", headers=station("aachen")).json()[0]
     assert first["parameters"] == {"MIN": "7"}
     assert first["definition"] == "count" and first["requester"].endswith("/alice")
@@ -77,7 +77,7 @@ def test_work_carries_what_the_station_needs_and_the_output_arrives_with_its_rel
 
 
 def test_illegal_step_is_409_naming_the_state(client: TestClient) -> None:
-    tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}}).json()["id"]
+    tid = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}})).json()["id"]
     r = client.post(f"/api/executions/{tid}.r1-s0/steps", headers=admin("aachen"), json={"to": "released"})
     assert r.status_code == 409
     assert "is queued" in r.json()["detail"]
@@ -102,7 +102,7 @@ def test_unknown_resources_are_404(client: TestClient) -> None:
 
 
 def test_someone_elses_train_is_refused(client: TestClient) -> None:
-    tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}}).json()["id"]
+    tid = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}})).json()["id"]
     assert client.get(f"/api/trains/{tid}", headers=BOB).status_code == 403
     assert client.post(f"/api/trains/{tid}/cancel", headers=BOB, json={}).status_code == 403
     assert client.get("/api/trains", headers=BOB).json()["total"] == 0
@@ -111,14 +111,14 @@ def test_someone_elses_train_is_refused(client: TestClient) -> None:
 
 
 def test_cancel_then_cancel_again_is_409(client: TestClient) -> None:
-    tid = client.post("/api/trains", headers=ALICE, json={"definition": "fedavg"}).json()["id"]
+    tid = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "fedavg"})).json()["id"]
     assert client.post(f"/api/trains/{tid}/cancel", headers=ALICE, json={"reason": "oops"}).status_code == 200
     r = client.post(f"/api/trains/{tid}/cancel", headers=ALICE, json={})
     assert r.status_code == 409 and "is cancelled" in r.json()["detail"]
 
 
 def test_pagination(client: TestClient) -> None:
-    ids = [client.post("/api/trains", headers=ALICE, json={"definition": "fedavg"}).json()["id"] for _ in range(5)]
+    ids = [client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "fedavg"})).json()["id"] for _ in range(5)]
     first = client.get("/api/trains", headers=ALICE, params={"limit": 2}).json()
     second = client.get("/api/trains", headers=ALICE, params={"limit": 2, "offset": 2}).json()
     rest = client.get("/api/trains", headers=ALICE, params={"limit": 2, "offset": 4}).json()

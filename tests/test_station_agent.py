@@ -27,6 +27,7 @@ from station.objects import LocalObjectStore
 from station.policy import FAILURE_EXIT_CODE, StationPolicy
 from station.runtimes.base import Limits
 from station.settings import StationSettings
+from trust import generate_keys
 
 pytestmark = pytest.mark.real_component("docker")
 REPO = Path(__file__).resolve().parent.parent
@@ -101,7 +102,9 @@ def world(tmp_path: Path, count_image: str) -> Iterator[World]:
             writer.writerows([i, v] for i, v in enumerate(values))
     with central_service() as central:
         ops = CentralClient(central.url, OPS["Authorization"].removeprefix("Bearer "))
-        researcher = CentralClient(central.url, bearer("alice", Role.RESEARCHER))
+        keys = generate_keys()  # alice's keys: every train she submits is signed, as stations require
+        researcher = CentralClient(central.url, bearer("alice", Role.RESEARCHER), keys=keys)
+        researcher.register_keys(keys)
         world = World(central, researcher, LocalObjectStore(tmp_path / "objects"), tmp_path, count_image, [ops, researcher])
         for sid in STATIONS:
             ops.register_station({"id": sid, "title": f"{sid} station", "owner": f"{sid} hospital",
