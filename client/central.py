@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
-from pyoxigraph import BlankNode, Literal, NamedNode, Triple
+from pyoxigraph import BlankNode, Literal, NamedNode, RdfFormat, Triple, parse
 
 from graph_store import ResourceIris
 from trust import PartyKeys, encode_multikey
@@ -328,6 +328,28 @@ class CentralClient:
         except GraphStoreError as e:
             raise ClientError(str(e)) from None
         return self.sparql(text)
+
+    def provenance(self, train: str) -> list[Triple]:
+        """The history of the train with IRI ``train`` as ``sparql_queries/train_provenance.rq`` gives it (what
+        ``client.execution_records.verify_chain`` checks), over what the caller may read."""
+        from graph_store import GraphStoreError, bind, named_query
+        try:
+            text = bind(named_query("train_provenance").text, {"train": NamedNode(train)})
+        except (GraphStoreError, ValueError) as e:
+            raise ClientError(str(e)) from None
+        try:
+            response = self._http.post("/sparql", data={"query": text}, headers={"Accept": "application/n-triples"})
+        except httpx.HTTPError as e:
+            raise ClientError(f"cannot reach the central service at {self.base_url}: {e}") from None
+        if response.status_code >= 400:
+            raise ClientError(f"the provenance of {train} was refused: HTTP {response.status_code}",
+                              status=response.status_code)
+        try:
+            return [Triple(q.subject, q.predicate, q.object)
+                    for q in parse(response.content, format=RdfFormat.N_TRIPLES)]
+        except SyntaxError as e:
+            raise ClientError(f"the central service answered the provenance of {train} with malformed N-Triples: "
+                              f"{str(e).splitlines()[0]}") from None
 
     def result_link(self, train_id: str, execution: str | None = None) -> dict[str, Any]:
         """A link to one released output of your train (``url``, ``sha256``, ``execution``, ``expires``): by default

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Literal as Choice
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, Triple
 
 from graph_store import PHT, PROV, RDF_TYPE, XSD
@@ -219,13 +219,13 @@ def verify_record(record: ExecutionRecord, proof: Proof, keys: dict[str, PublicK
     if why is not None:
         raise ProofError(f"the record of {record.execution} is signed by {proof.verification_method}, which is {why}")
 
-    def resolve(iri: str) -> object:
+    def resolve(iri: str) -> Ed25519PublicKey | None:
         try:
             return decode_signing_key(key.multibase) if iri == key.iri else None
         except KeyFormatError:
             return None
 
-    verify_proof(record.triples(), proof, resolve)  # type: ignore[arg-type]
+    verify_proof(record.triples(), proof, resolve)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,9 @@ class OutputIn(Strict):
     title: Annotated[str, StringConstraints(max_length=500)] = ""
     checks: list[CheckIn] = Field(default=[], max_length=50,
                                   description="the station's automatic review of the output (pht:OutputReview)")
+    record: Annotated[str, StringConstraints(max_length=16_384)] | None = Field(
+        default=None, description="the station's signed record of the execution (pht:ExecutionRecord and its Data "
+                                  "Integrity proof, as N-Triples; client/execution_records.py)")
 
 
 class StepIn(Strict):

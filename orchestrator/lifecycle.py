@@ -42,6 +42,8 @@ from graph_store import (
 
 from .chart import Chart, load_chart
 from .errors import Forbidden, IllegalTransition, InvalidValue, LifecycleError, NotFound
+from .execution_records import record_quads
+from .keys import KeyDirectory
 from .naming import Iris
 from .principal import Principal, Role
 from .settings import Settings
@@ -107,6 +109,8 @@ class OutputRecord:
     byte_size: int
     title: str = ""
     checks: Sequence[tuple[str, bool, str]] = ()
+    record: str | None = None
+    """The station's signed execution record (N-Triples of the record and its proof), stored with the release."""
 
 
 @dataclass
@@ -313,6 +317,10 @@ class Lifecycle:
             inserts.append(Quad(execution, PROV.endedAtTime, now, G))
         if output is not None:
             inserts += self._output_quads(execution_id, output)
+            if output.record is not None:
+                inserts += record_quads(KeyDirectory(self.store), execution=execution, train=ctx["train"],
+                                        station=ctx["station"], output_sha256=output.sha256, ntriples=output.record,
+                                        now=self.clock())
         follow_steps, follow_change = self._consequences(execution, ctx, target, reason,
                                                          output_recorded=output is not None)
         self._commit(steps + follow_steps, ChangeSet(insert=inserts + list(follow_change.insert),

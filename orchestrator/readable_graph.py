@@ -9,11 +9,12 @@ API, the web view and SPARQL show a caller the same trains:
 - the vocabulary and the shapes;
 - the registry as published: stations, their owners, datasets, train definitions with their routes and
   parameters (in the central graph), and the stations' own descriptions (stations and datasets in the station
-  graphs);
+  graphs); every party's public keys (``sec:Multikey`` nodes and the ``sec:assertionMethod``/``sec:keyAgreement``
+  links naming their party, as ``GET /api/keys`` shows them to every caller), so anyone can verify a signature;
 - for each train the caller may see: the train and its parameter values, its signed request (the request node,
-  its parameter bindings and the proof ``{train}/request-proof``), its executions, their outputs and the
-  outputs' reviews with their checks, and every event about the train or its executions, in whichever graph it
-  was recorded (the central lifecycle's, a station MPU's);
+  its parameter bindings and the proof ``{train}/request-proof``), its executions, their stations' signed
+  records with their proofs, their outputs and the outputs' reviews with their checks, and every event about
+  the train or its executions, in whichever graph it was recorded (the central lifecycle's, a station MPU's);
 - for a station admin: the whole graph of their station.
 
 Everything else (other researchers' trains, leases, other stations' events about trains the caller cannot see)
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 from pyoxigraph import BlankNode, NamedNode, Quad
 
+from client.key_claims import ASSERTION_METHOD, KEY_AGREEMENT, MULTIKEY
 from graph_store import (
     CENTRAL_GRAPH,
     DCAT,
@@ -112,6 +114,10 @@ class ReadableGraphs:
             for cls in PUBLIC_CLASSES:
                 for typed in match(None, RDF_TYPE, cls, graph):
                     yield from match(typed.subject, None, None, graph)
+        keys = [q.subject for q in match(None, RDF_TYPE, MULTIKEY, CENTRAL_GRAPH)]
+        yield from _whole(match, keys, CENTRAL_GRAPH)
+        for use in (ASSERTION_METHOD, KEY_AGREEMENT):
+            yield from match(None, use, None, CENTRAL_GRAPH)
         own = None
         if who.has(Role.STATION_ADMIN) and who.station:
             try:
@@ -151,6 +157,8 @@ class ReadableGraphs:
         yield from _whole(match, _objects(match(train, PHT.requestProof, None, g)), g)
         executions = [q.subject for q in match(None, PHT.ofTrain, train, g)]
         yield from _whole(match, executions, g)
+        yield from _whole(match, [q.object for e in executions for link in (PHT.executionRecord, PHT.recordProof)
+                                  for q in match(e, link, None, g)], g)
         outputs = [q.subject for e in executions for q in match(None, PROV.wasGeneratedBy, e, g)]
         yield from _whole(match, outputs, g)
         reviews = [q.subject for o in outputs for q in match(None, PHT.reviewOf, o, g)]

@@ -35,6 +35,7 @@ from .setup_commands import setup
 from .station_commands import station_app
 from .train_commands import ask, train_app
 from .train_scaffold import new_train
+from .verify_command import verify
 
 app = typer.Typer(
     help="Knowledge-graph-centric Personal Health Train platform.",
@@ -73,6 +74,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(mpu_app, name="mpu")
 app.add_typer(keys_app, name="keys")
 app.command("ask")(ask)
+app.command("verify")(verify)
 app.command("setup")(setup)
 
 token_app = typer.Typer(help="Local bearer tokens for the embedded default (HS256).", no_args_is_help=True)

@@ -66,7 +66,7 @@ def station_router(s: Services) -> APIRouter:
         """Move an execution to the next state of the chart; 409 says which state it is in."""
         output = None if body.output is None else OutputRecord(
             body.output.sha256, body.output.byte_size, body.output.title,
-            [(c.name, c.passed, c.detail) for c in body.output.checks])
+            [(c.name, c.passed, c.detail) for c in body.output.checks], body.output.record)
         state = life.step(principal, execution_id=execution_id, to=body.to, reason=body.reason, used=body.used,
                           output=output)
         return StepOut(execution=execution_id, state=state)

@@ -1,0 +1,70 @@
+"""The station-signed record that comes with a release: checked, then stored beside the output it accounts for.
+
+The station signs what it did (``client.execution_records``); the central service cannot change that record
+unnoticed, but it refuses one that would only make ``pht verify`` fail later: a record about another execution,
+train or station, naming another output than the one released, in a form a station does not sign, or whose
+signature does not verify with a signing key of the execution's station (revoked and rotated-out keys verify
+nothing new). Accepted, the record and its proof are written in the same write as the release, linked from the
+execution (``pht:executionRecord``, ``pht:recordProof``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyoxigraph import NamedNode, Quad, RdfFormat, Triple, parse
+
+from client.execution_records import ExecutionRecord, RecordError, proof_node, record_node, verify_record
+from graph_store import CENTRAL_GRAPH, PHT
+from trust import Proof, ProofError
+
+from .errors import Forbidden, InvalidValue
+from .keys import KeyDirectory
+
+__all__ = ["MAX_RECORD_BYTES", "record_quads"]
+
+G = CENTRAL_GRAPH
+MAX_RECORD_BYTES = 16_384
+"""A record and its proof are about 2 KB with a handful of inputs; an aggregation of 50 stations stays far below."""
+
+
+def record_quads(directory: KeyDirectory, *, execution: NamedNode, train: NamedNode, station: NamedNode,
+                 output_sha256: str, ntriples: str, now: datetime) -> list[Quad]:
+    """The quads that store the signed record ``ntriples`` (the record and its proof as N-Triples) of
+    ``execution``, released with the output ``output_sha256``.
+
+    :raises InvalidValue: (422) the text is not N-Triples of one record and its proof, or the record is about
+        another execution, train or station, or names another output.
+    :raises Forbidden: (403) the signature does not verify with a current signing key of ``station``.
+    """
+    if len(ntriples.encode("utf-8")) > MAX_RECORD_BYTES:
+        raise InvalidValue(f"the execution record is larger than {MAX_RECORD_BYTES} bytes")
+    node, proof_at = record_node(execution.value), proof_node(execution.value)
+    try:
+        triples = [Triple(q.subject, q.predicate, q.object)
+                   for q in parse(ntriples.encode("utf-8"), format=RdfFormat.N_TRIPLES)]
+    except SyntaxError as e:
+        raise InvalidValue(f"the execution record is not N-Triples: {str(e).splitlines()[0]}") from None
+    strangers = {t.subject for t in triples} - {node, proof_at}
+    if strangers:
+        raise InvalidValue(f"the execution record speaks of {min(str(s) for s in strangers)}, which is neither "
+                           f"the record {node.value} nor its proof")
+    try:
+        record = ExecutionRecord.from_statements(triples, node)
+        proof = Proof.from_quads(triples, proof_at)
+    except (RecordError, ProofError) as e:
+        raise InvalidValue(f"the execution record cannot be read: {e}") from None
+    if record.train != train.value or record.station != station.value:
+        raise InvalidValue(f"the execution record names train {record.train} at station {record.station}, not this "
+                           "execution's")
+    if record.output_digest != output_sha256:
+        raise InvalidValue(f"the execution record names the output {record.output_digest}, not the released "
+                           f"{output_sha256}")
+    key = directory.record(proof.verification_method)
+    try:
+        verify_record(record, proof, {key.iri: key} if key is not None else {}, now=now)
+    except ProofError as e:
+        raise Forbidden(f"the execution record's signature was refused: {e}") from None
+    return ([Quad(t.subject, t.predicate, t.object, G) for t in record.triples()]
+            + [Quad(t.subject, t.predicate, t.object, G) for t in proof.to_triples(proof_at)]
+            + [Quad(execution, PHT.executionRecord, node, G), Quad(execution, PHT.recordProof, proof_at, G)])
