@@ -19,6 +19,7 @@ from graph_store import NO_FILTER, PHT
 from ..api.deps import Services
 from ..principal import Principal
 from ..reads import Event, Execution, PendingDecision, Train, local_name, planned_executions
+from ..verification import train_verdict
 from .session import PageError
 
 __all__ = ["ANY", "ID_PATTERN", "EventRow", "ExecutionRow", "PendingItem", "Snapshot", "TrainFacts", "TrainPage",
@@ -140,6 +141,11 @@ class TrainPage:
     timelines: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
     """(label, execution id or '' for the train itself, [(state, time), ...])."""
     events: list[EventRow] = field(default_factory=list)
+    verified: bool = False
+    """Whether the train's history verifies (``verification.py``: the researcher's signature, every station's)."""
+    breaks: list[str] = field(default_factory=list)
+    """What does not verify, one sentence each (empty when verified or when nothing is signed yet)."""
+    signed_hops: int = 0
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,7 @@ def train_page(s: Services, principal: Principal, train_id: str) -> TrainPage:
     execs = [_execution_row(e) for e in read.executions]
     snapshot = train_snapshot(s, facts, execs)
     events = train_events(s, facts.train)
+    verdict = train_verdict(s.store, facts.train)
     by_slot = {(e.round, e.slot): e for e in execs}
     route = []
     for n in range(1, read.rounds + 1):
@@ -225,7 +232,8 @@ def train_page(s: Services, principal: Principal, train_id: str) -> TrainPage:
                      definition=read.definition_id, definition_title=read.definition_title,
                      mode=local_name(read.mode.value).lower(), rounds=read.rounds, aggregator=read.aggregator,
                      snapshot=snapshot, route=route, timelines=_timelines(events, execs, snapshot.state),
-                     events=events)
+                     events=events, verified=verdict.verified, breaks=verdict.breaks,
+                     signed_hops=verdict.verified_hops)
 
 
 # -- a station's pending decisions -------------------------------------------------------------------------
