@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from client import CentralClient, CheckIn, ClientError, OutputIn, WorkItem
+from client.public_keys import PublicKeyRecord
 
 from . import archive, contract
 from .approvals import ApprovalLedger, differences
@@ -36,7 +37,7 @@ from .policy import PolicyError, StationPolicy, load_policy
 from .review import review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
 from .settings import StationSettings
-from .signed_requests import PINNED_KEYS_FILE, KeyPins, RegisteredKey, RequestRefused, SignedRequest, verify_work
+from .signed_requests import PINNED_KEYS_FILE, KeyPins, RequestRefused, SignedRequest, keys_from_wire, verify_work
 from .token import TokenRenewal
 
 log = logging.getLogger("pht.station")
@@ -282,7 +283,7 @@ class StationAgent:
                                  "request is good for one train")
         return signed
 
-    def _registered_keys(self, researcher: str) -> list[RegisteredKey]:
+    def _registered_keys(self, researcher: str) -> list[PublicKeyRecord]:
         """``researcher``'s public keys as the central registry lists them; a refusal if it lists none."""
         subject = unquote(researcher.rsplit("agents/", 1)[-1])
         try:
@@ -292,10 +293,7 @@ class StationAgent:
                 raise RequestRefused(f"the central registry lists no keys of the requester {researcher} ({e})") \
                     from None
             raise
-        try:
-            return [RegisteredKey.from_wire(record) for record in body.get("keys") or []]
-        except (KeyError, TypeError, ValueError) as e:
-            raise RequestRefused(f"the central registry's keys of {researcher} are malformed ({e})") from None
+        return keys_from_wire(body)
 
     def _unapproved(self, work: WorkItem) -> str | None:
         """Why ``work`` may not run (it is not what this station approved), or None if it is."""
@@ -306,7 +304,8 @@ class StationAgent:
                     "what it approved")
         changed = differences(approved, work)
         if changed:
-            return (f"the {', '.join(changed)} changed after station {station} approved execution {work.execution}; "
+            named = ", ".join(changed[:-1]) + " and " + changed[-1] if len(changed) > 1 else changed[0]
+            return (f"the {named} changed after station {station} approved execution {work.execution}; "
                     "the station runs only what it approved")
         return None
 

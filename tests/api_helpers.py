@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import weakref
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +16,7 @@ from orchestrator.app import create_app
 from orchestrator.auth import issue_token
 from orchestrator.principal import Role
 from orchestrator.settings import DEMO_SECRET, Settings
-from trust import PartyKeys, generate_keys
+from trust import PartyKeys, encode_multikey, generate_keys
 
 KEY = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n-----END PUBLIC KEY-----\n"
 DIGEST = "sha256:" + "ab" * 32
@@ -69,24 +69,40 @@ def service(store: EmbeddedStore | None = None, settings: Settings = SETTINGS) -
         yield client
 
 
-_RESEARCHER_KEYS: weakref.WeakKeyDictionary[httpx.Client, dict[str, PartyKeys]] = weakref.WeakKeyDictionary()
+_RESEARCHER_KEYS: dict[str, PartyKeys] = {}
+_KEYS_LOCK = threading.Lock()  # clients of several threads (test_durability) share a researcher's keys
+
+
+def holding_keys(central: CentralClient) -> CentralClient:
+    """``central`` (a researcher's client) holding that researcher's keys, registered at its service as ``pht keys
+    init`` does (reused while the service still lists them, else new ones registered or rotated in), so every
+    train it submits is signed. Returns ``central``."""
+    with _KEYS_LOCK:
+        return _holding_keys(central)
+
+
+def _holding_keys(central: CentralClient) -> CentralClient:
+    mine = central.keys()
+    party, registered = str(mine["party"]), {k["multibase"] for k in mine.get("keys") or ()
+                                            if not k.get("expires") and not k.get("revoked")}
+    keys = _RESEARCHER_KEYS.get(party)
+    if keys is None or encode_multikey(keys.signing.public_key()) not in registered:
+        keys = _RESEARCHER_KEYS[party] = generate_keys()
+        if mine.get("keys"):
+            central.rotate_keys(keys)
+        else:
+            central.register_keys(keys, party)
+    central.party_keys = keys
+    return central
 
 
 def researcher(client: httpx.Client, headers: Mapping[str, str]) -> CentralClient:
     """A :class:`CentralClient` for the caller of ``headers`` at the service ``client`` talks to (a TestClient or
-    an httpx.Client of a running service), holding that researcher's keys -- created and registered on first use,
-    as ``pht keys init`` does -- so every train it submits is signed. Close it after use."""
+    an httpx.Client of a running service), holding that researcher's keys (:func:`holding_keys`). Close it."""
     bearer = headers["Authorization"].removeprefix("Bearer ")
-    transport = client._transport if isinstance(client, TestClient) else None
-    base = "http://testserver" if isinstance(client, TestClient) else str(client.base_url)
-    central = CentralClient(base, bearer, transport=transport)
-    mine = _RESEARCHER_KEYS.setdefault(client, {})
-    party = str(central.keys()["party"])
-    if party not in mine:
-        mine[party] = generate_keys()
-        central.register_keys(mine[party], party)
-    central.party_keys = mine[party]
-    return central
+    if isinstance(client, TestClient):
+        return holding_keys(CentralClient("http://testserver", bearer, transport=client._transport))
+    return holding_keys(CentralClient(str(client.base_url), bearer))
 
 
 def signed(client: httpx.Client, headers: Mapping[str, str], document: Mapping[str, Any]) -> dict[str, Any]:

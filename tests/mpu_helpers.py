@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_helpers import ALICE, OPS, SETTINGS, station
+from api_helpers import ALICE, OPS, SETTINGS, signed, station
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
@@ -68,7 +68,7 @@ def register(client: Any, keys: StationKeys) -> dict[str, str]:
 
 
 def new_train(client: Any) -> dict[str, str]:
-    r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {}})
+    r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {}}))
     assert r.status_code == 201, r.text
     train = r.json()["id"]
     return {"train": train, "aachen": f"{train}.r1-s0", "leipzig": f"{train}.r1-s1"}

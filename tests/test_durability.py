@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import ALICE, OPS, admin, register_world, service, station
+from api_helpers import ALICE, OPS, admin, register_world, service, signed, station
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, EmbeddedStore
@@ -175,7 +175,7 @@ class Driver:
     def submit(self) -> str | None:
         definition = self.rng.choice(["count", "fedavg"])
         body = {"definition": definition, "parameters": {"MIN": "3"} if definition == "count" else {}}
-        r = self.client.post("/api/trains", headers=ALICE, json=body)
+        r = self.client.post("/api/trains", headers=ALICE, json=signed(self.client, ALICE, body))
         if not self.expect(r, 201, "submit"):
             return None
         tid = str(r.json()["id"])
@@ -597,7 +597,7 @@ def test_the_invariants_catch_impossible_states(tampering: str) -> None:
     store = EmbeddedStore()
     store.load_vocabulary()  # not empty: api_helpers.service replaces an empty (falsy) store by a new one
     with service(store) as client:
-        r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}})
+        r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}}))
         tid = r.json()["id"]
         eid = f"{tid}.r1-s0"
         for to, who in (("waiting-for-approval", station), ("approved", admin)):

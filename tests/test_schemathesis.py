@@ -19,7 +19,7 @@ import hypothesis
 import hypothesis.strategies as st
 import pytest
 import schemathesis
-from api_helpers import ALICE, OPS, SETTINGS, admin, register_world, station
+from api_helpers import ALICE, OPS, SETTINGS, admin, register_world, signed, station
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from schemathesis.checks import not_a_server_error
@@ -57,7 +57,7 @@ def seeded_app() -> FastAPI:
             ("output-under-review", station))
     for definition, parameters, steps in (("count", {"MIN": "3"}, 0), ("count", {"MIN": "4"}, 4),
                                           ("count", {"MIN": "5"}, 5), ("fedavg", {}, 2)):
-        r = client.post("/api/trains", headers=ALICE, json={"definition": definition, "parameters": parameters})
+        r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": definition, "parameters": parameters}))
         assert r.status_code == 201, r.text
         tid = r.json()["id"]
         eid = f"{tid}.r1-s0"

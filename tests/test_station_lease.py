@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import ALICE, DIGEST, KEY, OPS, station, token
+from api_helpers import ALICE, DIGEST, KEY, OPS, holding_keys, station, token
 from central_thread import Central, central_service
 from polling import wait_for
 from pyoxigraph import Literal, NamedNode, Quad
@@ -197,14 +197,14 @@ def test_an_agent_that_lost_its_lease_takes_no_step_and_says_so(central: Central
             second.poll_once()
         time.sleep(1.1)  # the first agent was paused past its lease (e.g. its host hung): the second may start
         second.poll_once()
-        with CentralClient(central.url, bearer(ALICE)) as alice:
+        with holding_keys(CentralClient(central.url, bearer(ALICE))) as alice:
             train = alice.submit("count")
         with caplog.at_level(logging.ERROR, logger="pht.station"), pytest.raises(LeaseLost) as lost:
             first.run()  # it wakes up: its renewal is refused, so it stops without taking any step
         assert "this agent" in str(lost.value) and "lost its lease and stops taking work" in str(lost.value)
         assert second.lease.holder in str(lost.value)
         assert any("lost its lease" in r.getMessage() for r in caplog.records)
-        with CentralClient(central.url, bearer(ALICE)) as alice:
+        with holding_keys(CentralClient(central.url, bearer(ALICE))) as alice:
             assert alice.train(train)["executions"][0]["state"] == "queued", "the first agent took no step"
         assert lease_of(central)["holder"] == second.lease.holder  # type: ignore[index]
     finally:
@@ -227,7 +227,7 @@ def test_an_idle_poll_logs_at_debug_and_what_happens_at_info(central: Central, t
         assert all(r.levelno == logging.DEBUG and r.name == "pht.station" for r in polls)
         info = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
         assert len(info) == 1 and "holds the station's lease" in info[0], info  # nothing per poll
-        with CentralClient(central.url, bearer(ALICE)) as alice:
+        with holding_keys(CentralClient(central.url, bearer(ALICE))) as alice:
             train = alice.submit("count")
         wait_for("the decision logged", lambda: any(f"{train}.r1-s0 -> waiting-for-approval" in r.getMessage()
                                                     and r.levelno == logging.INFO for r in caplog.records))

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import httpx
-from api_helpers import ALICE, DIGEST, OPS, SETTINGS
+from api_helpers import ALICE, DIGEST, OPS, SETTINGS, holding_keys
 from central_thread import central_service
 from polling import wait_for
 from servers import free_port
@@ -80,7 +80,7 @@ def test_the_settings_pht_setup_writes_start_a_real_mpu_and_agent_whose_events_n
         mpu = subprocess.Popen([*PHT_CLI, "mpu", "serve"], cwd=tmp_path, env=env, stdout=logs["mpu"],
                                stderr=subprocess.STDOUT)
         agent: subprocess.Popen[bytes] | None = None
-        alice = CentralClient(central.url, ALICE["Authorization"][7:])
+        alice = holding_keys(CentralClient(central.url, ALICE["Authorization"][7:]))
         try:
             wait_for("the MPU answers", lambda: answers(env["PHT_MPU_URL"] + "/health"), timeout_s=60, interval_s=0.2)
             alice.register_definition({"id": "count", "title": "count", "image_name": "pht/count",
@@ -169,7 +169,7 @@ def test_the_readme_deployment_by_hand_runs_a_train_through_every_station_and_it
         for i in range(3):
             wait_for(f"MPU {i} answers", lambda: answers(f"http://127.0.0.1:{mpu_port + i}/health"), timeout_s=60, interval_s=0.2)
         stations = ("aachen", "leipzig", "cologne")
-        with CentralClient(f"http://127.0.0.1:{port}", alice) as client:
+        with holding_keys(CentralClient(f"http://127.0.0.1:{port}", alice)) as client:
             client.register_definition({
                 "id": "count", "title": "count", "image_name": str(tmp_path / "trains" / "cohort-count"),
                 "image_digest": digest.group(0), "mode": "incremental", "route": list(stations),

@@ -20,7 +20,7 @@ import httpx
 import jsonschema
 import pytest
 import typer
-from api_helpers import ALICE, DIGEST, SETTINGS, register_world, service
+from api_helpers import ALICE, DIGEST, SETTINGS, register_world, service, signed
 from central_thread import Central, central_service
 from fastapi.testclient import TestClient
 from rich.console import Console
@@ -300,7 +300,7 @@ def test_the_same_definition_again_is_accepted_and_other_content_is_409_naming_w
         assert "'d1'" in detail and f"image_digest (registered {DIGEST}, given {OTHER_DIGEST})" in detail
         assert "route (registered aachen, leipzig, given aachen)" in detail and "title" not in detail
         # inline in a train: the same content is reused, other content refused alike
-        r = client.post("/api/trains", headers=ALICE, json={"definition": body, "parameters": {"N": "1"}})
+        r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": body, "parameters": {"N": "1"}}))
         assert r.status_code == 201, r.text
         after_train = len(store)
         r = client.post("/api/trains", headers=ALICE, json={"definition": {**body, "parameters": []}})
@@ -318,7 +318,7 @@ def test_a_train_with_a_new_definition_is_one_write_or_none() -> None:
             r = client.post("/api/trains", headers=ALICE, json={"definition": definition("d2"), "parameters": parameters})
             assert r.status_code == status and says in r.json()["detail"], r.text
             assert len(store) == before
-        r = client.post("/api/trains", headers=ALICE, json={"definition": definition("d2"), "parameters": {"N": "7"}})
+        r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": definition("d2"), "parameters": {"N": "7"}}))
         assert r.status_code == 201, r.text
         assert client.get(f"/api/trains/{r.json()['id']}", headers=ALICE).json()["definition"] == "d2"
         assert client.get("/api/definitions", headers=ALICE).json()["total"] == listed + 1
@@ -340,12 +340,29 @@ def train_file(tmp_path: Path, name: str, document: dict[str, Any]) -> str:
     return str(path)
 
 
+_ALICE_KEYS: dict[str, str] = {}
+
+
+def alice_keys(central: Central) -> str:
+    """Alice's key folder for ``central``, made and registered with ``pht keys init`` the first time."""
+    if central.url not in _ALICE_KEYS:
+        folder = tempfile.mkdtemp(prefix="alice-keys-")
+        done = pht("keys", "init", "--dir", folder, "--central", central.url, token=ALICE["Authorization"].split()[1])
+        assert done.returncode == 0, done.stderr
+        _ALICE_KEYS[central.url] = folder
+    return _ALICE_KEYS[central.url]
+
+
 def submit(central: Central, path: str) -> subprocess.CompletedProcess[str]:
-    return pht("train", "submit", path, "--central", central.url, token=ALICE["Authorization"].split()[1])
+    """``pht train submit`` as alice, signed with her keys (:func:`alice_keys`)."""
+    keys = alice_keys(central)
+    return pht("train", "submit", path, "--central", central.url, "--keys", keys,
+               token=ALICE["Authorization"].split()[1])
 
 
 def test_a_refused_submit_writes_nothing(central: Central, tmp_path: Path) -> None:
     """Before, the CLI registered the definition and then the train was refused: the definition stayed."""
+    alice_keys(central)
     before = len(central.store)
     too_large = train_file(tmp_path, "large", {"definition": definition("cli-large"), "parameters": {"N": "7" * 1001}})
     assert "at most 1000 characters" in one_sentence_error(submit(central, too_large))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from api_helpers import ALICE, SETTINGS, admin, register_world, station
+from api_helpers import ALICE, SETTINGS, admin, register_world, signed, station
 from fastapi.testclient import TestClient
 
 from graph_store import EmbeddedStore
@@ -16,7 +16,7 @@ def test_a_train_whose_next_station_never_comes_fails_naming_that_station() -> N
     settings = dataclasses.replace(SETTINGS, station_timeout_s=1.0)
     with TestClient(create_app(settings, store=EmbeddedStore())) as client:
         register_world(client)
-        tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}}).json()["id"]
+        tid = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}})).json()["id"]
         eid = f"{tid}.r1-s0"
         for to, who in (("approved", station), ("pulling", station), ("running", station)):
             assert client.post(f"/api/executions/{eid}/steps", headers=who("aachen"), json={"to": to}).status_code == 200
@@ -41,7 +41,7 @@ def test_waiting_for_a_person_never_expires() -> None:
     settings = dataclasses.replace(SETTINGS, station_timeout_s=0.5)
     with TestClient(create_app(settings, store=EmbeddedStore())) as client:
         register_world(client)
-        tid = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}}).json()["id"]
+        tid = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}})).json()["id"]
         assert client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"),
                            json={"to": "waiting-for-approval"}).status_code == 200
         time.sleep(2.0)

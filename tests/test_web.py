@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import jwt
 import pytest
-from api_helpers import ALICE, BOB, OPS, SETTINGS, admin, service, station
+from api_helpers import ALICE, BOB, OPS, SETTINGS, admin, service, signed, station
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from test_api import walk
@@ -34,7 +34,7 @@ def client() -> Iterator[TestClient]:
 
 def submit(client: TestClient, definition: str = "count", who: dict[str, str] = ALICE) -> str:
     body = {"definition": definition, "parameters": {"MIN": "5"} if definition == "count" else {}}
-    r = client.post("/api/trains", headers=who, json=body)
+    r = client.post("/api/trains", headers=who, json=signed(client, who, body))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 

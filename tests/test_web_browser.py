@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import ALICE, OPS, admin, register_world, station
+from api_helpers import ALICE, OPS, admin, register_world, signed, station
 from central_thread import Central, central_service
 from conftest import require_component
 
@@ -106,7 +106,7 @@ def severe_console_messages(driver: object) -> list[str]:
 
 def submit(api: httpx.Client, definition: str = "count") -> str:
     body = {"definition": definition, "parameters": {"MIN": "5"} if definition == "count" else {}}
-    r = api.post("/api/trains", headers=ALICE, json=body)
+    r = api.post("/api/trains", headers=ALICE, json=signed(api, ALICE, body))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 

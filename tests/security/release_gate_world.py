@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_helpers import KEY, OPS, admin, token
+from api_helpers import KEY, OPS, admin, signed, token
 from central_thread import Central, central_service
 
 from client import CentralClient
@@ -114,8 +114,9 @@ class World:
         assert r.status_code == 201, r.text
 
     def submit(self, did: str, **parameters: str) -> str:
-        r = self.http.post("/api/trains", headers=token("alice", Role.RESEARCHER),
-                           json={"definition": did, "parameters": parameters or {"MIN": "5"}})
+        alice = token("alice", Role.RESEARCHER)
+        r = self.http.post("/api/trains", headers=alice,
+                           json=signed(self.http, alice, {"definition": did, "parameters": parameters or {"MIN": "5"}}))
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 

@@ -58,7 +58,9 @@ def test_an_edit_after_the_approval_is_not_run_and_the_failure_names_it(world: W
     execution = world.train(tid)["executions"][0]
     assert execution["state"] == "failed"
     reason = next(r for r in world.reasons(tid) if "changed after" in r)
-    assert f"the {field} changed after station aachen approved execution {eid}" in reason, reason
+    # the edit changed the definition's content, which the researcher signed: the approval's signed hash differs too
+    assert f"the {field} and signed train request changed after station aachen approved execution {eid}" in reason, \
+        reason
     assert OTHER_DIGEST not in reason and EVIL not in reason, "the reason names the field, not the values"
 
 

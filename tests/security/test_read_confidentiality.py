@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import ALICE, BOB, OPS, admin, service
+from api_helpers import ALICE, BOB, OPS, admin, service, signed
 from fastapi.testclient import TestClient
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, parse
 
@@ -24,7 +24,7 @@ SECRET = "8675309"
 @pytest.fixture()
 def world() -> Iterator[tuple[TestClient, str]]:
     with service() as client:
-        r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": SECRET}})
+        r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": SECRET}}))
         assert r.status_code == 201, r.text
         yield client, r.json()["id"]
 

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from api_helpers import ALICE, BOB, DIGEST, OPS, SETTINGS, admin, register_world, service, station
+from api_helpers import ALICE, BOB, DIGEST, OPS, SETTINGS, admin, register_world, service, signed, station
 from central_thread import central_service
 from fastapi.testclient import TestClient
 from servers import S3Server
@@ -64,7 +64,7 @@ def finished_train(client: TestClient | httpx.Client, who: dict[str, str], url: 
     packed = tmp / f"{uuid.uuid4().hex}.tar.gz"
     packed.write_bytes(content)
     sha = hashlib.sha256(content).hexdigest() if url is None else object_store_from_url(url).put_file(packed)
-    r = client.post("/api/trains", headers=who, json={"definition": "solo", "parameters": {}})
+    r = client.post("/api/trains", headers=who, json=signed(client, who, {"definition": "solo", "parameters": {}}))
     assert r.status_code == 201, r.text
     tid = r.json()["id"]
     eid = f"{tid}.r1-s0"
@@ -213,7 +213,7 @@ def test_a_link_to_an_object_gone_from_the_store_is_a_404(make_world: Callable[[
 def test_results_are_not_served_without_an_object_store(tmp_path: Path) -> None:
     with service() as client:  # the operator set no PHT_RESULTS_STORE_URL
         assert client.post("/api/definitions", headers=ALICE, json=SOLO).status_code == 201
-        running = client.post("/api/trains", headers=ALICE, json={"definition": "solo", "parameters": {}}).json()["id"]
+        running = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "solo", "parameters": {}})).json()["id"]
         r = client.get(f"/api/trains/{running}/result", headers=ALICE)
         assert r.status_code == 409 and "not finished" in one_sentence(r)
         tid, _ = finished_train(client, ALICE, None, b"a result", tmp_path)

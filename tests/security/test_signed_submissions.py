@@ -32,6 +32,7 @@ from graph_store import CENTRAL_GRAPH, PHT, EmbeddedStore, ResourceIris
 from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
 from orchestrator.readable_graph import ReadableGraphs
+from orchestrator.settings import DEMO_SECRET, Settings
 from trust import PartyKeys, encode_multikey, generate_keys
 
 BASE = "https://pht.example.org/id/"
@@ -191,21 +192,22 @@ def test_a_result_recipient_that_is_not_the_requesters_key_is_refused(
     refused(client, store, body, 403, "is not your current encryption key")
 
 
-def test_unsigned_submissions_are_refused_when_signed_trains_are_required() -> None:
-    store = EmbeddedStore()
-    with service(store, replace(SETTINGS, require_signed_trains=True)) as client:
-        refused(client, store, {"definition": "count", "parameters": {"MIN": "1"}}, 403,
-                "accepts signed trains only")
-        keys = register(client, ALICE)
-        r = client.post("/api/trains", headers=ALICE, json=signed_body(keys))
-        assert r.status_code == 201, r.text
-
-
-def test_unsigned_submissions_are_accepted_by_default(world: tuple[TestClient, EmbeddedStore]) -> None:
-    client, _ = world
-    assert not SETTINGS.require_signed_trains
-    r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "1"}})
+def test_unsigned_submissions_are_refused_by_default(world: tuple[TestClient, EmbeddedStore]) -> None:
+    client, store = world
+    assert SETTINGS.require_signed_trains and Settings.from_env({"PHT_JWT_SECRET": DEMO_SECRET, "PHT_DEMO": "1"}).require_signed_trains
+    refused(client, store, {"definition": "count", "parameters": {"MIN": "1"}}, 403, "accepts signed trains only")
+    keys = register(client, ALICE)
+    r = client.post("/api/trains", headers=ALICE, json=signed_body(keys))
     assert r.status_code == 201, r.text
+
+
+def test_unsigned_submissions_are_accepted_when_signed_trains_are_not_required() -> None:
+    """PHT_REQUIRE_SIGNED_TRAINS=0 lets an unsigned train in (stations still refuse it: test_signed_trains.py)."""
+    assert not Settings.from_env({"PHT_JWT_SECRET": DEMO_SECRET, "PHT_DEMO": "1", "PHT_REQUIRE_SIGNED_TRAINS": "0"}
+                                 ).require_signed_trains
+    with service(EmbeddedStore(), replace(SETTINGS, require_signed_trains=False)) as client:
+        r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "1"}})
+        assert r.status_code == 201, r.text
 
 
 def test_the_request_and_proof_are_readable_by_the_trains_readers_only(

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from api_helpers import ALICE, OPS, SETTINGS, admin, register_world, service, station
+from api_helpers import ALICE, OPS, SETTINGS, admin, register_world, service, signed, station
 from central_thread import central_service
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
@@ -296,7 +296,7 @@ def test_the_central_metrics_need_an_operator_or_the_metrics_token() -> None:
 
 def test_the_central_metrics_name_no_train_and_no_researcher() -> None:
     with service() as client:
-        train = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "1"}})
+        train = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "1"}}))
         assert train.status_code == 201, train.text
         tid = train.json()["id"]
         client.get(f"/api/trains/{tid}", headers=ALICE)

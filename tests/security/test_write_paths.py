@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import principals
 import pytest
-from api_helpers import ALICE, BOB, OPS, admin, service, station
+from api_helpers import ALICE, BOB, OPS, admin, service, signed, station
 from fastapi.testclient import TestClient
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, parse
 
@@ -63,7 +63,7 @@ class Platform:
     store: EmbeddedStore
 
     def train(self) -> str:
-        r = self.client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "5"}})
+        r = self.client.post("/api/trains", headers=ALICE, json=signed(self.client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}}))
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
@@ -272,7 +272,9 @@ def test_one_train_the_watchdog_cannot_fail_does_not_leave_another_running(caplo
     store.load_vocabulary()
     t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     clock = [t0]
-    life = Lifecycle(store, Settings(jwt_secret=DEMO_SECRET, demo=True), clock=lambda: clock[0])
+    # the lifecycle engine's watchdog, no stations: unsigned trains (signing: test_signed_submissions.py)
+    life = Lifecycle(store, Settings(jwt_secret=DEMO_SECRET, demo=True, require_signed_trains=False),
+                     clock=lambda: clock[0])
     alice, ops = principals.ALICE, principals.OPERATOR
     reg = Registry(store, life.iris)
     reg.station(ops, StationSpec("aachen", "aachen station", "aachen hospital", [principals.KEY]))
