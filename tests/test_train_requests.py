@@ -9,13 +9,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pyoxigraph as ox
 import pytest
-from api_helpers import ALICE, DIGEST, register_world, service
+from api_helpers import ALICE, DIGEST, SETTINGS, register_world, service
 from central_thread import central_service
 from conftest import require_component
 from fastapi.testclient import TestClient
@@ -170,14 +171,15 @@ def test_the_client_signs_and_the_service_verifies_stores_and_shows_it(
                  lambda method: keys.signing.public_key() if method == signing_iri else None)
 
 
-def test_an_unsigned_train_shows_unsigned(world: tuple[TestClient, EmbeddedStore]) -> None:
-    client, _ = world
-    r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "1"}})
-    assert r.status_code == 201, r.text
-    shown = client.get(f"/api/trains/{r.json()['id']}", headers=ALICE).json()
-    assert shown["signed"] is False and shown["signed_by"] is None
-    listed = client.get("/api/trains", headers=ALICE).json()["items"]
-    assert [t["signed"] for t in listed] == [False]
+def test_an_unsigned_train_shows_unsigned() -> None:
+    """Where unsigned trains are accepted (PHT_REQUIRE_SIGNED_TRAINS=0), one is shown unsigned."""
+    with service(EmbeddedStore(), replace(SETTINGS, require_signed_trains=False)) as client:
+        r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "1"}})
+        assert r.status_code == 201, r.text
+        shown = client.get(f"/api/trains/{r.json()['id']}", headers=ALICE).json()
+        assert shown["signed"] is False and shown["signed_by"] is None
+        listed = client.get("/api/trains", headers=ALICE).json()["items"]
+        assert [t["signed"] for t in listed] == [False]
 
 
 def test_the_client_refuses_to_sign_with_keys_it_has_not_registered(world: tuple[TestClient, EmbeddedStore]) -> None:
@@ -239,20 +241,19 @@ def test_pht_train_submit_signs_with_the_keys_pht_keys_init_wrote_and_says_when_
         train_file.write_text(json.dumps({"definition": "count", "parameters": {"MIN": "2"}}))
         keys = tmp_path / "keys"
         unsigned = pht("train", "submit", str(train_file), "--central", served.url, "--keys", str(keys), token=token)
-        assert unsigned.returncode == 0, unsigned.stderr
-        assert f"no keys in {keys}: submitted unsigned" in unsigned.stderr
+        # without keys: unsigned, which the service refuses by default (one sentence, exit 1)
+        assert unsigned.returncode == 1 and "Traceback" not in unsigned.stderr, unsigned.stderr
+        assert "accepts signed trains only" in unsigned.stderr, unsigned.stderr
         init = pht("keys", "init", "--central", served.url, "--dir", str(keys), token=token)
         assert init.returncode == 0, init.stderr
         signed = pht("train", "submit", str(train_file), "--central", served.url, "--keys", str(keys), token=token)
         assert signed.returncode == 0 and signed.stderr == "", signed.stderr
         with httpx.Client(base_url=served.url, headers=ALICE) as http:
-            shown = {tid: http.get(f"/api/trains/{tid}").json()["signed"]
-                     for tid in (unsigned.stdout.strip(), signed.stdout.strip())}
-        assert shown == {unsigned.stdout.strip(): False, signed.stdout.strip(): True}
+            assert http.get(f"/api/trains/{signed.stdout.strip()}").json()["signed"] is True
         # keys it cannot read: one sentence, exit 1, nothing submitted
         (keys / "signing.pem").write_text("not a key")
         broken = pht("train", "submit", str(train_file), "--central", served.url, "--keys", str(keys), token=token)
         assert broken.returncode == 1 and "Traceback" not in broken.stderr
         assert broken.stderr.startswith(f"error: cannot read your keys in {keys}: ")
         with httpx.Client(base_url=served.url, headers=ALICE) as http:
-            assert http.get("/api/trains").json()["total"] == 2
+            assert http.get("/api/trains").json()["total"] == 1
