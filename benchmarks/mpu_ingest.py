@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from _service import auth, free_port, start_service  # noqa: E402
 
+from client import CentralClient  # noqa: E402
 from graph_store import tune_garbage_collection  # noqa: E402
 from orchestrator.principal import Role  # noqa: E402
 from station_mpu import (  # noqa: E402
@@ -58,6 +59,7 @@ from station_mpu import (  # noqa: E402
 )
 from station_mpu._mpu import _ntriples  # noqa: E402
 from station_mpu._outbox import Pending  # noqa: E402
+from trust import generate_keys  # noqa: E402
 
 BATCH = 500
 
@@ -73,7 +75,10 @@ def register(url: str, key: Ed25519PrivateKey) -> tuple[str, str]:
         c.post("/api/definitions", headers=alice, json={
             "id": "count", "title": "count", "image_name": "pht/count", "image_digest": "sha256:" + "ab" * 32,
             "mode": "incremental", "route": ["aachen"]}).raise_for_status()
-        train = c.post("/api/trains", headers=alice, json={"definition": "count", "parameters": {}}).json()["id"]
+    keys = generate_keys()  # trains are signed (the service requires it by default)
+    with CentralClient(url, alice["Authorization"].removeprefix("Bearer "), keys=keys) as researcher:
+        researcher.register_keys(keys)
+        train = researcher.submit("count")
     return train, f"{train}.r1-s0"
 
 

@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     args = parser.parse_args()
     ops, alice = auth("ops", Role.OPERATOR), auth("alice", Role.RESEARCHER)
-    settings = Settings(jwt_secret=DEMO_SECRET, demo=True)
+    # the pages over the lifecycle engine's trains (Lifecycle.submit, no stations): unsigned
+    settings = Settings(jwt_secret=DEMO_SECRET, demo=True, require_signed_trains=False)
     with tempfile.TemporaryDirectory(prefix="bench-web-") as folder, \
             EmbeddedStore(Path(folder) / "store") as store, TestClient(create_app(settings, store=store)) as client:
         t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from .runtimes.base import Limits, Runtime, RuntimeFailure
 from .runtimes.factory import CONTAINER_ENGINES, make_runtime
 from .runtimes.process import DEFAULT_PATH, ProcessRuntime, default_unisolated_path, folder_digest
 from .settings import StationSettings, StationSettingsError
+from .signed_requests import KeyPins, RequestRefused, SignedRequest, verify_work
 
 __all__ = [
     "ApprovalLedger",
@@ -24,6 +25,7 @@ __all__ = [
     "CONTAINER_ENGINES",
     "DEFAULT_PATH",
     "Holding",
+    "KeyPins",
     "LeaseLost",
     "LeaseRefused",
     "Limits",
@@ -31,8 +33,10 @@ __all__ = [
     "ObjectStoreError",
     "PolicyError",
     "ProcessRuntime",
+    "RequestRefused",
     "Runtime",
     "RuntimeFailure",
+    "SignedRequest",
     "StationAgent",
     "StationPolicy",
     "StationSettings",
@@ -48,4 +52,5 @@ __all__ = [
     "object_store_from_url",
     "quiet_request_logs",
     "release",
+    "verify_work",
 ]
