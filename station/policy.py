@@ -40,6 +40,8 @@ class StationPolicy:
                       entrypoint: str | None = None) -> str | None:
         """The reason the execution may run without an admin, or None if an admin must decide.
 
+        ``requester`` is the verified signer of the train request (the agent checks the signature first,
+        ``station/signed_requests.py``), so a requester rule cannot be met by a train merely attributed to someone.
         The lists match what runs, not only where it comes from: an execution whose definition overrides the
         image's command (``entrypoint``, which the researcher chooses, e.g. ``sh -c ...``) is auto-approved only
         if that exact command is one of ``approve_commands``."""
