@@ -119,9 +119,13 @@ class KeyPins:
         return {str(k): v for k, v in pins.items()}
 
     def pin(self, researcher: str, multibase: str) -> None:
-        """Pin ``multibase`` as ``researcher``'s signing key (replacing an earlier pin)."""
+        """Pin ``multibase`` as ``researcher``'s signing key (replacing an earlier pin; nothing written if it is
+        pinned already)."""
         with self._lock:
-            pins = {**self.read(), researcher: multibase}
+            pins = self.read()
+            if pins.get(researcher) == multibase:
+                return
+            pins[researcher] = multibase
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
             try:
@@ -165,12 +169,14 @@ def verify_work(work: WorkItem, *, station: str, keys: KeyLookup, pins: KeyPins,
         raise RequestRefused(f"the signed request's created time {created_text!r} is not a time") from None
     if created.tzinfo is None:
         raise RequestRefused(f"the signed request's created time {created_text!r} has no time zone")
-    key = _signing_key(proof, requester, keys, created=created, now=now or datetime.now(UTC))
+    # asked once, so the key and the pin are judged on the same answer; only keys the requester controls count
+    registered = [k for k in keys(requester) if k.controller == requester]
+    key = _signing_key(proof, requester, registered, created=created, now=now or datetime.now(UTC))
     try:
         public = decode_signing_key(key.multibase)
     except KeyFormatError:
         raise RequestRefused(f"the registry's key {key.iri} is not an Ed25519 Multikey") from None
-    _check_pin(pins, requester, key, keys)
+    _check_pin(pins, requester, key, registered)
 
     def resolve(method: str) -> Ed25519PublicKey | None:
         return public if method == key.iri else None
@@ -185,10 +191,10 @@ def verify_work(work: WorkItem, *, station: str, keys: KeyLookup, pins: KeyPins,
                          signed_hash=signed_hash(document))
 
 
-def _signing_key(proof: Proof, requester: str, keys: KeyLookup, *, created: datetime,
+def _signing_key(proof: Proof, requester: str, registered: Sequence[PublicKeyRecord], *, created: datetime,
                  now: datetime) -> PublicKeyRecord:
     """The requester's registered signing key that made ``proof``, if it verifies a proof made at ``created``."""
-    for key in keys(requester):
+    for key in registered:
         if key.iri == proof.verification_method and key.use == "signing":
             why = key.unusable_because(created=created, now=now)
             if why == "revoked" and key.revoked is not None:
@@ -202,13 +208,13 @@ def _signing_key(proof: Proof, requester: str, keys: KeyLookup, *, created: date
                          f"of its requester {requester}")
 
 
-def _check_pin(pins: KeyPins, requester: str, key: PublicKeyRecord, keys: KeyLookup) -> None:
+def _check_pin(pins: KeyPins, requester: str, key: PublicKeyRecord, registered: Sequence[PublicKeyRecord]) -> None:
     """Refuse a key other than the one pinned for ``requester`` unless the registry says the pinned one was
     rotated out or revoked (then the new one replaces it once the proof verifies)."""
     pinned = pins.read().get(requester)
     if pinned is None or pinned == key.multibase:
         return
-    record = next((k for k in keys(requester) if k.multibase == pinned), None)
+    record = next((k for k in registered if k.multibase == pinned), None)
     if record is not None and not record.current:
         return
     raise RequestRefused(f"the train request of {requester} is signed with key {key.multibase}, but this station "
