@@ -8,6 +8,7 @@ never called and the execution has no output.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -327,3 +328,20 @@ def test_a_work_item_that_differs_from_its_signed_request_is_refused(
     assert str(refusal.value) == reason
     with pytest.raises(RequestRefused, match="^station leipzig is not on the signed route$"):
         verify_work(work, station="leipzig", keys=lambda _: keys, pins=pins)
+
+
+def test_after_a_rotation_the_researchers_new_key_replaces_the_pin(world: World) -> None:
+    world.define("count")
+    runtime = recording()
+    agent = world.agent("aachen", AUTO, runtime)
+    first = world.submit("count")
+    agent.poll_once()
+    pinned = world.tmp / "state" / "aachen" / PINNED_KEYS_FILE
+    before = json.loads(pinned.read_text())[ALICE]
+    with CentralClient(world.central.url, token("alice", Role.RESEARCHER)["Authorization"][7:]) as alice:
+        alice.rotate_keys(generate_keys())  # pht keys rotate: the pinned key is rotated out
+    second = world.submit("count")  # signed with alice's current key (api_helpers.holding_keys)
+    agent.poll_once()
+    assert [world.train(t)["state"] for t in (first, second)] == ["finished", "finished"], world.reasons(second)
+    after = json.loads(pinned.read_text())[ALICE]
+    assert after != before and after.startswith("z6Mk")
