@@ -41,6 +41,7 @@ import pytest
 from api_helpers import ALICE, OPS, admin, register_world, service, signed, station
 from pyoxigraph import Literal, NamedNode, Quad
 
+from client import ClientError
 from graph_store import CENTRAL_GRAPH, EmbeddedStore
 from orchestrator.chart import Chart, load_chart
 from orchestrator.settings import DEMO_SECRET
@@ -249,7 +250,7 @@ def traffic(url: str, ledger: Ledger, seed: int, stop: threading.Event, killed: 
                 tid = rng.choice(mine)
                 if driver.advance(tid, mischief=0.04) in TERMINAL_TRAIN:
                     mine.remove(tid)
-        except (httpx.TransportError, AssertionError) as e:
+        except (httpx.TransportError, ClientError, AssertionError) as e:  # ClientError: signing asks the service too
             if not killed.is_set():
                 with ledger.lock:
                     ledger.errors.append(f"client failed before the kill: {e!r}")
