@@ -56,6 +56,7 @@ def read_env(path: Path) -> dict[str, str]:
 class Platform:
     def __init__(self, central: Central, homes: dict[str, Path]) -> None:
         self.central, self.homes = central, homes
+        self.alice_keys = Path()
         self.agents = [StationAgent(StationSettings.from_env({**read_env(home / "station.env"),
                                                               "PHT_STATION_POLL_INTERVAL": "0.2"}),
                                     runtime=DockerRuntime()) for home in homes.values()]
@@ -87,6 +88,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             token_file = Path(read_env(home / "station.env")["PHT_STATION_TOKEN_FILE"])
             assert token_file.read_text().strip(), "a token was issued (PHT_DEMO=1)"
         p = Platform(central, homes)
+        # alice's keys (pht keys init): her trains are signed, as the service and the stations require
+        p.alice_keys = out.parent / "alice-keys"
+        done = pht("keys", "init", "--dir", str(p.alice_keys), "--central", central.url,
+                   who=token("alice", Role.RESEARCHER))
+        assert done.returncode == 0, done.stderr
         try:
             yield p
         finally:
@@ -109,7 +115,7 @@ def test_submit_watch_fetch_and_ask(platform: Platform, tmp_path: Path) -> None:
     central = ("--central", platform.central.url)
     params = {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"}
     done = pht("train", "submit", str(train_file(tmp_path, "count", "trains/cohort-count", STATIONS, params)),
-               *central, who=alice)
+               *central, "--keys", str(platform.alice_keys), who=alice)
     assert done.returncode == 0, done.stderr
     tid = done.stdout.strip()
     watched = pht("train", "watch", tid, *central, "--interval", "0.2", "--timeout", "120", who=alice)
@@ -144,7 +150,8 @@ def test_an_invalid_train_file_gets_the_shacl_report(platform: Platform, tmp_pat
     path.write_text(json.dumps({"definition": {
         "id": "bad", "title": "bad", "image_name": "x", "image_digest": "latest", "mode": "incremental",
         "route": ["aachen"]}, "parameters": {}}))
-    done = pht("train", "submit", str(path), "--central", platform.central.url, who=token("alice", Role.RESEARCHER))
+    done = pht("train", "submit", str(path), "--central", platform.central.url, "--keys", str(platform.alice_keys),
+               who=token("alice", Role.RESEARCHER))
     assert done.returncode == 1
     assert "violates the shapes" in done.stderr and "sha256" in done.stderr, done.stderr
 
@@ -154,7 +161,7 @@ def test_a_failure_at_the_second_station_names_station_and_step_and_keeps_the_fi
     alice = token("alice", Role.RESEARCHER)
     central = ("--central", platform.central.url)
     path = train_file(tmp_path, "fail-second", "tests/fixtures/trains/fail-second", ("aachen", "leipzig"), {})
-    tid = pht("train", "submit", str(path), *central, who=alice).stdout.strip()
+    tid = pht("train", "submit", str(path), *central, "--keys", str(platform.alice_keys), who=alice).stdout.strip()
     watched = pht("train", "watch", tid, *central, "--interval", "0.2", "--timeout", "120", who=alice)
     assert watched.returncode == 1
     text = " ".join(watched.stdout.split())
