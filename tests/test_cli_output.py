@@ -36,7 +36,9 @@ def test_a_refused_train_file_shows_each_violations_focus_node_path_value_and_me
         with httpx.Client(base_url=central.url) as http:
             register_world(http)
             api = http.post("/api/definitions", headers=ALICE, json=BAD_DEFINITION)  # what the API sends
-        done = pht("train", "submit", str(path), "--central", central.url, token=ALICE["Authorization"].split()[1])
+        alice, keys = ALICE["Authorization"].split()[1], str(tmp_path / "keys")
+        assert pht("keys", "init", "--dir", keys, "--central", central.url, token=alice).returncode == 0
+        done = pht("train", "submit", str(path), "--central", central.url, "--keys", keys, token=alice)
     assert api.status_code == 422
     results = api.json()["report"]["results"]
     assert results and all(r["focusNode"] and r["resultPath"] and r["value"] for r in results)
