@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pyoxigraph import BlankNode, Literal, NamedNode, Triple
 
 from graph_store import ResourceIris
-from trust import PartyKeys, encode_multikey
+from trust import PartyKeys, SealError, encode_multikey, open_sealed_file
 
 from .key_claims import prove_possession
 from .train_request import (
@@ -374,6 +374,27 @@ class CentralClient:
             raise ClientError(f"the result of train {train_id} has different content than recorded (sha256 "
                               f"{digest.hexdigest()}, not {sha256}); nothing was kept")
         os.replace(temp, target)
+        return sha256
+
+    def open_result(self, train_id: str, target: Path, *, execution: str | None = None) -> str:
+        """Download a released output (:meth:`download_result`: verified against the ciphertext digest the graph
+        records) and open it with this client's encryption key (``CentralClient(keys=...)``) into the file
+        ``target``: the plain packed output. ``target`` appears only if all of it decrypted; the ciphertext is not
+        kept. Returns the ciphertext's digest. ``ClientError`` (one sentence) without keys, or when the output is
+        not encrypted to this key (an intermediate output is encrypted to the next station, not to you)."""
+        if self.party_keys is None:
+            raise ClientError(f"the result of train {train_id} is encrypted to its requester, and this client holds no "
+                              "keys to open it (pht keys init creates them; pass --keys)")
+        sealed = target.with_name(f".{target.name}.age")
+        try:
+            sha256 = self.download_result(train_id, sealed, execution=execution)
+            open_sealed_file(sealed, target, self.party_keys.encryption)
+        except SealError as e:
+            raise ClientError(f"the result of train {train_id} cannot be opened with your key: {e}") from None
+        except OSError as e:
+            raise ClientError(f"cannot write the result of train {train_id} to {target}: {e}") from None
+        finally:
+            sealed.unlink(missing_ok=True)
         return sha256
 
     # -- station side ---------------------------------------------------------------------------------------
