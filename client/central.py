@@ -382,12 +382,12 @@ class CentralClient:
         ``target``: the plain packed output. ``target`` appears only if all of it decrypted; the ciphertext is not
         kept. Returns the ciphertext's digest. ``ClientError`` (one sentence) without keys, or when the output is
         not encrypted to this key (an intermediate output is encrypted to the next station, not to you)."""
-        if self.party_keys is None:
-            raise ClientError(f"the result of train {train_id} is encrypted to its requester, and this client holds no "
-                              "keys to open it (pht keys init creates them; pass --keys)")
         sealed = target.with_name(f".{target.name}.age")
         try:
-            sha256 = self.download_result(train_id, sealed, execution=execution)
+            sha256 = self.download_result(train_id, sealed, execution=execution)  # the service's refusals first
+            if self.party_keys is None:
+                raise ClientError(f"the result of train {train_id} is encrypted to its requester, and this client "
+                                  "holds no keys to open it (pht keys init creates them; pass --keys)")
             open_sealed_file(sealed, target, self.party_keys.encryption)
         except SealError as e:
             raise ClientError(f"the result of train {train_id} cannot be opened with your key: {e}") from None

@@ -157,7 +157,7 @@ def results(train_id: Annotated[str, typer.Argument(help="Train id.")], central:
     if out.exists():
         raise fail(f"{out} exists; give a new folder")
     try:
-        researcher_keys = load_keys(keys)
+        researcher_keys = load_keys(keys) if any((keys / name).exists() for name in KEY_FILES) else None
     except (OSError, KeyFormatError) as e:
         raise fail(f"cannot read your keys in {keys}, which the result is encrypted to: {e}") from None
     try:
