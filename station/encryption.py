@@ -46,7 +46,7 @@ def readers_for(work: WorkItem) -> list[X25519PublicKey]:
                                 "so it cannot be encrypted to anyone")
     keys = []
     for reader in work.readers:
-        who = "the requester" if reader.party == work.requester else f"the reader {reader.party}"
+        who = f"the requester {reader.party}" if reader.party == work.requester else f"the station {reader.party}"
         if reader.key is None and reader.party == work.requester:
             raise EncryptionRefused(UNSIGNED)
         if reader.key is None or reader.multibase is None:
