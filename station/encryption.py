@@ -15,13 +15,19 @@ plaintext only once it all authenticated, and it is deleted after unpacking eith
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from client import WorkItem
-from trust import KeyFormatError, decode_encryption_key, load_keys, open_sealed_file, seal_file
+from trust import (
+    KeyFormatError,
+    ciphertext_file_digest,
+    decode_encryption_key,
+    load_keys,
+    open_sealed_file,
+    seal_file,
+)
 
 from . import archive
 from .objects import ObjectStore
@@ -69,9 +75,7 @@ def seal_output(plain: Path, sealed: Path, readers: list[X25519PublicKey]) -> tu
     """Seal the packed output ``plain`` to ``readers`` into ``sealed`` (never partial); returns the ciphertext's
     SHA-256 (hex) and size: what the release records and the object store addresses."""
     seal_file(plain, sealed, readers)
-    with sealed.open("rb") as stream:
-        digest = hashlib.file_digest(stream, "sha256").hexdigest()
-    return digest, sealed.stat().st_size
+    return ciphertext_file_digest(sealed).removeprefix("sha256:"), sealed.stat().st_size
 
 
 def station_identity(keys_dir: Path | None, station: str) -> X25519PrivateKey:
