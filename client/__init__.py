@@ -8,7 +8,7 @@ both sides import them.
 """
 
 from .central import TERMINAL_STATES, CentralClient, ClientError
-from .wire import CheckIn, LeaseIn, LeaseOut, OutputIn, StepIn, StepOut, WorkItem
+from .wire import CheckIn, LeaseIn, LeaseOut, OutputIn, Reader, StepIn, StepOut, WorkItem
 
 __all__ = [
     "CentralClient",
@@ -17,6 +17,7 @@ __all__ = [
     "LeaseIn",
     "LeaseOut",
     "OutputIn",
+    "Reader",
     "StepIn",
     "StepOut",
     "TERMINAL_STATES",

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from pyoxigraph import BlankNode, Literal, NamedNode, RdfFormat, Triple, parse
 
 from graph_store import ResourceIris
-from trust import PartyKeys, encode_multikey
+from trust import PartyKeys, SealError, encode_multikey, open_sealed_file
 
 from .key_claims import prove_possession
 from .train_request import (
@@ -398,6 +398,27 @@ class CentralClient:
         os.replace(temp, target)
         return sha256
 
+    def open_result(self, train_id: str, target: Path, *, execution: str | None = None) -> str:
+        """Download a released output (:meth:`download_result`: verified against the ciphertext digest the graph
+        records) and open it with this client's encryption key (``CentralClient(keys=...)``) into the file
+        ``target``: the plain packed output. ``target`` appears only if all of it decrypted; the ciphertext is not
+        kept. Returns the ciphertext's digest. ``ClientError`` (one sentence) without keys, or when the output is
+        not encrypted to this key (an intermediate output is encrypted to the next station, not to you)."""
+        sealed = target.with_name(f".{target.name}.age")
+        try:
+            sha256 = self.download_result(train_id, sealed, execution=execution)  # the service's refusals first
+            if self.party_keys is None:
+                raise ClientError(f"the result of train {train_id} is encrypted to its requester, and this client "
+                                  "holds no keys to open it (pht keys init creates them; pass --keys)")
+            open_sealed_file(sealed, target, self.party_keys.encryption)
+        except SealError as e:
+            raise ClientError(f"the result of train {train_id} cannot be opened with your key: {e}") from None
+        except OSError as e:
+            raise ClientError(f"cannot write the result of train {train_id} to {target}: {e}") from None
+        finally:
+            sealed.unlink(missing_ok=True)
+        return sha256
+
     # -- station side ---------------------------------------------------------------------------------------
 
     def take_lease(self, station_id: str, holder: str, period_s: float) -> dict[str, Any]:
@@ -444,4 +465,5 @@ class CentralClient:
         with _not_sent(f"the output of execution {execution_id}"):
             body = OutputIn(sha256=sha256, byte_size=byte_size, title=title,
                             checks=[CheckIn.model_validate(c) for c in checks])
-        self._call("POST", f"/api/executions/{execution_id}/outputs", json=body.model_dump(mode="json"))
+        self._call("POST", f"/api/executions/{execution_id}/outputs",
+                   json=body.model_dump(mode="json", exclude_none=True))

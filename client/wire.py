@@ -12,7 +12,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-__all__ = ["CheckIn", "Identifier", "LeaseIn", "LeaseOut", "OutputIn", "StepIn", "StepOut", "Strict", "WorkItem"]
+__all__ = ["CheckIn", "Identifier", "LeaseIn", "LeaseOut", "OutputIn", "Reader", "StepIn", "StepOut", "Strict",
+           "WorkItem"]
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
@@ -29,8 +30,9 @@ class CheckIn(Strict):
 
 
 class OutputIn(Strict):
-    """A released output: its object store address (SHA-256) and size. The station agent sends it only with the
-    release step (``StepIn.output``), never before, so nothing about an output under review leaves the station."""
+    """A released output: its object store address (SHA-256) and size, both of the ciphertext (the output is
+    encrypted to its readers before it leaves the station). The station agent sends it only with the release step
+    (``StepIn.output``), never before, so nothing about an output under review leaves the station."""
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     byte_size: int = Field(ge=0, le=10**13)
     title: Annotated[str, StringConstraints(max_length=500)] = ""
@@ -56,6 +58,20 @@ class StepOut(BaseModel):
     state: str
 
 
+class Reader(BaseModel):
+    """One party an execution's output is encrypted to (the central service's rule: ``orchestrator/readers.py``):
+    the next station, the round's aggregator, the next round's stations, or the requester. ``key`` and
+    ``multibase`` are its X25519 key (a station's current one; the requester's, the result recipient the signed
+    train request names), both None when there is none; ``expires`` / ``revoked`` say when the key was rotated
+    out or revoked (None if not), so the station refuses it naming the reader."""
+
+    party: str = Field(description="IRI of the reading station or researcher")
+    key: str | None = Field(default=None, description="IRI of its X25519 key (sec:keyAgreement)")
+    multibase: str | None = Field(default=None, description="the key as a Multikey (z6LS...)")
+    expires: str | None = Field(default=None, description="when the key was rotated out (xsd:dateTime), if it was")
+    revoked: str | None = Field(default=None, description="when the key was revoked (xsd:dateTime), if it was")
+
+
 class WorkItem(BaseModel):
     execution: str
     state: str
@@ -75,6 +91,7 @@ class WorkItem(BaseModel):
                                                  "document the researcher signed; empty for an unsigned train")
     request_proof: str = Field(default="", description="the request's Data Integrity proof (eddsa-rdfc-2022) as "
                                                        "N-Triples of its proof node; empty for an unsigned train")
+    readers: list[Reader] = Field(default=[], description="who the output is encrypted to (its next readers)")
 
 
 class LeaseIn(Strict):

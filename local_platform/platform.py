@@ -27,12 +27,12 @@ from station import (
     StationPolicy,
     StationSettings,
     build_train_image,
-    fetch_unpacked,
+    fetch_opened,
     folder_digest,
     make_runtime,
 )
 from station_mpu import DEFAULT_POLICY, MpuSettings, create_mpu_app
-from trust import SIGNING_KEY_FILE, PartyKeys
+from trust import SIGNING_KEY_FILE, PartyKeys, load_keys
 
 from .setup import enroll_station
 
@@ -246,7 +246,13 @@ class LocalPlatform:
             return TrainImage(str(folder.resolve()), folder_digest(folder))
         return TrainImage(tag, build_train_image(folder, tag))
 
-    def fetch(self, sha256: str, target: Path) -> Path:
-        """Download an output by digest (verified) and unpack it safely into ``target`` (replaced)."""
+    def fetch(self, sha256: str, target: Path, *, reader: str = "alice") -> Path:
+        """Download an output by digest (verified), open it with its reader's key and unpack it safely into ``target``
+        (replaced). ``reader``: a station of this platform (its keys under ``workdir/keys/{station}``: an
+        intermediate output is encrypted to the next station) or a researcher (``workdir/keys/researchers/...``:
+        the final result is encrypted to its requester)."""
         shutil.rmtree(target, ignore_errors=True)
-        return fetch_unpacked(self.objects, sha256, target, max_bytes=100 * 1024**2, max_files=10_000)
+        stations = {spec.id for spec in self.stations}
+        folder = self.workdir / "keys" / (reader if reader in stations else f"researchers/{reader}")
+        return fetch_opened(self.objects, sha256, target, load_keys(folder).encryption, max_bytes=100 * 1024**2,
+                            max_files=10_000)

@@ -33,6 +33,7 @@ from .chart import Chart
 from .errors import Forbidden, IllegalTransition, NotFound
 from .naming import Iris
 from .principal import Principal, Role
+from .readers import ReaderDirectory
 
 __all__ = ["Dataset", "Definition", "Event", "Execution", "PendingDecision", "Reads", "ReleasedOutput", "Station",
            "Train", "TrainSummary", "check_station_scope", "local_name", "may_fetch_results", "may_see_train",
@@ -362,26 +363,29 @@ class Reads:
 
     def station_work(self, principal: Principal, station_id: str) -> list[WorkItem]:
         """The station's executions that are not finished, oldest train first, as the wire's work items
-        (that station's tokens and operators)."""
+        (that station's tokens and operators), each naming the readers its output is encrypted to
+        (``readers.py``)."""
         check_station_scope(principal, station_id, "read the work of")
         rows = list(self.store.run_query("station_work", station=self.iris.station(station_id)))
         parameters = {train: {text(p["name"]) or "": text(p["value"]) or ""
                               for p in self.store.run_query("train_parameters", train=train)}
                       for train in {r["train"] for r in rows}}  # once per train, not per execution
         requests = {train: _signed_request(self.store, train) for train in {r["train"] for r in rows}}
+        readers = ReaderDirectory(self.store)
         items = []
         for r in rows:
             digests = dict(pair.split("=", 1) for pair in (text(r["inputDigests"]) or "").split())
             inputs = sorted(digests)
+            stop = None if r["stopIndex"] is None else int(r["stopIndex"].value)
             items.append(WorkItem(
                 execution=self.iris.local(r["execution"], "executions"), state=self.chart.token(r["state"]),
-                train=text(r["trainId"]) or "", round=int(r["round"].value),
-                stop=None if r["stopIndex"] is None else int(r["stopIndex"].value),
+                train=text(r["trainId"]) or "", round=int(r["round"].value), stop=stop,
                 image_name=text(r["imageName"]) or "", image_digest=text(r["imageDigest"]) or "",
                 entrypoint=text(r["entrypoint"]), inputs=inputs, input_digests=[digests[i] for i in inputs],
                 requester=r["requester"].value, definition=text(r["definitionId"]) or "",
                 parameters=parameters[r["train"]], request=requests[r["train"]][0],
-                request_proof=requests[r["train"]][1]))
+                request_proof=requests[r["train"]][1],
+                readers=readers.readers(r["train"], round_=int(r["round"].value), stop=stop)))
         return items
 
     def pending_decisions(self, principal: Principal, station_id: str) -> list[PendingDecision]:

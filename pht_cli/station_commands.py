@@ -133,7 +133,7 @@ def _local_view(work: WorkItem, state_dir: Path | None, approvals: ApprovalLedge
     if held is None:
         return "no held output in this state folder"
     _, size, checks = held
-    lines = [f"{size} bytes packed"]
+    lines = [f"{size} bytes packed and sealed to its readers"]
     lines += [f"{'passed' if c['passed'] else 'FAILED'}: {c['name']} - {c['detail']}" for c in checks]
     return "\n".join(lines)
 
@@ -195,7 +195,8 @@ def show_review(execution: Annotated[str, typer.Argument(help="Execution id.")],
     if held is None:
         raise fail(f"no held output of {execution} under {state_dir}")
     sha256, size, checks = held
-    console.print(f"output sha256 {sha256}, {size} bytes (packed); files in {hold.output}")
+    console.print(f"output sealed to its readers: sha256 {sha256}, {size} bytes (what a release sends); the plain "
+                  f"files, which these checks read, in {hold.output}")
     table = Table("check", "passed", "detail")
     for c in checks:
         table.add_row(c["name"], "yes" if c["passed"] else "[red]no[/red]", c["detail"])

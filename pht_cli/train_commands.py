@@ -145,31 +145,39 @@ def results(train_id: Annotated[str, typer.Argument(help="Train id.")], central:
             execution: Annotated[str | None, typer.Option(help=(
                 "An execution of the train whose released output you want (default: the finished train's "
                 "result)."))] = None,
-            ) -> None:
-    """Fetch your finished train's result, verify it against the digest the graph records, unpack it safely.
+            keys: KeysDir = DEFAULT_DIR) -> None:
+    """Fetch your finished train's result, verify it against the digest the graph records, decrypt it with your key,
+    unpack it safely.
 
     The central service hands you (its requester) a link that reads that one result for a few minutes; no
-    object store settings are needed. Example: pht train results 6f0c... --out result/ --central URL --token $T
+    object store settings are needed. The result is encrypted to the encryption key your signed train request
+    named: --keys is the key directory pht keys init wrote. Example: pht train results 6f0c... --out result/
+    --central URL --token $T
     """
     if out.exists():
         raise fail(f"{out} exists; give a new folder")
     try:
-        with CentralClient(central, token) as client:
+        researcher_keys = load_keys(keys) if any((keys / name).exists() for name in KEY_FILES) else None
+    except (OSError, KeyFormatError) as e:
+        raise fail(f"cannot read your keys in {keys}, which the result is encrypted to: {e}") from None
+    try:
+        with CentralClient(central, token, keys=researcher_keys) as client:
             digest = fetch_result(client, train_id, out, execution=execution)
     except (ClientError, ArchiveError, OSError) as e:
         raise fail(str(e)) from None
-    console.print(f"result of {train_id} (sha256 {digest}, verified) in {out}:")
+    console.print(f"result of {train_id} (ciphertext sha256 {digest}, verified, decrypted) in {out}:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         console.print(f"  {path.relative_to(out)} ({path.stat().st_size} bytes)")
 
 
 def fetch_result(client: CentralClient, train_id: str, out: Path, *, execution: str | None = None) -> str:
-    """Download a released output of the train through its result link (verified) and unpack it safely into the
-    new folder ``out``; returns its digest (used by ``pht demo`` too)."""
+    """Download a released output of the train through its result link (verified), decrypt it with the client's
+    keys and unpack it safely into the new folder ``out``; returns its ciphertext's digest (used by ``pht demo``
+    too)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     packed = out.with_name(out.name + ".tar.gz")
     try:
-        digest = client.download_result(train_id, packed, execution=execution)
+        digest = client.open_result(train_id, packed, execution=execution)
         extract(packed, out, max_bytes=1024**3, max_files=100_000)
     finally:
         packed.unlink(missing_ok=True)

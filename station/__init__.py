@@ -9,6 +9,7 @@ These names are what the rest of the platform (``local_platform``, ``pht_cli``) 
 from .agent import Holding, LeaseLost, LeaseRefused, StationAgent, quiet_request_logs, release
 from .approvals import ApprovalLedger, ApprovedCode, differences
 from .archive import ArchiveError, extract
+from .encryption import EncryptionRefused, fetch_opened, readers_for
 from .images import build_train_image
 from .objects import LocalObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
@@ -24,6 +25,7 @@ __all__ = [
     "ArchiveError",
     "CONTAINER_ENGINES",
     "DEFAULT_PATH",
+    "EncryptionRefused",
     "Holding",
     "KeyPins",
     "LeaseLost",
@@ -45,12 +47,14 @@ __all__ = [
     "default_unisolated_path",
     "differences",
     "extract",
+    "fetch_opened",
     "fetch_unpacked",
     "folder_digest",
     "load_policy",
     "make_runtime",
     "object_store_from_url",
     "quiet_request_logs",
+    "readers_for",
     "release",
     "verify_work",
 ]

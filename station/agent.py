@@ -10,9 +10,10 @@ explicitly, never leaving it hanging.
 One agent per station: the agent works only while it holds its station's lease at the central service
 (``station/lease.py``); a second agent started for the same station refuses to start, naming the first.
 
-Two promises are kept here (docs/station.md): nothing about an output leaves before its release (the review stays
+Three promises are kept here (docs/station.md): nothing about an output leaves before its release (the review stays
 in ``state_dir``; the output's digest and size go with the release step; a failure says only what the policy lets
-it say), and the station runs only the code it approved (``station/approvals.py``).
+it say); the station runs only the code it approved (``station/approvals.py``); and what leaves is encrypted to
+exactly its next readers, inputs are opened with the station's own key (``station/encryption.py``).
 """
 
 import json
@@ -27,12 +28,14 @@ from urllib.parse import unquote
 
 from client import CentralClient, CheckIn, ClientError, OutputIn, WorkItem
 from client.public_keys import PublicKeyRecord
+from trust import SealError
 
 from . import archive, contract
 from .approvals import ApprovalLedger, differences
+from .encryption import EncryptionRefused, fetch_opened, readers_for, seal_output, station_identity
 from .events import EventSink
 from .lease import LeaseLost, LeaseRefused, StationLease
-from .objects import ObjectStore, ObjectStoreError, fetch_unpacked, new_staging_key, object_store_from_url
+from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
 from .review import review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
@@ -48,7 +51,8 @@ MAX_INPUT_FILES = 10_000
 
 
 class Holding:
-    """The folder of one execution under ``state_dir``: inputs, output, the held archive and its review."""
+    """The folder of one execution under ``state_dir``: inputs, the plain output (what the admin reviews), the held
+    archive (the packed output encrypted to its readers: what leaves) and its review."""
 
     def __init__(self, state_dir: Path, execution: str) -> None:
         self.root = state_dir / "executions" / execution
@@ -67,6 +71,12 @@ class Holding:
 
     @property
     def archive(self) -> Path:
+        """The held output as it leaves: the packed output sealed to its readers (age)."""
+        return self.root / "output.tar.gz.age"
+
+    @property
+    def packed(self) -> Path:
+        """The plain packed output, only while it is sealed (deleted after): it never leaves the station."""
         return self.root / "output.tar.gz"
 
     @property
@@ -97,7 +107,8 @@ class Holding:
         return n
 
     def held(self) -> tuple[str, int, list[dict[str, Any]]] | None:
-        """(sha256, size, checks) of the held output, or None if there is none (complete) on disk."""
+        """(sha256, size, checks) of the held output, the digest and size of its ciphertext, or None if there is
+        none (complete) on disk."""
         try:
             meta = json.loads(self.review.read_text())
         except (OSError, ValueError):
@@ -339,11 +350,19 @@ class StationAgent:
             return None
         shutil.rmtree(hold.inputs, ignore_errors=True)
         hold.inputs.mkdir(parents=True)
+        if not work.input_digests:
+            done.touch()
+            return None
+        try:  # inputs are encrypted to this station: opened with its own key
+            identity = station_identity(self.settings.keys_dir, self.settings.station_id)
+        except EncryptionRefused as e:
+            return str(e)
         for i, digest in enumerate(work.input_digests):
             try:
-                fetch_unpacked(self.objects, digest, hold.inputs / str(i), max_bytes=self.settings.limits.output_bytes,
-                               max_files=MAX_INPUT_FILES)
-            except (ObjectStoreError, archive.ArchiveError) as e:
+                fetch_opened(self.objects, digest, hold.inputs / str(i), identity,
+                             max_bytes=self.settings.limits.output_bytes, max_files=MAX_INPUT_FILES)
+            except (ObjectStoreError, SealError, archive.ArchiveError) as e:
+                shutil.rmtree(hold.inputs, ignore_errors=True)  # nothing decrypted stays behind
                 return f"input {i} (sha256 {digest[:12]}...) cannot be used: {e}"
         done.touch()
         return None
@@ -358,6 +377,10 @@ class StationAgent:
         if attempt > self.settings.max_attempts:
             return self._fail(work, "running", f"the run was interrupted {attempt - 1} time(s) by a station "
                                                "restart; giving up instead of retrying forever")
+        try:  # who the output will be encrypted to, checked before the train runs
+            readers = readers_for(work)
+        except EncryptionRefused as e:
+            return self._fail(work, "running", str(e))
         self.runtime.discard(work.execution)
         problem = self._fetch_inputs(work)
         if problem is not None:
@@ -387,14 +410,17 @@ class StationAgent:
             log.warning("%s: the train failed: %s", work.execution, result.failure)  # the whole sentence stays here
             return self._fail(work, "running", policy.failure_reason(self.settings.station_id, result.exit_code,
                                                                      result.failure or "unknown failure"))
-        checks = review(hold.output, policy)
+        checks = review(hold.output, policy)  # the admin reviews the plain output; what leaves is sealed
         try:
-            sha256, size = archive.pack_to(hold.output, hold.archive)
+            plain_sha256, _ = archive.pack_to(hold.output, hold.packed)
+            sha256, size = seal_output(hold.packed, hold.archive, readers)
         except archive.ArchiveError as e:  # the train chose the files, so the message is the train's too
             log.warning("%s: the output cannot be packed: %s", work.execution, e)
             return self._fail(work, "running", policy.failure_reason(self.settings.station_id, result.exit_code,
                                                                      f"the output cannot be packed: {e}"))
-        _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size,
+        finally:
+            hold.packed.unlink(missing_ok=True)
+        _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size, "plain_sha256": plain_sha256,
                                                "checks": [c.as_json() for c in checks]}).encode())
         return self._hand_over(work, hold)
 
@@ -452,8 +478,9 @@ _SHARED_DETAIL = {True: "The check passed at the station.",
 
 def release(client: CentralClient, objects: ObjectStore, hold: Holding, execution: str, *, reason: str,
             share_check_names: bool = False) -> str:
-    """Release the held output, atomically from the readers' view: stage it in the object store under a random
-    key (readable by no digest), fire ``released`` carrying the output's digest and size (and, if
+    """Release the held output (its ciphertext, sealed to its readers when it was packed), atomically from the
+    readers' view: stage it in the object store under a random key (readable by no digest), fire ``released``
+    carrying the ciphertext's digest and size (and, if
     ``share_check_names``, the checks' names and results, never their details), then promote the staged copy to
     its digest. A refused step (4xx: cancelled, withheld meanwhile) discards the staged copy, so nothing is left
     readable; an unanswered one leaves it staged, and the release is resumed (:func:`resume_release`).

@@ -110,12 +110,19 @@ def train_file(tmp: Path, did: str, folder: str, route: tuple[str, ...], paramet
     return path
 
 
-def test_submit_watch_fetch_and_ask(platform: Platform, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def keys(platform: Platform) -> tuple[str, str]:
+    """``--keys DIR`` with alice's keys (the platform fixture's ``pht keys init``): she signs her trains, and their
+    results are sealed to her encryption key."""
+    return ("--keys", str(platform.alice_keys))
+
+
+def test_submit_watch_fetch_and_ask(platform: Platform, keys: tuple[str, str], tmp_path: Path) -> None:
     alice, bob = token("alice", Role.RESEARCHER), token("bob", Role.RESEARCHER)
     central = ("--central", platform.central.url)
     params = {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"}
     done = pht("train", "submit", str(train_file(tmp_path, "count", "trains/cohort-count", STATIONS, params)),
-               *central, "--keys", str(platform.alice_keys), who=alice)
+               *central, *keys, who=alice)
     assert done.returncode == 0, done.stderr
     tid = done.stdout.strip()
     watched = pht("train", "watch", tid, *central, "--interval", "0.2", "--timeout", "120", who=alice)
@@ -123,7 +130,7 @@ def test_submit_watch_fetch_and_ask(platform: Platform, tmp_path: Path) -> None:
     for sid in STATIONS:
         assert f"round 1 {sid}" in watched.stdout
     assert "released" in watched.stdout
-    fetched = pht("train", "results", tid, "--out", str(tmp_path / "result"), *central, who=alice)
+    fetched = pht("train", "results", tid, "--out", str(tmp_path / "result"), *central, *keys, who=alice)
     assert fetched.returncode == 0, fetched.stderr
     assert "verified" in fetched.stdout
     x, _, names = read_pooled([platform.homes[s] / "data" for s in STATIONS])
@@ -157,11 +164,11 @@ def test_an_invalid_train_file_gets_the_shacl_report(platform: Platform, tmp_pat
 
 
 def test_a_failure_at_the_second_station_names_station_and_step_and_keeps_the_first_output(
-        platform: Platform, tmp_path: Path) -> None:
+        platform: Platform, keys: tuple[str, str], tmp_path: Path) -> None:
     alice = token("alice", Role.RESEARCHER)
     central = ("--central", platform.central.url)
     path = train_file(tmp_path, "fail-second", "tests/fixtures/trains/fail-second", ("aachen", "leipzig"), {})
-    tid = pht("train", "submit", str(path), *central, "--keys", str(platform.alice_keys), who=alice).stdout.strip()
+    tid = pht("train", "submit", str(path), *central, *keys, who=alice).stdout.strip()
     watched = pht("train", "watch", tid, *central, "--interval", "0.2", "--timeout", "120", who=alice)
     assert watched.returncode == 1
     text = " ".join(watched.stdout.split())

@@ -51,6 +51,11 @@ class World:
     def token(self, who: str = "alice") -> str:
         return self.platform.token(who, Role.RESEARCHER)
 
+    @property
+    def keys(self) -> Path:
+        """Alice's key directory: her trains are signed with it and their results sealed to it."""
+        return self.platform.workdir / "keys" / "researchers" / "alice"
+
 
 def pht(*args: str, token: str, columns: int = 200, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The command line as a researcher runs it: nothing set but the token (no PHT_OBJECTS_URL)."""
@@ -102,9 +107,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def test_results_as_the_readme_writes_it_come_through_a_link(world: World, tmp_path: Path) -> None:
     done = pht("train", "results", world.finished, "--out", str(tmp_path / "result"), "--central", world.central,
-               token=world.token())
+               "--keys", str(world.keys), token=world.token())
     assert done.returncode == 0, done.stderr
-    assert "verified" in done.stdout
+    assert "verified" in done.stdout and "decrypted" in done.stdout
     x, _, names = read_pooled([s.dataset for s in world.platform.stations])
     got = json.loads((tmp_path / "result" / "result.json").read_text())
     assert got["count"] == int((x[:, names.index("mean_radius")] > 15).sum())
@@ -126,11 +131,13 @@ def test_results_of_a_train_that_did_not_finish_say_so_in_one_sentence(world: Wo
     assert done.returncode == 1, done.stdout + done.stderr
     assert "not finished" in done.stderr and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert not (tmp_path / "result").exists()
-    # its first station released an output, which its requester may still fetch
+    # its first station released an output, which its requester may still fetch, but it is sealed to the next
+    # station (leipzig), not to her: she gets a sentence and no file
     first = pht("train", "results", world.failed, "--execution", f"{world.failed}.r1-s0", "--out",
-                str(tmp_path / "first"), "--central", world.central, token=world.token())
-    assert first.returncode == 0, first.stderr
-    assert (tmp_path / "first").is_dir()
+                str(tmp_path / "first"), "--central", world.central, "--keys", str(world.keys), token=world.token())
+    assert first.returncode == 1, first.stdout
+    assert "not encrypted to this key" in first.stderr and first.stderr.count("\n") == 1, first.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_service_names_no_object_store_to_anyone(world: World) -> None:

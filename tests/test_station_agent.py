@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from api_helpers import KEY, OPS
+from api_helpers import OPS
 from central_thread import Central, central_service
 from conftest import require_component
+from sealed_outputs import open_output
 
 from client import CentralClient, ClientError
+from client.key_claims import keys_in
 from orchestrator.auth import issue_token
 from orchestrator.principal import Role
 from orchestrator.settings import DEMO_SECRET
@@ -27,7 +29,7 @@ from station.objects import LocalObjectStore
 from station.policy import FAILURE_EXIT_CODE, StationPolicy
 from station.runtimes.base import Limits
 from station.settings import StationSettings
-from trust import generate_keys
+from trust import encode_multikey, seal
 
 pytestmark = pytest.mark.real_component("docker")
 REPO = Path(__file__).resolve().parent.parent
@@ -69,7 +71,7 @@ class World:
                                    datasets={f"{sid}-data": self.tmp / "data" / sid},
                                    state_dir=self.tmp / "state" / sid,
                                    objects_url=objects_url or f"file://{self.tmp / 'objects'}",
-                                   limits=limits or Limits(timeout_s=60))
+                                   limits=limits or Limits(timeout_s=60), keys_dir=self.tmp / "keys" / sid)
         objects = None if objects_url else self.objects  # None: the agent opens the store the URL names
         agent = StationAgent(settings, runtime=DockerRuntime(), objects=objects, policy_loader=lambda: policy)
         self.clients.append(agent)
@@ -102,13 +104,15 @@ def world(tmp_path: Path, count_image: str) -> Iterator[World]:
             writer.writerows([i, v] for i, v in enumerate(values))
     with central_service() as central:
         ops = CentralClient(central.url, OPS["Authorization"].removeprefix("Bearer "))
-        keys = generate_keys()  # alice's keys: every train she submits is signed, as stations require
-        researcher = CentralClient(central.url, bearer("alice", Role.RESEARCHER), keys=keys)
-        researcher.register_keys(keys)
+        alice_keys, _ = keys_in(tmp_path / "keys" / "alice")  # she signs her trains; her results are sealed to her
+        researcher = CentralClient(central.url, bearer("alice", Role.RESEARCHER), keys=alice_keys)
+        researcher.register_keys(alice_keys)
         world = World(central, researcher, LocalObjectStore(tmp_path / "objects"), tmp_path, count_image, [ops, researcher])
         for sid in STATIONS:
+            keys, _ = keys_in(tmp_path / "keys" / sid)  # each station opens the inputs sealed to it
             ops.register_station({"id": sid, "title": f"{sid} station", "owner": f"{sid} hospital",
-                                  "public_keys": [KEY]})
+                                  "public_keys": [encode_multikey(keys.signing.public_key()),
+                                                  encode_multikey(keys.encryption.public_key())]})
             ops.register_dataset({"id": f"{sid}-data", "title": "patients", "station": sid})
         try:
             yield world
@@ -128,13 +132,11 @@ def run_all(world: World, agents: dict[str, StationAgent], rounds: int = 12) -> 
 
 
 def result_of(world: World, tid: str) -> dict[str, int]:
-    """The train's final output, fetched from the object store by the digest the graph records, verified."""
-    from station.archive import extract
+    """The train's final output, fetched from the object store by the digest the graph records, verified, opened with
+    the requester's key."""
     last = world.researcher.train(tid)["executions"][-1]
     assert last["state"] == "released" and last["output_sha256"], last
-    packed, out = world.tmp / f"{tid}.tar.gz", world.tmp / f"result-{tid}"
-    world.objects.get_file(last["output_sha256"], packed)
-    extract(packed, out, max_bytes=1_000_000, max_files=100)
+    out = open_output(world.objects, last["output_sha256"], world.tmp / f"result-{tid}", world.tmp / "keys" / "alice")
     return json.loads((out / "result.json").read_text())
 
 
@@ -318,14 +320,16 @@ def test_a_malicious_input_archive_fails_the_execution_and_touches_nothing_outsi
         info = tarfile.TarInfo("../../escaped.txt")
         info.size = len(payload)
         tar.addfile(info, io.BytesIO(payload))
-    digest = world.objects.put_file(evil)
-    assert digest == hashlib.sha256(evil.read_bytes()).hexdigest()
+    sealed = world.tmp / "evil.tar.gz.age"  # sealed to leipzig, so that its unpacking is what must refuse it
+    sealed.write_bytes(seal(evil.read_bytes(), [keys_in(world.tmp / "keys" / "leipzig")[0].encryption.public_key()]))
+    digest = world.objects.put_file(sealed)
+    assert digest == hashlib.sha256(sealed.read_bytes()).hexdigest()
     # a compromised first station hands over the malicious archive as its released output
     aachen = world.client(bearer("station-aachen", Role.STATION, "aachen"))
     tid = world.researcher.submit("count", PARAMS)
     for to in ("approved", "pulling", "running"):
         aachen.step(f"{tid}.r1-s0", to)
-    aachen.add_output(f"{tid}.r1-s0", sha256=digest, byte_size=evil.stat().st_size)
+    aachen.add_output(f"{tid}.r1-s0", sha256=digest, byte_size=sealed.stat().st_size)
     for to in ("output-under-review", "released"):
         aachen.step(f"{tid}.r1-s0", to)
     leipzig = world.agent("leipzig", AUTO)

@@ -22,6 +22,7 @@ from polling import wait_for
 from servers import free_port
 
 from client import CentralClient
+from client.key_claims import keys_in
 from graph_store import PHT, station_graph
 from orchestrator.naming import Iris
 
@@ -169,7 +170,9 @@ def test_the_readme_deployment_by_hand_runs_a_train_through_every_station_and_it
         for i in range(3):
             wait_for(f"MPU {i} answers", lambda: answers(f"http://127.0.0.1:{mpu_port + i}/health"), timeout_s=60, interval_s=0.2)
         stations = ("aachen", "leipzig", "cologne")
-        with holding_keys(CentralClient(f"http://127.0.0.1:{port}", alice)) as client:
+        keys, _ = keys_in(tmp_path / "alice-keys")  # she signs: the result is sealed to her encryption key
+        with CentralClient(f"http://127.0.0.1:{port}", alice, keys=keys) as client:
+            client.register_keys(keys)
             client.register_definition({
                 "id": "count", "title": "count", "image_name": str(tmp_path / "trains" / "cohort-count"),
                 "image_digest": digest.group(0), "mode": "incremental", "route": list(stations),

@@ -25,8 +25,9 @@ DIGEST = r"^[0-9a-f]{64}$"
 class ResultLinkOut(BaseModel):
     train: str
     execution: str = Field(description="The execution that released the output")
-    sha256: str = Field(description="SHA-256 of the packed output (a gzip'd tar): verify the download against it")
-    url: str = Field(description="GET it (no token needed) for the packed output, until it expires")
+    sha256: str = Field(description="SHA-256 of the released output, an age ciphertext of the packed output sealed to "
+                                    "its readers: verify the download against it, then open it with your key")
+    url: str = Field(description="GET it (no token needed) for the released output, until it expires")
     expires: datetime = Field(description="When the link stops reading the object (UTC)")
 
 
@@ -50,8 +51,9 @@ def result_router(s: Services) -> APIRouter:
         return ResultLinkOut(train=train_id, execution=output.execution, sha256=output.sha256, url=str(url),
                              expires=datetime.fromtimestamp(link.expires, UTC))
 
-    ok: dict[int | str, dict[str, Any]] = {200: {"description": "The packed output (a gzip'd tar)",
-                                                 "content": {"application/gzip": {}}}}
+    ok: dict[int | str, dict[str, Any]] = {200: {"description": "The released output: an age ciphertext "
+                                                                "(age-encryption.org/v1) of the packed output",
+                                                 "content": {"application/octet-stream": {}}}}
     refusals: dict[int | str, dict[str, Any]] = {status: {"model": Problem} for status in (403, 404, 422, 503)}
 
     @router.get("/results/{sha256}", name="result_content", response_class=StreamingResponse,
@@ -65,6 +67,6 @@ def result_router(s: Services) -> APIRouter:
         headers = {"Cache-Control": "no-store", "X-Content-SHA256": sha256}
         if found.size is not None:
             headers["Content-Length"] = str(found.size)
-        return StreamingResponse(found.chunks, media_type="application/gzip", headers=headers)
+        return StreamingResponse(found.chunks, media_type="application/octet-stream", headers=headers)
 
     return router

@@ -16,6 +16,7 @@ from api_helpers import KEY, OPS, admin, signed, token
 from central_thread import Central, central_service
 
 from client import CentralClient
+from client.key_claims import keys_in
 from graph_store import ONTOLOGY_GRAPH, SHAPES_GRAPH
 from orchestrator.principal import Role
 from station.agent import StationAgent
@@ -24,6 +25,7 @@ from station.objects import LocalObjectStore
 from station.policy import StationPolicy
 from station.runtimes.base import RunResult, RunSpec
 from station.settings import StationSettings
+from trust import encode_multikey
 
 DIGEST = "sha256:" + "5e" * 32
 OTHER_DIGEST = "sha256:" + "0d" * 32
@@ -92,7 +94,7 @@ class World:
         settings = StationSettings(station_id=sid, central_url=self.central.url,
                                    token=token(f"station-{sid}", Role.STATION, station=sid)["Authorization"][7:],
                                    datasets={f"{sid}-data": data}, state_dir=self.tmp / "state" / sid,
-                                   objects_url=f"file://{self.tmp / 'objects'}")
+                                   objects_url=f"file://{self.tmp / 'objects'}", keys_dir=self.tmp / "keys" / sid)
         agent = StationAgent(settings, runtime=runtime, objects=self.objects, events=RecordingEvents(sid),
                              policy_loader=lambda: policy)
         self.clients.append(agent)
@@ -157,11 +159,14 @@ def central_log(records: list[logging.LogRecord]) -> str:
     return "\n".join(r.getMessage() for r in records if not r.name.startswith(("pht.station", "station", "httpx")))
 
 
-def register(central: Central) -> httpx.Client:
+def register(central: Central, keys: Path) -> httpx.Client:
+    """Stations aachen and leipzig, each with an encryption key (its private half in ``keys/<station>``: outputs are
+    sealed to their next station), and their datasets."""
     http = httpx.Client(base_url=central.url, timeout=30)
     for sid in ("aachen", "leipzig"):
+        encryption = encode_multikey(keys_in(keys / sid)[0].encryption.public_key())
         r = http.post("/api/stations", headers=OPS, json={"id": sid, "title": f"{sid} station",
-                                                          "owner": f"{sid} hospital", "public_keys": [KEY]})
+                                                          "owner": f"{sid} hospital", "public_keys": [KEY, encryption]})
         assert r.status_code == 201, r.text
         r = http.post("/api/datasets", headers=OPS, json={"id": f"{sid}-data", "title": "data", "station": sid})
         assert r.status_code == 201, r.text
@@ -172,7 +177,7 @@ def register(central: Central) -> httpx.Client:
 def open_world(tmp_path: Path) -> Iterator[World]:
     """A central service with the registered world, the stations' object store in ``tmp_path``; closed after."""
     with central_service() as central:
-        w = World(central, tmp_path, LocalObjectStore(tmp_path / "objects"), register(central))
+        w = World(central, tmp_path, LocalObjectStore(tmp_path / "objects"), register(central, tmp_path / "keys"))
         try:
             yield w
         finally:

@@ -69,9 +69,11 @@ def test_a_withheld_small_count_leaves_nothing_at_the_central_service(
     eid = f"{tid}.r1-s0"
     agent.poll_once()
     assert world.train(tid)["executions"][0]["state"] == "output-under-review"
-    held = Holding(agent.settings.state_dir, eid).held()
+    hold = Holding(agent.settings.state_dir, eid)
+    held = hold.held()
     assert held is not None
-    sha256, size, checks = held
+    sha256, size, checks = held  # of the ciphertext (sealed to the requester); the plain archive's stays here too
+    plain_sha256 = json.loads(hold.review.read_text())["plain_sha256"]
     failed = [c for c in checks if not c["passed"]]
     assert [c["name"] for c in failed] == ["min-cell-count"], checks  # the station's own review found it
     with world.admin("aachen") as deciding:
@@ -87,10 +89,10 @@ def test_a_withheld_small_count_leaves_nothing_at_the_central_service(
         folder.mkdir()
         writes({**SMALL, "result.json": json.dumps({"count": count})})(folder)
         candidates[count] = pack_to(folder, tmp_path / f"guess-{count}.tar.gz")[0]
-    assert candidates[3] == sha256, "packing is deterministic: the digest alone would reveal the count"
+    assert candidates[3] == plain_sha256, "packing is deterministic: the plain digest alone would reveal the count"
 
     seen = world.everything_central() + world.answers(tid) + central_log(caplog.records)
-    for digest in candidates.values():
+    for digest in [*candidates.values(), sha256]:
         assert digest not in seen
     assert SECRET_FILE not in seen and "result.json" not in seen, "no train-chosen file name"
     assert "min-cell-count" not in seen and "CheckResult" not in seen and "OutputReview" not in seen, "no review"

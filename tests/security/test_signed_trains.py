@@ -149,7 +149,7 @@ def test_a_parameter_value_changed_after_signing_is_refused_naming_the_parameter
 def test_an_unsigned_train_is_refused_by_the_station(tmp_path: Path) -> None:
     """A service with PHT_REQUIRE_SIGNED_TRAINS=0 lets an unsigned train in; the station never runs it."""
     with central_service(settings=replace(SETTINGS, require_signed_trains=False)) as central:
-        w = World(central, tmp_path, LocalObjectStore(tmp_path / "objects"), register(central))
+        w = World(central, tmp_path, LocalObjectStore(tmp_path / "objects"), register(central, tmp_path / "keys"))
         try:
             w.define("count")
             r = w.http.post("/api/trains", headers=token("alice", Role.RESEARCHER),
