@@ -1,14 +1,8 @@
-"""Who reads an execution's output: the rule of "every output leaves its station encrypted to exactly its next
-readers", at the central service, once. The station encrypts to the readers its work item names
-(``WorkItem.readers``), so the central service decides whom, and the station checks what it is told
-(``station/encryption.py``); neither the service nor the object store is ever among them.
-
-The rule (:func:`reader_parties`), following the routes of ``lifecycle.py``:
-
-- incremental: stop *i* before the last -> the station of stop *i* + 1; the last stop of a round before the last
-  -> the station of the first stop (it starts the next round); the last stop of the last round -> the requester;
-- federated: a station of round *r* -> the aggregator station; the aggregation of round *r* < rounds -> every
-  station of the route (they read the model in round *r* + 1); the last aggregation -> the requester.
+"""Who reads an execution's output, and with which key, as the central service names them in each work item
+(``WorkItem.readers``). The rule of who is :func:`client.readers.reader_parties` (re-exported here), shared with
+the stations: each station derives the readers again from the researcher's signed request and refuses a work item
+that names others (``station/encryption.py``), so this module chooses keys, not readers. Neither the service nor
+the object store is ever among them.
 
 A station reads with its current X25519 key (``sec:keyAgreement``) in the registry; the requester with the key the
 signed train request names as ``pht:resultRecipient`` (an unsigned train names none: its reader has no key, and
@@ -18,42 +12,17 @@ newest key and when it ended, so the station refuses it naming the reader.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from pyoxigraph import NamedNode
 
 from client import Reader
+from client.readers import reader_parties
 from graph_store import PHT, GraphStore
 
 from .keys import KeyDirectory, PublicKeyRecord
 
 __all__ = ["ReaderDirectory", "reader_parties"]
-
-
-def reader_parties(*, federated: bool, rounds: int, round_: int, stop: int | None, route: Sequence[str],
-                   aggregator: str | None, requester: str) -> list[str]:
-    """The IRIs of the parties that read the output of the execution at ``stop`` (None: the aggregation) of round
-    ``round_`` of a train whose definition has ``route`` (station IRIs in stop order), ``rounds`` and, if
-    ``federated``, ``aggregator``; ``requester`` reads the final result. Each party once, in route order.
-
-    >>> route = ["s:a", "s:b"]
-    >>> reader_parties(federated=False, rounds=1, round_=1, stop=0, route=route, aggregator=None, requester="r")
-    ['s:b']
-    >>> reader_parties(federated=True, rounds=2, round_=1, stop=None, route=route, aggregator="s:x", requester="r")
-    ['s:a', 's:b']
-    """
-    last_round = round_ >= rounds
-    if not federated:
-        index = stop or 0
-        if index + 1 < len(route):
-            return [route[index + 1]]
-        return [requester] if last_round else [route[0]]
-    if stop is not None:
-        if aggregator is None:
-            raise ValueError("a federated definition without an aggregator has no reader for its stations' outputs")
-        return [aggregator]
-    return [requester] if last_round else list(dict.fromkeys(route))
 
 
 class ReaderDirectory:

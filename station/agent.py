@@ -378,7 +378,7 @@ class StationAgent:
             return self._fail(work, "running", f"the run was interrupted {attempt - 1} time(s) by a station "
                                                "restart; giving up instead of retrying forever")
         try:  # who the output will be encrypted to, checked before the train runs
-            readers = readers_for(work)
+            readers = readers_for(work, state_dir=self.settings.state_dir, registry=self.client)
         except EncryptionRefused as e:
             return self._fail(work, "running", str(e))
         self.runtime.discard(work.execution)

@@ -98,9 +98,10 @@ def parse_ntriples(text: str, what: str) -> list[ox.Triple]:
 
 
 class KeyPins:
-    """The signing key this station trusts for each researcher, pinned on first use in ``pinned-keys.json``
-    (``{researcher IRI: Multikey}``, written atomically, mode 0600). To accept a researcher's new key that the
-    registry does not show as a rotation, the admin deletes the researcher's entry (docs/station.md)."""
+    """The public key this station trusts for each party, pinned on first use in a JSON file (``{party IRI:
+    Multikey}``, written atomically, mode 0600): the researchers' signing keys in ``pinned-keys.json`` (here), the
+    readers' encryption keys in ``reader-keys.json`` (``station/encryption.py``). To accept a party's new key that
+    the registry does not show as a rotation, the admin deletes the party's entry (docs/station.md)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -118,14 +119,14 @@ class KeyPins:
             raise RequestRefused(f"the station's pinned keys {self.path} are not a JSON object of Multikeys")
         return {str(k): v for k, v in pins.items()}
 
-    def pin(self, researcher: str, multibase: str) -> None:
-        """Pin ``multibase`` as ``researcher``'s signing key (replacing an earlier pin; nothing written if it is
-        pinned already)."""
+    def pin(self, party: str, multibase: str) -> None:
+        """Pin ``multibase`` as ``party``'s key (replacing an earlier pin; nothing written if it is pinned
+        already)."""
         with self._lock:
             pins = self.read()
-            if pins.get(researcher) == multibase:
+            if pins.get(party) == multibase:
                 return
-            pins[researcher] = multibase
+            pins[party] = multibase
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
             try:

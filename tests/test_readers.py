@@ -1,10 +1,11 @@
-"""orchestrator/readers.py: who reads an execution's output, for every kind of hop (the rule the work items carry)."""
+"""client/readers.py: who reads an execution's output, for every kind of hop (the rule the central service names the
+readers by and the stations check them with)."""
 
 from __future__ import annotations
 
 import pytest
 
-from orchestrator.readers import reader_parties
+from client.readers import reader_parties
 
 ROUTE = ["s:a", "s:b", "s:c"]
 

@@ -255,7 +255,7 @@ def test_an_output_whose_requester_has_no_key_is_not_sealed_to_anyone(world: Wor
     keyless = work[0].model_copy(update={"readers": [work[0].readers[0].model_copy(
         update={"key": None, "multibase": None})]})
     with pytest.raises(EncryptionRefused) as refused:
-        readers_for(keyless)
+        readers_for(keyless, state_dir=world.tmp / "state" / "aachen", registry=world.ops)
     assert str(refused.value) == UNSIGNED == ("the train names no result recipient, so its result cannot be "
                                               "encrypted to anyone: submit it signed")
     world.alice.cancel(tid, "test over")
