@@ -9,7 +9,7 @@ These names are what the rest of the platform (``local_platform``, ``pht_cli``) 
 from .agent import Holding, LeaseLost, LeaseRefused, StationAgent, quiet_request_logs, release
 from .approvals import ApprovalLedger, ApprovedCode, differences
 from .archive import ArchiveError, extract
-from .encryption import EncryptionRefused, fetch_opened, readers_for
+from .encryption import READER_KEYS_FILE, EncryptionRefused, SignedReaders, fetch_opened, readers_for, signed_readers
 from .images import build_train_image
 from .objects import LocalObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
@@ -35,9 +35,11 @@ __all__ = [
     "ObjectStoreError",
     "PolicyError",
     "ProcessRuntime",
+    "READER_KEYS_FILE",
     "RequestRefused",
     "Runtime",
     "RuntimeFailure",
+    "SignedReaders",
     "SignedRequest",
     "StationAgent",
     "StationPolicy",
@@ -56,5 +58,6 @@ __all__ = [
     "quiet_request_logs",
     "readers_for",
     "release",
+    "signed_readers",
     "verify_work",
 ]
