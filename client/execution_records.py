@@ -435,5 +435,6 @@ def _where(hop: Hop) -> str:
 
 
 def record_time(moment: datetime) -> str:
-    """``moment`` as a record's ``xsd:dateTime`` lexical form (UTC, ``Z``)."""
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    """``moment`` as a record's ``xsd:dateTime`` lexical form: UTC, whole seconds, ``Z`` (the form a store keeps as
+    is; a fraction like ``.30`` would be stored as ``.3`` and the stored record would no longer be the signed one)."""
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -59,8 +59,9 @@ class StepOut(BaseModel):
 
 
 class Reader(BaseModel):
-    """One party an execution's output is encrypted to (the central service's rule: ``orchestrator/readers.py``):
-    the next station, the round's aggregator, the next round's stations, or the requester. ``key`` and
+    """One party an execution's output is encrypted to (the rule: ``client/readers.py``, applied by the central
+    service and checked by the station): the next station, the round's aggregator, the next round's stations, or
+    the requester. ``key`` and
     ``multibase`` are its X25519 key (a station's current one; the requester's, the result recipient the signed
     train request names), both None when there is none; ``expires`` / ``revoked`` say when the key was rotated
     out or revoked (None if not), so the station refuses it naming the reader."""
@@ -92,6 +93,10 @@ class WorkItem(BaseModel):
     request_proof: str = Field(default="", description="the request's Data Integrity proof (eddsa-rdfc-2022) as "
                                                        "N-Triples of its proof node; empty for an unsigned train")
     readers: list[Reader] = Field(default=[], description="who the output is encrypted to (its next readers)")
+    input_record_hashes: list[str] = Field(
+        default=[], description="while running: the hashes of the signed records of the executions whose outputs are "
+                                "the inputs, in the order of input_digests ('' where there is none); the station names "
+                                "them in its own record (client/execution_records.py)")
 
 
 class LeaseIn(Strict):

@@ -14,14 +14,21 @@ from datetime import datetime
 
 from pyoxigraph import NamedNode, Quad, RdfFormat, Triple, parse
 
-from client.execution_records import ExecutionRecord, RecordError, proof_node, record_node, verify_record
-from graph_store import CENTRAL_GRAPH, PHT
+from client.execution_records import (
+    ExecutionRecord,
+    RecordError,
+    document_hash,
+    proof_node,
+    record_node,
+    verify_record,
+)
+from graph_store import CENTRAL_GRAPH, PHT, PROV, ChangeSet, GraphStore
 from trust import Proof, ProofError
 
 from .errors import Forbidden, InvalidValue
 from .keys import KeyDirectory
 
-__all__ = ["MAX_RECORD_BYTES", "record_quads"]
+__all__ = ["MAX_RECORD_BYTES", "input_record_hash", "record_quads"]
 
 G = CENTRAL_GRAPH
 MAX_RECORD_BYTES = 16_384
@@ -65,6 +72,23 @@ def record_quads(directory: KeyDirectory, *, execution: NamedNode, train: NamedN
         verify_record(record, proof, {key.iri: key} if key is not None else {}, now=now)
     except ProofError as e:
         raise Forbidden(f"the execution record's signature was refused: {e}") from None
-    return ([Quad(t.subject, t.predicate, t.object, G) for t in record.triples()]
-            + [Quad(t.subject, t.predicate, t.object, G) for t in proof.to_triples(proof_at)]
-            + [Quad(execution, PHT.executionRecord, node, G), Quad(execution, PHT.recordProof, proof_at, G)])
+    quads = ([Quad(t.subject, t.predicate, t.object, G) for t in record.triples()]
+             + [Quad(t.subject, t.predicate, t.object, G) for t in proof.to_triples(proof_at)])
+    stored = set(ChangeSet(insert=quads).insert)
+    altered = [q for q in quads if q not in stored]
+    if altered:  # stored, it would no longer be what was signed: pht verify would call it forged
+        raise InvalidValue(f"the execution record's {altered[0].object} is not in the form the store keeps it (a "
+                           "time with trailing zeros in its fraction, a number with leading zeros); sign it in that "
+                           "form")
+    return quads + [Quad(execution, PHT.executionRecord, node, G), Quad(execution, PHT.recordProof, proof_at, G)]
+
+
+def input_record_hash(store: GraphStore, output: str) -> str:
+    """The hash of the signed record of the execution that generated ``output`` (an output's IRI), as the central
+    graph holds it; "" if it has none. The station names it in its own record: the link of the chain. The station
+    takes it on trust, which is safe: a wrong hash breaks the chain ``pht verify`` checks."""
+    for generated in store.quads(NamedNode(output), PROV.wasGeneratedBy, None, G):
+        for link in store.quads(generated.object, PHT.executionRecord, None, G):
+            triples = [Triple(q.subject, q.predicate, q.object) for q in store.quads(link.object, None, None, G)]
+            return document_hash(triples) if triples else ""
+    return ""

@@ -21,7 +21,7 @@ state tokens): callers never touch query rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyoxigraph import NamedNode, Triple
 
@@ -31,6 +31,7 @@ from graph_store import CENTRAL_GRAPH, NO_FILTER, PHT, GraphStore, station_of_gr
 
 from .chart import Chart
 from .errors import Forbidden, IllegalTransition, NotFound
+from .execution_records import input_record_hash
 from .naming import Iris
 from .principal import Principal, Role
 from .readers import ReaderDirectory
@@ -235,6 +236,7 @@ class Reads:
     store: GraphStore
     iris: Iris
     chart: Chart
+    _record_hashes: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # -- trains
 
@@ -385,8 +387,20 @@ class Reads:
                 requester=r["requester"].value, definition=text(r["definitionId"]) or "",
                 parameters=parameters[r["train"]], request=requests[r["train"]][0],
                 request_proof=requests[r["train"]][1],
-                readers=readers.readers(r["train"], round_=int(r["round"].value), stop=stop)))
+                readers=readers.readers(r["train"], round_=int(r["round"].value), stop=stop),
+                input_record_hashes=[self._record_hash(i) for i in inputs]
+                if r["state"] not in (PHT.OutputUnderReview, PHT.Released) else []))
         return items
+
+    def _record_hash(self, output: str) -> str:
+        """:func:`input_record_hash`, remembered: a record, once written, is not rewritten by the service (an
+        operator's edit would show in ``pht verify`` either way: the edited record no longer verifies)."""
+        found = self._record_hashes.get(output)
+        if not found:
+            if len(self._record_hashes) > 10_000:
+                self._record_hashes.clear()
+            found = self._record_hashes[output] = input_record_hash(self.store, output)
+        return found
 
     def pending_decisions(self, principal: Principal, station_id: str) -> list[PendingDecision]:
         """The station's executions waiting for its admin: approvals, and outputs under review (that station's

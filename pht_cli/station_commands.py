@@ -19,6 +19,7 @@ from station import (
     LeaseRefused,
     ObjectStoreError,
     PolicyError,
+    RecordSigner,
     RuntimeFailure,
     StationAgent,
     StationSettings,
@@ -213,17 +214,23 @@ def release_output(
     policy: Annotated[Path | None, typer.Option(
         "--policy", envvar="PHT_STATION_POLICY",
         help="The station policy (whether the release names the output checks, pht:sharesCheckNames).")] = None,
+    station: Annotated[str | None, typer.Option("--station", envvar="PHT_STATION_ID", help=(
+        "This station's id (with --keys: the release carries the station's signed record)."))] = None,
+    keys: Annotated[Path | None, typer.Option("--keys", envvar="PHT_STATION_KEYS_DIR", help=(
+        "The station's key folder (pht station enroll wrote it): signs the record of the execution."))] = None,
 ) -> None:
-    """Release a held output: stage it in the object store, mark it released with its digest and size, then make it
-    readable by its digest (a refused release leaves nothing readable).
+    """Release a held output: stage it in the object store, mark it released with its digest and size and the
+    station's signed record of the execution, then make it readable by its digest (a refused release leaves nothing
+    readable). station.env sets --station and --keys.
 
     Example: pht station release 6f0c...r1-s0 --state-dir var/station-aachen --objects file:///var/pht/objects ...
     """
     try:
         share = load_policy(policy).shares_check_names if policy is not None else False
         with CentralClient(central, token) as client:
+            records = RecordSigner(client, station, keys) if station is not None and keys is not None else None
             state = release(client, object_store_from_url(objects), Holding(state_dir, execution), execution,
-                            reason=reason, share_check_names=share)
+                            reason=reason, share_check_names=share, records=records)
     except (ClientError, ObjectStoreError, PolicyError) as e:
         raise fail(str(e)) from None
     console.print(f"{execution}: {state}")

@@ -13,6 +13,7 @@ from .encryption import READER_KEYS_FILE, EncryptionRefused, SignedReaders, fetc
 from .images import build_train_image
 from .objects import LocalObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
+from .records import RecordSigner, SignerUnavailable
 from .runtimes.base import Limits, Runtime, RuntimeFailure
 from .runtimes.factory import CONTAINER_ENGINES, make_runtime
 from .runtimes.process import DEFAULT_PATH, ProcessRuntime, default_unisolated_path, folder_digest
@@ -20,6 +21,8 @@ from .settings import StationSettings, StationSettingsError
 from .signed_requests import KeyPins, RequestRefused, SignedRequest, verify_work
 
 __all__ = [
+    "RecordSigner",
+    "SignerUnavailable",
     "ApprovalLedger",
     "ApprovedCode",
     "ArchiveError",

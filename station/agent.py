@@ -22,11 +22,13 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from client import CentralClient, CheckIn, ClientError, OutputIn, WorkItem
+from client.execution_records import How
 from client.public_keys import PublicKeyRecord
 from trust import SealError
 
@@ -37,6 +39,7 @@ from .events import EventSink
 from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
+from .records import RecordSigner, SignerUnavailable, draft_record, load_draft, save_draft
 from .review import review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
 from .settings import StationSettings
@@ -131,6 +134,7 @@ class StationAgent:
                                           ingest_token=settings.mpu_ingest_token)
         self.lease = StationLease(self.client, settings.station_id, period_s=settings.lease_s)
         self.approvals = ApprovalLedger(settings.state_dir / "approvals.jsonl")
+        self.records = RecordSigner(self.client, settings.station_id, settings.keys_dir)
         self.token = TokenRenewal(self.client, settings.token, settings.token_file)  # station tokens are short-lived
         self._policy_cache: tuple[object, StationPolicy] | None = None
         self._policy_loader = policy_loader or self._load_policy_file
@@ -381,6 +385,10 @@ class StationAgent:
             readers = readers_for(work, state_dir=self.settings.state_dir, registry=self.client)
         except EncryptionRefused as e:
             return self._fail(work, "running", str(e))
+        try:  # the record's signer, asked before the run (a ClientError, the service unreachable, retries)
+            station_iri = self.records.station_iri()
+        except SignerUnavailable as e:
+            return self._fail(work, "running", str(e))
         self.runtime.discard(work.execution)
         problem = self._fetch_inputs(work)
         if problem is not None:
@@ -397,6 +405,7 @@ class StationAgent:
                                                             input_count=len(work.input_digests)),
                        entrypoint=work.entrypoint.split() if work.entrypoint else None, limits=self.settings.limits)
         self.events.started_running(work)
+        started = datetime.now(timezone.utc)
         try:
             result = self.runtime.run(spec)
         except ImageRefused as e:
@@ -404,6 +413,7 @@ class StationAgent:
         except RuntimeFailure as e:  # the station's engine, not the train: retried, bounded by max_attempts
             log.warning("%s: the runtime failed, retrying at the next poll: %s", work.execution, e)
             return None
+        ended = datetime.now(timezone.utc)
         self.events.finished_running(work, result)
         policy = self.policy
         if not result.ok:
@@ -420,6 +430,11 @@ class StationAgent:
                                                                      f"the output cannot be packed: {e}"))
         finally:
             hold.packed.unlink(missing_ok=True)
+        approved = self.approvals.get(work.execution)
+        save_draft(hold.root, draft_record(
+            work, station_iri=station_iri, signed_hash=approved.signed_hash if approved is not None else "",
+            approved_how="auto" if self.approvals.how(work.execution) == "auto" else "admin", output_digest=sha256,
+            input_record_hashes=list(work.input_record_hashes), started=started, ended=ended))
         _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size, "plain_sha256": plain_sha256,
                                                "checks": [c.as_json() for c in checks]}).encode())
         return self._hand_over(work, hold)
@@ -447,7 +462,7 @@ class StationAgent:
             return None  # the admin decides
         reason = "released automatically: every output check passed and the station policy does not require a review"
         release(self.client, self.objects, hold, work.execution, reason=reason,
-                share_check_names=policy.shares_check_names)
+                share_check_names=policy.shares_check_names, records=self.records, released_how="auto")
         self.events.state_change(work, "released", "released automatically", from_state="output-under-review")
         log.info("%s -> released %s", work.execution, reason)
         return "released"
@@ -461,7 +476,7 @@ class StationAgent:
         for folder in root.iterdir():
             if folder.name not in current:
                 if not resume_release(self.client, self.objects, Holding(self.settings.state_dir, folder.name),
-                                      folder.name):
+                                      folder.name, records=self.records):
                     continue  # the central service or the object store cannot be reached now: next poll
                 shutil.rmtree(folder, ignore_errors=True)
 
@@ -477,18 +492,25 @@ _SHARED_DETAIL = {True: "The check passed at the station.",
 
 
 def release(client: CentralClient, objects: ObjectStore, hold: Holding, execution: str, *, reason: str,
-            share_check_names: bool = False) -> str:
+            share_check_names: bool = False, records: RecordSigner | None = None, released_how: How = "admin") -> str:
     """Release the held output (its ciphertext, sealed to its readers when it was packed), atomically from the
     readers' view: stage it in the object store under a random key (readable by no digest), fire ``released``
     carrying the ciphertext's digest and size (and, if
     ``share_check_names``, the checks' names and results, never their details), then promote the staged copy to
     its digest. A refused step (4xx: cancelled, withheld meanwhile) discards the staged copy, so nothing is left
-    readable; an unanswered one leaves it staged, and the release is resumed (:func:`resume_release`).
+    readable; an unanswered one leaves it staged, and the release is resumed (:func:`resume_release`). With
+    ``records`` (the station's signer), the step carries the station's signed record of the execution (drafted when
+    the output was held, ``station/records.py``), released ``released_how``.
     """
     held = hold.held()
     if held is None:
         raise ClientError(f"execution {execution} has no held output at this station")
     sha256, size, checks = held
+    draft = load_draft(hold.root) if records is not None else None
+    try:
+        signed = records.sign(draft, released_how=released_how) if records is not None and draft is not None else None
+    except SignerUnavailable as e:  # nothing staged yet: the release is simply not made
+        raise ClientError(str(e)) from None
     key = hold.staging_key()
     if key is None:
         key = new_staging_key()
@@ -499,7 +521,7 @@ def release(client: CentralClient, objects: ObjectStore, hold: Holding, executio
         raise ClientError(f"the held output of {execution} changed on disk (sha256 {stored} is not {sha256})")
     shared = [CheckIn(name=c["name"], passed=c["passed"], detail=_SHARED_DETAIL[bool(c["passed"])])
               for c in checks] if share_check_names else []
-    output = OutputIn(sha256=sha256, byte_size=size, title=f"output of {execution}", checks=shared)
+    output = OutputIn(sha256=sha256, byte_size=size, title=f"output of {execution}", checks=shared, record=signed)
     try:
         state = client.step(execution, "released", reason=reason, output=output)
     except ClientError as e:
@@ -511,7 +533,8 @@ def release(client: CentralClient, objects: ObjectStore, hold: Holding, executio
     return state
 
 
-def resume_release(client: CentralClient, objects: ObjectStore, hold: Holding, execution: str) -> bool:
+def resume_release(client: CentralClient, objects: ObjectStore, hold: Holding, execution: str, *,
+                   records: RecordSigner | None = None) -> bool:
     """Finish a release that was interrupted (its staging key is still recorded) of an execution that left the
     station's work: the same release again is a no-op at the central service if it went through, so the staged copy
     is promoted; if it was refused, it is discarded. True when nothing is left to do, False to try again later."""
@@ -522,7 +545,7 @@ def resume_release(client: CentralClient, objects: ObjectStore, hold: Holding, e
         if hold.held() is None:
             _discard(objects, hold, key)
         else:
-            release(client, objects, hold, execution, reason="release resumed after an interruption")
+            release(client, objects, hold, execution, reason="release resumed after an interruption", records=records)
     except ClientError as e:
         return e.status is not None and 400 <= e.status < 500  # refused: release() discarded the staged copy
     except ObjectStoreError as e:

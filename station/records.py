@@ -17,12 +17,12 @@ from pathlib import Path
 
 from pyoxigraph import RdfFormat, serialize
 
-from client import CentralClient, ClientError, WorkItem
+from client import CentralClient, WorkItem
 from client.execution_records import ExecutionRecord, How, proof_node, record_time, sign_record
 from graph_store import ResourceIris
 from trust import KeyFormatError, PartyKeys, encode_multikey, load_keys
 
-__all__ = ["RecordSigner", "draft_record", "load_draft", "save_draft"]
+__all__ = ["RecordSigner", "SignerUnavailable", "draft_record", "load_draft", "save_draft"]
 
 DRAFT_FILE = "record.json"
 
@@ -35,7 +35,8 @@ def draft_record(work: WorkItem, *, station_iri: str, signed_hash: str, approved
     return ExecutionRecord(
         execution=iris.execution(work.execution).value, train=iris.train(work.train).value, station=station_iri,
         round=work.round, stop=work.stop, signed_request_hash=signed_hash, image_digest=work.image_digest,
-        input_digests=tuple(sorted(work.input_digests)), previous_record_hashes=tuple(sorted(input_record_hashes)),
+        input_digests=tuple(sorted(work.input_digests)),
+        previous_record_hashes=tuple(sorted(h for h in input_record_hashes if h)),
         output_digest=output_digest, approved_how=approved_how, released_how="admin",
         started=record_time(started), ended=record_time(ended))
 
@@ -60,31 +61,40 @@ def load_draft(folder: Path) -> ExecutionRecord | None:
         return None
 
 
+class SignerUnavailable(Exception):
+    """The station cannot sign: no key folder, unreadable keys, or a key the registry does not list as its own."""
+
+
 class RecordSigner:
     """Signs this station's records with its own signing key, naming the key the registry lists for it."""
 
-    def __init__(self, client: CentralClient, station_id: str, keys_dir: Path) -> None:
+    def __init__(self, client: CentralClient, station_id: str, keys_dir: Path | None) -> None:
         self.client, self.station_id, self.keys_dir = client, station_id, keys_dir
         self._keys: PartyKeys | None = None
         self._identity: tuple[str, str] | None = None  # (station IRI, verification method IRI)
 
     def keys(self) -> PartyKeys:
         if self._keys is None:
+            if self.keys_dir is None:
+                raise SignerUnavailable(f"station {self.station_id} has no key folder (PHT_STATION_KEYS_DIR), so it "
+                                        "cannot sign its record of the execution")
             try:
                 self._keys = load_keys(self.keys_dir)
             except (OSError, KeyFormatError) as e:
-                raise ClientError(f"the station's keys in {self.keys_dir} cannot be read: {e}") from None
+                raise SignerUnavailable(f"the station's keys in {self.keys_dir} cannot be read: {e}") from None
         return self._keys
 
     def identity(self) -> tuple[str, str]:
-        """(the station's IRI, the IRI of its registered signing key that is this key), asked once."""
+        """(the station's IRI, the IRI of its registered signing key that is this key), asked once.
+
+        :raises SignerUnavailable: see the class; ``ClientError``: the central service cannot be asked now."""
         if self._identity is None:
             mine = encode_multikey(self.keys().signing.public_key())
             listed = self.client.keys(station=self.station_id)
             key = next((k["iri"] for k in listed.get("keys") or []
                         if k.get("multibase") == mine and not k.get("revoked") and not k.get("expires")), None)
             if key is None:
-                raise ClientError(f"the signing key in {self.keys_dir} is not a current key of station "
+                raise SignerUnavailable(f"the signing key in {self.keys_dir} is not a current key of station "
                                   f"{self.station_id} at the central service (pht station enroll registers it)")
             self._identity = (str(listed["party"]), str(key))
         return self._identity
@@ -97,6 +107,6 @@ class RecordSigner:
         record = replace(draft, released_how=released_how)
         _, method = self.identity()
         proof = sign_record(record, self.keys().signing, verification_method=method,
-                            created=datetime.now(timezone.utc))
+                            created=datetime.now(timezone.utc).replace(microsecond=0))  # as the store keeps it
         triples = record.triples() + proof.to_triples(proof_node(record.execution))
         return bytes(serialize(triples, format=RdfFormat.N_TRIPLES) or b"").decode("utf-8")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from api_helpers import KEY, OPS, admin, signed, token
+from api_helpers import OPS, admin, signed, token
 from central_thread import Central, central_service
 
 from client import CentralClient
@@ -160,13 +160,14 @@ def central_log(records: list[logging.LogRecord]) -> str:
 
 
 def register(central: Central, keys: Path) -> httpx.Client:
-    """Stations aachen and leipzig, each with an encryption key (its private half in ``keys/<station>``: outputs are
-    sealed to their next station), and their datasets."""
+    """Stations aachen and leipzig, each with its own keys (the private halves in ``keys/<station>``: outputs are
+    sealed to their next station, and each signs its record of what it did), and their datasets."""
     http = httpx.Client(base_url=central.url, timeout=30)
     for sid in ("aachen", "leipzig"):
-        encryption = encode_multikey(keys_in(keys / sid)[0].encryption.public_key())
+        own = keys_in(keys / sid)[0]
+        public = [encode_multikey(own.signing.public_key()), encode_multikey(own.encryption.public_key())]
         r = http.post("/api/stations", headers=OPS, json={"id": sid, "title": f"{sid} station",
-                                                          "owner": f"{sid} hospital", "public_keys": [KEY, encryption]})
+                                                          "owner": f"{sid} hospital", "public_keys": public})
         assert r.status_code == 201, r.text
         r = http.post("/api/datasets", headers=OPS, json={"id": f"{sid}-data", "title": "data", "station": sid})
         assert r.status_code == 201, r.text
