@@ -21,8 +21,6 @@ from .settings import StationSettings, StationSettingsError
 from .signed_requests import KeyPins, RequestRefused, SignedRequest, verify_work
 
 __all__ = [
-    "RecordSigner",
-    "SignerUnavailable",
     "ApprovalLedger",
     "ApprovedCode",
     "ArchiveError",
@@ -39,11 +37,13 @@ __all__ = [
     "PolicyError",
     "ProcessRuntime",
     "READER_KEYS_FILE",
+    "RecordSigner",
     "RequestRefused",
     "Runtime",
     "RuntimeFailure",
     "SignedReaders",
     "SignedRequest",
+    "SignerUnavailable",
     "StationAgent",
     "StationPolicy",
     "StationSettings",
