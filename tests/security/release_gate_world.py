@@ -89,12 +89,7 @@ class World:
         for earlier in self.clients:
             if isinstance(earlier, StationAgent) and earlier.settings.station_id == sid:
                 earlier.close()
-        data = self.tmp / "data" / sid
-        data.mkdir(parents=True, exist_ok=True)
-        settings = StationSettings(station_id=sid, central_url=self.central.url,
-                                   token=token(f"station-{sid}", Role.STATION, station=sid)["Authorization"][7:],
-                                   datasets={f"{sid}-data": data}, state_dir=self.tmp / "state" / sid,
-                                   objects_url=f"file://{self.tmp / 'objects'}", keys_dir=self.tmp / "keys" / sid)
+        settings = station_settings(self.tmp, self.central.url, sid)
         agent = StationAgent(settings, runtime=runtime, objects=self.objects, events=RecordingEvents(sid),
                              policy_loader=lambda: policy)
         self.clients.append(agent)
@@ -157,6 +152,17 @@ class World:
 def central_log(records: list[logging.LogRecord]) -> str:
     """What the central service (and the HTTP server) logged; the station's own log is its own."""
     return "\n".join(r.getMessage() for r in records if not r.name.startswith(("pht.station", "station", "httpx")))
+
+
+def station_settings(tmp: Path, central_url: str, sid: str) -> StationSettings:
+    """Station ``sid``'s agent settings in the test world under ``tmp``: its dataset folder (created), state folder,
+    the shared object store, its keys in ``tmp/keys/<sid>`` and a station token."""
+    data = tmp / "data" / sid
+    data.mkdir(parents=True, exist_ok=True)
+    return StationSettings(station_id=sid, central_url=central_url,
+                           token=token(f"station-{sid}", Role.STATION, station=sid)["Authorization"][7:],
+                           datasets={f"{sid}-data": data}, state_dir=tmp / "state" / sid,
+                           objects_url=f"file://{tmp / 'objects'}", keys_dir=tmp / "keys" / sid)
 
 
 def register(central: Central, keys: Path) -> httpx.Client:

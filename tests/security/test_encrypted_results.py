@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from api_helpers import OPS, SETTINGS, token
 from central_thread import Central, central_service
-from release_gate_world import RecordingEvents, ScriptedRuntime, writes
+from release_gate_world import RecordingEvents, ScriptedRuntime, station_settings, writes
 
 from client import CentralClient, ClientError
 from client.key_claims import keys_in
@@ -30,7 +30,6 @@ from station.agent import StationAgent
 from station.encryption import UNSIGNED, EncryptionRefused, readers_for
 from station.objects import LocalObjectStore
 from station.policy import StationPolicy
-from station.settings import StationSettings
 from trust import PartyKeys, SealError, generate_keys, load_keys, open_sealed, seal
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,12 +54,7 @@ class World:
         return load_keys(self.tmp / "keys" / sid)
 
     def agent(self, sid: str, train: Any) -> StationAgent:
-        data = self.tmp / "data" / sid
-        data.mkdir(parents=True, exist_ok=True)
-        settings = StationSettings(station_id=sid, central_url=self.central.url,
-                                   token=token(f"station-{sid}", Role.STATION, station=sid)["Authorization"][7:],
-                                   datasets={f"{sid}-data": data}, state_dir=self.tmp / "state" / sid,
-                                   objects_url=f"file://{self.tmp / 'objects'}", keys_dir=self.tmp / "keys" / sid)
+        settings = station_settings(self.tmp, self.central.url, sid)
         agent = StationAgent(settings, runtime=ScriptedRuntime(train), objects=self.objects,
                              events=RecordingEvents(sid), policy_loader=lambda: AUTO)
         self.agents[sid] = agent

@@ -20,7 +20,7 @@ import pyoxigraph as ox
 import pytest
 from api_helpers import OPS, SETTINGS, token
 from central_thread import Central, central_service
-from release_gate_world import RecordingEvents, ScriptedRuntime, writes
+from release_gate_world import RecordingEvents, ScriptedRuntime, station_settings, writes
 
 from client import CentralClient, Reader, WorkItem, reader_parties
 from client.key_claims import keys_in
@@ -32,7 +32,6 @@ from station.agent import StationAgent
 from station.encryption import READER_KEYS_FILE, EncryptionRefused, signed_readers
 from station.objects import LocalObjectStore
 from station.policy import StationPolicy
-from station.settings import StationSettings
 from trust import encode_multikey, generate_keys, open_sealed
 
 AUTO = StationPolicy(requires_approval=False, requires_output_review=False)
@@ -61,13 +60,8 @@ class World:
     closing: list[Any] = field(default_factory=list)
 
     def agent(self, sid: str, alter: Alter | None = None) -> StationAgent:
-        data = self.tmp / "data" / sid
-        data.mkdir(parents=True, exist_ok=True)
-        station_token = token(f"station-{sid}", Role.STATION, station=sid)["Authorization"][7:]
-        settings = StationSettings(station_id=sid, central_url=self.central.url, token=station_token,
-                                   datasets={f"{sid}-data": data}, state_dir=self.tmp / "state" / sid,
-                                   objects_url=f"file://{self.tmp / 'objects'}", keys_dir=self.tmp / "keys" / sid)
-        client = LyingClient(self.central.url, station_token)
+        settings = station_settings(self.tmp, self.central.url, sid)
+        client = LyingClient(self.central.url, settings.token)
         client.alter = alter
         runtime = ScriptedRuntime(writes({"result.json": '{"count": 42}'}))
         agent = StationAgent(settings, runtime=runtime, client=client, objects=self.objects,
