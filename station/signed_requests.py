@@ -17,7 +17,6 @@ deleting the researcher's line from the file). See docs/security.md, "What a sig
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -33,10 +32,11 @@ import pyoxigraph as ox
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from client import WorkItem
+from client.execution_records import document_hash
 from client.public_keys import PublicKeyRecord, parse_time
 from client.train_request import parameter_datatypes, rdf_literal
 from graph_store import CENTRAL_GRAPH, DCTERMS, PHT, RDF_TYPE, ChangeSet, ResourceIris
-from trust import KeyFormatError, Proof, ProofError, canonical_nquads, decode_signing_key, verify_proof
+from trust import KeyFormatError, Proof, ProofError, decode_signing_key, verify_proof
 
 __all__ = ["PINNED_KEYS_FILE", "KeyLookup", "KeyPins", "RequestRefused", "SignedRequest",
            "keys_from_wire", "parse_ntriples", "signed_hash", "verify_work"]
@@ -84,8 +84,9 @@ class SignedRequest:
 
 
 def signed_hash(document: Sequence[ox.Triple]) -> str:
-    """SHA-256 hex of ``trust.canonical_nquads(document)``: the hash an approval binds to."""
-    return hashlib.sha256(canonical_nquads(document).encode("utf-8")).hexdigest()
+    """SHA-256 hex of the document's canonical N-Quads: the hash an approval binds to, and the one the station's
+    execution record names (``client.execution_records.document_hash``, the one implementation)."""
+    return document_hash(document)
 
 
 def parse_ntriples(text: str, what: str) -> list[ox.Triple]:
