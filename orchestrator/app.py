@@ -47,7 +47,8 @@ from .reads import Reads
 from .registry import Registry
 from .revocations import Revocations
 from .settings import Settings, SettingsError
-from .sparql_protocol import RDF_FORMATS, RESULTS_FORMATS, sparql_router
+from .sparql_http import RDF_FORMATS, RESULTS_FORMATS
+from .sparql_protocol import sparql_router
 from .watchdog import StationWatchdog
 from .web import web_router
 

@@ -54,7 +54,7 @@ from .naming import Iris
 from .principal import Principal, Role
 from .readable_graph import ReadableGraphs, reads_everything
 from .settings import Settings
-from .sparql_protocol import (
+from .sparql_http import (
     HttpError,
     error_for,
     media_type,

@@ -42,7 +42,8 @@ from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
 from orchestrator.readable_graph import ReadableGraphs
 from orchestrator.settings import Settings
-from orchestrator.sparql_protocol import negotiate, sparql_router
+from orchestrator.sparql_http import negotiate
+from orchestrator.sparql_protocol import sparql_router
 
 with warnings.catch_warnings():
     # Starlette asks for the ``httpx2`` package and warns (an error under our filterwarnings) with ``httpx``.

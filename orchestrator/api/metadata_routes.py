@@ -24,7 +24,7 @@ from graph_store import (
 from ..errors import Forbidden, LifecycleError
 from ..metadata import BatchReplayed, MetadataIntake, MetadataRefused
 from ..principal import Principal, Role
-from ..sparql_protocol import HttpError, read_body
+from ..sparql_http import HttpError, read_body
 from .deps import Services
 from .models import Problem
 

@@ -29,7 +29,9 @@ from ..api.deps import Services
 from ..auth import AuthError, TokenVerifier
 from ..errors import LifecycleError
 from ..principal import Principal, Role
-from ..sparql_protocol import HttpError, _Answer, _checked_query_text, _query_dataset, _QueryRunner, error_for
+from ..query_runner import QueryAnswer, QueryRunner, query_dataset
+from ..query_text import checked_query_text
+from ..sparql_http import HttpError, error_for
 from .session import (
     LoginRequired,
     PageError,
@@ -164,7 +166,7 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
     for open streams when it stops, so a stream lives at most 30 s by default and the browser reconnects."""
     pages = _Pages()
     verify = verifier or TokenVerifier(s.settings)
-    runner = _QueryRunner(s.store, timeout_s=s.settings.query_timeout_s, row_limit=s.settings.query_result_limit,
+    runner = QueryRunner(s.store, timeout_s=s.settings.query_timeout_s, row_limit=s.settings.query_result_limit,
                           workers=query_workers)
     examples = {q.name: q for q in list_named_queries() if not q.parameters and not q.is_update}
 
@@ -292,9 +294,9 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
         status = 200
         if query is not None and query.strip():
 
-            def work(cancelled: threading.Event) -> _Answer:  # exactly what /sparql does with a query
-                checked = _checked_query_text(query)
-                return runner.evaluate(checked, _query_dataset(who, checked, [], [], s.readable), cancelled)
+            def work(cancelled: threading.Event) -> QueryAnswer:  # exactly what /sparql does with a query
+                checked = checked_query_text(query)
+                return runner.evaluate(checked, query_dataset(who, checked, [], [], s.readable), cancelled)
 
             try:
                 context["answer"] = _table(await runner.run(work), s.lifecycle.iris.base)
@@ -340,7 +342,7 @@ def _term(term: Any, base: str) -> dict[str, str]:
     return {"text": "", "kind": "unbound", "link": ""}
 
 
-def _table(answer: _Answer, base: str) -> dict[str, Any]:
+def _table(answer: QueryAnswer, base: str) -> dict[str, Any]:
     """An evaluated query as a table: ASK as one cell, graphs as subject / predicate / object."""
     if answer.boolean is not None:
         return {"columns": ["answer"], "rows": [[{"text": str(bool(answer.boolean)).lower(), "kind": "literal",

@@ -1,0 +1,183 @@
+"""HTTP pieces shared by ``/sparql``, ``/rdf-graphs`` and the web view: refusals, content negotiation, bodies.
+
+One place for how the SPARQL endpoints answer: a refusal is :class:`HttpError` (JSON ``{"detail": ...}``), media
+types are negotiated by :func:`negotiate` (RFC 9110 q-values), graphs are written by pyoxigraph's serialisers.
+"""
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from pyoxigraph import NamedNode, QueryResultsFormat, RdfFormat, Triple, serialize
+
+from graph_store import ConflictError, GraphStoreError, StoreUnavailable, ValidationFailed, station_graph
+
+from .principal import Principal, Role
+
+__all__ = ["LIMIT_HEADER", "RDF_FORMATS", "RESULTS_FORMATS", "TRUNCATED_HEADER", "HttpError", "error_for",
+           "media_type", "negotiate", "not_acceptable", "own_station_graph", "rdf_response", "read_body",
+           "readable_everything"]
+
+RESULTS_FORMATS: dict[str, QueryResultsFormat] = {
+    "application/sparql-results+json": QueryResultsFormat.JSON,
+    "application/sparql-results+xml": QueryResultsFormat.XML,
+    "text/csv": QueryResultsFormat.CSV,
+    "text/tab-separated-values": QueryResultsFormat.TSV,
+    "application/json": QueryResultsFormat.JSON,
+    "application/xml": QueryResultsFormat.XML,
+}
+"""Media types offered for SELECT / ASK results, in order of preference (the first is the default)."""
+
+RDF_FORMATS: dict[str, RdfFormat] = {
+    "text/turtle": RdfFormat.TURTLE,
+    "application/n-triples": RdfFormat.N_TRIPLES,
+    "application/ld+json": RdfFormat.JSON_LD,
+    "application/rdf+xml": RdfFormat.RDF_XML,
+    "application/x-turtle": RdfFormat.TURTLE,
+    "text/plain": RdfFormat.N_TRIPLES,
+}
+"""Media types offered for graphs (CONSTRUCT / DESCRIBE, Graph Store GET), in order of preference."""
+
+TRUNCATED_HEADER = "X-PHT-Result-Truncated"
+LIMIT_HEADER = "X-PHT-Result-Limit"
+
+
+class HttpError(Exception):
+    """A refusal to answer with ``status`` and a one-sentence ``detail`` (plus extra JSON members)."""
+
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+    def response(self, *, head: bool = False) -> Response:
+        """The JSON error response; for a HEAD request its headers (Content-Type and -Length included, as
+        RFC 9110 section 9.3.2 asks) without the body."""
+        response = JSONResponse({"detail": self.detail, **self.extra}, status_code=self.status, headers=self.headers)
+        if head:
+            return Response(status_code=self.status, headers=dict(response.headers))
+        return response
+
+
+def error_for(e: GraphStoreError) -> HttpError:
+    """The HTTP answer to a refusal of the graph store."""
+    if isinstance(e, ValidationFailed):
+        return HttpError(422, f"the change violates the shapes; nothing was written. {e.report.text()}",
+                         report=e.report.to_dict())
+    if isinstance(e, ConflictError):
+        return HttpError(409, str(e))
+    if isinstance(e, StoreUnavailable):
+        return HttpError(503, f"the graph store is unavailable: {e}")
+    return HttpError(400, str(e))
+
+
+def negotiate(accept: str | None, offers: Sequence[str]) -> str | None:
+    """The offer ``accept`` prefers (RFC 9110 §12.5.1), or None if it accepts none of them.
+
+    Each offer gets the q-value of the most specific media range matching it; the highest wins and ties go to
+    the earlier offer. No (or an empty) Accept header accepts the first offer.
+
+    >>> negotiate("text/csv;q=0.5, application/sparql-results+xml", ["application/sparql-results+json",
+    ...           "application/sparql-results+xml", "text/csv"])
+    'application/sparql-results+xml'
+    >>> negotiate("text/*;q=0.2, */*;q=0.1, text/turtle;q=0", ["text/turtle", "application/n-triples"])
+    'application/n-triples'
+    """
+    if accept is None or not accept.strip():
+        return offers[0] if offers else None
+    ranges: list[tuple[str, str, float]] = []
+    for part in accept.split(","):
+        fields = part.split(";")
+        media = fields[0].strip().lower()
+        if media == "*":
+            media = "*/*"
+        main, slash, sub = media.partition("/")
+        if not slash or not main or not sub:
+            continue
+        q = 1.0
+        for param in fields[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = min(max(float(value.strip()), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        ranges.append((main, sub, q))
+    best, best_q = None, 0.0
+    for offer in offers:
+        o_main, _, o_sub = offer.partition("/")
+        specificity, q = -1, 0.0
+        for main, sub, range_q in ranges:
+            if (main, sub) == (o_main, o_sub):
+                rank = 2
+            elif main == o_main and sub == "*":
+                rank = 1
+            elif (main, sub) == ("*", "*"):
+                rank = 0
+            else:
+                continue
+            if rank > specificity:
+                specificity, q = rank, range_q
+        if q > best_q:
+            best, best_q = offer, q
+    return best
+
+
+def not_acceptable(offers: Iterable[str]) -> HttpError:
+    return HttpError(406, "none of the media types in the Accept header can be served here; ask for one of: "
+                     + ", ".join(offers))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or 413 if it is (or declares to be) longer than ``limit`` bytes."""
+    too_large = HttpError(413, f"the request body is larger than the limit of {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, lower case ('' if missing)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def rdf_response(triples: Sequence[Triple], accept: str | None, *, extra_headers: dict[str, str] | None = None,
+                 head: bool = False) -> Response:
+    """``triples`` in the RDF format ``accept`` prefers (406 if none), written by pyoxigraph."""
+    chosen = negotiate(accept, list(RDF_FORMATS))
+    if chosen is None:
+        raise not_acceptable(RDF_FORMATS)
+    try:
+        body = serialize(triples, format=RDF_FORMATS[chosen])
+    except (ValueError, OSError) as e:
+        raise HttpError(406, f"the result cannot be written as {chosen} ({e}); ask for text/turtle") from None
+    headers = {"Vary": "Accept", **(extra_headers or {})}
+    if head:
+        headers["Content-Length"] = str(len(body or b""))
+        return Response(status_code=200, media_type=chosen, headers=headers)
+    return Response(body, media_type=chosen, headers=headers)
+
+
+def readable_everything(who: Principal) -> bool:
+    """True if ``who`` may query any graph: an operator over the whole store, a researcher or a station admin
+    over what they may read (``readable_graph.py``); a station-only caller has its own graph only."""
+    return who.has(Role.OPERATOR, Role.RESEARCHER, Role.STATION_ADMIN)
+
+
+def own_station_graph(who: Principal) -> NamedNode:
+    """The station graph of a station principal (403 if the token names no valid station)."""
+    try:
+        return station_graph(who.station or "")
+    except ValueError:
+        raise HttpError(403, "this station token names no valid station, so it may see no graph") from None
