@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pyoxigraph import BlankNode, DefaultGraph, NamedNode, Quad, Store
+from pyoxigraph import BlankNode, DefaultGraph, NamedNode, Quad, RdfFormat, Store
 
 from ._changeset import ChangeSet
 from ._errors import InvalidInputError
@@ -49,11 +49,19 @@ class EmbeddedStore(GraphStore):
         """The underlying pyoxigraph Store, for bulk loading trusted data (benchmarks, restores) and dumps.
 
         Writing through it bypasses validation; taking it forgets the store's caches, so that later
-        validated writes see whatever it changed.
+        validated writes see whatever it changed, and tells the :meth:`on_bypass` listeners (copies of the
+        store rebuild themselves from it at their next use: write right after taking it, do not keep it).
         """
         with self._write_lock:
             self._clear_caches()
+            self._bypassed()
         return self._store
+
+    def snapshot(self) -> bytes:
+        """The whole store as N-Quads, read from one consistent snapshot (to seed a copy of it)."""
+        dump = self._store.dump(format=RdfFormat.N_QUADS)  # without an output: the bytes
+        assert dump is not None
+        return dump
 
     def contains(self, quad: Quad) -> bool:
         return quad in self._store

@@ -88,6 +88,7 @@ class GraphStore(ABC):
         """Both set to dicts by back-ends whose process is the store's only writer; see PostChangeView. One
         cache per graph written (what a node looks like depends on the graphs its validation sees)."""
         self._commit_listeners: list[Callable[[ChangeSet], None]] = []
+        self._bypass_listeners: list[Callable[[], None]] = []
         self._scopes: dict[NamedNode, frozenset[NamedNode]] = {}  # validation_scope of each graph written
 
     # -- back-end primitives ----------------------------------------------------------------------------
@@ -246,6 +247,15 @@ class GraphStore(ABC):
         to drop what a cache derived from the changed data."""
         self._commit_listeners.append(listener)
 
+    def on_bypass(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` when the store may change without :meth:`apply` (the vocabulary's reload, a bulk
+        load through ``EmbeddedStore.oxigraph``): a copy kept current from :meth:`on_commit` must be rebuilt."""
+        self._bypass_listeners.append(listener)
+
+    def _bypassed(self) -> None:
+        for listener in self._bypass_listeners:
+            listener()
+
     def plan_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
                     using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),
                     max_solutions: int | None = None) -> UpdatePlan:
@@ -380,6 +390,7 @@ class GraphStore(ABC):
         with self._write_lock:
             self._clear_caches()
             self._update(text)
+            self._bypassed()
 
     # -- helpers ------------------------------------------------------------------------------------------
 

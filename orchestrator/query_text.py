@@ -1,4 +1,6 @@
-"""Checks on a caller's SPARQL text before any parser sees it: SERVICE refused, ``$var`` as ``?var``, FROM found.
+"""Checks on a caller's SPARQL text before any parser sees it: SERVICE refused, ``$var`` as ``?var``, FROM found,
+and a bound on its size and nesting (pyoxigraph 0.5.13's parser and evaluator recurse: ``ASK {{{...}}}`` 2,500
+deep, or a chain of about 10,000 ``+`` / ``UNION`` / ``OPTIONAL``, overflows the stack and kills the process).
 
 The text is scanned with its IRIs, strings and comments blanked out (:func:`code_only`), so that keywords found
 are syntax, not data.
@@ -8,7 +10,18 @@ import re
 
 from .sparql_http import HttpError
 
-__all__ = ["checked_query_text", "code_only", "has_dataset_clause"]
+__all__ = ["MAX_NESTING", "MAX_OPERATORS", "MAX_TEXT_CHARS", "check_structure", "checked_query_text", "code_only",
+           "has_dataset_clause"]
+
+MAX_NESTING = 64
+"""Deepest nesting of ``{``, ``(`` and ``[`` together that a query or update may have. pyoxigraph crashes between
+300 and 2,500 braces deep; hand-written and generated queries stay far below 64."""
+MAX_OPERATORS = 2_000
+"""Most operators a query or update may hold: the keywords UNION, OPTIONAL, MINUS and the characters
+``{ ( + - * / | & = < > ! ^`` outside IRIs, strings, comments and language tags. Each builds one level of a
+left-deep tree, and pyoxigraph crashes on chains of about 10,000 (6,000 pass); the bound leaves a factor of 3."""
+MAX_TEXT_CHARS = 1_000_000
+"""Longest query or update text, whichever way it came (a GET parameter is not bounded by the body limit)."""
 
 _OPAQUE_START = re.compile(r"[#<\"']")
 _COMMENT = re.compile(r"#[^\r\n]*")
@@ -18,6 +31,9 @@ _STRING_BODY = {q: re.compile(body, re.DOTALL) for q, body in [
 _IRIREF = re.compile(r'<(?:[^<>"{}|^`\\\x00-\x20]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})*>')
 _SERVICE = re.compile(r"(?<![\w:?$\-])SERVICE(?![\w:\-])", re.IGNORECASE)
 _FROM = re.compile(r"(?<![\w:?$\-.])FROM(?![\w:\-.])", re.IGNORECASE)
+_NESTING = re.compile(r"[{}()\[\]]")
+_LANGUAGE_TAG = re.compile(r"@[A-Za-z]+(?:-[A-Za-z0-9]+)*")
+_OPERATOR = re.compile(r"(?<![\w:?$\-])(?:UNION|OPTIONAL|MINUS)(?![\w:\-])|\^\^|[{(+\-*/|&=<>!^]", re.IGNORECASE)
 
 
 def code_only(text: str) -> str:
@@ -54,14 +70,47 @@ def code_only(text: str) -> str:
     return "".join(out)
 
 
+def check_structure(text: str, code: str | None = None) -> None:
+    """Refuse (400) a query or update longer than MAX_TEXT_CHARS, nested deeper than MAX_NESTING or holding more
+    than MAX_OPERATORS operators, before any parser sees it: pyoxigraph's recursive parser would crash the process.
+
+    ``code`` is ``code_only(text)`` if the caller has it already.
+
+    >>> check_structure("ASK " + "{" * 64 + "}" * 64)
+    >>> check_structure("ASK " + "{" * 65 + "}" * 65)
+    Traceback (most recent call last):
+    ...
+    orchestrator.sparql_http.HttpError: the query nests braces, parentheses and brackets 65 deep; at most 64 are allowed
+    """
+    if len(text) > MAX_TEXT_CHARS:
+        raise HttpError(400, f"the query is {len(text)} characters long; at most {MAX_TEXT_CHARS} are allowed")
+    code = code_only(text) if code is None else code
+    depth = deepest = 0
+    for m in _NESTING.finditer(code):
+        if m.group() in "{([":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise HttpError(400, f"the query nests braces, parentheses and brackets {deepest} deep; at most "
+                             f"{MAX_NESTING} are allowed")
+    operators = sum(1 for m in _OPERATOR.finditer(_LANGUAGE_TAG.sub(" ", code)) if m.group() != "^^")
+    if operators > MAX_OPERATORS:
+        raise HttpError(400, f"the query holds {operators} operators (UNION, OPTIONAL, MINUS, groups, expression "
+                             f"and path operators); at most {MAX_OPERATORS} are allowed: split it")
+
+
 def checked_query_text(text: str) -> str:
-    """A caller's query made ready for GraphStore.query: SERVICE refused, ``$name`` variables as ``?name``.
+    """A caller's query or update made ready for GraphStore: size and nesting bounded (:func:`check_structure`),
+    SERVICE refused, ``$name`` variables as ``?name``.
 
     pyoxigraph evaluates SERVICE by fetching the named URL: the central service would send requests anywhere a
     caller asks (its own network included). ``$name`` and ``?name`` are the same SPARQL variable, but
     GraphStore.query reads ``$name`` as a parameter to bind.
     """
     code = code_only(text)
+    check_structure(text, code)
     if _SERVICE.search(code):
         raise HttpError(400, "federated queries (SERVICE) are not run here: the central service does not send "
                              "requests to other servers on a caller's behalf")

@@ -42,7 +42,6 @@ from graph_store import (
     PROV,
     RDF_TYPE,
     SHAPES_GRAPH,
-    ChangeSet,
     EmbeddedStore,
     GraphStore,
     station_graph,
@@ -81,9 +80,11 @@ class ReadableGraphs:
         self._views: dict[tuple[str, frozenset[str], str | None], _View] = {}
         self._generation = 0
         self._lock = threading.Lock()
-        store.on_commit(self._forget)
+        store.on_commit(lambda _change: self.changed())
 
-    def _forget(self, _change: ChangeSet) -> None:
+    def changed(self) -> None:
+        """Forget the cached views: the store changed (called on every commit; a query worker calls it after
+        applying changes to its replica, which bypass ``apply()``)."""
         with self._lock:
             self._generation += 1
 

@@ -52,6 +52,15 @@ class Settings:
     max_body_bytes: int = 1_000_000
     query_timeout_s: float = 10.0
     query_result_limit: int = 10_000
+    query_workers: int = 4
+    """Worker processes evaluating callers' queries (``PHT_QUERY_WORKERS``); each holds a replica of an embedded
+    store (see docs/architecture.md for the memory this costs). More than ``query_per_principal``, so that one
+    caller's queries always leave workers to the others."""
+    query_per_principal: int = 2
+    """Queries one caller may run at a time (``PHT_QUERY_PER_PRINCIPAL``); one more is answered 429."""
+    query_result_max_bytes: int = 50_000_000
+    """Largest serialised answer (``PHT_QUERY_RESULT_MAX_BYTES``); a larger one is cut to fewer rows, announced
+    by ``X-PHT-Result-Truncated: true`` like the row limit."""
     base_iri: str = DEFAULT_BASE_IRI
     station_timeout_s: float = 3600.0  #: fail executions a station has not moved for this long (0: never)
     # -- released results (orchestrator/results.py): the service reads them, researchers get expiring links
@@ -102,6 +111,11 @@ class Settings:
             raise SettingsError("PHT_JWT_SECRET must be at least 32 characters long")
         if self.max_body_bytes <= 0 or self.query_timeout_s <= 0 or self.query_result_limit <= 0:
             raise SettingsError("PHT_MAX_BODY_BYTES, PHT_QUERY_TIMEOUT_S and PHT_QUERY_RESULT_LIMIT must be positive")
+        if not 1 <= self.query_per_principal < self.query_workers:
+            raise SettingsError("PHT_QUERY_PER_PRINCIPAL must be at least 1 and less than PHT_QUERY_WORKERS, so that "
+                                "one caller's queries leave a worker to the others")
+        if self.query_result_max_bytes < 1000:
+            raise SettingsError("PHT_QUERY_RESULT_MAX_BYTES must be at least 1000")
         if self.station_timeout_s < 0:
             raise SettingsError("PHT_STATION_TIMEOUT_S must be 0 (off) or a positive number of seconds")
         if self.results_store_url is not None and \
@@ -141,6 +155,9 @@ class Settings:
             max_body_bytes=int(num("PHT_MAX_BODY_BYTES", 1_000_000)),
             query_timeout_s=num("PHT_QUERY_TIMEOUT_S", 10.0),
             query_result_limit=int(num("PHT_QUERY_RESULT_LIMIT", 10_000)),
+            query_workers=int(num("PHT_QUERY_WORKERS", 4)),
+            query_per_principal=int(num("PHT_QUERY_PER_PRINCIPAL", 2)),
+            query_result_max_bytes=int(num("PHT_QUERY_RESULT_MAX_BYTES", 50_000_000)),
             base_iri=e.get("PHT_BASE_IRI", DEFAULT_BASE_IRI),
             station_timeout_s=num("PHT_STATION_TIMEOUT_S", 3600.0),
             results_store_url=e.get("PHT_RESULTS_STORE_URL") or None,

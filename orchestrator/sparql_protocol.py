@@ -43,7 +43,6 @@ answered 400 with the parser's message.
 """
 
 
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,13 +53,12 @@ from fastapi.responses import JSONResponse
 from pyoxigraph import NamedNode, Triple
 from starlette.concurrency import run_in_threadpool
 
-from graph_store import ONTOLOGY_GRAPH, RDF_TYPE, SHAPES_GRAPH, GraphStore, GraphStoreError, UpdatePlan, compile_update
+from graph_store import ONTOLOGY_GRAPH, RDF_TYPE, SHAPES_GRAPH, GraphStore, GraphStoreError
 
 from .audit import audited, check_not_audit
 from .naming import Iris
 from .principal import Principal, Role
-from .query_runner import QueryRunner, answer_response, parse_iris, query_dataset
-from .query_text import checked_query_text
+from .query_runner import query_runner
 from .readable_graph import ReadableGraphs
 from .settings import Settings
 from .sparql_http import (
@@ -111,20 +109,20 @@ def _service_description(request: Request, who: Principal) -> list[Triple]:
 
 
 def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings: Settings,
-                  readable: ReadableGraphs, max_concurrent_queries: int = 4) -> APIRouter:
+                  readable: ReadableGraphs, max_concurrent_queries: int | None = None) -> APIRouter:
     """An APIRouter serving the SPARQL 1.1 Protocol at ``/sparql`` over ``store``.
 
     :param principal: a FastAPI dependency returning the calling :class:`Principal` (raising 401 itself).
     :param settings: ``query_timeout_s``, ``query_result_limit`` and ``max_body_bytes`` are used.
     :param readable: what each caller who is not an operator may read (their queries run over it).
-    :param max_concurrent_queries: size of the worker pool evaluating queries.
+    :param max_concurrent_queries: size of the worker pool evaluating queries (``settings.query_workers``).
     """
     iris = Iris(settings.base_iri)
-    runner = QueryRunner(store, timeout_s=settings.query_timeout_s, row_limit=settings.query_result_limit,
-                          workers=max_concurrent_queries)
+    runner = query_runner(store, settings, workers=max_concurrent_queries, readable_max_age_s=readable.max_age_s)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
+        runner.start()
         yield
         runner.close()
 
@@ -135,26 +133,13 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         accept = request.headers.get("accept")
         if negotiate(accept, list(RESULTS_FORMATS)) is None and negotiate(accept, list(RDF_FORMATS)) is None:
             raise not_acceptable([*RESULTS_FORMATS, *RDF_FORMATS])  # refused before any evaluation
-
-        def work(cancelled: threading.Event) -> Response:  # all of it off the event loop, within the time-out
-            checked = checked_query_text(text)
-            dataset = query_dataset(who, checked, default_uris, named_uris, readable)
-            answer = runner.evaluate(checked, dataset, cancelled)
-            return answer_response(answer, accept, runner.row_limit)
-
-        return await runner.run(work)
+        return await runner.respond(who, text, default_uris, named_uris, accept)  # in a worker process
 
     async def run_update(who: Principal, text: str, using: list[str], using_named: list[str]) -> Response:
         if not who.has(Role.OPERATOR):
             raise HttpError(403, "only operators may send SPARQL updates")
-        graphs = parse_iris(using, "using-graph-uri"), parse_iris(using_named, "using-named-graph-uri")
-        update = await run_in_threadpool(lambda: compile_update(checked_query_text(text)))  # parsing takes a while
-
-        def plan(_cancelled: threading.Event | None = None) -> UpdatePlan:
-            return store.plan_update(update, using=graphs[0], using_named=graphs[1], max_solutions=runner.row_limit)
-
-        # a WHERE is evaluated like a query: in the pool, within the time-out; nothing is written before the end
-        planned = await (run_in_threadpool(plan) if update.where is None else runner.run(plan))
+        # parsed and its WHERE evaluated like a query (in a worker process, within the time-out); applied here
+        planned = await runner.plan_update(who, text, using, using_named)
         for graph in planned.change.graphs():
             if graph in _PROTECTED:
                 raise HttpError(403, f"the graph {graph} is loaded from the repository's files and is not "

@@ -9,7 +9,6 @@ parser refuses 400 with the parser's message. Not in the OpenAPI schema: the API
 # No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at run time, and ``Who``
 # is a local of ``web_router``.
 
-import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,8 +28,7 @@ from ..api.deps import Services
 from ..auth import AuthError, TokenVerifier
 from ..errors import LifecycleError
 from ..principal import Principal, Role
-from ..query_runner import QueryAnswer, QueryRunner, query_dataset
-from ..query_text import checked_query_text
+from ..query_runner import QueryAnswer, query_runner
 from ..sparql_http import HttpError, error_for
 from .session import (
     LoginRequired,
@@ -166,12 +164,12 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
     for open streams when it stops, so a stream lives at most 30 s by default and the browser reconnects."""
     pages = _Pages()
     verify = verifier or TokenVerifier(s.settings)
-    runner = QueryRunner(s.store, timeout_s=s.settings.query_timeout_s, row_limit=s.settings.query_result_limit,
-                          workers=query_workers)
+    runner = query_runner(s.store, s.settings, workers=query_workers, readable_max_age_s=s.readable.max_age_s)
     examples = {q.name: q for q in list_named_queries() if not q.parameters and not q.is_update}
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
+        runner.start()
         yield
         runner.close()
 
@@ -293,13 +291,8 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
         context: dict[str, Any] = {"query": shown, "examples": sorted(examples), "answer": None, "problem": None}
         status = 200
         if query is not None and query.strip():
-
-            def work(cancelled: threading.Event) -> QueryAnswer:  # exactly what /sparql does with a query
-                checked = checked_query_text(query)
-                return runner.evaluate(checked, query_dataset(who, checked, [], [], s.readable), cancelled)
-
-            try:
-                context["answer"] = _table(await runner.run(work), s.lifecycle.iris.base)
+            try:  # exactly what /sparql does with a query: in a worker process, within the deadline
+                context["answer"] = _table(await runner.answer(who, query), s.lifecycle.iris.base)
             except HttpError as e:
                 status, context["problem"] = e.status, e.detail
             except GraphStoreError as e:

@@ -1,0 +1,256 @@
+"""A pool of query worker processes (``query_worker.py``) that are killed and replaced when a query passes its
+deadline or crashes them: pyoxigraph cannot cancel a query, and a thread running one cannot be stopped.
+
+Workers are forked by a forkserver that has imported ``query_worker`` (a fork of a single-threaded process,
+with everything loaded: a replacement is ready in tens of milliseconds, not the seconds of a fresh spawn).
+
+Replicas (embedded store): the pool counts the store's commits (``generation``) and keeps the last
+``LOG_SIZE`` change sets; each job carries the changes its worker has not applied yet, so a query sees every
+write committed before it was sent. A worker further behind, a new one, and every worker after a write that
+bypassed ``apply()`` (``GraphStore.on_bypass``) is reseeded from a dump. A dump taken while commits go on is
+labelled with the generation read before it; replaying later change sets over it is exact, because a change
+set sets each of its quads present or absent whatever the state before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from graph_store import ChangeSet, EmbeddedStore, GraphStore
+
+from .query_worker import Job, Reply, Sync, WorkerConfig, serve
+from .sparql_http import HttpError
+
+__all__ = ["LOG_SIZE", "WorkerDied", "WorkerPool"]
+
+LOG_SIZE = 1_000
+"""Change sets kept for workers to catch up with; a worker further behind is reseeded from a dump."""
+
+log = logging.getLogger(__name__)
+_context = multiprocessing.get_context("forkserver")
+_context.set_forkserver_preload(["orchestrator.query_worker"])
+
+
+class WorkerDied(Exception):
+    """The worker's process ended before answering (killed, or crashed by the query)."""
+
+
+@dataclass
+class _Handle:
+    process: BaseProcess
+    conn: Connection
+    generation: int = -1
+
+
+def _kill(handles: list[_Handle]) -> None:
+    for handle in handles:
+        if handle.process.is_alive():
+            handle.process.kill()
+        handle.conn.close()
+
+
+class WorkerPool:
+    """``size`` worker processes over ``store`` (a replica each if it is embedded, else a client of its URL)."""
+
+    def __init__(self, store: GraphStore, config: WorkerConfig, *, size: int) -> None:
+        self.store, self.config, self.size = store, config, size
+        self.replicated = isinstance(store, EmbeddedStore)
+        self._lock = threading.Lock()
+        self._idle: list[_Handle] = []
+        self._all: list[_Handle] = []
+        self._starting = 0
+        self._closed = False
+        self._generation = 0
+        self._floor = 0  # workers below this generation are reseeded
+        self._log: deque[tuple[int, ChangeSet]] = deque(maxlen=LOG_SIZE)
+        self._dump: tuple[int, bytes] | None = None
+        self.replaced = 0
+        """Workers killed (deadline) or lost (crash) and replaced: for tests and metrics."""
+        if self.replicated:  # weakly: the store outlives the pools of the apps built over it (tests)
+            me = weakref.ref(self)
+
+            def committed(change: ChangeSet) -> None:
+                if (pool := me()) is not None:
+                    pool._committed(change)
+
+            def bypassed() -> None:
+                if (pool := me()) is not None:
+                    pool._bypassed()
+
+            store.on_commit(committed)
+            store.on_bypass(bypassed)
+        self._finalizer = weakref.finalize(self, _kill, self._all)
+
+    # -- the replicas' log ---------------------------------------------------------------------------
+
+    def _committed(self, change: ChangeSet) -> None:
+        with self._lock:
+            self._generation += 1
+            self._log.append((self._generation, change))
+
+    def _bypassed(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._floor = self._generation
+            self._log.clear()
+            self._dump = None
+
+    def _sync_for(self, handle: _Handle) -> Sync:
+        """What ``handle`` needs to reach the store's current generation (a dump if the log cannot say)."""
+        if not self.replicated:
+            return Sync(0)
+        while True:
+            with self._lock:
+                oldest = self._log[0][0] if self._log else self._generation + 1
+                if self._floor <= handle.generation and oldest <= handle.generation + 1:
+                    return Sync(self._generation, changes=tuple(c for g, c in self._log if g > handle.generation))
+                dump = self._dump
+                if dump is None or dump[0] < self._floor or dump[0] + 1 < oldest:
+                    dump = None
+                    at = self._generation
+            if dump is None:
+                assert isinstance(self.store, EmbeddedStore)
+                dump = (at, self.store.snapshot())
+            with self._lock:
+                oldest = self._log[0][0] if self._log else self._generation + 1
+                if dump[0] >= self._floor and dump[0] + 1 >= oldest:  # else commits outran the log: dump again
+                    self._dump = dump
+                    return Sync(self._generation, seed=dump[1],
+                                changes=tuple(c for g, c in self._log if g > dump[0]))
+
+    # -- processes -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the missing workers in the background (each seeded before it takes a job)."""
+        with self._lock:
+            missing = self.size - len(self._all) - self._starting
+            self._starting += max(missing, 0)
+        for _ in range(max(missing, 0)):
+            threading.Thread(target=self._add_worker, daemon=True, name="query-worker-start").start()
+
+    def _add_worker(self) -> None:
+        handle: _Handle | None = None
+        try:
+            parent, child = _context.Pipe()
+            process = _context.Process(target=serve, args=(child, self.config), daemon=True,
+                                       name="pht-query-worker")
+            process.start()
+            child.close()
+            handle = _Handle(process, parent)
+            sync = self._sync_for(handle)
+            parent.send((sync, None))
+            reply = parent.recv()
+            if not isinstance(reply, Reply) or reply.status != 200:
+                raise RuntimeError(f"the new worker could not load the store: {getattr(reply, 'detail', reply)}")
+            handle.generation = sync.generation
+        except Exception:
+            log.exception("a query worker could not be started")
+            if handle is not None:
+                _kill([handle])
+            handle = None
+        with self._lock:
+            self._starting -= 1
+            if handle is None:
+                return
+            if self._closed:
+                _kill([handle])
+                return
+            self._all.append(handle)
+            self._idle.append(handle)
+
+    def _retire(self, handle: _Handle) -> None:
+        """Kill ``handle``'s process (SIGKILL: the query inside cannot be asked to stop) and start another."""
+        if handle.process.is_alive():
+            os.kill(handle.process.pid or 0, signal.SIGKILL)
+        handle.conn.close()
+        threading.Thread(target=handle.process.join, args=(5,), daemon=True).start()  # reap it
+        with self._lock:
+            if handle in self._all:
+                self._all.remove(handle)
+            self.replaced += 1
+        if not self._closed:
+            self.start()
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (tests kill them to prove the pool recovers)."""
+        with self._lock:
+            return [h.process.pid for h in self._all if h.process.pid is not None]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            handles, self._idle = list(self._all), []
+            self._all.clear()
+        _kill(handles)
+
+    # -- running a job ---------------------------------------------------------------------------------
+
+    async def _acquire(self, deadline: float, on_timeout: Callable[[], HttpError]) -> _Handle:
+        self.start()
+        while True:
+            with self._lock:
+                if self._idle:
+                    return self._idle.pop()
+            if time.monotonic() >= deadline:
+                raise on_timeout()
+            await asyncio.sleep(0.002)
+
+    async def call(self, job: Job, deadline: float, on_timeout: Callable[[], HttpError]) -> Any:
+        """``job``'s value from a worker; ``on_timeout()`` is raised (and the worker killed) at ``deadline``;
+        a refusal by the worker is raised as HttpError; WorkerDied if its process ended meanwhile."""
+        handle = await self._acquire(deadline, on_timeout)
+        try:
+            sync = await run_in_threadpool(self._sync_for, handle)
+            await run_in_threadpool(handle.conn.send, (sync, job))
+            reply = await self._receive(handle, deadline)
+        except TimeoutError:
+            self._retire(handle)
+            raise on_timeout() from None
+        except (EOFError, OSError):
+            self._retire(handle)
+            raise WorkerDied() from None
+        except BaseException:  # cancelled (the client went away): the worker is in an unknown state
+            self._retire(handle)
+            raise
+        handle.generation = sync.generation
+        with self._lock:
+            if not self._closed:
+                self._idle.append(handle)
+        if reply.status >= 400:
+            raise HttpError(reply.status, reply.detail, headers=dict(reply.headers))
+        return reply.value
+
+    @staticmethod
+    async def _receive(handle: _Handle, deadline: float) -> Reply:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        fd = handle.conn.fileno()
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await asyncio.wait_for(ready, max(deadline - time.monotonic(), 0))
+        finally:
+            loop.remove_reader(fd)
+        reply = await run_in_threadpool(handle.conn.recv)
+        if not isinstance(reply, Reply):
+            raise EOFError("unexpected message from a worker")
+        return reply
