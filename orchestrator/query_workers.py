@@ -40,6 +40,9 @@ __all__ = ["LOG_SIZE", "WorkerDied", "WorkerPool"]
 
 LOG_SIZE = 1_000
 """Change sets kept for workers to catch up with; a worker further behind is reseeded from a dump."""
+SLOW_AFTER_S = 0.1
+"""A query running longer than this is slow: its worker gets the least CPU priority (``SLOW_NICE``)."""
+SLOW_NICE = 19
 
 log = logging.getLogger(__name__)
 _context = multiprocessing.get_context("forkserver")
@@ -55,6 +58,7 @@ class _Handle:
     process: BaseProcess
     conn: Connection
     generation: int = -1
+    niced: bool = False
 
 
 def _kill(handles: list[_Handle]) -> None:
@@ -204,8 +208,17 @@ class WorkerPool:
         self.start()
         while True:
             with self._lock:
-                if self._idle:
-                    return self._idle.pop()
+                while self._idle:
+                    handle = self._idle.pop()
+                    if handle.process.is_alive():
+                        return handle
+                    dead = handle
+                    break
+                else:
+                    dead = None
+            if dead is not None:
+                self._retire(dead)
+                continue
             if time.monotonic() >= deadline:
                 raise on_timeout()
             await asyncio.sleep(0.002)
@@ -213,10 +226,18 @@ class WorkerPool:
     async def call(self, job: Job, deadline: float, on_timeout: Callable[[], HttpError]) -> Any:
         """``job``'s value from a worker; ``on_timeout()`` is raised (and the worker killed) at ``deadline``;
         a refusal by the worker is raised as HttpError; WorkerDied if its process ended meanwhile."""
-        handle = await self._acquire(deadline, on_timeout)
+        while True:
+            handle = await self._acquire(deadline, on_timeout)
+            try:
+                sync = await run_in_threadpool(self._sync_for, handle)
+                await run_in_threadpool(handle.conn.send, (sync, job))
+                break
+            except OSError:  # it died while idle (killed from outside): the job never started, take another
+                self._retire(handle)
+            except BaseException:
+                self._retire(handle)
+                raise
         try:
-            sync = await run_in_threadpool(self._sync_for, handle)
-            await run_in_threadpool(handle.conn.send, (sync, job))
             reply = await self._receive(handle, deadline)
         except TimeoutError:
             self._retire(handle)
@@ -228,29 +249,42 @@ class WorkerPool:
             self._retire(handle)
             raise
         handle.generation = sync.generation
-        with self._lock:
-            if not self._closed:
-                self._idle.append(handle)
+        if handle.niced and not _set_nice(handle.process.pid or 0, 0):
+            self._retire(handle)  # it would stay slow for the next query: replace it
+        else:
+            handle.niced = False
+            with self._lock:
+                if not self._closed:
+                    self._idle.append(handle)
         if reply.status >= 400:
             raise HttpError(reply.status, reply.detail, headers=dict(reply.headers))
         return reply.value
 
     @staticmethod
     async def _receive(handle: _Handle, deadline: float) -> Reply:
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        fd = handle.conn.fileno()
+        """The worker's reply, waited for in a thread (the event loop keeps serving); TimeoutError at deadline.
 
-        def readable() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(fd, readable)
-        try:
-            await asyncio.wait_for(ready, max(deadline - time.monotonic(), 0))
-        finally:
-            loop.remove_reader(fd)
+        A query still running after SLOW_AFTER_S is lowered to the least CPU priority (nice 19): on a loaded
+        machine the slow queries share what the quick ones leave, so that other callers keep their latency."""
+        pid = handle.process.pid or 0
+        ready = await run_in_threadpool(handle.conn.poll, max(min(deadline, time.monotonic() + SLOW_AFTER_S)
+                                                              - time.monotonic(), 0))
+        if not ready:
+            _set_nice(pid, SLOW_NICE)
+            handle.niced = True
+            ready = await run_in_threadpool(handle.conn.poll, max(deadline - time.monotonic(), 0))
+        if not ready:
+            raise TimeoutError()
         reply = await run_in_threadpool(handle.conn.recv)
         if not isinstance(reply, Reply):
             raise EOFError("unexpected message from a worker")
         return reply
+
+
+def _set_nice(pid: int, nice: int) -> bool:
+    """Set a worker's CPU priority; False if not permitted (raising it back needs CAP_SYS_NICE)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+        return True
+    except (PermissionError, ProcessLookupError):
+        return False
