@@ -20,11 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
+import servers
+from api_helpers import ALICE, service
 from fastapi import FastAPI, HTTPException, Request
 from pyoxigraph import Literal, NamedNode, Quad
-from test_sparql_protocol import AACHEN, HEAVY, SETTINGS, STATIONS, scenario_store, serve
+from test_sparql_protocol import AACHEN, HEAVY, RDFS_LABEL, SETTINGS, STATIONS, scenario_store, serve
 
-from graph_store import CENTRAL_GRAPH, EmbeddedStore
+from graph_store import CENTRAL_GRAPH, ChangeSet, EmbeddedStore, GraphStore, RemoteStore, station_graph
 from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
 from orchestrator.query_text import MAX_NESTING, MAX_OPERATORS
@@ -63,7 +65,7 @@ def principal(request: Request) -> Principal:
                      roles=frozenset(Role(r) for r in roles.split(",")), station=request.headers.get("X-Test-Station"))
 
 
-def app_over(store: EmbeddedStore, **settings: Any) -> FastAPI:
+def app_over(store: GraphStore, **settings: Any) -> FastAPI:
     app = FastAPI()
     app.include_router(sparql_router(store=store, principal=principal, settings=replace(SETTINGS, **settings),
                                      readable=ReadableGraphs(store, Iris(SETTINGS.base_iri))))
@@ -308,3 +310,34 @@ def test_an_answer_over_the_byte_limit_is_cut_and_says_so(store: EmbeddedStore) 
         r = get(u, "SELECT * WHERE { GRAPH ?g { ?s ?p ?o } }")
     assert r.status_code == 200 and len(r.content) <= 5000
     assert r.headers["x-pht-result-truncated"] == "true" and r.json()["results"]["bindings"]
+
+
+# -- the web view's SPARQL form, and a remote store -------------------------------------------------------
+
+
+def test_the_web_views_sparql_form_refuses_a_deep_query_and_keeps_answering() -> None:
+    with service() as c:
+        r = c.post("/ui/sparql", headers=ALICE, data={"query": DEEP["braces"]})
+        assert r.status_code == 400 and f"at most {MAX_NESTING}" in r.text
+        r = c.post("/ui/sparql", headers=ALICE, data={"query": DEEP["plus chain"]})
+        assert r.status_code == 400 and f"at most {MAX_OPERATORS}" in r.text
+        assert c.get("/ui/sparql", headers=ALICE, params={"query": "ASK {}"}).status_code == 200
+
+
+@pytest.mark.real_component("oxigraph")
+def test_over_a_remote_store_workers_query_it_with_their_own_client(
+        oxigraph_endpoint: servers.OxigraphServer) -> None:
+    remote = RemoteStore(oxigraph_endpoint.query_url, oxigraph_endpoint.update_url, timeout=20)
+    remote.load_vocabulary()
+    graph = station_graph("hostile-remote")
+    label = Quad(NamedNode("https://pht.example.org/id/remote-note"), RDFS_LABEL, Literal("remote note"), graph)
+    remote.apply(ChangeSet(insert=[label]))
+    ask = 'ASK { GRAPH ?g { ?s <http://www.w3.org/2000/01/rdf-schema#label> "remote note" } }'
+    with serve(app_over(remote, query_timeout_s=1.0)) as u:
+        assert get(u, ask).json()["boolean"] is True
+        station = {"X-Test-Role": "station", "X-Test-Station": "hostile-remote"}
+        assert httpx.get(u, params={"query": ask}, headers=station, timeout=10).json()["boolean"] is True
+        assert get(u, ask, role="station").json()["boolean"] is False  # aachen's graph does not hold it
+        assert get(u, DEEP["braces"]).status_code == 400
+        assert get(u, STATIONS).status_code == 200
+    remote.apply(ChangeSet(delete=[label]))
