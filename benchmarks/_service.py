@@ -31,9 +31,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_service(store: Path, port: int) -> subprocess.Popen[bytes]:
-    """``python -m orchestrator`` on ``store``, returned once ``/health`` answers."""
-    env = dict(os.environ, PHT_STORE_PATH=str(store), PHT_PORT=str(port), PHT_DEMO="1", PHT_JWT_SECRET=DEMO_SECRET)
+def start_service(store: Path, port: int, **settings: str) -> subprocess.Popen[bytes]:
+    """``python -m orchestrator`` on ``store`` (``settings``: more ``PHT_*`` variables), returned once ``/health``
+    answers."""
+    env = dict(os.environ, PHT_STORE_PATH=str(store), PHT_PORT=str(port), PHT_DEMO="1", PHT_JWT_SECRET=DEMO_SECRET,
+               **settings)
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator"], cwd=ROOT, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:

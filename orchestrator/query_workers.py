@@ -225,29 +225,38 @@ class WorkerPool:
 
     async def call(self, job: Job, deadline: float, on_timeout: Callable[[], HttpError]) -> Any:
         """``job``'s value from a worker; ``on_timeout()`` is raised (and the worker killed) at ``deadline``;
-        a refusal by the worker is raised as HttpError; WorkerDied if its process ended meanwhile."""
+        a refusal by the worker is raised as HttpError; WorkerDied if its process ended meanwhile.
+
+        A query still running after SLOW_AFTER_S is lowered to the least CPU priority (nice 19): on a loaded
+        machine the slow queries share what the quick ones leave, so that other callers keep their latency."""
         while True:
             handle = await self._acquire(deadline, on_timeout)
-            try:
-                sync = await run_in_threadpool(self._sync_for, handle)
-                await run_in_threadpool(handle.conn.send, (sync, job))
-                break
-            except OSError:  # it died while idle (killed from outside): the job never started, take another
+            wait = max(min(deadline, time.monotonic() + SLOW_AFTER_S) - time.monotonic(), 0)
+            try:  # one trip to a thread for a quick query: sync, send, wait, read
+                sync, reply = await run_in_threadpool(self._exchange, handle, job, wait)
+            except (EOFError, OSError):
                 self._retire(handle)
+                raise WorkerDied() from None
+            except BaseException:  # cancelled (the client went away): the worker is in an unknown state
+                self._retire(handle)
+                raise
+            if sync is not None:
+                break
+            self._retire(handle)  # it died while idle (killed from outside): the job never started, take another
+        if reply is None:
+            _set_nice(handle.process.pid or 0, SLOW_NICE)
+            handle.niced = True
+            try:
+                reply = await run_in_threadpool(self._wait, handle, max(deadline - time.monotonic(), 0))
+            except (EOFError, OSError):
+                self._retire(handle)
+                raise WorkerDied() from None
             except BaseException:
                 self._retire(handle)
                 raise
-        try:
-            reply = await self._receive(handle, deadline)
-        except TimeoutError:
-            self._retire(handle)
-            raise on_timeout() from None
-        except (EOFError, OSError):
-            self._retire(handle)
-            raise WorkerDied() from None
-        except BaseException:  # cancelled (the client went away): the worker is in an unknown state
-            self._retire(handle)
-            raise
+            if reply is None:
+                self._retire(handle)
+                raise on_timeout()
         handle.generation = sync.generation
         if handle.niced and not _set_nice(handle.process.pid or 0, 0):
             self._retire(handle)  # it would stay slow for the next query: replace it
@@ -260,22 +269,21 @@ class WorkerPool:
             raise HttpError(reply.status, reply.detail, headers=dict(reply.headers))
         return reply.value
 
-    @staticmethod
-    async def _receive(handle: _Handle, deadline: float) -> Reply:
-        """The worker's reply, waited for in a thread (the event loop keeps serving); TimeoutError at deadline.
+    def _exchange(self, handle: _Handle, job: Job, wait_s: float) -> tuple[Sync | None, Reply | None]:
+        """Send ``job`` with what the worker must catch up on, and wait ``wait_s`` for the reply (None if it has
+        not come). (None, None): the worker was dead before it got the job."""
+        sync = self._sync_for(handle)
+        try:
+            handle.conn.send((sync, job))
+        except OSError:
+            return None, None
+        return sync, self._wait(handle, wait_s)
 
-        A query still running after SLOW_AFTER_S is lowered to the least CPU priority (nice 19): on a loaded
-        machine the slow queries share what the quick ones leave, so that other callers keep their latency."""
-        pid = handle.process.pid or 0
-        ready = await run_in_threadpool(handle.conn.poll, max(min(deadline, time.monotonic() + SLOW_AFTER_S)
-                                                              - time.monotonic(), 0))
-        if not ready:
-            _set_nice(pid, SLOW_NICE)
-            handle.niced = True
-            ready = await run_in_threadpool(handle.conn.poll, max(deadline - time.monotonic(), 0))
-        if not ready:
-            raise TimeoutError()
-        reply = await run_in_threadpool(handle.conn.recv)
+    @staticmethod
+    def _wait(handle: _Handle, wait_s: float) -> Reply | None:
+        if not handle.conn.poll(wait_s):
+            return None
+        reply = handle.conn.recv()
         if not isinstance(reply, Reply):
             raise EOFError("unexpected message from a worker")
         return reply
