@@ -22,21 +22,28 @@ Updates
     DELETE DATA, DELETE/INSERT ... WHERE with WITH / USING, DELETE WHERE; a WHERE operation only alone), and
     :meth:`~graph_store.GraphStore.apply` writes it, SHACL-validated and atomic like every other write (422
     with the report on a violation, nothing written; 409 if the quads it deletes went away meanwhile).
-    ``using-graph-uri`` / ``using-named-graph-uri`` set the WHERE's dataset. The WHERE is evaluated like a
-    query (in the pool, within the time-out, SERVICE refused) and an update whose WHERE has more than
-    ``settings.query_result_limit`` solutions is refused. Writing the ontology or shapes graph is 403; the
+    ``using-graph-uri`` / ``using-named-graph-uri`` set the WHERE's dataset. The update is parsed and its WHERE
+    evaluated like a query (in a worker process, within the time-out, SERVICE refused) and an update whose WHERE
+    has more than ``settings.query_result_limit`` solutions is refused. Writing the ontology or shapes graph is 403; the
     graph management operations (LOAD, CLEAR, DROP, ...) are refused with 400: replace or drop graphs with
     the Graph Store Protocol (``/rdf-graphs``). Every update is committed together with its audit record
     (``orchestrator/audit.py``: who, when, the text's SHA-256, quads inserted and deleted per graph) in the
     audit graph, which no update may write (403).
 
 Run time
-    Queries are evaluated in a small pool of worker threads (pyoxigraph releases the GIL while it evaluates,
-    so the event loop and the other workers keep answering). A query that has not finished after
-    ``settings.query_timeout_s`` is answered 503; pyoxigraph cannot cancel a query, so a worker stuck inside
-    one evaluation step stays busy until that step ends (the pool bounds how many can be). SELECT and
-    CONSTRUCT results are cut at ``settings.query_result_limit`` rows / triples, announced by the header
-    ``X-PHT-Result-Truncated: true``. Request bodies over ``settings.max_body_bytes`` are answered 413.
+    The main process never parses or evaluates a caller's SPARQL. Before any parser sees it, a query or update
+    longer than 1,000,000 characters, nested deeper than 64 ``{`` / ``(`` / ``[``, or holding more than 2,000
+    operators is answered 400 (``query_text.py``: pyoxigraph's recursive parser crashes the process on such
+    text). Queries and updates' WHEREs are evaluated by worker processes (``query_workers.py``, ``query_worker.py``;
+    ``settings.query_workers`` of them, each with an in-memory replica of an embedded store kept current with
+    every commit, or its own client of a remote store). A query that has not finished after
+    ``settings.query_timeout_s`` is answered 503 with ``Retry-After`` and its worker is killed (SIGKILL) and
+    replaced: pyoxigraph cannot cancel a query, a process can be stopped. A query running longer than 0.1 s
+    gets the least CPU priority. A caller may run ``settings.query_per_principal`` queries at a time (429 with
+    ``Retry-After`` beyond), fewer than there are workers, so one caller's load leaves the others workers. SELECT
+    and CONSTRUCT results are cut at ``settings.query_result_limit`` rows / triples and at
+    ``settings.query_result_max_bytes`` serialised, announced by ``X-PHT-Result-Truncated: true``. Request
+    bodies over ``settings.max_body_bytes`` are answered 413.
 
 Errors are JSON ``{"detail": "<one sentence>"}`` (422 adds ``"report"``); a malformed query or update is
 answered 400 with the parser's message.
