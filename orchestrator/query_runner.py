@@ -110,6 +110,8 @@ def query_runner(store: GraphStore, settings: Settings, *, workers: int | None =
     else:
         raise TypeError(f"no query workers for a {type(store).__name__}")
     pool = WorkerPool(store, config, size=workers or settings.query_workers)
+    per_principal = settings.query_per_principal
+    if pool.size > 1:  # one caller never holds every worker (a pool of one can only be shared in turn)
+        per_principal = min(per_principal, pool.size - 1)
     return QueryRunner(pool, timeout_s=settings.query_timeout_s, row_limit=settings.query_result_limit,
-                       max_bytes=settings.query_result_max_bytes,
-                       per_principal=settings.query_per_principal)
+                       max_bytes=settings.query_result_max_bytes, per_principal=per_principal)

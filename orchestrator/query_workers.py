@@ -43,6 +43,8 @@ LOG_SIZE = 1_000
 SLOW_AFTER_S = 0.1
 """A query running longer than this is slow: its worker gets the least CPU priority (``SLOW_NICE``)."""
 SLOW_NICE = 19
+RETRY_AFTER_FAILURE_S = 1.0
+"""After a worker failed to start, the next start waits this long (no fork storm if the store cannot load)."""
 
 log = logging.getLogger(__name__)
 _context = multiprocessing.get_context("forkserver")
@@ -83,6 +85,7 @@ class WorkerPool:
         self._floor = 0  # workers below this generation are reseeded
         self._log: deque[tuple[int, ChangeSet]] = deque(maxlen=LOG_SIZE)
         self._dump: tuple[int, bytes] | None = None
+        self._failed_at = -RETRY_AFTER_FAILURE_S
         self.replaced = 0
         """Workers killed (deadline) or lost (crash) and replaced: for tests and metrics."""
         if self.replicated:  # weakly: the store outlives the pools of the apps built over it (tests)
@@ -142,6 +145,8 @@ class WorkerPool:
     def start(self) -> None:
         """Start the missing workers in the background (each seeded before it takes a job)."""
         with self._lock:
+            if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE_S:
+                return
             missing = self.size - len(self._all) - self._starting
             self._starting += max(missing, 0)
         for _ in range(max(missing, 0)):
@@ -170,6 +175,7 @@ class WorkerPool:
         with self._lock:
             self._starting -= 1
             if handle is None:
+                self._failed_at = time.monotonic()
                 return
             if self._closed:
                 _kill([handle])
