@@ -40,6 +40,8 @@ __all__ = ["LOG_SIZE", "WorkerDied", "WorkerPool"]
 
 LOG_SIZE = 1_000
 """Change sets kept for workers to catch up with; a worker further behind is reseeded from a dump."""
+LOG_QUADS = 200_000
+"""At most this many quads in the kept change sets (about 40 MB; a station's metadata batch holds thousands)."""
 SLOW_AFTER_S = 0.1
 """A query running longer than this is slow: its worker gets the least CPU priority (``SLOW_NICE``)."""
 SLOW_NICE = 19
@@ -83,7 +85,8 @@ class WorkerPool:
         self._closed = False
         self._generation = 0
         self._floor = 0  # workers below this generation are reseeded
-        self._log: deque[tuple[int, ChangeSet]] = deque(maxlen=LOG_SIZE)
+        self._log: deque[tuple[int, ChangeSet]] = deque()
+        self._log_quads = 0
         self._dump: tuple[int, bytes] | None = None
         self._failed_at = -RETRY_AFTER_FAILURE_S
         self.replaced = 0
@@ -109,12 +112,17 @@ class WorkerPool:
         with self._lock:
             self._generation += 1
             self._log.append((self._generation, change))
+            self._log_quads += len(change.delete) + len(change.insert)
+            while len(self._log) > LOG_SIZE or (self._log_quads > LOG_QUADS and len(self._log) > 1):
+                _, old = self._log.popleft()
+                self._log_quads -= len(old.delete) + len(old.insert)
 
     def _bypassed(self) -> None:
         with self._lock:
             self._generation += 1
             self._floor = self._generation
             self._log.clear()
+            self._log_quads = 0
             self._dump = None
 
     def _sync_for(self, handle: _Handle) -> Sync:

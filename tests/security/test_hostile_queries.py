@@ -27,6 +27,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 from test_sparql_protocol import AACHEN, HEAVY, RDFS_LABEL, SETTINGS, STATIONS, scenario_store, serve
 
 from graph_store import CENTRAL_GRAPH, ChangeSet, EmbeddedStore, GraphStore, RemoteStore, station_graph
+from orchestrator import query_workers
 from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
 from orchestrator.query_text import MAX_NESTING, MAX_OPERATORS
@@ -315,6 +316,26 @@ def test_reads_after_a_write_see_it_for_every_role(store: EmbeddedStore) -> None
         for _ in range(4):
             assert get(u, 'ASK { ?s <http://x/p> "bulk" }').json()["boolean"] is True
     mine.close()
+
+
+def test_a_worker_behind_the_kept_log_is_reseeded_and_sees_every_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(query_workers, "LOG_SIZE", 2)
+    mine = scenario_store()
+    with serve(app_over(mine, query_timeout_s=5.0)) as u:
+        assert get(u, "ASK {}").status_code == 200  # the workers are seeded now
+        for i in range(5):  # more commits than the log keeps
+            mine.apply(ChangeSet(insert=[Quad(NamedNode(f"https://pht.example.org/id/late-{i}"), RDFS_LABEL,
+                                              Literal(f"late {i}"), AACHEN)]))
+        answers: list[httpx.Response] = []
+        label = "<http://www.w3.org/2000/01/rdf-schema#label>"
+        ask = f'ASK {{ ?a {label} "late 0" . ?b {label} "late 4" }}'
+        askers = [threading.Thread(target=lambda k=k: answers.append(get(u, ask, f"asker-{k}"))) for k in range(8)]
+        for t in askers:  # at once, so that every worker answers some
+            t.start()
+        for t in askers:
+            t.join(30)
+    mine.close()
+    assert [r.json()["boolean"] for r in answers] == [True] * 8
 
 
 def test_an_answer_over_the_byte_limit_is_cut_and_says_so(store: EmbeddedStore) -> None:
