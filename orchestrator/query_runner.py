@@ -6,6 +6,7 @@ The main process never parses or evaluates a caller's SPARQL: a worker does (``q
 when the query crashes it.
 """
 
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Response
+from starlette.concurrency import run_in_threadpool
 
 from graph_store import EmbeddedStore, GraphStore, RemoteStore, UpdatePlan
 
@@ -22,6 +24,8 @@ from .query_worker import Job, WorkerConfig
 from .query_workers import WorkerDied, WorkerPool
 from .settings import Settings
 from .sparql_http import HttpError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["QueryAnswer", "QueryDataset", "QueryRunner", "answer_response", "evaluate", "parse_iris",
            "query_dataset", "query_runner"]
@@ -39,9 +43,11 @@ class QueryRunner:
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def start(self) -> None:
-        """Start the workers (in the background: the service answers meanwhile, queries wait for them)."""
-        self.pool.start()
+    async def start(self) -> None:
+        """Start the workers and wait (at most a minute) until they run, so that the first queries a starting
+        service answers do not spend their deadline waiting for a worker."""
+        if not await run_in_threadpool(self.pool.wait_ready, 60.0):
+            log.warning("not every query worker started within a minute; queries wait for them")
 
     def close(self) -> None:
         """Kill the workers."""

@@ -129,9 +129,9 @@ def serve(conn: Connection, config: WorkerConfig) -> None:
     while True:
         try:
             sync, job = conn.recv()
-        except (EOFError, OSError):
+            conn.send(_handle(worker, sync, job))
+        except (EOFError, OSError):  # the service closed the pipe: it stops, or gave up on this worker
             return
-        conn.send(_handle(worker, sync, job))
 
 
 def _handle(worker: _Worker, sync: Sync, job: Job | None) -> Reply:

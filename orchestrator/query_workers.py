@@ -160,6 +160,17 @@ class WorkerPool:
         for _ in range(max(missing, 0)):
             threading.Thread(target=self._add_worker, daemon=True, name="query-worker-start").start()
 
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Start the workers and wait until all run (or ``timeout_s`` passed): a service answers once they do."""
+        self.start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self._all) >= self.size:
+                    return True
+            time.sleep(0.01)
+        return False
+
     def _add_worker(self) -> None:
         handle: _Handle | None = None
         try:

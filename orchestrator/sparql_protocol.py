@@ -129,7 +129,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        runner.start()
+        await runner.start()
         yield
         runner.close()
 

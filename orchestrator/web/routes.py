@@ -169,7 +169,7 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        runner.start()
+        await runner.start()
         yield
         runner.close()
 
