@@ -7,6 +7,7 @@ when the query crashes it.
 """
 
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -108,11 +109,12 @@ class QueryRunner:
 def query_runner(store: GraphStore, settings: Settings, *, workers: int | None = None,
                  readable_max_age_s: float = 2.0) -> QueryRunner:
     """A runner over ``store`` with the settings' limits and ``workers`` (default ``settings.query_workers``)
-    worker processes: replicas of an embedded store, clients of a remote store's query URL."""
+    worker processes: replicas of an embedded store, clients of a remote store's query URL (whose views of what
+    a caller may read are rebuilt after ``readable_max_age_s``: other processes may write the remote store)."""
     if isinstance(store, RemoteStore):
         config = WorkerConfig(settings.base_iri, store.query_url, store.update_url, readable_max_age_s)
-    elif isinstance(store, EmbeddedStore):
-        config = WorkerConfig(settings.base_iri, readable_max_age_s=readable_max_age_s)
+    elif isinstance(store, EmbeddedStore):  # a replica is told of every change: its views never expire by age
+        config = WorkerConfig(settings.base_iri, readable_max_age_s=math.inf)
     else:
         raise TypeError(f"no query workers for a {type(store).__name__}")
     pool = WorkerPool(store, config, size=workers or settings.query_workers)

@@ -42,9 +42,12 @@ LOG_SIZE = 1_000
 """Change sets kept for workers to catch up with; a worker further behind is reseeded from a dump."""
 LOG_QUADS = 200_000
 """At most this many quads in the kept change sets (about 40 MB; a station's metadata batch holds thousands)."""
-SLOW_AFTER_S = 0.1
-"""A query running longer than this is slow: its worker gets the least CPU priority (``SLOW_NICE``)."""
-SLOW_NICE = 19
+SLOW_AFTER_S = 0.25
+"""A query running longer than this is slow: its worker gets a lower CPU priority (``SLOW_NICE``)."""
+SLOW_NICE = 10
+"""Linux gives a nice-10 process about a tenth of a nice-0 one's CPU share: slow queries yield to quick ones
+without starving (nice 19, a 1.5 % share, let unrelated load on a busy machine stall a legitimate 0.3 s query
+past its deadline)."""
 RETRY_AFTER_FAILURE_S = 1.0
 """After a worker failed to start, the next start waits this long (no fork storm if the store cannot load)."""
 
@@ -252,8 +255,8 @@ class WorkerPool:
         """``job``'s value from a worker; ``on_timeout()`` is raised (and the worker killed) at ``deadline``;
         a refusal by the worker is raised as HttpError; WorkerDied if its process ended meanwhile.
 
-        A query still running after SLOW_AFTER_S is lowered to the least CPU priority (nice 19): on a loaded
-        machine the slow queries share what the quick ones leave, so that other callers keep their latency."""
+        A query still running after SLOW_AFTER_S is lowered to CPU priority SLOW_NICE: on a loaded machine
+        the slow queries share what the quick ones leave, so that other callers keep their latency."""
         while True:
             handle = await self._acquire(deadline, on_timeout)
             wait = max(min(deadline, time.monotonic() + SLOW_AFTER_S) - time.monotonic(), 0)
