@@ -44,10 +44,12 @@ class QueryRunner:
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    async def start(self) -> None:
-        """Start the workers and wait (at most a minute) until they run, so that the first queries a starting
-        service answers do not spend their deadline waiting for a worker."""
-        if not await run_in_threadpool(self.pool.wait_ready, 60.0):
+    async def start(self, *, wait: bool = True) -> None:
+        """Start the workers and (``wait``) wait at most a minute until they run, so that the first queries a
+        starting service answers do not spend their deadline waiting for a worker."""
+        if not wait:
+            self.pool.start()
+        elif not await run_in_threadpool(self.pool.wait_ready, 60.0):
             log.warning("not every query worker started within a minute; queries wait for them")
 
     def close(self) -> None:

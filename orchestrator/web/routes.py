@@ -169,7 +169,7 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        await runner.start()
+        await runner.start(wait=False)  # the page's queries wait for them; /sparql's pool is waited for
         yield
         runner.close()
 
