@@ -48,6 +48,8 @@ SLOW_NICE = 10
 """Linux gives a nice-10 process about a tenth of a nice-0 one's CPU share: slow queries yield to quick ones
 without starving (nice 19, a 1.5 % share, let unrelated load on a busy machine stall a legitimate 0.3 s query
 past its deadline)."""
+REPLACE_WAIT_S = 30.0
+"""Longest wait for a killed worker's replacement before its query is answered."""
 RETRY_AFTER_FAILURE_S = 1.0
 """After a worker failed to start, the next start waits this long (no fork storm if the store cannot load)."""
 
@@ -256,14 +258,16 @@ class WorkerPool:
         a refusal by the worker is raised as HttpError; WorkerDied if its process ended meanwhile.
 
         A query still running after SLOW_AFTER_S is lowered to CPU priority SLOW_NICE: on a loaded machine
-        the slow queries share what the quick ones leave, so that other callers keep their latency."""
+        the slow queries share what the quick ones leave, so that other callers keep their latency. A query whose
+        worker is killed returns only once a replacement runs: its caller's slot stays taken meanwhile, so one
+        caller's slow queries cannot leave the pool without idle workers while replacements load the store."""
         while True:
             handle = await self._acquire(deadline, on_timeout)
             wait = max(min(deadline, time.monotonic() + SLOW_AFTER_S) - time.monotonic(), 0)
             try:  # one trip to a thread for a quick query: sync, send, wait, read
                 sync, reply = await run_in_threadpool(self._exchange, handle, job, wait)
             except (EOFError, OSError):
-                self._retire(handle)
+                await self._replace(handle)
                 raise WorkerDied() from None
             except BaseException:  # cancelled (the client went away): the worker is in an unknown state
                 self._retire(handle)
@@ -277,13 +281,13 @@ class WorkerPool:
             try:
                 reply = await run_in_threadpool(self._wait, handle, max(deadline - time.monotonic(), 0))
             except (EOFError, OSError):
-                self._retire(handle)
+                await self._replace(handle)
                 raise WorkerDied() from None
             except BaseException:
                 self._retire(handle)
                 raise
             if reply is None:
-                self._retire(handle)
+                await self._replace(handle)
                 raise on_timeout()
         handle.generation = sync.generation
         if handle.niced and not _set_nice(handle.process.pid or 0, 0):
@@ -296,6 +300,11 @@ class WorkerPool:
         if reply.status >= 400:
             raise HttpError(reply.status, reply.detail, headers=dict(reply.headers))
         return reply.value
+
+    async def _replace(self, handle: _Handle) -> None:
+        """Kill ``handle`` and wait (at most REPLACE_WAIT_S) until the pool is whole again."""
+        self._retire(handle)
+        await run_in_threadpool(self.wait_ready, REPLACE_WAIT_S)
 
     def _exchange(self, handle: _Handle, job: Job, wait_s: float) -> tuple[Sync | None, Reply | None]:
         """Send ``job`` with what the worker must catch up on, and wait ``wait_s`` for the reply (None if it has
