@@ -42,8 +42,10 @@ LOG_SIZE = 1_000
 """Change sets kept for workers to catch up with; a worker further behind is reseeded from a dump."""
 LOG_QUADS = 200_000
 """At most this many quads in the kept change sets (about 40 MB; a station's metadata batch holds thousands)."""
-SLOW_AFTER_S = 0.25
-"""A query running longer than this is slow: its worker gets a lower CPU priority (``SLOW_NICE``)."""
+SLOW_AFTER_S = 1.0
+"""A query running longer than this, or than half its deadline, is slow: its worker gets a lower CPU priority
+(``SLOW_NICE``). Not sooner: a worker's first query for a caller builds their view (0.15 s at 100,000 quads),
+and a demoted one on a busy machine can miss its deadline, be killed, and leave a cold worker behind."""
 SLOW_NICE = 10
 """Linux gives a nice-10 process about a tenth of a nice-0 one's CPU share: slow queries yield to quick ones
 without starving (nice 19, a 1.5 % share, let unrelated load on a busy machine stall a legitimate 0.3 s query
@@ -263,7 +265,8 @@ class WorkerPool:
         caller's slow queries cannot leave the pool without idle workers while replacements load the store."""
         while True:
             handle = await self._acquire(deadline, on_timeout)
-            wait = max(min(deadline, time.monotonic() + SLOW_AFTER_S) - time.monotonic(), 0)
+            now = time.monotonic()
+            wait = max(min(SLOW_AFTER_S, (deadline - now) / 2), 0)
             try:  # one trip to a thread for a quick query: sync, send, wait, read
                 sync, reply = await run_in_threadpool(self._exchange, handle, job, wait)
             except (EOFError, OSError):
