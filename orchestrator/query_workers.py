@@ -18,7 +18,6 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
 import weakref
@@ -96,8 +95,6 @@ class WorkerPool:
         self._log_quads = 0
         self._dump: tuple[int, bytes] | None = None
         self._failed_at = -RETRY_AFTER_FAILURE_S
-        self.replaced = 0
-        """Workers killed (deadline) or lost (crash) and replaced: for tests and metrics."""
         if self.replicated:  # weakly: the store outlives the pools of the apps built over it (tests)
             me = weakref.ref(self)
 
@@ -212,13 +209,12 @@ class WorkerPool:
     def _retire(self, handle: _Handle) -> None:
         """Kill ``handle``'s process (SIGKILL: the query inside cannot be asked to stop) and start another."""
         if handle.process.is_alive():
-            os.kill(handle.process.pid or 0, signal.SIGKILL)
+            handle.process.kill()  # SIGKILL
         handle.conn.close()
         threading.Thread(target=handle.process.join, args=(5,), daemon=True).start()  # reap it
         with self._lock:
             if handle in self._all:
                 self._all.remove(handle)
-            self.replaced += 1
         if not self._closed:
             self.start()
 
@@ -279,7 +275,7 @@ class WorkerPool:
                 break
             self._retire(handle)  # it died while idle (killed from outside): the job never started, take another
         if reply is None:
-            _set_nice(handle.process.pid or 0, SLOW_NICE)
+            _set_nice(handle.process.pid, SLOW_NICE)
             handle.niced = True
             try:
                 reply = await run_in_threadpool(self._wait, handle, max(deadline - time.monotonic(), 0))
@@ -293,7 +289,7 @@ class WorkerPool:
                 await self._replace(handle)
                 raise on_timeout()
         handle.generation = sync.generation
-        if handle.niced and not _set_nice(handle.process.pid or 0, 0):
+        if handle.niced and not _set_nice(handle.process.pid, 0):
             self._retire(handle)  # it would stay slow for the next query: replace it
         else:
             handle.niced = False
@@ -329,8 +325,10 @@ class WorkerPool:
         return reply
 
 
-def _set_nice(pid: int, nice: int) -> bool:
+def _set_nice(pid: int | None, nice: int) -> bool:
     """Set a worker's CPU priority; False if not permitted (raising it back needs CAP_SYS_NICE)."""
+    if not pid:  # never 0: that would be this process
+        return False
     try:
         os.setpriority(os.PRIO_PROCESS, pid, nice)
         return True
