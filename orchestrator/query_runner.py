@@ -31,6 +31,8 @@ from .sparql_http import (
     RESULTS_FORMATS,
     TRUNCATED_HEADER,
     HttpError,
+    boolean_results,
+    graph_accept,
     negotiate,
     not_acceptable,
     own_station_graph,
@@ -185,13 +187,13 @@ def answer_response(answer: QueryAnswer, accept: str | None, limit: int) -> Resp
         headers[TRUNCATED_HEADER] = "true" if answer.truncated else "false"
         headers[LIMIT_HEADER] = str(limit)
     if answer.is_graph:
-        return rdf_response(answer.triples, accept, extra_headers=headers)
+        return rdf_response(answer.triples, graph_accept(accept), extra_headers=headers)
     chosen = negotiate(accept, list(RESULTS_FORMATS))
     if chosen is None:
         raise not_acceptable(RESULTS_FORMATS)
-    fmt = RESULTS_FORMATS[chosen]
-    results = answer.boolean if answer.boolean is not None else _solutions(answer)
-    return Response(results.serialize(format=fmt), media_type=chosen, headers=headers)
+    if answer.boolean is not None:
+        return Response(boolean_results(answer.boolean, chosen), media_type=chosen, headers=headers)
+    return Response(_solutions(answer).serialize(format=RESULTS_FORMATS[chosen]), media_type=chosen, headers=headers)
 
 
 def parse_iris(values: Iterable[str], param: str) -> list[NamedNode]:
