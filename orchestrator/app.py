@@ -27,6 +27,7 @@ from graph_store import (
     ValidationFailed,
 )
 
+from .allowed_methods import install_allowed_methods
 from .api.deps import Services
 from .api.key_routes import key_router
 from .api.metadata_routes import metadata_router
@@ -154,6 +155,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     app.include_router(web_router(services, verifier=verifier))  # the web view at /ui: same tokens, same revocations
     install_metrics(app, services, verifier)
     _error_handlers(app)
+    install_allowed_methods(app)  # every 405 lists all methods of its path; HEAD wherever GET is
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, str]:
