@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import fastapi.routing
 from fastapi import FastAPI, Request, Response
@@ -29,7 +30,7 @@ def _templates(routes: Iterable[BaseRoute]) -> list[tuple[re.Pattern[str], froze
     """Each route's path pattern and methods; routers included in FastAPI >= 0.16x are nested, so they are
     flattened the way ``metrics.py`` reads route templates."""
     iterate = getattr(fastapi.routing, "iter_route_contexts", None)
-    flat = list(iterate(list(routes))) if iterate is not None else list(routes)
+    flat: list[Any] = list(iterate(list(routes))) if iterate is not None else list(routes)
     return [(compile_path(r.path)[0], frozenset(getattr(r, "methods", None) or ()))
             for r in flat if getattr(r, "path", None)]
 

@@ -167,7 +167,7 @@ def boolean_results(answer: QueryBoolean, media: str) -> bytes:
         return f"_askResult\r\n{word}\r\n".encode()
     if media == "text/tab-separated-values":
         return f"?_askResult\n{word}\n".encode()
-    return answer.serialize(format=RESULTS_FORMATS[media])
+    return answer.serialize(format=RESULTS_FORMATS[media]) or b""
 
 
 def not_acceptable(offers: Iterable[str]) -> HttpError:
