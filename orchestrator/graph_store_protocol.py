@@ -63,6 +63,7 @@ from .sparql_http import (
     read_body,
     readable_everything,
 )
+from .sparql_openapi import GSP_READ, gsp_write
 
 __all__ = ["graph_store_router"]
 
@@ -185,8 +186,8 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
 
     # One route per method: a single api_route(methods=["GET", "HEAD"]) gives both OpenAPI operations the
     # same operationId (FastAPI derives it from the first method), which the OpenAPI spec forbids.
-    @router.get("/rdf-graphs", summary="Read a graph (?graph=<IRI> or ?default)")
-    @router.head("/rdf-graphs", summary="The headers of reading a graph, without the body")
+    @router.get("/rdf-graphs", summary="Read a graph (?graph=<IRI> or ?default)", openapi_extra=GSP_READ)
+    @router.head("/rdf-graphs", summary="The headers of reading a graph, without the body", openapi_extra=GSP_READ)
     async def read_graph(request: Request, who: Principal = Depends(principal)) -> Response:
         async def action() -> Response:
             graph = _target(request)
@@ -198,7 +199,8 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
                                 head=request.method == "HEAD")
         return await guarded(request, action)
 
-    @router.put("/rdf-graphs", summary="Replace a graph by the body (validated, atomic)")
+    @router.put("/rdf-graphs", summary="Replace a graph by the body (validated, atomic)",
+                openapi_extra=gsp_write(ACCEPTED_RDF))
     async def put_graph(request: Request, who: Principal = Depends(principal)) -> Response:
         async def action() -> Response:
             graph = _check_write(who, _target(request))
@@ -207,7 +209,8 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
             return Response(status_code=204 if existed or not new else 201)
         return await guarded(request, action)
 
-    @router.post("/rdf-graphs", summary="Merge the body into a graph (validated, atomic)")
+    @router.post("/rdf-graphs", summary="Merge the body into a graph (validated, atomic)",
+                 openapi_extra=gsp_write(ACCEPTED_RDF))
     async def post_graph(request: Request, who: Principal = Depends(principal)) -> Response:
         async def action() -> Response:
             graph = _check_write(who, _target(request))
@@ -216,7 +219,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
             return Response(status_code=204 if existed else 201)
         return await guarded(request, action)
 
-    @router.delete("/rdf-graphs", summary="Drop a graph (validated, atomic)")
+    @router.delete("/rdf-graphs", summary="Drop a graph (validated, atomic)", openapi_extra=GSP_READ)
     async def delete_graph(request: Request, who: Principal = Depends(principal)) -> Response:
         async def action() -> Response:
             graph = _check_write(who, _target(request))

@@ -75,6 +75,7 @@ from .sparql_http import (
     read_body,
     readable_everything,
 )
+from .sparql_openapi import SPARQL_GET, SPARQL_POST
 
 __all__ = ["sparql_router"]
 
@@ -221,11 +222,13 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         except OSError as e:  # pyoxigraph reports storage failures as OSError
             return HttpError(503, f"the graph store failed: {e}").response()
 
-    @router.get("/sparql", summary="SPARQL 1.1 query (?query=), or the service description without a query")
+    @router.get("/sparql", summary="SPARQL 1.1 query (?query=), or the service description without a query",
+                openapi_extra=SPARQL_GET)
     async def sparql_get(request: Request, who: Principal = Depends(principal)) -> Response:
         return await guarded(request, who)
 
-    @router.post("/sparql", summary="SPARQL 1.1 query or update (form, application/sparql-query or -update)")
+    @router.post("/sparql", summary="SPARQL 1.1 query or update (form, application/sparql-query or -update)",
+                 openapi_extra=SPARQL_POST)
     async def sparql_post(request: Request, who: Principal = Depends(principal)) -> Response:
         return await guarded(request, who)
 
