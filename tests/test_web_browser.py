@@ -290,3 +290,19 @@ def test_a_researchers_yasgui_does_not_show_another_researchers_train(central: C
     shown = run_query(driver, alices)
     assert bobs not in shown, shown
     assert severe_console_messages(driver) == []
+
+
+@pytest.mark.parametrize("role", ["station", "station-admin", "operator"])
+def test_yasgui_works_for_every_role_over_what_it_may_read(central: Central, api: httpx.Client, browser: object,
+                                                           role: str) -> None:
+    """A station sees its own graph (here: empty of trains), its admin the trains visiting it, an operator all."""
+    driver = browser
+    tid = submit(api)
+    headers = {"station": station("aachen"), "station-admin": admin("aachen"), "operator": OPS}[role]
+    open_yasgui(driver, central, headers, "/ui/sparql")
+    type_query(driver, "SELECT (COUNT(?t) AS ?n) WHERE { ?t a <https://w3id.org/pht-kg/vocab#Train> }")
+    run_query(driver, "1 result")
+    type_query(driver, "SELECT ?t WHERE { ?t a <https://w3id.org/pht-kg/vocab#Train> }")
+    shown = run_query(driver, "0 results" if role == "station" else tid)
+    assert (tid in shown) == (role != "station"), shown
+    assert severe_console_messages(driver) == []
