@@ -85,6 +85,8 @@ def test_the_endpoint_is_read_only_and_refuses_cross_site_posts(client: TestClie
     assert r.status_code == 403 and "this site" in r.json()["detail"]
     r = client.post("/ui/sparql/query", data={"query": TRAINS})  # neither Origin nor Referer
     assert r.status_code == 403
+    r = client.post("/ui/sparql/query", headers=ORIGIN, files={"query": ("q.rq", TRAINS.encode())})
+    assert r.status_code == 415 and "x-www-form-urlencoded" in r.json()["detail"]
     r = client.get("/ui/sparql/query", params=[("query", TRAINS), ("query", TRAINS)])
     assert r.status_code == 400 and r.json()["detail"] == "give exactly one query parameter"
     assert len(client.app.state.services.store) == before  # type: ignore[attr-defined]

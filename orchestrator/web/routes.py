@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pyoxigraph import BlankNode, Literal, NamedNode, Triple
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import ImmutableMultiDict
 
 from graph_store import CENTRAL_GRAPH, PHT_NS, PREFIXES, GraphStoreError, list_named_queries
 
@@ -31,7 +32,7 @@ from ..errors import LifecycleError
 from ..principal import Principal, Role
 from ..query_runner import QueryAnswer, QueryRunner, answer_response, query_dataset
 from ..query_text import checked_query_text
-from ..sparql_http import HttpError, error_for
+from ..sparql_http import HttpError, error_for, media_type
 from .session import (
     LoginRequired,
     PageError,
@@ -342,12 +343,13 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
         """The SPARQL Protocol for the page's YASGUI, read-only: ``/sparql``'s answers (formats, time-out, row
         limit, the caller's graphs), authenticated by the login cookie; refusals are JSON like ``/sparql``'s."""
         try:
+            form: ImmutableMultiDict[str, Any] = request.query_params
             if request.method == "POST":
                 if not same_origin(request):
                     raise HttpError(403, "queries with the login cookie must come from this site's pages")
+                if media_type(request) != "application/x-www-form-urlencoded":
+                    raise HttpError(415, "POST the query as application/x-www-form-urlencoded (query=...)")
                 form = await request.form()
-            else:
-                form = request.query_params  # type: ignore[assignment]
             if "update" in form:
                 raise HttpError(403, "the web view is read-only: send updates to /sparql with an operator's token")
             queries = form.getlist("query")
