@@ -76,7 +76,7 @@ from .sparql_http import (
     readable_everything,
 )
 
-__all__ = ["graph_store_router", "skolem_prefix"]
+__all__ = ["direct_graph", "graph_store_router"]
 
 ACCEPTED_RDF = ("text/turtle", "application/n-triples", "application/ld+json", "application/rdf+xml")
 """Media types a PUT or POST body (or each part of a multipart/form-data body) may have."""
@@ -84,11 +84,6 @@ ACCEPTED_RDF = ("text/turtle", "application/n-triples", "application/ld+json", "
 _MULTIPART = "multipart/form-data"
 _PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
-
-
-def skolem_prefix(base_iri: str) -> str:
-    """The prefix of the IRIs blank nodes become (RDF 1.1 Concepts §3.5): ``{base_iri}.well-known/genid/``."""
-    return f"{base_iri}.well-known/genid/"
 
 
 def direct_graph(base_iri: str, path: str) -> NamedNode:
@@ -198,7 +193,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
     """
     router = APIRouter()
     iris = Iris(settings.base_iri)
-    skolem = skolem_prefix(settings.base_iri)
+    skolem = iris.skolem_prefix
 
     def quads_of(graph: NamedNode) -> list[Quad]:
         return store.quads(g=graph)

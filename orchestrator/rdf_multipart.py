@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 
 __all__ = ["FormPart", "MultipartError", "form_parts"]
 
@@ -71,7 +72,7 @@ def form_parts(body: bytes, content_type: str) -> list[FormPart]:
         kind = parse_options_header(headers.get("content-type"))[0].decode("latin-1").lower()
         parts.append(FormPart(name, kind, b"".join(data)))
 
-    parser = MultipartParser(boundary, {  # type: ignore[arg-type]
+    parser = MultipartParser(boundary, {
         "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
         "on_header_end": on_header_end, "on_part_data": on_part_data, "on_part_end": on_part_end})
     try:

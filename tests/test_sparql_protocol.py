@@ -37,7 +37,15 @@ from pyoxigraph import (
 from rdflib.plugins.stores.sparqlstore import SPARQLStore
 from SPARQLWrapper import JSON, POST, TURTLE, XML, SPARQLWrapper
 
-from graph_store import CENTRAL_GRAPH, ONTOLOGY_GRAPH, ChangeSet, EmbeddedStore, station_graph
+from graph_store import (
+    AUDIT_GRAPH,
+    CENTRAL_GRAPH,
+    ONTOLOGY_GRAPH,
+    SHAPES_GRAPH,
+    ChangeSet,
+    EmbeddedStore,
+    station_graph,
+)
 from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
 from orchestrator.readable_graph import ReadableGraphs
@@ -520,18 +528,16 @@ def test_using_graph_uri_sets_the_where_dataset(writable: tuple[EmbeddedStore, T
 
 
 @pytest.mark.parametrize("text,status,words", [
-    (f"CLEAR GRAPH {AACHEN}", 400, "CLEAR"),
-    ("DROP ALL", 400, "DROP"),
     ("LOAD <https://example.org/data.ttl>", 400, "LOAD"),
+    (f"CLEAR GRAPH {AACHEN} ; LOAD <https://example.org/data.ttl> INTO GRAPH {AACHEN}", 400, "LOAD"),
     (f"INSERT DATA {{ GRAPH {ONTOLOGY_GRAPH} {{ ex:x rdfs:label \"x\" }} }}", 403, "loaded from"),
+    (f"CLEAR GRAPH {SHAPES_GRAPH}", 403, "loaded from"),
+    (f"DROP GRAPH {AUDIT_GRAPH}", 403, "audit"),
+    (f"MOVE GRAPH {AACHEN} TO {AUDIT_GRAPH}", 403, "audit"),
+    (f"CREATE GRAPH {AACHEN}", 400, "already exists"),
     ("INSERT DATA { ex:x rdfs:label \"x\" }", 400, "default graph"),
-    (f"INSERT DATA {{ GRAPH {AACHEN} {{ _:b rdfs:label \"x\" }} }}", 400, "blank node"),
-    (f"INSERT DATA {{ GRAPH {AACHEN} {{ ex:x rdfs:label \"x\" }} }} ; DELETE WHERE {{ GRAPH {AACHEN} {{ ?s ?p ?o }} }}",
-     400, "only operation"),
     ("INSERT DATA { GRAPH ex:g { ex:x rdfs:label } }", 400, "malformed"),
-    (f"INSERT DATA {{ GRAPH {AACHEN} {{ <relative> rdfs:label \"x\" }} }}", 400, "not a valid RDF term"),
     (f"INSERT DATA {{ GRAPH {AACHEN} {{ ex:x rdfs:label \"x\"@en-US-x }} }}", 400, "not a valid RDF term"),
-    ("WITH <relative> INSERT { ?s rdfs:label \"x\" } WHERE { BIND(ex:x AS ?s) }", 400, "not a valid RDF term"),
     (f"INSERT {{ GRAPH {AACHEN} {{ ?s rdfs:label \"y\" }} }} WHERE {{ GRAPH ?g {{ ?s ?p ?o }} }}", 400, "solutions"),
 ])
 def test_unsupported_or_bad_updates_are_refused_with_a_sentence(
