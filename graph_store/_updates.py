@@ -99,6 +99,11 @@ class CompiledUpdate:
     """The operations of a ``SEQUENCE``, in order."""
     base_iri: str | None = None
 
+    @property
+    def has_where(self) -> bool:
+        """True if planning the update evaluates a WHERE (its own, or one of its steps')."""
+        return self.where is not None or any(isinstance(s, CompiledUpdate) and s.has_where for s in self.steps)
+
     @cached_property
     def select_text(self) -> str | None:
         """``SELECT * WHERE {…}`` for the WHERE pattern, with the update's prefixes and base IRI (one string object

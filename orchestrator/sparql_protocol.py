@@ -229,8 +229,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
                                      skolem=skolem)
 
         # a WHERE is evaluated like a query: in the pool, within the time-out; nothing is written before the end
-        has_where = update.where is not None or any(getattr(s, "where", None) is not None for s in update.steps)
-        planned = await (runner.run(plan) if has_where else run_in_threadpool(plan))
+        planned = await (runner.run(plan) if update.has_where else run_in_threadpool(plan))
         for graph in planned.change.graphs():
             if graph in _PROTECTED:
                 raise HttpError(403, f"the graph {graph} is loaded from the repository's files and is not "

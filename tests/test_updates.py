@@ -262,3 +262,86 @@ def test_what_trig_cannot_read_goes_to_the_general_parser() -> None:
     assert _data_fast("INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:b> } }", None) is None
     with pytest.raises(InvalidInputError, match="malformed SPARQL update"):
         compile_update("INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:b> } }")
+
+
+# -- several operations, graph management (graph_store/_update_sequence.py) ---------------------------------
+
+G, H = NamedNode("urn:g"), NamedNode("urn:h")
+P = NamedNode("urn:p")
+
+
+def _graph(store: EmbeddedStore, graph: NamedNode) -> set[tuple[object, object, object]]:
+    return {(q.subject, q.predicate, q.object) for q in store.quads(g=graph)}
+
+
+def test_semicolons_in_strings_iris_and_comments_do_not_split_operations(store: EmbeddedStore) -> None:
+    text = ('PREFIX ex: <urn:ex;1#> # a comment; with a semicolon\n'
+            'INSERT DATA { GRAPH <urn:g> { ex:a <urn:p> "x ; y" , <urn:o;1> } } ;\n'
+            'BASE <urn:base/>\n'
+            'INSERT { GRAPH <urn:h> { ?s <urn:p> "seen;" } } WHERE { GRAPH <urn:g> { ?s <urn:p> "x ; y" } } ;\n'
+            'COPY <urn:h> TO <urn:k>')
+    compiled = compile_update(text)
+    assert compiled.operation == "SEQUENCE" and len(compiled.steps) == 3
+    store.apply_update(compiled)
+    a = NamedNode("urn:ex;1#a")
+    assert _graph(store, G) == {(a, P, Literal("x ; y")), (a, P, NamedNode("urn:o;1"))}
+    assert _graph(store, H) == _graph(store, NamedNode("urn:k")) == {(a, P, Literal("seen;"))}
+
+
+@pytest.mark.parametrize("text,g,h", [
+    ("ADD <urn:g> TO <urn:h>", {"g"}, {"g", "h"}),
+    ("COPY <urn:g> TO <urn:h>", {"g"}, {"g"}),
+    ("MOVE <urn:g> TO <urn:h>", set(), {"g"}),
+    ("MOVE <urn:g> TO <urn:g>", {"g"}, {"h"}),  # to itself: nothing (SPARQL 1.1 Update §3.2.5)
+    ("COPY SILENT <urn:g> TO <urn:g>", {"g"}, {"h"}),
+    ("CLEAR GRAPH <urn:g>", set(), {"h"}),
+    ("DROP SILENT GRAPH <urn:nothing> ; CREATE GRAPH <urn:new>", {"g"}, {"h"}),
+    ("DROP NAMED", set(), set()),
+])
+def test_graph_management_operations(store: EmbeddedStore, text: str, g: set[str], h: set[str]) -> None:
+    store.apply(ChangeSet(insert=[Quad(NamedNode("urn:s"), P, Literal("g"), G),
+                                  Quad(NamedNode("urn:s"), P, Literal("h"), H)]))
+    ontology = len(store.quads(g=NamedNode("https://w3id.org/pht-kg/graph/ontology")))
+    store.apply_update(text)
+    assert {str(o.value) for _, _, o in _graph(store, G)} == g
+    assert {str(o.value) for _, _, o in _graph(store, H)} == h
+    assert len(store.quads(g=NamedNode("https://w3id.org/pht-kg/graph/ontology"))) == ontology
+
+
+def test_create_of_a_graph_with_quads_fails_unless_silent(store: EmbeddedStore) -> None:
+    store.apply(ChangeSet(insert=[Quad(NamedNode("urn:s"), P, Literal("g"), G)]))
+    with pytest.raises(InvalidInputError, match="already exists"):
+        store.apply_update("CREATE GRAPH <urn:g>")
+    store.apply_update("CREATE SILENT GRAPH <urn:g>")
+
+
+def test_a_where_after_changes_reads_a_bounded_copy(store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graph_store import _update_sequence
+
+    text = ("INSERT DATA { GRAPH <urn:g> { <urn:s> <urn:p> 1 } } ; "
+            "INSERT { GRAPH <urn:h> { ?s <urn:p> 2 } } WHERE { GRAPH ?x { ?s <urn:p> 1 } }")
+    monkeypatch.setattr(_update_sequence, "OVERLAY_QUADS", 10)  # the vocabulary alone is more
+    with pytest.raises(InvalidInputError, match="request of its own"):
+        store.plan_update(text)
+    monkeypatch.undo()
+    store.apply_update(text)
+    assert _graph(store, H) == {(NamedNode("urn:s"), P, Literal(2))}
+
+
+def test_blank_nodes_need_a_skolem_prefix_and_get_fresh_iris(store: EmbeddedStore) -> None:
+    text = "INSERT DATA { GRAPH <urn:g> { _:a <urn:p> _:b . _:a <urn:p> 1 } }"
+    with pytest.raises(InvalidInputError, match="blank node"):
+        store.plan_update(text)
+    first = store.plan_update(text, skolem="urn:genid:").change.insert
+    second = store.plan_update(text, skolem="urn:genid:").change.insert
+    subjects = {q.subject for q in first}
+    assert len(subjects) == 1 and next(iter(subjects)).value.startswith("urn:genid:")
+    assert len({q.object for q in first if isinstance(q.object, NamedNode)}) == 1
+    assert subjects.isdisjoint({q.subject for q in second})  # a request's blank nodes are its own
+
+
+def test_relative_iris_resolve_against_the_base_given() -> None:
+    compiled = compile_update("INSERT DATA { GRAPH <g> { <s> <p> <o> } }", "https://example.org/sparql")
+    assert [t.value for t in compiled.insert[0]] == [f"https://example.org/{x}" for x in "spog"]
+    with pytest.raises(InvalidInputError, match="base IRI"):
+        compile_update("INSERT DATA { GRAPH <g> { <s> <p> <o> } }", "not an iri")
