@@ -237,14 +237,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
         except OSError as e:
             return HttpError(503, f"the graph store failed: {e}").response(head=head)
 
-    # One route per method and path: a single api_route(methods=["GET", "HEAD"]) gives both OpenAPI operations
-    # the same operationId (FastAPI derives it from the first method), which the OpenAPI spec forbids. Each
-    # handler serves indirect (``/rdf-graphs?graph=``) and direct (``/rdf-graphs/{path}``) identification.
-    @router.get("/rdf-graphs", summary="Read a graph (?graph=<IRI> or ?default)")
-    @router.head("/rdf-graphs", summary="The headers of reading a graph, without the body")
-    @router.get("/rdf-graphs/{path:path}", summary="Read the graph {base_iri}rdf-graphs/{path}")
-    @router.head("/rdf-graphs/{path:path}", summary="The headers of reading a graph named by its path")
-    async def read_graph(request: Request, who: Principal = Depends(principal)) -> Response:
+    async def read(request: Request, who: Principal) -> Response:
         async def action() -> Response:
             graph = _named(_target(request, settings.base_iri))
             _check_read(who, graph)
@@ -255,9 +248,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
                                 head=request.method == "HEAD")
         return await guarded(request, action)
 
-    @router.put("/rdf-graphs", summary="Replace a graph by the body (validated, atomic)")
-    @router.put("/rdf-graphs/{path:path}", summary="Replace the graph {base_iri}rdf-graphs/{path} by the body")
-    async def put_graph(request: Request, who: Principal = Depends(principal)) -> Response:
+    async def put(request: Request, who: Principal) -> Response:
         async def action() -> Response:
             graph = _named(_target(request, settings.base_iri))
             _check_write(who, graph)
@@ -266,9 +257,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
             return Response(status_code=204 if existed or not new else 201)
         return await guarded(request, action)
 
-    @router.post("/rdf-graphs", summary="Merge the body into a graph, or create a new graph (validated, atomic)")
-    @router.post("/rdf-graphs/{path:path}", summary="Merge the body into the graph {base_iri}rdf-graphs/{path}")
-    async def post_graph(request: Request, who: Principal = Depends(principal)) -> Response:
+    async def post(request: Request, who: Principal) -> Response:
         async def action() -> Response:
             target = _target(request, settings.base_iri)
             _check_write(who, target)
@@ -283,9 +272,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
             return Response(status_code=204 if existed else 201)
         return await guarded(request, action)
 
-    @router.delete("/rdf-graphs", summary="Drop a graph (validated, atomic)")
-    @router.delete("/rdf-graphs/{path:path}", summary="Drop the graph {base_iri}rdf-graphs/{path}")
-    async def delete_graph(request: Request, who: Principal = Depends(principal)) -> Response:
+    async def delete(request: Request, who: Principal) -> Response:
         async def action() -> Response:
             graph = _named(_target(request, settings.base_iri))
             _check_write(who, graph)
@@ -293,5 +280,42 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
                 raise HttpError(404, f"the graph {graph} is empty or unknown")
             return Response(status_code=204)
         return await guarded(request, action)
+
+    # One route per method and path: a single api_route(methods=["GET", "HEAD"]) gives both OpenAPI operations
+    # the same operationId (FastAPI derives it from the first method), which the OpenAPI spec forbids. The
+    # direct routes declare ``path`` so that OpenAPI documents it; the handlers read it from the request.
+    @router.get("/rdf-graphs", summary="Read a graph (?graph=<IRI> or ?default)")
+    @router.head("/rdf-graphs", summary="The headers of reading a graph, without the body")
+    async def read_graph(request: Request, who: Principal = Depends(principal)) -> Response:
+        return await read(request, who)
+
+    @router.get("/rdf-graphs/{path:path}", summary="Read the graph {base_iri}rdf-graphs/{path}")
+    @router.head("/rdf-graphs/{path:path}", summary="The headers of reading a graph named by its path")
+    async def read_graph_directly(path: str, request: Request, who: Principal = Depends(principal)) -> Response:
+        return await read(request, who)
+
+    @router.put("/rdf-graphs", summary="Replace a graph by the body (validated, atomic)")
+    async def put_graph(request: Request, who: Principal = Depends(principal)) -> Response:
+        return await put(request, who)
+
+    @router.put("/rdf-graphs/{path:path}", summary="Replace the graph {base_iri}rdf-graphs/{path} by the body")
+    async def put_graph_directly(path: str, request: Request, who: Principal = Depends(principal)) -> Response:
+        return await put(request, who)
+
+    @router.post("/rdf-graphs", summary="Merge the body into a graph, or create a new graph (validated, atomic)")
+    async def post_graph(request: Request, who: Principal = Depends(principal)) -> Response:
+        return await post(request, who)
+
+    @router.post("/rdf-graphs/{path:path}", summary="Merge the body into the graph {base_iri}rdf-graphs/{path}")
+    async def post_graph_directly(path: str, request: Request, who: Principal = Depends(principal)) -> Response:
+        return await post(request, who)
+
+    @router.delete("/rdf-graphs", summary="Drop a graph (validated, atomic)")
+    async def delete_graph(request: Request, who: Principal = Depends(principal)) -> Response:
+        return await delete(request, who)
+
+    @router.delete("/rdf-graphs/{path:path}", summary="Drop the graph {base_iri}rdf-graphs/{path}")
+    async def delete_graph_directly(path: str, request: Request, who: Principal = Depends(principal)) -> Response:
+        return await delete(request, who)
 
     return router
