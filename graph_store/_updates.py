@@ -40,6 +40,7 @@ from ._changeset import ChangeSet
 from ._convert import to_oxi
 from ._errors import InvalidInputError
 from ._sparql_text import parameters_of, tokens
+from ._vocab import DEFAULT_GRAPH
 
 __all__ = ["CompiledUpdate", "GraphOperation", "WhereDataset", "compile_update", "solution_lookup"]
 
@@ -174,8 +175,9 @@ def _templates(clause: Any, what: str, target: NamedNode | None) -> list[Templat
     if triples:
         if target is None:
             hint = " or name the graph with WITH <…>" if what in ("DELETE", "INSERT") else ""
-            raise InvalidInputError(f"the {what} template writes the default graph, which holds nothing here: "
-                                    f"put its triples in GRAPH <…> {{ }}{hint}")
+            raise InvalidInputError(f"the {what} template writes the default graph without naming it: put its "
+                                    f"triples in GRAPH <…> {{ }}{hint} (the default graph of the Graph Store "
+                                    f"Protocol is GRAPH <{DEFAULT_GRAPH.value}>)")
         out += [(_term(s, what), _term(p, what), _term(o, what), target) for s, p, o in triples]
     for graph, quads in (_member(clause, "quads") or {}).items():
         g = _term(graph, what)
@@ -263,8 +265,9 @@ def _data_fast(text: str, base_iri: str | None) -> CompiledUpdate | None:
         added, removed = (insert, delete) if keyword == "INSERT" else (delete, insert)
         for q in quads:
             if isinstance(q.graph_name, DefaultGraph):
-                raise InvalidInputError("the DATA template writes the default graph; put its triples in "
-                                        "GRAPH <…> { }")
+                raise InvalidInputError("the DATA template writes the default graph without naming it; put its "
+                                        f"triples in GRAPH <…> {{ }} (the default graph of the Graph Store Protocol "
+                                        f"is GRAPH <{DEFAULT_GRAPH.value}>)")
             if keyword == "DELETE" and (isinstance(q.subject, BlankNode) or isinstance(q.object, BlankNode)):
                 raise InvalidInputError("DELETE DATA may not use blank nodes (SPARQL 1.1 Update §3.1.2)")
             template = (q.subject, q.predicate, q.object, q.graph_name)
