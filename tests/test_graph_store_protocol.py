@@ -418,9 +418,16 @@ def test_a_multipart_part_that_is_not_rdf_is_400_naming_it_and_nothing_is_writte
 def test_a_malformed_multipart_body_is_400(env: tuple[EmbeddedStore, TestClient]) -> None:
     store, c = env
     before = set(store.quads())
-    for headers in ({"Content-Type": "multipart/form-data"}, {"Content-Type": "multipart/form-data; boundary=x"}):
+    for headers in ({"Content-Type": "multipart/form-data"}, {"Content-Type": "multipart/form-data; boundary="},
+                    {"Content-Type": "multipart/form-data; boundary=x"}):
         r = c.post(url(NEW_GRAPH), content=b"--y\r\nnot a form\r\n", headers=headers)
         assert r.status_code == 400 and r.json()["detail"]
+    many, headers = _multipart(*[(f"p{i}.ttl", "text/turtle", labels(f"n{i}")) for i in range(101)])
+    r = c.post(url(NEW_GRAPH), content=many, headers=headers)
+    assert r.status_code == 400 and "at most 100 parts" in r.json()["detail"]
+    noisy = b"--b\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(50)) + b"\r\nx\r\n--b--\r\n"
+    r = c.post(url(NEW_GRAPH), content=noisy, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 400 and r.json()["detail"]
     assert set(store.quads()) == before
 
 
