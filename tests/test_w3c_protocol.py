@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import OPS
+from api_helpers import ALICE, OPS, admin, station
 from central_thread import central_service
 from w3c_protocol import W3CTest, all_tests, run_test
 
@@ -60,3 +60,37 @@ def test_the_suites_are_complete() -> None:
     suites = [s for s, _ in TESTS]
     assert suites.count("protocol") == 34
     assert suites.count("graph-store-protocol") == 14
+
+
+UPDATES = {"update_dataset_default_graph", "update_dataset_default_graphs", "update_dataset_named_graphs",
+           "update_dataset_full", "update_post_form", "update_post_direct", "update_base_uri"}
+DATASET_QUERIES = {"query_dataset_default_graphs_get", "query_dataset_default_graphs_post",
+                   "query_dataset_named_graphs_post", "query_dataset_named_graphs_get", "query_dataset_full",
+                   "query_multiple_dataset"}
+OTHER_DATASET_PARAMETER = {"query_post_form", "query_get", "query_content_type_select", "query_content_type_ask",
+                           "query_content_type_describe", "query_content_type_construct"}
+GSP_READS_OF_NOTHING = {"head_non_existing_direct", "head_non_existing_indirect"}
+GSP = {t.id for s, t in TESTS if s == "graph-store-protocol"}
+
+
+@pytest.mark.parametrize("role,auth,refused", [
+    # updates and graph writes are for operators (403); the suites' data graphs are in no researcher's or
+    # station admin's readable store (orchestrator/readable_graph.py), so their ASKs over them answer false
+    ("researcher", ALICE, UPDATES | DATASET_QUERIES | (GSP - GSP_READS_OF_NOTHING)),
+    ("station-admin", admin("aachen"), UPDATES | DATASET_QUERIES | (GSP - GSP_READS_OF_NOTHING)),
+    # a station reads its own graph only: any other graph named by default-graph-uri / named-graph-uri is 403
+    ("station", station("aachen"), UPDATES | DATASET_QUERIES | OTHER_DATASET_PARAMETER | GSP),
+])
+def test_other_roles_fail_exactly_where_a_platform_rule_applies(client: httpx.Client, role: str,
+                                                                auth: dict[str, str], refused: set[str]) -> None:
+    """The suites with another role's token (the data still loaded by an operator): every test the role's rules
+    allow passes, every other one fails for that rule (docs/sparql.md, "Roles")."""
+    failed: dict[str, str] = {}
+    for _, test in TESTS:
+        _reset(client)
+        outcome = run_test(test, client, auth, _loader(client))  # type: ignore[arg-type]
+        if not outcome.passed:
+            failed[test.id] = outcome.failures[0]
+    assert set(failed) == refused, {k: v for k, v in failed.items() if k not in refused}
+    for test_id, reason in failed.items():
+        assert "status 403" in reason or (test_id in DATASET_QUERIES and "boolean False" in reason), reason
