@@ -8,7 +8,7 @@ Protocol first. The results and the deviations are in docs/sparql.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -40,7 +40,7 @@ def _reset(client: httpx.Client) -> None:
     assert client.delete("/rdf-graphs?default", headers=OPS).status_code in (204, 404)
 
 
-def _loader(client: httpx.Client) -> object:
+def _loader(client: httpx.Client) -> Callable[[Path, str], None]:
     def load(file: Path, graph: str) -> None:
         r = client.put("/rdf-graphs", params={"graph": graph}, content=file.read_bytes(),
                        headers={**OPS, "Content-Type": "application/n-triples"})
@@ -51,7 +51,7 @@ def _loader(client: httpx.Client) -> object:
 @pytest.mark.parametrize("suite,test", TESTS, ids=[f"{s}:{t.id}" for s, t in TESTS])
 def test_w3c(client: httpx.Client, suite: str, test: W3CTest) -> None:
     _reset(client)
-    outcome = run_test(test, client, OPS, _loader(client))  # type: ignore[arg-type]
+    outcome = run_test(test, client, OPS, _loader(client))
     assert outcome.passed, f"{suite} {test.id} ({test.name}):\n" + "\n".join(outcome.failures)
 
 
@@ -88,7 +88,7 @@ def test_other_roles_fail_exactly_where_a_platform_rule_applies(client: httpx.Cl
     failed: dict[str, str] = {}
     for _, test in TESTS:
         _reset(client)
-        outcome = run_test(test, client, auth, _loader(client))  # type: ignore[arg-type]
+        outcome = run_test(test, client, auth, _loader(client))
         if not outcome.passed:
             failed[test.id] = outcome.failures[0]
     assert set(failed) == refused, {k: v for k, v in failed.items() if k not in refused}

@@ -131,6 +131,7 @@ def _test(g: Graph, node: URIRef, base: Path, listed: bool) -> W3CTest:
         file = _one(g, gd, UT.graph)
         data.append((base / Path(str(file)).name, str(_one(g, gd, RDFS.label))))
     action = _one(g, node, MF.action)
+    assert action is not None, f"test {node} has no mf:action"
     steps = tuple(_step(g, r) for r in _items(g, _one(g, action, HT.requests)))
     return W3CTest(str(node).rsplit("#", 1)[-1], str(_one(g, node, MF.name)), tuple(sorted(data)), steps, listed)
 
@@ -146,8 +147,8 @@ def load_manifest(path: Path) -> list[W3CTest]:
     entries = [e for e in _items(g, _one(g, manifest, MF.entries)) if isinstance(e, URIRef)]
     tests += [_test(g, e, path.parent, True) for e in entries]
     for kind in (MF.ProtocolTest, MF.GraphStoreProtocolTest):
-        tests += [_test(g, t, path.parent, False) for t in sorted(g.subjects(RDF.type, kind))
-                  if isinstance(t, URIRef) and t not in entries]
+        defined = sorted(t for t in g.subjects(RDF.type, kind) if isinstance(t, URIRef))
+        tests += [_test(g, t, path.parent, False) for t in defined if t not in entries]
     return tests
 
 
