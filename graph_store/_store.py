@@ -117,6 +117,11 @@ class GraphStore(ABC):
     def close(self) -> None:
         """Release the store (files, connections)."""
 
+    def server_graph(self, graph: NamedNode) -> bool:
+        """True if ``graph`` belongs to the server behind the store (its own configuration, not the platform's
+        data): SPARQL Update's ``ALL`` and ``NAMED`` leave it alone and naming it is refused. None here."""
+        return False
+
     # -- reading ------------------------------------------------------------------------------------------
 
     def quads(self, s: Any = None, p: Any = None, o: Any = None, g: Any = None) -> list[Quad]:
@@ -257,18 +262,19 @@ class GraphStore(ABC):
         ``using-named-graph-uri``); its templates are instantiated with the solutions (see :mod:`._updates`), blank
         nodes becoming IRIs ``{skolem}{uuid}`` (refused without ``skolem``). A request of several operations, or of
         graph management operations, is planned step by step (:mod:`._update_sequence`) into one change set.
-        The change set deletes only quads that exist, and is guarded by them: :meth:`apply` commits it only if
-        none was removed meanwhile. Takes no lock: a caller may bound the evaluation's time, then apply.
+        The change set deletes only quads that exist, and is guarded by them (for a sequence, by those its DATA
+        and WHERE operations delete): :meth:`apply` commits it only if none was removed meanwhile. Takes no
+        lock: a caller may bound the evaluation's time, then apply.
 
         Raises InvalidInputError: malformed or unsupported update, bad parameters, WITH / USING together with
         ``using`` / ``using_named``, or a WHERE with more than ``max_solutions`` solutions.
         """
         compiled, values = self._compiled(update, bindings or {})
-        if compiled.operation == SEQUENCE:
+        if compiled.operation == SEQUENCE:  # guarded by its DATA and WHERE deletions (_update_sequence.py)
             change, solutions = plan_sequence(self, compiled, values, using, using_named, max_solutions, skolem)
-        else:
-            change, solutions = self.evaluate_update(compiled, values, compiled.where_dataset(using, using_named),
-                                                     max_solutions, skolem)
+            return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains), solutions)
+        change, solutions = self.evaluate_update(compiled, values, compiled.where_dataset(using, using_named),
+                                                 max_solutions, skolem)
         return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains, guard_deletions=True), solutions)
 
     def apply_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,

@@ -13,8 +13,9 @@ with the advice to send the WHERE operation as a request of its own.
 Graph management (``CLEAR``, ``DROP``, ``CREATE``, ``ADD``, ``MOVE``, ``COPY``): graphs exist here by their quads,
 so CLEAR and DROP are the same, CREATE only fails (unless SILENT) for a graph that has quads, and a graph that
 has none is empty rather than missing. ``DEFAULT`` is the named graph ``DEFAULT_GRAPH``; ``NAMED`` is every other
-named graph and ``ALL`` both — except the graphs no update writes (ontology, shapes, audit), which ``NAMED`` and
-``ALL`` leave alone; naming one of them explicitly still puts it in the change set, for the caller to refuse.
+named graph and ``ALL`` both — except the graphs no update writes (ontology, shapes, audit) and those of the
+server behind a remote store (:meth:`GraphStore.server_graph`: Virtuoso's quad maps), which ``NAMED`` and ``ALL``
+leave alone; naming one of them explicitly still puts it in the change set, for the caller to refuse.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class _Pending:
         self.store = store
         self.removed: set[Quad] = set()
         self.added: set[Quad] = set()
+        self.guarded: set[Quad] = set()
+        """Deletions of DATA and WHERE operations: the commit happens only if they are all still there (a
+        compare-and-set, as for a single operation). Graph management deletes whatever the graph holds, unguarded:
+        the guard of a whole graph would be one pattern per quad, which Virtuoso cannot evaluate past a few
+        hundred."""
 
     def delete(self, quads: Sequence[Quad] | frozenset[Quad] | set[Quad]) -> None:
         for q in quads:
@@ -77,7 +83,8 @@ class _Pending:
             return [ref]
         if ref == "DEFAULT":
             return [DEFAULT_GRAPH]
-        named = [g for g in self.graphs() if g not in UNTOUCHED_BY_ALL and g != DEFAULT_GRAPH]
+        named = [g for g in self.graphs()
+                 if g not in UNTOUCHED_BY_ALL and g != DEFAULT_GRAPH and not self.store.server_graph(g)]
         return named if ref == "NAMED" else [DEFAULT_GRAPH, *named]
 
     def run(self, op: GraphOperation) -> None:
@@ -123,7 +130,8 @@ def plan_sequence(store: GraphStore, compiled: CompiledUpdate, values: Mapping[s
                   using: Sequence[NamedNode], using_named: Sequence[NamedNode], max_solutions: int | None,
                   skolem: str | None) -> tuple[ChangeSet, int]:
     """The net change of the steps of ``compiled`` (a ``SEQUENCE``), applied in order, and how many WHERE
-    solutions they had in all. Unguarded: the caller merges it with the guard on what it deletes."""
+    solutions they had in all; guarded by what its DATA and WHERE operations delete (not by what CLEAR, DROP,
+    COPY or MOVE delete: those delete what is there)."""
     pending = _Pending(store)
     solutions = 0
     for step in compiled.steps:
@@ -143,6 +151,8 @@ def plan_sequence(store: GraphStore, compiled: CompiledUpdate, values: Mapping[s
                 return result
             change, n = store.evaluate_update(step, dict(values), dataset, max_solutions, skolem, select)
         solutions += n
+        pending.guarded |= change.delete - pending.added
         pending.delete(change.delete)
         pending.insert(change.insert)
-    return ChangeSet(delete=pending.removed, insert=pending.added), solutions
+    guard = {q for q in pending.guarded if q in pending.removed and store.contains(q)}
+    return ChangeSet(delete=pending.removed, insert=pending.added, guard=guard), solutions

@@ -195,6 +195,10 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
     iris = Iris(settings.base_iri)
     skolem = iris.skolem_prefix
 
+    def check_not_server_graph(graph: NamedNode) -> None:
+        if store.server_graph(graph):
+            raise HttpError(403, f"the graph {graph} belongs to the store's server, not to the platform's data")
+
     def quads_of(graph: NamedNode) -> list[Quad]:
         return store.quads(g=graph)
 
@@ -252,6 +256,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
         async def action() -> Response:
             graph = _named(_target(request, settings.base_iri))
             _check_write(who, graph)
+            check_not_server_graph(graph)
             new, body = await _body_quads(request, graph, settings.max_body_bytes, skolem)
             existed = await run_in_threadpool(replace, who, graph, new, body)
             return Response(status_code=204 if existed or not new else 201)
@@ -261,6 +266,8 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
         async def action() -> Response:
             target = _target(request, settings.base_iri)
             _check_write(who, target)
+            if target is not None:
+                check_not_server_graph(target)
             graph = target if target is not None else direct_graph(settings.base_iri, str(uuid.uuid4()))
             new, body = await _body_quads(request, graph, settings.max_body_bytes, skolem)
             if target is None:  # POST to the store: a new graph (SPARQL 1.1 Graph Store Protocol §5.5)
@@ -276,6 +283,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
         async def action() -> Response:
             graph = _named(_target(request, settings.base_iri))
             _check_write(who, graph)
+            check_not_server_graph(graph)
             if not await run_in_threadpool(drop, who, graph):
                 raise HttpError(404, f"the graph {graph} is empty or unknown")
             return Response(status_code=204)

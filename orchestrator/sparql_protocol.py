@@ -134,13 +134,15 @@ def _without_base_line(e: HttpError) -> HttpError:
     return HttpError(400, f"{head}error at {fixed}{sep}{rest}", headers=e.headers, **e.extra)
 
 
-def _named_protected(update: CompiledUpdate) -> str | None:
+def _named_protected(update: CompiledUpdate, store: GraphStore) -> str | None:
     """A sentence refusing a graph management operation that names a graph no update writes, else None (CLEAR or
     DROP of an empty audit graph would change nothing, and must be refused all the same)."""
     for step in update.steps:
         if isinstance(step, GraphOperation):
             named = [step.target, *([step.source] if step.kind == "MOVE" else [])]
             for graph in named:
+                if isinstance(graph, NamedNode) and store.server_graph(graph):
+                    return f"the graph {graph} belongs to the store's server, not to the platform's data"
                 if graph in _PROTECTED:
                     return f"the graph {graph} is loaded from the repository's files and is not written through SPARQL"
                 if graph == AUDIT_GRAPH:
@@ -220,7 +222,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         graphs = parse_iris(using, "using-graph-uri"), parse_iris(using_named, "using-named-graph-uri")
         base = _endpoint_iri(request)
         update = await run_in_threadpool(lambda: compile_update(checked_query_text(text), base))  # parsing is slow
-        refusal = _named_protected(update)
+        refusal = _named_protected(update, store)
         if refusal is not None:
             raise HttpError(403, refusal)
 
@@ -231,6 +233,8 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         # a WHERE is evaluated like a query: in the pool, within the time-out; nothing is written before the end
         planned = await (runner.run(plan) if update.has_where else run_in_threadpool(plan))
         for graph in planned.change.graphs():
+            if isinstance(graph, NamedNode) and store.server_graph(graph):
+                raise HttpError(403, f"the graph {graph} belongs to the store's server, not to the platform's data")
             if graph in _PROTECTED:
                 raise HttpError(403, f"the graph {graph} is loaded from the repository's files and is not "
                                      "written through SPARQL")

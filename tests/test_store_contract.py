@@ -680,3 +680,18 @@ def test_an_update_of_several_operations_is_one_change_on_every_backend(backend:
     store.apply_update(f"MOVE {b} TO {a} ; CLEAR DEFAULT")
     assert {q.triple for q in store.quads(g=a)} == expected and not store.quads(g=b)
     assert not store.quads(g=DEFAULT_GRAPH)
+
+
+def test_drop_all_leaves_the_vocabulary_and_the_servers_own_graphs(scenario: Backend) -> None:
+    """``DROP ALL`` is the platform's data: never the ontology or shapes, nor a graph of the server behind a remote
+    store (Virtuoso keeps its quad maps, which it cannot run without, in ``virtrdf#``)."""
+    store = scenario.store
+    counts = "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g"
+    server = {row["g"]: row["n"] for row in store.select(counts) if store.server_graph(row["g"])}
+    if scenario.name == "virtuoso":
+        assert NamedNode("http://www.openlinksw.com/schemas/virtrdf#") in server
+    vocabulary = _vocabulary_size(store)
+    store.apply_update("DROP ALL")
+    assert not central(store)
+    assert _vocabulary_size(store) == vocabulary
+    assert {row["g"]: row["n"] for row in store.select(counts) if store.server_graph(row["g"])} == server

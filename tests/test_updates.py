@@ -345,3 +345,16 @@ def test_relative_iris_resolve_against_the_base_given() -> None:
     assert [t.value for t in compiled.insert[0]] == [f"https://example.org/{x}" for x in "spog"]
     with pytest.raises(InvalidInputError, match="base IRI"):
         compile_update("INSERT DATA { GRAPH <g> { <s> <p> <o> } }", "not an iri")
+
+
+def test_a_sequence_is_guarded_by_what_its_where_deletes_not_by_what_clear_deletes(store: EmbeddedStore) -> None:
+    a, b = Quad(NamedNode("urn:s"), P, Literal("a"), G), Quad(NamedNode("urn:s"), P, Literal("b"), H)
+    store.apply(ChangeSet(insert=[a, b]))
+    clear = store.plan_update("CLEAR GRAPH <urn:h> ; CREATE SILENT GRAPH <urn:k>")
+    where = store.plan_update('INSERT DATA { GRAPH <urn:k> { <urn:s> <urn:p> "k" } } ; '
+                              'DELETE WHERE { GRAPH <urn:g> { ?s <urn:p> "a" } }')
+    store.apply(ChangeSet(delete=[a, b]))  # another writer, between planning and applying
+    store.apply(clear.change)  # CLEAR deletes what is there: nothing left to delete is no conflict
+    with pytest.raises(ConflictError):
+        store.apply(where.change)  # the WHERE matched a quad that is gone: the compare-and-set fails
+    assert not store.quads(g=NamedNode("urn:k"))
