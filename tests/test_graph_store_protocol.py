@@ -438,3 +438,33 @@ def test_an_operator_still_cannot_write_the_audit_graph(
     assert c.put(url(AUDIT_GRAPH), content=labels("x"), headers=TURTLE).status_code == 403
     assert c.delete(url(AUDIT_GRAPH)).status_code == 403
     assert set(store.quads(g=AUDIT_GRAPH)) == before
+
+
+@pytest.mark.real_component("virtuoso")
+def test_no_write_reaches_the_graphs_of_the_server_behind_a_remote_store(virtuoso_endpoint: Any) -> None:
+    """Virtuoso keeps its quad maps (``virtrdf#``, without which it cannot run) in the same dataset: no SPARQL
+    Update or Graph Store Protocol write of an operator may change them, and DROP ALL leaves them."""
+    from graph_store import RemoteStore
+    from orchestrator.sparql_protocol import sparql_router
+
+    vt = virtuoso_endpoint
+    store = RemoteStore(vt.query_url, vt.update_url, user=vt.user, password=vt.password, timeout=20)
+    store.load_vocabulary()
+    virtrdf = NamedNode("http://www.openlinksw.com/schemas/virtrdf#")
+    before = len(store.quads(g=virtrdf))
+    assert before > 100
+    app = make_app(store)
+    app.include_router(sparql_router(store=store, principal=fake_principal, settings=SETTINGS,
+                                     readable=ReadableGraphs(store, Iris(SETTINGS.base_iri))))
+    with TestClient(app, headers=OPERATOR) as c:
+        for text in (f"CLEAR GRAPH {virtrdf}", f"DROP SILENT GRAPH {virtrdf}", f"MOVE {virtrdf} TO <urn:mine>",
+                     f"DELETE WHERE {{ GRAPH {virtrdf} {{ ?s ?p ?o }} }}"):
+            r = c.post("/sparql", data={"update": text})
+            assert r.status_code == 403 and "server" in r.json()["detail"], (text, r.text)
+        for method in ("put", "post", "delete"):
+            kwargs = {} if method == "delete" else {"content": labels("x"), "headers": TURTLE}
+            r = getattr(c, method)(url(virtrdf), **kwargs)
+            assert r.status_code == 403 and "server" in r.json()["detail"], (method, r.text)
+        assert c.post("/sparql", data={"update": "DROP ALL"}).status_code == 200
+    assert len(store.quads(g=virtrdf)) == before
+    store.close()
