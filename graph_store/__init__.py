@@ -39,7 +39,7 @@ from ._signed_batch import (
 )
 from ._sparql_text import bind
 from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan
-from ._updates import CompiledUpdate, compile_update
+from ._updates import CompiledUpdate, GraphOperation, compile_update
 from ._validator import is_well_typed
 from ._vocab import (
     AUDIT_GRAPH,
@@ -47,6 +47,7 @@ from ._vocab import (
     DCAT,
     DCTERMS,
     DEFAULT_BASE_IRI,
+    DEFAULT_GRAPH,
     ONTOLOGY_GRAPH,
     ORG,
     PHT,
@@ -67,6 +68,7 @@ __all__ = [
     "BATCH_HEADER",
     "BATCH_MEDIA_TYPE",
     "CENTRAL_GRAPH",
+    "DEFAULT_GRAPH",
     "CREATED_HEADER",
     "ChangeSet",
     "CompiledUpdate",
@@ -75,6 +77,7 @@ __all__ = [
     "DCTERMS",
     "DEFAULT_BASE_IRI",
     "EmbeddedStore",
+    "GraphOperation",
     "GraphStore",
     "GraphStoreError",
     "InvalidInputError",

@@ -51,6 +51,7 @@ import socket
 import urllib.error
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from pyoxigraph import (
     Literal,
@@ -79,6 +80,9 @@ from ._errors import ConflictError, InvalidInputError, StoreUnavailable
 from ._schema import Schema
 from ._sparql_text import bind, quad_block, tokens
 from ._store import GraphStore, QueryResult
+
+_SERVER_GRAPH_PREFIXES = ("http://www.openlinksw.com/schemas/virtrdf#", "http://www.w3.org/ns/ldp#")
+"""Graphs a Virtuoso server keeps for itself (see :meth:`RemoteStore.server_graph`)."""
 
 __all__ = ["RemoteStore"]
 
@@ -202,6 +206,12 @@ class RemoteStore(GraphStore):
     def contains(self, quad: Quad) -> bool:
         return bool(self._query(f"ASK {{ {quad_block([quad])} }}", default_graph=None, named_graphs=None,
                                 union_default_graph=False))
+
+    def server_graph(self, graph: NamedNode) -> bool:
+        """Virtuoso keeps its quad maps (``virtrdf#``, which it cannot run without), LDP and WebDAV descriptions
+        and its service description in named graphs of the same dataset; they are the server's, not data."""
+        origin = "{0.scheme}://{0.netloc}/".format(urlsplit(self.query_url))
+        return graph.value.startswith((*_SERVER_GRAPH_PREFIXES, origin))
 
     def close(self) -> None:
         """Nothing to release: every request opens its own connection."""

@@ -40,7 +40,8 @@ from ._queries import named_query
 from ._report import ValidationReport
 from ._schema import Schema, load_schema
 from ._sparql_text import bind, parameters_of, quad_block
-from ._updates import CompiledUpdate, WhereDataset, compile_update, solution_lookup
+from ._update_sequence import plan_sequence
+from ._updates import SEQUENCE, CompiledUpdate, WhereDataset, compile_update, solution_lookup
 from ._validator import PostChangeView
 from ._vocab import ONTOLOGY_GRAPH, RDF_TYPE, RDFS_SUBCLASSOF, SHAPES_GRAPH, validation_scope
 
@@ -115,6 +116,11 @@ class GraphStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the store (files, connections)."""
+
+    def server_graph(self, graph: NamedNode) -> bool:
+        """True if ``graph`` belongs to the server behind the store (its own configuration, not the platform's
+        data): SPARQL Update's ``ALL`` and ``NAMED`` leave it alone and naming it is refused. None here."""
+        return False
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -248,21 +254,27 @@ class GraphStore(ABC):
 
     def plan_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
                     using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),
-                    max_solutions: int | None = None) -> UpdatePlan:
+                    max_solutions: int | None = None, skolem: str | None = None) -> UpdatePlan:
         """What a SPARQL update (text, or compiled with :func:`compile_update`) would change, without writing.
 
         Its WHERE is evaluated as a SELECT over the graphs its WITH / USING / USING NAMED name or, for an update
         naming none, ``using`` / ``using_named`` (the SPARQL Protocol's ``using-graph-uri`` /
-        ``using-named-graph-uri``); its templates are instantiated with the solutions (see :mod:`._updates`).
-        The change set deletes only quads that exist, and is guarded by them: :meth:`apply` commits it only if
-        none was removed meanwhile. Takes no lock: a caller may bound the evaluation's time, then apply.
+        ``using-named-graph-uri``); its templates are instantiated with the solutions (see :mod:`._updates`), blank
+        nodes becoming IRIs ``{skolem}{uuid}`` (refused without ``skolem``). A request of several operations, or of
+        graph management operations, is planned step by step (:mod:`._update_sequence`) into one change set.
+        The change set deletes only quads that exist, and is guarded by them (for a sequence, by those its DATA
+        and WHERE operations delete): :meth:`apply` commits it only if none was removed meanwhile. Takes no
+        lock: a caller may bound the evaluation's time, then apply.
 
         Raises InvalidInputError: malformed or unsupported update, bad parameters, WITH / USING together with
         ``using`` / ``using_named``, or a WHERE with more than ``max_solutions`` solutions.
         """
         compiled, values = self._compiled(update, bindings or {})
-        change, solutions = self._evaluate(compiled, values, compiled.where_dataset(using, using_named),
-                                           max_solutions)
+        if compiled.operation == SEQUENCE:  # guarded by its DATA and WHERE deletions (_update_sequence.py)
+            change, solutions = plan_sequence(self, compiled, values, using, using_named, max_solutions, skolem)
+            return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains), solutions)
+        change, solutions = self.evaluate_update(compiled, values, compiled.where_dataset(using, using_named),
+                                                 max_solutions, skolem)
         return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains, guard_deletions=True), solutions)
 
     def apply_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
@@ -290,7 +302,7 @@ class GraphStore(ABC):
         """
         compiled = [self._compiled(text, values) for text, values in updates]
         with self._write_lock:
-            parts = [self._evaluate(c, values, c.where_dataset(), None) for c, values in compiled]
+            parts = [self.evaluate_update(c, values, c.where_dataset(), None) for c, values in compiled]
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
             changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
@@ -307,15 +319,20 @@ class GraphStore(ABC):
             bind(compiled.text, values)  # raises the standard message naming missing / unknown parameters
         return compiled, dict(values)
 
-    def _evaluate(self, compiled: CompiledUpdate, values: dict[str, Any], dataset: WhereDataset,
-                  max_solutions: int | None) -> tuple[ChangeSet, int]:
-        """The update's templates instantiated with its WHERE's solutions over ``dataset`` (unguarded)."""
-        select = compiled.select_text
-        if select is None:
-            return compiled.change_set([lambda name: None], values), 1
-        wanted = parameters_of(select)
-        result = self.select(select, bindings={k: v for k, v in values.items() if k in wanted},
-                             default_graph=_listed(dataset.default_graph), named_graphs=_listed(dataset.named_graphs))
+    def evaluate_update(self, compiled: CompiledUpdate, values: dict[str, Any], dataset: WhereDataset,
+                        max_solutions: int | None, skolem: str | None = None,
+                        select: Callable[..., Any] | None = None) -> tuple[ChangeSet, int]:
+        """One operation's templates instantiated with its WHERE's solutions over ``dataset`` (unguarded); the
+        WHERE runs through ``select`` (default :meth:`select`; an overlay of pending changes for a sequence)."""
+        if compiled.operation == SEQUENCE:
+            raise InvalidInputError("an update of several operations is planned with plan_update, one at a time")
+        text = compiled.select_text
+        if text is None:
+            return compiled.change_set([lambda name: None], values, skolem), 1
+        wanted = parameters_of(text)
+        result = (select or self.select)(text, bindings={k: v for k, v in values.items() if k in wanted},
+                                         default_graph=_listed(dataset.default_graph),
+                                         named_graphs=_listed(dataset.named_graphs))
         rows = []
         try:
             for row in result:
@@ -327,7 +344,7 @@ class GraphStore(ABC):
         if max_solutions is not None and len(rows) > max_solutions:
             raise InvalidInputError(f"the update's WHERE matched more than {max_solutions} solutions; split it "
                                     "into smaller updates")
-        return compiled.change_set(rows, values), len(rows)
+        return compiled.change_set(rows, values, skolem), len(rows)
 
     def run_update(self, name: str, **bindings: Any) -> UpdateOutcome:
         """Run the named update ``sparql_queries/<name>.rq`` with its parameters bound (see apply_update)."""

@@ -79,13 +79,17 @@ _TARGET = [
 GSP_READ: dict[str, Any] = {"parameters": _TARGET}
 """``openapi_extra`` of ``GET``, ``HEAD`` and ``DELETE /rdf-graphs``."""
 
+GSP_READ_DIRECT: dict[str, Any] = {"parameters": []}
+"""``openapi_extra`` of ``GET``, ``HEAD`` and ``DELETE /rdf-graphs/{path}`` (the path names the graph; FastAPI
+documents ``path`` itself)."""
+
 _RDF_BODY = {"type": "string", "examples": ["<urn:s> <urn:p> <urn:o> ."]}
 
-def gsp_write(media_types: Iterable[str]) -> dict[str, Any]:
-    """``openapi_extra`` of ``PUT`` and ``POST /rdf-graphs``: a body in one of ``media_types``, or
-    multipart/form-data with such a graph in each part."""
+def gsp_write(media_types: Iterable[str], *, direct: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` of ``PUT`` and ``POST /rdf-graphs`` (``/rdf-graphs/{path}`` if ``direct``): a body in
+    one of ``media_types``, or multipart/form-data with such a graph in each part."""
     return {
-        "parameters": _TARGET,
+        "parameters": [] if direct else _TARGET,
         "requestBody": {
             "required": True,
             "content": {

@@ -17,18 +17,25 @@ Queries
 
 Updates
     POST form (``update=``) or ``application/sparql-update``, for ``Role.OPERATOR`` only. An update is never
-    run as such: :meth:`~graph_store.GraphStore.plan_update` computes its effect as one
-    :class:`~graph_store.ChangeSet` (see ``graph_store/_updates.py`` for what is supported: INSERT DATA,
-    DELETE DATA, DELETE/INSERT ... WHERE with WITH / USING, DELETE WHERE; a WHERE operation only alone), and
-    :meth:`~graph_store.GraphStore.apply` writes it, SHACL-validated and atomic like every other write (422
-    with the report on a violation, nothing written; 409 if the quads it deletes went away meanwhile).
-    ``using-graph-uri`` / ``using-named-graph-uri`` set the WHERE's dataset. The WHERE is evaluated like a
-    query (in the pool, within the time-out, SERVICE refused) and an update whose WHERE has more than
-    ``settings.query_result_limit`` solutions is refused. Writing the ontology or shapes graph is 403; the
-    graph management operations (LOAD, CLEAR, DROP, ...) are refused with 400: replace or drop graphs with
-    the Graph Store Protocol (``/rdf-graphs``). Every update is committed together with its audit record
+    run as such: :meth:`~graph_store.GraphStore.plan_update` computes the effect of the whole request — every
+    operation but LOAD, several separated by ``;`` applied in order, each seeing the ones before (see
+    ``graph_store/_updates.py`` and ``graph_store/_update_sequence.py``) — as ONE :class:`~graph_store.ChangeSet`,
+    and :meth:`~graph_store.GraphStore.apply` writes it, SHACL-validated as a whole and atomic like every other
+    write (422 with the report on a violation, nothing written; 409 if the quads it deletes went away meanwhile).
+    ``using-graph-uri`` / ``using-named-graph-uri`` set the WHEREs' dataset. A WHERE is evaluated like a
+    query (in the pool, within the time-out, SERVICE refused) and one with more than
+    ``settings.query_result_limit`` solutions is refused. Blank nodes an update inserts become skolem IRIs
+    ``{base_iri}.well-known/genid/{uuid}``. ``CLEAR ALL`` / ``DROP ALL`` / ``NAMED`` mean the graphs an operator may
+    write: they leave the ontology, shapes and audit graphs alone, and naming one of those explicitly is 403.
+    ``DEFAULT`` is the named graph ``DEFAULT_GRAPH`` (the Graph Store Protocol's ``?default``). LOAD is refused
+    with 400: the platform fetches no URL a caller names. Every update is committed together with its audit record
     (``orchestrator/audit.py``: who, when, the text's SHA-256, quads inserted and deleted per graph) in the
     audit graph, which no update may write (403).
+
+Base IRI
+    Relative IRIs in a query or update resolve against the endpoint's URL as the request reached it
+    (``BASE <…/sparql>`` ahead of the query's own prologue, which may override it; SPARQL 1.1 Protocol §2.1.4).
+    A body whose Content-Type names a charset other than UTF-8 is 415.
 
 Run time
     Queries are evaluated in a small pool of worker threads (pyoxigraph releases the GIL while it evaluates,
@@ -43,6 +50,7 @@ answered 400 with the parser's message.
 """
 
 
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -54,7 +62,18 @@ from fastapi.responses import JSONResponse
 from pyoxigraph import NamedNode, Triple
 from starlette.concurrency import run_in_threadpool
 
-from graph_store import ONTOLOGY_GRAPH, RDF_TYPE, SHAPES_GRAPH, GraphStore, GraphStoreError, UpdatePlan, compile_update
+from graph_store import (
+    AUDIT_GRAPH,
+    ONTOLOGY_GRAPH,
+    RDF_TYPE,
+    SHAPES_GRAPH,
+    CompiledUpdate,
+    GraphOperation,
+    GraphStore,
+    GraphStoreError,
+    UpdatePlan,
+    compile_update,
+)
 
 from .audit import audited, check_not_audit
 from .naming import Iris
@@ -84,6 +103,52 @@ _QUERY = "application/sparql-query"
 _UPDATE = "application/sparql-update"
 _SD = "http://www.w3.org/ns/sparql-service-description#"
 _PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
+
+
+def _endpoint_iri(request: Request) -> str:
+    """The endpoint's URL as the request reached it: the base IRI of its queries and updates."""
+    url = str(request.url.replace(query="", fragment=""))
+    try:
+        return NamedNode(url).value
+    except ValueError:
+        raise HttpError(400, f"the request URL {url!r} is not an IRI to resolve relative IRIs against") from None
+
+
+def _check_charset(request: Request) -> None:
+    """415 for a body declared in another charset than UTF-8 (the protocol's only encoding)."""
+    for param in request.headers.get("content-type", "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise HttpError(415, f"send the request in UTF-8, not {value.strip()}")
+
+
+_POSITION = re.compile(r"(\d+):(\d+)")
+
+
+def _without_base_line(e: HttpError) -> HttpError:
+    """``e`` with the parser's positions counted in the query as sent, not with the BASE line put ahead of it."""
+    head, found, tail = e.detail.partition("error at ")
+    if e.status != 400 or not found:
+        return e
+    position, sep, rest = tail.partition(": ")
+    fixed = _POSITION.sub(lambda m: f"{int(m[1]) - 1}:{m[2]}", position)
+    return HttpError(400, f"{head}error at {fixed}{sep}{rest}", headers=e.headers, **e.extra)
+
+
+def _named_protected(update: CompiledUpdate, store: GraphStore) -> str | None:
+    """A sentence refusing a graph management operation that names a graph no update writes, else None (CLEAR or
+    DROP of an empty audit graph would change nothing, and must be refused all the same)."""
+    for step in update.steps:
+        if isinstance(step, GraphOperation):
+            named = [step.target, *([step.source] if step.kind == "MOVE" else [])]
+            for graph in named:
+                if isinstance(graph, NamedNode) and store.server_graph(graph):
+                    return f"the graph {graph} belongs to the store's server, not to the platform's data"
+                if graph in _PROTECTED:
+                    return f"the graph {graph} is loaded from the repository's files and is not written through SPARQL"
+                if graph == AUDIT_GRAPH:
+                    return f"the graph {AUDIT_GRAPH.value} records operators' edits; no edit may change it"
+    return None
 
 
 def _sd(name: str) -> NamedNode:
@@ -121,6 +186,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
     :param max_concurrent_queries: size of the worker pool evaluating queries.
     """
     iris = Iris(settings.base_iri)
+    skolem = iris.skolem_prefix
     runner = QueryRunner(store, timeout_s=settings.query_timeout_s, row_limit=settings.query_result_limit,
                           workers=max_concurrent_queries)
 
@@ -137,26 +203,39 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         if negotiate(accept, list(RESULTS_FORMATS)) is None and negotiate(accept, list(RDF_FORMATS)) is None:
             raise not_acceptable([*RESULTS_FORMATS, *RDF_FORMATS])  # refused before any evaluation
 
+        base = _endpoint_iri(request)
+
         def work(cancelled: threading.Event) -> Response:  # all of it off the event loop, within the time-out
-            checked = checked_query_text(text)
+            checked = f"BASE <{base}>\n" + checked_query_text(text)  # base: an IRI checked by _endpoint_iri
             dataset = query_dataset(who, checked, default_uris, named_uris, readable)
-            answer = runner.evaluate(checked, dataset, cancelled)
+            try:
+                answer = runner.evaluate(checked, dataset, cancelled)
+            except HttpError as e:
+                raise _without_base_line(e) from None
             return answer_response(answer, accept, runner.row_limit)
 
         return await runner.run(work)
 
-    async def run_update(who: Principal, text: str, using: list[str], using_named: list[str]) -> Response:
+    async def run_update(request: Request, who: Principal, text: str, using: list[str],
+                         using_named: list[str]) -> Response:
         if not who.has(Role.OPERATOR):
             raise HttpError(403, "only operators may send SPARQL updates")
         graphs = parse_iris(using, "using-graph-uri"), parse_iris(using_named, "using-named-graph-uri")
-        update = await run_in_threadpool(lambda: compile_update(checked_query_text(text)))  # parsing takes a while
+        base = _endpoint_iri(request)
+        update = await run_in_threadpool(lambda: compile_update(checked_query_text(text), base))  # parsing is slow
+        refusal = _named_protected(update, store)
+        if refusal is not None:
+            raise HttpError(403, refusal)
 
         def plan(_cancelled: threading.Event | None = None) -> UpdatePlan:
-            return store.plan_update(update, using=graphs[0], using_named=graphs[1], max_solutions=runner.row_limit)
+            return store.plan_update(update, using=graphs[0], using_named=graphs[1], max_solutions=runner.row_limit,
+                                     skolem=skolem)
 
         # a WHERE is evaluated like a query: in the pool, within the time-out; nothing is written before the end
-        planned = await (run_in_threadpool(plan) if update.where is None else runner.run(plan))
+        planned = await (runner.run(plan) if update.has_where else run_in_threadpool(plan))
         for graph in planned.change.graphs():
+            if isinstance(graph, NamedNode) and store.server_graph(graph):
+                raise HttpError(403, f"the graph {graph} belongs to the store's server, not to the platform's data")
             if graph in _PROTECTED:
                 raise HttpError(403, f"the graph {graph} is loaded from the repository's files and is not "
                                      "written through SPARQL")
@@ -184,6 +263,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         if kind not in (_FORM, _QUERY, _UPDATE):
             raise HttpError(415, f"POST a query or update as {_FORM}, {_QUERY} or {_UPDATE}, not "
                                  f"{kind or 'a body without Content-Type'}")
+        _check_charset(request)
         body = await read_body(request, settings.max_body_bytes)
         if kind == _FORM:
             try:
@@ -200,7 +280,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
             if queries:
                 return await answer_query(request, who, queries[0], form.get("default-graph-uri", []),
                                           form.get("named-graph-uri", []))
-            return await run_update(who, updates[0], form.get("using-graph-uri", []),
+            return await run_update(request, who, updates[0], form.get("using-graph-uri", []),
                                     form.get("using-named-graph-uri", []))
         try:
             text = body.decode("utf-8")
@@ -209,7 +289,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         if kind == _QUERY:
             return await answer_query(request, who, text, url_params.getlist("default-graph-uri"),
                                       url_params.getlist("named-graph-uri"))
-        return await run_update(who, text, url_params.getlist("using-graph-uri"),
+        return await run_update(request, who, text, url_params.getlist("using-graph-uri"),
                                 url_params.getlist("using-named-graph-uri"))
 
     async def guarded(request: Request, who: Principal) -> Response:
