@@ -64,7 +64,7 @@ from pyoxigraph import (
     parse,
     parse_query_results,
 )
-from SPARQLWrapper import DIGEST, POST, URLENCODED, SPARQLWrapper
+from SPARQLWrapper import DIGEST, INSERT, POST, SELECT, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import (
     EndPointInternalError,
     EndPointNotFound,
@@ -105,8 +105,16 @@ class RemoteStore(GraphStore):
 
     # -- transport --------------------------------------------------------------------------------------
 
-    def _client(self, url: str) -> SPARQLWrapper:
+    def _client(self, url: str, text: str, *, update: bool) -> SPARQLWrapper:
+        """A client sending ``text`` to ``url`` as ``update=`` if ``update``, else as ``query=``.
+
+        The operation is stated, never guessed: SPARQLWrapper guesses it from the first keyword its regex finds
+        (it sent ``stale_executions.rq``, whose comment says "created", as an update to the query URL), so its
+        guess is overwritten after ``setQuery``.
+        """
         client = SPARQLWrapper(url)
+        client.setQuery(text)
+        client.queryType = INSERT if update else SELECT  # any update type / any query type: only the parameter
         client.setMethod(POST)
         client.setRequestMethod(URLENCODED)
         client.setTimeout(int(self._timeout))
@@ -138,8 +146,7 @@ class RemoteStore(GraphStore):
 
     def _query(self, text: str, *, default_graph: list[NamedNode] | None, named_graphs: list[NamedNode] | None,
                union_default_graph: bool) -> QueryResult:
-        client = self._client(self.query_url)
-        client.setQuery(text)
+        client = self._client(self.query_url, text, update=False)
         for g in default_graph or ():
             client.addDefaultGraph(g.value)
         for g in named_graphs or ():
@@ -165,9 +172,7 @@ class RemoteStore(GraphStore):
             raise StoreUnavailable(f"SPARQL server at {self.query_url} sent unreadable results: {e}") from None
 
     def _update(self, text: str) -> None:
-        client = self._client(self.update_url)
-        client.setQuery(text)
-        self._send(client)
+        self._send(self._client(self.update_url, text, update=True))
 
     def _match(self, s: Any, p: Any, o: Any, g: Any = None) -> Iterable[Quad]:
         terms = (s, p, o, g)
