@@ -10,7 +10,14 @@ reads a station-side policy file (the station's and the MPU's) and raises :class
 
 from ._changeset import ChangeSet
 from ._embedded import EmbeddedStore
-from ._errors import ConflictError, GraphStoreError, InvalidInputError, StoreUnavailable, ValidationFailed
+from ._errors import (
+    ConflictError,
+    GraphStoreError,
+    InputTooLarge,
+    InvalidInputError,
+    StoreUnavailable,
+    ValidationFailed,
+)
 from ._gc import tune_garbage_collection
 from ._iris import ResourceIris
 from ._paths import ONTOLOGY_DIR, QUERIES_DIR, REPO_ROOT, SHAPES_DIR
@@ -77,6 +84,7 @@ __all__ = [
     "EmbeddedStore",
     "GraphStore",
     "GraphStoreError",
+    "InputTooLarge",
     "InvalidInputError",
     "KEY_ID_HEADER",
     "MAX_SEQUENCE",

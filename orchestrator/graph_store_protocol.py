@@ -45,6 +45,7 @@ from graph_store import (
     ChangeSet,
     GraphStore,
     GraphStoreError,
+    InputTooLarge,
     InvalidInputError,
     parse_rdf,
 )
@@ -127,7 +128,7 @@ async def _body_quads(request: Request, graph: NamedNode, limit: int) -> tuple[l
     try:
         return await run_in_threadpool(parse_rdf, body, kind, graph, base_iri=graph.value), body
     except InvalidInputError as e:
-        raise HttpError(400, str(e)) from None
+        raise HttpError(413 if isinstance(e, InputTooLarge) else 400, str(e)) from None
 
 
 def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], settings: Settings,
