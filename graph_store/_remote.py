@@ -1,7 +1,13 @@
 """The remote back-end: any SPARQL 1.1 Query/Update endpoint, spoken to with SPARQLWrapper.
 
 For users who outgrow one machine and keep the graph on an existing server (Oxigraph server, Virtuoso,
-...). Tested against a real Oxigraph server and a real Virtuoso 7 (``tests/test_store_contract.py``).
+...). Tested against a real Oxigraph server and a real Virtuoso 7 (``tests/test_store_contract.py``; the named
+queries and the service itself on both: ``tests/test_remote_queries.py``).
+
+A caller's query (:meth:`GraphStore.query_untrusted`, ``plan_update(untrusted=True)``) reaches the server only
+as :mod:`._untrusted_query` re-serialises it; the platform's own queries are sent as written. Each request
+states its operation: queries as ``query=``, updates as ``update=`` (SPARQLWrapper's guess from the text is
+overwritten: it sent a query whose comment said "created" as an update).
 
 Compatibility choices, each forced by a real server:
 
@@ -79,6 +85,7 @@ from ._errors import ConflictError, InvalidInputError, StoreUnavailable
 from ._schema import Schema
 from ._sparql_text import bind, quad_block, tokens
 from ._store import GraphStore, QueryResult
+from ._untrusted_query import reserialise_query
 
 __all__ = ["RemoteStore"]
 
@@ -170,6 +177,13 @@ class RemoteStore(GraphStore):
             return parse_query_results(_portable_results(body), format=QueryResultsFormat.JSON)
         except (SyntaxError, ValueError) as e:
             raise StoreUnavailable(f"SPARQL server at {self.query_url} sent unreadable results: {e}") from None
+
+    def _untrusted_text(self, text: str, *, default_graph: list[NamedNode] | None,
+                        named_graphs: list[NamedNode] | None) -> str:
+        """A caller's query as the platform re-serialises it (:mod:`._untrusted_query`): the server never sees
+        the caller's own text, so its vendor extensions cannot be reached."""
+        return reserialise_query(text, drop_dataset=default_graph is not None or named_graphs is not None,
+                                 confined=named_graphs is not None)
 
     def _update(self, text: str) -> None:
         self._send(self._client(self.update_url, text, update=True))

@@ -136,6 +136,24 @@ class GraphStore(ABC):
         return self._query(bind(sparql, bindings or {}), default_graph=default_graph, named_graphs=named_graphs,
                            union_default_graph=union_default_graph)
 
+    def query_untrusted(self, sparql: str, *, default_graph: list[NamedNode] | None = None,
+                        named_graphs: list[NamedNode] | None = None, union_default_graph: bool = False) -> QueryResult:
+        """Run a caller's query (``/sparql``, the web view): the text as the caller wrote it, with no parameters.
+
+        On a remote store the server sees only the platform's re-serialisation of it (:mod:`._untrusted_query`:
+        vendor pragmas, ``bif:`` functions and the server's own prefixes refused; the query's FROM dropped when
+        a dataset is given; GRAPH refused when ``named_graphs`` restricts the named graphs, which Virtuoso does
+        not honour); the embedded store parses it itself. Raises InvalidInputError for a query refused.
+        """
+        text = self._untrusted_text(sparql, default_graph=default_graph, named_graphs=named_graphs)
+        return self._query(text, default_graph=default_graph, named_graphs=named_graphs,
+                           union_default_graph=union_default_graph)
+
+    def _untrusted_text(self, text: str, *, default_graph: list[NamedNode] | None,
+                        named_graphs: list[NamedNode] | None) -> str:
+        """The text of a caller's query as this back-end runs it over that dataset (a remote store rewrites it)."""
+        return text
+
     def select(self, sparql: str, *, bindings: Mapping[str, Any] | None = None,
                default_graph: list[NamedNode] | None = None, named_graphs: list[NamedNode] | None = None,
                union_default_graph: bool = False) -> QuerySolutions:
@@ -248,7 +266,7 @@ class GraphStore(ABC):
 
     def plan_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
                     using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),
-                    max_solutions: int | None = None) -> UpdatePlan:
+                    max_solutions: int | None = None, untrusted: bool = False) -> UpdatePlan:
         """What a SPARQL update (text, or compiled with :func:`compile_update`) would change, without writing.
 
         Its WHERE is evaluated as a SELECT over the graphs its WITH / USING / USING NAMED name or, for an update
@@ -259,10 +277,13 @@ class GraphStore(ABC):
 
         Raises InvalidInputError: malformed or unsupported update, bad parameters, WITH / USING together with
         ``using`` / ``using_named``, or a WHERE with more than ``max_solutions`` solutions.
+
+        ``untrusted``: the update is a caller's (an operator's ``/sparql`` update): its WHERE is run as
+        :meth:`query_untrusted` runs a query.
         """
         compiled, values = self._compiled(update, bindings or {})
         change, solutions = self._evaluate(compiled, values, compiled.where_dataset(using, using_named),
-                                           max_solutions)
+                                           max_solutions, untrusted=untrusted)
         return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains, guard_deletions=True), solutions)
 
     def apply_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
@@ -308,14 +329,21 @@ class GraphStore(ABC):
         return compiled, dict(values)
 
     def _evaluate(self, compiled: CompiledUpdate, values: dict[str, Any], dataset: WhereDataset,
-                  max_solutions: int | None) -> tuple[ChangeSet, int]:
+                  max_solutions: int | None, *, untrusted: bool = False) -> tuple[ChangeSet, int]:
         """The update's templates instantiated with its WHERE's solutions over ``dataset`` (unguarded)."""
         select = compiled.select_text
         if select is None:
             return compiled.change_set([lambda name: None], values), 1
         wanted = parameters_of(select)
-        result = self.select(select, bindings={k: v for k, v in values.items() if k in wanted},
-                             default_graph=_listed(dataset.default_graph), named_graphs=_listed(dataset.named_graphs))
+        given = {k: v for k, v in values.items() if k in wanted}
+        default, named = _listed(dataset.default_graph), _listed(dataset.named_graphs)
+        if untrusted:
+            answer = self.query_untrusted(bind(select, given), default_graph=default, named_graphs=named)
+            if not isinstance(answer, QuerySolutions):  # always: select_text is a SELECT
+                raise InvalidInputError("the update's WHERE did not run as a SELECT")
+            result = answer
+        else:
+            result = self.select(select, bindings=given, default_graph=default, named_graphs=named)
         rows = []
         try:
             for row in result:

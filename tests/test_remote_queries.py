@@ -91,18 +91,19 @@ def _remote(request: pytest.FixtureRequest, name: str) -> RemoteStore:
     return RemoteStore(vt.query_url, vt.update_url, user=vt.user, password=vt.password, timeout=20)
 
 
-def drop_data_graphs(store: RemoteStore) -> None:
-    """Drop every graph of the platform's layout except the vocabulary (what other tests of the session left)."""
+def drop_data_graphs(store: RemoteStore, *, vocabulary: bool = False) -> None:
+    """Drop every graph of the platform's layout (with ``vocabulary``, the ontology and shapes graphs too) that
+    other tests of the session left."""
     rows = store.query("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } FILTER(STRSTARTS(STR(?g), $ns)) }",
                        bindings={"ns": Literal("https://w3id.org/pht-kg/graph/")})
-    graphs = {row["g"] for row in rows} - {ONTOLOGY_GRAPH, SHAPES_GRAPH}  # type: ignore[index]
+    graphs = {row["g"] for row in rows} - (set() if vocabulary else {ONTOLOGY_GRAPH, SHAPES_GRAPH})  # type: ignore[index]
     if graphs:
         store._update(" ; ".join(f"DROP SILENT GRAPH {g}" for g in sorted(graphs, key=str)))  # noqa: SLF001
 
 
 def copy_into(source: GraphStore, target: RemoteStore) -> None:
     """The same data on ``target``: raw INSERT DATA (already validated on ``source``), 400 quads a request."""
-    drop_data_graphs(target)
+    drop_data_graphs(target, vocabulary=True)  # loaded by a RemoteStore, its literals may be written differently
     quads: list[Quad] = source.quads()
     for i in range(0, len(quads), 400):
         target._update(f"INSERT DATA {{ {quad_block(quads[i:i + 400])} }}")  # noqa: SLF001
@@ -135,10 +136,13 @@ def bindings_for(name: str, parameters: frozenset[str], w: World) -> dict[str, A
 def answers(store: GraphStore, text: str, bindings: dict[str, Any]) -> Counter[tuple[tuple[str, str], ...]]:
     """The answer as a multiset (rows of (variable, term) pairs; a CONSTRUCT's triples): orders may differ on ties."""
     result = store.query(text, bindings=bindings)
-    if not isinstance(result, QuerySolutions):
-        return Counter((("triple", str(t)),) for t in result)  # type: ignore[union-attr]
-    names = [v.value for v in result.variables]
-    return Counter(tuple((n, str(row[n])) for n in names if row[n] is not None) for row in result)
+    try:
+        if not isinstance(result, QuerySolutions):
+            return Counter((("triple", str(t)),) for t in result)  # type: ignore[union-attr]
+        names = [v.value for v in result.variables]
+        return Counter(tuple((n, str(row[n])) for n in names if row[n] is not None) for row in result)
+    finally:
+        del result  # pyoxigraph's results must be dropped by the thread that made them
 
 
 VIRTUOSO_DIFFERS = {
