@@ -37,7 +37,8 @@ EXPANSION_FACTOR = 32
 EXPANSION_FLOOR = 1_000_000
 """The parsed terms of a body of n bytes total at most max(EXPANSION_FLOOR, EXPANSION_FACTOR × n) characters."""
 
-_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\Z)|[\[\]{}]', re.DOTALL)
+"""A JSON string (an unterminated one runs to the end, so the scan stays linear) or a bracket."""
 
 
 class _Refused(Exception):

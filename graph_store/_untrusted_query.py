@@ -56,16 +56,18 @@ _PN_CHARS_BASE = r"A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u02FF\u0370-\u037D\u0
 _PN_CHARS_U = _PN_CHARS_BASE + "_"
 _PN_CHARS = _PN_CHARS_U + r"\-0-9\u00B7\u0300-\u036F\u203F-\u2040"
 _PLX = r"%[0-9A-Fa-f]{2}|\\[_~.\-!$&'()*+,;=/?#@%]"
-_PN_PREFIX = rf"[{_PN_CHARS_BASE}](?:[{_PN_CHARS}.]*[{_PN_CHARS}])?"
-_PN_LOCAL = rf"(?:[{_PN_CHARS_U}:0-9]|{_PLX})(?:(?:[{_PN_CHARS}.:]|{_PLX})*(?:[{_PN_CHARS}:]|{_PLX}))?"
+# Possessive (never backtracking: the lexer stays linear on "a.a.a..."); the grammar's "not ending with a dot"
+# is applied by _lex, which gives trailing dots back as "." tokens.
+_PN_PREFIX = rf"[{_PN_CHARS_BASE}][{_PN_CHARS}.]*+(?<!\.)"
+_PN_LOCAL = rf"(?:[{_PN_CHARS_U}:0-9]|{_PLX})(?:[{_PN_CHARS}.:]|{_PLX})*+"
 _EXPONENT = r"[eE][+-]?[0-9]+"
 
-_TOKENS = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in [
+_TOKEN_PATTERNS = [
     ("ws", r"[ \t\r\n]+"),
     ("comment", r"#[^\r\n]*"),
     ("iri", r'<(?:[^<>"{}|^`\\\x00-\x20]|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8})*>'),
     ("pname", rf"(?:{_PN_PREFIX})?:(?:{_PN_LOCAL})?"),
-    ("bnode", rf"_:[{_PN_CHARS_U}0-9](?:[{_PN_CHARS}.]*[{_PN_CHARS}])?"),
+    ("bnode", rf"_:[{_PN_CHARS_U}0-9][{_PN_CHARS}.]*+"),
     ("var", rf"[?$][{_PN_CHARS_U}0-9][{_PN_CHARS_U}0-9\u00B7\u0300-\u036F\u203F-\u2040]*"),
     ("string", r'"""(?:(?:"|"")?(?:[^"\\]|\\.))*"""|' r"'''(?:(?:'|'')?(?:[^'\\]|\\.))*'''|"
                r'"(?:[^"\\\n\r]|\\.)*"|' r"'(?:[^'\\\n\r]|\\.)*'"),
@@ -73,7 +75,13 @@ _TOKENS = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in [
     ("number", rf"[+-]?(?:[0-9]+\.[0-9]*{_EXPONENT}|\.[0-9]+{_EXPONENT}|[0-9]+{_EXPONENT}|[0-9]*\.[0-9]+|[0-9]+)"),
     ("word", r"[A-Za-z_][A-Za-z0-9_]*"),
     ("punct", r"\^\^|&&|\|\||!=|<=|>=|[{}()\[\],;.*=<>!+\-/^|?]"),
-]), re.DOTALL)
+]
+_TOKENS = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in _TOKEN_PATTERNS), re.DOTALL)
+_TOKENS_BUT_PNAME = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in _TOKEN_PATTERNS
+                                        if name != "pname"), re.DOTALL)
+_NAME_RUN = re.compile(rf"[{_PN_CHARS}.]*+")
+""":func:`_lex` tries a prefixed name only where the run of name characters ends with ``:``: trying it at every
+letter of ``a.a.a.…`` would scan the run again each time (quadratic)."""
 
 _OPEN, _CLOSE = frozenset("{(["), frozenset("})]")
 
@@ -81,14 +89,22 @@ _OPEN, _CLOSE = frozenset("{(["), frozenset("})]")
 def _lex(text: str) -> Iterator[tuple[str, str]]:
     """``(kind, text)`` of each token of ``text``, whitespace and comments left out."""
     i, n = 0, len(text)
+    run_end = 0
     while i < n:
-        m = _TOKENS.match(text, i)
+        if i >= run_end:
+            run_end = _NAME_RUN.match(text, i).end()  # type: ignore[union-attr]  # (always matches)
+        pname_here = text[i] == ":" or (run_end > i and text[run_end:run_end + 1] == ":"
+                                          and text[run_end - 1] != ".")
+        m = (_TOKENS if pname_here else _TOKENS_BUT_PNAME).match(text, i)
         if m is None or m.end() == i:
             raise InvalidInputError(f"unexpected character {text[i]!r} at offset {i}: not SPARQL 1.1")
-        kind = m.lastgroup or ""
+        kind, end = m.lastgroup or "", m.end()
+        if kind in ("pname", "bnode"):
+            while text[end - 1] == "." and not text[end - 2:end] == "\\.":  # a name never ends with a bare dot
+                end -= 1
         if kind not in ("ws", "comment"):
-            yield kind, m.group()
-        i = m.end()
+            yield kind, text[i:end]
+        i = end
 
 
 def reserialise_query(text: str, *, drop_dataset: bool = False, confined: bool = False) -> str:
