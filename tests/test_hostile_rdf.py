@@ -8,10 +8,12 @@ JSON-LD parser crashes with signal 11 after using gigabytes, which must not take
 from __future__ import annotations
 
 import gzip
+import http.server
 import json
 import resource
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -218,3 +220,30 @@ def test_compressed_request_bodies_are_415_on_every_route(client: tuple[Embedded
     r = c.put("/rdf-graphs", params={"graph": GRAPH.value}, content=turtle,
               headers={**OPS, "Content-Type": "text/turtle", "Content-Encoding": "identity"})
     assert r.status_code in (200, 201, 204), r.text
+
+
+def test_a_json_ld_remote_context_is_never_fetched() -> None:
+    """pyoxigraph has no document loader set: a remote @context is an error, never a request to the URL."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"@context": {"x": "urn:x#"}}')
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        doc = json.dumps({"@context": f"http://127.0.0.1:{server.server_address[1]}/ctx", "@id": "urn:a", "x:p": "v"})
+        with pytest.raises(InvalidInputError, match="remote contexts"):
+            parse_rdf(doc, "application/ld+json", GRAPH)
+        time.sleep(0.2)
+        assert seen == []
+    finally:
+        server.shutdown()
+        server.server_close()
