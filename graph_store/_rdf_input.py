@@ -8,6 +8,7 @@ import uuid
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse
 
 from ._errors import InvalidInputError
+from ._hostile_rdf import bounded_expansion, refuse_hostile_structure
 
 __all__ = ["parse_rdf", "FORMATS"]
 
@@ -34,15 +35,19 @@ def parse_rdf(data: bytes | str, media_type: str, graph: NamedNode, *, base_iri:
     are refused.
 
     Raises InvalidInputError naming the format and the parser's message (with line and column) for
-    malformed input, an unsupported media type, or blank nodes (without ``skolemise``).
+    malformed input, an unsupported media type, or blank nodes (without ``skolemise``); also for a body
+    built to hurt the parser (entities, deep nesting: see :mod:`._hostile_rdf`), and InputTooLarge (a subclass)
+    for one that expands far beyond its size.
     """
     key = media_type.split(";")[0].strip().lower()
     fmt = FORMATS.get(key)
     if fmt is None:
         raise InvalidInputError(f"unsupported RDF media type {media_type!r}; use one of {', '.join(sorted(FORMATS))}")
     raw = data.encode() if isinstance(data, str) else data
+    refuse_hostile_structure(raw, fmt)
     try:
-        triples = list(parse(raw, format=fmt, base_iri=base_iri, without_named_graphs=True))
+        triples = list(bounded_expansion(parse(raw, format=fmt, base_iri=base_iri, without_named_graphs=True),
+                                         len(raw)))
         if fmt == RdfFormat.JSON_LD:
             _refuse_dropped_statements(raw, base_iri, kept=triples)
     except InvalidInputError:
@@ -75,7 +80,8 @@ def _refuse_dropped_statements(data: bytes, base_iri: str | None, *, kept: list[
     record that is silent data loss. Parsed leniently (no such checks), those statements are kept, so the
     bad "IRI" can be named in the error.
     """
-    lenient = list(parse(data, format=RdfFormat.JSON_LD, base_iri=base_iri, without_named_graphs=True, lenient=True))
+    lenient = list(bounded_expansion(parse(data, format=RdfFormat.JSON_LD, base_iri=base_iri,
+                                           without_named_graphs=True, lenient=True), len(data)))
     for q in lenient:
         terms = [q.subject, q.predicate, q.object]
         if isinstance(q.object, Literal):

@@ -142,6 +142,24 @@ class GraphStore(ABC):
         return self._query(bind(sparql, bindings or {}), default_graph=default_graph, named_graphs=named_graphs,
                            union_default_graph=union_default_graph)
 
+    def query_untrusted(self, sparql: str, *, default_graph: list[NamedNode] | None = None,
+                        named_graphs: list[NamedNode] | None = None, union_default_graph: bool = False) -> QueryResult:
+        """Run a caller's query (``/sparql``, the web view): the text as the caller wrote it, with no parameters.
+
+        On a remote store the server sees only the platform's re-serialisation of it (:mod:`._untrusted_query`:
+        vendor pragmas, ``bif:`` functions and the server's own prefixes refused; the query's FROM dropped when
+        a dataset is given; GRAPH refused when ``named_graphs`` restricts the named graphs, which Virtuoso does
+        not honour); the embedded store parses it itself. Raises InvalidInputError for a query refused.
+        """
+        text = self._untrusted_text(sparql, default_graph=default_graph, named_graphs=named_graphs)
+        return self._query(text, default_graph=default_graph, named_graphs=named_graphs,
+                           union_default_graph=union_default_graph)
+
+    def _untrusted_text(self, text: str, *, default_graph: list[NamedNode] | None,
+                        named_graphs: list[NamedNode] | None) -> str:
+        """The text of a caller's query as this back-end runs it over that dataset (a remote store rewrites it)."""
+        return text
+
     def select(self, sparql: str, *, bindings: Mapping[str, Any] | None = None,
                default_graph: list[NamedNode] | None = None, named_graphs: list[NamedNode] | None = None,
                union_default_graph: bool = False) -> QuerySolutions:
@@ -254,7 +272,8 @@ class GraphStore(ABC):
 
     def plan_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
                     using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),
-                    max_solutions: int | None = None, skolem: str | None = None) -> UpdatePlan:
+                    max_solutions: int | None = None, skolem: str | None = None,
+                    untrusted: bool = False) -> UpdatePlan:
         """What a SPARQL update (text, or compiled with :func:`compile_update`) would change, without writing.
 
         Its WHERE is evaluated as a SELECT over the graphs its WITH / USING / USING NAMED name or, for an update
@@ -268,13 +287,17 @@ class GraphStore(ABC):
 
         Raises InvalidInputError: malformed or unsupported update, bad parameters, WITH / USING together with
         ``using`` / ``using_named``, or a WHERE with more than ``max_solutions`` solutions.
+
+        ``untrusted``: the update is a caller's (an operator's ``/sparql`` update): its WHERE is run as
+        :meth:`query_untrusted` runs a query.
         """
         compiled, values = self._compiled(update, bindings or {})
         if compiled.operation == SEQUENCE:  # guarded by its DATA and WHERE deletions (_update_sequence.py)
-            change, solutions = plan_sequence(self, compiled, values, using, using_named, max_solutions, skolem)
+            change, solutions = plan_sequence(self, compiled, values, using, using_named, max_solutions, skolem,
+                                              untrusted=untrusted)
             return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains), solutions)
         change, solutions = self.evaluate_update(compiled, values, compiled.where_dataset(using, using_named),
-                                                 max_solutions, skolem)
+                                                 max_solutions, skolem, untrusted=untrusted)
         return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains, guard_deletions=True), solutions)
 
     def apply_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
@@ -321,18 +344,24 @@ class GraphStore(ABC):
 
     def evaluate_update(self, compiled: CompiledUpdate, values: dict[str, Any], dataset: WhereDataset,
                         max_solutions: int | None, skolem: str | None = None,
-                        select: Callable[..., Any] | None = None) -> tuple[ChangeSet, int]:
+                        select: Callable[..., Any] | None = None, *, untrusted: bool = False) -> tuple[ChangeSet, int]:
         """One operation's templates instantiated with its WHERE's solutions over ``dataset`` (unguarded); the
-        WHERE runs through ``select`` (default :meth:`select`; an overlay of pending changes for a sequence)."""
+        WHERE runs through ``select`` (default :meth:`select`, or :meth:`query_untrusted` for a caller's update;
+        an overlay of pending changes for a sequence)."""
         if compiled.operation == SEQUENCE:
             raise InvalidInputError("an update of several operations is planned with plan_update, one at a time")
         text = compiled.select_text
         if text is None:
             return compiled.change_set([lambda name: None], values, skolem), 1
         wanted = parameters_of(text)
-        result = (select or self.select)(text, bindings={k: v for k, v in values.items() if k in wanted},
-                                         default_graph=_listed(dataset.default_graph),
-                                         named_graphs=_listed(dataset.named_graphs))
+        given = {k: v for k, v in values.items() if k in wanted}
+        default, named = _listed(dataset.default_graph), _listed(dataset.named_graphs)
+        if select is None and untrusted:
+            result: Any = self.query_untrusted(bind(text, given), default_graph=default, named_graphs=named)
+            if not isinstance(result, QuerySolutions):  # always: select_text is a SELECT
+                raise InvalidInputError("the update's WHERE did not run as a SELECT")
+        else:
+            result = (select or self.select)(text, bindings=given, default_graph=default, named_graphs=named)
         rows = []
         try:
             for row in result:

@@ -128,10 +128,11 @@ class _Pending:
 
 def plan_sequence(store: GraphStore, compiled: CompiledUpdate, values: Mapping[str, Any],
                   using: Sequence[NamedNode], using_named: Sequence[NamedNode], max_solutions: int | None,
-                  skolem: str | None) -> tuple[ChangeSet, int]:
+                  skolem: str | None, *, untrusted: bool = False) -> tuple[ChangeSet, int]:
     """The net change of the steps of ``compiled`` (a ``SEQUENCE``), applied in order, and how many WHERE
     solutions they had in all; guarded by what its DATA and WHERE operations delete (not by what CLEAR, DROP,
-    COPY or MOVE delete: those delete what is there)."""
+    COPY or MOVE delete: those delete what is there). ``untrusted``: a caller's update, whose WHERE over the store
+    itself runs as :meth:`GraphStore.query_untrusted` runs a query (over the in-memory overlay it runs as it is)."""
     pending = _Pending(store)
     solutions = 0
     for step in compiled.steps:
@@ -140,7 +141,7 @@ def plan_sequence(store: GraphStore, compiled: CompiledUpdate, values: Mapping[s
             continue
         dataset = step.where_dataset(using, using_named)
         if step.select_text is None or (not pending.added and not pending.removed):
-            change, n = store.evaluate_update(step, dict(values), dataset, max_solutions, skolem)
+            change, n = store.evaluate_update(step, dict(values), dataset, max_solutions, skolem, untrusted=untrusted)
         else:
             copy = pending.overlay(dataset)
 

@@ -46,6 +46,7 @@ from .metrics import install_metrics
 from .readable_graph import ReadableGraphs
 from .reads import Reads
 from .registry import Registry
+from .request_encoding import RefuseEncodedBodies
 from .revocations import Revocations
 from .settings import Settings, SettingsError
 from .sparql_http import RDF_FORMATS, RESULTS_FORMATS
@@ -164,6 +165,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
         return {"status": "ok"}
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RefuseEncodedBodies)  # outermost: limits count the bytes handlers read (see its module)
     return app
 
 

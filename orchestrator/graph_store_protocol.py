@@ -56,6 +56,7 @@ from graph_store import (
     ChangeSet,
     GraphStore,
     GraphStoreError,
+    InputTooLarge,
     InvalidInputError,
     parse_rdf,
 )
@@ -155,7 +156,8 @@ def _parse(data: bytes, kind: str, graph: NamedNode, skolem: str, what: str) -> 
     try:
         return parse_rdf(data, kind, graph, base_iri=graph.value, skolemise=skolem)
     except InvalidInputError as e:
-        raise HttpError(400, f"{what}: {e}" if what != "the body" else str(e)) from None
+        raise HttpError(413 if isinstance(e, InputTooLarge) else 400,
+                        f"{what}: {e}" if what != "the body" else str(e)) from None
 
 
 def _document_quads(body: bytes, content_type: str, graph: NamedNode, skolem: str) -> list[Quad]:

@@ -117,7 +117,7 @@ class QueryRunner:
         """Run ``text`` (in a worker thread) and collect at most ``row_limit`` rows / triples."""
         try:
             store = dataset.store if dataset.store is not None else self.store
-            result = store.query(text, default_graph=dataset.default_graph,
+            result = store.query_untrusted(text, default_graph=dataset.default_graph,
                                       named_graphs=dataset.named_graphs,
                                       union_default_graph=dataset.union_default_graph)
         except InvalidInputError as e:

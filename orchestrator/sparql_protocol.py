@@ -229,7 +229,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
 
         def plan(_cancelled: threading.Event | None = None) -> UpdatePlan:
             return store.plan_update(update, using=graphs[0], using_named=graphs[1], max_solutions=runner.row_limit,
-                                     skolem=skolem)
+                                     skolem=skolem, untrusted=True)
 
         # a WHERE is evaluated like a query: in the pool, within the time-out; nothing is written before the end
         planned = await (runner.run(plan) if update.has_where else run_in_threadpool(plan))
