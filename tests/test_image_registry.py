@@ -14,15 +14,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
-from conftest import require_component
 from runtime_helpers import make_spec
-from servers import RegistryServer, free_port, registry_server
+from servers import RegistryServer, free_port
 from typer.testing import CliRunner
 
 from pht_cli.main import app
@@ -43,11 +41,9 @@ pytestmark = pytest.mark.real_component("registry", "docker")
 TRIVIAL = Path(__file__).resolve().parent.parent / "benchmarks" / "trivial-train"
 
 
-@pytest.fixture(scope="module")
-def registry() -> Iterator[RegistryServer]:
-    require_component("registry")
-    with registry_server() as server:
-        yield server
+@pytest.fixture()
+def registry(registry_endpoint: RegistryServer) -> RegistryServer:
+    return registry_endpoint
 
 
 def fresh_image(client: docker.DockerClient, tmp_path: Path, output: str = "1") -> tuple[str, str]:
