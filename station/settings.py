@@ -39,7 +39,8 @@ class StationSettings:
     #: ``pht station enroll`` wrote them): it opens the inputs encrypted to it and signs what it did
     keys_dir: Path | None = None
     #: ``PHT_STATION_REGISTRY_AUTH``: a Docker ``config.json`` with this station's (read-only) credentials per
-    #: registry host, used to pull train images by digest (``station/image_registry.py``); None: anonymous pulls
+    #: registry host, used to pull train images by digest (``station/image_registry.py``); None: the agent user's
+    #: own ``docker login``, if any, else anonymous
     registry_auth_file: Path | None = None
 
     @classmethod

@@ -35,6 +35,7 @@ from station.images import build_train_image
 from station.runtimes.base import ImageRefused
 from station.runtimes.docker import DockerRuntime
 from station.runtimes.process import ProcessRuntime
+from station.settings import StationSettings, StationSettingsError
 
 pytestmark = pytest.mark.real_component("registry", "docker")
 
@@ -185,6 +186,12 @@ def test_station_credentials_file_is_read_per_registry_host(tmp_path: Path) -> N
     path.write_text("{")
     with pytest.raises(RegistryError, match="is not JSON$"):
         registry_credentials(path, "harbor.example.org")
+    env = {"PHT_STATION_ID": "a", "PHT_CENTRAL_URL": "http://127.0.0.1:1", "PHT_STATION_TOKEN": "t",
+           "PHT_STATION_DATASETS": f"d={tmp_path}", "PHT_STATION_STATE_DIR": str(tmp_path / "state"),
+           "PHT_OBJECTS_URL": f"file://{tmp_path}", "PHT_STATION_REGISTRY_AUTH": str(path)}
+    assert StationSettings.from_env(env).registry_auth_file == path
+    with pytest.raises(StationSettingsError, match="^PHT_STATION_REGISTRY_AUTH: .* is not a file$"):
+        StationSettings.from_env({**env, "PHT_STATION_REGISTRY_AUTH": str(tmp_path / "none.json")}).check()
 
 
 def test_pht_train_push_prints_the_reference_and_the_image_id_and_never_the_password(
