@@ -5,12 +5,20 @@ both implement :class:`GraphStore`. Write with :meth:`GraphStore.apply` and a :c
 SPARQL update run as one (:meth:`GraphStore.apply_update`; :func:`compile_update` parses and checks it once).
 :func:`validate_unstored` validates data that is not stored (no store needed); ``REPO_ROOT`` and the
 ``*_DIR`` paths say where the vocabulary, shapes and named queries are read from. :func:`read_policy_document`
-reads a station-side policy file (the station's and the MPU's) and raises :class:`PolicyError`.
+reads a station-side policy file (the station's and the MPU's) and raises :class:`PolicyError`. A caller's query
+text goes through :meth:`GraphStore.query_untrusted` (on a remote store, re-serialised by :func:`reserialise_query`).
 """
 
 from ._changeset import ChangeSet
 from ._embedded import EmbeddedStore
-from ._errors import ConflictError, GraphStoreError, InvalidInputError, StoreUnavailable, ValidationFailed
+from ._errors import (
+    ConflictError,
+    GraphStoreError,
+    InputTooLarge,
+    InvalidInputError,
+    StoreUnavailable,
+    ValidationFailed,
+)
 from ._gc import tune_garbage_collection
 from ._iris import ResourceIris
 from ._paths import ONTOLOGY_DIR, QUERIES_DIR, REPO_ROOT, SHAPES_DIR
@@ -39,7 +47,8 @@ from ._signed_batch import (
 )
 from ._sparql_text import bind
 from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan
-from ._updates import CompiledUpdate, compile_update
+from ._untrusted_query import reserialise_query
+from ._updates import CompiledUpdate, GraphOperation, compile_update
 from ._validator import is_well_typed
 from ._vocab import (
     AUDIT_GRAPH,
@@ -47,6 +56,7 @@ from ._vocab import (
     DCAT,
     DCTERMS,
     DEFAULT_BASE_IRI,
+    DEFAULT_GRAPH,
     ONTOLOGY_GRAPH,
     ORG,
     PHT,
@@ -74,9 +84,12 @@ __all__ = [
     "DCAT",
     "DCTERMS",
     "DEFAULT_BASE_IRI",
+    "DEFAULT_GRAPH",
     "EmbeddedStore",
+    "GraphOperation",
     "GraphStore",
     "GraphStoreError",
+    "InputTooLarge",
     "InvalidInputError",
     "KEY_ID_HEADER",
     "MAX_SEQUENCE",
@@ -123,6 +136,7 @@ __all__ = [
     "parse_rdf",
     "parse_sequence",
     "read_policy_document",
+    "reserialise_query",
     "sign_batch",
     "signing_input",
     "station_event_prefix",

@@ -4,6 +4,7 @@
 
     GraphStoreError                 base of everything below
     ├── InvalidInputError           input that is not RDF / not SPARQL / not an IRI (ValueError too)
+    │   └── InputTooLarge           input that expands beyond a documented bound (HTTP 413, not 400)
     ├── ValidationFailed            a change set the shapes refuse; carries the SHACL report
     ├── ConflictError               a guarded write whose guard no longer holds (someone else won)
     └── StoreUnavailable            the remote SPARQL server cannot be reached or answered 5xx
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._report import ValidationReport
 
-__all__ = ["GraphStoreError", "InvalidInputError", "ValidationFailed", "ConflictError", "StoreUnavailable"]
+__all__ = ["GraphStoreError", "InvalidInputError", "InputTooLarge", "ValidationFailed", "ConflictError",
+           "StoreUnavailable"]
 
 
 class GraphStoreError(Exception):
@@ -27,6 +29,10 @@ class GraphStoreError(Exception):
 
 class InvalidInputError(GraphStoreError, ValueError):
     """The input is not what it claims to be (malformed Turtle, bad IRI, unknown query name...)."""
+
+
+class InputTooLarge(InvalidInputError):
+    """Valid input that would expand beyond a bound (an RDF body whose terms far outgrow its bytes)."""
 
 
 class ValidationFailed(GraphStoreError):

@@ -3,9 +3,12 @@ person can act on instead of a parser traceback."""
 
 from __future__ import annotations
 
+import uuid
+
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, RdfFormat, parse
 
 from ._errors import InvalidInputError
+from ._hostile_rdf import bounded_expansion, refuse_hostile_structure
 
 __all__ = ["parse_rdf", "FORMATS"]
 
@@ -22,19 +25,29 @@ FORMATS: dict[str, RdfFormat] = {
 }
 
 
-def parse_rdf(data: bytes | str, media_type: str, graph: NamedNode, *, base_iri: str | None = None) -> list[Quad]:
+def parse_rdf(data: bytes | str, media_type: str, graph: NamedNode, *, base_iri: str | None = None,
+              skolemise: str | None = None) -> list[Quad]:
     """Parse ``data`` (a document in ``media_type``) into quads of ``graph``.
 
+    With ``skolemise`` (an IRI prefix such as ``{base}.well-known/genid/``), each blank node becomes the IRI
+    ``{skolemise}{random UUID}`` (RDF 1.1 Concepts §3.5), one IRI per blank node of the document: the store keeps
+    no blank nodes, whose identity would not survive a round trip through the protocols. Without it, blank nodes
+    are refused.
+
     Raises InvalidInputError naming the format and the parser's message (with line and column) for
-    malformed input, an unsupported media type, or blank nodes (resources need IRIs here).
+    malformed input, an unsupported media type, or blank nodes (without ``skolemise``); also for a body
+    built to hurt the parser (entities, deep nesting: see :mod:`._hostile_rdf`), and InputTooLarge (a subclass)
+    for one that expands far beyond its size.
     """
     key = media_type.split(";")[0].strip().lower()
     fmt = FORMATS.get(key)
     if fmt is None:
         raise InvalidInputError(f"unsupported RDF media type {media_type!r}; use one of {', '.join(sorted(FORMATS))}")
     raw = data.encode() if isinstance(data, str) else data
+    refuse_hostile_structure(raw, fmt)
     try:
-        triples = list(parse(raw, format=fmt, base_iri=base_iri, without_named_graphs=True))
+        triples = list(bounded_expansion(parse(raw, format=fmt, base_iri=base_iri, without_named_graphs=True),
+                                         len(raw)))
         if fmt == RdfFormat.JSON_LD:
             _refuse_dropped_statements(raw, base_iri, kept=triples)
     except InvalidInputError:
@@ -44,10 +57,17 @@ def parse_rdf(data: bytes | str, media_type: str, graph: NamedNode, *, base_iri:
     except ValueError as e:
         raise InvalidInputError(f"invalid {fmt.name}: {e}") from None
     quads = []
+    skolems: dict[BlankNode, NamedNode] = {}
     for t in triples:
-        if isinstance(t.subject, BlankNode) or isinstance(t.object, BlankNode):
-            raise InvalidInputError(f"blank node in {t}: give every resource an IRI")
-        quads.append(Quad(t.subject, t.predicate, t.object, graph))
+        subject, obj = t.subject, t.object
+        if isinstance(subject, BlankNode) or isinstance(obj, BlankNode):
+            if skolemise is None:
+                raise InvalidInputError(f"blank node in {t}: give every resource an IRI")
+            if isinstance(subject, BlankNode):
+                subject = skolems.setdefault(subject, NamedNode(f"{skolemise}{uuid.uuid4()}"))
+            if isinstance(obj, BlankNode):
+                obj = skolems.setdefault(obj, NamedNode(f"{skolemise}{uuid.uuid4()}"))
+        quads.append(Quad(subject, t.predicate, obj, graph))
     return quads
 
 
@@ -60,7 +80,8 @@ def _refuse_dropped_statements(data: bytes, base_iri: str | None, *, kept: list[
     record that is silent data loss. Parsed leniently (no such checks), those statements are kept, so the
     bad "IRI" can be named in the error.
     """
-    lenient = list(parse(data, format=RdfFormat.JSON_LD, base_iri=base_iri, without_named_graphs=True, lenient=True))
+    lenient = list(bounded_expansion(parse(data, format=RdfFormat.JSON_LD, base_iri=base_iri,
+                                           without_named_graphs=True, lenient=True), len(data)))
     for q in lenient:
         terms = [q.subject, q.predicate, q.object]
         if isinstance(q.object, Literal):

@@ -1,7 +1,13 @@
 """The remote back-end: any SPARQL 1.1 Query/Update endpoint, spoken to with SPARQLWrapper.
 
 For users who outgrow one machine and keep the graph on an existing server (Oxigraph server, Virtuoso,
-...). Tested against a real Oxigraph server and a real Virtuoso 7 (``tests/test_store_contract.py``).
+...). Tested against a real Oxigraph server and a real Virtuoso 7 (``tests/test_store_contract.py``; the named
+queries and the service itself on both: ``tests/test_remote_queries.py``).
+
+A caller's query (:meth:`GraphStore.query_untrusted`, ``plan_update(untrusted=True)``) reaches the server only
+as :mod:`._untrusted_query` re-serialises it; the platform's own queries are sent as written. Each request
+states its operation: queries as ``query=``, updates as ``update=`` (SPARQLWrapper's guess from the text is
+overwritten: it sent a query whose comment said "created" as an update).
 
 Compatibility choices, each forced by a real server:
 
@@ -51,6 +57,7 @@ import socket
 import urllib.error
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from pyoxigraph import (
     Literal,
@@ -64,7 +71,7 @@ from pyoxigraph import (
     parse,
     parse_query_results,
 )
-from SPARQLWrapper import DIGEST, POST, URLENCODED, SPARQLWrapper
+from SPARQLWrapper import DIGEST, INSERT, POST, SELECT, URLENCODED, SPARQLWrapper
 from SPARQLWrapper.SPARQLExceptions import (
     EndPointInternalError,
     EndPointNotFound,
@@ -79,6 +86,10 @@ from ._errors import ConflictError, InvalidInputError, StoreUnavailable
 from ._schema import Schema
 from ._sparql_text import bind, quad_block, tokens
 from ._store import GraphStore, QueryResult
+from ._untrusted_query import reserialise_query
+
+_SERVER_GRAPH_PREFIXES = ("http://www.openlinksw.com/schemas/virtrdf#", "http://www.w3.org/ns/ldp#")
+"""Graphs a Virtuoso server keeps for itself (see :meth:`RemoteStore.server_graph`)."""
 
 __all__ = ["RemoteStore"]
 
@@ -105,8 +116,16 @@ class RemoteStore(GraphStore):
 
     # -- transport --------------------------------------------------------------------------------------
 
-    def _client(self, url: str) -> SPARQLWrapper:
+    def _client(self, url: str, text: str, *, update: bool) -> SPARQLWrapper:
+        """A client sending ``text`` to ``url`` as ``update=`` if ``update``, else as ``query=``.
+
+        The operation is stated, never guessed: SPARQLWrapper guesses it from the first keyword its regex finds
+        (it sent ``stale_executions.rq``, whose comment says "created", as an update to the query URL), so its
+        guess is overwritten after ``setQuery``.
+        """
         client = SPARQLWrapper(url)
+        client.setQuery(text)
+        client.queryType = INSERT if update else SELECT  # any update type / any query type: only the parameter
         client.setMethod(POST)
         client.setRequestMethod(URLENCODED)
         client.setTimeout(int(self._timeout))
@@ -138,8 +157,7 @@ class RemoteStore(GraphStore):
 
     def _query(self, text: str, *, default_graph: list[NamedNode] | None, named_graphs: list[NamedNode] | None,
                union_default_graph: bool) -> QueryResult:
-        client = self._client(self.query_url)
-        client.setQuery(text)
+        client = self._client(self.query_url, text, update=False)
         for g in default_graph or ():
             client.addDefaultGraph(g.value)
         for g in named_graphs or ():
@@ -164,10 +182,15 @@ class RemoteStore(GraphStore):
         except (SyntaxError, ValueError) as e:
             raise StoreUnavailable(f"SPARQL server at {self.query_url} sent unreadable results: {e}") from None
 
+    def _untrusted_text(self, text: str, *, default_graph: list[NamedNode] | None,
+                        named_graphs: list[NamedNode] | None) -> str:
+        """A caller's query as the platform re-serialises it (:mod:`._untrusted_query`): the server never sees
+        the caller's own text, so its vendor extensions cannot be reached."""
+        return reserialise_query(text, drop_dataset=default_graph is not None or named_graphs is not None,
+                                 confined=named_graphs is not None)
+
     def _update(self, text: str) -> None:
-        client = self._client(self.update_url)
-        client.setQuery(text)
-        self._send(client)
+        self._send(self._client(self.update_url, text, update=True))
 
     def _match(self, s: Any, p: Any, o: Any, g: Any = None) -> Iterable[Quad]:
         terms = (s, p, o, g)
@@ -202,6 +225,12 @@ class RemoteStore(GraphStore):
     def contains(self, quad: Quad) -> bool:
         return bool(self._query(f"ASK {{ {quad_block([quad])} }}", default_graph=None, named_graphs=None,
                                 union_default_graph=False))
+
+    def server_graph(self, graph: NamedNode) -> bool:
+        """Virtuoso keeps its quad maps (``virtrdf#``, which it cannot run without), LDP and WebDAV descriptions
+        and its service description in named graphs of the same dataset; they are the server's, not data."""
+        origin = "{0.scheme}://{0.netloc}/".format(urlsplit(self.query_url))
+        return graph.value.startswith((*_SERVER_GRAPH_PREFIXES, origin))
 
     def close(self) -> None:
         """Nothing to release: every request opens its own connection."""

@@ -40,7 +40,8 @@ from ._queries import named_query
 from ._report import ValidationReport
 from ._schema import Schema, load_schema
 from ._sparql_text import bind, parameters_of, quad_block
-from ._updates import CompiledUpdate, WhereDataset, compile_update, solution_lookup
+from ._update_sequence import plan_sequence
+from ._updates import SEQUENCE, CompiledUpdate, WhereDataset, compile_update, solution_lookup
 from ._validator import PostChangeView
 from ._vocab import ONTOLOGY_GRAPH, RDF_TYPE, RDFS_SUBCLASSOF, SHAPES_GRAPH, validation_scope
 
@@ -117,6 +118,11 @@ class GraphStore(ABC):
     def close(self) -> None:
         """Release the store (files, connections)."""
 
+    def server_graph(self, graph: NamedNode) -> bool:
+        """True if ``graph`` belongs to the server behind the store (its own configuration, not the platform's
+        data): SPARQL Update's ``ALL`` and ``NAMED`` leave it alone and naming it is refused. None here."""
+        return False
+
     # -- reading ------------------------------------------------------------------------------------------
 
     def quads(self, s: Any = None, p: Any = None, o: Any = None, g: Any = None) -> list[Quad]:
@@ -136,6 +142,24 @@ class GraphStore(ABC):
         """
         return self._query(bind(sparql, bindings or {}), default_graph=default_graph, named_graphs=named_graphs,
                            union_default_graph=union_default_graph)
+
+    def query_untrusted(self, sparql: str, *, default_graph: list[NamedNode] | None = None,
+                        named_graphs: list[NamedNode] | None = None, union_default_graph: bool = False) -> QueryResult:
+        """Run a caller's query (``/sparql``, the web view): the text as the caller wrote it, with no parameters.
+
+        On a remote store the server sees only the platform's re-serialisation of it (:mod:`._untrusted_query`:
+        vendor pragmas, ``bif:`` functions and the server's own prefixes refused; the query's FROM dropped when
+        a dataset is given; GRAPH refused when ``named_graphs`` restricts the named graphs, which Virtuoso does
+        not honour); the embedded store parses it itself. Raises InvalidInputError for a query refused.
+        """
+        text = self._untrusted_text(sparql, default_graph=default_graph, named_graphs=named_graphs)
+        return self._query(text, default_graph=default_graph, named_graphs=named_graphs,
+                           union_default_graph=union_default_graph)
+
+    def _untrusted_text(self, text: str, *, default_graph: list[NamedNode] | None,
+                        named_graphs: list[NamedNode] | None) -> str:
+        """The text of a caller's query as this back-end runs it over that dataset (a remote store rewrites it)."""
+        return text
 
     def select(self, sparql: str, *, bindings: Mapping[str, Any] | None = None,
                default_graph: list[NamedNode] | None = None, named_graphs: list[NamedNode] | None = None,
@@ -258,21 +282,32 @@ class GraphStore(ABC):
 
     def plan_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
                     using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),
-                    max_solutions: int | None = None) -> UpdatePlan:
+                    max_solutions: int | None = None, skolem: str | None = None,
+                    untrusted: bool = False) -> UpdatePlan:
         """What a SPARQL update (text, or compiled with :func:`compile_update`) would change, without writing.
 
         Its WHERE is evaluated as a SELECT over the graphs its WITH / USING / USING NAMED name or, for an update
         naming none, ``using`` / ``using_named`` (the SPARQL Protocol's ``using-graph-uri`` /
-        ``using-named-graph-uri``); its templates are instantiated with the solutions (see :mod:`._updates`).
-        The change set deletes only quads that exist, and is guarded by them: :meth:`apply` commits it only if
-        none was removed meanwhile. Takes no lock: a caller may bound the evaluation's time, then apply.
+        ``using-named-graph-uri``); its templates are instantiated with the solutions (see :mod:`._updates`), blank
+        nodes becoming IRIs ``{skolem}{uuid}`` (refused without ``skolem``). A request of several operations, or of
+        graph management operations, is planned step by step (:mod:`._update_sequence`) into one change set.
+        The change set deletes only quads that exist, and is guarded by them (for a sequence, by those its DATA
+        and WHERE operations delete): :meth:`apply` commits it only if none was removed meanwhile. Takes no
+        lock: a caller may bound the evaluation's time, then apply.
 
         Raises InvalidInputError: malformed or unsupported update, bad parameters, WITH / USING together with
         ``using`` / ``using_named``, or a WHERE with more than ``max_solutions`` solutions.
+
+        ``untrusted``: the update is a caller's (an operator's ``/sparql`` update): its WHERE is run as
+        :meth:`query_untrusted` runs a query.
         """
         compiled, values = self._compiled(update, bindings or {})
-        change, solutions = self._evaluate(compiled, values, compiled.where_dataset(using, using_named),
-                                           max_solutions)
+        if compiled.operation == SEQUENCE:  # guarded by its DATA and WHERE deletions (_update_sequence.py)
+            change, solutions = plan_sequence(self, compiled, values, using, using_named, max_solutions, skolem,
+                                              untrusted=untrusted)
+            return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains), solutions)
+        change, solutions = self.evaluate_update(compiled, values, compiled.where_dataset(using, using_named),
+                                                 max_solutions, skolem, untrusted=untrusted)
         return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains, guard_deletions=True), solutions)
 
     def apply_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
@@ -300,7 +335,7 @@ class GraphStore(ABC):
         """
         compiled = [self._compiled(text, values) for text, values in updates]
         with self._write_lock:
-            parts = [self._evaluate(c, values, c.where_dataset(), None) for c, values in compiled]
+            parts = [self.evaluate_update(c, values, c.where_dataset(), None) for c, values in compiled]
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
             changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
@@ -317,15 +352,26 @@ class GraphStore(ABC):
             bind(compiled.text, values)  # raises the standard message naming missing / unknown parameters
         return compiled, dict(values)
 
-    def _evaluate(self, compiled: CompiledUpdate, values: dict[str, Any], dataset: WhereDataset,
-                  max_solutions: int | None) -> tuple[ChangeSet, int]:
-        """The update's templates instantiated with its WHERE's solutions over ``dataset`` (unguarded)."""
-        select = compiled.select_text
-        if select is None:
-            return compiled.change_set([lambda name: None], values), 1
-        wanted = parameters_of(select)
-        result = self.select(select, bindings={k: v for k, v in values.items() if k in wanted},
-                             default_graph=_listed(dataset.default_graph), named_graphs=_listed(dataset.named_graphs))
+    def evaluate_update(self, compiled: CompiledUpdate, values: dict[str, Any], dataset: WhereDataset,
+                        max_solutions: int | None, skolem: str | None = None,
+                        select: Callable[..., Any] | None = None, *, untrusted: bool = False) -> tuple[ChangeSet, int]:
+        """One operation's templates instantiated with its WHERE's solutions over ``dataset`` (unguarded); the
+        WHERE runs through ``select`` (default :meth:`select`, or :meth:`query_untrusted` for a caller's update;
+        an overlay of pending changes for a sequence)."""
+        if compiled.operation == SEQUENCE:
+            raise InvalidInputError("an update of several operations is planned with plan_update, one at a time")
+        text = compiled.select_text
+        if text is None:
+            return compiled.change_set([lambda name: None], values, skolem), 1
+        wanted = parameters_of(text)
+        given = {k: v for k, v in values.items() if k in wanted}
+        default, named = _listed(dataset.default_graph), _listed(dataset.named_graphs)
+        if select is None and untrusted:
+            result: Any = self.query_untrusted(bind(text, given), default_graph=default, named_graphs=named)
+            if not isinstance(result, QuerySolutions):  # always: select_text is a SELECT
+                raise InvalidInputError("the update's WHERE did not run as a SELECT")
+        else:
+            result = (select or self.select)(text, bindings=given, default_graph=default, named_graphs=named)
         rows = []
         try:
             for row in result:
@@ -337,7 +383,7 @@ class GraphStore(ABC):
         if max_solutions is not None and len(rows) > max_solutions:
             raise InvalidInputError(f"the update's WHERE matched more than {max_solutions} solutions; split it "
                                     "into smaller updates")
-        return compiled.change_set(rows, values), len(rows)
+        return compiled.change_set(rows, values, skolem), len(rows)
 
     def run_update(self, name: str, **bindings: Any) -> UpdateOutcome:
         """Run the named update ``sparql_queries/<name>.rq`` with its parameters bound (see apply_update)."""

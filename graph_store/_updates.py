@@ -7,17 +7,25 @@ quads become a :class:`ChangeSet` — validated like any other write, committed 
 the quads it deletes. The update text is parsed once (rdflib's SPARQL parser) into a :class:`CompiledUpdate`,
 cached by text for texts of up to ``_CACHED_CHARS`` characters (the named updates; not bulk data).
 
-Supported: one ``DELETE {…} INSERT {…} WHERE {…}`` (either template may be absent; ``WITH``, ``USING`` and
-``USING NAMED`` allowed), one ``DELETE WHERE {…}``, or any sequence of ``INSERT DATA`` / ``DELETE DATA``. A
-WHERE operation must be the update's only operation: its WHERE is evaluated against the store as it was
-before the update, so it could not see the changes of earlier operations. Every template quad must name its
-graph, with ``GRAPH … { }`` or (for DELETE/INSERT … WHERE) ``WITH``: the default graph holds nothing here.
-Blank nodes, terms pyoxigraph refuses (relative IRIs, bad language tags) and the graph management operations
-(LOAD, CLEAR, DROP, CREATE, ADD, MOVE, COPY) are refused with a sentence (InvalidInputError).
+Supported: every SPARQL 1.1 Update operation but LOAD (which would fetch a URL from inside the platform's
+network): ``DELETE {…} INSERT {…} WHERE {…}`` (``WITH``, ``USING``, ``USING NAMED``), ``DELETE WHERE {…}``,
+``INSERT DATA`` / ``DELETE DATA``, and the graph management operations ``CLEAR``, ``DROP``, ``CREATE``, ``ADD``,
+``MOVE``, ``COPY`` (``GRAPH <g>``, ``DEFAULT``, ``NAMED``, ``ALL``, ``SILENT``), several separated by ``;``. A
+request of one WHERE operation, or of DATA operations only, compiles to one :class:`CompiledUpdate`; any other
+request to a ``SEQUENCE`` of steps (:class:`CompiledUpdate` and :class:`GraphOperation`) that
+``graph_store/_update_sequence.py`` plans one after the other, each seeing the effects of the ones before.
+
+Every template quad must name its graph, with ``GRAPH … { }`` or (for DELETE/INSERT … WHERE) ``WITH``; the
+default graph of ``DEFAULT`` is the named graph ``DEFAULT_GRAPH``. Blank nodes in INSERT templates and INSERT
+DATA are kept as blank nodes here and become IRIs when a plan instantiates them with a ``skolem`` prefix (fresh
+ones per solution and per request, RDF 1.1 Concepts §3.5); without one they are refused. Relative IRIs resolve
+against ``base_iri`` when one is given. Terms pyoxigraph refuses (bad language tags) are refused with a sentence
+(InvalidInputError).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -32,17 +40,34 @@ from ._changeset import ChangeSet
 from ._convert import to_oxi
 from ._errors import InvalidInputError
 from ._sparql_text import parameters_of, tokens
+from ._vocab import DEFAULT_GRAPH
 
-__all__ = ["CompiledUpdate", "WhereDataset", "compile_update", "solution_lookup"]
+__all__ = ["CompiledUpdate", "GraphOperation", "WhereDataset", "compile_update", "solution_lookup"]
 
-TemplateTerm = NamedNode | Literal | Variable
+TemplateTerm = NamedNode | Literal | Variable | BlankNode
 Template = tuple[TemplateTerm, TemplateTerm, TemplateTerm, TemplateTerm]
 
 _CACHED_CHARS = 20_000
 """Longest update text kept in the compile cache; a longer one (an operator's bulk INSERT DATA) is not kept."""
 
-_DATA, _MODIFY, _DELETE_WHERE = "DATA", "DELETE/INSERT WHERE", "DELETE WHERE"
-"""The kinds of :class:`CompiledUpdate`: INSERT DATA / DELETE DATA operations, or one WHERE operation."""
+_DATA, _MODIFY, _DELETE_WHERE, SEQUENCE = "DATA", "DELETE/INSERT WHERE", "DELETE WHERE", "SEQUENCE"
+"""The kinds of :class:`CompiledUpdate`: INSERT DATA / DELETE DATA operations, one WHERE operation, or a sequence
+of steps."""
+
+_GRAPH_OPERATIONS = ("Clear", "Drop", "Create", "Add", "Move", "Copy")
+
+GraphRef = NamedNode | str
+"""A graph a graph management operation names: an IRI, or ``"DEFAULT"``, ``"NAMED"`` or ``"ALL"``."""
+
+
+@dataclass(frozen=True)
+class GraphOperation:
+    """One of CLEAR, DROP, CREATE (``target``) or ADD, MOVE, COPY (``source`` to ``target``)."""
+
+    kind: str
+    target: GraphRef
+    source: GraphRef | None = None
+    silent: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,13 +94,25 @@ class CompiledUpdate:
     parameters: frozenset[str]
     dataset: WhereDataset | None = None
     operation: str = _MODIFY
-    """``DATA`` (a sequence of INSERT DATA / DELETE DATA), ``DELETE/INSERT WHERE`` or ``DELETE WHERE``."""
+    """``DATA`` (a sequence of INSERT DATA / DELETE DATA), ``DELETE/INSERT WHERE``, ``DELETE WHERE`` or
+    ``SEQUENCE`` (see ``steps``)."""
+    steps: tuple[CompiledUpdate | GraphOperation, ...] = ()
+    """The operations of a ``SEQUENCE``, in order."""
+    base_iri: str | None = None
+
+    @property
+    def has_where(self) -> bool:
+        """True if planning the update evaluates a WHERE (its own, or one of its steps')."""
+        return self.where is not None or any(isinstance(s, CompiledUpdate) and s.has_where for s in self.steps)
 
     @cached_property
     def select_text(self) -> str | None:
-        """``SELECT * WHERE {…}`` for the WHERE pattern, with the update's prefixes (one string object per
-        update, so that the caches keyed by query text hash it once)."""
-        return None if self.where is None else f"{self.prologue}\nSELECT * WHERE {self.where}"
+        """``SELECT * WHERE {…}`` for the WHERE pattern, with the update's prefixes and base IRI (one string object
+        per update, so that the caches keyed by query text hash it once)."""
+        if self.where is None:
+            return None
+        base = "" if self.base_iri is None else f"BASE <{self.base_iri}>\n"  # an IRI checked by compile_update
+        return f"{base}{self.prologue}\nSELECT * WHERE {self.where}"
 
     def where_dataset(self, using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = ()) -> WhereDataset:
         """The WHERE's dataset: ``using`` / ``using_named`` (the SPARQL Protocol's ``using-graph-uri`` /
@@ -93,10 +130,12 @@ class CompiledUpdate:
                                     "using-named-graph-uri (SPARQL 1.1 Protocol §2.2.3)")
         return WhereDataset(tuple(using), tuple(using_named))
 
-    def change_set(self, solutions: list[Callable[[str], Any]], bindings: Mapping[str, Any]) -> ChangeSet:
-        """Instantiate the templates with each solution (``lookup(name) -> term | None``)."""
-        delete = list(_instantiate(self.delete, solutions, bindings))
-        insert = list(_instantiate(self.insert, solutions, bindings))
+    def change_set(self, solutions: list[Callable[[str], Any]], bindings: Mapping[str, Any],
+                   skolem: str | None = None) -> ChangeSet:
+        """Instantiate the templates with each solution (``lookup(name) -> term | None``); blank nodes become
+        IRIs ``{skolem}{uuid}``, fresh per solution (InvalidInputError if ``skolem`` is None)."""
+        delete = list(_instantiate(self.delete, solutions, bindings, None))
+        insert = list(_instantiate(self.insert, solutions, bindings, skolem))
         return ChangeSet(delete=delete, insert=insert)
 
 
@@ -106,17 +145,16 @@ def _member(comp: Any, key: str) -> Any:
 
 
 def _term(term: Any, what: str) -> TemplateTerm:
-    """An rdflib template term as a pyoxigraph term or Variable; blank nodes and invalid terms refused."""
+    """An rdflib template term as a pyoxigraph term or Variable; invalid terms refused."""
     if isinstance(term, rdflib.Variable):
         return Variable(str(term))
     if isinstance(term, rdflib.BNode):
-        raise InvalidInputError(f"the {what} template uses a blank node; give the resource an IRI")
+        return BlankNode(str(term))
     try:
         converted = to_oxi(term)
     except (ValueError, TypeError) as e:  # relative IRI, bad language tag
         raise InvalidInputError(f"{term.n3() if hasattr(term, 'n3') else term!r} is not a valid RDF term: {e}"
                                 ) from None
-    assert not isinstance(converted, BlankNode)
     return converted
 
 
@@ -137,8 +175,9 @@ def _templates(clause: Any, what: str, target: NamedNode | None) -> list[Templat
     if triples:
         if target is None:
             hint = " or name the graph with WITH <…>" if what in ("DELETE", "INSERT") else ""
-            raise InvalidInputError(f"the {what} template writes the default graph, which holds nothing here: "
-                                    f"put its triples in GRAPH <…> {{ }}{hint}")
+            raise InvalidInputError(f"the {what} template writes the default graph without naming it: put its "
+                                    f"triples in GRAPH <…> {{ }}{hint} (the default graph of the Graph Store "
+                                    f"Protocol is GRAPH <{DEFAULT_GRAPH.value}>)")
         out += [(_term(s, what), _term(p, what), _term(o, what), target) for s, p, o in triples]
     for graph, quads in (_member(clause, "quads") or {}).items():
         g = _term(graph, what)
@@ -183,7 +222,7 @@ def _data(text: str, algebra: list[Any]) -> CompiledUpdate:
     return CompiledUpdate(text, "", None, tuple(delete), tuple(insert), parameters_of(text), operation=_DATA)
 
 
-def _data_fast(text: str) -> CompiledUpdate | None:
+def _data_fast(text: str, base_iri: str | None) -> CompiledUpdate | None:
     """INSERT DATA / DELETE DATA sequences parsed by pyoxigraph's TriG parser, or None if ``text`` is anything
     else. rdflib's SPARQL parser takes time quadratic in the size of a DATA block (about 2 s for 100 KB, minutes
     for 1 MB, holding the GIL); a DATA block is TriG, and the update's PREFIX lines are valid TriG too."""
@@ -220,49 +259,83 @@ def _data_fast(text: str) -> CompiledUpdate | None:
     insert: dict[Template, None] = {}
     for keyword, s, e in ops:
         try:
-            quads = list(parse(prologue + "\n" + text[s:e], format=RdfFormat.TRIG))
+            quads = list(parse(prologue + "\n" + text[s:e], format=RdfFormat.TRIG, base_iri=base_iri))
         except (SyntaxError, ValueError):
             return None  # not TriG (e.g. a default-graph triple without its final dot): the general path says why
         added, removed = (insert, delete) if keyword == "INSERT" else (delete, insert)
         for q in quads:
             if isinstance(q.graph_name, DefaultGraph):
-                raise InvalidInputError("the DATA template writes the default graph; put its triples in "
-                                        "GRAPH <…> { }")
-            if isinstance(q.subject, BlankNode) or isinstance(q.object, BlankNode):
-                raise InvalidInputError("the DATA template uses a blank node; give the resource an IRI")
+                raise InvalidInputError("the DATA template writes the default graph without naming it; put its "
+                                        f"triples in GRAPH <…> {{ }} (the default graph of the Graph Store Protocol "
+                                        f"is GRAPH <{DEFAULT_GRAPH.value}>)")
+            if keyword == "DELETE" and (isinstance(q.subject, BlankNode) or isinstance(q.object, BlankNode)):
+                raise InvalidInputError("DELETE DATA may not use blank nodes (SPARQL 1.1 Update §3.1.2)")
             template = (q.subject, q.predicate, q.object, q.graph_name)
             removed.pop(template, None)
             added[template] = None
     return CompiledUpdate(text, "", None, tuple(delete), tuple(insert), frozenset(), operation=_DATA)
 
 
-def _compile(text: str) -> CompiledUpdate:
-    fast = _data_fast(text)
-    if fast is not None:
-        return fast
-    try:
-        algebra = list(translateUpdate(parseUpdate(text)).algebra)
-    except Exception as e:  # pyparsing's ParseException, and assorted errors for bad IRIs / prefixes
-        raise InvalidInputError(f"malformed SPARQL update: {e}") from None
-    names = [op.name for op in algebra]
-    for name in names:
-        if name not in ("InsertData", "DeleteData", "Modify", "DeleteWhere"):
-            raise InvalidInputError(
-                f"unsupported update operation {name.upper()}: only INSERT DATA, DELETE DATA, DELETE/INSERT … WHERE "
-                "and DELETE WHERE are run (as validated change sets); replace or drop whole graphs with the Graph "
-                "Store Protocol")
-    if all(n in ("InsertData", "DeleteData") for n in names):
-        return _data(text, algebra)
-    if len(algebra) > 1:
-        raise InvalidInputError("a DELETE/INSERT … WHERE or DELETE WHERE operation must be the only operation of "
-                                "its update (its WHERE would have to see the changes of the others); send it alone")
-    op = algebra[0]
+def _graph_ref(value: Any) -> GraphRef:
+    return value if isinstance(value, str) and value in ("DEFAULT", "NAMED", "ALL") else _iri(value, "GRAPH")
+
+
+def _graph_operation(op: Any) -> GraphOperation:
+    silent = _member(op, "silent") is not None
+    if op.name in ("Clear", "Drop", "Create"):
+        return GraphOperation(op.name.upper(), _graph_ref(op["graphiri"]), silent=silent)
+    source, target = op["graph"]
+    return GraphOperation(op.name.upper(), _graph_ref(target), _graph_ref(source), silent)
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut at its top-level ``;`` (outside strings, IRIs, comments and braces): one piece per operation."""
+    pieces, depth, start, last = [], 0, 0, 0
+
+    def cut(gap_start: int, gap_end: int) -> None:
+        nonlocal start
+        j = text.find(";", gap_start, gap_end)
+        while j >= 0:
+            pieces.append(text[start:j])
+            start = j + 1
+            j = text.find(";", j + 1, gap_end)
+
+    for kind, s, e in tokens(text):
+        if depth == 0:
+            cut(last, s)
+        depth += 1 if kind == "{" else -1 if kind == "}" else 0
+        last = e
+    if depth == 0:
+        cut(last, len(text))
+    pieces.append(text[start:])
+    return [p for p in pieces if p.strip()]
+
+
+def _prologue(piece: str) -> str:
+    """The PREFIX / BASE declarations a piece starts with (they hold for the pieces after it too)."""
+    end, declaring = 0, False
+    for kind, s, e in tokens(piece):
+        if kind == "comment":
+            continue
+        if declaring:  # the prefix name, then the IRI that ends the declaration
+            if kind == "iri":
+                declaring, end = False, e
+            continue
+        if kind == "word" and piece[s:e].upper() in ("PREFIX", "BASE"):
+            declaring = True
+            continue
+        break
+    return piece[:end]
+
+
+def _single(text: str, op: Any, base_iri: str | None) -> CompiledUpdate:
+    """One DELETE/INSERT … WHERE or DELETE WHERE operation (``text``: its prologue and itself)."""
     prologue, where = _split(text)
     if where is None:
         raise InvalidInputError("could not find the WHERE clause of the update")
     if op.name == "DeleteWhere":
         return CompiledUpdate(text, prologue, where, tuple(_templates(op, "DELETE WHERE", None)), (),
-                              parameters_of(text), operation=_DELETE_WHERE)
+                              parameters_of(text), operation=_DELETE_WHERE, base_iri=base_iri)
     with_graph = _member(op, "withClause")
     target = None if with_graph is None else _iri(with_graph, "WITH")
     using = list(_member(op, "using") or ())
@@ -274,27 +347,75 @@ def _compile(text: str) -> CompiledUpdate:
         dataset = WhereDataset((target,), None)
     return CompiledUpdate(text, prologue, where, tuple(_templates(_member(op, "delete"), "DELETE", target)),
                           tuple(_templates(_member(op, "insert"), "INSERT", target)), parameters_of(text),
-                          dataset, _MODIFY)
+                          dataset, _MODIFY, base_iri=base_iri)
+
+
+def _compile(text: str, base_iri: str | None = None) -> CompiledUpdate:
+    fast = _data_fast(text, base_iri)
+    if fast is not None:
+        return fast
+    try:
+        algebra = list(translateUpdate(parseUpdate(text), base=base_iri).algebra)
+    except Exception as e:  # pyparsing's ParseException, and assorted errors for bad IRIs / prefixes
+        raise InvalidInputError(f"malformed SPARQL update: {e}") from None
+    names = [op.name for op in algebra]
+    for name in names:
+        if name not in ("InsertData", "DeleteData", "Modify", "DeleteWhere", *_GRAPH_OPERATIONS):
+            raise InvalidInputError(
+                f"unsupported update operation {name.upper()}: the platform does not fetch URLs (LOAD); write the "
+                "data with INSERT DATA or the Graph Store Protocol")
+    if all(n in ("InsertData", "DeleteData") for n in names):
+        return _data(text, algebra)
+    if len(algebra) == 1 and names[0] in ("Modify", "DeleteWhere"):
+        return _single(text, algebra[0], base_iri)
+    pieces = _pieces(text)
+    if len(pieces) != len(algebra):
+        raise InvalidInputError(f"could not tell the {len(algebra)} operations of the update apart; separate them "
+                                "with ';' outside of any braces")
+    steps: list[CompiledUpdate | GraphOperation] = []
+    prologues = ""
+    for piece, op in zip(pieces, algebra, strict=True):
+        own = prologues + piece
+        if op.name in _GRAPH_OPERATIONS:
+            steps.append(_graph_operation(op))
+        elif op.name in ("InsertData", "DeleteData"):
+            steps.append(_data(own, [op]))
+        else:
+            steps.append(_single(own, op, base_iri))
+        prologues += _prologue(piece) + "\n"
+    return CompiledUpdate(text, "", None, (), (), parameters_of(text), operation=SEQUENCE, steps=tuple(steps),
+                          base_iri=base_iri)
 
 
 _compile_cached = lru_cache(maxsize=256)(_compile)
 
 
-def compile_update(text: str) -> CompiledUpdate:
-    """Parse ``text`` (``$name`` parameters allowed) into a :class:`CompiledUpdate`; cached by text.
+def compile_update(text: str, base_iri: str | None = None) -> CompiledUpdate:
+    """Parse ``text`` (``$name`` parameters allowed) into a :class:`CompiledUpdate`; cached by text and base.
 
+    ``base_iri`` resolves the update's relative IRIs (the SPARQL Protocol endpoint's own IRI, for instance).
     Raises InvalidInputError for malformed or unsupported updates, naming the problem.
     """
-    return _compile_cached(text) if len(text) <= _CACHED_CHARS else _compile(text)
+    if base_iri is not None:
+        try:
+            NamedNode(base_iri)
+        except ValueError as e:
+            raise InvalidInputError(f"the base IRI {base_iri!r} is not an absolute IRI: {e}") from None
+    return _compile_cached(text, base_iri) if len(text) <= _CACHED_CHARS else _compile(text, base_iri)
 
 
 def _instantiate(templates: tuple[Template, ...], solutions: list[Callable[[str], Any]],
-                 bindings: Mapping[str, Any]) -> Iterator[Quad]:
+                 bindings: Mapping[str, Any], skolem: str | None) -> Iterator[Quad]:
     for lookup in solutions:
+        skolems: dict[BlankNode, NamedNode] = {}  # a template's blank nodes are fresh for each solution
         for template in templates:
-            terms = []
+            terms: list[Any] = []
             for t in template:
-                if isinstance(t, Variable):
+                if isinstance(t, BlankNode):
+                    if skolem is None:
+                        raise InvalidInputError("the update's template uses a blank node; give the resource an IRI")
+                    terms.append(skolems.setdefault(t, NamedNode(f"{skolem}{uuid.uuid4()}")))
+                elif isinstance(t, Variable):
                     name = t.value
                     value = bindings[name] if name in bindings else lookup(name)
                     if value is None:

@@ -26,6 +26,7 @@ __all__ = [
     "SHAPES_GRAPH",
     "CENTRAL_GRAPH",
     "AUDIT_GRAPH",
+    "DEFAULT_GRAPH",
     "station_graph",
     "station_of_graph",
     "validation_scope",
@@ -97,6 +98,10 @@ CENTRAL_GRAPH = NamedNode(GRAPH_NS + "central")
 AUDIT_GRAPH = NamedNode(GRAPH_NS + "audit")
 """The record of operators' edits (``pht:GraphEditEvent``: who, when, what, how many quads per graph), written by the
 central service in the same atomic write as each edit; no SPARQL Update or Graph Store Protocol write may touch it."""
+
+DEFAULT_GRAPH = NamedNode(GRAPH_NS + "default")
+"""Where the SPARQL default graph of the Graph Store Protocol (``?default``) and of SPARQL Update's ``DEFAULT`` is
+stored: every statement lives in a named graph, and queries see the union of all graphs as their default graph."""
 
 _STATION_GRAPH_NS = GRAPH_NS + "station/"
 

@@ -27,6 +27,7 @@ from graph_store import (
     ValidationFailed,
 )
 
+from .allowed_methods import install_allowed_methods
 from .api.deps import Services
 from .api.key_routes import key_router
 from .api.metadata_routes import metadata_router
@@ -45,6 +46,7 @@ from .metrics import install_metrics
 from .readable_graph import ReadableGraphs
 from .reads import Reads
 from .registry import Registry
+from .request_encoding import RefuseEncodedBodies
 from .revocations import Revocations
 from .settings import Settings, SettingsError
 from .sparql_http import RDF_FORMATS, RESULTS_FORMATS
@@ -154,6 +156,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     app.include_router(web_router(services, verifier=verifier))  # the web view at /ui: same tokens, same revocations
     install_metrics(app, services, verifier)
     _error_handlers(app)
+    install_allowed_methods(app)  # every 405 lists all methods of its path; HEAD wherever GET is
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, str]:
@@ -162,6 +165,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
         return {"status": "ok"}
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RefuseEncodedBodies)  # outermost: limits count the bytes handlers read (see its module)
     return app
 
 

@@ -26,5 +26,11 @@ class Iris(ResourceIris):
         return NamedNode(f"{self.base}audit/edits/{uuid.uuid4()}")
 
     @property
+    def skolem_prefix(self) -> str:
+        """The prefix of the IRIs that blank nodes users send become (RDF 1.1 Concepts §3.5): the store keeps
+        no blank nodes, whose identity would not survive a round trip through the protocols."""
+        return f"{self.base}.well-known/genid/"
+
+    @property
     def central(self) -> NamedNode:
         return NamedNode(f"{self.base}agents/central-service")

@@ -18,7 +18,16 @@ from pyoxigraph import (
     parse_query_results,
 )
 
-from graph_store import XSD, GraphStore, InvalidInputError
+from graph_store import (
+    AUDIT_GRAPH,
+    ONTOLOGY_GRAPH,
+    SHAPES_GRAPH,
+    XSD,
+    CompiledUpdate,
+    GraphOperation,
+    GraphStore,
+    InvalidInputError,
+)
 
 from .principal import Principal, Role
 from .query_text import has_dataset_clause
@@ -28,6 +37,8 @@ from .sparql_http import (
     RESULTS_FORMATS,
     TRUNCATED_HEADER,
     HttpError,
+    boolean_results,
+    graph_accept,
     negotiate,
     not_acceptable,
     own_station_graph,
@@ -35,7 +46,8 @@ from .sparql_http import (
     readable_everything,
 )
 
-__all__ = ["QueryAnswer", "QueryDataset", "answer_response", "evaluate", "parse_iris", "query_dataset"]
+__all__ = ["QueryAnswer", "QueryDataset", "answer_response", "evaluate", "named_protected", "parse_iris",
+           "query_dataset"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +77,9 @@ def evaluate(store: GraphStore, text: str, dataset: QueryDataset, row_limit: int
     """Run ``text`` over ``dataset`` (or ``store``) and collect at most ``row_limit`` rows / triples."""
     try:
         over = dataset.store if dataset.store is not None else store
-        result = over.query(text, default_graph=dataset.default_graph, named_graphs=dataset.named_graphs,
-                            union_default_graph=dataset.union_default_graph)
+        result = over.query_untrusted(text, default_graph=dataset.default_graph,
+                                      named_graphs=dataset.named_graphs,
+                                      union_default_graph=dataset.union_default_graph)
     except InvalidInputError as e:
         message = str(e)
         raise HttpError(400, message if message.startswith("malformed") else f"malformed SPARQL query: {message}"
@@ -148,13 +161,13 @@ def _serialised(answer: QueryAnswer, accept: str | None, limit: int) -> Response
         headers[TRUNCATED_HEADER] = "true" if answer.truncated else "false"
         headers[LIMIT_HEADER] = str(limit)
     if answer.is_graph:
-        return rdf_response(answer.triples, accept, extra_headers=headers)
+        return rdf_response(answer.triples, graph_accept(accept), extra_headers=headers)
     chosen = negotiate(accept, list(RESULTS_FORMATS))
     if chosen is None:
         raise not_acceptable(RESULTS_FORMATS)
-    fmt = RESULTS_FORMATS[chosen]
-    results = _boolean(answer.boolean) if answer.boolean is not None else _solutions(answer)
-    return Response(results.serialize(format=fmt), media_type=chosen, headers=headers)
+    if answer.boolean is not None:
+        return Response(boolean_results(_boolean(answer.boolean), chosen), media_type=chosen, headers=headers)
+    return Response(_solutions(answer).serialize(format=RESULTS_FORMATS[chosen]), media_type=chosen, headers=headers)
 
 
 def _boolean(value: bool) -> QueryBoolean:
@@ -200,3 +213,19 @@ def query_dataset(who: Principal, text: str, default_uris: list[str], named_uris
     if has_dataset_clause(text):
         return QueryDataset(store=store)
     return QueryDataset(union_default_graph=True, store=store)
+
+
+def named_protected(update: CompiledUpdate, store: GraphStore) -> str | None:
+    """A sentence refusing a graph management operation that names a graph no update writes, else None (CLEAR or
+    DROP of an empty audit graph would change nothing, and must be refused all the same)."""
+    for step in update.steps:
+        if isinstance(step, GraphOperation):
+            named = [step.target, *([step.source] if step.kind == "MOVE" else [])]
+            for graph in named:
+                if isinstance(graph, NamedNode) and store.server_graph(graph):
+                    return f"the graph {graph} belongs to the store's server, not to the platform's data"
+                if graph in (ONTOLOGY_GRAPH, SHAPES_GRAPH):
+                    return f"the graph {graph} is loaded from the repository's files and is not written through SPARQL"
+                if graph == AUDIT_GRAPH:
+                    return f"the graph {AUDIT_GRAPH.value} records operators' edits; no edit may change it"
+    return None

@@ -85,10 +85,10 @@ class QueryRunner:
                                      "parse or evaluate); simplify it", headers={"Retry-After": "1"}) from None
 
     async def respond(self, who: Principal, text: str, default_uris: list[str], named_uris: list[str],
-                      accept: str | None) -> Response:
-        """The serialised answer to ``who``'s query, as ``/sparql`` sends it."""
+                      accept: str | None, *, base: str | None = None) -> Response:
+        """The serialised answer to ``who``'s query, as ``/sparql`` sends it (relative IRIs against ``base``)."""
         job = Job("respond", text, who, tuple(default_uris), tuple(named_uris), accept, self.row_limit,
-                  self.max_bytes)
+                  self.max_bytes, base=base)
         status, body, headers = await self._call(who, job)
         return Response(body, status_code=status, headers=dict(headers))
 
@@ -99,10 +99,12 @@ class QueryRunner:
             raise TypeError("a worker answered something else than a QueryAnswer")
         return answer
 
-    async def plan_update(self, who: Principal, text: str, using: list[str], using_named: list[str]) -> UpdatePlan:
-        """What ``who``'s update would change (GraphStore.plan_update in a worker): the caller applies it."""
+    async def plan_update(self, who: Principal, text: str, using: list[str], using_named: list[str], *,
+                          base: str | None = None, skolem: str | None = None) -> UpdatePlan:
+        """What ``who``'s update would change (GraphStore.plan_update in a worker, relative IRIs against ``base``,
+        blank nodes as IRIs under ``skolem``): the caller applies it."""
         plan = await self._call(who, Job("plan", text, who, tuple(using), tuple(using_named),
-                                         row_limit=self.row_limit))
+                                         row_limit=self.row_limit, base=base, skolem=skolem))
         if not isinstance(plan, UpdatePlan):
             raise TypeError("a worker answered something else than an UpdatePlan")
         return plan

@@ -11,7 +11,7 @@ import re
 from .sparql_http import HttpError
 
 __all__ = ["MAX_NESTING", "MAX_OPERATORS", "MAX_TEXT_CHARS", "check_structure", "checked_query_text", "code_only",
-           "has_dataset_clause"]
+           "has_dataset_clause", "with_base", "without_base_line"]
 
 MAX_NESTING = 64
 """Deepest nesting of ``{``, ``(`` and ``[`` together that a query or update may have. pyoxigraph crashes between
@@ -127,3 +127,22 @@ def checked_query_text(text: str) -> str:
 def has_dataset_clause(text: str) -> bool:
     """True if the query has FROM / FROM NAMED."""
     return _FROM.search(code_only(text)) is not None
+
+
+def with_base(text: str, base: str | None) -> str:
+    """``text`` with ``BASE <base>`` ahead of its own prologue (which may override it): relative IRIs resolve
+    against the endpoint's URL (SPARQL 1.1 Protocol §2.1.4). ``base`` must be an IRI already checked."""
+    return text if base is None else f"BASE <{base}>\n{text}"
+
+
+_POSITION = re.compile(r"(\d+):(\d+)")
+
+
+def without_base_line(e: HttpError) -> HttpError:
+    """``e`` with the parser's positions counted in the query as sent, not with the BASE line put ahead of it."""
+    head, found, tail = e.detail.partition("error at ")
+    if e.status != 400 or not found:
+        return e
+    position, sep, rest = tail.partition(": ")
+    fixed = _POSITION.sub(lambda m: f"{int(m[1]) - 1}:{m[2]}", position)
+    return HttpError(400, f"{head}error at {fixed}{sep}{rest}", headers=e.headers, **e.extra)

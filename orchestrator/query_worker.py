@@ -18,12 +18,12 @@ from typing import Any
 
 from pyoxigraph import RdfFormat
 
-from graph_store import ChangeSet, EmbeddedStore, GraphStore, GraphStoreError, RemoteStore, load_schema
+from graph_store import ChangeSet, EmbeddedStore, GraphStore, GraphStoreError, RemoteStore, compile_update, load_schema
 
 from .naming import Iris
 from .principal import Principal
-from .query_eval import answer_response, evaluate, parse_iris, query_dataset
-from .query_text import checked_query_text
+from .query_eval import answer_response, evaluate, named_protected, parse_iris, query_dataset
+from .query_text import checked_query_text, with_base, without_base_line
 from .readable_graph import ReadableGraphs
 from .sparql_http import HttpError, error_for
 
@@ -64,6 +64,10 @@ class Job:
     accept: str | None = None
     row_limit: int = 10_000
     max_bytes: int = 50_000_000
+    base: str | None = None
+    """The IRI relative IRIs resolve against (the endpoint's URL), checked by the service."""
+    skolem: str | None = None
+    """The prefix of the IRIs an update's blank nodes become (``Iris.skolem_prefix``)."""
 
 
 @dataclass(frozen=True)
@@ -108,13 +112,21 @@ class _Worker:
     def run(self, job: Job) -> Any:
         text = checked_query_text(job.text)
         if job.kind == "plan":
-            return self.store.plan_update(text, using=parse_iris(job.default_uris, "using-graph-uri"),
+            update = compile_update(text, job.base)
+            refusal = named_protected(update, self.store)
+            if refusal is not None:
+                raise HttpError(403, refusal)
+            return self.store.plan_update(update, using=parse_iris(job.default_uris, "using-graph-uri"),
                                           using_named=parse_iris(job.named_uris, "using-named-graph-uri"),
-                                          max_solutions=job.row_limit)
+                                          max_solutions=job.row_limit, skolem=job.skolem, untrusted=True)
         if job.who is None:
             raise HttpError(400, "a query needs a caller")
+        text = with_base(text, job.base)
         dataset = query_dataset(job.who, text, list(job.default_uris), list(job.named_uris), self.readable)
-        answer = evaluate(self.store, text, dataset, job.row_limit)
+        try:
+            answer = evaluate(self.store, text, dataset, job.row_limit)
+        except HttpError as e:
+            raise (without_base_line(e) if job.base is not None else e) from None
         if job.kind == "answer":
             return answer
         response = answer_response(answer, job.accept, job.row_limit, max_bytes=job.max_bytes)

@@ -376,7 +376,8 @@ class Reads:
         readers = ReaderDirectory(self.store)
         items = []
         for r in rows:
-            digests = dict(pair.split("=", 1) for pair in (text(r["inputDigests"]) or "").split())
+            # "input=sha256" pairs; Virtuoso answers "=" for no input (its CONCAT takes an unbound as ""): skipped
+            digests = {i: d for i, _, d in (p.partition("=") for p in (text(r["inputDigests"]) or "").split()) if i}
             inputs = sorted(digests)
             stop = None if r["stopIndex"] is None else int(r["stopIndex"].value)
             items.append(WorkItem(

@@ -9,15 +9,15 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
-from pyoxigraph import NamedNode, QueryResultsFormat, RdfFormat, Triple, serialize
+from pyoxigraph import NamedNode, QueryBoolean, QueryResultsFormat, RdfFormat, Triple, serialize
 
 from graph_store import ConflictError, GraphStoreError, StoreUnavailable, ValidationFailed, station_graph
 
 from .principal import Principal, Role
 
-__all__ = ["LIMIT_HEADER", "RDF_FORMATS", "RESULTS_FORMATS", "TRUNCATED_HEADER", "HttpError", "error_for",
-           "media_type", "negotiate", "not_acceptable", "own_station_graph", "rdf_response", "read_body",
-           "readable_everything"]
+__all__ = ["LIMIT_HEADER", "RDF_FORMATS", "RESULTS_FORMATS", "TRUNCATED_HEADER", "HttpError", "boolean_results",
+           "error_for", "graph_accept", "media_type", "negotiate", "not_acceptable", "own_station_graph",
+           "rdf_response", "read_body", "readable_everything"]
 
 RESULTS_FORMATS: dict[str, QueryResultsFormat] = {
     "application/sparql-results+json": QueryResultsFormat.JSON,
@@ -125,6 +125,49 @@ def negotiate(accept: str | None, offers: Sequence[str]) -> str | None:
         if q > best_q:
             best, best_q = offer, q
     return best
+
+
+def graph_accept(accept: str | None) -> str | None:
+    """The Accept header a CONSTRUCT / DESCRIBE answer is negotiated by.
+
+    ``accept`` itself when it accepts an RDF format. A client that accepts only result-set formats (rdflib's
+    ``SPARQLStore`` sends the Accept of its ``returnFormat`` whatever the query) gets the graph in the RDF
+    format it most likely parses instead of a 406: RDF/XML if it asked for XML results, else Turtle; the
+    Content-Type says which (SPARQL 1.1 Protocol §2.1.6 lets a service choose).
+
+    >>> graph_accept("application/sparql-results+json")
+    'text/turtle'
+    >>> graph_accept("application/sparql-results+xml")
+    'application/rdf+xml'
+    >>> graph_accept("text/html")  # accepts nothing we write: still a 406
+    'text/html'
+    """
+    if negotiate(accept, list(RDF_FORMATS)) is not None:
+        return accept
+    wanted = negotiate(accept, list(RESULTS_FORMATS))
+    if wanted is None:
+        return accept
+    return "application/rdf+xml" if wanted.endswith("xml") else "text/turtle"
+
+
+def boolean_results(answer: QueryBoolean, media: str) -> bytes:
+    """An ASK answer in ``media`` (one of :data:`RESULTS_FORMATS`).
+
+    SPARQL 1.1 CSV/TSV results define no boolean form, and a bare ``true`` reads as a header naming a
+    variable. CSV and TSV get the form Apache Jena writes and reads back as a boolean: one variable
+    ``_askResult`` (``?_askResult`` in TSV) and one row ``true`` or ``false``; any CSV reader reads it as a
+    one-cell table.
+
+    >>> from pyoxigraph import Store
+    >>> boolean_results(Store().query("ASK {}"), "text/csv")
+    b'_askResult\\r\\ntrue\\r\\n'
+    """
+    word = "true" if answer else "false"
+    if media == "text/csv":
+        return f"_askResult\r\n{word}\r\n".encode()
+    if media == "text/tab-separated-values":
+        return f"?_askResult\n{word}\n".encode()
+    return answer.serialize(format=RESULTS_FORMATS[media]) or b""
 
 
 def not_acceptable(offers: Iterable[str]) -> HttpError:

@@ -17,18 +17,25 @@ Queries
 
 Updates
     POST form (``update=``) or ``application/sparql-update``, for ``Role.OPERATOR`` only. An update is never
-    run as such: :meth:`~graph_store.GraphStore.plan_update` computes its effect as one
-    :class:`~graph_store.ChangeSet` (see ``graph_store/_updates.py`` for what is supported: INSERT DATA,
-    DELETE DATA, DELETE/INSERT ... WHERE with WITH / USING, DELETE WHERE; a WHERE operation only alone), and
-    :meth:`~graph_store.GraphStore.apply` writes it, SHACL-validated and atomic like every other write (422
-    with the report on a violation, nothing written; 409 if the quads it deletes went away meanwhile).
-    ``using-graph-uri`` / ``using-named-graph-uri`` set the WHERE's dataset. The update is parsed and its WHERE
-    evaluated like a query (in a worker process, within the time-out, SERVICE refused) and an update whose WHERE
-    has more than ``settings.query_result_limit`` solutions is refused. Writing the ontology or shapes graph is 403; the
-    graph management operations (LOAD, CLEAR, DROP, ...) are refused with 400: replace or drop graphs with
-    the Graph Store Protocol (``/rdf-graphs``). Every update is committed together with its audit record
+    run as such: :meth:`~graph_store.GraphStore.plan_update` computes the effect of the whole request — every
+    operation but LOAD, several separated by ``;`` applied in order, each seeing the ones before (see
+    ``graph_store/_updates.py`` and ``graph_store/_update_sequence.py``) — as ONE :class:`~graph_store.ChangeSet`,
+    and :meth:`~graph_store.GraphStore.apply` writes it, SHACL-validated as a whole and atomic like every other
+    write (422 with the report on a violation, nothing written; 409 if the quads it deletes went away meanwhile).
+    ``using-graph-uri`` / ``using-named-graph-uri`` set the WHEREs' dataset. The update is parsed and
+    its WHEREs evaluated like a query (in a worker process, within the time-out, SERVICE refused) and one with more than
+    ``settings.query_result_limit`` solutions is refused. Blank nodes an update inserts become skolem IRIs
+    ``{base_iri}.well-known/genid/{uuid}``. ``CLEAR ALL`` / ``DROP ALL`` / ``NAMED`` mean the graphs an operator may
+    write: they leave the ontology, shapes and audit graphs alone, and naming one of those explicitly is 403.
+    ``DEFAULT`` is the named graph ``DEFAULT_GRAPH`` (the Graph Store Protocol's ``?default``). LOAD is refused
+    with 400: the platform fetches no URL a caller names. Every update is committed together with its audit record
     (``orchestrator/audit.py``: who, when, the text's SHA-256, quads inserted and deleted per graph) in the
     audit graph, which no update may write (403).
+
+Base IRI
+    Relative IRIs in a query or update resolve against the endpoint's URL as the request reached it
+    (``BASE <…/sparql>`` ahead of the query's own prologue, which may override it; SPARQL 1.1 Protocol §2.1.4).
+    A body whose Content-Type names a charset other than UTF-8 is 415.
 
 Run time
     The main process never parses or evaluates a caller's SPARQL. Before any parser sees it, a query or update
@@ -61,7 +68,13 @@ from fastapi.responses import JSONResponse
 from pyoxigraph import NamedNode, Triple
 from starlette.concurrency import run_in_threadpool
 
-from graph_store import ONTOLOGY_GRAPH, RDF_TYPE, SHAPES_GRAPH, GraphStore, GraphStoreError
+from graph_store import (
+    ONTOLOGY_GRAPH,
+    RDF_TYPE,
+    SHAPES_GRAPH,
+    GraphStore,
+    GraphStoreError,
+)
 
 from .audit import audited, check_not_audit
 from .naming import Iris
@@ -81,6 +94,7 @@ from .sparql_http import (
     read_body,
     readable_everything,
 )
+from .sparql_openapi import SPARQL_GET, SPARQL_POST
 
 __all__ = ["sparql_router"]
 
@@ -89,6 +103,23 @@ _QUERY = "application/sparql-query"
 _UPDATE = "application/sparql-update"
 _SD = "http://www.w3.org/ns/sparql-service-description#"
 _PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
+
+
+def _endpoint_iri(request: Request) -> str:
+    """The endpoint's URL as the request reached it: the base IRI of its queries and updates."""
+    url = str(request.url.replace(query="", fragment=""))
+    try:
+        return NamedNode(url).value
+    except ValueError:
+        raise HttpError(400, f"the request URL {url!r} is not an IRI to resolve relative IRIs against") from None
+
+
+def _check_charset(request: Request) -> None:
+    """415 for a body declared in another charset than UTF-8 (the protocol's only encoding)."""
+    for param in request.headers.get("content-type", "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise HttpError(415, f"send the request in UTF-8, not {value.strip()}")
 
 
 def _sd(name: str) -> NamedNode:
@@ -126,6 +157,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
     :param max_concurrent_queries: size of the worker pool evaluating queries (``settings.query_workers``).
     """
     iris = Iris(settings.base_iri)
+    skolem = iris.skolem_prefix
     runner = query_runner(store, settings, workers=max_concurrent_queries, readable_max_age_s=readable.max_age_s)
 
     @asynccontextmanager
@@ -141,14 +173,18 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         accept = request.headers.get("accept")
         if negotiate(accept, list(RESULTS_FORMATS)) is None and negotiate(accept, list(RDF_FORMATS)) is None:
             raise not_acceptable([*RESULTS_FORMATS, *RDF_FORMATS])  # refused before any evaluation
-        return await runner.respond(who, text, default_uris, named_uris, accept)  # in a worker process
+        # in a worker process; relative IRIs resolve against the endpoint's URL
+        return await runner.respond(who, text, default_uris, named_uris, accept, base=_endpoint_iri(request))
 
-    async def run_update(who: Principal, text: str, using: list[str], using_named: list[str]) -> Response:
+    async def run_update(request: Request, who: Principal, text: str, using: list[str],
+                         using_named: list[str]) -> Response:
         if not who.has(Role.OPERATOR):
             raise HttpError(403, "only operators may send SPARQL updates")
-        # parsed and its WHERE evaluated like a query (in a worker process, within the time-out); applied here
-        planned = await runner.plan_update(who, text, using, using_named)
+        # parsed and its WHEREs evaluated like a query (in a worker process, within the time-out); applied here
+        planned = await runner.plan_update(who, text, using, using_named, base=_endpoint_iri(request), skolem=skolem)
         for graph in planned.change.graphs():
+            if isinstance(graph, NamedNode) and store.server_graph(graph):
+                raise HttpError(403, f"the graph {graph} belongs to the store's server, not to the platform's data")
             if graph in _PROTECTED:
                 raise HttpError(403, f"the graph {graph} is loaded from the repository's files and is not "
                                      "written through SPARQL")
@@ -176,6 +212,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         if kind not in (_FORM, _QUERY, _UPDATE):
             raise HttpError(415, f"POST a query or update as {_FORM}, {_QUERY} or {_UPDATE}, not "
                                  f"{kind or 'a body without Content-Type'}")
+        _check_charset(request)
         body = await read_body(request, settings.max_body_bytes)
         if kind == _FORM:
             try:
@@ -192,7 +229,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
             if queries:
                 return await answer_query(request, who, queries[0], form.get("default-graph-uri", []),
                                           form.get("named-graph-uri", []))
-            return await run_update(who, updates[0], form.get("using-graph-uri", []),
+            return await run_update(request, who, updates[0], form.get("using-graph-uri", []),
                                     form.get("using-named-graph-uri", []))
         try:
             text = body.decode("utf-8")
@@ -201,7 +238,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         if kind == _QUERY:
             return await answer_query(request, who, text, url_params.getlist("default-graph-uri"),
                                       url_params.getlist("named-graph-uri"))
-        return await run_update(who, text, url_params.getlist("using-graph-uri"),
+        return await run_update(request, who, text, url_params.getlist("using-graph-uri"),
                                 url_params.getlist("using-named-graph-uri"))
 
     async def guarded(request: Request, who: Principal) -> Response:
@@ -214,11 +251,13 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         except OSError as e:  # pyoxigraph reports storage failures as OSError
             return HttpError(503, f"the graph store failed: {e}").response()
 
-    @router.get("/sparql", summary="SPARQL 1.1 query (?query=), or the service description without a query")
+    @router.get("/sparql", summary="SPARQL 1.1 query (?query=), or the service description without a query",
+                openapi_extra=SPARQL_GET)
     async def sparql_get(request: Request, who: Principal = Depends(principal)) -> Response:
         return await guarded(request, who)
 
-    @router.post("/sparql", summary="SPARQL 1.1 query or update (form, application/sparql-query or -update)")
+    @router.post("/sparql", summary="SPARQL 1.1 query or update (form, application/sparql-query or -update)",
+                 openapi_extra=SPARQL_POST)
     async def sparql_post(request: Request, who: Principal = Depends(principal)) -> Response:
         return await guarded(request, who)
 

@@ -31,6 +31,7 @@ from . import demo as demo_module
 from .key_commands import keys_app
 from .mpu_commands import mpu_app
 from .output import console, fail, print_report
+from .push_command import push
 from .setup_commands import setup
 from .station_commands import station_app
 from .train_commands import ask, train_app
@@ -70,6 +71,7 @@ def demo(
 
 app.add_typer(station_app, name="station")
 train_app.command("new")(new_train)
+train_app.command("push")(push)
 app.add_typer(train_app, name="train")
 app.add_typer(mpu_app, name="mpu")
 app.add_typer(keys_app, name="keys")

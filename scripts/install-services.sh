@@ -22,6 +22,9 @@
 #                           (scripts/install-node-reference.sh installs them from npm; tests/test_trust_interop.py).
 #                           npm comes with NodeSource's nodejs; with Debian's nodejs, install-node-reference.sh
 #                           installs Debian's npm when it is missing
+#   docker-registry      -> /usr/bin/docker-registry, the CNCF Distribution registry: train images are pushed to it
+#                           and pulled by digest in the registry tests (tests/servers.py::registry_server)
+#   apache2-utils        -> /usr/bin/htpasswd, writes the registry's bcrypt htpasswd file in those tests
 #   oxigraph server      -> comes from PyPI (`oxigraph` in the `test` extra), not apt
 #
 # Quiet when there is nothing to do; errors are fatal and loud.
@@ -42,6 +45,8 @@ declare -A PACKAGES=(
   [python3-numpy]=/usr/lib/python3/dist-packages/numpy/__init__.py
   [age]=/usr/bin/age
   [nodejs]=/usr/bin/node
+  [docker-registry]=/usr/bin/docker-registry
+  [apache2-utils]=/usr/bin/htpasswd
 )
 
 die() { echo "install-services: ERROR: $*" >&2; exit 1; }

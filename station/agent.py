@@ -36,6 +36,7 @@ from . import archive, contract
 from .approvals import ApprovalLedger, differences
 from .encryption import EncryptionRefused, fetch_opened, readers_for, seal_output, station_identity
 from .events import EventSink
+from .image_registry import RegistryError, parse_reference, registry_credentials
 from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
@@ -337,9 +338,13 @@ class StationAgent:
     # -- pulling: image and inputs ------------------------------------------------------------------------
 
     def _pull(self, work: WorkItem) -> str:
-        try:
+        try:  # a registry image is fetched by its signed digest only; then, either way, its ID must be the approved
+            reference = parse_reference(work.image_name)
+            if reference is not None:
+                auth = registry_credentials(self.settings.registry_auth_file, reference.host)
+                self.runtime.pull(str(reference), auth)
             self.runtime.check_image(work.image_name, work.image_digest)
-        except ImageRefused as e:
+        except (ImageRefused, RegistryError) as e:
             return self._fail(work, "pulling", str(e))
         problem = self._fetch_inputs(work)
         if problem is not None:

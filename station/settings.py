@@ -38,6 +38,10 @@ class StationSettings:
     #: the station's own key directory (``PHT_STATION_KEYS_DIR``: ``signing.pem``, ``encryption.pem``, as
     #: ``pht station enroll`` wrote them): it opens the inputs encrypted to it and signs what it did
     keys_dir: Path | None = None
+    #: ``PHT_STATION_REGISTRY_AUTH``: a Docker ``config.json`` with this station's (read-only) credentials per
+    #: registry host, used to pull train images by digest (``station/image_registry.py``); None: the agent user's
+    #: own ``docker login``, if any, else anonymous
+    registry_auth_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "StationSettings":
@@ -85,7 +89,9 @@ class StationSettings:
                    kubernetes_namespace=environ.get("PHT_K8S_NAMESPACE") or None,
                    kubernetes_image_refs=Path(refs) if (refs := environ.get("PHT_K8S_IMAGE_REFS")) else None,
                    kubeconfig=Path(kube) if (kube := environ.get("KUBECONFIG")) else None,
-                   keys_dir=Path(kd) if (kd := environ.get("PHT_STATION_KEYS_DIR", "").strip()) else None)
+                   keys_dir=Path(kd) if (kd := environ.get("PHT_STATION_KEYS_DIR", "").strip()) else None,
+                   registry_auth_file=Path(ra) if (ra := environ.get("PHT_STATION_REGISTRY_AUTH", "").strip())
+                   else None)
 
     def check(self) -> None:
         """Refuse settings that cannot work, before the agent touches anything."""
@@ -94,6 +100,8 @@ class StationSettings:
         for did, folder in self.datasets.items():
             if not folder.is_dir():
                 raise StationSettingsError(f"dataset {did}: {folder} is not a folder")
+        if self.registry_auth_file is not None and not self.registry_auth_file.is_file():
+            raise StationSettingsError(f"PHT_STATION_REGISTRY_AUTH: {self.registry_auth_file} is not a file")
         if self.policy_file is not None and not self.policy_file.is_file():
             raise StationSettingsError(f"station policy {self.policy_file} is not a file")
         if not 1 <= self.lease_s <= 3600:

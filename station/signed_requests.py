@@ -236,6 +236,9 @@ def _check_content(work: WorkItem, document: Sequence[ox.Triple], node: ox.Named
     if digest != work.image_digest:
         raise RequestRefused(f"the image digest differs from the signed one: signed {digest}, given "
                              f"{work.image_digest}")
+    name = _one(document, definition, PHT.imageName, "image name")
+    if name != work.image_name:  # a registry reference names the manifest digest the station pulls
+        raise RequestRefused(f"the image name differs from the signed one: signed {name}, given {work.image_name}")
     entrypoint = _optional(document, definition, PHT.entrypoint)
     if entrypoint != work.entrypoint:
         raise RequestRefused("the entrypoint differs from the signed one")

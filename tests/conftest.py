@@ -5,6 +5,8 @@ Real-server fixtures (one server per test session, started lazily on first use):
 * ``oxigraph_endpoint`` -> :class:`servers.OxigraphServer` (``.query_url``, ``.update_url``, ``.store_url``)
 * ``virtuoso_endpoint`` -> :class:`servers.VirtuosoServer` (``.query_url``, ``.update_url``,
   ``.user``, ``.password``, ``.isql(...)``)
+* ``registry_endpoint`` -> :class:`servers.RegistryServer` (``.push_host``, ``.pull_host``, ``.researcher_auth()``,
+  ``.station_auth(name)``): an OCI registry; mark its tests ``@pytest.mark.real_component("registry")``
 * ``s3_endpoint`` -> :class:`servers.S3Server` (``.endpoint`` ``127.0.0.1:PORT``, ``.access_key``,
   ``.secret_key``): a moto S3 server; mark its tests ``@pytest.mark.real_component("s3")``
 
@@ -59,6 +61,15 @@ def s3_endpoint() -> Iterator[servers.S3Server]:
     """A real S3 API server (moto, in memory) shared by the whole session; use a fresh bucket per test."""
     require_component("s3")
     with servers.s3_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def registry_endpoint() -> Iterator[servers.RegistryServer]:
+    """A real OCI registry (Debian's docker-registry, htpasswd): a writable endpoint for the researcher and a
+    read-only one for the stations on one storage folder, shared by the session; use a fresh repository per test."""
+    require_component("registry")
+    with servers.registry_server() as server:
         yield server
 
 

@@ -14,6 +14,10 @@ is raised with the tail of the server's log.
   credentials, the ones yielded are just passed along by the client.
 * :func:`prometheus_server` -- Debian's Prometheus with a given ``prometheus.yml``, data in a temp dir;
   ready when ``/-/ready`` answers.
+* :func:`registry_server` -- Debian's CNCF Distribution registry (``docker-registry``), plain HTTP on loopback
+  (Docker allows 127.0.0.0/8 without TLS), htpasswd (bcrypt) authentication, as TWO processes on one storage
+  folder: a writable one for the researcher's account and a read-only one (``maintenance.readonly``) for the
+  stations' accounts, since htpasswd authentication has no per-user permissions.
 * :func:`available` -- ``None`` if a component can be started here, else the reason why not.
 
 Client quirks worth knowing (see also shared/reference/semantic-stack.md):
@@ -64,13 +68,15 @@ __all__ = [
     "available",
     "oxigraph_server",
     "prometheus_server",
+    "RegistryServer",
+    "registry_server",
     "s3_server",
     "virtuoso_server",
 ]
 
 HOST = "127.0.0.1"
 COMPONENTS = ("oxigraph", "virtuoso", "s3", "docker", "podman", "bubblewrap", "chromium", "prometheus",
-              "mount-namespace", "age", "node-reference", "kubectl")
+              "mount-namespace", "age", "node-reference", "kubectl", "registry")
 
 #: Debian's Virtuoso configuration, used as the template for generated ``virtuoso.ini`` files.
 VIRTUOSO_INI_TEMPLATES = (
@@ -167,6 +173,10 @@ def find_kubectl() -> str | None:
     return shutil.which("kubectl") or _executable("/usr/bin/kubectl")
 
 
+def _find_tool(name: str) -> str | None:
+    return shutil.which(name) or _executable(f"/usr/bin/{name}")
+
+
 def _find_virtuoso() -> str | None:
     return shutil.which("virtuoso-t") or _executable("/usr/bin/virtuoso-t")
 
@@ -223,6 +233,10 @@ def available(name: str) -> str | None:
         if _find_prometheus() is None:
             return f"prometheus not found on PATH nor in /usr/bin; {_INSTALL_HINT} (Debian package prometheus)"
         return None
+    if name == "registry":  # train images pushed and pulled by digest (Debian's docker-registry, htpasswd)
+        missing = [tool for tool in ("docker-registry", "htpasswd") if _find_tool(tool) is None]
+        return (f"{', '.join(missing)} not found; {_INSTALL_HINT} (Debian packages docker-registry, apache2-utils)"
+                if missing else None)
     if name == "age":  # the reference age tool (Go), against which trust/sealing.py is checked
         missing = [tool for tool in ("age", "age-keygen") if shutil.which(tool) is None]
         return f"{', '.join(missing)} not on PATH; {_INSTALL_HINT} (Debian package age)" if missing else None
@@ -694,3 +708,93 @@ def prometheus_server(config: str, *, startup_timeout: float = 30.0, attempts: i
     with _launch("prometheus", prepare, startup_timeout=startup_timeout, attempts=attempts) as run:
         yield PrometheusServer(base_url=f"http://{HOST}:{run.detail}", port=run.detail, directory=run.directory,
                                pid=run.proc.pid, startup_seconds=time.monotonic() - run.started)
+
+
+# --------------------------------------------------------------------------- OCI registry (CNCF Distribution)
+
+REGISTRY_RESEARCHER = ("researcher", "researcher-registry-password")
+REGISTRY_STATIONS = {"station-a": "station-a-registry-password", "station-b": "station-b-registry-password"}
+
+
+@dataclass(frozen=True)
+class RegistryServer:
+    """Two ``docker-registry serve`` processes on one storage folder, both plain HTTP on loopback.
+
+    Pushes go to :attr:`push_host` (htpasswd: the researcher only); stations pull from :attr:`pull_host`
+    (htpasswd: the stations only), which runs in the registry's read-only maintenance mode, so a station's
+    credentials cannot write anything anywhere: the writable instance does not know them, the read-only one
+    refuses every write. (Harbor gives the same with robot accounts that may only pull.)
+    """
+
+    push_host: str  #: ``127.0.0.1:PORT`` of the writable instance
+    pull_host: str  #: ``127.0.0.1:PORT`` of the read-only instance
+    researcher: tuple[str, str]  #: (user, password) on the writable instance
+    stations: dict[str, str]  #: station account -> password on the read-only instance
+    storage: Path  #: the registry's storage folder (shared by both instances)
+    pids: tuple[int, int]  #: process group ids (writable, read-only)
+
+    def station_auth(self, station: str) -> dict[str, str]:
+        """A station's credentials as the engine wants them (``auth_config``)."""
+        return {"username": station, "password": self.stations[station]}
+
+    def researcher_auth(self) -> dict[str, str]:
+        return {"username": self.researcher[0], "password": self.researcher[1]}
+
+
+def _htpasswd(path: Path, accounts: dict[str, str]) -> None:
+    """A bcrypt htpasswd file (the only hash the Distribution registry accepts), written by Apache's htpasswd."""
+    tool = _find_tool("htpasswd")
+    assert tool is not None
+    lines = []
+    for user, password in accounts.items():
+        done = subprocess.run([tool, "-Bbn", user, password], capture_output=True, text=True, timeout=60,
+                              check=True)
+        lines.append(done.stdout.strip())
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _registry_config(tmp: Path, storage: Path, port: int, htpasswd: Path, *, readonly: bool) -> Path:
+    """The registry's config.yml (JSON is YAML): loopback, filesystem storage, no blob cache (two instances share
+    the folder), htpasswd, and the read-only maintenance mode if asked."""
+    import json
+
+    config: dict[str, Any] = {
+        "version": 0.1,
+        "log": {"level": "info", "formatter": "text"},
+        "storage": {"filesystem": {"rootdirectory": str(storage)},
+                    "maintenance": {"uploadpurging": {"enabled": False}, "readonly": {"enabled": readonly}}},
+        "http": {"addr": f"{HOST}:{port}", "secret": "pht-test-registry-secret"},
+        "auth": {"htpasswd": {"realm": "pht-test-registry", "path": str(htpasswd)}},
+    }
+    path = tmp / "config.yml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@contextlib.contextmanager
+def registry_server(*, startup_timeout: float = 30.0, attempts: int = 3) -> Iterator[RegistryServer]:
+    """Start the writable and the read-only ``docker-registry`` on free loopback ports; ready when ``GET /``
+    answers on both (``/v2/`` answers 401 without credentials)."""
+    binary = _find_tool("docker-registry")
+    reason = available("registry")
+    if binary is None or reason is not None:
+        raise ServerStartError(reason or "docker-registry not found")
+    storage_root = Path(tempfile.mkdtemp(prefix="pht-registry-storage-"))
+    try:
+        def prepare(readonly: bool) -> Callable[[Path], tuple[list[str], list[Probe], Any]]:
+            def prepare_in(tmp: Path) -> tuple[list[str], list[Probe], Any]:
+                port = free_port()
+                htpasswd = tmp / "htpasswd"
+                _htpasswd(htpasswd, dict(REGISTRY_STATIONS) if readonly else dict([REGISTRY_RESEARCHER]))
+                config = _registry_config(tmp, storage_root, port, htpasswd, readonly=readonly)
+                return [binary, "serve", str(config)], [(f"http://{HOST}:{port}/", None, None)], port
+            return prepare_in
+
+        with _launch("registry", prepare(False), startup_timeout=startup_timeout, attempts=attempts) as rw, \
+                _launch("registry-readonly", prepare(True), startup_timeout=startup_timeout,
+                        attempts=attempts) as ro:
+            yield RegistryServer(push_host=f"{HOST}:{rw.detail}", pull_host=f"{HOST}:{ro.detail}",
+                                 researcher=REGISTRY_RESEARCHER, stations=dict(REGISTRY_STATIONS),
+                                 storage=storage_root, pids=(rw.proc.pid, ro.proc.pid))
+    finally:
+        shutil.rmtree(storage_root, ignore_errors=True)

@@ -31,7 +31,16 @@ from test_sparql_protocol import (
     serve,
 )
 
-from graph_store import CENTRAL_GRAPH, ONTOLOGY_GRAPH, RDF_TYPE, SHAPES_GRAPH, EmbeddedStore, station_graph
+from graph_store import (
+    AUDIT_GRAPH,
+    CENTRAL_GRAPH,
+    DEFAULT_GRAPH,
+    ONTOLOGY_GRAPH,
+    RDF_TYPE,
+    SHAPES_GRAPH,
+    EmbeddedStore,
+    station_graph,
+)
 from orchestrator.graph_store_protocol import graph_store_router
 from orchestrator.naming import Iris
 from orchestrator.readable_graph import ReadableGraphs
@@ -109,19 +118,24 @@ def test_head_has_the_headers_of_get_and_no_body(env: tuple[EmbeddedStore, TestC
     assert missing.status_code == 404 and missing.content == b""
 
 
-def test_the_default_graph_is_readable_and_empty_but_not_writable(env: tuple[EmbeddedStore, TestClient]) -> None:
+def test_the_default_graph_is_stored_in_its_named_graph_and_read_by_every_query(
+        env: tuple[EmbeddedStore, TestClient]) -> None:
+    """?default reads (empty: 200, it always exists) and writes DEFAULT_GRAPH; a query's union default graph
+    includes it; the store's own default graph stays empty (every statement lives in a named graph)."""
     store, c = env
     r = c.get("/rdf-graphs?default", headers={"Accept": "application/n-triples"})
     assert r.status_code == 200 and r.content == b""
-    for method in ("put", "post", "delete"):
-        kwargs = {} if method == "delete" else {"content": labels("x"), "headers": TURTLE}
-        refused = getattr(c, method)("/rdf-graphs?default", **kwargs)
-        assert refused.status_code == 405, method
-        assert refused.headers["allow"] == "GET, HEAD" and "named graph" in refused.json()["detail"]
-    assert not store.quads(g=DefaultGraph())
+    assert c.put("/rdf-graphs?default", content=labels("x"), headers=TURTLE).status_code == 201
+    assert triples_of(store, DEFAULT_GRAPH) == {Triple(ex("x"), RDFS_LABEL, Literal("x"))}
+    assert c.post("/rdf-graphs?default", content=labels("y"), headers=TURTLE).status_code == 204
+    got = c.get("/rdf-graphs?default", headers={"Accept": "application/n-triples"})
+    assert {q.triple for q in parse(got.content, format=RdfFormat.N_TRIPLES)} == triples_of(store, DEFAULT_GRAPH)
+    assert store.query("ASK { $s ?p ?o }", bindings={"s": ex("y")}, union_default_graph=True)
+    assert c.delete("/rdf-graphs?default").status_code == 204
+    assert not store.quads(g=DEFAULT_GRAPH) and not store.quads(g=DefaultGraph())
 
 
-@pytest.mark.parametrize("query", ["", "?graph=relative/iri", "?default&graph=https://example.org/g",
+@pytest.mark.parametrize("query", ["", "/x?graph=https://example.org/g", "?graph=relative/iri", "?default&graph=https://example.org/g",
                                    "?graph=https://example.org/a&graph=https://example.org/b"])
 def test_the_target_must_be_exactly_one_graph(env: tuple[EmbeddedStore, TestClient], query: str) -> None:
     _, c = env
@@ -213,7 +227,6 @@ def test_each_graph_is_validated_on_its_own_not_with_other_station_graphs(
 
 @pytest.mark.parametrize("body,words", [
     (b"<https://pht.example.org/id/a> <https://pht.example.org/id/p> .", "line 1 column"),
-    (b"_:b <http://www.w3.org/2000/01/rdf-schema#label> \"x\" .", "blank node"),
 ])
 def test_malformed_rdf_is_400_with_the_parsers_message(env: tuple[EmbeddedStore, TestClient], body: bytes,
                                                         words: str) -> None:
@@ -322,3 +335,136 @@ def test_station_graph_round_trip_matches_what_was_put(env: tuple[EmbeddedStore,
     assert c.put(url(AACHEN), content=body, headers={"Content-Type": "application/n-triples"}).status_code == 204
     assert set(store.quads(g=AACHEN)) == set(quads)
     assert not [q for q in store.quads(ex("ds0")) if q.graph_name != AACHEN]
+
+
+# -- skolemisation, direct identification, POST to the store, multipart -----------------------------------
+
+GENID = SETTINGS.base_iri + ".well-known/genid/"
+
+
+def test_blank_nodes_are_skolemised_one_iri_per_blank_node(env: tuple[EmbeddedStore, TestClient]) -> None:
+    store, c = env
+    body = f'_:a <{RDFS_LABEL.value}> "a" . _:a <{EX}knows> _:b . [] <{RDFS_LABEL.value}> "anon" .'
+    assert c.put(url(NEW_GRAPH), content=body, headers=TURTLE).status_code == 201
+    quads = store.quads(g=NEW_GRAPH)
+    nodes = {t.value for q in quads for t in (q.subject, q.object) if isinstance(t, NamedNode)}
+    assert all(isinstance(t, NamedNode | Literal) for q in quads for t in (q.subject, q.object))
+    assert len({n for n in nodes if n.startswith(GENID)}) == 3  # _:a (twice, one IRI), _:b and []
+    # the same body again is new blank nodes, so new IRIs: a round trip never merges resources by label
+    assert c.post(url(NEW_GRAPH), content=body, headers=TURTLE).status_code == 204
+    assert len({q.subject for q in store.quads(g=NEW_GRAPH)}) == 4
+
+
+def test_a_path_under_rdf_graphs_names_the_graph_directly(env: tuple[EmbeddedStore, TestClient]) -> None:
+    store, c = env
+    graph = NamedNode(SETTINGS.base_iri + "rdf-graphs/person/1.ttl")
+    assert c.put("/rdf-graphs/person/1.ttl", content=labels("p1"), headers=TURTLE).status_code == 201
+    assert triples_of(store, graph) == {Triple(ex("p1"), RDFS_LABEL, Literal("p1"))}
+    assert c.get(url(graph)).content == c.get("/rdf-graphs/person/1.ttl").content
+    assert c.delete("/rdf-graphs/person/1.ttl").status_code == 204 and not store.quads(g=graph)
+    assert c.get("/rdf-graphs/person/1.ttl").status_code == 404
+
+
+def test_post_to_the_store_creates_a_graph_named_in_location(env: tuple[EmbeddedStore, TestClient]) -> None:
+    store, c = env
+    r = c.post("/rdf-graphs", content=labels("new"), headers=TURTLE)
+    assert r.status_code == 201, r.text
+    graph = NamedNode(r.headers["location"])
+    assert graph.value.startswith(SETTINGS.base_iri + "rdf-graphs/")
+    assert triples_of(store, graph) == {Triple(ex("new"), RDFS_LABEL, Literal("new"))}
+    assert c.post("/rdf-graphs", content=labels("new"), headers=TURTLE).headers["location"] != graph.value
+    assert c.post("/rdf-graphs", content=b"", headers=TURTLE).status_code == 400
+
+
+@pytest.mark.parametrize("who", [RESEARCHER, STATION_ADMIN, STATION_AACHEN])
+def test_only_operators_create_graphs_by_post_to_the_store(env: tuple[EmbeddedStore, TestClient],
+                                                          who: dict[str, str]) -> None:
+    store, c = env
+    before = set(store.quads())
+    r = c.post("/rdf-graphs", content=labels("sneaky"), headers={**TURTLE, **who})
+    assert r.status_code == 403 and "location" not in r.headers
+    assert set(store.quads()) == before
+
+
+def _multipart(*parts: tuple[str, str, str]) -> tuple[bytes, dict[str, str]]:
+    boundary = "a6fe4cd636164618814be9f8d3d1a0de"
+    body = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
+                   f"Content-Type: {kind}\r\n\r\n{data}\r\n" for name, kind, data in parts) + f"--{boundary}--\r\n"
+    return body.encode(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_a_multipart_body_merges_every_part(env: tuple[EmbeddedStore, TestClient]) -> None:
+    store, c = env
+    body, headers = _multipart(("a.ttl", "text/turtle; charset=utf-8", labels("a")),
+                               ("b.nt", "application/n-triples", labels("b")))
+    assert c.post(url(NEW_GRAPH), content=body, headers=headers).status_code == 201
+    assert triples_of(store, NEW_GRAPH) == {Triple(ex(n), RDFS_LABEL, Literal(n)) for n in ("a", "b")}
+
+
+@pytest.mark.parametrize("bad", [("evil.sh", "text/x-shellscript", "rm -rf /"),
+                                 ("broken.ttl", "text/turtle", "<a> <b> ."),
+                                 ("untyped", "", labels("c"))])
+def test_a_multipart_part_that_is_not_rdf_is_400_naming_it_and_nothing_is_written(
+        env: tuple[EmbeddedStore, TestClient], bad: tuple[str, str, str]) -> None:
+    store, c = env
+    before = set(store.quads())
+    body, headers = _multipart(("good.ttl", "text/turtle", labels("a")), bad)
+    for method in ("put", "post"):
+        r = getattr(c, method)(url(NEW_GRAPH), content=body, headers=headers)
+        assert r.status_code == 400 and repr(bad[0]) in r.json()["detail"], r.text
+    assert set(store.quads()) == before
+
+
+def test_a_malformed_multipart_body_is_400(env: tuple[EmbeddedStore, TestClient]) -> None:
+    store, c = env
+    before = set(store.quads())
+    for headers in ({"Content-Type": "multipart/form-data"}, {"Content-Type": "multipart/form-data; boundary="},
+                    {"Content-Type": "multipart/form-data; boundary=x"}):
+        r = c.post(url(NEW_GRAPH), content=b"--y\r\nnot a form\r\n", headers=headers)
+        assert r.status_code == 400 and r.json()["detail"]
+    many, headers = _multipart(*[(f"p{i}.ttl", "text/turtle", labels(f"n{i}")) for i in range(101)])
+    r = c.post(url(NEW_GRAPH), content=many, headers=headers)
+    assert r.status_code == 400 and "at most 100 parts" in r.json()["detail"]
+    noisy = b"--b\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(50)) + b"\r\nx\r\n--b--\r\n"
+    r = c.post(url(NEW_GRAPH), content=noisy, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 400 and r.json()["detail"]
+    assert set(store.quads()) == before
+
+
+def test_an_operator_still_cannot_write_the_audit_graph(
+        env: tuple[EmbeddedStore, TestClient]) -> None:
+    store, c = env
+    before = set(store.quads(g=AUDIT_GRAPH))
+    assert c.put(url(AUDIT_GRAPH), content=labels("x"), headers=TURTLE).status_code == 403
+    assert c.delete(url(AUDIT_GRAPH)).status_code == 403
+    assert set(store.quads(g=AUDIT_GRAPH)) == before
+
+
+@pytest.mark.real_component("virtuoso")
+def test_no_write_reaches_the_graphs_of_the_server_behind_a_remote_store(virtuoso_endpoint: Any) -> None:
+    """Virtuoso keeps its quad maps (``virtrdf#``, without which it cannot run) in the same dataset: no SPARQL
+    Update or Graph Store Protocol write of an operator may change them, and DROP ALL leaves them."""
+    from graph_store import RemoteStore
+    from orchestrator.sparql_protocol import sparql_router
+
+    vt = virtuoso_endpoint
+    store = RemoteStore(vt.query_url, vt.update_url, user=vt.user, password=vt.password, timeout=20)
+    store.load_vocabulary()
+    virtrdf = NamedNode("http://www.openlinksw.com/schemas/virtrdf#")
+    before = len(store.quads(g=virtrdf))
+    assert before > 100
+    app = make_app(store)
+    app.include_router(sparql_router(store=store, principal=fake_principal, settings=SETTINGS,
+                                     readable=ReadableGraphs(store, Iris(SETTINGS.base_iri))))
+    with TestClient(app, headers=OPERATOR) as c:
+        for text in (f"CLEAR GRAPH {virtrdf}", f"DROP SILENT GRAPH {virtrdf}", f"MOVE {virtrdf} TO <urn:mine>",
+                     f"DELETE WHERE {{ GRAPH {virtrdf} {{ ?s ?p ?o }} }}"):
+            r = c.post("/sparql", data={"update": text})
+            assert r.status_code == 403 and "server" in r.json()["detail"], (text, r.text)
+        for method in ("put", "post", "delete"):
+            kwargs = {} if method == "delete" else {"content": labels("x"), "headers": TURTLE}
+            r = getattr(c, method)(url(virtrdf), **kwargs)
+            assert r.status_code == 403 and "server" in r.json()["detail"], (method, r.text)
+        assert c.post("/sparql", data={"update": "DROP ALL"}).status_code == 200
+    assert len(store.quads(g=virtrdf)) == before
+    store.close()

@@ -112,6 +112,12 @@ MATRIX: dict[tuple[str, str, str], str] = {
     ("PUT",    "/rdf-graphs",                         "aachen"):  " .   .   .     .     .     .     .     .    Y",
     ("POST",   "/rdf-graphs",                         "aachen"):  " .   .   .     .     .     .     .     .    Y",
     ("DELETE", "/rdf-graphs",                         "aachen"):  " .   .   .     .     .     .     .     .    Y",
+    ("POST",   "/rdf-graphs",                         "new"):     " .   .   .     .     .     .     .     .    Y",
+    ("GET",    "/rdf-graphs/{path:path}",             "direct"):  " .   .   Y     Y     .     .     Y     Y    Y",
+    ("HEAD",   "/rdf-graphs/{path:path}",             "direct"):  " .   .   Y     Y     .     .     Y     Y    Y",
+    ("PUT",    "/rdf-graphs/{path:path}",             "direct"):  " .   .   .     .     .     .     .     .    Y",
+    ("POST",   "/rdf-graphs/{path:path}",             "direct"):  " .   .   .     .     .     .     .     .    Y",
+    ("DELETE", "/rdf-graphs/{path:path}",             "direct"):  " .   .   .     .     .     .     .     .    Y",
     ("POST",   "/api/stations/{station_id}/metadata", "aachen"):  " .   .   .     .     Y     .     .     .    .",
     ("GET",    "/metrics",                            ""):        " .   .   .     .     .     .     .     .    Y",
     ("POST",   "/api/tokens/revocations",             ""):        " .   .   .     .     .     .     .     .    Y",
@@ -261,7 +267,14 @@ class World:
                              content=f'<urn:pht-test:{uuid.uuid4().hex}> <http://purl.org/dc/terms/title> "x" .'.encode())
         self.ok(r, 201, 204)
 
+    def fill_direct_graph(self) -> None:
+        r = self.client.post(DIRECT, headers={**OPS, "Content-Type": "text/turtle"},
+                             content=f'<urn:pht-test:{uuid.uuid4().hex}> <http://purl.org/dc/terms/title> "x" .'.encode())
+        self.ok(r, 201, 204)
 
+
+DIRECT = "/rdf-graphs/matrix/direct.ttl"
+"""A graph named by its path (Graph Store Protocol direct identification)."""
 TURTLE = {"Content-Type": "text/turtle"}
 STEP_BY = {"s-own": "rejected", "a-own": "approved", "op": "failed"}
 """A step each allowed caller may fire from waiting-for-approval (per the chart's pht:firedBy)."""
@@ -323,6 +336,13 @@ BUILDERS: dict[tuple[str, str, str], Callable[[World, str], Call]] = {
                                                          content=_triple(), headers=TURTLE),
     ("DELETE", "/rdf-graphs", "aachen"): lambda w, c: (w.fill_own_graph(), Call("DELETE", "/rdf-graphs", params={
         "graph": OWN_GRAPH}))[1],
+    ("POST", "/rdf-graphs", "new"): lambda w, c: Call("POST", "/rdf-graphs", content=_triple(), headers=TURTLE),
+    ("GET", "/rdf-graphs/{path:path}", "direct"): lambda w, c: (w.fill_direct_graph(), Call("GET", DIRECT))[1],
+    ("HEAD", "/rdf-graphs/{path:path}", "direct"): lambda w, c: (w.fill_direct_graph(), Call("HEAD", DIRECT))[1],
+    ("PUT", "/rdf-graphs/{path:path}", "direct"): lambda w, c: Call("PUT", DIRECT, content=_triple(), headers=TURTLE),
+    ("POST", "/rdf-graphs/{path:path}", "direct"): lambda w, c: Call("POST", DIRECT, content=_triple(),
+                                                                     headers=TURTLE),
+    ("DELETE", "/rdf-graphs/{path:path}", "direct"): lambda w, c: (w.fill_direct_graph(), Call("DELETE", DIRECT))[1],
     ("POST", "/api/stations/{station_id}/metadata", "aachen"): lambda w, c: w.signed_batch(),
     ("GET", "/metrics", ""): lambda w, c: Call("GET", "/metrics"),
     ("POST", "/api/tokens/revocations", ""): lambda w, c: Call("POST", "/api/tokens/revocations",
@@ -362,6 +382,11 @@ SUCCESS: dict[tuple[str, str], frozenset[int]] = {
     ("DELETE", "/rdf-graphs"): frozenset({204}),
     ("GET", "/rdf-graphs"): frozenset({200, 404}),  # the caller's part of the graph, 404 if none of it is theirs
     ("HEAD", "/rdf-graphs"): frozenset({200, 404}),  # (what that part holds: tests/security/test_read_confidentiality.py)
+    ("PUT", "/rdf-graphs/{path:path}"): frozenset({201, 204}),
+    ("POST", "/rdf-graphs/{path:path}"): frozenset({201, 204}),
+    ("DELETE", "/rdf-graphs/{path:path}"): frozenset({204}),
+    ("GET", "/rdf-graphs/{path:path}"): frozenset({200, 404}),
+    ("HEAD", "/rdf-graphs/{path:path}"): frozenset({200, 404}),
     ("DELETE", "/api/stations/{station_id}/lease"): frozenset({204}),
 }
 """Statuses of an allowed call (200 where not listed)."""

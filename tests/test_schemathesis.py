@@ -10,6 +10,11 @@ incremental and a federated definition, and a few trains. Checks:
 
 Bounded and deterministic: ``derandomize``, no example database, ``MAX_EXAMPLES`` per operation.
 ``test_a_server_error_would_be_caught`` makes sure a 500 anywhere fails these checks.
+
+The SPARQL Protocol (``/sparql``) and Graph Store Protocol (``/rdf-graphs``) endpoints are fuzzed on a world of
+their own (an operator's accepted writes change it) from the parameters and bodies ``orchestrator/sparql_openapi.py``
+documents, with two more checks: every 4xx is JSON with a one-sentence ``detail``, and a refused request
+leaves every quad of the store as it was.
 """
 
 import warnings
@@ -30,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from graph_store import EmbeddedStore
+from graph_store import EmbeddedStore, station_graph
 from orchestrator.app import create_app
 
 with warnings.catch_warnings():
@@ -76,8 +81,31 @@ def seeded_app() -> FastAPI:
 KNOWN: dict[str, list[str]] = {"station_id": ["aachen", "leipzig", "cologne"], "train_id": [], "execution_id": []}
 """Identifiers that exist, for the path parameters (else nearly every generated id would be a 404)."""
 
+PROTOCOLS = r"^/(sparql|rdf-graphs)"
 APP = seeded_app()
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path_regex=PROTOCOLS)
+PROTOCOL_APP = seeded_app()
+protocol_schema = schemathesis.openapi.from_asgi("/openapi.json", PROTOCOL_APP).include(path_regex=PROTOCOLS)
+PROTOCOL_STORE = PROTOCOL_APP.state.services.store
+
+COMMITS: list[object] = []
+PROTOCOL_STORE.on_commit(COMMITS.append)
+
+
+def store_state() -> tuple[int, int]:
+    """The number of changes committed and of quads: every write goes through ``GraphStore.apply``, whose
+    commits are counted (the vocabulary reload of the lifespan, which Schemathesis starts within a test,
+    rewrites the same number of quads and commits no change set)."""
+    return len(COMMITS), len(PROTOCOL_STORE)
+GRAPHS = [station_graph("aachen").value, "https://w3id.org/pht-kg/graph/central", "https://pht.example.org/fuzz"]
+"""Graphs that exist (or one that does not), for ``?graph=``: else nearly every generated IRI would be a 404."""
+
+
+@schemathesis.serializer("application/sparql-query", "application/sparql-update", "application/n-triples",
+                         "application/rdf+xml", "text/turtle")
+def as_text(_ctx: schemathesis.SerializationContext, value: Any) -> dict[str, Any]:
+    """The protocols' text bodies (a query, an update, a graph) sent as generated, UTF-8."""
+    return {"data": value if isinstance(value, bytes) else str(value).encode("utf-8")}
 
 
 @schema.hook
@@ -106,6 +134,53 @@ def headers(request: pytest.FixtureRequest) -> dict[str, str]:
 @SETTINGS_FOR_TESTS
 def test_api_conforms_to_its_schema(case: schemathesis.Case, headers: dict[str, str]) -> None:
     case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+@protocol_schema.hook
+def flatmap_query(context: schemathesis.HookContext, query: dict[str, Any] | None) -> Any:
+    """Often, ``?graph=`` names a graph that exists (nearly every generated IRI would be a 404)."""
+    if not query or "graph" not in query:
+        return st.just(query)
+    return st.sampled_from([query["graph"], *GRAPHS]).map(lambda graph: {**query, "graph": graph})
+
+
+@protocol_schema.parametrize()
+@SETTINGS_FOR_TESTS
+def test_protocol_endpoints_refuse_cleanly(case: schemathesis.Case, headers: dict[str, str]) -> None:
+    before = store_state()
+    response = case.call(headers=headers)
+    case.validate_response(response, checks=CHECKS)
+    status = response.status_code
+    if 400 <= status < 500 and case.method != "HEAD":
+        detail = response.json()["detail"]
+        assert isinstance(detail, str) and detail.strip(), response.text
+    if status >= 400:
+        assert store_state() == before, f"{case.method} {case.path} answered {status} but wrote"
+
+
+def test_the_protocol_endpoints_document_parameters_bodies_and_media_types() -> None:
+    """What a client generator or a fuzzer needs: every protocol parameter, body and media type."""
+    paths = protocol_schema.raw_schema["paths"]
+
+    def names(operation: dict[str, Any]) -> set[str]:
+        return {p["name"] for p in operation.get("parameters", [])}
+
+    assert names(paths["/sparql"]["get"]) == {"query", "default-graph-uri", "named-graph-uri"}
+    post = paths["/sparql"]["post"]
+    assert names(post) == {"default-graph-uri", "named-graph-uri", "using-graph-uri", "using-named-graph-uri"}
+    bodies = post["requestBody"]["content"]
+    assert set(bodies) == {"application/x-www-form-urlencoded", "application/sparql-query",
+                           "application/sparql-update"}
+    assert set(bodies["application/x-www-form-urlencoded"]["schema"]["properties"]) == {
+        "query", "update", "default-graph-uri", "named-graph-uri", "using-graph-uri", "using-named-graph-uri"}
+    answers = post["responses"]["200"]["content"]
+    assert {"application/sparql-results+json", "text/csv", "text/turtle", "application/rdf+xml"} <= set(answers)
+    for method in ("get", "head", "put", "post", "delete"):
+        assert names(paths["/rdf-graphs"][method]) >= {"graph", "default"}, method
+    for method in ("put", "post"):
+        assert set(paths["/rdf-graphs"][method]["requestBody"]["content"]) == {
+            "text/turtle", "application/n-triples", "application/ld+json", "application/rdf+xml",
+            "multipart/form-data"}
 
 
 def test_every_operation_is_tested() -> None:

@@ -54,6 +54,7 @@ from pyoxigraph import BlankNode, DefaultGraph, Literal, NamedNode, Quad, RdfFor
 
 from graph_store import (
     CENTRAL_GRAPH,
+    DEFAULT_GRAPH,
     ONTOLOGY_GRAPH,
     PHT,
     PROV,
@@ -68,6 +69,7 @@ from graph_store import (
     StoreUnavailable,
     ValidationFailed,
     parse_rdf,
+    station_graph,
 )
 from graph_store._convert import canonical
 from graph_store._vocab import GRAPH_NS
@@ -657,3 +659,39 @@ def test_a_large_change_set_is_committed_and_removed_in_one_request_each(scenari
     assert central(store) == stored_form(SCENARIO) | change.insert
     assert store.apply(ChangeSet(delete=change.insert)).conforms
     assert central(store) == stored_form(SCENARIO)
+
+
+def test_an_update_of_several_operations_is_one_change_on_every_backend(backend: Backend) -> None:
+    """Graph management and a WHERE that sees the operations before it, planned into one change set and applied
+    the same way on every back-end (graph_store/_update_sequence.py)."""
+    a, b = station_graph("contract-a"), station_graph("contract-b")
+    label = NamedNode("http://www.w3.org/2000/01/rdf-schema#label")
+    store = backend.store
+    outcome = store.apply_update(
+        f"INSERT DATA {{ GRAPH {a} {{ <https://a.example/x> {label} \"x\" }} }} ; "
+        f"INSERT {{ GRAPH {a} {{ ?s {label} \"seen\" }} }} WHERE {{ GRAPH {a} {{ ?s {label} \"x\" }} }} ; "
+        f"COPY {a} TO {b} ; CLEAR GRAPH {a} ; ADD {b} TO DEFAULT ; CREATE SILENT GRAPH {b}")
+    assert outcome.solutions >= 1
+    x = NamedNode("https://a.example/x")
+    expected = {Triple(x, label, Literal("x")), Triple(x, label, Literal("seen"))}
+    assert not store.quads(g=a)
+    assert {q.triple for q in store.quads(g=b)} == expected
+    assert {q.triple for q in store.quads(g=DEFAULT_GRAPH)} == expected
+    store.apply_update(f"MOVE {b} TO {a} ; CLEAR DEFAULT")
+    assert {q.triple for q in store.quads(g=a)} == expected and not store.quads(g=b)
+    assert not store.quads(g=DEFAULT_GRAPH)
+
+
+def test_drop_all_leaves_the_vocabulary_and_the_servers_own_graphs(scenario: Backend) -> None:
+    """``DROP ALL`` is the platform's data: never the ontology or shapes, nor a graph of the server behind a remote
+    store (Virtuoso keeps its quad maps, which it cannot run without, in ``virtrdf#``)."""
+    store = scenario.store
+    counts = "SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g"
+    server = {row["g"]: row["n"] for row in store.select(counts) if store.server_graph(row["g"])}
+    if scenario.name == "virtuoso":
+        assert NamedNode("http://www.openlinksw.com/schemas/virtrdf#") in server
+    vocabulary = _vocabulary_size(store)
+    store.apply_update("DROP ALL")
+    assert not central(store)
+    assert _vocabulary_size(store) == vocabulary
+    assert {row["g"]: row["n"] for row in store.select(counts) if store.server_graph(row["g"])} == server

@@ -117,9 +117,8 @@ def test_an_update_that_violates_the_shapes_is_refused_whole(store: EmbeddedStor
     ("INSERT DATA { GRAPH <urn:g> { _:b <urn:b> <urn:c> } }", "blank node"),
     ("DELETE { ?s ?p ?o } WHERE { GRAPH <urn:g> { ?s ?p ?o } }", "default graph.*or name the graph with WITH"),
     ("WITH <relative> INSERT { <urn:s> <urn:p> ?o } WHERE { BIND(1 AS ?o) }", "not a valid RDF term"),
-    ("DROP GRAPH <urn:g>", "unsupported update operation DROP"),
-    ("INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:b> <urn:c> } } ; DELETE WHERE { GRAPH <urn:g> { ?s ?p ?o } }",
-     "only operation"),
+    ("LOAD <https://example.org/data.ttl> INTO GRAPH <urn:g>", "unsupported update operation LOAD"),
+    ("CREATE GRAPH <urn:g> ; LOAD <https://example.org/data.ttl>", "unsupported update operation LOAD"),
     ("DELETE { GRAPH <urn:g> { ?s ?p ?o } } WHERE { ?s ?p ", "malformed SPARQL update"),
 ])
 def test_unsupported_or_malformed_updates_are_refused(store: EmbeddedStore, update: str, message: str) -> None:
@@ -223,7 +222,7 @@ INSERT DATA { GRAPH ex:h { ex:c ex:p "y" } }"""
 def test_data_updates_parse_the_same_on_the_fast_path_as_with_rdflib() -> None:
     from graph_store._updates import _compile, _data_fast
 
-    fast = _data_fast(DATA_SAMPLE)
+    fast = _data_fast(DATA_SAMPLE, None)
     assert fast is not None
     general = _compile(DATA_SAMPLE + " ")  # same text, cache bypassed
     assert set(fast.insert) == set(general.insert) and set(fast.delete) == set(general.delete)
@@ -247,19 +246,115 @@ def test_a_large_insert_data_compiles_quickly() -> None:
 
 @pytest.mark.parametrize("update,message", [
     ("INSERT DATA { <urn:a> <urn:b> <urn:c> . }", "writes the default graph"),
-    ("INSERT DATA { GRAPH <urn:g> { _:b <urn:b> <urn:c> } }", "blank node"),
+    ("DELETE DATA { GRAPH <urn:g> { _:b <urn:b> <urn:c> } }", "blank node"),
 ])
 def test_fast_data_path_refusals(update: str, message: str) -> None:
     from graph_store._updates import _data_fast
 
     with pytest.raises(InvalidInputError, match=message):
-        _data_fast(update)
+        _data_fast(update, None)
 
 
 def test_what_trig_cannot_read_goes_to_the_general_parser() -> None:
     from graph_store import compile_update
     from graph_store._updates import _data_fast
 
-    assert _data_fast("INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:b> } }") is None
+    assert _data_fast("INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:b> } }", None) is None
     with pytest.raises(InvalidInputError, match="malformed SPARQL update"):
         compile_update("INSERT DATA { GRAPH <urn:g> { <urn:a> <urn:b> } }")
+
+
+# -- several operations, graph management (graph_store/_update_sequence.py) ---------------------------------
+
+G, H = NamedNode("urn:g"), NamedNode("urn:h")
+P = NamedNode("urn:p")
+
+
+def _graph(store: EmbeddedStore, graph: NamedNode) -> set[tuple[object, object, object]]:
+    return {(q.subject, q.predicate, q.object) for q in store.quads(g=graph)}
+
+
+def test_semicolons_in_strings_iris_and_comments_do_not_split_operations(store: EmbeddedStore) -> None:
+    text = ('PREFIX ex: <urn:ex;1#> # a comment; with a semicolon\n'
+            'INSERT DATA { GRAPH <urn:g> { ex:a <urn:p> "x ; y" , <urn:o;1> } } ;\n'
+            'BASE <urn:base/>\n'
+            'INSERT { GRAPH <urn:h> { ?s <urn:p> "seen;" } } WHERE { GRAPH <urn:g> { ?s <urn:p> "x ; y" } } ;\n'
+            'COPY <urn:h> TO <urn:k>')
+    compiled = compile_update(text)
+    assert compiled.operation == "SEQUENCE" and len(compiled.steps) == 3
+    store.apply_update(compiled)
+    a = NamedNode("urn:ex;1#a")
+    assert _graph(store, G) == {(a, P, Literal("x ; y")), (a, P, NamedNode("urn:o;1"))}
+    assert _graph(store, H) == _graph(store, NamedNode("urn:k")) == {(a, P, Literal("seen;"))}
+
+
+@pytest.mark.parametrize("text,g,h", [
+    ("ADD <urn:g> TO <urn:h>", {"g"}, {"g", "h"}),
+    ("COPY <urn:g> TO <urn:h>", {"g"}, {"g"}),
+    ("MOVE <urn:g> TO <urn:h>", set(), {"g"}),
+    ("MOVE <urn:g> TO <urn:g>", {"g"}, {"h"}),  # to itself: nothing (SPARQL 1.1 Update §3.2.5)
+    ("COPY SILENT <urn:g> TO <urn:g>", {"g"}, {"h"}),
+    ("CLEAR GRAPH <urn:g>", set(), {"h"}),
+    ("DROP SILENT GRAPH <urn:nothing> ; CREATE GRAPH <urn:new>", {"g"}, {"h"}),
+    ("DROP NAMED", set(), set()),
+])
+def test_graph_management_operations(store: EmbeddedStore, text: str, g: set[str], h: set[str]) -> None:
+    store.apply(ChangeSet(insert=[Quad(NamedNode("urn:s"), P, Literal("g"), G),
+                                  Quad(NamedNode("urn:s"), P, Literal("h"), H)]))
+    ontology = len(store.quads(g=NamedNode("https://w3id.org/pht-kg/graph/ontology")))
+    store.apply_update(text)
+    assert {str(o.value) for _, _, o in _graph(store, G)} == g
+    assert {str(o.value) for _, _, o in _graph(store, H)} == h
+    assert len(store.quads(g=NamedNode("https://w3id.org/pht-kg/graph/ontology"))) == ontology
+
+
+def test_create_of_a_graph_with_quads_fails_unless_silent(store: EmbeddedStore) -> None:
+    store.apply(ChangeSet(insert=[Quad(NamedNode("urn:s"), P, Literal("g"), G)]))
+    with pytest.raises(InvalidInputError, match="already exists"):
+        store.apply_update("CREATE GRAPH <urn:g>")
+    store.apply_update("CREATE SILENT GRAPH <urn:g>")
+
+
+def test_a_where_after_changes_reads_a_bounded_copy(store: EmbeddedStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graph_store import _update_sequence
+
+    text = ("INSERT DATA { GRAPH <urn:g> { <urn:s> <urn:p> 1 } } ; "
+            "INSERT { GRAPH <urn:h> { ?s <urn:p> 2 } } WHERE { GRAPH ?x { ?s <urn:p> 1 } }")
+    monkeypatch.setattr(_update_sequence, "OVERLAY_QUADS", 10)  # the vocabulary alone is more
+    with pytest.raises(InvalidInputError, match="request of its own"):
+        store.plan_update(text)
+    monkeypatch.undo()
+    store.apply_update(text)
+    assert _graph(store, H) == {(NamedNode("urn:s"), P, Literal(2))}
+
+
+def test_blank_nodes_need_a_skolem_prefix_and_get_fresh_iris(store: EmbeddedStore) -> None:
+    text = "INSERT DATA { GRAPH <urn:g> { _:a <urn:p> _:b . _:a <urn:p> 1 } }"
+    with pytest.raises(InvalidInputError, match="blank node"):
+        store.plan_update(text)
+    first = store.plan_update(text, skolem="urn:genid:").change.insert
+    second = store.plan_update(text, skolem="urn:genid:").change.insert
+    subjects = {q.subject for q in first}
+    assert len(subjects) == 1 and next(iter(subjects)).value.startswith("urn:genid:")
+    assert len({q.object for q in first if isinstance(q.object, NamedNode)}) == 1
+    assert subjects.isdisjoint({q.subject for q in second})  # a request's blank nodes are its own
+
+
+def test_relative_iris_resolve_against_the_base_given() -> None:
+    compiled = compile_update("INSERT DATA { GRAPH <g> { <s> <p> <o> } }", "https://example.org/sparql")
+    assert [t.value for t in compiled.insert[0]] == [f"https://example.org/{x}" for x in "spog"]
+    with pytest.raises(InvalidInputError, match="base IRI"):
+        compile_update("INSERT DATA { GRAPH <g> { <s> <p> <o> } }", "not an iri")
+
+
+def test_a_sequence_is_guarded_by_what_its_where_deletes_not_by_what_clear_deletes(store: EmbeddedStore) -> None:
+    a, b = Quad(NamedNode("urn:s"), P, Literal("a"), G), Quad(NamedNode("urn:s"), P, Literal("b"), H)
+    store.apply(ChangeSet(insert=[a, b]))
+    clear = store.plan_update("CLEAR GRAPH <urn:h> ; CREATE SILENT GRAPH <urn:k>")
+    where = store.plan_update('INSERT DATA { GRAPH <urn:k> { <urn:s> <urn:p> "k" } } ; '
+                              'DELETE WHERE { GRAPH <urn:g> { ?s <urn:p> "a" } }')
+    store.apply(ChangeSet(delete=[a, b]))  # another writer, between planning and applying
+    store.apply(clear.change)  # CLEAR deletes what is there: nothing left to delete is no conflict
+    with pytest.raises(ConflictError):
+        store.apply(where.change)  # the WHERE matched a quad that is gone: the compare-and-set fails
+    assert not store.quads(g=NamedNode("urn:k"))

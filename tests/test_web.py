@@ -309,6 +309,9 @@ WEB_MATRIX: dict[tuple[str, str], str] = {
     ("GET",  "/ui/datasets"):                        "  .   .   Y     Y     Y     Y     Y     Y    Y",
     ("GET",  "/ui/sparql"):                          "  .   .   Y     Y     Y     Y     Y     Y    Y",
     ("POST", "/ui/sparql"):                          "  .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("GET",  "/ui/sparql/query"):                    "  .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("POST", "/ui/sparql/query"):                    "  .   .   Y     Y     Y     Y     Y     Y    Y",
+    ("GET",  "/ui/sparql/prefixes.json"):            "  .   .   Y     Y     Y     Y     Y     Y    Y",
     ("GET",  "/ui/station/{station_id}/pending"):    "  .   .   .     .     Y     .     Y     .    Y",
     ("GET",  "/ui/login"):                           "  -   -   -     -     -     -     -     -    -",
     ("POST", "/ui/login"):                           "  -   -   -     -     -     -     -     -    -",
@@ -335,10 +338,15 @@ def test_web_role_matrix(client: TestClient, key: tuple[str, str]) -> None:
     client.post(f"/api/trains/{tid}/cancel", headers=ALICE, json={})  # an ended train: its stream ends at once
     for caller, mark in zip(CALLERS, WEB_MATRIX[key].split()):
         data = {"query": "ASK {}"} if method == "POST" else None
-        r = client.request(method, _url(path, tid), headers=HEADERS[caller], data=data, follow_redirects=False)
+        params = {"query": "ASK {}"} if (method, path) == ("GET", "/ui/sparql/query") else None
+        origin = {"origin": "http://testserver"} if method == "POST" else {}  # YASGUI's fetch sends its origin
+        r = client.request(method, _url(path, tid), headers={**HEADERS[caller], **origin}, data=data, params=params,
+                           follow_redirects=False)
         if mark == "Y":
             expected = 303 if path in ("/ui", "/ui/") else 200
             assert r.status_code == expected, f"{caller}: {r.status_code} {r.text[-300:]}"
+        elif caller == "anon" and path == "/ui/sparql/query":  # a script's request: no redirect to a form
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", caller
         elif caller == "anon":
             assert r.status_code == 303 and r.headers["location"].startswith("/ui/login?next="), caller
         elif caller == "bad":

@@ -8,6 +8,7 @@ reload (a marker set in the page's ``window`` survives).
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import ALICE, OPS, admin, register_world, signed, station
+from api_helpers import ALICE, BOB, OPS, admin, register_world, signed, station
 from central_thread import Central, central_service
 from conftest import require_component
 
@@ -54,7 +55,7 @@ def browser() -> Iterator[object]:
     options.binary_location = "/usr/bin/chromium"
     for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(30)
     try:
@@ -104,9 +105,9 @@ def severe_console_messages(driver: object) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]  # type: ignore[attr-defined]
 
 
-def submit(api: httpx.Client, definition: str = "count") -> str:
+def submit(api: httpx.Client, definition: str = "count", who: dict[str, str] = ALICE) -> str:
     body = {"definition": definition, "parameters": {"MIN": "5"} if definition == "count" else {}}
-    r = api.post("/api/trains", headers=ALICE, json=signed(api, ALICE, body))
+    r = api.post("/api/trains", headers=who, json=signed(api, who, body))
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
@@ -136,24 +137,11 @@ def test_pages_render_in_chromium(central: Central, api: httpx.Client, browser: 
         driver.get(central.url + page)  # type: ignore[attr-defined]
         assert len(driver.find_elements(By.CSS_SELECTOR, f"#{element} tbody tr")) == 3  # type: ignore[attr-defined]
         screenshot(driver, element)
-    driver.get(central.url + "/ui/sparql?example=trains_by_state")  # type: ignore[attr-defined]
-    driver.find_element(By.ID, "run").click()  # type: ignore[attr-defined]
-    wait_for(driver, lambda d: d.find_elements(By.ID, "results"))
-    assert "https://w3id.org/pht-kg/vocab#" in text_of(driver, "results")
-    screenshot(driver, "sparql")
-    area = driver.find_element(By.ID, "query")  # type: ignore[attr-defined]
-    area.clear()
-    area.send_keys("SELECT ?x WHERE { ?x ?y }")
-    driver.find_element(By.ID, "run").click()  # type: ignore[attr-defined]
-    wait_for(driver, lambda d: d.find_elements(By.ID, "problem"))
-    assert text_of(driver, "problem").startswith("malformed SPARQL query: error at 1:")
-    screenshot(driver, "sparql-error")
     driver.get(central.url + "/ui/trains/00000000-0000-4000-8000-000000000000")  # type: ignore[attr-defined]
     assert "there is no train" in text_of(driver, "problem")
     screenshot(driver, "not-found")
-    expected = ("/ui/sparql - Failed to load resource: the server responded with a status of 400",
-                "/ui/trains/00000000-0000-4000-8000-000000000000 - Failed to load resource: the server responded "
-                "with a status of 404")
+    expected = ("/ui/trains/00000000-0000-4000-8000-000000000000 - Failed to load resource: the server responded "
+                "with a status of 404",)
     assert [m for m in severe_console_messages(driver) if not any(e in m for e in expected)] == []
     driver.find_element(By.CSS_SELECTOR, "form.who button").click()  # type: ignore[attr-defined]  # log out
     wait_for(driver, lambda d: "/ui/login" in d.current_url and d.find_elements(By.ID, "token"))
@@ -211,3 +199,110 @@ def test_the_train_page_follows_a_running_train_without_reload(central: Central,
     assert driver.execute_script("return window.__notReloaded === true;")  # type: ignore[attr-defined]
     assert severe_console_messages(driver) == []
     screenshot(driver, "train-live-finished")
+
+
+# -- the SPARQL page: YASGUI ------------------------------------------------------------------------------
+
+
+def requested_urls(driver: object) -> list[str]:
+    """Every http(s) / ws(s) URL the page asked for since the last call (Chromium's own chrome:// pages
+    excepted), from the DevTools network log."""
+    urls = []
+    for entry in driver.get_log("performance"):  # type: ignore[attr-defined]
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if url.split(":", 1)[0] in ("http", "https", "ws", "wss"):
+                urls.append(url)
+    return urls
+
+
+def open_yasgui(driver: object, central: Central, headers: dict[str, str], page: str = "/ui/sparql") -> None:
+    log_in(driver, central, headers, page)
+    wait_for(driver, lambda d: d.execute_script(
+        "return !!(window.pht_yasgui && document.querySelector('#yasgui .yasqe .CodeMirror'))"))
+
+
+def type_query(driver: object, text: str) -> None:
+    """Into YASGUI's editor, key by key, as a person would (the editor closes no brackets by itself)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.find_element(By.CSS_SELECTOR, "#yasgui .yasqe .CodeMirror").click()  # type: ignore[attr-defined]
+    editor = driver.find_element(By.CSS_SELECTOR, "#yasgui .yasqe .CodeMirror textarea")  # type: ignore[attr-defined]
+    editor.send_keys(Keys.CONTROL, "a")
+    editor.send_keys(Keys.DELETE)
+    editor.send_keys(text)
+
+
+def run_query(driver: object, expect: str) -> str:
+    """Press YASGUI's query button; the text of the result view once it shows ``expect`` (YASR draws
+    asynchronously), or fails after the wait."""
+    from selenium.webdriver.common.by import By
+
+    driver.execute_script("window.__phtBefore = window.pht_yasgui.getTab().getYasr().results;")  # type: ignore[attr-defined]
+    driver.find_element(By.CSS_SELECTOR, "#yasgui .yasqe_queryButton").click()  # type: ignore[attr-defined]
+    wait_for(driver, lambda d: d.execute_script(
+        "var r = window.pht_yasgui.getTab().getYasr().results; return !!r && r !== window.__phtBefore;"))
+    wait_for(driver, lambda d: expect in d.find_element(By.CSS_SELECTOR, "#yasgui .yasr").text)
+    return str(driver.find_element(By.CSS_SELECTOR, "#yasgui .yasr").text)  # type: ignore[attr-defined]
+
+
+def test_the_sparql_page_is_yasgui_served_by_the_service(central: Central, api: httpx.Client,
+                                                          browser: object) -> None:
+    """Editor with syntax highlighting and our ontology's prefixes, result table; every request goes to the
+    service itself, the page logs no error, and nothing the user did is kept in the browser's storage."""
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    tid = submit(api)
+    open_yasgui(driver, central, ALICE, "/ui/sparql?example=trains_by_state")
+    assert "pht:Train" in driver.execute_script("return window.pht_yasgui.getTab().getQuery()")  # type: ignore[attr-defined]
+    keywords = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#yasgui .yasqe .cm-keyword")]  # type: ignore[attr-defined]
+    assert "SELECT" in keywords and "WHERE" in keywords  # highlighted by YASQE's SPARQL mode
+    type_query(driver, "SELECT ?train ?state WHERE { ?train a pht:Train ; pht:state ?state ")
+    wait_for(driver, lambda d: "PREFIX pht: <https://w3id.org/pht-kg/vocab#>" in d.execute_script(
+        "return window.pht_yasgui.getTab().getQuery()"))  # added from /ui/sparql/prefixes.json on typing pht:
+    driver.find_element(By.CSS_SELECTOR, "#yasgui .yasqe .CodeMirror textarea").send_keys("}")  # type: ignore[attr-defined]
+    shown = run_query(driver, tid)
+    assert tid in shown and "pht:Queued" in shown, shown  # the IRI shortened by the query's own prefix
+    assert driver.find_elements(By.CSS_SELECTOR, "#yasgui .yasr table.dataTable tbody tr")  # type: ignore[attr-defined]
+    screenshot(driver, "sparql-yasgui")
+    type_query(driver, "SELECT ?x WHERE { ?x ?y }")
+    shown = run_query(driver, "malformed SPARQL query: error at 1:")  # /sparql's one sentence, shown by YASR
+    screenshot(driver, "sparql-yasgui-error")
+    urls = requested_urls(driver)
+    assert any(u.startswith(central.url + "/ui/sparql/query") for u in urls), urls
+    assert [u for u in urls if not u.startswith(central.url + "/")] == []
+    assert all("token" not in u.lower() and "eyJ" not in u for u in urls)  # the bearer token is in no URL
+    stored = driver.execute_script("return JSON.stringify(Object.assign({}, window.localStorage))")  # type: ignore[attr-defined]
+    assert "SELECT" not in stored and tid not in stored, stored
+    expected = "/ui/sparql/query - Failed to load resource: the server responded with a status of 400"
+    assert [m for m in severe_console_messages(driver) if expected not in m] == []
+
+
+def test_a_researchers_yasgui_does_not_show_another_researchers_train(central: Central, api: httpx.Client,
+                                                                      browser: object) -> None:
+    driver = browser
+    alices, bobs = submit(api), submit(api, who=BOB)
+    open_yasgui(driver, central, ALICE)
+    type_query(driver, "SELECT ?t WHERE { ?t a <https://w3id.org/pht-kg/vocab#Train> }")
+    shown = run_query(driver, alices)
+    assert bobs not in shown, shown
+    assert severe_console_messages(driver) == []
+
+
+@pytest.mark.parametrize("role", ["station", "station-admin", "operator"])
+def test_yasgui_works_for_every_role_over_what_it_may_read(central: Central, api: httpx.Client, browser: object,
+                                                           role: str) -> None:
+    """A station sees its own graph (here: empty of trains), its admin the trains visiting it, an operator all."""
+    driver = browser
+    tid = submit(api)
+    headers = {"station": station("aachen"), "station-admin": admin("aachen"), "operator": OPS}[role]
+    open_yasgui(driver, central, headers, "/ui/sparql")
+    type_query(driver, "SELECT (COUNT(?t) AS ?n) WHERE { ?t a <https://w3id.org/pht-kg/vocab#Train> }")
+    run_query(driver, "1 result")
+    type_query(driver, "SELECT ?t WHERE { ?t a <https://w3id.org/pht-kg/vocab#Train> }")
+    shown = run_query(driver, "0 results" if role == "station" else tid)
+    assert (tid in shown) == (role != "station"), shown
+    assert severe_console_messages(driver) == []

@@ -169,9 +169,11 @@ class DefinitionIn(Strict):
     id: Identifier = Field(description="the definition's identifier; a new one for every change")
     title: Text
     image_name: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
-        description="Docker/Podman: the image's name (e.g. pht-trains/cohort-count:1); process runtime: the absolute "
-                    "path of the train folder on the stations' machine. No spaces, no '@digest'",
-        json_schema_extra={"pattern": r"^[^\s@]+$"})
+        description="Docker/Podman: the image's name, either local (e.g. pht-trains/cohort-count:1, built at the "
+                    "station) or a registry reference by manifest digest (registry/repository@sha256:<64 hex>, as "
+                    "pht train push prints it), which stations pull by that digest; process runtime: the absolute "
+                    "path of the train folder on the stations' machine. No spaces",
+        json_schema_extra={"pattern": r"^[^\s@]+(@sha256:[0-9a-f]{64})?$"})
     image_digest: Annotated[str, StringConstraints(max_length=100)] = Field(
         description="sha256:<64 hex digits>; images are referenced by digest, never by tag. Docker/Podman: the image "
                     "ID (pht station build-image FOLDER --tag NAME prints it); process runtime: the folder digest "

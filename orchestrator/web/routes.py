@@ -16,20 +16,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pyoxigraph import BlankNode, Literal, NamedNode, Triple
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import ImmutableMultiDict
 
-from graph_store import CENTRAL_GRAPH, PHT_NS, GraphStoreError, list_named_queries
+from graph_store import CENTRAL_GRAPH, PHT_NS, PREFIXES, GraphStoreError, list_named_queries
 
 from ..api.deps import Services
 from ..auth import AuthError, TokenVerifier
 from ..errors import LifecycleError
 from ..principal import Principal, Role
 from ..query_runner import QueryAnswer, query_runner
-from ..sparql_http import HttpError, error_for
+from ..sparql_http import HttpError, error_for, media_type
 from .session import (
     LoginRequired,
     PageError,
@@ -45,8 +46,22 @@ from .views import check_id, pending_work, train_facts, train_page, train_rows
 __all__ = ["web_router"]
 
 HERE = Path(__file__).resolve().parent
-STATIC = {"style.css": "text/css; charset=utf-8", "train.js": "text/javascript; charset=utf-8"}
-"""The files of ``static/`` the view serves (a fixed list: no path from a request reaches the file system)."""
+STATIC = {"style.css": ("style.css", "text/css; charset=utf-8"),
+          "train.js": ("train.js", "text/javascript; charset=utf-8"),
+          "sparql.js": ("sparql.js", "text/javascript; charset=utf-8"),
+          "yasgui.min.js": ("yasgui/yasgui.min.js", "text/javascript; charset=utf-8"),
+          "yasgui.min.css": ("yasgui/yasgui.min.css", "text/css; charset=utf-8"),
+          "yasgui-LICENSE.txt": ("yasgui/LICENSE", "text/plain; charset=utf-8")}
+"""The files of ``static/`` the view serves, by name: path and media type (a fixed list: no path from a request
+reaches the file system). ``yasgui/`` is npm's @zazuko/yasgui, vendored by ``scripts/vendor-yasgui.sh``."""
+YASGUI_ENDPOINT = "/ui/sparql/query"
+"""Where the SPARQL page's YASGUI sends queries: the login cookie is scoped to ``/ui``, so the page's script
+never holds the token, and the API's ``/sparql`` (bearer tokens only) never accepts a cookie."""
+PREFIXES_SHOWN = {**PREFIXES, "rdfs": "http://www.w3.org/2000/01/rdf-schema#", "owl": "http://www.w3.org/2002/07/owl#",
+                  "sh": "http://www.w3.org/ns/shacl#", "sec": "https://w3id.org/security#",
+                  "org": "http://www.w3.org/ns/org#", "skos": "http://www.w3.org/2004/02/skos/core#",
+                  "foaf": "http://xmlns.com/foaf/0.1/"}
+"""The prefixes YASGUI completes (``PREFIX pht: <...>``): those of ``ontology/pht.ttl`` and ``shapes/``."""
 
 SECURITY_HEADERS = {
     # Our own scripts and styles only (no inline script, no CDN); no framing; forms post here only.
@@ -56,6 +71,13 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+YASGUI_STYLES = ("'sha256-zCK2EVMoPc04mRF/g5CotUvxbJPWS+8V0b+s9ptqQIk='",
+                 "'sha256-c0O6TmFAkgpNbHxKAa1BrveWHHopjEtC47i0PzMudxg='")
+"""The two fixed ``<style>`` elements YASR's column resizer adds (its grips; the cursor while dragging), by
+hash: any other inline style sheet stays refused (``tests/test_web_browser.py`` checks the page logs none)."""
+SPARQL_PAGE_CSP = (SECURITY_HEADERS["Content-Security-Policy"]
+                   + f"; style-src-elem 'self' {' '.join(YASGUI_STYLES)}")
+"""The SPARQL page's policy: the view's own, plus YASR's two style sheets by hash; scripts stay our own files."""
 MAX_PAGE = 5000
 SPARQL_SHOWN = 1000
 """Rows of a query's result shown in the table (the endpoint ``/sparql`` gives all, up to its limit)."""
@@ -133,7 +155,8 @@ def _refusal(e: Exception) -> tuple[int, str, str]:
 
 
 def _login_needed(pages: _Pages, request: Request, e: LoginRequired) -> Response:
-    if e.from_header or "text/event-stream" in request.headers.get("accept", ""):
+    if e.from_header or "text/event-stream" in request.headers.get("accept", "") or \
+            request.url.path == YASGUI_ENDPOINT:
         # a script (or the live stream): no redirect to a form it cannot fill in
         return pages.error(401, "Not logged in", e.reason or "this page needs a bearer token",
                            headers={"WWW-Authenticate": "Bearer"})
@@ -217,7 +240,8 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
     async def static(name: str) -> Response:
         if name not in STATIC:
             raise PageError(404, "Not found", f"there is no file {name[:80]!r} here")
-        return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
+        path, media = STATIC[name]
+        return Response((HERE / "static" / path).read_bytes(), media_type=media,
                         headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"})
 
     # -- trains ----------------------------------------------------------------------------------------
@@ -298,7 +322,38 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
             except GraphStoreError as e:
                 refusal = error_for(e)
                 status, context["problem"] = refusal.status, refusal.detail
-        return pages.render("sparql.html", status, principal=who, **context)
+        return pages.render("sparql.html", status, principal=who, endpoint=YASGUI_ENDPOINT,
+                            headers={"Content-Security-Policy": SPARQL_PAGE_CSP}, **context)
+
+    @router.get("/sparql/prefixes.json")
+    async def sparql_prefixes(_who: Who) -> Response:
+        """The prefixes YASGUI's editor completes, as prefix.cc's JSON (its ``prefixCcApi``)."""
+        return JSONResponse(PREFIXES_SHOWN, headers={"Cache-Control": "max-age=300"})
+
+    @router.get("/sparql/query")
+    @router.post("/sparql/query")
+    async def sparql_endpoint(who: Who, request: Request) -> Response:
+        """The SPARQL Protocol for the page's YASGUI, read-only: ``/sparql``'s answers (formats, time-out, row
+        limit, the caller's graphs), authenticated by the login cookie; refusals are JSON like ``/sparql``'s."""
+        try:
+            form: ImmutableMultiDict[str, Any] = request.query_params
+            if request.method == "POST":
+                if not same_origin(request):
+                    raise HttpError(403, "queries with the login cookie must come from this site's pages")
+                if media_type(request) != "application/x-www-form-urlencoded":
+                    raise HttpError(415, "POST the query as application/x-www-form-urlencoded (query=...)")
+                form = await request.form()
+            if "update" in form:
+                raise HttpError(403, "the web view is read-only: send updates to /sparql with an operator's token")
+            queries = form.getlist("query")
+            if len(queries) != 1 or not isinstance(queries[0], str):
+                raise HttpError(400, "give exactly one query parameter")
+            # exactly what /sparql does with a query, in the page's own worker processes
+            return await runner.respond(who, queries[0], [], [], request.headers.get("accept"))
+        except HttpError as e:
+            return e.response()
+        except GraphStoreError as e:
+            return error_for(e).response()
 
     @router.get("/sparql")
     async def sparql_get(who: Who, query: str | None = None, example: str | None = None) -> Response:

@@ -65,6 +65,11 @@ class Runtime(Protocol):
     def check_image(self, image: str, digest: str) -> None:
         """Raise :class:`ImageRefused` unless ``image`` exists locally with exactly ``digest``."""
 
+    def pull(self, reference: str, auth: Mapping[str, str] | None) -> None:
+        """Fetch ``reference`` (``registry/repository@sha256:<manifest digest>``) from its registry with the
+        station's credentials ``auth`` (None: anonymous), so that :meth:`check_image` finds it; never by tag.
+        Raise :class:`ImageRefused` with one sentence when it cannot be fetched."""
+
     def run(self, spec: RunSpec) -> RunResult:
         """Run to completion under the spec's limits; never raises for a train's own failure."""
 

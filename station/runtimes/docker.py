@@ -43,6 +43,7 @@ import requests.exceptions
 from docker.types import LogConfig, Mount, Ulimit
 
 from station import contract
+from station.image_registry import parse_reference, pull_digest
 from station.runtimes.base import ImageRefused, RunResult, RunSpec, RuntimeFailure
 from station.runtimes.output import OutputRejected, empty_folder, extract_tar
 
@@ -192,6 +193,14 @@ class DockerRuntime:
             raise RuntimeFailure(f"the container engine did not answer: {exc}") from exc
         if local.id != digest:
             raise ImageRefused(f"Image {image} here is {local.id}, not the approved {digest}.")
+
+    def pull(self, reference: str, auth: Mapping[str, str] | None) -> None:
+        """Pull exactly this digest reference (``station/image_registry.py``); :meth:`check_image` then compares
+        the pulled image's ID with the approved one."""
+        parsed = parse_reference(reference)
+        if parsed is None:
+            raise ImageRefused(f"Image {reference} names no registry digest, and stations never pull by tag.")
+        pull_digest(self.client, parsed, auth)
 
     def _image_config(self, digest: str) -> dict[str, Any]:
         """The ``Config`` of the image with exactly this ID (its command, working folder)."""

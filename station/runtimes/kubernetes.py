@@ -240,6 +240,10 @@ class KubernetesRuntime:
         self.batch = k8s.BatchV1Api(api_client)
         self.networking = k8s.NetworkingV1Api(api_client)
 
+    def pull(self, reference: str, auth: Mapping[str, str] | None) -> None:
+        """Nothing to fetch here: the cluster's nodes pull, by the reference the image reference file maps the
+        approved image ID to, with the namespace's image pull secret."""
+
     def check_image(self, image: str, digest: str) -> None:
         if digest not in self.image_refs:
             raise ImageRefused(f"No registry reference is configured for image {image} with ID {digest}.")

@@ -321,6 +321,10 @@ class ProcessRuntime:
     def isolated(self) -> bool:
         return self.bwrap is not None
 
+    def pull(self, reference: str, auth: Mapping[str, str] | None) -> None:
+        """Refuse: this runtime runs train folders, and a registry holds container images."""
+        raise ImageRefused(f"The process runtime runs train folders and cannot pull the container image {reference}.")
+
     def check_image(self, image: str, digest: str) -> None:
         """Refuse unless the train folder ``image`` has exactly :func:`folder_digest` ``digest``."""
         actual = folder_digest(Path(image))

@@ -40,6 +40,7 @@ AUTO = StationPolicy(requires_approval=False, requires_output_review=False)
 MANUAL = StationPolicy(requires_approval=True, requires_output_review=False)
 BASE = "https://pht.example.org/id/"
 ALICE = f"{BASE}agents/alice"
+SWAPPED_REFERENCE = "registry.evil.example/trains/count@sha256:" + "ab" * 32
 EVIL = "sh -c 'cat /pht/data/* > /pht/output/all.csv'"
 
 
@@ -310,6 +311,9 @@ def request_of(world: World, tid: str) -> tuple[list[ox.Triple], ox.NamedNode, P
     ({"image_digest": OTHER_DIGEST}, f"the image digest differs from the signed one: signed sha256:{'5e' * 32}, "
                                      f"given {OTHER_DIGEST}"),
     ({"entrypoint": EVIL}, "the entrypoint differs from the signed one"),
+    # the registry reference is signed too: an operator cannot point the stations at another manifest
+    ({"image_name": SWAPPED_REFERENCE}, f"the image name differs from the signed one: signed pht/count, given "
+                                        f"{SWAPPED_REFERENCE}"),
     ({"parameters": {"MIN": "1"}}, "parameter MIN differs from the signed value"),
     ({"definition": "other"}, "the train runs definition other, but its request was signed for count"),
     ({"request_proof": ""}, "the train is unsigned, and this station runs signed trains only"),
