@@ -90,7 +90,9 @@ class Service:
 
     def start(self, timeout_s: float = 30.0) -> None:
         env = {**os.environ, "PHT_DEMO": "1", "PHT_JWT_SECRET": DEMO_SECRET, "PHT_STORE_PATH": str(self.store),
-               "PHT_HOST": "127.0.0.1", "PHT_PORT": str(self.port), "PHT_LOG_LEVEL": "warning"}
+               "PHT_HOST": "127.0.0.1", "PHT_PORT": str(self.port), "PHT_LOG_LEVEL": "warning",
+               # every traffic thread is the same operator: durability, not the per-caller limit, is tested here
+               "PHT_QUERY_PER_PRINCIPAL": str(THREADS), "PHT_QUERY_WORKERS": str(THREADS + 1)}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         with self.log.open("ab") as out:
             self.process = subprocess.Popen([sys.executable, "-m", "orchestrator"], cwd=REPO, env=env,
