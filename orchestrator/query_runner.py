@@ -1,11 +1,12 @@
 """Running a caller's query or update WHERE: in a worker process (``query_workers.py``) within a deadline, at most
-``per_principal`` at a time per caller.
+``per_principal`` at a time per caller (one more waits ``queue_s`` for one of them, then is refused).
 
 The main process never parses or evaluates a caller's SPARQL: a worker does (``query_worker.py``, with
 ``query_eval.py``), and is killed and replaced when the deadline passes (pyoxigraph cannot cancel a query) or
 when the query crashes it.
 """
 
+import asyncio
 import logging
 import math
 import threading
@@ -27,6 +28,8 @@ from .settings import Settings
 from .sparql_http import HttpError
 
 log = logging.getLogger(__name__)
+QUEUE_POLL_S = 0.005
+"""How often a queued query looks for a free slot of its caller's."""
 
 __all__ = ["QueryAnswer", "QueryDataset", "QueryRunner", "answer_response", "evaluate", "parse_iris",
            "query_dataset", "query_runner"]
@@ -34,19 +37,22 @@ __all__ = ["QueryAnswer", "QueryDataset", "QueryRunner", "answer_response", "eva
 
 class QueryRunner:
     """Runs callers' queries and update WHEREs in worker processes: at most ``per_principal`` at a time per
-    caller (429 beyond), each within ``timeout_s`` (503 at the deadline, its worker killed and replaced)."""
+    caller (one more waits up to ``queue_s`` for one of them to finish, else 429), each within ``timeout_s``
+    (503 at the deadline, its worker killed and replaced)."""
 
     def __init__(self, pool: WorkerPool, *, timeout_s: float, row_limit: int, max_bytes: int,
-                 per_principal: int) -> None:
+                 per_principal: int, queue_s: float = 0.0) -> None:
         self.pool = pool
         self.timeout_s, self.row_limit, self.max_bytes, self.per_principal = timeout_s, row_limit, max_bytes, \
             per_principal
+        self.queue_s = queue_s
         self._running: dict[str, int] = {}
         self._lock = threading.Lock()
 
     async def start(self, *, wait: bool = True) -> None:
         """Start the workers and (``wait``) wait at most a minute until they run, so that the first queries a
         starting service answers do not spend their deadline waiting for a worker."""
+        self.pool.open()
         if not wait:
             self.pool.start()
         elif not await run_in_threadpool(self.pool.wait_ready, 60.0):
@@ -59,11 +65,12 @@ class QueryRunner:
     @asynccontextmanager
     async def _slot(self, who: Principal) -> AsyncIterator[None]:
         key = who.subject
-        with self._lock:
-            if self._running.get(key, 0) >= self.per_principal:
+        give_up = time.monotonic() + self.queue_s
+        while not self._take(key):  # a dashboard's panels queue briefly; a flood is refused
+            if time.monotonic() >= give_up:
                 raise HttpError(429, f"you have {self.per_principal} queries running already; wait for one to "
                                      "finish", headers={"Retry-After": "1"})
-            self._running[key] = self._running.get(key, 0) + 1
+            await asyncio.sleep(QUEUE_POLL_S)
         try:
             yield
         finally:
@@ -71,6 +78,13 @@ class QueryRunner:
                 self._running[key] -= 1
                 if not self._running[key]:
                     del self._running[key]
+
+    def _take(self, key: str) -> bool:
+        with self._lock:
+            if self._running.get(key, 0) >= self.per_principal:
+                return False
+            self._running[key] = self._running.get(key, 0) + 1
+            return True
 
     def _over_time(self) -> HttpError:
         return HttpError(503, f"the query did not finish within {self.timeout_s:g} s; make it more selective or "
@@ -126,4 +140,5 @@ def query_runner(store: GraphStore, settings: Settings, *, workers: int | None =
     if pool.size > 1:  # one caller never holds every worker (a pool of one can only be shared in turn)
         per_principal = min(per_principal, pool.size - 1)
     return QueryRunner(pool, timeout_s=settings.query_timeout_s, row_limit=settings.query_result_limit,
-                       max_bytes=settings.query_result_max_bytes, per_principal=per_principal)
+                       max_bytes=settings.query_result_max_bytes, per_principal=per_principal,
+                       queue_s=settings.query_queue_s)

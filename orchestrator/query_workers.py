@@ -154,9 +154,18 @@ class WorkerPool:
 
     # -- processes -------------------------------------------------------------------------------------
 
+    def open(self) -> None:
+        """Let a closed pool start workers again: an app's lifespan may run more than once (a test client
+        entered twice, Schemathesis's ASGI transport once per test), each time closing the pool at its end."""
+        with self._lock:
+            self._closed = False
+            self._failed_at = -RETRY_AFTER_FAILURE_S
+
     def start(self) -> None:
         """Start the missing workers in the background (each seeded before it takes a job)."""
         with self._lock:
+            if self._closed:
+                return
             if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE_S:
                 return
             missing = self.size - len(self._all) - self._starting

@@ -57,7 +57,10 @@ class Settings:
     store (see docs/architecture.md for the memory this costs). More than ``query_per_principal``, so that one
     caller's queries always leave workers to the others."""
     query_per_principal: int = 2
-    """Queries one caller may run at a time (``PHT_QUERY_PER_PRINCIPAL``); one more is answered 429."""
+    """Queries one caller may run at a time (``PHT_QUERY_PER_PRINCIPAL``); one more waits for one of them."""
+    query_queue_s: float = 2.0
+    """How long a caller's query beyond ``query_per_principal`` waits for one of theirs to finish
+    (``PHT_QUERY_QUEUE_S``) before it is answered 429: a dashboard's panels queue, a flood is refused."""
     query_result_max_bytes: int = 50_000_000
     """Largest serialised answer (``PHT_QUERY_RESULT_MAX_BYTES``); a larger one is cut to fewer rows, announced
     by ``X-PHT-Result-Truncated: true`` like the row limit."""
@@ -114,6 +117,8 @@ class Settings:
         if not 1 <= self.query_per_principal < self.query_workers:
             raise SettingsError("PHT_QUERY_PER_PRINCIPAL must be at least 1 and less than PHT_QUERY_WORKERS, so that "
                                 "one caller's queries leave a worker to the others")
+        if not 0 <= self.query_queue_s <= 60:
+            raise SettingsError("PHT_QUERY_QUEUE_S must be between 0 and 60 seconds")
         if self.query_result_max_bytes < 1000:
             raise SettingsError("PHT_QUERY_RESULT_MAX_BYTES must be at least 1000")
         if self.station_timeout_s < 0:
@@ -157,6 +162,7 @@ class Settings:
             query_result_limit=int(num("PHT_QUERY_RESULT_LIMIT", 10_000)),
             query_workers=int(num("PHT_QUERY_WORKERS", 4)),
             query_per_principal=int(num("PHT_QUERY_PER_PRINCIPAL", 2)),
+            query_queue_s=num("PHT_QUERY_QUEUE_S", 2.0),
             query_result_max_bytes=int(num("PHT_QUERY_RESULT_MAX_BYTES", 50_000_000)),
             base_iri=e.get("PHT_BASE_IRI", DEFAULT_BASE_IRI),
             station_timeout_s=num("PHT_STATION_TIMEOUT_S", 3600.0),

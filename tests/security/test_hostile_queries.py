@@ -109,7 +109,7 @@ def store() -> Iterator[EmbeddedStore]:
 
 @pytest.fixture(scope="module")
 def url(store: EmbeddedStore) -> Iterator[str]:
-    with serve(app_over(store, query_timeout_s=1.0, query_workers=6, query_per_principal=2)) as u:
+    with serve(app_over(store, query_timeout_s=1.0, query_workers=6, query_per_principal=2, query_queue_s=0.2)) as u:
         wait_for_workers(6)
         yield u
 
@@ -252,13 +252,54 @@ def test_one_principal_over_its_limit_gets_429_and_another_is_served(url: str) -
     assert other.status_code == 200
 
 
+MEDIUM = ("SELECT (COUNT(*) AS ?n) WHERE { { SELECT ?c WHERE { GRAPH ?g { ?a ?b ?c } } LIMIT 1500 } "
+          "{ SELECT ?f WHERE { GRAPH ?h { ?d ?e ?f } } LIMIT 1500 } FILTER(STR(?c) != STR(?f)) }")
+"""About 0.2 s of evaluation: long enough that six sent at once overlap."""
+
+
+@pytest.mark.parametrize("queue_s", [0.0, 10.0])
+def test_a_callers_queries_beyond_the_limit_wait_for_a_slot_instead_of_429(store: EmbeddedStore,
+                                                                              queue_s: float) -> None:
+    """A dashboard's six panels refreshed at once by one viewer: with a queue all are answered, in turn; without
+    one (the control) some are refused, so it is the queue that answers them."""
+    with serve(app_over(store, query_timeout_s=10.0, query_workers=4, query_per_principal=2,
+                        query_queue_s=queue_s)) as u:
+        assert get(u, "ASK {}").status_code == 200  # the workers run
+        out: list[httpx.Response] = []
+        panels = [threading.Thread(target=lambda: out.append(get(u, MEDIUM, "dashboard-viewer"))) for _ in range(6)]
+        for t in panels:
+            t.start()
+        for t in panels:
+            t.join(60)
+    statuses = sorted(r.status_code for r in out)
+    if queue_s:
+        assert statuses == [200] * 6, statuses
+    else:
+        assert 429 in statuses and 200 in statuses, statuses
+
+
+def test_an_app_whose_lifespan_runs_again_answers_at_once(store: EmbeddedStore) -> None:
+    """A second lifespan (a test client entered twice; Schemathesis runs one per test) starts the workers the
+    first one's end stopped, instead of waiting a minute for a closed pool."""
+    app = app_over(store, query_timeout_s=5.0)
+    for _ in range(2):
+        start = time.monotonic()
+        with serve(app) as u:
+            assert get(u, "ASK {}").status_code == 200
+        assert time.monotonic() - start < 20
+
+
 def test_settings_keep_a_worker_free_of_any_one_caller() -> None:
     for workers, per_principal in ((2, 2), (4, 4), (4, 0)):
         with pytest.raises(SettingsError, match="less than PHT_QUERY_WORKERS"):
             replace(SETTINGS, query_workers=workers, query_per_principal=per_principal)
-    env = {"PHT_JWT_SECRET": SETTINGS.jwt_secret or "", "PHT_QUERY_WORKERS": "6", "PHT_QUERY_PER_PRINCIPAL": "3"}
+    for queue_s in (-1.0, 61.0):
+        with pytest.raises(SettingsError, match="PHT_QUERY_QUEUE_S"):
+            replace(SETTINGS, query_queue_s=queue_s)
+    env = {"PHT_JWT_SECRET": SETTINGS.jwt_secret or "", "PHT_QUERY_WORKERS": "6", "PHT_QUERY_PER_PRINCIPAL": "3",
+           "PHT_QUERY_QUEUE_S": "0.5"}
     read = Settings.from_env(env)
-    assert (read.query_workers, read.query_per_principal) == (6, 3)
+    assert (read.query_workers, read.query_per_principal, read.query_queue_s) == (6, 3, 0.5)
 
 
 def test_another_users_point_query_stays_fast_under_four_hostile_clients(url: str) -> None:
