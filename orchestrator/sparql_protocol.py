@@ -47,9 +47,9 @@ Run time
     ``settings.query_timeout_s`` is answered 503 with ``Retry-After`` and its worker is killed (SIGKILL) and
     replaced: pyoxigraph cannot cancel a query, a process can be stopped. A query running longer than 1 s (or
     half its deadline) gets a lower CPU priority (nice 10). A caller may run ``settings.query_per_principal``
-    queries at a time (one more waits ``settings.query_queue_s`` for a slot, then 429 with ``Retry-After``), fewer than there are workers, so one caller's load
-    leaves the others workers. SELECT
-    and CONSTRUCT results are cut at ``settings.query_result_limit`` rows / triples and at
+    queries at a time (one more waits ``settings.query_queue_s`` for a slot, then 429 with ``Retry-After``),
+    fewer than there are workers, so one caller's load leaves the others workers. SELECT and CONSTRUCT results
+    are cut at ``settings.query_result_limit`` rows / triples and at
     ``settings.query_result_max_bytes`` serialised, announced by ``X-PHT-Result-Truncated: true``. Request
     bodies over ``settings.max_body_bytes`` are answered 413.
 
