@@ -16,6 +16,7 @@ A refused write raises before step 3: nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -113,6 +114,11 @@ class GraphStore(ABC):
 
     def _confirm_commit(self, change: ChangeSet) -> None:
         """Hook for back-ends that cannot tell whether a guarded update matched (remote): raise ConflictError."""
+
+    def _exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held around each write, inside the thread lock: excludes writers in other processes where the back-end
+        does not (a remote store on a server that does not serialise guarded updates, see ``_write_lock.py``)."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def close(self) -> None:
@@ -247,7 +253,7 @@ class GraphStore(ABC):
         Raises ValidationFailed (with the report) if it violates the shapes, ConflictError if a guard quad is
         missing, InvalidInputError if it writes the ontology or shapes graphs. Nothing is written then.
         """
-        with self._write_lock:
+        with self._write_lock, self._exclusive():
             missing = [q for q in change.guard if not self.contains(q)]
             if missing:
                 raise ConflictError("precondition failed: " + "; ".join(str(q) for q in sorted(missing, key=str)))
@@ -433,7 +439,7 @@ class GraphStore(ABC):
         """(Re)write the ontology and shapes graphs from the repository's files, in one atomic update."""
         text = " ; ".join([f"DROP SILENT GRAPH {ONTOLOGY_GRAPH}", f"DROP SILENT GRAPH {SHAPES_GRAPH}",
                            *_insert_operations(self.schema.ontology_quads + self.schema.shapes_quads)])
-        with self._write_lock:
+        with self._write_lock, self._exclusive():  # two replicas starting at once: one reload after the other
             self._clear_caches()
             self._update(text)
             self._bypassed()
@@ -457,13 +463,14 @@ class GraphStore(ABC):
         return graphs
 
     @staticmethod
-    def _commit_text(change: ChangeSet, *, guarded: bool = True) -> str:
+    def _commit_text(change: ChangeSet, *, guarded: bool = True, fence: str = "") -> str:
         """One update request: a guarded DELETE/INSERT ... WHERE, or DELETE DATA + INSERT DATA without a guard
-        (or with ``guarded=False``, for a writer that has just checked the guard and is the store's only one)."""
+        (or with ``guarded=False``, for a writer that has just checked the guard and is the store's only one).
+        ``fence``: a further pattern the guarded WHERE requires (a remote store's write-lock claim)."""
         if change.guard and guarded:
             delete = f"DELETE {{ {quad_block(change.delete)} }} " if change.delete else ""
             insert = f"INSERT {{ {quad_block(change.insert)} }} " if change.insert else ""
-            return f"{delete}{insert}WHERE {{ {quad_block(change.guard)} }}"
+            return f"{delete}{insert}WHERE {{ {quad_block(change.guard)} {fence} }}"
         return " ; ".join([*_data_operations("DELETE DATA", list(change.delete)),
                            *_data_operations("INSERT DATA", list(change.insert))])
 
