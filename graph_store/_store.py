@@ -325,7 +325,7 @@ class GraphStore(ABC):
         Raises InvalidInputError (see plan_update), ValidationFailed, ConflictError (another writer changed the
         matched data first).
         """
-        with self._write_lock:
+        with self._write_lock, self._exclusive():  # planned and applied with no other process's write between
             plan = self.plan_update(update, bindings=bindings, using=using, using_named=using_named,
                                     max_solutions=max_solutions)
             return UpdateOutcome(report=self.apply(plan.change), solutions=plan.solutions, change=plan.change)
@@ -340,7 +340,10 @@ class GraphStore(ABC):
         raises ConflictError and nothing at all is written.
         """
         compiled = [self._compiled(text, values) for text, values in updates]
-        with self._write_lock:
+        # Evaluated and applied with no other process's write between: a deletion another process made after the
+        # WHERE found it would otherwise be dropped from the change (it no longer exists) and so from its guard,
+        # and the step would apply twice (measured with two service replicas on one Oxigraph server).
+        with self._write_lock, self._exclusive():
             parts = [self.evaluate_update(c, values, c.where_dataset(), None) for c, values in compiled]
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")

@@ -224,7 +224,7 @@ def test_a_writer_killed_holding_the_lock_delays_the_others_by_its_ttl_only(
 def test_the_same_step_sent_to_both_replicas_has_exactly_one_winner(pair: tuple[Replica, Replica]) -> None:
     a, b = pair
     races = []
-    for i in range(6):
+    for i in range(10):
         tid = submit(a if i % 2 else b)
         races.append((tid, f"{tid}.r1-s0"))
     outcomes = []
