@@ -144,7 +144,8 @@ class ServerWriteLock:
             claim, at, now = row["claim"], _time(row["at"]), _time(row["now"])
             if not isinstance(claim, NamedNode):
                 continue
-            if at is not None and now is not None and (now - at).total_seconds() < self.ttl_s:
+            # a claim stamped in the future (never by NOW(); by a hand that wrote the graph) must not hold forever
+            if at is not None and now is not None and abs((now - at).total_seconds()) < self.ttl_s:
                 live.append(claim.value)
             else:
                 expired.append(claim)

@@ -218,6 +218,28 @@ def test_a_writer_killed_holding_the_lock_delays_the_others_by_its_ttl_only(
     assert not store.quads(g=NamedNode("https://w3id.org/pht-kg/graph/write-lock")), "the dead claim was removed"
 
 
+def test_no_caller_writes_the_write_lock_graph_and_a_forged_claim_does_not_block_writes(
+        pair: tuple[Replica, Replica], ox: servers.OxigraphServer) -> None:
+    """An operator's SPARQL Update or Graph Store Protocol write naming the claims' graph is refused; a claim
+    stamped far in the future (written past the platform, on the server itself) does not lock everyone out."""
+    a, _ = pair
+    lock = "https://w3id.org/pht-kg/graph/write-lock"
+    forged = (f"INSERT DATA {{ GRAPH <{lock}> {{ <{lock}#claim-0> <https://w3id.org/pht-kg/vocab#claimedAt> "
+              '"2999-01-01T00:00:00Z"^^<http://www.w3.org/2001/XMLSchema#dateTime> } }')
+    r = a.client.post("/sparql", data={"update": forged}, headers=OPS)
+    assert r.status_code in (400, 403) and "belongs to the store" in r.json()["detail"], r.text
+    r = a.client.put("/rdf-graphs", params={"graph": lock}, headers={**OPS, "Content-Type": "text/turtle"},
+                     content=b"<urn:a> <urn:b> <urn:c> .")
+    assert r.status_code in (400, 403), r.text
+    store = RemoteStore(ox.query_url, ox.update_url, write_lock_ttl_s=LOCK_TTL_S)
+    assert not store.quads(g=NamedNode(lock))
+    store._update(forged)  # noqa: SLF001
+    started = time.monotonic()
+    submit(a)
+    assert time.monotonic() - started < LOCK_TTL_S, "a claim from the future is not a live claim"
+    assert not store.quads(g=NamedNode(lock)), "and it was removed"
+
+
 # -- two service replicas -----------------------------------------------------------------------------------
 
 
