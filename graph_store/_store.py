@@ -8,7 +8,8 @@ everything that makes a write safe lives here once:
 3. the change is committed as ONE SPARQL Update request (atomic in pyoxigraph, Oxigraph server and
    Virtuoso), whose WHERE clause repeats the guard so that the update does nothing if a writer in another
    process changed the guarded data first -- on a server that serialises concurrent updates (Virtuoso with
-   REPEATABLE READ; not Oxigraph server 0.5: see :mod:`._remote`). The embedded store, its directory's only
+   REPEATABLE READ; not Oxigraph server 0.5: see :mod:`._remote`, whose store therefore holds a cross-process
+   write lock around steps 1-3, :meth:`GraphStore._exclusive`). The embedded store, its directory's only
    writer, does not repeat the guard: step 1 checked it under the write lock (see EmbeddedStore._commit).
 
 A refused write raises before step 3: nothing is written.
@@ -78,8 +79,8 @@ class UpdatePlan:
 class GraphStore(ABC):
     """One RDF dataset in the named-graph layout of :mod:`._vocab`, whose every write is validated.
 
-    Writers using one store instance are serialised by a lock; the guard in the committed update protects
-    against writers in other processes only where the server serialises updates (see :mod:`._remote`).
+    Writers using one store instance are serialised by a lock; writers in other processes by the back-end's
+    :meth:`_exclusive` (a remote store's write lock in the graph, see :mod:`._remote`).
     """
 
     def __init__(self, schema: Schema | None = None) -> None:

@@ -2,7 +2,8 @@
 
 Durable state lives in the graph store only (no in-memory queues): a restarted service reads everything
 back, and ``Lifecycle.recover`` queues trains a crash left ``submitted``. One process owns an embedded store
-(RocksDB lock), so run one worker per store; scale reads with a remote SPARQL store instead.
+(RocksDB lock), so run one worker per store; to scale out, run replicas on a remote SPARQL store (what they
+share and what each keeps: docs/architecture.md, "Replicas of the central service").
 """
 
 from __future__ import annotations
