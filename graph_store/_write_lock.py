@@ -16,14 +16,15 @@ later request (a "splitter" over the shared graph):
    claim was written. Otherwise the claimant with the smallest claim keeps it and reads again; the others
    withdraw theirs and retry after a random pause, so one of them always progresses;
 3. release by deleting the claim. A holder killed mid-write (``kill -9``) leaves a claim that stops counting
-   after ``ttl_s``; a holder still writing after ``ttl_s / 2`` gives up before committing
-   (:meth:`ServerWriteLock.check`), so an expired claim never has a live writer behind it; and should it stall after
-   that check, its guarded update also requires its claim (:meth:`ServerWriteLock.fence`), which the next writer
-   removed before writing. A claim that waited
-   long for its turn is restamped (in one request, so it never disappears) before its holder writes.
+   after ``ttl_s``. While it writes, a holder restamps its claim every ``ttl_s / 4`` from a thread; one whose claim
+   was last seen stamped more than ``ttl_s / 2`` ago (it stalled) gives up before committing
+   (:meth:`ServerWriteLock.check`), and should it stall after that check, its guarded update also requires its
+   claim (:meth:`ServerWriteLock.fence`), which the next writer removed before writing. A claim that waited long
+   for its turn is restamped (in one request, so it never disappears) before its holder writes.
 
 Claims live in their own graph, which SPARQL Update's ``ALL`` / ``NAMED`` leave alone and no caller may name
-(:meth:`RemoteStore.server_graph`). Cost: three extra requests per write (claim, read, release).
+(:meth:`RemoteStore.server_graph`). Cost: three extra requests per write (claim, read, release), two more per
+``ttl_s / 4`` of a long write.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pyoxigraph import Literal, NamedNode, QuerySolutions
@@ -65,6 +67,15 @@ def _time(term: object) -> datetime | None:
         return None
 
 
+@dataclass
+class _Hold:
+    """One held claim: when it was last known stamped (monotonic), and whether its write has ended."""
+
+    claim: NamedNode
+    since: float
+    done: threading.Event = field(default_factory=threading.Event)
+
+
 class ServerWriteLock:
     """The lock, spoken through a store's raw query and update primitives (text already bound).
 
@@ -81,35 +92,55 @@ class ServerWriteLock:
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        """Hold the lock for the body (one write); re-entrant within a thread."""
-        if getattr(self._held, "since", None) is not None:
+        """Hold the lock for the body (one write); re-entrant within a thread. A long write (planning a large
+        update) keeps its claim alive: a thread restamps it every ``ttl_s / 4`` until the body ends."""
+        if getattr(self._held, "hold", None) is not None:
             yield
             return
         claim, since = self._acquire()
-        self._held.since, self._held.claim = since, claim
+        held = _Hold(claim, since)
+        self._held.hold = held
+        renewer = threading.Thread(target=self._renew, args=(held,), name="store-write-lock", daemon=True)
+        renewer.start()
         try:
             yield
         finally:
-            self._held.since = self._held.claim = None
+            self._held.hold = None
+            held.done.set()
+            renewer.join()
             try:
                 self._update(bind(_WITHDRAW, {"claim": claim}))
             except StoreUnavailable:
                 pass  # the claim stops counting after ttl_s
 
     def check(self) -> None:
-        """Raise StoreUnavailable if this thread's claim may have expired by the time a commit arrives."""
-        since = getattr(self._held, "since", None)
-        if since is not None and time.monotonic() - since > self.ttl_s / 2:
+        """Raise StoreUnavailable if this thread's claim may have expired by the time a commit arrives (it was
+        last stamped more than ``ttl_s / 2`` ago: this process stalled, or the server did not answer)."""
+        held = getattr(self._held, "hold", None)
+        if held is not None and time.monotonic() - held.since > self.ttl_s / 2:
             raise StoreUnavailable(f"this write held the store's write lock for more than {self.ttl_s / 2:g} s "
-                                   "before committing; nothing was written, try again")
+                                   "without renewing it; nothing was written, try again")
+
+    def _renew(self, held: _Hold) -> None:
+        """Restamp the claim every ``ttl_s / 4`` while it is held; ``since`` moves only once the claim is seen
+        stamped again (a claim another writer removed as expired stays removed: check() then refuses)."""
+        while not held.done.wait(self.ttl_s / 4):
+            sent = time.monotonic()
+            try:
+                self._update(bind(_RENEW, {"claim": held.claim}))
+                live, _ = self._claims()
+            except StoreUnavailable:
+                continue
+            if held.claim.value in live:
+                held.since = sent
 
     def fence(self) -> str:
         """A graph pattern that matches only while this thread's claim is in the store ("" if none is held): a
         guarded commit requires it, so a writer whose claim another writer removed as expired writes nothing."""
-        claim = getattr(self._held, "claim", None)
-        if claim is None:
+        held = getattr(self._held, "hold", None)
+        if held is None:
             return ""
-        return bind(f"GRAPH {LOCK_GRAPH} {{ $claim <{PHT.claimedAt.value}> ?fence }}", {"claim": claim})
+        return bind(f"GRAPH {LOCK_GRAPH} {{ $claim <{PHT.claimedAt.value}> ?fence }}", {"claim": held.claim})
 
     def _acquire(self) -> tuple[NamedNode, float]:
         deadline = time.monotonic() + self.wait_s

@@ -218,6 +218,34 @@ def test_a_writer_killed_holding_the_lock_delays_the_others_by_its_ttl_only(
     assert not store.quads(g=NamedNode("https://w3id.org/pht-kg/graph/write-lock")), "the dead claim was removed"
 
 
+class _LongWrite(RemoteStore):
+    """A RemoteStore whose write takes twice its lock's TTL between validation and commit (a large update)."""
+
+    def _commit(self, change: ChangeSet) -> None:
+        time.sleep(2.0)
+        super()._commit(change)
+
+
+def test_a_write_longer_than_the_ttl_keeps_the_lock_and_the_others_wait(ox: servers.OxigraphServer) -> None:
+    g = NamedNode("https://w3id.org/pht-kg/graph/test-replicas")
+    p = NamedNode("urn:test:p")
+    long = _LongWrite(ox.query_url, ox.update_url, write_lock_ttl_s=1.0)
+    other = RemoteStore(ox.query_url, ox.update_url, write_lock_ttl_s=1.0)
+    ended: dict[str, float] = {}
+
+    def write(store: RemoteStore, name: str) -> None:
+        store.apply(ChangeSet(insert=[Quad(NamedNode(f"urn:test:long:{name}"), p, Literal(name), g)]))
+        ended[name] = time.monotonic()
+
+    first = threading.Thread(target=write, args=(long, "long"))
+    first.start()
+    time.sleep(0.5)  # the long write holds the lock by now
+    write(other, "short")
+    first.join()
+    assert set(ended) == {"long", "short"}, "the long write renewed its claim and committed"
+    assert ended["short"] >= ended["long"] - 0.05, "the other writer waited for the long write to end"
+
+
 def test_no_caller_writes_the_write_lock_graph_and_a_forged_claim_does_not_block_writes(
         pair: tuple[Replica, Replica], ox: servers.OxigraphServer) -> None:
     """An operator's SPARQL Update or Graph Store Protocol write naming the claims' graph is refused; a claim
