@@ -66,7 +66,7 @@ def open_store(settings: Settings) -> GraphStore:
     """
     if settings.store_query_url:
         return RemoteStore(settings.store_query_url, settings.store_update_url, user=settings.store_user,
-                           password=settings.store_password, write_lock_ttl_s=settings.store_lock_ttl_s)
+                           password=settings.store_password, write_lock_ttl_s=settings.store_lock_ttl_s or None)
     if settings.store_path is None and not settings.store_in_memory:
         raise SettingsError("no store: set PHT_STORE_PATH (a directory) or PHT_STORE_QUERY_URL, or "
                             "PHT_STORE_IN_MEMORY=1 to keep everything in memory and lose it when the service stops")

@@ -464,3 +464,15 @@ def test_one_replica_runs_the_watchdog_and_another_takes_over_when_it_is_killed(
             assert f"pid {second.proc.pid} " in _lease_holder(store)
             logs = first.log.read_text() + second.log.read_text()
             assert "Traceback" not in logs, logs[-3000:]
+
+
+def test_the_lock_ttl_setting_is_checked_and_0_turns_the_lock_off() -> None:
+    from orchestrator.app import open_store
+    from orchestrator.settings import Settings, SettingsError
+    env = {"PHT_STORE_QUERY_URL": "http://127.0.0.1:9/query", "PHT_JWT_SECRET": "x" * 40}
+    for bad in ("0.5", "301", "-1"):
+        with pytest.raises(SettingsError, match="PHT_STORE_LOCK_TTL_S"):
+            Settings.from_env({**env, "PHT_STORE_LOCK_TTL_S": bad})
+    assert open_store(Settings.from_env({**env, "PHT_STORE_LOCK_TTL_S": "0"}))._lock is None  # type: ignore[attr-defined]  # noqa: SLF001
+    locked = open_store(Settings.from_env(env))
+    assert locked._lock is not None and locked._lock.ttl_s == 10.0  # type: ignore[attr-defined]  # noqa: SLF001
