@@ -42,14 +42,17 @@ transitions of one resource, each with its own event):
   setting changes that. Through this client the window is smaller (the validation reads come first) but
   real: several winners in 2 of 40 races.
 
-Where the server does not serialise, a client that gets ConflictError still wrote nothing, but several
-writers may succeed with the same guard. Run a single writer process per store there (the
-central service, as for the embedded store).
+So writers sharing the server (replicas of the central service, or any two RemoteStore objects) also hold
+the server-side write lock of :mod:`._write_lock` around each write (guard check, validation, commit): one
+writer at a time across processes, whatever the server's isolation (``write_lock_ttl_s=None`` turns it off for a
+deployment with one writing process). Proved with real processes racing on a real Oxigraph server:
+``tests/test_replicas.py``.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import http.client
 import json
 import re
@@ -87,6 +90,7 @@ from ._schema import Schema
 from ._sparql_text import bind, quad_block, tokens
 from ._store import GraphStore, QueryResult
 from ._untrusted_query import reserialise_query
+from ._write_lock import LOCK_GRAPH, ServerWriteLock
 
 _SERVER_GRAPH_PREFIXES = ("http://www.openlinksw.com/schemas/virtrdf#", "http://www.w3.org/ns/ldp#")
 """Graphs a Virtuoso server keeps for itself (see :meth:`RemoteStore.server_graph`)."""
@@ -104,15 +108,21 @@ class RemoteStore(GraphStore):
     :param update_url: the update endpoint (defaults to ``query_url``).
     :param user: user for HTTP digest authentication of updates (Virtuoso ``/sparql-auth``), or None.
     :param timeout: seconds before a request counts as failed (raises StoreUnavailable).
+    :param write_lock_ttl_s: how long a writer's claim on the server-side write lock counts (see
+        :mod:`._write_lock`; a writer killed mid-write delays the others' writes by at most this), or None for no
+        lock: only for a deployment with a single writing process.
     """
 
     def __init__(self, query_url: str, update_url: str | None = None, *, user: str | None = None,
-                 password: str | None = None, timeout: float = 30.0, schema: Schema | None = None) -> None:
+                 password: str | None = None, timeout: float = 30.0, schema: Schema | None = None,
+                 write_lock_ttl_s: float | None = 10.0) -> None:
         super().__init__(schema)
         self.query_url = query_url
         self.update_url = update_url or query_url
         self._auth = (user, password or "") if user else None
         self._timeout = timeout
+        self._lock = None if write_lock_ttl_s is None else \
+            ServerWriteLock(self._select_text, self._update, ttl_s=write_lock_ttl_s)
 
     # -- transport --------------------------------------------------------------------------------------
 
@@ -192,6 +202,24 @@ class RemoteStore(GraphStore):
     def _update(self, text: str) -> None:
         self._send(self._client(self.update_url, text, update=True))
 
+    def _select_text(self, text: str) -> QuerySolutions:
+        result = self._query(text, default_graph=None, named_graphs=None, union_default_graph=False)
+        if not isinstance(result, QuerySolutions):  # a SELECT's answer is always solutions
+            raise StoreUnavailable(f"SPARQL server at {self.query_url} answered a SELECT without solutions")
+        return result
+
+    def _exclusive(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext() if self._lock is None else self._lock.hold()
+
+    def _commit(self, change: ChangeSet) -> None:
+        if self._lock is None:
+            super()._commit(change)
+            return
+        self._lock.check()  # a claim that may have expired by now no longer excludes anyone: write nothing
+        # fenced: should this process stall past the check until another writer has removed its expired claim, a
+        # guarded update matches nothing (and _confirm_commit reports the conflict)
+        self._update(self._commit_text(change, fence=self._lock.fence()))
+
     def _match(self, s: Any, p: Any, o: Any, g: Any = None) -> Iterable[Quad]:
         terms = (s, p, o, g)
         free = [v for v, term in zip(_VARS, terms) if term is None]
@@ -202,9 +230,7 @@ class RemoteStore(GraphStore):
         pattern = [("?" if term is None else "$") + v for v, term in zip(_VARS, terms)]
         text = f"SELECT {' '.join('?' + v for v in free)} WHERE {{ GRAPH {pattern[3]} {{ {' '.join(pattern[:3])} }} }}"
         bindings = {v: term for v, term in zip(_VARS, terms) if term is not None}
-        result = self._query(bind(text, bindings), default_graph=None, named_graphs=None, union_default_graph=False)
-        if not isinstance(result, QuerySolutions):  # a SELECT's answer is always solutions
-            raise StoreUnavailable(f"SPARQL server at {self.query_url} answered a SELECT without solutions")
+        result = self._select_text(bind(text, bindings))
         quads = []
         for row in result:
             quads.append(Quad(*(row[Variable(v)] if term is None else term for v, term in zip(_VARS, terms))))
@@ -230,6 +256,8 @@ class RemoteStore(GraphStore):
         """Virtuoso keeps its quad maps (``virtrdf#``, which it cannot run without), LDP and WebDAV descriptions
         and its service description in named graphs of the same dataset; they are the server's, not data."""
         origin = "{0.scheme}://{0.netloc}/".format(urlsplit(self.query_url))
+        if graph == LOCK_GRAPH:  # the writers' claims (_write_lock.py): the store's, not data
+            return True
         return graph.value.startswith((*_SERVER_GRAPH_PREFIXES, origin))
 
     def close(self) -> None:

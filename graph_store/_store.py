@@ -8,7 +8,8 @@ everything that makes a write safe lives here once:
 3. the change is committed as ONE SPARQL Update request (atomic in pyoxigraph, Oxigraph server and
    Virtuoso), whose WHERE clause repeats the guard so that the update does nothing if a writer in another
    process changed the guarded data first -- on a server that serialises concurrent updates (Virtuoso with
-   REPEATABLE READ; not Oxigraph server 0.5: see :mod:`._remote`). The embedded store, its directory's only
+   REPEATABLE READ; not Oxigraph server 0.5: see :mod:`._remote`, whose store therefore holds a cross-process
+   write lock around steps 1-3, :meth:`GraphStore._exclusive`). The embedded store, its directory's only
    writer, does not repeat the guard: step 1 checked it under the write lock (see EmbeddedStore._commit).
 
 A refused write raises before step 3: nothing is written.
@@ -16,6 +17,7 @@ A refused write raises before step 3: nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -77,8 +79,8 @@ class UpdatePlan:
 class GraphStore(ABC):
     """One RDF dataset in the named-graph layout of :mod:`._vocab`, whose every write is validated.
 
-    Writers using one store instance are serialised by a lock; the guard in the committed update protects
-    against writers in other processes only where the server serialises updates (see :mod:`._remote`).
+    Writers using one store instance are serialised by a lock; writers in other processes by the back-end's
+    :meth:`_exclusive` (a remote store's write lock in the graph, see :mod:`._remote`).
     """
 
     def __init__(self, schema: Schema | None = None) -> None:
@@ -113,6 +115,11 @@ class GraphStore(ABC):
 
     def _confirm_commit(self, change: ChangeSet) -> None:
         """Hook for back-ends that cannot tell whether a guarded update matched (remote): raise ConflictError."""
+
+    def _exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held around each write, inside the thread lock: excludes writers in other processes where the back-end
+        does not (a remote store on a server that does not serialise guarded updates, see ``_write_lock.py``)."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def close(self) -> None:
@@ -247,7 +254,7 @@ class GraphStore(ABC):
         Raises ValidationFailed (with the report) if it violates the shapes, ConflictError if a guard quad is
         missing, InvalidInputError if it writes the ontology or shapes graphs. Nothing is written then.
         """
-        with self._write_lock:
+        with self._write_lock, self._exclusive():
             missing = [q for q in change.guard if not self.contains(q)]
             if missing:
                 raise ConflictError("precondition failed: " + "; ".join(str(q) for q in sorted(missing, key=str)))
@@ -319,7 +326,7 @@ class GraphStore(ABC):
         Raises InvalidInputError (see plan_update), ValidationFailed, ConflictError (another writer changed the
         matched data first).
         """
-        with self._write_lock:
+        with self._write_lock, self._exclusive():  # planned and applied with no other process's write between
             plan = self.plan_update(update, bindings=bindings, using=using, using_named=using_named,
                                     max_solutions=max_solutions)
             return UpdateOutcome(report=self.apply(plan.change), solutions=plan.solutions, change=plan.change)
@@ -334,7 +341,10 @@ class GraphStore(ABC):
         raises ConflictError and nothing at all is written.
         """
         compiled = [self._compiled(text, values) for text, values in updates]
-        with self._write_lock:
+        # Evaluated and applied with no other process's write between: a deletion another process made after the
+        # WHERE found it would otherwise be dropped from the change (it no longer exists) and so from its guard,
+        # and the step would apply twice (measured with two service replicas on one Oxigraph server).
+        with self._write_lock, self._exclusive():
             parts = [self.evaluate_update(c, values, c.where_dataset(), None) for c, values in compiled]
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
@@ -433,7 +443,7 @@ class GraphStore(ABC):
         """(Re)write the ontology and shapes graphs from the repository's files, in one atomic update."""
         text = " ; ".join([f"DROP SILENT GRAPH {ONTOLOGY_GRAPH}", f"DROP SILENT GRAPH {SHAPES_GRAPH}",
                            *_insert_operations(self.schema.ontology_quads + self.schema.shapes_quads)])
-        with self._write_lock:
+        with self._write_lock, self._exclusive():  # two replicas starting at once: one reload after the other
             self._clear_caches()
             self._update(text)
             self._bypassed()
@@ -457,13 +467,14 @@ class GraphStore(ABC):
         return graphs
 
     @staticmethod
-    def _commit_text(change: ChangeSet, *, guarded: bool = True) -> str:
+    def _commit_text(change: ChangeSet, *, guarded: bool = True, fence: str = "") -> str:
         """One update request: a guarded DELETE/INSERT ... WHERE, or DELETE DATA + INSERT DATA without a guard
-        (or with ``guarded=False``, for a writer that has just checked the guard and is the store's only one)."""
+        (or with ``guarded=False``, for a writer that has just checked the guard and is the store's only one).
+        ``fence``: a further pattern the guarded WHERE requires (a remote store's write-lock claim)."""
         if change.guard and guarded:
             delete = f"DELETE {{ {quad_block(change.delete)} }} " if change.delete else ""
             insert = f"INSERT {{ {quad_block(change.insert)} }} " if change.insert else ""
-            return f"{delete}{insert}WHERE {{ {quad_block(change.guard)} }}"
+            return f"{delete}{insert}WHERE {{ {quad_block(change.guard)} {fence} }}"
         return " ; ".join([*_data_operations("DELETE DATA", list(change.delete)),
                            *_data_operations("INSERT DATA", list(change.insert))])
 

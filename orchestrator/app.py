@@ -2,7 +2,8 @@
 
 Durable state lives in the graph store only (no in-memory queues): a restarted service reads everything
 back, and ``Lifecycle.recover`` queues trains a crash left ``submitted``. One process owns an embedded store
-(RocksDB lock), so run one worker per store; scale reads with a remote SPARQL store instead.
+(RocksDB lock), so run one worker per store; to scale out, run replicas on a remote SPARQL store (what they
+share and what each keeps: docs/architecture.md, "Replicas of the central service").
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def open_store(settings: Settings) -> GraphStore:
     """
     if settings.store_query_url:
         return RemoteStore(settings.store_query_url, settings.store_update_url, user=settings.store_user,
-                           password=settings.store_password)
+                           password=settings.store_password, write_lock_ttl_s=settings.store_lock_ttl_s or None)
     if settings.store_path is None and not settings.store_in_memory:
         raise SettingsError("no store: set PHT_STORE_PATH (a directory) or PHT_STORE_QUERY_URL, or "
                             "PHT_STORE_IN_MEMORY=1 to keep everything in memory and lose it when the service stops")

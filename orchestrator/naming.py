@@ -34,3 +34,7 @@ class Iris(ResourceIris):
     @property
     def central(self) -> NamedNode:
         return NamedNode(f"{self.base}agents/central-service")
+
+    def task_lease(self, task: str) -> NamedNode:
+        """The lease of one of the service's background tasks (one replica runs it at a time)."""
+        return NamedNode(f"{self.base}agents/central-service/leases/{task}")

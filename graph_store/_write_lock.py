@@ -1,0 +1,183 @@
+"""One writer at a time across processes sharing a SPARQL server that does not serialise guarded updates.
+
+Oxigraph server 0.5 evaluates an update's WHERE on a snapshot and applies its writes without detecting that a
+concurrent update changed what it read, so two processes' compare-and-set writes (the same lifecycle step sent to
+two replicas of the central service) may both apply (measured: 24 of 100 races of raw guarded updates). A
+:class:`RemoteStore` therefore holds this lock around each write (guard check, validation, commit), the way a
+store object's thread lock serialises its own threads.
+
+The protocol uses only single-request writes and reads, which the server does make atomic and visible to every
+later request (a "splitter" over the shared graph):
+
+1. insert a fresh claim ``{LOCK_GRAPH}#claim-<uuid>`` stamped with the server's ``NOW()`` (its clock, so hosts'
+   clocks never matter);
+2. read the live claims (younger than ``ttl_s`` by the server's clock): if only ours is there, the lock is held.
+   Two claimants cannot both see only their own claim: whichever read came later started after the other's
+   claim was written. Otherwise the claimant with the smallest claim keeps it and reads again; the others
+   withdraw theirs and retry after a random pause, so one of them always progresses;
+3. release by deleting the claim. A holder killed mid-write (``kill -9``) leaves a claim that stops counting
+   after ``ttl_s``. While it writes, a holder restamps its claim every ``ttl_s / 4`` from a thread; one whose claim
+   was last seen stamped more than ``ttl_s / 2`` ago (it stalled) gives up before committing
+   (:meth:`ServerWriteLock.check`), and should it stall after that check, its guarded update also requires its
+   claim (:meth:`ServerWriteLock.fence`), which the next writer removed before writing. A claim that waited long
+   for its turn is restamped (in one request, so it never disappears) before its holder writes.
+
+Claims live in their own graph, which SPARQL Update's ``ALL`` / ``NAMED`` leave alone and no caller may name
+(:meth:`RemoteStore.server_graph`). Cost: three extra requests per write (claim, read, release), two more per
+``ttl_s / 4`` of a long write.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pyoxigraph import Literal, NamedNode, QuerySolutions
+
+from ._errors import StoreUnavailable
+from ._sparql_text import bind
+from ._vocab import GRAPH_NS, PHT
+
+__all__ = ["LOCK_GRAPH", "ServerWriteLock"]
+
+LOCK_GRAPH = NamedNode(GRAPH_NS + "write-lock")
+"""The graph of the writers' claims (see the module's docstring)."""
+
+_CLAIM = f"INSERT {{ GRAPH {LOCK_GRAPH} {{ $claim <{PHT.claimedAt.value}> ?now }} }} WHERE {{ BIND(NOW() AS ?now) }}"
+_CLAIMS = (f"SELECT ?claim ?at (NOW() AS ?now) WHERE {{ GRAPH {LOCK_GRAPH} "
+           f"{{ ?claim <{PHT.claimedAt.value}> ?at }} }}")
+_WITHDRAW = f"DELETE WHERE {{ GRAPH {LOCK_GRAPH} {{ $claim ?p ?o }} }}"
+_RENEW = (f"DELETE {{ GRAPH {LOCK_GRAPH} {{ $claim <{PHT.claimedAt.value}> ?at }} }} "
+          f"INSERT {{ GRAPH {LOCK_GRAPH} {{ $claim <{PHT.claimedAt.value}> ?now }} }} "
+          f"WHERE {{ GRAPH {LOCK_GRAPH} {{ $claim <{PHT.claimedAt.value}> ?at }} BIND(NOW() AS ?now) }}")
+
+
+def _time(term: object) -> datetime | None:
+    if not isinstance(term, Literal):
+        return None
+    try:
+        return datetime.fromisoformat(term.value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Hold:
+    """One held claim: when it was last known stamped (monotonic), and whether its write has ended."""
+
+    claim: NamedNode
+    since: float
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class ServerWriteLock:
+    """The lock, spoken through a store's raw query and update primitives (text already bound).
+
+    :param ttl_s: how long a claim counts; a write must reach its commit within ``ttl_s / 2``.
+    :param wait_s: how long to try before giving up (StoreUnavailable; nothing written).
+    """
+
+    def __init__(self, select: Callable[[str], QuerySolutions], update: Callable[[str], None], *,
+                 ttl_s: float = 10.0, wait_s: float | None = None) -> None:
+        self._select, self._update = select, update
+        self.ttl_s = ttl_s
+        self.wait_s = 3 * ttl_s if wait_s is None else wait_s
+        self._held = threading.local()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the lock for the body (one write); re-entrant within a thread. A long write (planning a large
+        update) keeps its claim alive: a thread restamps it every ``ttl_s / 4`` until the body ends."""
+        if getattr(self._held, "hold", None) is not None:
+            yield
+            return
+        claim, since = self._acquire()
+        held = _Hold(claim, since)
+        self._held.hold = held
+        renewer = threading.Thread(target=self._renew, args=(held,), name="store-write-lock", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            self._held.hold = None
+            held.done.set()
+            renewer.join()
+            try:
+                self._update(bind(_WITHDRAW, {"claim": claim}))
+            except StoreUnavailable:
+                pass  # the claim stops counting after ttl_s
+
+    def check(self) -> None:
+        """Raise StoreUnavailable if this thread's claim may have expired by the time a commit arrives (it was
+        last stamped more than ``ttl_s / 2`` ago: this process stalled, or the server did not answer)."""
+        held = getattr(self._held, "hold", None)
+        if held is not None and time.monotonic() - held.since > self.ttl_s / 2:
+            raise StoreUnavailable(f"this write held the store's write lock for more than {self.ttl_s / 2:g} s "
+                                   "without renewing it; nothing was written, try again")
+
+    def _renew(self, held: _Hold) -> None:
+        """Restamp the claim every ``ttl_s / 4`` while it is held; ``since`` moves only once the claim is seen
+        stamped again (a claim another writer removed as expired stays removed: check() then refuses)."""
+        while not held.done.wait(self.ttl_s / 4):
+            sent = time.monotonic()
+            try:
+                self._update(bind(_RENEW, {"claim": held.claim}))
+                live, _ = self._claims()
+            except StoreUnavailable:
+                continue
+            if held.claim.value in live:
+                held.since = sent
+
+    def fence(self) -> str:
+        """A graph pattern that matches only while this thread's claim is in the store ("" if none is held): a
+        guarded commit requires it, so a writer whose claim another writer removed as expired writes nothing."""
+        held = getattr(self._held, "hold", None)
+        if held is None:
+            return ""
+        return bind(f"GRAPH {LOCK_GRAPH} {{ $claim <{PHT.claimedAt.value}> ?fence }}", {"claim": held.claim})
+
+    def _acquire(self) -> tuple[NamedNode, float]:
+        deadline = time.monotonic() + self.wait_s
+        pause = 0.002
+        while True:
+            claim = NamedNode(f"{LOCK_GRAPH.value}#claim-{uuid.uuid4()}")
+            since = time.monotonic()
+            self._update(bind(_CLAIM, {"claim": claim}))
+            while True:
+                live, expired = self._claims()
+                if expired:
+                    self._update(" ; ".join(bind(_WITHDRAW, {"claim": c}) for c in expired))
+                if live == [claim.value]:
+                    if time.monotonic() - since > self.ttl_s / 4:  # it waited: restamp it, in one request
+                        since = time.monotonic()
+                        self._update(bind(_RENEW, {"claim": claim}))
+                    return claim, since
+                if claim.value not in live or min(live) != claim.value or time.monotonic() > deadline:
+                    break  # ours expired, or a smaller claim goes first: withdraw and retry
+                time.sleep(0.001)  # ours is the smallest: wait for the others to withdraw
+            self._update(bind(_WITHDRAW, {"claim": claim}))
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(f"the store's write lock stayed taken by other writers for {self.wait_s:g} s; "
+                                       "nothing was written, try again")
+            time.sleep(random.uniform(0, pause))
+            pause = min(pause * 2, 0.05)
+
+    def _claims(self) -> tuple[list[str], list[NamedNode]]:
+        """The live claims' IRIs (sorted) and the expired claims, by the server's clock."""
+        live, expired = [], []
+        for row in self._select(_CLAIMS):
+            claim, at, now = row["claim"], _time(row["at"]), _time(row["now"])
+            if not isinstance(claim, NamedNode):
+                continue
+            # a claim stamped in the future (never by NOW(); by a hand that wrote the graph) must not hold forever
+            if at is not None and now is not None and abs((now - at).total_seconds()) < self.ttl_s:
+                live.append(claim.value)
+            else:
+                expired.append(claim)
+        return sorted(live), expired
