@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._report import ValidationReport
 
 __all__ = ["GraphStoreError", "InvalidInputError", "InputTooLarge", "ValidationFailed", "ConflictError",
-           "StoreUnavailable"]
+           "StoreUnavailable", "TransactionAborted"]
 
 
 class GraphStoreError(Exception):
@@ -49,3 +49,8 @@ class ConflictError(GraphStoreError):
 
 class StoreUnavailable(GraphStoreError):
     """The store could not be reached or failed; nothing was written by this call."""
+
+
+class TransactionAborted(StoreUnavailable):
+    """The server aborted the request's transaction for a conflict with a concurrent one (SQLSTATE 40001, e.g.
+    Virtuoso's "SR172: Transaction deadlocked"): nothing was written, and sending it again is safe."""

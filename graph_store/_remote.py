@@ -85,7 +85,7 @@ from SPARQLWrapper.SPARQLExceptions import (
 
 from ._changeset import ChangeSet
 from ._convert import canonical
-from ._errors import ConflictError, InvalidInputError, StoreUnavailable
+from ._errors import ConflictError, InvalidInputError, StoreUnavailable, TransactionAborted
 from ._schema import Schema
 from ._sparql_text import bind, quad_block, tokens
 from ._store import GraphStore, QueryResult
@@ -154,7 +154,8 @@ class RemoteStore(GraphStore):
         except QueryBadFormed as e:
             raise InvalidInputError(f"the SPARQL server refused the request as malformed: {_short(e)}") from None
         except (EndPointInternalError, EndPointNotFound, Unauthorized, SPARQLWrapperException) as e:
-            raise StoreUnavailable(f"SPARQL server at {client.endpoint} failed: {_short(e)}") from None
+            failure = TransactionAborted if "40001" in str(e) else StoreUnavailable  # the SQLSTATE of a deadlock
+            raise failure(f"SPARQL server at {client.endpoint} failed: {_short(e)}") from None
         except http.client.HTTPException as e:  # e.g. IncompleteRead: the server died while answering
             raise StoreUnavailable(f"SPARQL server at {client.endpoint} broke off: {e!r}") from None
         except urllib.error.HTTPError as e:

@@ -37,14 +37,35 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from pyoxigraph import Literal, NamedNode, QuerySolutions
 
-from ._errors import StoreUnavailable
+from ._errors import StoreUnavailable, TransactionAborted
 from ._sparql_text import bind
 from ._vocab import GRAPH_NS, PHT
 
 __all__ = ["LOCK_GRAPH", "ServerWriteLock"]
+
+_T = TypeVar("_T")
+
+_ABORT_RETRIES = 20
+"""How often a lock request the server aborted (a deadlock among concurrent claimants: Virtuoso) is sent again."""
+
+
+def _retried(send: Callable[[str], _T]) -> Callable[[str], _T]:
+    """``send`` sent again after a short random pause when the server aborted it for a concurrent transaction:
+    Virtuoso aborts one of several claimants' requests on the lock's graph with SR172 "Transaction deadlocked"."""
+    def again(text: str) -> _T:
+        for attempt in range(_ABORT_RETRIES):
+            try:
+                return send(text)
+            except TransactionAborted:
+                if attempt == _ABORT_RETRIES - 1:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
+        raise AssertionError("unreachable")
+    return again
 
 LOCK_GRAPH = NamedNode(GRAPH_NS + "write-lock")
 """The graph of the writers' claims (see the module's docstring)."""
@@ -85,7 +106,7 @@ class ServerWriteLock:
 
     def __init__(self, select: Callable[[str], QuerySolutions], update: Callable[[str], None], *,
                  ttl_s: float = 10.0, wait_s: float | None = None) -> None:
-        self._select, self._update = select, update
+        self._select, self._update = _retried(select), _retried(update)  # claims and reads are idempotent
         self.ttl_s = ttl_s
         self.wait_s = 3 * ttl_s if wait_s is None else wait_s
         self._held = threading.local()
