@@ -1,0 +1,273 @@
+"""Benchmark: how cost grows with the graph. An on-disk embedded store of 10 million triples (the platform's
+history of about 58,000 trains over 50 stations), streamed in; validated change sets per second there and at
+10 thousand triples, side by side; every named query's p50 / p95 at the large size; peak RSS; and the memory of
+one query worker's in-memory replica of the large store (in a child process).
+
+Usage: .venv/bin/python benchmarks/scale.py [--size 10000000] [--small 10000] [--steps 2000] [--reps 20]
+       [--query-budget 8] [--no-replica]
+
+The data is the valid SHACL fixture scenario (3 trains, 7 executions, 25 events, station metadata, keys, leases,
+batch receipts, an audit record: 517 triples) copied with renamed IRIs (``_data.copies``); its station-level
+resources (stations, their data sets, policies, filters, keys, leases, receipts, owners, admins) are shared by
+copies, 25 copies per pair of stations, so the store has 50 stations whatever its size. Updates
+(``fire_transition``) are measured as ``plan_update`` (their WHERE and templates, no write). Last line: one
+JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pyoxigraph import Literal, NamedNode, Quad, RdfFormat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _data import EX, LifecycleSteps, scenario  # noqa: E402
+
+from graph_store import (  # noqa: E402
+    CENTRAL_GRAPH,
+    DCTERMS,
+    NO_FILTER,
+    PHT,
+    XSD,
+    EmbeddedStore,
+    list_named_queries,
+    tune_garbage_collection,
+)
+
+STATION_PAIRS = 25
+"""Copies share their stations modulo this: 2 stations per copy, so 50 stations."""
+_STATION_LEVEL = ("station-", "dataset-", "policy-", "org-", "filter-", "bob")
+_NESTED = ("agents", "audit", "enrollments", "token-revocations")
+_UUID = "urn:uuid:"
+_RENAMED_IDENTIFIERS = ("station-", "dataset-", "def-", "train-")
+
+
+def _rename_iri(value: str, copy: int) -> str:
+    """``ex:exec-0001-aachen/record`` -> ``ex:exec-0001-aachen-c7/record``: the suffix goes on the resource a
+    sub-resource hangs from, so ``/lease``, ``/keys/…``, ``/record`` stay under their (renamed) owner."""
+    if value.startswith(_UUID):  # a signed request's urn:uuid: the copy in its last 12 hex digits
+        uuid, _, rest = value.partition("/")
+        return f"{uuid[:-12]}{copy:012x}" + (f"/{rest}" if rest else "")
+    local = value[len(EX):]
+    parts = local.split("/")
+    i = 1 if parts[0] in _NESTED and len(parts) > 1 else 0
+    suffix = copy % STATION_PAIRS if parts[0].startswith(_STATION_LEVEL) else copy
+    parts[i] = f"{parts[i]}-c{suffix}"
+    return EX + "/".join(parts)
+
+
+def history(base: list[Quad], n: int) -> Iterator[Quad]:
+    """``n`` copies of ``base`` with renamed IRIs and identifiers, generated one quad at a time (never held)."""
+    for c in range(n):
+        names: dict[str, NamedNode] = {}
+
+        def rename(term: Any, c: int = c, names: dict[str, NamedNode] = names) -> Any:
+            if isinstance(term, NamedNode) and term.value.startswith((EX, _UUID)):
+                node = names.get(term.value)
+                if node is None:
+                    node = names[term.value] = NamedNode(_rename_iri(term.value, c))
+                return node
+            return term
+
+        for q in base:
+            o = q.object
+            if q.predicate == DCTERMS.identifier and q.subject.value[len(EX):].startswith(_RENAMED_IDENTIFIERS):
+                local = q.subject.value[len(EX):]
+                o = Literal(f"{o.value}-c{c % STATION_PAIRS if local.startswith(_STATION_LEVEL) else c}")
+            yield Quad(rename(q.subject), q.predicate, rename(o), q.graph_name)
+
+
+def per_copy(base: list[Quad]) -> float:
+    """Distinct triples a copy adds once every station exists (station-level resources are shared)."""
+    first, second = set(history(base, STATION_PAIRS)), set(history(base, 2 * STATION_PAIRS))
+    return len(second - first) / STATION_PAIRS
+
+
+def build(directory: Path, base: list[Quad], target: int) -> tuple[EmbeddedStore, LifecycleSteps, int, float]:
+    """An on-disk store of about ``target`` triples; its lifecycle steps, copies, and load rate (triples/s)."""
+    n = max(1, round(target / per_copy(base)))
+    store = EmbeddedStore(directory)
+    store.load_vocabulary()
+    before = len(store)
+    t0 = time.perf_counter()
+    store.oxigraph.bulk_extend(history(base, n))
+    load_rate = (len(store) - before) / (time.perf_counter() - t0)
+    steps = LifecycleSteps(n)
+    for execution in steps.executions:
+        (state,) = [q.object for q in store.quads(execution, PHT.state, None, CENTRAL_GRAPH)]
+        steps.initial_state(execution, state)
+    return store, steps, n, load_rate
+
+
+def rate(store: EmbeddedStore, steps: LifecycleSteps, count: int) -> float:
+    """Validated change sets per second, one apply() each (as the service's lifecycle steps)."""
+    changes = [steps.next() for _ in range(count)]
+    t0 = time.perf_counter()
+    for change in changes:
+        store.apply(change)
+    return count / (time.perf_counter() - t0)
+
+
+def bindings_for(copy: int) -> dict[str, Any]:
+    """Realistic parameters: resources of copy ``copy`` (a train in the middle of the history)."""
+    def ex(local: str) -> NamedNode:
+        return NamedNode(_rename_iri(EX + local, copy))
+
+    station = ex("station-aachen")
+    return {
+        "train": ex("train-0001"), "definition": ex("def-cohort-count"), "execution": ex("exec-0002-aachen-r1"),
+        "output": ex("output-0001-leipzig"), "party": ex("agents/alice"),
+        "key": ex("agents/alice/keys/3c4d5e6f708192a3b4c5d6e7"),
+        "stationId": Literal(f"aachen-c{copy % STATION_PAIRS}"), "station": station, "graph": CENTRAL_GRAPH,
+        "identifier": Literal(f"train-0001-c{copy}"),
+        "before": Literal("2026-11-27T12:00:00Z", datatype=XSD.dateTime),
+        "onlyRequester": ex("alice"), "onlyState": NO_FILTER,
+        # fire_transition: a running execution reported done by its station
+        "resource": ex("exec-0002-aachen-r2"), "from": PHT.Running, "to": PHT.OutputUnderReview,
+        "role": PHT.StationRole, "agent": station, "event": ex("bench-event"),
+        "time": Literal("2026-11-28T00:00:00Z", datatype=XSD.dateTime), "reason": Literal("done"),
+    }
+
+
+def timed(run: Callable[[], int], reps: int, budget_s: float) -> tuple[list[float], int]:
+    """Milliseconds of ``reps`` runs and the rows of the last. The first run warms caches and is not counted,
+    unless it took over ``budget_s``: then it is the only one (a query of minutes is not run 20 times); runs
+    stop after ``budget_s`` (at least 3)."""
+    t0 = time.perf_counter()
+    rows = run()
+    first = (time.perf_counter() - t0) * 1000
+    if first > budget_s * 1000:
+        return [first], rows
+    times: list[float] = []
+    spent = time.perf_counter()
+    while len(times) < reps and (len(times) < 3 or time.perf_counter() - spent < budget_s):
+        t0 = time.perf_counter()
+        rows = run()
+        times.append((time.perf_counter() - t0) * 1000)
+    return times, rows
+
+
+def p95(times: list[float]) -> float:
+    return statistics.quantiles(times, n=20, method="inclusive")[-1] if len(times) > 1 else times[0]
+
+
+def query_runs(store: EmbeddedStore, copy: int) -> Iterator[tuple[str, Callable[[], int]]]:
+    """Every named query bound to realistic parameters; an optional filter also unfiltered (``name[all]``)."""
+    values = bindings_for(copy)
+    for q in list_named_queries():
+        bound = {p: values[p] for p in q.parameters}
+        if q.is_update:
+            yield q.name, lambda b=bound, text=q.text: len(store.plan_update(text, bindings=b).change.insert)
+            continue
+        yield q.name, lambda b=bound, text=q.text: _rows(store, text, b)
+        if "onlyRequester" in q.parameters:
+            everyone = {**bound, "onlyRequester": NO_FILTER}
+            yield f"{q.name}[all]", lambda b=everyone, text=q.text: _rows(store, text, b)
+
+
+def _rows(store: EmbeddedStore, text: str, bindings: dict[str, Any]) -> int:
+    """Runs a query to its last row (a SELECT's solutions, a CONSTRUCT's triples) and counts them."""
+    result = store.query(text, bindings=bindings)
+    return 1 if isinstance(result, bool) else sum(1 for _ in result)
+
+
+def replica_rss_mb(store: EmbeddedStore, directory: Path) -> tuple[float, float]:
+    """Peak RSS of a child that loads the store's N-Quads dump into an in-memory store, as a query worker seeds
+    its replica, minus the same child's RSS before loading; and the dump's bytes per quad."""
+    dump = directory / "dump.nq"
+    store.oxigraph.dump(output=str(dump), format=RdfFormat.N_QUADS)
+    code = (
+        "import resource, sys; from graph_store import EmbeddedStore; from pyoxigraph import RdfFormat;"
+        "s = EmbeddedStore(); before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "s.oxigraph.load(path=sys.argv[1], format=RdfFormat.N_QUADS);"
+        "print(before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(s))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(dump)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    before, after, _ = out.stdout.split()
+    per_quad = dump.stat().st_size / len(store)
+    dump.unlink()
+    return float(after) - float(before), per_quad
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=10_000_000, help="triples in the large store")
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--steps", type=int, default=2000, help="change sets per size, in 4 alternating blocks")
+    parser.add_argument("--reps", type=int, default=20, help="runs per named query")
+    parser.add_argument("--query-budget", type=float, default=8.0, help="seconds per query before fewer runs")
+    parser.add_argument("--no-replica", action="store_true", help="skip measuring a query worker's replica")
+    args = parser.parse_args()
+
+    base = scenario()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    small, small_steps, _, _ = build(tmp / "small", base, args.small)
+    t0 = time.perf_counter()
+    large, large_steps, copies, load_rate = build(tmp / "large", base, args.size)
+    size_small, size_large = len(small), len(large)
+    print(f"large store: {size_large:,} quads ({copies:,} copies: {3 * copies:,} trains, {7 * copies:,} executions, "
+          f"{2 * STATION_PAIRS} stations) built in {time.perf_counter() - t0:.0f} s; "
+          f"load rate {load_rate:,.0f} triples/s; small store {size_small:,} quads")
+    tune_garbage_collection()  # as the central service's entry point does after start-up
+    rate(small, small_steps, 200), rate(large, large_steps, 200)  # warm-up: caches, RocksDB blocks
+    small_rates, large_rates = [], []
+    for _ in range(4):  # alternate so that machine noise hits both sizes alike
+        small_rates.append(rate(small, small_steps, args.steps // 4))
+        large_rates.append(rate(large, large_steps, args.steps // 4))
+    r_small, r_large = statistics.median(small_rates), statistics.median(large_rates)
+    print(f"validated change sets/s at {size_small:,} quads: {r_small:,.0f} (blocks {[round(r) for r in small_rates]})")
+    print(f"validated change sets/s at {size_large:,} quads: {r_large:,.0f} (blocks {[round(r) for r in large_rates]})")
+
+    queries: dict[str, dict[str, float]] = {}
+    for name, run in query_runs(large, copies // 2):
+        times, rows = timed(run, args.reps, args.query_budget)
+        queries[name] = {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(p95(times), 2),
+                         "rows": rows, "runs": len(times)}
+        print(f"  {name:32} p50 {statistics.median(times):9.1f} ms  p95 {p95(times):9.1f} ms  "
+              f"({rows} rows, {len(times)} runs)", flush=True)
+    worst = max(queries, key=lambda n: queries[n]["p95_ms"])
+    over = sorted(n for n in queries if queries[n]["p95_ms"] > 200)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"worst query p95: {worst} {queries[worst]['p95_ms']:.1f} ms; over 200 ms: {over or 'none'}")
+    print(f"peak RSS of this process: {peak_rss_mb:.0f} MB")
+    replica = per_quad = None
+    if not args.no_replica:
+        small.close()
+        replica, per_quad = replica_rss_mb(large, tmp)
+        print(f"one query worker's in-memory replica of {size_large:,} quads: {replica:,.0f} MB "
+              f"({replica * 1024 / size_large:.2f} KB per quad; dump {per_quad:.0f} bytes per quad)")
+    else:
+        small.close()
+    large.close()
+    print(json.dumps({
+        "ratio_10m_10k": round(r_large / r_small, 3),
+        "validated_writes_per_s_large": round(r_large, 1),
+        "validated_writes_per_s_10k": round(r_small, 1),
+        "max_query_p95_ms": queries[worst]["p95_ms"],
+        "max_query": worst,
+        "queries_over_200_ms": over,
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        "load_triples_per_s": round(load_rate),
+        "replica_rss_mb": None if replica is None else round(replica),
+        "dump_bytes_per_quad": None if per_quad is None else round(per_quad),
+        "store_quads_large": size_large,
+        "store_quads_small": size_small,
+        "queries": queries,
+    }))
+
+
+if __name__ == "__main__":
+    main()
