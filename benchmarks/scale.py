@@ -40,9 +40,11 @@ from graph_store import (  # noqa: E402
     DCTERMS,
     NO_FILTER,
     PHT,
+    RDF_TYPE,
     XSD,
     EmbeddedStore,
     list_named_queries,
+    station_graph,
     tune_garbage_collection,
 )
 
@@ -68,9 +70,25 @@ def _rename_iri(value: str, copy: int) -> str:
     return EX + "/".join(parts)
 
 
+def _pushed_by_station(base: list[Quad]) -> dict[str, str]:
+    """The events a station's MPU pushes (all a station emits but state changes and rejections, which the
+    central lifecycle records), by IRI, with the emitting station's short id: they go to its station graph."""
+    lifecycle = {PHT.StateChangeEvent, PHT.RejectionEvent}
+    types: dict[str, set[Any]] = {}
+    for q in base:
+        if q.predicate == RDF_TYPE:
+            types.setdefault(q.subject.value, set()).add(q.object)
+    return {q.subject.value: q.object.value[len(EX) + len("station-"):] for q in base
+            if q.predicate == PHT.emittedBy and q.object.value.startswith(EX + "station-")
+            and not types.get(q.subject.value, set()) & lifecycle}
+
+
 def history(base: list[Quad], n: int) -> Iterator[Quad]:
-    """``n`` copies of ``base`` with renamed IRIs and identifiers, generated one quad at a time (never held)."""
+    """``n`` copies of ``base`` with renamed IRIs and identifiers, generated one quad at a time (never held);
+    what a station's MPU pushes in its station graph, as the platform stores it."""
+    pushed = _pushed_by_station(base)
     for c in range(n):
+        graphs = {event: station_graph(f"{station}-c{c % STATION_PAIRS}") for event, station in pushed.items()}
         names: dict[str, NamedNode] = {}
 
         def rename(term: Any, c: int = c, names: dict[str, NamedNode] = names) -> Any:
@@ -86,7 +104,7 @@ def history(base: list[Quad], n: int) -> Iterator[Quad]:
             if q.predicate == DCTERMS.identifier and q.subject.value[len(EX):].startswith(_RENAMED_IDENTIFIERS):
                 local = q.subject.value[len(EX):]
                 o = Literal(f"{o.value}-c{c % STATION_PAIRS if local.startswith(_STATION_LEVEL) else c}")
-            yield Quad(rename(q.subject), q.predicate, rename(o), q.graph_name)
+            yield Quad(rename(q.subject), q.predicate, rename(o), graphs.get(q.subject.value, q.graph_name))
 
 
 def per_copy(base: list[Quad]) -> float:
