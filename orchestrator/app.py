@@ -190,7 +190,7 @@ def _document_body_refusals(app: FastAPI, limit: int) -> None:
                         operation["responses"].setdefault(status, {"description": description, "content": problem})
         return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI documents replacing app.openapi this way
 
 
 def _protocol_routers(app: FastAPI, services: Services, authenticate: Any) -> None:

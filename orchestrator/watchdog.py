@@ -35,6 +35,10 @@ class StationWatchdog:
     def start(self) -> None:
         if self.timeout_s <= 0:
             return
+        try:  # at start-up, not a round later: a replica's first write is not left to some moment of its traffic
+            self.lease.hold()
+        except Exception:
+            log.warning("station watchdog: the lease cannot be taken now; the first round tries again")
         self._thread = threading.Thread(target=self._run, name="station-watchdog", daemon=True)
         self._thread.start()
 

@@ -115,14 +115,16 @@ def _host_of(key: str) -> str:
 
 
 def _stream_error(events: Iterable[Mapping[str, Any]]) -> tuple[str | None, dict[str, Any]]:
-    """The first error in an engine progress stream, and the last ``aux`` object (a push's digest)."""
+    """The first error in an engine progress stream, and the last ``aux`` object (a push's digest). The stream is
+    read to its end even after an error: one left unread keeps its connection to the engine open (a leaked socket)."""
     aux: dict[str, Any] = {}
+    error: str | None = None
     for event in events:
-        if event.get("error"):
-            return str(event.get("error")).strip(), aux
-        if isinstance(event.get("aux"), dict):
+        if event.get("error") and error is None:
+            error = str(event.get("error")).strip()
+        if isinstance(event.get("aux"), dict) and error is None:
             aux = dict(event["aux"])
-    return None, aux
+    return error, aux
 
 
 def pull_digest(client: docker.DockerClient, reference: DigestReference, auth: Mapping[str, str] | None) -> str:

@@ -18,6 +18,7 @@ leaves every quad of the store as it was.
 """
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import hypothesis
@@ -55,7 +56,7 @@ def seeded_app() -> FastAPI:
     """
     store = EmbeddedStore()
     store.load_vocabulary()
-    app = create_app(SETTINGS, store=store)
+    app = create_app(replace(SETTINGS, station_timeout_s=0), store=store)  # no watchdog lease commits meanwhile
     client = TestClient(app)
     register_world(client)
     walk = (("waiting-for-approval", station), ("approved", admin), ("pulling", station), ("running", station),
