@@ -1,0 +1,245 @@
+"""The multi-host deployment (deploy/compose/docker-compose.yml) brought up for real with Debian's docker-compose.
+
+An Oxigraph server container is the central store, the central service runs on it (PHT_STORE_QUERY_URL), an S3
+server holds released outputs, and three stations (agent + MPU each, on their own network) hold the breast cancer
+data split as ``pht setup`` splits it. The demo's incremental trains run through it and must match the pooled
+computation; the central site's containers must never see a data file (their mounts, and every file they can read).
+Everything is torn down at the end (``docker-compose down -v``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from rich.console import Console
+
+from client import CentralClient
+from client.key_claims import keys_in
+from local_platform import read_pooled, setup_stations
+from orchestrator import STATION_TOKEN_TTL_S, Role, issue_token
+from pht_cli.train_commands import fetch_result, watch_trains
+from station.runtimes.process import folder_digest
+from tests.servers import free_port
+
+pytestmark = pytest.mark.real_component("docker")
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yml"
+STATIONS = ("aachen", "leipzig", "cologne")
+CENTRAL_SITE = ("store", "s3", "central")
+UID = 10002  # the service images' user: it must read the station folders pht setup wrote
+HEALTH_TIMEOUT_S = 180
+COUNT = {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"}
+COLUMNS = ("mean_radius", "mean_texture", "worst_area")
+#: walks every file a container can read (volumes and tmpfs included, /proc and /sys not) for any of the needles
+SEARCH = """
+import os, sys
+needles = [n.encode() for n in sys.argv[1:]]
+hits = []
+for top in os.listdir("/"):
+    if top in ("proc", "sys", "dev"):
+        continue
+    for d, _, files in os.walk("/" + top):
+        for f in files:
+            p = os.path.join(d, f)
+            try:
+                if os.path.islink(p) or not os.path.isfile(p):
+                    continue
+                data = open(p, "rb").read()
+            except OSError:
+                continue
+            if any(n in data for n in needles):
+                hits.append(p)
+print("\\n".join(hits))
+"""
+
+
+@dataclass
+class Deployment:
+    project: str
+    env: dict[str, str]
+    url: str               # the central service, from this host
+    secret: str            # its token secret
+    stations_dir: Path     # what pht setup wrote, mounted into the stations
+    docker: docker.DockerClient
+
+    def compose(self, *args: str, timeout: float = 300) -> str:
+        r = subprocess.run(["docker-compose", "-p", self.project, "-f", str(COMPOSE), *args], env=self.env,
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, f"docker-compose {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    def container(self, service: str) -> Any:
+        found = self.docker.containers.list(all=True, filters={"label": [
+            f"com.docker.compose.project={self.project}", f"com.docker.compose.service={service}"]})
+        assert len(found) == 1, f"{service}: {len(found)} containers"
+        return found[0]
+
+    def wait_healthy(self, services: tuple[str, ...]) -> None:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        waiting = list(services)
+        while waiting and time.monotonic() < deadline:
+            c = self.container(waiting[0])
+            c.reload()
+            status = c.attrs["State"].get("Health", {}).get("Status")
+            assert c.status == "running", f"{waiting[0]} is {c.status}:\n{c.logs(tail=40).decode()}"
+            if status == "healthy":
+                waiting.pop(0)
+            else:
+                time.sleep(1)
+        assert not waiting, f"{waiting[0]} not healthy:\n{self.container(waiting[0]).logs(tail=40).decode()}"
+
+    def token(self, subject: str, role: Role) -> str:
+        ttl = STATION_TOKEN_TTL_S if role is Role.STATION else 3600
+        return issue_token(self.secret, subject=subject, roles=[role], ttl_s=ttl)
+
+
+def build_images() -> None:
+    env = {**os.environ, "PHT_PYTHON": sys.executable, "VIRTUAL_ENV": sys.prefix}
+    r = subprocess.run(["bash", str(ROOT / "deploy" / "compose" / "build-images.sh")], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def deployment(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Deployment]:
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (scripts/install-services.sh installs it)")
+    build_images()
+    work = tmp_path_factory.mktemp("compose")
+    work.chmod(0o755)
+    stations_dir = work / "stations"
+    secret = secrets.token_hex(32)
+    central_port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PHT_JWT_SECRET": secret,
+           "PHT_STATIONS_DIR": str(stations_dir), "PHT_CENTRAL_PORT": str(central_port),
+           "PHT_S3_PORT": str(free_port()), "PHT_STATION_POLL_INTERVAL": "0.3",
+           **{f"PHT_{s.upper()}_INGEST_TOKEN": "not-yet" for s in STATIONS}}
+    d = Deployment(f"pht-compose-{secrets.token_hex(3)}", env, f"http://127.0.0.1:{central_port}", secret,
+                   stations_dir, docker_client)
+    try:
+        d.compose("up", "-d", *CENTRAL_SITE)
+        d.wait_healthy(CENTRAL_SITE)
+        # the operator registers the stations at the central service, as `pht setup` does; then each station's
+        # admin gets its folder (here: the same machine) readable by the services' user
+        with CentralClient(d.url, d.token("ops", Role.OPERATOR)) as ops:
+            homes = setup_stations(ops, stations_dir, STATIONS, objects_url="file:///unused", automatic=True,
+                                   station_tokens={s: issue_token(secret, subject=f"station-{s}", roles=[Role.STATION],
+                                                                  station=s, ttl_s=STATION_TOKEN_TTL_S)
+                                                   for s in STATIONS})
+        for sid, home in homes.items():
+            (home / "token").mkdir()
+            (home / "station.token").rename(home / "token" / "station.token")
+            for line in (home / "station.env").read_text().splitlines():
+                if line.startswith("export PHT_MPU_INGEST_TOKEN="):
+                    env[f"PHT_{sid.upper()}_INGEST_TOKEN"] = line.split("=", 1)[1].strip("'")
+            for p in [home, *home.rglob("*")]:
+                os.chown(p, UID, UID)
+        stations = tuple(f"{s}-{part}" for s in STATIONS for part in ("mpu", "agent"))
+        d.compose("up", "-d")
+        d.wait_healthy(stations)
+        yield d
+    finally:
+        try:
+            d.compose("down", "-v", "--remove-orphans", "--timeout", "5")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_demos_incremental_trains_run_through_it_and_match_the_pooled_results(
+        deployment: Deployment, tmp_path: Path) -> None:
+    token = deployment.token("alice", Role.RESEARCHER)
+    keys, _ = keys_in(tmp_path / "alice-keys")
+    with CentralClient(deployment.url, token) as c:
+        c.register_keys(keys)
+    with CentralClient(deployment.url, token, keys=keys) as alice:
+        # the agents run train folders (process runtime): the repository's trains/, mounted at /opt/pht/trains
+        for did, folder, params in (("cohort-count", "cohort-count", list(COUNT)),
+                                    ("mean-variance", "mean-variance", ["COLUMNS"])):
+            alice.register_definition({"id": did, "title": did, "image_name": f"/opt/pht/trains/{folder}",
+                                       "image_digest": folder_digest(ROOT / "trains" / folder),
+                                       "route": list(STATIONS), "parameters": [{"name": p} for p in params],
+                                       "mode": "incremental"})
+        trains = {"count": alice.submit("cohort-count", COUNT),
+                  "mean": alice.submit("mean-variance", {"COLUMNS": ",".join(COLUMNS)})}
+        final = watch_trains(alice, trains, Console(file=io.StringIO()), timeout_s=240, interval_s=0.5)
+        for name, tid in trains.items():
+            assert final[tid]["state"] == "finished", (name, final[tid], [
+                e for e in alice.events(tid) if e["reason"]])
+        x, _, names = read_pooled([deployment.stations_dir / s / "data" for s in STATIONS])
+        fetch_result(alice, trains["count"], tmp_path / "count")
+        got = json.loads((tmp_path / "count" / "result.json").read_text())
+        assert got["count"] == int((x[:, names.index(COUNT["COLUMN"])] > float(COUNT["VALUE"])).sum())
+        fetch_result(alice, trains["mean"], tmp_path / "mean")
+        columns = json.loads((tmp_path / "mean" / "result.json").read_text())["columns"]
+        for column in COLUMNS:
+            pooled = x[:, names.index(column)]
+            assert columns[column]["mean"] == pytest.approx(pooled.mean(), rel=1e-9)
+            assert columns[column]["variance"] == pytest.approx(pooled.var(), rel=1e-9)
+
+
+def data_needles(deployment: Deployment) -> list[str]:
+    """A patient row of each station (a whole CSV line: nothing else holds those bytes)."""
+    return [(deployment.stations_dir / s / "data" / "patients.csv").read_text().splitlines()[3] for s in STATIONS]
+
+
+def search(container: Any, needles: list[str]) -> list[str]:
+    r = container.exec_run(["python3", "-c", SEARCH, *needles])  # as the container's own user
+    assert r.exit_code == 0, r.output.decode()
+    return [line for line in r.output.decode().splitlines() if line]
+
+
+def test_the_central_sites_containers_never_see_a_data_file(deployment: Deployment) -> None:
+    needles = data_needles(deployment)
+    for service in CENTRAL_SITE:
+        mounts = deployment.container(service).attrs["Mounts"]
+        assert not [m for m in mounts if m["Type"] == "bind"], (service, mounts)
+        assert search(deployment.container(service), needles) == [], service
+    # the search finds a data file where there is one: each agent sees its own station's rows and no other's
+    for i, sid in enumerate(STATIONS):
+        hits = search(deployment.container(f"{sid}-agent"), needles)
+        assert "/var/lib/pht/dataset/patients.csv" in hits, (sid, hits)
+        others = [n for j, n in enumerate(needles) if j != i]
+        assert search(deployment.container(f"{sid}-agent"), others) == [], sid
+        assert search(deployment.container(f"{sid}-mpu"), needles) == [], sid
+
+
+def test_each_station_is_on_its_own_network_and_the_store_on_none_of_theirs(deployment: Deployment) -> None:
+    def networks(service: str) -> set[str]:
+        found = deployment.container(service).attrs["NetworkSettings"]["Networks"]
+        return {name.removeprefix(deployment.project + "_") for name in found}
+
+    assert networks("store") == {"central-store"}
+    assert networks("central") == {"central-store", "wan"}
+    for sid in STATIONS:
+        assert networks(f"{sid}-agent") == {"wan", f"station-{sid}"}
+        assert networks(f"{sid}-mpu") == {"wan", f"station-{sid}"}
+    internal = {n.name.removeprefix(deployment.project + "_"): n.attrs["Internal"]
+                for n in deployment.docker.networks.list(filters={"label": f"com.docker.compose.project="
+                                                                          f"{deployment.project}"})}
+    assert internal == {"central-store": True, "wan": False, **{f"station-{s}": True for s in STATIONS}}
+
+
+def test_every_container_runs_locked_down(deployment: Deployment) -> None:
+    for service in (*CENTRAL_SITE, *(f"{s}-{p}" for s in STATIONS for p in ("agent", "mpu"))):
+        host = deployment.container(service).attrs["HostConfig"]
+        config = deployment.container(service).attrs["Config"]
+        assert host["ReadonlyRootfs"] is True, service
+        assert host["CapDrop"] == ["ALL"], service
+        assert "no-new-privileges:true" in host["SecurityOpt"], service
+        assert config["User"] in ("10002:10002", "10003:10003"), service
+        assert config.get("Healthcheck", {}).get("Test"), service
