@@ -2,9 +2,10 @@
 
 An Oxigraph server container is the central store, the central service runs on it (PHT_STORE_QUERY_URL), an S3
 server holds released outputs, and three stations (agent + MPU each, on their own network) hold the breast cancer
-data split as ``pht setup`` splits it. The demo's incremental trains run through it and must match the pooled
-computation; the central site's containers must never see a data file (their mounts, and every file they can read).
-Everything is torn down at the end (``docker-compose down -v``).
+data split as ``pht setup`` splits it, plus an aggregator station without patients. The demo's three trains run
+through it (cohort count, mean/variance, federated logistic regression) and must match the pooled computation;
+the central site's containers must never see a data file (their mounts, and every file they can read). Everything
+is torn down at the end (``docker-compose down -v``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import numpy as np
 import pytest
 from rich.console import Console
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from client import CentralClient
 from client.key_claims import keys_in
@@ -38,12 +42,15 @@ pytestmark = pytest.mark.real_component("docker")
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yml"
-STATIONS = ("aachen", "leipzig", "cologne")
+HOSPITALS = ("aachen", "leipzig", "cologne")
+STATIONS = (*HOSPITALS, "aggregator")  # the aggregator combines a federated round; it holds no patients
 CENTRAL_SITE = ("store", "s3", "central")
 UID = 10002  # the service images' user: it must read the station folders pht setup wrote
 HEALTH_TIMEOUT_S = 180
 COUNT = {"COLUMN": "mean_radius", "OP": "gt", "VALUE": "15", "MIN_CELL": "5"}
 COLUMNS = ("mean_radius", "mean_texture", "worst_area")
+FEDAVG = {"TARGET": "benign", "LOCAL_EPOCHS": "20", "LEARNING_RATE": "0.5"}
+FEDAVG_ROUNDS = 6
 #: walks every file a container can read (volumes and tmpfs included, /proc and /sys not) for any of the needles
 SEARCH = """
 import os, sys
@@ -137,10 +144,15 @@ def deployment(docker_client: docker.DockerClient, tmp_path_factory: pytest.Temp
         # the operator registers the stations at the central service, as `pht setup` does; then each station's
         # admin gets its folder (here: the same machine) readable by the services' user
         with CentralClient(d.url, d.token("ops", Role.OPERATOR)) as ops:
-            homes = setup_stations(ops, stations_dir, STATIONS, objects_url="file:///unused", automatic=True,
-                                   station_tokens={s: issue_token(secret, subject=f"station-{s}", roles=[Role.STATION],
-                                                                  station=s, ttl_s=STATION_TOKEN_TTL_S)
-                                                   for s in STATIONS})
+            tokens = {s: issue_token(secret, subject=f"station-{s}", roles=[Role.STATION], station=s,
+                                     ttl_s=STATION_TOKEN_TTL_S) for s in STATIONS}
+            homes = setup_stations(ops, stations_dir, HOSPITALS, objects_url="file:///unused", automatic=True,
+                                   station_tokens=tokens)
+            # the aggregator is set up the same way, then its share of the patients is taken away again
+            homes |= setup_stations(ops, stations_dir, ["aggregator"], objects_url="file:///unused", automatic=True,
+                                    station_tokens=tokens)
+            for f in (stations_dir / "aggregator" / "data").iterdir():
+                f.unlink()
         for sid, home in homes.items():
             (home / "token").mkdir()
             (home / "station.token").rename(home / "token" / "station.token")
@@ -172,15 +184,20 @@ def test_the_demos_incremental_trains_run_through_it_and_match_the_pooled_result
                                     ("mean-variance", "mean-variance", ["COLUMNS"])):
             alice.register_definition({"id": did, "title": did, "image_name": f"/opt/pht/trains/{folder}",
                                        "image_digest": folder_digest(ROOT / "trains" / folder),
-                                       "route": list(STATIONS), "parameters": [{"name": p} for p in params],
+                                       "route": list(HOSPITALS), "parameters": [{"name": p} for p in params],
                                        "mode": "incremental"})
+        alice.register_definition({"id": "fedavg", "title": "fedavg", "image_name": "/opt/pht/trains/fedavg-logreg",
+                                   "image_digest": folder_digest(ROOT / "trains" / "fedavg-logreg"),
+                                   "route": list(HOSPITALS), "parameters": [{"name": p} for p in FEDAVG],
+                                   "mode": "federated", "rounds": FEDAVG_ROUNDS, "aggregator": "aggregator"})
         trains = {"count": alice.submit("cohort-count", COUNT),
-                  "mean": alice.submit("mean-variance", {"COLUMNS": ",".join(COLUMNS)})}
-        final = watch_trains(alice, trains, Console(file=io.StringIO()), timeout_s=240, interval_s=0.5)
+                  "mean": alice.submit("mean-variance", {"COLUMNS": ",".join(COLUMNS)}),
+                  "fedavg": alice.submit("fedavg", FEDAVG)}
+        final = watch_trains(alice, trains, Console(file=io.StringIO()), timeout_s=360, interval_s=0.5)
         for name, tid in trains.items():
             assert final[tid]["state"] == "finished", (name, final[tid], [
                 e for e in alice.events(tid) if e["reason"]])
-        x, _, names = read_pooled([deployment.stations_dir / s / "data" for s in STATIONS])
+        x, y, names = read_pooled([deployment.stations_dir / s / "data" for s in HOSPITALS])
         fetch_result(alice, trains["count"], tmp_path / "count")
         got = json.loads((tmp_path / "count" / "result.json").read_text())
         assert got["count"] == int((x[:, names.index(COUNT["COLUMN"])] > float(COUNT["VALUE"])).sum())
@@ -190,11 +207,20 @@ def test_the_demos_incremental_trains_run_through_it_and_match_the_pooled_result
             pooled = x[:, names.index(column)]
             assert columns[column]["mean"] == pytest.approx(pooled.mean(), rel=1e-9)
             assert columns[column]["variance"] == pytest.approx(pooled.var(), rel=1e-9)
+        fetch_result(alice, trains["fedavg"], tmp_path / "fedavg")
+        model = json.loads((tmp_path / "fedavg" / "model.json").read_text())
+        assert model["round"] == FEDAVG_ROUNDS
+        z = (x - np.array(model["mean"])) / np.array(model["std"])
+        accuracy = float((((z @ np.array(model["weights"]) + model["bias"]) > 0).astype(int) == y).mean())
+        # the pooled computation: scikit-learn's logistic regression on all patients together, as pht demo shows
+        zc = StandardScaler().fit_transform(x)
+        pooled_accuracy = float(LogisticRegression(max_iter=5000).fit(zc, y).score(zc, y))
+        assert accuracy >= pooled_accuracy - 0.03, (accuracy, pooled_accuracy)
 
 
 def data_needles(deployment: Deployment) -> list[str]:
     """A patient row of each station (a whole CSV line: nothing else holds those bytes)."""
-    return [(deployment.stations_dir / s / "data" / "patients.csv").read_text().splitlines()[3] for s in STATIONS]
+    return [(deployment.stations_dir / s / "data" / "patients.csv").read_text().splitlines()[3] for s in HOSPITALS]
 
 
 def search(container: Any, needles: list[str]) -> list[str]:
@@ -210,12 +236,15 @@ def test_the_central_sites_containers_never_see_a_data_file(deployment: Deployme
         assert not [m for m in mounts if m["Type"] == "bind"], (service, mounts)
         assert search(deployment.container(service), needles) == [], service
     # the search finds a data file where there is one: each agent sees its own station's rows and no other's
-    for i, sid in enumerate(STATIONS):
+    for i, sid in enumerate(HOSPITALS):
         hits = search(deployment.container(f"{sid}-agent"), needles)
         assert "/var/lib/pht/dataset/patients.csv" in hits, (sid, hits)
         others = [n for j, n in enumerate(needles) if j != i]
         assert search(deployment.container(f"{sid}-agent"), others) == [], sid
         assert search(deployment.container(f"{sid}-mpu"), needles) == [], sid
+    # the aggregator combined the federated rounds (when the trains ran first) and holds no patient row
+    for part in ("agent", "mpu"):
+        assert search(deployment.container(f"aggregator-{part}"), needles) == []
 
 
 def test_each_station_is_on_its_own_network_and_the_store_on_none_of_theirs(deployment: Deployment) -> None:
