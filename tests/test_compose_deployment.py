@@ -3,13 +3,17 @@
 An Oxigraph server container is the central store, the central service runs on it (PHT_STORE_QUERY_URL), an S3
 server holds released outputs, and three stations (agent + MPU each, on their own network) hold the breast cancer
 data split as ``pht setup`` splits it, plus an aggregator station without patients. The demo's three trains run
-through it (cohort count, mean/variance, federated logistic regression) and must match the pooled computation;
+through it (cohort count, mean/variance, federated logistic regression): the researcher pushes their images to a
+real registry (Debian's docker-registry, htpasswd), the station agents have them pulled by digest with their own
+read-only accounts and run them as containers on the host's engine, and the results must match the pooled
+computation;
 the central site's containers must never see a data file (their mounts, and every file they can read). Everything
 is torn down at the end (``docker-compose down -v``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -26,7 +30,9 @@ from typing import Any
 import docker
 import numpy as np
 import pytest
+from conftest import require_component
 from rich.console import Console
+from servers import RegistryServer, free_port, registry_server
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -35,8 +41,9 @@ from client.key_claims import keys_in
 from local_platform import read_pooled, setup_stations
 from orchestrator import STATION_TOKEN_TTL_S, Role, issue_token
 from pht_cli.train_commands import fetch_result, watch_trains
-from station.runtimes.process import folder_digest
-from tests.servers import free_port
+from station import build_train_image
+from station.image_registry import DigestReference, push_image
+from trust import PartyKeys
 
 pytestmark = pytest.mark.real_component("docker")
 
@@ -122,8 +129,16 @@ def build_images() -> None:
 
 
 @pytest.fixture(scope="module")
-def deployment(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Deployment]:
+def registry() -> Iterator[RegistryServer]:
+    """A registry of our own: one read-only account per station of this deployment."""
+    require_component("registry")
+    with registry_server(stations={s: secrets.token_urlsafe(12) for s in STATIONS}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def deployment(docker_client: docker.DockerClient, registry: RegistryServer,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (scripts/install-services.sh installs it)")
     build_images()
@@ -135,6 +150,7 @@ def deployment(docker_client: docker.DockerClient, tmp_path_factory: pytest.Temp
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PHT_JWT_SECRET": secret,
            "PHT_STATIONS_DIR": str(stations_dir), "PHT_CENTRAL_PORT": str(central_port),
            "PHT_S3_PORT": str(free_port()), "PHT_STATION_POLL_INTERVAL": "0.3",
+           "PHT_DOCKER_GID": str(os.stat("/var/run/docker.sock").st_gid),
            **{f"PHT_{s.upper()}_INGEST_TOKEN": "not-yet" for s in STATIONS}}
     d = Deployment(f"pht-compose-{secrets.token_hex(3)}", env, f"http://127.0.0.1:{central_port}", secret,
                    stations_dir, docker_client)
@@ -155,6 +171,10 @@ def deployment(docker_client: docker.DockerClient, tmp_path_factory: pytest.Temp
                 f.unlink()
         for sid, home in homes.items():
             (home / "token").mkdir()
+            (home / "state").mkdir()
+            (home / "registry").mkdir()
+            (home / "registry" / "config.json").write_text(json.dumps({"auths": {registry.pull_host: {
+                "username": sid, "password": registry.stations[sid]}}}))
             (home / "station.token").rename(home / "token" / "station.token")
             for line in (home / "station.env").read_text().splitlines():
                 if line.startswith("export PHT_MPU_INGEST_TOKEN="):
@@ -172,22 +192,53 @@ def deployment(docker_client: docker.DockerClient, tmp_path_factory: pytest.Temp
             shutil.rmtree(work, ignore_errors=True)
 
 
-def test_the_demos_incremental_trains_run_through_it_and_match_the_pooled_results(
-        deployment: Deployment, tmp_path: Path) -> None:
+def push(deployment: Deployment, registry: RegistryServer, name: str, work: Path) -> tuple[str, str]:
+    """Build trains/<name>, push it as the researcher, remove it from the engine (so a station must pull it);
+    returns the digest reference stations pull from the read-only endpoint and the image ID they approve.
+    A label of this run makes the image ID unique to it: no other image (other tests' builds) keeps it present."""
+    folder = work / name
+    shutil.copytree(ROOT / "trains" / name, folder)
+    with (folder / "Dockerfile").open("a") as f:
+        f.write(f"\nLABEL org.pht-kg.test-run={deployment.project}\n")
+    tag = f"pht-compose-test/{name}:{deployment.project}"
+    build_train_image(folder, tag, deployment.docker)
+    pushed = push_image(deployment.docker, tag, f"{registry.push_host}/{deployment.project}/{name}:demo",
+                        registry.researcher_auth())
+    for t in (tag, f"{registry.push_host}/{deployment.project}/{name}:demo"):
+        deployment.docker.images.remove(t)
+    with pytest.raises(docker.errors.ImageNotFound):
+        deployment.docker.images.get(pushed.image_id)
+    pull = DigestReference(registry.pull_host, pushed.reference.repository, pushed.reference.digest)
+    return str(pull), pushed.image_id
+
+
+def test_the_demos_trains_run_through_it_from_the_registry_and_match_the_pooled_results(
+        deployment: Deployment, registry: RegistryServer, tmp_path: Path) -> None:
     token = deployment.token("alice", Role.RESEARCHER)
     keys, _ = keys_in(tmp_path / "alice-keys")
     with CentralClient(deployment.url, token) as c:
         c.register_keys(keys)
+    images = {name: push(deployment, registry, name, tmp_path)
+              for name in ("cohort-count", "mean-variance", "fedavg-logreg")}
+    try:
+        run_the_demo_trains(deployment, images, token, keys, tmp_path)
+    finally:  # what the stations pulled (unique to this run, see push)
+        for _, image_id in images.values():
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                deployment.docker.images.remove(image_id, force=True)
+
+
+def run_the_demo_trains(deployment: Deployment, images: dict[str, tuple[str, str]], token: str, keys: PartyKeys,
+                        tmp_path: Path) -> None:
     with CentralClient(deployment.url, token, keys=keys) as alice:
-        # the agents run train folders (process runtime): the repository's trains/, mounted at /opt/pht/trains
-        for did, folder, params in (("cohort-count", "cohort-count", list(COUNT)),
-                                    ("mean-variance", "mean-variance", ["COLUMNS"])):
-            alice.register_definition({"id": did, "title": did, "image_name": f"/opt/pht/trains/{folder}",
-                                       "image_digest": folder_digest(ROOT / "trains" / folder),
+        for did, name, params in (("cohort-count", "cohort-count", list(COUNT)),
+                                  ("mean-variance", "mean-variance", ["COLUMNS"])):
+            alice.register_definition({"id": did, "title": did, "image_name": images[name][0],
+                                       "image_digest": images[name][1],
                                        "route": list(HOSPITALS), "parameters": [{"name": p} for p in params],
                                        "mode": "incremental"})
-        alice.register_definition({"id": "fedavg", "title": "fedavg", "image_name": "/opt/pht/trains/fedavg-logreg",
-                                   "image_digest": folder_digest(ROOT / "trains" / "fedavg-logreg"),
+        alice.register_definition({"id": "fedavg", "title": "fedavg", "image_name": images["fedavg-logreg"][0],
+                                   "image_digest": images["fedavg-logreg"][1],
                                    "route": list(HOSPITALS), "parameters": [{"name": p} for p in FEDAVG],
                                    "mode": "federated", "rounds": FEDAVG_ROUNDS, "aggregator": "aggregator"})
         trains = {"count": alice.submit("cohort-count", COUNT),
@@ -216,6 +267,9 @@ def test_the_demos_incremental_trains_run_through_it_and_match_the_pooled_result
         zc = StandardScaler().fit_transform(x)
         pooled_accuracy = float(LogisticRegression(max_iter=5000).fit(zc, y).score(zc, y))
         assert accuracy >= pooled_accuracy - 0.03, (accuracy, pooled_accuracy)
+    # the stations had the engine pull exactly the approved digests from the read-only endpoint
+    for reference, image_id in images.values():
+        assert reference in deployment.docker.images.get(image_id).attrs["RepoDigests"]
 
 
 def data_needles(deployment: Deployment) -> list[str]:
@@ -238,7 +292,7 @@ def test_the_central_sites_containers_never_see_a_data_file(deployment: Deployme
     # the search finds a data file where there is one: each agent sees its own station's rows and no other's
     for i, sid in enumerate(HOSPITALS):
         hits = search(deployment.container(f"{sid}-agent"), needles)
-        assert "/var/lib/pht/dataset/patients.csv" in hits, (sid, hits)
+        assert f"{deployment.stations_dir}/{sid}/data/patients.csv" in hits, (sid, hits)
         others = [n for j, n in enumerate(needles) if j != i]
         assert search(deployment.container(f"{sid}-agent"), others) == [], sid
         assert search(deployment.container(f"{sid}-mpu"), needles) == [], sid
