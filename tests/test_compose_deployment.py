@@ -94,7 +94,7 @@ class Deployment:
         r = subprocess.run(["docker-compose", "-p", self.project, "-f", str(COMPOSE), *args], env=self.env,
                            capture_output=True, text=True, timeout=timeout)
         assert r.returncode == 0, f"docker-compose {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
-        return r.stdout
+        return str(r.stdout)
 
     def container(self, service: str) -> Any:
         found = self.docker.containers.list(all=True, filters={"label": [
