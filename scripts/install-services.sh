@@ -25,6 +25,8 @@
 #   docker-registry      -> /usr/bin/docker-registry, the CNCF Distribution registry: train images are pushed to it
 #                           and pulled by digest in the registry tests (tests/servers.py::registry_server)
 #   apache2-utils        -> /usr/bin/htpasswd, writes the registry's bcrypt htpasswd file in those tests
+#   docker-compose       -> /usr/bin/docker-compose (1.29, Python), brings up deploy/compose/ (the multi-host
+#                           deployment on one machine; tests/test_compose_deployment.py)
 #   oxigraph server      -> comes from PyPI (`oxigraph` in the `test` extra), not apt
 #
 # Quiet when there is nothing to do; errors are fatal and loud.
@@ -47,6 +49,7 @@ declare -A PACKAGES=(
   [nodejs]=/usr/bin/node
   [docker-registry]=/usr/bin/docker-registry
   [apache2-utils]=/usr/bin/htpasswd
+  [docker-compose]=/usr/bin/docker-compose
 )
 
 die() { echo "install-services: ERROR: $*" >&2; exit 1; }

@@ -53,7 +53,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -772,9 +772,12 @@ def _registry_config(tmp: Path, storage: Path, port: int, htpasswd: Path, *, rea
 
 
 @contextlib.contextmanager
-def registry_server(*, startup_timeout: float = 30.0, attempts: int = 3) -> Iterator[RegistryServer]:
+def registry_server(*, startup_timeout: float = 30.0, attempts: int = 3,
+                    stations: Mapping[str, str] | None = None) -> Iterator[RegistryServer]:
     """Start the writable and the read-only ``docker-registry`` on free loopback ports; ready when ``GET /``
-    answers on both (``/v2/`` answers 401 without credentials)."""
+    answers on both (``/v2/`` answers 401 without credentials). ``stations``: the read-only instance's accounts
+    (station -> password; default ``REGISTRY_STATIONS``)."""
+    accounts = dict(stations if stations is not None else REGISTRY_STATIONS)
     binary = _find_tool("docker-registry")
     reason = available("registry")
     if binary is None or reason is not None:
@@ -785,7 +788,7 @@ def registry_server(*, startup_timeout: float = 30.0, attempts: int = 3) -> Iter
             def prepare_in(tmp: Path) -> tuple[list[str], list[Probe], Any]:
                 port = free_port()
                 htpasswd = tmp / "htpasswd"
-                _htpasswd(htpasswd, dict(REGISTRY_STATIONS) if readonly else dict([REGISTRY_RESEARCHER]))
+                _htpasswd(htpasswd, accounts if readonly else dict([REGISTRY_RESEARCHER]))
                 config = _registry_config(tmp, storage_root, port, htpasswd, readonly=readonly)
                 return [binary, "serve", str(config)], [(f"http://{HOST}:{port}/", None, None)], port
             return prepare_in
@@ -794,7 +797,7 @@ def registry_server(*, startup_timeout: float = 30.0, attempts: int = 3) -> Iter
                 _launch("registry-readonly", prepare(True), startup_timeout=startup_timeout,
                         attempts=attempts) as ro:
             yield RegistryServer(push_host=f"{HOST}:{rw.detail}", pull_host=f"{HOST}:{ro.detail}",
-                                 researcher=REGISTRY_RESEARCHER, stations=dict(REGISTRY_STATIONS),
+                                 researcher=REGISTRY_RESEARCHER, stations=accounts,
                                  storage=storage_root, pids=(rw.proc.pid, ro.proc.pid))
     finally:
         shutil.rmtree(storage_root, ignore_errors=True)
