@@ -7,13 +7,14 @@ example IRI renamed per copy, so it stays valid whatever the size and uses every
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, parse
 
-from graph_store import CENTRAL_GRAPH, PHT, PROV, RDF_TYPE, XSD, ChangeSet
+from graph_store import CENTRAL_GRAPH, PHT, PROV, RDF_TYPE, XSD, ChangeSet, EmbeddedStore
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "shapes" / "valid"
 EX = "https://pht.example.org/id/"
@@ -88,3 +89,12 @@ class LifecycleSteps:
     @property
     def executions(self) -> list[NamedNode]:
         return [e for e, _ in self._targets]
+
+
+def rate(store: EmbeddedStore, steps: LifecycleSteps, count: int) -> float:
+    """Validated change sets per second, one ``apply()`` each (as the service's lifecycle steps commit them)."""
+    changes = [steps.next() for _ in range(count)]
+    t0 = time.perf_counter()
+    for change in changes:
+        store.apply(change)
+    return count / (time.perf_counter() - t0)

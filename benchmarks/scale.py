@@ -38,7 +38,7 @@ from pyoxigraph import Literal, NamedNode, Quad, RdfFormat
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _data import EX, LifecycleSteps, scenario  # noqa: E402
+from _data import EX, LifecycleSteps, rate, scenario  # noqa: E402
 
 from graph_store import (  # noqa: E402
     CENTRAL_GRAPH,
@@ -138,15 +138,6 @@ def build(directory: Path, base: list[Quad], target: int) -> tuple[EmbeddedStore
         (state,) = [q.object for q in store.quads(execution, PHT.state, None, CENTRAL_GRAPH)]
         steps.initial_state(execution, state)
     return store, steps, n, load_rate
-
-
-def rate(store: EmbeddedStore, steps: LifecycleSteps, count: int) -> float:
-    """Validated change sets per second, one apply() each (as the service's lifecycle steps)."""
-    changes = [steps.next() for _ in range(count)]
-    t0 = time.perf_counter()
-    for change in changes:
-        store.apply(change)
-    return count / (time.perf_counter() - t0)
 
 
 def bindings_for(copy: int) -> dict[str, Any]:

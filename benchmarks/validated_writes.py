@@ -26,7 +26,7 @@ import rdflib
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _data import LifecycleSteps, copies, scenario  # noqa: E402
+from _data import LifecycleSteps, copies, rate, scenario  # noqa: E402
 
 from graph_store import CENTRAL_GRAPH, PHT, EmbeddedStore, load_schema, tune_garbage_collection  # noqa: E402
 from graph_store._convert import to_rdflib  # noqa: E402
@@ -42,15 +42,6 @@ def build(directory: Path, base: list, target: int) -> tuple[EmbeddedStore, Life
         (state,) = [q.object for q in store.quads(execution, PHT.state, None, CENTRAL_GRAPH)]
         steps.initial_state(execution, state)
     return store, steps
-
-
-def rate(store: EmbeddedStore, steps: LifecycleSteps, count: int) -> float:
-    """Validated change sets per second, one apply() each."""
-    changes = [steps.next() for _ in range(count)]
-    t0 = time.perf_counter()
-    for change in changes:
-        store.apply(change)
-    return count / (time.perf_counter() - t0)
 
 
 def rdflib_graph(store: EmbeddedStore) -> rdflib.Graph:
