@@ -30,6 +30,9 @@ from .sparql_http import HttpError
 log = logging.getLogger(__name__)
 QUEUE_POLL_S = 0.005
 """How often a queued query looks for a free slot of its caller's."""
+QUEUE_DEPTH = 8
+"""At most this many of one caller's queries wait for a slot (a dashboard's panels); more are refused at once, so
+that one caller's flood of waiting requests cannot crowd the event loop."""
 
 __all__ = ["QueryAnswer", "QueryDataset", "QueryRunner", "answer_response", "evaluate", "parse_iris",
            "query_dataset", "query_runner"]
@@ -47,6 +50,7 @@ class QueryRunner:
             per_principal
         self.queue_s = queue_s
         self._running: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}
         self._lock = threading.Lock()
 
     async def start(self, *, wait: bool = True) -> None:
@@ -65,12 +69,8 @@ class QueryRunner:
     @asynccontextmanager
     async def _slot(self, who: Principal) -> AsyncIterator[None]:
         key = who.subject
-        give_up = time.monotonic() + self.queue_s
-        while not self._take(key):  # a dashboard's panels queue briefly; a flood is refused
-            if time.monotonic() >= give_up:
-                raise HttpError(429, f"you have {self.per_principal} queries running already; wait for one to "
-                                     "finish", headers={"Retry-After": "1"})
-            await asyncio.sleep(QUEUE_POLL_S)
+        if not self._take(key):  # a dashboard's panels queue briefly; a flood is refused at once
+            await self._queue(key)
         try:
             yield
         finally:
@@ -78,6 +78,28 @@ class QueryRunner:
                 self._running[key] -= 1
                 if not self._running[key]:
                     del self._running[key]
+
+    async def _queue(self, key: str) -> None:
+        """Wait up to ``queue_s`` for one of the caller's slots; at most QUEUE_DEPTH of a caller's queries wait."""
+        with self._lock:
+            if self._waiting.get(key, 0) >= QUEUE_DEPTH:
+                raise self._too_many()
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            give_up = time.monotonic() + self.queue_s
+            while not self._take(key):
+                if time.monotonic() >= give_up:
+                    raise self._too_many()
+                await asyncio.sleep(QUEUE_POLL_S)
+        finally:
+            with self._lock:
+                self._waiting[key] -= 1
+                if not self._waiting[key]:
+                    del self._waiting[key]
+
+    def _too_many(self) -> HttpError:
+        return HttpError(429, f"you have {self.per_principal} queries running already; wait for one to finish",
+                         headers={"Retry-After": "1"})
 
     def _take(self, key: str) -> bool:
         with self._lock:

@@ -30,6 +30,7 @@ from graph_store import CENTRAL_GRAPH, ChangeSet, EmbeddedStore, GraphStore, Rem
 from orchestrator import query_workers
 from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
+from orchestrator.query_runner import QUEUE_DEPTH
 from orchestrator.query_text import MAX_NESTING, MAX_OPERATORS
 from orchestrator.readable_graph import ReadableGraphs
 from orchestrator.settings import Settings, SettingsError
@@ -276,6 +277,30 @@ def test_a_callers_queries_beyond_the_limit_wait_for_a_slot_instead_of_429(store
         assert statuses == [200] * 6, statuses
     else:
         assert 429 in statuses and 200 in statuses, statuses
+
+
+def test_a_flood_of_one_callers_queries_is_refused_at_once_beyond_the_queue(store: EmbeddedStore) -> None:
+    """Twenty queries of one caller at once: two run, QUEUE_DEPTH wait, the rest get 429 at once instead of
+    waiting (each waiter polls for a slot: an unbounded queue would let one caller crowd the event loop)."""
+    with serve(app_over(store, query_timeout_s=10.0, query_workers=4, query_per_principal=2,
+                        query_queue_s=30.0)) as u:
+        assert get(u, "ASK {}").status_code == 200
+        out: list[tuple[int, float]] = []
+
+        def send() -> None:
+            start = time.monotonic()
+            r = get(u, MEDIUM, "flooder")  # 0.2 s each: all twenty arrive while the first two run
+            out.append((r.status_code, time.monotonic() - start))
+
+        flood = [threading.Thread(target=send) for _ in range(20)]
+        for t in flood:
+            t.start()
+        for t in flood:
+            t.join(120)
+    refused = [elapsed for status, elapsed in out if status == 429]
+    assert len(out) == 20 and len(refused) == 20 - 2 - QUEUE_DEPTH, sorted(s for s, _ in out)
+    assert max(refused) < 1.0, refused  # at once, not after waiting
+    assert sorted(s for s, _ in out)[:2 + QUEUE_DEPTH] == [200] * (2 + QUEUE_DEPTH)
 
 
 def test_an_app_whose_lifespan_runs_again_answers_at_once(store: EmbeddedStore) -> None:
