@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pyoxigraph import Literal, NamedNode, RdfFormat, Store
+from pyoxigraph import BlankNode, Literal, NamedNode, RdfFormat, Store, Triple
 
 from graph_store import DCTERMS, ONTOLOGY_DIR, PHT
 
@@ -40,15 +40,19 @@ def chart() -> Chart:
     store = Store()
     store.load(path=str(ONTOLOGY_DIR / "dataspace.ttl"), format=RdfFormat.TURTLE)
     transitions: dict[tuple[NamedNode, NamedNode, str], NamedNode] = {}
+
+    def value(subject: NamedNode | BlankNode | Triple, predicate: NamedNode) -> NamedNode:
+        found = next(store.quads_for_pattern(subject, predicate, None)).object
+        assert isinstance(found, NamedNode), f"{subject} {predicate}: an IRI is expected"
+        return found
+
     for t in store.quads_for_pattern(None, PHT.firedByMessage, None):
-        s = t.subject
-        get = (lambda p: next(store.quads_for_pattern(s, p, None)).object)  # noqa: E731
-        cls, frm, to, msg = get(PHT.chartOf), get(PHT.protocolFrom), get(PHT.protocolTo), t.object
-        assert isinstance(cls, NamedNode) and isinstance(frm, NamedNode) and isinstance(to, NamedNode)
+        msg = t.object
         assert isinstance(msg, Literal)
-        transitions[(cls, frm, msg.value)] = to
+        transitions[(value(t.subject, PHT.chartOf), value(t.subject, PHT.protocolFrom), msg.value)] = \
+            value(t.subject, PHT.protocolTo)
     names = {q.subject: q.object.value for q in store.quads_for_pattern(None, DCTERMS.identifier, None)
-             if isinstance(q.subject, NamedNode)}
+             if isinstance(q.subject, NamedNode) and isinstance(q.object, Literal)}
     states = {(q.object, names[q.subject]): q.subject for q in store.quads_for_pattern(None, PHT.chartOf, None)
               if isinstance(q.subject, NamedNode) and isinstance(q.object, NamedNode) and q.subject in names}
     initial = {q.object: q.subject for q in store.quads_for_pattern(None, PHT.initialProtocolStateOf, None)

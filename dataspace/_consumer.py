@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pyoxigraph import NamedNode
+from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import PHT
 
@@ -173,7 +173,6 @@ class Consumer:
         if p.provider_pid is not None:
             self.core.same_pids(msg, p, _NEG)
         a = msg["agreement"]
-        asked = self.records.result(p.result) if p.result is not None else None
         try:
             policy = Policy.from_odrl(a)
         except Exception:  # noqa: BLE001 - any policy we cannot evaluate is refused the same way
@@ -185,7 +184,6 @@ class Consumer:
                 (a["assigner"] == p.counterparty, "its assigner is not the provider"),
                 (policy is not None, "its policy cannot be evaluated here"),
             ) if not ok]
-        del asked
         if problems:
             raise ProtocolError(400, f"The agreement is refused: {'; '.join(problems)}.", family=_NEG,
                                 provider_pid=msg["providerPid"], consumer_pid=cpid)
@@ -195,7 +193,6 @@ class Consumer:
             issued=datetime.fromisoformat(a.get("timestamp", datetime.now(timezone.utc).isoformat())
                                           .replace("Z", "+00:00")),
             usable_until=policy.usable_until)
-        from pyoxigraph import Literal, Quad
         extra = [Quad(p.iri, PHT.agreement, iri, DATASPACE_GRAPH)]
         if p.provider_pid is None:
             extra.append(Quad(p.iri, PHT.providerPid, Literal(msg["providerPid"]), DATASPACE_GRAPH))

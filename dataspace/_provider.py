@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from pyoxigraph import NamedNode
+from pyoxigraph import NamedNode, Quad
 
 from graph_store import PHT
 
@@ -26,7 +26,7 @@ from ._core import Core, ProtocolError, Reply, join
 from ._messages import catalog, data_address, dataset, message
 from ._policy import Claims, Policy, PolicyInvalid
 from ._records import Process, PublishedResult
-from ._vocab import NEGOTIATION, PROVIDER, PULL, PUSH, TRANSFER
+from ._vocab import DATASPACE_GRAPH, NEGOTIATION, PROVIDER, PULL, PUSH, TRANSFER
 
 __all__ = ["Provider"]
 
@@ -239,7 +239,7 @@ class Provider:
                                  agreement=agreement.iri, format=fmt)
         p = self.records.process(TRANSFER, role=PROVIDER, provider_pid=ppid)
         assert p is not None
-        sink = msg.get("dataAddress")
+        sink: dict[str, Any] = msg.get("dataAddress", {})
         then = (lambda: self._start_pull(p)) if fmt == PULL else (lambda: self._push(p, result, sink))
         return Reply(201, message("TransferProcess", providerPid=ppid, consumerPid=cpid, state="REQUESTED"),
                      then=then)
@@ -322,10 +322,7 @@ class Provider:
         return self._path(result.sha256)
 
 
-def _link(s: NamedNode, p: NamedNode, o: NamedNode) -> list[Any]:
-    from pyoxigraph import Quad
-
-    from ._vocab import DATASPACE_GRAPH
+def _link(s: NamedNode, p: NamedNode, o: NamedNode) -> list[Quad]:
     return [Quad(s, p, o, DATASPACE_GRAPH)]
 
 
