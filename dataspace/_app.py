@@ -35,6 +35,8 @@ _TRANSFER_KINDS = {"start": "TransferStartMessage", "completion": "TransferCompl
 
 def _answer(reply: Reply) -> Response:
     task = BackgroundTask(reply.then) if reply.then is not None else None
+    if reply.encoded is not None:
+        return Response(reply.encoded, status_code=reply.status, media_type="application/json", background=task)
     if reply.body is None:
         return Response(status_code=reply.status, background=task)
     return JSONResponse(reply.body, status_code=reply.status, background=task)

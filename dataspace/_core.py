@@ -60,6 +60,7 @@ class Reply:
     status: int
     body: dict[str, Any] | None
     then: Callable[[], None] | None = None
+    encoded: bytes | None = None  # the body already serialised (a cached catalog: rendering 1,000 datasets costs)
 
 
 @dataclass

@@ -9,6 +9,7 @@ the agreement, its expiry, the result's withdrawal and the sender's current clai
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 import shutil
@@ -40,7 +41,8 @@ class Provider:
     def __init__(self, core: Core) -> None:
         self.core = core
         self.records = core.records
-        self._catalog: dict[str, Any] | None = None  # built and schema-checked once per change of the catalog
+        # built, schema-checked and serialised once per change of the catalog (publish, withdraw)
+        self._catalog: bytes | None = None
 
     @property
     def service_id(self) -> str:
@@ -86,8 +88,8 @@ class Provider:
             built = catalog(catalog_id=join(s.base_url, "catalog"), participant=s.participant_id,
                             service_id=self.service_id, endpoint=s.base_url, results=self.records.catalog())
             self.core.accept(built, "Catalog", "catalog")
-            self._catalog = built
-        return Reply(200, self._catalog)
+            self._catalog = json.dumps(built, ensure_ascii=False, separators=(",", ":")).encode()
+        return Reply(200, None, encoded=self._catalog)
 
     def dataset(self, authorization: str | None, dataset_id: str) -> Reply:
         """``GET /catalog/datasets/{id}``: one published result not withdrawn."""

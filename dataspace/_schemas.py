@@ -1,7 +1,9 @@
 """Every DSP message we send or accept, checked against the Dataspace Protocol 2025-1 JSON Schemas.
 
-The official schemas (``dspace/dsp/``, copied unchanged from the protocol's repository, Apache-2.0) are loaded
-into one ``referencing`` registry under their ``$id``s, so their cross-file ``$ref``s resolve offline.
+The official schemas (``dataspace/dsp/``, copied unchanged from the protocol's repository, Apache-2.0) are
+loaded into one registry under their ``$id``s, so their cross-file ``$ref``s resolve offline (never fetched).
+Validated with ``jsonschema-rs``: the Python ``jsonschema`` took 7 s for a catalog of 1,000 datasets (the
+schemas' nested ``oneOf``s), jsonschema-rs 2 ms (``docs/dataspace.md``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft201909Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT201909
+from jsonschema_rs import Draft201909Validator, Registry
 
 __all__ = ["DSP_DIR", "MESSAGE_SCHEMAS", "MessageInvalid", "validate_message"]
 
@@ -55,18 +55,15 @@ def _load(path: Path) -> Any:
 
 
 @lru_cache(maxsize=1)
-def _registry() -> Registry[Any]:
-    resources = []
-    for path in sorted(DSP_DIR.rglob("*-schema.json")):
-        contents = _load(path)
-        resources.append((contents["$id"], Resource.from_contents(contents, default_specification=DRAFT201909)))
-    return Registry().with_resources(resources)
+def _registry() -> Registry:
+    schemas = [_load(path) for path in sorted(DSP_DIR.rglob("*-schema.json"))]
+    return Registry([(schema["$id"], schema) for schema in schemas])
 
 
 @lru_cache(maxsize=None)
 def _validator(message_type: str) -> Draft201909Validator:
     schema = _load(DSP_DIR / MESSAGE_SCHEMAS[message_type])
-    return Draft201909Validator(schema, registry=_registry())
+    return Draft201909Validator(schema, registry=_registry(), offline=True)
 
 
 def validate_message(message: object, expected: str | tuple[str, ...]) -> dict[str, Any]:
@@ -87,8 +84,8 @@ def validate_message(message: object, expected: str | tuple[str, ...]) -> dict[s
     kind = message.get("@type")
     if kind not in allowed:
         raise MessageInvalid(f"Expected a {' or '.join(allowed)}, got @type {kind!r}.")
-    error = next(iter(sorted(_validator(kind).iter_errors(message), key=lambda e: list(e.path))), None)
+    error = next(_validator(kind).iter_errors(message), None)
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "the message"
+        where = "/".join(str(p) for p in error.instance_path) or "the message"
         raise MessageInvalid(f"The {kind} is invalid at {where}: {error.message[:300]}.")
     return message
