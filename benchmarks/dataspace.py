@@ -33,12 +33,12 @@ from dataspace import (  # noqa: E402
     connector_app,
 )
 from graph_store import EmbeddedStore, tune_garbage_collection  # noqa: E402
-from local_platform.platform import serve_in_thread  # noqa: E402
+from local_platform.platform import Served, serve_in_thread  # noqa: E402
 
 PURPOSE, CONSORTIUM = "cancer-research", "urn:consortium:bench"
 
 
-def connector(work: Path, name: str, issuer: IdentityIssuer, **claims: tuple[str, ...]) -> tuple[Connector, object]:
+def connector(work: Path, name: str, issuer: IdentityIssuer, **claims: tuple[str, ...]) -> tuple[Connector, Served]:
     store = EmbeddedStore(None)
     store.load_vocabulary()
     token = issuer.issue(f"urn:participant:{name}", **claims)
@@ -68,13 +68,13 @@ def main() -> None:
         big.write_bytes(os.urandom(10_000_000))
         result = provider.provider.publish(train="https://pht.example.org/id/trains/bench", title="10 MB",
                                            data=big, policy=policy)
-        dataset = next(d for d in consumer.consumer.request_catalog(p_served.url)["dataset"]  # type: ignore[attr-defined]
-                       if d["@id"] == result.iri.value)
+        catalog = consumer.consumer.request_catalog(p_served.url)
+        dataset = next(d for d in catalog["dataset"] if d["@id"] == result.iri.value)
         times = []
         for _ in range(args.repeat):
             start = time.perf_counter()
-            agreement = consumer.consumer.negotiate(p_served.url, dataset)  # type: ignore[attr-defined]
-            data = consumer.consumer.pull(p_served.url, agreement, sha256=result.sha256)  # type: ignore[attr-defined]
+            agreement = consumer.consumer.negotiate(p_served.url, dataset, provider_id=catalog["participantId"])
+            data = consumer.consumer.pull(p_served.url, agreement, sha256=result.sha256)
             times.append(time.perf_counter() - start)
             assert len(data) == 10_000_000
         print(f"negotiate + pull 10 MB: {', '.join(f'{t:.3f}' for t in times)} s")
@@ -86,17 +86,17 @@ def main() -> None:
                                       data=small, policy=policy)
         print(f"published {args.results - 1} more results in {time.perf_counter() - t0:.1f} s")
         start = time.perf_counter()
-        catalog = consumer.consumer.request_catalog(p_served.url)  # type: ignore[attr-defined]
+        catalog = consumer.consumer.request_catalog(p_served.url)
         first_ms = (time.perf_counter() - start) * 1000
         assert len(catalog["dataset"]) == args.results
         latencies = []
         for _ in range(args.requests):
             start = time.perf_counter()
-            consumer.consumer.request_catalog(p_served.url)  # type: ignore[attr-defined]
+            consumer.consumer.request_catalog(p_served.url)
             latencies.append((time.perf_counter() - start) * 1000)
         print(f"catalog of {args.results}: first {first_ms:.0f} ms, then p50 {statistics.median(latencies):.1f} ms")
-        p_served.stop()  # type: ignore[attr-defined]
-        c_served.stop()  # type: ignore[attr-defined]
+        p_served.stop()
+        c_served.stop()
     print(json.dumps({"negotiate_and_pull_s": round(statistics.median(times), 3),
                       "catalog_p50_ms": round(statistics.median(latencies), 1),
                       "catalog_first_ms": round(first_ms, 1), "results": args.results}))

@@ -57,15 +57,16 @@ class Consumer:
         r = self.core.send(join(provider_url, "catalog/request"), message("CatalogRequestMessage"))
         return validate_message(r.json(), "Catalog")
 
-    def negotiate(self, provider_url: str, dataset: dict[str, Any]) -> str:
+    def negotiate(self, provider_url: str, dataset: dict[str, Any], *, provider_id: str) -> str:
         """Negotiate for a catalog ``dataset`` under its first offer until FINALIZED: the agreement's id.
+
+        ``provider_id`` is the catalog's ``participantId``: only that participant's callbacks are accepted.
 
         :raises TransferFailed: the provider refused (its DSP error) or terminated the negotiation.
         """
         offer = {**dataset["hasPolicy"][0], "target": dataset["@id"]}
         cpid = f"urn:uuid:{uuid.uuid4()}"
-        provider = self._provider_id(provider_url)
-        self.records.new_process(NEGOTIATION, role=CONSUMER, consumer_pid=cpid, counterparty=provider,
+        self.records.new_process(NEGOTIATION, role=CONSUMER, consumer_pid=cpid, counterparty=provider_id,
                                  callback=provider_url, result=NamedNode(dataset["@id"]), offer_id=offer["@id"])
         body = message("ContractRequestMessage", consumerPid=cpid, offer=offer, callbackAddress=self.callback)
         try:
@@ -136,10 +137,6 @@ class Consumer:
         ack = validate_message(r.json(), "TransferProcess")
         self.records.set_provider_pid(self._process(TRANSFER, cpid), ack["providerPid"])
         return cpid
-
-    def _provider_id(self, provider_url: str) -> str:
-        catalog = self.request_catalog(provider_url)
-        return str(catalog["participantId"])
 
     def _process(self, cls: NamedNode, cpid: str) -> Process:
         p = self.records.process(cls, role=CONSUMER, consumer_pid=cpid)

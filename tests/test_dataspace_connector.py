@@ -52,6 +52,7 @@ def publish(p: Participant, tmp_path: Path, policy: str, size: int = 2048) -> tu
                                         policy=Policy.parse(policy)), data
 
 
+PROVIDER_ID = "urn:participant:provider"
 STANDARD = f"purpose={PURPOSE},member={CONSORTIUM}"
 
 
@@ -140,7 +141,7 @@ def test_negotiation_then_pull_then_push(space, tmp_path) -> None:
     provider, consumer = space["provider"], space["consumer"]
     result, data = publish(provider, tmp_path, STANDARD)
     c = consumer.connector.consumer
-    agreement = c.negotiate(provider.url, dataset_of(consumer, provider, result))
+    agreement = c.negotiate(provider.url, dataset_of(consumer, provider, result), provider_id=PROVIDER_ID)
     a = provider.connector.core.records.agreement(agreement, role=PROVIDER)
     assert a is not None and a.assignee == "urn:participant:consumer" and a.result == result.iri
     assert c.pull(provider.url, agreement, sha256=result.sha256) == data
@@ -151,7 +152,7 @@ def test_the_negotiation_is_finalized_on_both_sides_and_only_its_consumer_reads_
     provider, consumer, outsider = space["provider"], space["consumer"], space["outsider"]
     result, _ = publish(provider, tmp_path, STANDARD)
     c = consumer.connector.consumer
-    c.negotiate(provider.url, dataset_of(consumer, provider, result))
+    c.negotiate(provider.url, dataset_of(consumer, provider, result), provider_id=PROVIDER_ID)
     cpid, ppid = negotiation_pids(consumer, result)
     assert state(consumer, "ContractNegotiation", consumer_pid=cpid) == "FINALIZED"
     assert state(provider, "ContractNegotiation", provider_pid=ppid) == "FINALIZED"
@@ -179,7 +180,7 @@ def test_a_consumer_whose_claims_do_not_satisfy_the_policy_is_refused(space, tmp
     result, _ = publish(provider, tmp_path, STANDARD)
     size = graph_size(provider)
     with pytest.raises(TransferFailed, match=f"403.*members of {CONSORTIUM}"):
-        outsider.connector.consumer.negotiate(provider.url, dataset_of(outsider, provider, result))
+        outsider.connector.consumer.negotiate(provider.url, dataset_of(outsider, provider, result), provider_id=PROVIDER_ID)
     assert graph_size(provider) == size  # nothing written at the provider
 
 
@@ -235,7 +236,7 @@ def test_a_spoofed_callback_is_refused(space, tmp_path) -> None:
     provider, consumer, outsider = space["provider"], space["consumer"], space["outsider"]
     result, _ = publish(provider, tmp_path, STANDARD)
     c = consumer.connector.consumer
-    c.negotiate(provider.url, dataset_of(consumer, provider, result))
+    c.negotiate(provider.url, dataset_of(consumer, provider, result), provider_id=PROVIDER_ID)
     cpid, _ = negotiation_pids(consumer, result)
     event = message("ContractNegotiationTerminationMessage", providerPid="urn:x", consumerPid=cpid, code="x")
     # the outsider is not this negotiation's provider
@@ -250,9 +251,9 @@ def test_unknown_and_expired_agreements_are_refused(space, tmp_path) -> None:
                       agreementId="urn:uuid:never-agreed", format="HttpData-PULL",
                       callbackAddress=f"{consumer.url}/callback")
     refused(post(f"{provider.url}/transfers/request", request, consumer), 404, "TransferError", "No agreement")
-    until = (datetime.now(timezone.utc) + timedelta(seconds=1.5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = (datetime.now(timezone.utc) + timedelta(seconds=2.5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     result, _ = publish(provider, tmp_path, f"{STANDARD},until={until}")
-    agreement = consumer.connector.consumer.negotiate(provider.url, dataset_of(consumer, provider, result))
+    agreement = consumer.connector.consumer.negotiate(provider.url, dataset_of(consumer, provider, result), provider_id=PROVIDER_ID)
     time.sleep(max(0.0, (datetime.fromisoformat(until.replace("Z", "+00:00")) - datetime.now(timezone.utc))
                    .total_seconds()) + 0.1)
     size = graph_size(provider)
@@ -264,7 +265,7 @@ def test_unknown_and_expired_agreements_are_refused(space, tmp_path) -> None:
 def test_another_participant_cannot_use_an_agreement(space, tmp_path) -> None:
     provider, consumer, outsider = space["provider"], space["consumer"], space["outsider"]
     result, _ = publish(provider, tmp_path, STANDARD)
-    agreement = consumer.connector.consumer.negotiate(provider.url, dataset_of(consumer, provider, result))
+    agreement = consumer.connector.consumer.negotiate(provider.url, dataset_of(consumer, provider, result), provider_id=PROVIDER_ID)
     request = message("TransferRequestMessage", consumerPid=f"urn:uuid:{uuid.uuid4()}", agreementId=agreement,
                       format="HttpData-PULL", callbackAddress=f"{outsider.url}/callback")
     refused(post(f"{provider.url}/transfers/request", request, outsider), 404, "TransferError", "No agreement")
@@ -274,7 +275,7 @@ def test_a_transfer_for_a_withdrawn_result_is_refused(space, tmp_path) -> None:
     provider, consumer = space["provider"], space["consumer"]
     result, _ = publish(provider, tmp_path, STANDARD)
     c = consumer.connector.consumer
-    agreement = c.negotiate(provider.url, dataset_of(consumer, provider, result))
+    agreement = c.negotiate(provider.url, dataset_of(consumer, provider, result), provider_id=PROVIDER_ID)
     provider.connector.provider.withdraw(result.iri)
     size = graph_size(provider)
     with pytest.raises(TransferFailed, match="410.*withdrawn"):
@@ -289,7 +290,7 @@ def _start_pull(space, tmp_path) -> tuple[str, str, bytes]:
     provider, consumer = space["provider"], space["consumer"]
     result, data = publish(provider, tmp_path, STANDARD)
     c = consumer.connector.consumer
-    agreement = c.negotiate(provider.url, dataset_of(consumer, provider, result))
+    agreement = c.negotiate(provider.url, dataset_of(consumer, provider, result), provider_id=PROVIDER_ID)
     cpid = c._request_transfer(provider.url, agreement, "HttpData-PULL", None)
     consumer.connector.core.wait_for(lambda: cpid in c._addresses, "start")
     address = c._addresses.pop(cpid)
