@@ -102,8 +102,9 @@ def connector_app(connector: Connector) -> FastAPI:
         return await _call("negotiation", provider.negotiation_get, request.headers.get("authorization"), pid)
 
     for path, kind in _NEGOTIATION_KINDS.items():
-        app.add_api_route(f"/negotiations/{{pid}}/{path}", _message_route("negotiation", provider.negotiation_message, kind),
-                          methods=["POST"], name=f"negotiation_{path.replace('/', '_')}")
+        app.add_api_route(f"/negotiations/{{pid}}/{path}",
+                          _message_route("negotiation", provider.negotiation_message, kind), methods=["POST"],
+                          name=f"negotiation_{path.replace('/', '_')}")
 
     @app.post("/transfers/request")
     async def transfer_request(request: Request) -> Response:
@@ -137,8 +138,9 @@ def connector_app(connector: Connector) -> FastAPI:
                           name=f"callback_negotiation_{path}")
 
     for path, kind in _TRANSFER_KINDS.items():
-        app.add_api_route(f"/callback/transfers/{{pid}}/{path}", _message_route("transfer", consumer.transfer_message, kind),
-                          methods=["POST"], name=f"callback_transfer_{path}")
+        app.add_api_route(f"/callback/transfers/{{pid}}/{path}",
+                          _message_route("transfer", consumer.transfer_message, kind), methods=["POST"],
+                          name=f"callback_transfer_{path}")
 
     @app.put("/sink/{cpid}")
     async def sink(cpid: str, request: Request) -> Response:

@@ -7,7 +7,6 @@ credentials, and every state change is a guarded write, so no lock is needed bey
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,16 +18,13 @@ import httpx
 
 from graph_store import GraphStore
 
-from ._identity import TrustedIssuers
+from ._identity import IdentityRefused, TrustedIssuers
 from ._messages import error
 from ._policy import Claims
 from ._records import OutOfOrder, Process, Records
 from ._schemas import MessageInvalid, validate_message
 
 __all__ = ["ConnectorSettings", "Core", "ProtocolError", "Reply", "join"]
-
-log = logging.getLogger("dataspace")
-
 
 @dataclass(frozen=True)
 class ConnectorSettings:
@@ -82,7 +78,6 @@ class Core:
 
     def claims(self, authorization: str | None, family: str) -> Claims:
         """The verified claims of a request's sender (401 if it has none)."""
-        from ._identity import IdentityRefused
         try:
             return self.trusted.verify(authorization)
         except IdentityRefused as e:

@@ -100,7 +100,8 @@ class Policy:
         permissions = rules.get("permission", [])
         if rules.get("prohibition") or rules.get("obligation") or len(permissions) != 1 \
                 or permissions[0].get("action") not in ("use", "odrl:use"):
-            raise PolicyInvalid("Only a policy with exactly one use permission and no prohibition or duty is offered here.")
+            raise PolicyInvalid("Only a policy with exactly one use permission and no prohibition or duty is "
+                                "offered here.")
         out = []
         for c in permissions[0].get("constraint", []):
             if not isinstance(c.get("rightOperand"), str) or "leftOperand" not in c:

@@ -268,7 +268,8 @@ class Records:
         if not rows:
             return None
         r = rows[0]
-        return TokenRecord(NamedNode(r["token"].value), datetime.fromisoformat(r["expires"].value.replace("Z", "+00:00")),
+        expires = datetime.fromisoformat(r["expires"].value.replace("Z", "+00:00"))
+        return TokenRecord(NamedNode(r["token"].value), expires,
                            r["unused"] is not None, NamedNode(r["state"].value), r["providerPid"].value,
                            NamedNode(r["result"].value), r["withdrawn"] is not None)
 
