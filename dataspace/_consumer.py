@@ -158,17 +158,11 @@ class Consumer:
 
     # -- callbacks ----------------------------------------------------------------------------------------------
 
-    def _own(self, authorization: str | None, cls: NamedNode, cpid: str, family: str) -> Process:
-        claims = self.core.claims(authorization, family)
-        return self.core.own(self.records.process(cls, role=CONSUMER, consumer_pid=cpid), claims, family, cpid)
-
     def agreement(self, authorization: str | None, cpid: str, body: object) -> Reply:
         """``POST /callback/negotiations/{consumerPid}/agreement``: checked against what was asked, recorded
         with the step to AGREED; then verified (AGREED -> VERIFIED) towards the provider."""
-        p = self._own(authorization, NEGOTIATION, cpid, _NEG)
-        msg = self.core.accept(body, "ContractAgreementMessage", _NEG)
-        if p.provider_pid is not None:
-            self.core.same_pids(msg, p, _NEG)
+        p, msg = self.core.received(NEGOTIATION, CONSUMER, _NEG, authorization, cpid, "ContractAgreementMessage",
+                                    body)
         a = msg["agreement"]
         try:
             policy = Policy.from_odrl(a)
@@ -210,18 +204,14 @@ class Consumer:
 
     def negotiation_message(self, authorization: str | None, cpid: str, kind: str, body: object) -> Reply:
         """``POST /callback/negotiations/{consumerPid}/{events|termination}``."""
-        p = self._own(authorization, NEGOTIATION, cpid, _NEG)
-        msg = self.core.accept(body, kind, _NEG)
-        self.core.same_pids(msg, p, _NEG)
+        p, msg = self.core.received(NEGOTIATION, CONSUMER, _NEG, authorization, cpid, kind, body)
         key = f"{kind}:{msg['eventType']}" if kind == "ContractNegotiationEventMessage" else kind
         self.core.step(p, key, _NEG)
         return Reply(200, None)
 
     def transfer_message(self, authorization: str | None, cpid: str, kind: str, body: object) -> Reply:
         """``POST /callback/transfers/{consumerPid}/{start|completion|suspension|termination}``."""
-        p = self._own(authorization, TRANSFER, cpid, _TP)
-        msg = self.core.accept(body, kind, _TP)
-        self.core.same_pids(msg, p, _TP)
+        p, msg = self.core.received(TRANSFER, CONSUMER, _TP, authorization, cpid, kind, body)
         if kind == "TransferStartMessage" and p.format == PULL:
             if "dataAddress" not in msg:
                 raise ProtocolError(400, "A pull transfer's start message needs a dataAddress.", family=_TP,

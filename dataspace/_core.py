@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pyoxigraph import NamedNode
 
-from graph_store import GraphStore
+from graph_store import PHT, GraphStore
 
 from ._identity import IdentityRefused, TrustedIssuers
 from ._messages import error
@@ -90,6 +91,19 @@ class Core:
             raise ProtocolError(404, f"No process {pid} is known for this participant.", family=family,
                                 provider_pid=pid)
         return process
+
+    def received(self, process_class: NamedNode, role: NamedNode, family: str, authorization: str | None,
+                 pid: str, kind: str | None = None, body: object = None) -> tuple[Process, dict[str, Any]]:
+        """The sender's own process with this connector's id ``pid`` (404 otherwise) and, with ``kind``, the
+        message, schema-checked and naming the process's ids (400 otherwise)."""
+        claims = self.claims(authorization, family)
+        key = {"provider_pid": pid} if role == PHT.ProviderRole else {"consumer_pid": pid}
+        process = self.own(self.records.process(process_class, role=role, **key), claims, family, pid)
+        if kind is None:
+            return process, {}
+        msg = self.accept(body, kind, family)
+        self.same_pids(msg, process, family)
+        return process, msg
 
     @staticmethod
     def accept(body: object, kind: str | tuple[str, ...], family: str) -> dict[str, Any]:

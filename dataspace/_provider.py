@@ -181,17 +181,13 @@ class Provider:
 
     def negotiation_get(self, authorization: str | None, pid: str) -> Reply:
         """``GET /negotiations/{providerPid}``."""
-        claims = self.core.claims(authorization, _NEG)
-        p = self.core.own(self.records.process(NEGOTIATION, role=PROVIDER, provider_pid=pid), claims, _NEG, pid)
+        p, _ = self.core.received(NEGOTIATION, PROVIDER, _NEG, authorization, pid)
         return Reply(200, message("ContractNegotiation", providerPid=pid, consumerPid=p.consumer_pid,
                                   state=p.state_name))
 
     def negotiation_message(self, authorization: str | None, pid: str, kind: str, body: object) -> Reply:
         """``POST /negotiations/{providerPid}/{request|events|agreement/verification|termination}``."""
-        claims = self.core.claims(authorization, _NEG)
-        p = self.core.own(self.records.process(NEGOTIATION, role=PROVIDER, provider_pid=pid), claims, _NEG, pid)
-        msg = self.core.accept(body, kind, _NEG)
-        self.core.same_pids(msg, p, _NEG)
+        p, msg = self.core.received(NEGOTIATION, PROVIDER, _NEG, authorization, pid, kind, body)
         key = f"{kind}:{msg['eventType']}" if kind == "ContractNegotiationEventMessage" else kind
         self.core.step(p, key, _NEG)
         if kind == "ContractAgreementVerificationMessage":
@@ -285,17 +281,13 @@ class Provider:
 
     def transfer_get(self, authorization: str | None, pid: str) -> Reply:
         """``GET /transfers/{providerPid}``."""
-        claims = self.core.claims(authorization, _TP)
-        p = self.core.own(self.records.process(TRANSFER, role=PROVIDER, provider_pid=pid), claims, _TP, pid)
+        p, _ = self.core.received(TRANSFER, PROVIDER, _TP, authorization, pid)
         return Reply(200, message("TransferProcess", providerPid=pid, consumerPid=p.consumer_pid,
                                   state=p.state_name))
 
     def transfer_message(self, authorization: str | None, pid: str, kind: str, body: object) -> Reply:
         """``POST /transfers/{providerPid}/{start|completion|suspension|termination}``."""
-        claims = self.core.claims(authorization, _TP)
-        p = self.core.own(self.records.process(TRANSFER, role=PROVIDER, provider_pid=pid), claims, _TP, pid)
-        msg = self.core.accept(body, kind, _TP)
-        self.core.same_pids(msg, p, _TP)
+        p, _ = self.core.received(TRANSFER, PROVIDER, _TP, authorization, pid, kind, body)
         if kind == "TransferStartMessage":
             raise ProtocolError(400, "This provider does not resume suspended transfers.", family=_TP,
                                 provider_pid=pid, consumer_pid=p.consumer_pid)
