@@ -8,6 +8,7 @@ connector's graph, advanced along the charts of ``ontology/dataspace.ttl`` by gu
 Serve it with :func:`connector_app`.
 """
 
+from ._admin import admin_router
 from ._app import connector_app
 from ._connector import Connector
 from ._consumer import Consumer, TransferFailed
@@ -17,6 +18,7 @@ from ._policy import Claims, Constraint, Policy, PolicyInvalid
 from ._provider import Provider
 from ._records import PublishedResult
 from ._schemas import DSP_DIR, MESSAGE_SCHEMAS, MessageInvalid, validate_message
+from ._settings import ServiceSettings
 from ._vocab import DATASPACE_GRAPH, MEMBER_OF, PULL, PUSH
 
 __all__ = [
@@ -39,8 +41,10 @@ __all__ = [
     "ProtocolError",
     "Provider",
     "PublishedResult",
+    "ServiceSettings",
     "TransferFailed",
     "TrustedIssuers",
+    "admin_router",
     "connector_app",
     "validate_message",
 ]
