@@ -94,7 +94,8 @@ class Provider:
     def dataset(self, authorization: str | None, dataset_id: str) -> Reply:
         """``GET /catalog/datasets/{id}``: one published result not withdrawn."""
         self.core.claims(authorization, "catalog")
-        result = self.records.result(NamedNode(dataset_id)) if dataset_id.startswith(("http", "urn:")) else None
+        iri = _iri(dataset_id)
+        result = self.records.result(iri) if iri is not None else None
         if result is None or result.withdrawn:
             raise ProtocolError(404, f"No dataset {dataset_id} is published here.", family="catalog")
         return Reply(200, self.core.accept(dataset(result, self.service_id, root=True), "Dataset", "catalog"))
@@ -125,8 +126,8 @@ class Provider:
     def _offered(self, offer: dict[str, Any], claims: Claims, cpid: str) -> PublishedResult:
         """The published result an offer names, if it is the published offer and ``claims`` satisfy it."""
         target = offer.get("target")
-        result = self.records.result(NamedNode(target)) if isinstance(target, str) and target.startswith(
-            ("http", "urn:")) else None
+        iri = _iri(target)
+        result = self.records.result(iri) if iri is not None else None
         if result is None:
             raise ProtocolError(400, f"No dataset {target} is offered here.", family=_NEG, consumer_pid=cpid)
         if result.withdrawn:
@@ -314,6 +315,16 @@ class Provider:
         if result is None or not self.records.use_token(record):
             raise refuse(403, "The pull token was used already.")
         return self._path(result.sha256)
+
+
+def _iri(text: object) -> NamedNode | None:
+    """``text`` as an absolute IRI this connector could have minted; None for anything else."""
+    if not isinstance(text, str) or not text.startswith(("http://", "https://", "urn:")):
+        return None
+    try:
+        return NamedNode(text)
+    except ValueError:
+        return None
 
 
 def _link(s: NamedNode, p: NamedNode, o: NamedNode) -> list[Quad]:

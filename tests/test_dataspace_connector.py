@@ -341,3 +341,24 @@ def test_malformed_and_oversized_messages_get_the_dsp_error(space) -> None:
             "No dataset")
     r = httpx.post(f"{provider.url}/negotiations/request", content=b" " * 1_000_001, headers=headers)
     refused(r, 413, "ContractNegotiationError", "at most")
+    not_an_iri = {**unknown, "offer": {**unknown["offer"], "target": "http://a b>c"}}
+    refused(post(f"{provider.url}/negotiations/request", not_an_iri, consumer), 400, "ContractNegotiationError",
+            "No dataset")
+    r = httpx.get(f"{provider.url}/catalog/datasets/http:%2F%2Fa%20b", headers=headers)
+    refused(r, 404, "CatalogError", "No dataset")
+    too_long = message("TransferRequestMessage", consumerPid="x" * 300, agreementId="urn:a", format="HttpData-PULL",
+                       callbackAddress="http://x")
+    refused(post(f"{provider.url}/transfers/request", too_long, consumer), 404, "TransferError", "No agreement")
+
+
+def test_a_message_the_shapes_refuse_is_a_400_and_writes_nothing(space, tmp_path) -> None:
+    provider, consumer = space["provider"], space["consumer"]
+    result, _ = publish(provider, tmp_path, STANDARD)
+    agreement = consumer.connector.consumer.negotiate(provider.url, dataset_of(consumer, provider, result),
+                                                      provider_id=PROVIDER_ID)
+    request = message("TransferRequestMessage", consumerPid="x" * 300, agreementId=agreement,
+                      format="HttpData-PULL", callbackAddress=f"{consumer.url}/callback")
+    size = graph_size(provider)
+    refused(post(f"{provider.url}/transfers/request", request, consumer), 400, "TransferError",
+            "cannot be recorded")
+    assert graph_size(provider) == size
