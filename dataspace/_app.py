@@ -60,11 +60,27 @@ async def _call(family: str, fn: Callable[..., Reply], *args: Any) -> Response:
                             family=family) from None
 
 
-def _message_route(family: str, handler: Callable[..., Reply], kind: str) -> Callable[..., Any]:
-    """A POST route for one message ``kind`` addressed to a process ``{pid}``."""
+def _message_route(family: str, handler: Callable[..., Reply], kind: str | None) -> Callable[..., Any]:
+    """A POST route for one message ``kind`` (None: the handler knows it) addressed to a process ``{pid}``."""
     async def route(pid: str, request: Request) -> Response:
         body = await _body(request, family)
-        return await _call(family, handler, request.headers.get("authorization"), pid, kind, body)
+        args = (pid, kind, body) if kind is not None else (pid, body)
+        return await _call(family, handler, request.headers.get("authorization"), *args)
+    return route
+
+
+def _request_route(family: str, handler: Callable[..., Reply]) -> Callable[..., Any]:
+    """A POST route for a message that starts something (no process id in the path)."""
+    async def route(request: Request) -> Response:
+        body = await _body(request, family)
+        return await _call(family, handler, request.headers.get("authorization"), body)
+    return route
+
+
+def _get_route(family: str, handler: Callable[..., Reply]) -> Callable[..., Any]:
+    """A GET route reading one thing by ``{pid}``."""
+    async def route(pid: str, request: Request) -> Response:
+        return await _call(family, handler, request.headers.get("authorization"), pid)
     return route
 
 
@@ -81,66 +97,35 @@ def connector_app(connector: Connector) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    # -- provider ---------------------------------------------------------------------------------------------
-
-    @app.post("/catalog/request")
-    async def catalog_request(request: Request) -> Response:
-        body = await _body(request, "catalog")
-        return await _call("catalog", provider.catalog_request, request.headers.get("authorization"), body)
-
-    @app.get("/catalog/datasets/{dataset_id:path}")
-    async def catalog_dataset(dataset_id: str, request: Request) -> Response:
-        return await _call("catalog", provider.dataset, request.headers.get("authorization"), dataset_id)
-
-    @app.post("/negotiations/request")
-    async def negotiation_request(request: Request) -> Response:
-        body = await _body(request, "negotiation")
-        return await _call("negotiation", provider.negotiation_request, request.headers.get("authorization"), body)
-
-    @app.get("/negotiations/{pid}")
-    async def negotiation_get(pid: str, request: Request) -> Response:
-        return await _call("negotiation", provider.negotiation_get, request.headers.get("authorization"), pid)
-
-    for path, kind in _NEGOTIATION_KINDS.items():
-        app.add_api_route(f"/negotiations/{{pid}}/{path}",
-                          _message_route("negotiation", provider.negotiation_message, kind), methods=["POST"],
-                          name=f"negotiation_{path.replace('/', '_')}")
-
-    @app.post("/transfers/request")
-    async def transfer_request(request: Request) -> Response:
-        body = await _body(request, "transfer")
-        return await _call("transfer", provider.transfer_request, request.headers.get("authorization"), body)
-
-    @app.get("/transfers/{pid}")
-    async def transfer_get(pid: str, request: Request) -> Response:
-        return await _call("transfer", provider.transfer_get, request.headers.get("authorization"), pid)
-
-    for path, kind in _TRANSFER_KINDS.items():
-        app.add_api_route(f"/transfers/{{pid}}/{path}", _message_route("transfer", provider.transfer_message, kind),
-                          methods=["POST"], name=f"transfer_{path}")
+    routes: list[tuple[str, str, str, Callable[..., Any]]] = [
+        ("POST", "/catalog/request", "catalog_request", _request_route("catalog", provider.catalog_request)),
+        ("GET", "/catalog/datasets/{pid:path}", "catalog_dataset", _get_route("catalog", provider.dataset)),
+        ("POST", "/negotiations/request", "negotiation_request",
+         _request_route("negotiation", provider.negotiation_request)),
+        ("GET", "/negotiations/{pid}", "negotiation_get", _get_route("negotiation", provider.negotiation_get)),
+        ("POST", "/transfers/request", "transfer_request", _request_route("transfer", provider.transfer_request)),
+        ("GET", "/transfers/{pid}", "transfer_get", _get_route("transfer", provider.transfer_get)),
+    ]
+    routes += [("POST", f"/negotiations/{{pid}}/{path}", f"negotiation_{path.replace('/', '_')}",
+                _message_route("negotiation", provider.negotiation_message, kind))
+               for path, kind in _NEGOTIATION_KINDS.items()]
+    routes += [("POST", f"/transfers/{{pid}}/{path}", f"transfer_{path}",
+                _message_route("transfer", provider.transfer_message, kind)) for path, kind in _TRANSFER_KINDS.items()]
+    routes += [("POST", "/callback/negotiations/{pid}/agreement", "callback_agreement",
+                _message_route("negotiation", consumer.agreement, None))]
+    routes += [("POST", f"/callback/negotiations/{{pid}}/{path}", f"callback_negotiation_{path}",
+                _message_route("negotiation", consumer.negotiation_message, kind))
+               for path, kind in (("events", "ContractNegotiationEventMessage"),
+                                  ("termination", "ContractNegotiationTerminationMessage"))]
+    routes += [("POST", f"/callback/transfers/{{pid}}/{path}", f"callback_transfer_{path}",
+                _message_route("transfer", consumer.transfer_message, kind)) for path, kind in _TRANSFER_KINDS.items()]
+    for method, path, name, endpoint in routes:
+        app.add_api_route(path, endpoint, methods=[method], name=name)
 
     @app.get("/data/{pid}")
     async def data(pid: str, request: Request) -> Response:
         path = await run_in_threadpool(provider.data, request.headers.get("authorization"), pid)
         return FileResponse(path, media_type="application/octet-stream")
-
-    # -- consumer callbacks -----------------------------------------------------------------------------------
-
-    @app.post("/callback/negotiations/{cpid}/agreement")
-    async def callback_agreement(cpid: str, request: Request) -> Response:
-        body = await _body(request, "negotiation")
-        return await _call("negotiation", consumer.agreement, request.headers.get("authorization"), cpid, body)
-
-    for path, kind in (("events", "ContractNegotiationEventMessage"),
-                       ("termination", "ContractNegotiationTerminationMessage")):
-        app.add_api_route(f"/callback/negotiations/{{pid}}/{path}",
-                          _message_route("negotiation", consumer.negotiation_message, kind), methods=["POST"],
-                          name=f"callback_negotiation_{path}")
-
-    for path, kind in _TRANSFER_KINDS.items():
-        app.add_api_route(f"/callback/transfers/{{pid}}/{path}",
-                          _message_route("transfer", consumer.transfer_message, kind), methods=["POST"],
-                          name=f"callback_transfer_{path}")
 
     @app.put("/sink/{cpid}")
     async def sink(cpid: str, request: Request) -> Response:

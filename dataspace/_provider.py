@@ -182,9 +182,11 @@ class Provider:
 
     def negotiation_get(self, authorization: str | None, pid: str) -> Reply:
         """``GET /negotiations/{providerPid}``."""
-        p, _ = self.core.received(NEGOTIATION, PROVIDER, _NEG, authorization, pid)
-        return Reply(200, message("ContractNegotiation", providerPid=pid, consumerPid=p.consumer_pid,
-                                  state=p.state_name))
+        return self._state_of(NEGOTIATION, _NEG, "ContractNegotiation", authorization, pid)
+
+    def _state_of(self, cls: NamedNode, family: str, kind: str, authorization: str | None, pid: str) -> Reply:
+        p, _ = self.core.received(cls, PROVIDER, family, authorization, pid)
+        return Reply(200, message(kind, providerPid=pid, consumerPid=p.consumer_pid, state=p.state_name))
 
     def negotiation_message(self, authorization: str | None, pid: str, kind: str, body: object) -> Reply:
         """``POST /negotiations/{providerPid}/{request|events|agreement/verification|termination}``."""
@@ -282,9 +284,7 @@ class Provider:
 
     def transfer_get(self, authorization: str | None, pid: str) -> Reply:
         """``GET /transfers/{providerPid}``."""
-        p, _ = self.core.received(TRANSFER, PROVIDER, _TP, authorization, pid)
-        return Reply(200, message("TransferProcess", providerPid=pid, consumerPid=p.consumer_pid,
-                                  state=p.state_name))
+        return self._state_of(TRANSFER, _TP, "TransferProcess", authorization, pid)
 
     def transfer_message(self, authorization: str | None, pid: str, kind: str, body: object) -> Reply:
         """``POST /transfers/{providerPid}/{start|completion|suspension|termination}``."""

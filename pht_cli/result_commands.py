@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -59,15 +59,9 @@ def publish(train: Annotated[str, typer.Argument(help="Train id (or the train's 
             if not file.is_file():
                 raise fail(f"{file} is not a file")
             packed, train_iri = file, train
-        try:
-            with packed.open("rb") as body:
-                r = httpx.post(f"{connector.rstrip('/')}/admin/results", content=body,
-                               params={"train": train_iri, "title": title or train, "policy": policy},
-                               headers={"Authorization": f"Bearer {connector_token}"}, timeout=300)
-        except httpx.HTTPError as e:
-            raise fail(f"cannot reach the connector at {connector}: {e}") from None
-    if r.status_code != 201:
-        raise fail(f"the connector refused ({r.status_code}): {_detail(r)}")
+        with packed.open("rb") as body:
+            r = _admin_post(connector, connector_token, "results", 201, content=body,
+                            params={"train": train_iri, "title": title or train, "policy": policy})
     console.print(f"published {r.json()['@id']} (sha256 {r.json()['sha256']})")
 
 
@@ -78,18 +72,21 @@ def withdraw(result: Annotated[str, typer.Argument(help="The published result's 
 
     Example: pht result withdraw https://.../results/... --connector URL --connector-token $T
     """
-    try:
-        r = httpx.post(f"{connector.rstrip('/')}/admin/results/withdraw", params={"result": result},
-                       headers={"Authorization": f"Bearer {connector_token}"}, timeout=30)
-    except httpx.HTTPError as e:
-        raise fail(f"cannot reach the connector at {connector}: {e}") from None
-    if r.status_code != 204:
-        raise fail(f"the connector refused ({r.status_code}): {_detail(r)}")
+    _admin_post(connector, connector_token, "results/withdraw", 204, params={"result": result})
     console.print(f"withdrew {result}")
 
 
-def _detail(r: httpx.Response) -> str:
+def _admin_post(connector: str, token: str, path: str, expect: int, **request: Any) -> httpx.Response:
+    """POST to the connector's admin route ``path``; exit 1 with one sentence unless it answers ``expect``."""
     try:
-        return str(r.json().get("detail", r.text))
-    except ValueError:
-        return r.text[:200]
+        r = httpx.post(f"{connector.rstrip('/')}/admin/{path}", headers={"Authorization": f"Bearer {token}"},
+                       timeout=300, **request)
+    except httpx.HTTPError as e:
+        raise fail(f"cannot reach the connector at {connector}: {e}") from None
+    if r.status_code != expect:
+        try:
+            detail = str(r.json().get("detail", r.text))
+        except ValueError:
+            detail = r.text[:200]
+        raise fail(f"the connector refused ({r.status_code}): {detail}")
+    return r
