@@ -93,3 +93,49 @@ def test_the_deployable_refuses_missing_or_weak_settings(tmp_path: Path) -> None
                              ({"PHT_DSP_PARTICIPANT_ID": ""}, "PHT_DSP_PARTICIPANT_ID is required")]:
         with pytest.raises(ValueError, match=sentence):
             ServiceSettings.from_env({**env, **change})
+
+
+def test_python_m_dataspace_serves_a_catalog(tmp_path: Path) -> None:
+    """The deployable as an operator starts it: settings from the environment, an on-disk store, its catalog."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    key = tmp_path / "issuer.pem"
+    key.write_bytes(ISSUER.key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    token = tmp_path / "token"
+    token.write_text(ISSUER.issue("urn:participant:me"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PHT_DSP_PARTICIPANT_ID": "urn:participant:me", "PHT_DSP_BASE_URL": f"http://127.0.0.1:{port}",
+           "PHT_DSP_STORE_PATH": str(tmp_path / "store"), "PHT_DSP_DATA_DIR": str(tmp_path / "data"),
+           "PHT_DSP_ADMIN_TOKEN": ADMIN, "PHT_DSP_ISSUER": ISSUER.issuer, "PHT_DSP_ISSUER_KEY": str(key),
+           "PHT_DSP_IDENTITY_TOKEN_FILE": str(token), "PHT_DSP_PORT": str(port)}
+    process = subprocess.Popen([sys.executable, "-m", "dataspace"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode() \
+                if process.poll() is not None else "no answer within 60 s"
+            time.sleep(0.2)
+        r = httpx.post(f"http://127.0.0.1:{port}/catalog/request", json=message("CatalogRequestMessage"),
+                       headers={"Authorization": f"Bearer {token.read_text()}"})
+        assert r.status_code == 200 and r.json()["participantId"] == "urn:participant:me"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        process.stderr.close()
+    bad = subprocess.run([sys.executable, "-m", "dataspace"], env={**env, "PHT_DSP_ADMIN_TOKEN": "x"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "at least 32 characters" in bad.stderr and "Traceback" not in bad.stderr
