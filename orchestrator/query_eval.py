@@ -220,6 +220,7 @@ def named_protected(update: CompiledUpdate, store: GraphStore) -> str | None:
     are evaluated (CLEAR or DROP of an empty audit graph would change nothing, and must be refused all the same;
     a DELETE WHERE over the server's own graphs would first read all of them)."""
     for step in update.steps or (update,):
+        named: list[object]
         if isinstance(step, GraphOperation):
             named = [step.target, *([step.source] if step.kind == "MOVE" else [])]
         else:
