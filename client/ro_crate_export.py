@@ -280,7 +280,7 @@ class _Builder:
             "step": [{"@id": s} for _, s in sorted(stops.items())], "hasPart": [{"@id": image.id}]})
         self.file("request-proof.ttl", serialize(proof, format=RdfFormat.TURTLE).decode(), {
             "@type": "File", "name": "the researcher's signature over the definition (eddsa-rdfc-2022)",
-            "encodingFormat": "text/turtle", "about": {"@id": definition.id}})
+            "encodingFormat": "text/turtle", "description": "The proof over definition.ttl."})
         return definition, image, actual, stops
 
     def _records(self) -> dict[str, ExecutionRecord]:
