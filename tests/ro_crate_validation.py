@@ -50,6 +50,11 @@ class _LocalContexts(BaseAdapter):
         pass
 
 
+def context_document(url: str) -> dict[str, Any]:
+    """The JSON-LD context document the adapter serves for ``url`` (for parsing a crate here too)."""
+    return dict(json.loads(_LocalContexts().contexts[url.rstrip("/")]))
+
+
 def _offline() -> None:
     """Mount the adapter on the validator's session, and on each session it builds anew (it rebuilds its session
     when a validation configures its cache)."""
