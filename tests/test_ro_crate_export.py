@@ -10,16 +10,19 @@ Process Run Crate profiles, all checked) at REQUIRED and RECOMMENDED, and agains
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import subprocess
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import rdflib
 from pyshacl import validate
@@ -86,14 +89,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         platform.stop()
 
 
+def _download(world: World, tid: str, user: str = "alice") -> httpx.Response:
+    return httpx.get(f"{world.platform.url}/ui/trains/{tid}/ro-crate.zip", timeout=60,
+                     headers={"Authorization": f"Bearer {world.platform.token(user, Role.RESEARCHER)}"})
+
+
 @pytest.fixture(scope="module")
 def crates(world: World) -> dict[str, Path]:
-    """The train's crate as the CLI writes it (digests only) and with the requester's decrypted result."""
+    """The train's crate as the CLI writes it (digests only), with the requester's decrypted result (the client),
+    and as the train page's download (unzipped)."""
     plain = world.tmp / "crate-cli"
     result = world.cli("train", "export", world.tid, "--ro-crate", str(plain))
     assert result.returncode == 0, result.stdout + result.stderr
     files = export_ro_crate(world.platform.client("alice"), world.tid, world.tmp / "crate-files", with_files=True)
-    return {"digests": plain, "files": files}
+    page = httpx.get(f"{world.platform.url}/ui/trains/{world.tid}", timeout=30,
+                     headers={"Authorization": f"Bearer {world.platform.token('alice', Role.RESEARCHER)}"})
+    assert f'href="/ui/trains/{world.tid}/ro-crate.zip"' in page.text
+    download = _download(world, world.tid)
+    assert download.status_code == 200 and download.headers["content-type"] == "application/zip", download.text
+    web = world.tmp / "crate-web"
+    zipfile.ZipFile(io.BytesIO(download.content)).extractall(web)
+    return {"digests": plain, "files": files, "web": web}
 
 
 def _graph(document: dict[str, Any]) -> rdflib.Graph:
@@ -117,14 +133,14 @@ def _five_safes(document: dict[str, Any]) -> tuple[set[str], str]:
     return failed, str(text)
 
 
-@pytest.mark.parametrize("kind", ["digests", "files"])
+@pytest.mark.parametrize("kind", ["digests", "files", "web"])
 def test_the_crate_passes_the_run_crate_profiles(crates: dict[str, Path], kind: str) -> None:
     issues = [i for i in validation_issues(crates[kind], "provenance-run-crate-0.5", recommended=True)
               if LOCAL_FILE_QUIRK not in i]
     assert issues == []
 
 
-@pytest.mark.parametrize("kind", ["digests", "files"])
+@pytest.mark.parametrize("kind", ["digests", "files", "web"])
 def test_the_crate_meets_the_five_safes_rules(crates: dict[str, Path], kind: str) -> None:
     failed, text = _five_safes(json.loads((crates[kind] / "ro-crate-metadata.json").read_text()))
     assert failed == set(), text
@@ -244,6 +260,16 @@ def test_a_bad_export_is_one_sentence_and_writes_nothing(world: World, case: str
     assert result.stderr.strip() and result.stderr.strip().count("\n") == 0, result.stderr
     assert case == "target-exists" or not target.exists()
     assert not list(world.tmp.glob(f".bad-{case}*"))
+
+
+def test_the_download_is_refused_to_others_and_for_an_unfinished_train(world: World) -> None:
+    assert _download(world, world.tid, user="bob").status_code in (403, 404)
+    assert _download(world, "no-such-train").status_code == 404
+    alice = world.platform.client("alice")
+    tid = alice.submit("ok")
+    alice.cancel(tid, "test")
+    refused = _download(world, tid)
+    assert refused.status_code == 409 and "only a finished train" in refused.text
 
 
 # -- PADME ---------------------------------------------------------------------------------------------------------
