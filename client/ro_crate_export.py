@@ -159,7 +159,8 @@ class _Builder:
             "@type": "Organization", "name": f"station {e['station']}", "identifier": e["station"],
             "url": f"{self.base}/stations/{e['station']}"})
             for e in train["executions"]}
-        runs, controls, assessments, outputs = [], [], [], {}
+        runs, controls, assessments = [], [], []
+        outputs: dict[str, str] = {}
         records = self._records()
         for e in sorted(train["executions"], key=lambda e: (e["round"], e["stop"] if e["stop"] is not None else 1e9)):
             output = self.entity(f"#output-{e['id']}", {
@@ -269,7 +270,7 @@ class _Builder:
                 "@type": "PropertyValue", "name": name, "value": value(binding, PHT.bindingValue),
                 "exampleOfWork": {"@id": f"#parameter-{name}"}}).id})
         image["input"] = formal
-        definition = self.file("definition.ttl", serialize(document, format=RdfFormat.TURTLE).decode(), {
+        definition = self.file("definition.ttl", _text(document, RdfFormat.TURTLE), {
             "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"],
             "name": f"train definition {self.train['definition']}, as the researcher signed it",
             "encodingFormat": "text/turtle", "programmingLanguage": {"@id": language.id},
@@ -278,7 +279,7 @@ class _Builder:
             "dateCreated": _time(self.train["created"]), "license": {"@id": "#conditions-of-access"},
             "creator": {"@id": requester}, "input": formal, "output": [{"@id": "#released-output"}],
             "step": [{"@id": s} for _, s in sorted(stops.items())], "hasPart": [{"@id": image.id}]})
-        self.file("request-proof.ttl", serialize(proof, format=RdfFormat.TURTLE).decode(), {
+        self.file("request-proof.ttl", _text(proof, RdfFormat.TURTLE), {
             "@type": "File", "name": "the researcher's signature over the definition (eddsa-rdfc-2022)",
             "encodingFormat": "text/turtle", "description": "The proof over definition.ttl."})
         return definition, image, actual, stops
@@ -332,7 +333,7 @@ class _Builder:
     def _verification(self) -> Any:
         """provenance.nt and the check of its signature chain (``pht verify``)."""
         verdict = self.verdict
-        nt = serialize(sorted(self.statements, key=str), format=RdfFormat.N_TRIPLES).decode()
+        nt = _text(sorted(self.statements, key=str), RdfFormat.N_TRIPLES)
         self.file("provenance.nt", nt, {
             "@type": "File", "name": "the train's provenance: signed request, station-signed records, their proofs, "
                                      "the registry's public keys", "encodingFormat": "application/n-triples"})
@@ -363,6 +364,11 @@ def _time(moment: datetime | str) -> str:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _text(triples: Sequence[Triple], rdf_format: RdfFormat) -> str:
+    """``triples`` serialised (Turtle, N-Triples) as text."""
+    return (serialize(triples, format=rdf_format) or b"").decode()
 
 
 def _compact(properties: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from pathlib import Path
 from pyoxigraph import NamedNode
 
 from client.execution_records import verify_chain
-from client.ro_crate_export import build_crate
 
 from ..api.deps import Services
 from ..api.train_routes import event_outs, train_out
@@ -27,6 +26,8 @@ __all__ = ["crate_zip"]
 
 def crate_zip(s: Services, principal: Principal, train_id: str) -> bytes:
     """The RO-Crate ZIP of ``train_id`` (404/403 as the train page; 409 if the train has not finished)."""
+    from client.ro_crate_export import build_crate  # the rocrate library only when a crate is asked for
+
     train = train_out(s, principal, train_id)
     if train.state != "finished":
         raise PageError(409, "Not finished", f"train {train_id} is {train.state}: only a finished train's RO-Crate "
