@@ -239,11 +239,7 @@ class _Builder:
 
         definition_node = next((t.object for t in document if t.predicate == PHT.ofDefinition), None)
         digest = value(definition_node, PHT.imageDigest)
-        image = self.entity(f"{self.base}/definitions/{self.train['definition']}/image", {
-            "@type": "SoftwareApplication", "name": value(definition_node, PHT.imageName) or "train image",
-            "identifier": digest, "softwareVersion": digest, "url": f"{self.base}/definitions/{self.train['definition']}",
-            "description": "The container image the researcher signed; every station ran exactly this image.",
-            "input": [], "output": [{"@id": "#released-output"}]})
+        image_id = f"{self.base}/definitions/{self.train['definition']}/image"
         self.entity("#released-output", {
             "@type": "FormalParameter", "name": "released output", "additionalType": "PropertyValue",
             "conformsTo": FORMAL_PARAMETER,
@@ -258,7 +254,7 @@ class _Builder:
             station = value(stop, PHT.station)
             stops[index] = self.entity(f"#stop-{index}", {
                 "@type": "HowToStep", "name": f"stop {index} at {station.rsplit('/', 1)[-1]}",
-                "position": str(index), "workExample": {"@id": image.id}}).id
+                "position": str(index), "workExample": {"@id": image_id}}).id
         bindings = [t.object for t in document if t.predicate == PHT.parameterBinding]
         formal, actual = [], []
         for binding in sorted(bindings, key=str):
@@ -269,7 +265,11 @@ class _Builder:
             actual.append({"@id": self.entity(f"#value-{name}", {
                 "@type": "PropertyValue", "name": name, "value": value(binding, PHT.bindingValue),
                 "exampleOfWork": {"@id": f"#parameter-{name}"}}).id})
-        image["input"] = formal
+        image = self.entity(image_id, {
+            "@type": "SoftwareApplication", "name": value(definition_node, PHT.imageName) or "train image",
+            "identifier": digest, "softwareVersion": digest, "url": f"{self.base}/definitions/{self.train['definition']}",
+            "description": "The container image the researcher signed; every station ran exactly this image.",
+            "input": formal, "output": [{"@id": "#released-output"}]})
         definition = self.file("definition.ttl", _text(document, RdfFormat.TURTLE), {
             "@type": ["File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"],
             "name": f"train definition {self.train['definition']}, as the researcher signed it",

@@ -81,8 +81,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         alice = platform.client("alice")
         alice.register_definition({"id": "ok", "title": "ok", "image_name": str(train),
                                    "image_digest": folder_digest(train), "mode": "incremental",
-                                   "route": list(ROUTE)})
-        tid = alice.submit("ok")
+                                   "route": list(ROUTE),
+                                   "parameters": [{"name": "MIN_CELL", "datatype": "integer", "default": "5"}]})
+        tid = alice.submit("ok", {"MIN_CELL": "7"})
         assert alice.wait(tid, timeout_s=120)["state"] == "finished", alice.events(tid)
         yield World(platform, tmp, tid)
     finally:
@@ -154,6 +155,8 @@ def test_the_crate_holds_the_history(crates: dict[str, Path], world: World) -> N
     assert check["actionStatus"] == "http://schema.org/CompletedActionStatus" and "3 of 3" in check["name"]
     digests = {e["output_sha256"] for e in world.platform.client("alice").train(world.tid)["executions"]}
     assert digests <= {e.get("value") for e in graph}
+    value = next(e for e in graph if e["@type"] == "PropertyValue" and e["name"] == "MIN_CELL")
+    assert value["value"] == "7" and value["exampleOfWork"] == {"@id": "#parameter-MIN_CELL"}
     assert (crates["files"] / "outputs" / "result.tar.gz").stat().st_size > 0
     assert not (crates["digests"] / "outputs").exists()
     for name in ("definition.ttl", "request-proof.ttl", "provenance.nt"):
