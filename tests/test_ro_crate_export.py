@@ -34,7 +34,7 @@ from orchestrator.principal import Role
 from pht_cli.main import app
 from station import StationPolicy
 from station.runtimes.process import IsolationWarning, folder_digest
-from tests.ro_crate_validation import context_document, validation_issues
+from ro_crate_validation import context_document, validation_issues
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "shapes" / "crates" / "five-safes-0.5.ttl"
