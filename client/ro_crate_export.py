@@ -33,9 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pyoxigraph import NamedNode, RdfFormat, Triple, serialize
-from rocrate.model.contextentity import ContextEntity  # type: ignore[import-untyped]
-from rocrate.rocrate import ROCrate  # type: ignore[import-untyped]
+from pyoxigraph import Literal, NamedNode, RdfFormat, Triple, serialize
+from rocrate.model.contextentity import ContextEntity
+from rocrate.rocrate import ROCrate
 
 from graph_store import PHT
 
@@ -234,8 +234,8 @@ class _Builder:
         proof = [t for t in self.statements if t.subject == NamedNode(str(self.train["iri"]) + "/request-proof")]
 
         def value(subject: object, predicate: NamedNode) -> str:
-            return next((str(t.object.value) for t in self.statements if t.subject == subject  # type: ignore[union-attr]
-                         and t.predicate == predicate), "")
+            return next((t.object.value for t in self.statements if t.subject == subject
+                         and t.predicate == predicate and isinstance(t.object, NamedNode | Literal)), "")
 
         definition_node = next((t.object for t in document if t.predicate == PHT.ofDefinition), None)
         digest = value(definition_node, PHT.imageDigest)
