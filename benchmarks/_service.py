@@ -31,11 +31,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_service(store: Path, port: int, **settings: str) -> subprocess.Popen[bytes]:
-    """``python -m orchestrator`` on ``store`` (``settings``: more ``PHT_*`` variables), returned once ``/health``
-    answers."""
-    env = dict(os.environ, PHT_STORE_PATH=str(store), PHT_PORT=str(port), PHT_DEMO="1", PHT_JWT_SECRET=DEMO_SECRET,
-               **settings)
+def start_service(store: Path | None, port: int, **settings: str) -> subprocess.Popen[bytes]:
+    """``python -m orchestrator`` on ``store`` (None: ``settings`` name a remote store's URLs; ``settings``: more
+    ``PHT_*`` variables), returned once ``/health`` answers."""
+    env = dict(os.environ, PHT_PORT=str(port), PHT_DEMO="1", PHT_JWT_SECRET=DEMO_SECRET, **settings)
+    if store is not None:
+        env["PHT_STORE_PATH"] = str(store)
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator"], cwd=ROOT, env=env)
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -1,11 +1,14 @@
-"""Benchmark: the central service over HTTP on loopback (embedded on-disk store).
+"""Benchmark: the central service over HTTP on loopback (embedded on-disk store; with ``--store remote`` also on
+an Oxigraph server, side by side).
 
 Median and p95 latency of submit a train, read a train's status, a researcher's SPARQL point query through
 ``/sparql`` (over her readable graph: the dataset restriction), one lifecycle step; and lifecycle steps per
 second with 8 concurrent clients. The service runs as its own process (``python -m orchestrator``), the
-clients are httpx in this process. Last line: one JSON object.
+clients are httpx in this process. With ``--store remote`` the same run follows on a service whose store is an
+``oxigraph serve`` process (the venv's, on-disk; its write lock in the graph on, as replicas need it), and
+``remote_steps_per_s_8_clients`` and its ratio to the embedded store are reported. Last line: one JSON object.
 
-Usage: .venv/bin/python benchmarks/api_throughput.py [--trains 200] [--clients 8] [--seconds 10]
+Usage: .venv/bin/python benchmarks/api_throughput.py [--trains 200] [--clients 8] [--seconds 10] [--store remote]
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from _service import auth, free_port, start_service  # noqa: E402
+from servers import oxigraph_server  # noqa: E402
 
 from graph_store import PHT_NS  # noqa: E402
 from orchestrator.principal import Role  # noqa: E402
@@ -44,9 +49,27 @@ def main() -> None:
     parser.add_argument("--trains", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--store", choices=["embedded", "remote"], default="embedded",
+                        help="remote: also run on an Oxigraph server, after the embedded store")
     args = parser.parse_args()
+    print("== embedded store ==")
+    figures = run(args, Path(tempfile.mkdtemp(prefix="bench-api-")) / "store", {})
+    if args.store == "remote":
+        print("== remote store: oxigraph serve ==")
+        with oxigraph_server() as server:
+            remote = run(args, None, {"PHT_STORE_QUERY_URL": server.query_url,
+                                      "PHT_STORE_UPDATE_URL": server.update_url})
+        figures.update({f"remote_{key}": value for key, value in remote.items() if key != "clients"})
+        figures["remote_ratio_vs_embedded"] = round(remote["steps_per_s_8_clients"]
+                                                    / figures["steps_per_s_8_clients"], 3)
+    print(json.dumps(figures))
+
+
+def run(args: argparse.Namespace, store: Path | None, settings: dict[str, str]) -> dict[str, float]:
+    """One service on ``store`` (None: ``settings`` name a remote store): prints its figures, returns them."""
     port = free_port()
-    proc = start_service(Path(tempfile.mkdtemp(prefix="bench-api-")) / "store", port)
+    # unsigned trains: the clients are plain httpx (signing and its check cost the submit, not the steps measured)
+    proc = start_service(store, port, PHT_REQUIRE_SIGNED_TRAINS="0", **settings)
     base = f"http://127.0.0.1:{port}/api"
     ops, alice = auth("ops", Role.OPERATOR), auth("alice", Role.RESEARCHER)
     stations = [f"s{i}" for i in range(args.clients)]
@@ -134,14 +157,14 @@ def main() -> None:
           f"({sum(counts)} steps in {elapsed:.1f} s, {len(errors)} errors)")
     if errors:
         print("first error:", errors[0][:300])
-    print(json.dumps({
+    return {
         "submit_p50_ms": round(statistics.median(submit_ms), 2), "submit_p95_ms": round(pct(submit_ms, 0.95), 2),
         "status_p50_ms": round(statistics.median(status_ms), 2), "status_p95_ms": round(pct(status_ms, 0.95), 2),
         "step_p50_ms": round(statistics.median(step_ms), 2), "step_p95_ms": round(pct(step_ms, 0.95), 2),
         "sparql_point_p50_ms": round(statistics.median(sparql_ms), 2),
         "sparql_point_first_ms": round(sparql_ms[0], 1),
         "steps_per_s_8_clients": round(steps_per_s, 1), "clients": args.clients, "errors": len(errors),
-    }))
+    }
 
 
 if __name__ == "__main__":

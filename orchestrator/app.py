@@ -148,12 +148,13 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.services = services
+    # First: the protocol endpoints take the quick queries, and a request is matched against the routes in order
+    _protocol_routers(app, services, authenticate)
     for router in (registry_router(services), train_router(services), station_router(services),
                    metadata_router(services), service_router(services), token_router(services, revocations),
                    key_router(services)):
         app.include_router(router, prefix="/api")
     app.include_router(result_router(services), prefix="/api")  # result links and the objects they read
-    _protocol_routers(app, services, authenticate)
     app.include_router(web_router(services, verifier=verifier))  # the web view at /ui: same tokens, same revocations
     install_metrics(app, services, verifier)
     _error_handlers(app)

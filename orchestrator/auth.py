@@ -82,6 +82,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orchestrator.principal import Principal, Role
 from orchestrator.settings import Settings
+from orchestrator.verified_tokens import VerifiedTokens
 
 __all__ = [
     "AuthError",
@@ -214,6 +215,7 @@ class TokenVerifier:
     def __init__(self, settings: Settings, *, jwks_timeout_s: float = 5.0,
                  revoked: RevocationCheck | None = None) -> None:
         self._revoked = revoked
+        self._verified = VerifiedTokens()  # what a client's next request would verify again
         self._station_ttl_s = settings.station_token_ttl_s
         self._secret = settings.jwt_secret
         self._issuer = settings.jwt_issuer
@@ -240,15 +242,20 @@ class TokenVerifier:
         """
         if not token or len(token) > MAX_TOKEN_CHARS:
             raise AuthError("token is malformed")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise AuthError("token is malformed") from None
-        claims = self._decode(token, header.get("alg"), header.get("kid"))
-        principal = _principal(claims, self._audience)
-        if Role.STATION in principal.roles:
-            self._check_short_lived(claims)
-        if self._revoked is not None:
+        verified = self._verified.get(token)
+        if verified is not None:
+            principal, claims = verified
+        else:
+            try:
+                header = jwt.get_unverified_header(token)
+            except jwt.PyJWTError:
+                raise AuthError("token is malformed") from None
+            claims = self._decode(token, header.get("alg"), header.get("kid"))
+            principal = _principal(claims, self._audience)
+            if Role.STATION in principal.roles:
+                self._check_short_lived(claims)
+            self._verified.put(token, principal, claims)
+        if self._revoked is not None:  # on every request: a revocation takes effect within its cache time
             reason = self._revoked(claims)
             if reason is not None:
                 raise AuthError(reason)

@@ -216,16 +216,19 @@ def query_dataset(who: Principal, text: str, default_uris: list[str], named_uris
 
 
 def named_protected(update: CompiledUpdate, store: GraphStore) -> str | None:
-    """A sentence refusing a graph management operation that names a graph no update writes, else None (CLEAR or
-    DROP of an empty audit graph would change nothing, and must be refused all the same)."""
-    for step in update.steps:
+    """A sentence refusing an update that names a graph no update writes, else None: checked before its WHEREs
+    are evaluated (CLEAR or DROP of an empty audit graph would change nothing, and must be refused all the same;
+    a DELETE WHERE over the server's own graphs would first read all of them)."""
+    for step in update.steps or (update,):
         if isinstance(step, GraphOperation):
             named = [step.target, *([step.source] if step.kind == "MOVE" else [])]
-            for graph in named:
-                if isinstance(graph, NamedNode) and store.server_graph(graph):
-                    return f"the graph {graph} belongs to the store's server, not to the platform's data"
-                if graph in (ONTOLOGY_GRAPH, SHAPES_GRAPH):
-                    return f"the graph {graph} is loaded from the repository's files and is not written through SPARQL"
-                if graph == AUDIT_GRAPH:
-                    return f"the graph {AUDIT_GRAPH.value} records operators' edits; no edit may change it"
+        else:
+            named = [template[3] for template in (*step.delete, *step.insert)]
+        for graph in named:
+            if isinstance(graph, NamedNode) and store.server_graph(graph):
+                return f"the graph {graph} belongs to the store's server, not to the platform's data"
+            if graph in (ONTOLOGY_GRAPH, SHAPES_GRAPH):
+                return f"the graph {graph} is loaded from the repository's files and is not written through SPARQL"
+            if graph == AUDIT_GRAPH:
+                return f"the graph {AUDIT_GRAPH.value} records operators' edits; no edit may change it"
     return None

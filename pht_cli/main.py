@@ -32,6 +32,7 @@ from .key_commands import keys_app
 from .mpu_commands import mpu_app
 from .output import console, fail, print_report
 from .push_command import push
+from .result_commands import result_app
 from .setup_commands import setup
 from .station_commands import station_app
 from .train_commands import ask, train_app
@@ -75,6 +76,7 @@ train_app.command("push")(push)
 app.add_typer(train_app, name="train")
 app.add_typer(mpu_app, name="mpu")
 app.add_typer(keys_app, name="keys")
+app.add_typer(result_app, name="result")
 app.command("ask")(ask)
 app.command("verify")(verify)
 app.command("setup")(setup)

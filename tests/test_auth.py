@@ -27,6 +27,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from orchestrator.auth import AuthError, TokenVerifier, issue_token, principal_dependency, require_roles
 from orchestrator.principal import Principal, Role
 from orchestrator.settings import Settings
+from orchestrator.verified_tokens import VerifiedTokens
 
 with warnings.catch_warnings():
     # Starlette asks for the ``httpx2`` package and warns (an error under our filterwarnings) with ``httpx``.
@@ -573,3 +574,50 @@ def test_require_needs_a_role() -> None:
     require = require_roles(principal_dependency(local_verifier()))
     with pytest.raises(ValueError, match="at least one role"):
         require()
+
+
+# -- the memo of verified tokens -----------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_verified_token_is_reused_only_until_it_expires_and_at_most_max_age() -> None:
+    clock = FakeClock()
+    memo = VerifiedTokens(max_age_s=60, clock=clock)
+    alice = Principal(subject="alice", roles=frozenset({Role.RESEARCHER}))
+    memo.put("short", alice, {"exp": clock.now + 10})
+    memo.put("long", alice, {"exp": clock.now + 3600})
+    assert memo.get("short") == (alice, {"exp": clock.now + 10}) and memo.get("other") is None
+    clock.now += 10  # the short token's exp: verified again (and refused after the leeway) from now on
+    assert memo.get("short") is None and memo.get("long") is not None
+    clock.now += 50  # 60 s after verifying: even an unexpired token is verified again
+    assert memo.get("long") is None
+    memo.put("expired", alice, {"exp": clock.now - 1})  # accepted within the leeway: never remembered
+    assert memo.get("expired") is None
+
+
+def test_the_memo_of_verified_tokens_stays_bounded() -> None:
+    memo = VerifiedTokens(size=3, clock=FakeClock())
+    who = Principal(subject="s", roles=frozenset({Role.RESEARCHER}))
+    for k in range(5):
+        memo.put(f"t{k}", who, {})
+    assert [memo.get(f"t{k}") is not None for k in range(5)] == [False, False, True, True, True]
+
+
+def test_a_token_verified_once_is_refused_once_revoked() -> None:
+    """The memo skips the JWT work, never the revocation check."""
+    revoked: set[str] = set()
+    verifier = TokenVerifier(Settings(jwt_secret=SECRET), revoked=lambda claims: "token has been revoked"
+                             if claims.get("jti") in revoked else None)
+    token = issue_token(SECRET, subject="alice", roles=[Role.RESEARCHER])
+    assert verifier.verify(token).subject == "alice"
+    assert verifier.verify(token).subject == "alice"  # from the memo
+    revoked.add(jwt.decode(token, options={"verify_signature": False})["jti"])
+    with pytest.raises(AuthError, match="revoked"):
+        verifier.verify(token)

@@ -145,7 +145,8 @@ def test_missing_file_and_unknown_query_fail_cleanly(tmp_path: Path) -> None:
 COMMANDS = [("demo",), ("validate",), ("query",), ("serve",), ("ask",), ("token", "issue"),
             *[("station", c) for c in ("run", "pending", "approve", "reject", "withhold", "review", "release",
                                         "build-image")],
-            *[("train", c) for c in ("submit", "list", "watch", "results", "cancel", "new")]]
+            *[("train", c) for c in ("submit", "list", "watch", "results", "cancel", "new")],
+            *[("result", c) for c in ("publish", "withdraw")]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

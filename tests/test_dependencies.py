@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ["graph_store", "trust", "client", "orchestrator", "station", "station_mpu", "local_platform", "pht_cli"]
+PACKAGES = ["graph_store", "trust", "client", "orchestrator", "station", "station_mpu", "dataspace", "local_platform",
+            "pht_cli"]
 CONTRACTS = ["layers", "independent-services", "nothing-imports-the-cli", "private-modules"]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
@@ -90,6 +91,8 @@ def test_the_mpu_the_station_and_the_orchestrator_never_import_each_other() -> N
     assert "station_mpu" not in imports_of("station")
     assert not imports_of("orchestrator") & {"station", "pht_cli"}
     assert not imports_of("station") & {"orchestrator", "pht_cli"}
+    assert not imports_of("dataspace") & {"orchestrator", "station", "station_mpu", "local_platform", "pht_cli"}
+    assert "dataspace" not in imports_of("orchestrator") | imports_of("station") | imports_of("station_mpu")
     for package in PACKAGES:
         if package != "pht_cli":
             assert "pht_cli" not in imports_of(package), package

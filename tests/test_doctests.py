@@ -8,12 +8,14 @@ import pkgutil
 
 import pytest
 
+import dataspace
 import graph_store
 import orchestrator
 import trust
 
 MODULES = sorted(
-    m.name for pkg in (graph_store, trust, orchestrator) for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")
+    m.name for pkg in (graph_store, trust, orchestrator, dataspace)
+    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")
     if not m.name.endswith("__main__")
 )
 

@@ -306,3 +306,84 @@ def test_yasgui_works_for_every_role_over_what_it_may_read(central: Central, api
     shown = run_query(driver, "0 results" if role == "station" else tid)
     assert (tid in shown) == (role != "station"), shown
     assert severe_console_messages(driver) == []
+
+
+# -- the SPARQL page's chart view (static/yasr-chart.js, Chart.js) -------------------------------------------
+
+DRAWN_CHART = """
+var canvas = document.querySelector('#yasgui .yasr .pht-chart canvas'), c = canvas && window.Chart.getChart(canvas);
+if (!c) { return null; }
+return {type: c.config.type, labels: c.data.labels, datasets: c.data.datasets.map(function (d, i) {
+  return {label: d.label, data: d.data, drawn: c.getDatasetMeta(i).data.map(function (e) {
+    return e.skip || isNaN(e.y) ? null : Math.round(c.scales.y.getValueForPixel(e.y) * 1000) / 1000; })}; })};
+"""
+"""The chart YASR shows, read back from its Chart.js instance: labels, each data set's values, and the value at
+the top of each bar or point as drawn on the canvas (through the y scale), or null without a chart."""
+
+
+def drawn_chart(driver: object) -> dict[str, object] | None:
+    return driver.execute_script(DRAWN_CHART)  # type: ignore[attr-defined, no-any-return]
+
+
+def show_chart(driver: object, name: str) -> None:
+    driver.execute_script("document.querySelector('#yasgui .yasr .pht-chart').scrollIntoView()")  # type: ignore[attr-defined]
+    screenshot(driver, name)
+
+
+def chart_offered(driver: object) -> bool:
+    from selenium.webdriver.common.by import By
+
+    return bool(driver.find_element(By.CSS_SELECTOR, "#yasgui .yasr .select_chart").is_displayed())  # type: ignore[attr-defined]
+
+
+def test_yasgui_charts_a_result_with_labels_and_numbers(central: Central, api: httpx.Client, browser: object) -> None:
+    """The page's example trains_by_state as bars (state → count, the same numbers /sparql answers), as lines on
+    request, a VALUES result with IRIs and two numeric columns as two data sets; no chart for an ASK or a list of
+    IRIs (the Chart button is hidden)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    tid = submit(api)
+    submit(api, "fedavg")
+    step(api, f"{tid}.r1-s0", "waiting-for-approval", station("aachen"))  # a running train, a queued one
+    open_yasgui(driver, central, ALICE, "/ui/sparql?example=trains_by_state")
+    query = driver.execute_script("return window.pht_yasgui.getTab().getQuery()")  # type: ignore[attr-defined]
+    rows = api.post("/sparql", headers={**ALICE, "Accept": "application/sparql-results+json"},
+                    data={"query": query}).json()["results"]["bindings"]
+    assert len(rows) >= 2
+    run_query(driver, "trains")
+    yasr = "#yasgui .yasr"
+    assert "selected" in driver.find_element(By.CSS_SELECTOR, f"{yasr} .select_table").get_attribute("class")  # type: ignore[attr-defined]
+    assert chart_offered(driver) and drawn_chart(driver) is None  # the table stays the default view
+    driver.find_element(By.CSS_SELECTOR, f"{yasr} .select_chart").click()  # type: ignore[attr-defined]
+    wait_for(driver, lambda d: drawn_chart(d) is not None)
+    chart = drawn_chart(driver)
+    counts = [float(r["trains"]["value"]) for r in rows]
+    names = [r["stateLabel"]["value"] if all("stateLabel" in r for r in rows)
+             else r["state"]["value"].replace("https://w3id.org/pht-kg/vocab#", "pht:") for r in rows]
+    assert chart == {"type": "bar", "labels": names,
+                     "datasets": [{"label": "trains", "data": counts, "drawn": counts}]}, chart
+    show_chart(driver, "sparql-chart-bars")
+    Select(driver.find_element(By.CSS_SELECTOR, f"{yasr} select.pht-chart-kind")).select_by_value("line")  # type: ignore[attr-defined]
+    wait_for(driver, lambda d: (drawn_chart(d) or {}).get("type") == "line")
+    assert drawn_chart(driver) == {**chart, "type": "line"}
+
+    type_query(driver, "PREFIX ex: <http://example.org/city/> SELECT ?city ?trains ?stations WHERE { VALUES "
+                       "(?city ?trains ?stations) { (ex:Aachen 3 1) (ex:Leipzig 5 2) (<http://example.net/Koeln> 2.5 "
+                       "UNDEF) } }")
+    run_query(driver, "3 results")
+    cities = ["ex:Aachen", "ex:Leipzig", "http://example.net/Koeln"]  # IRIs shortened by the query's prefixes
+    wait_for(driver, lambda d: (drawn_chart(d) or {}).get("labels") == cities)
+    assert drawn_chart(driver) == {"type": "line", "labels": cities, "datasets": [
+        {"label": "trains", "data": [3, 5, 2.5], "drawn": [3, 5, 2.5]},
+        {"label": "stations", "data": [1, 2, None], "drawn": [1, 2, None]}]}
+    show_chart(driver, "sparql-chart-lines")
+
+    for text, shown in (("ASK { ?s ?p ?o }", "True"),
+                        ("SELECT ?t WHERE { ?t a <https://w3id.org/pht-kg/vocab#Train> }", tid)):
+        type_query(driver, text)
+        run_query(driver, shown)
+        assert not chart_offered(driver) and drawn_chart(driver) is None, text
+    assert [u for u in requested_urls(driver) if not u.startswith(central.url + "/")] == []
+    assert severe_console_messages(driver) == []

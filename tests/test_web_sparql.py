@@ -116,26 +116,32 @@ def test_prefixes_are_our_ontologys(client: TestClient) -> None:
 def test_the_page_loads_yasgui_from_the_service_under_a_strict_policy(client: TestClient) -> None:
     page = client.get("/ui/sparql", headers=ALICE)
     assert page.status_code == 200
-    for asset in ('src="/ui/static/yasgui.min.js"', 'href="/ui/static/yasgui.min.css"', 'src="/ui/static/sparql.js"'):
+    for asset in ('src="/ui/static/yasgui.min.js"', 'href="/ui/static/yasgui.min.css"', 'src="/ui/static/sparql.js"',
+                  'src="/ui/static/chart.umd.min.js"', 'src="/ui/static/yasr-chart.js"'):
         assert asset in page.text
     assert "<script>" not in page.text and "//cdn" not in page.text and "https://" not in page.text.split("<main>")[0]
     policy = page.headers["content-security-policy"]
     assert "script-src 'self';" in policy and "connect-src 'self'" in policy and "unsafe-inline" not in policy
     assert "style-src-elem 'self' 'sha256-" in policy and "unsafe-eval" not in policy
-    for name in ("yasgui.min.js", "yasgui.min.css", "yasgui-LICENSE.txt", "sparql.js"):
+    for name in ("yasgui.min.js", "yasgui.min.css", "yasgui-LICENSE.txt", "sparql.js", "yasr-chart.js",
+                 "chart.umd.min.js", "chartjs-LICENSE.txt"):
         r = client.get(f"/ui/static/{name}")
         path, media = STATIC[name]
         assert r.status_code == 200 and r.headers["content-type"] == media
         assert r.content == (REPO / "orchestrator" / "web" / "static" / path).read_bytes()
     assert "MIT License" in client.get("/ui/static/yasgui-LICENSE.txt").text
+    assert "MIT License" in client.get("/ui/static/chartjs-LICENSE.txt").text
 
 
-def test_the_vendored_yasgui_is_the_pinned_npm_build() -> None:
-    """The committed files have the SHA-256 digests ``scripts/vendor-yasgui.sh`` pins for the npm package."""
+def test_the_vendored_yasgui_and_chartjs_are_the_pinned_npm_builds() -> None:
+    """The committed files have the SHA-256 digests ``scripts/vendor-yasgui.sh`` pins for the npm packages."""
     result = subprocess.run(["bash", str(REPO / "scripts" / "vendor-yasgui.sh"), "--check"], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stderr
     script = (REPO / "scripts" / "vendor-yasgui.sh").read_text()
-    for name in ("yasgui.min.js", "yasgui.min.css"):
-        digest = hashlib.sha256((REPO / "orchestrator" / "web" / "static" / "yasgui" / name).read_bytes()).hexdigest()
-        assert f"[{name}]={digest}" in script
+    static = REPO / "orchestrator" / "web" / "static"
+    for pinned, served in (("build/yasgui.min.js", "yasgui/yasgui.min.js"),
+                           ("build/yasgui.min.css", "yasgui/yasgui.min.css"),
+                           ("dist/chart.umd.min.js", "chartjs/chart.umd.min.js"),
+                           ("LICENSE.md", "chartjs/LICENSE.md")):
+        assert f"[{pinned}]={hashlib.sha256((static / served).read_bytes()).hexdigest()}" in script

@@ -52,9 +52,13 @@ STATIC = {"style.css": ("style.css", "text/css; charset=utf-8"),
           "sparql.js": ("sparql.js", "text/javascript; charset=utf-8"),
           "yasgui.min.js": ("yasgui/yasgui.min.js", "text/javascript; charset=utf-8"),
           "yasgui.min.css": ("yasgui/yasgui.min.css", "text/css; charset=utf-8"),
-          "yasgui-LICENSE.txt": ("yasgui/LICENSE", "text/plain; charset=utf-8")}
+          "yasgui-LICENSE.txt": ("yasgui/LICENSE", "text/plain; charset=utf-8"),
+          "yasr-chart.js": ("yasr-chart.js", "text/javascript; charset=utf-8"),
+          "chart.umd.min.js": ("chartjs/chart.umd.min.js", "text/javascript; charset=utf-8"),
+          "chartjs-LICENSE.txt": ("chartjs/LICENSE.md", "text/plain; charset=utf-8")}
 """The files of ``static/`` the view serves, by name: path and media type (a fixed list: no path from a request
-reaches the file system). ``yasgui/`` is npm's @zazuko/yasgui, vendored by ``scripts/vendor-yasgui.sh``."""
+reaches the file system). ``yasgui/`` is npm's @zazuko/yasgui and ``chartjs/`` npm's chart.js, vendored by
+``scripts/vendor-yasgui.sh``; ``yasr-chart.js`` is our chart view for YASGUI's result pane."""
 YASGUI_ENDPOINT = "/ui/sparql/query"
 """Where the SPARQL page's YASGUI sends queries: the login cookie is scoped to ``/ui``, so the page's script
 never holds the token, and the API's ``/sparql`` (bearer tokens only) never accepts a cookie."""

@@ -22,7 +22,7 @@
     persistenceId: null,
     autofocus: false,
     yasqe: { prefixCcApi: root.dataset.prefixes, persistenceId: null, value: root.dataset.query },
-    yasr: { persistenceId: null, prefixes: {} }
+    yasr: { persistenceId: null, prefixes: {}, pluginOrder: ["table", "chart", "response"] }
   });
   var tab = yasgui.getTab();
   if (root.dataset.query) { tab.setQuery(root.dataset.query); }
