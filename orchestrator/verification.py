@@ -14,11 +14,15 @@ from pyoxigraph import NamedNode, QueryBoolean, Triple
 from client.execution_records import ChainVerdict, verify_chain
 from graph_store import GraphStore, named_query
 
-__all__ = ["train_verdict"]
+__all__ = ["train_provenance", "train_verdict"]
+
+
+def train_provenance(store: GraphStore, train: NamedNode) -> list[Triple]:
+    """``train``'s history as ``train_provenance.rq`` gives it (what ``pht verify`` reads through ``/sparql``)."""
+    answer = store.query(named_query("train_provenance").text, bindings={"train": train})
+    return [t for t in answer if isinstance(t, Triple)] if not isinstance(answer, QueryBoolean) else []
 
 
 def train_verdict(store: GraphStore, train: NamedNode) -> ChainVerdict:
-    """Check ``train``'s history in ``store`` (``train_provenance.rq``, then :func:`verify_chain`)."""
-    answer = store.query(named_query("train_provenance").text, bindings={"train": train})
-    triples = [t for t in answer if isinstance(t, Triple)] if not isinstance(answer, QueryBoolean) else []
-    return verify_chain(triples, train.value, now=datetime.now(timezone.utc))
+    """Check ``train``'s history in ``store`` (:func:`train_provenance`, then :func:`verify_chain`)."""
+    return verify_chain(train_provenance(store, train), train.value, now=datetime.now(timezone.utc))

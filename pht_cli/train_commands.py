@@ -184,6 +184,42 @@ def fetch_result(client: CentralClient, train_id: str, out: Path, *, execution: 
     return digest
 
 
+@train_app.command("export")
+def export(train_id: Annotated[str, typer.Argument(help="Train id.")], central: CentralUrl, token: Token,
+           ro_crate: Annotated[Path | None, typer.Option("--ro-crate", help=(
+               "Write the finished train's Five Safes RO-Crate into this new folder."))] = None,
+           padme: Annotated[Path | None, typer.Option("--padme", help=(
+               "Write the train's events in PADME's metadata terms (JSON-LD) to this file."))] = None,
+           with_files: Annotated[bool, typer.Option("--with-files", help=(
+               "Put your decrypted result into the crate (requester only; needs --keys)."))] = False,
+           keys: KeysDir = DEFAULT_DIR) -> None:
+    """Export a finished train: an RO-Crate (Five Safes RO-Crate 0.5, Provenance Run Crate 0.5) of its signed
+    definition, route, each station's approval and output review, its released outputs and its signed provenance;
+    and/or its events in PADME's metadata schema (docs/export.md).
+
+    Example: pht train export 6f0c... --ro-crate crate/ --padme events.jsonld --central URL --token $T
+    """
+    from client.padme_export import padme_document
+    from client.ro_crate_export import ExportError, export_ro_crate
+    if ro_crate is None and padme is None:
+        raise fail("give --ro-crate DIR, --padme FILE or both")
+    try:
+        researcher_keys = load_keys(keys) if with_files else None
+    except (OSError, KeyFormatError) as e:
+        raise fail(f"cannot read your keys in {keys}, which the result is encrypted to: {e}") from None
+    try:
+        with CentralClient(central, token, keys=researcher_keys) as client:
+            if ro_crate is not None:
+                export_ro_crate(client, train_id, ro_crate, with_files=with_files)
+                console.print(f"RO-Crate of train {train_id} in {ro_crate}")
+            if padme is not None:
+                document = padme_document(client.train(train_id), client.events(train_id))
+                padme.write_text(json.dumps(document, indent=1))
+                console.print(f"{len(document['@graph'])} events of train {train_id} in PADME's terms in {padme}")
+    except (ClientError, ExportError, ValueError, OSError) as e:
+        raise fail(str(e)) from None
+
+
 @train_app.command("cancel")
 def cancel(train_id: Annotated[str, typer.Argument(help="Train id.")], central: CentralUrl, token: Token,
            reason: Annotated[str, typer.Option(help="Why (recorded in the graph).")] = "") -> None:

@@ -72,25 +72,14 @@ def train_router(s: Services) -> APIRouter:
     @router.get("/trains/{train_id}", response_model=TrainOut)
     async def get_train(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))]) -> TrainOut:
         """A train's state and its executions (route, rounds, outputs)."""
-        train = reads.train(principal, train_id)
-        return TrainOut(id=train_id, iri=train.iri.value, state=chart.token(train.state), requester=train.requester,
-                        definition=iris.local(train.definition, "definitions"), created=train.created,
-                        signed=train.signed_by is not None, signed_by=train.signed_by,
-                        executions=[ExecutionOut(id=e.id, state=e.state, station=e.station, round=e.round, stop=e.stop,
-                                                 started=e.started, ended=e.ended, output=e.output,
-                                                 output_sha256=e.output_sha256)
-                                    for e in train.executions])
+        return train_out(s, principal, train_id)
 
     @router.get("/trains/{train_id}/events", response_model=Page[EventOut])
     async def train_events(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))],
                      limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
         """A train's events, oldest first: every state change with who, when, from, to and why."""
         train = reads.train(principal, train_id)
-        rows = [EventOut(event=e.iri, type=e.type, time=e.time, execution=e.execution, from_state=e.from_state,
-                         to_state=e.to_state, agent=e.agent, role=e.role, reason=e.reason,
-                         source=e.source)
-                for e in reads.events(train.iri)]
-        return page(rows, limit, offset)
+        return page(event_outs(s, train.iri), limit, offset)
 
     @router.post("/trains/{train_id}/cancel", response_model=StepOut)
     async def cancel_train(train_id: str, body: CancelIn, principal: Annotated[Principal, Depends(
@@ -100,3 +89,23 @@ def train_router(s: Services) -> APIRouter:
         return StepOut(execution=train_id, state=life.cancel(principal, train_id=train_id, reason=body.reason))
 
     return router
+
+
+def train_out(s: Services, principal: Principal, train_id: str) -> TrainOut:
+    """``GET /trains/{id}``'s answer: the train if the caller may read it (NotFound, Forbidden otherwise); the web
+    view's RO-Crate download reads the same."""
+    train, chart = s.reads.train(principal, train_id), s.lifecycle.chart
+    return TrainOut(id=train_id, iri=train.iri.value, state=chart.token(train.state), requester=train.requester,
+                    definition=s.lifecycle.iris.local(train.definition, "definitions"), created=train.created,
+                    signed=train.signed_by is not None, signed_by=train.signed_by,
+                    executions=[ExecutionOut(id=e.id, state=e.state, station=e.station, round=e.round, stop=e.stop,
+                                             started=e.started, ended=e.ended, output=e.output,
+                                             output_sha256=e.output_sha256)
+                                for e in train.executions])
+
+
+def event_outs(s: Services, train: NamedNode) -> list[EventOut]:
+    """``GET /trains/{id}/events``'s rows, oldest first (the caller's right to read the train checked before)."""
+    return [EventOut(event=e.iri, type=e.type, time=e.time, execution=e.execution, from_state=e.from_state,
+                     to_state=e.to_state, agent=e.agent, role=e.role, reason=e.reason, source=e.source)
+            for e in s.reads.events(train)]

@@ -40,6 +40,7 @@ from .session import (
     same_origin,
     web_principal,
 )
+from .crate_download import crate_zip
 from .stream import train_stream
 from .views import check_id, pending_work, train_facts, train_page, train_rows
 
@@ -273,6 +274,14 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
         check_id(train_id, "train")
         page = await run_in_threadpool(train_page, s, who, train_id)
         return pages.render("train.html", principal=who, train=page)
+
+    @router.get("/trains/{train_id}/ro-crate.zip")
+    async def train_crate(who: Who, train_id: str) -> Response:
+        """The finished train's RO-Crate (Five Safes RO-Crate 0.5, Provenance Run Crate 0.5) as a ZIP."""
+        check_id(train_id, "train")
+        body = await run_in_threadpool(crate_zip, s, who, train_id)
+        return Response(body, media_type="application/zip", headers={
+            "Content-Disposition": f'attachment; filename="train-{train_id}-ro-crate.zip"'})
 
     @router.get("/trains/{train_id}/events/stream")
     async def train_live(who: Who, train_id: str, request: Request) -> Response:
