@@ -18,6 +18,26 @@ Oxigraph server, Virtuoso). The central-service test modules therefore run on al
 
 Modules not marked run on the embedded store only. Where a test cannot pass on a server because of a documented
 server difference, it says so with :func:`differs_on` (a deselection with its reason, never a skip).
+
+Which modules run where, and why (measured 2026-12-04 on the 2-core CI machine, under load; each module's extra
+seconds over its embedded run, Oxigraph server / Virtuoso):
+
+* all three stores: ``test_api``, ``test_lifecycle``, ``test_watchdog``, ``test_hostile_rdf``,
+  ``test_allowed_methods``, ``test_keys_registry``, ``test_station_lease``, ``test_train_definition``,
+  ``test_train_requests``, ``security/test_key_lifecycle``, ``security/test_write_paths`` and
+  ``security/test_read_confidentiality`` (the REST API and lifecycle, the watchdog, refusals that must write
+  nothing, the write and read paths' security promises): about +35 s on Oxigraph for the first ten together,
+  +45 s and +40 s for the two security modules;
+* embedded and Oxigraph: ``test_role_matrix`` (+86 s on Oxigraph: 450 calls, each write with the server-side
+  lock's three extra requests);
+* embedded only, for CI time (they passed on Oxigraph, 2026-12-04): ``test_web`` (+81 s), ``test_web_sparql``
+  (+20 s), ``security/test_tokens`` (+33 s), ``security/test_signed_submissions`` (+45 s); mark one
+  ``central_stores`` to run it on the servers too. ``test_end_to_end``, ``test_replicas`` and the
+  store-contract and named-query modules choose their stores themselves.
+
+A test's extra cost on a server is mostly its service's start and its writes: per test, dropping the data
+graphs and starting a service costs about 0.5 s more on Oxigraph and 1 s more on Virtuoso than on the embedded
+store (with the vocabulary kept loaded, see :class:`_ServerStore`).
 """
 
 from __future__ import annotations

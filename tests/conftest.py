@@ -138,16 +138,17 @@ import central_store  # noqa: E402 - appended section
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A module marked ``central_stores`` runs on every kind of store (tests/central_store.py), grouped by module;
-    a test marked ``central_stores_except(kinds, reason=...)`` leaves those kinds out."""
-    if metafunc.definition.get_closest_marker("central_stores") is None:
+    """A module marked ``central_stores`` runs on every kind of store (tests/central_store.py), or on the kinds the
+    marker names, grouped by module; a test marked ``central_stores_except(kinds, reason=...)`` leaves those kinds out."""
+    marker = metafunc.definition.get_closest_marker("central_stores")
+    if marker is None:
         return
     excepted = metafunc.definition.get_closest_marker("central_stores_except")
     left_out = set(excepted.args) if excepted is not None else set()
     if excepted is not None and not excepted.kwargs.get("reason"):
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: central_stores_except needs its reason=")
     kinds = [pytest.param(kind, id=kind, marks=() if kind == "embedded" else pytest.mark.real_component(kind))
-             for kind in central_store.KINDS if kind not in left_out]
+             for kind in marker.args or central_store.KINDS if kind not in left_out]
     metafunc.parametrize("central_store_kind", kinds, indirect=True, scope="module")
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from central_store import new_central_store
 import pytest
 from api_helpers import ALICE, DIGEST, KEY, OPS, holding_keys, station, token
 from central_thread import Central, central_service
@@ -28,10 +29,12 @@ from polling import wait_for
 from pyoxigraph import Literal, NamedNode, Quad
 
 from client import CentralClient, ClientError
-from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore, ValidationFailed, parse_rdf
+from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, ValidationFailed, parse_rdf
 from orchestrator.principal import Role
 from station.agent import LeaseLost, LeaseRefused, StationAgent, quiet_request_logs
 from station.settings import StationSettings
+
+pytestmark = pytest.mark.central_stores
 
 REPO = Path(__file__).resolve().parent.parent
 PHT_CLI = [sys.executable, "-m", "pht_cli.main"]
@@ -153,7 +156,7 @@ def test_the_lease_is_a_validated_resource_of_the_central_graph_and_two_first_ta
 
 
 def test_the_station_leases_query_on_a_fixture_store() -> None:
-    store = EmbeddedStore()
+    store = new_central_store()
     store.load_vocabulary()
     store.apply(ChangeSet(insert=parse_rdf(
         (REPO / "tests/fixtures/shapes/valid/stations.ttl").read_bytes(), "text/turtle", CENTRAL_GRAPH)))
