@@ -17,7 +17,8 @@ Oxigraph server, Virtuoso). The central-service test modules therefore run on al
   the store-contract and named-query tests keep theirs, and a failed test here cannot leave data there.
 
 Modules not marked run on the embedded store only. Where a test cannot pass on a server because of a documented
-server difference, it says so with :func:`differs_on` (a deselection with its reason, never a skip).
+server difference, it says so with ``@pytest.mark.central_stores_except(*kinds, reason=...)``: those ids are not
+generated (a deselection with its reason, never a skip; ``conftest.py`` refuses the marker without a reason).
 
 Which modules run where, and why (measured 2026-12-04 on the 2-core CI machine, under load; each module's extra
 seconds over its embedded run, Oxigraph server / Virtuoso):
@@ -42,18 +43,17 @@ store (with the vocabulary kept loaded, see :class:`_ServerStore`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Literal as Kind
 
-import pytest
 import servers
+from pyoxigraph import NamedNode
 
 from graph_store import ONTOLOGY_GRAPH, SHAPES_GRAPH, EmbeddedStore, GraphStore, RemoteStore
 from graph_store._write_lock import LOCK_GRAPH
 from orchestrator.settings import DEMO_SECRET, Settings
 
-__all__ = ["KINDS", "StoreKind", "current", "differs_on", "new_central_store", "select", "server_store", "stop_servers"]
+__all__ = ["KINDS", "StoreKind", "current", "new_central_store", "select", "server_store", "stop_servers"]
 
 StoreKind = Kind["embedded", "oxigraph", "virtuoso"]
 KINDS: tuple[StoreKind, ...] = ("embedded", "oxigraph", "virtuoso")
@@ -78,8 +78,10 @@ def _server(kind: StoreKind) -> servers.OxigraphServer | servers.VirtuosoServer:
     """This module's server of ``kind``, started at its first use and stopped at the session's end
     (:func:`stop_servers`)."""
     if kind not in _servers:
-        start = servers.oxigraph_server() if kind == "oxigraph" else servers.virtuoso_server()
-        _servers[kind] = _started.enter_context(start)
+        if kind == "oxigraph":
+            _servers[kind] = _started.enter_context(servers.oxigraph_server())
+        else:
+            _servers[kind] = _started.enter_context(servers.virtuoso_server())
     return _servers[kind]
 
 
@@ -105,9 +107,9 @@ class _ServerStore(RemoteStore):
             super().load_vocabulary()
 
     def _vocabulary_size(self) -> int:
-        rows = self.query("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } VALUES ?g { $ontology $shapes } }",
-                          bindings={"ontology": ONTOLOGY_GRAPH, "shapes": SHAPES_GRAPH})
-        return int(next(iter(rows))["n"].value)  # type: ignore[index,call-overload]
+        rows = self.select("SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } VALUES ?g { $ontology $shapes } }",
+                           bindings={"ontology": ONTOLOGY_GRAPH, "shapes": SHAPES_GRAPH})
+        return sum(int(row["n"].value) for row in rows)
 
 
 def server_store(kind: StoreKind) -> RemoteStore:
@@ -123,16 +125,17 @@ def _empty(store: RemoteStore) -> None:
     lock's included: the store then holds what a new ``EmbeddedStore()`` holds once a service started on it.
     Graph by graph, not ``DROP ALL``: on Virtuoso that also reaches the system graphs, and once left data quads
     behind (tests/test_store_contract.py)."""
-    rows = store.query("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }")
-    graphs = sorted({str(row["g"]) for row in rows  # type: ignore[index]
-                     if not _kept(store, row["g"])})  # type: ignore[index]
+    rows = store.select("SELECT DISTINCT ?g WHERE { GRAPH ?g { ?s ?p ?o } }")
+    graphs = sorted({str(row["g"]) for row in rows if not _kept(store, row["g"])})
     if graphs:
         store._update(" ; ".join(f"DROP SILENT GRAPH {g}" for g in graphs))  # noqa: SLF001 - a test's clean slate
 
 
 def _kept(store: RemoteStore, graph: object) -> bool:
     """A graph of the server's own, or the vocabulary's (the write lock's claims are the store's, but dropped)."""
-    return graph in (ONTOLOGY_GRAPH, SHAPES_GRAPH) or (graph != LOCK_GRAPH and store.server_graph(graph))  # type: ignore[arg-type]
+    if not isinstance(graph, NamedNode):
+        return False
+    return graph in (ONTOLOGY_GRAPH, SHAPES_GRAPH) or (graph != LOCK_GRAPH and store.server_graph(graph))
 
 
 def new_central_store() -> GraphStore:
@@ -146,12 +149,4 @@ def new_central_store() -> GraphStore:
     store = server_store(_kind)
     _empty(store)
     return store
-
-
-def differs_on(*kinds: StoreKind, reason: str) -> Callable[[Callable[..., object]], Callable[..., object]]:
-    """Run the decorated test on the other stores only: on ``kinds`` it cannot pass because of the documented
-    server difference ``reason`` (the ``central_store_kind`` parametrisation leaves those ids out)."""
-    def mark(test: Callable[..., object]) -> Callable[..., object]:
-        return pytest.mark.central_stores_except(*kinds, reason=reason)(test)
-    return mark
 
