@@ -139,7 +139,8 @@ import central_store  # noqa: E402 - appended section
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A module marked ``central_stores`` runs on every kind of store (tests/central_store.py), or on the kinds the
-    marker names, grouped by module; a test marked ``central_stores_except(kinds, reason=...)`` leaves those kinds out."""
+    marker names, grouped by module; a test marked ``central_stores_except(kinds, reason=...)`` leaves those
+    kinds out."""
     marker = metafunc.definition.get_closest_marker("central_stores")
     if marker is None:
         return

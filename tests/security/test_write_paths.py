@@ -177,7 +177,8 @@ def scenario(request: pytest.FixtureRequest) -> Iterator[GraphStore]:
     store.close()
 
 
-@pytest.mark.central_stores_except("oxigraph", "virtuoso", reason="runs on every back-end through its own parameter")
+@pytest.mark.central_stores_except("oxigraph", "virtuoso", reason=(
+    "runs on every back-end through its own parameter"))
 def test_station_graph_facts_never_change_central_validity_on_any_back_end(scenario: GraphStore) -> None:
     """The shapes see a central change with the central graph and the ontology only, on every back-end; a station
     graph's own write is still checked against the central graph it names (so it cannot contradict it)."""
@@ -215,6 +216,9 @@ def _forge(platform: Platform, tid: str) -> tuple[NamedNode, NamedNode]:
     return forged, error
 
 
+@pytest.mark.central_stores_except("virtuoso", reason=(
+    "train_history.rq fails on Virtuoso 7.2 ('transitive start not given'; VIRTUOSO_DIFFERS in "
+    "tests/test_remote_queries.py)"))
 def test_a_forged_station_event_is_not_in_the_owners_lifecycle_history(platform: Platform) -> None:
     tid = platform.train()
     platform.walk(f"{tid}.r1-s0", "approved")
@@ -306,6 +310,9 @@ def test_one_train_the_watchdog_cannot_fail_does_not_leave_another_running(caplo
 # -- operators' edits are recorded ----------------------------------------------------------------------------
 
 
+@pytest.mark.central_stores_except("virtuoso", reason=(
+    "Virtuoso 7.2 refuses graph_edits.rq: its cost model estimates ~3,400 s, over "
+    "MaxQueryCostEstimationTime (400 s in Debian's virtuoso.ini)"))
 def test_an_operator_deleting_an_approval_event_is_recorded(platform: Platform) -> None:
     """The attack: an operator's ``DELETE WHERE`` erases an approval event; it used to leave no trace."""
     tid = platform.train()
@@ -323,6 +330,9 @@ def test_an_operator_deleting_an_approval_event_is_recorded(platform: Platform) 
     assert datetime.fromisoformat(str(edit["time"])) > datetime.now(UTC) - timedelta(minutes=1)
 
 
+@pytest.mark.central_stores_except("virtuoso", reason=(
+    "Virtuoso 7.2 refuses graph_edits.rq: its cost model estimates ~3,400 s, over "
+    "MaxQueryCostEstimationTime (400 s in Debian's virtuoso.ini)"))
 def test_graph_store_protocol_writes_are_recorded_per_graph(platform: Platform) -> None:
     c = platform.client
     graph = {"graph": f"{BASE}graphs/notes"}
