@@ -20,25 +20,27 @@ Modules not marked run on the embedded store only. Where a test cannot pass on a
 server difference, it says so with ``@pytest.mark.central_stores_except(*kinds, reason=...)``: those ids are not
 generated (a deselection with its reason, never a skip; ``conftest.py`` refuses the marker without a reason).
 
-Which modules run where, and why (measured 2026-12-04 on the 2-core CI machine, under load; each module's extra
-seconds over its embedded run, Oxigraph server / Virtuoso):
+Which modules run where, and why. Each run on a server is a further run of the module, so CI pays its whole
+time again. Measured 2026-12-04 on the shared 2-core machine under other jobs' load (seconds for the module on
+embedded / Oxigraph server / Virtuoso; CI's machine is about twice as fast):
 
-* all three stores: ``test_api``, ``test_lifecycle``, ``test_watchdog``, ``test_hostile_rdf``,
-  ``test_allowed_methods``, ``test_keys_registry``, ``test_station_lease``, ``test_train_definition``,
-  ``test_train_requests``, ``security/test_key_lifecycle``, ``security/test_write_paths`` and
-  ``security/test_read_confidentiality`` (the REST API and lifecycle, the watchdog, refusals that must write
-  nothing, the write and read paths' security promises): about +35 s on Oxigraph for the first ten together,
-  +45 s and +40 s for the two security modules;
-* embedded and Oxigraph: ``test_role_matrix`` (+86 s on Oxigraph: 450 calls, each write with the server-side
-  lock's three extra requests);
-* embedded only, for CI time (they passed on Oxigraph, 2026-12-04): ``test_web`` (+81 s), ``test_web_sparql``
-  (+20 s), ``security/test_tokens`` (+33 s), ``security/test_signed_submissions`` (+45 s); mark one
-  ``central_stores`` to run it on the servers too. ``test_end_to_end``, ``test_replicas`` and the
-  store-contract and named-query modules choose their stores themselves.
+* all three stores (the REST API and lifecycle, the watchdog, refusals that must write nothing, the read and
+  write paths' security promises): ``test_api`` (24 / 18 / 42, Virtuoso's start and first vocabulary load
+  included), ``test_lifecycle`` (1 / 17 / 21), ``test_watchdog`` (5 / 9 / 8), ``test_hostile_rdf``
+  (20 / 10 / 11), ``test_allowed_methods`` (9 / 8 / 31), ``test_train_requests`` (23 / 40 / 18),
+  ``security/test_key_lifecycle`` (11 / 35 / 12), ``security/test_read_confidentiality`` (12 / 53 / 24),
+  ``security/test_write_paths`` (28 / 72 / 34): about 260 s more on Oxigraph and 200 s on Virtuoso;
+* embedded and Oxigraph: ``test_role_matrix`` (14 / 100: 450 calls, each write with the server-side lock's
+  three extra requests);
+* embedded only, for CI time, though they passed on both servers on 2026-12-04 (mark one ``central_stores`` to
+  run it there again): ``test_keys_registry`` (103 / 75 / 71), ``test_station_lease`` (100 / 106 / 117; its
+  lease-renewal count is too timing-bound for Virtuoso, see its marker), ``test_train_definition``
+  (77 / 89 / 49), and, passed on Oxigraph only, ``test_web`` (41 / 122), ``test_web_sparql`` (7 / 27),
+  ``security/test_tokens`` (57 / 90), ``security/test_signed_submissions`` (20 / 65). ``test_end_to_end``,
+  ``test_replicas`` and the store-contract and named-query modules choose their stores themselves.
 
-A test's extra cost on a server is mostly its service's start and its writes: per test, dropping the data
-graphs and starting a service costs about 0.5 s more on Oxigraph and 1 s more on Virtuoso than on the embedded
-store (with the vocabulary kept loaded, see :class:`_ServerStore`).
+Per test, dropping the data graphs and starting a service costs about 0.5 s more on Oxigraph and 1 s more on
+Virtuoso than on the embedded store (with the vocabulary kept loaded, see :class:`_ServerStore`).
 """
 
 from __future__ import annotations

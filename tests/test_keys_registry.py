@@ -34,8 +34,6 @@ from trust import (
     verify_proof,
 )
 
-pytestmark = pytest.mark.central_stores
-
 BASE = "https://pht.example.org/id/"
 ALICE_IRI = BASE + "agents/alice"
 AACHEN = BASE + "stations/aachen"

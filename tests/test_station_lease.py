@@ -34,8 +34,6 @@ from orchestrator.principal import Role
 from station.agent import LeaseLost, LeaseRefused, StationAgent, quiet_request_logs
 from station.settings import StationSettings
 
-pytestmark = pytest.mark.central_stores
-
 REPO = Path(__file__).resolve().parent.parent
 PHT_CLI = [sys.executable, "-m", "pht_cli.main"]
 HOST = socket.gethostname()

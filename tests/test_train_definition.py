@@ -32,8 +32,6 @@ from station import contract
 from station.runtimes.base import Limits, RunSpec
 from station.runtimes.process import DEFAULT_PATH, IsolationWarning, ProcessRuntime, folder_digest
 
-pytestmark = pytest.mark.central_stores
-
 REPO = Path(__file__).resolve().parent.parent
 PHT = [sys.executable, "-m", "pht_cli.main"]
 OTHER_DIGEST = "sha256:" + "cd" * 32
