@@ -22,7 +22,7 @@ generated (a deselection with its reason, never a skip; ``conftest.py`` refuses 
 
 Which modules run where, and why. Each run on a server is a further run of the module, so CI pays its whole
 time again. Measured 2026-12-04 on the shared 2-core machine under other jobs' load (seconds for the module on
-embedded / Oxigraph server / Virtuoso; CI's machine is about twice as fast):
+embedded / Oxigraph server / Virtuoso; a CI run's own numbers will be lower):
 
 * all three stores (the REST API and lifecycle, the watchdog, refusals that must write nothing, the read and
   write paths' security promises): ``test_api`` (24 / 18 / 42, Virtuoso's start and first vocabulary load
