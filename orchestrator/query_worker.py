@@ -94,7 +94,10 @@ class _Worker:
         self.readable = ReadableGraphs(self.store, self.iris, max_age_s=config.readable_max_age_s)
 
     def sync(self, sync: Sync) -> None:
-        if not isinstance(self.store, EmbeddedStore):
+        if not isinstance(self.store, EmbeddedStore):  # a client of the server: the views of callers are stale
+            if sync.generation != self.generation:     # after a commit of the main process (read your writes)
+                self.readable.changed()
+                self.generation = sync.generation
             return
         if sync.seed is not None:
             self.store = EmbeddedStore()

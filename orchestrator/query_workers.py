@@ -95,18 +95,20 @@ class WorkerPool:
         self._log_quads = 0
         self._dump: tuple[int, bytes] | None = None
         self._failed_at = -RETRY_AFTER_FAILURE_S
-        if self.replicated:  # weakly: the store outlives the pools of the apps built over it (tests)
-            me = weakref.ref(self)
+        me = weakref.ref(self)  # weakly: the store outlives the pools of the apps built over it (tests)
 
-            def committed(change: ChangeSet) -> None:
-                if (pool := me()) is not None:
-                    pool._committed(change)
+        def committed(change: ChangeSet) -> None:
+            if (pool := me()) is not None:
+                pool._committed(change)
+
+        # on a remote store too: a worker's cached views of what a caller may read are dropped after a commit
+        store.on_commit(committed)
+        if self.replicated:
 
             def bypassed() -> None:
                 if (pool := me()) is not None:
                     pool._bypassed()
 
-            store.on_commit(committed)
             store.on_bypass(bypassed)
         self._finalizer = weakref.finalize(self, _kill, self._all)
 
@@ -115,6 +117,8 @@ class WorkerPool:
     def _committed(self, change: ChangeSet) -> None:
         with self._lock:
             self._generation += 1
+            if not self.replicated:  # a remote store's workers need only the count (their views' age)
+                return
             self._log.append((self._generation, change))
             self._log_quads += len(change.delete) + len(change.insert)
             while len(self._log) > LOG_SIZE or (self._log_quads > LOG_QUADS and len(self._log) > 1):
@@ -132,7 +136,8 @@ class WorkerPool:
     def _sync_for(self, handle: _Handle) -> Sync:
         """What ``handle`` needs to reach the store's current generation (a dump if the log cannot say)."""
         if not self.replicated:
-            return Sync(0)
+            with self._lock:
+                return Sync(self._generation)
         while True:
             with self._lock:
                 oldest = self._log[0][0] if self._log else self._generation + 1

@@ -8,10 +8,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+from central_store import new_central_store
 from fastapi.testclient import TestClient
 
 from client import CentralClient
-from graph_store import EmbeddedStore
+from graph_store import GraphStore
 from orchestrator.app import create_app
 from orchestrator.auth import issue_token
 from orchestrator.principal import Role
@@ -61,9 +62,10 @@ def register_world(client: Any, *, count_rounds: int = 1) -> None:
 
 
 @contextmanager
-def service(store: EmbeddedStore | None = None, settings: Settings = SETTINGS) -> Iterator[TestClient]:
-    """A started service with the world of :func:`register_world` (``settings``: e.g. with a results store)."""
-    app = create_app(settings, store=store if store is not None else EmbeddedStore())
+def service(store: GraphStore | None = None, settings: Settings = SETTINGS) -> Iterator[TestClient]:
+    """A started service with the world of :func:`register_world` (``settings``: e.g. with a results store), on
+    ``store`` or else on a new store of the kind the test runs on (:func:`central_store.new_central_store`)."""
+    app = create_app(settings, store=store if store is not None else new_central_store())
     with TestClient(app) as client:
         register_world(client)
         yield client

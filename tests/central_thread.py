@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from api_helpers import SETTINGS
+from central_store import new_central_store
 
-from graph_store import EmbeddedStore
+from graph_store import GraphStore
 from local_platform.platform import serve_in_thread
 from orchestrator.app import create_app
 from orchestrator.settings import Settings
@@ -21,12 +22,14 @@ from orchestrator.settings import Settings
 @dataclass
 class Central:
     url: str
-    store: EmbeddedStore
+    store: GraphStore
 
 
 @contextmanager
-def central_service(store: EmbeddedStore | None = None, settings: Settings = SETTINGS) -> Iterator[Central]:
-    store = store if store is not None else EmbeddedStore()
+def central_service(store: GraphStore | None = None, settings: Settings = SETTINGS) -> Iterator[Central]:
+    """A served central service on ``store``, or else on a new store of the kind the test runs on
+    (:func:`central_store.new_central_store`)."""
+    store = store if store is not None else new_central_store()
     served = serve_in_thread(create_app(settings, store=store), "central")
     try:
         yield Central(served.url, store)

@@ -130,3 +130,43 @@ def probe_image(docker_client: docker.DockerClient) -> tuple[str, str]:
             pytest.fail(f"{message} (CI=true: real components must not be skipped)", pytrace=False)
         pytest.skip(message)
     return PROBE_TAG, build_train_image(Path(PROBE_TRAIN_DIR), PROBE_TAG, docker_client)
+
+
+# --------------------------------------------------------------------------- the central service's store
+
+import central_store  # noqa: E402 - appended section
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module marked ``central_stores`` runs on every kind of store (tests/central_store.py), or on the kinds the
+    marker names, grouped by module; a test marked ``central_stores_except(kinds, reason=...)`` leaves those
+    kinds out."""
+    marker = metafunc.definition.get_closest_marker("central_stores")
+    if marker is None:
+        return
+    excepted = metafunc.definition.get_closest_marker("central_stores_except")
+    left_out = set(excepted.args) if excepted is not None else set()
+    if excepted is not None and not excepted.kwargs.get("reason"):
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: central_stores_except needs its reason=")
+    kinds = [pytest.param(kind, id=kind, marks=() if kind == "embedded" else pytest.mark.real_component(kind))
+             for kind in marker.args or central_store.KINDS if kind not in left_out]
+    metafunc.parametrize("central_store_kind", kinds, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def central_store_kind(request: pytest.FixtureRequest) -> Iterator[central_store.StoreKind]:
+    """The kind of store the module's central services run on (``embedded`` unless the module is marked
+    ``central_stores``); a module-scoped fixture that builds a service must request it, to be rebuilt per kind."""
+    kind: central_store.StoreKind = getattr(request, "param", "embedded")
+    if kind != "embedded":
+        require_component(kind)
+    central_store.select(kind)
+    yield kind
+    central_store.select("embedded")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _central_store_servers() -> Iterator[None]:
+    """Stops the servers the central services' stores were opened on, at the session's end."""
+    yield
+    central_store.stop_servers()

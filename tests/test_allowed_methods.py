@@ -12,14 +12,16 @@ import re
 import warnings
 from collections.abc import Iterator
 
+from central_store import new_central_store
 import pytest
 from api_helpers import OPS, SETTINGS
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
-from graph_store import EmbeddedStore
 from orchestrator.allowed_methods import allowed_methods
 from orchestrator.app import create_app
+
+pytestmark = pytest.mark.central_stores
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
@@ -29,8 +31,8 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @pytest.fixture(scope="module")
-def app() -> FastAPI:
-    return create_app(SETTINGS, store=EmbeddedStore())
+def app(central_store_kind: str) -> FastAPI:  # rebuilt for each kind of store
+    return create_app(SETTINGS, store=new_central_store())
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import pytest
 from api_helpers import ALICE, BOB, DIGEST, OPS, admin, service, signed, station
 from fastapi.testclient import TestClient
 
+pytestmark = pytest.mark.central_stores
+
 
 @pytest.fixture()
 def client() -> TestClient:

@@ -18,14 +18,17 @@ import time
 import zlib
 from collections.abc import Iterator
 
+from central_store import new_central_store
 import pytest
 from api_helpers import OPS, SETTINGS, station
 from fastapi.testclient import TestClient
 from pyoxigraph import NamedNode
 
-from graph_store import EmbeddedStore, InputTooLarge, InvalidInputError, parse_rdf, station_graph
+from graph_store import GraphStore, InputTooLarge, InvalidInputError, parse_rdf, station_graph
 from graph_store._hostile_rdf import EXPANSION_FACTOR, MAX_NESTING
 from orchestrator.app import create_app
+
+pytestmark = pytest.mark.central_stores
 
 GRAPH = station_graph("bonn")
 LABEL = "http://www.w3.org/2000/01/rdf-schema#label"
@@ -51,8 +54,8 @@ XML_HEAD = ('<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
 
 
 @pytest.fixture()
-def client() -> Iterator[tuple[EmbeddedStore, TestClient]]:
-    store = EmbeddedStore()
+def client() -> Iterator[tuple[GraphStore, TestClient]]:
+    store = new_central_store()
     with TestClient(create_app(SETTINGS, store=store)) as c:
         yield store, c
     store.close()
@@ -64,7 +67,7 @@ def put(c: TestClient, body: bytes, media_type: str, headers: dict[str, str] = O
     return r.status_code, r.json().get("detail", "") if r.content else ""
 
 
-def stored(store: EmbeddedStore) -> int:
+def stored(store: GraphStore) -> int:
     return len(store.quads(g=GRAPH))
 
 
@@ -72,7 +75,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def test_an_entity_bomb_is_refused_before_parsing_and_costs_no_memory(client: tuple[EmbeddedStore, TestClient]) -> None:
+def test_an_entity_bomb_is_refused_before_parsing_and_costs_no_memory(client: tuple[GraphStore, TestClient]) -> None:
     store, c = client
     before = peak_rss_mb()
     started = time.monotonic()
@@ -178,7 +181,7 @@ def _prefix_bomb(n: int) -> bytes:
 
 
 def test_a_body_that_expands_far_beyond_its_size_is_413_and_nothing_is_stored(
-        client: tuple[EmbeddedStore, TestClient]) -> None:
+        client: tuple[GraphStore, TestClient]) -> None:
     store, c = client
     body = _prefix_bomb(2000)
     assert len(body) < 20_000
@@ -203,7 +206,7 @@ def test_the_expansion_bound_stops_the_parse_early() -> None:
 
 @pytest.mark.parametrize("coding,compress", [("gzip", gzip.compress), ("deflate", zlib.compress),
                                              ("br", lambda b: b), ("gzip, identity", gzip.compress)])
-def test_compressed_request_bodies_are_415_on_every_route(client: tuple[EmbeddedStore, TestClient], coding: str,
+def test_compressed_request_bodies_are_415_on_every_route(client: tuple[GraphStore, TestClient], coding: str,
                                                           compress: object) -> None:
     store, c = client
     turtle = f'<https://example.org/a> <{LABEL}> "a" .'.encode()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from central_store import new_central_store
 import pytest
 from api_helpers import ALICE, BOB, KEY, OPS, admin, service, station
 from central_thread import central_service
@@ -21,7 +22,7 @@ from pyoxigraph import Literal, NamedNode
 
 from client import CentralClient, ClientError
 from client.key_claims import claim_triples, key_iri, prove_possession
-from graph_store import CENTRAL_GRAPH, EmbeddedStore
+from graph_store import CENTRAL_GRAPH, GraphStore
 from orchestrator.keys import KeyDirectory, multikey_of
 from trust import (
     PartyKeys,
@@ -41,8 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
-def world() -> Iterator[tuple[TestClient, EmbeddedStore]]:
-    store = EmbeddedStore()
+def world() -> Iterator[tuple[TestClient, GraphStore]]:
+    store = new_central_store()
     with service(store) as client:
         yield client, store
 
@@ -51,7 +52,7 @@ def claim_body(keys: PartyKeys, party: str, **extra: object) -> dict[str, object
     return {**prove_possession(keys, party).model_dump(), **extra}
 
 
-def test_a_researcher_registers_keys_as_multikeys_in_the_central_graph(world: tuple[TestClient, EmbeddedStore]
+def test_a_researcher_registers_keys_as_multikeys_in_the_central_graph(world: tuple[TestClient, GraphStore]
                                                                        ) -> None:
     client, store = world
     keys = generate_keys()
@@ -85,7 +86,7 @@ def test_a_researcher_registers_keys_as_multikeys_in_the_central_graph(world: tu
     assert by_use["signing"]["expires"] is None and by_use["signing"]["revoked"] is None
 
 
-def test_the_client_and_the_cli_flow_register_and_rotate(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_the_client_and_the_cli_flow_register_and_rotate(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     token = ALICE["Authorization"].removeprefix("Bearer ")
     with CentralClient("http://testserver", token, transport=client._transport) as central:
@@ -102,7 +103,7 @@ def test_the_client_and_the_cli_flow_register_and_rotate(world: tuple[TestClient
         assert refused.value.status == 409
 
 
-def test_a_station_enrolls_with_a_one_time_token(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_station_enrolls_with_a_one_time_token(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     r = client.post("/api/stations/aachen/enrollments", headers=OPS)
     assert r.status_code == 201, r.text
@@ -123,7 +124,7 @@ def test_a_station_enrolls_with_a_one_time_token(world: tuple[TestClient, Embedd
     assert current[multikey_of(KEY)[0]]["expires"] is not None
 
 
-def test_the_station_admin_and_operators_rotate_a_stations_keys(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_the_station_admin_and_operators_rotate_a_stations_keys(world: tuple[TestClient, GraphStore]) -> None:
     client, _ = world
     keys = generate_keys()
     r = client.post("/api/keys/rotate", headers=admin("aachen"), json=claim_body(keys, AACHEN))
@@ -139,7 +140,7 @@ def test_the_station_admin_and_operators_rotate_a_stations_keys(world: tuple[Tes
     assert r.status_code == 403 and r.json()["detail"].endswith("manages its keys")
 
 
-def test_a_station_registered_with_multikeys_or_pem_gets_both_uses(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_station_registered_with_multikeys_or_pem_gets_both_uses(world: tuple[TestClient, GraphStore]) -> None:
     client, _ = world
     keys = generate_keys()
     x25519_pem = keys.encryption.public_key().public_bytes(serialization.Encoding.PEM,
@@ -159,7 +160,7 @@ def test_a_station_registered_with_multikeys_or_pem_gets_both_uses(world: tuple[
     assert client.get("/api/keys", params={"station": "essen"}, headers=BOB).json()["keys"] == []
 
 
-def test_key_directory_follows_rotation_and_revocation(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_key_directory_follows_rotation_and_revocation(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     old, new = generate_keys(), generate_keys()
     assert client.post("/api/keys", headers=ALICE, json=claim_body(old, ALICE_IRI)).status_code == 201
@@ -184,7 +185,7 @@ def test_key_directory_follows_rotation_and_revocation(world: tuple[TestClient, 
         ("encryption", False), ("encryption", True), ("signing", False), ("signing", True)]
 
 
-def test_a_proof_made_with_a_registered_key_verifies_through_the_directory(world: tuple[TestClient, EmbeddedStore]
+def test_a_proof_made_with_a_registered_key_verifies_through_the_directory(world: tuple[TestClient, GraphStore]
                                                                           ) -> None:
     client, store = world
     keys = generate_keys()
@@ -196,7 +197,7 @@ def test_a_proof_made_with_a_registered_key_verifies_through_the_directory(world
     verify_proof(document, proof, KeyDirectory(store).resolver(created=created))
 
 
-def test_refusals_are_one_sentence_and_write_nothing(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_refusals_are_one_sentence_and_write_nothing(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     before = len(store.quads(None, None, None, CENTRAL_GRAPH))
     keys = generate_keys()

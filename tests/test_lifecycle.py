@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import threading
 
+from central_store import new_central_store
 import pytest
 from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
 from pyoxigraph import NamedNode, Quad
 
-from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore
+from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore, GraphStore
 from orchestrator.errors import Forbidden, IllegalTransition, LifecycleError, NotFound
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
 
+pytestmark = pytest.mark.central_stores
+
 
 @pytest.fixture()
 def engine() -> Lifecycle:
-    store = EmbeddedStore()
+    store = new_central_store()
     store.load_vocabulary()
     # the lifecycle engine itself, without stations: its trains are unsigned (signing: test_signed_submissions.py)
     settings = Settings(jwt_secret=DEMO_SECRET, demo=True, require_signed_trains=False)
@@ -31,6 +34,14 @@ def engine() -> Lifecycle:
     reg.definition(ALICE, DefinitionSpec("fedavg", "FedAvg", "pht/fedavg", DIGEST, "federated",
                                          ["aachen", "leipzig"], rounds=2, aggregator="cologne"))
     return life
+
+
+def assert_everything_conforms(store: GraphStore) -> None:
+    """The whole store conforms (on the embedded store: ``validate_everything`` cannot follow the ontology's blank
+    nodes on a server, which does not let a later request name a blank node it answered; reported in
+    tests/central_store.py)."""
+    if isinstance(store, EmbeddedStore):
+        assert store.validate_everything().conforms
 
 
 def state_of(life: Lifecycle, train_id: str) -> str:
@@ -68,7 +79,7 @@ def test_incremental_train_visits_the_route_in_order_and_finishes(engine: Lifecy
     run_through(engine, f"{tid}.r1-s2", "cologne")
     assert state_of(engine, tid) == "finished"
     assert set(executions(engine, tid).values()) == {"released"}
-    assert engine.store.validate_everything().conforms
+    assert_everything_conforms(engine.store)
 
 
 def test_federated_train_runs_rounds_in_parallel_then_aggregates(engine: Lifecycle) -> None:
@@ -82,7 +93,7 @@ def test_federated_train_runs_rounds_in_parallel_then_aggregates(engine: Lifecyc
         run_through(engine, f"{tid}.r{round_}-agg", "cologne")
     assert state_of(engine, tid) == "finished"
     assert len(executions(engine, tid)) == 6
-    assert engine.store.validate_everything().conforms
+    assert_everything_conforms(engine.store)
 
 
 def test_rejection_ends_the_train_with_the_reason(engine: Lifecycle) -> None:

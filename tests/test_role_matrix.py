@@ -56,6 +56,8 @@ from orchestrator.principal import Role
 from station.objects import LocalObjectStore
 from trust import generate_keys
 
+pytestmark = pytest.mark.central_stores("embedded", "oxigraph")  # see tests/central_store.py: CI time
+
 CALLERS = ("anon", "bad", "r-own", "r-oth", "s-own", "s-oth", "a-own", "a-oth", "op")
 UNAUTHENTICATED = frozenset({"anon", "bad"})
 
@@ -396,7 +398,7 @@ SUCCESS: dict[tuple[str, str], frozenset[int]] = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, central_store_kind: str) -> Iterator[World]:
     results = tmp_path_factory.mktemp("matrix") / "objects"
     # who may call what, not what a signature proves: the matrix posts unsigned trains (signing:
     # tests/security/test_signed_submissions.py), so this service does not require them

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import jsonschema
+from central_store import new_central_store
 import pytest
 import typer
 from api_helpers import ALICE, DIGEST, SETTINGS, register_world, service, signed
@@ -25,7 +26,6 @@ from central_thread import Central, central_service
 from fastapi.testclient import TestClient
 from rich.console import Console
 
-from graph_store import EmbeddedStore
 from orchestrator.api.models import DefinitionIn, TrainIn
 from orchestrator.app import create_app
 from station import contract
@@ -62,7 +62,7 @@ def definition(did: str, **changes: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def schemas() -> dict[str, dict[str, Any]]:
     """The two JSON Schemas as the service serves them."""
-    with TestClient(create_app(SETTINGS, store=EmbeddedStore())) as client:
+    with TestClient(create_app(SETTINGS, store=new_central_store())) as client:
         return {name: client.get(f"/api/schemas/{name}").json() for name in ("train-definition", "train-file")}
 
 
@@ -74,7 +74,7 @@ def validator(schemas: dict[str, dict[str, Any]], name: str) -> jsonschema.Draft
 
 
 def test_the_schemas_are_served_with_a_versioned_id_and_generated_from_the_api_models() -> None:
-    with TestClient(create_app(SETTINGS, store=EmbeddedStore())) as client:
+    with TestClient(create_app(SETTINGS, store=new_central_store())) as client:
         for name, model in (("train-definition", DefinitionIn), ("train-file", TrainIn)):
             r = client.get(f"/api/schemas/{name}")  # no token: it documents the API, like /openapi.json
             assert r.status_code == 200, r.text
@@ -286,7 +286,7 @@ def test_train_new_refuses_an_existing_folder_and_a_bad_name(tmp_path: Path) -> 
 
 
 def test_the_same_definition_again_is_accepted_and_other_content_is_409_naming_what_differs() -> None:
-    store = EmbeddedStore()
+    store = new_central_store()
     with service(store) as client:
         body = definition("d1", route=["aachen", "leipzig"])
         assert client.post("/api/definitions", headers=ALICE, json=body).status_code == 201
@@ -310,7 +310,7 @@ def test_the_same_definition_again_is_accepted_and_other_content_is_409_naming_w
 
 
 def test_a_train_with_a_new_definition_is_one_write_or_none() -> None:
-    store = EmbeddedStore()
+    store = new_central_store()
     with service(store) as client:
         before, listed = len(store), client.get("/api/definitions", headers=ALICE).json()["total"]
         for parameters, status, says in (({}, 400, "missing required parameter(s): N"),
@@ -329,7 +329,7 @@ def test_a_train_with_a_new_definition_is_one_write_or_none() -> None:
 
 
 @pytest.fixture(scope="module")
-def central() -> Iterator[Central]:
+def central(central_store_kind: str) -> Iterator[Central]:  # rebuilt for each kind of store
     with central_service() as c, httpx.Client(base_url=c.url) as http:
         register_world(http)
         yield c

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pyoxigraph as ox
+from central_store import new_central_store
 import pytest
 from api_helpers import ALICE, DIGEST, SETTINGS, register_world, service
 from central_thread import central_service
@@ -35,13 +36,15 @@ from client.train_request import (
     sign_request,
     train_request_triples,
 )
-from graph_store import CENTRAL_GRAPH, PHT, XSD, EmbeddedStore, ResourceIris, named_query
+from graph_store import CENTRAL_GRAPH, PHT, XSD, GraphStore, ResourceIris, named_query
 from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
 from orchestrator.registry import Registry, StationSpec
 from orchestrator.signed_requests import definition_content
 from trust import PartyKeys, Proof, ProofError, encode_multikey, generate_keys, verify_jsonld, verify_proof
 from trust.keys import decode_signing_key
+
+pytestmark = pytest.mark.central_stores
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = "https://pht.example.org/id/"
@@ -77,7 +80,7 @@ def test_the_request_is_iris_only_with_each_binding_typed_as_its_parameter() -> 
 
 
 def test_the_definition_part_is_what_the_registry_stores_without_what_it_adds() -> None:
-    store = EmbeddedStore()
+    store = new_central_store()
     registry = Registry(store, Iris(BASE))
     alice = Principal("alice", frozenset({Role.RESEARCHER}))
     ops = Principal("ops", frozenset({Role.OPERATOR}))
@@ -118,8 +121,8 @@ def test_another_parameter_value_or_definition_field_changes_the_signed_document
 
 
 @pytest.fixture()
-def world() -> Iterator[tuple[TestClient, EmbeddedStore]]:
-    store = EmbeddedStore()
+def world() -> Iterator[tuple[TestClient, GraphStore]]:
+    store = new_central_store()
     with service(store) as client:
         yield client, store
 
@@ -143,7 +146,7 @@ WHOLE: dict[str, Any] = {"id": "count-signed", "title": "Count", "image_name": "
 
 @pytest.mark.parametrize("definition", [WHOLE, "count"], ids=["whole-definition", "definition-by-id"])
 def test_the_client_signs_and_the_service_verifies_stores_and_shows_it(
-        world: tuple[TestClient, EmbeddedStore], definition: Any) -> None:
+        world: tuple[TestClient, GraphStore], definition: Any) -> None:
     client, store = world
     keys = registered_keys(client)
     with central(client) as c:
@@ -173,7 +176,7 @@ def test_the_client_signs_and_the_service_verifies_stores_and_shows_it(
 
 def test_an_unsigned_train_shows_unsigned() -> None:
     """Where unsigned trains are accepted (PHT_REQUIRE_SIGNED_TRAINS=0), one is shown unsigned."""
-    with service(EmbeddedStore(), replace(SETTINGS, require_signed_trains=False)) as client:
+    with service(new_central_store(), replace(SETTINGS, require_signed_trains=False)) as client:
         r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "1"}})
         assert r.status_code == 201, r.text
         shown = client.get(f"/api/trains/{r.json()['id']}", headers=ALICE).json()
@@ -182,7 +185,7 @@ def test_an_unsigned_train_shows_unsigned() -> None:
         assert [t["signed"] for t in listed] == [False]
 
 
-def test_the_client_refuses_to_sign_with_keys_it_has_not_registered(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_the_client_refuses_to_sign_with_keys_it_has_not_registered(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     size = len(store.quads(None, None, None, CENTRAL_GRAPH))
     with central(client) as c, pytest.raises(ClientError, match="is not a current key of yours.*pht keys init"):

@@ -5,16 +5,19 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import pytest
+from central_store import new_central_store
 from api_helpers import ALICE, SETTINGS, admin, register_world, signed, station
 from fastapi.testclient import TestClient
 
-from graph_store import EmbeddedStore
 from orchestrator.app import create_app
+
+pytestmark = pytest.mark.central_stores
 
 
 def test_a_train_whose_next_station_never_comes_fails_naming_that_station() -> None:
     settings = dataclasses.replace(SETTINGS, station_timeout_s=1.0)
-    with TestClient(create_app(settings, store=EmbeddedStore())) as client:
+    with TestClient(create_app(settings, store=new_central_store())) as client:
         register_world(client)
         tid = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}})).json()["id"]
         eid = f"{tid}.r1-s0"
@@ -39,7 +42,7 @@ def test_a_train_whose_next_station_never_comes_fails_naming_that_station() -> N
 
 def test_waiting_for_a_person_never_expires() -> None:
     settings = dataclasses.replace(SETTINGS, station_timeout_s=0.5)
-    with TestClient(create_app(settings, store=EmbeddedStore())) as client:
+    with TestClient(create_app(settings, store=new_central_store())) as client:
         register_world(client)
         tid = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}})).json()["id"]
         assert client.post(f"/api/executions/{tid}.r1-s0/steps", headers=station("aachen"),

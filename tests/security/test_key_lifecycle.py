@@ -8,31 +8,34 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import httpx
+from central_store import new_central_store
 import pytest
 from api_helpers import ALICE, BOB, OPS, admin, service, station
 from fastapi.testclient import TestClient
 from pyoxigraph import Literal, Quad, Triple
 
 from client.key_claims import KeyClaim, claim_triples, key_iri, prove_possession
-from graph_store import CENTRAL_GRAPH, PHT, XSD, ChangeSet, EmbeddedStore, batch_headers, station_graph
+from graph_store import CENTRAL_GRAPH, PHT, XSD, ChangeSet, GraphStore, batch_headers, station_graph
 from orchestrator.errors import Forbidden
 from orchestrator.key_registry import KeyRegistry
 from orchestrator.keys import KeyDirectory
 from orchestrator.naming import Iris
 from trust import PartyKeys, Proof, ProofError, create_proof, encode_multikey, generate_keys, verify_proof
 
+pytestmark = pytest.mark.central_stores
+
 BASE = "https://pht.example.org/id/"
 ALICE_IRI = BASE + "agents/alice"
 
 
 @pytest.fixture()
-def world() -> Iterator[tuple[TestClient, EmbeddedStore]]:
-    store = EmbeddedStore()
+def world() -> Iterator[tuple[TestClient, GraphStore]]:
+    store = new_central_store()
     with service(store) as client:
         yield client, store
 
 
-def central_size(store: EmbeddedStore) -> int:
+def central_size(store: GraphStore) -> int:
     return len(store.quads(None, None, None, CENTRAL_GRAPH))
 
 
@@ -48,7 +51,7 @@ def enroll(client: TestClient, token: str, keys: PartyKeys, sid: str = "aachen",
     return client.post(f"/api/stations/{sid}/enroll", json=body)
 
 
-def test_an_enrollment_token_works_once(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_an_enrollment_token_works_once(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     token = enrollment_token(client)
     first = enroll(client, token, generate_keys())
@@ -60,7 +63,7 @@ def test_an_enrollment_token_works_once(world: tuple[TestClient, EmbeddedStore])
     assert central_size(store) == size
 
 
-def test_an_expired_enrollment_token_is_refused(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_an_expired_enrollment_token_is_refused(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     token = enrollment_token(client)
     enrollment = store.quads(None, PHT.tokenSha256, None, CENTRAL_GRAPH)[0].subject
@@ -73,7 +76,7 @@ def test_an_expired_enrollment_token_is_refused(world: tuple[TestClient, Embedde
     assert central_size(store) == size
 
 
-def test_an_enrollment_token_for_another_station_is_refused(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_an_enrollment_token_for_another_station_is_refused(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     token = enrollment_token(client, "aachen")
     size = central_size(store)
@@ -84,7 +87,7 @@ def test_an_enrollment_token_for_another_station_is_refused(world: tuple[TestCli
     assert enroll(client, token, generate_keys()).status_code == 200  # still unused
 
 
-def test_enrollment_needs_a_proof_by_the_enrolled_key(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_enrollment_needs_a_proof_by_the_enrolled_key(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     token = enrollment_token(client)
     keys, thief = generate_keys(), generate_keys()
@@ -106,7 +109,7 @@ def test_enrollment_needs_a_proof_by_the_enrolled_key(world: tuple[TestClient, E
     assert enroll(client, token, keys).status_code == 200  # the token was not spent
 
 
-def test_of_two_racing_uses_of_a_token_exactly_one_enrolls(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_of_two_racing_uses_of_a_token_exactly_one_enrolls(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     token = enrollment_token(client)
     claims = [prove_possession(generate_keys(), f"{BASE}stations/aachen") for _ in range(2)]
@@ -132,7 +135,7 @@ def test_of_two_racing_uses_of_a_token_exactly_one_enrolls(world: tuple[TestClie
     assert len(current) == 2  # one signing and one encryption key: the winner's
 
 
-def test_a_researcher_cannot_register_or_revoke_anothers_key(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_researcher_cannot_register_or_revoke_anothers_key(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     alice = generate_keys()
     assert client.post("/api/keys", headers=ALICE, json=prove_possession(alice, ALICE_IRI).model_dump()
@@ -160,7 +163,7 @@ def _signed(keys: PartyKeys, method: str, created: datetime) -> tuple[list[Tripl
     return document, create_proof(document, keys.signing, verification_method=method, created=created)
 
 
-def test_after_rotation_old_proofs_verify_and_new_ones_need_the_new_key(world: tuple[TestClient, EmbeddedStore]
+def test_after_rotation_old_proofs_verify_and_new_ones_need_the_new_key(world: tuple[TestClient, GraphStore]
                                                                         ) -> None:
     client, store = world
     old, new = generate_keys(), generate_keys()
@@ -183,7 +186,7 @@ def test_after_rotation_old_proofs_verify_and_new_ones_need_the_new_key(world: t
     assert r.status_code == 409 and "never comes back" in r.json()["detail"]
 
 
-def test_after_revocation_nothing_verifies(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_after_revocation_nothing_verifies(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     keys = generate_keys()
     client.post("/api/keys", headers=ALICE, json=prove_possession(keys, ALICE_IRI).model_dump())
@@ -206,7 +209,7 @@ def _description_batch(client: TestClient, keys: PartyKeys, sequence: int) -> ht
     return client.post("/api/stations/aachen/metadata", content=body, headers={**station("aachen"), **headers})
 
 
-def test_a_revoked_mpu_keys_batches_are_refused(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_revoked_mpu_keys_batches_are_refused(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     keys = generate_keys()
     assert enroll(client, enrollment_token(client), keys).status_code == 200
@@ -220,7 +223,7 @@ def test_a_revoked_mpu_keys_batches_are_refused(world: tuple[TestClient, Embedde
                ) == station_graph_before
 
 
-def test_a_rotated_out_mpu_key_signs_no_new_batch(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_rotated_out_mpu_key_signs_no_new_batch(world: tuple[TestClient, GraphStore]) -> None:
     client, _ = world
     old, new = generate_keys(), generate_keys()
     assert enroll(client, enrollment_token(client), old).status_code == 200

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from central_store import new_central_store
 import pytest
 from api_helpers import ALICE, BOB, OPS, admin, service, signed
 from fastapi.testclient import TestClient
 from pyoxigraph import Literal, NamedNode, Quad, RdfFormat, parse
 
-from graph_store import CENTRAL_GRAPH, RDFS, ChangeSet, EmbeddedStore, station_graph
+from graph_store import CENTRAL_GRAPH, RDFS, ChangeSet, station_graph
+
+pytestmark = pytest.mark.central_stores
 
 RDFS_LABEL = RDFS.label
 
@@ -95,7 +98,7 @@ def test_the_graph_store_protocol_serves_a_researcher_only_their_part(world: tup
 
 
 def test_another_stations_graph_is_not_readable_by_a_station_admin() -> None:
-    store = EmbeddedStore()
+    store = new_central_store()
     with service(store) as client:
         note = Quad(NamedNode("https://example.org/aachen-note"), RDFS_LABEL, Literal("aachen's own note"),
                     station_graph("aachen"))

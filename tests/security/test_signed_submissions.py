@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from central_store import new_central_store
 import pytest
 from api_helpers import ALICE, BOB, DIGEST, OPS, SETTINGS, admin, service
 from fastapi.testclient import TestClient
@@ -28,7 +29,7 @@ from client.train_request import (
     now_created,
     sign_request,
 )
-from graph_store import CENTRAL_GRAPH, PHT, EmbeddedStore, ResourceIris
+from graph_store import CENTRAL_GRAPH, PHT, GraphStore, ResourceIris
 from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
 from orchestrator.readable_graph import ReadableGraphs
@@ -43,8 +44,8 @@ WHOLE: dict[str, Any] = {"id": "count-signed", "title": "Count", "image_name": "
 
 
 @pytest.fixture()
-def world() -> Iterator[tuple[TestClient, EmbeddedStore]]:
-    store = EmbeddedStore()
+def world() -> Iterator[tuple[TestClient, GraphStore]]:
+    store = new_central_store()
     with service(store) as client:
         yield client, store
 
@@ -78,7 +79,7 @@ def signed_body(keys: PartyKeys, *, who: str = "alice", definition: dict[str, An
     return {"definition": definition, "parameters": parameters, "signature": signature.model_dump()}
 
 
-def refused(client: TestClient, store: EmbeddedStore, body: dict[str, Any], status: int, sentence: str,
+def refused(client: TestClient, store: GraphStore, body: dict[str, Any], status: int, sentence: str,
             headers: dict[str, str] = ALICE) -> None:
     """``body`` is refused with ``status`` and one sentence containing ``sentence``; the central graph unchanged."""
     before = set(store.quads(None, None, None, CENTRAL_GRAPH))
@@ -89,7 +90,7 @@ def refused(client: TestClient, store: EmbeddedStore, body: dict[str, Any], stat
     assert set(store.quads(None, None, None, CENTRAL_GRAPH)) == before
 
 
-def test_a_signed_submission_is_accepted(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_signed_submission_is_accepted(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     keys = register(client, ALICE)
     r = client.post("/api/trains", headers=ALICE, json=signed_body(keys))
@@ -97,7 +98,7 @@ def test_a_signed_submission_is_accepted(world: tuple[TestClient, EmbeddedStore]
     assert client.get(f"/api/trains/{r.json()['id']}", headers=ALICE).json()["signed"] is True
 
 
-def test_a_request_signed_with_another_researchers_key_is_refused(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_request_signed_with_another_researchers_key_is_refused(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     register(client, ALICE)
     bobs = register(client, BOB)
@@ -107,7 +108,7 @@ def test_a_request_signed_with_another_researchers_key_is_refused(world: tuple[T
 
 
 def test_a_researcher_cannot_submit_a_request_another_researcher_signed(
-        world: tuple[TestClient, EmbeddedStore]) -> None:
+        world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     register(client, ALICE)
     bobs = register(client, BOB)
@@ -115,7 +116,7 @@ def test_a_researcher_cannot_submit_a_request_another_researcher_signed(
     refused(client, store, signed_body(bobs, who="bob"), 403, "names the requester")
 
 
-def test_an_unknown_key_is_refused(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_an_unknown_key_is_refused(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     keys = register(client, ALICE)
     stranger = generate_keys()
@@ -123,7 +124,7 @@ def test_an_unknown_key_is_refused(world: tuple[TestClient, EmbeddedStore]) -> N
     refused(client, store, body, 403, "which is not a registered key")
 
 
-def test_a_revoked_key_is_refused(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_revoked_key_is_refused(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     keys = register(client, ALICE)
     body = signed_body(keys)
@@ -132,7 +133,7 @@ def test_a_revoked_key_is_refused(world: tuple[TestClient, EmbeddedStore]) -> No
     refused(client, store, body, 403, "which was revoked at")
 
 
-def test_a_key_rotated_out_before_the_request_was_signed_is_refused(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_key_rotated_out_before_the_request_was_signed_is_refused(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     old = register(client, ALICE)
     new = generate_keys()
@@ -145,7 +146,7 @@ def test_a_key_rotated_out_before_the_request_was_signed_is_refused(world: tuple
 
 
 @pytest.mark.parametrize("alter", ["parameter", "image_digest", "route", "created", "request"])
-def test_a_document_altered_after_signing_is_refused(world: tuple[TestClient, EmbeddedStore], alter: str) -> None:
+def test_a_document_altered_after_signing_is_refused(world: tuple[TestClient, GraphStore], alter: str) -> None:
     client, store = world
     keys = register(client, ALICE)
     body = signed_body(keys)
@@ -162,7 +163,7 @@ def test_a_document_altered_after_signing_is_refused(world: tuple[TestClient, Em
     refused(client, store, body, 400, "signature was refused")
 
 
-def test_an_altered_registered_definition_breaks_the_signature(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_an_altered_registered_definition_breaks_the_signature(world: tuple[TestClient, GraphStore]) -> None:
     """An operator who edits a definition after a researcher signed a request for it: the request no longer
     verifies (the service rebuilds the document from what it holds)."""
     client, store = world
@@ -173,7 +174,7 @@ def test_an_altered_registered_definition_breaks_the_signature(world: tuple[Test
     refused(client, store, body, 400, "signature was refused")
 
 
-def test_a_replayed_request_is_refused(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_a_replayed_request_is_refused(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     keys = register(client, ALICE)
     body = signed_body(keys)
@@ -183,7 +184,7 @@ def test_a_replayed_request_is_refused(world: tuple[TestClient, EmbeddedStore]) 
 
 
 def test_a_result_recipient_that_is_not_the_requesters_key_is_refused(
-        world: tuple[TestClient, EmbeddedStore]) -> None:
+        world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     keys = register(client, ALICE)
     bobs = register(client, BOB)
@@ -192,7 +193,7 @@ def test_a_result_recipient_that_is_not_the_requesters_key_is_refused(
     refused(client, store, body, 403, "is not your current encryption key")
 
 
-def test_unsigned_submissions_are_refused_by_default(world: tuple[TestClient, EmbeddedStore]) -> None:
+def test_unsigned_submissions_are_refused_by_default(world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     assert SETTINGS.require_signed_trains and Settings.from_env({"PHT_JWT_SECRET": DEMO_SECRET, "PHT_DEMO": "1"}).require_signed_trains
     refused(client, store, {"definition": "count", "parameters": {"MIN": "1"}}, 403, "accepts signed trains only")
@@ -205,13 +206,13 @@ def test_unsigned_submissions_are_accepted_when_signed_trains_are_not_required()
     """PHT_REQUIRE_SIGNED_TRAINS=0 lets an unsigned train in (stations still refuse it: test_signed_trains.py)."""
     assert not Settings.from_env({"PHT_JWT_SECRET": DEMO_SECRET, "PHT_DEMO": "1", "PHT_REQUIRE_SIGNED_TRAINS": "0"}
                                  ).require_signed_trains
-    with service(EmbeddedStore(), replace(SETTINGS, require_signed_trains=False)) as client:
+    with service(new_central_store(), replace(SETTINGS, require_signed_trains=False)) as client:
         r = client.post("/api/trains", headers=ALICE, json={"definition": "count", "parameters": {"MIN": "1"}})
         assert r.status_code == 201, r.text
 
 
 def test_the_request_and_proof_are_readable_by_the_trains_readers_only(
-        world: tuple[TestClient, EmbeddedStore]) -> None:
+        world: tuple[TestClient, GraphStore]) -> None:
     client, store = world
     keys = register(client, ALICE)
     r = client.post("/api/trains", headers=ALICE, json=signed_body(keys))

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import jwt
+from central_store import new_central_store
 import pytest
 from api_helpers import ALICE, OPS, SETTINGS, admin, register_world, service, signed, station
 from central_thread import central_service
@@ -34,7 +35,7 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import RSAAlgorithm
 
 from client import CentralClient
-from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, EmbeddedStore
+from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, GraphStore
 from orchestrator.app import create_app
 from orchestrator.auth import AuthError, TokenVerifier, issue_token
 from orchestrator.principal import Role
@@ -52,7 +53,7 @@ def station_token(sid: str, **kwargs: Any) -> str:
     return issue_token(DEMO_SECRET, subject=f"station-{sid}", roles=[Role.STATION], station=sid, **kwargs)
 
 
-def revocations(store: EmbeddedStore) -> int:
+def revocations(store: GraphStore) -> int:
     return len(store.quads(None, RDF_TYPE, PHT.TokenRevocation, CENTRAL_GRAPH))
 
 
@@ -155,7 +156,7 @@ def test_pht_token_issue_writes_short_lived_station_tokens_only() -> None:
 
 def test_a_revoked_token_is_refused_and_others_keep_working() -> None:
     stolen, other = station_token("aachen"), station_token("aachen")
-    store = EmbeddedStore()
+    store = new_central_store()
     with service(store) as client:
         assert client.get("/api/stations/aachen/work", headers=bearer(stolen)).status_code == 200
         jti = jwt.decode(stolen, options={"verify_signature": False})["jti"]
@@ -195,7 +196,7 @@ def test_revoking_a_station_refuses_all_its_earlier_tokens_and_spares_new_ones()
 def test_a_revocation_recorded_elsewhere_takes_effect_within_seconds() -> None:
     """Two instances of the service on one store: the one that did not record the revocation refuses the token
     within its cache time (``PHT_REVOCATION_CACHE_S``, 2 s by default, at most 5)."""
-    store = EmbeddedStore()
+    store = new_central_store()
     stolen = station_token("aachen")
     with TestClient(create_app(SETTINGS, store=store)) as reader, TestClient(create_app(SETTINGS, store=store)) as ops:
         register_world(reader)
@@ -221,7 +222,7 @@ def test_a_revocation_recorded_elsewhere_takes_effect_within_seconds() -> None:
     (OPS, {"station": "aachen", "reason": "x" * 501}, 422),
 ])
 def test_revocation_refusals_write_nothing(headers: dict[str, str] | None, body: dict[str, Any], status: int) -> None:
-    store = EmbeddedStore()
+    store = new_central_store()
     with service(store) as client:
         r = client.post("/api/tokens/revocations", headers=headers or station("aachen"), json=body)
         assert r.status_code == status, r.text
@@ -251,13 +252,13 @@ def test_a_running_agent_renews_its_token_into_the_mpu_token_file(tmp_path: Path
     """An agent's token at half its life is renewed and written where the MPU reads it (PHT_MPU_TOKEN_FILE);
     the agent's client goes on with the new token (the old one, revoked, no longer matters)."""
     token_file = tmp_path / "station.token"
-    short = station_token("aachen", ttl_s=60)
-    token_file.write_text(short)
     with central_service() as central:
         with CentralClient(central.url, OPS["Authorization"][7:]) as ops:
             ops.register_station({"id": "aachen", "title": "a", "owner": "h", "public_keys": [
                 "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEADw+5Be8pE6f1TCQ5ILUvhMbG4vSCtzKjLvFYye8Qd6M=\n"
                 "-----END PUBLIC KEY-----\n"]})
+        short = station_token("aachen", ttl_s=60)  # issued once the service is up: its life starts now
+        token_file.write_text(short)
         with CentralClient(central.url, short) as agent_client:
             skipped = [0.0]  # the agent's clock, moved on instead of waiting (a loaded machine stays in time)
             renewal = TokenRenewal(agent_client, short, token_file, clock=lambda: time.time() + skipped[0])
@@ -280,7 +281,7 @@ def test_a_running_agent_renews_its_token_into_the_mpu_token_file(tmp_path: Path
 def test_the_central_metrics_need_an_operator_or_the_metrics_token() -> None:
     metrics_token = "m" * 40
     settings = Settings(jwt_secret=DEMO_SECRET, demo=True, store_in_memory=True, metrics_token=metrics_token)
-    with TestClient(create_app(settings, store=EmbeddedStore())) as client:
+    with TestClient(create_app(settings, store=new_central_store())) as client:
         register_world(client)
         anonymous = client.get("/metrics")
         assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Bearer")

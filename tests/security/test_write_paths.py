@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import principals
+from central_store import current, new_central_store
 import pytest
 from api_helpers import ALICE, BOB, OPS, admin, service, signed, station
 from fastapi.testclient import TestClient
@@ -44,10 +45,13 @@ from graph_store import (
     named_query,
     station_graph,
 )
+from graph_store._sparql_text import quad_block
 from orchestrator.lifecycle import Lifecycle
 from orchestrator.naming import Iris
 from orchestrator.registry import DatasetSpec, DefinitionSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
+
+pytestmark = pytest.mark.central_stores
 
 BASE = "https://pht.example.org/id/"
 IRIS = Iris(BASE)
@@ -60,7 +64,7 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures" / "shapes" / "valid"
 @dataclass
 class Platform:
     client: TestClient
-    store: EmbeddedStore
+    store: GraphStore
 
     def train(self) -> str:
         r = self.client.post("/api/trains", headers=ALICE, json=signed(self.client, ALICE, {"definition": "count", "parameters": {"MIN": "5"}}))
@@ -88,7 +92,7 @@ class Platform:
 
 @pytest.fixture()
 def platform() -> Iterator[Platform]:
-    store = EmbeddedStore()
+    store = new_central_store()
     with service(store) as client:
         yield Platform(client, store)
 
@@ -173,6 +177,8 @@ def scenario(request: pytest.FixtureRequest) -> Iterator[GraphStore]:
     store.close()
 
 
+@pytest.mark.central_stores_except("oxigraph", "virtuoso", reason=(
+    "runs on every back-end through its own parameter"))
 def test_station_graph_facts_never_change_central_validity_on_any_back_end(scenario: GraphStore) -> None:
     """The shapes see a central change with the central graph and the ontology only, on every back-end; a station
     graph's own write is still checked against the central graph it names (so it cannot contradict it)."""
@@ -210,6 +216,9 @@ def _forge(platform: Platform, tid: str) -> tuple[NamedNode, NamedNode]:
     return forged, error
 
 
+@pytest.mark.central_stores_except("virtuoso", reason=(
+    "train_history.rq fails on Virtuoso 7.2 ('transitive start not given'; VIRTUOSO_DIFFERS in "
+    "tests/test_remote_queries.py)"))
 def test_a_forged_station_event_is_not_in_the_owners_lifecycle_history(platform: Platform) -> None:
     tid = platform.train()
     platform.walk(f"{tid}.r1-s0", "approved")
@@ -268,7 +277,7 @@ def test_one_train_the_watchdog_cannot_fail_does_not_leave_another_running(caplo
                                                                            ) -> None:
     """Two stale trains; the older one cannot be failed (its state was broken by a bulk load that bypassed
     validation: two states). The round used to abort on it (only conflicts were caught)."""
-    store = EmbeddedStore()
+    store = new_central_store()
     store.load_vocabulary()
     t0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     clock = [t0]
@@ -284,7 +293,11 @@ def test_one_train_the_watchdog_cannot_fail_does_not_leave_another_running(caplo
     unfailable = life.submit(alice, definition_id="count", parameters={})
     clock[0] = t0 + timedelta(seconds=1)
     failable = life.submit(alice, definition_id="count", parameters={})
-    store.oxigraph.add(Quad(life.iris.train(unfailable), PHT.state, PHT.Running, CENTRAL_GRAPH))
+    broken = Quad(life.iris.train(unfailable), PHT.state, PHT.Running, CENTRAL_GRAPH)
+    if isinstance(store, EmbeddedStore):
+        store.oxigraph.add(broken)
+    else:  # the same bulk load on a server: a raw update that no validation sees
+        store._update(f"INSERT DATA {{ {quad_block([broken])} }}")  # noqa: SLF001
     clock[0] = t0 + timedelta(hours=1)
     with caplog.at_level(logging.ERROR, logger="pht.watchdog"):
         failed = life.expire_stale(60)
@@ -297,6 +310,9 @@ def test_one_train_the_watchdog_cannot_fail_does_not_leave_another_running(caplo
 # -- operators' edits are recorded ----------------------------------------------------------------------------
 
 
+@pytest.mark.central_stores_except("virtuoso", reason=(
+    "Virtuoso 7.2 refuses graph_edits.rq: its cost model estimates ~3,400 s, over "
+    "MaxQueryCostEstimationTime (400 s in Debian's virtuoso.ini)"))
 def test_an_operator_deleting_an_approval_event_is_recorded(platform: Platform) -> None:
     """The attack: an operator's ``DELETE WHERE`` erases an approval event; it used to leave no trace."""
     tid = platform.train()
@@ -314,6 +330,9 @@ def test_an_operator_deleting_an_approval_event_is_recorded(platform: Platform) 
     assert datetime.fromisoformat(str(edit["time"])) > datetime.now(UTC) - timedelta(minutes=1)
 
 
+@pytest.mark.central_stores_except("virtuoso", reason=(
+    "Virtuoso 7.2 refuses graph_edits.rq: its cost model estimates ~3,400 s, over "
+    "MaxQueryCostEstimationTime (400 s in Debian's virtuoso.ini)"))
 def test_graph_store_protocol_writes_are_recorded_per_graph(platform: Platform) -> None:
     c = platform.client
     graph = {"graph": f"{BASE}graphs/notes"}
@@ -372,4 +391,7 @@ def test_the_audit_graph_is_read_by_operators_only(platform: Platform, who: dict
     accept = {"Accept": "application/sparql-results+json"}
     assert c.get("/sparql", params={"query": query}, headers={**OPS, **accept}).json()["results"]["bindings"]
     r = c.get("/sparql", params={"query": query}, headers={**who, **accept})
+    if r.status_code == 400 and current() != "embedded":  # a station's query is confined to its own graph
+        assert "GRAPH is refused in a query confined to one graph" in r.text, r.text  # on a server: no GRAPH
+        return
     assert r.status_code == 403 or r.json()["results"]["bindings"] == [], r.text
