@@ -125,16 +125,21 @@ def _term_json(term: Any) -> dict[str, Any]:
     raise TypeError(f"unexpected term {term!r}")
 
 
+def _results_json(answer: QueryAnswer) -> bytes:
+    """The collected rows in the SPARQL 1.1 Query Results JSON Format."""
+    bindings = [{v: _term_json(t) for v, t in zip(answer.variables, row, strict=True) if t is not None}
+                for row in answer.rows]
+    doc = {"head": {"vars": list(answer.variables)}, "results": {"bindings": bindings}}
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _solutions(answer: QueryAnswer) -> QuerySolutions:
-    """The collected rows again as pyoxigraph QuerySolutions, so that pyoxigraph serialises them.
+    """The collected rows again as pyoxigraph QuerySolutions, so that pyoxigraph serialises them (XML, CSV, TSV).
 
     pyoxigraph has no constructor for QuerySolutions, so the rows go through the JSON results form (the
     format pyoxigraph itself writes) and are parsed back.
     """
-    bindings = [{v: _term_json(t) for v, t in zip(answer.variables, row, strict=True) if t is not None}
-                for row in answer.rows]
-    doc = {"head": {"vars": list(answer.variables)}, "results": {"bindings": bindings}}
-    solutions = parse_query_results(json.dumps(doc).encode(), format=QueryResultsFormat.JSON)
+    solutions = parse_query_results(_results_json(answer), format=QueryResultsFormat.JSON)
     if not isinstance(solutions, QuerySolutions):  # a document with "results" parses as solutions
         raise TypeError("SPARQL JSON results with bindings did not parse as solutions")
     return solutions
@@ -167,6 +172,8 @@ def _serialised(answer: QueryAnswer, accept: str | None, limit: int) -> Response
         raise not_acceptable(RESULTS_FORMATS)
     if answer.boolean is not None:
         return Response(boolean_results(_boolean(answer.boolean), chosen), media_type=chosen, headers=headers)
+    if RESULTS_FORMATS[chosen] == QueryResultsFormat.JSON:  # already the JSON form: no round trip through pyoxigraph
+        return Response(_results_json(answer), media_type=chosen, headers=headers)
     return Response(_solutions(answer).serialize(format=RESULTS_FORMATS[chosen]), media_type=chosen, headers=headers)
 
 

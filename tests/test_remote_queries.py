@@ -124,6 +124,14 @@ def bindings_for(name: str, parameters: frozenset[str], w: World) -> dict[str, A
         "output": NamedNode(f"{BASE}outputs/none"),
         "before": Literal((datetime.now(timezone.utc) + timedelta(days=1)).isoformat(), datatype=XSD.dateTime),
         "stationId": Literal("aachen"),
+        # the dataspace connector's queries (dataspace/): over its own graph, which this world does not have
+        "agreementId": Literal("agreement-1"),
+        "role": NamedNode("https://w3id.org/pht-kg/vocab#ProviderRole"),
+        "class": NamedNode("https://w3id.org/pht-kg/vocab#ContractNegotiation"),
+        "pidProperty": NamedNode("https://w3id.org/pht-kg/vocab#providerPid"),
+        "pid": Literal("urn:uuid:0"),
+        "digest": Literal("00" * 32),
+        "result": NamedNode(f"{BASE}results/none"),
     }
     if "key" in parameters:
         keys = w.store.select("SELECT ?k WHERE { GRAPH ?g { ?k a <https://w3id.org/security#Multikey> } } LIMIT 1")
