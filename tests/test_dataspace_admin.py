@@ -16,7 +16,7 @@ from dataspace import IdentityIssuer, ServiceSettings, admin_router
 from dataspace._messages import message
 from local_platform.platform import serve_in_thread
 from pht_cli.main import app as pht
-from tests.dataspace_helpers import Participant, participant
+from dataspace_helpers import Participant, participant
 
 ISSUER = IdentityIssuer.generate("urn:issuer:admin-tests")
 ADMIN = secrets.token_urlsafe(32)

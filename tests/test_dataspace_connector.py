@@ -30,7 +30,7 @@ from dataspace import (
 from dataspace._messages import message
 from dataspace._vocab import CONSUMER, PROVIDER
 from graph_store import PHT
-from tests.dataspace_helpers import CONSORTIUM, PURPOSE, TRAIN, Participant, participant
+from dataspace_helpers import CONSORTIUM, PURPOSE, TRAIN, Participant, participant
 
 ISSUER = IdentityIssuer.generate("urn:issuer:data-space")
 
