@@ -184,14 +184,15 @@ FILE_SUFFIXES = {".json", ".ttl", ".rq", ".nt", ".jsonld", ".csv", ".py", ".pem"
 def test_every_file_a_help_example_names_exists() -> None:
     """Relative paths in the examples name files and folders of this repository. Not checked, by design:
     absolute paths (a station host's, e.g. /etc/pht/aachen.pem), var/... (the state folders the commands
-    create), URLs, the value of --out (must not exist) and of --tag (an image name), and image names with a tag
+    create), URLs, the values of --out, --ro-crate and --padme (outputs: must not exist) and of --tag (an image
+    name), and image names with a tag
     (pht train push IMAGE:TAG REGISTRY/REPOSITORY:TAG)."""
     checked = []
     for command, example in help_examples():
         tokens = example.replace('"', " ").split()
         for before, token in zip(["", *tokens], tokens):
             if (token.startswith(("-", "$", "/", "var/")) or "=" in token or "://" in token
-                    or before in ("--out", "--tag") or re.fullmatch(r"[\w.:/-]+:[\w.-]+", token)):
+                    or before in ("--out", "--ro-crate", "--padme", "--tag") or re.fullmatch(r"[\w.:/-]+:[\w.-]+", token)):
                 continue
             if "/" in token or Path(token).suffix in FILE_SUFFIXES:
                 assert (REPO / token).exists(), f"`pht {command} --help` cites {token}, which does not exist"
