@@ -13,7 +13,6 @@ import copy
 import io
 import json
 import re
-import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,12 +28,12 @@ from typer.testing import CliRunner
 
 from client.padme_export import event_types, padme_class, padme_document
 from client.ro_crate_export import export_ro_crate
-from local_platform import LocalPlatform, StationSpec
+from local_platform import LocalPlatform
 from orchestrator.principal import Role
 from pht_cli.main import app
-from station import StationPolicy
-from station.runtimes.process import IsolationWarning, folder_digest
+from station.runtimes.process import folder_digest
 from ro_crate_validation import context_document, validation_issues
+from self_releasing_platform import self_releasing_platform
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "shapes" / "crates" / "five-safes-0.5.ttl"
@@ -63,21 +62,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("crate")
-    train = tmp / "train"
-    train.mkdir()
-    (train / "Dockerfile").write_text('FROM pht/python-base:bookworm\nWORKDIR /train\nCOPY train.py /train/train.py\n'
-                                      'USER 10001:10001\nENTRYPOINT ["python3", "/train/train.py"]\n')
-    (train / "train.py").write_text(TRAIN)
-    policy = StationPolicy(requires_approval=False, requires_output_review=False)
-    specs = []
-    for sid in ROUTE:
-        (tmp / "data" / sid).mkdir(parents=True)
-        specs.append(StationSpec(sid, tmp / "data" / sid, policy))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IsolationWarning)
-        platform = LocalPlatform(tmp / "platform", specs, runtime="process", poll_interval_s=0.05)
-        platform.start()
-    try:
+    with self_releasing_platform(tmp, ROUTE, TRAIN) as (platform, train):
         alice = platform.client("alice")
         alice.register_definition({"id": "ok", "title": "ok", "image_name": str(train),
                                    "image_digest": folder_digest(train), "mode": "incremental",
@@ -86,8 +71,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         tid = alice.submit("ok", {"MIN_CELL": "7"})
         assert alice.wait(tid, timeout_s=120)["state"] == "finished", alice.events(tid)
         yield World(platform, tmp, tid)
-    finally:
-        platform.stop()
 
 
 def _download(world: World, tid: str, user: str = "alice") -> httpx.Response:

@@ -15,7 +15,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -23,14 +22,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from self_releasing_platform import self_releasing_platform
 
 from client import ClientError, OutputIn
 from client.execution_records import ExecutionRecord, proof_node, record_node, sign_record, verify_chain
-from local_platform import LocalPlatform, StationSpec
+from local_platform import LocalPlatform
 from orchestrator.principal import Role
-from station import StationPolicy
 from station.records import RecordSigner
-from station.runtimes.process import IsolationWarning, folder_digest
+from station.runtimes.process import folder_digest
 
 REPO = Path(__file__).resolve().parents[2]
 PHT = [sys.executable, "-m", "pht_cli.main"]
@@ -82,27 +81,11 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("verified")
-    train = tmp / "hops-train"
-    train.mkdir()
-    (train / "Dockerfile").write_text('FROM pht/python-base:bookworm\nWORKDIR /train\nCOPY train.py /train/train.py\n'
-                                      'USER 10001:10001\nENTRYPOINT ["python3", "/train/train.py"]\n')
-    (train / "train.py").write_text(TRAIN)
-    policy = StationPolicy(requires_approval=False, requires_output_review=False)
-    specs = []
-    for sid in ROUTE:
-        (tmp / "data" / sid).mkdir(parents=True)
-        specs.append(StationSpec(sid, tmp / "data" / sid, policy))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IsolationWarning)
-        platform = LocalPlatform(tmp / "platform", specs, runtime="process", poll_interval_s=0.05)
-        platform.start()
-    try:
+    with self_releasing_platform(tmp, ROUTE, TRAIN, "hops-train") as (platform, train):
         platform.client("alice").register_definition({
             "id": "hops", "title": "hops", "image_name": str(train), "image_digest": folder_digest(train),
             "mode": "incremental", "route": list(ROUTE)})
         yield World(platform, tmp)
-    finally:
-        platform.stop()
 
 
 # -- an untouched history verifies ----------------------------------------------------------------------------------

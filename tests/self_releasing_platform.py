@@ -1,0 +1,43 @@
+"""A started local platform whose stations approve and release by themselves, and a train folder for it.
+
+For tests that need finished trains with real hops (records, provenance, exports) without a reviewer's steps:
+the process runtime runs the folder as the train (its image is the folder, its digest the folder's).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from local_platform import LocalPlatform, StationSpec
+from station import StationPolicy
+from station.runtimes.process import IsolationWarning
+
+DOCKERFILE = ('FROM pht/python-base:bookworm\nWORKDIR /train\nCOPY train.py /train/train.py\n'
+              'USER 10001:10001\nENTRYPOINT ["python3", "/train/train.py"]\n')
+
+
+@contextmanager
+def self_releasing_platform(tmp: Path, route: Sequence[str], train_source: str,
+                            train_folder: str = "train") -> Iterator[tuple[LocalPlatform, Path]]:
+    """The platform (stopped on exit) under ``tmp`` with a station per ``route`` entry, each with an empty data
+    folder, and the train folder ``tmp/train_folder`` whose ``train.py`` is ``train_source``."""
+    train = tmp / train_folder
+    train.mkdir()
+    (train / "Dockerfile").write_text(DOCKERFILE)
+    (train / "train.py").write_text(train_source)
+    policy = StationPolicy(requires_approval=False, requires_output_review=False)
+    specs = []
+    for sid in route:
+        (tmp / "data" / sid).mkdir(parents=True)
+        specs.append(StationSpec(sid, tmp / "data" / sid, policy))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IsolationWarning)
+        platform = LocalPlatform(tmp / "platform", specs, runtime="process", poll_interval_s=0.05)
+        platform.start()
+    try:
+        yield platform, train
+    finally:
+        platform.stop()
