@@ -29,6 +29,7 @@ train, execution, person or dataset identifier is a label value (station ids and
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
@@ -58,6 +59,8 @@ from .principal import Role
 __all__ = ["CentralMetrics", "install_metrics"]
 
 log = logging.getLogger("orchestrator.metrics")
+TEMPLATE_MEMO_SIZE = 1024
+"""Request paths whose route template :class:`HttpMetrics` remembers (the most recently used)."""
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -157,8 +160,10 @@ class HttpMetrics:
     def __init__(self, app: ASGIApp, metrics: CentralMetrics, routes: Callable[[], Iterable[Any]]) -> None:
         self.app, self.metrics, self._routes = app, metrics, routes
         self._templates: list[tuple[re.Pattern[str], frozenset[str], str]] | None = None
+        # a dashboard's or a client's requests repeat their paths: match each once (bounded: paths hold ids)
+        self.template = functools.lru_cache(maxsize=TEMPLATE_MEMO_SIZE)(self._match)
 
-    def template(self, method: str, path: str) -> str:
+    def _match(self, method: str, path: str) -> str:
         """The route template serving ``method path``, or ``unmatched``."""
         if self._templates is None:
             iterate = getattr(fastapi.routing, "iter_route_contexts", None)  # FastAPI >= 0.16x nests routers

@@ -4,9 +4,11 @@ A bearer token cannot be taken back once handed out, so the verifier asks this m
 accepts. An operator records a ``pht:TokenRevocation`` (validated like every write): either one token, by
 its ``jti``, or every token naming a station (``station`` and ``station-admin`` tokens) issued before a
 cut-off -- what to do when a station is compromised (then issue its agent a new token). The verifier reads
-the whole set with the named query ``token_revocations`` and reuses it for at most ``cache_s`` seconds
-(``Settings.revocation_cache_s``, at most 5), so a revocation takes effect within that time without a store
-read per request; this process's own revocations take effect at once.
+the whole set with the named query ``token_revocations``. On a store only this process writes (the embedded
+store) the set is read again only after a commit that may change it, so it takes effect at once and no request
+waits for a read the data did not need; on a shared remote store (other replicas write) it is reused for at most
+``cache_s`` seconds (``Settings.revocation_cache_s``, at most 5), so a revocation takes effect within that time
+without a store read per request.
 """
 
 from __future__ import annotations
@@ -14,14 +16,26 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
+from itertools import chain
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
 
-from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, XSD, ChangeSet, GraphStore, GraphStoreError
+from graph_store import (
+    CENTRAL_GRAPH,
+    DCTERMS,
+    PHT,
+    RDF_TYPE,
+    XSD,
+    ChangeSet,
+    EmbeddedStore,
+    GraphStore,
+    GraphStoreError,
+)
 
 from .auth import VerificationUnavailable
 from .errors import LifecycleError, NotFound
@@ -31,6 +45,14 @@ from .principal import Principal
 __all__ = ["Revocation", "RevocationSet", "Revocations", "InvalidRevocation"]
 
 G = CENTRAL_GRAPH
+_READ_PREDICATES = frozenset({PHT.revokesToken, PHT.revokesStation, PHT.revokesIssuedBefore, DCTERMS.identifier})
+"""What ``token_revocations.rq`` reads besides the type: a change without these (or the type) leaves its answer."""
+
+
+def may_change_revocations(change: ChangeSet) -> bool:
+    """Whether ``change`` may change what ``token_revocations`` answers (a revocation, or a station's identifier)."""
+    return any(q.graph_name == G and (q.predicate in _READ_PREDICATES or q.object == PHT.TokenRevocation)
+               for q in chain(change.insert, change.delete))
 
 
 class InvalidRevocation(LifecycleError):
@@ -89,6 +111,26 @@ class Revocations:
         self.store, self.iris, self.cache_s, self._clock = store, iris, cache_s, clock
         self._lock = threading.Lock()
         self._cached: tuple[float, RevocationSet] | None = None
+        # every write of a store only this process writes passes its on_commit listeners (or on_bypass)
+        self._sees_every_write = isinstance(store, EmbeddedStore)
+        if self._sees_every_write:
+            me = weakref.ref(self)  # weakly: the store outlives the apps built over it (tests)
+
+            def committed(change: ChangeSet) -> None:
+                if (revocations := me()) is not None and may_change_revocations(change):
+                    revocations.forget()
+
+            def bypassed() -> None:
+                if (revocations := me()) is not None:
+                    revocations.forget()
+
+            store.on_commit(committed)
+            store.on_bypass(bypassed)
+
+    def forget(self) -> None:
+        """Read the revocations again at the next check."""
+        with self._lock:
+            self._cached = None
 
     def current(self) -> RevocationSet:
         """The revocations, read again when the last read is older than ``cache_s``.
@@ -97,7 +139,7 @@ class Revocations:
         """
         with self._lock:
             now = self._clock()
-            if self._cached is None or now - self._cached[0] >= self.cache_s:
+            if self._cached is None or (not self._sees_every_write and now - self._cached[0] >= self.cache_s):
                 self._cached = (now, self._read())
             return self._cached[1]
 
@@ -154,8 +196,7 @@ class Revocations:
         if reason:
             quads.append(Quad(iri, PHT.revocationReason, Literal(reason), G))
         self.store.apply(ChangeSet(insert=quads))
-        with self._lock:
-            self._cached = None  # this process's revocations take effect at once
+        self.forget()  # this process's revocations take effect at once (on a shared store too)
         return Revocation(iri.value, now, token_id=token_id, station=station, issued_before=before)
 
 

@@ -33,12 +33,15 @@ from central_thread import central_service
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from jwt.algorithms import RSAAlgorithm
+from pyoxigraph import Literal, NamedNode, Quad
 
 from client import CentralClient
-from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, GraphStore
+from graph_store import CENTRAL_GRAPH, DEFAULT_BASE_IRI, PHT, RDF_TYPE, XSD, ChangeSet, EmbeddedStore, GraphStore
 from orchestrator.app import create_app
 from orchestrator.auth import AuthError, TokenVerifier, issue_token
+from orchestrator.naming import Iris
 from orchestrator.principal import Role
+from orchestrator.revocations import Revocations, RevocationSet
 from orchestrator.settings import DEMO_SECRET, STATION_TOKEN_TTL_S, Settings, SettingsError
 from station.token import TokenRenewal
 
@@ -208,6 +211,52 @@ def test_a_revocation_recorded_elsewhere_takes_effect_within_seconds() -> None:
             assert time.monotonic() - start < 5, "the revocation did not take effect within 5 s"
             time.sleep(0.1)
         assert time.monotonic() - start <= SETTINGS.revocation_cache_s + 0.5
+
+
+def test_on_a_store_only_the_service_writes_a_revocation_takes_effect_at_the_next_request() -> None:
+    """The embedded store: every write passes the store object's commit listeners, so the verifier of another app
+    on the same store reads the revocations again at once instead of after its cache time."""
+    store = EmbeddedStore()
+    stolen = station_token("aachen")
+    with TestClient(create_app(SETTINGS, store=store)) as reader, TestClient(create_app(SETTINGS, store=store)) as ops:
+        register_world(reader)
+        assert reader.get("/api/stations/aachen/work", headers=bearer(stolen)).status_code == 200
+        jti = jwt.decode(stolen, options={"verify_signature": False})["jti"]
+        assert ops.post("/api/tokens/revocations", headers=OPS, json={"token_id": jti}).status_code == 201
+        refused = reader.get("/api/stations/aachen/work", headers=bearer(stolen))
+        assert refused.status_code == 401 and one_sentence(refused) == "token has been revoked"
+
+
+def test_the_revocations_are_read_again_only_after_a_write_that_may_change_them() -> None:
+    """No request waits for a read of every revocation while nothing changed them (it cost tens of ms every
+    2 s on the event loop); a write of a revocation, or of a station's identifier, is read at the next check."""
+    store = EmbeddedStore()
+    cache = Revocations(store, Iris(DEFAULT_BASE_IRI), cache_s=0)  # 0: the old rule read at every check
+    reads = 0
+    read = cache._read
+
+    def counting() -> RevocationSet:
+        nonlocal reads
+        reads += 1
+        return read()
+
+    cache._read = counting  # type: ignore[method-assign]
+    ex = "https://example.org/"
+    cache.check({}), cache.check({})
+    assert reads == 1
+    store.apply(ChangeSet(insert=[Quad(NamedNode(ex + "train"), NamedNode(ex + "state"), NamedNode(ex + "running"),
+                                       CENTRAL_GRAPH)]))
+    cache.check({})
+    assert reads == 1, "a write that cannot change the revocations made the verifier read them again"
+    revocation = NamedNode(ex + "revocation")
+    recorded = [Quad(revocation, RDF_TYPE, PHT.TokenRevocation, CENTRAL_GRAPH),
+                Quad(revocation, PHT.revokesToken, Literal("jti-1"), CENTRAL_GRAPH),
+                Quad(revocation, PHT.revokedAt, Literal("2026-12-04T10:00:00Z", datatype=XSD.dateTime), CENTRAL_GRAPH),
+                Quad(revocation, PHT.revokedBy, Literal("ops"), CENTRAL_GRAPH)]
+    store.apply(ChangeSet(insert=recorded))
+    assert cache.check({"jti": "jti-1"}) == "token has been revoked" and reads == 2
+    store.apply(ChangeSet(delete=recorded))
+    assert cache.check({"jti": "jti-1"}) is None and reads == 3
 
 
 @pytest.mark.parametrize(("headers", "body", "status"), [
