@@ -102,7 +102,9 @@ class ReadableGraphs:
         with self._lock:
             if len(self._views) >= CACHED_VIEWS:
                 self._views.clear()
-            self._views[key] = _View(readable, generation, now)
+            # its age counts from when it was complete: a build slower than max_age_s (a remote store, read with
+            # one request per lookup) would otherwise be stale on arrival and rebuilt for every query
+            self._views[key] = _View(readable, generation, time.monotonic())
         return readable
 
     def quads_for(self, who: Principal) -> Iterator[Quad]:
