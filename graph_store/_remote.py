@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 from collections.abc import Collection, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -95,6 +96,8 @@ _NODES_PER_REQUEST = 200
 _ASKED_PER_REQUEST = 500
 """Patterns of one ASK confirming a commit: Oxigraph server 0.5 overflows its stack (and aborts) on an ASK of
 3,300 patterns (measured; 1,000 pass), the size of an MPU batch of 500 events."""
+_FRESH_ASKED = 20
+"""Fresh insertions :meth:`RemoteStore._confirm_commit` asks for (one would do: the update is atomic)."""
 _EXISTING_PER_REQUEST = 100
 """Quads asked about in one request by :meth:`RemoteStore.existing` (100 patterns: well within Virtuoso's
 limit on a query's size)."""
@@ -121,6 +124,7 @@ class RemoteStore(GraphStore):
         self.update_url = update_url or query_url
         self._http = SparqlHttp(timeout=timeout, auth_url=self.update_url,
                                 auth=(user, password or "") if user else None)
+        self._fresh = threading.local()  # insertions of this thread's write seen absent by _prefetched
         self._lock = None if write_lock_ttl_s is None else \
             ServerWriteLock(self._select_text, self._update, ttl_s=write_lock_ttl_s)
 
@@ -175,6 +179,7 @@ class RemoteStore(GraphStore):
         return result
 
     def _exclusive(self) -> contextlib.AbstractContextManager[None]:
+        self._fresh.quads = set()  # what a write saw absent counts for that write only (it starts here)
         return contextlib.nullcontext() if self._lock is None else self._lock.hold()
 
     def _commit(self, change: ChangeSet) -> None:
@@ -206,7 +211,14 @@ class RemoteStore(GraphStore):
         if not change.guard:
             return
         won = True
-        if change.insert:
+        fresh, self._fresh.quads = getattr(self._fresh, "quads", set()) & change.insert, set()
+        if fresh:
+            # Quads this write inserts that were not in the store before it (seen under this same hold): present
+            # if and only if the atomic update applied. One small ASK instead of one pattern per insertion
+            # (Oxigraph server: about 65 us per pattern, 210 ms for an MPU batch).
+            won = bool(self._query(f"ASK {{ {quad_block(sorted(fresh, key=str)[:_FRESH_ASKED])} }}",
+                                   default_graph=None, named_graphs=None, union_default_graph=False))
+        elif change.insert:
             listed = list(change.insert)
             won = all(bool(self._query(f"ASK {{ {quad_block(listed[i:i + _ASKED_PER_REQUEST])} }}",
                                        default_graph=None, named_graphs=None, union_default_graph=False))
@@ -237,13 +249,17 @@ class RemoteStore(GraphStore):
                 nodes.add(q.object)
         listed = sorted(nodes, key=str)
         known: dict[Any, set[Quad]] = {node: set() for node in listed}
-        scope = " ".join(str(g) for g in sorted(graphs, key=str))
+        scope = ", ".join(str(g) for g in sorted(graphs, key=str))
         for start in range(0, len(listed), _NODES_PER_REQUEST):
             chunk = " ".join(str(node) for node in listed[start:start + _NODES_PER_REQUEST])
-            rows = self._select_text(f"SELECT ?s ?p ?o ?g WHERE {{ VALUES ?g {{ {scope} }} VALUES ?s {{ {chunk} }} "
-                                     "GRAPH ?g { ?s ?p ?o } }")
+            # FILTER, not VALUES ?g: Oxigraph then looks each node up (33 ms for 200 nodes, 270 ms with VALUES ?g)
+            rows = self._select_text(f"SELECT ?s ?p ?o ?g WHERE {{ VALUES ?s {{ {chunk} }} GRAPH ?g {{ ?s ?p ?o }} "
+                                     f"FILTER(?g IN ({scope})) }}")
             for row in rows:
                 known[row["s"]].add(Quad(row["s"], row["p"], row["o"], row["g"]))
+        # insertions about nodes with no quads in their graph's scope were not in the store before this write
+        new = [q for q in change.insert if q.graph_name in graphs and not known[q.subject]]
+        self._fresh.quads = getattr(self._fresh, "quads", set()) | set(new[:_ASKED_PER_REQUEST])
         return {node: frozenset(quads) for node, quads in known.items()}
 
     def existing(self, quads: Collection[Quad]) -> frozenset[Quad]:
