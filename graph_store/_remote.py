@@ -211,7 +211,8 @@ class RemoteStore(GraphStore):
         if not change.guard:
             return
         won = True
-        fresh, self._fresh.quads = getattr(self._fresh, "quads", set()) & change.insert, set()
+        fresh: set[Quad] = getattr(self._fresh, "quads", set()) & change.insert
+        self._fresh.quads = set()
         if fresh:
             # Quads this write inserts that were not in the store before it (seen under this same hold): present
             # if and only if the atomic update applied. One small ASK instead of one pattern per insertion
