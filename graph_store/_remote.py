@@ -122,8 +122,8 @@ class RemoteStore(GraphStore):
         super().__init__(schema)
         self.query_url = query_url
         self.update_url = update_url or query_url
-        self._http = SparqlHttp(timeout=timeout, auth_url=self.update_url,
-                                auth=(user, password or "") if user else None)
+        self._auth = (user, password or "") if user else None
+        self._http = SparqlHttp(timeout=timeout, auth_url=self.update_url, auth=self._auth)
         self._fresh = threading.local()  # insertions of this thread's write seen absent by _prefetched
         self._lock = None if write_lock_ttl_s is None else \
             ServerWriteLock(self._select_text, self._update, ttl_s=write_lock_ttl_s)

@@ -46,6 +46,7 @@ from graph_store import (
     SHAPES_GRAPH,
     ChangeSet,
     EmbeddedStore,
+    GraphStore,
     station_graph,
 )
 from orchestrator.naming import Iris
@@ -806,10 +807,10 @@ def test_a_view_slower_to_build_than_its_max_age_is_reused_until_then() -> None:
     builds: list[float] = []
 
     class Slow(ReadableGraphs):
-        def quads_for(self, who: Principal) -> Iterator[Quad]:
+        def quads_for(self, who: Principal, *, source: GraphStore | None = None) -> Iterator[Quad]:
             builds.append(time.monotonic())
             time.sleep(0.3)
-            yield from super().quads_for(who)
+            yield from super().quads_for(who, source=source)
 
     store = EmbeddedStore()
     store.load_vocabulary()
