@@ -173,6 +173,8 @@ def stored_triples(url: str) -> int:
             "query": "SELECT (COUNT(*) AS ?n) WHERE { GRAPH <https://w3id.org/pht-kg/graph/station/aachen> "
                      "{ ?s ?p ?o FILTER NOT EXISTS { ?s a <https://w3id.org/pht-kg/vocab#BatchReceipt> } } }"},
             follow_redirects=True)
+        if count.status_code != 200:
+            raise SystemExit(f"counting the stored triples failed: {count.status_code} {count.text[:300]}")
         return int(count.json()["results"]["bindings"][0]["n"]["value"])
 
 
