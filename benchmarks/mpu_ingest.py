@@ -17,7 +17,11 @@ object.
 Every run starts a fresh central service on a fresh store: the central side's cost per triple grows with the
 station graph (RocksDB), so runs on a store grown by the runs before them are not comparable.
 
-Usage: .venv/bin/python benchmarks/mpu_ingest.py [--events 20000] [--post 500] [--rounds 2]
+With ``--store remote``, ``--rounds`` more runs of the real pipeline (with the outbox) follow on a central
+service whose store is an ``oxigraph serve`` process (a fresh one per run; its write lock on, as replicas need
+it): ``remote_triples_per_s`` (the best run) and its ratio to the embedded store are reported.
+
+Usage: .venv/bin/python benchmarks/mpu_ingest.py [--events 20000] [--post 500] [--rounds 2] [--store remote]
 """
 
 from __future__ import annotations
@@ -40,8 +44,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from _service import auth, free_port, start_service  # noqa: E402
+from servers import OxigraphServer, oxigraph_server  # noqa: E402
 
 from client import CentralClient  # noqa: E402
 from graph_store import tune_garbage_collection  # noqa: E402
@@ -167,15 +173,22 @@ def stored_triples(url: str) -> int:
             "query": "SELECT (COUNT(*) AS ?n) WHERE { GRAPH <https://w3id.org/pht-kg/graph/station/aachen> "
                      "{ ?s ?p ?o FILTER NOT EXISTS { ?s a <https://w3id.org/pht-kg/vocab#BatchReceipt> } } }"},
             follow_redirects=True)
+        if count.status_code != 200:
+            raise SystemExit(f"counting the stored triples failed: {count.status_code} {count.text[:300]}")
         return int(count.json()["results"]["bindings"][0]["n"]["value"])
 
 
-def measure(work: Path, tag: str, run: Any, events: int, post: int) -> tuple[float, int, float, float]:
-    """One run on a fresh central service and store (so that every run starts from the same store size):
-    register, warm up with 1,000 events, then time ``events`` events. Returns (seconds, triples, station CPU
-    and central CPU per triple in microseconds)."""
+def measure(work: Path, tag: str, run: Any, events: int, post: int,
+            server: OxigraphServer | None = None) -> tuple[float, int, float, float]:
+    """One run on a fresh central service and store (so that every run starts from the same store size; a fresh
+    ``server`` for a remote store): register, warm up with 1,000 events, then time ``events`` events. Returns
+    (seconds, triples, station CPU and central CPU per triple in microseconds: the service's, and the
+    server's with a remote store)."""
     port = free_port()
-    proc = start_service(work / f"store-{tag}", port)
+    if server is None:
+        proc = start_service(work / f"store-{tag}", port)
+    else:
+        proc = start_service(None, port, PHT_STORE_QUERY_URL=server.query_url, PHT_STORE_UPDATE_URL=server.update_url)
     try:
         url = f"http://127.0.0.1:{port}"
         key = Ed25519PrivateKey.generate()
@@ -191,9 +204,10 @@ def measure(work: Path, tag: str, run: Any, events: int, post: int) -> tuple[flo
 
         # warm-up (imports, caches, the service's first writes), not measured
         _, warm = with_outbox(settings(f"warm-{tag}"), make_events(f"warm-{tag}", 1000, train, execution), post)
-        station0, central0 = time.process_time(), cpu_seconds(proc.pid)
+        central_pids = [proc.pid] + ([server.pid] if server is not None else [])
+        station0, central0 = time.process_time(), sum(map(cpu_seconds, central_pids))
         elapsed, triples = run(settings(tag), make_events(tag, events, train, execution), post)
-        station_cpu, central_cpu = time.process_time() - station0, cpu_seconds(proc.pid) - central0
+        station_cpu, central_cpu = time.process_time() - station0, sum(map(cpu_seconds, central_pids)) - central0
         stored = stored_triples(url)
         if stored != warm + triples:
             raise SystemExit(f"{tag}: the station graph holds {stored} triples, {warm + triples} were sent")
@@ -209,6 +223,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--post", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--store", choices=["embedded", "remote"], default="embedded",
+                        help="remote: also run the pipeline into an Oxigraph server, after the embedded store")
     args = parser.parse_args()
     results: dict[str, list[tuple[float, int, float, float]]] = {"outbox": [], "memory": []}
     with tempfile.TemporaryDirectory(prefix="pht-mpu-bench-") as tmp:
@@ -221,6 +237,14 @@ def main() -> None:
                 print(f"{mode:>7} round {r + 1}: {args.events} events, {triples} triples in {elapsed:.2f} s "
                       f"= {triples / elapsed:,.0f} triples/s; CPU per triple: station {station_us:.1f} us, "
                       f"central {central_us:.1f} us; load {os.getloadavg()[0]:.1f}", flush=True)
+        remote = []
+        for r in range(args.rounds if args.store == "remote" else 0):
+            with oxigraph_server() as server:
+                remote.append(measure(work, f"remote{r}", with_outbox, args.events, args.post, server))
+            elapsed, triples, _, central_us = remote[-1]
+            print(f" remote round {r + 1} (Oxigraph server, with outbox): {triples} triples in {elapsed:.2f} s = "
+                  f"{triples / elapsed:,.0f} triples/s; CPU per triple: central (service + server) "
+                  f"{central_us:.1f} us; load {os.getloadavg()[0]:.1f}", flush=True)
     best = {mode: min(runs) for mode, runs in results.items()}
     rate = {mode: t[1] / t[0] for mode, t in best.items()}
     overhead = (best["outbox"][0] / best["outbox"][1]) / (best["memory"][0] / best["memory"][1]) - 1
@@ -231,12 +255,20 @@ def main() -> None:
     central_cpu = min(r[3] for runs in results.values() for r in runs)
     print(f"CPU per triple (best round): station {station_cpu['outbox']:.1f} us with outbox, "
           f"{station_cpu['memory']:.1f} us without; central {central_cpu:.1f} us")
+    figures: dict[str, Any] = {}
+    if remote:
+        fastest = min(remote)
+        figures = {"remote_triples_per_s": round(fastest[1] / fastest[0]),
+                   "remote_ratio_vs_embedded": round(fastest[1] / fastest[0] / rate["outbox"], 3),
+                   "remote_central_cpu_us_per_triple": round(min(r[3] for r in remote), 1)}
+        print(f"remote store (Oxigraph server): {figures['remote_triples_per_s']:,} triples/s, "
+              f"{figures['remote_ratio_vs_embedded']:.2f} of the embedded store's")
     print(json.dumps({"triples_per_s": round(rate["outbox"]), "outbox_overhead": round(overhead, 3),
                       "station_cpu_us_per_triple": round(station_cpu["outbox"], 1),
                       "station_cpu_us_per_triple_without_outbox": round(station_cpu["memory"], 1),
                       "central_cpu_us_per_triple": round(central_cpu, 1),
                       "triples_per_s_without_outbox": round(rate["memory"]), "events_per_run": args.events,
-                      "triples_per_run": best["outbox"][1], "rounds": args.rounds}))
+                      "triples_per_run": best["outbox"][1], "rounds": args.rounds, **figures}))
 
 
 if __name__ == "__main__":

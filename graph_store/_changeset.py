@@ -63,18 +63,20 @@ class ChangeSet:
         object.__setattr__(self, "guard", _frozen(guard, "guard"))
 
     @classmethod
-    def merged(cls, changes: Iterable[ChangeSet], *, keep_delete: Callable[[Quad], bool] | None = None,
+    def merged(cls, changes: Iterable[ChangeSet], *,
+               keep_delete: Callable[[frozenset[Quad]], Collection[Quad]] | None = None,
                guard_deletions: bool = False) -> ChangeSet:
         """The union of change sets, which are already checked and canonical, so not checked again.
 
-        ``keep_delete`` filters the deletions (e.g. to those that exist); with ``guard_deletions`` the kept
-        deletions join the guard, making the merged change a compare-and-set on what it deletes.
+        ``keep_delete`` is given all the deletions and returns those to keep (e.g. those that exist, asked of a
+        remote store in one request); with ``guard_deletions`` the kept deletions join the guard, making the
+        merged change a compare-and-set on what it deletes.
         """
         parts = list(changes)
         insert = frozenset().union(*(c.insert for c in parts))
         delete = frozenset().union(*(c.delete for c in parts)) - insert
-        if keep_delete is not None:
-            delete = frozenset(q for q in delete if keep_delete(q))
+        if keep_delete is not None and delete:
+            delete = delete & frozenset(keep_delete(delete))
         guard = frozenset().union(*(c.guard for c in parts))
         result = cls.__new__(cls)
         object.__setattr__(result, "delete", delete)

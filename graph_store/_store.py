@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,12 @@ class GraphStore(ABC):
     def _confirm_commit(self, change: ChangeSet) -> None:
         """Hook for back-ends that cannot tell whether a guarded update matched (remote): raise ConflictError."""
 
+    def _prefetched(self, change: ChangeSet, graphs: frozenset[NamedNode]) -> dict[Any, frozenset[Quad]] | None:
+        """For a back-end without a cache of its own: the stored quads (in ``graphs``) of the nodes ``change``
+        names, read at once before validating it, or None to read each node when the validator asks for it
+        (the embedded store: an index lookup costs less than a request)."""
+        return None
+
     def _exclusive(self) -> contextlib.AbstractContextManager[None]:
         """Held around each write, inside the thread lock: excludes writers in other processes where the back-end
         does not (a remote store on a server that does not serialise guarded updates, see ``_write_lock.py``)."""
@@ -139,6 +145,10 @@ class GraphStore(ABC):
     def contains(self, quad: Quad) -> bool:
         """True if ``quad`` is in the store."""
         return any(True for _ in self._match(quad.subject, quad.predicate, quad.object, quad.graph_name))
+
+    def existing(self, quads: Collection[Quad]) -> frozenset[Quad]:
+        """The quads of ``quads`` that are in the store (a remote store asks in one request, not one each)."""
+        return frozenset(q for q in quads if self.contains(q))
 
     def query(self, sparql: str, *, bindings: Mapping[str, Any] | None = None,
               default_graph: list[NamedNode] | None = None, named_graphs: list[NamedNode] | None = None,
@@ -220,6 +230,8 @@ class GraphStore(ABC):
             types = quads = None
             if cached and self._types_cache is not None and self._quads_cache is not None:
                 types, quads = self._types_cache.setdefault(graph, {}), self._quads_cache.setdefault(graph, {})
+            elif self._quads_cache is None:
+                quads = self._prefetched(seen, scope)
             view = PostChangeView(self._match, delete=seen.delete, insert=seen.insert, graphs=scope,
                                   types_cache=types, quads_cache=quads)
             report = validator.validate_change(view, part)
@@ -254,8 +266,14 @@ class GraphStore(ABC):
         Raises ValidationFailed (with the report) if it violates the shapes, ConflictError if a guard quad is
         missing, InvalidInputError if it writes the ontology or shapes graphs. Nothing is written then.
         """
+        return self._apply(change, known=frozenset())
+
+    def _apply(self, change: ChangeSet, *, known: frozenset[Quad]) -> ValidationReport:
+        """:meth:`apply`, where the guard quads in ``known`` were found in the store under this same write lock
+        and exclusive hold (so no writer can have removed them: they are not asked for again)."""
         with self._write_lock, self._exclusive():
-            missing = [q for q in change.guard if not self.contains(q)]
+            unknown = change.guard - known
+            missing = unknown - self.existing(unknown) if unknown else frozenset()
             if missing:
                 raise ConflictError("precondition failed: " + "; ".join(str(q) for q in sorted(missing, key=str)))
             report, views = self._validate(change, cached=True)
@@ -312,10 +330,10 @@ class GraphStore(ABC):
         if compiled.operation == SEQUENCE:  # guarded by its DATA and WHERE deletions (_update_sequence.py)
             change, solutions = plan_sequence(self, compiled, values, using, using_named, max_solutions, skolem,
                                               untrusted=untrusted)
-            return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains), solutions)
+            return UpdatePlan(ChangeSet.merged([change], keep_delete=self.existing), solutions)
         change, solutions = self.evaluate_update(compiled, values, compiled.where_dataset(using, using_named),
                                                  max_solutions, skolem, untrusted=untrusted)
-        return UpdatePlan(ChangeSet.merged([change], keep_delete=self.contains, guard_deletions=True), solutions)
+        return UpdatePlan(ChangeSet.merged([change], keep_delete=self.existing, guard_deletions=True), solutions)
 
     def apply_update(self, update: str | CompiledUpdate, *, bindings: Mapping[str, Any] | None = None,
                      using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = (),
@@ -329,7 +347,9 @@ class GraphStore(ABC):
         with self._write_lock, self._exclusive():  # planned and applied with no other process's write between
             plan = self.plan_update(update, bindings=bindings, using=using, using_named=using_named,
                                     max_solutions=max_solutions)
-            return UpdateOutcome(report=self.apply(plan.change), solutions=plan.solutions, change=plan.change)
+            # its guard is what plan_update just found in the store, under this hold
+            report = self._apply(plan.change, known=plan.change.guard)
+            return UpdateOutcome(report=report, solutions=plan.solutions, change=plan.change)
 
     def apply_updates(self, updates: Sequence[tuple[str, Mapping[str, Any]]], *,
                       extra: ChangeSet | None = None, require_match: bool = False) -> list[UpdateOutcome]:
@@ -350,8 +370,15 @@ class GraphStore(ABC):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
             changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
             required = extra.guard if extra is not None else frozenset()
-            report = self.apply(ChangeSet.merged(changes, keep_delete=lambda q: q in required or self.contains(q),
-                                                 guard_deletions=True))
+            found: set[Quad] = set()
+
+            def kept(deletions: frozenset[Quad]) -> frozenset[Quad]:
+                found.update(self.existing(deletions - required))
+                return required & deletions | found
+
+            merged = ChangeSet.merged(changes, keep_delete=kept, guard_deletions=True)
+            # its guard: ``required`` (checked by _apply) and the deletions just found (not asked for again)
+            report = self._apply(merged, known=frozenset(found))
         return [UpdateOutcome(report=report, solutions=n, change=ch) for ch, n in parts]
 
     @staticmethod

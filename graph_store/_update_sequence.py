@@ -155,5 +155,5 @@ def plan_sequence(store: GraphStore, compiled: CompiledUpdate, values: Mapping[s
         pending.guarded |= change.delete - pending.added
         pending.delete(change.delete)
         pending.insert(change.insert)
-    guard = {q for q in pending.guarded if q in pending.removed and store.contains(q)}
+    guard = store.existing(pending.guarded & pending.removed)
     return ChangeSet(delete=pending.removed, insert=pending.added, guard=guard), solutions

@@ -142,6 +142,8 @@ class PostChangeView:
         cached = self._cache_s.get(s)
         if cached is not None:
             return cached.get(p, _EMPTY)
+        if self._quads is not None and s in self._quads:  # its stored quads are known: no lookup
+            return self.outgoing(s).get(p, _EMPTY)
         key = (s, p)
         inserted = self._ins_s.get(s, ())
         if p == RDF_TYPE and self._types is not None and not inserted and s not in self._retyped:

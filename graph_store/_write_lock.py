@@ -15,7 +15,10 @@ later request (a "splitter" over the shared graph):
    Two claimants cannot both see only their own claim: whichever read came later started after the other's
    claim was written. Otherwise the claimant with the smallest claim keeps it and reads again; the others
    withdraw theirs and retry after a random pause, so one of them always progresses;
-3. release by deleting the claim. A holder killed mid-write (``kill -9``) leaves a claim that stops counting
+3. release by deleting the claim, ``linger_s`` (50 ms) after the write: a write of the same process within
+   that time uses the claim still held and sends no request for the lock (writes back to back, as 8 clients
+   stepping trains send them, keep one claim for at most ``keep_s``, 0.5 s, then withdraw it so that another
+   process's claim can win; it waits at most that much longer). A holder killed mid-write (``kill -9``) leaves a claim that stops counting
    after ``ttl_s``. While it writes, a holder restamps its claim every ``ttl_s / 4`` from a thread; one whose claim
    was last seen stamped more than ``ttl_s / 2`` ago (it stalled) gives up before committing
    (:meth:`ServerWriteLock.check`), and should it stall after that check, its guarded update also requires its
@@ -23,8 +26,8 @@ later request (a "splitter" over the shared graph):
    for its turn is restamped (in one request, so it never disappears) before its holder writes.
 
 Claims live in their own graph, which SPARQL Update's ``ALL`` / ``NAMED`` leave alone and no caller may name
-(:meth:`RemoteStore.server_graph`). Cost: three extra requests per write (claim, read, release), two more per
-``ttl_s / 4`` of a long write.
+(:meth:`RemoteStore.server_graph`). Cost: three extra requests per write (claim, read, release) when writes
+are apart, none for a write while the claim is kept; two more per ``ttl_s / 4`` of a held claim.
 """
 
 from __future__ import annotations
@@ -90,11 +93,15 @@ def _time(term: object) -> datetime | None:
 
 @dataclass
 class _Hold:
-    """One held claim: when it was last known stamped (monotonic), and whether its write has ended."""
+    """One claim of this process: when it was made and last known stamped (monotonic), when its last write
+    ended (None while one is under way), and whether it has ended (its keeper thread then stops)."""
 
     claim: NamedNode
     since: float
-    done: threading.Event = field(default_factory=threading.Event)
+    made: float
+    left: float | None = None
+    ended: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 class ServerWriteLock:
@@ -102,37 +109,86 @@ class ServerWriteLock:
 
     :param ttl_s: how long a claim counts; a write must reach its commit within ``ttl_s / 2``.
     :param wait_s: how long to try before giving up (StoreUnavailable; nothing written).
+    :param linger_s: how long a claim is kept after a write for this process's next write, which then needs no
+        request for the lock (0: withdrawn at once). Another process waits at most this much longer.
+    :param keep_s: a claim kept for writes back to back is withdrawn after the first write that ends this long
+        after it was made, so that other processes get their turn (the claims' protocol decides the next).
     """
 
     def __init__(self, select: Callable[[str], QuerySolutions], update: Callable[[str], None], *,
-                 ttl_s: float = 10.0, wait_s: float | None = None) -> None:
+                 ttl_s: float = 10.0, wait_s: float | None = None, linger_s: float = 0.05,
+                 keep_s: float = 0.5) -> None:
         self._select, self._update = _retried(select), _retried(update)  # claims and reads are idempotent
         self.ttl_s = ttl_s
         self.wait_s = 3 * ttl_s if wait_s is None else wait_s
+        self.linger_s, self.keep_s = linger_s, min(keep_s, ttl_s / 4)
         self._held = threading.local()
+        self._turn = threading.Lock()  # one write at a time under this process's claim
+        self._state = threading.Lock()  # guards _kept and each _Hold's left / ended
+        self._kept: _Hold | None = None  # the claim kept between writes (see linger_s)
 
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Hold the lock for the body (one write); re-entrant within a thread. A long write (planning a large
-        update) keeps its claim alive: a thread restamps it every ``ttl_s / 4`` until the body ends."""
+        update) keeps its claim alive: a thread restamps it every ``ttl_s / 4`` until the claim ends."""
         if getattr(self._held, "hold", None) is not None:
             yield
             return
-        claim, since = self._acquire()
-        held = _Hold(claim, since)
-        self._held.hold = held
-        renewer = threading.Thread(target=self._renew, args=(held,), name="store-write-lock", daemon=True)
-        renewer.start()
-        try:
-            yield
-        finally:
-            self._held.hold = None
-            held.done.set()
-            renewer.join()
+        with self._turn:
+            held = self._take()
+            self._held.hold = held
             try:
-                self._update(bind(_WITHDRAW, {"claim": claim}))
-            except StoreUnavailable:
-                pass  # the claim stops counting after ttl_s
+                yield
+            finally:
+                self._held.hold = None
+                self._leave(held)
+
+    def close(self) -> None:
+        """Withdraw a claim kept for the next write (a store closing: the others need not wait for it)."""
+        with self._turn:
+            with self._state:
+                kept, self._kept = self._kept, None
+            if kept is not None:
+                self._end(kept)
+
+    def _take(self) -> _Hold:
+        """The kept claim if it is fresh enough for one more write, else a new claim."""
+        with self._state:
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                kept.left = None
+        now = time.monotonic()
+        if kept is not None and now - kept.since < self.ttl_s / 4 and now - kept.made < self.keep_s:
+            return kept
+        if kept is not None:
+            self._end(kept)
+        claim, since = self._acquire()
+        held = _Hold(claim, since, made=time.monotonic())
+        threading.Thread(target=self._keep_alive, args=(held,), name="store-write-lock", daemon=True).start()
+        return held
+
+    def _leave(self, held: _Hold) -> None:
+        """After a write: keep the claim for ``linger_s`` (its keeper withdraws it then), or withdraw it now."""
+        now = time.monotonic()
+        if self.linger_s > 0 and now - held.made < self.keep_s:
+            with self._state:
+                held.left, self._kept = now, held
+            held.wake.set()
+            return
+        self._end(held)
+
+    def _end(self, held: _Hold) -> None:
+        """Stop the claim's keeper and withdraw the claim (not kept: no other thread uses it)."""
+        with self._state:
+            held.ended = True
+        held.wake.set()
+        self._withdraw(held.claim)
+
+    def _withdraw(self, claim: NamedNode) -> None:
+        try:
+            self._update(bind(_WITHDRAW, {"claim": claim}))
+        except StoreUnavailable:
+            pass  # the claim stops counting after ttl_s
 
     def check(self) -> None:
         """Raise StoreUnavailable if this thread's claim may have expired by the time a commit arrives (it was
@@ -142,10 +198,29 @@ class ServerWriteLock:
             raise StoreUnavailable(f"this write held the store's write lock for more than {self.ttl_s / 2:g} s "
                                    "without renewing it; nothing was written, try again")
 
-    def _renew(self, held: _Hold) -> None:
-        """Restamp the claim every ``ttl_s / 4`` while it is held; ``since`` moves only once the claim is seen
-        stamped again (a claim another writer removed as expired stays removed: check() then refuses)."""
-        while not held.done.wait(self.ttl_s / 4):
+    def _keep_alive(self, held: _Hold) -> None:
+        """The claim's keeper: restamps it every ``ttl_s / 4`` (``since`` moves only once the claim is seen
+        stamped again: a claim another writer removed as expired stays removed, and check() then refuses), and
+        withdraws it once it was kept ``linger_s`` with no write."""
+        renew_at = time.monotonic() + self.ttl_s / 4
+        while True:
+            held.wake.clear()  # before reading the state: a later wake-up is never lost
+            with self._state:
+                if held.ended:
+                    return
+                now, left = time.monotonic(), held.left
+                idle_since = left if left is not None and self._kept is held else None
+                expired = idle_since is not None and now - idle_since >= self.linger_s
+                if expired:
+                    self._kept, held.ended = None, True
+            if expired:
+                self._withdraw(held.claim)
+                return
+            wait = renew_at - now if idle_since is None else min(renew_at, idle_since + self.linger_s) - now
+            if wait > 0:
+                held.wake.wait(wait)
+                continue
+            renew_at = time.monotonic() + self.ttl_s / 4
             sent = time.monotonic()
             try:
                 self._update(bind(_RENEW, {"claim": held.claim}))
