@@ -274,6 +274,8 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+    next: str | None = None
+    """Keyset-paged lists (``GET /trains``): the ``after`` of the next page, null on the last."""
 
 
 class CancelIn(Strict):
