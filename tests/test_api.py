@@ -139,6 +139,10 @@ def test_pagination(client: TestClient) -> None:
     for token in ("x", "bm90IGpzb24", first["next"] + "A" * 9, "WyIyMDI2IiwgMV0"):
         r = client.get("/api/trains", headers=ALICE, params={"after": token})
         assert r.status_code == 422 and "page token" in r.json()["detail"], token
+    spec = client.get("/openapi.json").json()
+    listed = next(v["get"] for k, v in spec["paths"].items() if k.endswith("/trains") and "get" in v)
+    assert "after" in {p["name"] for p in listed["parameters"]} and "offset" not in {p["name"] for p in listed["parameters"]}
+    assert "next" in spec["components"]["schemas"]["Page_TrainOut_"]["properties"]
     assert client.get("/api/trains", headers=ALICE, params={"limit": 0}).status_code == 422
     queued = client.get("/api/trains", headers=ALICE, params={"state": "queued"}).json()
     assert queued["total"] == 5
