@@ -161,6 +161,9 @@ def bindings_for(copy: int) -> dict[str, Any]:
         "resource": ex("exec-0002-aachen-r2"), "from": PHT.Running, "to": PHT.OutputUnderReview,
         "role": PHT.StationRole, "agent": station, "event": ex("bench-event"),
         "time": Literal("2026-11-28T00:00:00Z", datatype=XSD.dateTime), "reason": Literal("done"),
+        # the dataspace connector's queries (dataspace/): over its own graph, which this history does not have
+        "agreementId": Literal("agreement-1"), "class": PHT.ContractNegotiation, "pidProperty": PHT.providerPid,
+        "pid": Literal("urn:uuid:0"), "digest": Literal("00" * 32), "result": ex("results/none"),
     }
 
 
