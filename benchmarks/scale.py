@@ -52,6 +52,7 @@ from graph_store import (  # noqa: E402
     station_graph,
     tune_garbage_collection,
 )
+from orchestrator.page_tokens import FIRST  # noqa: E402
 
 STATION_PAIRS = 25
 """Copies share their stations modulo this: 2 stations per copy, so 50 stations."""
@@ -153,11 +154,16 @@ def bindings_for(copy: int) -> dict[str, Any]:
         "stationId": Literal(f"aachen-c{copy % STATION_PAIRS}"), "station": station, "graph": CENTRAL_GRAPH,
         "identifier": Literal(f"train-0001-c{copy}"),
         "before": Literal("2026-11-27T12:00:00Z", datatype=XSD.dateTime),
-        "onlyRequester": ex("alice"), "onlyState": NO_FILTER,
+        "onlyRequester": ex("alice"), "onlyState": NO_FILTER, "researcher": ex("alice"),
+        # the first page of a keyset-paged list (the API's and the web view's trains list)
+        "afterCreated": Literal(FIRST.created, datatype=XSD.dateTime), "afterId": Literal(FIRST.id),
         # fire_transition: a running execution reported done by its station
         "resource": ex("exec-0002-aachen-r2"), "from": PHT.Running, "to": PHT.OutputUnderReview,
         "role": PHT.StationRole, "agent": station, "event": ex("bench-event"),
         "time": Literal("2026-11-28T00:00:00Z", datatype=XSD.dateTime), "reason": Literal("done"),
+        # the dataspace connector's queries (dataspace/): over its own graph, which this history does not have
+        "agreementId": Literal("agreement-1"), "class": PHT.ContractNegotiation, "pidProperty": PHT.providerPid,
+        "pid": Literal("urn:uuid:0"), "digest": Literal("00" * 32), "result": ex("results/none"),
     }
 
 

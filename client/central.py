@@ -129,12 +129,17 @@ class CentralClient:
         return value
 
     def _pages(self, path: str, params: Mapping[str, Any] | None = None, *, page: int = 200) -> Iterator[Any]:
-        offset = 0
+        """Every item of a paged list: by offset, or by the answer's ``next`` token where the list gives one."""
+        offset, after = 0, None
         while True:
-            body = self._call("GET", path, params={**(params or {}), "limit": page, "offset": offset})
+            position = {"after": after} if after else {"offset": offset}
+            body = self._call("GET", path, params={**(params or {}), "limit": page, **position})
             yield from body["items"]
             offset += len(body["items"])
-            if not body["items"] or offset >= body["total"]:
+            if body.get("next"):  # a keyset-paged list (GET /api/trains): the next page starts after this
+                after = body["next"]
+                continue
+            if after or not body["items"] or offset >= body["total"]:
                 return
 
     # -- tokens -------------------------------------------------------------------------------------------

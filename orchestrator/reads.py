@@ -23,24 +23,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pyoxigraph import NamedNode, Triple
+from pyoxigraph import Literal, NamedNode, Triple
 
 from client import WorkItem
 from client.key_claims import SEC_NS
-from graph_store import CENTRAL_GRAPH, NO_FILTER, PHT, GraphStore, station_of_graph
+from graph_store import CENTRAL_GRAPH, NO_FILTER, PHT, XSD, GraphStore, station_of_graph
 
 from .chart import Chart
 from .errors import Forbidden, IllegalTransition, NotFound
 from .execution_records import input_record_hash
 from .naming import Iris
+from .page_tokens import FIRST, TrainKey
 from .principal import Principal, Role
 from .readers import ReaderDirectory
 
-__all__ = ["Dataset", "Definition", "Event", "Execution", "PendingDecision", "Reads", "ReleasedOutput", "Station",
-           "Train", "TrainSummary", "check_station_scope", "local_name", "may_fetch_results", "may_see_train",
-           "planned_executions", "text"]
+__all__ = ["PAGE_MAX", "Dataset", "Definition", "Event", "Execution", "PendingDecision", "Reads", "ReleasedOutput",
+           "Station", "Train", "TrainSummary", "TrainsPage", "check_station_scope", "local_name", "may_fetch_results",
+           "may_see_train", "planned_executions", "text"]
 
 VERIFICATION_METHOD = NamedNode(SEC_NS + "verificationMethod")
+PAGE_MAX = 500
+"""The largest page of the trains list (``trains_overview.rq`` answers one more, to tell whether a page follows)."""
 
 
 def text(term: object) -> str | None:
@@ -184,6 +187,16 @@ class TrainSummary:
     released: int
     planned: int
     active_stations: list[str]
+
+
+@dataclass(frozen=True)
+class TrainsPage:
+    """A page of the trains list: its trains, how many the list has in all, and the key after which the next
+    page starts (None on the last page)."""
+
+    items: list[TrainSummary]
+    total: int
+    next: TrainKey | None
 
 
 @dataclass(frozen=True)
@@ -331,16 +344,23 @@ class Reads:
                       reason=text(r["reason"]), source=_source(r["graph"]))
                 for r in self.store.run_query("train_events", train=train)]
 
-    def trains(self, principal: Principal, state: NamedNode | None = None) -> list[TrainSummary]:
-        """Trains the caller may list, newest first, with progress: a researcher's own, an operator's all.
-        Three queries whatever the number of trains (the trains with their executions' states; the few
-        definitions and stations they refer to)."""
+    def trains(self, principal: Principal, state: NamedNode | None = None, *, after: TrainKey = FIRST,
+               limit: int = PAGE_MAX) -> TrainsPage:
+        """One page of the trains the caller may list, newest first, with progress: a researcher's own, an
+        operator's all; the page after ``after`` (keyset pages, ``page_tokens.py``), at most ``limit`` (up to
+        ``PAGE_MAX``) trains; a researcher's found from the researcher, not among all. Four queries whatever the number of trains (the page's trains with their
+        executions' states, their number, and the few definitions and stations they refer to)."""
         requester = NO_FILTER if principal.has(Role.OPERATOR) else self.iris.agent(principal.subject)
+        only_state = state or NO_FILTER
         definitions = {d.iri: d for d in self._definitions()}
         stations = {r["station"].value: r["id"].value for r in self.store.run_query("list_stations")}
         released_iri, terminal, token = PHT.Released.value, {t.value for t in self.chart.terminal}, self.chart.token
         rows = []
-        for r in self.store.run_query("trains_overview", onlyRequester=requester, onlyState=state or NO_FILTER):
+        key = {"onlyState": only_state, "afterCreated": Literal(after.created, datatype=XSD.dateTime),
+               "afterId": Literal(after.id)}
+        page = (self.store.run_query("trains_overview_all", **key) if requester == NO_FILTER
+                else self.store.run_query("trains_overview", researcher=requester, **key))
+        for r in page:
             released, active = 0, set()
             lines = r["executionStates"]
             for line in (lines.value if lines is not None else "").split("\n"):
@@ -359,7 +379,12 @@ class Reads:
                 planned=0 if definition is None else planned_executions(
                     definition.record.mode, definition.record.rounds, definition.record.stops),
                 active_stations=sorted(active)))
-        return rows
+        items = rows[:max(1, min(limit, PAGE_MAX))]
+        more = len(rows) > len(items)
+        total = next((int(r["trains"].value) for r in self.store.run_query(
+            "trains_count", onlyRequester=requester, onlyState=only_state)), 0)
+        return TrainsPage(items=items, total=total,
+                          next=TrainKey(items[-1].created, items[-1].id) if more else None)
 
     # -- a station's side
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from api_helpers import ALICE, BOB, DIGEST, OPS, admin, service, signed, station
 from fastapi.testclient import TestClient
@@ -119,13 +121,28 @@ def test_cancel_then_cancel_again_is_409(client: TestClient) -> None:
     assert r.status_code == 409 and "is cancelled" in r.json()["detail"]
 
 
+def _epoch(when: str) -> float:
+    return datetime.fromisoformat(when).timestamp()
+
+
 def test_pagination(client: TestClient) -> None:
     ids = [client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "fedavg"})).json()["id"] for _ in range(5)]
     first = client.get("/api/trains", headers=ALICE, params={"limit": 2}).json()
-    second = client.get("/api/trains", headers=ALICE, params={"limit": 2, "offset": 2}).json()
-    rest = client.get("/api/trains", headers=ALICE, params={"limit": 2, "offset": 4}).json()
+    second = client.get("/api/trains", headers=ALICE, params={"limit": 2, "after": first["next"]}).json()
+    rest = client.get("/api/trains", headers=ALICE, params={"limit": 2, "after": second["next"]}).json()
     seen = [t["id"] for t in first["items"] + second["items"] + rest["items"]]
-    assert sorted(seen) == sorted(ids) and first["total"] == 5
+    assert seen == sorted(ids, key=lambda i: seen.index(i)) and sorted(seen) == sorted(ids)  # no repeats, none lost
+    assert len(seen) == 5 and first["total"] == rest["total"] == 5 and rest["next"] is None
+    created = [(t["created"], t["id"]) for t in first["items"] + second["items"] + rest["items"]]
+    assert created == sorted(created, key=lambda c: (-_epoch(c[0]), c[1]))  # newest first, then by id
+    assert client.get("/api/trains", headers=BOB, params={"after": first["next"]}).json()["items"] == []
+    for token in ("x", "bm90IGpzb24", first["next"] + "A" * 9, "WyIyMDI2IiwgMV0"):
+        r = client.get("/api/trains", headers=ALICE, params={"after": token})
+        assert r.status_code == 422 and "page token" in r.json()["detail"], token
+    spec = client.get("/openapi.json").json()
+    listed = next(v["get"] for k, v in spec["paths"].items() if k.endswith("/trains") and "get" in v)
+    assert "after" in {p["name"] for p in listed["parameters"]} and "offset" not in {p["name"] for p in listed["parameters"]}
+    assert "next" in spec["components"]["schemas"]["Page_TrainOut_"]["properties"]
     assert client.get("/api/trains", headers=ALICE, params={"limit": 0}).status_code == 422
     queued = client.get("/api/trains", headers=ALICE, params={"state": "queued"}).json()
     assert queued["total"] == 5

@@ -260,3 +260,13 @@ def test_pht_train_submit_signs_with_the_keys_pht_keys_init_wrote_and_says_when_
         assert broken.stderr.startswith(f"error: cannot read your keys in {keys}: ")
         with httpx.Client(base_url=served.url, headers=ALICE) as http:
             assert http.get("/api/trains").json()["total"] == 1
+
+
+def test_the_client_follows_the_trains_list_keyset_pages_to_the_end(world: tuple[TestClient, GraphStore]) -> None:
+    client, _ = world
+    keys = registered_keys(client)
+    with central(client) as c:
+        ids = [c.submit_train({"definition": "count", "parameters": {"MIN": "5"}}, keys) for _ in range(3)]
+        one_by_one = [t["id"] for t in c._pages("/api/trains", page=1)]  # noqa: SLF001  (a page per train)
+        at_once = [t["id"] for t in c.trains()]
+    assert one_by_one == at_once and sorted(one_by_one) == sorted(ids)  # each once, none lost, same order

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, status
 from pyoxigraph import NamedNode
 
 from ..errors import NotFound
+from ..page_tokens import FIRST, decode, encode
 from ..principal import Principal, Role
 from .deps import Services, page
 from .models import (
@@ -32,6 +33,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}}
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+After = Annotated[str | None, Query(max_length=400, description="the `next` of the page before (keyset pages)")]
 ANY_ROLE = (Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
 
 
@@ -59,15 +61,20 @@ def train_router(s: Services) -> APIRouter:
     @router.get("/trains", response_model=Page[TrainOut])
     async def list_trains(principal: Annotated[Principal, Depends(s.require(Role.RESEARCHER, Role.OPERATOR))],
                     state: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
-                    limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
-        """Trains, newest first: a researcher sees their own, an operator all. Filter by ``state``."""
+                    limit: Limit = 50, after: After = None) -> dict[str, Any]:
+        """Trains, newest first: a researcher sees their own, an operator all. Filter by ``state``. Pages are
+        keyset pages: pass the answer's ``next`` as ``after`` for the page that follows (``next`` is null on
+        the last page); ``total`` counts the whole list."""
         if state is not None and state not in chart.state_by_token:
             raise NotFound(f"unknown state {state!r}; known: {', '.join(sorted(chart.state_by_token))}")
+        found = reads.trains(principal, chart.state(state) if state else None,
+                             after=FIRST if after is None else decode(after), limit=limit)
         rows = [TrainOut(id=t.id, iri=t.iri, state=t.state, requester=t.requester, definition=t.definition,
                          created=t.created, signed=signed_by is not None, signed_by=signed_by)
-                for t in reads.trains(principal, chart.state(state) if state else None)
+                for t in found.items
                 for signed_by in [reads.signed_by(NamedNode(t.iri))]]
-        return page(rows, limit, offset)
+        return {"items": rows, "total": found.total, "limit": limit, "offset": 0,
+                "next": None if found.next is None else encode(found.next)}
 
     @router.get("/trains/{train_id}", response_model=TrainOut)
     async def get_train(train_id: str, principal: Annotated[Principal, Depends(s.require(*ANY_ROLE))]) -> TrainOut:

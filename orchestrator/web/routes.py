@@ -27,8 +27,10 @@ from graph_store import CENTRAL_GRAPH, PHT_NS, PREFIXES, GraphStoreError, list_n
 
 from ..api.deps import Services
 from ..auth import AuthError, TokenVerifier
-from ..errors import LifecycleError
+from ..errors import InvalidValue, LifecycleError
+from ..page_tokens import FIRST, decode, encode
 from ..principal import Principal, Role
+from ..reads import PAGE_MAX
 from ..query_runner import QueryAnswer, query_runner
 from ..sparql_http import HttpError, error_for, media_type
 from .session import (
@@ -83,7 +85,6 @@ hash: any other inline style sheet stays refused (``tests/test_web_browser.py`` 
 SPARQL_PAGE_CSP = (SECURITY_HEADERS["Content-Security-Policy"]
                    + f"; style-src-elem 'self' {' '.join(YASGUI_STYLES)}")
 """The SPARQL page's policy: the view's own, plus YASR's two style sheets by hash; scripts stay our own files."""
-MAX_PAGE = 5000
 SPARQL_SHOWN = 1000
 """Rows of a query's result shown in the table (the endpoint ``/sparql`` gives all, up to its limit)."""
 
@@ -252,8 +253,9 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
     # -- trains ----------------------------------------------------------------------------------------
 
     @router.get("/trains")
-    async def trains(who: Who, state: str | None = None, limit: int = 1000, offset: int = 0) -> Response:
-        """Trains with state and progress, newest first: a researcher's own, an operator's all."""
+    async def trains(who: Who, state: str | None = None, limit: int = PAGE_MAX, after: str = "") -> Response:
+        """Trains with state and progress, newest first: a researcher's own, an operator's all; keyset pages
+        (``after``: the page token of the "older" link)."""
         _need(who, Role.RESEARCHER, Role.OPERATOR)
         chart = s.lifecycle.chart
         if state == "":
@@ -261,11 +263,15 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
         if state is not None and state not in chart.state_by_token:
             raise PageError(400, "Unknown state", f"{state[:40]!r} is not a state; known: "
                                                   f"{', '.join(sorted(chart.state_by_token))}")
-        if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= 1_000_000:
-            raise PageError(400, "Bad page", f"limit must be 1 to {MAX_PAGE} and offset 0 to 1,000,000")
-        rows = await run_in_threadpool(train_rows, s, who, state)
-        return pages.render("trains.html", principal=who, rows=rows[offset:offset + limit], total=len(rows),
-                            limit=limit, offset=offset, state=state or "",
+        if not 1 <= limit <= PAGE_MAX:
+            raise PageError(400, "Bad page", f"limit must be 1 to {PAGE_MAX}")
+        try:
+            key = decode(after) if after else FIRST
+        except InvalidValue as e:
+            raise PageError(400, "Bad page", str(e)) from None
+        rows, total, following = await run_in_threadpool(train_rows, s, who, state, key, limit)
+        return pages.render("trains.html", principal=who, rows=rows, total=total, limit=limit, first=not after,
+                            next=None if following is None else encode(following), state=state or "",
                             states=sorted(chart.state_by_token))
 
     @router.get("/trains/{train_id}")

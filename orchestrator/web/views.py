@@ -17,6 +17,7 @@ from pyoxigraph import NamedNode
 from graph_store import NO_FILTER, PHT
 
 from ..api.deps import Services
+from ..page_tokens import TrainKey
 from ..principal import Principal
 from ..reads import Event, Execution, PendingDecision, Train, local_name, planned_executions
 from ..verification import train_verdict
@@ -64,12 +65,16 @@ class TrainRow:
     active_stations: str
 
 
-def train_rows(s: Services, principal: Principal, state: str | None) -> list[TrainRow]:
-    """Trains the caller may list, newest first, with progress (see ``Reads.trains``)."""
+def train_rows(s: Services, principal: Principal, state: str | None, after: TrainKey,
+               limit: int) -> tuple[list[TrainRow], int, TrainKey | None]:
+    """One page of the trains the caller may list, newest first, with progress (see ``Reads.trains``): its
+    rows, the list's total and the key of the next page (None on the last)."""
     state_iri = s.lifecycle.chart.state_by_token[state] if state else None
-    return [TrainRow(id=t.id, state=t.state, requester=t.requester, definition=t.definition, created=when(t.created),
-                     released=t.released, planned=t.planned, active_stations=", ".join(t.active_stations))
-            for t in s.reads.trains(principal, state_iri)]
+    found = s.reads.trains(principal, state_iri, after=after, limit=limit)
+    return ([TrainRow(id=t.id, state=t.state, requester=t.requester, definition=t.definition,
+                      created=when(t.created), released=t.released, planned=t.planned,
+                      active_stations=", ".join(t.active_stations)) for t in found.items],
+            found.total, found.next)
 
 
 # -- one train ---------------------------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""Keyset page tokens of the trains list: the position (creation time, identifier) after which the next page
+starts, as an opaque URL-safe string the API and the web view hand out and take back. A keyset page costs the
+same wherever it is in the list (``sparql_queries/trains_overview.rq``), where an offset costs every row before
+it; the token is not a secret and grants nothing (each page is still filtered by who asks)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from .errors import InvalidValue
+
+__all__ = ["FIRST", "TrainKey", "decode", "encode"]
+
+
+@dataclass(frozen=True)
+class TrainKey:
+    """A place in the trains list (newest first, then by identifier): the last train of a page."""
+
+    created: str
+    """The train's ``dcterms:created`` (xsd:dateTime lexical form)."""
+    id: str
+
+
+FIRST = TrainKey("9999-12-31T23:59:59Z", "")
+"""Before every train: the key of the first page."""
+
+
+def encode(key: TrainKey) -> str:
+    """The token of the page after ``key``."""
+    return base64.urlsafe_b64encode(json.dumps([key.created, key.id]).encode()).decode().rstrip("=")
+
+
+def decode(token: str) -> TrainKey:
+    """The key a token names; InvalidValue (422, one sentence) for anything this service did not hand out."""
+    try:
+        created, train_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not (isinstance(created, str) and isinstance(train_id, str) and len(train_id) <= 200):
+            raise ValueError(token)
+        datetime.fromisoformat(created)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidValue("the page token is not one this service handed out; "
+                           "start from the first page (leave 'after' out)") from None
+    return TrainKey(created, train_id)
