@@ -63,6 +63,7 @@ __all__ = [
     "sign_request",
     "signed_document",
     "signed_request_document",
+    "DEFINITION_PARTS",
     "SERVER_ADDED",
     "train_request_triples",
 ]
@@ -296,6 +297,9 @@ def train_request_triples(iris: ResourceIris, spec: DefinitionSpec, request: Tra
     return signed_document(definition, request_triples(iris, request, parameter_datatypes(definition)))
 
 
+DEFINITION_PARTS = (PHT.routeStop, PHT.parameter, PHT.dataspaceInput)
+"""The links from a definition to the nodes of its content: route stops, parameters, data-space inputs."""
+
 SERVER_ADDED = frozenset({DCTERMS.created, PROV.wasAttributedTo})
 """What the registry adds to a definition when it registers one: not part of its content, so not signed."""
 
@@ -315,6 +319,5 @@ def signed_request_document(statements: Iterable[Triple | Quad], request: NamedN
     if not any(t.predicate == RDF_TYPE and t.object == PHT.TrainRequest for t in own) or len(definitions) != 1:
         raise ValueError(f"{request.value} is not a train request naming one definition")
     definition = [t for t in about.get(definitions[0], []) if t.predicate not in SERVER_ADDED]
-    parts = [t.object for t in (*own, *definition) if t.predicate in (PHT.parameterBinding, PHT.routeStop,
-                                                                        PHT.parameter, PHT.dataspaceInput)]
+    parts = [t.object for t in (*own, *definition) if t.predicate in (PHT.parameterBinding, *DEFINITION_PARTS)]
     return sorted({*own, *definition, *(t for part in parts for t in about.get(part, []))}, key=str)

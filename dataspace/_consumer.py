@@ -21,7 +21,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 from graph_store import PHT
 
 from ._chart import chart
-from ._core import Core, ProtocolError, Reply, join
+from ._core import Core, ProtocolError, Reply, join, refusal_reason
 from ._messages import data_address, message
 from ._policy import Policy
 from ._records import Process
@@ -95,7 +95,7 @@ class Consumer:
         props = {e["name"]: e["value"] for e in address.get("endpointProperties", [])}
         r = self.core.http.get(address["endpoint"], headers={"Authorization": f"Bearer {props['authorization']}"})
         if r.status_code != 200:
-            raise TransferFailed(f"The provider refused the pull ({r.status_code}): {r.text[:300]}")
+            raise TransferFailed(f"The provider refused the pull ({r.status_code}): {refusal_reason(r)}")
         data = r.content
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise TransferFailed("The pulled data does not match the dataset's SHA-256.")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -118,7 +119,7 @@ class DataspaceConsumer:
             return consumer.pull(provider_url, agreement, sha256=dataset.get(SHA256_KEY))
         except TransferFailed:
             raise
-        except (RuntimeError, OSError, TimeoutError) as e:  # httpx errors, refusals, a provider that went quiet
+        except (RuntimeError, OSError, httpx.HTTPError) as e:  # refusals, unreachable, a provider that went quiet
             raise TransferFailed(f"Dataset {dataset_id} could not be obtained from {provider_url}: "
                                  f"{_first_line(e)}") from None
 
