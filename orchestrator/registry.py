@@ -165,7 +165,8 @@ class Registry:
                                 f"{'; '.join(differences)}; a definition cannot change, so give this one a new id")
 
 
-FIELDS = ("title", "image_name", "image_digest", "mode", "route", "rounds", "entrypoint", "aggregator", "parameters")
+FIELDS = ("title", "image_name", "image_digest", "mode", "route", "rounds", "entrypoint", "aggregator", "parameters",
+          "dataspace_inputs")
 """The fields of a definition (``DefinitionIn``) in the order a refusal names them."""
 
 
@@ -191,4 +192,7 @@ def _describe(d: NamedNode, quads: Iterable[Quad], iris: Iris) -> dict[str, str]
                                if by_subject[stop][PHT.station]),
             "rounds": one(d, PHT.rounds), "entrypoint": one(d, PHT.entrypoint),
             "aggregator": ", ".join(iris.local(a, "stations") for a in own[PHT.aggregator]),
-            "parameters": "; ".join(parameters)}
+            "parameters": "; ".join(parameters),
+            "dataspace_inputs": "; ".join(sorted(
+                f"{one(i, PHT.mountName)} ({one(i, PHT.providerDataset)} at {one(i, PHT.providerConnector)})"
+                for i in own[PHT.dataspaceInput]))}
