@@ -1,4 +1,5 @@
-"""``python -m dataspace``: one participant's connector, configured by ``PHT_DSP_*`` (``_settings.py``)."""
+"""``python -m dataspace``: one participant's connector, configured by ``PHT_DSP_*`` (``_settings.py``);
+``python -m dataspace identity ...``: the credential issuer's commands (``_identity_cli.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from graph_store import EmbeddedStore, tune_garbage_collection
 
 from . import Connector, connector_app
 from ._admin import admin_router
+from ._identity_cli import identity_main
 from ._settings import ServiceSettings
 
 
@@ -36,4 +38,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["identity"]:
+        raise SystemExit(identity_main(sys.argv[2:]))
     main()
