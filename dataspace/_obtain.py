@@ -51,8 +51,9 @@ class ConsumerSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], prefix: str, data_dir: Path) -> ConsumerSettings | None:
-        """Read ``{prefix}PARTICIPANT_ID``, ``CALLBACK_URL``, ``ISSUER``, ``ISSUER_KEY`` (PEM file),
-        ``IDENTITY_TOKEN_FILE`` and optionally ``LISTEN`` (``host:port``); None when no participant id is set.
+        """Read ``{prefix}PARTICIPANT_ID``, ``ISSUER``, ``ISSUER_KEY`` (PEM file), ``IDENTITY_TOKEN_FILE`` and
+        optionally ``CALLBACK_URL`` (where providers reach the callbacks; unset: loopback, for a provider on the same
+        host only) and ``LISTEN`` (``host:port``, default ``0.0.0.0:8091``); None when no participant id is set.
 
         :raises ValueError: one sentence naming the variable that is missing or wrong.
         """
@@ -76,7 +77,8 @@ class ConsumerSettings:
         host, _, port = env.get(prefix + "LISTEN", "0.0.0.0:8091").rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"{prefix}LISTEN must be host:port.")
-        return cls(participant_id=need("PARTICIPANT_ID"), callback_url=need("CALLBACK_URL"), issuer=need("ISSUER"),
+        return cls(participant_id=need("PARTICIPANT_ID"), callback_url=env.get(prefix + "CALLBACK_URL", "").strip(),
+                   issuer=need("ISSUER"),
                    issuer_key=key, identity_token_file=token_file, data_dir=data_dir, listen_host=host,
                    listen_port=int(port))
 
