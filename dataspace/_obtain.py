@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from graph_store import EmbeddedStore
 
@@ -28,7 +27,7 @@ from ._app import connector_app
 from ._connector import Connector
 from ._consumer import TransferFailed
 from ._core import ConnectorSettings
-from ._identity import TrustedIssuers
+from ._identity import TrustedIssuers, load_issuer_key
 from ._messages import SHA256_KEY
 
 __all__ = ["ConsumerSettings", "DataspaceConsumer"]
@@ -66,13 +65,7 @@ class ConsumerSettings:
                 raise ValueError(f"{prefix}{name} is required when {prefix}PARTICIPANT_ID is set.")
             return value
 
-        key_path = Path(need("ISSUER_KEY"))
-        try:
-            key = load_pem_public_key(key_path.read_bytes())
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{prefix}ISSUER_KEY {key_path} is not a readable PEM public key: {e}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError(f"{prefix}ISSUER_KEY {key_path} is not an Ed25519 key.")
+        key = load_issuer_key(Path(need("ISSUER_KEY")), prefix + "ISSUER_KEY")
         token_file = Path(need("IDENTITY_TOKEN_FILE"))
         host, _, port = env.get(prefix + "LISTEN", "0.0.0.0:8091").rpartition(":")
         if not host or not port.isdigit():
