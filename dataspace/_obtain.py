@@ -47,12 +47,14 @@ class ConsumerSettings:
     listen_host: str = "0.0.0.0"
     listen_port: int = 8091
     wait_timeout_s: float = 30.0
+    max_bytes: int = 1024**3  #: the largest dataset accepted (the catalog's size is checked first, then the bytes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], prefix: str, data_dir: Path) -> ConsumerSettings | None:
         """Read ``{prefix}PARTICIPANT_ID``, ``ISSUER``, ``ISSUER_KEY`` (PEM file), ``IDENTITY_TOKEN_FILE`` and
         optionally ``CALLBACK_URL`` (where providers reach the callbacks; unset: loopback, for a provider on the same
-        host only) and ``LISTEN`` (``host:port``, default ``0.0.0.0:8091``); None when no participant id is set.
+        host only), ``LISTEN`` (``host:port``, default ``0.0.0.0:8091``) and ``MAX_BYTES`` (the largest dataset
+        accepted, default 1 GiB); None when no participant id is set.
 
         :raises ValueError: one sentence naming the variable that is missing or wrong.
         """
@@ -70,10 +72,13 @@ class ConsumerSettings:
         host, _, port = env.get(prefix + "LISTEN", "0.0.0.0:8091").rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"{prefix}LISTEN must be host:port.")
+        max_bytes = env.get(prefix + "MAX_BYTES", str(cls.max_bytes)).strip()
+        if not max_bytes.isdigit() or int(max_bytes) < 1:
+            raise ValueError(f"{prefix}MAX_BYTES must be a positive number of bytes.")
         return cls(participant_id=need("PARTICIPANT_ID"), callback_url=env.get(prefix + "CALLBACK_URL", "").strip(),
                    issuer=need("ISSUER"),
                    issuer_key=key, identity_token_file=token_file, data_dir=data_dir, listen_host=host,
-                   listen_port=int(port))
+                   listen_port=int(port), max_bytes=int(max_bytes))
 
 
 class DataspaceConsumer:
@@ -110,8 +115,13 @@ class DataspaceConsumer:
             if not datasets:
                 raise TransferFailed(f"The provider at {provider_url} does not offer dataset {dataset_id}.")
             dataset = datasets[0]
+            size = dataset.get("dcat:byteSize")
+            if isinstance(size, int) and size > self.settings.max_bytes:
+                raise TransferFailed(f"Dataset {dataset_id} has {size} bytes, more than the "
+                                     f"{self.settings.max_bytes} accepted here.")
             agreement = consumer.negotiate(provider_url, dataset, provider_id=catalog["participantId"])
-            return consumer.pull(provider_url, agreement, sha256=dataset.get(SHA256_KEY))
+            return consumer.pull(provider_url, agreement, sha256=dataset.get(SHA256_KEY),
+                                 max_bytes=self.settings.max_bytes)
         except TransferFailed:
             raise
         except (RuntimeError, OSError, httpx.HTTPError) as e:  # refusals, unreachable, a provider that went quiet

@@ -27,7 +27,7 @@ __all__ = ["declared_inputs", "obtain_inputs"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _URL = re.compile(r"https?://\S+")
-COMPLETE = ".complete"
+COMPLETE = "dataspace-complete"  #: next to the mounted folder, so the train does not see it
 
 
 def declared_inputs(work: WorkItem) -> list[DataspaceInputSpec]:
@@ -52,7 +52,8 @@ def obtain_inputs(work: WorkItem, consumer: DataspaceConsumer | None, folder: Pa
         inputs = declared_inputs(work)
     except RequestRefused as e:
         return str(e)
-    if not inputs or (folder / COMPLETE).exists():
+    done = folder.parent / COMPLETE
+    if not inputs or done.exists():
         return None
     if consumer is None:
         return (f"train {work.train} reads data-space inputs, but station {station} has no data-space identity "
@@ -69,5 +70,5 @@ def obtain_inputs(work: WorkItem, consumer: DataspaceConsumer | None, folder: Pa
         target.mkdir(mode=0o755)
         (target / contract.DATASPACE_FILE).write_bytes(data)
         (target / contract.DATASPACE_FILE).chmod(0o444)
-    (folder / COMPLETE).touch()
+    done.touch()
     return None

@@ -38,6 +38,9 @@ def test_a_consumer_obtains_a_dataset_and_a_refusal_is_one_sentence(tmp_path: Pa
         code, out, err = run([provider.url, result.iri.value, "--out", str(tmp_path / "got.csv")], env)
         assert code == 0, err
         assert (tmp_path / "got.csv").read_bytes() == b"site,n\naachen,12\n" and "SHA-256 checked" in out
+        code, _, err = run([provider.url, result.iri.value, "--out", str(tmp_path / "big.csv")],
+                           {**env, "PHT_DSP_MAX_BYTES": "5"})
+        assert code == 1 and err == f"error: Dataset {result.iri.value} has 17 bytes, more than the 5 accepted here.\n"
         provider.connector.provider.withdraw(result.iri)
         code, _, err = run([provider.url, result.iri.value, "--out", str(tmp_path / "again.csv")], env)
         assert code == 1 and err == f"error: The provider at {provider.url} does not offer dataset {result.iri.value}.\n"

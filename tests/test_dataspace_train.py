@@ -113,6 +113,7 @@ def test_the_station_pulls_the_dataset_and_the_train_reads_it_mounted(world: Wor
     assert json.loads((out / "result.json").read_text()) == {"rows": 3, "sha256": result.sha256}
     seen = json.loads((out / "seen.json").read_text())
     assert seen["files"]["/pht/dataspace/cohort/data"] == COHORT.decode()
+    assert [f for f in seen["files"] if f.startswith("/pht/dataspace")] == ["/pht/dataspace/cohort/data"]
     assert world.pull_tokens, "the provider issued no pull token"
     # the train sees neither the station's identity nor the pull token: not in its environment, not in a file
     dumped = json.dumps(seen)
