@@ -6,7 +6,8 @@ deciding (part 2); so all three sign and check the same triples. It holds IRIs o
 RDFC-1.0 canonicalisation is a sort (cheap, and identical in every implementation):
 
 * the definition's content as the registry stores it (:func:`definition_triples`): the definition, its route
-  stops ``{definition}/stops/{i}`` and parameters ``{definition}/parameters/{name}``, without what the service
+  stops ``{definition}/stops/{i}``, parameters ``{definition}/parameters/{name}`` and data-space inputs
+  ``{definition}/dataspace-inputs/{name}``, without what the service
   adds when it registers one (``dcterms:created``, ``prov:wasAttributedTo``);
 * the request node ``urn:uuid:{uuid4}`` the client chooses (:func:`request_triples`): ``a pht:TrainRequest``,
   ``pht:ofDefinition``, ``pht:requestedBy`` (the researcher's agent IRI), ``dcterms:created``, one
@@ -46,10 +47,13 @@ from trust import create_proof
 from .wire import Strict
 
 __all__ = [
+    "DataspaceInputSpec",
     "DefinitionSpec",
     "ParameterSpec",
     "RequestSignature",
     "TrainRequest",
+    "dataspace_input_iri",
+    "dataspace_inputs",
     "definition_triples",
     "new_request_id",
     "now_created",
@@ -59,6 +63,7 @@ __all__ = [
     "sign_request",
     "signed_document",
     "signed_request_document",
+    "DEFINITION_PARTS",
     "SERVER_ADDED",
     "train_request_triples",
 ]
@@ -78,6 +83,16 @@ class ParameterSpec:
 
 
 @dataclass(frozen=True)
+class DataspaceInputSpec:
+    """A data-space input of a train definition (``DataspaceInputIn`` on the wire): mount name, provider connector
+    URL, dataset id."""
+
+    name: str
+    connector: str
+    dataset: str
+
+
+@dataclass(frozen=True)
 class DefinitionSpec:
     """A train definition's content (``DefinitionIn`` on the wire): what the registry stores and a request signs."""
 
@@ -91,6 +106,7 @@ class DefinitionSpec:
     entrypoint: str | None = None
     aggregator: str | None = None
     parameters: Sequence[ParameterSpec] = field(default_factory=tuple)
+    dataspace_inputs: Sequence[DataspaceInputSpec] = field(default_factory=tuple)
 
     @classmethod
     def from_wire(cls, body: Mapping[str, Any]) -> DefinitionSpec:
@@ -105,7 +121,9 @@ class DefinitionSpec:
                    aggregator=body.get("aggregator"),
                    parameters=tuple(ParameterSpec(p["name"], p.get("datatype", "string"), bool(p.get("required")),
                                                   p.get("default"))
-                                    for p in body.get("parameters") or ()))
+                                    for p in body.get("parameters") or ()),
+                   dataspace_inputs=tuple(DataspaceInputSpec(i["name"], i["connector"], i["dataset"])
+                                          for i in body.get("dataspace_inputs") or ()))
 
 
 @dataclass(frozen=True)
@@ -217,7 +235,31 @@ def definition_triples(iris: ResourceIris, spec: DefinitionSpec) -> list[Triple]
                     Triple(pi, PHT.required, rdf_literal(p.required, "boolean"))]
         if p.default is not None:
             triples.append(Triple(pi, PHT.defaultValue, rdf_literal(p.default, p.datatype)))
+    for inp in spec.dataspace_inputs:
+        node = dataspace_input_iri(d, inp.name)
+        triples += [Triple(d, PHT.dataspaceInput, node), Triple(node, RDF_TYPE, PHT.DataspaceInput),
+                    Triple(node, PHT.mountName, rdf_literal(inp.name)),
+                    Triple(node, PHT.providerConnector, rdf_literal(inp.connector, "anyURI")),
+                    Triple(node, PHT.providerDataset, rdf_literal(inp.dataset, "anyURI"))]
     return triples
+
+
+def dataspace_input_iri(definition: NamedNode, name: str) -> NamedNode:
+    """The IRI of a definition's data-space input ``name``."""
+    return NamedNode(f"{definition.value}/dataspace-inputs/{name}")
+
+
+def dataspace_inputs(statements: Iterable[Triple | Quad]) -> list[DataspaceInputSpec]:
+    """The data-space inputs a definition's content declares (e.g. a verified signed request's), by mount name."""
+    statements = list(statements)
+    declared = {t.object for t in statements if t.predicate == PHT.dataspaceInput}
+    values: dict[object, dict[NamedNode, str]] = {}
+    for t in statements:
+        if t.subject in declared and isinstance(t.object, Literal):
+            values.setdefault(t.subject, {})[t.predicate] = t.object.value
+    found = [DataspaceInputSpec(v.get(PHT.mountName, ""), v.get(PHT.providerConnector, ""),
+                                v.get(PHT.providerDataset, "")) for v in values.values()]
+    return sorted(found, key=lambda i: i.name)
 
 
 def request_triples(iris: ResourceIris, request: TrainRequest, datatypes: Mapping[str, str]) -> list[Triple]:
@@ -255,6 +297,9 @@ def train_request_triples(iris: ResourceIris, spec: DefinitionSpec, request: Tra
     return signed_document(definition, request_triples(iris, request, parameter_datatypes(definition)))
 
 
+DEFINITION_PARTS = (PHT.routeStop, PHT.parameter, PHT.dataspaceInput)
+"""The links from a definition to the nodes of its content: route stops, parameters, data-space inputs."""
+
 SERVER_ADDED = frozenset({DCTERMS.created, PROV.wasAttributedTo})
 """What the registry adds to a definition when it registers one: not part of its content, so not signed."""
 
@@ -274,6 +319,5 @@ def signed_request_document(statements: Iterable[Triple | Quad], request: NamedN
     if not any(t.predicate == RDF_TYPE and t.object == PHT.TrainRequest for t in own) or len(definitions) != 1:
         raise ValueError(f"{request.value} is not a train request naming one definition")
     definition = [t for t in about.get(definitions[0], []) if t.predicate not in SERVER_ADDED]
-    parts = [t.object for t in (*own, *definition) if t.predicate in (PHT.parameterBinding, PHT.routeStop,
-                                                                        PHT.parameter)]
+    parts = [t.object for t in (*own, *definition) if t.predicate in (PHT.parameterBinding, *DEFINITION_PARTS)]
     return sorted({*own, *definition, *(t for part in parts for t in about.get(part, []))}, key=str)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-__all__ = ["CheckIn", "Identifier", "LeaseIn", "LeaseOut", "OutputIn", "Reader", "StepIn", "StepOut", "Strict",
+__all__ = ["CheckIn", "DataspaceInputIn", "Identifier", "LeaseIn", "LeaseOut", "OutputIn", "Reader", "StepIn", "StepOut", "Strict",
            "WorkItem"]
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
@@ -20,6 +20,19 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class DataspaceInputIn(Strict):
+    """A dataset of a data-space provider a train definition reads (pht:DataspaceInput): each station on the route
+    negotiates for it with its own data-space identity, pulls it before the run and mounts it read-only at
+    ``/pht/dataspace/{name}``. It names no credential; it is part of the definition, so the signed request and the
+    station's approval cover it."""
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = Field(
+        description="the folder under /pht/dataspace the train finds the dataset in; unique within the definition")
+    connector: Annotated[str, StringConstraints(pattern=r"^https?://[^\s<>\"{}|\\^`]+$", max_length=500)] = Field(
+        description="the base URL of the provider's Dataspace Protocol connector")
+    dataset: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9+.-]*:[^\s<>\"{}|\\^`]+$", max_length=500)] = \
+        Field(description="the dataset's id (@id) in the provider's catalog, an IRI")
 
 
 class CheckIn(Strict):

@@ -5,7 +5,7 @@ A researcher publishes a result they decrypted (:meth:`Provider.publish`) under 
 participants ask the catalog, negotiate and obtain it by pull or push (:class:`Consumer`); every message in and
 out is checked against the official DSP JSON Schemas (:func:`validate_message`); every process is RDF in the
 connector's graph, advanced along the charts of ``ontology/dataspace.ttl`` by guarded, SHACL-validated writes.
-Serve it with :func:`connector_app`.
+Serve it with :func:`connector_app`; a station obtains datasets for a train with :class:`DataspaceConsumer`.
 """
 
 from ._admin import admin_router
@@ -14,6 +14,7 @@ from ._connector import Connector
 from ._consumer import Consumer, TransferFailed
 from ._core import ConnectorSettings, ProtocolError
 from ._identity import IdentityIssuer, IdentityRefused, TrustedIssuers
+from ._obtain import ConsumerSettings, DataspaceConsumer
 from ._policy import Claims, Constraint, Policy, PolicyInvalid
 from ._provider import Provider
 from ._records import PublishedResult
@@ -27,8 +28,10 @@ __all__ = [
     "ConnectorSettings",
     "Constraint",
     "Consumer",
+    "ConsumerSettings",
     "DATASPACE_GRAPH",
     "DSP_DIR",
+    "DataspaceConsumer",
     "IdentityIssuer",
     "IdentityRefused",
     "MEMBER_OF",

@@ -1,4 +1,6 @@
-"""``python -m dataspace``: one participant's connector, configured by ``PHT_DSP_*`` (``_settings.py``)."""
+"""``python -m dataspace``: one participant's connector, configured by ``PHT_DSP_*`` (``_settings.py``);
+``python -m dataspace identity ...``: the credential issuer's commands (``_identity_cli.py``); ``python -m dataspace
+obtain ...``: a consumer obtaining one dataset (``_obtain_cli.py``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from graph_store import EmbeddedStore, tune_garbage_collection
 
 from . import Connector, connector_app
 from ._admin import admin_router
+from ._identity_cli import identity_main
+from ._obtain_cli import obtain_main
 from ._settings import ServiceSettings
 
 
@@ -36,4 +40,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["identity"]:
+        raise SystemExit(identity_main(sys.argv[2:]))
+    if sys.argv[1:2] == ["obtain"]:
+        raise SystemExit(obtain_main(sys.argv[2:]))
     main()

@@ -21,7 +21,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 from graph_store import PHT
 
 from ._chart import chart
-from ._core import Core, ProtocolError, Reply, join
+from ._core import Core, ProtocolError, Reply, join, refusal_reason
 from ._messages import data_address, message
 from ._policy import Policy
 from ._records import Process
@@ -82,10 +82,11 @@ class Consumer:
             raise TransferFailed(f"The provider ended negotiation {cpid} in state {done.state_name}.")
         return str(done.agreement_id)
 
-    def pull(self, provider_url: str, agreement_id: str, *, sha256: str | None = None) -> bytes:
+    def pull(self, provider_url: str, agreement_id: str, *, sha256: str | None = None,
+             max_bytes: int | None = None) -> bytes:
         """Request a pull transfer under an agreement, fetch the data with the token once, complete it.
 
-        :raises TransferFailed: refused, terminated, or the bytes do not match ``sha256``.
+        :raises TransferFailed: refused, terminated, more than ``max_bytes``, or the bytes do not match ``sha256``.
         """
         cpid = self._request_transfer(provider_url, agreement_id, PULL, None)
         done = self.core.wait_for(lambda: self._settled(TRANSFER, cpid, "STARTED"), f"transfer {cpid}")
@@ -93,10 +94,18 @@ class Consumer:
         if done.state_name != "STARTED" or address is None:
             raise TransferFailed(f"The provider ended transfer {cpid} in state {done.state_name}.")
         props = {e["name"]: e["value"] for e in address.get("endpointProperties", [])}
-        r = self.core.http.get(address["endpoint"], headers={"Authorization": f"Bearer {props['authorization']}"})
-        if r.status_code != 200:
-            raise TransferFailed(f"The provider refused the pull ({r.status_code}): {r.text[:300]}")
-        data = r.content
+        headers = {"Authorization": f"Bearer {props['authorization']}"}
+        with self.core.http.stream("GET", address["endpoint"], headers=headers) as r:
+            if r.status_code != 200:
+                r.read()
+                raise TransferFailed(f"The provider refused the pull ({r.status_code}): {refusal_reason(r)}")
+            chunks, size = [], 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    raise TransferFailed(f"The provider sent more than {max_bytes} bytes, the most accepted here.")
+                chunks.append(chunk)
+        data = b"".join(chunks)
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise TransferFailed("The pulled data does not match the dataset's SHA-256.")
         p = self._process(TRANSFER, cpid)

@@ -25,7 +25,7 @@ from ._policy import Claims
 from ._records import OutOfOrder, Process, Records
 from ._schemas import MessageInvalid, validate_message
 
-__all__ = ["ConnectorSettings", "Core", "ProtocolError", "Reply", "join"]
+__all__ = ["ConnectorSettings", "Core", "ProtocolError", "Reply", "join", "refusal_reason"]
 
 @dataclass(frozen=True)
 class ConnectorSettings:
@@ -142,7 +142,7 @@ class Core:
         validate_message(body, body["@type"])
         response = self.http.post(url, json=body, headers={"Authorization": f"Bearer {self.identity_token()}"})
         if response.status_code not in expect:
-            raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:300]}")
+            raise RuntimeError(f"{url} answered {response.status_code}: {refusal_reason(response)}")
         return response
 
     # -- waiting ----------------------------------------------------------------------------------------------
@@ -162,6 +162,18 @@ class Core:
                     raise TimeoutError(f"Gave up waiting for {what}.")
                 self._changed.wait(min(left, 0.25))
             return value
+
+
+def refusal_reason(response: httpx.Response) -> str:
+    """The reason a DSP error body gives (its ``reason`` list joined), else the start of the body."""
+    try:
+        body = response.json()
+        reasons = body.get("reason") if isinstance(body, dict) else None
+    except ValueError:
+        reasons = None
+    if isinstance(reasons, list) and reasons and all(isinstance(r, str) for r in reasons):
+        return " ".join(reasons)[:300]
+    return response.text[:300]
 
 
 def join(base: str, path: str) -> str:

@@ -11,14 +11,30 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from ._policy import Claims
 
-__all__ = ["IdentityIssuer", "IdentityRefused", "TrustedIssuers"]
+__all__ = ["IdentityIssuer", "IdentityRefused", "TrustedIssuers", "load_issuer_key"]
+
+
+def load_issuer_key(path: Path, variable: str) -> Ed25519PublicKey:
+    """The trusted issuer's public key from a PEM file (the setting ``variable`` names it).
+
+    :raises ValueError: one sentence naming the variable: unreadable, not PEM, not Ed25519.
+    """
+    try:
+        key = load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{variable} {path} is not a readable PEM public key: {e}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{variable} {path} is not an Ed25519 key.")
+    return key
 
 
 class IdentityRefused(ValueError):

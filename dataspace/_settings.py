@@ -19,11 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
 from ._core import ConnectorSettings
-from ._identity import TrustedIssuers
+from ._identity import TrustedIssuers, load_issuer_key
 
 __all__ = ["ServiceSettings"]
 
@@ -54,13 +51,7 @@ class ServiceSettings:
         admin = need("PHT_DSP_ADMIN_TOKEN")
         if len(admin) < 32:
             raise ValueError("PHT_DSP_ADMIN_TOKEN must have at least 32 characters.")
-        key_path = Path(need("PHT_DSP_ISSUER_KEY"))
-        try:
-            key = load_pem_public_key(key_path.read_bytes())
-        except (OSError, ValueError) as e:
-            raise ValueError(f"PHT_DSP_ISSUER_KEY {key_path} is not a readable PEM public key: {e}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError(f"PHT_DSP_ISSUER_KEY {key_path} is not an Ed25519 key.")
+        key = load_issuer_key(Path(need("PHT_DSP_ISSUER_KEY")), "PHT_DSP_ISSUER_KEY")
         token_file = Path(need("PHT_DSP_IDENTITY_TOKEN_FILE"))
         if not token_file.is_file():
             raise ValueError(f"PHT_DSP_IDENTITY_TOKEN_FILE {token_file} does not exist.")

@@ -16,6 +16,7 @@ import uvicorn
 
 from client import CentralClient
 from client.key_claims import keys_in
+from dataspace import ConsumerSettings
 from graph_store import EmbeddedStore
 from orchestrator import DEMO_SECRET, STATION_TOKEN_TTL_S, Role, Settings, create_app, issue_token
 from station import (
@@ -50,6 +51,7 @@ class StationSpec:
     id: str
     dataset: Path
     policy: StationPolicy = AUTOMATIC
+    dataspace: ConsumerSettings | None = None  #: the station's data-space identity (data-space trains)
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,8 @@ class LocalPlatform:
                                    state_dir=self.workdir / "stations" / spec.id,
                                    objects_url=f"file://{self.workdir / 'objects'}",
                                    runtime=self.runtime, poll_interval_s=self.poll_interval_s, limits=self.limits,
-                                   mpu_url=self.mpu_urls.get(spec.id), keys_dir=self.workdir / "keys" / spec.id)
+                                   mpu_url=self.mpu_urls.get(spec.id), keys_dir=self.workdir / "keys" / spec.id,
+                                   dataspace=spec.dataspace)
         agent = StationAgent(settings, runtime=runtime, objects=self.objects, policy_loader=lambda: spec.policy)
         thread = threading.Thread(target=agent.run, name=f"station-{spec.id}", daemon=True)
         thread.start()

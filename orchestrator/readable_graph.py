@@ -54,7 +54,8 @@ from .reads import may_see_train
 
 __all__ = ["ReadableGraphs", "reads_everything"]
 
-PUBLIC_CLASSES = (PHT.Station, ORG.Organization, DCAT.Dataset, PHT.TrainDefinition, PHT.RouteStop, PHT.Parameter)
+PUBLIC_CLASSES = (PHT.Station, ORG.Organization, DCAT.Dataset, PHT.TrainDefinition, PHT.RouteStop, PHT.Parameter,
+                  PHT.DataspaceInput)
 """What the registry publishes: every authenticated caller may read resources of these classes."""
 
 CACHED_VIEWS = 256

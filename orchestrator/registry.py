@@ -16,7 +16,7 @@ from typing import Any
 
 from pyoxigraph import NamedNode, Quad
 
-from client.train_request import DefinitionSpec, ParameterSpec, definition_triples, rdf_literal
+from client.train_request import DataspaceInputSpec, DefinitionSpec, ParameterSpec, definition_triples, rdf_literal
 from graph_store import CENTRAL_GRAPH, DCAT, DCTERMS, ORG, PHT, PROV, RDF_TYPE, RDFS, XSD, ChangeSet, GraphStore
 
 from .errors import Forbidden, LifecycleError
@@ -27,7 +27,8 @@ from .naming import Iris
 from .principal import Principal, Role
 from .signed_requests import definition_content
 
-__all__ = ["Registry", "StationSpec", "DatasetSpec", "DefinitionSpec", "ParameterSpec", "AlreadyExists"]
+__all__ = ["Registry", "StationSpec", "DatasetSpec", "DataspaceInputSpec", "DefinitionSpec", "ParameterSpec",
+           "AlreadyExists"]
 
 G = CENTRAL_GRAPH
 RUNTIMES = {"docker": PHT.DockerRuntime, "podman": PHT.PodmanRuntime, "kubernetes": PHT.KubernetesRuntime,
@@ -127,6 +128,9 @@ class Registry:
         names = [p.name for p in spec.parameters]
         if len(set(names)) != len(names):
             raise LifecycleError("parameter names must be unique")
+        mounts = [i.name for i in spec.dataspace_inputs]
+        if len(set(mounts)) != len(mounts):
+            raise LifecycleError("the names of the data-space inputs must be unique")
         bad = sorted({p.datatype for p in spec.parameters} - DATATYPES)
         if bad:
             raise LifecycleError(f"unknown parameter datatype(s) {', '.join(bad)}; use {', '.join(sorted(DATATYPES))}")
@@ -161,7 +165,8 @@ class Registry:
                                 f"{'; '.join(differences)}; a definition cannot change, so give this one a new id")
 
 
-FIELDS = ("title", "image_name", "image_digest", "mode", "route", "rounds", "entrypoint", "aggregator", "parameters")
+FIELDS = ("title", "image_name", "image_digest", "mode", "route", "rounds", "entrypoint", "aggregator", "parameters",
+          "dataspace_inputs")
 """The fields of a definition (``DefinitionIn``) in the order a refusal names them."""
 
 
@@ -187,4 +192,7 @@ def _describe(d: NamedNode, quads: Iterable[Quad], iris: Iris) -> dict[str, str]
                                if by_subject[stop][PHT.station]),
             "rounds": one(d, PHT.rounds), "entrypoint": one(d, PHT.entrypoint),
             "aggregator": ", ".join(iris.local(a, "stations") for a in own[PHT.aggregator]),
-            "parameters": "; ".join(parameters)}
+            "parameters": "; ".join(parameters),
+            "dataspace_inputs": "; ".join(sorted(
+                f"{one(i, PHT.mountName)} ({one(i, PHT.providerDataset)} at {one(i, PHT.providerConnector)})"
+                for i in own[PHT.dataspaceInput]))}

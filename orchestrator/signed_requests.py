@@ -16,7 +16,7 @@ from datetime import datetime
 
 from pyoxigraph import NamedNode, Quad, Triple
 
-from client.train_request import SERVER_ADDED, RequestSignature, request_triples, signed_document
+from client.train_request import DEFINITION_PARTS, SERVER_ADDED, RequestSignature, request_triples, signed_document
 from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, GraphStore
 from trust import Proof, ProofError, verify_proof
 
@@ -30,12 +30,12 @@ G = CENTRAL_GRAPH
 
 
 def definition_content(store: GraphStore, definition: NamedNode, *, with_server_added: bool = True) -> list[Quad]:
-    """The registered definition, its route stops and parameters as stored (empty if there is none); without
+    """The registered definition, its route stops, parameters and data-space inputs as stored (empty if there is none); without
     ``with_server_added``, the definition's content only (what a train request signs)."""
     own = store.quads(definition, None, None, G)
     if not any(q.predicate == RDF_TYPE for q in own):
         return []
-    parts = [q.object for q in own if q.predicate in (PHT.routeStop, PHT.parameter)]
+    parts = [q.object for q in own if q.predicate in DEFINITION_PARTS]
     quads = own + [q for part in parts for q in store.quads(part, None, None, G)]
     if with_server_added:
         return quads

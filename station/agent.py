@@ -32,8 +32,11 @@ from client.execution_records import How
 from client.public_keys import PublicKeyRecord
 from trust import SealError
 
+from dataspace import DataspaceConsumer
+
 from . import archive, contract
 from .approvals import ApprovalLedger, differences
+from .dataspace_inputs import declared_inputs, obtain_inputs
 from .encryption import EncryptionRefused, fetch_opened, readers_for, seal_output, station_identity
 from .events import EventSink
 from .image_registry import RegistryError, parse_reference, registry_credentials
@@ -140,6 +143,7 @@ class StationAgent:
         self._policy_cache: tuple[object, StationPolicy] | None = None
         self._policy_loader = policy_loader or self._load_policy_file
         self._stop = threading.Event()
+        self._dataspace: DataspaceConsumer | None = None  # started at the first data-space train
         settings.state_dir.mkdir(parents=True, exist_ok=True)
 
     def _load_policy_file(self) -> StationPolicy:
@@ -215,6 +219,8 @@ class StationAgent:
         self.client.close()
         self.events.close()
         self.runtime.close()
+        if self._dataspace is not None:
+            self._dataspace.close()
 
     def poll_once(self) -> int:
         """Take or renew the station's lease, then advance every work item by as many steps as the station can
@@ -347,7 +353,7 @@ class StationAgent:
             self.runtime.check_image(work.image_name, work.image_digest)
         except (ImageRefused, RegistryError) as e:
             return self._fail(work, "pulling", str(e))
-        problem = self._fetch_inputs(work)
+        problem = self._fetch_inputs(work) or self._obtain_dataspace_inputs(work)
         if problem is not None:
             return self._fail(work, "pulling", problem)
         return self._fire(work, "pulling", "running", "", used=tuple(self.settings.datasets))
@@ -377,6 +383,17 @@ class StationAgent:
         done.touch()
         return None
 
+    def _obtain_dataspace_inputs(self, work: WorkItem) -> str | None:
+        """The train's data-space inputs, obtained with the station's own identity (``dataspace_inputs.py``)."""
+        try:
+            declared = declared_inputs(work)
+        except RequestRefused as e:
+            return str(e)
+        if declared and self._dataspace is None and self.settings.dataspace is not None:
+            self._dataspace = DataspaceConsumer(self.settings.dataspace)
+        folder = Holding(self.settings.state_dir, work.execution).root / "dataspace"
+        return obtain_inputs(work, self._dataspace, folder, self.settings.station_id)
+
     # -- running --------------------------------------------------------------------------------------------
 
     def _run(self, work: WorkItem) -> str | None:
@@ -396,9 +413,10 @@ class StationAgent:
         except SignerUnavailable as e:
             return self._fail(work, "running", str(e))
         self.runtime.discard(work.execution)
-        problem = self._fetch_inputs(work)
+        problem = self._fetch_inputs(work) or self._obtain_dataspace_inputs(work)
         if problem is not None:
             return self._fail(work, "running", problem)
+        dataspace_dir = hold.root / "dataspace"
         dataset = next(iter(self.settings.datasets.values()))
         _write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
         shutil.rmtree(hold.output, ignore_errors=True)
@@ -409,7 +427,8 @@ class StationAgent:
                        environment=contract.run_environment(role=role, round_=work.round,
                                                             station=self.settings.station_id,
                                                             input_count=len(work.input_digests)),
-                       entrypoint=work.entrypoint.split() if work.entrypoint else None, limits=self.settings.limits)
+                       entrypoint=work.entrypoint.split() if work.entrypoint else None, limits=self.settings.limits,
+                       dataspace_dir=dataspace_dir if dataspace_dir.is_dir() else None)
         self.events.started_running(work)
         started = datetime.now(timezone.utc)
         try:

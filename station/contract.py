@@ -9,6 +9,8 @@ from types import MappingProxyType
 
 DATA_DIR = "/pht/data"          #: the station's dataset, read-only
 INPUT_DIR = "/pht/input"        #: previous outputs, read-only: one sub-folder per input (``0``, ``1``, ...)
+DATASPACE_DIR = "/pht/dataspace"  #: data-space inputs, read-only: ``{name}/data`` per declared input
+DATASPACE_FILE = "data"         #: the file name of a data-space input's bytes in its folder
 PARAMS_FILE = "/pht/params.json"  #: the train's parameter values, a JSON object of strings, read-only
 OUTPUT_DIR = "/pht/output"      #: the only writable place; everything in it is the output
 WORK_DIR = "/tmp"               #: scratch space (small tmpfs), discarded
@@ -20,6 +22,7 @@ TRAIN_UID = 10001               #: trains run as this unprivileged user and grou
 PATH_ENV = MappingProxyType({
     "PHT_DATA_DIR": DATA_DIR,
     "PHT_INPUT_DIR": INPUT_DIR,
+    "PHT_DATASPACE_DIR": DATASPACE_DIR,
     "PHT_PARAMS_FILE": PARAMS_FILE,
     "PHT_OUTPUT_DIR": OUTPUT_DIR,
     "HOME": WORK_DIR,

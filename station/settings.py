@@ -5,6 +5,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataspace import ConsumerSettings
+
 from .runtimes.base import Limits
 
 
@@ -42,6 +44,10 @@ class StationSettings:
     #: registry host, used to pull train images by digest (``station/image_registry.py``); None: the agent user's
     #: own ``docker login``, if any, else anonymous
     registry_auth_file: Path | None = None
+    #: ``PHT_STATION_DSP_*``: this station's data-space identity (participant id, callback URL, trusted issuer and
+    #: its key, identity token file, listen address), used to obtain a data-space train's inputs
+    #: (``station/dataspace_inputs.py``); None: the station runs no data-space train
+    dataspace: ConsumerSettings | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "StationSettings":
@@ -78,8 +84,13 @@ class StationSettings:
                                            "into it (pht token issue --role station)")
         else:
             token = need("PHT_STATION_TOKEN")
+        state_dir = Path(need("PHT_STATION_STATE_DIR"))
+        try:
+            dataspace = ConsumerSettings.from_env(environ, "PHT_STATION_DSP_", state_dir / "dataspace-connector")
+        except ValueError as e:
+            raise StationSettingsError(str(e)) from None
         return cls(station_id=need("PHT_STATION_ID"), central_url=need("PHT_CENTRAL_URL"),
-                   token=token, token_file=token_file, datasets=datasets, state_dir=Path(need("PHT_STATION_STATE_DIR")),
+                   token=token, token_file=token_file, datasets=datasets, state_dir=state_dir, dataspace=dataspace,
                    objects_url=need("PHT_OBJECTS_URL"), runtime=environ.get("PHT_STATION_RUNTIME", "docker"),
                    policy_file=Path(policy) if policy else None, poll_interval_s=interval,
                    mpu_url=environ.get("PHT_MPU_URL") or None,

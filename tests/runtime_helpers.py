@@ -18,7 +18,7 @@ DATASET_TEXT = "id,age\n1,42\n2,57\n"
 
 
 def make_spec(tmp_path: Path, *, name: str, image: str, digest: str, params: dict[str, str],
-              limits: Limits | None = None, with_input: bool = False,
+              limits: Limits | None = None, with_input: bool = False,  # with an input and a data-space input
               entrypoint: list[str] | None = None) -> RunSpec:
     """A RunSpec with a small dataset whose file is world-writable on the host: only the read-only mount
     can stop the train from writing it, so an EROFS from inside proves the mount. ``name`` gets the pid
@@ -30,11 +30,18 @@ def make_spec(tmp_path: Path, *, name: str, image: str, digest: str, params: dic
     (dataset / DATASET_FILE).write_text(DATASET_TEXT)
     (dataset / DATASET_FILE).chmod(0o666)
     input_dir = None
+    dataspace_dir = None
     if with_input:
         input_dir = tmp_path / "input"
         (input_dir / "0").mkdir(parents=True)
         (input_dir / "0" / "result.json").write_text("{}")
         for path in (input_dir, input_dir / "0"):
+            path.chmod(0o777)
+        dataspace_dir = tmp_path / "dataspace"  # a data-space input, world-writable: only the mount protects it
+        (dataspace_dir / "cohort").mkdir(parents=True)
+        (dataspace_dir / "cohort" / "data").write_text("id\n1\n")
+        (dataspace_dir / "cohort" / "data").chmod(0o666)
+        for path in (dataspace_dir, dataspace_dir / "cohort"):
             path.chmod(0o777)
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(params))
@@ -44,7 +51,7 @@ def make_spec(tmp_path: Path, *, name: str, image: str, digest: str, params: dic
         params_file=params_file, output_dir=tmp_path / "output",
         environment=contract.run_environment(role=contract.ROLE_STATION, round_=1, station="test-station",
                                              input_count=1 if with_input else 0),
-        entrypoint=entrypoint, limits=limits or Limits(timeout_s=60))
+        entrypoint=entrypoint, limits=limits or Limits(timeout_s=60), dataspace_dir=dataspace_dir)
 
 
 def python_train(code: str) -> list[str]:

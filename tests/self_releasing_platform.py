@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from dataspace import ConsumerSettings
 from local_platform import LocalPlatform, StationSpec
 from station import StationPolicy
 from station.runtimes.process import IsolationWarning
@@ -21,9 +22,11 @@ DOCKERFILE = ('FROM pht/python-base:bookworm\nWORKDIR /train\nCOPY train.py /tra
 
 @contextmanager
 def self_releasing_platform(tmp: Path, route: Sequence[str], train_source: str,
-                            train_folder: str = "train") -> Iterator[tuple[LocalPlatform, Path]]:
+                            train_folder: str = "train", *,
+                            dataspace: ConsumerSettings | None = None) -> Iterator[tuple[LocalPlatform, Path]]:
     """The platform (stopped on exit) under ``tmp`` with a station per ``route`` entry, each with an empty data
-    folder, and the train folder ``tmp/train_folder`` whose ``train.py`` is ``train_source``."""
+    folder, and the train folder ``tmp/train_folder`` whose ``train.py`` is ``train_source``; ``dataspace``: the
+    stations' data-space identity, if they run data-space trains."""
     train = tmp / train_folder
     train.mkdir()
     (train / "Dockerfile").write_text(DOCKERFILE)
@@ -32,7 +35,7 @@ def self_releasing_platform(tmp: Path, route: Sequence[str], train_source: str,
     specs = []
     for sid in route:
         (tmp / "data" / sid).mkdir(parents=True)
-        specs.append(StationSpec(sid, tmp / "data" / sid, policy))
+        specs.append(StationSpec(sid, tmp / "data" / sid, policy, dataspace))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IsolationWarning)
         platform = LocalPlatform(tmp / "platform", specs, runtime="process", poll_interval_s=0.05)

@@ -298,6 +298,16 @@ def _start_pull(space, tmp_path) -> tuple[str, str, bytes]:
     return address["endpoint"], props["authorization"], data
 
 
+def test_a_pull_larger_than_accepted_is_cut_off(space, tmp_path) -> None:
+    """The consumer reads at most ``max_bytes`` of what a provider sends, whatever its catalog said."""
+    provider, consumer = space["provider"], space["consumer"]
+    result, _ = publish(provider, tmp_path, STANDARD, size=4096)
+    c = consumer.connector.consumer
+    agreement = c.negotiate(provider.url, dataset_of(consumer, provider, result), provider_id=PROVIDER_ID)
+    with pytest.raises(TransferFailed, match="^The provider sent more than 1000 bytes, the most accepted here.$"):
+        c.pull(provider.url, agreement, max_bytes=1000)
+
+
 def test_a_pull_token_works_once(space, tmp_path) -> None:
     endpoint, token, data = _start_pull(space, tmp_path)
     assert httpx.get(endpoint).status_code == 401

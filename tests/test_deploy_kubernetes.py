@@ -336,8 +336,9 @@ def runtime_objects(spec: RunSpec, *, dataset_source: Mapping[str, Any] | None =
 
 def test_every_site_and_base_is_here() -> None:
     """The list the parametrised tests below run over is found, not typed: this pins that nothing went missing."""
-    assert KUSTOMIZATIONS == ["base/central", "base/harbor", "base/station", "flux/central-site", "flux/station-site",
-                              "overlays/central-site", "overlays/station-site"]
+    assert KUSTOMIZATIONS == ["base/central", "base/dataspace-provider", "base/harbor", "base/station",
+                              "flux/central-site", "flux/station-site", "overlays/central-site",
+                              "overlays/dataspace-provider", "overlays/station-site"]
 
 
 @pytest.mark.real_component("kubectl")
@@ -379,6 +380,7 @@ def test_every_image_is_pinned_by_digest_after_the_overlay(folder: str) -> None:
 def test_the_bases_name_images_the_overlays_pin() -> None:
     """Unpinned in the bases, so that forgetting an overlay's images: entry is a finding, not a silent tag."""
     assert digest_findings(render("base/central")) and digest_findings(render("base/station"))
+    assert digest_findings(render("base/dataspace-provider"))
 
 
 @pytest.mark.real_component("kubectl")
@@ -472,6 +474,8 @@ def test_every_durable_state_is_on_a_claim() -> None:
     env = {e["name"]: e.get("value") for e in kind_named(station, "Deployment", "pht-mpu")["spec"]["template"]["spec"]
            ["containers"][0]["env"]}
     assert env["PHT_MPU_DATA_DIR"] == "/var/lib/pht/mpu"
+    assert claimed(render("overlays/dataspace-provider"), "Deployment", "pht-dataspace-connector",
+                   "/var/lib/pht/dataspace")
 
 
 @pytest.mark.real_component("kubectl")

@@ -146,6 +146,8 @@ def test_locked_down(engine: DockerRuntime, probe_image: tuple[str, str], tmp_pa
     assert (spec.dataset_dir / DATASET_FILE).read_text() == DATASET_TEXT
     assert sorted(p.name for p in spec.dataset_dir.iterdir()) == [DATASET_FILE]
     assert report["inputs"] == ["0"] and report["write_input"] == "EROFS"
+    assert report["dataspace"] == ["cohort"] and report["write_dataspace"] == "EROFS"
+    assert report["write_dataspace_existing"] == "EROFS"
     assert report["write_params"] in {"EROFS", "EACCES"}
     assert report["write_root"] == report["write_etc"] == report["write_app"] == "EROFS"
     assert report["write_tmp"] == "written"

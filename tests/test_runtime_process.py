@@ -123,6 +123,8 @@ def test_sandboxed(sandbox: ProcessRuntime, tmp_path: Path) -> None:
     assert report["write_data_existing"] == report["write_data_new"] == "EROFS"
     assert (spec.dataset_dir / DATASET_FILE).read_text() == DATASET_TEXT
     assert report["inputs"] == ["0"] and report["write_input"] == "EROFS"
+    assert report["dataspace"] == ["cohort"] and report["write_dataspace"] == "EROFS"
+    assert report["write_dataspace_existing"] == "EROFS"
     assert report["write_root"] == report["write_etc"] == report["write_app"] == "EROFS"
     assert report["write_params"] in {"EROFS", "EACCES"}
     assert report["write_tmp"] == "written"

@@ -399,3 +399,33 @@ def test_the_generated_train_file_is_refused_until_its_digest_is_filled_in(centr
     said = one_sentence_error(submit(central, str(tmp_path / "fresh" / "train.json")))
     assert "placeholder" in said and "pht station build-image" in said
     assert len(central.store) == before
+
+
+# ---------------------------------------------------------------------------- data-space inputs
+
+COHORT = {"name": "cohort", "connector": "https://provider.example.org/dsp",
+          "dataset": "https://provider.example.org/id/results/1"}
+
+
+def test_data_space_inputs_are_validated_registered_and_immutable() -> None:
+    """A definition's data-space inputs (docs/dataspace.md, use case 2): bad values are refused with one sentence,
+    good ones stored (SHACL-valid) and, like every field, cannot change under the same id."""
+    store = new_central_store()
+    with service(store) as client:
+        for bad, expected in (({**COHORT, "name": "../etc"}, "should match pattern"),
+                              ({**COHORT, "connector": "file:///etc/passwd"}, "should match pattern"),
+                              ({**COHORT, "dataset": "not an iri"}, "should match pattern"),
+                              ({**COHORT, "token": "secret"}, "Extra inputs are not permitted")):
+            r = client.post("/api/definitions", headers=ALICE, json=definition("ds-bad", dataspace_inputs=[bad]))
+            assert r.status_code == 422 and expected in r.text, r.text
+        r = client.post("/api/definitions", headers=ALICE,
+                        json=definition("ds-twice", dataspace_inputs=[COHORT, {**COHORT, "dataset": "urn:x:2"}]))
+        assert r.status_code == 400 and r.json()["detail"].startswith("the names of the data-space inputs must be unique")
+        assert client.post("/api/definitions", headers=ALICE,
+                           json=definition("ds", dataspace_inputs=[COHORT])).status_code == 201
+        other = client.post("/api/definitions", headers=ALICE,
+                            json=definition("ds", dataspace_inputs=[{**COHORT, "dataset": "urn:x:other"}]))
+        assert other.status_code == 409
+        assert ("dataspace_inputs (registered cohort (https://provider.example.org/id/results/1 at "
+                "https://provider.example.org/dsp), given cohort (urn:x:other at") in other.json()["detail"]
+    assert "ds-bad" not in str(list(store.quads(None, None, None, None)))

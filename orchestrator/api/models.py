@@ -15,7 +15,8 @@ from client.train_request import RequestSignature
 
 # the station <-> central wire (the station routes' bodies), defined once in client/wire.py for the station's
 # client too, and re-exported here (in __all__) with the other models
-from client.wire import CheckIn, Identifier, LeaseIn, LeaseOut, OutputIn, StepIn, StepOut, Strict, WorkItem
+from client.wire import (CheckIn, DataspaceInputIn, Identifier, LeaseIn, LeaseOut, OutputIn, StepIn, StepOut, Strict,
+                         WorkItem)
 
 __all__ = [
     "CancelIn",
@@ -189,6 +190,9 @@ class DefinitionIn(Strict):
     aggregator: Identifier | None = Field(
         default=None, description="federated mode: the id of the station that combines each round's outputs")
     parameters: list[ParameterIn] = Field(default=[], max_length=100)
+    dataspace_inputs: list[DataspaceInputIn] = Field(
+        default=[], max_length=20, description="datasets of data-space providers the train reads (docs/dataspace.md): "
+                                               "each station obtains them with its own identity before the run")
 
 
 class DefinitionOut(BaseModel):

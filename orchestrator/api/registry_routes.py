@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from ..errors import NotFound
 from ..principal import Principal, Role
 from ..reads import local_name, text
-from ..registry import DatasetSpec, DefinitionSpec, ParameterSpec, StationSpec
+from ..registry import DatasetSpec, DataspaceInputSpec, DefinitionSpec, ParameterSpec, StationSpec
 from .deps import Services, page
 from .models import (
     Created,
@@ -35,7 +35,8 @@ def definition_spec(body: DefinitionIn) -> DefinitionSpec:
     """The registry's spec of a definition the API received (here or inline in a submitted train)."""
     return DefinitionSpec(body.id, body.title, body.image_name, body.image_digest, body.mode, body.route,
                           body.rounds, body.entrypoint, body.aggregator,
-                          [ParameterSpec(p.name, p.datatype, p.required, p.default) for p in body.parameters])
+                          [ParameterSpec(p.name, p.datatype, p.required, p.default) for p in body.parameters],
+                          [DataspaceInputSpec(i.name, i.connector, i.dataset) for i in body.dataspace_inputs])
 
 
 def registry_router(s: Services) -> APIRouter:

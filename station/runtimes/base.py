@@ -40,6 +40,7 @@ class RunSpec:
     output_dir: Path                #: host folder that receives the output after the run (created empty)
     environment: Mapping[str, str]  #: from ``contract.run_environment``
     entrypoint: list[str] | None = None
+    dataspace_dir: Path | None = None  #: mounted read-only at ``contract.DATASPACE_DIR`` (None: empty)
     limits: Limits = field(default_factory=Limits)
 
 

@@ -260,7 +260,8 @@ class DockerRuntime:
             self._remove(spec.name, container, volume)
 
     def _check_host_paths(self, spec: RunSpec) -> None:
-        for path, kind in ((spec.dataset_dir, "dataset folder"), (spec.input_dir, "input folder")):
+        for path, kind in ((spec.dataset_dir, "dataset folder"), (spec.input_dir, "input folder"),
+                           (spec.dataspace_dir, "data-space folder")):
             if path is not None and not Path(path).is_dir():
                 raise RuntimeFailure(f"{kind} {path} does not exist")
         if not Path(spec.params_file).is_file():
@@ -297,6 +298,11 @@ class DockerRuntime:
             mounts.append(Mount(contract.INPUT_DIR, str(Path(spec.input_dir).resolve()), type="bind", read_only=True))
         else:
             tmpfs[contract.INPUT_DIR] = "ro,noexec,nosuid,nodev,size=4k"
+        if spec.dataspace_dir is not None:
+            mounts.append(Mount(contract.DATASPACE_DIR, str(Path(spec.dataspace_dir).resolve()), type="bind",
+                                read_only=True))
+        else:
+            tmpfs[contract.DATASPACE_DIR] = "ro,noexec,nosuid,nodev,size=4k"
         host_config = api.create_host_config(
             mounts=mounts,
             tmpfs=tmpfs,

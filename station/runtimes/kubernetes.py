@@ -135,6 +135,7 @@ def job_manifest(
     mounts = [
         {"name": "data", "mountPath": contract.DATA_DIR, "readOnly": True},
         {"name": "input", "mountPath": contract.INPUT_DIR, "readOnly": True},
+        {"name": "dataspace", "mountPath": contract.DATASPACE_DIR, "readOnly": True},
         {"name": "params", "mountPath": contract.PARAMS_FILE, "subPath": PARAMS_KEY, "readOnly": True},
         {"name": "output", "mountPath": contract.OUTPUT_DIR},
         {"name": "tmp", "mountPath": contract.WORK_DIR},
@@ -164,6 +165,8 @@ def job_manifest(
     volumes = [
         {"name": "data", **_read_only(dataset_source)},
         {"name": "input", **(_read_only(input_source) if input_source is not None else {"emptyDir": {}})},
+        {"name": "dataspace", **(_read_only(host_path_source(Path(spec.dataspace_dir).resolve()))
+                                 if spec.dataspace_dir is not None else {"emptyDir": {}})},
         {"name": "params", "configMap": {"name": params_config_map_name or f"{name}-params",
                                          "items": [{"key": PARAMS_KEY, "path": PARAMS_KEY}],
                                          "defaultMode": 0o444}},

@@ -335,7 +335,8 @@ class ProcessRuntime:
         """Copy the folder, check the copy's digest, run the copy: a change after the check cannot run."""
         if not _NAME.fullmatch(spec.name):
             raise RuntimeFailure(f"execution name {spec.name!r} is not usable as a folder name")
-        for path, kind in ((spec.dataset_dir, "dataset folder"), (spec.input_dir, "input folder")):
+        for path, kind in ((spec.dataset_dir, "dataset folder"), (spec.input_dir, "input folder"),
+                           (spec.dataspace_dir, "data-space folder")):
             if path is not None and not Path(path).is_dir():
                 raise RuntimeFailure(f"{kind} {path} does not exist")
         if not Path(spec.params_file).is_file():
@@ -389,6 +390,10 @@ class ProcessRuntime:
             args += ["--ro-bind", str(Path(spec.input_dir).resolve()), contract.INPUT_DIR]
         else:
             args += ["--perms", "0555", "--dir", contract.INPUT_DIR]
+        if spec.dataspace_dir is not None:
+            args += ["--ro-bind", str(Path(spec.dataspace_dir).resolve()), contract.DATASPACE_DIR]
+        else:
+            args += ["--perms", "0555", "--dir", contract.DATASPACE_DIR]
         for parent in reversed(PurePosixPath(workdir).parents[:-1]):
             args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", str(train), workdir,
@@ -425,6 +430,8 @@ class ProcessRuntime:
         params.chmod(0o444)
         host = {contract.DATA_DIR: str(Path(spec.dataset_dir).resolve()),
                 contract.INPUT_DIR: str(Path(spec.input_dir).resolve()) if spec.input_dir else str(empty_input),
+                contract.DATASPACE_DIR: (str(Path(spec.dataspace_dir).resolve()) if spec.dataspace_dir
+                                         else str(empty_input)),
                 contract.PARAMS_FILE: str(params), contract.OUTPUT_DIR: str(staging), contract.WORK_DIR: str(scratch)}
         env = {"PATH": self.host_path, "PYTHONDONTWRITEBYTECODE": "1"}
         env.update({key: host.get(value, value) for key, value in spec.environment.items()})

@@ -104,12 +104,14 @@ class World:
         return client
 
     def define(self, did: str, *, route: tuple[str, ...] = ("aachen",), entrypoint: str | None = None,
-               digest: str = DIGEST) -> None:
+               digest: str = DIGEST, dataspace_inputs: list[dict[str, str]] | None = None) -> None:
         body: dict[str, Any] = {"id": did, "title": "count", "image_name": "pht/count", "image_digest": digest,
                                 "mode": "incremental", "route": list(route),
                                 "parameters": [{"name": "MIN", "datatype": "integer", "required": True}]}
         if entrypoint is not None:
             body["entrypoint"] = entrypoint
+        if dataspace_inputs is not None:
+            body["dataspace_inputs"] = dataspace_inputs
         r = self.http.post("/api/definitions", headers=token("alice", Role.RESEARCHER), json=body)
         assert r.status_code == 201, r.text
 

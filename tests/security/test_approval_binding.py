@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from release_gate_world import DIGEST, OTHER_DIGEST, ScriptedRuntime, World, open_world, writes
@@ -29,8 +30,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield w
 
 
-def approved_by_the_admin(world: World, runtime: ScriptedRuntime, did: str) -> tuple[str, str, object]:
-    world.define(did)
+def approved_by_the_admin(world: World, runtime: ScriptedRuntime, did: str,
+                          **definition: Any) -> tuple[str, str, object]:
+    world.define(did, **definition)
     agent = world.agent("aachen", MANUAL, runtime)
     tid = world.submit(did)
     eid = f"{tid}.r1-s0"
@@ -62,6 +64,27 @@ def test_an_edit_after_the_approval_is_not_run_and_the_failure_names_it(world: W
     assert f"the {field} and signed train request changed after station aachen approved execution {eid}" in reason, \
         reason
     assert OTHER_DIGEST not in reason and EVIL not in reason, "the reason names the field, not the values"
+
+
+def test_a_data_space_input_changed_after_the_approval_is_neither_obtained_nor_run(world: World) -> None:
+    """The declared inputs are part of the signed definition: pointing one at an attacker's connector or dataset
+    after the approval fails the execution before the station contacts anyone."""
+    runtime = ScriptedRuntime(writes({"result.json": "{}"}))
+    node = f"<{DEFINITIONS}/ds/dataspace-inputs/cohort>"
+    tid, eid, agent = approved_by_the_admin(world, runtime, "ds", dataspace_inputs=[
+        {"name": "cohort", "connector": "https://provider.example.org/dsp",
+         "dataset": "https://provider.example.org/id/results/1"}])
+    g = "GRAPH <https://w3id.org/pht-kg/graph/central>"
+    world.update(f'DELETE {{ {g} {{ {node} <https://w3id.org/pht-kg/vocab#providerConnector> ?c }} }} '
+                 f'INSERT {{ {g} {{ {node} <https://w3id.org/pht-kg/vocab#providerConnector> '
+                 f'"https://attacker.example.org/dsp"^^<http://www.w3.org/2001/XMLSchema#anyURI> }} }} '
+                 f'WHERE {{ {g} {{ {node} <https://w3id.org/pht-kg/vocab#providerConnector> ?c }} }}')
+    agent.poll_once()  # type: ignore[attr-defined]
+    assert runtime.runs == [], "nothing ran"
+    assert world.train(tid)["executions"][0]["state"] == "failed"
+    reason = next(r for r in world.reasons(tid) if "changed after" in r)
+    assert f"the signed train request changed after station aachen approved execution {eid}" in reason, reason
+    assert "attacker" not in reason
 
 
 def test_what_was_approved_runs_and_is_recorded_at_the_station(world: World) -> None:
