@@ -1,0 +1,185 @@
+"""The differencing attack through real stations (central service, agents, process runtime), and its defence.
+
+Two researchers ask one station for the count of a cohort: alice for ``age >= 40``, then bob for ``age >= 41``,
+the same cohort minus the one person aged 40. Apart, each count passes every per-output check; together they say
+whether that person has the diagnosis. The station remembers its releases in its own graph (station/disclosure.py),
+so bob's output is held for the admin (station ``guarded``) or withheld by its policy (``strict``); with the check
+turned off (``open``) the attack succeeds, which shows that the check, not something else, stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyoxigraph import Literal
+
+from graph_store import XSD, ChangeSet, EmbeddedStore, validate_unstored
+from local_platform import LocalPlatform, StationSpec
+from polling import wait_for
+from self_releasing_platform import DOCKERFILE
+from station import StationPolicy
+from station.disclosure import DISCLOSURE_GRAPH, LEDGER_DIR, load_cohort
+from station.runtimes.process import IsolationWarning, folder_digest
+
+TRAIN = """import csv, json, os, pathlib
+rows = [r for p in sorted(pathlib.Path(os.environ["PHT_DATA_DIR"]).glob("*.csv"))
+        for r in csv.DictReader(p.open(newline=""))]
+result = {"count": len(rows), "with_diagnosis": sum(r["diagnosis"] == "1" for r in rows)}
+pathlib.Path(os.environ["PHT_OUTPUT_DIR"], "result.json").write_text(json.dumps(result))
+"""
+#: 30 patients aged 25..54 (one of each age); the one aged 40 has the diagnosis, so does everyone from 45
+ROWS = [(25 + i, "F" if i % 2 else "M", "1" if 25 + i == 40 or 25 + i >= 45 else "0") for i in range(30)]
+AUTO = {"requires_approval": False, "requires_output_review": False, "min_cell_count": 5}
+POLICIES = {"guarded": StationPolicy(**AUTO),  # type: ignore[arg-type]
+            "strict": StationPolicy(**AUTO, withholds_differencing=True),  # type: ignore[arg-type]
+            "open": StationPolicy(**AUTO, checks_differencing=False)}  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    tmp = tmp_path_factory.mktemp("differencing")
+    specs = []
+    for sid, policy in POLICIES.items():
+        data = tmp / "data" / sid
+        data.mkdir(parents=True)
+        (data / "patients.csv").write_text("age,sex,diagnosis\n" + "".join(f"{a},{s},{d}\n" for a, s, d in ROWS))
+        specs.append(StationSpec(sid, data, policy))
+    train = tmp / "count"
+    train.mkdir()
+    (train / "Dockerfile").write_text(DOCKERFILE)
+    (train / "train.py").write_text(TRAIN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IsolationWarning)
+        platform = LocalPlatform(tmp / "platform", specs, runtime="process", poll_interval_s=0.05, with_mpu=False)
+        platform.start()
+    try:
+        for sid in POLICIES:
+            platform.client("alice").register_definition({
+                "id": f"count-{sid}", "title": "count", "image_name": str(train), "image_digest": folder_digest(train),
+                "mode": "incremental", "route": [sid], "parameters": [{"name": "COHORT", "datatype": "string"}]})
+        yield platform
+    finally:
+        platform.stop()
+
+
+def _execution(platform: LocalPlatform, researcher: str, tid: str) -> dict[str, Any]:
+    return dict(platform.client(researcher).train(tid)["executions"][0])
+
+
+def _settled(platform: LocalPlatform, researcher: str, tid: str) -> dict[str, Any]:
+    """The train's only execution once the station has nothing more to do for it by itself: released, withheld or
+    failed, or under review for longer than the agent (polling every 0.05 s) takes to release what it may."""
+    since: dict[str, float] = {}
+
+    def settled() -> dict[str, Any] | None:
+        execution = _execution(platform, researcher, tid)
+        if execution["state"] in ("released", "withheld", "failed"):
+            return execution
+        if execution["state"] == "output-under-review":
+            first = since.setdefault("held", time.monotonic())
+            return execution if time.monotonic() - first > 2 else None
+        return None
+
+    return dict(wait_for(f"train {tid} settles", settled, timeout_s=90))  # type: ignore[call-overload]
+
+
+def _count(platform: LocalPlatform, researcher: str, sid: str, cohort: str, tmp: Path) -> tuple[dict[str, Any], Any]:
+    """Submit the count of ``cohort`` at ``sid`` as ``researcher``: the settled execution, and its result if released."""
+    client = platform.client(researcher)
+    tid = client.submit(f"count-{sid}", {"COHORT": cohort})
+    execution = {**_settled(platform, researcher, tid), "train": tid}
+    if execution["state"] != "released":
+        return execution, None
+    assert client.wait(tid, timeout_s=60)["state"] == "finished"
+    folder = platform.fetch(execution["output_sha256"], tmp / tid, reader=researcher)
+    return execution, json.loads((folder / "result.json").read_text())
+
+
+def test_without_the_check_two_researchers_learn_one_persons_diagnosis(platform: LocalPlatform,
+                                                                       tmp_path: Path) -> None:
+    """The attack works where the check is off: the control that shows the other tests measure the check."""
+    one, first = _count(platform, "alice", "open", "age >= 40", tmp_path)
+    two, second = _count(platform, "bob", "open", "age >= 41", tmp_path)
+    assert first is not None and second is not None, ([(e["to_state"], e["reason"]) for e in platform.client("alice").events(one["train"])],
+                                                      [(e["to_state"], e["reason"]) for e in platform.client("bob").events(two["train"])])
+    assert first["count"] - second["count"] == 1 and first["with_diagnosis"] - second["with_diagnosis"] == 1
+
+
+def test_the_station_holds_the_second_count_for_its_admin(platform: LocalPlatform, tmp_path: Path) -> None:
+    execution, first = _count(platform, "alice", "guarded", "age >= 40", tmp_path)
+    assert first == {"count": 15, "with_diagnosis": 11}  # the train saw the cohort's rows only, as the station chose
+    held, second = _count(platform, "bob", "guarded", "age >= 41", tmp_path)
+    assert second is None and held["state"] == "output-under-review"
+    # the admin's view: the review at the station names the earlier release and the size of the difference
+    folder = platform.workdir / "stations" / "guarded" / "executions" / held["id"]
+    checks = {c["name"]: c for c in json.loads((folder / "review.json").read_text())["checks"]}
+    assert checks["min-cell-count"]["passed"] and not checks["differencing"]["passed"]
+    assert f"executions/{execution['id']}" in checks["differencing"]["detail"]
+    assert "differs by 1 person(s), fewer than the minimum cell count 5" in checks["differencing"]["detail"]
+    # the researcher's view: the output awaits review, and nothing about it (not the check) left the station
+    events = platform.client("bob").events(held["train"])
+    assert [e["reason"] for e in events if e["to_state"] == "output-under-review"] == [
+        "the output awaits review at the station"]
+    assert "differ" not in json.dumps(events)
+
+
+def test_the_policy_withholds_the_second_count_itself(platform: LocalPlatform, tmp_path: Path) -> None:
+    _count(platform, "alice", "strict", "age >= 40", tmp_path)
+    held, second = _count(platform, "bob", "strict", "age >= 41", tmp_path)
+    assert second is None and held["state"] == "withheld"
+    reasons = [e["reason"] for e in platform.client("bob").events(held["train"]) if e["to_state"] == "withheld"]
+    assert set(reasons) == {"withheld by the station policy: the output's cohort differs from the cohort of an earlier "
+                       "release by fewer people than the minimum cell count"}  # the execution's step, and the train's
+
+
+def test_the_same_cohort_again_and_a_distant_one_are_released(platform: LocalPlatform, tmp_path: Path) -> None:
+    """Neither repeating a released cohort (nobody in the difference) nor a cohort 5 people away discloses anyone."""
+    _count(platform, "alice", "guarded", "age >= 40", tmp_path)  # released, or already held by an earlier test
+    _, again = _count(platform, "bob", "guarded", "age >= 40", tmp_path)
+    _, far = _count(platform, "bob", "guarded", "age >= 45", tmp_path)
+    assert again == {"count": 15, "with_diagnosis": 11} and far == {"count": 10, "with_diagnosis": 10}
+
+
+@pytest.mark.parametrize("cohort, sentence", [
+    ("weight >= 80", "the station's dataset has no variable weight"),
+    ("age >>= 40", '"age >>= 40" is not "variable operator value"'),
+    ("sex > F", "sex > needs a number"),
+])
+def test_a_cohort_the_station_cannot_interpret_is_refused_and_nothing_runs(
+        platform: LocalPlatform, cohort: str, sentence: str) -> None:
+    client = platform.client("bob")
+    tid = client.submit("count-guarded", {"COHORT": cohort})
+    execution = _settled(platform, "bob", tid)
+    assert execution["state"] == "failed"
+    reasons = [e["reason"] for e in client.events(tid) if e["to_state"] == "failed"]
+    assert set(reasons) == {"station guarded refuses the train: the cohort definition cannot be interpreted: "
+                            f"{sentence}"}  # the execution's step, and the train's
+    assert not [e for e in client.events(tid) if e["to_state"] in ("approved", "running")]
+    assert not (platform.workdir / "stations" / "guarded" / "executions" / execution["id"] / "output").exists()
+
+
+def test_the_stations_releases_stay_in_its_own_graph_and_conform(platform: LocalPlatform, tmp_path: Path) -> None:
+    _count(platform, "alice", "guarded", "sex = F AND age < 35", tmp_path)
+    assert platform.store is not None  # the central store has no release, no cohort, no member set
+    central = platform.store.select("SELECT ?s WHERE { GRAPH ?g { ?s ?p ?o } FILTER(CONTAINS(STR(?p), 'cohort')) }")
+    assert not list(central)
+    platform.stop_station("guarded")  # the agent's thread may hold the station's store open
+    wait_for("the guarded agent stops", lambda: all(not t.is_alive() for t in platform._threads
+                                                    if t.name == "station-guarded"), timeout_s=30)
+    store = EmbeddedStore(platform.workdir / "stations" / "guarded" / LEDGER_DIR)
+    try:
+        sizes = sorted(int(r["size"].value) for r in store.run_query(
+            "station_release_candidates", graph=DISCLOSURE_GRAPH, low=Literal("0", datatype=XSD.integer),
+            high=Literal("100", datatype=XSD.integer)))
+        assert 15 in sizes and 10 in sizes and 14 not in sizes  # bob's held count was never released
+        quads = list(store.oxigraph.quads_for_pattern(None, None, None, DISCLOSURE_GRAPH))
+    finally:
+        store.close()
+    assert validate_unstored(ChangeSet(insert=quads)).conforms
+    assert load_cohort(platform.workdir / "stations" / "guarded" / "executions" / "none") is None
