@@ -433,7 +433,7 @@ class StationAgent:
             save_cohort(hold.root, HeldCohort(
                 execution=_execution_iri(station_iri, work.execution),
                 statistic=f"{work.definition} ({work.image_digest})", cohort=cohort,
-                measured=measure(cohort, hold.cohort_data)))
+                measured=measure(cohort, dataset)))  # rows as the dataset numbers them
             dataset = hold.cohort_data
         _write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
         shutil.rmtree(hold.output, ignore_errors=True)

@@ -31,8 +31,8 @@ from pyoxigraph import Literal, NamedNode, Triple
 
 from graph_store import PHT, RDF_TYPE
 
-__all__ = ["COHORT_PARAMETER", "Cohort", "CohortRefused", "Criterion", "Measured", "cohort_of", "materialise",
-           "measure", "parse_cohort"]
+__all__ = ["COHORT_PARAMETER", "Cohort", "CohortRefused", "Criterion", "Measured", "cohort_of", "dataset_version",
+           "materialise", "measure", "parse_cohort"]
 
 COHORT_PARAMETER = "COHORT"  #: the train parameter that declares the cohort (signed with the other values)
 MAX_CRITERIA = 20
@@ -137,15 +137,21 @@ def cohort_of(parameters: dict[str, str], dataset: Path) -> Cohort | None:
 def measure(cohort: Cohort, dataset: Path) -> Measured:
     """Which rows of ``dataset`` (its ``*.csv`` files in name order) are in ``cohort``, read by the station."""
     members, index, size = 0, 0, 0
-    digest = hashlib.sha256()
     for path in _csv_files(dataset):
-        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
         for row in _rows(path):
             if all(c.holds(row.get(c.variable) or "") for c in cohort.criteria):
                 members |= 1 << index
                 size += 1
             index += 1
-    return Measured(members, size, "sha256:" + digest.hexdigest())
+    return Measured(members, size, dataset_version(dataset))
+
+
+def dataset_version(dataset: Path) -> str:
+    """``sha256:`` and the SHA-256 over the names and contents of the dataset's CSV tables (what a cohort reads)."""
+    digest = hashlib.sha256()
+    for path in _csv_files(dataset):
+        digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
 
 
 def materialise(cohort: Cohort, dataset: Path, target: Path) -> None:
