@@ -35,7 +35,7 @@ from trust import SealError
 
 from . import archive, contract
 from .approvals import ApprovalLedger, differences
-from .cohorts import CohortRefused, cohort_of, materialise, measure
+from .cohorts import CohortRefused, cohort_of, dataset_version, materialise, measure
 from .disclosure import HeldCohort, differencing_check, load_cohort, open_ledger, save_cohort
 from .encryption import EncryptionRefused, fetch_opened, readers_for, seal_output, station_identity
 from .events import EventSink
@@ -43,7 +43,7 @@ from .image_registry import RegistryError, parse_reference, registry_credentials
 from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
-from .records import RecordSigner, SignerUnavailable, draft_record, load_draft, save_draft
+from .records import RecordSigner, SignerUnavailable, disclosure_control, draft_record, load_draft, save_draft
 from .review import Check, review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
 from .settings import StationSettings
@@ -475,12 +475,18 @@ class StationAgent:
         finally:
             hold.packed.unlink(missing_ok=True)
         approved = self.approvals.get(work.execution)
+        held_cohort = load_cohort(hold.root) if cohort is not None else None
+        version = held_cohort.measured.dataset_version if held_cohort is not None else (
+            dataset_version(dataset) if work.stop is not None else None)
+        shown = [c.as_json() for c in checks]
         save_draft(hold.root, draft_record(
             work, station_iri=station_iri, signed_hash=approved.signed_hash if approved is not None else "",
             approved_how="auto" if self.approvals.how(work.execution) == "auto" else "admin", output_digest=sha256,
-            input_record_hashes=list(work.input_record_hashes), started=started, ended=ended))
+            input_record_hashes=list(work.input_record_hashes), started=started, ended=ended,
+            disclosure=disclosure_control(shown, policy, stage="local-result" if work.stop is not None else "aggregate",
+                                          dataset_version=version)))
         _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size, "plain_sha256": plain_sha256,
-                                               "checks": [c.as_json() for c in checks]}).encode())
+                                               "checks": shown}).encode())
         return self._hand_over(work, hold)
 
     def _hand_over(self, work: WorkItem, hold: Holding) -> str:

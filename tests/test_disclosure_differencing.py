@@ -12,19 +12,24 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pyoxigraph import Literal
+from pyoxigraph import Literal, Quad, RdfFormat, parse
 
-from graph_store import XSD, ChangeSet, EmbeddedStore, validate_unstored
+from client.execution_records import ExecutionRecord, record_node, verify_chain
+from client.ro_crate_export import export_ro_crate
+from graph_store import CENTRAL_GRAPH, DEFAULT_BASE_IRI, PHT, XSD, ChangeSet, EmbeddedStore, ResourceIris, validate_unstored
 from local_platform import LocalPlatform, StationSpec
 from polling import wait_for
 from self_releasing_platform import DOCKERFILE
 from station import StationPolicy
+from station.cohorts import dataset_version
 from station.disclosure import DISCLOSURE_GRAPH, LEDGER_DIR, load_cohort
+from station.review import CHECKER_VERSION
 from station.runtimes.process import IsolationWarning, folder_digest
 
 TRAIN = """import csv, json, os, pathlib
@@ -144,6 +149,34 @@ def test_the_same_cohort_again_and_a_distant_one_are_released(platform: LocalPla
     _, again = _count(platform, "bob", "guarded", "age >= 40", tmp_path)
     _, far = _count(platform, "bob", "guarded", "age >= 45", tmp_path)
     assert again == {"count": 15, "with_diagnosis": 11} and far == {"count": 10, "with_diagnosis": 10}
+
+
+def test_the_release_carries_a_signed_disclosure_control_record(platform: LocalPlatform, tmp_path: Path) -> None:
+    """Item 1: each rule (rule, threshold, outcome), checker version, stage, decision and who, code and dataset
+    version, inside the station-signed record, in the RO-Crate export's provenance, conforming to the shapes, and
+    never the value a rule protects (the counts)."""
+    released, result = _count(platform, "alice", "guarded", "age >= 30 AND age < 50", tmp_path)
+    assert result == {"count": 20, "with_diagnosis": 6}
+    crate = export_ro_crate(platform.client("alice"), released["train"], tmp_path / "crate")
+    statements = list(parse((crate / "provenance.nt").read_bytes(), format=RdfFormat.N_TRIPLES))
+    iris = ResourceIris(DEFAULT_BASE_IRI)
+    iri = iris.execution(released["id"]).value
+    record = ExecutionRecord.from_statements(statements, record_node(iri))
+    verdict = verify_chain(statements, iris.train(released["train"]).value, now=datetime.now(timezone.utc))
+    assert verdict.verified, verdict.breaks  # the station's signature covers the disclosure-control part
+    part = record.disclosure
+    assert part is not None and part.stage == "local-result" and part.checker_version == CHECKER_VERSION
+    assert {(r.rule, r.threshold, r.passed) for r in part.rules} >= {("min-cell-count", 5, True),
+                                                                     ("differencing", 5, True)}
+    data = platform.stations[0].dataset
+    assert part.dataset_version == dataset_version(data) and record.released_how == "auto"
+    ours = [t for t in statements if str(t.subject).startswith("<" + iri + "/record/disclosure")]
+    assert {t.object.value for t in ours if t.predicate == PHT.decidedHow} == {"auto"}
+    assert {t.object.value for t in ours if t.predicate == PHT.decision} == {"released"}
+    assert not {"20", "6"} & {t.object.value for t in ours}  # neither count appears
+    # the central store validated the whole record when it stored it; the part alone conforms too
+    assert validate_unstored(ChangeSet(insert=[Quad(t.subject, t.predicate, t.object, CENTRAL_GRAPH) for t in ours]))\
+        .conforms
 
 
 @pytest.mark.parametrize("cohort, sentence", [
