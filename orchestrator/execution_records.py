@@ -91,6 +91,9 @@ def input_record_hash(store: GraphStore, output: str) -> str:
     takes it on trust, which is safe: a wrong hash breaks the chain ``pht verify`` checks."""
     for generated in store.quads(NamedNode(output), PROV.wasGeneratedBy, None, G):
         for link in store.quads(generated.object, PHT.executionRecord, None, G):
-            triples = [Triple(q.subject, q.predicate, q.object) for q in store.quads(link.object, None, None, G)]
+            nodes = [link.object]  # the record, and its disclosure-control part (which the station signed with it)
+            for part in store.quads(link.object, PHT.disclosureControl, None, G):
+                nodes += [part.object] + [r.object for r in store.quads(part.object, PHT.ruleApplied, None, G)]
+            triples = [Triple(q.subject, q.predicate, q.object) for n in nodes for q in store.quads(n, None, None, G)]
             return document_hash(triples) if triples else ""
     return ""
