@@ -32,7 +32,7 @@ from .cohorts import Cohort, Measured, parse_cohort
 from .review import Check
 
 __all__ = ["COHORT_FILE", "DISCLOSURE_GRAPH", "DisclosureLedger", "HeldCohort", "NearRelease", "differencing_check",
-           "load_cohort", "open_ledger", "save_cohort"]
+           "load_cohort", "open_ledger", "release_quads", "save_cohort"]
 
 DISCLOSURE_GRAPH = NamedNode("https://w3id.org/pht-kg/graph/station-disclosure")  #: the graph, in the station's own store only
 LEDGER_DIR = "disclosure-graph"
@@ -89,21 +89,8 @@ class DisclosureLedger:
     def record_release(self, held: HeldCohort, *, released_at: datetime | None = None) -> NamedNode:
         """Add the release of ``held`` (validated by the shapes); the same execution again changes nothing."""
         node = NamedNode(held.execution + "/release")
-        if self.store.contains(Quad(node, RDF_TYPE, PHT.DisclosureRelease, DISCLOSURE_GRAPH)):
-            return node
-        cohort = NamedNode(held.execution + "/cohort")
-        when = (released_at or datetime.now(timezone.utc)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        triples: list[tuple[NamedNode, NamedNode, NamedNode | Literal]] = [(node, RDF_TYPE, PHT.DisclosureRelease),
-                   (node, PHT.releasedExecution, NamedNode(held.execution)),
-                   (node, PHT.statistic, Literal(held.statistic)),
-                   (node, PHT.releasedCohort, cohort),
-                   (node, PHT.cohortSize, Literal(str(held.measured.size), datatype=XSD.integer)),
-                   (node, PHT.cohortMembers, Literal(_hex(held.measured.members), datatype=XSD.hexBinary)),
-                   (node, PHT.datasetVersion, Literal(held.measured.dataset_version)),
-                   (node, PHT.releasedAt, Literal(when, datatype=XSD.dateTime))]
-        quads = [Quad(s, p, o, DISCLOSURE_GRAPH) for s, p, o in triples]
-        quads += [Quad(t.subject, t.predicate, t.object, DISCLOSURE_GRAPH) for t in held.cohort.triples(cohort)]
-        self.store.apply(ChangeSet(insert=quads))
+        if not self.store.contains(Quad(node, RDF_TYPE, PHT.DisclosureRelease, DISCLOSURE_GRAPH)):
+            self.store.apply(ChangeSet(insert=release_quads(held, released_at=released_at)))
         return node
 
     def near(self, measured: Measured, minimum: int, *, exclude: str | None = None) -> list[NearRelease]:
@@ -122,6 +109,21 @@ class DisclosureLedger:
             if 0 < difference < minimum:
                 found.append(NearRelease(row["release"].value, execution, row["statistic"].value, difference))
         return sorted(found, key=lambda n: (n.difference, n.release))
+
+
+def release_quads(held: HeldCohort, *, released_at: datetime | None = None) -> list[Quad]:
+    """The quads of the release of ``held`` in the disclosure graph: the release and its cohort."""
+    node, cohort = NamedNode(held.execution + "/release"), NamedNode(held.execution + "/cohort")
+    when = (released_at or datetime.now(timezone.utc)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    triples: list[tuple[NamedNode, NamedNode, NamedNode | Literal]] = [
+        (node, RDF_TYPE, PHT.DisclosureRelease), (node, PHT.releasedExecution, NamedNode(held.execution)),
+        (node, PHT.statistic, Literal(held.statistic)), (node, PHT.releasedCohort, cohort),
+        (node, PHT.cohortSize, Literal(str(held.measured.size), datatype=XSD.integer)),
+        (node, PHT.cohortMembers, Literal(_hex(held.measured.members), datatype=XSD.hexBinary)),
+        (node, PHT.datasetVersion, Literal(held.measured.dataset_version)),
+        (node, PHT.releasedAt, Literal(when, datatype=XSD.dateTime))]
+    return ([Quad(s, p, o, DISCLOSURE_GRAPH) for s, p, o in triples]
+            + [Quad(t.subject, t.predicate, t.object, DISCLOSURE_GRAPH) for t in held.cohort.triples(cohort)])
 
 
 @contextmanager
