@@ -174,6 +174,10 @@ def test_the_release_carries_a_signed_disclosure_control_record(platform: LocalP
     assert {t.object.value for t in ours if t.predicate == PHT.decidedHow} == {"auto"}
     assert {t.object.value for t in ours if t.predicate == PHT.decision} == {"released"}
     assert not {"20", "6"} & {t.object.value for t in ours}  # neither count appears
+    metadata = json.loads((crate / "ro-crate-metadata.json").read_text())
+    check = next(e for e in metadata["@graph"] if e["@id"] == f"#disclosurecheck-{released['id']}")
+    assert "min-cell-count (threshold 5): passed" in check["description"]
+    assert "differencing (threshold 5): passed" in check["description"]
     # the central store validated the whole record when it stored it; the part alone conforms too
     assert validate_unstored(ChangeSet(insert=[Quad(t.subject, t.predicate, t.object, CENTRAL_GRAPH) for t in ours]))\
         .conforms
