@@ -508,15 +508,17 @@ class StationAgent:
             return self._fail(work, "output-under-review",
                               "the held output is missing at the station (its state folder was lost)")
         policy = self.policy
-        differencing = self._differencing(hold, policy)  # again: a release since the run may be too close now
-        if differencing is not None and not differencing.passed:
-            if policy.withholds_differencing:
-                log.info("%s: %s", work.execution, differencing.detail)  # the detail stays at the station
-                return self._fire(work, "output-under-review", "withheld",
-                                  "withheld by the station policy: the output's cohort differs from the cohort of an "
-                                  "earlier release by fewer people than the minimum cell count")
-            return None  # the admin decides, with the check in the review
-        if policy.requires_output_review or not all(c["passed"] for c in held[2]):
+        automatic = not policy.requires_output_review and all(c["passed"] for c in held[2])
+        if automatic or policy.withholds_differencing:  # again: a release since the run may be too close now
+            differencing = self._differencing(hold, policy)
+            if differencing is not None and not differencing.passed:
+                if policy.withholds_differencing:
+                    log.info("%s: %s", work.execution, differencing.detail)  # the detail stays at the station
+                    return self._fire(work, "output-under-review", "withheld",
+                                      "withheld by the station policy: the output's cohort differs from the cohort of "
+                                      "an earlier release by fewer people than the minimum cell count")
+                return None  # the admin decides, with the check in the review
+        if not automatic:
             return None  # the admin decides
         reason = "released automatically: every output check passed and the station policy does not require a review"
         release(self.client, self.objects, hold, work.execution, reason=reason,
