@@ -15,6 +15,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 from graph_store import PHT, RDF_TYPE, XSD, ChangeSet, validate_unstored
 from station.cohorts import CohortRefused, cohort_of, materialise, measure, parse_cohort
 from station.disclosure import DISCLOSURE_GRAPH, HeldCohort, differencing_check, open_ledger
+from station.policy import PolicyError, load_policy
 
 ROWS = "age,sex\n" + "".join(f"{25 + i},{'F' if i % 2 else 'M'}\n" for i in range(30))
 EXECUTION = "https://pht.example.org/id/executions/e1"
@@ -109,3 +110,23 @@ def test_release_shapes(change: dict[str, object], message: str | None) -> None:
     report = validate_unstored(ChangeSet(insert=_release(**change)))
     assert report.conforms is (message is None), report
     assert message is None or [r.message.split(" (")[0] for r in report.results] == [message.split(" (")[0]]
+
+
+def _policy(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "policy.ttl"
+    path.write_text("@prefix pht: <https://w3id.org/pht-kg/vocab#> .\n"
+                    "<urn:p> a pht:StationPolicy ; pht:appliesToStation <https://pht.example.org/id/stations/aachen> ;"
+                    f" pht:requiresApproval true ; pht:requiresOutputReview true {extra} .\n")
+    return path
+
+
+def test_the_policy_turns_the_differencing_check_on_off_and_to_withholding(tmp_path: Path) -> None:
+    """On with a minimum cell count unless switched off; withholding only when the policy says so."""
+    assert load_policy(_policy(tmp_path, "; pht:minCellCount 5")).differencing_minimum == 5
+    assert load_policy(_policy(tmp_path, "")).differencing_minimum is None
+    off = load_policy(_policy(tmp_path, "; pht:minCellCount 5 ; pht:checksDifferencing false"))
+    strict = load_policy(_policy(tmp_path, "; pht:minCellCount 5 ; pht:withholdsDifferencing true"))
+    assert off.differencing_minimum is None and not off.withholds_differencing
+    assert strict.differencing_minimum == 5 and strict.withholds_differencing
+    with pytest.raises(PolicyError, match="pht:withholdsDifferencing is at most one boolean"):
+        load_policy(_policy(tmp_path, '; pht:withholdsDifferencing "yes"'))
