@@ -425,16 +425,16 @@ class StationAgent:
         dataset = next(iter(self.settings.datasets.values()))
         try:  # a declared cohort: the station selects its rows and measures it; the train sees those rows only
             cohort = cohort_of(dict(work.parameters), dataset) if work.stop is not None else None
-        except CohortRefused as e:  # the dataset changed since the train was queued
+            if cohort is not None:
+                shutil.rmtree(hold.cohort_data, ignore_errors=True)
+                materialise(cohort, dataset, hold.cohort_data)
+                save_cohort(hold.root, HeldCohort(
+                    execution=_execution_iri(station_iri, work.execution),
+                    statistic=f"{work.definition} ({work.image_digest})", cohort=cohort,
+                    measured=measure(cohort, dataset)))  # rows as the dataset numbers them
+                dataset = hold.cohort_data
+        except CohortRefused as e:  # e.g. the dataset changed since the train was queued
             return self._fail(work, "running", f"station {self.settings.station_id} refuses the train: {e}")
-        if cohort is not None:
-            shutil.rmtree(hold.cohort_data, ignore_errors=True)
-            materialise(cohort, dataset, hold.cohort_data)
-            save_cohort(hold.root, HeldCohort(
-                execution=_execution_iri(station_iri, work.execution),
-                statistic=f"{work.definition} ({work.image_digest})", cohort=cohort,
-                measured=measure(cohort, dataset)))  # rows as the dataset numbers them
-            dataset = hold.cohort_data
         _write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
         shutil.rmtree(hold.output, ignore_errors=True)
         hold.output.mkdir(parents=True)

@@ -158,13 +158,11 @@ def materialise(cohort: Cohort, dataset: Path, target: Path) -> None:
     """Write the cohort's rows of each CSV file of ``dataset`` (with its header) into ``target``: the train's data."""
     target.mkdir(parents=True, exist_ok=True)
     for path in _csv_files(dataset):
-        with path.open(newline="", encoding="utf-8") as f, (target / path.name).open("w", newline="") as out:
-            reader = csv.DictReader(f)
-            writer = csv.DictWriter(out, fieldnames=list(reader.fieldnames or []))
+        with (target / path.name).open("w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=_header(path), extrasaction="ignore")
             writer.writeheader()
-            for row in reader:
-                if all(c.holds(row.get(c.variable) or "") for c in cohort.criteria):
-                    writer.writerow(row)
+            writer.writerows(row for row in _rows(path)
+                             if all(c.holds(row.get(c.variable) or "") for c in cohort.criteria))
 
 
 def _csv_files(dataset: Path) -> list[Path]:
@@ -172,13 +170,19 @@ def _csv_files(dataset: Path) -> list[Path]:
 
 
 def _header(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return next(csv.reader(f), [])
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        try:
+            return next(csv.reader(f), [])
+        except csv.Error as e:
+            raise CohortRefused(f"the station's table {path.name} cannot be read as CSV: {e}") from None
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        try:
+            return list(csv.DictReader(f))
+        except csv.Error as e:
+            raise CohortRefused(f"the station's table {path.name} cannot be read as CSV: {e}") from None
 
 
 def _number(text: str) -> float | None:

@@ -130,3 +130,13 @@ def test_the_policy_turns_the_differencing_check_on_off_and_to_withholding(tmp_p
     assert strict.differencing_minimum == 5 and strict.withholds_differencing
     with pytest.raises(PolicyError, match="pht:withholdsDifferencing is at most one boolean"):
         load_policy(_policy(tmp_path, '; pht:withholdsDifferencing "yes"'))
+
+
+def test_a_table_that_is_not_csv_is_refused_not_a_crash(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "patients.csv").write_bytes(b"age,sex\n\xff4,F\n")  # not UTF-8: read, replaced, not a crash
+    assert measure(parse_cohort("sex = F"), folder).size == 1
+    (folder / "patients.csv").write_text("age,sex\n" + "4" * 200_000 + ",F\n")  # beyond the csv module's field limit
+    with pytest.raises(CohortRefused, match="^the station's table patients.csv cannot be read as CSV"):
+        measure(parse_cohort("age > 3"), folder)
