@@ -42,8 +42,10 @@ from .train_request import signed_request_document
 
 __all__ = [
     "ChainVerdict",
+    "DisclosureControl",
     "ExecutionRecord",
     "RecordError",
+    "RuleApplied",
     "document_hash",
     "proof_node",
     "record_node",
@@ -79,6 +81,88 @@ def proof_node(execution: str) -> NamedNode:
 
 
 @dataclass(frozen=True)
+class RuleApplied:
+    """One disclosure rule a station applied to the output: its name, its threshold if it has one, the outcome.
+    Never the value the rule protects."""
+
+    rule: str
+    passed: bool
+    threshold: int | None = None
+
+
+Stage = Choice["local-result", "aggregate"]
+
+
+@dataclass(frozen=True)
+class DisclosureControl:
+    """How the output was reviewed before it left (``pht:DisclosureControlRecord``, SATRE 3.3.09): the rules applied,
+    the checker's version, the stage, the dataset version. The decision (released) and who made it are the record's
+    ``released_how``; the code is its ``image_digest``."""
+
+    rules: tuple[RuleApplied, ...]
+    checker_version: str
+    stage: Stage
+    dataset_version: str | None = None
+
+    def triples(self, record: NamedNode, decided_how: How) -> list[Triple]:
+        node = NamedNode(record.value + "/disclosure")
+        out = [Triple(record, PHT.disclosureControl, node), Triple(node, RDF_TYPE, PHT.DisclosureControlRecord),
+               Triple(node, PHT.checkerVersion, Literal(self.checker_version)),
+               Triple(node, PHT.reviewStage, Literal(self.stage)), Triple(node, PHT.decision, Literal("released")),
+               Triple(node, PHT.decidedHow, Literal(decided_how))]
+        if self.dataset_version is not None:
+            out.append(Triple(node, PHT.datasetVersion, Literal(self.dataset_version)))
+        for rule in self.rules:
+            r = NamedNode(f"{node.value}/rule/{rule.rule}")
+            out += [Triple(node, PHT.ruleApplied, r), Triple(r, RDF_TYPE, PHT.RuleApplication),
+                    Triple(r, PHT.ruleName, Literal(rule.rule)),
+                    Triple(r, PHT.passed, Literal("true" if rule.passed else "false", datatype=XSD.boolean))]
+            if rule.threshold is not None:
+                out.append(Triple(r, PHT.threshold, Literal(str(rule.threshold), datatype=XSD.integer)))
+        return out
+
+    @classmethod
+    def from_statements(cls, statements: Iterable[Statement], record: NamedNode) -> DisclosureControl | None:
+        """The disclosure-control record of ``record`` in ``statements``, or None if it has none (the check that
+        it is exactly what a station signs is the record's, :meth:`ExecutionRecord.from_statements`).
+
+        :raises RecordError: a part is missing or of the wrong form."""
+        node = NamedNode(record.value + "/disclosure")
+        values: dict[NamedNode, dict[NamedNode, list[str]]] = {}
+        for t in statements:
+            if isinstance(t.subject, NamedNode) and t.subject.value.startswith(node.value) and \
+                    isinstance(t.object, NamedNode | Literal):
+                values.setdefault(t.subject, {}).setdefault(t.predicate, []).append(t.object.value)
+        if node not in values:
+            return None
+
+        def one(subject: NamedNode, predicate: NamedNode, *, optional: bool = False) -> str | None:
+            found = values.get(subject, {}).get(predicate, [])
+            if len(found) > 1 or (not found and not optional):
+                raise RecordError(f"the disclosure-control record {subject.value} has {len(found)} "
+                                  f"{_short(predicate)}, not one")
+            return found[0] if found else None
+
+        rules = []
+        for iri in sorted(values[node].get(PHT.ruleApplied, [])):
+            r = NamedNode(iri)
+            threshold = one(r, PHT.threshold, optional=True)
+            try:
+                rules.append(RuleApplied(str(one(r, PHT.ruleName)), one(r, PHT.passed) == "true",
+                                         None if threshold is None else int(threshold)))
+            except ValueError as e:
+                if isinstance(e, RecordError):
+                    raise
+                raise RecordError(f"the rule {iri} has a threshold that is not a whole number") from None
+        stage = one(node, PHT.reviewStage)
+        if stage not in ("local-result", "aggregate"):
+            raise RecordError(f"the disclosure-control record {node.value} names neither stage")
+        return cls(rules=tuple(rules), checker_version=str(one(node, PHT.checkerVersion)),
+                   stage="aggregate" if stage == "aggregate" else "local-result",
+                   dataset_version=one(node, PHT.datasetVersion, optional=True))
+
+
+@dataclass(frozen=True)
 class ExecutionRecord:
     """What one station did for one execution, as it signs it. Digests are 64 hex digits (``image_digest``:
     ``sha256:`` and 64); times are ``xsd:dateTime`` lexical forms with a time zone."""
@@ -97,6 +181,7 @@ class ExecutionRecord:
     released_how: How
     started: str
     ended: str
+    disclosure: DisclosureControl | None = None  #: how the output was reviewed; None in records made before it
 
     @property
     def node(self) -> NamedNode:
@@ -124,6 +209,8 @@ class ExecutionRecord:
             triples.append(Triple(n, PHT.recordStop, lit(self.stop, XSD.integer)))
         triples += [Triple(n, PHT.inputDigest, lit(d)) for d in self.input_digests]
         triples += [Triple(n, PHT.previousRecordHash, lit(h)) for h in self.previous_record_hashes]
+        if self.disclosure is not None:
+            triples += self.disclosure.triples(n, self.released_how)
         return triples
 
     def digest(self) -> str:
@@ -137,6 +224,7 @@ class ExecutionRecord:
         :raises RecordError: a part is missing, repeated, of the wrong form, or the record says more than a
             record says (a triple this module does not write would go unsigned-for by :meth:`triples`).
         """
+        statements = list(statements)  # read more than once (the disclosure-control part)
         values: dict[NamedNode, list[NamedNode | Literal]] = {}
         for t in statements:
             if t.subject == node and isinstance(t.object, NamedNode | Literal):
@@ -170,7 +258,8 @@ class ExecutionRecord:
                          output_digest=str(one(PHT.outputDigest)),
                          approved_how="auto" if approved == "auto" else "admin",
                          released_how="auto" if released == "auto" else "admin",
-                         started=str(one(PHT.runStarted)), ended=str(one(PHT.runEnded)))
+                         started=str(one(PHT.runStarted)), ended=str(one(PHT.runEnded)),
+                         disclosure=DisclosureControl.from_statements(statements, node))
         except ValueError as e:
             if isinstance(e, RecordError):
                 raise
@@ -178,8 +267,9 @@ class ExecutionRecord:
         if record.node != node:
             raise RecordError(f"the record {node.value} is about execution {record.execution}, whose record is "
                               f"{record.node.value}")
-        if record.triples_set() != {Triple(t.subject, t.predicate, t.object) for t in statements
-                                    if t.subject == node}:
+        given = {Triple(t.subject, t.predicate, t.object) for t in statements
+                 if t.subject == node or _part_of(t.subject, node)}
+        if record.triples_set() != given:
             raise RecordError(f"the record {node.value} is not in the form a station signs (a value is of the "
                               "wrong type or written twice)")
         return record
@@ -191,7 +281,12 @@ class ExecutionRecord:
 _RECORD_PREDICATES = frozenset({RDF_TYPE, PHT.recordOf, PHT.recordTrain, PHT.recordStation, PHT.recordRound,
                                 PHT.recordStop, PHT.signedRequestHash, PHT.ranImage, PHT.outputDigest,
                                 PHT.approvedHow, PHT.releasedHow, PHT.runStarted, PHT.runEnded,
-                                PHT.inputDigest, PHT.previousRecordHash})
+                                PHT.inputDigest, PHT.previousRecordHash, PHT.disclosureControl})
+
+
+def _part_of(subject: object, record: NamedNode) -> bool:
+    """Whether ``subject`` is a node of the record's disclosure-control part (``{record}/disclosure...``)."""
+    return isinstance(subject, NamedNode) and subject.value.startswith(record.value + "/disclosure")
 
 
 def _short(predicate: NamedNode) -> str:

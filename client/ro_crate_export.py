@@ -312,6 +312,8 @@ class _Builder:
                 "object": [{"@id": "./"}, {"@id": run}] + ([{"@id": output}] if output and to == "released" else [])}
             if to == "released":
                 properties["disclosureCheckType"] = {"auto": "automated", "admin": "manual"}.get(how or "", "hybrid")
+                if record is not None and record.disclosure is not None:  # the station-signed disclosure control
+                    properties["description"] += _rules_applied(record)
             found.append(self.entity(f"#{kind.lower()}-{execution['id']}", properties))
         return found
 
@@ -352,6 +354,16 @@ class _Builder:
     def _finished(self) -> str:
         ends = [e["time"] for e in self.events if e.get("execution") is None and e["to_state"] == "finished"]
         return str(ends[-1]) if ends else str(self.train["created"])
+
+
+def _rules_applied(record: ExecutionRecord) -> str:
+    """The disclosure-control part of a station-signed record in words (the RDF is in provenance.nt)."""
+    part = record.disclosure
+    assert part is not None
+    rules = "; ".join(f"{r.rule}" + (f" (threshold {r.threshold})" if r.threshold is not None else "")
+                      + (": passed" if r.passed else ": failed") for r in part.rules) or "none"
+    return (f" Rules applied, as the station signed them ({part.checker_version}, {part.stage}): {rules}."
+            + (f" Dataset version {part.dataset_version}." if part.dataset_version else ""))
 
 
 def _where(execution: Mapping[str, Any]) -> str:

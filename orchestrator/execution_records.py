@@ -52,7 +52,9 @@ def record_quads(directory: KeyDirectory, *, execution: NamedNode, train: NamedN
                    for q in parse(ntriples.encode("utf-8"), format=RdfFormat.N_TRIPLES)]
     except SyntaxError as e:
         raise InvalidValue(f"the execution record is not N-Triples: {str(e).splitlines()[0]}") from None
-    strangers = {t.subject for t in triples} - {node, proof_at}
+    strangers = {t.subject for t in triples if not (isinstance(t.subject, NamedNode)  # its disclosure-control part
+                                                    and t.subject.value.startswith(node.value + "/disclosure"))}
+    strangers -= {node, proof_at}
     if strangers:
         raise InvalidValue(f"the execution record speaks of {min(str(s) for s in strangers)}, which is neither "
                            f"the record {node.value} nor its proof")
@@ -89,6 +91,9 @@ def input_record_hash(store: GraphStore, output: str) -> str:
     takes it on trust, which is safe: a wrong hash breaks the chain ``pht verify`` checks."""
     for generated in store.quads(NamedNode(output), PROV.wasGeneratedBy, None, G):
         for link in store.quads(generated.object, PHT.executionRecord, None, G):
-            triples = [Triple(q.subject, q.predicate, q.object) for q in store.quads(link.object, None, None, G)]
+            nodes = [link.object]  # the record, and its disclosure-control part (which the station signed with it)
+            for part in store.quads(link.object, PHT.disclosureControl, None, G):
+                nodes += [part.object] + [r.object for r in store.quads(part.object, PHT.ruleApplied, None, G)]
+            triples = [Triple(q.subject, q.predicate, q.object) for n in nodes for q in store.quads(n, None, None, G)]
             return document_hash(triples) if triples else ""
     return ""

@@ -13,7 +13,7 @@ API, the web view and SPARQL show a caller the same trains:
   links naming their party, as ``GET /api/keys`` shows them to every caller), so anyone can verify a signature;
 - for each train the caller may see: the train and its parameter values, its signed request (the request node,
   its parameter bindings and the proof ``{train}/request-proof``), its executions, their stations' signed
-  records with their proofs, their outputs and the outputs' reviews with their checks, and every event about
+  records with their proofs (and their disclosure-control parts), their outputs and the outputs' reviews with their checks, and every event about
   the train or its executions, in whichever graph it was recorded (the central lifecycle's, a station MPU's);
 - for a station admin: the whole graph of their station.
 
@@ -183,8 +183,14 @@ def _train_quads(store: GraphStore, train: NamedNode, graphs: list[NamedNode], *
     yield from _whole(match, _objects(match(train, PHT.requestProof, None, g)), g)
     executions = [q.subject for q in match(None, PHT.ofTrain, train, g)]
     yield from _whole(match, executions, g)
-    yield from _whole(match, [q.object for e in executions for link in (PHT.executionRecord, PHT.recordProof)
-                              for q in match(e, link, None, g)], g)
+    records = [q.object for e in executions for link in (PHT.executionRecord, PHT.recordProof)
+               for q in match(e, link, None, g)]
+    yield from _whole(match, records, g)
+    controls = [q.object for r in records if isinstance(r, NamedNode)  # a record's disclosure-control part
+                for q in match(r, PHT.disclosureControl, None, g)]
+    yield from _whole(match, controls, g)
+    yield from _whole(match, [q.object for c in controls if isinstance(c, NamedNode)
+                              for q in match(c, PHT.ruleApplied, None, g)], g)
     outputs = [q.subject for e in executions for q in match(None, PROV.wasGeneratedBy, e, g)]
     yield from _whole(match, outputs, g)
     reviews = [q.subject for o in outputs for q in match(None, PHT.reviewOf, o, g)]

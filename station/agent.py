@@ -30,6 +30,7 @@ from urllib.parse import unquote
 from client import CentralClient, CheckIn, ClientError, OutputIn, WorkItem
 from client.execution_records import How
 from client.public_keys import PublicKeyRecord
+from graph_store import GraphStoreError, ResourceIris
 from trust import SealError
 
 from dataspace import DataspaceConsumer
@@ -37,14 +38,16 @@ from dataspace import DataspaceConsumer
 from . import archive, contract
 from .approvals import ApprovalLedger, differences
 from .dataspace_inputs import declared_inputs, obtain_inputs
+from .cohorts import CohortRefused, cohort_of, dataset_version, materialise, measure
+from .disclosure import HeldCohort, differencing_check, load_cohort, open_ledger, save_cohort
 from .encryption import EncryptionRefused, fetch_opened, readers_for, seal_output, station_identity
 from .events import EventSink
 from .image_registry import RegistryError, parse_reference, registry_credentials
 from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
-from .records import RecordSigner, SignerUnavailable, draft_record, load_draft, save_draft
-from .review import review
+from .records import RecordSigner, SignerUnavailable, disclosure_control, draft_record, load_draft, save_draft
+from .review import Check, review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
 from .settings import StationSettings
 from .signed_requests import PINNED_KEYS_FILE, KeyPins, RequestRefused, SignedRequest, keys_from_wire, verify_work
@@ -71,6 +74,11 @@ class Holding:
     @property
     def output(self) -> Path:
         return self.root / "output"
+
+    @property
+    def cohort_data(self) -> Path:
+        """The rows of the train's declared cohort, which the station selected from its dataset: the train's data."""
+        return self.root / "cohort-data"
 
     @property
     def params(self) -> Path:
@@ -262,6 +270,9 @@ class StationAgent:
                 signed = self._verified(work)
             except RequestRefused as e:
                 return self._fail(work, "queued", str(e))
+            problem = self._uninterpretable_cohort(work)
+            if problem is not None:
+                return self._fail(work, "queued", problem)
             # the requester the policy matches is the verified signer
             reason = self.policy.auto_approval(image_digest=work.image_digest, requester=signed.requester,
                                                definition=work.definition, entrypoint=work.entrypoint)
@@ -305,6 +316,18 @@ class StationAgent:
             raise RequestRefused(f"the signed request {signed.request} was already used for train {used_for}; a "
                                  "request is good for one train")
         return signed
+
+    def _uninterpretable_cohort(self, work: WorkItem) -> str | None:
+        """Why this station cannot interpret the cohort the train declares (``station/cohorts.py``), or None."""
+        if work.stop is None:  # an aggregation reads the stations' outputs, not a dataset: no cohort of its own
+            return None
+        try:
+            cohort_of(dict(work.parameters), next(iter(self.settings.datasets.values())))
+        except CohortRefused as e:
+            return f"station {self.settings.station_id} refuses the train: {e}"
+        except OSError as e:
+            return f"station {self.settings.station_id} cannot read its dataset to interpret the cohort: {e}"
+        return None
 
     def _registered_keys(self, researcher: str) -> list[PublicKeyRecord]:
         """``researcher``'s public keys as the central registry lists them; a refusal if it lists none."""
@@ -418,6 +441,18 @@ class StationAgent:
             return self._fail(work, "running", problem)
         dataspace_dir = hold.root / "dataspace"
         dataset = next(iter(self.settings.datasets.values()))
+        try:  # a declared cohort: the station selects its rows and measures it; the train sees those rows only
+            cohort = cohort_of(dict(work.parameters), dataset) if work.stop is not None else None
+            if cohort is not None:
+                shutil.rmtree(hold.cohort_data, ignore_errors=True)
+                materialise(cohort, dataset, hold.cohort_data)
+                save_cohort(hold.root, HeldCohort(
+                    execution=_execution_iri(station_iri, work.execution),
+                    statistic=f"{work.definition} ({work.image_digest})", cohort=cohort,
+                    measured=measure(cohort, dataset)))  # rows as the dataset numbers them
+                dataset = hold.cohort_data
+        except CohortRefused as e:  # e.g. the dataset changed since the train was queued
+            return self._fail(work, "running", f"station {self.settings.station_id} refuses the train: {e}")
         _write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
         shutil.rmtree(hold.output, ignore_errors=True)
         hold.output.mkdir(parents=True)
@@ -446,6 +481,9 @@ class StationAgent:
             return self._fail(work, "running", policy.failure_reason(self.settings.station_id, result.exit_code,
                                                                      result.failure or "unknown failure"))
         checks = review(hold.output, policy)  # the admin reviews the plain output; what leaves is sealed
+        differencing = self._differencing(hold, policy)
+        if differencing is not None:
+            checks.append(differencing)
         try:
             plain_sha256, _ = archive.pack_to(hold.output, hold.packed)
             sha256, size = seal_output(hold.packed, hold.archive, readers)
@@ -456,12 +494,18 @@ class StationAgent:
         finally:
             hold.packed.unlink(missing_ok=True)
         approved = self.approvals.get(work.execution)
+        held_cohort = load_cohort(hold.root) if cohort is not None else None
+        version = held_cohort.measured.dataset_version if held_cohort is not None else (
+            dataset_version(dataset) if work.stop is not None else None)
+        shown = [c.as_json() for c in checks]
         save_draft(hold.root, draft_record(
             work, station_iri=station_iri, signed_hash=approved.signed_hash if approved is not None else "",
             approved_how="auto" if self.approvals.how(work.execution) == "auto" else "admin", output_digest=sha256,
-            input_record_hashes=list(work.input_record_hashes), started=started, ended=ended))
+            input_record_hashes=list(work.input_record_hashes), started=started, ended=ended,
+            disclosure=disclosure_control(shown, policy, stage="local-result" if work.stop is not None else "aggregate",
+                                          dataset_version=version)))
         _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size, "plain_sha256": plain_sha256,
-                                               "checks": [c.as_json() for c in checks]}).encode())
+                                               "checks": shown}).encode())
         return self._hand_over(work, hold)
 
     def _hand_over(self, work: WorkItem, hold: Holding) -> str:
@@ -483,7 +527,17 @@ class StationAgent:
             return self._fail(work, "output-under-review",
                               "the held output is missing at the station (its state folder was lost)")
         policy = self.policy
-        if policy.requires_output_review or not all(c["passed"] for c in held[2]):
+        automatic = not policy.requires_output_review and all(c["passed"] for c in held[2])
+        if automatic or policy.withholds_differencing:  # again: a release since the run may be too close now
+            differencing = self._differencing(hold, policy)
+            if differencing is not None and not differencing.passed:
+                if policy.withholds_differencing:
+                    log.info("%s: %s", work.execution, differencing.detail)  # the detail stays at the station
+                    return self._fire(work, "output-under-review", "withheld",
+                                      "withheld by the station policy: the output's cohort differs from the cohort of "
+                                      "an earlier release by fewer people than the minimum cell count")
+                return None  # the admin decides, with the check in the review
+        if not automatic:
             return None  # the admin decides
         reason = "released automatically: every output check passed and the station policy does not require a review"
         release(self.client, self.objects, hold, work.execution, reason=reason,
@@ -491,6 +545,17 @@ class StationAgent:
         self.events.state_change(work, "released", "released automatically", from_state="output-under-review")
         log.info("%s -> released %s", work.execution, reason)
         return "released"
+
+    def _differencing(self, hold: Holding, policy: StationPolicy) -> Check | None:
+        """The differencing check of the held output's cohort against this station's earlier releases
+        (``station/disclosure.py``), or None if the policy does not ask for it or the train declared no cohort."""
+        minimum = policy.differencing_minimum
+        held = load_cohort(hold.root) if minimum is not None else None
+        if minimum is None or held is None:
+            return None
+        with open_ledger(self.settings.state_dir) as ledger:
+            near = ledger.near(held.measured, minimum, exclude=held.execution)
+        return differencing_check(near, minimum)
 
     def _forget_finished(self, current: set[str]) -> None:
         """Delete the folders of executions that are no longer this station's work (finished elsewhere), after
@@ -536,6 +601,14 @@ def release(client: CentralClient, objects: ObjectStore, hold: Holding, executio
         signed = records.sign(draft, released_how=released_how) if records is not None and draft is not None else None
     except SignerUnavailable as e:  # nothing staged yet: the release is simply not made
         raise ClientError(str(e)) from None
+    cohort = load_cohort(hold.root)
+    if cohort is not None:  # remembered before the step: a crash after it must not leave a release unremembered
+        try:
+            with open_ledger(hold.root.parent.parent) as ledger:
+                ledger.record_release(cohort)
+        except GraphStoreError as e:  # nothing staged yet: the release is simply not made
+            raise ClientError(f"station cannot remember the release of {execution} in its disclosure graph, so it "
+                              f"does not release it: {e}") from None
     key = hold.staging_key()
     if key is None:
         key = new_staging_key()
@@ -582,6 +655,11 @@ def resume_release(client: CentralClient, objects: ObjectStore, hold: Holding, e
 def _discard(objects: ObjectStore, hold: Holding, key: str) -> None:
     objects.discard(key)
     hold.releasing.unlink(missing_ok=True)
+
+
+def _execution_iri(station_iri: str, execution: str) -> str:
+    """The execution's IRI, under the same base as the station's."""
+    return ResourceIris(station_iri[:station_iri.rindex("stations/")]).execution(execution).value
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

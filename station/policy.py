@@ -34,6 +34,8 @@ class StationPolicy:
     approve_commands: frozenset[str] = frozenset()      #: entrypoints (spelled as in the definition) allowed
     failure_detail: str = FAILURE_CATEGORY              #: what a train's failure tells the central service
     shares_check_names: bool = False                    #: whether a release sends the checks' names and results
+    checks_differencing: bool = True    #: compare a cohort with earlier releases (with a min_cell_count only)
+    withholds_differencing: bool = False  #: withhold what the differencing check flags, without asking the admin
     source: str = field(default="built-in default (approve and review by hand)", compare=False)
 
     def auto_approval(self, *, image_digest: str, requester: str, definition: str,
@@ -58,6 +60,12 @@ class StationPolicy:
         command = "the image's own command" if entrypoint is None else "an allowed command"
         return ("auto-approved by the station policy (allowed " + ", ".join(w for _, _, w in stated)
                 + f"; {command})")
+
+    @property
+    def differencing_minimum(self) -> int | None:
+        """The minimum cell count the differencing check holds cohorts to, or None if it is off (no minimum cell
+        count, or ``pht:checksDifferencing false``)."""
+        return self.min_cell_count if self.checks_differencing else None
 
     def failure_reason(self, station: str, exit_code: int | None, message: str) -> str:
         """What the central service is told when a train fails at this station: by default only that it failed
@@ -102,6 +110,8 @@ def _policy(document: PolicyDocument) -> StationPolicy:
         approve_commands=frozenset(values(PHT.autoApproveCommand)),
         failure_detail=next((_FAILURE_DETAILS[v] for v in values(PHT.sharesFailureDetail)), FAILURE_CATEGORY),
         shares_check_names=flag(PHT.sharesCheckNames),
+        checks_differencing=values(PHT.checksDifferencing) not in (["false"], ["0"]),
+        withholds_differencing=flag(PHT.withholdsDifferencing),
         source=document.source,
     )
 

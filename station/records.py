@@ -18,17 +18,30 @@ from pathlib import Path
 from pyoxigraph import RdfFormat, serialize
 
 from client import CentralClient, WorkItem
-from client.execution_records import ExecutionRecord, How, proof_node, record_time, sign_record
+from client.execution_records import (
+    DisclosureControl,
+    ExecutionRecord,
+    How,
+    RuleApplied,
+    Stage,
+    proof_node,
+    record_time,
+    sign_record,
+)
 from graph_store import ResourceIris
 from trust import KeyFormatError, PartyKeys, encode_multikey, load_keys
 
-__all__ = ["RecordSigner", "SignerUnavailable", "draft_record", "load_draft", "save_draft"]
+from .policy import StationPolicy
+from .review import CHECKER_VERSION
+
+__all__ = ["RecordSigner", "SignerUnavailable", "disclosure_control", "draft_record", "load_draft", "save_draft"]
 
 DRAFT_FILE = "record.json"
 
 
 def draft_record(work: WorkItem, *, station_iri: str, signed_hash: str, approved_how: How, output_digest: str,
-                 input_record_hashes: list[str], started: datetime, ended: datetime) -> ExecutionRecord:
+                 input_record_hashes: list[str], started: datetime, ended: datetime,
+                 disclosure: DisclosureControl | None = None) -> ExecutionRecord:
     """The record of ``work`` as far as it is known when its output is held (released "admin" until the release
     says how)."""
     iris = ResourceIris(station_iri[:station_iri.rindex("stations/")])
@@ -38,7 +51,20 @@ def draft_record(work: WorkItem, *, station_iri: str, signed_hash: str, approved
         input_digests=tuple(sorted(work.input_digests)),
         previous_record_hashes=tuple(sorted(h for h in input_record_hashes if h)),
         output_digest=output_digest, approved_how=approved_how, released_how="admin",
-        started=record_time(started), ended=record_time(ended))
+        started=record_time(started), ended=record_time(ended), disclosure=disclosure)
+
+
+def disclosure_control(checks: list[dict[str, object]], policy: StationPolicy, *, stage: Stage,
+                       dataset_version: str | None) -> DisclosureControl:
+    """The disclosure-control part of the record: each rule the review applied (``checks`` as ``review.json`` holds
+    them) with the policy's threshold and the outcome. A check's detail never enters it: it may name where a small
+    count is, and the record leaves with the output."""
+    thresholds = {"min-cell-count": policy.min_cell_count, "differencing": policy.differencing_minimum,
+                  "max-output-bytes": policy.max_output_bytes, "max-file-bytes": policy.max_file_bytes}
+    rules = tuple(RuleApplied(str(c["name"]), bool(c["passed"]), thresholds.get(str(c["name"])))
+                  for c in checks if c["name"] != "file-list")  # a listing for the admin, not a rule
+    return DisclosureControl(rules=rules, checker_version=CHECKER_VERSION, stage=stage,
+                             dataset_version=dataset_version)
 
 
 def save_draft(folder: Path, record: ExecutionRecord) -> None:
@@ -56,6 +82,11 @@ def load_draft(folder: Path) -> ExecutionRecord | None:
         data = json.loads((folder / DRAFT_FILE).read_text())
         data["input_digests"] = tuple(data["input_digests"])
         data["previous_record_hashes"] = tuple(data["previous_record_hashes"])
+        part = data.get("disclosure")
+        if part is not None:
+            data["disclosure"] = DisclosureControl(
+                rules=tuple(RuleApplied(**r) for r in part["rules"]), checker_version=part["checker_version"],
+                stage=part["stage"], dataset_version=part["dataset_version"])
         return ExecutionRecord(**data)
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -17,6 +17,7 @@ from typing import Any
 
 from .policy import StationPolicy
 
+CHECKER_VERSION = "pht-station-review/2"  #: named in each disclosure-control record; raised when a check changes
 MAX_SCANNED_BYTES = 20 * 1024**2  #: small-cell scanning reads at most this much per file
 COUNT_KEYS = ("count", "n")
 
