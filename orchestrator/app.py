@@ -157,6 +157,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     install_metrics(app, services, verifier)
     _error_handlers(app)
     install_allowed_methods(app)  # every 405 lists all methods of its path; HEAD wherever GET is
+    _document_body_refusals(app, settings.max_body_bytes)
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, str]:
@@ -167,6 +168,28 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RefuseEncodedBodies)  # outermost: limits count the bytes handlers read (see its module)
     return app
+
+
+def _document_body_refusals(app: FastAPI, limit: int) -> None:
+    """Every operation with a body may be answered 413 (``BodyLimit``) or 415 (``RefuseEncodedBodies``): both
+    middlewares answer before any route, so they are added to the generated schema of each such operation."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        refusals = {"413": f"the body is larger than {limit} bytes (PHT_MAX_BODY_BYTES)",
+                    "415": "the body is compressed (Content-Encoding) or of a media type not accepted here"}
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    for status, description in refusals.items():
+                        operation["responses"].setdefault(status, {"description": description, "content": problem})
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _protocol_routers(app: FastAPI, services: Services, authenticate: Any) -> None:

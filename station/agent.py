@@ -210,10 +210,11 @@ class StationAgent:
 
     def close(self) -> None:
         """Release the lease if this agent still holds it (after :meth:`poll_once` without :meth:`run`) and
-        close the connections (central service, MPU)."""
+        close the connections (central service, MPU, and the runtime's own engine connection)."""
         self.lease.release()
         self.client.close()
         self.events.close()
+        self.runtime.close()
 
     def poll_once(self) -> int:
         """Take or renew the station's lease, then advance every work item by as many steps as the station can

@@ -30,7 +30,12 @@ def base_images(dockerfile: Path) -> list[str]:
 
 def build_train_image(folder: Path, tag: str, client: docker.DockerClient | None = None) -> str:
     """Build ``folder`` (with a Dockerfile) as ``tag``; return the image ID ``sha256:...`` (what gets approved)."""
-    client = client or docker.from_env()
+    if client is None:  # a client of our own, closed when done (an unclosed one leaks its socket)
+        own = docker.from_env()
+        try:
+            return build_train_image(folder, tag, own)
+        finally:
+            own.close()
     dockerfile = folder / "Dockerfile"
     if not dockerfile.is_file():
         raise RuntimeFailure(f"{folder} has no Dockerfile")

@@ -7,8 +7,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 REPO = Path(__file__).resolve().parent.parent
 PHT = [sys.executable, "-m", "pht_cli.main"]
@@ -180,14 +184,11 @@ def test_serve_refuses_a_missing_secret_with_a_sentence(tmp_path: Path) -> None:
 
 
 @pytest.mark.real_component("docker")
-def test_build_image_prints_the_digest_the_engine_reports(tmp_path: Path) -> None:
-    from conftest import require_component
-    require_component("docker")
-    import docker
+def test_build_image_prints_the_digest_the_engine_reports(tmp_path: Path, docker_client: DockerClient) -> None:
     done = pht("station", "build-image", "trains/cohort-count", "--tag", "pht-test/cli-build:1", timeout=300)
     assert done.returncode == 0, done.stderr
     digest = done.stdout.strip()
-    assert digest.startswith("sha256:") and docker.from_env().images.get("pht-test/cli-build:1").id == digest
+    assert digest.startswith("sha256:") and docker_client.images.get("pht-test/cli-build:1").id == digest
     missing = pht("station", "build-image", str(tmp_path), "--tag", "x:1")
     assert missing.returncode == 1 and "has no Dockerfile" in missing.stderr
 

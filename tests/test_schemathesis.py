@@ -183,6 +183,21 @@ def test_the_protocol_endpoints_document_parameters_bodies_and_media_types() -> 
             "multipart/form-data"}
 
 
+def test_every_operation_with_a_body_documents_the_refusals_of_the_middlewares() -> None:
+    """413 (body limit) and 415 (compressed body) come from middlewares, before any route: the schema lists them
+    for every operation that takes a body, and a real oversized body gets the documented 413."""
+    for raw in (schema.raw_schema, protocol_schema.raw_schema):
+        for path, operations in raw["paths"].items():
+            for method, operation in operations.items():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    assert {"413", "415"} <= set(operation["responses"]), f"{method.upper()} {path}"
+    client = TestClient(APP)
+    eid = KNOWN["execution_id"][0]
+    r = client.post(f"/api/executions/{eid}/outputs", headers=station("aachen"),
+                    json={"sha256": "ab" * 32, "byte_size": 7, "record": "x" * (SETTINGS.max_body_bytes + 1)})
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+
+
 def test_every_operation_is_tested() -> None:
     """The schema lists every route of the API (a route hidden from the schema would escape the tests)."""
     paths = set(schema.raw_schema["paths"])

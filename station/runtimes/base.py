@@ -75,3 +75,7 @@ class Runtime(Protocol):
 
     def discard(self, name: str) -> None:
         """Remove what a run called ``name`` left behind (after a crash); no error if nothing is there."""
+
+    def close(self) -> None:
+        """Release what the runtime opened itself (an engine or API connection); a client given to it stays
+        open for its owner."""

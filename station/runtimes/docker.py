@@ -171,6 +171,7 @@ class DockerRuntime:
         CAP_SYS_RESOURCE (``error setting rlimit type 7: operation not permitted``). ``nproc`` counts every
         process of uid 10001 on the host, so the per-container limit is ``pids_limit``, not this.
         ``keeper_command`` is the container's PID 1 (from the image), which holds the output volume mounted."""
+        self._owns_client = client is None
         if client is None:
             client = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
         self.client = client
@@ -512,6 +513,11 @@ class DockerRuntime:
                 volume.remove(force=True)
             except docker.errors.NotFound:
                 pass
+
+    def close(self) -> None:
+        """Close the engine client if this runtime opened it (an unclosed one leaks its socket)."""
+        if self._owns_client:
+            self.client.close()
 
     def leftovers(self) -> list[str]:
         """Execution names that still have a container or volume (after a crash; :meth:`discard` them)."""

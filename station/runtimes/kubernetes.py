@@ -225,6 +225,7 @@ class KubernetesRuntime:
         default location when ``None``); raises ``kubernetes.config.ConfigException`` when there is neither."""
         from kubernetes import client as k8s  # imported here: only this runtime needs a cluster configuration
 
+        owns_api_client = api_client is None
         if api_client is None:
             from kubernetes import config
             try:
@@ -236,6 +237,7 @@ class KubernetesRuntime:
         self.image_refs = dict(image_refs)
         self.dataset_source = dataset_source
         self.poll_s = poll_s
+        self._api_client, self._owns_api_client = api_client, owns_api_client
         self.core = k8s.CoreV1Api(api_client)
         self.batch = k8s.BatchV1Api(api_client)
         self.networking = k8s.NetworkingV1Api(api_client)
@@ -337,6 +339,11 @@ class KubernetesRuntime:
             empty_folder(spec.output_dir)
             return f"The output was refused: {exc}."
         return None
+
+    def close(self) -> None:
+        """Close the API client's connection pool if this runtime made the client."""
+        if self._owns_api_client:
+            self._api_client.close()
 
     def discard(self, name: str) -> None:
         from kubernetes.client.exceptions import ApiException

@@ -499,6 +499,9 @@ class ProcessRuntime:
         if _NAME.fullmatch(name):
             shutil.rmtree(self.work_root / name, ignore_errors=True)
 
+    def close(self) -> None:
+        """Nothing to release: each run's processes end with it."""
+
     def leftovers(self) -> list[str]:
         """Execution names whose work folder is still there."""
         if not self.work_root.is_dir():

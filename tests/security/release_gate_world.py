@@ -56,6 +56,9 @@ class ScriptedRuntime:
     def discard(self, name: str) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def run(self, spec: RunSpec) -> RunResult:
         self.runs.append((spec.image_digest, spec.entrypoint))
         code = self.train(spec.output_dir)
