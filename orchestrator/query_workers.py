@@ -54,7 +54,7 @@ without starving (nice 19, a 1.5 % share, let unrelated load on a busy machine s
 past its deadline)."""
 REPLACE_WAIT_S = 30.0
 """Longest wait for a killed worker's replacement before its query is answered."""
-FAST_MESSAGE_BYTES = 256 * 1024
+FAST_MESSAGE_BYTES = 16 * 1024
 """Jobs and replies up to this size cross the pipe on the event loop, sparing a point query two thread hops;
 larger ones (a seed, a long change log, a large answer) cross in a thread, so that the loop never waits on a pipe."""
 RETRY_AFTER_FAILURE_S = 1.0
@@ -377,16 +377,21 @@ class WorkerPool:
                 readable.set_result(None)
 
         loop.add_reader(fd, wake)
+        timer = loop.call_later(wait_s, readable.cancel)  # not asyncio.wait_for: it costs a task per query
         try:
-            await asyncio.wait_for(readable, wait_s)
-        except TimeoutError:
+            await readable
+        except asyncio.CancelledError:
+            if not readable.cancelled() or (task := asyncio.current_task()) is None or task.cancelling():
+                raise  # the caller was cancelled, not our timer
             return None
         finally:
+            timer.cancel()
             loop.remove_reader(fd)
         size = handle.pending_reply_bytes()
         if size is not None and size <= FAST_MESSAGE_BYTES:
             reply = handle.conn.recv()  # the worker writes a small reply at once: this read does not wait
         else:
+            os.set_blocking(fd, True)
             reply = await run_in_threadpool(handle.conn.recv)
         if not isinstance(reply, Reply):
             raise EOFError("unexpected message from a worker")
@@ -397,6 +402,7 @@ class WorkerPool:
         not come). (None, None): the worker was dead before it got the job."""
         sync = self._sync_for(handle)
         try:
+            os.set_blocking(handle.conn.fileno(), True)  # the event loop's reader (libuv) leaves it non-blocking
             handle.conn.send((sync, job))
         except OSError:
             return None, None
