@@ -18,6 +18,8 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import socket
+import struct
 import threading
 import time
 import weakref
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -51,6 +54,9 @@ without starving (nice 19, a 1.5 % share, let unrelated load on a busy machine s
 past its deadline)."""
 REPLACE_WAIT_S = 30.0
 """Longest wait for a killed worker's replacement before its query is answered."""
+FAST_MESSAGE_BYTES = 16 * 1024
+"""Jobs and replies up to this size cross the pipe on the event loop, sparing a point query two thread hops;
+larger ones (a seed, a long change log, a large answer) cross in a thread, so that the loop never waits on a pipe."""
 RETRY_AFTER_FAILURE_S = 1.0
 """After a worker failed to start, the next start waits this long (no fork storm if the store cannot load)."""
 
@@ -70,12 +76,31 @@ class _Handle:
     generation: int = -1
     niced: bool = False
 
+    def __post_init__(self) -> None:
+        # The same socket (a duplex Pipe is a socketpair), to peek at a reply's length before reading it.
+        self.peek = socket.socket(fileno=os.dup(self.conn.fileno()))
+
+    def close(self) -> None:
+        self.conn.close()
+        self.peek.close()
+
+    def pending_reply_bytes(self) -> int | None:
+        """The length of the reply waiting in the pipe, from its header (None if unknown or over 2 GiB)."""
+        try:
+            header = self.peek.recv(4, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return None
+        if len(header) < 4:
+            return None
+        size: int = struct.unpack("!i", header)[0]  # multiprocessing.Connection's framing; -1: a 64-bit length
+        return size if size >= 0 else None
+
 
 def _kill(handles: list[_Handle]) -> None:
     for handle in handles:
         if handle.process.is_alive():
             handle.process.kill()
-        handle.conn.close()
+        handle.close()
 
 
 class WorkerPool:
@@ -135,6 +160,13 @@ class WorkerPool:
 
     def _sync_for(self, handle: _Handle) -> Sync:
         """What ``handle`` needs to reach the store's current generation (a dump if the log cannot say)."""
+        sync = self._catch_up(handle, may_dump=True)
+        assert sync is not None
+        return sync
+
+    def _catch_up(self, handle: _Handle, *, may_dump: bool) -> Sync | None:
+        """:meth:`_sync_for`, or None if that needs a dump not taken yet and not ``may_dump`` (taking one is
+        slow: not on the event loop)."""
         if not self.replicated:
             with self._lock:
                 return Sync(self._generation)
@@ -148,6 +180,8 @@ class WorkerPool:
                     dump = None
                     at = self._generation
             if dump is None:
+                if not may_dump:
+                    return None
                 assert isinstance(self.store, EmbeddedStore)
                 dump = (at, self.store.snapshot())
             with self._lock:
@@ -224,7 +258,7 @@ class WorkerPool:
         """Kill ``handle``'s process (SIGKILL: the query inside cannot be asked to stop) and start another."""
         if handle.process.is_alive():
             handle.process.kill()  # SIGKILL
-        handle.conn.close()
+        handle.close()
         threading.Thread(target=handle.process.join, args=(5,), daemon=True).start()  # reap it
         with self._lock:
             if handle in self._all:
@@ -277,8 +311,8 @@ class WorkerPool:
             handle = await self._acquire(deadline, on_timeout)
             now = time.monotonic()
             wait = max(min(SLOW_AFTER_S, (deadline - now) / 2), 0)
-            try:  # one trip to a thread for a quick query: sync, send, wait, read
-                sync, reply = await run_in_threadpool(self._exchange, handle, job, wait)
+            try:  # a quick query's small messages cross on the event loop; else one trip to a thread
+                sync, reply = await self._round_trip(handle, job, wait)
             except (EOFError, OSError):
                 await self._replace(handle)
                 raise WorkerDied() from None
@@ -292,7 +326,7 @@ class WorkerPool:
             _set_nice(handle.process.pid, SLOW_NICE)
             handle.niced = True
             try:
-                reply = await run_in_threadpool(self._wait, handle, max(deadline - time.monotonic(), 0))
+                reply = await self._reply(handle, max(deadline - time.monotonic(), 0))
             except (EOFError, OSError):
                 await self._replace(handle)
                 raise WorkerDied() from None
@@ -319,11 +353,56 @@ class WorkerPool:
         self._retire(handle)
         await run_in_threadpool(self.wait_ready, REPLACE_WAIT_S)
 
+    async def _round_trip(self, handle: _Handle, job: Job, wait_s: float) -> tuple[Sync | None, Reply | None]:
+        """:meth:`_exchange` without leaving the event loop when the job and its catching up are small."""
+        sync = self._catch_up(handle, may_dump=False)
+        message = None if sync is None else ForkingPickler.dumps((sync, job))
+        if sync is None or message is None or len(message) > FAST_MESSAGE_BYTES:
+            return await run_in_threadpool(self._exchange, handle, job, wait_s)
+        try:
+            handle.conn.send_bytes(message)  # an idle worker's empty pipe takes it at once
+        except OSError:
+            return None, None
+        return sync, await self._reply(handle, wait_s)
+
+    async def _reply(self, handle: _Handle, wait_s: float) -> Reply | None:
+        """The worker's reply, waited for ``wait_s`` on the event loop (None if it has not come); read on the
+        loop if small, else in a thread."""
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        fd = handle.conn.fileno()
+
+        def wake() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(fd, wake)
+        timer = loop.call_later(wait_s, readable.cancel)  # not asyncio.wait_for: it costs a task per query
+        try:
+            await readable
+        except asyncio.CancelledError:
+            if not readable.cancelled() or (task := asyncio.current_task()) is None or task.cancelling():
+                raise  # the caller was cancelled, not our timer
+            return None
+        finally:
+            timer.cancel()
+            loop.remove_reader(fd)
+        size = handle.pending_reply_bytes()
+        if size is not None and size <= FAST_MESSAGE_BYTES:
+            reply = handle.conn.recv()  # the worker writes a small reply at once: this read does not wait
+        else:
+            os.set_blocking(fd, True)
+            reply = await run_in_threadpool(handle.conn.recv)
+        if not isinstance(reply, Reply):
+            raise EOFError("unexpected message from a worker")
+        return reply
+
     def _exchange(self, handle: _Handle, job: Job, wait_s: float) -> tuple[Sync | None, Reply | None]:
         """Send ``job`` with what the worker must catch up on, and wait ``wait_s`` for the reply (None if it has
         not come). (None, None): the worker was dead before it got the job."""
         sync = self._sync_for(handle)
         try:
+            os.set_blocking(handle.conn.fileno(), True)  # the event loop's reader (libuv) leaves it non-blocking
             handle.conn.send((sync, job))
         except OSError:
             return None, None
