@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -196,16 +197,23 @@ def test_revoking_a_station_refuses_all_its_earlier_tokens_and_spares_new_ones()
         assert client.get("/api/stations/aachen/work", headers=bearer(station_token("aachen"))).status_code == 200
 
 
-def test_a_revocation_recorded_elsewhere_takes_effect_within_seconds() -> None:
-    """Two instances of the service on one store: the one that did not record the revocation refuses the token
-    within its cache time (``PHT_REVOCATION_CACHE_S``, 2 s by default, at most 5)."""
-    store = new_central_store()
+@contextmanager
+def revoked_through_another_instance(store: GraphStore) -> Iterator[tuple[TestClient, str]]:
+    """Two instances of the service on ``store``: a station token the first accepted, then revoked through the
+    second; yields the first instance's client and the token."""
     stolen = station_token("aachen")
     with TestClient(create_app(SETTINGS, store=store)) as reader, TestClient(create_app(SETTINGS, store=store)) as ops:
         register_world(reader)
         assert reader.get("/api/stations/aachen/work", headers=bearer(stolen)).status_code == 200
         jti = jwt.decode(stolen, options={"verify_signature": False})["jti"]
         assert ops.post("/api/tokens/revocations", headers=OPS, json={"token_id": jti}).status_code == 201
+        yield reader, stolen
+
+
+def test_a_revocation_recorded_elsewhere_takes_effect_within_seconds() -> None:
+    """Two instances of the service on one store: the one that did not record the revocation refuses the token
+    within its cache time (``PHT_REVOCATION_CACHE_S``, 2 s by default, at most 5)."""
+    with revoked_through_another_instance(new_central_store()) as (reader, stolen):
         start = time.monotonic()
         while reader.get("/api/stations/aachen/work", headers=bearer(stolen)).status_code == 200:
             assert time.monotonic() - start < 5, "the revocation did not take effect within 5 s"
@@ -216,13 +224,7 @@ def test_a_revocation_recorded_elsewhere_takes_effect_within_seconds() -> None:
 def test_on_a_store_only_the_service_writes_a_revocation_takes_effect_at_the_next_request() -> None:
     """The embedded store: every write passes the store object's commit listeners, so the verifier of another app
     on the same store reads the revocations again at once instead of after its cache time."""
-    store = EmbeddedStore()
-    stolen = station_token("aachen")
-    with TestClient(create_app(SETTINGS, store=store)) as reader, TestClient(create_app(SETTINGS, store=store)) as ops:
-        register_world(reader)
-        assert reader.get("/api/stations/aachen/work", headers=bearer(stolen)).status_code == 200
-        jti = jwt.decode(stolen, options={"verify_signature": False})["jti"]
-        assert ops.post("/api/tokens/revocations", headers=OPS, json={"token_id": jti}).status_code == 201
+    with revoked_through_another_instance(EmbeddedStore()) as (reader, stolen):
         refused = reader.get("/api/stations/aachen/work", headers=bearer(stolen))
         assert refused.status_code == 401 and one_sentence(refused) == "token has been revoked"
 
