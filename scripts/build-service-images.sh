@@ -35,7 +35,7 @@ version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml"
 revision=$(git rev-parse HEAD)
 # What goes into the images: this script, deploy/images/ and the committed code (not the commit itself: a commit of
 # docs or tests alone rebuilds nothing).
-code=(pyproject.toml graph_store trust orchestrator station station_mpu client local_platform pht_cli ontology shapes
+code=(pyproject.toml graph_store trust orchestrator station station_mpu client dataspace local_platform pht_cli ontology shapes
       sparql_queries)
 recipe=$({ cat "$0" deploy/images/*; git ls-tree -r HEAD -- "${code[@]}"; } | sha256sum | cut -c1-16)
 
