@@ -135,6 +135,9 @@ def bindings_for(name: str, parameters: frozenset[str], w: World) -> dict[str, A
         "pid": Literal("urn:uuid:0"),
         "digest": Literal("00" * 32),
         "result": NamedNode(f"{BASE}results/none"),
+        # a station's disclosure ledger (station/disclosure.py): a cohort size range, over a graph this world lacks
+        "low": Literal("1", datatype=XSD.integer),
+        "high": Literal("10", datatype=XSD.integer),
     }
     if "key" in parameters:
         keys = w.store.select("SELECT ?k WHERE { GRAPH ?g { ?k a <https://w3id.org/security#Multikey> } } LIMIT 1")
