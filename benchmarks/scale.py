@@ -164,7 +164,7 @@ def bindings_for(copy: int) -> dict[str, Any]:
         # the dataspace connector's queries (dataspace/): over its own graph, which this history does not have
         "agreementId": Literal("agreement-1"), "class": PHT.ContractNegotiation, "pidProperty": PHT.providerPid,
         "pid": Literal("urn:uuid:0"), "digest": Literal("00" * 32), "result": ex("results/none"),
-        # a station's disclosure ledger (station/disclosure.py): a cohort size range, over a graph the central store lacks
+        # the disclosure ledger (station/disclosure.py): a size range, over a graph the central store lacks
         "low": Literal("1", datatype=XSD.integer), "high": Literal("10", datatype=XSD.integer),
     }
 
