@@ -107,6 +107,8 @@ class DefinitionSpec:
     aggregator: str | None = None
     parameters: Sequence[ParameterSpec] = field(default_factory=tuple)
     dataspace_inputs: Sequence[DataspaceInputSpec] = field(default_factory=tuple)
+    inputs: str | None = None
+    """The input shapes (SHACL, Turtle): the variables the train reads (``client/input_shapes.py``)."""
 
     @classmethod
     def from_wire(cls, body: Mapping[str, Any]) -> DefinitionSpec:
@@ -123,7 +125,8 @@ class DefinitionSpec:
                                                   p.get("default"))
                                     for p in body.get("parameters") or ()),
                    dataspace_inputs=tuple(DataspaceInputSpec(i["name"], i["connector"], i["dataset"])
-                                          for i in body.get("dataspace_inputs") or ()))
+                                          for i in body.get("dataspace_inputs") or ()),
+                   inputs=body.get("inputs"))
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,8 @@ def definition_triples(iris: ResourceIris, spec: DefinitionSpec) -> list[Triple]
         triples.append(Triple(d, PHT.entrypoint, rdf_literal(spec.entrypoint)))
     if spec.aggregator:
         triples.append(Triple(d, PHT.aggregator, iris.station(spec.aggregator)))
+    if spec.inputs:
+        triples.append(Triple(d, PHT.inputShapes, rdf_literal(spec.inputs)))
     for i, sid in enumerate(spec.route):
         stop = NamedNode(f"{d.value}/stops/{i}")
         triples += [Triple(d, PHT.routeStop, stop), Triple(stop, RDF_TYPE, PHT.RouteStop),

@@ -8,6 +8,7 @@ identifiers are not reused, and a train definition never changes (the same conte
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 from pyoxigraph import NamedNode, Quad
 
+from client.input_shapes import InputShapesRefused, parse_input_shapes
 from client.train_request import DataspaceInputSpec, DefinitionSpec, ParameterSpec, definition_triples, rdf_literal
 from graph_store import CENTRAL_GRAPH, DCAT, DCTERMS, ORG, PHT, PROV, RDF_TYPE, RDFS, XSD, ChangeSet, GraphStore
 
@@ -134,6 +136,11 @@ class Registry:
         bad = sorted({p.datatype for p in spec.parameters} - DATATYPES)
         if bad:
             raise LifecycleError(f"unknown parameter datatype(s) {', '.join(bad)}; use {', '.join(sorted(DATATYPES))}")
+        if spec.inputs is not None:
+            try:
+                parse_input_shapes(spec.inputs)
+            except InputShapesRefused as e:
+                raise LifecycleError(f"{e}; nothing was registered") from None
         if spec.aggregator and not self.store.quads(self.iris.station(spec.aggregator), RDF_TYPE, PHT.Station, G):
             raise LifecycleError(f"the aggregator {spec.aggregator!r} is not a registered station")
         quads = [Quad(t.subject, t.predicate, t.object, G) for t in definition_triples(self.iris, spec)]
@@ -166,7 +173,7 @@ class Registry:
 
 
 FIELDS = ("title", "image_name", "image_digest", "mode", "route", "rounds", "entrypoint", "aggregator", "parameters",
-          "dataspace_inputs")
+          "dataspace_inputs", "inputs")
 """The fields of a definition (``DefinitionIn``) in the order a refusal names them."""
 
 
@@ -195,4 +202,6 @@ def _describe(d: NamedNode, quads: Iterable[Quad], iris: Iris) -> dict[str, str]
             "parameters": "; ".join(parameters),
             "dataspace_inputs": "; ".join(sorted(
                 f"{one(i, PHT.mountName)} ({one(i, PHT.providerDataset)} at {one(i, PHT.providerConnector)})"
-                for i in own[PHT.dataspaceInput]))}
+                for i in own[PHT.dataspaceInput])),
+            "inputs": ("input shapes sha256:" + hashlib.sha256(one(d, PHT.inputShapes).encode()).hexdigest()[:12]
+                       if own[PHT.inputShapes] else "")}

@@ -193,6 +193,11 @@ class DefinitionIn(Strict):
     dataspace_inputs: list[DataspaceInputIn] = Field(
         default=[], max_length=20, description="datasets of data-space providers the train reads (docs/dataspace.md): "
                                                "each station obtains them with its own identity before the run")
+    inputs: Annotated[str, StringConstraints(min_length=1, max_length=64_000)] | None = Field(
+        default=None, description="the variables the train reads, as SHACL input shapes in Turtle over a station's "
+                                  "dataset description (docs/train-definition.md, 'Inputs'): the central service "
+                                  "dispatches only to stations whose published description conforms, and each station "
+                                  "re-checks its real data before the run")
 
 
 class DefinitionOut(BaseModel):

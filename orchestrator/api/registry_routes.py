@@ -36,7 +36,8 @@ def definition_spec(body: DefinitionIn) -> DefinitionSpec:
     return DefinitionSpec(body.id, body.title, body.image_name, body.image_digest, body.mode, body.route,
                           body.rounds, body.entrypoint, body.aggregator,
                           [ParameterSpec(p.name, p.datatype, p.required, p.default) for p in body.parameters],
-                          [DataspaceInputSpec(i.name, i.connector, i.dataset) for i in body.dataspace_inputs])
+                          [DataspaceInputSpec(i.name, i.connector, i.dataset) for i in body.dataspace_inputs],
+                          body.inputs)
 
 
 def registry_router(s: Services) -> APIRouter:
