@@ -41,6 +41,7 @@ from graph_store import (
 )
 
 from .chart import Chart, load_chart
+from .dispatch_check import dispatch_refusal
 from .errors import Forbidden, IllegalTransition, InvalidValue, LifecycleError, NotFound
 from .execution_records import record_quads
 from .keys import KeyDirectory
@@ -49,7 +50,7 @@ from .principal import Principal, Role
 from .settings import Settings
 from .signed_requests import definition_content, signed_request_quads
 
-__all__ = ["Lifecycle", "DefinitionWrite", "OutputRecord"]
+__all__ = ["Lifecycle", "DefinitionWrite", "InputsLacking", "OutputRecord"]
 
 G = CENTRAL_GRAPH
 log = logging.getLogger("pht.watchdog")
@@ -83,6 +84,12 @@ _CONTEXT_PREDICATES = frozenset(
      PHT.aggregator, PHT.routeStop, PHT.station, DCTERMS.identifier])
 """What ``execution_context.rq`` and ``route.rq`` read besides states: a commit writing one of these for a cached
 node makes the engine forget its caches."""
+
+
+class InputsLacking(LifecycleError):
+    """A route station lacks a variable the train's input shapes require: the train failed before dispatch (422)."""
+
+    status = 422
 
 
 @dataclass(frozen=True)
@@ -207,10 +214,17 @@ class Lifecycle:
         return train_id
 
     def _queue(self, train: NamedNode) -> None:
-        """submitted -> queued, creating the first stop's (or round's) executions in the same write."""
+        """submitted -> queued, creating the first stop's (or round's) executions in the same write; or
+        submitted -> failed, with the reason, if a route station lacks a variable of the train's input shapes
+        (``dispatch_check.py``; :class:`InputsLacking`)."""
         (ctx,) = self._train_row(train)
         definition = ctx["definition"]
         stops = self._route(definition)
+        refusal = dispatch_refusal(self.store, definition, [self.iris.local(s, "stations") for _, s in stops])
+        if refusal is not None:
+            self._commit([_Step(train, PHT.Submitted, PHT.Failed, PHT.Operator, self.iris.central, refusal)],
+                         ChangeSet())
+            raise InputsLacking(f"train {self.iris.local(train, 'trains')} was not dispatched: {refusal}")
         mode = ctx["mode"]
         first = stops if mode == PHT.Federated else stops[:1]
         extra = self._new_executions(train, first, round_=1, used=[])
@@ -250,8 +264,8 @@ class Lifecycle:
         for row in rows:
             try:
                 self._queue(row["t"])
-            except ConflictError:
-                pass  # queued meanwhile by someone else
+            except (ConflictError, InputsLacking):
+                pass  # queued meanwhile by someone else, or failed before dispatch (the reason is recorded)
         return len(rows)
 
     @_serialised

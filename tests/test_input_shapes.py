@@ -1,0 +1,157 @@
+"""Input shapes (client/input_shapes.py) and the check before dispatch (orchestrator/dispatch_check.py).
+
+Fast tests on the embedded store; the end-to-end path through real stations is tests/test_will_it_run.py."""
+
+from __future__ import annotations
+
+import pyshacl
+import pytest
+import rdflib
+from principals import ALICE, DIGEST, KEY, OPERATOR
+from pyoxigraph import Literal, NamedNode, Quad
+
+from client.input_shapes import (
+    EXAMPLE,
+    DescribedVariable,
+    InputShapesRefused,
+    RequiredVariable,
+    parse_input_shapes,
+)
+from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, XSD, ChangeSet, EmbeddedStore, station_graph
+from orchestrator.errors import LifecycleError
+from orchestrator.lifecycle import InputsLacking, Lifecycle
+from orchestrator.registry import DatasetSpec, DefinitionSpec, Registry, StationSpec
+from orchestrator.settings import DEMO_SECRET, Settings
+
+X = "http://www.w3.org/2001/XMLSchema#"
+
+
+def shapes_for(*variables: tuple[str, str]) -> str:
+    """Input shapes requiring each (name, xsd local name), one node shape per variable."""
+    head = ("@prefix sh: <http://www.w3.org/ns/shacl#> . @prefix dcat: <http://www.w3.org/ns/dcat#> .\n"
+            "@prefix pht: <https://w3id.org/pht-kg/vocab#> . @prefix xsd: <http://www.w3.org/2001/XMLSchema#> .\n")
+    return head + "".join(
+        f"<urn:inputs:{name}> a sh:NodeShape ; sh:targetClass dcat:Dataset ; sh:property [ sh:path pht:variable ; "
+        f"sh:qualifiedMinCount 1 ; sh:qualifiedValueShape [ sh:property [ sh:path pht:variableName ; "
+        f'sh:hasValue "{name}" ] , [ sh:path pht:variableDatatype ; sh:hasValue xsd:{dt} ] ] ] .\n'
+        for name, dt in variables)
+
+
+def test_the_example_requires_an_integer_age() -> None:
+    shapes = parse_input_shapes(EXAMPLE)
+    assert shapes.variables == [RequiredVariable("age", X + "integer")]
+    assert shapes.missing({"d": [DescribedVariable("age", X + "integer")]}) is None
+    assert shapes.missing({"d": [DescribedVariable("age", X + "string")]}) == RequiredVariable("age", X + "integer")
+    assert shapes.missing({}) == RequiredVariable("age", X + "integer")
+    # one conforming dataset of the station's is enough
+    assert shapes.missing({"a": [], "b": [DescribedVariable("age", X + "integer")]}) is None
+
+
+@pytest.mark.parametrize("text, says", [
+    ("this is not turtle", "not Turtle"),
+    ("@prefix sh: <http://www.w3.org/ns/shacl#> . <urn:s> a sh:NodeShape ; sh:minCount \"x\" .", "not valid SHACL"),
+    (EXAMPLE.replace("sh:qualifiedMinCount 1", 'sh:qualifiedMinCount "one"'), "not valid SHACL"),
+    (EXAMPLE.replace("dcat:Dataset", "dcat:Catalog"), "must target dcat:Dataset"),
+    (EXAMPLE.replace('sh:hasValue "age"', 'sh:in ( "age" )'), "do not support"),
+    (EXAMPLE.replace("sh:hasValue xsd:integer", 'sh:hasValue "integer"'), "takes an IRI"),
+    ("@prefix sh: <http://www.w3.org/ns/shacl#> .", "no node shape"),
+    ("#" * 64_001, "at most 64000"),
+])
+def test_bad_input_shapes_are_refused_with_one_sentence(text: str, says: str) -> None:
+    with pytest.raises(InputShapesRefused, match=says) as refused:
+        parse_input_shapes(text)
+    assert "\n" not in str(refused.value)
+
+
+def description(dataset: str, variables: list[tuple[str, str]]) -> rdflib.Graph:
+    g = rdflib.Graph()
+    d = rdflib.URIRef(dataset)
+    g.add((d, rdflib.RDF.type, rdflib.URIRef("http://www.w3.org/ns/dcat#Dataset")))
+    for name, dt in variables:
+        v = rdflib.URIRef(f"{dataset}/variables/{name}")
+        g.add((d, rdflib.URIRef(str(PHT.variable.value)), v))
+        g.add((v, rdflib.URIRef(PHT.variableName.value), rdflib.Literal(name)))
+        g.add((v, rdflib.URIRef(PHT.variableDatatype.value), rdflib.URIRef(X + dt)))
+    return g
+
+
+@pytest.mark.parametrize("variables", [
+    [("age", "integer"), ("sex", "string")], [("age", "string"), ("sex", "string")], [("sex", "string")], [],
+    [("age", "integer")], [("Age", "integer"), ("sex", "string")]])
+def test_the_evaluation_equals_pyshacls(variables: list[tuple[str, str]]) -> None:
+    """The set lookup gives pySHACL's answer on the supported form (a dataset conforms or not)."""
+    text = shapes_for(("age", "integer"), ("sex", "string"))
+    conforms, _, _ = pyshacl.validate(description("https://example.org/d", variables),
+                                      shacl_graph=rdflib.Graph().parse(data=text, format="turtle"), inference="none")
+    ours = parse_input_shapes(text).missing(
+        {"https://example.org/d": [DescribedVariable(n, X + dt) for n, dt in variables]}) is None
+    assert ours == conforms
+
+
+def publish(store: EmbeddedStore, station: str, dataset: NamedNode, variables: list[tuple[str, str]]) -> None:
+    """What a station's signed MPU batch writes into its own graph (test_will_it_run.py pushes it for real)."""
+    g = station_graph(station)
+    quads = []
+    for name, dt in variables:
+        v = NamedNode(f"{dataset.value}/variables/{name}")
+        quads += [Quad(dataset, PHT.variable, v, g), Quad(v, RDF_TYPE, PHT.Variable, g),
+                  Quad(v, PHT.variableName, Literal(name), g), Quad(v, PHT.variableDatatype, XSD[dt], g)]
+    store.apply(ChangeSet(insert=quads))
+
+
+@pytest.fixture()
+def world() -> tuple[Lifecycle, Registry]:
+    store = EmbeddedStore()
+    store.load_vocabulary()
+    life = Lifecycle(store, Settings(jwt_secret=DEMO_SECRET, demo=True, require_signed_trains=False))
+    reg = Registry(store, life.iris)
+    for sid in ("aachen", "leipzig"):
+        reg.station(OPERATOR, StationSpec(sid, sid, sid, [KEY]))
+        reg.dataset(OPERATOR, DatasetSpec(f"{sid}-data", f"{sid} data", sid))
+    publish(store, "aachen", life.iris.dataset("aachen-data"), [("age", "integer"), ("sex", "string")])
+    publish(store, "leipzig", life.iris.dataset("leipzig-data"), [("sex", "string")])
+    return life, reg
+
+
+def definition(ident: str, route: list[str], inputs: str | None) -> DefinitionSpec:
+    return DefinitionSpec(ident, "count", "pht/count", DIGEST, "incremental", route, inputs=inputs)
+
+
+def test_a_route_station_lacking_a_variable_fails_the_train_before_dispatch(world: tuple[Lifecycle, Registry]) -> None:
+    life, reg = world
+    reg.definition(ALICE, definition("ages", ["aachen", "leipzig"], shapes_for(("age", "integer"))))
+    with pytest.raises(InputsLacking, match=r"station leipzig lacks variable age \(xsd:integer\) \(required by the "
+                                            r"train's input shape\)") as refused:
+        life.submit(ALICE, definition_id="ages", parameters={})
+    train_id = str(refused.value).split()[1]
+    (row,) = life._train_row(life.iris.train(train_id))
+    assert row["state"] == PHT.Failed  # recorded: the state and the event with the reason
+    assert not list(life.store.run_query("train_executions", train=life.iris.train(train_id)))  # nothing dispatched
+    reasons = [q.object.value for q in life.store.quads(None, PHT.reason, None, CENTRAL_GRAPH)]
+    assert any("station leipzig lacks variable age" in r for r in reasons)
+
+
+def test_a_route_whose_stations_have_the_variables_is_dispatched(world: tuple[Lifecycle, Registry]) -> None:
+    life, reg = world
+    reg.definition(ALICE, definition("sexes", ["aachen", "leipzig"], shapes_for(("sex", "string"))))
+    train_id = life.submit(ALICE, definition_id="sexes", parameters={})
+    assert len(list(life.store.run_query("train_executions", train=life.iris.train(train_id)))) == 1
+
+
+def test_a_variable_in_another_stations_graph_does_not_count(world: tuple[Lifecycle, Registry]) -> None:
+    """Only the station's own graph describes its data: aachen's graph naming leipzig's dataset is not read."""
+    life, reg = world
+    publish(life.store, "aachen", life.iris.dataset("leipzig-data"), [("age", "integer")])
+    reg.definition(ALICE, definition("ages", ["leipzig"], shapes_for(("age", "integer"))))
+    with pytest.raises(InputsLacking, match="station leipzig lacks variable age"):
+        life.submit(ALICE, definition_id="ages", parameters={})
+
+
+def test_invalid_input_shapes_are_refused_at_registration_and_nothing_is_written(
+        world: tuple[Lifecycle, Registry]) -> None:
+    life, reg = world
+    before = len(life.store.quads(None, None, None, CENTRAL_GRAPH))
+    with pytest.raises(LifecycleError, match="the input shapes are not valid SHACL.*nothing was registered"):
+        reg.definition(ALICE, definition("bad", ["aachen"], EXAMPLE.replace("sh:qualifiedMinCount 1",
+                                                                            'sh:qualifiedMinCount "x"')))
+    assert len(life.store.quads(None, None, None, CENTRAL_GRAPH)) == before
