@@ -17,8 +17,9 @@ A batch (``graph_store._signed_batch``) is accepted only if, in this order:
 3. every subject is one of the station's events (an IRI under ``{base}stations/{id}/events/``, typed with
    ``pht:Event`` or a subclass, using only event properties, emitted by this station, about a registered
    train this station takes part in and, if it names one, about an execution at this station) or the station's
-   description (the station itself, or a dataset it holds: ``dcterms:description``, ``dcat:keyword``)
-   -- otherwise 422 naming each refused subject and why;
+   description (the station itself, or a dataset it holds: ``dcterms:description``, ``dcat:keyword``, a dataset's
+   ``pht:variable`` ``{dataset}/variables/{name}`` and those variables' name, datatype, unit and code system: never
+   a value) -- otherwise 422 naming each refused subject and why;
 5. the write conforms to the shapes (422 with the SHACL report, and the subjects it concerns).
 
 Then it is ONE ``GraphStore.apply`` of the station's graph, which also records the batch's receipt
@@ -29,7 +30,7 @@ fastest; the latest receipt is read from the store once per station, then rememb
 station are checked and written one at a time. Of two services racing on one store, the second to write a
 sequence fails the receipt's shape (one batch id per sequence) and is checked again. Event IRIs are stable,
 so the MPU's events sent again in a new batch (the acknowledgement of the first was lost) write nothing new.
-A description replaces the station's previous description of the same resource.
+A description replaces the station's previous description of the same resource (a dataset's variables with it).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ from .naming import Iris
 __all__ = ["MetadataIntake", "MetadataRefused", "Accepted", "BadSignature", "BatchReplayed", "Receipt"]
 
 DESCRIPTION_PREDICATES = frozenset({DCTERMS.description, DCAT.keyword})
+DATASET_PREDICATES = DESCRIPTION_PREDICATES | {PHT.variable}
+"""What a station says about a dataset it holds: a description, keywords, its variables ({dataset}/variables/...)."""
+VARIABLE_PREDICATES = frozenset({RDF_TYPE, PHT.variableName, PHT.variableDatatype, PHT.variableUnit, PHT.codeSystem})
+"""What a station says about a variable of its dataset (ontology/variables.ttl): never a value of it."""
 
 
 class MetadataRefused(LifecycleError):
@@ -209,7 +214,7 @@ class MetadataIntake:
             if attempt:
                 receipt = self._latest_receipt(station_id, station, graph, reread=True)
                 self._check_new(station_id, batch_id, number, receipt)
-            delete = [q for s in described for p in DESCRIPTION_PREDICATES for q in self.store.quads(s, p, None, graph)]
+            delete = self._previous_description(described, graph)
             guard = [] if receipt is None else [
                 Quad(receipt.iri, PHT.batchSequence, Literal(str(receipt.sequence), datatype=XSD.integer), graph)]
             try:
@@ -227,6 +232,12 @@ class MetadataIntake:
                             graph=graph.value)
         raise ConflictError(f"other batches of station {station_id!r} kept being accepted meanwhile; nothing of "
                             f"batch {batch_id!r} was written, send it again")
+
+    def _previous_description(self, described: set[NamedNode], graph: NamedNode) -> list[Quad]:
+        """What the station published before about the resources it describes again (a dataset's variables too)."""
+        old = [q for s in described for p in DATASET_PREDICATES for q in self.store.quads(s, p, None, graph)]
+        variables = {q.object for q in old if q.predicate == PHT.variable and isinstance(q.object, NamedNode)}
+        return old + [q for v in variables for q in self.store.quads(v, None, None, graph)]
 
     def _latest_receipt(self, station_id: str, station: NamedNode, graph: NamedNode, *, reread: bool = False,
                         ) -> Receipt | None:
@@ -276,8 +287,8 @@ class MetadataIntake:
         events: set[NamedNode] = set()
         described: set[NamedNode] = set()
         known: dict[tuple[object, ...], str | None] = {}  # lookups in the central graph, once per batch
-        neither = (f"neither an event of station {station_id!r} (IRIs under {prefix}) nor the station "
-                   "or one of its datasets")
+        neither = (f"neither an event of station {station_id!r} (IRIs under {prefix}) nor the station, "
+                   "one of its datasets or one of their variables")
         for subject, props in by_subject.items():
             if not isinstance(subject, NamedNode):  # a blank node or a triple term is neither
                 refused[subject.value if isinstance(subject, BlankNode) else str(subject)] = neither
@@ -290,14 +301,16 @@ class MetadataIntake:
                 else:
                     refused[iri] = why
             elif subject == station or self.store.quads(subject, PHT.heldBy, station, CENTRAL_GRAPH):
-                wrong = sorted({q.predicate.value for q in props if q.predicate not in DESCRIPTION_PREDICATES})
-                if wrong:
-                    refused[iri] = (f"a station describes itself and its datasets only with dcterms:description "
-                                    f"and dcat:keyword, not {', '.join(wrong)}")
-                elif any(not isinstance(q.object, Literal) for q in props):
-                    refused[iri] = "descriptions and keywords are literals"
-                else:
+                why = _description_problem(subject, props, dataset=subject != station)
+                if why is None:
                     described.add(subject)
+                else:
+                    refused[iri] = why
+            elif "/variables/" in iri and self.store.quads(NamedNode(iri.split("/variables/", 1)[0]), PHT.heldBy,
+                                                           station, CENTRAL_GRAPH):
+                why = _variable_problem(props)
+                if why is not None:
+                    refused[iri] = why
             else:
                 refused[iri] = neither
         if refused:
@@ -380,3 +393,30 @@ class _ShapesRefused(MetadataRefused):
 
 def _value(term: object) -> str:
     return str(getattr(term, "value", term))
+
+
+def _description_problem(subject: NamedNode, props: list[Quad], *, dataset: bool) -> str | None:
+    """Why a station may not write ``props`` about itself or a dataset it holds, or None if it may."""
+    allowed = DATASET_PREDICATES if dataset else DESCRIPTION_PREDICATES
+    wrong = sorted({q.predicate.value for q in props if q.predicate not in allowed})
+    if wrong:
+        return (f"a station describes itself and its datasets only with dcterms:description, dcat:keyword and "
+                f"(a dataset) pht:variable, not {', '.join(wrong)}")
+    for q in props:
+        if q.predicate == PHT.variable:
+            if not (isinstance(q.object, NamedNode) and q.object.value.startswith(subject.value + "/variables/")):
+                return f"a dataset's variables are named under {subject.value}/variables/"
+        elif not isinstance(q.object, Literal):
+            return "descriptions and keywords are literals"
+    return None
+
+
+def _variable_problem(props: list[Quad]) -> str | None:
+    """Why a station may not write ``props`` about a variable of its dataset, or None if it may."""
+    wrong = sorted({q.predicate.value for q in props if q.predicate not in VARIABLE_PREDICATES})
+    if wrong:
+        return (f"a variable is described only by its type, name, datatype, unit and code system "
+                f"(ontology/variables.ttl), not {', '.join(wrong)}")
+    if any(q.predicate == RDF_TYPE and q.object != PHT.Variable for q in props):
+        return "a variable is typed pht:Variable and nothing else"
+    return None

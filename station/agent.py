@@ -43,6 +43,7 @@ from .disclosure import HeldCohort, differencing_check, load_cohort, open_ledger
 from .encryption import EncryptionRefused, fetch_opened, readers_for, seal_output, station_identity
 from .events import EventSink
 from .image_registry import RegistryError, parse_reference, registry_credentials
+from .input_check import describe_station, input_problem, publish_description
 from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
@@ -182,6 +183,7 @@ class StationAgent:
         :class:`LeaseLost` if another agent took it over (this one stops taking work)."""
         keeper = threading.Thread(target=self._keep_lease, name=f"lease-{self.settings.station_id}", daemon=True)
         keeper.start()
+        self.publish_description()
         try:
             while not self._stop.is_set():
                 try:
@@ -202,6 +204,15 @@ class StationAgent:
             self._stop.set()
             keeper.join()
             self.lease.release()
+
+    def publish_description(self) -> bool:
+        """Publish the datasets' variables through the MPU (``input_check.py``), for the check before dispatch."""
+        try:
+            body = describe_station(self.settings.datasets, self.settings.description_file)
+        except ValueError as e:
+            log.error("%s; the station's description was not published", e)
+            return False
+        return publish_description(self.settings.mpu_url, body, ingest_token=self.settings.mpu_ingest_token)
 
     def _keep_lease(self) -> None:
         """Renew the lease while :meth:`run` runs, also while a train runs; stop the agent if it was lost. Renew
@@ -441,6 +452,9 @@ class StationAgent:
             return self._fail(work, "running", problem)
         dataspace_dir = hold.root / "dataspace"
         dataset = next(iter(self.settings.datasets.values()))
+        problem = input_problem(work, dataset, self.settings.station_id)  # the signed input shapes vs the real data
+        if problem is not None:
+            return self._fail(work, "running", problem)
         try:  # a declared cohort: the station selects its rows and measures it; the train sees those rows only
             cohort = cohort_of(dict(work.parameters), dataset) if work.stop is not None else None
             if cohort is not None:

@@ -32,7 +32,7 @@ from pyoxigraph import Literal, NamedNode, Triple
 from graph_store import PHT, RDF_TYPE
 
 __all__ = ["COHORT_PARAMETER", "Cohort", "CohortRefused", "Criterion", "Measured", "cohort_of", "dataset_version",
-           "materialise", "measure", "parse_cohort"]
+           "csv_tables", "materialise", "measure", "parse_cohort", "table_header", "table_rows"]
 
 COHORT_PARAMETER = "COHORT"  #: the train parameter that declares the cohort (signed with the other values)
 MAX_CRITERIA = 20
@@ -122,11 +122,11 @@ def cohort_of(parameters: dict[str, str], dataset: Path) -> Cohort | None:
     if text is None:
         return None
     cohort = parse_cohort(text)
-    files = _csv_files(dataset)
+    files = csv_tables(dataset)
     if not files:
         raise CohortRefused("the cohort definition cannot be interpreted: the station's dataset has no CSV table")
     for path in files:
-        header = _header(path)
+        header = table_header(path)
         missing = sorted({c.variable for c in cohort.criteria} - set(header))
         if missing:
             raise CohortRefused(f"the cohort definition cannot be interpreted: the station's dataset has no variable "
@@ -137,8 +137,8 @@ def cohort_of(parameters: dict[str, str], dataset: Path) -> Cohort | None:
 def measure(cohort: Cohort, dataset: Path) -> Measured:
     """Which rows of ``dataset`` (its ``*.csv`` files in name order) are in ``cohort``, read by the station."""
     members, index, size = 0, 0, 0
-    for path in _csv_files(dataset):
-        for row in _rows(path):
+    for path in csv_tables(dataset):
+        for row in table_rows(path):
             if all(c.holds(row.get(c.variable) or "") for c in cohort.criteria):
                 members |= 1 << index
                 size += 1
@@ -149,7 +149,7 @@ def measure(cohort: Cohort, dataset: Path) -> Measured:
 def dataset_version(dataset: Path) -> str:
     """``sha256:`` and the SHA-256 over the names and contents of the dataset's CSV tables (what a cohort reads)."""
     digest = hashlib.sha256()
-    for path in _csv_files(dataset):
+    for path in csv_tables(dataset):
         digest.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return "sha256:" + digest.hexdigest()
 
@@ -157,19 +157,21 @@ def dataset_version(dataset: Path) -> str:
 def materialise(cohort: Cohort, dataset: Path, target: Path) -> None:
     """Write the cohort's rows of each CSV file of ``dataset`` (with its header) into ``target``: the train's data."""
     target.mkdir(parents=True, exist_ok=True)
-    for path in _csv_files(dataset):
+    for path in csv_tables(dataset):
         with (target / path.name).open("w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=_header(path), extrasaction="ignore")
+            writer = csv.DictWriter(out, fieldnames=table_header(path), extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(row for row in _rows(path)
+            writer.writerows(row for row in table_rows(path)
                              if all(c.holds(row.get(c.variable) or "") for c in cohort.criteria))
 
 
-def _csv_files(dataset: Path) -> list[Path]:
+def csv_tables(dataset: Path) -> list[Path]:
+    """The dataset's tables: its ``*.csv`` files in name order (what trains, cohorts and descriptions read)."""
     return sorted(p for p in dataset.glob("*.csv") if p.is_file())
 
 
-def _header(path: Path) -> list[str]:
+def table_header(path: Path) -> list[str]:
+    """The table's column names. :raises CohortRefused: it is not CSV."""
     with path.open(newline="", encoding="utf-8", errors="replace") as f:
         try:
             return next(csv.reader(f), [])
@@ -177,7 +179,8 @@ def _header(path: Path) -> list[str]:
             raise CohortRefused(f"the station's table {path.name} cannot be read as CSV: {e}") from None
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
+def table_rows(path: Path) -> list[dict[str, str]]:
+    """The table's rows by column name. :raises CohortRefused: it is not CSV."""
     with path.open(newline="", encoding="utf-8", errors="replace") as f:
         try:
             return list(csv.DictReader(f))

@@ -48,6 +48,9 @@ class StationSettings:
     #: its key, identity token file, listen address), used to obtain a data-space train's inputs
     #: (``station/dataspace_inputs.py``); None: the station runs no data-space train
     dataspace: ConsumerSettings | None = None
+    #: ``PHT_STATION_DESCRIPTION``: the admin's description of the datasets (JSON, the MPU's ``POST /description``
+    #: form: variables with units and code systems); None: described from the CSV headers (``input_check.py``)
+    description_file: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "StationSettings":
@@ -95,6 +98,7 @@ class StationSettings:
                    policy_file=Path(policy) if policy else None, poll_interval_s=interval,
                    mpu_url=environ.get("PHT_MPU_URL") or None,
                    mpu_ingest_token=environ.get("PHT_MPU_INGEST_TOKEN") or None,
+                   description_file=Path(d) if (d := environ.get("PHT_STATION_DESCRIPTION", "").strip()) else None,
                    lease_s=seconds("PHT_STATION_LEASE_S", "30"),
                    podman_url=environ.get("PHT_PODMAN_URL") or None,
                    kubernetes_namespace=environ.get("PHT_K8S_NAMESPACE") or None,

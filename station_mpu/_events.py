@@ -39,6 +39,7 @@ from ._secret import StationSecret, process_secret
 
 __all__ = [
     "DatasetDescription",
+    "VariableDescription",
     "Event",
     "EventAdapter",
     "EventTriples",
@@ -171,6 +172,19 @@ def event_kinds() -> dict[str, NamedNode]:
     return dict(_CLASSES)
 
 
+class VariableDescription(BaseModel):
+    """One variable (column) of a dataset: name, datatype, unit, code system; never a value (ontology/variables.ttl)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+    datatype: Literal["integer", "decimal", "boolean", "date", "dateTime", "string"] = Field(
+        description="the XSD datatype every value parses as")
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="a UCUM code, e.g. a (years) or mm[Hg]")
+    code_system: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9+.-]*:[^\s<>\"{}|\\^`]{1,500}$")] | None = Field(
+        default=None, description="the IRI of the code system the values are codes of, e.g. http://loinc.org")
+
+
 class DatasetDescription(BaseModel):
     """What a station publishes about one of its registered datasets."""
 
@@ -179,6 +193,7 @@ class DatasetDescription(BaseModel):
     description: Text | None = None
     keywords: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(default=[],
                                                                                            max_length=50)
+    variables: list[VariableDescription] = Field(default=[], max_length=1000)
 
 
 class StationDescription(BaseModel):
@@ -283,14 +298,30 @@ def description_triples(description: StationDescription, naming: Naming, *, at: 
     key the IRI and ``at`` (a later description replaces an earlier one, even with the same content)."""
     g = naming.graph
     units: list[EventTriples] = []
-    parts: list[tuple[NamedNode, NamedNode, str | None, Sequence[str], str]] = [
-        (naming.station, PHT.Station, description.description, (), "station")]
-    parts += [(naming.dataset(d.id), DCAT.Dataset, d.description, d.keywords, "dataset") for d in description.datasets]
-    for iri, cls, text, keywords, kind in parts:
+    parts: list[tuple[NamedNode, NamedNode, str | None, Sequence[str], Sequence[VariableDescription], str]] = [
+        (naming.station, PHT.Station, description.description, (), (), "station")]
+    parts += [(naming.dataset(d.id), DCAT.Dataset, d.description, d.keywords, d.variables, "dataset")
+              for d in description.datasets]
+    for iri, cls, text, keywords, variables, kind in parts:
         quads = [Quad(iri, DCTERMS.description, RdfLiteral(text), g)] if text else []
         quads += [Quad(iri, DCAT.keyword, RdfLiteral(k), g) for k in sorted(set(keywords))]
+        quads += [q for v in variables for q in _variable_quads(iri, v, g)]
         if quads:
             units.append(EventTriples(iri, cls, tuple(quads), f"{kind}-description",
-                                      json.dumps({"description": text, "keywords": sorted(set(keywords))}),
+                                      json.dumps({"description": text, "keywords": sorted(set(keywords)),
+                                                  "variables": [v.model_dump(exclude_none=True) for v in variables]}),
                                       key=f"{iri.value}#described-{at.timestamp():.6f}"))
     return units
+
+
+def _variable_quads(dataset: NamedNode, variable: VariableDescription, g: NamedNode) -> list[Quad]:
+    """A dataset's variable as the station publishes it, named ``{dataset}/variables/{name}``."""
+    v = NamedNode(f"{dataset.value}/variables/{variable.name}")
+    quads = [Quad(dataset, PHT.variable, v, g), Quad(v, RDF_TYPE, PHT.Variable, g),
+             Quad(v, PHT.variableName, RdfLiteral(variable.name), g),
+             Quad(v, PHT.variableDatatype, XSD[variable.datatype], g)]
+    if variable.unit is not None:
+        quads.append(Quad(v, PHT.variableUnit, RdfLiteral(variable.unit), g))
+    if variable.code_system is not None:
+        quads.append(Quad(v, PHT.codeSystem, NamedNode(variable.code_system), g))
+    return quads
