@@ -35,7 +35,6 @@ __all__ = [
     "BatchSequence",
     "DEFAULT_POLICY",
     "DatasetDescription",
-    "VariableDescription",
     "DockerSampler",
     "EXECUTION_LABEL",
     "Event",

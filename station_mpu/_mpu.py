@@ -487,7 +487,10 @@ def validated(units: Sequence[EventTriples]) -> list[EventTriples]:
     by_subject: dict[Any, list[Quad]] = {}
     for q in change.insert:
         by_subject.setdefault(q.subject, []).append(q)
-    return [EventTriples(u.iri, u.cls, tuple(sorted(by_subject.get(u.iri, ()), key=str)), u.kind, u.source, u.key)
+    # a unit's subjects: the event or described resource, and for a dataset its variables
+    return [EventTriples(u.iri, u.cls, tuple(sorted((q for s in dict.fromkeys(q.subject for q in u.quads)
+                                                     for q in by_subject.get(s, ())), key=str)),
+                         u.kind, u.source, u.key)
             for u in units]
 
 
@@ -504,8 +507,9 @@ def apply_policy(units: Sequence[EventTriples], policy: Policy, secret: StationS
             why = {r.focus_node: r.message for r in report.results}
             for i in changed:
                 f = filtered[i]
-                if f.event.iri in why:
-                    filtered[i] = f.dropped_whole_as(f"{_INVALID_AFTER_FILTER} ({why[f.event.iri]}), so nothing "
+                focus = next((q.subject for q in f.leaving if q.subject in why), None)
+                if focus is not None:
+                    filtered[i] = f.dropped_whole_as(f"{_INVALID_AFTER_FILTER} ({why[focus]}), so nothing "
                                                      "of it leaves")
     return filtered
 

@@ -169,6 +169,9 @@ def test_only_the_station_itself_pushes_to_its_graph(world: Any, keys: StationKe
     ("not an event property", "not an event property"),
     ("foreign execution", "the train"),
     ("other station's dataset", "neither an event"),
+    ("other station's variable", "neither an event"),
+    ("a variable under another dataset", "a dataset's variables are named under"),
+    ("a value of a variable", "a variable is described only by"),
 ])
 def test_triples_that_are_not_the_stations_to_write_are_refused_by_subject(world: Any, keys: StationKeys, case: str,
                                                                            reason: str) -> None:
@@ -194,6 +197,15 @@ def test_triples_that_are_not_the_stations_to_write_are_refused_by_subject(world
         assert r.status_code == 422 and r.json()["refused"][0]["subject"] == bad
         assert reason in r.json()["refused"][0]["reason"]
         return
+    elif case == "other station's variable":  # aachen describes a variable of leipzig's dataset
+        bad = f"{BASE}datasets/leipzig-data/variables/age"
+        body += f'<{bad}> <{PHT}variableName> "age" .\n'.encode()
+    elif case == "a variable under another dataset":
+        bad = f"{BASE}datasets/aachen-data"
+        body += f'<{bad}> <{PHT}variable> <{BASE}datasets/leipzig-data/variables/age> .\n'.encode()
+    elif case == "a value of a variable":  # names, types, units, code systems leave; values never
+        bad = f"{BASE}datasets/aachen-data/variables/age"
+        body += f'<{bad}> <{PHT}variableName> "age" .\n<{bad}> <{PHT}value> "42"^^<http://www.w3.org/2001/XMLSchema#decimal> .\n'.encode()
     else:
         bad = f"{BASE}datasets/leipzig-data"
         body += f'<{bad}> <http://purl.org/dc/terms/description> "mine now" .\n'.encode()
@@ -234,6 +246,29 @@ def test_a_new_description_replaces_the_previous_one(world: Any, keys: StationKe
     g = station_graph("aachen")
     assert [q.object.value for q in store.quads(NamedNode(f"{BASE}stations/aachen"), None, None, g)] == ["second"]
     assert [q.object.value for q in store.quads(NamedNode(f"{BASE}datasets/aachen-data"), None, None, g)] == ["c"]
+    m.close()
+
+
+def test_a_datasets_variables_reach_the_central_graph_and_a_new_description_replaces_them(
+        world: Any, keys: StationKeys, tmp_path: Path) -> None:
+    """Names, datatypes, units and code systems leave through the signed push (ontology/variables.ttl); a later
+    description of the dataset replaces its variables, so a column the station dropped is no longer claimed."""
+    client, store, _ = world
+    m = mpu(tmp_path, keys, client)
+    m.describe(StationDescription(datasets=[{"id": "aachen-data", "variables": [
+        {"name": "age", "datatype": "integer", "unit": "a"},
+        {"name": "diagnosis", "datatype": "string", "code_system": "http://snomed.info/sct"}]}]))
+    assert m.flush()
+    g, dataset = station_graph("aachen"), NamedNode(f"{BASE}datasets/aachen-data")
+    age = NamedNode(f"{BASE}datasets/aachen-data/variables/age")
+    assert {q.object for q in store.quads(dataset, NamedNode(f"{PHT}variable"), None, g)} == {
+        age, NamedNode(f"{BASE}datasets/aachen-data/variables/diagnosis")}
+    assert [q.object.value for q in store.quads(age, NamedNode(f"{PHT}variableUnit"), None, g)] == ["a"]
+    m.describe(StationDescription(datasets=[{"id": "aachen-data", "variables": [
+        {"name": "diagnosis", "datatype": "string"}]}]))
+    assert m.flush()
+    assert store.quads(age, None, None, g) == []
+    assert len(store.quads(dataset, NamedNode(f"{PHT}variable"), None, g)) == 1
     m.close()
 
 
