@@ -52,6 +52,7 @@ class StationSpec:
     dataset: Path
     policy: StationPolicy = AUTOMATIC
     dataspace: ConsumerSettings | None = None  #: the station's data-space identity (data-space trains)
+    description: Path | None = None  #: the admin's description file (``PHT_STATION_DESCRIPTION``); None: from the CSV
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ class LocalPlatform:
                                    objects_url=f"file://{self.workdir / 'objects'}",
                                    runtime=self.runtime, poll_interval_s=self.poll_interval_s, limits=self.limits,
                                    mpu_url=self.mpu_urls.get(spec.id), keys_dir=self.workdir / "keys" / spec.id,
-                                   dataspace=spec.dataspace)
+                                   dataspace=spec.dataspace, description_file=spec.description)
         agent = StationAgent(settings, runtime=runtime, objects=self.objects, policy_loader=lambda: spec.policy)
         thread = threading.Thread(target=agent.run, name=f"station-{spec.id}", daemon=True)
         thread.start()
