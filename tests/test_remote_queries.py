@@ -22,8 +22,11 @@ from pyoxigraph import BlankNode, Literal, NamedNode, Quad, QuerySolutions
 from graph_store import (
     NO_FILTER,
     ONTOLOGY_GRAPH,
+    PHT,
+    RDF_TYPE,
     SHAPES_GRAPH,
     XSD,
+    ChangeSet,
     EmbeddedStore,
     GraphStore,
     GraphStoreError,
@@ -74,6 +77,15 @@ def world() -> Iterator[World]:
     written = EmbeddedStore()
     with TestClient(create_app(SETTINGS, store=written)) as client:
         tid, eid = _world_on(written, client)
+    for sid, units in (("aachen", ("a", None)), ("leipzig", (None, "http://loinc.org"))):  # route_dataset_variables
+        dataset, g = NamedNode(f"{BASE}datasets/{sid}-data"), station_graph(sid)
+        age = NamedNode(f"{dataset.value}/variables/age")
+        unit, code = units
+        written.apply(ChangeSet(insert=[
+            Quad(dataset, PHT.variable, age, g), Quad(age, RDF_TYPE, PHT.Variable, g),
+            Quad(age, PHT.variableName, Literal("age"), g), Quad(age, PHT.variableDatatype, XSD.integer, g),
+            *([Quad(age, PHT.variableUnit, Literal(unit), g)] if unit else []),
+            *([Quad(age, PHT.codeSystem, NamedNode(code), g)] if code else [])]))
     store = EmbeddedStore()
     quads = without_blank_nodes(written.quads())
     for i in range(0, len(quads), 400):
