@@ -107,8 +107,8 @@ def _dispatch_check(*, stations: int, variables: int, checks: int) -> dict[str, 
                       Quad(v, PHT.variableName, Literal(f"v{j}"), g), Quad(v, PHT.variableDatatype, XSD.integer, g)]
         store.apply(ChangeSet(insert=quads[1:]))
         for q in quads:
-            merged.add((rdflib.URIRef(q.subject.value), rdflib.URIRef(q.predicate.value),
-                        rdflib.Literal(q.object.value) if isinstance(q.object, Literal) else rdflib.URIRef(q.object.value)))
+            merged.add((rdflib.URIRef(str(q.subject)[1:-1]), rdflib.URIRef(q.predicate.value),
+                        rdflib.Literal(q.object.value) if isinstance(q.object, Literal) else rdflib.URIRef(str(q.object)[1:-1])))
     text = _input_shapes([f"v{j}" for j in range(0, variables, max(1, variables // 5))][:5])
     start = time.perf_counter()
     parse_input_shapes(text)

@@ -211,7 +211,7 @@ def _requirement(graph: rdflib.Graph, ps: rdflib.term.Node, where: str) -> _Requ
     for field_shape in graph.objects(qualified, SH.property):
         _only(graph, field_shape, {SH.path, SH.hasValue}, f"the qualified value shape of {where}")
         path, value = graph.value(field_shape, SH.path), graph.value(field_shape, SH.hasValue)
-        if path not in _FIELDS or value is None:
+        if not isinstance(path, rdflib.URIRef) or path not in _FIELDS or value is None:
             raise InputShapesRefused(f"a variable in {where} is described by sh:hasValue on pht:variableName, "
                                      "pht:variableDatatype, pht:variableUnit or pht:codeSystem only")
         iri_expected = path in (_PHT.variableDatatype, _PHT.codeSystem)
@@ -221,6 +221,8 @@ def _requirement(graph: rdflib.Graph, ps: rdflib.term.Node, where: str) -> _Requ
         values[_FIELDS[path]] = str(value)
     if "name" not in values:
         raise InputShapesRefused(f"a variable in {where} has no name (sh:hasValue on pht:variableName)")
-    count = int(minimum.toPython()) if isinstance(minimum, rdflib.Literal) else 1
+    count = minimum.toPython() if isinstance(minimum, rdflib.Literal) else None
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise InputShapesRefused(f"sh:qualifiedMinCount in {where} is a whole number of at least 1")
     return _Requirement(RequiredVariable(values["name"], values.get("datatype"), values.get("unit"),
-                                         values.get("code_system")), max(count, 0))
+                                         values.get("code_system")), count)

@@ -55,12 +55,16 @@ def test_the_example_requires_an_integer_age() -> None:
     (EXAMPLE.replace('sh:hasValue "age"', 'sh:in ( "age" )'), "do not support"),
     (EXAMPLE.replace("sh:hasValue xsd:integer", 'sh:hasValue "integer"'), "takes an IRI"),
     ("@prefix sh: <http://www.w3.org/ns/shacl#> .", "no node shape"),
+    (EXAMPLE.replace("sh:qualifiedMinCount 1", "sh:qualifiedMinCount 0"), "at least 1"),
     ("#" * 64_001, "at most 64000"),
 ])
 def test_bad_input_shapes_are_refused_with_one_sentence(text: str, says: str) -> None:
     with pytest.raises(InputShapesRefused, match=says) as refused:
         parse_input_shapes(text)
     assert "\n" not in str(refused.value)
+    if "SHACL" not in says:  # the stored shapes are read again without SHACL-for-SHACL: the form check still holds
+        with pytest.raises(InputShapesRefused, match=says):
+            parse_input_shapes(text, check_shacl=False)
 
 
 def description(dataset: str, variables: list[tuple[str, str]]) -> rdflib.Graph:
