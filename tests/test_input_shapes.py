@@ -4,11 +4,15 @@ Fast tests on the embedded store; the end-to-end path through real stations is t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyshacl
 import pytest
 import rdflib
 from principals import ALICE, DIGEST, KEY, OPERATOR
-from pyoxigraph import Literal, NamedNode, Quad
+from pyoxigraph import Literal, NamedNode, Quad, Triple
+
+from client import WorkItem
 
 from client.input_shapes import (
     EXAMPLE,
@@ -22,6 +26,7 @@ from orchestrator.errors import LifecycleError
 from orchestrator.lifecycle import InputsLacking, Lifecycle
 from orchestrator.registry import DatasetSpec, DefinitionSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
+from station.input_check import describe_dataset, input_problem
 
 X = "http://www.w3.org/2001/XMLSchema#"
 
@@ -159,3 +164,31 @@ def test_invalid_input_shapes_are_refused_at_registration_and_nothing_is_written
         reg.definition(ALICE, definition("bad", ["aachen"], EXAMPLE.replace("sh:qualifiedMinCount 1",
                                                                             'sh:qualifiedMinCount "x"')))
     assert len(life.store.quads(None, None, None, CENTRAL_GRAPH)) == before
+
+
+def test_a_station_describes_its_columns_with_the_narrowest_datatype(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("age,weight,smoker,seen,sex\n41,70.5,true,2026-01-02,F\n52,81,false,2025-12-31,M\n")
+    (tmp_path / "b.csv").write_text("code\nC50.9\n")
+    assert describe_dataset(tmp_path) == [
+        {"name": "age", "datatype": "integer"}, {"name": "weight", "datatype": "decimal"},
+        {"name": "smoker", "datatype": "boolean"}, {"name": "seen", "datatype": "date"},
+        {"name": "sex", "datatype": "string"}, {"name": "code", "datatype": "string"}]
+
+
+def work_with(shapes: str) -> WorkItem:
+    """A work item as far as the re-check reads it: a station stop and the signed request's definition."""
+    triple = Triple(NamedNode("https://pht.example.org/id/definitions/d"), PHT.inputShapes, Literal(shapes))
+    return WorkItem.model_construct(stop=0, request=f"{triple} .\n")
+
+
+@pytest.mark.parametrize("table, says", [
+    ("age,sex\n41,F\n52,M\n", None),
+    ("sex\nF\n", "station s's data lacks variable age (xsd:integer) (required by the train's input shape); the "
+                 "train did not run"),
+    ("age,sex\n41,F\nforty,M\n", "station s's variable age in t.csv has values that are not xsd:integer "
+                                  "(required by the train's input shape); the train did not run"),
+])
+def test_the_station_re_checks_its_real_data(tmp_path: Path, table: str, says: str | None) -> None:
+    (tmp_path / "t.csv").write_text(table)
+    assert input_problem(work_with(EXAMPLE), tmp_path, "s") == says
+    assert "forty" not in (input_problem(work_with(EXAMPLE), tmp_path, "s") or "")  # no value in the reason
