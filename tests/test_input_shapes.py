@@ -21,7 +21,17 @@ from client.input_shapes import (
     RequiredVariable,
     parse_input_shapes,
 )
-from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, XSD, ChangeSet, EmbeddedStore, station_graph
+from graph_store import (
+    CENTRAL_GRAPH,
+    PHT,
+    RDF_TYPE,
+    XSD,
+    ChangeSet,
+    EmbeddedStore,
+    GraphStore,
+    station_graph,
+    validate_unstored,
+)
 from orchestrator.errors import LifecycleError
 from orchestrator.lifecycle import InputsLacking, Lifecycle
 from orchestrator.registry import DatasetSpec, DefinitionSpec, Registry, StationSpec
@@ -97,7 +107,7 @@ def test_the_evaluation_equals_pyshacls(variables: list[tuple[str, str]]) -> Non
     assert ours == conforms
 
 
-def publish(store: EmbeddedStore, station: str, dataset: NamedNode, variables: list[tuple[str, str]]) -> None:
+def publish(store: GraphStore, station: str, dataset: NamedNode, variables: list[tuple[str, str]]) -> None:
     """What a station's signed MPU batch writes into its own graph (test_will_it_run.py pushes it for real)."""
     g = station_graph(station)
     quads = []
@@ -192,3 +202,35 @@ def test_the_station_re_checks_its_real_data(tmp_path: Path, table: str, says: s
     (tmp_path / "t.csv").write_text(table)
     assert input_problem(work_with(EXAMPLE), tmp_path, "s") == says
     assert "forty" not in (input_problem(work_with(EXAMPLE), tmp_path, "s") or "")  # no value in the reason
+
+
+def _variable(**change: list[NamedNode | Literal]) -> list[Quad]:
+    v, g = NamedNode("https://pht.example.org/id/datasets/d/variables/age"), station_graph("s")
+    values: dict[NamedNode, list[NamedNode | Literal]] = {RDF_TYPE: [PHT.Variable], PHT.variableName: [Literal("age")],
+                                             PHT.variableDatatype: [XSD.integer], PHT.variableUnit: [Literal("a")],
+                                             PHT.codeSystem: [NamedNode("http://loinc.org")]}
+    values.update({PHT[k]: v_ for k, v_ in change.items()})
+    return [Quad(v, p, o, g) for p, objects in values.items() for o in objects]
+
+
+@pytest.mark.parametrize("change, component", [
+    ({}, None),
+    ({"variableDatatype": [XSD.double]}, "InConstraintComponent"),
+    ({"variableName": [Literal("age"), Literal("Age")]}, "MaxCountConstraintComponent"),
+    ({"variableName": [Literal("2 words")]}, "PatternConstraintComponent"),
+    ({"variableUnit": [Literal("")]}, "MinLengthConstraintComponent"),
+    ({"codeSystem": [Literal("http://loinc.org")]}, "NodeKindConstraintComponent"),
+])
+def test_variable_shapes(change: dict[str, list[NamedNode | Literal]], component: str | None) -> None:
+    """shapes/variables-shapes.ttl: one name, one datatype of six, at most one UCUM unit and one code system (IRI)."""
+    report = validate_unstored(ChangeSet(insert=_variable(**change)))
+    assert [r.component.value.rsplit("#", 1)[-1] for r in report.results] == ([component] if component else [])
+
+
+def test_a_definition_has_one_text_of_input_shapes() -> None:
+    d, g = NamedNode("https://pht.example.org/id/definitions/d"), CENTRAL_GRAPH
+    two = [Quad(d, RDF_TYPE, PHT.TrainDefinition, g), Quad(d, PHT.inputShapes, Literal(EXAMPLE), g),
+           Quad(d, PHT.inputShapes, Literal(EXAMPLE + " "), g)]
+    results = validate_unstored(ChangeSet(insert=two)).results
+    assert "MaxCountConstraintComponent" in {r.component.value.rsplit("#", 1)[-1] for r in results}
+    assert any("pht:inputShapes" in r.message for r in results)
