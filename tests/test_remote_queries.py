@@ -177,7 +177,6 @@ VIRTUOSO_DIFFERS = {
     "station_work": "Virtuoso's CONCAT treats an unbound argument as \"\" (GROUP_CONCAT of no input gives \"=\", "
                     "where SPARQL's error leaves ?inputDigests unbound; reads.py skips the empty pair)",
     "train_history": "Virtuoso 7.2 drops the rows of the UNION branches whose OPTIONALs are unbound",
-    "train_positions": "Virtuoso 7.2 fails with 'SQ200: Stack Overflow in cost model'",
 }
 """Named queries measured to answer differently on Virtuoso 7.2 (reported, not yet rewritten to be portable); the
 test requires them to still differ, so a fix shows up here and its entry is removed."""
