@@ -26,21 +26,25 @@ import json
 import random
 import statistics
 import tempfile
+import sys
 import time
 from pathlib import Path
 
-import pyshacl
-import rdflib
-from pyoxigraph import Literal, NamedNode, Quad
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the project's packages before benchmarks/ (its dataspace.py names a package too)
 
-from client.input_shapes import parse_input_shapes
-from graph_store import PHT, RDF_TYPE, XSD, ChangeSet, EmbeddedStore, station_graph
-from orchestrator.dispatch_check import dispatch_refusal
-from orchestrator.naming import Iris
-from orchestrator.principal import Principal, Role
-from orchestrator.registry import DatasetSpec, DefinitionSpec, Registry, StationSpec
-from station.cohorts import Measured, parse_cohort
-from station.disclosure import DisclosureLedger, HeldCohort, open_ledger, release_quads
+import pyshacl  # noqa: E402
+import rdflib  # noqa: E402
+from pyoxigraph import Literal, NamedNode, Quad  # noqa: E402
+
+from client.input_shapes import parse_input_shapes  # noqa: E402
+from graph_store import PHT, RDF_TYPE, XSD, ChangeSet, EmbeddedStore, station_graph  # noqa: E402
+from orchestrator.dispatch_check import dispatch_refusal  # noqa: E402
+from orchestrator.naming import Iris  # noqa: E402
+from orchestrator.principal import Principal, Role  # noqa: E402
+from orchestrator.registry import DatasetSpec, DefinitionSpec, Registry, StationSpec  # noqa: E402
+from station.cohorts import Measured, parse_cohort  # noqa: E402
+from station.disclosure import DisclosureLedger, HeldCohort, open_ledger, release_quads  # noqa: E402
 
 VERSION = "sha256:" + "ab" * 32
 
