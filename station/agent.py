@@ -39,6 +39,8 @@ from . import archive, contract
 from .approvals import ApprovalLedger, differences
 from .dataspace_inputs import declared_inputs, obtain_inputs
 from .cohorts import CohortRefused, cohort_of, dataset_version, materialise, measure
+from .consent import Decision, Declared, decide, declared_terms
+from .consent_ledger import Spend, open_consent_ledger
 from .disclosure import HeldCohort, differencing_check, load_cohort, open_ledger, save_cohort
 from .encryption import EncryptionRefused, fetch_opened, readers_for, seal_output, station_identity
 from .events import EventSink
@@ -46,6 +48,7 @@ from .image_registry import RegistryError, parse_reference, registry_credentials
 from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
+from .privacy_budget import BudgetExceeded, HeldSpend, budget_problem, load_spend, save_spend, spend_on_release
 from .records import RecordSigner, SignerUnavailable, disclosure_control, draft_record, load_draft, save_draft
 from .review import Check, review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
@@ -273,15 +276,20 @@ class StationAgent:
             problem = self._uninterpretable_cohort(work)
             if problem is not None:
                 return self._fail(work, "queued", problem)
+            consent = self._consent(work, signed)  # purpose, project, researcher, function, ε budget
+            if consent is not None and not consent.permitted:
+                return self._fail(work, "queued", consent.reason)
+            told = f"; {consent.reason}" if consent is not None else ""
             # the requester the policy matches is the verified signer
             reason = self.policy.auto_approval(image_digest=work.image_digest, requester=signed.requester,
                                                definition=work.definition, entrypoint=work.entrypoint)
             # the code is recorded before the step: the admin approves what was recorded, nothing else runs
             if reason is None:
                 self.approvals.record(work, how="requested")
-                return self._fire(work, "queued", "waiting-for-approval", "held for the station admin's approval")
+                return self._fire(work, "queued", "waiting-for-approval",
+                                  "held for the station admin's approval" + told)
             self.approvals.record(work, how="auto", reason=reason)
-            return self._fire(work, "queued", "approved", reason)
+            return self._fire(work, "queued", "approved", reason + told)
         if state == "waiting-for-approval":
             if self.approvals.get(work.execution) is None:  # e.g. a new state folder: what the admin sees now
                 try:
@@ -316,6 +324,46 @@ class StationAgent:
             raise RequestRefused(f"the signed request {signed.request} was already used for train {used_for}; a "
                                  "request is good for one train")
         return signed
+
+    def _consent(self, work: WorkItem, signed: SignedRequest) -> Decision | None:
+        """The consent policy's decision on ``work`` (``station/consent.py``) and, for a permitted train that
+        declares an ε, the privacy budget's (``station/privacy_budget.py``; the spend is held for the release),
+        recorded in the station's own graph; None if the policy has no consent rules and the train declares no ε."""
+        station = self.settings.station_id
+        declared: Declared | None = None
+        try:
+            declared = declared_terms(work.request, requester=signed.requester, definition=work.definition,
+                                      image=work.image_digest)
+        except RequestRefused as e:
+            decision = Decision(False, f"station {station} refuses the train: {e}")
+        else:
+            if not self.policy.consent.active and declared.epsilon is None:
+                return None
+            decision = decide(self.policy.consent, declared, station=station)
+        execution = ResourceIris(signed.requester[:signed.requester.rindex("agents/")]).execution(work.execution).value
+        try:
+            with open_consent_ledger(self.settings.state_dir) as ledger:
+                rule = decision.rule
+                if decision.permitted and declared is not None and work.stop is not None and (
+                        declared.epsilon is not None or (rule is not None and rule.epsilon_budget is not None)):
+                    dataset = next(iter(self.settings.datasets))
+                    spent = ledger.spent(signed.requester, declared.project or "", dataset)
+                    problem = budget_problem(rule, declared, spent, station=station) if rule is not None else None
+                    if problem is not None:
+                        decision = Decision(False, problem, rule)
+                    elif declared.epsilon is not None:
+                        held = HeldSpend(Spend(execution, signed.requester, declared.project or "", dataset,
+                                               declared.epsilon), rule.epsilon_budget if rule is not None else None,
+                                         rule.iri if rule is not None else "")
+                        save_spend(Holding(self.settings.state_dir, work.execution).root, held)
+                        decision = Decision(True, f"{decision.reason}; {held.remaining(spent)} before this train",
+                                            rule)
+                ledger.record_decision(execution, decision)
+        except GraphStoreError as e:
+            return Decision(False, f"station {station} cannot record its consent decision in its own graph, so it "
+                                   f"does not run the train: {e}")
+        log.info("%s: consent %s: %s", work.execution, "permit" if decision.permitted else "refuse", decision.reason)
+        return decision
 
     def _uninterpretable_cohort(self, work: WorkItem) -> str | None:
         """Why this station cannot interpret the cohort the train declares (``station/cohorts.py``), or None."""
@@ -527,6 +575,12 @@ class StationAgent:
             return self._fail(work, "output-under-review",
                               "the held output is missing at the station (its state folder was lost)")
         policy = self.policy
+        spend = load_spend(hold.root)
+        if spend is not None:  # a release since the run may have spent the rest of the budget
+            try:
+                spend_on_release(self.settings.state_dir, spend, record=False)
+            except BudgetExceeded as e:
+                return self._fire(work, "output-under-review", "withheld", str(e))
         automatic = not policy.requires_output_review and all(c["passed"] for c in held[2])
         if automatic or policy.withholds_differencing:  # again: a release since the run may be too close now
             differencing = self._differencing(hold, policy)
@@ -609,6 +663,12 @@ def release(client: CentralClient, objects: ObjectStore, hold: Holding, executio
         except GraphStoreError as e:  # nothing staged yet: the release is simply not made
             raise ClientError(f"station cannot remember the release of {execution} in its disclosure graph, so it "
                               f"does not release it: {e}") from None
+    spend = load_spend(hold.root)
+    if spend is not None:  # checked and remembered before the step, like the cohort
+        try:
+            reason = f"{reason}; {spend_on_release(hold.root.parent.parent, spend)}"
+        except (BudgetExceeded, GraphStoreError) as e:
+            raise ClientError(f"{execution} is not released: {e}") from None
     key = hold.staging_key()
     if key is None:
         key = new_staging_key()
