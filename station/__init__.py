@@ -9,6 +9,7 @@ These names are what the rest of the platform (``local_platform``, ``pht_cli``) 
 from .agent import Holding, LeaseLost, LeaseRefused, StationAgent, quiet_request_logs, release
 from .approvals import ApprovalLedger, ApprovedCode, differences
 from .archive import ArchiveError, extract
+from .consent_ledger import SpentRow, open_consent_ledger
 from .encryption import READER_KEYS_FILE, EncryptionRefused, SignedReaders, fetch_opened, readers_for, signed_readers
 from .images import build_train_image
 from .objects import LocalObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
@@ -21,6 +22,8 @@ from .settings import StationSettings, StationSettingsError
 from .signed_requests import KeyPins, RequestRefused, SignedRequest, verify_work
 
 __all__ = [
+    "SpentRow",
+    "open_consent_ledger",
     "ApprovalLedger",
     "ApprovedCode",
     "ArchiveError",

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from client import ClientError
 from local_platform import LocalPlatform, StationSpec
+from pht_cli.main import app
 from polling import wait_for
 from self_releasing_platform import DOCKERFILE
 from station.consent_ledger import CONSENT_GRAPH, open_consent_ledger
@@ -213,6 +215,12 @@ def test_the_privacy_budget_refuses_the_release_that_would_exceed_it(platform: L
     with open_consent_ledger(platform.workdir / "stations" / "consented") as ledger:
         assert str(ledger.spent(f"{BASE}agents/bob", "cardio", "consented-data")) == "0.9"
         assert ledger.store.quads(None, None, None, CONSENT_GRAPH)  # kept in the station's own graph
+    # the station admin's view: every researcher's spend, and the budgets
+    shown = CliRunner().invoke(app, ["station", "budget", "--state-dir", str(platform.workdir / "stations" / "consented"),
+                                     "--policy", str(platform.workdir.parent / "policy.ttl")], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    assert f"{BASE}agents/bob" in shown.output and "0.9" in shown.output and f"{BASE}agents/alice" in shown.output
+    assert "permission https://hospital.example/policies/dp-cardio: ε budget 1.0 per researcher" in shown.output
     for _ in range(3):  # the feature off: every release runs
         assert _run(platform, "bob", "dp-count-open", **_dp(0.5))["state"] == "released"
 
