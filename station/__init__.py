@@ -22,8 +22,6 @@ from .settings import StationSettings, StationSettingsError
 from .signed_requests import KeyPins, RequestRefused, SignedRequest, verify_work
 
 __all__ = [
-    "SpentRow",
-    "open_consent_ledger",
     "ApprovalLedger",
     "ApprovedCode",
     "ArchiveError",
@@ -47,6 +45,7 @@ __all__ = [
     "SignedReaders",
     "SignedRequest",
     "SignerUnavailable",
+    "SpentRow",
     "StationAgent",
     "StationPolicy",
     "StationSettings",
@@ -61,6 +60,7 @@ __all__ = [
     "load_policy",
     "make_runtime",
     "object_store_from_url",
+    "open_consent_ledger",
     "quiet_request_logs",
     "readers_for",
     "release",
