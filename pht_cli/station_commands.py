@@ -246,7 +246,7 @@ def show_budget(state_dir: Annotated[Path, typer.Option("--state-dir", envvar="P
     """Show the privacy budget ledger: the ε each researcher spent per project and dataset at this station, and
     with --policy the budget each permission sets (run on the station host; the researchers see only their own).
 
-    Example: pht station budget --state-dir var/station-aachen --policy station-policy.ttl
+    Example: pht station budget --state-dir var/station-aachen --policy $PHT_STATION_POLICY
     """
     try:
         budgets = [(r.iri, r.epsilon_budget) for r in load_policy(policy).consent.rules
