@@ -4,6 +4,7 @@ plays the same rules through real stations)."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -120,3 +121,14 @@ def test_the_shapes_accept_exactly_the_vetted_duo_terms() -> None:
     lists += [{str(t) for t in Collection(shapes, node)} for prop in shapes.subjects(SH.path, URIRef(PHT.purpose.value))
               for node in shapes.objects(prop, SH["in"])]
     assert len(lists) == 2 and all(found == set(data_use_terms().labels) for found in lists)
+
+
+def test_the_documented_consent_policy_loads(tmp_path: Path) -> None:
+    """docs/station.md's example is a policy the station accepts, with the rules it describes."""
+    block = next(b for b in re.findall(r"```turtle\n(.*?)```", (REPO / "docs" / "station.md").read_text(), re.S)
+                 if "pht:consentPolicy" in b)
+    (tmp_path / "policy.ttl").write_text(block)
+    consent = load_policy(tmp_path / "policy.ttl").consent
+    assert consent.data_use == {HMB}
+    assert [(r.iri.rsplit("/", 1)[1], r.kind, r.epsilon_budget) for r in consent.rules] == [
+        ("no-leaky", "prohibition", None), ("cardio", "permission", None), ("dp-cardio", "permission", Decimal("1.0"))]
