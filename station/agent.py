@@ -18,7 +18,6 @@ exactly its next readers, inputs are opened with the station's own key (``statio
 
 import json
 import logging
-import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from .consent_ledger import Spend, open_consent_ledger
 from .disclosure import HeldCohort, differencing_check, load_cohort, open_ledger, save_cohort
 from .encryption import EncryptionRefused, fetch_opened, readers_for, seal_output, station_identity
 from .events import EventSink
+from .files import write_atomic
 from .image_registry import RegistryError, parse_reference, registry_credentials
 from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
@@ -121,7 +121,7 @@ class Holding:
 
     def count_attempt(self) -> int:
         n = self.attempts() + 1
-        _write_atomic(self.root / "attempts", str(n).encode())
+        write_atomic(self.root / "attempts", str(n).encode())
         return n
 
     def held(self) -> tuple[str, int, list[dict[str, Any]]] | None:
@@ -501,7 +501,7 @@ class StationAgent:
                 dataset = hold.cohort_data
         except CohortRefused as e:  # e.g. the dataset changed since the train was queued
             return self._fail(work, "running", f"station {self.settings.station_id} refuses the train: {e}")
-        _write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
+        write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
         shutil.rmtree(hold.output, ignore_errors=True)
         hold.output.mkdir(parents=True)
         role = contract.ROLE_STATION if work.stop is not None else contract.ROLE_AGGREGATOR
@@ -552,7 +552,7 @@ class StationAgent:
             input_record_hashes=list(work.input_record_hashes), started=started, ended=ended,
             disclosure=disclosure_control(shown, policy, stage="local-result" if work.stop is not None else "aggregate",
                                           dataset_version=version)))
-        _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size, "plain_sha256": plain_sha256,
+        write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size, "plain_sha256": plain_sha256,
                                                "checks": shown}).encode())
         return self._hand_over(work, hold)
 
@@ -672,7 +672,7 @@ def release(client: CentralClient, objects: ObjectStore, hold: Holding, executio
     key = hold.staging_key()
     if key is None:
         key = new_staging_key()
-        _write_atomic(hold.releasing, json.dumps({"staging_key": key}).encode())  # before anything is staged
+        write_atomic(hold.releasing, json.dumps({"staging_key": key}).encode())  # before anything is staged
     stored = objects.stage_file(hold.archive, key)
     if stored != sha256:
         _discard(objects, hold, key)
@@ -720,14 +720,3 @@ def _discard(objects: ObjectStore, hold: Holding, key: str) -> None:
 def _execution_iri(station_iri: str, execution: str) -> str:
     """The execution's IRI, under the same base as the station's."""
     return ResourceIris(station_iri[:station_iri.rindex("stations/")]).execution(execution).value
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-

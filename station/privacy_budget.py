@@ -14,12 +14,12 @@ What is held between the two checks is the execution's :class:`HeldSpend` (``spe
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from .consent import Declared, Rule
+from .files import write_atomic
 from .consent_ledger import Spend, open_consent_ledger
 
 __all__ = ["BudgetExceeded", "HeldSpend", "budget_problem", "load_spend", "save_spend", "spend_on_release"]
@@ -71,10 +71,7 @@ def save_spend(folder: Path, held: HeldSpend) -> None:
     s = held.spend
     data = {"execution": s.execution, "researcher": s.researcher, "project": s.project, "dataset": s.dataset,
             "epsilon": str(s.epsilon), "budget": None if held.budget is None else str(held.budget), "rule": held.rule}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (SPEND_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, folder / SPEND_FILE)
+    write_atomic(folder / SPEND_FILE, json.dumps(data, sort_keys=True).encode())
 
 
 def load_spend(folder: Path) -> HeldSpend | None:

@@ -10,7 +10,6 @@ release step; the central service stores it beside the output, and ``pht verify`
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +30,7 @@ from client.execution_records import (
 from graph_store import ResourceIris
 from trust import KeyFormatError, PartyKeys, encode_multikey, load_keys
 
+from .files import write_atomic
 from .policy import StationPolicy
 from .review import CHECKER_VERSION
 
@@ -69,11 +69,7 @@ def disclosure_control(checks: list[dict[str, object]], policy: StationPolicy, *
 
 def save_draft(folder: Path, record: ExecutionRecord) -> None:
     """Write the draft into the execution's folder (atomically: a crash leaves the old draft or the new one)."""
-    path = folder / DRAFT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    data = asdict(record)
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(folder / DRAFT_FILE, json.dumps(asdict(record), sort_keys=True).encode())
 
 
 def load_draft(folder: Path) -> ExecutionRecord | None:
