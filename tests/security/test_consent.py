@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,12 @@ import pytest
 from typer.testing import CliRunner
 
 from client import ClientError
-from local_platform import LocalPlatform, StationSpec
+from local_platform import LocalPlatform
 from pht_cli.main import app
 from polling import wait_for
-from self_releasing_platform import DOCKERFILE
+from self_releasing_platform import self_releasing_platform
 from station.consent_ledger import CONSENT_GRAPH, open_consent_ledger
-from station.policy import StationPolicy, load_policy
+from station.policy import load_policy
 from runtime_helpers import make_spec
 from station.runtimes.process import IsolationWarning, ProcessRuntime, folder_digest
 
@@ -79,22 +78,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
     tmp = tmp_path_factory.mktemp("consent")
     (tmp / "policy.ttl").write_text(POLICY)
     consented = load_policy(tmp / "policy.ttl", station_iri=BASE + "stations/consented")
-    specs = []
-    for sid in STATIONS:
-        data = tmp / "data" / sid
-        data.mkdir(parents=True)
-        (data / "patients.csv").write_text(ROWS)
-        specs.append(StationSpec(sid, data, consented if sid == "consented" else StationPolicy(
-            requires_approval=False, requires_output_review=False)))
-    count = tmp / "count"
-    count.mkdir()
-    (count / "Dockerfile").write_text(DOCKERFILE)
-    (count / "train.py").write_text(COUNT)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IsolationWarning)
-        platform = LocalPlatform(tmp / "platform", specs, runtime="process", poll_interval_s=0.05, with_mpu=False)
-        platform.start()
-    try:
+    with self_releasing_platform(tmp, STATIONS, COUNT, "count", policies={"consented": consented}, patients=ROWS,
+                                 with_mpu=False) as (platform, count):
         alice = platform.client("alice")
         platform.client("bob")  # registers bob's keys
         for sid in STATIONS:
@@ -103,8 +88,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform
                     "id": f"{name}-{sid}", "title": name, "image_name": str(count),
                     "image_digest": folder_digest(count), "mode": "incremental", "route": [sid]})
         yield platform
-    finally:
-        platform.stop()
 
 
 def _run(platform: LocalPlatform, researcher: str, definition: str, **terms: Any) -> dict[str, Any]:
