@@ -17,7 +17,9 @@ from client.purposes import DUO, data_use_terms
 from client.train_request import RequestTerms, TrainRequest, epsilon_lexical, request_triples
 from graph_store import PHT, ResourceIris
 from station.consent import ConsentPolicy, Constraint, Declared, Rule, decide
+from station.consent_ledger import Spend, open_consent_ledger
 from station.policy import PolicyError, load_policy
+from station.privacy_budget import BudgetExceeded, HeldSpend, spend_on_release
 
 REPO = Path(__file__).resolve().parent.parent
 HEAD = """@prefix pht: <https://w3id.org/pht-kg/vocab#> .
@@ -132,3 +134,20 @@ def test_the_documented_consent_policy_loads(tmp_path: Path) -> None:
     assert consent.data_use == {HMB}
     assert [(r.iri.rsplit("/", 1)[1], r.kind, r.epsilon_budget) for r in consent.rules] == [
         ("no-leaky", "prohibition", None), ("cardio", "permission", None), ("dp-cardio", "permission", Decimal("1.0"))]
+
+
+def test_a_release_that_would_exceed_the_budget_is_refused_and_a_repeat_spends_nothing(tmp_path: Path) -> None:
+    """Two trains queued while the budget allowed each: the first release spends, the second would exceed it and
+    is refused at its release (nothing recorded); the first released again (a resumed release) spends nothing."""
+    first, second = (HeldSpend(Spend(f"urn:x:executions/{n}", ALICE, "cardio", "patients", Decimal("0.6")),
+                               Decimal("1.0"), "urn:x:dp") for n in (1, 2))
+    assert spend_on_release(tmp_path, first) == ("privacy budget left for you on project cardio at dataset "
+                                                 "patients: ε 0.4 of 1.0")
+    with pytest.raises(BudgetExceeded, match=r"the output's ε 0.6 would exceed the privacy budget of the permission "
+                                             r"urn:x:dp \(ε 1.0; .*alice has spent 0.6"):
+        spend_on_release(tmp_path, second, record=False)
+    with pytest.raises(BudgetExceeded):
+        spend_on_release(tmp_path, second)
+    assert spend_on_release(tmp_path, first).endswith("ε 0.4 of 1.0")
+    with open_consent_ledger(tmp_path) as ledger:
+        assert [(r.researcher, r.spent, r.releases) for r in ledger.ledger()] == [(ALICE, Decimal("0.6"), 1)]
