@@ -85,10 +85,9 @@ class ConsentLedger:
 
     def spent(self, researcher: str, project: str, dataset: str) -> Decimal:
         """The ε ``researcher`` spent on ``project`` and ``dataset`` at this station."""
-        rows = list(self.store.run_query("station_epsilon_spent", graph=CONSENT_GRAPH,
-                                         researcher=NamedNode(researcher), project=Literal(project),
-                                         dataset=Literal(dataset)))
-        return Decimal(rows[0]["spent"].value) if rows and rows[0]["spent"] is not None else Decimal(0)
+        rows = self.store.run_query("station_epsilon_spent", graph=CONSENT_GRAPH, researcher=NamedNode(researcher),
+                                    project=Literal(project), dataset=Literal(dataset))
+        return sum((Decimal(row["epsilon"].value) for row in rows), Decimal(0))
 
     def spent_by(self, execution: str) -> Decimal | None:
         """The ε the release of ``execution`` spent, or None if it spent none (yet)."""

@@ -268,6 +268,11 @@ class TrainOut(BaseModel):
                                                     "the service verified (its request and proof are in the graph)")
     signed_by: str | None = Field(default=None, description="the verification method (signing key IRI) of the "
                                                             "signed request's proof")
+    purpose: str | None = Field(default=None, description="the DUO purpose the signed request declares (one train's "
+                                                         "answer only; null in the list)")
+    project: str | None = Field(default=None, description="the project the signed request declares")
+    dp_mechanism: str | None = Field(default=None, description="the differentially private mechanism it declares")
+    epsilon: str | None = Field(default=None, description="the ε per release it declares (xsd:decimal lexical form)")
     executions: list[ExecutionOut] = []
 
 

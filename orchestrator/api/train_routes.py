@@ -104,9 +104,11 @@ def train_out(s: Services, principal: Principal, train_id: str) -> TrainOut:
     """``GET /trains/{id}``'s answer: the train if the caller may read it (NotFound, Forbidden otherwise); the web
     view's RO-Crate download reads the same."""
     train, chart = s.reads.train(principal, train_id), s.lifecycle.chart
+    terms = s.reads.declared_terms(train.iri)
     return TrainOut(id=train_id, iri=train.iri.value, state=chart.token(train.state), requester=train.requester,
                     definition=s.lifecycle.iris.local(train.definition, "definitions"), created=train.created,
-                    signed=train.signed_by is not None, signed_by=train.signed_by,
+                    signed=train.signed_by is not None, signed_by=train.signed_by, purpose=terms.purpose,
+                    project=terms.project, dp_mechanism=terms.dp_mechanism, epsilon=terms.epsilon,
                     executions=[ExecutionOut(id=e.id, state=e.state, station=e.station, round=e.round, stop=e.stop,
                                              started=e.started, ended=e.ended, output=e.output,
                                              output_sha256=e.output_sha256)

@@ -127,6 +127,8 @@ def test_a_permitted_purpose_runs_and_the_decision_is_recorded(platform: LocalPl
     approved = [e["reason"] for e in run["events"] if e.get("to_state") == "approved"][0]
     assert "permitted by the permission https://hospital.example/policies/cardio" in approved  # the researcher's view
     assert _decision(platform, "consented", run) == ("permit", approved.split("; ", 1)[1])  # the station's record
+    shown = platform.client("alice").train(run["train"])  # stored with the signed request, shown with the train
+    assert (shown["purpose"], shown["project"], shown["epsilon"]) == (DISEASE, "cardio", None)
 
 
 @pytest.mark.parametrize(("researcher", "definition", "terms", "sentence"), [
