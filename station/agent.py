@@ -580,7 +580,7 @@ class StationAgent:
             try:
                 spend_on_release(self.settings.state_dir, spend, record=False)
             except BudgetExceeded as e:
-                return self._fire(work, "output-under-review", "withheld", str(e))
+                return self._fire(work, "output-under-review", "withheld", f"withheld by the station policy: {e}")
         automatic = not policy.requires_output_review and all(c["passed"] for c in held[2])
         if automatic or policy.withholds_differencing:  # again: a release since the run may be too close now
             differencing = self._differencing(hold, policy)

@@ -97,7 +97,7 @@ def spend_on_release(state_dir: Path, held: HeldSpend, *, record: bool = True) -
         already = ledger.spent_by(s.execution)
         if already is None and held.budget is not None and spent + s.epsilon > held.budget:
             raise BudgetExceeded(
-                f"withheld by the station policy: the output's ε {s.epsilon} would exceed the privacy budget of the "
+                f"the output's ε {s.epsilon} would exceed the privacy budget of the "
                 f"permission {held.rule} (ε {held.budget}; {s.researcher} has spent {spent} on this project and "
                 "dataset here)")
         if record and already is None:

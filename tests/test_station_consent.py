@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from rdflib import Graph, URIRef
 from rdflib.collection import Collection
-from rdflib.namespace import SH
+from rdflib.namespace import RDFS, SH
 
 from client.purposes import DUO, data_use_terms
 from client.train_request import RequestTerms, TrainRequest, epsilon_lexical, request_triples
-from graph_store import PHT, ResourceIris
+from graph_store import PHT, PHT_NS, ResourceIris
 from station.consent import ConsentPolicy, Constraint, Declared, Rule, decide
 from station.consent_ledger import Spend, open_consent_ledger
 from station.policy import PolicyError, load_policy
@@ -151,3 +151,17 @@ def test_a_release_that_would_exceed_the_budget_is_refused_and_a_repeat_spends_n
     assert spend_on_release(tmp_path, first).endswith("ε 0.4 of 1.0")
     with open_consent_ledger(tmp_path) as ledger:
         assert [(r.researcher, r.spent, r.releases) for r in ledger.ledger()] == [(ALICE, Decimal("0.6"), 1)]
+
+
+def test_every_consent_term_is_declared_and_documented() -> None:
+    """The pht: terms of the consent shapes are declared in ontology/*.ttl, each new one with a label and a comment."""
+    ontology = Graph()
+    for path in (REPO / "ontology").glob("*.ttl"):
+        ontology.parse(path)
+    shapes = Graph().parse(REPO / "shapes" / "consent-shapes.ttl")
+    used = {t for triple in shapes for t in triple if isinstance(t, URIRef) and str(t).startswith(PHT_NS)}
+    declared = {s for s in ontology.subjects() if isinstance(s, URIRef)}
+    assert used and not used - declared, sorted(used - declared)
+    consent = Graph().parse(REPO / "ontology" / "consent.ttl")
+    own = {s for s in consent.subjects() if isinstance(s, URIRef) and str(s).startswith(PHT_NS)}
+    assert all(consent.value(t, RDFS.label) and consent.value(t, RDFS.comment) for t in own)
