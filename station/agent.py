@@ -48,7 +48,8 @@ from .image_registry import RegistryError, parse_reference, registry_credentials
 from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
-from .privacy_budget import BudgetExceeded, HeldSpend, budget_problem, load_spend, save_spend, spend_on_release
+from .privacy_budget import (BudgetExceeded, HeldSpend, budget_problem, consent_rules, load_spend, save_spend,
+                             spend_on_release)
 from .records import RecordSigner, SignerUnavailable, disclosure_control, draft_record, load_draft, save_draft
 from .review import Check, review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
@@ -551,7 +552,9 @@ class StationAgent:
             approved_how="auto" if self.approvals.how(work.execution) == "auto" else "admin", output_digest=sha256,
             input_record_hashes=list(work.input_record_hashes), started=started, ended=ended,
             disclosure=disclosure_control(shown, policy, stage="local-result" if work.stop is not None else "aggregate",
-                                          dataset_version=version)))
+                                          dataset_version=version, applied=consent_rules(
+                                              self.settings.state_dir, hold.root,
+                                              _execution_iri(station_iri, work.execution)))))
         write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size, "plain_sha256": plain_sha256,
                                                "checks": shown}).encode())
         return self._hand_over(work, hold)

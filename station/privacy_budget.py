@@ -18,11 +18,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from client.execution_records import RuleApplied
+from graph_store import GraphStoreError
+
 from .consent import Declared, Rule
 from .files import write_atomic
 from .consent_ledger import Spend, open_consent_ledger
+from .disclosure import LEDGER_DIR
 
-__all__ = ["BudgetExceeded", "HeldSpend", "budget_problem", "load_spend", "save_spend", "spend_on_release"]
+__all__ = ["BudgetExceeded", "HeldSpend", "budget_problem", "consent_rules", "load_spend", "save_spend",
+           "spend_on_release"]
 
 SPEND_FILE = "spend.json"
 
@@ -106,3 +111,22 @@ def spend_on_release(state_dir: Path, held: HeldSpend, *, record: bool = True) -
         elif already is None:
             spent += s.epsilon
     return held.remaining(spent)
+
+
+def consent_rules(state_dir: Path, folder: Path, execution: str) -> tuple[RuleApplied, ...]:
+    """The consent rules applied to ``execution``, for its station-signed record: ``consent`` (the decision
+    recorded at ``queued``, if the policy made one) and ``privacy-budget`` (if a budget applies to its release).
+    Names and outcomes only, like every rule of the record."""
+    rules, decided = [], None
+    if (state_dir / LEDGER_DIR).is_dir():  # no store yet: nothing was decided (and none is made for asking)
+        try:
+            with open_consent_ledger(state_dir) as ledger:
+                decided = ledger.decision(execution)
+        except GraphStoreError:
+            decided = None
+    if decided is not None:
+        rules.append(RuleApplied("consent", decided[0] == "permit"))
+    held = load_spend(folder)
+    if held is not None and held.budget is not None:
+        rules.append(RuleApplied("privacy-budget", True))
+    return tuple(rules)

@@ -22,16 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
+from pyoxigraph import RdfFormat, parse
+from runtime_helpers import make_spec
+from self_releasing_platform import self_releasing_platform
 from typer.testing import CliRunner
 
 from client import ClientError
+from client.execution_records import ExecutionRecord, record_node
+from client.ro_crate_export import export_ro_crate
 from local_platform import LocalPlatform
 from pht_cli.main import app
-from polling import wait_for
-from self_releasing_platform import self_releasing_platform
 from station.consent_ledger import CONSENT_GRAPH, open_consent_ledger
 from station.policy import load_policy
-from runtime_helpers import make_spec
 from station.runtimes.process import IsolationWarning, ProcessRuntime, folder_digest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +124,18 @@ def _dp(epsilon: float, project: str = "cardio") -> dict[str, Any]:
     return {"purpose": DISEASE, "project": project, "dp_mechanism": "laplace", "epsilon": epsilon}
 
 
-def test_a_permitted_purpose_runs_and_the_decision_is_recorded(platform: LocalPlatform) -> None:
+def _record_rules(platform: LocalPlatform, researcher: str, run: dict[str, Any], tmp: Path) -> set[tuple[str, bool]]:
+    """The rules (name, passed) of the station-signed record of ``run``'s execution, as the researcher exports it."""
+    client = platform.client(researcher)
+    assert client.wait(run["train"], timeout_s=60)["state"] == "finished"
+    crate = export_ro_crate(client, run["train"], tmp / "crate")
+    statements = list(parse((crate / "provenance.nt").read_bytes(), format=RdfFormat.N_TRIPLES))
+    record = ExecutionRecord.from_statements(statements, record_node(f"{BASE}executions/{run['id']}"))
+    assert record.disclosure is not None
+    return {(r.rule, r.passed) for r in record.disclosure.rules}
+
+
+def test_a_permitted_purpose_runs_and_the_decision_is_recorded(platform: LocalPlatform, tmp_path: Path) -> None:
     run = _run(platform, "alice", "count-consented", purpose=DISEASE, project="cardio")
     assert run["state"] == "released", run["events"]
     approved = [e["reason"] for e in run["events"] if e.get("to_state") == "approved"][0]
@@ -129,6 +143,7 @@ def test_a_permitted_purpose_runs_and_the_decision_is_recorded(platform: LocalPl
     assert _decision(platform, "consented", run) == ("permit", approved.split("; ", 1)[1])  # the station's record
     shown = platform.client("alice").train(run["train"])  # stored with the signed request, shown with the train
     assert (shown["purpose"], shown["project"], shown["epsilon"]) == (DISEASE, "cardio", None)
+    assert ("consent", True) in _record_rules(platform, "alice", run, tmp_path)  # signed, released with the output
 
 
 @pytest.mark.parametrize(("researcher", "definition", "terms", "sentence"), [
@@ -186,6 +201,7 @@ def test_the_privacy_budget_refuses_the_release_that_would_exceed_it(platform: L
     assert first["state"] == "released", first["events"]
     released = [e["reason"] for e in first["events"] if e.get("to_state") == "released"][0]
     assert "privacy budget left for you on project cardio at dataset consented-data: ε 0.6 of 1" in released
+    assert {("consent", True), ("privacy-budget", True)} <= _record_rules(platform, "bob", first, tmp_path)
     result = json.loads((platform.fetch(first["output_sha256"], tmp_path / "first", reader="bob")
                          / "result.json").read_text())
     assert result == {"count": 30}
