@@ -166,6 +166,8 @@ def bindings_for(copy: int) -> dict[str, Any]:
         "pid": Literal("urn:uuid:0"), "digest": Literal("00" * 32), "result": ex("results/none"),
         # the disclosure ledger (station/disclosure.py): a size range, over a graph the central store lacks
         "low": Literal("1", datatype=XSD.integer), "high": Literal("10", datatype=XSD.integer),
+        # the privacy-budget ledger (station/consent_ledger.py), over a graph the central store lacks
+        "project": Literal("p1"), "dataset": Literal("patients"),
     }
 
 

@@ -20,6 +20,7 @@ from .key_claims import prove_possession
 from .train_request import (
     DefinitionSpec,
     RequestSignature,
+    RequestTerms,
     TrainRequest,
     definition_triples,
     new_request_id,
@@ -267,7 +268,7 @@ class CentralClient:
                 definition_id = str(definition)
                 content = self._definition_content(iris.definition(definition_id))
             request = TrainRequest(new_request_id(), definition_id, requester=party, created=now_created(),
-                                   parameters=parameters, recipient=recipient)
+                                   parameters=parameters, recipient=recipient, terms=RequestTerms.from_wire(document))
             return sign_request(iris, content, request, keys.signing, verification_method=signing)
         except (KeyError, TypeError, ValueError) as e:
             raise ClientError(f"the train request could not be signed: the definition is incomplete or invalid "

@@ -13,7 +13,9 @@ RDFC-1.0 canonicalisation is a sort (cheap, and identical in every implementatio
   ``pht:ofDefinition``, ``pht:requestedBy`` (the researcher's agent IRI), ``dcterms:created``, one
   ``pht:parameterBinding <urn:uuid:{uuid}/parameters/{name}>`` per given parameter (``pht:bindingName``,
   ``pht:bindingValue`` typed as the parameter's datatype) and ``pht:resultRecipient`` (the requester's
-  encryption key, the one the final result is encrypted to).
+  encryption key, the one the final result is encrypted to) and, when the researcher declares them
+  (:class:`RequestTerms`), ``pht:purpose`` (a DUO term), ``pht:project``, ``pht:dpMechanism`` and ``pht:epsilon``:
+  what a station's consent policy and privacy budget decide on (``station/consent.py``), bound by the signature.
 
 Literals are written in the form the store keeps them (``"01"^^xsd:integer`` becomes ``"1"``), so the stored
 request is the signed one, quad for quad.
@@ -35,6 +37,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -51,8 +54,10 @@ __all__ = [
     "DefinitionSpec",
     "ParameterSpec",
     "RequestSignature",
+    "RequestTerms",
     "TrainRequest",
     "dataspace_input_iri",
+    "epsilon_lexical",
     "dataspace_inputs",
     "definition_triples",
     "new_request_id",
@@ -130,6 +135,47 @@ class DefinitionSpec:
 
 
 @dataclass(frozen=True)
+class RequestTerms:
+    """What the researcher declares the train is for, signed with the request: the purpose (a DUO term IRI from
+    ``ontology/duo.ttl``), the project (a short id), and for a differentially private release its mechanism
+    (``laplace`` or ``gaussian``, as opendp names them) and its ε (an xsd:decimal lexical form, see
+    :func:`epsilon_lexical`). None: not declared."""
+
+    purpose: str | None = None
+    project: str | None = None
+    dp_mechanism: str | None = None
+    epsilon: str | None = None
+
+    @classmethod
+    def from_wire(cls, body: Mapping[str, Any]) -> RequestTerms:
+        """From a train file's (``TrainIn``'s) ``purpose``, ``project``, ``dp_mechanism`` and ``epsilon``.
+
+        :raises ValueError: ``epsilon`` is not a decimal number.
+        """
+        epsilon = body.get("epsilon")
+        return cls(purpose=body.get("purpose"), project=body.get("project"), dp_mechanism=body.get("dp_mechanism"),
+                   epsilon=epsilon_lexical(epsilon) if epsilon is not None else None)
+
+
+def epsilon_lexical(value: object) -> str:
+    """``value`` (a number or its text) as the xsd:decimal lexical form the request signs: the one spelling the
+    client, the service and the stations agree on.
+
+    >>> epsilon_lexical(0.5), epsilon_lexical("1e-2"), epsilon_lexical(2)
+    ('0.5', '0.01', '2')
+
+    :raises ValueError: it is not a finite number.
+    """
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"epsilon {value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"epsilon {value!r} is not a finite number")
+    return format(number.normalize(), "f")
+
+
+@dataclass(frozen=True)
 class TrainRequest:
     """The request's own values: its id (``urn:uuid:...``), which definition, who asks, when, with which
     parameter values (strings of the parameters' datatypes) and the IRI of the key the result is encrypted to."""
@@ -141,6 +187,7 @@ class TrainRequest:
     """``xsd:dateTime`` lexical form with a time zone, exactly as signed."""
     parameters: Mapping[str, str]
     recipient: str
+    terms: RequestTerms = RequestTerms()
 
 
 class RequestSignature(Strict):
@@ -161,10 +208,11 @@ class RequestSignature(Strict):
     proof_value: Annotated[str, StringConstraints(pattern=r"^z[1-9A-HJ-NP-Za-km-z]{1,100}$")] = Field(
         description="multibase base58-btc of the Ed25519 signature (eddsa-rdfc-2022)")
 
-    def train_request(self, definition_id: str, parameters: Mapping[str, str]) -> TrainRequest:
-        """The request these values and the submission's definition and parameters make."""
+    def train_request(self, definition_id: str, parameters: Mapping[str, str],
+                      terms: RequestTerms = RequestTerms()) -> TrainRequest:
+        """The request these values and the submission's definition, parameters and declared terms make."""
         return TrainRequest(self.request, definition_id, requester=self.requested_by, created=self.created,
-                            parameters=dict(parameters), recipient=self.result_recipient)
+                            parameters=dict(parameters), recipient=self.result_recipient, terms=terms)
 
 
 def new_request_id() -> str:
@@ -279,6 +327,15 @@ def request_triples(iris: ResourceIris, request: TrainRequest, datatypes: Mappin
                Triple(node, PHT.requestedBy, NamedNode(request.requester)),
                Triple(node, DCTERMS.created, Literal(request.created, datatype=XSD.dateTime)),
                Triple(node, PHT.resultRecipient, NamedNode(request.recipient))]
+    terms = request.terms
+    if terms.purpose is not None:
+        triples.append(Triple(node, PHT.purpose, NamedNode(terms.purpose)))
+    if terms.project is not None:
+        triples.append(Triple(node, PHT.project, rdf_literal(terms.project)))
+    if terms.dp_mechanism is not None:
+        triples.append(Triple(node, PHT.dpMechanism, rdf_literal(terms.dp_mechanism)))
+    if terms.epsilon is not None:
+        triples.append(Triple(node, PHT.epsilon, rdf_literal(terms.epsilon, "decimal")))
     for name, value in sorted(request.parameters.items()):
         binding = NamedNode(f"{request.id}/parameters/{name}")
         triples += [Triple(node, PHT.parameterBinding, binding), Triple(binding, PHT.bindingName, rdf_literal(name)),

@@ -24,7 +24,7 @@ from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
 
-from client.train_request import RequestSignature
+from client.train_request import RequestSignature, RequestTerms
 from graph_store import (
     CENTRAL_GRAPH,
     DCTERMS,
@@ -48,7 +48,7 @@ from .keys import KeyDirectory
 from .naming import Iris
 from .principal import Principal, Role
 from .settings import Settings
-from .signed_requests import definition_content, signed_request_quads
+from .signed_requests import check_terms, definition_content, signed_request_quads
 
 __all__ = ["Lifecycle", "DefinitionWrite", "InputsLacking", "OutputRecord"]
 
@@ -158,13 +158,16 @@ class Lifecycle:
 
     @_serialised
     def submit(self, principal: Principal, *, definition_id: str, parameters: Mapping[str, str],
-               new_definition: DefinitionWrite | None = None, signature: RequestSignature | None = None) -> str:
+               new_definition: DefinitionWrite | None = None, signature: RequestSignature | None = None,
+               terms: RequestTerms = RequestTerms()) -> str:
         """Create a train of a definition for the calling researcher and queue it; returns its id.
 
         The definition is a registered one, or ``new_definition``, whose quads are written in the same validated
         change set as the train: if either is refused, nothing is written. ``signature``: the researcher's signed
         train request, verified here and stored with the train (``orchestrator.signed_requests``); without one the
-        submission is refused if ``Settings.require_signed_trains``.
+        submission is refused if ``Settings.require_signed_trains``. ``terms``: the purpose, project and
+        differential-privacy terms the researcher declared, part of the signed request (so refused without one);
+        a purpose that is not a vetted DUO term (``ontology/duo.ttl``) is refused.
         """
         if not principal.has(Role.RESEARCHER, Role.OPERATOR):
             raise Forbidden("only researchers (and operators) submit trains")
@@ -177,6 +180,7 @@ class Lifecycle:
         if signature is None and self.settings.require_signed_trains:
             raise Forbidden("this service accepts signed trains only (and stations run no other): create your keys "
                             "with pht keys init, then submit with pht train submit")
+        check_terms(terms, signed=signature is not None)
         train_id = str(uuid.uuid4())
         train = self.iris.train(train_id)
         agent = self.iris.agent(principal.subject)
@@ -187,7 +191,7 @@ class Lifecycle:
                        else new_definition.content)
             signed = signed_request_quads(
                 self.store, self.iris, train=train, requester=agent, definition=content,
-                definition_id=definition_id, parameters=parameters, signature=signature, now=now,
+                definition_id=definition_id, parameters=parameters, signature=signature, now=now, terms=terms,
                 datatypes={name: dt.value.rsplit("#", 1)[-1] for name, (_, dt, _) in params.items()})
         quads = [
             Quad(train, RDF_TYPE, PHT.Train, G),

@@ -27,6 +27,7 @@ from pyoxigraph import Literal, NamedNode, Triple
 
 from client import WorkItem
 from client.key_claims import SEC_NS
+from client.train_request import RequestTerms
 from graph_store import CENTRAL_GRAPH, NO_FILTER, PHT, XSD, GraphStore, station_of_graph
 
 from .chart import Chart
@@ -283,6 +284,17 @@ class Reads:
             for method in self.store.quads(link.object, VERIFICATION_METHOD, None, CENTRAL_GRAPH):
                 return text(method.object)
         return None
+
+    def declared_terms(self, train: NamedNode) -> RequestTerms:
+        """The purpose, project and differential-privacy terms ``train``'s signed request declares (none declared:
+        all None), as verified and stored at submission."""
+        found: dict[NamedNode, str] = {}
+        for link in self.store.quads(train, PHT.signedRequest, None, CENTRAL_GRAPH):
+            for predicate in (PHT.purpose, PHT.project, PHT.dpMechanism, PHT.epsilon):
+                for q in self.store.quads(link.object, predicate, None, CENTRAL_GRAPH):
+                    found[predicate] = q.object.value if isinstance(q.object, NamedNode | Literal) else ""
+        return RequestTerms(purpose=found.get(PHT.purpose), project=found.get(PHT.project),
+                            dp_mechanism=found.get(PHT.dpMechanism), epsilon=found.get(PHT.epsilon))
 
     def released_output(self, principal: Principal, train_id: str, execution_id: str | None = None) -> ReleasedOutput:
         """The released output of one execution of the train, or without ``execution_id`` the train's result (the

@@ -16,7 +16,9 @@ from datetime import datetime
 
 from pyoxigraph import NamedNode, Quad, Triple
 
-from client.train_request import DEFINITION_PARTS, SERVER_ADDED, RequestSignature, request_triples, signed_document
+from client.train_request import (DEFINITION_PARTS, SERVER_ADDED, RequestSignature, RequestTerms, request_triples,
+                                  signed_document)
+from client.purposes import DUO, data_use_terms
 from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, GraphStore
 from trust import Proof, ProofError, verify_proof
 
@@ -24,7 +26,7 @@ from .errors import Forbidden, IllegalTransition, InvalidValue, LifecycleError
 from .keys import KeyDirectory, parse_time
 from .naming import Iris
 
-__all__ = ["SERVER_ADDED", "definition_content", "signed_request_quads"]
+__all__ = ["SERVER_ADDED", "check_terms", "definition_content", "signed_request_quads"]
 
 G = CENTRAL_GRAPH
 
@@ -44,9 +46,10 @@ def definition_content(store: GraphStore, definition: NamedNode, *, with_server_
 
 def signed_request_quads(store: GraphStore, iris: Iris, *, train: NamedNode, requester: NamedNode,
                          definition: Sequence[Quad | Triple], definition_id: str, parameters: Mapping[str, str],
-                         datatypes: Mapping[str, str], signature: RequestSignature, now: datetime) -> list[Quad]:
+                         datatypes: Mapping[str, str], signature: RequestSignature, now: datetime,
+                         terms: RequestTerms = RequestTerms()) -> list[Quad]:
     """Verify ``signature`` for a train of ``definition`` (its content quads) with ``parameters`` requested by
-    ``requester``; the quads recording the request, its proof (``{train}/request-proof``) and the train's links to
+    ``requester`` and the declared ``terms`` (purpose, project, ε); the quads recording the request, its proof (``{train}/request-proof``) and the train's links to
     them, to write in the train's change set.
 
     :raises LifecycleError: (4xx, one sentence) the request names another requester or a result recipient that is
@@ -75,7 +78,7 @@ def signed_request_quads(store: GraphStore, iris: Iris, *, train: NamedNode, req
         by = f" by train {iris.local(other, 'trains')}" if isinstance(other, NamedNode) else ""
         raise IllegalTransition(f"the signed request {signature.request} was used already{by}; sign a new request "
                                 "for every train (a request is not replayed)")
-    request = signature.train_request(definition_id, parameters)
+    request = signature.train_request(definition_id, parameters, terms)
     triples = request_triples(iris, request, datatypes)
     proof = Proof(verification_method=signature.verification_method, created=signature.created,
                   proof_value=signature.proof_value)
@@ -103,3 +106,22 @@ def _check_key(directory: KeyDirectory, iri: str, requester: NamedNode, *, creat
     if why == "rotated out" and record.expires is not None:
         raise Forbidden(f"the train request is signed by {iri}, which was rotated out at "
                         f"{record.expires.isoformat()}; sign with your current key")
+
+
+def check_terms(terms: RequestTerms, *, signed: bool) -> None:
+    """Refuse, in one sentence, declared terms the stations could not rely on: any of them on an unsigned train
+    (only the signature binds them), or a purpose that is not a vetted DUO term (``ontology/duo.ttl``).
+
+    :raises InvalidValue: (400) as above.
+    """
+    declared = [name for name, value in (("purpose", terms.purpose), ("project", terms.project),
+                                         ("dp_mechanism", terms.dp_mechanism), ("epsilon", terms.epsilon))
+                if value is not None]
+    if declared and not signed:
+        raise InvalidValue(f"{', '.join(declared)} can only be declared in a signed train request (stations rely on "
+                           "the signature); submit the train signed (pht keys init, then pht train submit)")
+    duo = data_use_terms()
+    if terms.purpose is not None and not duo.known(terms.purpose):
+        known = ", ".join(f"DUO_{iri.removeprefix(DUO)} ({duo.label(iri)})" for iri in sorted(duo.labels))
+        raise InvalidValue(f"the purpose {terms.purpose} is not a DUO term this platform accepts; declare one of "
+                           f"{known}")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from client import CentralClient, ClientError, WorkItem
 from client.key_claims import keys_in
-from graph_store import DEFAULT_BASE_IRI, ResourceIris
+from graph_store import DEFAULT_BASE_IRI, GraphStoreError, ResourceIris
 from station import (
     ApprovalLedger,
     Holding,
@@ -30,6 +30,7 @@ from station import (
     load_policy,
     make_runtime,
     object_store_from_url,
+    open_consent_ledger,
     quiet_request_logs,
     release,
 )
@@ -234,6 +235,32 @@ def release_output(
     except (ClientError, ObjectStoreError, PolicyError) as e:
         raise fail(str(e)) from None
     console.print(f"{execution}: {state}")
+
+
+@station_app.command("budget")
+def show_budget(state_dir: Annotated[Path, typer.Option("--state-dir", envvar="PHT_STATION_STATE_DIR",
+                                                        help="The agent's state folder.")],
+                policy: Annotated[Path | None, typer.Option(
+                    "--policy", envvar="PHT_STATION_POLICY",
+                    help="The station policy: its permissions' privacy budgets (pht:epsilonBudget).")] = None) -> None:
+    """Show the privacy budget ledger: the ε each researcher spent per project and dataset at this station, and
+    with --policy the budget each permission sets (run on the station host; the researchers see only their own).
+
+    Example: pht station budget --state-dir var/station-aachen --policy $PHT_STATION_POLICY
+    """
+    try:
+        budgets = [(r.iri, r.epsilon_budget) for r in load_policy(policy).consent.rules
+                   if r.epsilon_budget is not None] if policy is not None else []
+        with open_consent_ledger(state_dir) as ledger:
+            rows = ledger.ledger()
+    except (PolicyError, GraphStoreError) as e:
+        raise fail(str(e)) from None
+    table = Table("researcher", "project", "dataset", "ε spent", "releases")
+    for row in rows:
+        table.add_row(row.researcher, row.project or "(none)", row.dataset, str(row.spent), str(row.releases))
+    console.print(table if rows else "no differentially private release yet")
+    for rule, budget in budgets:
+        console.print(f"permission {rule}: ε budget {budget} per researcher, project and dataset")
 
 
 @station_app.command("build-image")

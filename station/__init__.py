@@ -9,6 +9,7 @@ These names are what the rest of the platform (``local_platform``, ``pht_cli``) 
 from .agent import Holding, LeaseLost, LeaseRefused, StationAgent, quiet_request_logs, release
 from .approvals import ApprovalLedger, ApprovedCode, differences
 from .archive import ArchiveError, extract
+from .consent_ledger import SpentRow, open_consent_ledger
 from .encryption import READER_KEYS_FILE, EncryptionRefused, SignedReaders, fetch_opened, readers_for, signed_readers
 from .images import build_train_image
 from .objects import LocalObjectStore, ObjectStoreError, fetch_unpacked, object_store_from_url
@@ -44,6 +45,7 @@ __all__ = [
     "SignedReaders",
     "SignedRequest",
     "SignerUnavailable",
+    "SpentRow",
     "StationAgent",
     "StationPolicy",
     "StationSettings",
@@ -58,6 +60,7 @@ __all__ = [
     "load_policy",
     "make_runtime",
     "object_store_from_url",
+    "open_consent_ledger",
     "quiet_request_logs",
     "readers_for",
     "release",

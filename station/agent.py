@@ -18,7 +18,6 @@ exactly its next readers, inputs are opened with the station's own key (``statio
 
 import json
 import logging
-import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -39,14 +38,19 @@ from . import archive, contract
 from .approvals import ApprovalLedger, differences
 from .dataspace_inputs import declared_inputs, obtain_inputs
 from .cohorts import CohortRefused, cohort_of, dataset_version, materialise, measure
+from .consent import Decision, Declared, decide, declared_terms
+from .consent_ledger import Spend, open_consent_ledger
 from .disclosure import HeldCohort, differencing_check, load_cohort, open_ledger, save_cohort
 from .encryption import EncryptionRefused, fetch_opened, readers_for, seal_output, station_identity
 from .events import EventSink
+from .files import write_atomic
 from .image_registry import RegistryError, parse_reference, registry_credentials
 from .input_check import describe_station, input_problem, publish_description
 from .lease import LeaseLost, LeaseRefused, StationLease
 from .objects import ObjectStore, ObjectStoreError, new_staging_key, object_store_from_url
 from .policy import PolicyError, StationPolicy, load_policy
+from .privacy_budget import (BudgetExceeded, HeldSpend, budget_problem, consent_rules, load_spend, save_spend,
+                             spend_on_release)
 from .records import RecordSigner, SignerUnavailable, disclosure_control, draft_record, load_draft, save_draft
 from .review import Check, review
 from .runtimes.base import ImageRefused, RunSpec, Runtime, RuntimeFailure
@@ -119,7 +123,7 @@ class Holding:
 
     def count_attempt(self) -> int:
         n = self.attempts() + 1
-        _write_atomic(self.root / "attempts", str(n).encode())
+        write_atomic(self.root / "attempts", str(n).encode())
         return n
 
     def held(self) -> tuple[str, int, list[dict[str, Any]]] | None:
@@ -284,15 +288,20 @@ class StationAgent:
             problem = self._uninterpretable_cohort(work)
             if problem is not None:
                 return self._fail(work, "queued", problem)
+            consent = self._consent(work, signed)  # purpose, project, researcher, function, ε budget
+            if consent is not None and not consent.permitted:
+                return self._fail(work, "queued", consent.reason)
+            told = f"; {consent.reason}" if consent is not None else ""
             # the requester the policy matches is the verified signer
             reason = self.policy.auto_approval(image_digest=work.image_digest, requester=signed.requester,
                                                definition=work.definition, entrypoint=work.entrypoint)
             # the code is recorded before the step: the admin approves what was recorded, nothing else runs
             if reason is None:
                 self.approvals.record(work, how="requested")
-                return self._fire(work, "queued", "waiting-for-approval", "held for the station admin's approval")
+                return self._fire(work, "queued", "waiting-for-approval",
+                                  "held for the station admin's approval" + told)
             self.approvals.record(work, how="auto", reason=reason)
-            return self._fire(work, "queued", "approved", reason)
+            return self._fire(work, "queued", "approved", reason + told)
         if state == "waiting-for-approval":
             if self.approvals.get(work.execution) is None:  # e.g. a new state folder: what the admin sees now
                 try:
@@ -327,6 +336,46 @@ class StationAgent:
             raise RequestRefused(f"the signed request {signed.request} was already used for train {used_for}; a "
                                  "request is good for one train")
         return signed
+
+    def _consent(self, work: WorkItem, signed: SignedRequest) -> Decision | None:
+        """The consent policy's decision on ``work`` (``station/consent.py``) and, for a permitted train that
+        declares an ε, the privacy budget's (``station/privacy_budget.py``; the spend is held for the release),
+        recorded in the station's own graph; None if the policy has no consent rules and the train declares no ε."""
+        station = self.settings.station_id
+        declared: Declared | None = None
+        try:
+            declared = declared_terms(work.request, requester=signed.requester, definition=work.definition,
+                                      image=work.image_digest)
+        except RequestRefused as e:
+            decision = Decision(False, f"station {station} refuses the train: {e}")
+        else:
+            if not self.policy.consent.active and declared.epsilon is None:
+                return None
+            decision = decide(self.policy.consent, declared, station=station)
+        execution = ResourceIris(signed.requester[:signed.requester.rindex("agents/")]).execution(work.execution).value
+        try:
+            with open_consent_ledger(self.settings.state_dir) as ledger:
+                rule = decision.rule
+                if decision.permitted and declared is not None and work.stop is not None and (
+                        declared.epsilon is not None or (rule is not None and rule.epsilon_budget is not None)):
+                    dataset = next(iter(self.settings.datasets))
+                    spent = ledger.spent(signed.requester, declared.project or "", dataset)
+                    problem = budget_problem(rule, declared, spent, station=station) if rule is not None else None
+                    if problem is not None:
+                        decision = Decision(False, problem, rule)
+                    elif declared.epsilon is not None:
+                        held = HeldSpend(Spend(execution, signed.requester, declared.project or "", dataset,
+                                               declared.epsilon), rule.epsilon_budget if rule is not None else None,
+                                         rule.iri if rule is not None else "")
+                        save_spend(Holding(self.settings.state_dir, work.execution).root, held)
+                        decision = Decision(True, f"{decision.reason}; {held.remaining(spent)} before this train",
+                                            rule)
+                ledger.record_decision(execution, decision)
+        except GraphStoreError as e:
+            return Decision(False, f"station {station} cannot record its consent decision in its own graph, so it "
+                                   f"does not run the train: {e}")
+        log.info("%s: consent %s: %s", work.execution, "permit" if decision.permitted else "refuse", decision.reason)
+        return decision
 
     def _uninterpretable_cohort(self, work: WorkItem) -> str | None:
         """Why this station cannot interpret the cohort the train declares (``station/cohorts.py``), or None."""
@@ -467,7 +516,7 @@ class StationAgent:
                 dataset = hold.cohort_data
         except CohortRefused as e:  # e.g. the dataset changed since the train was queued
             return self._fail(work, "running", f"station {self.settings.station_id} refuses the train: {e}")
-        _write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
+        write_atomic(hold.params, json.dumps(dict(work.parameters), sort_keys=True).encode())
         shutil.rmtree(hold.output, ignore_errors=True)
         hold.output.mkdir(parents=True)
         role = contract.ROLE_STATION if work.stop is not None else contract.ROLE_AGGREGATOR
@@ -517,8 +566,10 @@ class StationAgent:
             approved_how="auto" if self.approvals.how(work.execution) == "auto" else "admin", output_digest=sha256,
             input_record_hashes=list(work.input_record_hashes), started=started, ended=ended,
             disclosure=disclosure_control(shown, policy, stage="local-result" if work.stop is not None else "aggregate",
-                                          dataset_version=version)))
-        _write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size, "plain_sha256": plain_sha256,
+                                          dataset_version=version, applied=consent_rules(
+                                              self.settings.state_dir, hold.root,
+                                              _execution_iri(station_iri, work.execution)))))
+        write_atomic(hold.review, json.dumps({"sha256": sha256, "byte_size": size, "plain_sha256": plain_sha256,
                                                "checks": shown}).encode())
         return self._hand_over(work, hold)
 
@@ -541,6 +592,12 @@ class StationAgent:
             return self._fail(work, "output-under-review",
                               "the held output is missing at the station (its state folder was lost)")
         policy = self.policy
+        spend = load_spend(hold.root)
+        if spend is not None:  # a release since the run may have spent the rest of the budget
+            try:
+                spend_on_release(self.settings.state_dir, spend, record=False)
+            except BudgetExceeded as e:
+                return self._fire(work, "output-under-review", "withheld", f"withheld by the station policy: {e}")
         automatic = not policy.requires_output_review and all(c["passed"] for c in held[2])
         if automatic or policy.withholds_differencing:  # again: a release since the run may be too close now
             differencing = self._differencing(hold, policy)
@@ -623,10 +680,16 @@ def release(client: CentralClient, objects: ObjectStore, hold: Holding, executio
         except GraphStoreError as e:  # nothing staged yet: the release is simply not made
             raise ClientError(f"station cannot remember the release of {execution} in its disclosure graph, so it "
                               f"does not release it: {e}") from None
+    spend = load_spend(hold.root)
+    if spend is not None:  # checked and remembered before the step, like the cohort
+        try:
+            reason = f"{reason}; {spend_on_release(hold.root.parent.parent, spend)}"
+        except (BudgetExceeded, GraphStoreError) as e:
+            raise ClientError(f"{execution} is not released: {e}") from None
     key = hold.staging_key()
     if key is None:
         key = new_staging_key()
-        _write_atomic(hold.releasing, json.dumps({"staging_key": key}).encode())  # before anything is staged
+        write_atomic(hold.releasing, json.dumps({"staging_key": key}).encode())  # before anything is staged
     stored = objects.stage_file(hold.archive, key)
     if stored != sha256:
         _discard(objects, hold, key)
@@ -674,14 +737,3 @@ def _discard(objects: ObjectStore, hold: Holding, key: str) -> None:
 def _execution_iri(station_iri: str, execution: str) -> str:
     """The execution's IRI, under the same base as the station's."""
     return ResourceIris(station_iri[:station_iri.rindex("stations/")]).execution(execution).value
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-

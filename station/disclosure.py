@@ -16,7 +16,6 @@ runs in another process than the agent and RocksDB lets one process open it at a
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 from graph_store import PHT, RDF_TYPE, XSD, ChangeSet, EmbeddedStore, InvalidInputError
 
 from .cohorts import Cohort, Measured, parse_cohort
+from .files import write_atomic
 from .review import Check
 
 __all__ = ["COHORT_FILE", "DISCLOSURE_GRAPH", "DisclosureLedger", "HeldCohort", "NearRelease", "differencing_check",
@@ -65,9 +65,7 @@ def save_cohort(folder: Path, held: HeldCohort) -> None:
     data = {"execution": held.execution, "statistic": held.statistic, "filter": held.cohort.text(),
             "members": _hex(held.measured.members), "size": held.measured.size,
             "dataset_version": held.measured.dataset_version}
-    tmp = folder / (COHORT_FILE + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, folder / COHORT_FILE)
+    write_atomic(folder / COHORT_FILE, json.dumps(data, sort_keys=True).encode())
 
 
 def load_cohort(folder: Path) -> HeldCohort | None:

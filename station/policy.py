@@ -11,6 +11,8 @@ from pyoxigraph import NamedNode, Triple
 
 from graph_store import PHT, PolicyDocument, PolicyError, read_policy_document
 
+from .consent import ConsentPolicy, consent_policy
+
 FAILURE_CATEGORY = "category"    #: pht:FailureCategory: "the train failed at station S", nothing else (the default)
 FAILURE_EXIT_CODE = "exit-code"   #: pht:FailureExitCode: and the exit code
 FAILURE_MESSAGE = "message"       #: pht:FailureMessage: and the runtime's sentence (exit code, limits, refused files)
@@ -36,6 +38,7 @@ class StationPolicy:
     shares_check_names: bool = False                    #: whether a release sends the checks' names and results
     checks_differencing: bool = True    #: compare a cohort with earlier releases (with a min_cell_count only)
     withholds_differencing: bool = False  #: withhold what the differencing check flags, without asking the admin
+    consent: ConsentPolicy = ConsentPolicy()  #: purposes, projects, researchers, functions, ε budgets (consent.py)
     source: str = field(default="built-in default (approve and review by hand)", compare=False)
 
     def auto_approval(self, *, image_digest: str, requester: str, definition: str,
@@ -112,6 +115,7 @@ def _policy(document: PolicyDocument) -> StationPolicy:
         shares_check_names=flag(PHT.sharesCheckNames),
         checks_differencing=values(PHT.checksDifferencing) not in (["false"], ["0"]),
         withholds_differencing=flag(PHT.withholdsDifferencing),
+        consent=consent_policy(document),
         source=document.source,
     )
 

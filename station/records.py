@@ -10,7 +10,7 @@ release step; the central service stores it beside the output, and ``pht verify`
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +31,7 @@ from client.execution_records import (
 from graph_store import ResourceIris
 from trust import KeyFormatError, PartyKeys, encode_multikey, load_keys
 
+from .files import write_atomic
 from .policy import StationPolicy
 from .review import CHECKER_VERSION
 
@@ -55,25 +56,21 @@ def draft_record(work: WorkItem, *, station_iri: str, signed_hash: str, approved
 
 
 def disclosure_control(checks: list[dict[str, object]], policy: StationPolicy, *, stage: Stage,
-                       dataset_version: str | None) -> DisclosureControl:
+                       dataset_version: str | None, applied: Sequence[RuleApplied] = ()) -> DisclosureControl:
     """The disclosure-control part of the record: each rule the review applied (``checks`` as ``review.json`` holds
-    them) with the policy's threshold and the outcome. A check's detail never enters it: it may name where a small
-    count is, and the record leaves with the output."""
+    them) with the policy's threshold and the outcome, and the rules ``applied`` before (consent, privacy budget).
+    A check's detail never enters it: it may name where a small count is, and the record leaves with the output."""
     thresholds = {"min-cell-count": policy.min_cell_count, "differencing": policy.differencing_minimum,
                   "max-output-bytes": policy.max_output_bytes, "max-file-bytes": policy.max_file_bytes}
     rules = tuple(RuleApplied(str(c["name"]), bool(c["passed"]), thresholds.get(str(c["name"])))
-                  for c in checks if c["name"] != "file-list")  # a listing for the admin, not a rule
+                  for c in checks if c["name"] != "file-list") + tuple(applied)  # file-list: for the admin only
     return DisclosureControl(rules=rules, checker_version=CHECKER_VERSION, stage=stage,
                              dataset_version=dataset_version)
 
 
 def save_draft(folder: Path, record: ExecutionRecord) -> None:
     """Write the draft into the execution's folder (atomically: a crash leaves the old draft or the new one)."""
-    path = folder / DRAFT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    data = asdict(record)
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(folder / DRAFT_FILE, json.dumps(asdict(record), sort_keys=True).encode())
 
 
 def load_draft(folder: Path) -> ExecutionRecord | None:

@@ -7,7 +7,7 @@ the process runtime runs the folder as the train (its image is the folder, its d
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,10 +23,13 @@ DOCKERFILE = ('FROM pht/python-base:bookworm\nWORKDIR /train\nCOPY train.py /tra
 @contextmanager
 def self_releasing_platform(tmp: Path, route: Sequence[str], train_source: str,
                             train_folder: str = "train", *,
-                            dataspace: ConsumerSettings | None = None) -> Iterator[tuple[LocalPlatform, Path]]:
+                            dataspace: ConsumerSettings | None = None,
+                            policies: Mapping[str, StationPolicy] | None = None, patients: str | None = None,
+                            with_mpu: bool = True) -> Iterator[tuple[LocalPlatform, Path]]:
     """The platform (stopped on exit) under ``tmp`` with a station per ``route`` entry, each with an empty data
     folder, and the train folder ``tmp/train_folder`` whose ``train.py`` is ``train_source``; ``dataspace``: the
-    stations' data-space identity, if they run data-space trains."""
+    stations' data-space identity, if they run data-space trains. ``policies``: a station's policy by id (default:
+    approve and release automatically); ``patients``: the text of a ``patients.csv`` each data folder holds."""
     train = tmp / train_folder
     train.mkdir()
     (train / "Dockerfile").write_text(DOCKERFILE)
@@ -35,10 +38,13 @@ def self_releasing_platform(tmp: Path, route: Sequence[str], train_source: str,
     specs = []
     for sid in route:
         (tmp / "data" / sid).mkdir(parents=True)
-        specs.append(StationSpec(sid, tmp / "data" / sid, policy, dataspace))
+        if patients is not None:
+            (tmp / "data" / sid / "patients.csv").write_text(patients)
+        specs.append(StationSpec(sid, tmp / "data" / sid, (policies or {}).get(sid, policy), dataspace))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IsolationWarning)
-        platform = LocalPlatform(tmp / "platform", specs, runtime="process", poll_interval_s=0.05)
+        platform = LocalPlatform(tmp / "platform", specs, runtime="process", poll_interval_s=0.05,
+                                 with_mpu=with_mpu)
         platform.start()
     try:
         yield platform, train

@@ -150,6 +150,8 @@ def bindings_for(name: str, parameters: frozenset[str], w: World) -> dict[str, A
         # a station's disclosure ledger (station/disclosure.py): a cohort size range, over a graph this world lacks
         "low": Literal("1", datatype=XSD.integer),
         "high": Literal("10", datatype=XSD.integer),
+        # a station's privacy-budget ledger (station/consent_ledger.py), over a graph this world lacks
+        "project": Literal("p1"), "dataset": Literal("patients"),
     }
     if "key" in parameters:
         keys = w.store.select("SELECT ?k WHERE { GRAPH ?g { ?k a <https://w3id.org/security#Multikey> } } LIMIT 1")

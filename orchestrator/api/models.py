@@ -223,6 +223,19 @@ class TrainIn(Strict):
     parameters: dict[Annotated[str, StringConstraints(max_length=64)],
                      Annotated[str, StringConstraints(max_length=1000)]] = Field(
         default={}, max_length=100, description="the train's parameter values by name, each a string")
+    purpose: Annotated[str, StringConstraints(pattern=r"^http://purl\.obolibrary\.org/obo/DUO_[0-9]{7}$")] | None = Field(
+        default=None, description="what the train is for: a Data Use Ontology term IRI (ontology/duo.ttl lists the ones "
+                                  "accepted, e.g. http://purl.obolibrary.org/obo/DUO_0000007, disease specific "
+                                  "research); signed with the request, and stations' consent policies decide on it")
+    project: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")] | None = Field(
+        default=None, description="the project the train belongs to, a short id (letters, digits, '.', '_', '-'); "
+                                  "signed with the request")
+    dp_mechanism: Literal["laplace", "gaussian"] | None = Field(
+        default=None, description="the differentially private mechanism of the train's release, as opendp names it; "
+                                  "signed with the request")
+    epsilon: Annotated[float, Field(gt=0, le=1000)] | None = Field(
+        default=None, description="the privacy loss ε of one release (positive); signed with the request, and "
+                                  "stations with a privacy budget count it against the requester's budget")
     signature: RequestSignature | None = Field(
         default=None, description="the researcher's signed train request (pht train submit adds it when it finds "
                                   "your keys): the service rebuilds the signed document from this definition and "
@@ -260,6 +273,11 @@ class TrainOut(BaseModel):
                                                     "the service verified (its request and proof are in the graph)")
     signed_by: str | None = Field(default=None, description="the verification method (signing key IRI) of the "
                                                             "signed request's proof")
+    purpose: str | None = Field(default=None, description="the DUO purpose the signed request declares (one train's "
+                                                         "answer only; null in the list)")
+    project: str | None = Field(default=None, description="the project the signed request declares")
+    dp_mechanism: str | None = Field(default=None, description="the differentially private mechanism it declares")
+    epsilon: str | None = Field(default=None, description="the ε per release it declares (xsd:decimal lexical form)")
     executions: list[ExecutionOut] = []
 
 

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, status
 from pyoxigraph import NamedNode
 
+from client.train_request import RequestTerms, epsilon_lexical
+
 from ..errors import NotFound
 from ..page_tokens import FIRST, decode, encode
 from ..principal import Principal, Role
@@ -52,10 +54,10 @@ def train_router(s: Services) -> APIRouter:
         if isinstance(body.definition, DefinitionIn):
             new = s.registry.prepare_definition(principal, definition_spec(body.definition))
             train_id = life.submit(principal, definition_id=body.definition.id, parameters=body.parameters,
-                                   new_definition=new, signature=body.signature)
+                                   new_definition=new, signature=body.signature, terms=_terms(body))
         else:
             train_id = life.submit(principal, definition_id=body.definition, parameters=body.parameters,
-                                   signature=body.signature)
+                                   signature=body.signature, terms=_terms(body))
         return Created(id=train_id, iri=iris.train(train_id).value)
 
     @router.get("/trains", response_model=Page[TrainOut])
@@ -102,9 +104,11 @@ def train_out(s: Services, principal: Principal, train_id: str) -> TrainOut:
     """``GET /trains/{id}``'s answer: the train if the caller may read it (NotFound, Forbidden otherwise); the web
     view's RO-Crate download reads the same."""
     train, chart = s.reads.train(principal, train_id), s.lifecycle.chart
+    terms = s.reads.declared_terms(train.iri)
     return TrainOut(id=train_id, iri=train.iri.value, state=chart.token(train.state), requester=train.requester,
                     definition=s.lifecycle.iris.local(train.definition, "definitions"), created=train.created,
-                    signed=train.signed_by is not None, signed_by=train.signed_by,
+                    signed=train.signed_by is not None, signed_by=train.signed_by, purpose=terms.purpose,
+                    project=terms.project, dp_mechanism=terms.dp_mechanism, epsilon=terms.epsilon,
                     executions=[ExecutionOut(id=e.id, state=e.state, station=e.station, round=e.round, stop=e.stop,
                                              started=e.started, ended=e.ended, output=e.output,
                                              output_sha256=e.output_sha256)
@@ -116,3 +120,9 @@ def event_outs(s: Services, train: NamedNode) -> list[EventOut]:
     return [EventOut(event=e.iri, type=e.type, time=e.time, execution=e.execution, from_state=e.from_state,
                      to_state=e.to_state, agent=e.agent, role=e.role, reason=e.reason, source=e.source)
             for e in s.reads.events(train)]
+
+
+def _terms(body: TrainIn) -> RequestTerms:
+    """The purpose, project and differential-privacy terms the train file declares (signed with the request)."""
+    return RequestTerms(purpose=body.purpose, project=body.project, dp_mechanism=body.dp_mechanism,
+                        epsilon=epsilon_lexical(body.epsilon) if body.epsilon is not None else None)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyoxigraph as ox
 import pytest
-from api_helpers import SETTINGS, token
+from api_helpers import SETTINGS, signed, token
 from central_thread import central_service
 from release_gate_world import (
     OTHER_DIGEST,
@@ -142,6 +142,23 @@ def test_a_parameter_value_changed_after_signing_is_refused_naming_the_parameter
     world.agent("aachen", AUTO, runtime).poll_once()
     reason = refused(world, tid, runtime, "parameter MIN differs from the signed value")
     assert "5" not in reason.replace("sha256", "") and '"1"' not in reason
+
+
+def test_a_purpose_edited_after_signing_is_refused_at_queued(world: World) -> None:
+    """A consent policy decides on the signed purpose: an operator who widens the stored one breaks the proof."""
+    world.define("count")
+    alice = token("alice", Role.RESEARCHER)
+    disease, general = "http://purl.obolibrary.org/obo/DUO_0000007", "http://purl.obolibrary.org/obo/DUO_0000042"
+    r = world.http.post("/api/trains", headers=alice, json=signed(world.http, alice, {
+        "definition": "count", "parameters": {"MIN": "5"}, "purpose": disease, "project": "cardio"}))
+    assert r.status_code == 201, r.text
+    tid = str(r.json()["id"])
+    old = world.central.store.quads(None, PHT.purpose, ox.NamedNode(disease), CENTRAL_GRAPH)
+    assert len(old) == 1  # the signed purpose is stored with the request
+    operator_replaces(world, old, [ox.Triple(old[0].subject, PHT.purpose, ox.NamedNode(general))])
+    runtime = recording()
+    world.agent("aachen", AUTO, runtime).poll_once()
+    refused(world, tid, runtime, "the train request's signature does not verify")
 
 
 # -- 5: an unsigned train ----------------------------------------------------------------------------------------
