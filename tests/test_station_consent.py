@@ -83,14 +83,15 @@ def test_a_bad_consent_policy_refuses_to_load_with_one_sentence(tmp_path: Path, 
 
 def test_purposes_follow_duo_hierarchy() -> None:
     duo = data_use_terms()
-    assert duo.allows(GRU, DS) and duo.allows(HMB, DS) and duo.allows(DS, DS) and duo.allows(GRU, POA)
+    assert duo.allows(GRU, DS) and duo.allows(HMB, DS) and duo.allows(DS, DS) and duo.allows(POA, POA)
+    assert not duo.allows(GRU, POA)  # DUO's parent of POA is data use permission: named, or refused
     assert not duo.allows(DS, HMB) and not duo.allows(HMB, POA) and not duo.allows(HMB, DUO + "0000999")
 
 
 def test_decisions_name_the_rule_and_prohibitions_win() -> None:
     permit = Rule("urn:permit", "permission", constraints=(Constraint("purpose", "isA", frozenset({HMB})),))
     banned = Rule("urn:ban", "prohibition", constraints=(Constraint("definition", "eq", frozenset({"leaky"})),))
-    policy = ConsentPolicy((permit, banned), frozenset({GRU}))
+    policy = ConsentPolicy((permit, banned), frozenset({GRU, POA}))  # POA named: DUO has it beside GRU
     ok = decide(policy, declared(purpose=DS), station="aachen")
     assert ok.permitted and ok.rule == permit and "urn:permit" in ok.reason
     no = decide(policy, declared(purpose=DS, definition="leaky"), station="aachen")

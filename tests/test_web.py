@@ -163,6 +163,18 @@ def test_train_page_shows_route_timeline_events_and_progress(client: TestClient)
     assert 'data-slot="r2-agg"' in fed and "cologne (aggregation)" in fed and "0/6" in fed
 
 
+def test_train_page_shows_the_purpose_project_and_epsilon_the_request_signed(client: TestClient) -> None:
+    body = {"definition": "count", "parameters": {"MIN": "5"}, "project": "cardio", "epsilon": "0.5",
+            "dp_mechanism": "laplace", "purpose": "http://purl.obolibrary.org/obo/DUO_0000007"}
+    r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, body))
+    assert r.status_code == 201, r.text
+    text = client.get(f"/ui/trains/{r.json()['id']}", headers=ALICE).text
+    assert 'class="declared-purpose">disease specific research (http://purl.obolibrary.org/obo/DUO_0000007)<' in text
+    assert 'class="declared-project">cardio<' in text and 'class="declared-privacy">laplace, ε 0.5 per release<' in text
+    plain = client.get(f"/ui/trains/{submit(client)}", headers=ALICE).text
+    assert "declared-purpose" not in plain and "declared-project" not in plain  # nothing declared, nothing shown
+
+
 def test_train_pages_follow_the_apis_visibility_rules(client: TestClient) -> None:
     tid = submit(client)
     assert client.get(f"/ui/trains/{tid}", headers=OPS).status_code == 200

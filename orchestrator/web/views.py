@@ -14,6 +14,8 @@ from typing import Any
 
 from pyoxigraph import NamedNode
 
+from client.purposes import data_use_terms
+from client.train_request import RequestTerms
 from graph_store import NO_FILTER, PHT
 
 from ..api.deps import Services
@@ -151,6 +153,9 @@ class TrainPage:
     breaks: list[str] = field(default_factory=list)
     """What does not verify, one sentence each (empty when verified or when nothing is signed yet)."""
     signed_hops: int = 0
+    declared: list[tuple[str, str]] = field(default_factory=list)
+    """What the signed request declares the train is for: (what, value) for its purpose (DUO label), project and
+    differential-privacy terms, those it declares."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +243,16 @@ def train_page(s: Services, principal: Principal, train_id: str) -> TrainPage:
                      mode=local_name(read.mode.value).lower(), rounds=read.rounds, aggregator=read.aggregator,
                      snapshot=snapshot, route=route, timelines=_timelines(events, execs, snapshot.state),
                      events=events, verified=verdict.verified, breaks=verdict.breaks,
-                     signed_hops=verdict.verified_hops)
+                     signed_hops=verdict.verified_hops, declared=_declared(s.reads.declared_terms(facts.train)))
+
+
+def _declared(terms: RequestTerms) -> list[tuple[str, str]]:
+    """The train page's lines for a request's declared terms (stations decide on these: docs/station.md)."""
+    rows = [("purpose", f"{data_use_terms().label(terms.purpose)} ({terms.purpose})" if terms.purpose else None),
+            ("project", terms.project),
+            ("privacy", f"{terms.dp_mechanism or 'a differentially private mechanism'}, ε {terms.epsilon} per release"
+             if terms.epsilon else None)]
+    return [(what, value) for what, value in rows if value]
 
 
 # -- a station's pending decisions -------------------------------------------------------------------------
