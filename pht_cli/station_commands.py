@@ -75,6 +75,7 @@ def run_agent(
         raise fail(str(e)) from None
     if once:
         try:
+            agent.publish_description(unless_unchanged=True)  # what run() does at its start, once per change
             moved = agent.poll_once()
         except (ClientError, LeaseRefused, LeaseLost) as e:
             raise fail(str(e)) from None

@@ -16,6 +16,7 @@ it say); the station runs only the code it approved (``station/approvals.py``); 
 exactly its next readers, inputs are opened with the station's own key (``station/encryption.py``).
 """
 
+import hashlib
 import json
 import logging
 import shutil
@@ -209,14 +210,25 @@ class StationAgent:
             keeper.join()
             self.lease.release()
 
-    def publish_description(self) -> bool:
-        """Publish the datasets' variables through the MPU (``input_check.py``), for the check before dispatch."""
+    def publish_description(self, *, unless_unchanged: bool = False) -> bool:
+        """Publish the datasets' variables through the MPU (``input_check.py``), for the check before dispatch.
+
+        ``unless_unchanged``: skip it when this description is the one last published (a cron-driven ``--once``
+        station publishes at its first poll and after a change, not at every tick); :meth:`run` always publishes,
+        so a central store that lost it gets it back at the agent's next start."""
         try:
             body = describe_station(self.settings.datasets, self.settings.description_file)
         except ValueError as e:
             log.error("%s; the station's description was not published", e)
             return False
-        return publish_description(self.settings.mpu_url, body, ingest_token=self.settings.mpu_ingest_token)
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest().encode("ascii")
+        published = self.settings.state_dir / "published-description.sha256"
+        if unless_unchanged and published.is_file() and published.read_bytes() == digest:
+            return True
+        if not publish_description(self.settings.mpu_url, body, ingest_token=self.settings.mpu_ingest_token):
+            return False
+        write_atomic(published, digest)
+        return True
 
     def _keep_lease(self) -> None:
         """Renew the lease while :meth:`run` runs, also while a train runs; stop the agent if it was lost. Renew

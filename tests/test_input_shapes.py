@@ -185,6 +185,54 @@ def test_a_station_describes_its_columns_with_the_narrowest_datatype(tmp_path: P
         {"name": "sex", "datatype": "string"}, {"name": "code", "datatype": "string"}]
 
 
+def test_a_once_station_publishes_its_description_at_first_and_after_a_change_only(tmp_path: Path) -> None:
+    """``pht station run --once`` (cron) publishes like ``run()`` does at its start, but not again at every tick."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from station.agent import StationAgent
+    from station.objects import LocalObjectStore
+    from station.settings import StationSettings
+
+    posted: list[bytes] = []
+
+    class Mpu(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            posted.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    class NoRuntime:
+        name = "none"
+
+        def close(self) -> None:
+            pass
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.csv").write_text("age\n41\n")
+    mpu = ThreadingHTTPServer(("127.0.0.1", 0), Mpu)
+    threading.Thread(target=mpu.serve_forever, daemon=True).start()
+    settings = StationSettings(station_id="aachen", central_url="http://127.0.0.1:9", token="t",
+                               datasets={"d": tmp_path / "data"}, state_dir=tmp_path / "state",
+                               objects_url=f"file://{tmp_path / 'objects'}",
+                               mpu_url=f"http://127.0.0.1:{mpu.server_address[1]}")
+    agent = StationAgent(settings, runtime=NoRuntime(), objects=LocalObjectStore(tmp_path / "objects"))  # type: ignore[arg-type]
+    try:
+        assert agent.publish_description(unless_unchanged=True) and len(posted) == 1  # the first tick publishes
+        assert agent.publish_description(unless_unchanged=True) and len(posted) == 1  # an unchanged one is not sent
+        (tmp_path / "data" / "t.csv").write_text("age,sex\n41,F\n")
+        assert agent.publish_description(unless_unchanged=True) and len(posted) == 2  # a new column is
+        assert b'"sex"' in posted[-1]
+        assert agent.publish_description() and len(posted) == 3  # run() always publishes at its start
+    finally:
+        agent.close()
+        mpu.shutdown()
+        mpu.server_close()
+
+
 def work_with(shapes: str) -> WorkItem:
     """A work item as far as the re-check reads it: a station stop and the signed request's definition."""
     triple = Triple(NamedNode("https://pht.example.org/id/definitions/d"), PHT.inputShapes, Literal(shapes))
