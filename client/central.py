@@ -31,6 +31,10 @@ from .wire import CheckIn, LeaseIn, OutputIn, StepIn, WorkItem
 
 #: the train states with no way out (``pht:isTerminal`` in ontology/lifecycle.ttl)
 TERMINAL_STATES = frozenset({"finished", "failed", "cancelled", "rejected", "withheld"})
+RELEASE_GRACE_S = 10.0
+"""How long a reader waits for a released output to appear under its digest: the station promotes its staged copy
+right after the central service records the release (``station.agent.release``), so a train can be finished a
+moment before its last output is readable."""
 
 
 class ClientError(Exception):
@@ -375,10 +379,16 @@ class CentralClient:
         del request.headers["Authorization"]
         temp = target.with_name(f".{target.name}.part")
         digest = hashlib.sha256()
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.HTTPError as e:
-            raise ClientError(f"cannot download the result of train {train_id}: {e}") from None
+        deadline = time.monotonic() + RELEASE_GRACE_S
+        while True:
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.HTTPError as e:
+                raise ClientError(f"cannot download the result of train {train_id}: {e}") from None
+            if response.status_code != 404 or time.monotonic() >= deadline:
+                break
+            response.close()  # released, not yet promoted by its station (RELEASE_GRACE_S)
+            time.sleep(0.1)
         try:
             if response.status_code >= 400:
                 response.read()

@@ -15,6 +15,7 @@ import httpx
 import uvicorn
 
 from client import CentralClient
+from client.central import RELEASE_GRACE_S
 from client.key_claims import keys_in
 from dataspace import ConsumerSettings
 from graph_store import EmbeddedStore
@@ -256,6 +257,9 @@ class LocalPlatform:
         intermediate output is encrypted to the next station) or a researcher (``workdir/keys/researchers/...``:
         the final result is encrypted to its requester)."""
         shutil.rmtree(target, ignore_errors=True)
+        deadline = time.monotonic() + RELEASE_GRACE_S
+        while not self.objects.exists(sha256) and time.monotonic() < deadline:
+            time.sleep(0.05)  # released, not yet promoted: see RELEASE_GRACE_S
         stations = {spec.id for spec in self.stations}
         folder = self.workdir / "keys" / (reader if reader in stations else f"researchers/{reader}")
         return fetch_opened(self.objects, sha256, target, load_keys(folder).encryption, max_bytes=100 * 1024**2,

@@ -265,3 +265,31 @@ def test_the_client_sends_its_token_to_the_central_service_only_never_with_a_lin
     assert seen["central.example"]["Authorization"] == "Bearer the-researchers-token"
     assert "Authorization" not in seen["store.example"]
     assert "the-researchers-token" not in str(seen["store.example"].raw)
+
+
+def test_the_client_waits_a_moment_for_a_released_output_its_station_has_not_yet_promoted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A station promotes its staged copy right after the central service records the release, so the link may
+    answer 404 for a moment after the train finished: the client tries again within RELEASE_GRACE_S, then gives up."""
+    import client.central
+
+    body, misses = b"a result", [2]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "central.example":
+            return httpx.Response(200, json={"train": "t", "execution": "t.r1-s0", "expires": "2030-01-01T00:00:00Z",
+                                             "sha256": hashlib.sha256(body).hexdigest(),
+                                             "url": "https://store.example/results/x?signature=s"})
+        if misses[0] > 0:
+            misses[0] -= 1
+            return httpx.Response(404, json={"detail": "result x is not in the object store"})
+        return httpx.Response(200, content=body)
+
+    with CentralClient("https://central.example", "t", transport=httpx.MockTransport(answer)) as client_:
+        assert client_.download_result("t", tmp_path / "r.tar.gz") == hashlib.sha256(body).hexdigest()
+        assert misses == [0]
+        misses[0] = 10**6  # never promoted: refused once the grace has passed
+        monkeypatch.setattr(client.central, "RELEASE_GRACE_S", 0.3)
+        with pytest.raises(ClientError, match="not in the object store"):
+            client_.download_result("t", tmp_path / "never.tar.gz")
+    assert not (tmp_path / "never.tar.gz").exists()
