@@ -2,7 +2,7 @@
 limit, and the answer serialised in the negotiated format within a byte limit."""
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +30,8 @@ from graph_store import (
 )
 
 from .principal import Principal, Role
-from .query_text import has_dataset_clause
-from .readable_graph import ReadableGraphs, reads_everything
+from .query_text import has_dataset_clause, with_base, without_base_line
+from .readable_graph import reads_everything
 from .sparql_http import (
     LIMIT_HEADER,
     RESULTS_FORMATS,
@@ -46,8 +46,11 @@ from .sparql_http import (
     readable_everything,
 )
 
-__all__ = ["QueryAnswer", "QueryDataset", "answer_response", "evaluate", "named_protected", "parse_iris",
-           "query_dataset"]
+__all__ = ["QueryAnswer", "QueryDataset", "Serialised", "answer_response", "evaluate", "evaluate_at",
+           "named_protected", "parse_iris", "query_dataset", "serialised"]
+
+Serialised = tuple[int, bytes, tuple[tuple[str, str], ...]]
+"""A response as plain values (status, body, headers without Content-Length): it crosses a worker's pipe."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,23 @@ def evaluate(store: GraphStore, text: str, dataset: QueryDataset, row_limit: int
         return QueryAnswer(variables=variables, rows=tuple(tuple(row) for row in rows), truncated=truncated)
     triples, truncated = _collect(result, row_limit)
     return QueryAnswer(triples=tuple(triples), is_graph=True, truncated=truncated)
+
+
+def evaluate_at(store: GraphStore, text: str, dataset: QueryDataset, row_limit: int, base: str | None
+                ) -> QueryAnswer:
+    """:func:`evaluate` with relative IRIs resolved against ``base`` (the endpoint's URL, checked), a parse
+    error's positions counted in the text as sent."""
+    try:
+        return evaluate(store, with_base(text, base), dataset, row_limit)
+    except HttpError as e:
+        raise (without_base_line(e) if base is not None else e) from None
+
+
+def serialised(answer: QueryAnswer, accept: str | None, row_limit: int, max_bytes: int) -> Serialised:
+    """:func:`answer_response` as plain values."""
+    response = answer_response(answer, accept, row_limit, max_bytes=max_bytes)
+    headers = tuple((k, v) for k, v in response.headers.items() if k.lower() != "content-length")
+    return response.status_code, bytes(response.body), headers
 
 
 def _collect(items: Iterable[Any], limit: int) -> tuple[list[Any], bool]:
@@ -196,10 +216,10 @@ def parse_iris(values: Iterable[str], param: str) -> list[NamedNode]:
 
 
 def query_dataset(who: Principal, text: str, default_uris: list[str], named_uris: list[str],
-                   readable: ReadableGraphs) -> QueryDataset:
+                  view_of: Callable[[Principal], GraphStore]) -> QueryDataset:
     """The dataset of a query: the protocol's graphs, else the query's FROM, else the union of all graphs;
     over the whole store for an operator, over what the caller may read for a researcher or a station admin
-    (``readable``); a station-only caller is confined to its own graph."""
+    (``view_of(who)``: ``ReadableGraphs.for_principal``); a station-only caller is confined to its own graph."""
     defaults = parse_iris(default_uris, "default-graph-uri")
     named = parse_iris(named_uris, "named-graph-uri")
     given = bool(default_uris or named_uris)
@@ -214,7 +234,7 @@ def query_dataset(who: Principal, text: str, default_uris: list[str], named_uris
             raise HttpError(403, f"a station's queries always run over its own graph {own}; leave out FROM / "
                                  "FROM NAMED")
         return QueryDataset(defaults, named) if given else QueryDataset([own], [own])
-    store = None if reads_everything(who) else readable.for_principal(who)
+    store = None if reads_everything(who) else view_of(who)
     if given:
         return QueryDataset(defaults, named, store=store)
     if has_dataset_clause(text):

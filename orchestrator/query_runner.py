@@ -1,9 +1,10 @@
 """Running a caller's query or update WHERE: in a worker process (``query_workers.py``) within a deadline, at most
 ``per_principal`` at a time per caller (one more waits ``queue_s`` for one of them, then is refused).
 
-The main process never parses or evaluates a caller's SPARQL: a worker does (``query_worker.py``, with
-``query_eval.py``), and is killed and replaced when the deadline passes (pyoxigraph cannot cancel a query) or
-when the query crashes it.
+The main process never parses or evaluates a caller's SPARQL, with one exception: a worker does
+(``query_worker.py``, with ``query_eval.py``), and is killed and replaced when the deadline passes (pyoxigraph
+cannot cancel a query) or when the query crashes it. The exception is a point query on an embedded store
+(``query_fast_lane.py``): its grammar and cost are bounded before it is parsed, and it is answered here.
 """
 
 import asyncio
@@ -22,8 +23,10 @@ from graph_store import EmbeddedStore, GraphStore, RemoteStore, UpdatePlan
 
 from .principal import Principal
 from .query_eval import QueryAnswer, QueryDataset, answer_response, evaluate, parse_iris, query_dataset
+from .query_fast_lane import PointQueryLane
 from .query_worker import Job, WorkerConfig
 from .query_workers import WorkerDied, WorkerPool
+from .readable_graph import ReadableGraphs
 from .settings import Settings
 from .sparql_http import HttpError
 
@@ -44,8 +47,8 @@ class QueryRunner:
     (503 at the deadline, its worker killed and replaced)."""
 
     def __init__(self, pool: WorkerPool, *, timeout_s: float, row_limit: int, max_bytes: int,
-                 per_principal: int, queue_s: float = 0.0) -> None:
-        self.pool = pool
+                 per_principal: int, queue_s: float = 0.0, lane: PointQueryLane | None = None) -> None:
+        self.pool, self.lane = pool, lane
         self.timeout_s, self.row_limit, self.max_bytes, self.per_principal = timeout_s, row_limit, max_bytes, \
             per_principal
         self.queue_s = queue_s
@@ -63,7 +66,9 @@ class QueryRunner:
             log.warning("not every query worker started within a minute; queries wait for them")
 
     def close(self) -> None:
-        """Kill the workers."""
+        """Kill the workers (and stop the fast lane's view builder)."""
+        if self.lane is not None:
+            self.lane.close()
         self.pool.close()
 
     @asynccontextmanager
@@ -122,7 +127,14 @@ class QueryRunner:
 
     async def respond(self, who: Principal, text: str, default_uris: list[str], named_uris: list[str],
                       accept: str | None, *, base: str | None = None) -> Response:
-        """The serialised answer to ``who``'s query, as ``/sparql`` sends it (relative IRIs against ``base``)."""
+        """The serialised answer to ``who``'s query, as ``/sparql`` sends it (relative IRIs against ``base``): a
+        point query's from the fast lane if it can, else from a worker."""
+        if self.lane is not None:
+            answered = self.lane.answer(who, text, default_uris, named_uris, accept,
+                                        row_limit=self.row_limit, max_bytes=self.max_bytes, base=base)
+            if answered is not None:
+                status, body, headers = answered
+                return Response(body, status_code=status, headers=dict(headers))
         job = Job("respond", text, who, tuple(default_uris), tuple(named_uris), accept, self.row_limit,
                   self.max_bytes, base=base)
         status, body, headers = await self._call(who, job)
@@ -146,11 +158,13 @@ class QueryRunner:
         return plan
 
 
-def query_runner(store: GraphStore, settings: Settings, *, workers: int | None = None,
-                 readable_max_age_s: float = 2.0) -> QueryRunner:
+def query_runner(store: GraphStore, settings: Settings, readable: ReadableGraphs, *,
+                 workers: int | None = None) -> QueryRunner:
     """A runner over ``store`` with the settings' limits and ``workers`` (default ``settings.query_workers``)
     worker processes: replicas of an embedded store, clients of a remote store's query URL (whose views of what
-    a caller may read are rebuilt after ``readable_max_age_s``: other processes may write the remote store)."""
+    a caller may read are rebuilt after ``readable.max_age_s``: other processes may write the remote store).
+    Over an embedded store, point queries take the fast lane, over ``readable``'s views."""
+    readable_max_age_s = readable.max_age_s
     if isinstance(store, RemoteStore):
         config = WorkerConfig(settings.base_iri, store.query_url, store.update_url, readable_max_age_s)
     elif isinstance(store, EmbeddedStore):  # a replica is told of every change: its views never expire by age
@@ -161,6 +175,7 @@ def query_runner(store: GraphStore, settings: Settings, *, workers: int | None =
     per_principal = settings.query_per_principal
     if pool.size > 1:  # one caller never holds every worker (a pool of one can only be shared in turn)
         per_principal = min(per_principal, pool.size - 1)
+    lane = PointQueryLane(store, readable) if isinstance(store, EmbeddedStore) else None
     return QueryRunner(pool, timeout_s=settings.query_timeout_s, row_limit=settings.query_result_limit,
                        max_bytes=settings.query_result_max_bytes, per_principal=per_principal,
-                       queue_s=settings.query_queue_s)
+                       queue_s=settings.query_queue_s, lane=lane)

@@ -22,8 +22,8 @@ from graph_store import ChangeSet, EmbeddedStore, GraphStore, GraphStoreError, R
 
 from .naming import Iris
 from .principal import Principal
-from .query_eval import answer_response, evaluate, named_protected, parse_iris, query_dataset
-from .query_text import checked_query_text, with_base, without_base_line
+from .query_eval import evaluate_at, named_protected, parse_iris, query_dataset, serialised
+from .query_text import checked_query_text
 from .readable_graph import ReadableGraphs
 from .sparql_http import HttpError, error_for
 
@@ -124,17 +124,12 @@ class _Worker:
                                           max_solutions=job.row_limit, skolem=job.skolem, untrusted=True)
         if job.who is None:
             raise HttpError(400, "a query needs a caller")
-        text = with_base(text, job.base)
-        dataset = query_dataset(job.who, text, list(job.default_uris), list(job.named_uris), self.readable)
-        try:
-            answer = evaluate(self.store, text, dataset, job.row_limit)
-        except HttpError as e:
-            raise (without_base_line(e) if job.base is not None else e) from None
+        dataset = query_dataset(job.who, text, list(job.default_uris), list(job.named_uris),
+                                self.readable.for_principal)
+        answer = evaluate_at(self.store, text, dataset, job.row_limit, job.base)
         if job.kind == "answer":
             return answer
-        response = answer_response(answer, job.accept, job.row_limit, max_bytes=job.max_bytes)
-        headers = tuple((k, v) for k, v in response.headers.items() if k.lower() != "content-length")
-        return response.status_code, bytes(response.body), headers
+        return serialised(answer, job.accept, job.row_limit, job.max_bytes)
 
 
 def serve(conn: Connection, config: WorkerConfig) -> None:

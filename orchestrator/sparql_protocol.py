@@ -158,7 +158,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
     """
     iris = Iris(settings.base_iri)
     skolem = iris.skolem_prefix
-    runner = query_runner(store, settings, workers=max_concurrent_queries, readable_max_age_s=readable.max_age_s)
+    runner = query_runner(store, settings, readable, workers=max_concurrent_queries)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:

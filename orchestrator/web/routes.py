@@ -193,7 +193,7 @@ def web_router(s: Services, *, verifier: TokenVerifier | None = None, poll_s: fl
     for open streams when it stops, so a stream lives at most 30 s by default and the browser reconnects."""
     pages = _Pages()
     verify = verifier or TokenVerifier(s.settings)
-    runner = query_runner(s.store, s.settings, workers=query_workers, readable_max_age_s=s.readable.max_age_s)
+    runner = query_runner(s.store, s.settings, s.readable, workers=query_workers)
     examples = {q.name: q for q in list_named_queries() if not q.parameters and not q.is_update}
 
     @asynccontextmanager

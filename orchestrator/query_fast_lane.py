@@ -1,0 +1,151 @@
+"""The fast lane of ``/sparql``: a point query (one triple pattern with a fixed subject) is answered in the
+service's own process, over the dataset a worker would use; every other query goes to a worker
+(``query_runner.py``).
+
+Why: a worker's round trip costs a point query about 1.2 ms of its 4 ms (two idle processes woken, the job and
+its answer pickled), and a point query is what researchers and dashboards send most. Why it may run here, when
+the workers exist because pyoxigraph can neither survive every parse nor cancel a query:
+
+- **It cannot crash the parser.** Before any parser sees it, the text must match a grammar of a few tokens
+  (:func:`is_point_query`): a prologue, ``SELECT`` or ``ASK``, one triple pattern, at most one ``GRAPH``, an
+  optional ``LIMIT``. Its nesting is 2; the parser's known crashes need hundreds (``query_text.py``).
+- **Its cost is bounded.** A fixed subject is one range of the subject index; the pattern's variables are
+  distinct, so every quad in the range is a row, and evaluation stops after ``LANE_ROWS`` rows. A longer answer
+  is left to a worker.
+- **It reads what the worker would.** The dataset comes from ``query_dataset``, the one rule of what a caller
+  may read; a caller who is not an operator is evaluated over their :class:`ReadableGraphs` view, the same one
+  the Graph Store Protocol's reads use. The lane takes a view only if it is built and current: otherwise the
+  query goes to a worker, and one background thread builds the view, spending at most ``BUILD_SHARE`` of its
+  time building, so that the service's own process never waits for a build and stays responsive under writes.
+
+Only for an embedded store: a remote store's query is a request to its server, whose time nothing bounds here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+
+from graph_store import GraphStore
+
+from .principal import Principal
+from .query_eval import Serialised, evaluate_at, query_dataset, serialised
+from .query_text import MAX_TEXT_CHARS
+from .readable_graph import ReadableGraphs, reads_everything
+from .sparql_http import readable_everything
+
+__all__ = ["BUILD_SHARE", "LANE_ROWS", "PointQueryLane", "is_point_query"]
+
+LANE_ROWS = 1_000
+"""Most rows a point query may have to be answered in the lane (about 1 ms of evaluation); more go to a worker."""
+BUILD_SHARE = 0.2
+"""Most of its time the lane's view builder spends building: after a build of t seconds it rests 4t."""
+LANE_TEXT_CHARS = 4_096
+"""Longest text the lane looks at (a point query with a few prefixes is a few hundred characters)."""
+
+log = logging.getLogger(__name__)
+
+_IRIREF = r'<[^<>"{}|^`\\\x00-\x20]*>'
+_PNAME = r"(?:[A-Za-z][A-Za-z0-9_-]*)?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*)"
+_IRI = rf"(?:{_IRIREF}|{_PNAME})"
+_VAR = r"\?[A-Za-z_][A-Za-z0-9_]*"
+_POINT_QUERY = re.compile(
+    rf"""\s*(?:(?:PREFIX\s+(?:[A-Za-z][A-Za-z0-9_-]*)?:\s*{_IRIREF}|BASE\s*{_IRIREF})\s*)*
+    (?:SELECT\s+(?:\*|{_VAR}(?:\s*{_VAR})*)\s*|ASK\s*)(?:WHERE\s*)?
+    \{{\s*(?:GRAPH\s+(?P<g>{_VAR}|{_IRI})\s*\{{\s*)?
+    {_IRI}\s+(?P<p>{_VAR}|{_IRI}|a)\s+(?P<o>{_VAR}|{_IRI})\s*\.?\s*
+    (?(g)\}}\s*)\}}
+    \s*(?:LIMIT\s+[0-9]{{1,9}}\s*)?""",
+    re.IGNORECASE | re.VERBOSE)
+
+
+def is_point_query(text: str) -> bool:
+    """True if ``text`` is a point query the lane may answer: one triple pattern with a fixed subject (an IRI)
+    and distinct variables, optionally in one GRAPH, as SELECT or ASK, optionally with a LIMIT; no comments.
+
+    >>> is_point_query("SELECT ?p ?o WHERE { GRAPH ?g { <https://x.example/t> ?p ?o } }")
+    True
+    >>> is_point_query("SELECT * WHERE { ?s ?p ?o }")  # no fixed subject: a scan of the store
+    False
+    >>> is_point_query("SELECT ?p WHERE { <https://x.example/t> ?p ?p }")  # a repeated variable filters rows
+    False
+    """
+    if len(text) > min(LANE_TEXT_CHARS, MAX_TEXT_CHARS):
+        return False
+    match = _POINT_QUERY.fullmatch(text)
+    if match is None:
+        return False
+    variables = [term for term in match.group("g", "p", "o") if term and term.startswith("?")]
+    return len(set(variables)) == len(variables)
+
+
+class PointQueryLane:
+    """Answers point queries in the service's process (see the module's docstring); None means "ask a worker"."""
+
+    def __init__(self, store: GraphStore, readable: ReadableGraphs) -> None:
+        self.store, self.readable = store, readable
+        self.answered = 0
+        """Queries answered here (tests and benchmarks read it)."""
+        self._wanted: OrderedDict[tuple[str, frozenset[str], str | None], Principal] = OrderedDict()
+        self._wake = threading.Condition()
+        self._builder: threading.Thread | None = None
+        self._closed = False
+
+    def answer(self, who: Principal, text: str, default_uris: list[str], named_uris: list[str],
+               accept: str | None, *, row_limit: int, max_bytes: int, base: str | None) -> Serialised | None:
+        """The serialised answer if ``text`` (as the caller sent it) is a point query whose dataset
+        is at hand and whose answer has at most LANE_ROWS rows; else None (the caller asks a worker)."""
+        if not is_point_query(text):
+            return None
+        view: GraphStore | None = None
+        if readable_everything(who) and not reads_everything(who):
+            view = self.readable.cached(who)
+            if view is None:
+                self._want(who)
+                return None
+        dataset = query_dataset(who, text, default_uris, named_uris, lambda _who: view if view is not None else self.store)
+        limit = min(LANE_ROWS, row_limit)
+        answer = evaluate_at(self.store, text, dataset, limit, base)
+        if answer.truncated and row_limit > LANE_ROWS:
+            return None  # a worker collects the whole answer
+        self.answered += 1
+        return serialised(answer, accept, row_limit, max_bytes)
+
+    def close(self) -> None:
+        """Stop the view builder."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+
+    def _want(self, who: Principal) -> None:
+        """Ask the builder for ``who``'s view (the latest wish first; one wish per caller)."""
+        with self._wake:
+            if self._closed:
+                return
+            self._wanted[ReadableGraphs.key(who)] = who
+            self._wanted.move_to_end(ReadableGraphs.key(who), last=False)
+            if self._builder is None:
+                self._builder = threading.Thread(target=self._build_views, name="sparql-lane-views", daemon=True)
+                self._builder.start()
+            self._wake.notify()
+
+    def _build_views(self) -> None:
+        while True:
+            with self._wake:
+                while not self._wanted and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                _, who = self._wanted.popitem(last=False)
+            started = time.monotonic()
+            try:
+                self.readable.for_principal(who)
+            except Exception:  # a failed build leaves the lane to the workers; the next wish tries again
+                log.exception("building a caller's readable view for the SPARQL fast lane failed")
+            rest = (time.monotonic() - started) * (1 - BUILD_SHARE) / BUILD_SHARE
+            with self._wake:
+                if not self._closed:
+                    self._wake.wait(rest)
