@@ -43,6 +43,8 @@ LANE_ROWS = 1_000
 """Most rows a point query may have to be answered in the lane (about 1 ms of evaluation); more go to a worker."""
 BUILD_SHARE = 0.2
 """Most of its time the lane's view builder spends building: after a build of t seconds it rests 4t."""
+CLOSE_WAIT_S = 30.0
+"""Longest wait, when the service stops, for the view build under way to end."""
 LANE_TEXT_CHARS = 4_096
 """Longest text the lane looks at (a point query with a few prefixes is a few hundred characters)."""
 
@@ -115,10 +117,14 @@ class PointQueryLane:
         return serialised(answer, accept, row_limit, max_bytes)
 
     def close(self) -> None:
-        """Stop the view builder."""
+        """Stop the view builder, waiting (at most CLOSE_WAIT_S) for a build under way: it reads the store, which
+        its owner may close next."""
         with self._wake:
             self._closed = True
             self._wake.notify_all()
+            builder = self._builder
+        if builder is not None:
+            builder.join(CLOSE_WAIT_S)
 
     def _want(self, who: Principal) -> None:
         """Ask the builder for ``who``'s view (the latest wish first; one wish per caller)."""
@@ -143,8 +149,9 @@ class PointQueryLane:
             started = time.monotonic()
             try:
                 self.readable.for_principal(who)
-            except Exception:  # a failed build leaves the lane to the workers; the next wish tries again
-                log.exception("building a caller's readable view for the SPARQL fast lane failed")
+            except Exception as e:  # a failed build leaves the lane to the workers; the next wish tries again
+                # no traceback kept: its frames hold pyoxigraph iterators, which may be dropped only on this thread
+                log.warning("building %s's readable view for the SPARQL fast lane failed: %s", who.subject, e)
             rest = (time.monotonic() - started) * (1 - BUILD_SHARE) / BUILD_SHARE
             with self._wake:
                 if not self._closed:
