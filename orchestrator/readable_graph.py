@@ -120,7 +120,11 @@ class ReadableGraphs:
             if view is not None and view.generation == generation and now - view.built < self.max_age_s:
                 return view.store
         readable = EmbeddedStore()
-        readable.oxigraph.extend(self.quads_for(who, source=self._source(generation)))
+        # a list, not the generator: consumed inside Store.extend on the fast lane's builder thread, the generator's
+        # query iterators (pyoxigraph QuerySolutions, bound to the thread that made them) were seen dropped on
+        # another thread, which pyo3 refuses ("unsendable"; tests/security/test_read_confidentiality.py after
+        # the web view's tests)
+        readable.oxigraph.extend(list(self.quads_for(who, source=self._source(generation))))
         with self._lock:
             if len(self._views) >= CACHED_VIEWS:
                 self._views.clear()
