@@ -11,9 +11,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from pyoxigraph import Literal, NamedNode
+
 from .errors import InvalidValue
 
-__all__ = ["FIRST", "TrainKey", "decode", "encode"]
+__all__ = ["FIRST", "REJECTIONS_FIRST", "TrainKey", "decode", "encode"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class TrainKey:
 
 FIRST = TrainKey("9999-12-31T23:59:59Z", "")
 """Before every train: the key of the first page."""
+
+REJECTIONS_FIRST: dict[str, Literal] = {
+    "afterTime": Literal(FIRST.created, datatype=NamedNode("http://www.w3.org/2001/XMLSchema#dateTime")),
+    "afterTrainId": Literal(""), "afterExecution": Literal("")}
+"""The key of the first page of ``sparql_queries/rejections.rq`` (newest first: before every event)."""
 
 
 def encode(key: TrainKey) -> str:
