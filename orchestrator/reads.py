@@ -384,7 +384,11 @@ class Reads:
                "afterId": Literal(after.id)}
         page = (self.store.run_query("trains_overview_all", **key) if requester == NO_FILTER
                 else self.store.run_query("trains_overview", researcher=requester, **key))
+        size, more = max(1, min(limit, PAGE_MAX)), False
         for r in page:
+            if len(rows) == size:
+                more = True  # a row after the page: a page follows (the rest is not read)
+                break
             released, active = 0, set()
             lines = r["executionStates"]
             for line in (lines.value if lines is not None else "").split("\n"):
@@ -405,8 +409,7 @@ class Reads:
                 planned=0 if definition is None else planned_executions(
                     definition.record.mode, definition.record.rounds, definition.record.stops),
                 active_stations=sorted(active)))
-        items = rows[:max(1, min(limit, PAGE_MAX))]
-        more = len(rows) > len(items)
+        items = rows
         total = next((int(r["trains"].value) for r in self.store.run_query(
             "trains_count", onlyRequester=requester, onlyState=only_state)), 0)
         return TrainsPage(items=items, total=total,
