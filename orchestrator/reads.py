@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from pyoxigraph import Literal, NamedNode, QuerySolution, Triple
 
@@ -38,11 +39,14 @@ from .page_tokens import FIRST, TrainKey
 from .principal import Principal, Role
 from .readers import ReaderDirectory
 
-__all__ = ["PAGE_MAX", "Dataset", "Definition", "DefinitionsPage", "Event", "Execution", "PendingDecision", "Reads", "ReleasedOutput",
+__all__ = ["PAGE_MAX", "Dataset", "Definition", "DefinitionsPage", "KeysetPage", "Event", "Execution", "PendingDecision", "Reads", "ReleasedOutput",
            "Station", "Train", "TrainSummary", "TrainsPage", "check_station_scope", "local_name", "may_fetch_results",
            "may_see_train", "planned_executions", "text"]
 
 VERIFICATION_METHOD = NamedNode(SEC_NS + "verificationMethod")
+T = TypeVar("T")
+K = TypeVar("K")
+
 PAGE_MAX = 500
 """The largest page of the trains list (``trains_overview.rq`` answers one more, to tell whether a page follows)."""
 
@@ -191,23 +195,17 @@ class TrainSummary:
 
 
 @dataclass(frozen=True)
-class TrainsPage:
-    """A page of the trains list: its trains, how many the list has in all, and the key after which the next
+class KeysetPage(Generic[T, K]):
+    """A page of a keyset-paged list: its items, how many the list has in all, and the key after which the next
     page starts (None on the last page)."""
 
-    items: list[TrainSummary]
+    items: list[T]
     total: int
-    next: TrainKey | None
+    next: K | None
 
 
-@dataclass(frozen=True)
-class DefinitionsPage:
-    """A page of the definitions list (by identifier), the number of all, and the identifier after which the next
-    page starts (None on the last page)."""
-
-    items: list[Definition]
-    total: int
-    next: str | None
+TrainsPage = KeysetPage[TrainSummary, TrainKey]
+"""The trains list, newest first (the key: creation time and identifier)."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +231,10 @@ class Definition:
     rounds: int
     image_digest: str
     stops: int
+
+
+DefinitionsPage = KeysetPage[Definition, str]
+"""The definitions list, by identifier (the key)."""
 
 
 @dataclass
@@ -379,7 +381,7 @@ class Reads:
         definitions: dict[object, _DefinitionRow | None] = {}
         stations = {r["station"].value: r["id"].value for r in self.store.run_query("list_stations")}
         released_iri, terminal, token = PHT.Released.value, {t.value for t in self.chart.terminal}, self.chart.token
-        rows = []
+        rows: list[TrainSummary] = []
         key = {"onlyState": only_state, "afterCreated": Literal(after.created, datatype=XSD.dateTime),
                "afterId": Literal(after.id)}
         page = (self.store.run_query("trains_overview_all", **key) if requester == NO_FILTER
