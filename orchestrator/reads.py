@@ -39,9 +39,9 @@ from .page_tokens import FIRST, TrainKey
 from .principal import Principal, Role
 from .readers import ReaderDirectory
 
-__all__ = ["PAGE_MAX", "Dataset", "Definition", "DefinitionsPage", "KeysetPage", "Event", "Execution", "PendingDecision", "Reads", "ReleasedOutput",
-           "Station", "Train", "TrainSummary", "TrainsPage", "check_station_scope", "local_name", "may_fetch_results",
-           "may_see_train", "planned_executions", "text"]
+__all__ = ["PAGE_MAX", "Dataset", "Definition", "DefinitionsPage", "Event", "Execution", "KeysetPage",
+           "PendingDecision", "Reads", "ReleasedOutput", "Station", "Train", "TrainSummary", "TrainsPage",
+           "check_station_scope", "local_name", "may_fetch_results", "may_see_train", "planned_executions", "text"]
 
 VERIFICATION_METHOD = NamedNode(SEC_NS + "verificationMethod")
 T = TypeVar("T")
