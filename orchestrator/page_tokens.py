@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from pyoxigraph import Literal, NamedNode
+from pyoxigraph import Literal
+
+from graph_store import XSD
 
 from .errors import InvalidValue
 
@@ -31,7 +33,7 @@ FIRST = TrainKey("9999-12-31T23:59:59Z", "")
 """Before every train: the key of the first page."""
 
 REJECTIONS_FIRST: dict[str, Literal] = {
-    "afterTime": Literal(FIRST.created, datatype=NamedNode("http://www.w3.org/2001/XMLSchema#dateTime")),
+    "afterTime": Literal(FIRST.created, datatype=XSD.dateTime),
     "afterTrainId": Literal(""), "afterExecution": Literal("")}
 """The key of the first page of ``sparql_queries/rejections.rq`` (newest first: before every event)."""
 
