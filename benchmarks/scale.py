@@ -52,7 +52,7 @@ from graph_store import (  # noqa: E402
     station_graph,
     tune_garbage_collection,
 )
-from orchestrator.page_tokens import FIRST  # noqa: E402
+from orchestrator.page_tokens import FIRST, REJECTIONS_FIRST  # noqa: E402
 
 STATION_PAIRS = 25
 """Copies share their stations modulo this: 2 stations per copy, so 50 stations."""
@@ -157,6 +157,7 @@ def bindings_for(copy: int) -> dict[str, Any]:
         "onlyRequester": ex("alice"), "onlyState": NO_FILTER, "researcher": ex("alice"),
         # the first page of a keyset-paged list (the API's and the web view's trains list)
         "afterCreated": Literal(FIRST.created, datatype=XSD.dateTime), "afterId": Literal(FIRST.id),
+        **REJECTIONS_FIRST,  # the first page of rejections.rq
         # fire_transition: a running execution reported done by its station
         "resource": ex("exec-0002-aachen-r2"), "from": PHT.Running, "to": PHT.OutputUnderReview,
         "role": PHT.StationRole, "agent": station, "event": ex("bench-event"),

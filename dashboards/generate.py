@@ -30,9 +30,10 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.runtime import UnknownDataquery
 from grafana_foundation_sdk.models import dashboard as dm
-from pyoxigraph import NamedNode
+from pyoxigraph import Literal, NamedNode
 
 from graph_store import NO_FILTER, bind, named_query
+from orchestrator.page_tokens import REJECTIONS_FIRST
 
 __all__ = ["DASHBOARDS", "OUT", "build_all", "render", "write"]
 
@@ -49,15 +50,15 @@ class GrafanaVariable:
     name: str
 
 
-def sparql(query: str, **parameters: NamedNode | GrafanaVariable) -> str:
+def sparql(query: str, **parameters: NamedNode | Literal | GrafanaVariable) -> str:
     """The text of ``sparql_queries/QUERY.rq`` as a panel sends it: the leading documentation replaced by one
-    line naming the file, each ``$parameter`` bound to a fixed IRI or to a Grafana variable (bound first to a
+    line naming the file, each ``$parameter`` bound to a fixed term or to a Grafana variable (bound first to a
     placeholder IRI by ``graph_store.bind``, so only real parameter tokens are replaced)."""
     named = named_query(query)
     placeholders = {p: NamedNode(f"urn:pht:dashboard-parameter:{p}") for p in named.parameters}
     text = bind(named.text, placeholders)
     for p, value in parameters.items():
-        term = str(value) if isinstance(value, NamedNode) else "<${" + value.name + "}>"
+        term = "<${" + value.name + "}>" if isinstance(value, GrafanaVariable) else str(value)
         text = text.replace(str(placeholders[p]), term)
     lines = text.splitlines()
     while lines and lines[0].startswith("#"):
@@ -66,7 +67,7 @@ def sparql(query: str, **parameters: NamedNode | GrafanaVariable) -> str:
 
 
 def sparql_target(query: str, columns: list[tuple[str, str, str]], *, ref_id: str = "A",
-                  **parameters: NamedNode | GrafanaVariable) -> UnknownDataquery:
+                  **parameters: NamedNode | Literal | GrafanaVariable) -> UnknownDataquery:
     """An Infinity target POSTing one named query; ``columns`` are (SPARQL variable, title, Infinity type).
     The SDK has no model of the Infinity plugin's query, so it is kept as an untyped data query."""
     return UnknownDataquery({
@@ -162,7 +163,7 @@ def train_progress() -> db.Dashboard:
                         ("time", "Time", "timestamp"), ("trainId", "Train", "string"),
                         ("stationId", "Station", "string"), ("round", "Round", "number"),
                         ("state", "Outcome", "string"), ("reason", "Reason", "string"), ("agent", "By", "string")],
-                        onlyRequester=NO_FILTER))))
+                        onlyRequester=NO_FILTER, **REJECTIONS_FIRST))))
     )
 
 

@@ -11,9 +11,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from pyoxigraph import Literal
+
+from graph_store import XSD
+
 from .errors import InvalidValue
 
-__all__ = ["FIRST", "TrainKey", "decode", "encode"]
+__all__ = ["FIRST", "REJECTIONS_FIRST", "TrainKey", "decode", "decode_id", "encode", "encode_id"]
 
 
 @dataclass(frozen=True)
@@ -28,20 +32,53 @@ class TrainKey:
 FIRST = TrainKey("9999-12-31T23:59:59Z", "")
 """Before every train: the key of the first page."""
 
+REJECTIONS_FIRST: dict[str, Literal] = {
+    "afterTime": Literal(FIRST.created, datatype=XSD.dateTime),
+    "afterTrainId": Literal(""), "afterExecution": Literal("")}
+"""The key of the first page of ``sparql_queries/rejections.rq`` (newest first: before every event)."""
+
 
 def encode(key: TrainKey) -> str:
     """The token of the page after ``key``."""
-    return base64.urlsafe_b64encode(json.dumps([key.created, key.id]).encode()).decode().rstrip("=")
+    return _encode([key.created, key.id])
 
 
 def decode(token: str) -> TrainKey:
     """The key a token names; InvalidValue (422, one sentence) for anything this service did not hand out."""
+    created, train_id = _decode(token, 2)
     try:
-        created, train_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if not (isinstance(created, str) and isinstance(train_id, str) and len(train_id) <= 200):
-            raise ValueError(token)
         datetime.fromisoformat(created)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidValue("the page token is not one this service handed out; "
-                           "start from the first page (leave 'after' out)") from None
+    except ValueError:
+        raise _not_ours() from None
     return TrainKey(created, train_id)
+
+
+def encode_id(identifier: str) -> str:
+    """The token of the page after the resource with ``identifier`` (lists ordered by identifier: definitions)."""
+    return _encode([identifier])
+
+
+def decode_id(token: str) -> str:
+    """The identifier a token of :func:`encode_id` names; InvalidValue (422) for anything else."""
+    return _decode(token, 1)[0]
+
+
+def _encode(parts: list[str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def _decode(token: str, n: int) -> list[str]:
+    """The ``n`` strings (each at most 200 characters) a token holds."""
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise _not_ours() from None
+    if not (isinstance(parts, list) and len(parts) == n
+            and all(isinstance(p, str) and len(p) <= 200 for p in parts)):
+        raise _not_ours()
+    return parts
+
+
+def _not_ours() -> InvalidValue:
+    return InvalidValue("the page token is not one this service handed out; "
+                        "start from the first page (leave 'after' out)")

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-from pyoxigraph import Literal, NamedNode, Triple
+from pyoxigraph import Literal, NamedNode, QuerySolution, Triple
 
 from client import WorkItem
 from client.key_claims import SEC_NS
@@ -38,11 +39,14 @@ from .page_tokens import FIRST, TrainKey
 from .principal import Principal, Role
 from .readers import ReaderDirectory
 
-__all__ = ["PAGE_MAX", "Dataset", "Definition", "Event", "Execution", "PendingDecision", "Reads", "ReleasedOutput",
-           "Station", "Train", "TrainSummary", "TrainsPage", "check_station_scope", "local_name", "may_fetch_results",
-           "may_see_train", "planned_executions", "text"]
+__all__ = ["PAGE_MAX", "Dataset", "Definition", "DefinitionsPage", "Event", "Execution", "KeysetPage",
+           "PendingDecision", "Reads", "ReleasedOutput", "Station", "Train", "TrainSummary", "TrainsPage",
+           "check_station_scope", "local_name", "may_fetch_results", "may_see_train", "planned_executions", "text"]
 
 VERIFICATION_METHOD = NamedNode(SEC_NS + "verificationMethod")
+T = TypeVar("T")
+K = TypeVar("K")
+
 PAGE_MAX = 500
 """The largest page of the trains list (``trains_overview.rq`` answers one more, to tell whether a page follows)."""
 
@@ -191,13 +195,17 @@ class TrainSummary:
 
 
 @dataclass(frozen=True)
-class TrainsPage:
-    """A page of the trains list: its trains, how many the list has in all, and the key after which the next
+class KeysetPage(Generic[T, K]):
+    """A page of a keyset-paged list: its items, how many the list has in all, and the key after which the next
     page starts (None on the last page)."""
 
-    items: list[TrainSummary]
+    items: list[T]
     total: int
-    next: TrainKey | None
+    next: K | None
+
+
+TrainsPage = KeysetPage[TrainSummary, TrainKey]
+"""The trains list, newest first (the key: creation time and identifier)."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,10 @@ class Definition:
     rounds: int
     image_digest: str
     stops: int
+
+
+DefinitionsPage = KeysetPage[Definition, str]
+"""The definitions list, by identifier (the key)."""
 
 
 @dataclass
@@ -360,19 +372,25 @@ class Reads:
                limit: int = PAGE_MAX) -> TrainsPage:
         """One page of the trains the caller may list, newest first, with progress: a researcher's own, an
         operator's all; the page after ``after`` (keyset pages, ``page_tokens.py``), at most ``limit`` (up to
-        ``PAGE_MAX``) trains; a researcher's found from the researcher, not among all. Four queries whatever the number of trains (the page's trains with their
-        executions' states, their number, and the few definitions and stations they refer to)."""
+        ``PAGE_MAX``) trains; a researcher's found from the researcher, not among all. Three queries whatever the
+        number of trains (the page's trains with their executions' states, their number, the stations), and one
+        per definition the page names (found from the definition: the list of all would cost what the registry
+        holds)."""
         requester = NO_FILTER if principal.has(Role.OPERATOR) else self.iris.agent(principal.subject)
         only_state = state or NO_FILTER
-        definitions = {d.iri: d for d in self._definitions()}
+        definitions: dict[object, _DefinitionRow | None] = {}
         stations = {r["station"].value: r["id"].value for r in self.store.run_query("list_stations")}
         released_iri, terminal, token = PHT.Released.value, {t.value for t in self.chart.terminal}, self.chart.token
-        rows = []
+        rows: list[TrainSummary] = []
         key = {"onlyState": only_state, "afterCreated": Literal(after.created, datatype=XSD.dateTime),
                "afterId": Literal(after.id)}
         page = (self.store.run_query("trains_overview_all", **key) if requester == NO_FILTER
                 else self.store.run_query("trains_overview", researcher=requester, **key))
+        size, more = max(1, min(limit, PAGE_MAX)), False
         for r in page:
+            if len(rows) == size:
+                more = True  # a row after the page: a page follows (the rest is not read)
+                break
             released, active = 0, set()
             lines = r["executionStates"]
             for line in (lines.value if lines is not None else "").split("\n"):
@@ -382,7 +400,9 @@ class Reads:
                         released += 1
                     elif execution_state not in terminal:
                         active.add(stations.get(station, station))
-            definition = definitions.get(r["definition"])
+            if r["definition"] not in definitions:  # the few definitions the page names, each read once
+                definitions[r["definition"]] = self._definition(r["definition"])
+            definition = definitions[r["definition"]]
             rows.append(TrainSummary(
                 id=r["id"].value, iri=r["train"].value, state=token(r["state"]),
                 requester=self.iris.local(r["requester"], "agents"),
@@ -391,8 +411,7 @@ class Reads:
                 planned=0 if definition is None else planned_executions(
                     definition.record.mode, definition.record.rounds, definition.record.stops),
                 active_stations=sorted(active)))
-        items = rows[:max(1, min(limit, PAGE_MAX))]
-        more = len(rows) > len(items)
+        items = rows
         total = next((int(r["trains"].value) for r in self.store.run_query(
             "trains_count", onlyRequester=requester, onlyState=only_state)), 0)
         return TrainsPage(items=items, total=total,
@@ -467,18 +486,26 @@ class Reads:
         return [Dataset(id=text(r["id"]) or "", title=text(r["title"]), station=text(r["stationId"]) or "")
                 for r in self.store.run_query("list_datasets")]
 
-    def definitions(self) -> list[Definition]:
-        return [d.record for d in self._definitions()]
+    def definitions(self, *, after: str = "", limit: int = PAGE_MAX) -> DefinitionsPage:
+        """One keyset page of the registered definitions by identifier: those after ``after`` (an identifier;
+        "" for the first page), at most ``limit`` (up to ``PAGE_MAX``), the number of all and the next key."""
+        rows = [_definition_record(r) for r in self.store.run_query("list_definitions", afterId=Literal(after))]
+        items = rows[:max(1, min(limit, PAGE_MAX))]
+        total = next((int(r["definitions"].value) for r in self.store.run_query("definitions_count")), 0)
+        return DefinitionsPage(items=items, total=total, next=items[-1].id if len(rows) > len(items) else None)
 
-    def _definitions(self) -> list[_DefinitionRow]:
-        rows = []
-        for r in self.store.run_query("list_definitions"):
-            mode = r["mode"]
-            rows.append(_DefinitionRow(r["definition"], Definition(
-                id=text(r["id"]) or "", title=text(r["title"]), mode=mode if isinstance(mode, NamedNode) else None,
-                rounds=int(text(r["rounds"]) or 0), image_digest=text(r["imageDigest"]) or "",
-                stops=int(text(r["stops"]) or 0))))
-        return rows
+    def _definition(self, iri: NamedNode) -> _DefinitionRow | None:
+        """The definition with ``iri`` as the lists show it (None if there is none)."""
+        row = next(iter(self.store.run_query("definition_summary", definition=iri)), None)
+        return None if row is None else _DefinitionRow(iri, _definition_record(row))
+
+
+def _definition_record(r: QuerySolution) -> Definition:
+    """A row of ``list_definitions`` or ``definition_summary`` as a :class:`Definition`."""
+    mode = r["mode"]
+    return Definition(id=text(r["id"]) or "", title=text(r["title"]), mode=mode if isinstance(mode, NamedNode)
+                      else None, rounds=int(text(r["rounds"]) or 0), image_digest=text(r["imageDigest"]) or "",
+                      stops=int(text(r["stops"]) or 0))
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,24 @@ def test_no_or_bad_token_is_401(client: TestClient) -> None:
     assert client.get("/api/stations").status_code == 401
     r = client.get("/api/stations", headers={"Authorization": "Bearer nonsense"})
     assert r.status_code == 401 and "WWW-Authenticate" in r.headers
+
+
+def test_the_definitions_list_is_keyset_pages_by_identifier(client: TestClient) -> None:
+    everything = client.get("/api/definitions", headers=ALICE).json()
+    ids = [d["id"] for d in everything["items"]]
+    assert len(ids) == everything["total"] >= 2 and ids == sorted(ids) and everything["next"] is None
+    seen, after = [], None
+    while True:
+        body = client.get("/api/definitions", headers=ALICE,
+                          params={"limit": 1, **({"after": after} if after else {})}).json()
+        assert len(body["items"]) == 1 and body["total"] == len(ids)
+        seen += [d["id"] for d in body["items"]]
+        after = body["next"]
+        if after is None:
+            break
+    assert seen == ids and everything["items"][0]["stops"] > 0 and everything["items"][0]["mode"]
+    for token in ("x", "bm90IGpzb24", "WyIyMDI2IiwgMV0"):  # not base64 JSON, not a list, a train's token
+        r = client.get("/api/definitions", headers=ALICE, params={"after": token})
+        assert r.status_code == 422 and "page token" in r.json()["detail"], token
+    listed = {p["name"] for p in client.get("/openapi.json").json()["paths"]["/api/definitions"]["get"]["parameters"]}
+    assert "after" in listed and "offset" not in listed

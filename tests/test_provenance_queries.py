@@ -33,6 +33,7 @@ from graph_store import (
 from graph_store._sparql_text import parameters_of
 from graph_store._updates import compile_update
 from orchestrator.lifecycle import Lifecycle
+from orchestrator.page_tokens import REJECTIONS_FIRST
 from orchestrator.principal import Principal
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
@@ -514,8 +515,8 @@ def test_execution_resource_usage_summarises_each_stations_own_samples(world: Wo
 # -- 5. rejections ------------------------------------------------------------------------------------
 
 
-def rejection_rows(world: World, requester: NamedNode) -> list[tuple[Any, ...]]:
-    rows = world.store.run_query("rejections", onlyRequester=requester)
+def rejection_rows(world: World, requester: NamedNode, **after: Literal) -> list[tuple[Any, ...]]:
+    rows = world.store.run_query("rejections", onlyRequester=requester, **(after or REJECTIONS_FIRST))
     return [(v(r["time"]), v(r["trainId"]), local(world, r["execution"], "executions"), v(r["stationId"]),
              token(world, r["from"]), token(world, r["state"]), v(r["reason"]),
              r["agent"].value.rsplit("/", 1)[-1], r["role"].value.rsplit("#", 1)[-1]) for r in rows]
@@ -541,6 +542,12 @@ def test_rejections_list_why_trains_did_not_finish_newest_first(world: World) ->
     bob = world.life.iris.agent("bob")
     assert rejection_rows(world, bob) == [r for r in expected if world.requesters[r[1]] == BOB]
     assert rejection_rows(world, world.life.iris.agent("carol")) == []
+    # a keyset page starts after the given row: after a train's row (execution unbound) comes its execution's
+    raw = list(world.store.run_query("rejections", onlyRequester=NamedNode("urn:pht:any"), **REJECTIONS_FIRST))
+    for k, r in enumerate(raw):
+        after = {"afterTime": r["time"], "afterTrainId": r["trainId"],
+                 "afterExecution": Literal(r["execution"].value if r["execution"] is not None else "")}
+        assert rejection_rows(world, NamedNode("urn:pht:any"), **after) == expected[k + 1:], k
 
 
 # -- trains by state ----------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from graph_store import (
 )
 from graph_store._sparql_text import quad_block
 from orchestrator.app import create_app
+from orchestrator.page_tokens import REJECTIONS_FIRST
 from orchestrator.settings import Settings
 
 BASE = "https://pht.example.org/id/"
@@ -134,6 +135,7 @@ def bindings_for(name: str, parameters: frozenset[str], w: World) -> dict[str, A
         "researcher": NamedNode(f"{BASE}agents/alice"),
         "afterCreated": Literal("9999-12-31T23:59:59Z", datatype=XSD.dateTime),
         "afterId": Literal(""),
+        **REJECTIONS_FIRST,  # the first page of rejections.rq
         "party": NamedNode(f"{BASE}agents/alice"),
         "identifier": Literal("aachen"),
         "output": NamedNode(f"{BASE}outputs/none"),

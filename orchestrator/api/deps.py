@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Query
 
 from graph_store import GraphStore
 
@@ -28,6 +30,11 @@ class Services:
     """What every route and page reads, with who may see it (``reads.py``)."""
     readable: ReadableGraphs
     """What SPARQL and the Graph Store Protocol evaluate a caller's reads over (``readable_graph.py``)."""
+
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+After = Annotated[str | None, Query(max_length=400, description="the `next` of the page before (keyset pages)")]
 
 
 def page(items: list[Any], limit: int, offset: int) -> dict[str, Any]:

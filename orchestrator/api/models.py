@@ -302,8 +302,8 @@ class Page(BaseModel, Generic[T]):
     limit: int
     offset: int
     next: str | None = Field(default=None, description=(
-        "Keyset-paged lists (GET /trains): pass it as `after` for the next page; null on the last page (and on "
-        "lists paged by `offset`)."))
+        "Keyset-paged lists (GET /trains, GET /definitions): pass it as `after` for the next page; null on the last "
+        "page (and on lists paged by `offset`)."))
 
 
 class CancelIn(Strict):

@@ -2,14 +2,15 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 from fastapi.responses import JSONResponse
 
 from ..errors import NotFound
+from ..page_tokens import decode_id, encode_id
 from ..principal import Principal, Role
 from ..reads import local_name, text
 from ..registry import DatasetSpec, DataspaceInputSpec, DefinitionSpec, ParameterSpec, StationSpec
-from .deps import Services, page
+from .deps import After, Limit, Offset, Services, page
 from .models import (
     Created,
     DatasetIn,
@@ -26,8 +27,6 @@ from .schemas import SCHEMAS, json_schema
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem},
     409: {"model": Problem}, 422: {"model": Problem}}
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 ANY = (Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
 
 
@@ -95,11 +94,14 @@ def registry_router(s: Services) -> APIRouter:
 
     @router.get("/definitions", response_model=Page[DefinitionOut])
     def list_definitions(principal: Annotated[Principal, Depends(s.require(*ANY))], limit: Limit = 50,
-                         offset: Offset = 0) -> dict[str, Any]:
-        """Registered train definitions."""
+                         after: After = None) -> dict[str, Any]:
+        """Registered train definitions by identifier. Pages are keyset pages: pass the answer's ``next`` as
+        ``after`` for the page that follows (``next`` is null on the last page); ``total`` counts them all."""
+        found = s.reads.definitions(after="" if after is None else decode_id(after), limit=limit)
         rows = [DefinitionOut(id=d.id, title=d.title, mode=local_name(text(d.mode)).lower(), rounds=d.rounds,
                               image_digest=d.image_digest, stops=d.stops)
-                for d in s.reads.definitions()]
-        return page(rows, limit, offset)
+                for d in found.items]
+        return {"items": rows, "total": found.total, "limit": limit, "offset": 0,
+                "next": None if found.next is None else encode_id(found.next)}
 
     return router

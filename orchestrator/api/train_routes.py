@@ -15,7 +15,7 @@ from client.train_request import RequestTerms, epsilon_lexical
 from ..errors import NotFound
 from ..page_tokens import FIRST, decode, encode
 from ..principal import Principal, Role
-from .deps import Services, page
+from .deps import After, Limit, Offset, Services, page
 from .models import (
     CancelIn,
     Created,
@@ -33,9 +33,6 @@ from .registry_routes import definition_spec
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem},
     404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}}
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
-After = Annotated[str | None, Query(max_length=400, description="the `next` of the page before (keyset pages)")]
 ANY_ROLE = (Role.RESEARCHER, Role.STATION, Role.STATION_ADMIN, Role.OPERATOR)
 
 

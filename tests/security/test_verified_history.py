@@ -181,6 +181,22 @@ def test_an_edited_signed_request_is_named(world: World) -> None:
     assert "the train's signed request does not verify" in out
 
 
+def test_a_proof_pointed_at_another_stations_key_is_named(world: World) -> None:
+    """``train_provenance.rq`` reads only the keys the train's proofs name (not the whole registry): a proof an
+    operator points at another station's registered signing key still brings that key, and the check names it."""
+    tid = world.run_train()
+    first = world.executions(tid)[0]["iri"]
+    bonn = world.platform.client("station-bonn", Role.STATION, "bonn")
+    key = next(k["iri"] for k in bonn.keys(station="bonn")["keys"] if k["use"] == "signing" and not k["revoked"])
+    world.operator_update(f"DELETE {{ GRAPH ?g {{ <{first}/record-proof> sec:verificationMethod ?k }} }} INSERT {{ "
+                          f"GRAPH ?g {{ <{first}/record-proof> sec:verificationMethod <{key}> }} }} WHERE {{ GRAPH ?g "
+                          f"{{ <{first}/record-proof> sec:verificationMethod ?k }} }}")
+    statements = world.platform.client("alice").provenance(world.iri(tid))
+    assert any(s.subject.value == key for s in statements)  # the named key is in the answer
+    out = _breaks(world, tid)
+    assert "stop 0 of round 1 at aachen" in out and "not a signing key of its station" in out
+
+
 # -- bad records at the release step: refused, nothing written ---------------------------------------------------
 
 @contextlib.contextmanager
