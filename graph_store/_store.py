@@ -122,6 +122,10 @@ class GraphStore(ABC):
         (the embedded store: an index lookup costs less than a request)."""
         return None
 
+    def _read_ahead(self, change: ChangeSet) -> None:
+        """Under the write lock, before a write's guard check and validation: a remote store reads the stored
+        quads of every node ``change`` names in one request, which then answers both (one round trip, not two)."""
+
     def _exclusive(self) -> contextlib.AbstractContextManager[None]:
         """Held around each write, inside the thread lock: excludes writers in other processes where the back-end
         does not (a remote store on a server that does not serialise guarded updates, see ``_write_lock.py``)."""
@@ -272,6 +276,7 @@ class GraphStore(ABC):
         """:meth:`apply`, where the guard quads in ``known`` were found in the store under this same write lock
         and exclusive hold (so no writer can have removed them: they are not asked for again)."""
         with self._write_lock, self._exclusive():
+            self._read_ahead(change)
             unknown = change.guard - known
             missing = unknown - self.existing(unknown) if unknown else frozenset()
             if missing:
@@ -369,6 +374,7 @@ class GraphStore(ABC):
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
             changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
+            self._read_ahead(ChangeSet.merged(changes))  # the nodes of every deletion, asked for below, and more
             required = extra.guard if extra is not None else frozenset()
             found: set[Quad] = set()
 
