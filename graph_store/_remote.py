@@ -55,7 +55,7 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -79,6 +79,7 @@ from ._sparql_http import SparqlHttp
 from ._sparql_text import bind, quad_block, tokens
 from ._store import GraphStore, QueryResult
 from ._untrusted_query import reserialise_query
+from ._vocab import RDF_TYPE, validation_scope
 from ._write_lock import LOCK_GRAPH, ServerWriteLock
 
 _NO_GRAPH = NamedNode("urn:pht:no-graph")
@@ -98,6 +99,10 @@ _ASKED_PER_REQUEST = 500
 3,300 patterns (measured; 1,000 pass), the size of an MPU batch of 500 events."""
 _FRESH_ASKED = 20
 """Fresh insertions :meth:`RemoteStore._confirm_commit` asks for (one would do: the update is atomic)."""
+_INCOMING_READ = 1_000
+"""Most quads pointing at the nodes of one request that :meth:`RemoteStore._quads_of` reads (a retyped node that
+many point at is left to the validator's own lookups)."""
+_ZERO = Literal(0)
 _EXISTING_PER_REQUEST = 100
 """Quads asked about in one request by :meth:`RemoteStore.existing` (100 patterns: well within Virtuoso's
 limit on a query's size)."""
@@ -125,6 +130,7 @@ class RemoteStore(GraphStore):
         self._auth = (user, password or "") if user else None
         self._http = SparqlHttp(timeout=timeout, auth_url=self.update_url, auth=self._auth)
         self._fresh = threading.local()  # insertions of this thread's write seen absent by _prefetched
+        self._hold = threading.local()  # this thread's hold: its depth, and the nodes read under it (_Seen)
         self._lock = None if write_lock_ttl_s is None else \
             ServerWriteLock(self._select_text, self._update, ttl_s=write_lock_ttl_s)
 
@@ -178,11 +184,26 @@ class RemoteStore(GraphStore):
             raise StoreUnavailable(f"SPARQL server at {self.query_url} answered a SELECT without solutions")
         return result
 
-    def _exclusive(self) -> contextlib.AbstractContextManager[None]:
-        self._fresh.quads = set()  # what a write saw absent counts for that write only (it starts here)
-        return contextlib.nullcontext() if self._lock is None else self._lock.hold()
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        depth = getattr(self._hold, "depth", 0)
+        if depth == 0:  # what a write saw absent, and the nodes it read, count for that write only
+            self._fresh.quads, self._hold.seen = set(), _Seen()
+        self._hold.depth = depth + 1
+        try:
+            with contextlib.nullcontext() if self._lock is None else self._lock.hold():
+                yield
+        finally:
+            self._hold.depth = depth
+            if depth == 0:
+                self._hold.seen = _Seen()
+
+    def _seen(self) -> _Seen | None:
+        """The nodes read under this thread's hold since its last commit (None outside a hold)."""
+        return getattr(self._hold, "seen", None) if getattr(self._hold, "depth", 0) else None
 
     def _commit(self, change: ChangeSet) -> None:
+        self._hold.seen = _Seen()  # read before this write: stale once it is sent
         if self._lock is None:
             super()._commit(change)
             return
@@ -240,34 +261,81 @@ class RemoteStore(GraphStore):
         return bool(self._query(f"ASK {{ {quad_block([quad])} }}", default_graph=None, named_graphs=None,
                                 union_default_graph=False))
 
-    def _prefetched(self, change: ChangeSet, graphs: frozenset[NamedNode]) -> dict[Any, frozenset[Quad]]:
-        """The stored quads of the change's subjects and IRI objects in ``graphs``, one request per
-        _NODES_PER_REQUEST nodes (the validator would otherwise ask for each node in turn)."""
-        nodes: set[Any] = set()
-        for q in change.delete | change.insert:
-            nodes.add(q.subject)
-            if isinstance(q.object, NamedNode):
-                nodes.add(q.object)
-        listed = sorted(nodes, key=str)
-        known: dict[Any, set[Quad]] = {node: set() for node in listed}
+    def _read_ahead(self, change: ChangeSet) -> None:
+        """The stored quads of the change's nodes (:meth:`_nodes_of`) in the validation scopes of the graphs it
+        writes, read under this hold: they answer :meth:`existing` and :meth:`_prefetched` until its commit."""
+        seen = self._seen()
+        if seen is None or change.is_empty():
+            return
+        graphs: set[NamedNode] = set()
+        for graph in self._check_writable(change):  # a write the store refuses costs no request
+            scope = self._scopes.get(graph)
+            if scope is None:
+                scope = self._scopes[graph] = validation_scope(graph)
+            graphs |= scope
+        if graphs:
+            seen.read(_nodes_of(change), _typed_of(change), frozenset(graphs), self._quads_of)
+
+    def _quads_of(self, nodes: list[Any], typed: list[Any], graphs: frozenset[NamedNode]) -> _Read:
+        """The stored quads of ``nodes`` in ``graphs``, and of those pointing at ``typed`` (None for a chunk with
+        more than _INCOMING_READ), one request per _NODES_PER_REQUEST nodes of each."""
+        outgoing: dict[Any, set[Quad]] = {node: set() for node in nodes}
+        incoming: dict[Any, set[Quad] | None] = {node: set() for node in typed}
         scope = ", ".join(str(g) for g in sorted(graphs, key=str))
-        for start in range(0, len(listed), _NODES_PER_REQUEST):
-            chunk = " ".join(str(node) for node in listed[start:start + _NODES_PER_REQUEST])
+        for start in range(0, max(len(nodes), len(typed)), _NODES_PER_REQUEST):
+            out, into = nodes[start:start + _NODES_PER_REQUEST], typed[start:start + _NODES_PER_REQUEST]
             # FILTER, not VALUES ?g: Oxigraph then looks each node up (33 ms for 200 nodes, 270 ms with VALUES ?g)
-            rows = self._select_text(f"SELECT ?s ?p ?o ?g WHERE {{ VALUES ?s {{ {chunk} }} GRAPH ?g {{ ?s ?p ?o }} "
-                                     f"FILTER(?g IN ({scope})) }}")
-            for row in rows:
-                known[row["s"]].add(Quad(row["s"], row["p"], row["o"], row["g"]))
+            # each branch a subquery: Virtuoso 7 fails to compile the first one bare with one graph in scope
+            branches = [f"{{ SELECT ?s ?p ?o ?g (0 AS ?in) WHERE {{ VALUES ?s {{ {' '.join(map(str, out))} }} "
+                        f"GRAPH ?g {{ ?s ?p ?o }} FILTER(?g IN ({scope})) }} }}"] if out else []
+            if into:
+                branches.append(f"{{ SELECT ?s ?p ?o ?g (1 AS ?in) WHERE {{ VALUES ?o {{ {' '.join(map(str, into))} }} "
+                                f"GRAPH ?g {{ ?s ?p ?o }} FILTER(?g IN ({scope})) }} LIMIT {_INCOMING_READ + 1} }}")
+            pointing = 0
+            for row in self._select_text(f"SELECT ?s ?p ?o ?g ?in WHERE {{ {' UNION '.join(branches)} }}"):
+                quad = Quad(row["s"], row["p"], row["o"], row["g"])
+                if row["in"] == _ZERO:
+                    outgoing[row["s"]].add(quad)
+                else:
+                    pointing += 1
+                    incoming[row["o"]].add(quad)  # type: ignore[union-attr]  # None only below
+            if pointing > _INCOMING_READ:  # cut short: these nodes' referrers are asked for one by one
+                incoming.update(dict.fromkeys(into))
+        return ({node: frozenset(quads) for node, quads in outgoing.items()},
+                {node: None if quads is None else frozenset(quads) for node, quads in incoming.items()})
+
+    def _prefetched(self, change: ChangeSet, graphs: frozenset[NamedNode]
+                    ) -> tuple[dict[Any, frozenset[Quad]], dict[Any, frozenset[Quad]]]:
+        """The stored quads of the change's subjects and IRI objects in ``graphs``, and of those pointing at the
+        nodes it types: those read ahead under this hold, the others in one request per _NODES_PER_REQUEST nodes
+        (the validator would otherwise ask for each node in turn)."""
+        nodes, typed = _nodes_of(change), _typed_of(change)
+        seen = self._seen()
+        if seen is None:
+            seen = _Seen()
+        seen.read(nodes, typed, graphs, self._quads_of)
+        known = {node: seen.quads(node, graphs) or frozenset() for node in nodes}
+        incoming = {node: quads for node in typed if (quads := seen.pointing(node, graphs)) is not None}
         # insertions about nodes with no quads in their graph's scope were not in the store before this write
         new = [q for q in change.insert if q.graph_name in graphs and not known[q.subject]]
         self._fresh.quads = getattr(self._fresh, "quads", set()) | set(new[:_ASKED_PER_REQUEST])
-        return {node: frozenset(quads) for node, quads in known.items()}
+        return known, incoming
 
     def existing(self, quads: Collection[Quad]) -> frozenset[Quad]:
-        """One SELECT per _EXISTING_PER_REQUEST quads: a UNION of each quad's own ASK pattern, which names the
+        """Answered from the nodes read ahead under this hold where they cover a quad; the others asked for in
+        one SELECT per _EXISTING_PER_REQUEST quads: a UNION of each quad's own ASK pattern, which names the
         quads found by their position (so a server's lexical form of a literal never matters)."""
-        listed = list(quads)
+        seen = self._seen()
         found: set[Quad] = set()
+        listed: list[Quad] = []
+        for q in quads:
+            graph = q.graph_name
+            stored = seen.quads(q.subject, frozenset((graph,))) \
+                if seen is not None and isinstance(graph, NamedNode) else None
+            if stored is None:
+                listed.append(q)
+            elif q in stored:
+                found.add(q)
         for start in range(0, len(listed), _EXISTING_PER_REQUEST):
             chunk = listed[start:start + _EXISTING_PER_REQUEST]
             branches = " UNION ".join(f"{{ {quad_block([q])} BIND({i} AS ?i) }}" for i, q in enumerate(chunk))
@@ -290,6 +358,64 @@ class RemoteStore(GraphStore):
         if self._lock is not None:
             self._lock.close()
         self._http.close()
+
+
+_Read = tuple[dict[Any, frozenset[Quad]], dict[Any, "frozenset[Quad] | None"]]
+"""What :meth:`RemoteStore._quads_of` read: nodes' own quads, and the quads pointing at nodes (None: too many)."""
+
+
+class _Seen:
+    """The stored quads of nodes (and pointing at nodes) read under one hold before its commit, with the graphs
+    each read covered: no other writer can change them meanwhile (the write lock; without it, the commit's guard
+    still decides)."""
+
+    def __init__(self) -> None:
+        self._out: dict[Any, tuple[frozenset[NamedNode], frozenset[Quad]]] = {}
+        self._in: dict[Any, tuple[frozenset[NamedNode], frozenset[Quad] | None]] = {}
+
+    @staticmethod
+    def _within(entry: tuple[frozenset[NamedNode], frozenset[Quad] | None] | None,
+                graphs: frozenset[NamedNode]) -> frozenset[Quad] | None:
+        if entry is None:
+            return None
+        covered, quads = entry
+        if quads is None or not graphs <= covered:
+            return None
+        return quads if covered == graphs else frozenset(q for q in quads if q.graph_name in graphs)
+
+    def quads(self, node: Any, graphs: frozenset[NamedNode]) -> frozenset[Quad] | None:
+        """The node's stored quads in ``graphs``, or None if they were not all read."""
+        return self._within(self._out.get(node), graphs)
+
+    def pointing(self, node: Any, graphs: frozenset[NamedNode]) -> frozenset[Quad] | None:
+        """The stored quads in ``graphs`` whose object is ``node``, or None if they were not all read."""
+        return self._within(self._in.get(node), graphs)
+
+    def read(self, nodes: list[Any], typed: list[Any], graphs: frozenset[NamedNode],
+             quads_of: Callable[[list[Any], list[Any], frozenset[NamedNode]], _Read]) -> None:
+        """Read what is not yet read in ``graphs`` of ``nodes`` and of the quads pointing at ``typed`` with
+        ``quads_of`` (no request if nothing)."""
+        missing = [node for node in nodes if self.quads(node, graphs) is None]
+        unread = [node for node in typed if node not in self._in or not graphs <= self._in[node][0]]
+        if missing or unread:
+            outgoing, incoming = quads_of(missing, unread, graphs)
+            self._out.update((node, (graphs, quads)) for node, quads in outgoing.items())
+            self._in.update((node, (graphs, quads)) for node, quads in incoming.items())
+
+
+def _nodes_of(change: ChangeSet) -> list[Any]:
+    """The subjects and IRI objects of a change's quads, sorted: the nodes its validation reads."""
+    nodes: set[Any] = set()
+    for q in change.delete | change.insert:
+        nodes.add(q.subject)
+        if isinstance(q.object, NamedNode):
+            nodes.add(q.object)
+    return sorted(nodes, key=str)
+
+
+def _typed_of(change: ChangeSet) -> list[Any]:
+    """The nodes a change types or untypes, sorted: the validator asks which nodes point at them."""
+    return sorted({q.subject for q in change.delete | change.insert if q.predicate == RDF_TYPE}, key=str)
 
 
 def _is_graph_query(text: str) -> bool:

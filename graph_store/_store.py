@@ -116,11 +116,17 @@ class GraphStore(ABC):
     def _confirm_commit(self, change: ChangeSet) -> None:
         """Hook for back-ends that cannot tell whether a guarded update matched (remote): raise ConflictError."""
 
-    def _prefetched(self, change: ChangeSet, graphs: frozenset[NamedNode]) -> dict[Any, frozenset[Quad]] | None:
+    def _prefetched(self, change: ChangeSet, graphs: frozenset[NamedNode]
+                    ) -> tuple[dict[Any, frozenset[Quad]], dict[Any, frozenset[Quad]]] | None:
         """For a back-end without a cache of its own: the stored quads (in ``graphs``) of the nodes ``change``
-        names, read at once before validating it, or None to read each node when the validator asks for it
-        (the embedded store: an index lookup costs less than a request)."""
+        names, read at once before validating it, and the stored quads pointing at those of them it types (whose
+        referrers the validator asks for), or None to read each node when the validator asks for it (the
+        embedded store: an index lookup costs less than a request)."""
         return None
+
+    def _read_ahead(self, change: ChangeSet) -> None:
+        """Under the write lock, before a write's guard check and validation: a remote store reads the stored
+        quads of every node ``change`` names in one request, which then answers both (one round trip, not two)."""
 
     def _exclusive(self) -> contextlib.AbstractContextManager[None]:
         """Held around each write, inside the thread lock: excludes writers in other processes where the back-end
@@ -227,13 +233,13 @@ class GraphStore(ABC):
                 scope = self._scopes[graph] = validation_scope(graph)
             part = change if len(graphs) == 1 else change.restricted((graph,))
             seen = change if graphs <= scope else change.restricted(scope)
-            types = quads = None
+            types = quads = incoming = None
             if cached and self._types_cache is not None and self._quads_cache is not None:
                 types, quads = self._types_cache.setdefault(graph, {}), self._quads_cache.setdefault(graph, {})
             elif self._quads_cache is None:
-                quads = self._prefetched(seen, scope)
+                quads, incoming = self._prefetched(seen, scope) or (None, None)
             view = PostChangeView(self._match, delete=seen.delete, insert=seen.insert, graphs=scope,
-                                  types_cache=types, quads_cache=quads)
+                                  types_cache=types, quads_cache=quads, incoming=incoming)
             report = validator.validate_change(view, part)
             if len(graphs) == 1:
                 return report, [(graph, view)]
@@ -272,6 +278,7 @@ class GraphStore(ABC):
         """:meth:`apply`, where the guard quads in ``known`` were found in the store under this same write lock
         and exclusive hold (so no writer can have removed them: they are not asked for again)."""
         with self._write_lock, self._exclusive():
+            self._read_ahead(change)
             unknown = change.guard - known
             missing = unknown - self.existing(unknown) if unknown else frozenset()
             if missing:
@@ -369,6 +376,7 @@ class GraphStore(ABC):
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
             changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
+            self._read_ahead(ChangeSet.merged(changes))  # the nodes of every deletion, asked for below, and more
             required = extra.guard if extra is not None else frozenset()
             found: set[Quad] = set()
 

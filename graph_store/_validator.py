@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
 from functools import lru_cache
@@ -87,7 +87,8 @@ class PostChangeView:
     def __init__(self, match: QuadMatcher, *, delete: Collection[Quad] = (), insert: Collection[Quad] = (),
                  exclude_graph: NamedNode | None = None, graphs: frozenset[NamedNode] | None = None,
                  types_cache: dict[Term, frozenset[Term]] | None = None,
-                 quads_cache: dict[Term, frozenset[Quad]] | None = None) -> None:
+                 quads_cache: dict[Term, frozenset[Quad]] | None = None,
+                 incoming: Mapping[Term, frozenset[Quad]] | None = None) -> None:
         self._match = match
         self._excluded = exclude_graph
         self._graphs = graphs
@@ -99,6 +100,8 @@ class PostChangeView:
         # Stored quads by subject, shared across changes like the types (see GraphStore.apply), and the
         # post-change quads of the subjects this view read, which become the cache's entries once committed.
         self._quads = quads_cache
+        # Stored quads by object, of the nodes a remote store read them for (in a validation scope: graphs given)
+        self._incoming = incoming if graphs is not None else None
         self.post_quads: dict[Term, frozenset[Quad]] = {}
         self._inserted = insert
         self._ins_s: dict[Term, list[Quad]] = {}
@@ -170,7 +173,13 @@ class PostChangeView:
         key = (p, o)
         found = self._cache_po.get(key)
         if found is None:
-            values = {q.subject for q in self._stored(None, p, o) if q not in self._deleted}
+            stored = self._incoming.get(o) if self._incoming is not None else None
+            if stored is None:
+                values = {q.subject for q in self._stored(None, p, o) if q not in self._deleted}
+            else:  # read with the node's own quads (a new event's referrers: none, but asked all the same)
+                graphs = self._graphs or frozenset()
+                values = {q.subject for q in stored
+                          if q.predicate == p and q.graph_name in graphs and q not in self._deleted}
             values |= self._ins_po.get(key, set())  # built on first use: most changes never need it
             found = self._cache_po[key] = frozenset(values)
         return found

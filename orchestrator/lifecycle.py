@@ -537,7 +537,7 @@ class Lifecycle:
                 return None
             ctx = rows[0]
             self._keep(self._contexts, execution, ctx, [v for v in ctx.values() if isinstance(v, NamedNode)])
-        state, train_state = self._state(execution), self._state(ctx["train"])
+        state, train_state = self._states(execution, ctx["train"])
         if state is None or train_state is None:
             return None
         return {**ctx, "state": state, "trainState": train_state}
@@ -558,10 +558,17 @@ class Lifecycle:
         self._routes.clear()
         self._cached_nodes.clear()
 
-    def _state(self, resource: NamedNode) -> NamedNode | None:
-        states = self.store.quads(resource, PHT.state, None, G)
-        state = states[0].object if len(states) == 1 else None
-        return state if isinstance(state, NamedNode) else None  # a state is an IRI (the shapes say so)
+    def _states(self, execution: NamedNode, train: NamedNode) -> tuple[NamedNode | None, NamedNode | None]:
+        """The execution's and its train's current state, in one request (``execution_states.rq``); None for a
+        resource with no state or more than one."""
+        found: dict[NamedNode, list[Any]] = {execution: [], train: []}
+        for row in self.store.run_query("execution_states", execution=execution, train=train):
+            found.setdefault(row["resource"], []).append(row["state"])
+
+        def one(states: list[Any]) -> NamedNode | None:
+            # a state is an IRI (the shapes say so)
+            return states[0] if len(states) == 1 and isinstance(states[0], NamedNode) else None
+        return one(found[execution]), one(found[train])
 
     def _train_row(self, train: NamedNode) -> list[Any]:
         return list(self.store.run_query("train_context", train=train))

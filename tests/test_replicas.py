@@ -521,3 +521,45 @@ def test_the_lock_ttl_setting_is_checked_and_0_turns_the_lock_off() -> None:
     assert open_store(Settings.from_env({**env, "PHT_STORE_LOCK_TTL_S": "0"}))._lock is None  # type: ignore[attr-defined]  # noqa: SLF001
     locked = open_store(Settings.from_env(env))
     assert locked._lock is not None and locked._lock.ttl_s == 10.0  # type: ignore[attr-defined]  # noqa: SLF001
+
+
+_OTHER_WRITER = """
+import sys
+from pyoxigraph import Literal, NamedNode, Quad
+from graph_store import ChangeSet, RemoteStore
+query_url, update_url, subject = sys.argv[1:4]
+g, state, s = NamedNode("https://w3id.org/pht-kg/graph/test-replicas"), NamedNode("urn:test:state"), NamedNode(subject)
+with RemoteStore(query_url, update_url, write_lock_ttl_s=3.0) as store:
+    before = Quad(s, state, Literal("a"), g)
+    store.apply(ChangeSet(delete=[before], guard=[before], insert=[
+        Quad(s, state, Literal("c"), g), Quad(NamedNode("urn:test:referrer"), NamedNode("urn:test:points"), s, g)]))
+"""
+
+
+def test_a_write_of_another_process_between_two_writes_is_seen_by_the_second(ox: servers.OxigraphServer) -> None:
+    """What a write reads under the write lock (its guard's existence, the quads its validation needs, the quads
+    pointing at the nodes it types) answers that write only: another process's write between two writes of one
+    store makes the second's guard fail, and its reads show the other's write."""
+    g, state = NamedNode("https://w3id.org/pht-kg/graph/test-replicas"), NamedNode("urn:test:state")
+    subject = NamedNode(f"urn:test:between:{time.time_ns()}")
+    before = Quad(subject, state, Literal("a"), g)
+    with RemoteStore(ox.query_url, ox.update_url, write_lock_ttl_s=LOCK_TTL_S) as store:
+        store.load_vocabulary()
+        store.apply(ChangeSet(insert=[before]))
+        step = ChangeSet(delete=[before], guard=[before], insert=[Quad(subject, state, Literal("b"), g)])
+        with store._exclusive():  # noqa: SLF001  # the first write's hold: read ahead, then left without a commit
+            store._read_ahead(step)  # noqa: SLF001
+            assert store.existing([before]) == {before}
+        subprocess.run([sys.executable, "-c", _OTHER_WRITER, ox.query_url, ox.update_url, subject.value],
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True, timeout=60)
+        with pytest.raises(ConflictError):
+            store.apply(step)
+        typing = ChangeSet(insert=[Quad(subject, NamedNode("http://www.w3.org/1999/02/22-rdf-syntax-ns#type"),
+                                        NamedNode("urn:test:Thing"), g)])
+        with store._exclusive():  # noqa: SLF001
+            store._read_ahead(typing)  # noqa: SLF001
+            assert store.existing([before]) == frozenset(), "the other process's write is seen"
+            own, pointing = store._prefetched(typing, frozenset([g]))  # noqa: SLF001
+        assert {q.object for q in own[subject]} == {Literal("c")}
+        assert {q.subject for q in pointing[subject]} == {NamedNode("urn:test:referrer")}
+        assert {q.object for q in store.quads(subject, state, None, g)} == {Literal("c")}, "the guard refused 'b'"
