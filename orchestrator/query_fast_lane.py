@@ -16,7 +16,8 @@ the workers exist because pyoxigraph can neither survive every parse nor cancel 
   may read; a caller who is not an operator is evaluated over their :class:`ReadableGraphs` view, the same one
   the Graph Store Protocol's reads use. The lane takes a view only if it is built and current: otherwise the
   query goes to a worker, and one background thread builds the view, spending at most ``BUILD_SHARE`` of its
-  time building, so that the service's own process never waits for a build and stays responsive under writes.
+  time building over time (``BUILD_BURST_S`` at once), so that the service's own process never waits for a
+  build and stays responsive under writes.
 
 Only for an embedded store: a remote store's query is a request to its server, whose time nothing bounds here.
 """
@@ -42,7 +43,9 @@ __all__ = ["BUILD_SHARE", "LANE_ROWS", "PointQueryLane", "is_point_query"]
 LANE_ROWS = 1_000
 """Most rows a point query may have to be answered in the lane (about 1 ms of evaluation); more go to a worker."""
 BUILD_SHARE = 0.2
-"""Most of its time the lane's view builder spends building: after a build of t seconds it rests 4t."""
+"""Most of its time the lane's view builder spends building, over time (a budget: ``_build_views``)."""
+BUILD_BURST_S = 1.0
+"""Building time the view builder may spend at once after a rest (the first views of a few callers)."""
 CLOSE_WAIT_S = 30.0
 """Longest wait, when the service stops, for the view build under way to end."""
 LANE_TEXT_CHARS = 4_096
@@ -139,20 +142,29 @@ class PointQueryLane:
             self._wake.notify()
 
     def _build_views(self) -> None:
+        """Build the wished views, within a budget of building time: it grows by BUILD_SHARE of every second
+        up to BUILD_BURST_S (a few callers' first views are built at once) and a build spends it; while it is
+        spent the builder rests (writes that keep making views stale cannot keep it building)."""
+        budget, last = BUILD_BURST_S, time.monotonic()
         while True:
             with self._wake:
-                while not self._wanted and not self._closed:
-                    self._wake.wait()
+                while not self._closed:
+                    if not self._wanted:
+                        self._wake.wait()
+                        continue
+                    owed = -(budget + (time.monotonic() - last) * BUILD_SHARE)
+                    if owed <= 0:
+                        break
+                    self._wake.wait(owed / BUILD_SHARE)
                 if self._closed:
                     return
                 _, who = self._wanted.popitem(last=False)
             started = time.monotonic()
+            budget = min(BUILD_BURST_S, budget + (started - last) * BUILD_SHARE)
             try:
                 self.readable.for_principal(who)
             except Exception as e:  # a failed build leaves the lane to the workers; the next wish tries again
                 # no traceback kept: its frames hold pyoxigraph iterators, which may be dropped only on this thread
                 log.warning("building %s's readable view for the SPARQL fast lane failed: %s", who.subject, e)
-            rest = (time.monotonic() - started) * (1 - BUILD_SHARE) / BUILD_SHARE
-            with self._wake:
-                if not self._closed:
-                    self._wake.wait(rest)
+            last = time.monotonic()
+            budget -= last - started
