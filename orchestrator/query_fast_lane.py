@@ -15,39 +15,43 @@ the workers exist because pyoxigraph can neither survive every parse nor cancel 
 - **It reads what the worker would.** The dataset comes from ``query_dataset``, the one rule of what a caller
   may read; a caller who is not an operator is evaluated over their :class:`ReadableGraphs` view, the same one
   the Graph Store Protocol's reads use. The lane takes a view only if it is built and current: otherwise the
-  query goes to a worker, and one background thread builds the view, spending at most ``BUILD_SHARE`` of its
-  time building over time (``BUILD_BURST_S`` at once), so that the service's own process never waits for a
-  build and stays responsive under writes.
+  query goes to a worker, and a worker builds the view (over its replica, as for its own queries) and sends
+  it as N-Quads, which this process loads without holding the GIL; at most ``BUILD_SHARE`` of the time goes to
+  building views (``BUILD_BURST_S`` at once). So the event loop never waits for a build, and the service's
+  process never walks the store from Python (which held the GIL for hundreds of milliseconds).
 
 Only for an embedded store: a remote store's query is a request to its server, whose time nothing bounds here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-import threading
 import time
 from collections import OrderedDict
 
-from graph_store import GraphStore
+from pyoxigraph import RdfFormat
+from starlette.concurrency import run_in_threadpool
+
+from graph_store import EmbeddedStore, GraphStore
 
 from .principal import Principal
 from .query_eval import Serialised, evaluate_at, query_dataset, serialised
 from .query_text import MAX_TEXT_CHARS
+from .query_worker import Job
+from .query_workers import WorkerDied, WorkerPool
 from .readable_graph import ReadableGraphs, reads_everything
-from .sparql_http import readable_everything
+from .sparql_http import HttpError, readable_everything
 
 __all__ = ["BUILD_SHARE", "LANE_ROWS", "PointQueryLane", "is_point_query"]
 
 LANE_ROWS = 1_000
 """Most rows a point query may have to be answered in the lane (about 1 ms of evaluation); more go to a worker."""
 BUILD_SHARE = 0.2
-"""Most of its time the lane's view builder spends building, over time (a budget: ``_build_views``)."""
+"""Most of the time views are built for the lane, over time (a budget: ``_build_views``)."""
 BUILD_BURST_S = 1.0
-"""Building time the view builder may spend at once after a rest (the first views of a few callers)."""
-CLOSE_WAIT_S = 30.0
-"""Longest wait, when the service stops, for the view build under way to end."""
+"""Building time that may be spent at once after a rest (the first views of a few callers)."""
 LANE_TEXT_CHARS = 4_096
 """Longest text the lane looks at (a point query with a few prefixes is a few hundred characters)."""
 
@@ -90,19 +94,19 @@ def is_point_query(text: str) -> bool:
 class PointQueryLane:
     """Answers point queries in the service's process (see the module's docstring); None means "ask a worker"."""
 
-    def __init__(self, store: GraphStore, readable: ReadableGraphs) -> None:
-        self.store, self.readable = store, readable
+    def __init__(self, store: GraphStore, readable: ReadableGraphs, pool: WorkerPool, *, timeout_s: float) -> None:
+        self.store, self.readable, self.pool, self.timeout_s = store, readable, pool, timeout_s
         self.answered = 0
         """Queries answered here (tests and benchmarks read it)."""
         self._wanted: OrderedDict[tuple[str, frozenset[str], str | None], Principal] = OrderedDict()
-        self._wake = threading.Condition()
-        self._builder: threading.Thread | None = None
+        self._builder: asyncio.Task[None] | None = None
         self._closed = False
 
     def answer(self, who: Principal, text: str, default_uris: list[str], named_uris: list[str],
                accept: str | None, *, row_limit: int, max_bytes: int, base: str | None) -> Serialised | None:
-        """The serialised answer if ``text`` (as the caller sent it) is a point query whose dataset
-        is at hand and whose answer has at most LANE_ROWS rows; else None (the caller asks a worker)."""
+        """The serialised answer if ``text`` (as the caller sent it) is a point query whose dataset is at hand
+        and whose answer has at most LANE_ROWS rows; else None (the caller asks a worker). Called on the event
+        loop (a missing view is asked for there)."""
         if not is_point_query(text):
             return None
         view: GraphStore | None = None
@@ -111,7 +115,8 @@ class PointQueryLane:
             if view is None:
                 self._want(who)
                 return None
-        dataset = query_dataset(who, text, default_uris, named_uris, lambda _who: view if view is not None else self.store)
+        dataset = query_dataset(who, text, default_uris, named_uris,
+                                lambda _who: view if view is not None else self.store)
         limit = min(LANE_ROWS, row_limit)
         answer = evaluate_at(self.store, text, dataset, limit, base)
         if answer.truncated and row_limit > LANE_ROWS:
@@ -120,51 +125,57 @@ class PointQueryLane:
         return serialised(answer, accept, row_limit, max_bytes)
 
     def close(self) -> None:
-        """Stop the view builder, waiting (at most CLOSE_WAIT_S) for a build under way: it reads the store, which
-        its owner may close next."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify_all()
-            builder = self._builder
-        if builder is not None:
-            builder.join(CLOSE_WAIT_S)
+        """Stop building views."""
+        self._closed = True
+        if self._builder is not None:
+            self._builder.cancel()
 
     def _want(self, who: Principal) -> None:
-        """Ask the builder for ``who``'s view (the latest wish first; one wish per caller)."""
-        with self._wake:
-            if self._closed:
-                return
-            self._wanted[ReadableGraphs.key(who)] = who
-            self._wanted.move_to_end(ReadableGraphs.key(who), last=False)
-            if self._builder is None:
-                self._builder = threading.Thread(target=self._build_views, name="sparql-lane-views", daemon=True)
-                self._builder.start()
-            self._wake.notify()
+        """Ask for ``who``'s view (the latest wish first; one wish per caller)."""
+        if self._closed:
+            return
+        key = ReadableGraphs.key(who)
+        self._wanted[key] = who
+        self._wanted.move_to_end(key, last=False)
+        if self._builder is None or self._builder.done():
+            self._builder = asyncio.get_running_loop().create_task(self._build_views())
 
-    def _build_views(self) -> None:
+    async def _build_views(self) -> None:
         """Build the wished views, within a budget of building time: it grows by BUILD_SHARE of every second
         up to BUILD_BURST_S (a few callers' first views are built at once) and a build spends it; while it is
-        spent the builder rests (writes that keep making views stale cannot keep it building)."""
+        spent the builder rests (writes that keep making views stale cannot keep a worker building them)."""
         budget, last = BUILD_BURST_S, time.monotonic()
-        while True:
-            with self._wake:
-                while not self._closed:
-                    if not self._wanted:
-                        self._wake.wait()
-                        continue
-                    owed = -(budget + (time.monotonic() - last) * BUILD_SHARE)
-                    if owed <= 0:
-                        break
-                    self._wake.wait(owed / BUILD_SHARE)
-                if self._closed:
-                    return
-                _, who = self._wanted.popitem(last=False)
+        while self._wanted and not self._closed:
+            owed = -(budget + (time.monotonic() - last) * BUILD_SHARE)
+            if owed > 0:
+                await asyncio.sleep(owed / BUILD_SHARE)
+                continue
+            _, who = self._wanted.popitem(last=False)
             started = time.monotonic()
             budget = min(BUILD_BURST_S, budget + (started - last) * BUILD_SHARE)
             try:
-                self.readable.for_principal(who)
-            except Exception as e:  # a failed build leaves the lane to the workers; the next wish tries again
-                # no traceback kept: its frames hold pyoxigraph iterators, which may be dropped only on this thread
+                await self._build(who)
+            except (HttpError, WorkerDied, OSError) as e:  # the lane stays with the workers; a later wish retries
                 log.warning("building %s's readable view for the SPARQL fast lane failed: %s", who.subject, e)
             last = time.monotonic()
             budget -= last - started
+
+    async def _build(self, who: Principal) -> None:
+        """``who``'s view from a worker (which builds it, or has it, over its replica) as N-Quads, loaded here.
+        Labelled with the generation before the job was sent: the worker has caught up with every commit before
+        it, and a view that may hold a later one is only thought older than it is (then stale, never served)."""
+        generation = self.readable.generation
+        dump = await self.pool.call(Job("view", "", who), time.monotonic() + self.timeout_s,
+                                    lambda: HttpError(503, "the view was not built within the deadline"))
+        if not isinstance(dump, bytes):
+            raise TypeError("a worker answered a view with something else than N-Quads")
+        view = await run_in_threadpool(_loaded, dump)
+        self.readable.install(who, view, generation)
+
+
+def _loaded(dump: bytes) -> EmbeddedStore:
+    """An in-memory store of ``dump`` (N-Quads). pyoxigraph parses without holding the GIL, so the event loop
+    keeps answering meanwhile; walking the store from Python to build a view here held it for hundreds of ms."""
+    store = EmbeddedStore()
+    store.oxigraph.load(dump, format=RdfFormat.N_QUADS)
+    return store

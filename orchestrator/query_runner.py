@@ -175,7 +175,8 @@ def query_runner(store: GraphStore, settings: Settings, readable: ReadableGraphs
     per_principal = settings.query_per_principal
     if pool.size > 1:  # one caller never holds every worker (a pool of one can only be shared in turn)
         per_principal = min(per_principal, pool.size - 1)
-    lane = PointQueryLane(store, readable) if isinstance(store, EmbeddedStore) else None
+    lane = PointQueryLane(store, readable, pool, timeout_s=settings.query_timeout_s) \
+        if isinstance(store, EmbeddedStore) else None
     return QueryRunner(pool, timeout_s=settings.query_timeout_s, row_limit=settings.query_result_limit,
                        max_bytes=settings.query_result_max_bytes, per_principal=per_principal,
                        queue_s=settings.query_queue_s, lane=lane)

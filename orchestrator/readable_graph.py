@@ -110,6 +110,21 @@ class ReadableGraphs:
                 return view.store
         return None
 
+    @property
+    def generation(self) -> int:
+        """The number of changes seen: a view built from the store as it was at this number is current until
+        the next change."""
+        with self._lock:
+            return self._generation
+
+    def install(self, who: Principal, view: GraphStore, generation: int) -> None:
+        """Keep ``view``, built elsewhere (a query worker) from the store as it was at ``generation``, as
+        ``who``'s view: current until the next change (stale at once if one came meanwhile)."""
+        with self._lock:
+            if len(self._views) >= CACHED_VIEWS:
+                self._views.clear()
+            self._views[self.key(who)] = _View(view, generation, time.monotonic())
+
     def for_principal(self, who: Principal) -> GraphStore:
         """The store ``who`` may read (never call it for an operator: they read the store itself)."""
         key = self.key(who)
