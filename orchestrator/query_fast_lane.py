@@ -124,6 +124,10 @@ class PointQueryLane:
         self.answered += 1
         return serialised(answer, accept, row_limit, max_bytes)
 
+    def open(self) -> None:
+        """Build views again after :meth:`close` (a service's lifespan may run again)."""
+        self._closed = False
+
     def close(self) -> None:
         """Stop building views."""
         self._closed = True

@@ -60,6 +60,8 @@ class QueryRunner:
         """Start the workers and (``wait``) wait at most a minute until they run, so that the first queries a
         starting service answers do not spend their deadline waiting for a worker."""
         self.pool.open()
+        if self.lane is not None:
+            self.lane.open()
         if not wait:
             self.pool.start()
         elif not await run_in_threadpool(self.pool.wait_ready, 60.0):

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import ALICE, BOB, OPS, admin, service, signed, station
+from api_helpers import ALICE, BOB, OPS, SETTINGS, admin, register_world, service, signed, station
 from fastapi.testclient import TestClient
 from lane_helpers import JSON_RESULTS, lane_calls, rows_from_the_lane
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, RDFS, ChangeSet, EmbeddedStore
+from orchestrator.app import create_app
 from orchestrator.query_fast_lane import LANE_ROWS, PointQueryLane, is_point_query
 
 __all__ = ["lane_calls"]  # a fixture, imported to be found
@@ -118,3 +119,17 @@ def test_a_point_query_with_a_long_answer_is_left_to_a_worker(lane_calls: list[b
         assert r.status_code == 200, r.text
         assert len(r.json()["results"]["bindings"]) == rows
         assert lane_calls[-1] is False
+
+
+def test_the_lane_builds_views_again_after_the_service_restarts(lane_calls: list[bool]) -> None:
+    """A lifespan that runs again (the same app started twice) opens the lane again, as it does the workers."""
+    app = create_app(SETTINGS, store=EmbeddedStore())
+    for start in range(2):
+        with TestClient(app) as client:
+            if start == 0:
+                register_world(client)
+            r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count",
+                                                                                      "parameters": {"MIN": "3"}}))
+            assert r.status_code == 201, r.text
+            query = f"SELECT ?p WHERE {{ <{r.json()['iri']}> ?p ?o }}"
+            assert rows_from_the_lane(client, ALICE, query, lane_calls)
