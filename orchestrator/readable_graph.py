@@ -31,12 +31,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from pyoxigraph import BlankNode, NamedNode, Quad
+from pyoxigraph import BlankNode, Literal, NamedNode, Quad
 
 from client.key_claims import ASSERTION_METHOD, KEY_AGREEMENT, MULTIKEY
 from graph_store import (
     CENTRAL_GRAPH,
     DCAT,
+    DCTERMS,
     ONTOLOGY_GRAPH,
     ORG,
     PHT,
@@ -200,12 +201,26 @@ def _public_subject(store: GraphStore, quad: Quad, graph: NamedNode) -> bool:
     return any(store.contains(Quad(quad.subject, RDF_TYPE, cls, graph)) for cls in PUBLIC_CLASSES)
 
 
+NOTHING = NamedNode("urn:pht:nothing")
+"""Bound for the part of a caller they do not have (no researcher role, no station): it names no resource."""
+
+
 def _visible_trains(store: GraphStore, who: Principal, iris: Iris) -> Iterator[NamedNode]:
-    for r in store.run_query("train_visibility"):
-        train, requester = r["train"], r["requester"]
-        stations = (r["stations"].value if r["stations"] is not None else "").split()
-        if isinstance(train, NamedNode) and isinstance(requester, NamedNode) and may_see_train(
-                who, requester=requester, stations=stations, iris=iris):
+    """The trains ``who`` may see: the candidates found from them (``train_visibility_candidates.rq``), each
+    decided by the one rule from its requester and its executions' stations (index lookups)."""
+    researcher = iris.agent(who.subject) if who.has(Role.RESEARCHER) else NOTHING
+    station = Literal(who.station) if who.station else NOTHING
+    match, g = store.quads, CENTRAL_GRAPH
+    for r in store.run_query("train_visibility_candidates", researcher=researcher, stationId=station):
+        train = r["train"]
+        if not isinstance(train, NamedNode) or not store.contains(Quad(train, RDF_TYPE, PHT.Train, g)):
+            continue
+        stations = sorted({i.object.value for e in match(None, PHT.ofTrain, train, g)
+                           for s in match(e.subject, PHT.atStation, None, g)
+                           for i in match(s.object, DCTERMS.identifier, None, g) if isinstance(i.object, Literal)})
+        if any(isinstance(q.object, NamedNode) and may_see_train(who, requester=q.object, stations=stations,
+                                                                 iris=iris)
+               for q in match(train, PROV.wasAttributedTo, None, g)):
             yield train
 
 
