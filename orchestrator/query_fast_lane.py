@@ -96,8 +96,6 @@ class PointQueryLane:
 
     def __init__(self, store: GraphStore, readable: ReadableGraphs, pool: WorkerPool, *, timeout_s: float) -> None:
         self.store, self.readable, self.pool, self.timeout_s = store, readable, pool, timeout_s
-        self.answered = 0
-        """Queries answered here (tests and benchmarks read it)."""
         self._wanted: OrderedDict[tuple[str, frozenset[str], str | None], Principal] = OrderedDict()
         self._builder: asyncio.Task[None] | None = None
         self._closed = False
@@ -121,7 +119,6 @@ class PointQueryLane:
         answer = evaluate_at(self.store, text, dataset, limit, base)
         if answer.truncated and row_limit > LANE_ROWS:
             return None  # a worker collects the whole answer
-        self.answered += 1
         return serialised(answer, accept, row_limit, max_bytes)
 
     def open(self) -> None:

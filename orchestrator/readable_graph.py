@@ -128,25 +128,18 @@ class ReadableGraphs:
 
     def for_principal(self, who: Principal) -> GraphStore:
         """The store ``who`` may read (never call it for an operator: they read the store itself)."""
-        key = self.key(who)
-        now = time.monotonic()
-        with self._lock:
-            generation = self._generation
-            view = self._views.get(key)
-            if view is not None and view.generation == generation and now - view.built < self.max_age_s:
-                return view.store
+        view = self.cached(who)
+        if view is not None:
+            return view
+        generation = self.generation  # read before the build: a change during it leaves the view stale
         readable = EmbeddedStore()
-        # a list, not the generator: consumed inside Store.extend on the fast lane's builder thread, the generator's
-        # query iterators (pyoxigraph QuerySolutions, bound to the thread that made them) were seen dropped on
-        # another thread, which pyo3 refuses ("unsendable"; tests/security/test_read_confidentiality.py after
-        # the web view's tests)
+        # a list, not the generator: consumed inside Store.extend on a background thread (an earlier form of the
+        # fast lane built views on one), the generator's query iterators (pyoxigraph QuerySolutions, bound to the
+        # thread that made them) were seen dropped on another thread, which pyo3 refuses ("unsendable")
         readable.oxigraph.extend(list(self.quads_for(who, source=self._source(generation))))
-        with self._lock:
-            if len(self._views) >= CACHED_VIEWS:
-                self._views.clear()
-            # its age counts from when it was complete: a build slower than max_age_s (a remote store, read with
-            # one request per lookup) would otherwise be stale on arrival and rebuilt for every query
-            self._views[key] = _View(readable, generation, time.monotonic())
+        # its age counts from when it was complete: a build slower than max_age_s (a remote store, read with one
+        # request per lookup) would otherwise be stale on arrival and rebuilt for every query
+        self.install(who, readable, generation)
         return readable
 
     def _source(self, generation: int) -> GraphStore:
