@@ -8,7 +8,6 @@ share and what each keeps: docs/architecture.md, "Replicas of the central servic
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,7 +44,7 @@ from .errors import LifecycleError
 from .graph_store_protocol import ACCEPTED_RDF, graph_store_router
 from .lifecycle import Lifecycle
 from .metrics import install_metrics
-from .readable_graph import READABLE_MAX_AGE_S, ReadableGraphs
+from .readable_graph import ReadableGraphs
 from .reads import Reads
 from .registry import Registry
 from .request_encoding import RefuseEncodedBodies
@@ -72,12 +71,6 @@ def open_store(settings: Settings) -> GraphStore:
         raise SettingsError("no store: set PHT_STORE_PATH (a directory) or PHT_STORE_QUERY_URL, or "
                             "PHT_STORE_IN_MEMORY=1 to keep everything in memory and lose it when the service stops")
     return EmbeddedStore(settings.store_path)
-
-
-def _views_max_age_s(store: GraphStore) -> float:
-    """How long a caller's readable view may be kept: an embedded store tells the views of every change (a commit
-    or a bypass), so until then; another process may write a remote store, so a few seconds."""
-    return math.inf if isinstance(store, EmbeddedStore) else READABLE_MAX_AGE_S
 
 
 class BodyLimit:
@@ -134,7 +127,7 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     authenticate = principal_dependency(verifier)
     services = Services(the_store, settings, lifecycle, Registry(the_store, lifecycle.iris),
                         require_roles(authenticate), Reads(the_store, lifecycle.iris, lifecycle.chart),
-                        ReadableGraphs(the_store, lifecycle.iris, max_age_s=_views_max_age_s(the_store)))
+                        ReadableGraphs(the_store, lifecycle.iris))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

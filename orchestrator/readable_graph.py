@@ -26,6 +26,7 @@ a train never becomes invisible to someone who could see it, so a cached view ca
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -81,7 +82,11 @@ class _View:
 class ReadableGraphs:
     """Builds and caches, per caller, the store of what they may read (see the module's docstring)."""
 
-    def __init__(self, store: GraphStore, iris: Iris, *, max_age_s: float = READABLE_MAX_AGE_S) -> None:
+    def __init__(self, store: GraphStore, iris: Iris, *, max_age_s: float | None = None) -> None:
+        """``max_age_s`` by default: until the next change for an embedded store (it tells the views of every
+        commit and bypass), READABLE_MAX_AGE_S for a remote one (another process may write it)."""
+        if max_age_s is None:
+            max_age_s = math.inf if isinstance(store, EmbeddedStore) else READABLE_MAX_AGE_S
         self.store, self.iris, self.max_age_s = store, iris, max_age_s
         self._views: dict[tuple[str, frozenset[str], str | None], _View] = {}
         self._generation = 0

@@ -386,7 +386,7 @@ class Reads:
                "afterId": Literal(after.id)}
         page = (self.store.run_query("trains_overview_all", **key) if requester == NO_FILTER
                 else self.store.run_query("trains_overview", researcher=requester, **key))
-        size, more = max(1, min(limit, PAGE_MAX)), False
+        size, more = _page_size(limit), False
         for r in page:
             if len(rows) == size:
                 more = True  # a row after the page: a page follows (the rest is not read)
@@ -490,7 +490,7 @@ class Reads:
         """One keyset page of the registered definitions by identifier: those after ``after`` (an identifier;
         "" for the first page), at most ``limit`` (up to ``PAGE_MAX``), the number of all and the next key."""
         rows = [_definition_record(r) for r in self.store.run_query("list_definitions", afterId=Literal(after))]
-        items = rows[:max(1, min(limit, PAGE_MAX))]
+        items = rows[:_page_size(limit)]
         total = next((int(r["definitions"].value) for r in self.store.run_query("definitions_count")), 0)
         return DefinitionsPage(items=items, total=total, next=items[-1].id if len(rows) > len(items) else None)
 
@@ -498,6 +498,11 @@ class Reads:
         """The definition with ``iri`` as the lists show it (None if there is none)."""
         row = next(iter(self.store.run_query("definition_summary", definition=iri)), None)
         return None if row is None else _DefinitionRow(iri, _definition_record(row))
+
+
+def _page_size(limit: int) -> int:
+    """A page's size for a caller's ``limit``: at least 1, at most PAGE_MAX."""
+    return max(1, min(limit, PAGE_MAX))
 
 
 def _definition_record(r: QuerySolution) -> Definition:
