@@ -310,9 +310,6 @@ def test_one_train_the_watchdog_cannot_fail_does_not_leave_another_running(caplo
 # -- operators' edits are recorded ----------------------------------------------------------------------------
 
 
-@pytest.mark.central_stores_except("virtuoso", reason=(
-    "Virtuoso 7.2 refuses graph_edits.rq: its cost model estimates ~3,400 s, over "
-    "MaxQueryCostEstimationTime (400 s in Debian's virtuoso.ini)"))
 def test_an_operator_deleting_an_approval_event_is_recorded(platform: Platform) -> None:
     """The attack: an operator's ``DELETE WHERE`` erases an approval event; it used to leave no trace."""
     tid = platform.train()
@@ -330,9 +327,6 @@ def test_an_operator_deleting_an_approval_event_is_recorded(platform: Platform) 
     assert datetime.fromisoformat(str(edit["time"])) > datetime.now(UTC) - timedelta(minutes=1)
 
 
-@pytest.mark.central_stores_except("virtuoso", reason=(
-    "Virtuoso 7.2 refuses graph_edits.rq: its cost model estimates ~3,400 s, over "
-    "MaxQueryCostEstimationTime (400 s in Debian's virtuoso.ini)"))
 def test_graph_store_protocol_writes_are_recorded_per_graph(platform: Platform) -> None:
     c = platform.client
     graph = {"graph": f"{BASE}graphs/notes"}
