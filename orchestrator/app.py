@@ -44,6 +44,8 @@ from .errors import LifecycleError
 from .graph_store_protocol import ACCEPTED_RDF, graph_store_router
 from .lifecycle import Lifecycle
 from .metrics import install_metrics
+from .point_query_door import PointQueryDoor
+from .query_runner import QueryRunner, query_runner
 from .readable_graph import ReadableGraphs
 from .reads import Reads
 from .registry import Registry
@@ -149,13 +151,16 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     )
     app.state.services = services
     # First: the protocol endpoints take the quick queries, and a request is matched against the routes in order
-    _protocol_routers(app, services, authenticate)
+    runner = query_runner(services.store, settings, services.readable)  # /sparql's, shared with its door
+    _protocol_routers(app, services, authenticate, runner)
     for router in (registry_router(services), train_router(services), station_router(services),
                    metadata_router(services), service_router(services), token_router(services, revocations),
                    key_router(services)):
         app.include_router(router, prefix="/api")
     app.include_router(result_router(services), prefix="/api")  # result links and the objects they read
     app.include_router(web_router(services, verifier=verifier))  # the web view at /ui: same tokens, same revocations
+    if runner.lane is not None and not verifier.fetches_keys:  # innermost: the metrics count its answers
+        app.add_middleware(PointQueryDoor, runner=runner, verifier=verifier)
     install_metrics(app, services, verifier)
     _error_handlers(app)
     install_allowed_methods(app)  # every 405 lists all methods of its path; HEAD wherever GET is
@@ -194,7 +199,7 @@ def _document_body_refusals(app: FastAPI, limit: int) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI documents replacing app.openapi this way
 
 
-def _protocol_routers(app: FastAPI, services: Services, authenticate: Any) -> None:
+def _protocol_routers(app: FastAPI, services: Services, authenticate: Any, runner: QueryRunner) -> None:
     """The SPARQL Protocol and Graph Store Protocol endpoints, with the responses they give documented in
     the OpenAPI schema (their handlers answer with plain Responses, so FastAPI cannot infer them)."""
 
@@ -206,7 +211,7 @@ def _protocol_routers(app: FastAPI, services: Services, authenticate: Any) -> No
     graph_ok = {"description": "The graph (negotiated from Accept)",
                 "content": {m: {} for m in (*ACCEPTED_RDF, *RDF_FORMATS)}}
     app.include_router(sparql_router(store=services.store, principal=authenticate, settings=services.settings,
-                                     readable=services.readable),
+                                     readable=services.readable, runner=runner),
                        tags=["sparql"],
                        responses={200: sparql_ok, **refusals(400, 401, 403, 406, 409, 413, 415, 422, 503)})
     app.include_router(graph_store_router(store=services.store, principal=authenticate, settings=services.settings,

@@ -35,11 +35,12 @@ from .readable_graph import reads_everything
 from .sparql_http import (
     LIMIT_HEADER,
     RESULTS_FORMATS,
+    RESULTS_OFFERS,
     TRUNCATED_HEADER,
     HttpError,
     boolean_results,
     graph_accept,
-    negotiate,
+    negotiated,
     not_acceptable,
     own_station_graph,
     rdf_response,
@@ -187,7 +188,7 @@ def _serialised(answer: QueryAnswer, accept: str | None, limit: int) -> Response
         headers[LIMIT_HEADER] = str(limit)
     if answer.is_graph:
         return rdf_response(answer.triples, graph_accept(accept), extra_headers=headers)
-    chosen = negotiate(accept, list(RESULTS_FORMATS))
+    chosen = negotiated(accept, RESULTS_OFFERS)
     if chosen is None:
         raise not_acceptable(RESULTS_FORMATS)
     if answer.boolean is not None:

@@ -4,6 +4,7 @@ One place for how the SPARQL endpoints answer: a refusal is :class:`HttpError` (
 types are negotiated by :func:`negotiate` (RFC 9110 q-values), graphs are written by pyoxigraph's serialisers.
 """
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -15,9 +16,9 @@ from graph_store import ConflictError, GraphStoreError, StoreUnavailable, Valida
 
 from .principal import Principal, Role
 
-__all__ = ["LIMIT_HEADER", "RDF_FORMATS", "RESULTS_FORMATS", "TRUNCATED_HEADER", "HttpError", "boolean_results",
-           "error_for", "graph_accept", "media_type", "negotiate", "not_acceptable", "own_station_graph",
-           "rdf_response", "read_body", "readable_everything"]
+__all__ = ["LIMIT_HEADER", "RDF_FORMATS", "RDF_OFFERS", "RESULTS_FORMATS", "RESULTS_OFFERS", "TRUNCATED_HEADER",
+           "HttpError", "boolean_results", "error_for", "graph_accept", "media_type", "negotiate", "negotiated",
+           "not_acceptable", "own_station_graph", "rdf_response", "read_body", "readable_everything"]
 
 RESULTS_FORMATS: dict[str, QueryResultsFormat] = {
     "application/sparql-results+json": QueryResultsFormat.JSON,
@@ -125,6 +126,25 @@ def negotiate(accept: str | None, offers: Sequence[str]) -> str | None:
         if q > best_q:
             best, best_q = offer, q
     return best
+
+
+RESULTS_OFFERS = tuple(RESULTS_FORMATS)
+RDF_OFFERS = tuple(RDF_FORMATS)
+NEGOTIATED_MEMO_CHARS = 512
+"""Longest Accept header whose negotiation is remembered (:func:`negotiated`)."""
+
+
+def negotiated(accept: str | None, offers: tuple[str, ...]) -> str | None:
+    """:func:`negotiate`, remembered for the last 256 Accept headers of at most NEGOTIATED_MEMO_CHARS characters
+    (a client sends the same one with every request)."""
+    if accept is not None and len(accept) > NEGOTIATED_MEMO_CHARS:
+        return negotiate(accept, offers)
+    return _negotiated(accept, offers)
+
+
+@functools.lru_cache(maxsize=256)
+def _negotiated(accept: str | None, offers: tuple[str, ...]) -> str | None:
+    return negotiate(accept, offers)
 
 
 def graph_accept(accept: str | None) -> str | None:

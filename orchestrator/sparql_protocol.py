@@ -79,7 +79,7 @@ from graph_store import (
 from .audit import audited, check_not_audit
 from .naming import Iris
 from .principal import Principal, Role
-from .query_runner import query_runner
+from .query_runner import QueryRunner, query_runner
 from .readable_graph import ReadableGraphs
 from .settings import Settings
 from .sparql_http import (
@@ -148,17 +148,21 @@ def _service_description(request: Request, who: Principal) -> list[Triple]:
 
 
 def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings: Settings,
-                  readable: ReadableGraphs, max_concurrent_queries: int | None = None) -> APIRouter:
+                  readable: ReadableGraphs, max_concurrent_queries: int | None = None,
+                  runner: QueryRunner | None = None) -> APIRouter:
     """An APIRouter serving the SPARQL 1.1 Protocol at ``/sparql`` over ``store``.
 
     :param principal: a FastAPI dependency returning the calling :class:`Principal` (raising 401 itself).
     :param settings: ``query_timeout_s``, ``query_result_limit`` and ``max_body_bytes`` are used.
     :param readable: what each caller who is not an operator may read (their queries run over it).
     :param max_concurrent_queries: size of the worker pool evaluating queries (``settings.query_workers``).
+    :param runner: the runner to use (the service shares it with ``PointQueryDoor``); by default one of
+        ``query_runner(store, settings, readable, workers=max_concurrent_queries)``. Started and closed here.
     """
     iris = Iris(settings.base_iri)
     skolem = iris.skolem_prefix
-    runner = query_runner(store, settings, readable, workers=max_concurrent_queries)
+    if runner is None:
+        runner = query_runner(store, settings, readable, workers=max_concurrent_queries)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:

@@ -8,12 +8,25 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from api_helpers import ALICE, service, signed
 from fastapi.testclient import TestClient
+
+from graph_store import EmbeddedStore
 
 from orchestrator.principal import Principal
 from orchestrator.query_fast_lane import PointQueryLane
 
 JSON_RESULTS = {"Accept": "application/sparql-results+json"}
+
+
+@pytest.fixture()
+def lane_world(lane_calls: list[bool]) -> Iterator[tuple[TestClient, str, list[bool]]]:
+    """A service on an embedded store holding one train of Alice's; its IRI; the lane's calls (``lane_calls``)."""
+    with service(EmbeddedStore()) as client:
+        r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count",
+                                                                                  "parameters": {"MIN": "3"}}))
+        assert r.status_code == 201, r.text
+        yield client, r.json()["iri"], lane_calls
 
 
 @pytest.fixture()
@@ -40,7 +53,8 @@ def rows_from_the_lane(client: TestClient, who: dict[str, str], query: str, call
         before = len(calls)
         r = client.get("/sparql", headers={**who, **JSON_RESULTS}, params={"query": query})
         assert r.status_code == 200, r.text
-        assert len(calls) == before + 1, "the query did not reach the fast lane at all"
+        # one call when the lane answers; when it does not, the route asks it again after the door did
+        assert len(calls) > before, "the query did not reach the fast lane at all"
         if calls[-1]:
             return [{k: v["value"] for k, v in b.items()} for b in r.json()["results"]["bindings"]]
         assert time.monotonic() < give_up, "the fast lane never answered the point query"

@@ -4,19 +4,18 @@ is left to a worker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 from api_helpers import ALICE, BOB, OPS, SETTINGS, admin, register_world, service, signed, station
 from fastapi.testclient import TestClient
-from lane_helpers import JSON_RESULTS, lane_calls, rows_from_the_lane
+from lane_helpers import JSON_RESULTS, lane_calls, lane_world, rows_from_the_lane
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, RDFS, ChangeSet, EmbeddedStore
 from orchestrator.app import create_app
 from orchestrator.query_fast_lane import LANE_ROWS, PointQueryLane, is_point_query
 
-__all__ = ["lane_calls"]  # a fixture, imported to be found
+__all__ = ["lane_calls", "lane_world"]  # fixtures, imported to be found
 
 T = "<https://pht.example.org/id/t>"
 TAKEN = {
@@ -57,15 +56,6 @@ def test_the_lane_leaves_every_other_query_to_a_worker(name: str) -> None:
     assert not is_point_query(LEFT[name])
 
 
-@pytest.fixture()
-def world(lane_calls: list[bool]) -> Iterator[tuple[TestClient, str, list[bool]]]:
-    with service(EmbeddedStore()) as client:
-        r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count",
-                                                                                  "parameters": {"MIN": "3"}}))
-        assert r.status_code == 201, r.text
-        yield client, r.json()["iri"], lane_calls
-
-
 def worker_rows(client: TestClient, who: dict[str, str], query: str, monkeypatch: pytest.MonkeyPatch
                 ) -> list[dict[str, str]]:
     """The rows a worker answers (the lane closed for this one request)."""
@@ -82,9 +72,9 @@ CALLERS = {"the requester": ALICE, "another researcher": BOB, "an operator": OPS
 
 
 @pytest.mark.parametrize("caller", sorted(CALLERS))
-def test_the_lane_answers_what_a_worker_answers(world: tuple[TestClient, str, list[bool]], caller: str,
+def test_the_lane_answers_what_a_worker_answers(lane_world: tuple[TestClient, str, list[bool]], caller: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    client, train, calls = world
+    client, train, calls = lane_world
     who = CALLERS[caller]
     for query in (f"SELECT ?p ?o ?g WHERE {{ GRAPH ?g {{ <{train}> ?p ?o }} }}",
                   f"SELECT ?p ?o WHERE {{ <{train}> ?p ?o }}"):
@@ -94,9 +84,9 @@ def test_the_lane_answers_what_a_worker_answers(world: tuple[TestClient, str, li
         assert bool(lane) == (caller in ("the requester", "an operator", "the first stop's admin"))
 
 
-def test_a_caller_reads_their_own_write_at_once(world: tuple[TestClient, str, list[bool]]) -> None:
+def test_a_caller_reads_their_own_write_at_once(lane_world: tuple[TestClient, str, list[bool]]) -> None:
     """After a commit the caller's view is stale: the lane leaves the query to a worker, which has the write."""
-    client, train, calls = world
+    client, train, calls = lane_world
     rows_from_the_lane(client, ALICE, f"SELECT ?p WHERE {{ <{train}> ?p ?o }}", calls)  # the view is built
     r = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "count",
                                                                               "parameters": {"MIN": "4"}}))

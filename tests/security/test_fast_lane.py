@@ -5,13 +5,16 @@ to have been answered by the lane itself (a spy on ``PointQueryLane.answer``), w
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
+import jwt
 import pytest
-from api_helpers import ALICE, BOB, OPS, service, signed
+from api_helpers import ALICE, BOB, OPS, SETTINGS, service, signed, token
 from fastapi.testclient import TestClient
-from lane_helpers import lane_calls, rows_from_the_lane
+from lane_helpers import JSON_RESULTS, lane_calls, rows_from_the_lane
 
 from graph_store import CENTRAL_GRAPH, EmbeddedStore
+from orchestrator.principal import Role
 
 __all__ = ["lane_calls"]  # a fixture, imported to be found
 
@@ -60,3 +63,22 @@ def test_the_fast_lane_never_answers_from_a_view_older_than_a_write(
                    params={"query": query})
     assert r.status_code == 200 and r.json()["results"]["bindings"] == [], r.text
     assert rows_from_the_lane(client, ALICE, query, calls) == []
+
+
+def test_a_revoked_token_is_refused_at_the_point_query_door(lane_calls: list[bool]) -> None:
+    """The door (``point_query_door.py``) answers point queries before routing: a token revoked after its holder's
+    view was built, and after the door had answered her, must be refused there as on every route."""
+    alice = token("alice", Role.RESEARCHER)
+    with service(EmbeddedStore(), replace(SETTINGS, revocation_cache_s=0)) as client:
+        r = client.post("/api/trains", headers=alice, json=signed(client, alice, {"definition": "count",
+                                                                                  "parameters": {"MIN": SECRET}}))
+        assert r.status_code == 201, r.text
+        query = f"SELECT ?p ?o WHERE {{ <{r.json()['iri']}> ?p ?o }}"
+        assert rows_from_the_lane(client, alice, query, lane_calls)  # the control: the door answers her
+        jti = jwt.decode(alice["Authorization"].split(" ", 1)[1], options={"verify_signature": False})["jti"]
+        revoked = client.post("/api/tokens/revocations", headers=OPS, json={"token_id": jti})
+        assert revoked.status_code == 201, revoked.text
+        calls = len(lane_calls)
+        refused = client.get("/sparql", headers={**alice, **JSON_RESULTS}, params={"query": query})
+        assert refused.status_code == 401 and "revoked" in refused.json()["detail"], refused.text
+        assert SECRET not in refused.text and len(lane_calls) == calls  # the lane never saw her query
