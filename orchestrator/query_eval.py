@@ -47,6 +47,9 @@ from .sparql_http import (
     readable_everything,
 )
 
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
+"""A string as JSON text, as ``json.dumps(..., ensure_ascii=False)`` writes it (the C encoder where there is one)."""
+
 __all__ = ["QueryAnswer", "QueryDataset", "Serialised", "answer_response", "evaluate", "evaluate_at",
            "named_protected", "parse_iris", "query_dataset", "serialised"]
 
@@ -124,34 +127,38 @@ def _collect(items: Iterable[Any], limit: int) -> tuple[list[Any], bool]:
     return collected, False
 
 
-def _term_json(term: Any) -> dict[str, Any]:
-    """A term in the SPARQL 1.1 (1.2 for triple terms and directions) JSON results form."""
+def _term_json(term: Any) -> str:
+    """A term in the SPARQL 1.1 (1.2 for triple terms and directions) JSON results form, as JSON text.
+
+    Written as text, not as dicts for ``json.dumps``: the rows of a point query were a third of its time in the
+    fast lane. Strings go through ``json``'s own encoder (what ``json.dumps(..., ensure_ascii=False)`` calls).
+    """
     if isinstance(term, NamedNode):
-        return {"type": "uri", "value": term.value}
+        return '{"type":"uri","value":' + _json_string(term.value) + "}"
     if isinstance(term, BlankNode):
-        return {"type": "bnode", "value": term.value}
+        return '{"type":"bnode","value":' + _json_string(term.value) + "}"
     if isinstance(term, Literal):
-        out: dict[str, Any] = {"type": "literal", "value": term.value}
+        out = '{"type":"literal","value":' + _json_string(term.value)
         if term.language:
-            out["xml:lang"] = term.language
+            out += ',"xml:lang":' + _json_string(term.language)
             if getattr(term, "direction", None):
-                out["its:dir"] = str(term.direction)
+                out += ',"its:dir":' + _json_string(str(term.direction))
         elif term.datatype != XSD.string:
-            out["datatype"] = term.datatype.value
-        return out
+            out += ',"datatype":' + _json_string(term.datatype.value)
+        return out + "}"
     if isinstance(term, Triple):
-        return {"type": "triple", "value": {"subject": _term_json(term.subject),
-                                            "predicate": _term_json(term.predicate),
-                                            "object": _term_json(term.object)}}
+        return ('{"type":"triple","value":{"subject":' + _term_json(term.subject) + ',"predicate":'
+                + _term_json(term.predicate) + ',"object":' + _term_json(term.object) + "}}")
     raise TypeError(f"unexpected term {term!r}")
 
 
 def _results_json(answer: QueryAnswer) -> bytes:
-    """The collected rows in the SPARQL 1.1 Query Results JSON Format."""
-    bindings = [{v: _term_json(t) for v, t in zip(answer.variables, row, strict=True) if t is not None}
-                for row in answer.rows]
-    doc = {"head": {"vars": list(answer.variables)}, "results": {"bindings": bindings}}
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    """The collected rows in the SPARQL 1.1 Query Results JSON Format (compact, UTF-8)."""
+    names = [_json_string(v) + ":" for v in answer.variables]
+    bindings = ",".join("{" + ",".join(name + _term_json(t) for name, t in zip(names, row, strict=True)
+                                       if t is not None) + "}" for row in answer.rows)
+    head = json.dumps({"vars": list(answer.variables)}, ensure_ascii=False, separators=(",", ":"))
+    return ('{"head":' + head + ',"results":{"bindings":[' + bindings + "]}}").encode()
 
 
 def _solutions(answer: QueryAnswer) -> QuerySolutions:
