@@ -7,10 +7,10 @@ lane can answer whole, with the same parts the ``/sparql`` route would call, in 
 
 - the bearer token as FastAPI's ``HTTPBearer`` reads it, verified by the same :class:`TokenVerifier` (its
   revocations included);
-- the query parameters as Starlette parses them, the Accept header negotiated by ``negotiate``, relative IRIs
-  resolved against the same endpoint IRI;
-- the answer from :meth:`PointQueryLane.answer`, over the caller's readable view, as a Starlette
-  ``Response`` built from the same triple the route would build it from.
+- the query parameters as Starlette parses them, the Accept header checked by ``accepts_an_answer``, relative
+  IRIs resolved against the same ``endpoint_iri``;
+- the answer from :meth:`PointQueryLane.answer`, over the caller's readable view, sent with the headers the
+  route's ``Response`` would send with it.
 
 It only ever answers success. Whatever it cannot answer whole (no or a refused token, a POST, an update, a
 query the lane leaves to a worker, an Accept nothing satisfies, any error) goes on to the route unchanged,
@@ -21,19 +21,17 @@ OIDC provider) and the store is embedded (the lane exists).
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from fastapi.security.utils import get_authorization_scheme_param
-from pyoxigraph import NamedNode
-from starlette.datastructures import URL, QueryParams
+from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import TokenVerifier
 from .principal import Principal
 from .query_eval import Serialised
 from .query_runner import QueryRunner
-from .sparql_http import RDF_OFFERS, RESULTS_OFFERS, negotiated
+from .sparql_http import accepts_an_answer, endpoint_iri
 
 __all__ = ["PointQueryDoor"]
 
@@ -72,22 +70,19 @@ class PointQueryDoor:
         queries = params.getlist("query")
         if len(queries) != 1 or "update" in params:
             return None
-        accept = authorization = host = None
+        accept = authorization = None
         for key, value in scope["headers"]:  # as Starlette's Headers reads them: the first of each wins
             if key == b"accept" and accept is None:
                 accept = value.decode("latin-1")
             elif key == b"authorization" and authorization is None:
                 authorization = value.decode("latin-1")
-            elif key == b"host" and host is None:
-                host = value
-        if negotiated(accept, RESULTS_OFFERS) is None and negotiated(accept, RDF_OFFERS) is None:
+        if not accepts_an_answer(accept):
             return None
         who = self._principal(authorization)
         if who is None:
             return None
         try:
-            server = scope.get("server")  # a list from some servers: hashable here
-            base = _endpoint_iri(scope.get("scheme", "http"), host, tuple(server) if server else None)
+            base = endpoint_iri(scope)
             lane = self.runner.lane
             assert lane is not None  # checked in __init__
             return lane.answer(who, queries[0], params.getlist("default-graph-uri"),
@@ -107,12 +102,3 @@ class PointQueryDoor:
         except Exception:  # noqa: BLE001 - AuthError, VerificationUnavailable: the route answers 401 / 503
             return None
 
-
-@functools.lru_cache(maxsize=64)
-def _endpoint_iri(scheme: str, host: bytes | None, server: tuple[str, int] | None) -> str:
-    """The endpoint's URL as Starlette reads it from the request (``sparql_protocol``'s base IRI), checked as an
-    IRI; a client sends the same Host header again and again, so each is worked out once (64 at most)."""
-    headers = [(b"host", host)] if host is not None else []
-    scope = {"type": "http", "scheme": scheme, "server": server, "path": PATH, "query_string": b"",
-             "headers": headers}
-    return NamedNode(str(URL(scope=scope).replace(query="", fragment=""))).value

@@ -5,11 +5,12 @@ types are negotiated by :func:`negotiate` (RFC 9110 q-values), graphs are writte
 """
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+from starlette.datastructures import URL
 from pyoxigraph import NamedNode, QueryBoolean, QueryResultsFormat, RdfFormat, Triple, serialize
 
 from graph_store import ConflictError, GraphStoreError, StoreUnavailable, ValidationFailed, station_graph
@@ -17,7 +18,7 @@ from graph_store import ConflictError, GraphStoreError, StoreUnavailable, Valida
 from .principal import Principal, Role
 
 __all__ = ["LIMIT_HEADER", "RDF_FORMATS", "RDF_OFFERS", "RESULTS_FORMATS", "RESULTS_OFFERS", "TRUNCATED_HEADER",
-           "HttpError", "boolean_results", "error_for", "graph_accept", "media_type", "negotiate", "negotiated",
+           "HttpError", "accepts_an_answer", "boolean_results", "endpoint_iri", "error_for", "graph_accept", "media_type", "negotiate", "negotiated",
            "not_acceptable", "own_station_graph", "rdf_response", "read_body", "readable_everything"]
 
 RESULTS_FORMATS: dict[str, QueryResultsFormat] = {
@@ -145,6 +146,29 @@ def negotiated(accept: str | None, offers: tuple[str, ...]) -> str | None:
 @functools.lru_cache(maxsize=256)
 def _negotiated(accept: str | None, offers: tuple[str, ...]) -> str | None:
     return negotiate(accept, offers)
+
+
+def accepts_an_answer(accept: str | None) -> bool:
+    """True if ``accept`` takes some query answer: a results format (SELECT, ASK) or an RDF format (CONSTRUCT,
+    DESCRIBE). A query is refused with 406 before any evaluation otherwise."""
+    return negotiated(accept, RESULTS_OFFERS) is not None or negotiated(accept, RDF_OFFERS) is not None
+
+
+def endpoint_iri(scope: Mapping[str, Any]) -> str:
+    """The URL a request reached, without its query string: the base IRI of the SPARQL it sends (relative IRIs
+    resolve against the endpoint). Worked out once per scheme, Host header, server and path (64 at most: a
+    client sends the same ones again and again). Raises ValueError if it is not an IRI."""
+    host = next((value for key, value in scope["headers"] if key == b"host"), None)
+    server = scope.get("server")  # a list from some servers: hashable here
+    return _endpoint_iri(scope.get("scheme", "http"), host, tuple(server) if server else None, scope["path"])
+
+
+@functools.lru_cache(maxsize=64)
+def _endpoint_iri(scheme: str, host: bytes | None, server: tuple[str, int] | None, path: str) -> str:
+    headers = [(b"host", host)] if host is not None else []
+    scope = {"type": "http", "scheme": scheme, "server": server, "path": path, "query_string": b"",
+             "headers": headers}
+    return NamedNode(str(URL(scope=scope).replace(query="", fragment=""))).value
 
 
 def graph_accept(accept: str | None) -> str | None:

@@ -86,9 +86,10 @@ from .sparql_http import (
     RDF_FORMATS,
     RESULTS_FORMATS,
     HttpError,
+    accepts_an_answer,
+    endpoint_iri,
     error_for,
     media_type,
-    negotiate,
     not_acceptable,
     rdf_response,
     read_body,
@@ -107,10 +108,10 @@ _PROTECTED = (ONTOLOGY_GRAPH, SHAPES_GRAPH)
 
 def _endpoint_iri(request: Request) -> str:
     """The endpoint's URL as the request reached it: the base IRI of its queries and updates."""
-    url = str(request.url.replace(query="", fragment=""))
     try:
-        return NamedNode(url).value
+        return endpoint_iri(request.scope)
     except ValueError:
+        url = str(request.url.replace(query="", fragment=""))
         raise HttpError(400, f"the request URL {url!r} is not an IRI to resolve relative IRIs against") from None
 
 
@@ -175,7 +176,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
     async def answer_query(request: Request, who: Principal, text: str, default_uris: list[str],
                            named_uris: list[str]) -> Response:
         accept = request.headers.get("accept")
-        if negotiate(accept, list(RESULTS_FORMATS)) is None and negotiate(accept, list(RDF_FORMATS)) is None:
+        if not accepts_an_answer(accept):
             raise not_acceptable([*RESULTS_FORMATS, *RDF_FORMATS])  # refused before any evaluation
         # in a worker process; relative IRIs resolve against the endpoint's URL
         return await runner.respond(who, text, default_uris, named_uris, accept, base=_endpoint_iri(request))
