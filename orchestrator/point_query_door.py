@@ -101,4 +101,3 @@ class PointQueryDoor:
             return self.verifier.verify(credentials)
         except Exception:  # noqa: BLE001 - AuthError, VerificationUnavailable: the route answers 401 / 503
             return None
-

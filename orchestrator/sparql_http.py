@@ -18,8 +18,9 @@ from graph_store import ConflictError, GraphStoreError, StoreUnavailable, Valida
 from .principal import Principal, Role
 
 __all__ = ["LIMIT_HEADER", "RDF_FORMATS", "RDF_OFFERS", "RESULTS_FORMATS", "RESULTS_OFFERS", "TRUNCATED_HEADER",
-           "HttpError", "accepts_an_answer", "boolean_results", "endpoint_iri", "error_for", "graph_accept", "media_type", "negotiate", "negotiated",
-           "not_acceptable", "own_station_graph", "rdf_response", "read_body", "readable_everything"]
+           "HttpError", "accepts_an_answer", "boolean_results", "endpoint_iri", "error_for", "graph_accept",
+           "media_type", "negotiate", "negotiated", "not_acceptable", "own_station_graph", "rdf_response", "read_body",
+           "readable_everything"]
 
 RESULTS_FORMATS: dict[str, QueryResultsFormat] = {
     "application/sparql-results+json": QueryResultsFormat.JSON,
