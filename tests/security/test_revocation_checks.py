@@ -6,12 +6,14 @@
 * a flood of distinct signed tokens cannot grow the verifier's memory (a bounded LRU), and a token whose signature
   does not verify is never asked about;
 * an answer read while a revocation commits is not kept (the embedded store keeps answers until a write);
+* a store that cannot be read answers 503, never accepts;
 * on a shared remote store (a REAL Oxigraph server) a revocation recorded by another replica takes effect within
   ``cache_s``, and at once for the replica that recorded it.
 """
 
 from __future__ import annotations
 
+import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from graph_store import (
     RemoteStore,
     parse_rdf,
 )
-from orchestrator.auth import AuthError, TokenVerifier, issue_token
+from orchestrator.auth import AuthError, TokenVerifier, VerificationUnavailable, issue_token
 from orchestrator.naming import Iris
 from orchestrator.principal import Principal, Role
 from orchestrator.revocations import Revocations, RevocationSet
@@ -171,3 +173,15 @@ def test_an_answer_read_while_a_revocation_commits_is_not_kept() -> None:
     revocations._read = read_then_revoked  # type: ignore[method-assign]  # a commit during the read
     assert revocations.check(token) is None  # the answer of the read that began before the commit
     assert revocations.check(token) == "token has been revoked"
+
+
+def test_a_store_that_cannot_be_read_neither_accepts_nor_refuses() -> None:
+    """The answer is 503 (``VerificationUnavailable``), never an acceptance: a revoked token must not pass while
+    the store is down."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/query"
+    revocations = Revocations(RemoteStore(url, url, timeout=2), Iris(DEFAULT_BASE_IRI), cache_s=2)
+    verifier = TokenVerifier(SETTINGS, revoked=revocations.check)
+    with pytest.raises(VerificationUnavailable, match="cannot be read now"):
+        verifier.verify(issue_token(DEMO_SECRET, subject="ops", roles=[Role.OPERATOR]))
