@@ -159,6 +159,7 @@ def bindings_for(copy: int) -> dict[str, Any]:
         "key": ex("agents/alice/keys/3c4d5e6f708192a3b4c5d6e7"),
         "stationId": Literal(f"aachen-c{copy % STATION_PAIRS}"), "station": station, "graph": CENTRAL_GRAPH,
         "identifier": Literal(f"train-0001-c{copy}"),
+        "tokenId": Literal("0f3c9a7be2d14c8f9a61d0e5b7c2a4f1"),  # token_revocations: the fixture's revoked jti
         "before": Literal("2026-11-27T12:00:00Z", datatype=XSD.dateTime),
         "onlyRequester": ex("alice"), "onlyState": NO_FILTER, "researcher": ex("alice"),
         # the first page of a keyset-paged list (the API's and the web view's trains list)

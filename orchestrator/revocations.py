@@ -1,14 +1,18 @@
 """Token revocations: recorded in the central graph, checked on every request within seconds.
 
 A bearer token cannot be taken back once handed out, so the verifier asks this module about every token it
-accepts. An operator records a ``pht:TokenRevocation`` (validated like every write): either one token, by
-its ``jti``, or every token naming a station (``station`` and ``station-admin`` tokens) issued before a
-cut-off -- what to do when a station is compromised (then issue its agent a new token). The verifier reads
-the whole set with the named query ``token_revocations``. On a store only this process writes (the embedded
-store) the set is read again only after a commit that may change it, so it takes effect at once and no request
-waits for a read the data did not need; on a shared remote store (other replicas write) it is reused for at most
+accepts (after checking its signature: only signed tokens are asked about). An operator records a
+``pht:TokenRevocation`` (validated like every write): either one token, by its ``jti``, or every token naming a
+station (``station`` and ``station-admin`` tokens) issued before a cut-off -- what to do when a station is
+compromised (then issue its agent a new token). The verifier asks about the token it holds, never the whole
+set (which grows forever): the named query ``token_revocations`` answers, from the token's ``jti`` and station
+identifier, whether that ``jti`` is revoked and the station's latest cut-off, at the cost of one token however
+many revocations are recorded. The answers are kept per (``jti``, station) in an LRU of ``size`` entries (a flood
+of distinct tokens cannot grow memory). On a store only this process writes (the embedded store) they are all
+dropped after a commit that may change them, so a revocation takes effect at once and no request waits for a
+read the data did not need; on a shared remote store (other replicas write) each is reused for at most
 ``cache_s`` seconds (``Settings.revocation_cache_s``, at most 5), so a revocation takes effect within that time
-without a store read per request.
+without a store read per request. This process's own revocations take effect at once on either.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from itertools import chain
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import chain
 from typing import Any
 
 from pyoxigraph import Literal, NamedNode, Quad
@@ -42,11 +47,13 @@ from .errors import LifecycleError, NotFound
 from .naming import Iris
 from .principal import Principal
 
-__all__ = ["Revocation", "RevocationSet", "Revocations", "InvalidRevocation"]
+__all__ = ["CACHE_SIZE", "Revocation", "RevocationSet", "Revocations", "InvalidRevocation"]
 
 G = CENTRAL_GRAPH
 _READ_PREDICATES = frozenset({PHT.revokesToken, PHT.revokesStation, PHT.revokesIssuedBefore, DCTERMS.identifier})
 """What ``token_revocations.rq`` reads besides the type: a change without these (or the type) leaves its answer."""
+CACHE_SIZE = 4096
+"""Answers (one per token id and station) the verifier keeps: the tokens in use at once, with room to spare."""
 
 
 def may_change_revocations(change: ChangeSet) -> bool:
@@ -75,8 +82,8 @@ class Revocation:
 
 @dataclass(frozen=True)
 class RevocationSet:
-    """Every revocation, as the verifier needs them: revoked token ids, and per station its latest cut-off
-    (Unix seconds)."""
+    """Revocations as the verifier needs them (those that concern one token): revoked token ids, and per
+    station its latest cut-off (Unix seconds)."""
 
     token_ids: frozenset[str] = frozenset()
     station_cutoffs: Mapping[str, float] = field(default_factory=dict)
@@ -104,13 +111,14 @@ def _literal(t: datetime) -> Literal:
 
 
 class Revocations:
-    """Reads (cached) and records token revocations in ``store``."""
+    """Reads (per token, cached) and records token revocations in ``store``."""
 
-    def __init__(self, store: GraphStore, iris: Iris, *, cache_s: float,
+    def __init__(self, store: GraphStore, iris: Iris, *, cache_s: float, size: int = CACHE_SIZE,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.store, self.iris, self.cache_s, self._clock = store, iris, cache_s, clock
+        self.store, self.iris, self.cache_s, self.size, self._clock = store, iris, cache_s, size, clock
         self._lock = threading.Lock()
-        self._cached: tuple[float, RevocationSet] | None = None
+        self._answers: OrderedDict[tuple[str | None, str | None], tuple[float, RevocationSet]] = OrderedDict()
+        self._generation = 0  # counts forget(): an answer read across one is not kept
         # every write of a store only this process writes passes its on_commit listeners (or on_bypass)
         self._sees_every_write = isinstance(store, EmbeddedStore)
         if self._sees_every_write:
@@ -128,41 +136,53 @@ class Revocations:
             store.on_bypass(bypassed)
 
     def forget(self) -> None:
-        """Read the revocations again at the next check."""
+        """Read the revocations again at the next check of every token."""
         with self._lock:
-            self._cached = None
+            self._answers.clear()
+            self._generation += 1
 
-    def current(self) -> RevocationSet:
-        """The revocations, read again when the last read is older than ``cache_s``.
+    def concerning(self, claims: Mapping[str, Any]) -> RevocationSet:
+        """The revocations that concern a token with ``claims`` (its ``jti``, its station's cut-off), read again
+        when the last read of them is older than ``cache_s`` on a remote store or a write may have changed them.
 
         :raises VerificationUnavailable: the store cannot be read (tokens are then neither accepted nor refused).
         """
+        jti, station = claims.get("jti"), claims.get("station")
+        key = (jti if isinstance(jti, str) else None, station if isinstance(station, str) else None)
+        if key == (None, None):
+            return RevocationSet()  # nothing a revocation could name
         with self._lock:
-            now = self._clock()
-            if self._cached is None or (not self._sees_every_write and now - self._cached[0] >= self.cache_s):
-                self._cached = (now, self._read())
-            return self._cached[1]
+            now, generation = self._clock(), self._generation
+            cached = self._answers.get(key)
+            if cached is not None and (self._sees_every_write or now - cached[0] < self.cache_s):
+                self._answers.move_to_end(key)
+                return cached[1]
+        answer = self._read(*key)  # outside the lock: one slow read does not hold up the other tokens' checks
+        with self._lock:
+            if generation == self._generation:  # else a revocation may have been recorded during the read
+                self._answers[key] = (now, answer)
+                self._answers.move_to_end(key)
+                while len(self._answers) > self.size:
+                    self._answers.popitem(last=False)
+        return answer
 
     def check(self, claims: Mapping[str, Any]) -> str | None:
         """The verifier's question (``auth.RevocationCheck``): why ``claims``' token is revoked, or None."""
-        return self.current().reason(claims)
+        return self.concerning(claims).reason(claims)
 
-    def _read(self) -> RevocationSet:
-        token_ids: set[str] = set()
-        cutoffs: dict[str, float] = {}
+    def _read(self, jti: str | None, station: str | None) -> RevocationSet:
+        """What the store says about ``jti`` and ``station`` (``""`` for an absent one: nothing names it)."""
         try:
-            rows = list(self.store.run_query("token_revocations"))
+            rows = list(self.store.run_query("token_revocations", tokenId=Literal(jti or ""),
+                                             stationId=Literal(station or "")))
         except (GraphStoreError, OSError):
             raise VerificationUnavailable("token revocations cannot be read now (the store does not answer); "
                                           "try again shortly") from None
-        for row in rows:
-            if isinstance(row["tokenId"], Literal):
-                token_ids.add(row["tokenId"].value)
-            if isinstance(row["stationId"], Literal) and isinstance(row["before"], Literal):
-                before = datetime.fromisoformat(row["before"].value).timestamp()
-                sid = row["stationId"].value
-                cutoffs[sid] = max(before, cutoffs.get(sid, before))
-        return RevocationSet(frozenset(token_ids), cutoffs)
+        revoked = jti is not None and any(row["revocation"] is not None for row in rows)
+        cutoffs = [datetime.fromisoformat(row["before"].value).timestamp() for row in rows
+                   if isinstance(row["before"], Literal)]
+        return RevocationSet(frozenset({jti} if revoked and jti is not None else ()),
+                             {station: max(cutoffs)} if station is not None and cutoffs else {})
 
     def revoke(self, principal: Principal, *, token_id: str | None = None, station: str | None = None,
                issued_before: datetime | None = None, reason: str | None = None) -> Revocation:

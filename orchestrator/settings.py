@@ -83,7 +83,7 @@ class Settings:
     station_token_ttl_s: int = STATION_TOKEN_TTL_S
     """Lifetime of station tokens the service issues or renews (``PHT_STATION_TOKEN_TTL_S``)."""
     revocation_cache_s: float = 2.0
-    """How long the verifier reuses the token revocations it read (``PHT_REVOCATION_CACHE_S``, at most 5 s):
+    """How long the verifier reuses what it read of a token's revocations (``PHT_REVOCATION_CACHE_S``, at most 5 s):
     a revocation recorded in the graph refuses its tokens within this time."""
     metrics_token: str | None = None
     """A bearer token (not a JWT, at least 32 characters) that may read ``GET /metrics`` and nothing else

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from pyoxigraph import BlankNode, Literal, NamedNode, Quad, QuerySolutions
 
 from graph_store import (
+    CENTRAL_GRAPH,
     NO_FILTER,
     ONTOLOGY_GRAPH,
     PHT,
@@ -87,6 +88,18 @@ def world() -> Iterator[World]:
             Quad(age, PHT.variableName, Literal("age"), g), Quad(age, PHT.variableDatatype, XSD.integer, g),
             *([Quad(age, PHT.variableUnit, Literal(unit), g)] if unit else []),
             *([Quad(age, PHT.codeSystem, NamedNode(code), g)] if code else [])]))
+    revocations = [  # token_revocations: one token, and two cut-offs of aachen (the later one the smaller text)
+        (f"{BASE}token-revocations/1", PHT.revokesToken, Literal("revoked-jti")),
+        *((f"{BASE}token-revocations/{n}", p, o) for n, before in ((2, "2026-11-27T11:00:00+01:00"),
+                                                                     (3, "2026-11-27T10:30:00Z"))
+          for p, o in ((PHT.revokesStation, NamedNode(f"{BASE}stations/aachen")),
+                       (PHT.revokesIssuedBefore, Literal(before, datatype=XSD.dateTime))))]
+    written.apply(ChangeSet(insert=[
+        *(Quad(NamedNode(r), p, o, CENTRAL_GRAPH) for r, p, o in revocations),
+        *(q for r in {r for r, _, _ in revocations} for q in (
+            Quad(NamedNode(r), RDF_TYPE, PHT.TokenRevocation, CENTRAL_GRAPH),
+            Quad(NamedNode(r), PHT.revokedAt, Literal("2026-11-27T10:31:00Z", datatype=XSD.dateTime), CENTRAL_GRAPH),
+            Quad(NamedNode(r), PHT.revokedBy, Literal("ops"), CENTRAL_GRAPH)))]))
     store = EmbeddedStore()
     quads = without_blank_nodes(written.quads())
     for i in range(0, len(quads), 400):
@@ -141,6 +154,7 @@ def bindings_for(name: str, parameters: frozenset[str], w: World) -> dict[str, A
         "output": NamedNode(f"{BASE}outputs/none"),
         "before": Literal((datetime.now(timezone.utc) + timedelta(days=1)).isoformat(), datatype=XSD.dateTime),
         "stationId": Literal("aachen"),
+        "tokenId": Literal("revoked-jti"),
         # the dataspace connector's queries (dataspace/): over its own graph, which this world does not have
         "agreementId": Literal("agreement-1"),
         "role": NamedNode("https://w3id.org/pht-kg/vocab#ProviderRole"),

@@ -230,25 +230,27 @@ def test_on_a_store_only_the_service_writes_a_revocation_takes_effect_at_the_nex
 
 
 def test_the_revocations_are_read_again_only_after_a_write_that_may_change_them() -> None:
-    """No request waits for a read of every revocation while nothing changed them (it cost tens of ms every
+    """No request waits for a read of the revocations while nothing changed them (it cost tens of ms every
     2 s on the event loop); a write of a revocation, or of a station's identifier, is read at the next check."""
     store = EmbeddedStore()
     cache = Revocations(store, Iris(DEFAULT_BASE_IRI), cache_s=0)  # 0: the old rule read at every check
     reads = 0
     read = cache._read
 
-    def counting() -> RevocationSet:
+    def counting(jti: str | None, station: str | None) -> RevocationSet:
         nonlocal reads
         reads += 1
-        return read()
+        return read(jti, station)
 
-    cache._read = counting  # type: ignore[method-assign]
+    cache._read = counting  # type: ignore[method-assign]  # counts the store reads
     ex = "https://example.org/"
-    cache.check({}), cache.check({})
+    token = {"jti": "jti-1"}
+    cache.check(token), cache.check(token)
     assert reads == 1
+    assert cache.check({}) is None and reads == 1, "a token no revocation can name needs no read"
     store.apply(ChangeSet(insert=[Quad(NamedNode(ex + "train"), NamedNode(ex + "state"), NamedNode(ex + "running"),
                                        CENTRAL_GRAPH)]))
-    cache.check({})
+    cache.check(token)
     assert reads == 1, "a write that cannot change the revocations made the verifier read them again"
     revocation = NamedNode(ex + "revocation")
     recorded = [Quad(revocation, RDF_TYPE, PHT.TokenRevocation, CENTRAL_GRAPH),
@@ -256,9 +258,9 @@ def test_the_revocations_are_read_again_only_after_a_write_that_may_change_them(
                 Quad(revocation, PHT.revokedAt, Literal("2026-12-04T10:00:00Z", datatype=XSD.dateTime), CENTRAL_GRAPH),
                 Quad(revocation, PHT.revokedBy, Literal("ops"), CENTRAL_GRAPH)]
     store.apply(ChangeSet(insert=recorded))
-    assert cache.check({"jti": "jti-1"}) == "token has been revoked" and reads == 2
+    assert cache.check(token) == "token has been revoked" and reads == 2
     store.apply(ChangeSet(delete=recorded))
-    assert cache.check({"jti": "jti-1"}) is None and reads == 3
+    assert cache.check(token) is None and reads == 3
 
 
 @pytest.mark.parametrize(("headers", "body", "status"), [
