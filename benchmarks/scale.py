@@ -100,7 +100,8 @@ def history(base: list[Quad], n: int) -> Iterator[Quad]:
     """``n`` copies of ``base`` with renamed IRIs and identifiers, generated one quad at a time (never held);
     what a station's MPU pushes in its station graph, as the platform stores it."""
     pushed = _pushed_by_station(base)
-    positions = sorted(int(q.object.value) for q in base if q.predicate == PHT.listPosition)
+    positions = sorted(int(q.object.value) for q in base
+                       if q.predicate == PHT.listPosition and isinstance(q.object, Literal))
     for c in range(n):
         graphs = {event: station_graph(f"{station}-c{c % STATION_PAIRS}") for event, station in pushed.items()}
         names: dict[str, NamedNode] = {}
@@ -115,7 +116,7 @@ def history(base: list[Quad], n: int) -> Iterator[Quad]:
 
         for q in base:
             o = q.object
-            if q.predicate == PHT.listPosition:  # copy c's trains after copy c - 1's, in the base's order
+            if q.predicate == PHT.listPosition and isinstance(o, Literal):  # copy c's after copy c - 1's
                 o = position_literal(len(positions) * c + positions.index(int(o.value)) + 1)
             if q.predicate == DCTERMS.identifier and q.subject.value[len(EX):].startswith(_RENAMED_IDENTIFIERS):
                 local = q.subject.value[len(EX):]

@@ -167,6 +167,7 @@ def test_a_submitted_train_takes_the_newest_position_and_one() -> None:
 
 def position_of(store: GraphStore, train: NamedNode) -> int:
     (quad,) = store.quads(train, PHT.listPosition, None, CENTRAL_GRAPH)
+    assert isinstance(quad.object, Literal)
     return int(quad.object.value)
 
 
