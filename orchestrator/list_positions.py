@@ -42,13 +42,12 @@ def position_quad(store: GraphStore, train: NamedNode) -> Quad:
 
 def number_unlisted(store: GraphStore) -> int:
     """Give every train without a list position one, oldest first, above the newest (start-up: trains written
-    before positions existed); returns how many. Costs two scans when every train has one. A refused write (another
-    replica numbered them first: a second position is refused by the shapes) is logged, not raised: the service
-    starts, and the next start-up tries again."""
-    counts = next(iter(store.run_query("trains_numbered")), None)
-    if counts is None or int(counts["trains"].value) == int(counts["numbered"].value):
-        return 0
+    before positions existed); returns how many. Costs two scans when every train has one (``unlisted_trains.rq``).
+    A refused write (another replica numbered them first: a second position is refused by the shapes) is logged,
+    not raised: the service starts, and the next start-up tries again."""
     unlisted = [row["train"] for row in store.run_query("unlisted_trains")]
+    if not unlisted:
+        return 0
     newest = newest_position(store)
     try:
         store.apply(ChangeSet(insert=[Quad(train, PHT.listPosition, position_literal(newest + i), CENTRAL_GRAPH)
