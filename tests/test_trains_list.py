@@ -21,7 +21,7 @@ from orchestrator import reads
 from orchestrator.api.deps import Services
 from orchestrator.app import create_app
 from orchestrator.list_positions import newest_position, position_literal
-from orchestrator.page_tokens import decode
+from orchestrator.page_tokens import TrainKey, decode, encode
 
 STATES = {"queued": PHT.Queued, "cancelled": PHT.Cancelled, "finished": PHT.Finished}
 
@@ -184,3 +184,16 @@ def test_start_up_numbers_the_trains_without_a_position_oldest_first_above_the_n
         listed = again.get("/api/trains", headers=OPS).json()["items"]
         assert [t["id"] for t in listed] == ["t-00003", "t-00002", "t-00001", "t-00005"]
         assert [position_of(store, s.lifecycle.iris.train(f"t-0000{n}")) for n in (1, 2, 3)] == [11, 12, 13]
+
+
+def test_a_page_boundary_between_equal_positions_loses_and_repeats_none(
+        many: tuple[TestClient, list[tuple[int, str, str, str]]]) -> None:
+    client, _ = many
+    after, seen = encode(TrainKey(700, "t-00700")), []  # three trains share position 700 (racing replicas)
+    for _ in range(3):
+        body = client.get("/api/trains", headers=OPS, params={"limit": 1, "after": after}).json()
+        seen += [t["id"] for t in body["items"]]
+        after = body["next"]
+    assert seen == ["t-00701", "t-00702", "t-00699"]
+    researchers = client.get("/api/trains", headers=BOB, params={"after": encode(TrainKey(700, "t-00700"))}).json()
+    assert [t["id"] for t in researchers["items"]][:2] == ["t-00695", "t-00690"]  # Bob's: every 5th, below 700
