@@ -37,10 +37,15 @@ def _rename(term: object, copy: int) -> object:
 
 
 def copies(base: list[Quad], n: int) -> Iterator[Quad]:
-    """``n`` renamed copies of ``base``."""
+    """``n`` renamed copies of ``base``; copy c's trains listed after copy c - 1's (their ``pht:listPosition``
+    shifted by the base's number of trains)."""
+    trains = sum(1 for q in base if q.predicate == PHT.listPosition)
     for c in range(n):
         for q in base:
-            yield Quad(_rename(q.subject, c), q.predicate, _rename(q.object, c), q.graph_name)  # type: ignore[arg-type]
+            o = q.object
+            if q.predicate == PHT.listPosition and isinstance(o, Literal):
+                o = Literal(str(int(o.value) + trains * c), datatype=XSD.integer)
+            yield Quad(_rename(q.subject, c), q.predicate, _rename(o, c), q.graph_name)  # type: ignore[arg-type]
 
 
 class LifecycleSteps:

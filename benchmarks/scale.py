@@ -53,10 +53,13 @@ from graph_store import (  # noqa: E402
     station_graph,
     tune_garbage_collection,
 )
-from orchestrator.page_tokens import FIRST, REJECTIONS_FIRST  # noqa: E402
+from orchestrator.list_positions import position_literal  # noqa: E402
+from orchestrator.page_tokens import REJECTIONS_FIRST  # noqa: E402
 
 STATION_PAIRS = 25
 """Copies share their stations modulo this: 2 stations per copy, so 50 stations."""
+TRAINS_PER_COPY = 3
+"""The scenario's trains (train-0001..0003, list positions 1..3): copy c's are 3c+1..3c+3 (``history``)."""
 IN_FLIGHT = 100
 """Only the newest copies' federated train is still running (as in a real history, where all but the latest
 trains have ended): in older copies it is finished, its last round's executions released."""
@@ -103,6 +106,8 @@ def history(base: list[Quad], n: int) -> Iterator[Quad]:
     """``n`` copies of ``base`` with renamed IRIs and identifiers, generated one quad at a time (never held);
     what a station's MPU pushes in its station graph, as the platform stores it."""
     pushed = _pushed_by_station(base)
+    positions = sorted(int(q.object.value) for q in base
+                       if q.predicate == PHT.listPosition and isinstance(q.object, Literal))
     for c in range(n):
         graphs = {event: station_graph(f"{station}-c{c % STATION_PAIRS}") for event, station in pushed.items()}
         names: dict[str, NamedNode] = {}
@@ -117,6 +122,8 @@ def history(base: list[Quad], n: int) -> Iterator[Quad]:
 
         for q in base:
             o = q.object
+            if q.predicate == PHT.listPosition and isinstance(o, Literal):  # copy c's after copy c - 1's
+                o = position_literal(len(positions) * c + positions.index(int(o.value)) + 1)
             if q.predicate == DCTERMS.identifier and q.subject.value[len(EX):].startswith(_RENAMED_IDENTIFIERS):
                 local = q.subject.value[len(EX):]
                 o = Literal(f"{o.value}-c{c % STATION_PAIRS if local.startswith(_STATION_LEVEL) else c}")
@@ -162,8 +169,11 @@ def bindings_for(copy: int) -> dict[str, Any]:
         "tokenId": Literal("0f3c9a7be2d14c8f9a61d0e5b7c2a4f1"),  # token_revocations: the fixture's revoked jti
         "before": Literal("2026-11-27T12:00:00Z", datatype=XSD.dateTime),
         "onlyRequester": ex("alice"), "onlyState": NO_FILTER, "researcher": ex("alice"),
-        # the first page of a keyset-paged list (the API's and the web view's trains list)
-        "afterCreated": Literal(FIRST.created, datatype=XSD.dateTime), "afterId": Literal(FIRST.id),
+        # a keyset page of the trains list (the API's and the web view's) starting above copy's trains: for a
+        # researcher's list every older train of theirs, for an operator's the window of a largest page (501
+        # positions) below, as orchestrator/reads.py scans (a page costs the same wherever it starts)
+        "afterPosition": position_literal(TRAINS_PER_COPY * (copy + 1) + 1), "afterId": Literal(""),
+        "lowestPosition": position_literal(TRAINS_PER_COPY * (copy + 1) + 1 - 501),
         **REJECTIONS_FIRST,  # the first page of rejections.rq
         # fire_transition: a running execution reported done by its station
         "resource": ex("exec-0002-aachen-r2"), "from": PHT.Running, "to": PHT.OutputUnderReview,

@@ -108,9 +108,10 @@ def promql(expr: str, legend: str = "", *, instant: bool = False, ref_id: str = 
 
 
 def train_variable() -> db.QueryVariable:
-    """``$train``: the IRIs of the trains, newest first (``list_trains.rq``); Grafana selects the first."""
+    """``$train``: the IRIs of the newest 500 trains, newest first (``list_trains.rq``); Grafana selects the
+    first."""
     target = sparql_target("list_trains", [("id", "__text", "string"), ("train", "__value", "string")],
-                           ref_id="variable", onlyRequester=NO_FILTER, onlyState=NO_FILTER).to_json()
+                           ref_id="variable").to_json()
     return (db.QueryVariable(TRAIN_VARIABLE).label("Train").datasource(SPARQL)
             .query({"queryType": "infinity", "refId": "variable", "infinityQuery": target})
             .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD).sort(dm.VariableSort.DISABLED).allow_custom_value(False))

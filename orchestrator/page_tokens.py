@@ -1,15 +1,16 @@
-"""Keyset page tokens of the trains list: the position (creation time, identifier) after which the next page
-starts, as an opaque URL-safe string the API and the web view hand out and take back. A keyset page costs the
-same wherever it is in the list (``sparql_queries/trains_overview.rq``), where an offset costs every row before
-it; the token is not a secret and grants nothing (each page is still filtered by who asks)."""
+"""Keyset page tokens of the trains list: the place (list position, identifier) after which the next page starts,
+as an opaque URL-safe string the API and the web view hand out and take back. A keyset page costs the same
+wherever it is in the list (``sparql_queries/trains_overview.rq``, ``trains_overview_all.rq``), where an offset
+costs every row before it; the token is not a secret and grants nothing (each page is still filtered by who asks).
+A researcher's list and an operator's take the same tokens (both are ordered by list position, then identifier)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
 
 from pyoxigraph import Literal
 
@@ -22,35 +23,35 @@ __all__ = ["FIRST", "REJECTIONS_FIRST", "TrainKey", "decode", "decode_id", "enco
 
 @dataclass(frozen=True)
 class TrainKey:
-    """A place in the trains list (newest first, then by identifier): the last train of a page."""
+    """A place in the trains list (newest first by ``pht:listPosition``, then by identifier): the last train of a
+    page, or (``id`` empty) the place above every train of a position."""
 
-    created: str
-    """The train's ``dcterms:created`` (xsd:dateTime lexical form)."""
+    position: int
+    """The train's ``pht:listPosition`` (its place in the order trains were submitted)."""
     id: str
 
 
-FIRST = TrainKey("9999-12-31T23:59:59Z", "")
-"""Before every train: the key of the first page."""
+FIRST = TrainKey(2**62, "")
+"""Before every train: the key of the first page (no train has a position this large)."""
 
 REJECTIONS_FIRST: dict[str, Literal] = {
-    "afterTime": Literal(FIRST.created, datatype=XSD.dateTime),
+    "afterTime": Literal("9999-12-31T23:59:59Z", datatype=XSD.dateTime),
     "afterTrainId": Literal(""), "afterExecution": Literal("")}
 """The key of the first page of ``sparql_queries/rejections.rq`` (newest first: before every event)."""
 
 
 def encode(key: TrainKey) -> str:
     """The token of the page after ``key``."""
-    return _encode([key.created, key.id])
+    return _encode([str(key.position), key.id])
 
 
 def decode(token: str) -> TrainKey:
-    """The key a token names; InvalidValue (422, one sentence) for anything this service did not hand out."""
-    created, train_id = _decode(token, 2)
-    try:
-        datetime.fromisoformat(created)
-    except ValueError:
-        raise _not_ours() from None
-    return TrainKey(created, train_id)
+    """The key a token names; InvalidValue (422, one sentence) for anything this service did not hand out (a token
+    of the lists before they were ordered by list position included)."""
+    position, train_id = _decode(token, 2)
+    if not _POSITION.fullmatch(position) or int(position) > FIRST.position:
+        raise _not_ours()
+    return TrainKey(int(position), train_id)
 
 
 def encode_id(identifier: str) -> str:
@@ -61,6 +62,9 @@ def encode_id(identifier: str) -> str:
 def decode_id(token: str) -> str:
     """The identifier a token of :func:`encode_id` names; InvalidValue (422) for anything else."""
     return _decode(token, 1)[0]
+
+
+_POSITION = re.compile(r"[0-9]{1,19}")
 
 
 def _encode(parts: list[str]) -> str:

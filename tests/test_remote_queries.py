@@ -37,7 +37,8 @@ from graph_store import (
 )
 from graph_store._sparql_text import quad_block
 from orchestrator.app import create_app
-from orchestrator.page_tokens import REJECTIONS_FIRST
+from orchestrator.list_positions import position_literal
+from orchestrator.page_tokens import FIRST, REJECTIONS_FIRST
 from orchestrator.settings import Settings
 
 BASE = "https://pht.example.org/id/"
@@ -146,8 +147,8 @@ def bindings_for(name: str, parameters: frozenset[str], w: World) -> dict[str, A
         "onlyRequester": NO_FILTER,
         "onlyState": NO_FILTER,
         "researcher": NamedNode(f"{BASE}agents/alice"),
-        "afterCreated": Literal("9999-12-31T23:59:59Z", datatype=XSD.dateTime),
-        "afterId": Literal(""),
+        "afterPosition": position_literal(FIRST.position), "afterId": Literal(""),  # the trains list's first page:
+        "lowestPosition": position_literal(0),  # every position below (an operator's window)
         **REJECTIONS_FIRST,  # the first page of rejections.rq
         "party": NamedNode(f"{BASE}agents/alice"),
         "identifier": Literal("aachen"),

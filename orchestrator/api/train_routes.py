@@ -61,9 +61,11 @@ def train_router(s: Services) -> APIRouter:
     async def list_trains(principal: Annotated[Principal, Depends(s.require(Role.RESEARCHER, Role.OPERATOR))],
                     state: Annotated[str | None, Query(pattern=r"^[a-z-]{1,40}$")] = None,
                     limit: Limit = 50, after: After = None) -> dict[str, Any]:
-        """Trains, newest first: a researcher sees their own, an operator all. Filter by ``state``. Pages are
-        keyset pages: pass the answer's ``next`` as ``after`` for the page that follows (``next`` is null on
-        the last page); ``total`` counts the whole list."""
+        """Trains, newest first (in the order they were submitted, then by id): a researcher sees their own, an
+        operator all. Filter by ``state``. Pages are keyset pages: pass the answer's ``next`` as ``after`` for
+        the page that follows; ``next`` is null on the last page only: an operator's page may hold fewer trains
+        than ``limit``, even none, with more below (a rare ``state``), so follow ``next`` until it is null.
+        ``total`` counts the whole list."""
         if state is not None and state not in chart.state_by_token:
             raise NotFound(f"unknown state {state!r}; known: {', '.join(sorted(chart.state_by_token))}")
         found = reads.trains(principal, chart.state(state) if state else None,
