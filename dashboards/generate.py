@@ -136,7 +136,8 @@ def train_progress() -> db.Dashboard:
                     .with_target(promql('sum by (state) (pht_trains{state=~"submitted|queued|running|aggregating"})',
                                         "{{state}}")))
         .with_panel(table.Panel().title("Where each train is").datasource(SPARQL).span(24).height(9)
-                    .description("Each train's active executions, or where it was last (train_positions.rq)")
+                    .description("Trains in flight and the 100 newest: each one's active executions, or where it "
+                                 "was last (train_positions.rq)")
                     .with_target(Target(sparql_target("train_positions", [
                         ("trainId", "Train", "string"), ("definitionId", "Definition", "string"),
                         ("trainState", "Train state", "string"), ("stationId", "Station", "string"),
