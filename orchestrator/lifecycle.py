@@ -519,10 +519,11 @@ class Lifecycle:
         """Every ``pht:state`` a write changes (its steps, and resources ``extra`` creates or removes), for the
         state tallies (``state_tallies.py``)."""
         moves: list[Move] = [(self._class_of(s.resource), s.frm, s.to) for s in steps]
-        moves += [(self._class_of(q.subject), None, q.object) for q in extra.insert  # type: ignore[arg-type]
-                  if q.predicate == PHT.state]
-        moves += [(self._class_of(q.subject), q.object, None) for q in extra.delete  # type: ignore[arg-type]
-                  if q.predicate == PHT.state]
+        for quads, created in ((extra.insert, True), (extra.delete, False)):
+            for q in quads:
+                if q.predicate == PHT.state and isinstance(q.subject, NamedNode) and isinstance(q.object, NamedNode):
+                    moves.append((self._class_of(q.subject), None, q.object) if created
+                                 else (self._class_of(q.subject), q.object, None))
         return moves
 
     def _check(self, kind: str, rid: str, state: NamedNode, target: NamedNode, role: NamedNode | None) -> None:
