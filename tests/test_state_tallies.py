@@ -9,20 +9,18 @@ import threading
 from central_store import current, new_central_store, server_store
 from fastapi.testclient import TestClient
 import pytest
-from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
+from lifecycle_helpers import UNSIGNED, registered_lifecycle
+from principals import ALICE, BOB, OPERATOR, STATIONS, admin, station
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, PHT, XSD, ChangeSet, EmbeddedStore, GraphStore
 from orchestrator.app import create_app
 from orchestrator.errors import IllegalTransition
 from orchestrator.lifecycle import Lifecycle
-from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
-from orchestrator.settings import DEMO_SECRET, Settings
 from orchestrator.state_tallies import ensure_state_tallies
 
 pytestmark = pytest.mark.central_stores("embedded", "oxigraph")
 
-SETTINGS = Settings(jwt_secret=DEMO_SECRET, demo=True, require_signed_trains=False)
 
 # The queries trains_by_state.rq and executions_by_state.rq were before the tallies: the truth they must equal.
 DIRECT_COUNT = """PREFIX pht: <https://w3id.org/pht-kg/vocab#>
@@ -46,24 +44,11 @@ def tallies(store: GraphStore) -> dict[tuple[str, str], int]:
     return found
 
 
-def lifecycle(store: GraphStore) -> Lifecycle:
-    life = Lifecycle(store, SETTINGS)
-    reg = Registry(store, life.iris)
-    for sid in STATIONS:
-        reg.station(OPERATOR, StationSpec(sid, f"{sid} station", f"{sid} hospital", [KEY]))
-        reg.dataset(OPERATOR, DatasetSpec(f"{sid}-data", f"{sid} data", sid))
-    reg.definition(ALICE, DefinitionSpec("count", "Cohort count", "pht/count", DIGEST, "incremental",
-                                         list(STATIONS), parameters=[ParameterSpec("MIN", "integer", True)]))
-    reg.definition(ALICE, DefinitionSpec("fedavg", "FedAvg", "pht/fedavg", DIGEST, "federated",
-                                         ["aachen", "leipzig"], rounds=2, aggregator="cologne"))
-    return life
-
-
 @pytest.fixture()
 def life() -> Lifecycle:
     store = new_central_store()
     store.load_vocabulary()
-    return lifecycle(store)
+    return registered_lifecycle(store)
 
 
 def release(life: Lifecycle, eid: str, sid: str) -> None:
@@ -125,7 +110,7 @@ def test_after_a_mixed_history_the_tallies_equal_a_count(life: Lifecycle) -> Non
 def test_concurrent_steps_of_two_services_lose_no_increment(life: Lifecycle) -> None:
     """Two lifecycles (on the Oxigraph server: two store objects, as two service replicas) step different trains
     at once; every step moves four tallies, and each must count every step."""
-    other = Lifecycle(server_store("oxigraph") if current() == "oxigraph" else life.store, SETTINGS)
+    other = Lifecycle(server_store("oxigraph") if current() == "oxigraph" else life.store, UNSIGNED)
     trains = [life.submit(ALICE, definition_id="count", parameters={"MIN": str(i)}) for i in range(8)]
     errors: list[BaseException] = []
 
@@ -167,7 +152,7 @@ def test_a_store_without_tallies_gets_them_at_start_up(life: Lifecycle) -> None:
     assert old
     store.apply(ChangeSet(delete=old))
     assert tallies(store) == {}
-    with TestClient(create_app(SETTINGS, store=store)):
+    with TestClient(create_app(UNSIGNED, store=store)):
         assert tallies(store) == truth
         assert ensure_state_tallies(store, life.iris.base) == 0  # written once: a second start counts nothing
     # and the lifecycle keeps them from there on
