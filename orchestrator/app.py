@@ -53,7 +53,6 @@ from .registry import Registry
 from .request_encoding import RefuseEncodedBodies
 from .revocations import Revocations
 from .settings import Settings, SettingsError
-from .state_tallies import ensure_state_tallies
 from .sparql_http import RDF_FORMATS, RESULTS_FORMATS
 from .sparql_protocol import sparql_router
 from .watchdog import StationWatchdog
@@ -137,7 +136,6 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         the_store.load_vocabulary()
         number_unlisted(the_store)  # trains written before list positions existed: in the trains list too
-        ensure_state_tallies(the_store, lifecycle.iris.base)  # a store written before the tallies existed
         lifecycle.recover()
         watchdog = StationWatchdog(lifecycle, settings.station_timeout_s)
         watchdog.start()
