@@ -30,6 +30,11 @@ def scenario() -> list[Quad]:
     return quads
 
 
+POSITIONS = (PHT.listPosition, PHT.definitionListPosition)
+"""The list-position properties (``orchestrator/list_positions.py``): a copy's members are listed after the copy
+before's."""
+
+
 def _rename(term: object, copy: int) -> object:
     if isinstance(term, NamedNode) and term.value.startswith(EX):
         return NamedNode(f"{term.value}-c{copy}")
@@ -37,14 +42,14 @@ def _rename(term: object, copy: int) -> object:
 
 
 def copies(base: list[Quad], n: int) -> Iterator[Quad]:
-    """``n`` renamed copies of ``base``; copy c's trains listed after copy c - 1's (their ``pht:listPosition``
-    shifted by the base's number of trains)."""
-    trains = sum(1 for q in base if q.predicate == PHT.listPosition)
+    """``n`` renamed copies of ``base``; copy c's trains and definitions listed after copy c - 1's (their list
+    positions shifted by the base's number of positions of that list)."""
+    listed = {p: sum(1 for q in base if q.predicate == p) for p in POSITIONS}
     for c in range(n):
         for q in base:
             o = q.object
-            if q.predicate == PHT.listPosition and isinstance(o, Literal):
-                o = Literal(str(int(o.value) + trains * c), datatype=XSD.integer)
+            if q.predicate in listed and isinstance(o, Literal):
+                o = Literal(str(int(o.value) + listed[q.predicate] * c), datatype=XSD.integer)
             yield Quad(_rename(q.subject, c), q.predicate, _rename(o, c), q.graph_name)  # type: ignore[arg-type]
 
 

@@ -362,8 +362,9 @@ def train_request_triples(iris: ResourceIris, spec: DefinitionSpec, request: Tra
 DEFINITION_PARTS = (PHT.routeStop, PHT.parameter, PHT.dataspaceInput)
 """The links from a definition to the nodes of its content: route stops, parameters, data-space inputs."""
 
-SERVER_ADDED = frozenset({DCTERMS.created, PROV.wasAttributedTo})
-"""What the registry adds to a definition when it registers one: not part of its content, so not signed."""
+SERVER_ADDED = frozenset({DCTERMS.created, PROV.wasAttributedTo, PHT.definitionListPosition})
+"""What the registry adds to a definition when it registers one (its registration time, registrant and list
+position): not part of its content, so not signed."""
 
 
 def signed_request_document(statements: Iterable[Triple | Quad], request: NamedNode) -> list[Triple]:

@@ -43,7 +43,7 @@ from .auth import TokenVerifier, principal_dependency, require_roles
 from .errors import LifecycleError
 from .graph_store_protocol import ACCEPTED_RDF, graph_store_router
 from .lifecycle import Lifecycle
-from .list_positions import number_unlisted
+from .list_positions import DEFINITIONS, TRAINS, number_unlisted
 from .metrics import install_metrics
 from .point_query_door import PointQueryDoor
 from .query_runner import QueryRunner, query_runner
@@ -135,7 +135,8 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         the_store.load_vocabulary()
-        number_unlisted(the_store)  # trains written before list positions existed: in the trains list too
+        for positioned in (TRAINS, DEFINITIONS):  # written before list positions existed: in their lists too
+            number_unlisted(the_store, positioned)
         lifecycle.recover()
         watchdog = StationWatchdog(lifecycle, settings.station_timeout_s)
         watchdog.start()

@@ -1,25 +1,50 @@
-"""The trains list's order: each train's ``pht:listPosition``, its place in the order trains were submitted.
+"""The order of the positioned lists (trains, train definitions): each member's list position, its place in the
+order the members were written.
 
-A submission gives its train the newest position and one (:func:`position_quad`, in the submission's change set,
-under the lifecycle's lock). The lists are newest first by position, then by identifier, and an operator's page
-is found by scanning a window of positions (``sparql_queries/trains_overview_all.rq``): Oxigraph has no range
-scans, so a sort of every train by creation time cost seconds at 10 million triples where the scan costs tens of
-milliseconds. Two replicas submitting at once may give the same position: both trains are listed, by identifier.
-Trains written before positions existed are numbered at start-up (:func:`number_unlisted`), oldest first, above
-the newest position, so that none is missing from the lists.
+Writing a member gives it the newest position of its list and one (:func:`position_quad`, in the write's change
+set; a train's under the lifecycle's lock). The lists are newest first by position, then by identifier, and a
+page is found by scanning a window of positions (:func:`window`; ``sparql_queries/trains_overview_all.rq``,
+``list_definitions.rq``): Oxigraph has no range scans, so a sort of every member cost seconds at 10 million
+triples where the scan costs tens of milliseconds. Two replicas writing at once may give the same position: both
+members are listed, by identifier. Members written before positions existed are numbered at start-up
+(:func:`number_unlisted`), oldest first, above the newest position, so that none is missing from the lists.
+Each list has its own property, so that one list's scans never meet another's members.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, PHT, XSD, ChangeSet, ConflictError, GraphStore, ValidationFailed
 
-__all__ = ["newest_position", "number_unlisted", "position_literal", "position_quad"]
+from .page_tokens import FIRST, ListKey
+
+__all__ = ["DEFINITIONS", "TRAINS", "PositionedList", "newest_position", "next_key", "number_unlisted",
+           "position_literal", "position_quad", "window"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PositionedList:
+    """A list ordered by list position: the property its members' positions are written with and the named
+    queries that find its newest position and its members without one."""
+
+    name: str
+    """What the list holds, for messages ("trains")."""
+    property: NamedNode
+    newest_query: str
+    """A query answering ``?newest``, the list's largest position (unbound when no member has one)."""
+    unlisted_query: str
+    """A query answering ``?member`` for each member without a position, oldest first."""
+
+
+TRAINS = PositionedList("trains", PHT.listPosition, "newest_train_position", "unlisted_trains")
+DEFINITIONS = PositionedList("train definitions", PHT.definitionListPosition, "newest_definition_position",
+                             "unlisted_definitions")
 
 
 def position_literal(position: int) -> Literal:
@@ -27,33 +52,47 @@ def position_literal(position: int) -> Literal:
     return Literal(str(position), datatype=XSD.integer)
 
 
-def newest_position(store: GraphStore) -> int:
-    """The newest train's list position; 0 when no train has one (``newest_train_position.rq``)."""
-    row = next(iter(store.run_query("newest_train_position")), None)
+def newest_position(store: GraphStore, kind: PositionedList) -> int:
+    """The list's newest position; 0 when no member has one."""
+    row = next(iter(store.run_query(kind.newest_query)), None)
     newest = None if row is None else row["newest"]
     return 0 if newest is None else int(newest.value)
 
 
-def position_quad(store: GraphStore, train: NamedNode) -> Quad:
-    """The list position a newly submitted ``train`` takes: the newest one's and one. Call it under the lock that
-    serialises submissions and write the quad in the submission's change set."""
-    return Quad(train, PHT.listPosition, position_literal(newest_position(store) + 1), CENTRAL_GRAPH)
+def position_quad(store: GraphStore, member: NamedNode, kind: PositionedList) -> Quad:
+    """The list position a new ``member`` of the list takes: the newest one's and one. Write the quad in the
+    member's change set (under the lock that serialises those writes, if there is one)."""
+    return Quad(member, kind.property, position_literal(newest_position(store, kind) + 1), CENTRAL_GRAPH)
 
 
-def number_unlisted(store: GraphStore) -> int:
-    """Give every train without a list position one, oldest first, above the newest (start-up: trains written
-    before positions existed); returns how many. Costs two scans when every train has one (``unlisted_trains.rq``).
-    A refused write (another replica numbered them first: a second position is refused by the shapes) is logged,
-    not raised: the service starts, and the next start-up tries again."""
-    unlisted = [row["train"] for row in store.run_query("unlisted_trains")]
+def window(store: GraphStore, kind: PositionedList, after: ListKey, span: int) -> tuple[ListKey, int]:
+    """The window of positions a page after ``after`` scans: ``after`` itself (the first page's: above the newest
+    position) and the lowest position below the window, ``span`` positions down (never below 0)."""
+    if after == FIRST:
+        after = ListKey(newest_position(store, kind) + 1, "")
+    return after, max(0, after.position - span)
+
+
+def next_key(last: ListKey | None, lowest: int) -> ListKey | None:
+    """The key of the page after one that scanned down to ``lowest``: after its ``last`` member when a member
+    followed the page, else below the window if positions remain there, else none (the last page)."""
+    return last if last is not None else ListKey(lowest, "") if lowest > 0 else None
+
+
+def number_unlisted(store: GraphStore, kind: PositionedList) -> int:
+    """Give every member of the list without a position one, oldest first, above the newest (start-up: members
+    written before positions existed); returns how many. Costs two scans when every member has one. A refused
+    write (another replica numbered them first: a second position is refused by the shapes) is logged, not
+    raised: the service starts, and the next start-up tries again."""
+    unlisted = [row["member"] for row in store.run_query(kind.unlisted_query)]
     if not unlisted:
         return 0
-    newest = newest_position(store)
+    newest = newest_position(store, kind)
     try:
-        store.apply(ChangeSet(insert=[Quad(train, PHT.listPosition, position_literal(newest + i), CENTRAL_GRAPH)
-                                      for i, train in enumerate(unlisted, start=1)]))
+        store.apply(ChangeSet(insert=[Quad(member, kind.property, position_literal(newest + i), CENTRAL_GRAPH)
+                                      for i, member in enumerate(unlisted, start=1)]))
     except (ConflictError, ValidationFailed) as refused:
-        log.warning("could not number %d trains without a list position (they are missing from the trains "
-                    "list until a start-up numbers them): %s", len(unlisted), refused)
+        log.warning("could not number %d %s without a list position (they are missing from their list until a "
+                    "start-up numbers them): %s", len(unlisted), kind.name, refused)
         return 0
     return len(unlisted)

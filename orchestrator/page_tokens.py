@@ -1,8 +1,9 @@
-"""Keyset page tokens of the trains list: the place (list position, identifier) after which the next page starts,
-as an opaque URL-safe string the API and the web view hand out and take back. A keyset page costs the same
-wherever it is in the list (``sparql_queries/trains_overview.rq``, ``trains_overview_all.rq``), where an offset
-costs every row before it; the token is not a secret and grants nothing (each page is still filtered by who asks).
-A researcher's list and an operator's take the same tokens (both are ordered by list position, then identifier)."""
+"""Keyset page tokens of the positioned lists (trains, train definitions: ``list_positions.py``): the place (list
+position, identifier) after which the next page starts, as an opaque URL-safe string the API and the web view hand
+out and take back. A keyset page costs the same wherever it is in the list (``sparql_queries/trains_overview.rq``,
+``trains_overview_all.rq``, ``list_definitions.rq``), where an offset costs every row before it; the token is not a
+secret and grants nothing (each page is still filtered by who asks). A researcher's trains list and an operator's
+take the same tokens (both are ordered by list position, then identifier)."""
 
 from __future__ import annotations
 
@@ -18,21 +19,21 @@ from graph_store import XSD
 
 from .errors import InvalidValue
 
-__all__ = ["FIRST", "REJECTIONS_FIRST", "TrainKey", "decode", "decode_id", "encode", "encode_id"]
+__all__ = ["FIRST", "REJECTIONS_FIRST", "ListKey", "decode", "encode"]
 
 
 @dataclass(frozen=True)
-class TrainKey:
-    """A place in the trains list (newest first by ``pht:listPosition``, then by identifier): the last train of a
-    page, or (``id`` empty) the place above every train of a position."""
+class ListKey:
+    """A place in a positioned list (newest first by list position, then by identifier): the last member of a
+    page, or (``id`` empty) the place above every member of a position."""
 
     position: int
-    """The train's ``pht:listPosition`` (its place in the order trains were submitted)."""
+    """The member's list position (a train's ``pht:listPosition``, a definition's ``pht:definitionListPosition``)."""
     id: str
 
 
-FIRST = TrainKey(2**62, "")
-"""Before every train: the key of the first page (no train has a position this large)."""
+FIRST = ListKey(2**62, "")
+"""Before every member: the key of the first page (no member has a position this large)."""
 
 REJECTIONS_FIRST: dict[str, Literal] = {
     "afterTime": Literal("9999-12-31T23:59:59Z", datatype=XSD.dateTime),
@@ -40,28 +41,18 @@ REJECTIONS_FIRST: dict[str, Literal] = {
 """The key of the first page of ``sparql_queries/rejections.rq`` (newest first: before every event)."""
 
 
-def encode(key: TrainKey) -> str:
+def encode(key: ListKey) -> str:
     """The token of the page after ``key``."""
     return _encode([str(key.position), key.id])
 
 
-def decode(token: str) -> TrainKey:
+def decode(token: str) -> ListKey:
     """The key a token names; InvalidValue (422, one sentence) for anything this service did not hand out (a token
     of the lists before they were ordered by list position included)."""
-    position, train_id = _decode(token, 2)
+    position, member_id = _decode(token, 2)
     if not _POSITION.fullmatch(position) or int(position) > FIRST.position:
         raise _not_ours()
-    return TrainKey(int(position), train_id)
-
-
-def encode_id(identifier: str) -> str:
-    """The token of the page after the resource with ``identifier`` (lists ordered by identifier: definitions)."""
-    return _encode([identifier])
-
-
-def decode_id(token: str) -> str:
-    """The identifier a token of :func:`encode_id` names; InvalidValue (422) for anything else."""
-    return _decode(token, 1)[0]
+    return ListKey(int(position), member_id)
 
 
 _POSITION = re.compile(r"[0-9]{1,19}")

@@ -35,8 +35,8 @@ from .chart import Chart
 from .errors import Forbidden, IllegalTransition, NotFound
 from .execution_records import input_record_hash
 from .naming import Iris
-from .list_positions import newest_position, position_literal
-from .page_tokens import FIRST, TrainKey
+from .list_positions import DEFINITIONS, TRAINS, next_key, position_literal, window
+from .page_tokens import FIRST, ListKey
 from .principal import Principal, Role
 from .readers import ReaderDirectory
 
@@ -212,7 +212,7 @@ class KeysetPage(Generic[T, K]):
     next: K | None
 
 
-TrainsPage = KeysetPage[TrainSummary, TrainKey]
+TrainsPage = KeysetPage[TrainSummary, ListKey]
 """The trains list, newest first (the key: list position and identifier)."""
 
 
@@ -241,8 +241,8 @@ class Definition:
     stops: int
 
 
-DefinitionsPage = KeysetPage[Definition, str]
-"""The definitions list, by identifier (the key)."""
+DefinitionsPage = KeysetPage[Definition, ListKey]
+"""The definitions list, newest first (the key: list position and identifier)."""
 
 
 @dataclass
@@ -376,7 +376,7 @@ class Reads:
                       reason=text(r["reason"]), source=_source(r["graph"]))
                 for r in self.store.run_query("train_events", train=train)]
 
-    def trains(self, principal: Principal, state: NamedNode | None = None, *, after: TrainKey = FIRST,
+    def trains(self, principal: Principal, state: NamedNode | None = None, *, after: ListKey = FIRST,
                limit: int = PAGE_MAX) -> TrainsPage:
         """One page of the trains the caller may list, newest first, with progress: a researcher's own, an
         operator's all; the page after ``after`` (keyset pages, ``page_tokens.py``), at most ``limit`` (up to
@@ -396,9 +396,7 @@ class Reads:
         rows: list[TrainSummary] = []
         size, more, lowest = _page_size(limit), False, 0
         if requester == NO_FILTER:
-            if after == FIRST:
-                after = TrainKey(newest_position(self.store) + 1, "")
-            lowest = max(0, after.position - (size + 1 if state is None else FILTERED_WINDOW))
+            after, lowest = window(self.store, TRAINS, after, size + 1 if state is None else FILTERED_WINDOW)
             page = self.store.run_query(
                 "trains_overview_all", onlyState=only_state, afterPosition=position_literal(after.position),
                 afterId=Literal(after.id), lowestPosition=position_literal(lowest))
@@ -433,9 +431,8 @@ class Reads:
         total = next((int(r["trains"].value) for r in self.store.run_query(
             "trains_count", onlyRequester=requester, onlyState=only_state)), 0)
         # a row after the page: the next starts after its last train; else below the window scanned, if any is
-        following = (TrainKey(items[-1].position, items[-1].id) if more
-                     else TrainKey(lowest, "") if lowest > 0 else None)
-        return TrainsPage(items=items, total=total, next=following)
+        return TrainsPage(items=items, total=total,
+                          next=next_key(ListKey(items[-1].position, items[-1].id) if more else None, lowest))
 
     # -- a station's side
 
@@ -506,13 +503,20 @@ class Reads:
         return [Dataset(id=text(r["id"]) or "", title=text(r["title"]), station=text(r["stationId"]) or "")
                 for r in self.store.run_query("list_datasets")]
 
-    def definitions(self, *, after: str = "", limit: int = PAGE_MAX) -> DefinitionsPage:
-        """One keyset page of the registered definitions by identifier: those after ``after`` (an identifier;
-        "" for the first page), at most ``limit`` (up to ``PAGE_MAX``), the number of all and the next key."""
-        rows = [_definition_record(r) for r in self.store.run_query("list_definitions", afterId=Literal(after))]
-        items = rows[:_page_size(limit)]
+    def definitions(self, *, after: ListKey = FIRST, limit: int = PAGE_MAX) -> DefinitionsPage:
+        """One keyset page of the registered definitions, newest first (by list position, then identifier): those
+        after ``after`` (``page_tokens.py``), at most ``limit`` (up to ``PAGE_MAX``), the number of all and the
+        next key. The page scans a window of ``limit`` and one positions below ``after``, so it may be short (a
+        definition without an identifier) with definitions below it: its ``next`` then starts below the window,
+        and only the last page has none."""
+        size = _page_size(limit)
+        after, lowest = window(self.store, DEFINITIONS, after, size + 1)
+        rows = list(self.store.run_query("list_definitions", afterPosition=position_literal(after.position),
+                                         afterId=Literal(after.id), lowestPosition=position_literal(lowest)))
+        items = [_definition_record(r) for r in rows[:size]]
         total = next((int(r["definitions"].value) for r in self.store.run_query("definitions_count")), 0)
-        return DefinitionsPage(items=items, total=total, next=items[-1].id if len(rows) > len(items) else None)
+        last = ListKey(int(rows[size - 1]["position"].value), items[-1].id) if len(rows) > size else None
+        return DefinitionsPage(items=items, total=total, next=next_key(last, lowest))
 
     def _definition(self, iri: NamedNode) -> _DefinitionRow | None:
         """The definition with ``iri`` as the lists show it (None if there is none)."""

@@ -25,6 +25,7 @@ from .errors import Forbidden, LifecycleError
 from .key_registry import station_key_quads
 from .keys import multikey_of
 from .lifecycle import DefinitionWrite
+from .list_positions import DEFINITIONS, position_quad
 from .naming import Iris
 from .principal import Principal, Role
 from .signed_requests import definition_content
@@ -153,7 +154,8 @@ class Registry:
         content = tuple(quads)
         quads += [Quad(d, DCTERMS.created,
                        rdf_literal(datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), "dateTime"), G),
-                  Quad(d, PROV.wasAttributedTo, self.iris.agent(principal.subject), G)]
+                  Quad(d, PROV.wasAttributedTo, self.iris.agent(principal.subject), G),
+                  position_quad(self.store, d, DEFINITIONS)]  # the newest position and one (the definitions list)
         return DefinitionWrite(d, tuple(quads), parameters, content)
 
     def _definition_quads(self, d: NamedNode) -> list[Quad]:

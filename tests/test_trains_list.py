@@ -20,8 +20,8 @@ from graph_store import CENTRAL_GRAPH, DCTERMS, PHT, PROV, RDF_TYPE, XSD, Change
 from orchestrator import reads
 from orchestrator.api.deps import Services
 from orchestrator.app import create_app
-from orchestrator.list_positions import newest_position, position_literal
-from orchestrator.page_tokens import TrainKey, decode, encode
+from orchestrator.list_positions import TRAINS, newest_position, position_literal
+from orchestrator.page_tokens import ListKey, decode, encode
 
 STATES = {"queued": PHT.Queued, "cancelled": PHT.Cancelled, "finished": PHT.Finished}
 
@@ -158,9 +158,9 @@ def test_a_submitted_train_takes_the_newest_position_and_one() -> None:
         s.store.apply(ChangeSet(insert=train_quads(s, number=1, position=41)))
         first = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "fedavg"}))
         second = client.post("/api/trains", headers=ALICE, json=signed(client, ALICE, {"definition": "fedavg"}))
-        assert first.status_code == second.status_code == 201
+        assert first.status_code == second.status_code == 201, first.text
         positions = [position_of(s.store, NamedNode(r.json()["iri"])) for r in (first, second)]
-        assert positions == [42, 43] and newest_position(s.store) == 43
+        assert positions == [42, 43] and newest_position(s.store, TRAINS) == 43
         listed = client.get("/api/trains", headers=ALICE).json()["items"]
         assert [t["id"] for t in listed] == [second.json()["id"], first.json()["id"], "t-00001"]
 
@@ -189,11 +189,11 @@ def test_start_up_numbers_the_trains_without_a_position_oldest_first_above_the_n
 def test_a_page_boundary_between_equal_positions_loses_and_repeats_none(
         many: tuple[TestClient, list[tuple[int, str, str, str]]]) -> None:
     client, _ = many
-    after, seen = encode(TrainKey(700, "t-00700")), []  # three trains share position 700 (racing replicas)
+    after, seen = encode(ListKey(700, "t-00700")), []  # three trains share position 700 (racing replicas)
     for _ in range(3):
         body = client.get("/api/trains", headers=OPS, params={"limit": 1, "after": after}).json()
         seen += [t["id"] for t in body["items"]]
         after = body["next"]
     assert seen == ["t-00701", "t-00702", "t-00699"]
-    researchers = client.get("/api/trains", headers=BOB, params={"after": encode(TrainKey(700, "t-00700"))}).json()
+    researchers = client.get("/api/trains", headers=BOB, params={"after": encode(ListKey(700, "t-00700"))}).json()
     assert [t["id"] for t in researchers["items"]][:2] == ["t-00695", "t-00690"]  # Bob's: every 5th, below 700

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Path, Response, status
 from fastapi.responses import JSONResponse
 
 from ..errors import NotFound
-from ..page_tokens import decode_id, encode_id
+from ..page_tokens import FIRST, decode, encode
 from ..principal import Principal, Role
 from ..reads import local_name, text
 from ..registry import DatasetSpec, DataspaceInputSpec, DefinitionSpec, ParameterSpec, StationSpec
@@ -95,13 +95,15 @@ def registry_router(s: Services) -> APIRouter:
     @router.get("/definitions", response_model=Page[DefinitionOut])
     def list_definitions(principal: Annotated[Principal, Depends(s.require(*ANY))], limit: Limit = 50,
                          after: After = None) -> dict[str, Any]:
-        """Registered train definitions by identifier. Pages are keyset pages: pass the answer's ``next`` as
-        ``after`` for the page that follows (``next`` is null on the last page); ``total`` counts them all."""
-        found = s.reads.definitions(after="" if after is None else decode_id(after), limit=limit)
+        """Registered train definitions, newest first (the order they were registered, then by identifier; until
+        session 15 they were listed by identifier). Pages are keyset pages: pass the answer's ``next`` as ``after``
+        for the page that follows (``next`` is null on the last page; a page may be short, even empty, with
+        definitions after it); ``total`` counts them all. A token from before this order is refused (422)."""
+        found = s.reads.definitions(after=FIRST if after is None else decode(after), limit=limit)
         rows = [DefinitionOut(id=d.id, title=d.title, mode=local_name(text(d.mode)).lower(), rounds=d.rounds,
                               image_digest=d.image_digest, stops=d.stops)
                 for d in found.items]
         return {"items": rows, "total": found.total, "limit": limit, "offset": 0,
-                "next": None if found.next is None else encode_id(found.next)}
+                "next": None if found.next is None else encode(found.next)}
 
     return router

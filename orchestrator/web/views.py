@@ -19,7 +19,7 @@ from client.train_request import RequestTerms
 from graph_store import NO_FILTER, PHT
 
 from ..api.deps import Services
-from ..page_tokens import TrainKey
+from ..page_tokens import ListKey
 from ..principal import Principal
 from ..reads import Event, Execution, PendingDecision, Train, local_name, planned_executions
 from ..verification import train_verdict
@@ -67,8 +67,8 @@ class TrainRow:
     active_stations: str
 
 
-def train_rows(s: Services, principal: Principal, state: str | None, after: TrainKey,
-               limit: int) -> tuple[list[TrainRow], int, TrainKey | None]:
+def train_rows(s: Services, principal: Principal, state: str | None, after: ListKey,
+               limit: int) -> tuple[list[TrainRow], int, ListKey | None]:
     """One page of the trains the caller may list, newest first, with progress (see ``Reads.trains``): its
     rows, the list's total and the key of the next page (None on the last)."""
     state_iri = s.lifecycle.chart.state_by_token[state] if state else None
