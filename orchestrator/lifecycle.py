@@ -45,7 +45,7 @@ from .dispatch_check import dispatch_refusal
 from .errors import Forbidden, IllegalTransition, InvalidValue, LifecycleError, NotFound
 from .execution_records import record_quads
 from .keys import KeyDirectory
-from .list_positions import position_quad
+from .list_positions import TRAINS, position_quad
 from .naming import Iris
 from .principal import Principal, Role
 from .settings import Settings
@@ -201,7 +201,7 @@ class Lifecycle:
             Quad(train, PROV.wasAttributedTo, agent, G),
             Quad(train, DCTERMS.created, _time(now), G),
             Quad(train, PHT.state, PHT.Submitted, G),
-            position_quad(self.store, train),  # the newest position and one, read under this method's lock
+            position_quad(self.store, train, TRAINS),  # the newest position and one, read under this method's lock
         ]
         for i, (param, value) in enumerate(values):
             pv = NamedNode(f"{train.value}/parameters/{i}")
