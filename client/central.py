@@ -182,6 +182,7 @@ class CentralClient:
         return list(self._pages("/api/datasets"))
 
     def definitions(self) -> list[dict[str, Any]]:
+        """Every registered definition, newest first (the order they were registered)."""
         return list(self._pages("/api/definitions"))
 
     # -- keys ---------------------------------------------------------------------------------------------
