@@ -60,6 +60,9 @@ STATION_PAIRS = 25
 """Copies share their stations modulo this: 2 stations per copy, so 50 stations."""
 TRAINS_PER_COPY = 3
 """The scenario's trains (train-0001..0003, list positions 1..3): copy c's are 3c+1..3c+3 (``history``)."""
+DEFINITIONS_PER_COPY = 2
+"""The scenario's definitions (list positions 1..2, as the service numbers every definition, at registration or
+at start-up): copy c's are 2c+1..2c+2 (``history``)."""
 IN_FLIGHT = 100
 """Only the newest copies' federated train is still running (as in a real history, where all but the latest
 trains have ended): in older copies it is finished, its last round's executions released."""
@@ -133,6 +136,16 @@ def history(base: list[Quad], n: int) -> Iterator[Quad]:
             yield Quad(rename(q.subject), q.predicate, rename(o), graphs.get(q.subject.value, q.graph_name))
 
 
+def numbered(base: list[Quad]) -> list[Quad]:
+    """``base`` with a list position for each definition without one (the fixture's federated one), after the
+    others, as the service numbers every definition at registration or at start-up (``list_positions.py``)."""
+    listed = [int(q.object.value) for q in base if q.predicate == PHT.definitionListPosition]
+    unlisted = sorted({q.subject for q in base if q.predicate == RDF_TYPE and q.object == PHT.TrainDefinition}
+                      - {q.subject for q in base if q.predicate == PHT.definitionListPosition}, key=str)
+    return base + [Quad(d, PHT.definitionListPosition, position_literal(max(listed, default=0) + i), CENTRAL_GRAPH)
+                   for i, d in enumerate(unlisted, start=1)]
+
+
 def per_copy(base: list[Quad]) -> float:
     """Distinct triples a copy adds once every station exists (station-level resources are shared)."""
     first, second = set(history(base, STATION_PAIRS)), set(history(base, 2 * STATION_PAIRS))
@@ -192,9 +205,10 @@ def bindings_for(copy: int) -> dict[str, Any]:
 
 def definitions_window(copy: int) -> dict[str, Any]:
     """``list_definitions``' own window (its parameters are named as the trains list's): a largest page (501
-    positions) below copy ``copy``'s definition, listed at ``copy`` + 1, as ``orchestrator/reads.py`` scans."""
-    return {"afterPosition": position_literal(copy + 2), "afterId": Literal(""),
-            "lowestPosition": position_literal(max(0, copy + 2 - 501))}
+    positions) starting above copy ``copy``'s definitions, as ``orchestrator/reads.py`` scans."""
+    after = DEFINITIONS_PER_COPY * (copy + 1) + 1
+    return {"afterPosition": position_literal(after), "afterId": Literal(""),
+            "lowestPosition": position_literal(max(0, after - 501))}
 
 
 BINDINGS_BY_QUERY: dict[str, Callable[[int], dict[str, Any]]] = {"list_definitions": definitions_window}
@@ -344,7 +358,7 @@ def main() -> None:
         query_child(args.query_child, args.copy, args.reps, args.query_budget, set(filter(None, args.skip.split(","))))
         return
 
-    base = scenario()
+    base = numbered(scenario())
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     small, small_steps, _, _ = build(tmp / "small", base, args.small)
     t0 = time.perf_counter()
