@@ -4,8 +4,6 @@ empty pages included; a registration takes the newest position and one; start-up
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -13,6 +11,8 @@ from typing import Any
 import pytest
 from api_helpers import ALICE, DIGEST, OPS, SETTINGS, service
 from fastapi.testclient import TestClient
+from page_helpers import ids, token_of
+from page_helpers import follow as follow_pages
 from pyoxigraph import Literal, NamedNode, Quad
 
 from client.train_request import DefinitionSpec, definition_triples
@@ -67,22 +67,8 @@ def many() -> Iterator[tuple[TestClient, list[tuple[int, str]]]]:
 
 
 def follow(client: TestClient, **params: Any) -> list[dict[str, Any]]:
-    """Every page of ``GET /api/definitions`` (each answer's body), following ``next`` to the last."""
-    pages: list[dict[str, Any]] = []
-    after = params.pop("after", None)
-    while True:
-        r = client.get("/api/definitions", headers=ALICE, params={**params, **({"after": after} if after else {})})
-        assert r.status_code == 200, r.text
-        pages.append(r.json())
-        after = pages[-1]["next"]
-        if after is None:
-            return pages
-        assert len(pages) < 2000, "the pages do not end"
-
-
-def ids(pages: list[dict[str, Any]]) -> list[str]:
-    return [d["id"] for page in pages for d in page["items"]]
-
+    """Every page of ``GET /api/definitions`` as Alice sees it."""
+    return follow_pages(client, "/api/definitions", ALICE, **params)
 
 @pytest.mark.parametrize("limit", [500, 60, 7])
 def test_every_definition_is_listed_once_newest_first(many: tuple[TestClient, list[tuple[int, str]]],
@@ -116,8 +102,7 @@ def test_a_token_the_service_did_not_hand_out_is_refused_with_one_sentence(
     client, _ = many
     # the list by identifier's tokens (one identifier), a negative or oversized position, a number for the id
     for parts in (["d-00005"], ["-1", ""], [str(2**63), ""], ["12", 5]):
-        token = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
-        r = client.get("/api/definitions", headers=ALICE, params={"after": token})
+        r = client.get("/api/definitions", headers=ALICE, params={"after": token_of(parts)})
         assert r.status_code == 422 and "page token" in r.json()["detail"], parts
 
 

@@ -4,8 +4,6 @@ short or empty pages included; a submission takes the newest position and one; s
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -14,6 +12,8 @@ from typing import Any
 import pytest
 from api_helpers import ALICE, BOB, OPS, SETTINGS, service, signed
 from fastapi.testclient import TestClient
+from page_helpers import ids, token_of
+from page_helpers import follow as follow_pages
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, DCTERMS, PHT, PROV, RDF_TYPE, XSD, ChangeSet, GraphStore
@@ -74,22 +74,8 @@ def many() -> Iterator[tuple[TestClient, list[tuple[int, str, str, str]]]]:
 
 
 def follow(client: TestClient, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
-    """Every page of ``GET /api/trains`` (each answer's body), following ``next`` to the last."""
-    pages: list[dict[str, Any]] = []
-    after = params.pop("after", None)
-    while True:
-        r = client.get("/api/trains", headers=headers, params={**params, **({"after": after} if after else {})})
-        assert r.status_code == 200, r.text
-        pages.append(r.json())
-        after = pages[-1]["next"]
-        if after is None:
-            return pages
-        assert len(pages) < 2000, "the pages do not end"
-
-
-def ids(pages: list[dict[str, Any]]) -> list[str]:
-    return [t["id"] for page in pages for t in page["items"]]
-
+    """Every page of ``GET /api/trains`` as ``headers``' caller sees it."""
+    return follow_pages(client, "/api/trains", headers, **params)
 
 @pytest.mark.parametrize("limit", [500, 100, 7])
 def test_an_operator_pages_through_every_train_once_in_position_order(
@@ -147,8 +133,7 @@ def test_a_token_from_before_list_positions_is_refused_with_one_sentence(
         many: tuple[TestClient, list[tuple[int, str, str, str]]]) -> None:
     client, _ = many
     for parts in (["2026-11-27T10:00:00Z", "t-00001"], ["-1", ""], ["1" * 20, ""], ["12", 3]):
-        token = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
-        r = client.get("/api/trains", headers=OPS, params={"after": token})
+        r = client.get("/api/trains", headers=OPS, params={"after": token_of(parts)})
         assert r.status_code == 422 and "page token" in r.json()["detail"], parts
 
 
