@@ -92,7 +92,8 @@ def test_the_definition_part_is_what_the_registry_stores_without_what_it_adds() 
     assert stored == set(definition_triples(IRIS, SPEC))
     everything = definition_content(store, d)
     assert {q.predicate for q in everything} - {t.predicate for t in stored} == {
-        ox.NamedNode("http://purl.org/dc/terms/created"), ox.NamedNode("http://www.w3.org/ns/prov#wasAttributedTo")}
+        ox.NamedNode("http://purl.org/dc/terms/created"), ox.NamedNode("http://www.w3.org/ns/prov#wasAttributedTo"),
+        ox.NamedNode("https://w3id.org/pht-kg/vocab#definitionListPosition")}  # its place in the definitions list
     # the named query the client signs a definition given by id with reads the same triples
     rows = store.run_query("definition_content", definition=d)
     assert {ox.Triple(r["s"], r["p"], r["o"]) for r in rows} == stored
