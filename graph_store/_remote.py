@@ -23,10 +23,16 @@ Compatibility choices, each forced by a real server:
   limited to about 1,000 quads.
 
 Atomicity: the change set is sent as ONE update request (all or nothing), whose WHERE clause is the guard.
-A server cannot tell us whether the WHERE matched, so :meth:`RemoteStore._confirm_commit` asks afterwards
-whether the change's insertions are there and raises ConflictError if not: the guard no longer held and
-this client wrote nothing (or, rarely, its write applied and another client's next write already replaced
-part of it before the check: that is reported as a conflict too).
+A server does not say whether the WHERE matched (Oxigraph answers 204 either way), so the request says it
+itself where the server allows (:meth:`RemoteStore._commit`): ``INSERT`` a marker graph ``WHERE`` the guard
+holds; the guarded change; ``DROP GRAPH`` the marker. SPARQL 1.1 Update makes a DROP of a graph that does not
+exist fail (without SILENT), and a failed request applies none of its operations, so the request succeeds if
+and only if the guard held and the change applied: no second request. Whether a server does both is probed
+once per store (:meth:`RemoteStore._commit_checks_itself`): Oxigraph server does; Virtuoso 7 neither fails
+that DROP for a graph it made implicitly nor rolls back the operations before a failed one. Elsewhere
+:meth:`RemoteStore._confirm_commit` asks afterwards whether the change's insertions are there and raises
+ConflictError if not: the guard no longer held and this client wrote nothing (or, rarely, its write applied
+and another client's next write already replaced part of it before the check: reported as a conflict too).
 
 Concurrency: writers sharing one RemoteStore instance are serialised by its lock, so exactly one of them
 wins a guarded write. Writers in separate instances or processes are safe only if the server serialises
@@ -55,6 +61,7 @@ import contextlib
 import json
 import re
 import threading
+import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,20 +80,23 @@ from pyoxigraph import (
 )
 from ._changeset import ChangeSet
 from ._convert import canonical
-from ._errors import ConflictError, StoreUnavailable
+from ._errors import ConflictError, InvalidInputError, StoreUnavailable
 from ._schema import Schema
 from ._sparql_http import SparqlHttp
 from ._sparql_text import bind, quad_block, tokens
 from ._store import GraphStore, QueryResult
 from ._untrusted_query import reserialise_query
-from ._vocab import RDF_TYPE, validation_scope
+from ._vocab import GRAPH_NS, RDF_TYPE, validation_scope
 from ._write_lock import LOCK_GRAPH, ServerWriteLock
 
 _NO_GRAPH = NamedNode("urn:pht:no-graph")
 """A graph that holds nothing: the dataset of a union-default-graph query over a store without data graphs (no
 graph named would mean the server's own default graph)."""
 
-_SERVER_GRAPH_PREFIXES = ("http://www.openlinksw.com/schemas/virtrdf#", "http://www.w3.org/ns/ldp#")
+_CHECK_GRAPHS = GRAPH_NS + "commit-check/"
+"""Prefix of the marker graphs a commit request makes and drops to say whether its guard held (see the module's
+docstring); the store's own, never data."""
+_SERVER_GRAPH_PREFIXES = ("http://www.openlinksw.com/schemas/virtrdf#", "http://www.w3.org/ns/ldp#", _CHECK_GRAPHS)
 """Graphs a Virtuoso server keeps for itself (see :meth:`RemoteStore.server_graph`)."""
 
 __all__ = ["RemoteStore"]
@@ -133,6 +143,7 @@ class RemoteStore(GraphStore):
         self._hold = threading.local()  # this thread's hold: its depth, and the nodes read under it (_Seen)
         self._lock = None if write_lock_ttl_s is None else \
             ServerWriteLock(self._select_text, self._update, ttl_s=write_lock_ttl_s)
+        self._checks_itself: bool | None = None  # see _commit_checks_itself; probed at the first guarded commit
 
     # -- primitives -------------------------------------------------------------------------------------
 
@@ -204,13 +215,46 @@ class RemoteStore(GraphStore):
 
     def _commit(self, change: ChangeSet) -> None:
         self._hold.seen = _Seen()  # read before this write: stale once it is sent
-        if self._lock is None:
-            super()._commit(change)
+        self._fresh.checked = False
+        fence = ""
+        if self._lock is not None:
+            self._lock.check()  # a claim that may have expired by now no longer excludes anyone: write nothing
+            # fenced: should this process stall past the check until another writer has removed its expired
+            # claim, a guarded update matches nothing (and the commit's check or _confirm_commit reports it)
+            fence = self._lock.fence()
+        text = self._commit_text(change, fence=fence)
+        if not change.guard or not self._commit_checks_itself():
+            self._update(text)
             return
-        self._lock.check()  # a claim that may have expired by now no longer excludes anyone: write nothing
-        # fenced: should this process stall past the check until another writer has removed its expired claim, a
-        # guarded update matches nothing (and _confirm_commit reports the conflict)
-        self._update(self._commit_text(change, fence=self._lock.fence()))
+        marker = NamedNode(f"{_CHECK_GRAPHS}{uuid.uuid4()}")
+        try:
+            self._update(f"INSERT {{ GRAPH {marker} {{ {marker} {marker} {marker} }} }} "
+                         f"WHERE {{ {quad_block(change.guard)} {fence} }} ; {text} ; DROP GRAPH {marker}")
+        except (StoreUnavailable, InvalidInputError) as e:
+            if marker.value in str(e):  # the server's "graph <marker> does not exist": the guard did not hold
+                raise ConflictError("another client changed the guarded data first; nothing was written") from None
+            raise
+        self._fresh.checked = True
+
+    def _commit_checks_itself(self) -> bool:
+        """Whether a commit request can say itself that its guard held (see the module's docstring): the server
+        drops a graph an INSERT made, fails a DROP of a graph that does not exist, and then applies none of the
+        request's operations. Probed once, with marker graphs of the store's own (two or three requests)."""
+        if self._checks_itself is None:
+            made, missing = (NamedNode(f"{_CHECK_GRAPHS}{uuid.uuid4()}") for _ in range(2))
+            probe = f"INSERT DATA {{ GRAPH {made} {{ {made} {made} {made} }} }}"
+            checks = False
+            try:
+                self._update(f"{probe} ; DROP GRAPH {made}")
+                self._update(f"{probe} ; DROP GRAPH {missing}")
+            except (StoreUnavailable, InvalidInputError) as e:
+                checks = missing.value in str(e) and not self._query(
+                    f"ASK {{ GRAPH {made} {{ ?s ?p ?o }} }}", default_graph=None, named_graphs=None,
+                    union_default_graph=False)
+            if not checks:  # what the probe may have left (Virtuoso keeps the insertion before a failed DROP)
+                self._update(f"CLEAR SILENT GRAPH {made}")
+            self._checks_itself = checks
+        return self._checks_itself
 
     def _match(self, s: Any, p: Any, o: Any, g: Any = None) -> Iterable[Quad]:
         terms = (s, p, o, g)
@@ -229,7 +273,8 @@ class RemoteStore(GraphStore):
         return quads
 
     def _confirm_commit(self, change: ChangeSet) -> None:
-        if not change.guard:
+        if not change.guard or getattr(self._fresh, "checked", False):  # the commit request said so itself
+            self._fresh.quads = set()
             return
         won = True
         fresh: set[Quad] = getattr(self._fresh, "quads", set()) & change.insert

@@ -37,6 +37,7 @@ from pyoxigraph import Literal, NamedNode, Quad
 
 from client import ClientError
 from graph_store import ChangeSet, ConflictError, EmbeddedStore, RemoteStore
+from graph_store._write_lock import LOCK_GRAPH
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.real_component("oxigraph")
@@ -563,3 +564,32 @@ def test_a_write_of_another_process_between_two_writes_is_seen_by_the_second(ox:
         assert {q.object for q in own[subject]} == {Literal("c")}
         assert {q.subject for q in pointing[subject]} == {NamedNode("urn:test:referrer")}
         assert {q.object for q in store.quads(subject, state, None, g)} == {Literal("c")}, "the guard refused 'b'"
+
+
+class _ClaimRemovedBeforeCommit(RemoteStore):
+    """A writer that stalled past its checks: before its commit arrives, another writer removed its claim as
+    expired (as ``ServerWriteLock._acquire`` removes claims past their ttl) and changed the guarded data."""
+
+    def _commit(self, change: ChangeSet) -> None:
+        self._update(f"DELETE WHERE {{ GRAPH {LOCK_GRAPH} {{ ?claim ?p ?o }} }}")  # every claim: ours is gone
+        super()._commit(change)
+
+
+@pytest.mark.parametrize("checks_itself", [True, False], ids=["commit-checks-itself", "asked-afterwards"])
+def test_a_writer_whose_claim_was_removed_writes_nothing_and_reports_a_conflict(
+        ox: servers.OxigraphServer, checks_itself: bool) -> None:
+    """The commit's fence requires the writer's claim: a writer fenced out writes nothing, and is told so, both
+    when the commit request says whether its guard held (Oxigraph server) and when a confirmation asks
+    afterwards (the path of a server that cannot, as Virtuoso)."""
+    g, state = NamedNode("https://w3id.org/pht-kg/graph/test-replicas"), NamedNode("urn:test:state")
+    subject = NamedNode(f"urn:test:fenced:{time.time_ns()}")
+    before = Quad(subject, state, Literal("a"), g)
+    with _ClaimRemovedBeforeCommit(ox.query_url, ox.update_url, write_lock_ttl_s=LOCK_TTL_S) as store:
+        store.load_vocabulary()
+        store.apply(ChangeSet(insert=[before]))  # unguarded: no confirmation to make
+        assert store._commit_checks_itself() is True  # noqa: SLF001  # Oxigraph server passes the probe
+        store._checks_itself = checks_itself  # noqa: SLF001
+        step = ChangeSet(delete=[before], guard=[before], insert=[Quad(subject, state, Literal("b"), g)])
+        with pytest.raises(ConflictError):
+            store.apply(step)
+        assert {q.object for q in store.quads(subject, state, None, g)} == {Literal("a")}, "nothing was written"
