@@ -487,17 +487,20 @@ def _portable_results(body: bytes) -> bytes:
     if b'"bnode"' not in body and b'"datatype"' not in body:
         return body
     results = json.loads(body)
+    changed = False
     for row in results.get("results", {}).get("bindings", ()):
         for term in row.values():
             kind = term.get("type")
             if kind == "bnode" and not _BNODE_LABEL.fullmatch(term["value"]):
                 label = term["value"].removeprefix("nodeID://")
                 term["value"] = label if _BNODE_LABEL.fullmatch(label) else "x" + label.encode().hex()
+                changed = True
             elif kind in ("literal", "typed-literal") and "datatype" in term and "xml:lang" not in term:
                 lit = canonical(Literal(term["value"], datatype=NamedNode(term["datatype"])))
-                if isinstance(lit, Literal):  # always: canonical() keeps a literal a literal
+                if isinstance(lit, Literal) and (lit.value, lit.datatype.value) != (term["value"], term["datatype"]):
                     term["value"], term["datatype"] = lit.value, lit.datatype.value
-    return json.dumps(results).encode()
+                    changed = True
+    return json.dumps(results).encode() if changed else body  # Oxigraph's answers are canonical already
 
 
 def _canonical_triple(t: Triple) -> Triple:
