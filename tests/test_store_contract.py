@@ -774,3 +774,33 @@ def test_a_guarded_commit_that_did_not_apply_is_a_conflict_and_a_large_one_commi
     assert stored_form(big) <= central(store)
     late.close()
     store.close()
+
+
+@pytest.mark.parametrize("name", [pytest.param("oxigraph", marks=pytest.mark.real_component("oxigraph")),
+                                  pytest.param("virtuoso", marks=pytest.mark.real_component("virtuoso"))])
+def test_the_ontology_a_remote_read_ahead_answers_locally_is_what_the_server_holds(
+        request: pytest.FixtureRequest, name: str) -> None:
+    """A remote store's read-ahead answers the ontology graph's quads from the vocabulary's files, not from the
+    server: for every node of the ontology, they are exactly what the server answers (literals in the form it
+    hands back), and a node the ontology does not describe has none."""
+    store = _remote(request, name).store
+    assert isinstance(store, RemoteStore)
+    out_of, into_of, entangled = store._ontology_index()  # noqa: SLF001
+    assert out_of and into_of and PHT.Incremental in entangled  # a value of an owl:oneOf list
+    served = {q for q in store.quads(None, None, None, ONTOLOGY_GRAPH)
+              if not isinstance(q.subject, BlankNode) and not isinstance(q.object, BlankNode)}
+    assert {q for quads in out_of.values() for q in quads} == served
+    assert {q for quads in into_of.values() for q in quads} == served
+    scope = frozenset([ONTOLOGY_GRAPH, CENTRAL_GRAPH])
+    plain = sorted((n for n in out_of if isinstance(n, NamedNode) and n not in entangled), key=str)
+    for nodes, typed in [(plain[:150] + [ex("train-0001")], [PHT.Queued, PHT.Train, ex("train-0001")]),
+                         ([PHT.Incremental, PHT.Queued], [PHT.Incremental])]:  # the server's answer, blank nodes too
+        assert store._ontology_answers(nodes, typed) is (PHT.Incremental not in nodes)  # noqa: SLF001
+        outgoing, incoming = store._quads_of(nodes, typed, scope)  # noqa: SLF001
+        for node in nodes:
+            assert outgoing[node] == frozenset(store.quads(node, None, None, ONTOLOGY_GRAPH)) \
+                | frozenset(store.quads(node, None, None, CENTRAL_GRAPH)), node
+        for node in typed:
+            assert incoming[node] == frozenset(store.quads(None, None, node, ONTOLOGY_GRAPH)) \
+                | frozenset(store.quads(None, None, node, CENTRAL_GRAPH)), node
+    store.close()
