@@ -3,9 +3,17 @@
 One POST per request, the operation always stated: a query form-encoded (``query=``: Virtuoso never answers
 a POST with ``Content-Type: application/sparql-query``), an update as its own body (``application/sparql-update``,
 which both servers take: percent-encoding a commit cost more CPU than anything else in sending it), with an
-explicit Accept header (Virtuoso answers text/html without one). Connections are pooled and kept alive (urllib3, thread-safe): a lifecycle step sends
-several small requests, and a new TCP connection and SPARQLWrapper's per-request parsing of the text cost
-about 1-2 ms each, the request itself 0.3-0.5 ms on loopback (measured, ``benchmarks/README.md``).
+explicit Accept header (Virtuoso answers text/html without one). Connections are kept alive and shared by the
+threads (:class:`_Connections`): a lifecycle step sends several small requests, and a new TCP connection and
+SPARQLWrapper's per-request parsing of the text cost about 1-2 ms each, the request itself 0.3-0.5 ms on
+loopback (measured, ``benchmarks/README.md``).
+
+The standard library's ``http.client`` speaks HTTP, not urllib3 (used until session 16): a lifecycle step's
+requests are serialised under the store's write lock and the central service's rate is its CPU per step, of
+which urllib3's pool, URL and header handling above ``http.client`` took 0.04 ms a request more than the few
+lines of :class:`_Connections` (0.12 against 0.085 ms, measured on loopback). What urllib3 also did is done
+here the same way: a kept connection the server closed meanwhile is dropped before it is used (it is readable:
+end of file), and no request is ever sent twice.
 
 A URL that needs HTTP digest authentication (Virtuoso's ``/sparql-auth``) is spoken to with the standard
 library's digest handler (urllib.request), one connection per request as before: only updates go there.
@@ -18,14 +26,15 @@ StoreUnavailable.
 from __future__ import annotations
 
 import http.client
+import select
 import socket
 import threading
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Sequence
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
-import urllib3
 
 from ._errors import InvalidInputError, StoreUnavailable, TransactionAborted
 
@@ -41,11 +50,10 @@ class SparqlHttp:
 
     def __init__(self, *, timeout: float, auth_url: str | None = None, auth: tuple[str, str] | None = None) -> None:
         self._timeout = timeout
-        # one pool per origin, spoken to directly (a PoolManager parses and normalises every URL again: a fifth of
-        # a request's CPU here, measured); retries=False: a request is never sent twice behind the caller's back
-        # (an update is not idempotent)
-        self._pools: dict[str, tuple[urllib3.HTTPConnectionPool, str]] = {}
+        self._pools: dict[str, _Connections] = {}
         self._pools_lock = threading.Lock()
+        # a client dropped without close() closes its kept connections too (no socket left to the collector)
+        weakref.finalize(self, _close_all, self._pools)
         self._auth_url = auth_url if auth is not None else None
         self._opener: urllib.request.OpenerDirector | None = None
         if auth is not None and auth_url is not None:
@@ -67,33 +75,40 @@ class SparqlHttp:
         headers = {"Accept": accept, "Content-Type": content_type}
         if self._opener is not None and url == self._auth_url:
             return self._post_authenticated(url, body, headers)
+        pool = self._pool(url)
+        connection = pool.take()
         try:
-            pool, path = self._pool(url)
-            response = pool.urlopen("POST", path, body=body, headers=headers, preload_content=True, retries=False)
-        except urllib3.exceptions.NewConnectionError as e:  # a subclass of the timeout, but nothing listens
-            raise StoreUnavailable(f"SPARQL server at {url} cannot be reached: {_reason(e)}") from None
-        except urllib3.exceptions.TimeoutError:
+            if connection.sock is None:
+                connection.connect()
+        except TimeoutError:
+            connection.close()
             raise StoreUnavailable(f"SPARQL server at {url} did not answer within {self._timeout:g} s") from None
-        except urllib3.exceptions.ProtocolError as e:  # e.g. the server died while answering
-            raise StoreUnavailable(f"SPARQL server at {url} broke off: {_reason(e)}") from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise StoreUnavailable(f"SPARQL server at {url} cannot be reached: {_reason(e)}") from None
-        data = response.data
+        except OSError as e:  # refused, unknown host, unreachable network
+            connection.close()
+            raise StoreUnavailable(f"SPARQL server at {url} cannot be reached: {e.strerror or e}") from None
+        try:  # never sent again: an update is not idempotent
+            connection.request("POST", pool.path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except TimeoutError:
+            connection.close()
+            raise StoreUnavailable(f"SPARQL server at {url} did not answer within {self._timeout:g} s") from None
+        except (http.client.HTTPException, OSError) as e:  # e.g. the server died while answering
+            connection.close()
+            raise StoreUnavailable(f"SPARQL server at {url} broke off: {e!r}") from None
+        pool.give(connection, reusable=not response.will_close)
         if response.status >= 300:
             raise _failure(url, response.status, data)
         return data, response.headers.get("Content-Type", "")
 
-    def _pool(self, url: str) -> tuple[urllib3.HTTPConnectionPool, str]:
-        """The kept-alive connections to ``url``'s origin, and the path (with query string) to post to."""
+    def _pool(self, url: str) -> _Connections:
+        """The kept-alive connections to ``url``."""
         found = self._pools.get(url)
         if found is None:
             with self._pools_lock:
                 found = self._pools.get(url)
                 if found is None:
-                    parts = urllib3.util.parse_url(url)
-                    pool = urllib3.connection_from_url(url, maxsize=16, retries=False,
-                                                       timeout=urllib3.Timeout(total=self._timeout))
-                    found = self._pools[url] = (pool, parts.request_uri)
+                    found = self._pools[url] = _Connections(url, self._timeout)
         return found
 
     def _post_authenticated(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[bytes, str]:
@@ -112,9 +127,68 @@ class SparqlHttp:
     def close(self) -> None:
         """Close the kept-alive connections (a later request opens new ones)."""
         with self._pools_lock:
-            pools, self._pools = list(self._pools.values()), {}
-        for pool, _ in pools:
-            pool.close()
+            _close_all(self._pools)
+
+
+class _Connections:
+    """Kept-alive connections to one URL, shared by threads: a thread takes one (an idle one, else a new one) for
+    a request and gives it back after reading the answer; at most ``_IDLE`` are kept idle."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StoreUnavailable(f"SPARQL server at {url}: not an http(s) URL")
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._https = parts.scheme == "https"
+        self._host, self._port, self._timeout = parts.hostname, parts.port, timeout
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> http.client.HTTPConnection:
+        with self._lock:
+            while self._idle:
+                connection = self._idle.pop()
+                if not _closed_by_server(connection):
+                    return connection
+                connection.close()
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        return kind(self._host, self._port, timeout=self._timeout)
+
+    def give(self, connection: http.client.HTTPConnection, *, reusable: bool) -> None:
+        with self._lock:
+            if reusable and len(self._idle) < _IDLE:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+def _close_all(pools: dict[str, _Connections]) -> None:
+    for pool in list(pools.values()):
+        pool.close()
+    pools.clear()
+
+
+_IDLE = 16
+"""Idle connections kept per URL (the service's threads that write or read at once)."""
+
+
+def _closed_by_server(connection: http.client.HTTPConnection) -> bool:
+    """True if a kept connection cannot carry a request: never connected, or readable while idle (the server
+    closed it: end of file, or it sent something unasked)."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _failure(url: str, status: int, body: bytes) -> Exception:
@@ -130,9 +204,3 @@ def _short(body: bytes) -> str:
     """The server's message on one line; Virtuoso's ends with an echo of the whole request, which is left out."""
     text = body.decode("utf-8", "replace").split("\n\nSPARQL query:", 1)[0]
     return " ".join(text.split())[:500]
-
-
-def _reason(e: Exception) -> str:
-    """The cause in one phrase (urllib3 wraps the OSError in a message naming its connection object)."""
-    cause = e.__cause__ or getattr(e, "reason", None) or e
-    return str(cause.__cause__ or cause) if isinstance(cause, urllib3.exceptions.HTTPError) else str(cause)
