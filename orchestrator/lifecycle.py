@@ -50,7 +50,7 @@ from .naming import Iris
 from .principal import Principal, Role
 from .settings import Settings
 from .signed_requests import check_terms, definition_content, signed_request_quads
-from .state_tallies import Move, tally_updates
+from .state_tallies import Move, tally_counts
 
 __all__ = ["Lifecycle", "DefinitionWrite", "InputsLacking", "OutputRecord"]
 
@@ -503,9 +503,9 @@ class Lifecycle:
         updates = [(self._fire, {"graph": G, "resource": s.resource, "from": s.frm, "to": s.to, "role": s.role,
                                  "agent": s.agent, "event": self.iris.event(), "time": time,
                                  "reason": Literal(s.reason)}) for s in steps]
-        updates += tally_updates(self.iris.base, self._moves(steps, extra))
         try:
-            self.store.apply_updates(updates, extra=extra, require_match=True)
+            self.store.apply_updates(updates, extra=extra, require_match=True,
+                                     counts=tally_counts(self.iris.base, self._moves(steps, extra)))
         except ConflictError:
             raise IllegalTransition("the train changed concurrently; read its state and try again") from None
         if self.step_observer is not None:

@@ -1,13 +1,12 @@
 """How many trains and executions are in each lifecycle state, kept by the writes (``pht:StateTally``).
 
-Counting them when asked costs every train or execution of the store (1.3–1.7 s at 10 million triples,
+Counting them when asked costs every train or execution of the store (1.0–1.2 s at 10 million triples,
 ``benchmarks/README.md``); the metrics and ``trains_by_state`` / ``executions_by_state`` read one tally per state
-instead. Every change set of the lifecycle that moves, creates or removes a ``pht:state`` adds, per (class, state),
-ONE ``adjust_state_tally.rq`` with its net delta to the same write: the updates of one change set all read the
-store as it was before it (``GraphStore.apply_updates``), so two adjustments of one tally would lose one. The
-WHEREs run under the store's write lock and the old count's deletion is guarded, so concurrent steps (also of
-service replicas on one server) never lose an increment. A store written before tallies existed gets them once at
-start-up (:func:`ensure_state_tallies`).
+instead. Every change set of the lifecycle that moves, creates or removes a ``pht:state`` keeps the tallies in the
+same write: one count per (class, state) with its net delta (``GraphStore.apply_updates(counts=...)``, see
+``graph_store/_counters.py``), read and rewritten under the store's write lock with the old value's deletion
+guarded, so concurrent steps (also of service replicas on one server) never lose an increment. A store written
+before tallies existed gets them once at start-up (:func:`ensure_state_tallies`).
 """
 
 from __future__ import annotations
@@ -16,11 +15,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from pyoxigraph import Literal, NamedNode
+from pyoxigraph import Literal, NamedNode, Quad
 
-from graph_store import CENTRAL_GRAPH, PHT, XSD, GraphStore, named_query
+from graph_store import CENTRAL_GRAPH, PHT, RDF_TYPE, CountDelta, GraphStore, named_query
 
-__all__ = ["Move", "ensure_state_tallies", "tally_iri", "tally_updates"]
+__all__ = ["Move", "ensure_state_tallies", "tally_counts", "tally_iri"]
 
 Move = tuple[NamedNode, NamedNode | None, NamedNode | None]
 """A state change of one resource: its class (pht:Train or pht:Execution), the state it leaves (None: it is
@@ -35,20 +34,23 @@ def tally_iri(base: str, cls: NamedNode, state: NamedNode) -> NamedNode:
     return NamedNode(f"{base}state-tallies/{_KINDS[cls]}/{state.value.rsplit('#', 1)[-1]}")
 
 
-def tally_updates(base: str, moves: Iterable[Move]) -> list[tuple[str, dict[str, Any]]]:
-    """The ``adjust_state_tally`` updates (for ``GraphStore.apply_updates``) of one change set's ``moves``: one
-    per (class, state) whose net delta is not 0."""
+def tally_counts(base: str, moves: Iterable[Move]) -> list[CountDelta]:
+    """The counts (for ``GraphStore.apply_updates(counts=...)``) of one change set's ``moves``: one per (class,
+    state) whose net delta is not 0, a new tally described when it is created."""
     deltas: Counter[tuple[NamedNode, NamedNode]] = Counter()
     for cls, frm, to in moves:
         if frm is not None:
             deltas[cls, frm] -= 1
         if to is not None:
             deltas[cls, to] += 1
-    text = named_query("adjust_state_tally").text
-    return [(text, {"graph": CENTRAL_GRAPH, "tally": tally_iri(base, cls, state), "class": cls, "state": state,
-                    "delta": Literal(str(delta), datatype=XSD.integer)})
-            for (cls, state), delta in sorted(deltas.items(), key=lambda kv: (kv[0][0].value, kv[0][1].value))
-            if delta != 0]
+    counts = []
+    for (cls, state), delta in sorted(deltas.items(), key=lambda kv: (kv[0][0].value, kv[0][1].value)):
+        if delta != 0:
+            tally = tally_iri(base, cls, state)
+            counts.append(CountDelta(tally, PHT.tally, CENTRAL_GRAPH, delta, created=(
+                Quad(tally, RDF_TYPE, PHT.StateTally, CENTRAL_GRAPH), Quad(tally, PHT.tallyOf, cls, CENTRAL_GRAPH),
+                Quad(tally, PHT.tallyState, state, CENTRAL_GRAPH))))
+    return counts
 
 
 def ensure_state_tallies(store: GraphStore, base: str) -> int:
