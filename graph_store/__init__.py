@@ -10,6 +10,7 @@ text goes through :meth:`GraphStore.query_untrusted` (on a remote store, re-seri
 """
 
 from ._changeset import ChangeSet
+from ._counters import CountDelta
 from ._embedded import EmbeddedStore
 from ._errors import (
     ConflictError,
@@ -80,6 +81,7 @@ __all__ = [
     "CREATED_HEADER",
     "ChangeSet",
     "CompiledUpdate",
+    "CountDelta",
     "ConflictError",
     "DCAT",
     "DCTERMS",
