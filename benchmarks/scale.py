@@ -55,7 +55,6 @@ from graph_store import (  # noqa: E402
 )
 from orchestrator.list_positions import position_literal  # noqa: E402
 from orchestrator.page_tokens import REJECTIONS_FIRST  # noqa: E402
-from orchestrator.state_tallies import ensure_state_tallies  # noqa: E402
 
 STATION_PAIRS = 25
 """Copies share their stations modulo this: 2 stations per copy, so 50 stations."""
@@ -162,22 +161,11 @@ def build(directory: Path, base: list[Quad], target: int) -> tuple[EmbeddedStore
     t0 = time.perf_counter()
     store.oxigraph.bulk_extend(history(base, n))
     load_rate = (len(store) - before) / (time.perf_counter() - t0)
-    _count_states(store)
     steps = LifecycleSteps(n)
     for execution in steps.executions:
         (state,) = [q.object for q in store.quads(execution, PHT.state, None, CENTRAL_GRAPH)]
         steps.initial_state(execution, state)
     return store, steps, n, load_rate
-
-
-def _count_states(store: EmbeddedStore) -> None:
-    """The store's state tallies: the fixture's are shared by every copy (not renamed), with the counts of one
-    copy; replaced by the counts of the whole store, as the service writes them at start-up."""
-    tallies = [q.subject for q in store.quads(None, RDF_TYPE, PHT.StateTally, CENTRAL_GRAPH)]
-    for tally in tallies:
-        for q in store.quads(tally, None, None, CENTRAL_GRAPH):
-            store.oxigraph.remove(q)
-    ensure_state_tallies(store, EX.rsplit("id/", 1)[0])
 
 
 def bindings_for(copy: int) -> dict[str, Any]:

@@ -10,7 +10,6 @@ text goes through :meth:`GraphStore.query_untrusted` (on a remote store, re-seri
 """
 
 from ._changeset import ChangeSet
-from ._counters import CountDelta
 from ._embedded import EmbeddedStore
 from ._errors import (
     ConflictError,
@@ -81,7 +80,6 @@ __all__ = [
     "CREATED_HEADER",
     "ChangeSet",
     "CompiledUpdate",
-    "CountDelta",
     "ConflictError",
     "DCAT",
     "DCTERMS",

@@ -259,11 +259,6 @@ class RemoteStore(GraphStore):
         return self._checks_itself
 
     def _match(self, s: Any, p: Any, o: Any, g: Any = None) -> Iterable[Quad]:
-        seen = self._seen()
-        if seen is not None and s is not None and isinstance(g, NamedNode):  # read ahead under this hold?
-            stored = seen.quads(s, frozenset((g,)))
-            if stored is not None:
-                return [q for q in stored if (p is None or q.predicate == p) and (o is None or q.object == o)]
         terms = (s, p, o, g)
         free = [v for v, term in zip(_VARS, terms) if term is None]
         if not free:

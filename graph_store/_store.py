@@ -37,7 +37,6 @@ from pyoxigraph import (
 )
 
 from ._changeset import ChangeSet
-from ._counters import CountDelta, count_change, count_nodes
 from ._errors import ConflictError, InvalidInputError, ValidationFailed
 from ._queries import named_query
 from ._report import ValidationReport
@@ -360,15 +359,13 @@ class GraphStore(ABC):
             return UpdateOutcome(report=report, solutions=plan.solutions, change=plan.change)
 
     def apply_updates(self, updates: Sequence[tuple[str, Mapping[str, Any]]], *,
-                      extra: ChangeSet | None = None, require_match: bool = False,
-                      counts: Sequence[CountDelta] = ()) -> list[UpdateOutcome]:
+                      extra: ChangeSet | None = None, require_match: bool = False) -> list[UpdateOutcome]:
         """Several updates (and an ``extra`` change set) as ONE validated, atomic write: all or nothing.
 
         Each WHERE is evaluated against the store as it is before the write, so the updates must be
         independent (none reads what another writes) — e.g. a lifecycle step of an execution together with
         the step it causes for its train. With ``require_match``, an update whose WHERE matches nothing
-        raises ConflictError and nothing at all is written. ``counts``: counts the write keeps (one delta per
-        node, see :mod:`._counters`), read and written under the same lock.
+        raises ConflictError and nothing at all is written.
         """
         compiled = [self._compiled(text, values) for text, values in updates]
         # Evaluated and applied with no other process's write between: a deletion another process made after the
@@ -379,10 +376,7 @@ class GraphStore(ABC):
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
             changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
-            # the nodes of every deletion, asked for below, the counted nodes, and more
-            self._read_ahead(ChangeSet.merged(changes + ([count_nodes(counts)] if counts else [])))
-            if counts:
-                changes.append(count_change(counts, lambda node, p, g: self.quads(node, p, None, g)))
+            self._read_ahead(ChangeSet.merged(changes))  # the nodes of every deletion, asked for below, and more
             required = extra.guard if extra is not None else frozenset()
             found: set[Quad] = set()
 

@@ -53,7 +53,6 @@ from .registry import Registry
 from .request_encoding import RefuseEncodedBodies
 from .revocations import Revocations
 from .settings import Settings, SettingsError
-from .state_tallies import ensure_state_tallies
 from .sparql_http import RDF_FORMATS, RESULTS_FORMATS
 from .sparql_protocol import sparql_router
 from .watchdog import StationWatchdog
@@ -138,7 +137,6 @@ def create_app(settings: Settings, *, store: GraphStore | None = None) -> FastAP
         the_store.load_vocabulary()
         for positioned in (TRAINS, DEFINITIONS):  # written before list positions existed: in their lists too
             number_unlisted(the_store, positioned)
-        ensure_state_tallies(the_store, lifecycle.iris.base)  # a store written before the tallies existed
         lifecycle.recover()
         watchdog = StationWatchdog(lifecycle, settings.station_timeout_s)
         watchdog.start()

@@ -50,7 +50,6 @@ from .naming import Iris
 from .principal import Principal, Role
 from .settings import Settings
 from .signed_requests import check_terms, definition_content, signed_request_quads
-from .state_tallies import Move, tally_counts
 
 __all__ = ["Lifecycle", "DefinitionWrite", "InputsLacking", "OutputRecord"]
 
@@ -216,7 +215,7 @@ class Lifecycle:
                   Quad(event, PHT.actingRole, PHT.Researcher, G)]
         if new_definition is not None:
             quads += new_definition.insert
-        self._commit([], ChangeSet(insert=quads + signed))
+        self.store.apply(ChangeSet(insert=quads + signed))
         self._queue(train)
         return train_id
 
@@ -504,29 +503,14 @@ class Lifecycle:
                                  "agent": s.agent, "event": self.iris.event(), "time": time,
                                  "reason": Literal(s.reason)}) for s in steps]
         try:
-            self.store.apply_updates(updates, extra=extra, require_match=True,
-                                     counts=tally_counts(self.iris.base, self._moves(steps, extra)))
+            self.store.apply_updates(updates, extra=extra, require_match=True)
         except ConflictError:
             raise IllegalTransition("the train changed concurrently; read its state and try again") from None
         if self.step_observer is not None:
+            trains = f"{self.iris.base}trains/"
             for s in steps:
-                self.step_observer("train" if self._class_of(s.resource) == PHT.Train else "execution",
+                self.step_observer("train" if s.resource.value.startswith(trains) else "execution",
                                    self.chart.token(s.to))
-
-    def _class_of(self, resource: NamedNode) -> NamedNode:
-        """pht:Train or pht:Execution, by the IRI the platform gave the resource (no read)."""
-        return PHT.Train if resource.value.startswith(f"{self.iris.base}trains/") else PHT.Execution
-
-    def _moves(self, steps: Sequence[_Step], extra: ChangeSet) -> list[Move]:
-        """Every ``pht:state`` a write changes (its steps, and resources ``extra`` creates or removes), for the
-        state tallies (``state_tallies.py``)."""
-        moves: list[Move] = [(self._class_of(s.resource), s.frm, s.to) for s in steps]
-        for quads, created in ((extra.insert, True), (extra.delete, False)):
-            for q in quads:
-                if q.predicate == PHT.state and isinstance(q.subject, NamedNode) and isinstance(q.object, NamedNode):
-                    moves.append((self._class_of(q.subject), None, q.object) if created
-                                 else (self._class_of(q.subject), q.object, None))
-        return moves
 
     def _check(self, kind: str, rid: str, state: NamedNode, target: NamedNode, role: NamedNode | None) -> None:
         if self.chart.allows(kind, state, target) is None:

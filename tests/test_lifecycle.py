@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 
 from central_store import new_central_store
-from lifecycle_helpers import registered_lifecycle
 import pytest
-from principals import ALICE, BOB, admin, station
+from principals import ALICE, BOB, DIGEST, KEY, OPERATOR, STATIONS, admin, station
 from pyoxigraph import NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore, GraphStore
 from orchestrator.errors import Forbidden, IllegalTransition, LifecycleError, NotFound
 from orchestrator.lifecycle import Lifecycle
+from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
+from orchestrator.settings import DEMO_SECRET, Settings
 
 pytestmark = pytest.mark.central_stores
 
@@ -21,7 +22,18 @@ pytestmark = pytest.mark.central_stores
 def engine() -> Lifecycle:
     store = new_central_store()
     store.load_vocabulary()
-    return registered_lifecycle(store)
+    # the lifecycle engine itself, without stations: its trains are unsigned (signing: test_signed_submissions.py)
+    settings = Settings(jwt_secret=DEMO_SECRET, demo=True, require_signed_trains=False)
+    life = Lifecycle(store, settings)
+    reg = Registry(store, life.iris)
+    for sid in STATIONS:
+        reg.station(OPERATOR, StationSpec(sid, f"{sid} station", f"{sid} hospital", [KEY]))
+        reg.dataset(OPERATOR, DatasetSpec(f"{sid}-data", f"{sid} data", sid))
+    reg.definition(ALICE, DefinitionSpec("count", "Cohort count", "pht/count", DIGEST, "incremental",
+                                         list(STATIONS), parameters=[ParameterSpec("MIN", "integer", True)]))
+    reg.definition(ALICE, DefinitionSpec("fedavg", "FedAvg", "pht/fedavg", DIGEST, "federated",
+                                         ["aachen", "leipzig"], rounds=2, aggregator="cologne"))
+    return life
 
 
 def assert_everything_conforms(store: GraphStore) -> None:
