@@ -35,7 +35,6 @@ import weakref
 from collections.abc import Sequence
 from urllib.parse import urlencode, urlsplit
 
-
 from ._errors import InvalidInputError, StoreUnavailable, TransactionAborted
 
 __all__ = ["SparqlHttp"]
@@ -184,11 +183,12 @@ def _closed_by_server(connection: http.client.HTTPConnection) -> bool:
     sock = connection.sock
     if sock is None:
         return True
+    poller = select.poll()  # not select(): it refuses a descriptor above 1,023, which a busy service may hold
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _failure(url: str, status: int, body: bytes) -> Exception:

@@ -1,0 +1,107 @@
+"""The remote store's HTTP client (``graph_store/_sparql_http.py``): kept-alive connections shared by threads.
+
+What urllib3 did for the store before session 16 must still hold with ``http.client``: a kept connection the server
+closed while it was idle is not used for the next request (which would fail as "broke off"), a request is never
+sent twice, and a connection is kept even when its descriptor is above 1,023 (``select()`` cannot watch it)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from graph_store import StoreUnavailable
+from graph_store._sparql_http import SparqlHttp
+
+ANSWER = b'{"head":{},"boolean":true}'
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive unless the handler says otherwise
+    close_after_answer = False
+    requests: list[bytes] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests.append(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/sparql-results+json")
+        self.send_header("Content-Length", str(len(ANSWER)))
+        self.end_headers()  # no "Connection: close": the client believes it may keep the connection
+        self.wfile.write(ANSWER)
+        self.wfile.flush()
+        if type(self).close_after_answer:
+            self.close_connection = True  # closed by the server once the answer is out
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def server() -> Iterator[tuple[str, type[_Handler]]]:
+    handler = type("Handler", (_Handler,), {"requests": [], "close_after_answer": False})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/query", handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def ask(client: SparqlHttp, url: str) -> bytes:
+    return client.post(url, "query", "ASK {}", accept="application/sparql-results+json")[0]
+
+
+def test_a_kept_connection_the_server_closed_is_not_used_again(server: tuple[str, type[_Handler]]) -> None:
+    url, handler = server
+    handler.close_after_answer = True
+    client = SparqlHttp(timeout=5)
+    for _ in range(5):  # each answer's connection is closed by the server while the client keeps it
+        assert ask(client, url) == ANSWER
+    assert len(handler.requests) == 5, "every request was sent exactly once"
+    client.close()
+
+
+def test_connections_are_kept_and_reused(server: tuple[str, type[_Handler]]) -> None:
+    url, handler = server
+    client = SparqlHttp(timeout=5)
+    ask(client, url)
+    (kept,) = client._pools[url]._idle  # noqa: SLF001
+    for _ in range(3):
+        ask(client, url)
+    assert client._pools[url]._idle == [kept], "one connection carried every request"  # noqa: SLF001
+    client.close()
+    assert client._pools == {}  # noqa: SLF001
+    assert ask(client, url) == ANSWER, "a request after close() opens a new connection"
+    client.close()
+
+
+def test_a_connection_with_a_descriptor_above_1023_is_kept(server: tuple[str, type[_Handler]]) -> None:
+    url, _ = server
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.fail(f"this test needs 1,200 open files; the hard limit here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    taken = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
+    try:
+        client = SparqlHttp(timeout=5)
+        ask(client, url)
+        (kept,) = client._pools[url]._idle  # noqa: SLF001
+        assert kept.sock is not None and kept.sock.fileno() > 1023
+        ask(client, url)
+        assert client._pools[url]._idle == [kept]  # noqa: SLF001
+        client.close()
+    finally:
+        for fd in taken:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_server_that_is_not_there_is_one_sentence() -> None:
+    client = SparqlHttp(timeout=5)
+    with pytest.raises(StoreUnavailable, match=r"^SPARQL server at http://127\.0\.0\.1:9/query cannot be reached: "):
+        ask(client, "http://127.0.0.1:9/query")
