@@ -24,6 +24,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive unless the handler says otherwise
     close_after_answer = False
     requests: list[bytes] = []
+    server_closed: threading.Semaphore
 
     def do_POST(self) -> None:  # noqa: N802 - the standard library's name
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -41,12 +42,24 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    """Tells when it has closed a connection (``closed``)."""
+
+    closed = threading.Semaphore(0)
+
+    def shutdown_request(self, request: object) -> None:
+        super().shutdown_request(request)  # type: ignore[arg-type]
+        self.closed.release()
+
+
 @pytest.fixture()
 def server() -> Iterator[tuple[str, type[_Handler]]]:
-    handler = type("Handler", (_Handler,), {"requests": [], "close_after_answer": False})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler: type[_Handler] = type("Handler", (_Handler,), {"requests": [], "close_after_answer": False})
+    httpd = _Server(("127.0.0.1", 0), handler)
+    httpd.closed = threading.Semaphore(0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
+    handler.server_closed = httpd.closed
     yield f"http://127.0.0.1:{httpd.server_address[1]}/query", handler
     httpd.shutdown()
     httpd.server_close()
@@ -60,8 +73,9 @@ def test_a_kept_connection_the_server_closed_is_not_used_again(server: tuple[str
     url, handler = server
     handler.close_after_answer = True
     client = SparqlHttp(timeout=5)
-    for _ in range(5):  # each answer's connection is closed by the server while the client keeps it
+    for _ in range(5):  # each answer's connection is closed by the server while the client keeps it idle
         assert ask(client, url) == ANSWER
+        assert handler.server_closed.acquire(timeout=10), "the server closed the connection"
     assert len(handler.requests) == 5, "every request was sent exactly once"
     client.close()
 
