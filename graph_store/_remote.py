@@ -103,6 +103,8 @@ _SERVER_GRAPH_PREFIXES = ("http://www.openlinksw.com/schemas/virtrdf#", "http://
 __all__ = ["RemoteStore"]
 
 _VARS = ("s", "p", "o", "g")
+_LOST = "another client changed the guarded data first; nothing was written"
+"""What a guarded commit that did not apply says, found by the commit request itself or by its confirmation."""
 _NODES_PER_REQUEST = 200
 """Nodes whose quads :meth:`RemoteStore._prefetched` reads in one request."""
 _ASKED_PER_REQUEST = 500
@@ -234,7 +236,7 @@ class RemoteStore(GraphStore):
                          f"WHERE {{ {quad_block(change.guard)} {fence} }} ; {text} ; DROP GRAPH {marker}")
         except (StoreUnavailable, InvalidInputError) as e:
             if marker.value in str(e):  # the server's "graph <marker> does not exist": the guard did not hold
-                raise ConflictError("another client changed the guarded data first; nothing was written") from None
+                raise ConflictError(_LOST) from None
             raise
         self._fresh.checked = True
 
@@ -295,7 +297,7 @@ class RemoteStore(GraphStore):
         elif change.delete:
             won = not self.existing(change.delete)
         if not won:
-            raise ConflictError("another client changed the guarded data first; nothing was written")
+            raise ConflictError(_LOST)
 
     def __len__(self) -> int:
         """The number of quads in the data and vocabulary graphs (not the server's own, see :meth:`server_graph`),

@@ -568,7 +568,7 @@ def test_a_write_of_another_process_between_two_writes_is_seen_by_the_second(ox:
 
 class _ClaimRemovedBeforeCommit(RemoteStore):
     """A writer that stalled past its checks: before its commit arrives, another writer removed its claim as
-    expired (as ``ServerWriteLock._acquire`` removes claims past their ttl) and changed the guarded data."""
+    expired (as ``ServerWriteLock._acquire`` removes claims past their ttl)."""
 
     def _commit(self, change: ChangeSet) -> None:
         self._update(f"DELETE WHERE {{ GRAPH {LOCK_GRAPH} {{ ?claim ?p ?o }} }}")  # every claim: ours is gone
