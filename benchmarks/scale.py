@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,11 @@ _SERVICE_LEVEL = "agents/central-service/"
 shared by every copy, not renamed (a lease per task, not per train)."""
 _UUID = "urn:uuid:"
 _RENAMED_IDENTIFIERS = ("station-", "dataset-", "def-", "train-")
+COPY_INTERVAL = timedelta(minutes=1)
+"""Copy c's times are the scenario's plus c minutes (its trains, executions, events, outputs, records), so the
+history spans 17 days at 10 million triples and its time-ordered lists are ordered by time, as a real one is
+(with the scenario's times in every copy, every copy's rejection had the same time). Station-level and the
+service's shared resources keep theirs (one resource, one value)."""
 
 
 def _rename_iri(value: str, copy: int) -> str:
@@ -90,6 +96,23 @@ def _rename_iri(value: str, copy: int) -> str:
     suffix = copy % STATION_PAIRS if parts[0].startswith(_STATION_LEVEL) else copy
     parts[i] = f"{parts[i]}-c{suffix}"
     return EX + "/".join(parts)
+
+
+def _own_to_copy(value: str) -> bool:
+    """True for an IRI renamed per copy (``-c<copy>``, as :func:`_rename_iri` does), not shared by copies."""
+    if value.startswith(_UUID):
+        return True
+    local = value[len(EX):]
+    return value.startswith(EX) and not local.startswith(_SERVICE_LEVEL) and not local.split("/")[0].startswith(
+        _STATION_LEVEL)
+
+
+def _shifted(time: Literal, copy: int) -> Literal:
+    """An ``xsd:dateTime`` of the scenario as copy ``copy`` has it (:data:`COPY_INTERVAL`), its offset kept."""
+    moved = (datetime.fromisoformat(time.value) + copy * COPY_INTERVAL).isoformat()
+    if time.value.endswith("Z"):
+        moved = moved.removesuffix("+00:00") + "Z"
+    return Literal(moved, datatype=XSD.dateTime)
 
 
 def _pushed_by_station(base: list[Quad]) -> dict[str, str]:
@@ -111,6 +134,7 @@ def history(base: list[Quad], n: int) -> Iterator[Quad]:
     pushed = _pushed_by_station(base)
     positions = {p: sorted(int(q.object.value) for q in base if q.predicate == p and isinstance(q.object, Literal))
                  for p in POSITIONS}
+    own = {q.subject.value for q in base if isinstance(q.subject, NamedNode) and _own_to_copy(q.subject.value)}
     for c in range(n):
         graphs = {event: station_graph(f"{station}-c{c % STATION_PAIRS}") for event, station in pushed.items()}
         names: dict[str, NamedNode] = {}
@@ -133,12 +157,20 @@ def history(base: list[Quad], n: int) -> Iterator[Quad]:
                 o = Literal(f"{o.value}-c{c % STATION_PAIRS if local.startswith(_STATION_LEVEL) else c}")
             if q.predicate == PHT.state and c < n - IN_FLIGHT:
                 o = _ENDED.get(q.subject.value[len(EX):], o)
+            if isinstance(o, Literal) and o.datatype == XSD.dateTime and q.subject.value in own:
+                o = _shifted(o, c)
             yield Quad(rename(q.subject), q.predicate, rename(o), graphs.get(q.subject.value, q.graph_name))
 
 
 def numbered(base: list[Quad]) -> list[Quad]:
     """``base`` with a list position for each definition without one (the fixture's federated one), after the
-    others, as the service numbers every definition at registration or at start-up (``list_positions.py``)."""
+    others, as the service numbers every definition at registration or at start-up (``list_positions.py``), and
+    an identifier for each train without one (the fixture's rejected one), as the service gives every train at
+    submission (``orchestrator/lifecycle.py``): lists leave out trains without one."""
+    trains = {q.subject for q in base if q.predicate == RDF_TYPE and q.object == PHT.Train}
+    identified = {q.subject for q in base if q.predicate == DCTERMS.identifier}
+    base = base + [Quad(t, DCTERMS.identifier, Literal(t.value[len(EX):]), CENTRAL_GRAPH)
+                   for t in sorted(trains - identified, key=str)]
     listed = [int(q.object.value) for q in base if q.predicate == PHT.definitionListPosition]
     unlisted = sorted({q.subject for q in base if q.predicate == RDF_TYPE and q.object == PHT.TrainDefinition}
                       - {q.subject for q in base if q.predicate == PHT.definitionListPosition}, key=str)
@@ -181,7 +213,7 @@ def bindings_for(copy: int) -> dict[str, Any]:
         "stationId": Literal(f"aachen-c{copy % STATION_PAIRS}"), "station": station, "graph": CENTRAL_GRAPH,
         "identifier": Literal(f"train-0001-c{copy}"),
         "tokenId": Literal("0f3c9a7be2d14c8f9a61d0e5b7c2a4f1"),  # token_revocations: the fixture's revoked jti
-        "before": Literal("2026-11-27T12:00:00Z", datatype=XSD.dateTime),
+        "before": _shifted(Literal("2026-11-27T12:00:00Z", datatype=XSD.dateTime), copy),
         "onlyRequester": ex("alice"), "onlyState": NO_FILTER, "researcher": ex("alice"),
         # a keyset page of the trains list (the API's and the web view's) starting above copy's trains: for a
         # researcher's list every older train of theirs, for an operator's the window of a largest page (501

@@ -43,7 +43,7 @@ _COMPONENTS: dict[rdflib.URIRef, str] = {
 }
 # Predicates allowed on shapes that carry no constraint.
 _ANNOTATIONS = {
-    RDF.type, SH.path, SH.property, SH.targetClass, SH.message, SH.severity, SH.name, SH.description,
+    RDF.type, SH.path, SH.property, SH.targetClass, SH.targetSubjectsOf, SH.message, SH.severity, SH.name, SH.description,
     SH.order, SH.group, SH.flags, SH.deactivated, rdflib.RDFS.label, rdflib.RDFS.comment,
     rdflib.URIRef("http://www.w3.org/2004/02/skos/core#note"),
 }
@@ -75,6 +75,8 @@ class PropertyShape:
 class NodeShape:
     id: NamedNode | BlankNode
     target_classes: tuple[NamedNode, ...]
+    target_subjects_of: tuple[NamedNode, ...]
+    """``sh:targetSubjectsOf``: every subject of these predicates is a focus node of the shape."""
     constraints: tuple[Constraint, ...]
     properties: tuple[PropertyShape, ...]
     messages: tuple[str, ...]
@@ -87,6 +89,8 @@ class ShapesModel:
 
     node_shapes: dict[NamedNode | BlankNode, NodeShape]
     by_target_class: dict[NamedNode, list[NodeShape]] = field(default_factory=dict)
+    by_target_predicate: dict[NamedNode, list[NodeShape]] = field(default_factory=dict)
+    """Shapes by the predicate of their ``sh:targetSubjectsOf``."""
     nested: set[NamedNode | BlankNode] = field(default_factory=set)
     """Shapes referenced through ``sh:node`` (their conformance is part of another shape's)."""
 
@@ -94,6 +98,8 @@ class ShapesModel:
         for shape in self.node_shapes.values():
             for cls in shape.target_classes:
                 self.by_target_class.setdefault(cls, []).append(shape)
+            for predicate in shape.target_subjects_of:
+                self.by_target_predicate.setdefault(predicate, []).append(shape)
             for ps in shape.properties:
                 for c in ps.constraints:
                     if c.kind == "node":
@@ -163,11 +169,15 @@ def _path(g: rdflib.Graph, ps: rdflib.term.Node) -> PathTerm:
 def compile_shapes(shapes: rdflib.Graph) -> ShapesModel:
     """Compile every node shape of ``shapes`` (deactivated shapes are skipped, as SHACL says)."""
     node_ids: set[rdflib.term.Node] = set(shapes.subjects(RDF.type, SH.NodeShape))
-    node_ids |= set(shapes.subjects(SH.targetClass, None))
+    node_ids |= set(shapes.subjects(SH.targetClass, None)) | set(shapes.subjects(SH.targetSubjectsOf, None))
     node_ids |= {o for o in shapes.objects(None, SH.node)}
-    for unsupported in (SH.targetNode, SH.targetSubjectsOf, SH.targetObjectsOf, SH.target):
+    for unsupported in (SH.targetNode, SH.targetObjectsOf, SH.target):
         for s in shapes.subjects(unsupported, None):
-            raise UnsupportedShape(f"shape {s} uses {unsupported}; only sh:targetClass is supported")
+            raise UnsupportedShape(f"shape {s} uses {unsupported}; only sh:targetClass and sh:targetSubjectsOf are "
+                                   "supported")
+    for s, predicate in shapes.subject_objects(SH.targetSubjectsOf):
+        if not isinstance(predicate, rdflib.URIRef):
+            raise UnsupportedShape(f"shape {s} has sh:targetSubjectsOf {predicate}, which is not a predicate IRI")
     property_cache: dict[rdflib.term.Node, PropertyShape] = {}
 
     def property_shape(ps: rdflib.term.Node) -> PropertyShape:
@@ -200,6 +210,7 @@ def compile_shapes(shapes: rdflib.Graph) -> ShapesModel:
         model[oxi_id] = NodeShape(
             id=oxi_id,
             target_classes=tuple(NamedNode(str(c)) for c in shapes.objects(ns, SH.targetClass)),
+            target_subjects_of=tuple(NamedNode(str(p)) for p in shapes.objects(ns, SH.targetSubjectsOf)),
             constraints=_constraints(shapes, ns),
             properties=tuple(property_shape(p) for p in shapes.objects(ns, SH.property) if active(p)),
             messages=_messages(shapes, ns),

@@ -312,15 +312,23 @@ class IncrementalValidator:
         run = _Run(self, view)
         for node, paths in focus:
             for shape in self._targeting_shapes(view, node):
-                results.extend(run.validate(node, shape, paths))
+                # a change of a sh:targetSubjectsOf predicate may have made the node a focus node of the shape:
+                # then every path of the shape is checked, not only the changed ones
+                whole = paths is not None and not paths.isdisjoint(shape.target_subjects_of)
+                results.extend(run.validate(node, shape, None if whole else paths))
         return results
 
     def _targeting_shapes(self, view: PostChangeView, focus: Node) -> list[NodeShape]:
         shapes: dict[ShapeId, NodeShape] = {}
-        view.outgoing(focus)  # the shapes will read most of the focus node's predicates: fetch them at once
+        # the shapes will read most of the focus node's predicates: fetch them at once
+        predicates = view.outgoing(focus)
         for cls in self.classes_of(view, focus):
             for shape in self.model.by_target_class.get(cls, ()):
                 shapes[shape.id] = shape
+        for predicate, by_predicate in self.model.by_target_predicate.items():
+            if predicates.get(predicate):
+                for shape in by_predicate:
+                    shapes[shape.id] = shape
         return list(shapes.values())
 
     def classes_of(self, view: PostChangeView, node: Term) -> set[NamedNode]:

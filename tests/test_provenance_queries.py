@@ -27,6 +27,7 @@ from graph_store import (
     RDF_TYPE,
     ChangeSet,
     EmbeddedStore,
+    ValidationFailed,
     list_named_queries,
     station_graph,
 )
@@ -563,6 +564,39 @@ def test_trains_by_state_counts_the_scenarios_trains(world: World) -> None:
     labels = {q.subject: q.object.value for q in world.store.quads(None, NamedNode(
         "http://www.w3.org/2000/01/rdf-schema#label"), None, ONTOLOGY_GRAPH)}
     assert all(r["stateLabel"].value == labels[r["state"]] for r in rows)
+
+
+def test_executions_by_state_counts_the_scenarios_executions(world: World) -> None:
+    """The query counts the state holders that are not trains; it equals a count of the pht:Execution resources
+    by state (the scenario has executions in several states, and trains in some of the same states)."""
+    types = {q.subject: q.object for q in world.store.quads(None, RDF_TYPE, None, CENTRAL_GRAPH)}
+    expected = Counter(q.object for q in world.store.quads(None, PHT.state, None, CENTRAL_GRAPH)
+                       if types.get(q.subject) == PHT.Execution)
+    assert len(expected) >= 3 and sum(expected.values()) > 3
+    rows = list(world.store.run_query("executions_by_state"))
+    assert {r["state"]: int(r["executions"].value) for r in rows} == expected
+    assert [r["state"].value for r in rows] == sorted(r["state"].value for r in rows)
+
+
+@pytest.mark.parametrize("holder", ["a data set", "an untyped node", "an execution also typed as a train"])
+def test_only_a_train_or_an_execution_may_hold_a_state(world: World, holder: str) -> None:
+    """What executions_by_state relies on (it counts the state holders that are not trains): a state on anything
+    else, or on an execution with a second type, is refused whole, so no writer can skew the counts."""
+    execution = next(q.subject for q in world.store.quads(None, RDF_TYPE, PHT.Execution, CENTRAL_GRAPH))
+    dataset = next(q.subject for q in world.store.quads(None, RDF_TYPE, NamedNode("http://www.w3.org/ns/dcat#Dataset"),
+                                                  CENTRAL_GRAPH))
+    change = {
+        "a data set": ChangeSet(insert=[Quad(dataset, PHT.state, PHT.Running, CENTRAL_GRAPH)]),
+        "an untyped node": ChangeSet(insert=[Quad(NamedNode("urn:pht:test:loose"), PHT.state, PHT.Running,
+                                                  CENTRAL_GRAPH)]),
+        "an execution also typed as a train": ChangeSet(insert=[Quad(execution, RDF_TYPE, PHT.Train, CENTRAL_GRAPH)]),
+    }[holder]
+    before = list(world.store.run_query("executions_by_state"))
+    with pytest.raises(ValidationFailed) as refused:
+        world.store.apply(change)
+    assert ("Only a train or an execution has a lifecycle state (pht:state), and it has exactly one type: pht:Train "
+            "or pht:Execution.") in [r.message for r in refused.value.report.results]
+    assert list(world.store.run_query("executions_by_state")) == before
 
 
 # -- every named query --------------------------------------------------------------------------------
