@@ -59,9 +59,13 @@ class LifecycleSteps:
 
     STATES = (PHT.Running, PHT.OutputUnderReview)
 
-    def __init__(self, copies_in_store: int, execution: str = "exec-0001-aachen", train: str = "train-0001") -> None:
+    def __init__(self, copies_in_store: int, execution: str = "exec-0001-aachen", train: str = "train-0001", *,
+                 first_copy: int = 0) -> None:
+        """Steps cycle through one execution of each copy from ``first_copy`` on (e.g. only the newest copies,
+        whose trains are still in flight)."""
         self._targets = [(NamedNode(f"{EX}{execution}-c{c}"), NamedNode(f"{EX}{train}-c{c}"))
-                         for c in range(copies_in_store)]
+                         for c in range(first_copy, copies_in_store)]
+        self._events = f"{EX}bench-event-{execution}-"  # steps of another execution name their events apart
         self._current: dict[NamedNode, NamedNode] = {}
         self._counter = itertools.count()
         self._t0 = datetime(2026, 11, 27, tzinfo=timezone.utc)
@@ -75,7 +79,7 @@ class LifecycleSteps:
         old = self._current[execution]
         new = self.STATES[0] if old != self.STATES[0] else self.STATES[1]
         self._current[execution] = new
-        event = NamedNode(f"{EX}bench-event-{i}")
+        event = NamedNode(f"{self._events}{i}")
         g = CENTRAL_GRAPH
         when = Literal((self._t0 + timedelta(milliseconds=i)).isoformat().replace("+00:00", "Z"), datatype=XSD_DATETIME)
         return ChangeSet(
