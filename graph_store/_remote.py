@@ -12,10 +12,12 @@ used before, sent a query whose comment said "created" as an update).
 Compatibility choices, each forced by a real server:
 
 * queries are sent as form-encoded POST with an explicit Accept header (Virtuoso never answers a POST
-  with ``Content-Type: application/sparql-query`` and answers text/html without Accept);
+  with ``Content-Type: application/sparql-query`` and answers text/html without Accept), except to a server
+  that said it is Oxigraph (``_sparql_http.py``);
 * updates may need HTTP digest authentication (Virtuoso's ``/sparql-auth``);
 * results are parsed by pyoxigraph, so both back-ends return the same term and result types, and typed
-  literals are read back in their canonical form (Virtuoso answers ``"1"^^xsd:boolean`` for true);
+  literals are read back in their canonical form (Virtuoso answers ``"1"^^xsd:boolean`` for true; an Oxigraph
+  server's answers are canonical already and are not rewritten);
 * an ``xsd:decimal`` is written with a decimal point (Virtuoso stores ``"5"^^xsd:decimal`` as an integer);
 * blank nodes are never sent in INSERT DATA and no operation exceeds 500 quads (see ``_store.py``):
   Virtuoso refuses both. Virtuoso also refuses a whole request of more than about 3,000 quads, so a larger
@@ -173,7 +175,9 @@ class RemoteStore(GraphStore):
             except SyntaxError as e:
                 raise StoreUnavailable(f"SPARQL server at {self.query_url} sent unreadable RDF: {e}") from None
         try:
-            return parse_query_results(_portable_results(body), format=QueryResultsFormat.JSON)
+            if not self._http.oxigraph(self.query_url):  # Oxigraph's answers read as they are
+                body = _portable_results(body)
+            return parse_query_results(body, format=QueryResultsFormat.JSON)
         except (SyntaxError, ValueError) as e:
             raise StoreUnavailable(f"SPARQL server at {self.query_url} sent unreadable results: {e}") from None
 
