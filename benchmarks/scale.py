@@ -433,7 +433,8 @@ def main() -> None:
     r_small, r_large = statistics.median(small_rates), statistics.median(large_rates)
     r_history = statistics.median(history_rates)
     print(f"validated change sets/s at {size_small:,} quads: {r_small:,.0f} (blocks {[round(r) for r in small_rates]})")
-    print(f"validated change sets/s at {size_large:,} quads: {r_large:,.0f} (blocks {[round(r) for r in large_rates]}); "
+    print(f"validated change sets/s at {size_large:,} quads: {r_large:,.0f} "
+          f"(blocks {[round(r) for r in large_rates]}); "
           f"moving an execution of every copy in turn (the whole history, cold in every cache) instead of the "
           f"trains in flight: {r_history:,.0f} (blocks {[round(r) for r in history_rates]})")
     stopped = sorted(n for n in queries if queries[n]["p95_ms"] is None)

@@ -43,8 +43,8 @@ _COMPONENTS: dict[rdflib.URIRef, str] = {
 }
 # Predicates allowed on shapes that carry no constraint.
 _ANNOTATIONS = {
-    RDF.type, SH.path, SH.property, SH.targetClass, SH.targetSubjectsOf, SH.message, SH.severity, SH.name, SH.description,
-    SH.order, SH.group, SH.flags, SH.deactivated, rdflib.RDFS.label, rdflib.RDFS.comment,
+    RDF.type, SH.path, SH.property, SH.targetClass, SH.targetSubjectsOf, SH.message, SH.severity, SH.name,
+    SH.description, SH.order, SH.group, SH.flags, SH.deactivated, rdflib.RDFS.label, rdflib.RDFS.comment,
     rdflib.URIRef("http://www.w3.org/2004/02/skos/core#note"),
 }
 

@@ -2,11 +2,11 @@
 
 Everyone's page is found from the 500 newest distinct event times and the events at them (not by sorting every
 rejection with its train), so the pages must still be exactly the list sorted by (time, newest first; train
-identifier; execution): here 1,600 rejections, most at a time of their own and a quarter at 20 crowded older times
-(so page boundaries fall inside a time), state changes into other states at the same times, trains without an identifier, and one requester's
-pages beside everyone's, on the embedded store and on a real Oxigraph server and Virtuoso (whose SPARQL has its
-own quirks: it ignores a FILTER of a group that ends with a BIND). The expected order is computed in Python from
-the written quads.
+identifier; execution). Here: 1,600 rejections, most at a time of their own and a quarter at 20 crowded older
+times (so page boundaries fall inside a time); state changes into other states at the same times; trains without
+an identifier; one requester's pages beside everyone's; on the embedded store and on a real Oxigraph server and
+Virtuoso (whose SPARQL has its own quirks: it ignores a FILTER of a group that ends with a BIND). The expected
+order is computed in Python from the written quads.
 """
 
 from __future__ import annotations
