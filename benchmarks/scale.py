@@ -99,7 +99,7 @@ def _rename_iri(value: str, copy: int) -> str:
         return value
     parts = local.split("/")
     i = 1 if parts[0] in _NESTED and len(parts) > 1 else 0
-    suffix = copy % STATION_PAIRS if parts[0].startswith(_STATION_LEVEL) else copy
+    suffix = copy if _own_to_copy(value) else copy % STATION_PAIRS
     parts[i] = f"{parts[i]}-c{suffix}"
     return EX + "/".join(parts)
 
