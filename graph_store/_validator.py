@@ -13,6 +13,9 @@ Affected focus nodes of a change (deleted and inserted quads alike):
 * nodes whose ``sh:class`` constraint reads the changed node's ``rdf:type`` (walked back along the path);
 * nodes whose ``sh:node`` constraint reads the changed node, transitively through nested shapes.
 
+A shape that targets the subjects of a predicate (``sh:targetSubjectsOf``) is checked whole on a node whose value
+of that predicate the change writes: the change may have made the node one of its focus nodes.
+
 Each affected node is checked only on the paths the change can affect (the changed predicate, the inverse
 path, the path of the sh:class or sh:node constraint), plus its node-level constraints; a change of its
 ``rdf:type`` re-checks it whole, since that changes which shapes target it. Every constraint component the
