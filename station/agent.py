@@ -552,7 +552,8 @@ class StationAgent:
         self.events.finished_running(work, result)
         policy = self.policy
         if not result.ok:
-            log.warning("%s: the train failed: %s", work.execution, result.failure)  # the whole sentence stays here
+            # the whole sentence and the output's last lines stay here, in the station's own log
+            log.warning("%s: the train failed: %s%s", work.execution, result.failure, _last_lines(result.logs))
             return self._fail(work, "running", policy.failure_reason(self.settings.station_id, result.exit_code,
                                                                      result.failure or "unknown failure"))
         checks = review(hold.output, policy)  # the admin reviews the plain output; what leaves is sealed
@@ -652,6 +653,15 @@ class StationAgent:
                                       folder.name, records=self.records):
                     continue  # the central service or the object store cannot be reached now: next poll
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _last_lines(logs: bytes, lines: int = 8, max_chars: int = 1000) -> str:
+    """The end of a failed train's output for the station's own log (what a station admin reads first), or ""."""
+    text = logs.decode("utf-8", "replace").strip()
+    if not text:
+        return ""
+    tail = "\n".join(text.splitlines()[-lines:])[-max_chars:]
+    return "; its last output lines:\n" + tail
 
 
 def quiet_request_logs() -> None:

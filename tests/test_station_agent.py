@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,15 +204,21 @@ def test_a_wrong_image_digest_fails_the_execution_with_the_reason_and_the_statio
     assert world.researcher.train(good)["executions"][0]["state"] == "released"
 
 
-def test_a_crashing_train_fails_with_the_station_and_the_exit_code_only_if_the_policy_shares_it(world: World) -> None:
+def test_a_crashing_train_fails_with_the_station_and_the_exit_code_only_if_the_policy_shares_it(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
     world.define("count", route=("aachen", "leipzig"))
     agents = {sid: world.agent(sid, AUTO) for sid in ("aachen", "leipzig")}
     tid = world.researcher.submit("count", {**PARAMS, "COLUMN": "no-such-column"})  # KeyError in the train
-    run_all(world, agents, rounds=2)
+    with caplog.at_level(logging.WARNING, logger="pht.station"):
+        run_all(world, agents, rounds=2)
     train = world.researcher.train(tid)
     assert train["state"] == "failed"
     failure = [e for e in world.researcher.events(tid) if e["to_state"] == "failed" and e["execution"]]
     assert failure and failure[0]["reason"] == "the train failed at station aachen", failure  # by default: no code
+    # the station's own log says why, with the train's last output lines (its traceback): they stay there
+    logged = [r.getMessage() for r in caplog.records if "the train failed" in r.getMessage()]
+    assert logged and "last output lines" in logged[0] and "no-such-column" in logged[0], logged
+    assert not any("no-such-column" in (e["reason"] or "") for e in world.researcher.events(tid))
     sharing = StationPolicy(requires_approval=False, requires_output_review=False, failure_detail=FAILURE_EXIT_CODE)
     agents["aachen"] = world.agent("aachen", sharing)
     tid = world.researcher.submit("count", {**PARAMS, "COLUMN": "no-such-column"})
