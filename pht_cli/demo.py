@@ -9,6 +9,7 @@ two provenance queries, and removes everything it created unless ``--keep DIR`` 
 """
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -57,6 +58,7 @@ def run(console: Console, *, keep: Path | None = None, serve: bool = False, runt
         folders = split_breast_cancer(workdir / "data", HOSPITALS)
         aggregator = workdir / "data" / "aggregator"  # holds no patients: it only combines station outputs
         aggregator.mkdir()
+        _readable_by_trains(workdir)
         specs = [StationSpec(s, folders[s]) for s in HOSPITALS] + [StationSpec("aggregator", aggregator)]
         console.print(f"Breast cancer data (scikit-learn, 569 patients) split across {', '.join(HOSPITALS)}; "
                       f"runtime: {runtime}.")
@@ -84,6 +86,16 @@ def run(console: Console, *, keep: Path | None = None, serve: bool = False, runt
         else:
             console.print(f"Demo files kept in {keep} (store in {keep / 'platform' / 'store'}).")
     console.print(f"Demo finished in {time.monotonic() - started:.1f} s.")
+
+
+def _readable_by_trains(workdir: Path) -> None:
+    """Let the trains read the demo's (public) data: without bubblewrap or Docker they run unisolated as uid 10001
+    and read each station's folder at its host path, inside a folder ``tempfile.mkdtemp`` made for root alone."""
+    workdir.chmod(0o755)
+    for folder, _, files in os.walk(workdir / "data"):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
 
 
 def _run_trains(console: Console, platform: LocalPlatform) -> None:

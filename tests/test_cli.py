@@ -227,3 +227,34 @@ def test_without_a_docker_engine_the_demo_chooses_the_process_runtime_and_says_w
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     runtime, why = detect_runtime()
     assert runtime == "process" and why is not None and "no Docker engine socket" in why
+
+
+def test_the_demos_data_is_readable_by_the_trains_uid() -> None:
+    """Without bubblewrap or Docker, and as root, the demo's trains run unisolated as uid 10001 and read each
+    station's folder at its host path; the demo's folder comes from ``tempfile.mkdtemp`` (root only). On a bare
+    machine every train failed with "Permission denied" on that folder (found from the station's log, session 18)."""
+    import shutil
+    import tempfile
+
+    from pht_cli.demo import _readable_by_trains
+    from station import contract
+
+    work = Path(tempfile.mkdtemp(prefix="pht-demo-test-"))  # in /tmp, as the demo's (pytest's tmp_path is root's)
+    try:
+        data = work / "data" / "aachen" / "data.csv"
+        data.parent.mkdir(parents=True)
+        data.write_text("mean_radius\n15\n")
+        data.chmod(0o600)
+        _readable_by_trains(work)
+        python = shutil.which("python3", path="/usr/bin:/bin")  # the system's, as a train's (not root's venv)
+        if os.geteuid() == 0 and python:  # as the process runtime runs a train without isolation
+            def drop() -> None:
+                os.setgid(contract.TRAIN_UID)
+                os.setuid(contract.TRAIN_UID)
+            reader = [python, "-c", "import sys; print(open(sys.argv[1]).read(), end='')", str(data)]
+            done = subprocess.run(reader, preexec_fn=drop, capture_output=True, text=True, cwd="/")
+            assert done.returncode == 0 and done.stdout == "mean_radius\n15\n", done.stderr
+        else:
+            assert work.stat().st_mode & 0o005 == 0o005 and data.stat().st_mode & 0o004
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
