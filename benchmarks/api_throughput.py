@@ -14,7 +14,9 @@ Usage: .venv/bin/python benchmarks/api_throughput.py [--trains 200] [--clients 8
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import signal
 import statistics
 import sys
@@ -53,7 +55,9 @@ def main() -> None:
                         help="remote: also run on an Oxigraph server, after the embedded store")
     args = parser.parse_args()
     print("== embedded store ==")
-    figures = run(args, Path(tempfile.mkdtemp(prefix="bench-api-")) / "store", {})
+    directory = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    atexit.register(shutil.rmtree, directory, True)  # the store is gone when the run ends, failed or not
+    figures = run(args, directory / "store", {})
     if args.store == "remote":
         print("== remote store: oxigraph serve ==")
         with oxigraph_server() as server:

@@ -22,7 +22,9 @@ Last line: one JSON object. Usage: .venv/bin/python benchmarks/sparql_endpoint.p
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import signal
 import statistics
 import sys
@@ -109,6 +111,7 @@ def main() -> None:
     parser.add_argument("--warm-s", type=float, default=5.0, help="seconds of point queries before measuring")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="bench-sparql-")) / "store"
+    atexit.register(shutil.rmtree, directory.parent, True)  # the store is gone when the run ends, failed or not
     researchers = ["alice", *(f"alice{k}" for k in range(args.clients))]
     dump = build(args.copies, researchers, directory)
     train = NamedNode(f"{EX}train-0001-c3")

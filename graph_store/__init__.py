@@ -46,7 +46,7 @@ from ._signed_batch import (
     verify_batch,
 )
 from ._sparql_text import bind
-from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan
+from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan, server_graph_refusal
 from ._untrusted_query import reserialise_query
 from ._updates import CompiledUpdate, GraphOperation, compile_update
 from ._validator import is_well_typed
@@ -66,6 +66,7 @@ from ._vocab import (
     RDF_TYPE,
     RDFS,
     SHAPES_GRAPH,
+    SIZES_GRAPH,
     UNIT,
     XSD,
     station_graph,
@@ -115,6 +116,7 @@ __all__ = [
     "SHAPES_DIR",
     "SHAPES_GRAPH",
     "SIGNATURE_HEADER",
+    "SIZES_GRAPH",
     "Schema",
     "StoreUnavailable",
     "UNIT",
@@ -137,6 +139,7 @@ __all__ = [
     "parse_sequence",
     "read_policy_document",
     "reserialise_query",
+    "server_graph_refusal",
     "sign_batch",
     "signing_input",
     "station_event_prefix",

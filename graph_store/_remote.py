@@ -64,7 +64,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -85,10 +85,11 @@ from ._changeset import ChangeSet
 from ._convert import canonical, canonical_all
 from ._errors import ConflictError, InvalidInputError, StoreUnavailable
 from ._schema import Schema
+from ._sizes import adjusting_update, replacement, unchanged_condition
 from ._sparql_http import SparqlHttp
 from ._sparql_text import bind, quad_block, tokens
-from ._store import GraphStore, QueryResult
-from ._untrusted_query import reserialise_query
+from ._store import GraphStore, QueryResult, server_graph_refusal
+from ._untrusted_query import dataset_iris, reserialise_query
 from ._vocab import GRAPH_NS, ONTOLOGY_GRAPH, RDF_TYPE, validation_scope
 from ._write_lock import LOCK_GRAPH, ServerWriteLock
 
@@ -191,8 +192,12 @@ class RemoteStore(GraphStore):
                         named_graphs: list[NamedNode] | None) -> str:
         """A caller's query as the platform re-serialises it (:mod:`._untrusted_query`): the server never sees
         the caller's own text, so its vendor extensions cannot be reached."""
-        return reserialise_query(text, drop_dataset=default_graph is not None or named_graphs is not None,
+        text = reserialise_query(text, drop_dataset=default_graph is not None or named_graphs is not None,
                                  confined=named_graphs is not None)
+        for graph in (*(default_graph or ()), *(named_graphs or ()), *map(NamedNode, dataset_iris(text))):
+            if self.server_graph(graph):  # the store's bookkeeping and the server's own graphs are nobody's data
+                raise InvalidInputError(f"{server_graph_refusal(graph)}: no query reads it")
+        return text
 
     def _update(self, text: str) -> None:
         self._http.post(self.update_url, "update", text, accept="*/*")
@@ -221,7 +226,15 @@ class RemoteStore(GraphStore):
         """The nodes read under this thread's hold since its last commit (None outside a hold)."""
         return getattr(self._hold, "seen", None) if getattr(self._hold, "depth", 0) else None
 
-    def _commit(self, change: ChangeSet) -> None:
+    def _commit(self, change: ChangeSet, sizes: Mapping[NamedNode, int]) -> None:
+        """The change and its graphs' size changes (``_sizes.py``) in one request.
+
+        On a server whose commit request says itself whether its condition held (Oxigraph), the request replaces
+        the count quads this store last knew, on the condition that they are still those: point lookups. If
+        another writer changed them since, the request fails whole; the counts are read again and, if they
+        differ, the commit is sent again (under the same hold: no other writer in between). Elsewhere (Virtuoso),
+        and while no counts are known, the server adds the change to the counts itself (a scan of the graph's
+        replaced count quads), conditioned on what the change is conditioned on."""
         self._hold.seen = _Seen()  # read before this write: stale once it is sent
         self._fresh.checked = False
         fence = ""
@@ -230,19 +243,47 @@ class RemoteStore(GraphStore):
             # fenced: should this process stall past the check until another writer has removed its expired
             # claim, a guarded update matches nothing (and the commit's check or _confirm_commit reports it)
             fence = self._lock.fence()
-        text = self._commit_text(change, fence=fence)
-        if not change.guard or not self._commit_checks_itself():
-            self._update(text)
+        text = self._commit_text(change, fence=fence)  # without counts: the server adds to them, if it must
+        guard = f"{quad_block(change.guard)} {fence}" if change.guard else ""
+        checks = (bool(change.guard) or bool(sizes)) and self._commit_checks_itself()
+        counts = self._known_sizes() if sizes and checks else None
+        if not checks or (counts is None and not change.guard):
+            self._update(" ; ".join(op for op in (adjusting_update(sizes, condition=guard), text) if op))
             return
-        marker = NamedNode(f"{_CHECK_GRAPHS}{uuid.uuid4()}")
-        try:
-            self._update(f"INSERT {{ GRAPH {marker} {{ {marker} {marker} {marker} }} }} "
-                         f"WHERE {{ {quad_block(change.guard)} {fence} }} ; {text} ; DROP GRAPH {marker}")
-        except (StoreUnavailable, InvalidInputError) as e:
-            if marker.value in str(e):  # the server's "graph <marker> does not exist": the guard did not hold
-                raise ConflictError(_LOST) from None
-            raise
-        self._fresh.checked = True
+        for attempt in (1, 2):
+            marker = NamedNode(f"{_CHECK_GRAPHS}{uuid.uuid4()}")
+            condition, operations = guard, [text]
+            if counts is None:  # not known to be kept: the server adds, if the counts are complete
+                adjust = adjusting_update(sizes, condition=f"GRAPH {marker} {{ {marker} {marker} {marker} }}")
+                operations = [adjust, text] if adjust else operations
+            elif sizes:
+                old, new, after = replacement(counts, sizes)
+                condition = f"{guard} {unchanged_condition(counts, sizes)}"
+                operations = [self._commit_text(change, fence=fence, counts=(old, new))]
+            body = " ; ".join(op for op in operations if op)
+            try:
+                self._update(f"INSERT {{ GRAPH {marker} {{ {marker} {marker} {marker} }} }} "
+                             f"WHERE {{ {condition} }} ; {body} ; DROP GRAPH {marker}")
+            except (StoreUnavailable, InvalidInputError) as e:
+                if marker.value not in str(e):
+                    self._forget_sizes()
+                    raise
+                # the server's "graph <marker> does not exist": the guard, or the counts known, did not hold
+                stale = counts
+                self._forget_sizes()
+                if stale is None or attempt == 2 or self._known_sizes() == stale:
+                    raise ConflictError(_LOST) from None
+                counts = self._known_sizes()
+                continue
+            if counts is not None and sizes:
+                self._sizes = after
+            self._fresh.checked = bool(change.guard)
+            return
+
+    def _keeps_sizes(self) -> bool:
+        """Always: while this store knows no counts, its commits let the server add to them if they are complete
+        (another process may have counted since this one read; it reads them again after its own recount)."""
+        return True
 
     def _commit_checks_itself(self) -> bool:
         """Whether a commit request can say itself that its guard held (see the module's docstring): the server
@@ -439,7 +480,7 @@ class RemoteStore(GraphStore):
         """Virtuoso keeps its quad maps (``virtrdf#``, which it cannot run without), LDP and WebDAV descriptions
         and its service description in named graphs of the same dataset; they are the server's, not data."""
         origin = "{0.scheme}://{0.netloc}/".format(urlsplit(self.query_url))
-        if graph == LOCK_GRAPH:  # the writers' claims (_write_lock.py): the store's, not data
+        if graph == LOCK_GRAPH or super().server_graph(graph):  # the writers' claims (_write_lock.py), the sizes
             return True
         return graph.value.startswith((*_SERVER_GRAPH_PREFIXES, origin))
 

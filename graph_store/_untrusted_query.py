@@ -43,7 +43,7 @@ from rdflib.plugins.sparql.parserutils import CompValue
 from ._errors import InvalidInputError
 from ._vocab import XSD
 
-__all__ = ["MAX_NESTING", "reserialise_query"]
+__all__ = ["MAX_NESTING", "dataset_iris", "reserialise_query"]
 
 MAX_NESTING = 64
 """Deepest nesting of ``{`` ``(`` ``[`` accepted in a caller's query sent to a remote server."""
@@ -148,6 +148,19 @@ def _reserialise(text: str, drop_dataset: bool, confined: bool) -> str:
             raise InvalidInputError(f"function <{iri}> is refused: only SPARQL 1.1 built-in functions and XSD "
                                     "constructors (xsd:integer(...)) may be called")
     return _joined(out)
+
+
+def dataset_iris(text: str) -> list[str]:
+    """The graphs the FROM and FROM NAMED clauses of a query as :func:`reserialise_query` wrote it name (absolute
+    IRIs), read from its tokens (never from inside a string)."""
+    tokens = list(_lex(text))
+    found = []
+    for i, (kind, t) in enumerate(tokens):
+        if kind == "word" and t.upper() == "FROM":
+            j = i + 2 if i + 1 < len(tokens) and tokens[i + 1][1].upper() == "NAMED" else i + 1
+            if j < len(tokens) and tokens[j][0] == "iri":
+                found.append(tokens[j][1][1:-1])
+    return found
 
 
 _SPACED = frozenset({"A", "AS", "ASK", "BY", "CONSTRUCT", "DESCRIBE", "DISTINCT", "GRAPH", "HAVING", "IN", "MINUS",

@@ -106,6 +106,9 @@ class PostChangeView:
         # Stored quads by object, of the nodes a remote store read them for (in a validation scope: graphs given)
         self._incoming = incoming if graphs is not None else None
         self.post_quads: dict[Term, frozenset[Quad]] = {}
+        self.stored_quads: dict[Term, frozenset[Quad]] = {}
+        """The stored quads (before the change) of the same subjects: what a write needs to know which of its
+        quads are stored already (``GraphStore._size_changes``), without asking again."""
         self._inserted = insert
         self._ins_s: dict[Term, list[Quad]] = {}
         for q in insert:
@@ -132,6 +135,7 @@ class PostChangeView:
             if stored is None:
                 stored = frozenset(self._stored(s, None, None))
             inserted = self._ins_s.get(s, ())
+            self.stored_quads[s] = stored
             if not stored:  # a new node, as every event of a station's batch is
                 post = frozenset(inserted)
             else:

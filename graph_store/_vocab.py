@@ -27,6 +27,7 @@ __all__ = [
     "CENTRAL_GRAPH",
     "AUDIT_GRAPH",
     "DEFAULT_GRAPH",
+    "SIZES_GRAPH",
     "station_graph",
     "station_of_graph",
     "validation_scope",
@@ -41,6 +42,7 @@ __all__ = [
     "DCAT_NS",
     "ORG_NS",
     "UNIT_NS",
+    "VOID_NS",
     "RDFS",
     "XSD",
     "SH",
@@ -49,6 +51,7 @@ __all__ = [
     "DCAT",
     "ORG",
     "UNIT",
+    "VOID",
     "DEFAULT_BASE_IRI",
     "PREFIXES",
 ]
@@ -66,6 +69,8 @@ DCAT_NS = "http://www.w3.org/ns/dcat#"
 ORG_NS = "http://www.w3.org/ns/org#"
 UNIT_NS = "http://qudt.org/vocab/unit/"
 """QUDT units (``unit:PERCENT``, ``unit:BYTE``, ...)."""
+VOID_NS = "http://rdfs.org/ns/void#"
+"""VoID: ``void:triples``, the size of each named graph the store keeps in :data:`SIZES_GRAPH`."""
 
 PREFIXES: Mapping[str, str] = MappingProxyType({
     "pht": PHT_NS, "prov": PROV_NS, "rdf": RDF_NS, "dcterms": DCTERMS_NS, "dcat": DCAT_NS, "unit": UNIT_NS,
@@ -102,6 +107,10 @@ central service in the same atomic write as each edit; no SPARQL Update or Graph
 DEFAULT_GRAPH = NamedNode(GRAPH_NS + "default")
 """Where the SPARQL default graph of the Graph Store Protocol (``?default``) and of SPARQL Update's ``DEFAULT`` is
 stored: every statement lives in a named graph, and queries see the union of all graphs as their default graph."""
+
+SIZES_GRAPH = NamedNode(GRAPH_NS + "sizes")
+"""The store's own bookkeeping, not data: how many quads each other graph holds (``<graph> void:triples n``), kept
+by every write in the same atomic request (``graph_store/_sizes.py``). No write, update or caller's view reaches it."""
 
 _STATION_GRAPH_NS = GRAPH_NS + "station/"
 
@@ -171,5 +180,6 @@ PROV = _Namespace(PROV_NS)
 DCAT = _Namespace(DCAT_NS)
 ORG = _Namespace(ORG_NS)
 UNIT = _Namespace(UNIT_NS)
+VOID = _Namespace(VOID_NS)
 RDF_TYPE = NamedNode(RDF_NS + "type")
 RDFS_SUBCLASSOF = RDFS.subClassOf

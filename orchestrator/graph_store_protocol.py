@@ -59,6 +59,7 @@ from graph_store import (
     InputTooLarge,
     InvalidInputError,
     parse_rdf,
+    server_graph_refusal,
 )
 
 from .audit import audited
@@ -200,7 +201,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
 
     def check_not_server_graph(graph: NamedNode) -> None:
         if store.server_graph(graph):
-            raise HttpError(403, f"the graph {graph} belongs to the store's server, not to the platform's data")
+            raise HttpError(403, server_graph_refusal(graph))
 
     def quads_of(graph: NamedNode) -> list[Quad]:
         return store.quads(g=graph)
@@ -247,6 +248,7 @@ def graph_store_router(*, store: GraphStore, principal: Callable[..., Any], sett
     async def read(request: Request, who: Principal) -> Response:
         async def action() -> Response:
             graph = _named(_target(request, settings.base_iri))
+            check_not_server_graph(graph)  # the store's bookkeeping (graph sizes, writers' claims): nobody's data
             _check_read(who, graph)
             quads = await run_in_threadpool(readable_quads, who, graph)
             if not quads and graph != DEFAULT_GRAPH:

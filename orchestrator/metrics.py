@@ -5,7 +5,7 @@
 ``pht_executions{state}``                  gauge       executions by lifecycle state
 ``pht_store_up``                           gauge       1 if the store answered the last scrape's queries
 ``pht_store_triples{graph}``               gauge       triples per named graph (ontology, shapes, central, one
-                                                       per station), re-counted at most every ``size_cache_s``
+                                                       per station), as every write keeps them in the store
 ``pht_lifecycle_steps_total{kind,to}``     counter     steps committed (kind: train / execution)
 ``pht_http_request_duration_seconds``      histogram   latency by ``method``, ``route`` (the template, e.g.
                                                        ``/api/trains/{train_id}``) and ``status``
@@ -18,7 +18,8 @@
 Labels are bounded: states and kinds are the chart's, routes are templates (never raw paths: ids would make a
 series per train), statuses and stations are few. The state gauges are read from the store on scrape with the
 named queries ``trains_by_state`` / ``executions_by_state``, at most once per ``cache_s``, so scraping cannot
-load the store; the graph sizes (``graph_sizes``, a full count) at most once per ``size_cache_s``.
+load the store. The graph sizes (``graph_sizes``) are read with them: each write keeps them in the store's sizes
+graph (``graph_store/_sizes.py``), so reading them is a lookup, not a count of every quad.
 
 ``/metrics`` needs a bearer token: an operator's JWT, or ``Settings.metrics_token`` (``PHT_METRICS_TOKEN``, a
 shared secret that reads the metrics and nothing else, for Prometheus: the shipped
@@ -67,7 +68,7 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 class CentralMetrics:
     """The central service's metrics; ``registry`` is what ``/metrics`` exposes."""
 
-    def __init__(self, store: GraphStore, chart: Chart, *, cache_s: float = 5.0, size_cache_s: float = 30.0) -> None:
+    def __init__(self, store: GraphStore, chart: Chart, *, cache_s: float = 5.0) -> None:
         r = self.registry = CollectorRegistry()
         self.steps = Counter("pht_lifecycle_steps", "Lifecycle steps committed, by chart and new state",
                              ["kind", "to"], registry=r)
@@ -78,7 +79,7 @@ class CentralMetrics:
         self.events = Counter("pht_metadata_events", "Events written to station graphs", ["station"], registry=r)
         self.triples = Counter("pht_metadata_triples", "Triples written to station graphs", ["station"],
                                registry=r)
-        r.register(_StateCollector(store, chart, cache_s, size_cache_s))
+        r.register(_StateCollector(store, chart, cache_s))
 
     def count_step(self, kind: str, to: str) -> None:
         self.steps.labels(kind, to).inc()
@@ -96,12 +97,11 @@ class CentralMetrics:
 
 
 class _StateCollector(Collector):
-    """Trains and executions by state, read from the store on scrape (cached for ``cache_s``), and the graph
-    sizes (cached for ``size_cache_s``: counting is a full scan)."""
+    """Trains and executions by state and the graph sizes, read from the store on scrape (cached for
+    ``cache_s``)."""
 
-    def __init__(self, store: GraphStore, chart: Chart, cache_s: float, size_cache_s: float) -> None:
-        self.store, self.chart, self.cache_s, self.size_cache_s = store, chart, cache_s, size_cache_s
-        self._sizes: tuple[float, Metric] | None = None
+    def __init__(self, store: GraphStore, chart: Chart, cache_s: float) -> None:
+        self.store, self.chart, self.cache_s = store, chart, cache_s
         self.kinds = {kind: sorted({chart.token(s) for (k, frm, to) in chart.transitions if k == kind
                                     for s in (frm, to)}) for kind in ("train", "execution")}
         self._lock = threading.Lock()
@@ -139,15 +139,12 @@ class _StateCollector(Collector):
         return [*metrics, up]
 
     def _graph_sizes(self) -> Metric:
-        """``pht_store_triples{graph}`` from ``graph_sizes.rq``, re-counted only when older than ``size_cache_s``."""
-        now = time.monotonic()
-        if self._sizes is None or now - self._sizes[0] >= self.size_cache_s:
-            family = GaugeMetricFamily("pht_store_triples", "Triples in each named graph of the store",
-                                       labels=["graph"])
-            for row in self.store.run_query("graph_sizes"):
-                family.add_metric([row["graph"].value], int(row["triples"].value))
-            self._sizes = (now, family)
-        return self._sizes[1]
+        """``pht_store_triples{graph}`` from ``graph_sizes.rq`` (none while the store's counts are not complete:
+        after a bulk load, until ``GraphStore.recount``)."""
+        family = GaugeMetricFamily("pht_store_triples", "Triples in each named graph of the store", labels=["graph"])
+        for row in self.store.run_query("graph_sizes"):
+            family.add_metric([row["graph"].value], int(row["triples"].value))
+        return family
 
 
 class HttpMetrics:

@@ -27,6 +27,7 @@ from graph_store import (
     GraphOperation,
     GraphStore,
     InvalidInputError,
+    server_graph_refusal,
 )
 
 from .principal import Principal, Role
@@ -262,7 +263,7 @@ def named_protected(update: CompiledUpdate, store: GraphStore) -> str | None:
             named = [template[3] for template in (*step.delete, *step.insert)]
         for graph in named:
             if isinstance(graph, NamedNode) and store.server_graph(graph):
-                return f"the graph {graph} belongs to the store's server, not to the platform's data"
+                return server_graph_refusal(graph)
             if graph in (ONTOLOGY_GRAPH, SHAPES_GRAPH):
                 return f"the graph {graph} is loaded from the repository's files and is not written through SPARQL"
             if graph == AUDIT_GRAPH:

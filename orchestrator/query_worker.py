@@ -18,7 +18,16 @@ from typing import Any
 
 from pyoxigraph import RdfFormat
 
-from graph_store import ChangeSet, EmbeddedStore, GraphStore, GraphStoreError, RemoteStore, compile_update, load_schema
+from graph_store import (
+    SIZES_GRAPH,
+    ChangeSet,
+    EmbeddedStore,
+    GraphStore,
+    GraphStoreError,
+    RemoteStore,
+    compile_update,
+    load_schema,
+)
 
 from .naming import Iris
 from .principal import Principal
@@ -103,6 +112,8 @@ class _Worker:
         if sync.seed is not None:
             self.store = EmbeddedStore()
             self.store.oxigraph.load(sync.seed, format=RdfFormat.N_QUADS)
+            # the graphs' sizes are the main store's bookkeeping (graph_store/_sizes.py), no caller's data
+            self.store.oxigraph.remove_graph(SIZES_GRAPH)
             self.readable = ReadableGraphs(self.store, self.iris, max_age_s=self.config.readable_max_age_s)
         if sync.changes:
             replica = self.store.oxigraph  # applied as committed: the main process validated them

@@ -74,6 +74,7 @@ from graph_store import (
     SHAPES_GRAPH,
     GraphStore,
     GraphStoreError,
+    server_graph_refusal,
 )
 
 from .audit import audited, check_not_audit
@@ -189,7 +190,7 @@ def sparql_router(*, store: GraphStore, principal: Callable[..., Any], settings:
         planned = await runner.plan_update(who, text, using, using_named, base=_endpoint_iri(request), skolem=skolem)
         for graph in planned.change.graphs():
             if isinstance(graph, NamedNode) and store.server_graph(graph):
-                raise HttpError(403, f"the graph {graph} belongs to the store's server, not to the platform's data")
+                raise HttpError(403, server_graph_refusal(graph))
             if graph in _PROTECTED:
                 raise HttpError(403, f"the graph {graph} is loaded from the repository's files and is not "
                                      "written through SPARQL")

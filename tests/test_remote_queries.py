@@ -201,13 +201,6 @@ VIRTUOSO_DIFFERS = {
 test requires them to still differ, so a fix shows up here and its entry is removed."""
 
 
-def _virtuoso_system_graph(term: str, store: RemoteStore) -> bool:
-    """A graph every Virtuoso database holds (its RDF views' metadata, the LDP vocabulary, its own DAV/SPARQL)."""
-    server = store.query_url.rsplit("/", 1)[0]
-    return term.startswith(("<http://www.openlinksw.com/schemas/virtrdf#", "<http://www.w3.org/ns/ldp#",
-                            f"<{server}/"))
-
-
 @pytest.mark.parametrize("remote", REMOTES)
 def test_every_named_query_answers_on_a_real_server_as_on_the_embedded_store(
         request: pytest.FixtureRequest, world: World, remote: str) -> None:
@@ -223,8 +216,6 @@ def test_every_named_query_answers_on_a_real_server_as_on_the_embedded_store(
             got = answers(store, q.text, values)
         except GraphStoreError as e:
             got = Counter({(("error", str(e)),): 1})
-        if remote == "virtuoso" and q.name == "graph_sizes":  # Virtuoso's own graphs are in its dataset too
-            got = Counter({row: n for row, n in got.items() if not _virtuoso_system_graph(row[0][1], store)})
         if got != expected and remote == "virtuoso" and q.name in VIRTUOSO_DIFFERS:
             known.add(q.name)
         elif got != expected:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,9 +146,9 @@ class _SlowCommit(RemoteStore):
     """A RemoteStore that pauses between checking a guard and committing, as a busy process may: the window in
     which another process's write can slip in is then wide open."""
 
-    def _commit(self, change: ChangeSet) -> None:
+    def _commit(self, change: ChangeSet, sizes: Mapping[NamedNode, int]) -> None:
         time.sleep(0.05)
-        super()._commit(change)
+        super()._commit(change, sizes)
 
 
 class _TogetherCommit(RemoteStore):
@@ -156,11 +156,11 @@ class _TogetherCommit(RemoteStore):
 
     barrier: threading.Barrier
 
-    def _commit(self, change: ChangeSet) -> None:
+    def _commit(self, change: ChangeSet, sizes: Mapping[NamedNode, int]) -> None:
         if change.guard:  # the racing step, not the set-up
             with contextlib.suppress(threading.BrokenBarrierError):
                 self.barrier.wait(timeout=2)
-        super()._commit(change)
+        super()._commit(change, sizes)
 
 
 def _race(stores: list[RemoteStore], subject: NamedNode) -> tuple[int, int]:
@@ -265,9 +265,9 @@ def test_writes_back_to_back_keep_one_claim_and_another_store_still_gets_its_tur
 class _LongWrite(RemoteStore):
     """A RemoteStore whose write takes twice its lock's TTL between validation and commit (a large update)."""
 
-    def _commit(self, change: ChangeSet) -> None:
+    def _commit(self, change: ChangeSet, sizes: Mapping[NamedNode, int]) -> None:
         time.sleep(2.0)
-        super()._commit(change)
+        super()._commit(change, sizes)
 
 
 def test_a_write_longer_than_the_ttl_keeps_the_lock_and_the_others_wait(ox: servers.OxigraphServer) -> None:
@@ -570,9 +570,9 @@ class _ClaimRemovedBeforeCommit(RemoteStore):
     """A writer that stalled past its checks: before its commit arrives, another writer removed its claim as
     expired (as ``ServerWriteLock._acquire`` removes claims past their ttl)."""
 
-    def _commit(self, change: ChangeSet) -> None:
+    def _commit(self, change: ChangeSet, sizes: Mapping[NamedNode, int]) -> None:
         self._update(f"DELETE WHERE {{ GRAPH {LOCK_GRAPH} {{ ?claim ?p ?o }} }}")  # every claim: ours is gone
-        super()._commit(change)
+        super()._commit(change, sizes)
 
 
 @pytest.mark.parametrize("checks_itself", [True, False], ids=["commit-checks-itself", "asked-afterwards"])

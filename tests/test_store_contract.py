@@ -41,7 +41,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -175,7 +175,8 @@ def _remote(request: pytest.FixtureRequest, name: str) -> Backend:
     store = connect()
     if _vocabulary_size(store) != (len(set(store.schema.ontology_quads)), len(set(store.schema.shapes_quads))):
         store.load_vocabulary()  # once per session-wide server, or again if a test elsewhere changed it
-    _clean_data_graphs(store)
+    _clean_data_graphs(store)  # the sizes graph too: the raw drops are not counted
+    store.recount()  # so every test here writes with the sizes kept, as a service's store does
     return Backend(name, store, connect)
 
 
@@ -396,6 +397,7 @@ def _race(clients: list[GraphStore], store: GraphStore) -> list[int]:
     for i in winners:
         expected |= steps[i].insert
     assert central(store) == expected
+    assert_sizes_kept(store)  # a loser's size change did not apply either
     return winners
 
 
@@ -731,12 +733,13 @@ def test_existing_names_exactly_the_stored_quads_among_many(scenario: Backend) -
 class _LateCommit(RemoteStore):
     """A store whose guarded commit arrives after another client removed its guard (past every check)."""
 
-    remover: GraphStore
+    remover: GraphStore | None = None
     guard: Quad
 
-    def _commit(self, change: ChangeSet) -> None:
-        self.remover.apply(transition(self.guard.subject, PHT.Running, PHT.Finished, ex("ev-first")))  # type: ignore[arg-type]
-        super()._commit(change)
+    def _commit(self, change: ChangeSet, sizes: Mapping[NamedNode, int]) -> None:
+        if self.remover is not None:
+            self.remover.apply(transition(self.guard.subject, PHT.Running, PHT.Finished, ex("ev-first")))  # type: ignore[arg-type]
+        super()._commit(change, sizes)
 
 
 @pytest.mark.parametrize("name", [pytest.param("oxigraph", marks=pytest.mark.real_component("oxigraph")),
@@ -757,12 +760,14 @@ def test_a_guarded_commit_that_did_not_apply_is_a_conflict_and_a_large_one_commi
     credentials = (server.user, server.password) if name == "virtuoso" else (None, None)
     late = _LateCommit(store.query_url, store.update_url, user=credentials[0], password=credentials[1],
                        timeout=20, write_lock_ttl_s=None)  # no lock: the other client's removal gets through
-    late.remover, late.guard = backend.connect(), guard
+    late.apply(ChangeSet(insert=[Quad(ex("late-note"), DCT_TITLE, Literal("n"), CENTRAL_GRAPH)]))  # counts known,
+    late.remover, late.guard = backend.connect(), guard  # and stale once the remover wrote
     first = transition(guard.subject, PHT.Running, PHT.Finished, ex("ev-first"))  # type: ignore[arg-type]
     before = central(store)
     with pytest.raises(ConflictError):
         late.apply(ChangeSet(insert=_small_change("late").insert, guard=[guard]))
     assert central(store) == before - first.delete | first.insert, "nothing of the late commit was written"
+    assert_sizes_kept(store)  # nor its size change
     # Oxigraph server's commit request says itself whether its guard held (a DROP of a marker graph its guard
     # made); Virtuoso's cannot, and a confirmation asks afterwards. Neither leaves a marker graph behind.
     assert late._commit_checks_itself() is (name == "oxigraph")  # noqa: SLF001
@@ -771,6 +776,7 @@ def test_a_guarded_commit_that_did_not_apply_is_a_conflict_and_a_large_one_commi
     guard = Quad(guard.subject, PHT.state, PHT.Finished, CENTRAL_GRAPH)
     big = [q for i in range(800 if name == "oxigraph" else 300) for q in _small_change(f"big-{i:03}").insert]
     assert store.apply(ChangeSet(insert=big, guard=[guard])).conforms
+    assert_sizes_kept(store)
     assert stored_form(big) <= central(store)
     late.close()
     store.close()
@@ -804,3 +810,115 @@ def test_the_ontology_a_remote_read_ahead_answers_locally_is_what_the_server_hol
             assert incoming[node] == frozenset(store.quads(None, None, node, ONTOLOGY_GRAPH)) \
                 | frozenset(store.quads(None, None, node, CENTRAL_GRAPH)), node
     store.close()
+
+
+# -- 10. the graphs' sizes, kept by every write (graph_store/_sizes.py) --------------------------------------
+
+
+def counted_by_scan(store: GraphStore) -> dict[NamedNode, int]:
+    """Every graph's quads, counted by a full scan (what ``graph_sizes.rq`` answered before the sizes were kept)."""
+    rows = store.select("SELECT ?g (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } } GROUP BY ?g")
+    return {row["g"]: int(row["n"].value) for row in rows  # type: ignore[union-attr]
+            if isinstance(row["g"], NamedNode) and not store.server_graph(row["g"])}
+
+
+def kept_sizes(store: GraphStore) -> dict[NamedNode, int]:
+    return {row["graph"]: int(row["triples"].value) for row in store.run_query("graph_sizes")}  # type: ignore[union-attr]
+
+
+def assert_sizes_kept(store: GraphStore) -> None:
+    scanned = counted_by_scan(store)
+    assert scanned and kept_sizes(store) == scanned
+
+
+def test_every_kind_of_write_keeps_the_graphs_sizes(scenario: Backend) -> None:
+    """Insertions of stored and new quads, deletions of stored and missing ones, in two graphs at once; a guarded
+    step; a refused, a conflicting and an empty write; a SPARQL update; the vocabulary's reload: after each, the
+    sizes ``graph_sizes.rq`` reads are what a full scan counts."""
+    store = scenario.store
+    assert_sizes_kept(store)
+    station = station_graph("sizes")
+    stored = sorted(stored_form(SCENARIO), key=str)[:5]
+    new = [Quad(ex(f"sized-{i}"), DCT_TITLE, Literal(f"t{i}"), station) for i in range(7)]
+    note = Quad(ex("sized-note"), DCT_TITLE, Literal("n"), CENTRAL_GRAPH)
+    store.apply(ChangeSet(insert=[*stored, *new, note]))
+    assert kept_sizes(store)[station] == 7
+    assert_sizes_kept(store)
+    missing = Quad(ex("never-written"), DCT_TITLE, Literal("x"), station)
+    before = kept_sizes(store)[CENTRAL_GRAPH]
+    store.apply(ChangeSet(delete=[*new[:3], missing, note], insert=[new[3]]))
+    assert kept_sizes(store)[station] == 4 and kept_sizes(store)[CENTRAL_GRAPH] == before - 1
+    assert_sizes_kept(store)
+    train = ex("train-0002")
+    step = transition(train, PHT.Running, PHT.Finished, ex("ev-sizes-1"))
+    store.apply(step)
+    assert_sizes_kept(store)
+    sizes = kept_sizes(store)
+    with pytest.raises(ConflictError):
+        store.apply(transition(train, PHT.Running, PHT.Finished, ex("ev-sizes-2")))
+    with pytest.raises(ValidationFailed):
+        store.apply(ChangeSet(insert=[Quad(ex("sized-train"), RDF_TYPE, PHT.Train, CENTRAL_GRAPH)]))
+    store.apply(ChangeSet(insert=stored[1:3]))  # stored already: no size changes
+    assert kept_sizes(store) == sizes
+    store.apply_update(f"DELETE WHERE {{ GRAPH {station} {{ ?s {DCT_TITLE} ?t }} }}")
+    assert station not in kept_sizes(store)  # an emptied graph is not listed, as a scan does not find it
+    assert_sizes_kept(store)
+    store.load_vocabulary()
+    assert_sizes_kept(store)
+
+
+def test_the_sizes_graph_is_the_stores_own(scenario: Backend) -> None:
+    """No change set writes it, ``DROP ALL`` leaves it (and keeps counting), and it is not data: a store's quad
+    count leaves it out."""
+    from graph_store._vocab import SIZES_GRAPH
+
+    store = scenario.store
+    assert store.server_graph(SIZES_GRAPH)
+    with pytest.raises(InvalidInputError, match="sizes are the store's own"):
+        store.apply(ChangeSet(insert=[Quad(CENTRAL_GRAPH, NamedNode("http://rdfs.org/ns/void#triples"), Literal(1),
+                                           SIZES_GRAPH)]))
+    assert_sizes_kept(store)
+    store.apply_update("DROP ALL")
+    assert CENTRAL_GRAPH not in kept_sizes(store)
+    assert_sizes_kept(store)
+    assert len(store) == sum(counted_by_scan(store).values())
+
+
+def test_a_bulk_load_drops_the_sizes_until_they_are_counted_again() -> None:
+    """Writing through ``EmbeddedStore.oxigraph`` is not counted: the sizes are dropped (none rather than wrong
+    ones) and writes do not keep them, until ``recount()``; from then on writes keep them again."""
+    store = EmbeddedStore()
+    store.load_vocabulary()
+    store.apply(ChangeSet(insert=SCENARIO))
+    assert_sizes_kept(store)
+    store.oxigraph.extend([Quad(ex("bulk"), DCT_TITLE, Literal("b"), CENTRAL_GRAPH)])
+    assert kept_sizes(store) == {}
+    store.apply(ChangeSet(insert=[Quad(ex("bulk-2"), DCT_TITLE, Literal("b"), CENTRAL_GRAPH)]))
+    assert kept_sizes(store) == {}
+    assert store.recount() == counted_by_scan(store)
+    assert_sizes_kept(store)
+    store.apply(ChangeSet(insert=[Quad(ex("bulk-3"), DCT_TITLE, Literal("b"), CENTRAL_GRAPH)]))
+    assert_sizes_kept(store)
+
+
+def test_clients_writing_in_turn_keep_the_sizes_and_a_lost_guard_is_still_a_conflict(scenario: Backend) -> None:
+    """Each client knows the counts it last wrote; on a server whose commit request checks itself (Oxigraph) it
+    replaces exactly those, on the condition that they still hold. Another client's write in between makes that
+    condition fail: the counts are read again and the commit sent again, so nothing is lost or counted twice. A
+    write whose guard another client removed is still a conflict that wrote nothing, whatever it knew of the counts."""
+    first, second = scenario.store, scenario.connect()
+    for i in range(3):  # in turn: each write of one client follows one of the other
+        for n, client in enumerate((first, second)):
+            client.apply(ChangeSet(insert=[Quad(ex(f"turn-{i}-{n}"), DCT_TITLE, Literal("t"), CENTRAL_GRAPH)]))
+            assert_sizes_kept(first)
+    train = ex("train-0002")
+    second.apply(transition(train, PHT.Running, PHT.Finished, ex("ev-turn-1")))
+    before = counted_by_scan(first)
+    with pytest.raises(ConflictError):
+        first.apply(transition(train, PHT.Running, PHT.Finished, ex("ev-turn-2")))
+    assert counted_by_scan(first) == before
+    assert_sizes_kept(first)
+    first.apply(ChangeSet(insert=[Quad(ex("turn-last"), DCT_TITLE, Literal("t"), CENTRAL_GRAPH)]))
+    assert_sizes_kept(first)
+    if second is not first:
+        second.close()

@@ -122,3 +122,31 @@ def test_the_web_sparql_form_applies_the_same_rule(world: tuple[TestClient, str]
     r = client.get("/ui/sparql", headers=ALICE, params={"query": ESCAPES["FROM the central graph"]})
     assert r.status_code == 200 and f">{SECRET}<" in r.text.split("</textarea>", 1)[-1]
     assert train  # the train exists: the refusals above are about who asks
+
+
+SIZES = "https://w3id.org/pht-kg/graph/sizes"
+SIZE_READS = {
+    "union default graph": "SELECT ?g ?n WHERE { ?g <http://rdfs.org/ns/void#triples> ?n }",
+    "GRAPH ?g": "SELECT ?g ?n WHERE { GRAPH ?s { ?g <http://rdfs.org/ns/void#triples> ?n } }",
+    "FROM the sizes graph": f"SELECT ?g ?n FROM <{SIZES}> WHERE {{ ?g <http://rdfs.org/ns/void#triples> ?n }}",
+    "GRAPH <sizes>": f"SELECT ?g ?n WHERE {{ GRAPH <{SIZES}> {{ ?g ?p ?n }} }}",
+}
+
+
+@pytest.mark.parametrize("query", sorted(SIZE_READS))
+def test_the_graphs_sizes_are_read_through_the_metrics_only(world: tuple[TestClient, str], query: str) -> None:
+    """How many triples each station's graph holds tells how busy the station is. The store keeps the sizes as
+    its own bookkeeping (``graph_store/_sizes.py``); they reach operators as the metric ``pht_store_triples`` and
+    nobody, operators included, reads them as data by ``/sparql`` or the Graph Store Protocol."""
+    client, _ = world
+    metrics = client.get("/metrics", headers=OPS)
+    assert metrics.status_code == 200 and f'pht_store_triples{{graph="{CENTRAL_GRAPH.value}"}}' in metrics.text
+    for who in (BOB, ALICE, admin("aachen"), OPS):
+        r = client.get("/sparql", headers={**who, "Accept": "application/sparql-results+json"},
+                       params={"query": SIZE_READS[query]})
+        if r.status_code == 400:  # a remote store refuses a dataset naming the graph, rather than answer nothing
+            assert "belongs to the store" in r.json()["detail"] and query == "FROM the sizes graph", r.text
+        else:
+            assert r.status_code == 200 and r.json()["results"]["bindings"] == [], (who, r.text)
+        r = client.get("/rdf-graphs", headers={**who, "Accept": "application/n-triples"}, params={"graph": SIZES})
+        assert r.status_code in (403, 404) or "void#triples" not in r.text, (who, r.status_code)
