@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
+from typing import Protocol, TypeVar
 
 import pytest
 import servers
@@ -38,6 +39,33 @@ def require_component(name: str) -> None:
     if in_ci():
         pytest.fail(f"{message} (CI=true: real components must not be skipped)", pytrace=False)
     pytest.skip(message)
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_Closable)
+
+
+class Closing(Protocol):
+    """The ``closing`` fixture's type."""
+
+    def __call__(self, resource: _C, /) -> _C: ...
+
+
+@pytest.fixture
+def closing() -> Iterator[Closing]:
+    """``closing(store)`` hands ``store`` back and closes it when the test ends. A store client left to the garbage
+    collector warns of its unclosed sockets in whichever test runs when it is collected, failing that test."""
+    opened: list[_Closable] = []
+
+    def keep(resource: _C) -> _C:
+        opened.append(resource)
+        return resource
+    yield keep
+    for resource in reversed(opened):
+        resource.close()
 
 
 @pytest.fixture(scope="session")

@@ -111,11 +111,14 @@ def world() -> Iterator[World]:
 
 
 def _remote(request: pytest.FixtureRequest, name: str) -> RemoteStore:
+    """A client of the session's server, closed when the test ends (conftest's ``closing``)."""
     if name == "oxigraph":
         ox: servers.OxigraphServer = request.getfixturevalue("oxigraph_endpoint")
-        return RemoteStore(ox.query_url, ox.update_url, timeout=20)
-    vt: servers.VirtuosoServer = request.getfixturevalue("virtuoso_endpoint")
-    return RemoteStore(vt.query_url, vt.update_url, user=vt.user, password=vt.password, timeout=20)
+        store = RemoteStore(ox.query_url, ox.update_url, timeout=20)
+    else:
+        vt: servers.VirtuosoServer = request.getfixturevalue("virtuoso_endpoint")
+        store = RemoteStore(vt.query_url, vt.update_url, user=vt.user, password=vt.password, timeout=20)
+    return request.getfixturevalue("closing")(store)  # type: ignore[no-any-return]
 
 
 def drop_data_graphs(store: RemoteStore, *, vocabulary: bool = False) -> None:

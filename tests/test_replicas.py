@@ -32,7 +32,7 @@ import httpx
 import pytest
 import servers
 from api_helpers import ALICE, OPS, register_world, signed, station
-from conftest import require_component
+from conftest import Closing, require_component
 from pyoxigraph import Literal, NamedNode, Quad
 
 from client import ClientError
@@ -189,8 +189,8 @@ def _race(stores: list[RemoteStore], subject: NamedNode) -> tuple[int, int]:
 
 
 def test_guarded_writes_of_separate_store_objects_have_exactly_one_winner(
-        ox: servers.OxigraphServer) -> None:
-    unlocked = [_TogetherCommit(ox.query_url, ox.update_url, write_lock_ttl_s=None) for _ in range(8)]
+        ox: servers.OxigraphServer, closing: Closing) -> None:
+    unlocked = [closing(_TogetherCommit(ox.query_url, ox.update_url, write_lock_ttl_s=None)) for _ in range(8)]
     unlocked[0].load_vocabulary()
     races = several = 0
     while races < 100 and not several:  # a few per cent of the races have several winners: up to 100 of them
@@ -198,7 +198,7 @@ def test_guarded_writes_of_separate_store_objects_have_exactly_one_winner(
         several += _race(unlocked, NamedNode(f"urn:test:unlocked:{races}")) != (1, 1)
         races += 1
     assert several, "control: without the write lock Oxigraph server lets several guarded updates apply"
-    locked = [_SlowCommit(ox.query_url, ox.update_url, write_lock_ttl_s=LOCK_TTL_S) for _ in range(6)]
+    locked = [closing(_SlowCommit(ox.query_url, ox.update_url, write_lock_ttl_s=LOCK_TTL_S)) for _ in range(6)]
     outcomes = [_race(locked, NamedNode(f"urn:test:locked:{i}")) for i in range(10)]
     assert outcomes == [(1, 1)] * 10
     time.sleep(0.3)  # a claim is kept 50 ms (linger_s) for its process's next write
@@ -270,11 +270,12 @@ class _LongWrite(RemoteStore):
         super()._commit(change, sizes)
 
 
-def test_a_write_longer_than_the_ttl_keeps_the_lock_and_the_others_wait(ox: servers.OxigraphServer) -> None:
+def test_a_write_longer_than_the_ttl_keeps_the_lock_and_the_others_wait(ox: servers.OxigraphServer,
+                                                                        closing: Closing) -> None:
     g = NamedNode("https://w3id.org/pht-kg/graph/test-replicas")
     p = NamedNode("urn:test:p")
-    long = _LongWrite(ox.query_url, ox.update_url, write_lock_ttl_s=1.0)
-    other = RemoteStore(ox.query_url, ox.update_url, write_lock_ttl_s=1.0)
+    long = closing(_LongWrite(ox.query_url, ox.update_url, write_lock_ttl_s=1.0))
+    other = closing(RemoteStore(ox.query_url, ox.update_url, write_lock_ttl_s=1.0))
     ended: dict[str, float] = {}
 
     def write(store: RemoteStore, name: str) -> None:
@@ -291,7 +292,7 @@ def test_a_write_longer_than_the_ttl_keeps_the_lock_and_the_others_wait(ox: serv
 
 
 def test_no_caller_writes_the_write_lock_graph_and_a_forged_claim_does_not_block_writes(
-        pair: tuple[Replica, Replica], ox: servers.OxigraphServer) -> None:
+        pair: tuple[Replica, Replica], ox: servers.OxigraphServer, closing: Closing) -> None:
     """An operator's SPARQL Update or Graph Store Protocol write naming the claims' graph is refused; a claim
     stamped far in the future (written past the platform, on the server itself) does not lock everyone out."""
     a, _ = pair
@@ -303,7 +304,7 @@ def test_no_caller_writes_the_write_lock_graph_and_a_forged_claim_does_not_block
     r = a.client.put("/rdf-graphs", params={"graph": lock}, headers={**OPS, "Content-Type": "text/turtle"},
                      content=b"<urn:a> <urn:b> <urn:c> .")
     assert r.status_code in (400, 403), r.text
-    store = RemoteStore(ox.query_url, ox.update_url, write_lock_ttl_s=LOCK_TTL_S)
+    store = closing(RemoteStore(ox.query_url, ox.update_url, write_lock_ttl_s=LOCK_TTL_S))
     # nothing of the refused writes (a replica's own claim, kept 50 ms after its write, may be there)
     subjects = {q.subject.value for q in store.quads(g=NamedNode(lock))}
     assert all(s.startswith(f"{lock}#claim-") for s in subjects) and f"{lock}#claim-0" not in subjects, subjects
@@ -454,7 +455,8 @@ def test_kill_9_of_a_replica_mid_traffic_loses_nothing_and_the_other_keeps_servi
             tid = resource.rsplit(".", 1)[0]
             assert events_to(a, tid, resource, state), (resource, state)
     copy = EmbeddedStore()  # the whole graph as the server holds it, validated node by node
-    copy.oxigraph.extend(RemoteStore(ox.query_url, ox.update_url).quads())
+    with RemoteStore(ox.query_url, ox.update_url) as server:
+        copy.oxigraph.extend(server.quads())
     report = copy.validate_everything()
     assert report.conforms, report.text()
     assert a.client.get("/api/trains", headers=OPS).status_code == 200
@@ -489,10 +491,10 @@ def _lease_holder(store: RemoteStore) -> str:
     return rows[0][1]
 
 
-def test_one_replica_runs_the_watchdog_and_another_takes_over_when_it_is_killed() -> None:
+def test_one_replica_runs_the_watchdog_and_another_takes_over_when_it_is_killed(closing: Closing) -> None:
     require_component("oxigraph")
     with servers.oxigraph_server() as ox:
-        store = RemoteStore(ox.query_url, ox.update_url)
+        store = closing(RemoteStore(ox.query_url, ox.update_url))
         with two_replicas(ox, PHT_STATION_TIMEOUT_S="1") as (a, b):
             register_world(a.client)
             tid, eid = _stale_execution(a)

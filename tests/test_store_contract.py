@@ -162,16 +162,15 @@ def own_virtuoso() -> Iterator[servers.VirtuosoServer]:
 
 
 def _remote(request: pytest.FixtureRequest, name: str) -> Backend:
-    if name == "oxigraph":
-        ox: servers.OxigraphServer = request.getfixturevalue("oxigraph_endpoint")
+    """A remote back-end whose every client (``connect()``) is closed when the test ends: a client left to the
+    garbage collector warns of its unclosed sockets in whichever test runs then (an error there)."""
+    server: servers.OxigraphServer | servers.VirtuosoServer = \
+        request.getfixturevalue("oxigraph_endpoint" if name == "oxigraph" else "own_virtuoso")
+    user, password = (server.user, server.password) if isinstance(server, servers.VirtuosoServer) else (None, None)
+    closing = request.getfixturevalue("closing")
 
-        def connect() -> GraphStore:
-            return RemoteStore(ox.query_url, ox.update_url, timeout=20)
-    else:
-        vt: servers.VirtuosoServer = request.getfixturevalue("own_virtuoso")
-
-        def connect() -> GraphStore:
-            return RemoteStore(vt.query_url, vt.update_url, user=vt.user, password=vt.password, timeout=20)
+    def connect() -> GraphStore:
+        return closing(RemoteStore(server.query_url, server.update_url, user=user, password=password, timeout=20))
     store = connect()
     if _vocabulary_size(store) != (len(set(store.schema.ontology_quads)), len(set(store.schema.shapes_quads))):
         store.load_vocabulary()  # once per session-wide server, or again if a test elsewhere changed it
@@ -409,7 +408,7 @@ def test_concurrent_guarded_transitions_of_separate_clients(scenario: Backend) -
     (see graph_store/_remote.py): several clients may win there, which cannot be prevented from the client
     side; what _race() checks still holds (no lost or partial write, ConflictError means nothing written).
     """
-    winners = _race([scenario.connect() for _ in range(RACERS)], scenario.store)
+    winners = _race([scenario.connect() for _ in range(RACERS)], scenario.store)  # closed with the test
     if scenario.name != "oxigraph":
         assert len(winners) == 1, winners
 
@@ -577,13 +576,14 @@ def test_server_stopped_between_writes_fails_cleanly_and_keeps_the_committed_dat
                 super()._update(text)
 
         started = time.monotonic()
-        with pytest.raises(StoreUnavailable):
-            DiesBeforeCommit(ox.query_url, ox.update_url, timeout=5).apply(_small_change("lost"))
+        with pytest.raises(StoreUnavailable), DiesBeforeCommit(ox.query_url, ox.update_url, timeout=5) as dying:
+            dying.apply(_small_change("lost"))
         with pytest.raises(StoreUnavailable):  # down before the write starts: the guard/validation reads fail
             store.apply(transition(ex("train-0002"), PHT.Running, PHT.Finished, ex("ev-lost")))
         with pytest.raises(StoreUnavailable):
             store.query("ASK {}")
         assert time.monotonic() - started < 5
+        store.close()
 
         # the same data directory, served again: exactly what was committed, nothing of the failed writes
         port = servers.free_port()
@@ -593,6 +593,7 @@ def test_server_stopped_between_writes_fails_cleanly_and_keeps_the_committed_dat
             assert central(again) == committed
             assert again.apply(_small_change("after")).conforms
             assert central(again) == committed | _small_change("after").insert
+            again.close()
         finally:
             _stop(proc)
 

@@ -22,6 +22,7 @@ import httpx
 import pytest
 import servers
 from api_helpers import ALICE, service
+from conftest import Closing
 from fastapi import FastAPI, HTTPException, Request
 from pyoxigraph import Literal, NamedNode, Quad
 from test_sparql_protocol import AACHEN, HEAVY, RDFS_LABEL, SETTINGS, STATIONS, scenario_store, serve
@@ -425,8 +426,8 @@ def test_the_web_views_sparql_form_refuses_a_deep_query_and_keeps_answering() ->
 
 @pytest.mark.real_component("oxigraph")
 def test_over_a_remote_store_workers_query_it_with_their_own_client(
-        oxigraph_endpoint: servers.OxigraphServer) -> None:
-    remote = RemoteStore(oxigraph_endpoint.query_url, oxigraph_endpoint.update_url, timeout=20)
+        oxigraph_endpoint: servers.OxigraphServer, closing: Closing) -> None:
+    remote = closing(RemoteStore(oxigraph_endpoint.query_url, oxigraph_endpoint.update_url, timeout=20))
     remote.load_vocabulary()
     graph = station_graph("hostile-remote")
     label = Quad(NamedNode("https://pht.example.org/id/remote-note"), RDFS_LABEL, Literal("remote note"), graph)

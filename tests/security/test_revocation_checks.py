@@ -22,6 +22,7 @@ import jwt
 import pytest
 import servers
 from api_helpers import SETTINGS
+from conftest import Closing
 from pyoxigraph import Literal, NamedNode, Quad
 
 from graph_store import (
@@ -140,9 +141,10 @@ def test_a_flood_of_distinct_tokens_cannot_grow_the_cache_and_a_forged_one_is_ne
 
 @pytest.mark.real_component("oxigraph")
 def test_on_a_remote_store_another_replicas_revocation_takes_effect_within_cache_s(
-        oxigraph_endpoint: servers.OxigraphServer) -> None:
+        oxigraph_endpoint: servers.OxigraphServer, closing: Closing) -> None:
     now = [0.0]
-    stores = [RemoteStore(oxigraph_endpoint.query_url, oxigraph_endpoint.update_url, timeout=20) for _ in range(2)]
+    stores = [closing(RemoteStore(oxigraph_endpoint.query_url, oxigraph_endpoint.update_url, timeout=20))
+              for _ in range(2)]
     reader = Revocations(stores[0], Iris(DEFAULT_BASE_IRI), cache_s=2, clock=lambda: now[0])
     writer = Revocations(stores[1], Iris(DEFAULT_BASE_IRI), cache_s=2, clock=lambda: now[0])
     token = issue_token(DEMO_SECRET, subject="ops", roles=[Role.OPERATOR])
