@@ -153,7 +153,10 @@ class Lifecycle:
         self._contexts: dict[NamedNode, dict[str, Any]] = {}  # see _execution_row
         self._routes: dict[NamedNode, list[tuple[NamedNode, NamedNode]]] = {}  # see _route
         self._cached_nodes: set[Any] = set()  # every node the two caches hold, see _forget_edited_contexts
+        self._known_states: dict[Any, Any] = {}  # see _states: the states this process last read or committed
         self.store.on_commit(self._forget_edited_contexts)
+        self.store.on_commit(self._note_states)
+        self.store.on_bypass(self._known_states.clear)
 
     # -- trains -----------------------------------------------------------------------------------------
 
@@ -303,9 +306,25 @@ class Lifecycle:
 
         ``output`` (only with ``to="released"``) is recorded in the same write as the release, so the central
         graph learns an output's digest and size only when it is released; releasing again with the same
-        output is a no-op answered ``released`` (a station retrying after a lost answer)."""
+        output is a no-op answered ``released`` (a station retrying after a lost answer).
+
+        Decided first on the states this process last read or committed (no read of them); a step that this
+        refuses, or whose commit finds them changed (another replica's write), is decided again on the
+        store's."""
         execution = self.iris.execution(execution_id)
-        ctx = self._execution_row(execution)
+        known = self._knows_states(execution)
+        try:
+            return self._step(principal, execution, execution_id, to, reason, used, output, known=known)
+        except LifecycleError:
+            if not known:  # decided on the store's states already
+                raise
+            self._forget_states(execution)
+            return self._step(principal, execution, execution_id, to, reason, used, output, known=False)
+
+    def _step(self, principal: Principal, execution: NamedNode, execution_id: str, to: str, reason: str,
+              used: Sequence[str], output: OutputRecord | None, *, known: bool) -> str:
+        """:meth:`step` decided on the states known to this process (``known``) or read from the store."""
+        ctx = self._execution_row(execution, known=known)
         if ctx is None:
             raise NotFound(f"no execution {execution_id}")
         station_id = ctx["stationId"].value
@@ -343,8 +362,10 @@ class Lifecycle:
                                         now=self.clock())
         follow_steps, follow_change = self._consequences(execution, ctx, target, reason,
                                                          output_recorded=output is not None)
+        # what the step was decided on, both states, holds when it is written (or nothing is written)
+        decided_on = [Quad(execution, PHT.state, state, G), Quad(ctx["train"], PHT.state, ctx["trainState"], G)]
         self._commit(steps + follow_steps, ChangeSet(insert=inserts + list(follow_change.insert),
-                                                     guard=follow_change.guard))
+                                                     guard=[*follow_change.guard, *decided_on]))
         return to
 
     @_serialised
@@ -522,9 +543,10 @@ class Lifecycle:
             raise Forbidden(f"{kind} {rid}: {self.chart.token(state)} -> {self.chart.token(target)} may only be "
                             f"fired by: {roles}")
 
-    def _execution_row(self, execution: NamedNode) -> dict[str, Any] | None:
+    def _execution_row(self, execution: NamedNode, *, known: bool = False) -> dict[str, Any] | None:
         """The execution's context (``execution_context.rq``) with its and its train's current ``state`` and
-        ``trainState``; None if there is no such execution.
+        ``trainState`` (with ``known``, those this process last read or committed, if it knows both); None if
+        there is no such execution.
 
         The engine never changes a context once the execution exists (it creates executions, trains, stations
         and definitions, never edits them), so it is cached, and forgotten when another writer changes what it
@@ -539,7 +561,7 @@ class Lifecycle:
                 return None
             ctx = rows[0]
             self._keep(self._contexts, execution, ctx, [v for v in ctx.values() if isinstance(v, NamedNode)])
-        state, train_state = self._states(execution, ctx["train"])
+        state, train_state = self._states(execution, ctx["train"], known=known)
         if state is None or train_state is None:
             return None
         return {**ctx, "state": state, "trainState": train_state}
@@ -560,9 +582,14 @@ class Lifecycle:
         self._routes.clear()
         self._cached_nodes.clear()
 
-    def _states(self, execution: NamedNode, train: NamedNode) -> tuple[NamedNode | None, NamedNode | None]:
+    def _states(self, execution: NamedNode, train: NamedNode, *, known: bool = False
+                ) -> tuple[NamedNode | None, NamedNode | None]:
         """The execution's and its train's current state, in one request (``execution_states.rq``); None for a
-        resource with no state or more than one."""
+        resource with no state or more than one. With ``known``, the states this process last read or committed
+        if it knows both: no request (a remote store's round trip of four a step), and possibly stale if another
+        process wrote since, which the step's guard finds (:meth:`step`)."""
+        if known and (state := self._known_states.get(execution)) and (train_state := self._known_states.get(train)):
+            return state, train_state
         found: dict[NamedNode, list[Any]] = {execution: [], train: []}
         for row in self.store.run_query("execution_states", execution=execution, train=train):
             found.setdefault(row["resource"], []).append(row["state"])
@@ -570,7 +597,39 @@ class Lifecycle:
         def one(states: list[Any]) -> NamedNode | None:
             # a state is an IRI (the shapes say so)
             return states[0] if len(states) == 1 and isinstance(states[0], NamedNode) else None
-        return one(found[execution]), one(found[train])
+        states = one(found[execution]), one(found[train])
+        self._keep_states({execution: states[0], train: states[1]})
+        return states
+
+    def _note_states(self, change: ChangeSet) -> None:
+        """After any commit to the store: the states it wrote are the ones this process knows (what it
+        deleted, it no longer knows)."""
+        written: dict[Any, Any] = {q.subject: None for q in change.delete if q.predicate == PHT.state}
+        written.update({q.subject: q.object for q in change.insert if q.predicate == PHT.state})
+        if written:
+            self._keep_states(written)
+
+    def _keep_states(self, states: Mapping[Any, Any]) -> None:
+        """Remember states read or committed (None: forget it), in a cache that restarts when full."""
+        if len(self._known_states) >= _CONTEXTS_CACHED:
+            self._known_states.clear()
+        for resource, state in states.items():
+            if state is None:
+                self._known_states.pop(resource, None)
+            else:
+                self._known_states[resource] = state
+
+    def _knows_states(self, execution: NamedNode) -> bool:
+        """Whether this process knows the execution's context and its and its train's states (:meth:`_states`)."""
+        ctx = self._contexts.get(execution)
+        return ctx is not None and execution in self._known_states and ctx["train"] in self._known_states
+
+    def _forget_states(self, execution: NamedNode) -> None:
+        """Forget the execution's and its train's known states."""
+        ctx = self._contexts.get(execution)
+        self._known_states.pop(execution, None)
+        if ctx is not None:
+            self._known_states.pop(ctx["train"], None)
 
     def _train_row(self, train: NamedNode) -> list[Any]:
         return list(self.store.run_query("train_context", train=train))

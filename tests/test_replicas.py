@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 import servers
-from api_helpers import ALICE, OPS, register_world, signed, station
+from api_helpers import ALICE, OPS, admin, register_world, signed, station
 from conftest import Closing, require_component
 from pyoxigraph import Literal, NamedNode, Quad
 
@@ -350,6 +350,48 @@ def test_the_same_step_sent_to_both_replicas_has_exactly_one_winner(pair: tuple[
         assert len(recorded) == 1, recorded
         outcomes.append(winner)
     assert "approved" in outcomes
+
+
+def test_a_step_decided_on_states_another_replica_changed_is_decided_again_on_the_stores(
+        pair: tuple[Replica, Replica]) -> None:
+    """A replica decides a step on the states it last read or committed, without reading them (a round trip of a
+    step's four): when another replica has moved them since, the step is refused by what it knew, or its
+    commit's guard finds them changed, and it is decided again on what the store holds."""
+    a, b = pair
+    tid = submit(a)
+    eid = f"{tid}.r1-s0"
+
+    def step(replica: Replica, to: str, headers: dict[str, str] = station("aachen")) -> httpx.Response:
+        return replica.client.post(f"/api/executions/{eid}/steps", headers=headers, json={"to": to})
+
+    def state(resource: str = "execution") -> str:
+        train = b.client.get(f"/api/trains/{tid}", headers=ALICE).json()
+        return str(train["executions"][0]["state"] if resource == "execution" else train["state"])
+
+    assert step(a, "approved").status_code == 200  # A knows: approved (and its train running)
+    assert step(b, "pulling").status_code == 200
+    r = step(a, "running")  # approved -> running is not in the chart, pulling -> running is
+    assert r.status_code == 200, r.text
+    assert step(b, "output-under-review").status_code == 200
+    r = step(a, "output-under-review")  # running -> output-under-review is: its commit's guard finds it moved
+    assert r.status_code == 409 and "is output-under-review" in r.text, r.text
+    assert len(events_to(a, tid, eid, "output-under-review")) == 1
+
+    # the train's state counts too: an operator puts a train back in the queue through B, and A, which knew it
+    # running, approves a new train's execution: the train runs again (the step A's knowledge would have left out)
+    tid = submit(a)
+    eid = f"{tid}.r1-s0"
+    assert step(a, "waiting-for-approval").status_code == 200 and state("train") == "running"
+    train_iri = b.client.get(f"/api/trains/{tid}", headers=ALICE).json()["iri"]
+    requeue = (f"PREFIX pht: <https://w3id.org/pht-kg/vocab#> WITH <https://w3id.org/pht-kg/graph/central> "
+               f"DELETE {{ <{train_iri}> pht:state pht:Running }} INSERT {{ <{train_iri}> pht:state pht:Queued }} "
+               f"WHERE {{ <{train_iri}> pht:state pht:Running }}")
+    r = b.client.post("/sparql", data={"update": requeue}, headers=OPS)
+    assert r.status_code in (200, 204), r.text
+    assert state("train") == "queued"
+    r = step(a, "approved", admin("aachen"))
+    assert r.status_code == 200, r.text
+    assert (state(), state("train")) == ("approved", "running")
 
 
 def test_a_step_through_one_replica_reaches_the_other_replicas_reads_and_live_stream(
