@@ -602,10 +602,12 @@ class Lifecycle:
         return states
 
     def _note_states(self, change: ChangeSet) -> None:
-        """After any commit to the store: the states it wrote are the ones this process knows (what it
-        deleted, it no longer knows)."""
-        written: dict[Any, Any] = {q.subject: None for q in change.delete if q.predicate == PHT.state}
-        written.update({q.subject: q.object for q in change.insert if q.predicate == PHT.state})
+        """After any commit to the store: the central graph's states it wrote are the ones this process knows
+        (what it deleted, it no longer knows). A station's graph may say what it likes: it decides nothing here."""
+        def central_states(quads: frozenset[Quad]) -> list[Quad]:
+            return [q for q in quads if q.predicate == PHT.state and q.graph_name == G]
+        written: dict[Any, Any] = {q.subject: None for q in central_states(change.delete)}
+        written.update({q.subject: q.object for q in central_states(change.insert)})
         if written:
             self._keep_states(written)
 
