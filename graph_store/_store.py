@@ -156,10 +156,7 @@ class GraphStore(ABC):
         (measured: 0.13 ms a write at first, 0.44 ms after 3,000 writes, on an Oxigraph server as embedded).
         The embedded store is its only writer; a remote store checks them in its commit request."""
         if not self._sizes_read:
-            rows = self._query(READ_COUNTS, default_graph=None, named_graphs=None, union_default_graph=False)
-            assert isinstance(rows, QuerySolutions)  # a SELECT
-            counts = {row["g"]: int(row["n"].value) for row in rows}
-            self._sizes = {g: n for g, n in counts.items() if isinstance(g, NamedNode)} or None
+            self._sizes = self._graph_counts(READ_COUNTS) or None
             self._sizes_read = True
         return self._sizes
 
@@ -362,11 +359,14 @@ class GraphStore(ABC):
     def _counts(self, graphs: Sequence[NamedNode] = ()) -> dict[NamedNode, int]:
         """The number of quads of ``graphs`` (default: every graph but the store's and its server's own)."""
         values = f"VALUES ?g {{ {' '.join(str(g) for g in graphs)} }} " if graphs else ""
-        rows = self._query(f"SELECT ?g (COUNT(*) AS ?n) WHERE {{ {values}GRAPH ?g {{ ?s ?p ?o }} }} GROUP BY ?g",
-                           default_graph=None, named_graphs=None, union_default_graph=False)
+        text = f"SELECT ?g (COUNT(*) AS ?n) WHERE {{ {values}GRAPH ?g {{ ?s ?p ?o }} }} GROUP BY ?g"
+        return {g: n for g, n in self._graph_counts(text).items() if not self.server_graph(g)}
+
+    def _graph_counts(self, text: str) -> dict[NamedNode, int]:
+        """A SELECT's ``?g ?n`` rows as counts by named graph."""
+        rows = self._query(text, default_graph=None, named_graphs=None, union_default_graph=False)
         assert isinstance(rows, QuerySolutions)  # a SELECT
-        counts = {row["g"]: int(row["n"].value) for row in rows}
-        return {g: n for g, n in counts.items() if isinstance(g, NamedNode) and not self.server_graph(g)}
+        return {row["g"]: int(row["n"].value) for row in rows if isinstance(row["g"], NamedNode)}
 
     def on_commit(self, listener: Callable[[ChangeSet], None]) -> None:
         """Call ``listener(change)`` after every change this store object commits (under its write lock), e.g.
