@@ -64,7 +64,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,7 +90,8 @@ from ._sparql_http import SparqlHttp
 from ._sparql_text import bind, quad_block, tokens
 from ._store import GraphStore, QueryResult, server_graph_refusal
 from ._untrusted_query import dataset_iris, reserialise_query
-from ._vocab import GRAPH_NS, ONTOLOGY_GRAPH, RDF_TYPE, validation_scope
+from ._updates import CompiledUpdate
+from ._vocab import GRAPH_NS, ONTOLOGY_GRAPH, RDF_TYPE
 from ._write_lock import LOCK_GRAPH, ServerWriteLock
 
 _NO_GRAPH = NamedNode("urn:pht:no-graph")
@@ -119,6 +120,9 @@ _INCOMING_READ = 1_000
 """Most quads pointing at the nodes of one request that :meth:`RemoteStore._quads_of` reads (a retyped node that
 many point at is left to the validator's own lookups)."""
 _ZERO = Literal(0)
+_AT_ONCE = 4
+"""Most queries :meth:`RemoteStore._selects` has the server answer side by side (a read-ahead of thousands of
+nodes is many requests)."""
 _EXISTING_PER_REQUEST = 100
 """Quads asked about in one request by :meth:`RemoteStore.existing` (100 patterns: well within Virtuoso's
 limit on a query's size)."""
@@ -175,12 +179,26 @@ class RemoteStore(GraphStore):
                 return iter([_canonical_triple(q.triple) for q in parse(body, format=fmt)])
             except SyntaxError as e:
                 raise StoreUnavailable(f"SPARQL server at {self.query_url} sent unreadable RDF: {e}") from None
+        return self._solutions(body)
+
+    def _solutions(self, body: bytes) -> QueryResult:
+        """A query's answer (SPARQL JSON results) as pyoxigraph's results."""
         try:
             if not self._http.oxigraph(self.query_url):  # Oxigraph's answers read as they are
                 body = _portable_results(body)
             return parse_query_results(body, format=QueryResultsFormat.JSON)
         except (SyntaxError, ValueError) as e:
             raise StoreUnavailable(f"SPARQL server at {self.query_url} sent unreadable results: {e}") from None
+
+    def _selects(self, texts: list[str]) -> list[QuerySolutions]:
+        """The solutions of several SELECTs over the server's own dataset, asked for at once: one round trip
+        (:meth:`SparqlHttp.post_queries`)."""
+        answers = [answer for start in range(0, len(texts), _AT_ONCE) for answer in self._http.post_queries(
+            self.query_url, texts[start:start + _AT_ONCE], accept="application/sparql-results+json")]
+        results = [self._solutions(body) for body, _ in answers]
+        if not all(isinstance(result, QuerySolutions) for result in results):  # a SELECT's answer is solutions
+            raise StoreUnavailable(f"SPARQL server at {self.query_url} answered a SELECT without solutions")
+        return results  # type: ignore[return-value]  # checked just above
 
     def _data_graphs(self) -> list[NamedNode]:
         """Every graph holding data, but the server's own (:meth:`server_graph`)."""
@@ -361,47 +379,42 @@ class RemoteStore(GraphStore):
             return
         graphs: set[NamedNode] = set()
         for graph in self._check_writable(change):  # a write the store refuses costs no request
-            scope = self._scopes.get(graph)
-            if scope is None:
-                scope = self._scopes[graph] = validation_scope(graph)
-            graphs |= scope
+            graphs |= self._scope(graph)
         if graphs:
             seen.read(_nodes_of(change), _typed_of(change), frozenset(graphs), self._quads_of)
 
+    def _answer_wheres(self, updates: Sequence[tuple[CompiledUpdate, dict[str, Any]]], extra: ChangeSet | None
+                       ) -> dict[int, QuerySolutions]:
+        """Every WHERE of the updates over the store's own dataset, and the read-ahead of the nodes the write
+        names before its WHEREs are evaluated (:func:`_nodes_named`), asked for at once: the server answers them
+        side by side, in one round trip instead of one each (a lifecycle step's 2.3 reads). The nodes only the
+        WHEREs' solutions name are read after them, as for any write (:meth:`_read_ahead`)."""
+        seen = self._seen()
+        wheres = [i for i, (c, _) in enumerate(updates) if c.select_text is not None and c.dataset is None]
+        if seen is None or not wheres:
+            return {}
+        texts = [bind(c.select_text, c.where_bindings(values))  # type: ignore[arg-type]  # has a WHERE
+                 for c, values in (updates[i] for i in wheres)]
+        nodes, typed, graphs = _nodes_named(updates, extra)
+        scope = frozenset().union(*map(self._scope, graphs))
+        missing, unread = seen.unread(nodes, typed, scope)
+        read = self._node_read(missing, unread, scope) if missing or unread else None
+        answers = self._selects(texts + (read.texts if read is not None else []))
+        if read is not None:
+            seen.add(scope, read.result(answers[len(texts):]))
+        return dict(zip(wheres, answers))
+
     def _quads_of(self, nodes: list[Any], typed: list[Any], graphs: frozenset[NamedNode]) -> _Read:
         """The stored quads of ``nodes`` in ``graphs``, and of those pointing at ``typed`` (None for a chunk with
-        more than _INCOMING_READ), one request per _NODES_PER_REQUEST nodes of each."""
-        outgoing: dict[Any, set[Quad]] = {node: set() for node in nodes}
-        incoming: dict[Any, set[Quad] | None] = {node: set() for node in typed}
-        if ONTOLOGY_GRAPH in graphs and self._ontology_answers(nodes, typed):  # not asked for: _ontology_index
-            out_of, into_of, _ = self._ontology_index()
-            for node, quads in outgoing.items():
-                quads.update(out_of.get(node, ()))
-            for node, found in incoming.items():
-                found.update(into_of.get(node, ()))  # type: ignore[union-attr]  # a set until cut short below
-            graphs = graphs - {ONTOLOGY_GRAPH}
-        scope = ", ".join(str(g) for g in sorted(graphs, key=str))
-        for start in range(0, max(len(nodes), len(typed)) if graphs else 0, _NODES_PER_REQUEST):
-            out, into = nodes[start:start + _NODES_PER_REQUEST], typed[start:start + _NODES_PER_REQUEST]
-            # FILTER, not VALUES ?g: Oxigraph then looks each node up (33 ms for 200 nodes, 270 ms with VALUES ?g)
-            # each branch a subquery: Virtuoso 7 fails to compile the first one bare with one graph in scope
-            branches = [f"{{ SELECT ?s ?p ?o ?g (0 AS ?in) WHERE {{ VALUES ?s {{ {' '.join(map(str, out))} }} "
-                        f"GRAPH ?g {{ ?s ?p ?o }} FILTER(?g IN ({scope})) }} }}"] if out else []
-            if into:
-                branches.append(f"{{ SELECT ?s ?p ?o ?g (1 AS ?in) WHERE {{ VALUES ?o {{ {' '.join(map(str, into))} }} "
-                                f"GRAPH ?g {{ ?s ?p ?o }} FILTER(?g IN ({scope})) }} LIMIT {_INCOMING_READ + 1} }}")
-            pointing = 0
-            for row in self._select_text(f"SELECT ?s ?p ?o ?g ?in WHERE {{ {' UNION '.join(branches)} }}"):
-                quad = Quad(row["s"], row["p"], row["o"], row["g"])
-                if row["in"] == _ZERO:
-                    outgoing[row["s"]].add(quad)
-                else:
-                    pointing += 1
-                    incoming[row["o"]].add(quad)  # type: ignore[union-attr]  # None only below
-            if pointing > _INCOMING_READ:  # cut short: these nodes' referrers are asked for one by one
-                incoming.update(dict.fromkeys(into))
-        return ({node: frozenset(quads) for node, quads in outgoing.items()},
-                {node: None if quads is None else frozenset(quads) for node, quads in incoming.items()})
+        more than _INCOMING_READ): :class:`_NodeRead`'s requests, sent at once."""
+        read = self._node_read(nodes, typed, graphs)
+        return read.result(self._selects(read.texts))
+
+    def _node_read(self, nodes: list[Any], typed: list[Any], graphs: frozenset[NamedNode]) -> _NodeRead:
+        """The read of :meth:`_quads_of`, its ontology quads answered from the vocabulary's files where they can
+        be (:meth:`_ontology_index`)."""
+        answers = ONTOLOGY_GRAPH in graphs and self._ontology_answers(nodes, typed)
+        return _NodeRead(nodes, typed, graphs, self._ontology_index() if answers else None)
 
     def _ontology_index(self) -> _OntologyIndex:
         """The ontology graph's ground quads by subject and by object, from the vocabulary's files (``Schema``):
@@ -522,16 +535,102 @@ class _Seen:
         """The stored quads in ``graphs`` whose object is ``node``, or None if they were not all read."""
         return self._within(self._in.get(node), graphs)
 
+    def unread(self, nodes: Iterable[Any], typed: Iterable[Any], graphs: frozenset[NamedNode]
+               ) -> tuple[list[Any], list[Any]]:
+        """Those of ``nodes`` whose quads in ``graphs``, and those of ``typed`` whose referrers there, were not
+        all read."""
+        return ([node for node in nodes if self.quads(node, graphs) is None],
+                [node for node in typed if node not in self._in or not graphs <= self._in[node][0]])
+
+    def add(self, graphs: frozenset[NamedNode], read: _Read) -> None:
+        """What a read of ``graphs`` found."""
+        outgoing, incoming = read
+        self._out.update((node, (graphs, quads)) for node, quads in outgoing.items())
+        self._in.update((node, (graphs, quads)) for node, quads in incoming.items())
+
     def read(self, nodes: list[Any], typed: list[Any], graphs: frozenset[NamedNode],
              quads_of: Callable[[list[Any], list[Any], frozenset[NamedNode]], _Read]) -> None:
         """Read what is not yet read in ``graphs`` of ``nodes`` and of the quads pointing at ``typed`` with
         ``quads_of`` (no request if nothing)."""
-        missing = [node for node in nodes if self.quads(node, graphs) is None]
-        unread = [node for node in typed if node not in self._in or not graphs <= self._in[node][0]]
+        missing, unread = self.unread(nodes, typed, graphs)
         if missing or unread:
-            outgoing, incoming = quads_of(missing, unread, graphs)
-            self._out.update((node, (graphs, quads)) for node, quads in outgoing.items())
-            self._in.update((node, (graphs, quads)) for node, quads in incoming.items())
+            self.add(graphs, quads_of(missing, unread, graphs))
+
+
+class _NodeRead:
+    """One read of nodes' stored quads, and of the quads pointing at typed nodes, in some graphs: the SELECTs
+    it takes (:attr:`texts`, one per _NODES_PER_REQUEST nodes of each) and what their solutions say
+    (:meth:`result`). ``ontology``: the ontology graph's quads from the vocabulary's files, which then answer that
+    graph (``RemoteStore._ontology_index``)."""
+
+    def __init__(self, nodes: list[Any], typed: list[Any], graphs: frozenset[NamedNode],
+                 ontology: _OntologyIndex | None) -> None:
+        self._outgoing: dict[Any, set[Quad]] = {node: set() for node in nodes}
+        self._incoming: dict[Any, set[Quad] | None] = {node: set() for node in typed}
+        if ontology is not None and ONTOLOGY_GRAPH in graphs:  # not asked for
+            out_of, into_of, _ = ontology
+            for node, quads in self._outgoing.items():
+                quads.update(out_of.get(node, ()))
+            for node, found in self._incoming.items():
+                found.update(into_of.get(node, ()))  # type: ignore[union-attr]  # a set until cut short
+            graphs = graphs - {ONTOLOGY_GRAPH}
+        scope = ", ".join(str(g) for g in sorted(graphs, key=str))
+        self.texts: list[str] = []
+        self._typed_by_text: list[list[Any]] = []
+        for start in range(0, max(len(nodes), len(typed)) if graphs else 0, _NODES_PER_REQUEST):
+            out, into = nodes[start:start + _NODES_PER_REQUEST], typed[start:start + _NODES_PER_REQUEST]
+            # FILTER, not VALUES ?g: Oxigraph then looks each node up (33 ms for 200 nodes, 270 ms with VALUES ?g)
+            # each branch a subquery: Virtuoso 7 fails to compile the first one bare with one graph in scope
+            branches = [f"{{ SELECT ?s ?p ?o ?g (0 AS ?in) WHERE {{ VALUES ?s {{ {' '.join(map(str, out))} }} "
+                        f"GRAPH ?g {{ ?s ?p ?o }} FILTER(?g IN ({scope})) }} }}"] if out else []
+            if into:
+                branches.append(f"{{ SELECT ?s ?p ?o ?g (1 AS ?in) WHERE {{ VALUES ?o {{ {' '.join(map(str, into))} }} "
+                                f"GRAPH ?g {{ ?s ?p ?o }} FILTER(?g IN ({scope})) }} LIMIT {_INCOMING_READ + 1} }}")
+            self.texts.append(f"SELECT ?s ?p ?o ?g ?in WHERE {{ {' UNION '.join(branches)} }}")
+            self._typed_by_text.append(into)
+
+    def result(self, answers: Sequence[QuerySolutions]) -> _Read:
+        """The quads found, from the solutions of :attr:`texts` (in their order)."""
+        outgoing, incoming = self._outgoing, self._incoming
+        for solutions, into in zip(answers, self._typed_by_text, strict=True):
+            pointing = 0
+            for row in solutions:
+                quad = Quad(row["s"], row["p"], row["o"], row["g"])
+                if row["in"] == _ZERO:
+                    outgoing[row["s"]].add(quad)
+                else:
+                    pointing += 1
+                    incoming[row["o"]].add(quad)  # type: ignore[union-attr]  # None only below
+            if pointing > _INCOMING_READ:  # cut short: these nodes' referrers are asked for one by one
+                incoming.update(dict.fromkeys(into))
+        return ({node: frozenset(quads) for node, quads in outgoing.items()},
+                {node: None if quads is None else frozenset(quads) for node, quads in incoming.items()})
+
+
+def _nodes_named(updates: Sequence[tuple[CompiledUpdate, Mapping[str, Any]]], extra: ChangeSet | None
+                 ) -> tuple[list[Any], list[Any], set[NamedNode]]:
+    """What a write of ``updates`` (and ``extra``) names before its WHEREs are evaluated: the nodes, sorted
+    (every IRI given as a parameter; the IRIs its templates' subjects and objects are, as written or as
+    parameters; ``extra``'s nodes and the subjects of its guard, what the write was decided on), the nodes its
+    templates type, and the graphs the templates write (as written or as parameters)."""
+    nodes: set[Any] = set()
+    typed: set[Any] = set()
+    graphs: set[NamedNode] = set()
+    for compiled, values in updates:
+        nodes.update(v for v in values.values() if isinstance(v, NamedNode))
+        for template in compiled.delete + compiled.insert:
+            s, p, o, g = (values.get(t.value) if isinstance(t, Variable) else t for t in template)
+            nodes.update(term for term in (s, o) if isinstance(term, NamedNode))
+            if p == RDF_TYPE and isinstance(s, NamedNode):
+                typed.add(s)
+            if isinstance(g, NamedNode):
+                graphs.add(g)
+    if extra is not None:
+        nodes.update(_nodes_of(extra))
+        nodes.update(q.subject for q in extra.guard)
+        typed.update(_typed_of(extra))
+        graphs.update(q.graph_name for q in extra.delete | extra.insert if isinstance(q.graph_name, NamedNode))
+    return sorted(nodes, key=str), sorted(typed, key=str), graphs
 
 
 def _nodes_of(change: ChangeSet) -> list[Any]:

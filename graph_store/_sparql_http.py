@@ -11,7 +11,9 @@ known to, so they keep the form. Every request has an explicit Accept header (Vi
 without one). Connections are kept alive and shared by the
 threads (:class:`_Connections`): a lifecycle step sends several small requests, and a new TCP connection and
 SPARQLWrapper's per-request parsing of the text cost about 1-2 ms each, the request itself 0.3-0.5 ms on
-loopback (measured, ``benchmarks/README.md``).
+loopback (measured, ``benchmarks/README.md``). Queries a write needs together (its WHEREs and its read-ahead)
+go at once, each on a connection of its own (:meth:`SparqlHttp.post_queries`): the server answers them side by
+side, in one round trip, where one after the other cost one each.
 
 The standard library's ``http.client`` speaks HTTP, not urllib3 (used until session 16): a lifecycle step's
 requests are serialised under the store's write lock and the central service's rate is its CPU per step, of
@@ -69,6 +71,23 @@ class SparqlHttp:
     def post(self, url: str, field: str, text: str, *, accept: str,
              default_graphs: Sequence[str] = (), named_graphs: Sequence[str] = ()) -> tuple[bytes, str]:
         """POST ``field=text`` (``query`` or ``update``) with the dataset's graph parameters to ``url``."""
+        body, headers = self._request(url, field, text, accept, default_graphs, named_graphs)
+        if self._opener is not None and url == self._auth_url:
+            return self._post_authenticated(url, body, headers)
+        return self._exchange(url, [(body, headers)])[0]
+
+    def post_queries(self, url: str, texts: Sequence[str], *, accept: str) -> list[tuple[bytes, str]]:
+        """POST several queries to ``url`` at once, each on a kept-alive connection of its own: every one is sent
+        before any answer is read, so the server evaluates them side by side and they cost one round trip, not
+        one each. Queries only, and never sent twice (as every request here)."""
+        requests = [self._request(url, "query", text, accept, (), ()) for text in texts]
+        if self._opener is not None and url == self._auth_url:
+            return [self._post_authenticated(url, body, headers) for body, headers in requests]
+        return self._exchange(url, requests)
+
+    def _request(self, url: str, field: str, text: str, accept: str, default_graphs: Sequence[str],
+                 named_graphs: Sequence[str]) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of one request (see the module's docstring for how an operation is sent)."""
         if not default_graphs and not named_graphs and (field == "update" or self._oxigraph.get(url, False)):
             # the operation itself as the body: no percent-encoding of its thousands of characters (for a commit, a
             # quarter of a lifecycle step's CPU in this process, measured); see the module's docstring for which
@@ -78,36 +97,47 @@ class SparqlHttp:
             params = [(field, text)] + [("default-graph-uri", g) for g in default_graphs] \
                 + [("named-graph-uri", g) for g in named_graphs]
             body, content_type = urlencode(params).encode(), "application/x-www-form-urlencoded"
-        headers = {"Accept": accept, "Content-Type": content_type}
-        if self._opener is not None and url == self._auth_url:
-            return self._post_authenticated(url, body, headers)
+        return body, {"Accept": accept, "Content-Type": content_type}
+
+    def _exchange(self, url: str, requests: Sequence[tuple[bytes, dict[str, str]]]) -> list[tuple[bytes, str]]:
+        """Send each request on a connection of the pool, then read the answers in order; a connection goes back
+        to the pool only once its answer was read in full, and any failure closes every connection not yet back.
+        Raises the failure of the first answer that is one, after all were read."""
         pool = self._pool(url)
-        connection = pool.take()
+        pending: list[http.client.HTTPConnection] = []
+        answers: list[tuple[int, bytes, str]] = []
+        connecting = False
         try:
-            if connection.sock is None:
-                connection.connect()
+            for body, headers in requests:
+                connection = pool.take()
+                pending.append(connection)
+                if connection.sock is None:
+                    connecting = True
+                    connection.connect()
+                    connecting = False
+                connection.request("POST", pool.path, body=body, headers=headers)  # never sent again
+            while pending:
+                response = pending[0].getresponse()
+                data = response.read()
+                pool.give(pending.pop(0), reusable=not response.will_close)
+                answers.append((response.status, data, response.headers.get("Content-Type", "")))
+                if url not in self._oxigraph:
+                    self._oxigraph[url] = response.headers.get("Server", "").startswith("Oxigraph/")
         except TimeoutError:
-            connection.close()
             raise StoreUnavailable(f"SPARQL server at {url} did not answer within {self._timeout:g} s") from None
-        except OSError as e:  # refused, unknown host, unreachable network
-            connection.close()
-            raise StoreUnavailable(f"SPARQL server at {url} cannot be reached: {e.strerror or e}") from None
-        try:  # never sent again: an update is not idempotent
-            connection.request("POST", pool.path, body=body, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-        except TimeoutError:
-            connection.close()
-            raise StoreUnavailable(f"SPARQL server at {url} did not answer within {self._timeout:g} s") from None
-        except (http.client.HTTPException, OSError) as e:  # e.g. the server died while answering
-            connection.close()
+        except OSError as e:
+            if connecting:  # refused, unknown host, unreachable network
+                raise StoreUnavailable(f"SPARQL server at {url} cannot be reached: {e.strerror or e}") from None
             raise StoreUnavailable(f"SPARQL server at {url} broke off: {e!r}") from None
-        pool.give(connection, reusable=not response.will_close)
-        if response.status >= 300:
-            raise _failure(url, response.status, data)
-        if url not in self._oxigraph:
-            self._oxigraph[url] = response.headers.get("Server", "").startswith("Oxigraph/")
-        return data, response.headers.get("Content-Type", "")
+        except http.client.HTTPException as e:  # e.g. the server died while answering
+            raise StoreUnavailable(f"SPARQL server at {url} broke off: {e!r}") from None
+        finally:
+            for connection in pending:  # sent but not read: the connection is in no state to carry another request
+                connection.close()
+        for status, data, _ in answers:
+            if status >= 300:
+                raise _failure(url, status, data)
+        return [(data, content_type) for _, data, content_type in answers]
 
     def oxigraph(self, url: str) -> bool:
         """Whether the server at ``url`` has said it is Oxigraph (in the ``Server`` header of an answer): it then

@@ -42,7 +42,7 @@ from ._queries import named_query
 from ._report import ValidationReport
 from ._schema import Schema, load_schema
 from ._sizes import READ_COUNTS, COUNTED, adjusting_update, counted_quads, setting_update, size_changes
-from ._sparql_text import bind, parameters_of, quad_block
+from ._sparql_text import bind, quad_block
 from ._update_sequence import plan_sequence
 from ._updates import SEQUENCE, CompiledUpdate, WhereDataset, compile_update, solution_lookup
 from ._validator import PostChangeView
@@ -254,9 +254,7 @@ class GraphStore(ABC):
         checked = 0
         views: list[tuple[NamedNode, PostChangeView]] = []
         for graph in graphs:
-            scope = self._scopes.get(graph)
-            if scope is None:
-                scope = self._scopes[graph] = validation_scope(graph)
+            scope = self._scope(graph)
             part = change if len(graphs) == 1 else change.restricted((graph,))
             seen = change if graphs <= scope else change.restricted(scope)
             types = quads = incoming = None
@@ -442,7 +440,10 @@ class GraphStore(ABC):
         # WHERE found it would otherwise be dropped from the change (it no longer exists) and so from its guard,
         # and the step would apply twice (measured with two service replicas on one Oxigraph server).
         with self._write_lock, self._exclusive():
-            parts = [self.evaluate_update(c, values, c.where_dataset(), None) for c, values in compiled]
+            answered = self._answer_wheres(compiled, extra)  # a remote store's: all at once, with its read-ahead
+            parts = [self.evaluate_update(c, values, c.where_dataset(), None,
+                                          select=_answered(answered[i]) if i in answered else None)
+                     for i, (c, values) in enumerate(compiled)]
             if require_match and any(n == 0 for _, n in parts):
                 raise ConflictError("the data changed concurrently: a guarded step no longer applies")
             changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
@@ -458,6 +459,13 @@ class GraphStore(ABC):
             # its guard: ``required`` (checked by _apply) and the deletions just found (not asked for again)
             report = self._apply(merged, known=frozenset(found))
         return [UpdateOutcome(report=report, solutions=n, change=ch) for ch, n in parts]
+
+    def _answer_wheres(self, updates: Sequence[tuple[CompiledUpdate, dict[str, Any]]], extra: ChangeSet | None
+                       ) -> dict[int, QuerySolutions]:
+        """Under a write's hold, before :meth:`apply_updates` evaluates its updates' WHEREs: the solutions of those
+        the store has asked for already, by position. None here: the embedded store evaluates each where it is; a
+        remote store asks for them all at once (``RemoteStore._answer_wheres``)."""
+        return {}
 
     @staticmethod
     def _compiled(update: str | CompiledUpdate, values: Mapping[str, Any]) -> tuple[CompiledUpdate, dict[str, Any]]:
@@ -478,8 +486,7 @@ class GraphStore(ABC):
         text = compiled.select_text
         if text is None:
             return compiled.change_set([lambda name: None], values, skolem), 1
-        wanted = parameters_of(text)
-        given = {k: v for k, v in values.items() if k in wanted}
+        given = compiled.where_bindings(values)
         default, named = _listed(dataset.default_graph), _listed(dataset.named_graphs)
         if select is None and untrusted:
             result: Any = self.query_untrusted(bind(text, given), default_graph=default, named_graphs=named)
@@ -563,6 +570,13 @@ class GraphStore(ABC):
 
     # -- helpers ------------------------------------------------------------------------------------------
 
+    def _scope(self, graph: NamedNode) -> frozenset[NamedNode]:
+        """``validation_scope(graph)``, kept per graph (each write asks for its graphs')."""
+        scope = self._scopes.get(graph)
+        if scope is None:
+            scope = self._scopes[graph] = validation_scope(graph)
+        return scope
+
     @staticmethod
     def _check_writable(change: ChangeSet) -> set[NamedNode]:
         """The graphs the change writes, after refusing writes to the vocabulary graphs and the class hierarchy."""
@@ -615,6 +629,12 @@ one request are still one request (all or nothing). Virtuoso also refuses a whol
 def server_graph_refusal(graph: NamedNode) -> str:
     """The one sentence refusing a read or write of a graph :meth:`GraphStore.server_graph` names."""
     return f"the graph {graph} belongs to the store (its bookkeeping, or its server's), not to the platform's data"
+
+
+def _answered(solutions: QuerySolutions) -> Callable[..., QuerySolutions]:
+    """A ``select`` for :meth:`GraphStore.evaluate_update` that hands back a WHERE's solutions received already
+    (:meth:`GraphStore._answer_wheres`)."""
+    return lambda text, **_: solutions
 
 
 def _listed(graphs: tuple[NamedNode, ...] | None) -> list[NamedNode] | None:

@@ -114,6 +114,11 @@ class CompiledUpdate:
         base = "" if self.base_iri is None else f"BASE <{self.base_iri}>\n"  # an IRI checked by compile_update
         return f"{base}{self.prologue}\nSELECT * WHERE {self.where}"
 
+    def where_bindings(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters of ``values`` that :attr:`select_text` names (the templates may name more)."""
+        wanted = parameters_of(self.select_text or "")
+        return {k: v for k, v in values.items() if k in wanted}
+
     def where_dataset(self, using: Sequence[NamedNode] = (), using_named: Sequence[NamedNode] = ()) -> WhereDataset:
         """The WHERE's dataset: ``using`` / ``using_named`` (the SPARQL Protocol's ``using-graph-uri`` /
         ``using-named-graph-uri``) if given, else the update's own WITH / USING, else the store's.

@@ -651,6 +651,11 @@ def _docker_unavailable() -> str | None:
     except ImportError:
         return "the docker Python package is missing; pip install -e . (it is a dependency)"
     try:
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        if host.startswith("unix://"):  # asked first: the docker package leaves a refused socket open (a warning)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(10)
+                probe.connect(host.removeprefix("unix://"))
         client = docker.from_env(timeout=10)
         try:
             client.ping()

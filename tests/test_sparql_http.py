@@ -2,7 +2,8 @@
 
 What urllib3 did for the store before session 16 must still hold with ``http.client``: a kept connection the server
 closed while it was idle is not used for the next request (which would fail as "broke off"), a request is never
-sent twice, and a connection is kept even when its descriptor is above 1,023 (``select()`` cannot watch it)."""
+sent twice, and a connection is kept even when its descriptor is above 1,023 (``select()`` cannot watch it).
+Several queries sent at once (``post_queries``) reach the server before any is answered."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from graph_store import StoreUnavailable
+from graph_store import InvalidInputError, StoreUnavailable
 from graph_store._sparql_http import SparqlHttp
 
 ANSWER = b'{"head":{},"boolean":true}'
@@ -28,15 +29,26 @@ class _Handler(BaseHTTPRequestHandler):
     content_types: list[str] = []
     server_closed: threading.Semaphore
 
+    together: threading.Barrier | None = None  # if set: no request is answered before this many have arrived
+    echo = False  # answer with the request's body (which answer is whose)
+
     def do_POST(self) -> None:  # noqa: N802 - the standard library's name
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).requests.append(body)
         type(self).content_types.append(self.headers["Content-Type"])
-        self.send_response(200)
+        status, answer = 200, body if self.echo else ANSWER
+        if b"malformed" in body:
+            status, answer = 400, b"Parser error: malformed"
+        if self.together is not None:
+            try:
+                self.together.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                status, answer = 503, b"the other requests did not come"
+        self.send_response(status)
         self.send_header("Content-Type", "application/sparql-results+json")
-        self.send_header("Content-Length", str(len(ANSWER)))
+        self.send_header("Content-Length", str(len(answer)))
         self.end_headers()  # no "Connection: close": the client believes it may keep the connection
-        self.wfile.write(ANSWER)
+        self.wfile.write(answer)
         self.wfile.flush()
         if type(self).close_after_answer:
             self.close_connection = True  # closed by the server once the answer is out
@@ -58,7 +70,8 @@ class _Server(ThreadingHTTPServer):
 @pytest.fixture()
 def server() -> Iterator[tuple[str, type[_Handler]]]:
     handler: type[_Handler] = type("Handler", (_Handler,), {"requests": [], "content_types": [],
-                                                            "close_after_answer": False})
+                                                            "close_after_answer": False, "together": None,
+                                                            "echo": False})
     httpd = _Server(("127.0.0.1", 0), handler)
     httpd.closed = threading.Semaphore(0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -145,3 +158,37 @@ def test_a_query_goes_as_its_own_body_only_once_the_server_said_it_is_oxigraph(
     update = ("application/sparql-update; charset=utf-8", "INSERT DATA { <urn:a> <urn:b> 'é' }".encode())
     assert list(zip(handler.content_types, handler.requests)) == [form, second, update]
     client.close()
+
+
+def test_queries_sent_together_reach_the_server_before_any_is_answered(server: tuple[str, type[_Handler]]) -> None:
+    """The server holds every answer until three requests have arrived: sent one after the other, the first
+    would wait for the others in vain (503). The answers come back in the order of the queries."""
+    url, handler = server
+    handler.together, handler.echo = threading.Barrier(3), True
+    client = SparqlHttp(timeout=10)
+    queries = ["ASK { <urn:one> ?p ?o }", "ASK { <urn:two> ?p ?o }", "ASK { <urn:three> ?p ?o }"]
+    answers = client.post_queries(url, queries, accept="application/sparql-results+json")
+    assert [body for body, _ in answers] == [urlencode({"query": q}).encode() for q in queries]
+    assert len(client._pools[url]._idle) == 3, "each had a connection of its own, kept"  # noqa: SLF001
+    client.close()
+
+
+def test_a_refused_query_among_several_is_one_error_and_the_connections_stay_usable(
+        server: tuple[str, type[_Handler]]) -> None:
+    url, handler = server
+    client = SparqlHttp(timeout=5)
+    with pytest.raises(InvalidInputError, match="malformed"):
+        client.post_queries(url, ["ASK {}", "ASK { malformed", "ASK {}"], accept="application/sparql-results+json")
+    assert len(handler.requests) == 3, "every query was sent, once"
+    idle = list(client._pools[url]._idle)  # noqa: SLF001
+    assert len(idle) == 3, "every answer was read: each connection can carry the next request"
+    assert ask(client, url) == ANSWER and len(handler.requests) == 4
+    assert client._pools[url]._idle[-1] in idle  # noqa: SLF001
+    client.close()
+
+
+def test_queries_to_a_server_that_is_not_there_are_one_sentence() -> None:
+    client = SparqlHttp(timeout=5)
+    with pytest.raises(StoreUnavailable, match=r"^SPARQL server at http://127\.0\.0\.1:9/query cannot be reached: "):
+        client.post_queries("http://127.0.0.1:9/query", ["ASK {}", "ASK {}"], accept="application/sparql-results+json")
+    assert client._pools["http://127.0.0.1:9/query"]._idle == []  # noqa: SLF001

@@ -42,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +70,7 @@ from graph_store import (
     RemoteStore,
     StoreUnavailable,
     ValidationFailed,
+    named_query,
     parse_rdf,
     station_graph,
 )
@@ -780,6 +782,56 @@ def test_a_guarded_commit_that_did_not_apply_is_a_conflict_and_a_large_one_commi
     assert_sizes_kept(store)
     assert stored_form(big) <= central(store)
     late.close()
+    store.close()
+
+
+@pytest.mark.parametrize("name", [pytest.param("oxigraph", marks=pytest.mark.real_component("oxigraph")),
+                                  pytest.param("virtuoso", marks=pytest.mark.real_component("virtuoso"))])
+def test_a_writes_wheres_and_read_ahead_are_asked_for_at_once(request: pytest.FixtureRequest, name: str) -> None:
+    """A write of named updates (a lifecycle step: an execution's transition and its train's) asks the server for
+    every WHERE and for the quads of the nodes it names in one round trip (``SparqlHttp.post_queries``), and then
+    only commits: nothing is asked for one by one in between. What it writes is what the updates say."""
+    backend = _remote(request, name)
+    store = backend.store
+    assert isinstance(store, RemoteStore)
+    store.apply(ChangeSet(insert=SCENARIO))  # the lock's claim, the counts and the server's probe are behind us
+    sent: list[tuple[str, int]] = []
+    http = store._http  # noqa: SLF001
+    post, post_queries = http.post, http.post_queries
+
+    def one(url: str, field: str, text: str, **kw: Any) -> tuple[bytes, str]:
+        if LOCK_GRAPH.value not in text or CENTRAL_GRAPH.value in text:  # not the lock's own (a lapsed claim)
+            sent.append((field, 1))
+        return post(url, field, text, **kw)
+
+    def several(url: str, texts: list[str], **kw: Any) -> list[tuple[bytes, str]]:
+        sent.append(("queries", len(texts)))
+        return post_queries(url, texts, **kw)
+    http.post, http.post_queries = one, several  # type: ignore[method-assign]
+    fire = named_query("fire_transition").text
+    execution, train = ex("exec-0002-aachen-r2"), ex("train-0002")
+    step = {"graph": CENTRAL_GRAPH, "reason": Literal(""), "time": Literal("2026-12-05T16:00:00Z",
+                                                                                  datatype=NamedNode(XSD + "dateTime"))}
+    outcomes = store.apply_updates(
+        [(fire, {**step, "resource": execution, "from": PHT.Running, "to": PHT.Failed, "role": PHT.Operator,
+                 "agent": ex("central"), "event": ex("ev-step-1")}),
+         (fire, {**step, "resource": train, "from": PHT.Running, "to": PHT.Failed, "role": PHT.Operator,
+                 "agent": ex("central"), "event": ex("ev-step-2")})],
+        extra=ChangeSet(guard=[Quad(train, PHT.state, PHT.Running, CENTRAL_GRAPH)]), require_match=True)
+    http.post, http.post_queries = post, post_queries  # type: ignore[method-assign]
+    commit = sent.index(("update", 1))
+    assert sent[:commit] == [("queries", 3)], "both WHEREs and the read-ahead, at once, and nothing else"
+    assert [o.solutions for o in outcomes] == [1, 1]
+    assert {(q.subject, q.object) for q in store.quads(None, PHT.state, None, CENTRAL_GRAPH)} >= {
+        (execution, PHT.Failed), (train, PHT.Failed)}
+    assert Quad(ex("ev-step-1"), PHT.aboutTrain, train, CENTRAL_GRAPH) in central(store)
+    assert Quad(ex("ev-step-1"), PHT.aboutExecution, execution, CENTRAL_GRAPH) in central(store)
+    assert Quad(ex("ev-step-2"), PHT.aboutTrain, train, CENTRAL_GRAPH) in central(store)
+    assert_sizes_kept(store)
+    with pytest.raises(ConflictError):  # the same step again: its WHERE, answered with the others, matches nothing
+        store.apply_updates([(fire, {**step, "resource": train, "from": PHT.Running, "to": PHT.Failed,
+                                     "role": PHT.Operator, "agent": ex("central"), "event": ex("ev-step-3")})],
+                            require_match=True)
     store.close()
 
 
