@@ -186,6 +186,7 @@ class _Connections:
         self._host, self._port, self._timeout = parts.hostname, parts.port, timeout
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        self._closed = False  # closed by its client: a connection in use meanwhile is closed when given back
 
     def take(self) -> http.client.HTTPConnection:
         with self._lock:
@@ -199,14 +200,14 @@ class _Connections:
 
     def give(self, connection: http.client.HTTPConnection, *, reusable: bool) -> None:
         with self._lock:
-            if reusable and len(self._idle) < _IDLE:
+            if reusable and not self._closed and len(self._idle) < _IDLE:
                 self._idle.append(connection)
                 return
         connection.close()
 
     def close(self) -> None:
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, self._idle, self._closed = self._idle, [], True
         for connection in idle:
             connection.close()
 

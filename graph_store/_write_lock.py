@@ -126,6 +126,7 @@ class ServerWriteLock:
         self._turn = threading.Lock()  # one write at a time under this process's claim
         self._state = threading.Lock()  # guards _kept and each _Hold's left / ended
         self._kept: _Hold | None = None  # the claim kept between writes (see linger_s)
+        self._keepers: list[threading.Thread] = []  # the claims' keeper threads, some perhaps ended
 
     @contextmanager
     def hold(self) -> Iterator[None]:
@@ -144,12 +145,17 @@ class ServerWriteLock:
                 self._leave(held)
 
     def close(self) -> None:
-        """Withdraw a claim kept for the next write (a store closing: the others need not wait for it)."""
+        """Withdraw a claim kept for the next write (a store closing: the others need not wait for it), and wait
+        for the claims' keepers to stop: none may send a request once the store has closed its connections (one
+        withdrawing its claim meanwhile left an open connection behind)."""
         with self._turn:
             with self._state:
                 kept, self._kept = self._kept, None
+                keepers = list(self._keepers)
             if kept is not None:
                 self._end(kept)
+            for keeper in keepers:  # each has ended, or ends at its next wake-up (no write is under way)
+                keeper.join(timeout=self.ttl_s / 4)
 
     def _take(self) -> _Hold:
         """The kept claim if it is fresh enough for one more write, else a new claim."""
@@ -164,7 +170,10 @@ class ServerWriteLock:
             self._end(kept)
         claim, since = self._acquire()
         held = _Hold(claim, since, made=time.monotonic())
-        threading.Thread(target=self._keep_alive, args=(held,), name="store-write-lock", daemon=True).start()
+        keeper = threading.Thread(target=self._keep_alive, args=(held,), name="store-write-lock", daemon=True)
+        keeper.start()
+        with self._state:
+            self._keepers = [k for k in self._keepers if k.is_alive()] + [keeper]
         return held
 
     def _leave(self, held: _Hold) -> None:

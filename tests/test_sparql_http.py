@@ -30,6 +30,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_closed: threading.Semaphore
 
     together: threading.Barrier | None = None  # if set: no request is answered before this many have arrived
+    hold: threading.Event | None = None  # if set: no request is answered before it is set
     echo = False  # answer with the request's body (which answer is whose)
 
     def do_POST(self) -> None:  # noqa: N802 - the standard library's name
@@ -39,6 +40,8 @@ class _Handler(BaseHTTPRequestHandler):
         status, answer = 200, body if self.echo else ANSWER
         if b"malformed" in body:
             status, answer = 400, b"Parser error: malformed"
+        if self.hold is not None:
+            self.hold.wait(timeout=10)
         if self.together is not None:
             try:
                 self.together.wait(timeout=5)
@@ -71,7 +74,7 @@ class _Server(ThreadingHTTPServer):
 def server() -> Iterator[tuple[str, type[_Handler]]]:
     handler: type[_Handler] = type("Handler", (_Handler,), {"requests": [], "content_types": [],
                                                             "close_after_answer": False, "together": None,
-                                                            "echo": False})
+                                                            "hold": None, "echo": False})
     httpd = _Server(("127.0.0.1", 0), handler)
     httpd.closed = threading.Semaphore(0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -192,3 +195,24 @@ def test_queries_to_a_server_that_is_not_there_are_one_sentence() -> None:
     with pytest.raises(StoreUnavailable, match=r"^SPARQL server at http://127\.0\.0\.1:9/query cannot be reached: "):
         client.post_queries("http://127.0.0.1:9/query", ["ASK {}", "ASK {}"], accept="application/sparql-results+json")
     assert client._pools["http://127.0.0.1:9/query"]._idle == []  # noqa: SLF001
+
+
+def test_a_connection_in_use_when_the_client_is_closed_is_closed_once_its_answer_is_read(
+        server: tuple[str, type[_Handler]]) -> None:
+    """A store's write-lock keeper may be waiting for an answer while the store closes its client: that connection
+    must not go back to the closed pool, where nothing would ever close it (an unclosed socket warning later)."""
+    url, handler = server
+    handler.hold = threading.Event()
+    client = SparqlHttp(timeout=10)
+    pool = client._pool(url)  # noqa: SLF001
+    answered: list[bytes] = []
+    waiting = threading.Thread(target=lambda: answered.append(ask(client, url)))
+    waiting.start()
+    while not handler.requests:  # the request is at the server, its answer held
+        threading.Event().wait(0.01)
+    client.close()
+    handler.hold.set()
+    waiting.join(timeout=10)
+    assert answered == [ANSWER]
+    assert pool._idle == [] and client._pools == {}  # noqa: SLF001
+    assert handler.server_closed.acquire(timeout=10), "the client closed the connection"
