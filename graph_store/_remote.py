@@ -221,10 +221,8 @@ class RemoteStore(GraphStore):
         self._http.post(self.update_url, "update", text, accept="*/*")
 
     def _select_text(self, text: str) -> QuerySolutions:
-        result = self._query(text, default_graph=None, named_graphs=None, union_default_graph=False)
-        if not isinstance(result, QuerySolutions):  # a SELECT's answer is always solutions
-            raise StoreUnavailable(f"SPARQL server at {self.query_url} answered a SELECT without solutions")
-        return result
+        (solutions,) = self._selects([text])
+        return solutions
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
