@@ -46,7 +46,7 @@ from ._signed_batch import (
     verify_batch,
 )
 from ._sparql_text import bind
-from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan, server_graph_refusal
+from ._store import GraphStore, QueryResult, UpdateOutcome, UpdatePlan, UpdateWrite, server_graph_refusal
 from ._untrusted_query import reserialise_query
 from ._updates import CompiledUpdate, GraphOperation, compile_update
 from ._validator import is_well_typed
@@ -122,6 +122,7 @@ __all__ = [
     "UNIT",
     "UpdateOutcome",
     "UpdatePlan",
+    "UpdateWrite",
     "ValidationFailed",
     "ValidationReport",
     "ValidationResult",

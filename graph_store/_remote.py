@@ -402,6 +402,11 @@ class RemoteStore(GraphStore):
             seen.add(scope, read.result(answers[len(texts):]))
         return dict(zip(wheres, answers))
 
+    @property
+    def groups_writes(self) -> bool:
+        """Always: a group of writes costs the round trips of one (:meth:`GraphStore.apply_writes`)."""
+        return True
+
     def _quads_of(self, nodes: list[Any], typed: list[Any], graphs: frozenset[NamedNode]) -> _Read:
         """The stored quads of ``nodes`` in ``graphs``, and of those pointing at ``typed`` (None for a chunk with
         more than _INCOMING_READ): :class:`_NodeRead`'s requests, sent at once."""

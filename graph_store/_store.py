@@ -23,7 +23,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pyoxigraph import (
     BlankNode,
@@ -48,7 +48,7 @@ from ._updates import SEQUENCE, CompiledUpdate, WhereDataset, compile_update, so
 from ._validator import PostChangeView
 from ._vocab import ONTOLOGY_GRAPH, RDF_TYPE, RDFS_SUBCLASSOF, SHAPES_GRAPH, SIZES_GRAPH, validation_scope
 
-__all__ = ["GraphStore", "QueryResult", "UpdateOutcome", "UpdatePlan", "server_graph_refusal"]
+__all__ = ["GraphStore", "QueryResult", "UpdateOutcome", "UpdatePlan", "UpdateWrite", "server_graph_refusal"]
 
 QueryResult = QuerySolutions | QueryBoolean | QueryTriples | Iterator[Triple]
 """SELECT: iterable of solutions (``solution["var"]``); ASK: ``bool(result)``; CONSTRUCT: iterable of triples.
@@ -66,6 +66,15 @@ class UpdateOutcome:
     report: ValidationReport
     solutions: int
     change: ChangeSet
+
+
+@dataclass(frozen=True)
+class UpdateWrite:
+    """One write of :meth:`GraphStore.apply_writes`: what :meth:`GraphStore.apply_updates` takes."""
+
+    updates: Sequence[tuple[str | CompiledUpdate, Mapping[str, Any]]]
+    extra: ChangeSet | None = None
+    require_match: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,13 +251,16 @@ class GraphStore(ABC):
         """Validate ``change`` against the store as it would be after it, without writing anything."""
         return self._validate(change, cached=False)[0]
 
-    def _validate(self, change: ChangeSet, *, cached: bool
+    def _validate(self, change: ChangeSet, *, cached: bool, pending: ChangeSet | None = None
                   ) -> tuple[ValidationReport, list[tuple[NamedNode, PostChangeView]]]:
         """Validate each graph the change writes on its own, as :func:`validation_scope` says: what a change
         to one graph is checked against is that graph, the ontology and, for a station graph, the central graph;
         so facts in a station's graph never make a write to the central graph fail. ``cached`` (only under
-        the write lock) reads through the caches of the sole writer. Returns the report and each graph's view."""
+        the write lock) reads through the caches of the sole writer. ``pending``: changes to apply before this
+        one, not committed yet (:meth:`apply_writes`), which the views show. Returns the report and each graph's
+        view."""
         graphs = self._check_writable(change)
+        around = change if pending is None or pending.is_empty() else ChangeSet.merged([pending, change])
         validator = self.schema.validator
         results: list[Any] = []
         checked = 0
@@ -256,7 +268,7 @@ class GraphStore(ABC):
         for graph in graphs:
             scope = self._scope(graph)
             part = change if len(graphs) == 1 else change.restricted((graph,))
-            seen = change if graphs <= scope else change.restricted(scope)
+            seen = around if around.graphs() <= scope else around.restricted(scope)
             types = quads = incoming = None
             if cached and self._types_cache is not None and self._quads_cache is not None:
                 types, quads = self._types_cache.setdefault(graph, {}), self._quads_cache.setdefault(graph, {})
@@ -303,25 +315,47 @@ class GraphStore(ABC):
         and exclusive hold (so no writer can have removed them: they are not asked for again)."""
         with self._write_lock, self._exclusive():
             self._read_ahead(change)
-            unknown = change.guard - known
-            missing = unknown - self.existing(unknown) if unknown else frozenset()
-            if missing:
-                raise ConflictError("precondition failed: " + "; ".join(str(q) for q in sorted(missing, key=str)))
-            report, views = self._validate(change, cached=True)
-            if not report.conforms:
-                raise ValidationFailed(report)
-            if not change.is_empty():
-                sizes = self._size_changes(change, views)
-                self._forget(change)
-                self._commit(change, sizes)
-                self._confirm_commit(change)
-                self._remember(views)
-                for listener in self._commit_listeners:
-                    try:
-                        listener(change)
-                    except Exception:  # the change is committed: a listener's bug must not report it as failed
-                        log.exception("a commit listener failed after a committed change")
+            report, views = self._checked(change, known=known)
+            self._committed([(change, views)])
             return report
+
+    def _checked(self, change: ChangeSet, *, known: frozenset[Quad], pending: ChangeSet | None = None
+                 ) -> tuple[ValidationReport, list[tuple[NamedNode, PostChangeView]]]:
+        """Under the write's hold: ConflictError if a guard quad not in ``known`` is missing, ValidationFailed if
+        the store after ``pending`` (writes of the same group before it, not yet committed) and ``change``
+        violates the shapes; else the report and each graph's view."""
+        unknown = change.guard - known
+        missing = unknown - self.existing(unknown) if unknown else frozenset()
+        if missing:
+            raise ConflictError("precondition failed: " + "; ".join(str(q) for q in sorted(missing, key=str)))
+        report, views = self._validate(change, cached=True, pending=pending)
+        if not report.conforms:
+            raise ValidationFailed(report)
+        return report, views
+
+    def _committed(self, writes: Sequence[tuple[ChangeSet, Sequence[tuple[NamedNode, PostChangeView]]]]) -> None:
+        """Commit checked changes (:meth:`_checked`, under the same hold) as ONE request, then tell the listeners
+        of each in turn. Several only if no two write quads of one subject (:meth:`_grouped`): their union is
+        then what applying them in order would write."""
+        writes = [(change, views) for change, views in writes if not change.is_empty()]
+        if not writes:
+            return
+        sizes: dict[NamedNode, int] = {}
+        for change, views in writes:
+            for graph, gain in self._size_changes(change, views).items():
+                sizes[graph] = sizes.get(graph, 0) + gain
+        change = writes[0][0] if len(writes) == 1 else ChangeSet.merged(c for c, _ in writes)
+        self._forget(change)
+        self._commit(change, sizes)
+        self._confirm_commit(change)
+        for _, views in writes:
+            self._remember(views)
+        for change, _ in writes:
+            for listener in self._commit_listeners:
+                try:
+                    listener(change)
+                except Exception:  # the change is committed: a listener's bug must not report it as failed
+                    log.exception("a commit listener failed after a committed change")
 
     def _size_changes(self, change: ChangeSet, views: Sequence[tuple[NamedNode, PostChangeView]]
                       ) -> dict[NamedNode, int]:
@@ -426,7 +460,7 @@ class GraphStore(ABC):
             report = self._apply(plan.change, known=plan.change.guard)
             return UpdateOutcome(report=report, solutions=plan.solutions, change=plan.change)
 
-    def apply_updates(self, updates: Sequence[tuple[str, Mapping[str, Any]]], *,
+    def apply_updates(self, updates: Sequence[tuple[str | CompiledUpdate, Mapping[str, Any]]], *,
                       extra: ChangeSet | None = None, require_match: bool = False) -> list[UpdateOutcome]:
         """Several updates (and an ``extra`` change set) as ONE validated, atomic write: all or nothing.
 
@@ -441,24 +475,129 @@ class GraphStore(ABC):
         # and the step would apply twice (measured with two service replicas on one Oxigraph server).
         with self._write_lock, self._exclusive():
             answered = self._answer_wheres(compiled, extra)  # a remote store's: all at once, with its read-ahead
-            parts = [self.evaluate_update(c, values, c.where_dataset(), None,
-                                          select=_answered(answered[i]) if i in answered else None)
-                     for i, (c, values) in enumerate(compiled)]
-            if require_match and any(n == 0 for _, n in parts):
-                raise ConflictError("the data changed concurrently: a guarded step no longer applies")
+            try:
+                parts = self._evaluated(compiled, answered, require_match=require_match)
+            finally:  # pyoxigraph's solutions are dropped by this thread, not with a traceback in another's
+                answered.clear()
             changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
             self._read_ahead(ChangeSet.merged(changes))  # the nodes of every deletion, asked for below, and more
-            required = extra.guard if extra is not None else frozenset()
-            found: set[Quad] = set()
-
-            def kept(deletions: frozenset[Quad]) -> frozenset[Quad]:
-                found.update(self.existing(deletions - required))
-                return required & deletions | found
-
-            merged = ChangeSet.merged(changes, keep_delete=kept, guard_deletions=True)
-            # its guard: ``required`` (checked by _apply) and the deletions just found (not asked for again)
-            report = self._apply(merged, known=frozenset(found))
+            merged, found = self._guarded(changes, extra)
+            report = self._apply(merged, known=found)
         return [UpdateOutcome(report=report, solutions=n, change=ch) for ch, n in parts]
+
+    def apply_writes(self, writes: Sequence[UpdateWrite]) -> list[list[UpdateOutcome] | Exception]:
+        """Several writes of clients acting at once (each what :meth:`apply_updates` takes), each applied as if on
+        its own, in order: for each, its outcomes or the error that refused it (nothing of it written).
+
+        A store that pays a round trip per request (:attr:`groups_writes`) applies them as one group under one
+        hold: their WHEREs and read-ahead asked for at once, each checked and validated against the store after
+        the writes before it, and all committed in ONE request (:meth:`_grouped`). Every WHERE is then evaluated
+        against the store before the group: as with :meth:`apply_updates`, the writes must not read what
+        another writes, and a write naming a node that an earlier one writes is applied after the group, alone.
+        Elsewhere each write is applied in turn."""
+        if len(writes) > 1 and self.groups_writes:
+            return self._grouped(writes)
+        return [self._one_write(write) for write in writes]
+
+    def _one_write(self, write: UpdateWrite) -> list[UpdateOutcome] | Exception:
+        """:meth:`apply_updates` of one write of :meth:`apply_writes`, or the error it raised."""
+        try:
+            return self.apply_updates(write.updates, extra=write.extra, require_match=write.require_match)
+        except Exception as e:  # this write's own error, for its own caller (the others are not refused by it)
+            return e
+
+    @property
+    def groups_writes(self) -> bool:
+        """Whether :meth:`apply_writes` writes a group in the round trips of one write (a back-end whose requests
+        cost round trips); elsewhere a caller gains nothing by queueing writes for it."""
+        return False
+
+    def _grouped(self, writes: Sequence[UpdateWrite]) -> list[list[UpdateOutcome] | Exception]:
+        """:meth:`apply_writes` as one group (see there). A write whose WHERE, check or validation fails gets its
+        error and is left out; one that names a subject an earlier write of the group writes is applied after
+        the group, on its own, as is every write of a group whose commit found the store changed (nothing of it
+        was written)."""
+        results: list[list[UpdateOutcome] | Exception | None] = [None] * len(writes)
+        compiled: dict[int, list[tuple[CompiledUpdate, dict[str, Any]]]] = {}
+        for i, write in enumerate(writes):
+            try:
+                compiled[i] = [self._compiled(text, values) for text, values in write.updates]
+            except Exception as e:
+                results[i] = e
+        after: list[int] = []  # applied after the group, alone
+        with self._write_lock, self._exclusive():
+            flat = [update for i in compiled for update in compiled[i]]
+            extras = ChangeSet.merged(w.extra for i, w in enumerate(writes) if i in compiled and w.extra is not None)
+            answered = self._answer_wheres(flat, extras)  # every write's at once
+            evaluated: dict[int, list[tuple[ChangeSet, int]]] = {}
+            offset = 0
+            for i, updates in compiled.items():
+                mine = {k - offset: answered.pop(k) for k in range(offset, offset + len(updates)) if k in answered}
+                offset += len(updates)
+                try:
+                    evaluated[i] = self._evaluated(updates, mine, require_match=writes[i].require_match)
+                except Exception as e:
+                    results[i] = e
+                finally:  # see apply_updates
+                    mine.clear()
+            changes = {i: [ch for ch, _ in parts] + [extra for extra in (writes[i].extra,) if extra is not None]
+                       for i, parts in evaluated.items()}
+            self._read_ahead(ChangeSet.merged(ch for group in changes.values() for ch in group))
+            checked: list[tuple[int, ChangeSet, ValidationReport, list[tuple[NamedNode, PostChangeView]]]] = []
+            written: set[Any] = set()  # the subjects the checked writes write
+            pending = ChangeSet()
+            for i, group in changes.items():
+                try:
+                    merged, found = self._guarded(group, writes[i].extra)
+                    if not written.isdisjoint(_touched(merged, compiled[i])):
+                        after.append(i)
+                        continue
+                    report, views = self._checked(merged, known=found, pending=pending)
+                except Exception as e:
+                    results[i] = e
+                    continue
+                checked.append((i, merged, report, views))
+                written.update(q.subject for q in merged.delete | merged.insert)
+                pending = ChangeSet.merged([pending, merged])
+            try:
+                self._committed([(merged, views) for _, merged, _, views in checked])
+            except ConflictError:  # the store changed under the group (a writer without the lock): none written
+                after += [i for i, *_ in checked]
+                checked = []
+            except Exception as e:  # e.g. the server is gone: each write's caller is told, as if alone
+                for i, *_ in checked:
+                    results[i] = e
+                checked = []
+            for i, _, report, _ in checked:
+                results[i] = [UpdateOutcome(report=report, solutions=n, change=ch) for ch, n in evaluated[i]]
+        for i in sorted(after):
+            results[i] = self._one_write(writes[i])
+        return cast(list[list[UpdateOutcome] | Exception], results)  # each write has one now
+
+    def _evaluated(self, compiled: Sequence[tuple[CompiledUpdate, dict[str, Any]]],
+                   answered: Mapping[int, QuerySolutions], *, require_match: bool) -> list[tuple[ChangeSet, int]]:
+        """Each update's change set and solution count (its WHERE answered already where ``answered`` has it);
+        with ``require_match``, ConflictError if a WHERE matched nothing."""
+        parts = [self.evaluate_update(c, values, c.where_dataset(), None,
+                                      select=_answered(answered[i]) if i in answered else None)
+                 for i, (c, values) in enumerate(compiled)]
+        if require_match and any(n == 0 for _, n in parts):
+            raise ConflictError("the data changed concurrently: a guarded step no longer applies")
+        return parts
+
+    def _guarded(self, changes: Sequence[ChangeSet], extra: ChangeSet | None) -> tuple[ChangeSet, frozenset[Quad]]:
+        """The changes of one write merged into a compare-and-set on what they delete (the deletions that exist,
+        read ahead under the hold), and the guard quads found in the store meanwhile (not asked for again)."""
+        required = extra.guard if extra is not None else frozenset()
+        found: set[Quad] = set()
+
+        def kept(deletions: frozenset[Quad]) -> frozenset[Quad]:
+            found.update(self.existing(deletions - required))
+            return required & deletions | found
+
+        merged = ChangeSet.merged(changes, keep_delete=kept, guard_deletions=True)
+        # its guard: ``required`` (checked by _checked) and the deletions just found (not asked for again)
+        return merged, frozenset(found)
 
     def _answer_wheres(self, updates: Sequence[tuple[CompiledUpdate, dict[str, Any]]], extra: ChangeSet | None
                        ) -> dict[int, QuerySolutions]:
@@ -629,6 +768,14 @@ one request are still one request (all or nothing). Virtuoso also refuses a whol
 def server_graph_refusal(graph: NamedNode) -> str:
     """The one sentence refusing a read or write of a graph :meth:`GraphStore.server_graph` names."""
     return f"the graph {graph} belongs to the store (its bookkeeping, or its server's), not to the platform's data"
+
+
+def _touched(change: ChangeSet, updates: Sequence[tuple[CompiledUpdate, Mapping[str, Any]]]) -> set[Any]:
+    """What a write of a group reads or writes by name: the subjects of its change and guard, and the IRIs its
+    updates are given (its WHEREs' starting points)."""
+    nodes: set[Any] = {q.subject for q in change.delete | change.insert | change.guard}
+    nodes.update(v for _, values in updates for v in values.values() if isinstance(v, NamedNode))
+    return nodes
 
 
 def _answered(solutions: QuerySolutions) -> Callable[..., QuerySolutions]:

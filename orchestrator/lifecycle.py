@@ -4,7 +4,8 @@ Every state change runs ``sparql_queries/fire_transition.rq`` (guarded by the cu
 the chart's transition and role, recording a ``pht:StateChangeEvent``). A step of an execution and every
 step it causes (its train moving on, the next stop's or round's executions being created, siblings being
 cancelled when the train ends) are committed together with ``GraphStore.apply_updates``: a crash leaves either
-all of it or none, so no train is ever in an impossible state.
+all of it or none, so no train is ever in an impossible state. Steps of clients acting at once
+(:meth:`Lifecycle.step_many`) are each such a write, sent to the store as one group (``GraphStore.apply_writes``).
 
 Incremental mode: the stops in route order (and the route again for each further round); the released output
 of one execution is ``prov:used`` by the next. Federated mode: each round sends the train to every stop at
@@ -36,6 +37,7 @@ from graph_store import (
     ChangeSet,
     ConflictError,
     GraphStore,
+    UpdateWrite,
     is_well_typed,
     named_query,
 )
@@ -51,7 +53,7 @@ from .principal import Principal, Role
 from .settings import Settings
 from .signed_requests import check_terms, definition_content, signed_request_quads
 
-__all__ = ["Lifecycle", "DefinitionWrite", "InputsLacking", "OutputRecord"]
+__all__ = ["Lifecycle", "DefinitionWrite", "InputsLacking", "OutputRecord", "StepRequest"]
 
 G = CENTRAL_GRAPH
 log = logging.getLogger("pht.watchdog")
@@ -121,6 +123,18 @@ class OutputRecord:
     """The station's signed execution record (N-Triples of the record and its proof), stored with the release."""
 
 
+@dataclass(frozen=True)
+class StepRequest:
+    """One call of :meth:`Lifecycle.step`, as :meth:`Lifecycle.step_many` takes it."""
+
+    principal: Principal
+    execution_id: str
+    to: str
+    reason: str = ""
+    used: Sequence[str] = ()
+    output: OutputRecord | None = None
+
+
 @dataclass
 class _Step:
     """One transition to fire as part of a combined write."""
@@ -131,6 +145,18 @@ class _Step:
     role: NamedNode
     agent: NamedNode
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A step decided (:meth:`Lifecycle._decide`): the transitions to fire and what they add, in one write."""
+
+    steps: list[_Step]
+    change: ChangeSet
+    to: str
+
+
+_CHANGED = "the train changed concurrently; read its state and try again"
 
 
 @dataclass
@@ -152,6 +178,7 @@ class Lifecycle:
         self._lock = threading.RLock()
         self._contexts: dict[NamedNode, dict[str, Any]] = {}  # see _execution_row
         self._routes: dict[NamedNode, list[tuple[NamedNode, NamedNode]]] = {}  # see _route
+        self._stop_indices: dict[NamedNode, int] = {}  # the stops' of the routes cached, see _stop_index
         self._cached_nodes: set[Any] = set()  # every node the two caches hold, see _forget_edited_contexts
         self._known_states: dict[Any, Any] = {}  # see _states: the states this process last read or committed
         self.store.on_commit(self._forget_edited_contexts)
@@ -321,9 +348,68 @@ class Lifecycle:
             self._forget_states(execution)
             return self._step(principal, execution, execution_id, to, reason, used, output, known=False)
 
+    @_serialised
+    def step_many(self, requests: Sequence[StepRequest]) -> list[str | Exception]:
+        """Steps of clients acting at once: for each, what :meth:`step` returns or raises for it, as if the steps
+        were called one by one (those written in the group first, in their order). They are decided one after the
+        other and go to the store as one group of writes (``GraphStore.apply_writes``: on a remote store, the
+        round trips of one write); those refused on the states this process knew, and those the group found
+        changed (by a step before them in the group, or by another replica), are then stepped one by one."""
+        results: list[str | Exception | None] = [None] * len(requests)
+        decided: list[tuple[int, _Decision]] = []
+        alone: list[int] = []
+        for i, r in enumerate(requests):
+            execution = self.iris.execution(r.execution_id)
+            known = self._knows_states(execution)
+            try:
+                decision = self._decide(r.principal, execution, r.execution_id, r.to, r.reason, r.used, r.output,
+                                        known=known)
+            except LifecycleError as e:
+                if known:  # perhaps refused on stale states: decided again on the store's, alone
+                    alone.append(i)
+                else:
+                    results[i] = e
+                continue
+            except Exception as e:
+                results[i] = e
+                continue
+            if isinstance(decision, str):
+                results[i] = decision
+            else:
+                decided.append((i, decision))
+        outcomes = self.store.apply_writes([UpdateWrite(self._fires(d.steps), d.change, require_match=True)
+                                            for _, d in decided])
+        for (i, decision), outcome in zip(decided, outcomes, strict=True):
+            if isinstance(outcome, ConflictError):
+                self._forget_states(decision.steps[0].resource)
+                alone.append(i)
+            elif isinstance(outcome, Exception):
+                results[i] = outcome
+            else:
+                self._observe(decision.steps)
+                results[i] = decision.to
+        for i in sorted(alone):
+            r = requests[i]
+            try:
+                results[i] = self.step(r.principal, execution_id=r.execution_id, to=r.to, reason=r.reason,
+                                       used=r.used, output=r.output)
+            except Exception as e:
+                results[i] = e
+        return [result if result is not None else RuntimeError("a step was left undecided") for result in results]
+
     def _step(self, principal: Principal, execution: NamedNode, execution_id: str, to: str, reason: str,
               used: Sequence[str], output: OutputRecord | None, *, known: bool) -> str:
         """:meth:`step` decided on the states known to this process (``known``) or read from the store."""
+        decision = self._decide(principal, execution, execution_id, to, reason, used, output, known=known)
+        if isinstance(decision, str):
+            return decision
+        self._commit(decision.steps, decision.change)
+        return to
+
+    def _decide(self, principal: Principal, execution: NamedNode, execution_id: str, to: str, reason: str,
+                used: Sequence[str], output: OutputRecord | None, *, known: bool) -> _Decision | str:
+        """What :meth:`_step` writes, or the state ``to`` if nothing is to be written (the same release again);
+        raises what the step is refused with."""
         ctx = self._execution_row(execution, known=known)
         if ctx is None:
             raise NotFound(f"no execution {execution_id}")
@@ -364,9 +450,8 @@ class Lifecycle:
                                                          output_recorded=output is not None)
         # what the step was decided on, both states, holds when it is written (or nothing is written)
         decided_on = [Quad(execution, PHT.state, state, G), Quad(ctx["train"], PHT.state, ctx["trainState"], G)]
-        self._commit(steps + follow_steps, ChangeSet(insert=inserts + list(follow_change.insert),
-                                                     guard=[*follow_change.guard, *decided_on]))
-        return to
+        return _Decision(steps + follow_steps, ChangeSet(insert=inserts + list(follow_change.insert),
+                                                         guard=[*follow_change.guard, *decided_on]), to)
 
     @_serialised
     def add_output(self, principal: Principal, *, execution_id: str, sha256: str, byte_size: int,
@@ -511,6 +596,9 @@ class Lifecycle:
         return ChangeSet(insert=quads)
 
     def _stop_index(self, stop: NamedNode) -> int:
+        """The stop's index, as its route was read (:meth:`_route`) or else from the store."""
+        if (index := self._stop_indices.get(stop)) is not None:
+            return index
         (q,) = self.store.quads(stop, PHT.stopIndex, None, G)
         if not isinstance(q.object, Literal):  # the shapes make it an xsd:integer
             raise ValueError(f"{stop} has a pht:stopIndex that is not a literal: {q.object}")
@@ -519,14 +607,21 @@ class Lifecycle:
     # -- reading and writing helpers -------------------------------------------------------------------
 
     def _commit(self, steps: Sequence[_Step], extra: ChangeSet) -> None:
-        time = _time(self.clock())
-        updates = [(self._fire, {"graph": G, "resource": s.resource, "from": s.frm, "to": s.to, "role": s.role,
-                                 "agent": s.agent, "event": self.iris.event(), "time": time,
-                                 "reason": Literal(s.reason)}) for s in steps]
         try:
-            self.store.apply_updates(updates, extra=extra, require_match=True)
+            self.store.apply_updates(self._fires(steps), extra=extra, require_match=True)
         except ConflictError:
-            raise IllegalTransition("the train changed concurrently; read its state and try again") from None
+            raise IllegalTransition(_CHANGED) from None
+        self._observe(steps)
+
+    def _fires(self, steps: Sequence[_Step]) -> list[tuple[str, Mapping[str, Any]]]:
+        """The ``fire_transition.rq`` updates of ``steps``, each with its new event."""
+        time = _time(self.clock())
+        return [(self._fire, {"graph": G, "resource": s.resource, "from": s.frm, "to": s.to, "role": s.role,
+                              "agent": s.agent, "event": self.iris.event(), "time": time,
+                              "reason": Literal(s.reason)}) for s in steps]
+
+    def _observe(self, steps: Sequence[_Step]) -> None:
+        """Tell the step observer (the metrics' counter) of committed steps."""
         if self.step_observer is not None:
             trains = f"{self.iris.base}trains/"
             for s in steps:
@@ -580,6 +675,7 @@ class Lifecycle:
     def _forget_contexts(self) -> None:
         self._contexts.clear()
         self._routes.clear()
+        self._stop_indices.clear()
         self._cached_nodes.clear()
 
     def _states(self, execution: NamedNode, train: NamedNode, *, known: bool = False
@@ -641,10 +737,12 @@ class Lifecycle:
         :meth:`_execution_row`: a definition is created with its route)."""
         route = self._routes.get(definition)
         if route is None:
-            route = [(r["stop"], r["station"]) for r in self.store.run_query("route", definition=definition)]
+            rows = list(self.store.run_query("route", definition=definition))
+            route = [(r["stop"], r["station"]) for r in rows]
             if not route:
                 return route
             self._keep(self._routes, definition, route, [node for pair in route for node in pair])
+            self._stop_indices.update((r["stop"], _int(r["stopIndex"])) for r in rows)
         return list(route)
 
     def _keep(self, cache: dict[NamedNode, Any], key: NamedNode, value: Any, nodes: Sequence[Any]) -> None:

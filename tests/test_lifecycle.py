@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from central_store import new_central_store
 import pytest
@@ -11,7 +12,7 @@ from pyoxigraph import NamedNode, Quad
 
 from graph_store import CENTRAL_GRAPH, PHT, ChangeSet, EmbeddedStore, GraphStore
 from orchestrator.errors import Forbidden, IllegalTransition, LifecycleError, NotFound
-from orchestrator.lifecycle import Lifecycle
+from orchestrator.lifecycle import Lifecycle, StepRequest
 from orchestrator.registry import DatasetSpec, DefinitionSpec, ParameterSpec, Registry, StationSpec
 from orchestrator.settings import DEMO_SECRET, Settings
 
@@ -187,3 +188,40 @@ def test_an_operators_edit_of_an_execution_is_seen_by_the_next_step(engine: Life
         engine.step(admin("aachen"), execution_id=eid, to="approved")
     engine.step(admin("leipzig"), execution_id=eid, to="approved")
     assert executions(engine, tid)[eid] == "approved"
+
+
+def test_steps_of_clients_at_once_are_answered_as_steps_taken_one_by_one(engine: Lifecycle) -> None:
+    """``step_many`` (the service's steps of concurrent clients): each request gets what ``step`` called alone
+    would give it, and the state is what stepping them one by one leaves; the steps decided are written as one
+    group (``apply_writes``; on a remote store one commit). A step decided on a state an earlier one of the group
+    changes is decided again after the group, on the store's."""
+    t1, t2, t3 = (engine.submit(ALICE, definition_id="count", parameters={"MIN": "5"}) for _ in range(3))
+    groups: list[int] = []
+    apply_writes = engine.store.apply_writes
+
+    def recorded(writes: Any) -> Any:
+        groups.append(len(writes))
+        return apply_writes(writes)
+    engine.store.apply_writes = recorded  # type: ignore[method-assign]
+    results = engine.step_many([
+        StepRequest(station("aachen"), f"{t1}.r1-s0", "waiting-for-approval"),
+        StepRequest(station("aachen"), f"{t2}.r1-s0", "waiting-for-approval"),
+        StepRequest(station("aachen"), f"{t1}.r1-s0", "waiting-for-approval"),  # again: it is waiting already
+        StepRequest(admin("aachen"), f"{t1}.r1-s0", "approved", reason="counts only"),  # after the first
+        StepRequest(admin("aachen"), f"{t3}.r1-s0", "waiting-for-approval"),  # the station's step, not its admin's
+        StepRequest(station("aachen"), "no-such-execution", "pulling"),
+        StepRequest(station("leipzig"), f"{t2}.r1-s0", "approved"),  # not leipzig's execution
+    ])
+    kinds = [type(r).__name__ if isinstance(r, Exception) else r for r in results]
+    assert kinds == ["waiting-for-approval", "waiting-for-approval", "IllegalTransition", "approved", "Forbidden",
+                     "NotFound", "Forbidden"]
+    assert "cannot become waiting-for-approval" in str(results[2])
+    assert groups == [3], "the two steps decided on the store's states and the one decided on the first's, grouped"
+    assert executions(engine, t1) == {f"{t1}.r1-s0": "approved"}
+    assert executions(engine, t2) == {f"{t2}.r1-s0": "waiting-for-approval"}
+    assert executions(engine, t3) == {f"{t3}.r1-s0": "queued"}
+    assert state_of(engine, t1) == state_of(engine, t2) == "running"
+    reasons = [r["reason"].value for r in engine.store.run_query("train_events", train=engine.iris.train(t1))
+               if r["reason"] is not None]
+    assert reasons.count("counts only") == 1
+    assert_everything_conforms(engine.store)

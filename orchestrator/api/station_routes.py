@@ -1,6 +1,7 @@
 """The calls a station makes: hold its lease, fetch its work, report each step, hand over outputs.
 
-``async`` handlers on purpose: see ``train_routes``.
+``async`` handlers on purpose: see ``train_routes``. A step is queued and written with the steps of other
+clients that arrive meanwhile, off the event loop (``step_batches.py``).
 """
 
 from typing import Annotated, Any
@@ -9,8 +10,9 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from ..errors import NotFound
 from ..leases import Lease, StationLeases
-from ..lifecycle import OutputRecord
+from ..lifecycle import OutputRecord, StepRequest
 from ..principal import Principal, Role
+from ..step_batches import StepBatches
 from .deps import Services
 from .models import LeaseIn, LeaseOut, OutputIn, Problem, StepIn, StepOut, WorkItem
 
@@ -24,6 +26,7 @@ def station_router(s: Services) -> APIRouter:
     router = APIRouter(tags=["station"], responses=ERRORS)
     life, iris, reads = s.lifecycle, s.lifecycle.iris, s.reads
     leases = StationLeases(s.store, iris, clock=life.clock)
+    steps = StepBatches(life)  # off the event loop, grouped with the steps of other clients
 
     def _lease_out(lease: Lease) -> LeaseOut:
         return LeaseOut(station=lease.station, holder=lease.holder,
@@ -67,8 +70,7 @@ def station_router(s: Services) -> APIRouter:
         output = None if body.output is None else OutputRecord(
             body.output.sha256, body.output.byte_size, body.output.title,
             [(c.name, c.passed, c.detail) for c in body.output.checks], body.output.record)
-        state = life.step(principal, execution_id=execution_id, to=body.to, reason=body.reason, used=body.used,
-                          output=output)
+        state = await steps.step(StepRequest(principal, execution_id, body.to, body.reason, body.used, output))
         return StepOut(execution=execution_id, state=state)
 
     @router.post("/executions/{execution_id}/outputs", status_code=status.HTTP_201_CREATED, response_model=StepOut)
