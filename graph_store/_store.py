@@ -12,7 +12,9 @@ everything that makes a write safe lives here once:
    write lock around steps 1-3, :meth:`GraphStore._exclusive`). The embedded store, its directory's only
    writer, does not repeat the guard: step 1 checked it under the write lock (see EmbeddedStore._commit).
 
-A refused write raises before step 3: nothing is written.
+A refused write raises before step 3: nothing is written. Writes of clients acting at once can be given together
+(:meth:`GraphStore.apply_writes`): each is checked as if alone after those before it, and a remote store commits
+them in one request.
 """
 
 from __future__ import annotations
@@ -540,8 +542,14 @@ class GraphStore(ABC):
                     results[i] = e
                 finally:  # see apply_updates
                     mine.clear()
-            changes = {i: [ch for ch, _ in parts] + [extra for extra in (writes[i].extra,) if extra is not None]
-                       for i, parts in evaluated.items()}
+            changes: dict[int, list[ChangeSet]] = {}
+            for i, parts in evaluated.items():
+                changes[i] = [ch for ch, _ in parts] + [extra for extra in (writes[i].extra,) if extra is not None]
+                try:  # a write the store refuses (a vocabulary graph) is refused alone, before the read-ahead
+                    self._check_writable(ChangeSet.merged(changes[i]))
+                except InvalidInputError as e:
+                    results[i] = e
+                    del changes[i]
             self._read_ahead(ChangeSet.merged(ch for group in changes.values() for ch in group))
             checked: list[tuple[int, ChangeSet, ValidationReport, list[tuple[NamedNode, PostChangeView]]]] = []
             written: set[Any] = set()  # the subjects the checked writes write

@@ -786,16 +786,10 @@ def test_a_guarded_commit_that_did_not_apply_is_a_conflict_and_a_large_one_commi
     store.close()
 
 
-@pytest.mark.parametrize("name", [pytest.param("oxigraph", marks=pytest.mark.real_component("oxigraph")),
-                                  pytest.param("virtuoso", marks=pytest.mark.real_component("virtuoso"))])
-def test_a_writes_wheres_and_read_ahead_are_asked_for_at_once(request: pytest.FixtureRequest, name: str) -> None:
-    """A write of named updates (a lifecycle step: an execution's transition and its train's) asks the server for
-    every WHERE and for the quads of the nodes it names in one round trip (``SparqlHttp.post_queries``), and then
-    only commits: nothing is asked for one by one in between. What it writes is what the updates say."""
-    backend = _remote(request, name)
-    store = backend.store
-    assert isinstance(store, RemoteStore)
-    store.apply(ChangeSet(insert=SCENARIO))  # the lock's claim, the counts and the server's probe are behind us
+@contextlib.contextmanager
+def _requests_sent(store: RemoteStore) -> Iterator[list[tuple[str, int]]]:
+    """The requests the store sends meanwhile, in order: ``(field, 1)`` for one (``update`` or ``query``; the
+    write lock's own left out), ``("queries", n)`` for n queries sent at once."""
     sent: list[tuple[str, int]] = []
     http = store._http  # noqa: SLF001
     post, post_queries = http.post, http.post_queries
@@ -809,17 +803,33 @@ def test_a_writes_wheres_and_read_ahead_are_asked_for_at_once(request: pytest.Fi
         sent.append(("queries", len(texts)))
         return post_queries(url, texts, **kw)
     http.post, http.post_queries = one, several  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        http.post, http.post_queries = post, post_queries  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("name", [pytest.param("oxigraph", marks=pytest.mark.real_component("oxigraph")),
+                                  pytest.param("virtuoso", marks=pytest.mark.real_component("virtuoso"))])
+def test_a_writes_wheres_and_read_ahead_are_asked_for_at_once(request: pytest.FixtureRequest, name: str) -> None:
+    """A write of named updates (a lifecycle step: an execution's transition and its train's) asks the server for
+    every WHERE and for the quads of the nodes it names in one round trip (``SparqlHttp.post_queries``), and then
+    only commits: nothing is asked for one by one in between. What it writes is what the updates say."""
+    backend = _remote(request, name)
+    store = backend.store
+    assert isinstance(store, RemoteStore)
+    store.apply(ChangeSet(insert=SCENARIO))  # the lock's claim, the counts and the server's probe are behind us
     fire = named_query("fire_transition").text
     execution, train = ex("exec-0002-aachen-r2"), ex("train-0002")
     step = {"graph": CENTRAL_GRAPH, "reason": Literal(""), "time": Literal("2026-12-05T16:00:00Z",
                                                                                   datatype=NamedNode(XSD + "dateTime"))}
-    outcomes = store.apply_updates(
-        [(fire, {**step, "resource": execution, "from": PHT.Running, "to": PHT.Failed, "role": PHT.Operator,
-                 "agent": ex("central"), "event": ex("ev-step-1")}),
-         (fire, {**step, "resource": train, "from": PHT.Running, "to": PHT.Failed, "role": PHT.Operator,
-                 "agent": ex("central"), "event": ex("ev-step-2")})],
-        extra=ChangeSet(guard=[Quad(train, PHT.state, PHT.Running, CENTRAL_GRAPH)]), require_match=True)
-    http.post, http.post_queries = post, post_queries  # type: ignore[method-assign]
+    with _requests_sent(store) as sent:
+        outcomes = store.apply_updates(
+            [(fire, {**step, "resource": execution, "from": PHT.Running, "to": PHT.Failed, "role": PHT.Operator,
+                     "agent": ex("central"), "event": ex("ev-step-1")}),
+             (fire, {**step, "resource": train, "from": PHT.Running, "to": PHT.Failed, "role": PHT.Operator,
+                     "agent": ex("central"), "event": ex("ev-step-2")})],
+            extra=ChangeSet(guard=[Quad(train, PHT.state, PHT.Running, CENTRAL_GRAPH)]), require_match=True)
     commit = sent.index(("update", 1))
     assert sent[:commit] == [("queries", 3)], "both WHEREs and the read-ahead, at once, and nothing else"
     assert [o.solutions for o in outcomes] == [1, 1]
@@ -1009,9 +1019,9 @@ AT_COLOGNE = [Quad(ex("exec-0002-cologne-r2"), RDF_TYPE, PHT.Execution, CENTRAL_
 def test_a_group_of_writes_is_applied_as_each_would_be_alone_in_turn(scenario: Backend) -> None:
     """``apply_writes``: each write gets what ``apply_updates`` would give it, applied alone after those before
     it (a remote store applies them as one group: its WHEREs answered at once, one commit). A write the one before
-    it changed conflicts; one that matches nothing, or does not conform, is refused alone and writes nothing; one
-    that conforms only after an earlier write of the group is applied, and one that comes before what it needs
-    is refused."""
+    it changed conflicts; one that matches nothing, does not conform or writes the ontology graph is refused alone
+    and writes nothing; one that conforms only after an earlier write of the group is applied, and one that comes
+    before what it needs is refused."""
     store = scenario.store
     aachen, leipzig, rejected = ex("exec-0002-aachen-r2"), ex("exec-0002-leipzig-r2"), ex("train-0003")
     assert not store.validate(ChangeSet(insert=AT_COLOGNE)).conforms, "needs the station first"
@@ -1023,13 +1033,15 @@ def test_a_group_of_writes_is_applied_as_each_would_be_alone_in_turn(scenario: B
         UpdateWrite([_fire(aachen, PHT.Running, PHT.Failed, "ev-g2")], require_match=True),  # after ev-g0: too late
         UpdateWrite([_fire(rejected, PHT.Running, PHT.Failed, "ev-g3")], require_match=True),  # it is rejected
         UpdateWrite([], extra=incomplete),
+        UpdateWrite([], extra=ChangeSet(insert=[Quad(ex("station-cologne"), RDF_TYPE, PHT.Station, ONTOLOGY_GRAPH)])),
         UpdateWrite([], extra=ChangeSet(insert=AT_COLOGNE)),  # before the station it needs
         UpdateWrite([], extra=ChangeSet(insert=COLOGNE)),
         UpdateWrite([], extra=ChangeSet(insert=AT_COLOGNE)),  # after it
     ]
     results = store.apply_writes(writes)
     kinds = [type(r).__name__ if isinstance(r, Exception) else [o.solutions for o in r] for r in results]
-    assert kinds == [[1], [1], "ConflictError", "ConflictError", "ValidationFailed", "ValidationFailed", [], []]
+    assert kinds == [[1], [1], "ConflictError", "ConflictError", "ValidationFailed", "InvalidInputError",
+                     "ValidationFailed", [], []]
     assert _state(store, aachen) == {PHT.OutputUnderReview}
     assert _state(store, leipzig) == {PHT.Running}
     assert _state(store, rejected) == {PHT.Rejected}
@@ -1037,6 +1049,7 @@ def test_a_group_of_writes_is_applied_as_each_would_be_alone_in_turn(scenario: B
     events = {q.subject for q in store.quads(None, RDF_TYPE, PHT.StateChangeEvent, CENTRAL_GRAPH)}
     assert {ex("ev-g0"), ex("ev-g1")} <= events and not {ex("ev-g2"), ex("ev-g3")} & events
     assert not store.quads(ex("exec-incomplete"), None, None, None)
+    assert not store.quads(ex("station-cologne"), None, None, ONTOLOGY_GRAPH)
     if isinstance(store, EmbeddedStore):  # (a server does not let validate_everything follow blank nodes)
         assert store.validate_everything().conforms
     assert_sizes_kept(store)
@@ -1051,20 +1064,7 @@ def test_a_group_of_remote_writes_costs_the_round_trips_of_one(request: pytest.F
     store = backend.store
     assert isinstance(store, RemoteStore)
     store.apply(ChangeSet(insert=SCENARIO))
-    sent: list[tuple[str, int]] = []
-    http = store._http  # noqa: SLF001
-    post, post_queries = http.post, http.post_queries
-
-    def one(url: str, field: str, text: str, **kw: Any) -> tuple[bytes, str]:
-        if LOCK_GRAPH.value not in text or CENTRAL_GRAPH.value in text:  # not the lock's own (a lapsed claim)
-            sent.append((field, 1))
-        return post(url, field, text, **kw)
-
-    def several(url: str, texts: list[str], **kw: Any) -> list[tuple[bytes, str]]:
-        sent.append(("queries", len(texts)))
-        return post_queries(url, texts, **kw)
-    http.post, http.post_queries = one, several  # type: ignore[method-assign]
-    try:
+    with _requests_sent(store) as sent:
         results = store.apply_writes([
             UpdateWrite([_fire(ex("exec-0002-aachen-r2"), PHT.Running, PHT.OutputUnderReview, "ev-r0",
                                PHT.StationRole)], require_match=True),
@@ -1072,8 +1072,6 @@ def test_a_group_of_remote_writes_costs_the_round_trips_of_one(request: pytest.F
                         extra=ChangeSet(guard=[Quad(ex("train-0002"), PHT.state, PHT.Running, CENTRAL_GRAPH)]),
                         require_match=True),
             UpdateWrite([_fire(ex("train-0002"), PHT.Running, PHT.Queued, "ev-r2")], require_match=True)])
-    finally:
-        http.post, http.post_queries = post, post_queries  # type: ignore[method-assign]
     assert [[o.solutions for o in r] for r in results if not isinstance(r, Exception)] == [[1], [1], [1]]
     confirmed = [] if store._commit_checks_itself() else ["query"]  # noqa: SLF001  # Virtuoso: the commit's ASK
     assert [field for field, _ in sent] == ["queries", "update", *confirmed], "the WHEREs and read-ahead; one commit"
