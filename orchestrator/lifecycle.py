@@ -156,9 +156,6 @@ class _Decision:
     to: str
 
 
-_CHANGED = "the train changed concurrently; read its state and try again"
-
-
 @dataclass
 class Lifecycle:
     """Advances trains and executions; every method is one atomic, validated, guarded write."""
@@ -178,7 +175,7 @@ class Lifecycle:
         self._lock = threading.RLock()
         self._contexts: dict[NamedNode, dict[str, Any]] = {}  # see _execution_row
         self._routes: dict[NamedNode, list[tuple[NamedNode, NamedNode]]] = {}  # see _route
-        self._stop_indices: dict[NamedNode, int] = {}  # the stops' of the routes cached, see _stop_index
+        self._stop_indices: dict[NamedNode, int] = {}  # the index of each stop of the routes cached, see _stop_index
         self._cached_nodes: set[Any] = set()  # every node the two caches hold, see _forget_edited_contexts
         self._known_states: dict[Any, Any] = {}  # see _states: the states this process last read or committed
         self.store.on_commit(self._forget_edited_contexts)
@@ -610,7 +607,7 @@ class Lifecycle:
         try:
             self.store.apply_updates(self._fires(steps), extra=extra, require_match=True)
         except ConflictError:
-            raise IllegalTransition(_CHANGED) from None
+            raise IllegalTransition("the train changed concurrently; read its state and try again") from None
         self._observe(steps)
 
     def _fires(self, steps: Sequence[_Step]) -> list[tuple[str, Mapping[str, Any]]]:
