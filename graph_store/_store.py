@@ -337,8 +337,8 @@ class GraphStore(ABC):
 
     def _committed(self, writes: Sequence[tuple[ChangeSet, Sequence[tuple[NamedNode, PostChangeView]]]]) -> None:
         """Commit checked changes (:meth:`_checked`, under the same hold) as ONE request, then tell the listeners
-        of each in turn. Several only if no two write quads of one subject (:meth:`_grouped`): their union is
-        then what applying them in order would write."""
+        of each in turn. Several only if no two of them write quads of one subject (:meth:`_grouped`): their union
+        is then what applying them in order would write."""
         writes = [(change, views) for change, views in writes if not change.is_empty()]
         if not writes:
             return
@@ -477,10 +477,7 @@ class GraphStore(ABC):
         # and the step would apply twice (measured with two service replicas on one Oxigraph server).
         with self._write_lock, self._exclusive():
             answered = self._answer_wheres(compiled, extra)  # a remote store's: all at once, with its read-ahead
-            try:
-                parts = self._evaluated(compiled, answered, require_match=require_match)
-            finally:  # pyoxigraph's solutions are dropped by this thread, not with a traceback in another's
-                answered.clear()
+            parts = self._evaluated(compiled, answered, require_match=require_match)
             changes = [ch for ch, _ in parts] + ([extra] if extra is not None else [])
             self._read_ahead(ChangeSet.merged(changes))  # the nodes of every deletion, asked for below, and more
             merged, found = self._guarded(changes, extra)
@@ -540,8 +537,6 @@ class GraphStore(ABC):
                     evaluated[i] = self._evaluated(updates, mine, require_match=writes[i].require_match)
                 except Exception as e:
                     results[i] = e
-                finally:  # see apply_updates
-                    mine.clear()
             changes: dict[int, list[ChangeSet]] = {}
             for i, parts in evaluated.items():
                 changes[i] = [ch for ch, _ in parts] + [extra for extra in (writes[i].extra,) if extra is not None]
@@ -583,12 +578,15 @@ class GraphStore(ABC):
         return cast(list[list[UpdateOutcome] | Exception], results)  # each write has one now
 
     def _evaluated(self, compiled: Sequence[tuple[CompiledUpdate, dict[str, Any]]],
-                   answered: Mapping[int, QuerySolutions], *, require_match: bool) -> list[tuple[ChangeSet, int]]:
-        """Each update's change set and solution count (its WHERE answered already where ``answered`` has it);
-        with ``require_match``, ConflictError if a WHERE matched nothing."""
-        parts = [self.evaluate_update(c, values, c.where_dataset(), None,
-                                      select=_answered(answered[i]) if i in answered else None)
-                 for i, (c, values) in enumerate(compiled)]
+                   answered: dict[int, QuerySolutions], *, require_match: bool) -> list[tuple[ChangeSet, int]]:
+        """Each update's change set and solution count (its WHERE answered already where ``answered`` has it, which
+        is emptied); with ``require_match``, ConflictError if a WHERE matched nothing."""
+        try:
+            parts = [self.evaluate_update(c, values, c.where_dataset(), None,
+                                          select=_answered(answered[i]) if i in answered else None)
+                     for i, (c, values) in enumerate(compiled)]
+        finally:  # pyoxigraph's solutions are dropped by this thread, not with a refusal's traceback in another's
+            answered.clear()
         if require_match and any(n == 0 for _, n in parts):
             raise ConflictError("the data changed concurrently: a guarded step no longer applies")
         return parts

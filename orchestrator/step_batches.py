@@ -10,7 +10,7 @@ starts at once, alone: grouping adds no wait.
 
 On a store that writes each step alone anyway (the embedded store: no round trips to save, a step takes about a
 millisecond of CPU) the step runs on the event loop, as the other handlers' writes do: handing it to a thread
-cost 12 % of the steps per second (measured, ``benchmarks/README.md`` session 21).
+cost 11 % of the steps per second (measured, ``benchmarks/README.md`` session 21).
 """
 
 from __future__ import annotations
